@@ -1,0 +1,300 @@
+//! `NativeEndpoint`: one socket and its I/O thread, as seen from JavaScript.
+//!
+//! JavaScript gets one notification per empty -> non-empty edge of the record queue (a
+//! threadsafe function with no arguments), then takes all records with `takeRecords()`. Sends
+//! arrive packed, one call per event-loop turn. An environment cleanup hook stops and joins the
+//! I/O thread when the process or worker exits without `close()`: a producer thread still
+//! running at teardown would abort Node.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use kcpwatch::Runtime;
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{
+    ErrorStrategy, ThreadSafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
+};
+use napi::{Env, JsFunction, JsUnknown};
+
+use crate::errors::to_js;
+use crate::options::{self, EndpointOptions, SessionOptions};
+
+type Notify = ThreadsafeFunction<(), ErrorStrategy::Fatal>;
+
+/// The address an endpoint is bound to.
+#[napi(object)]
+pub struct AddressInfo {
+    pub address: String,
+    pub family: String,
+    pub port: u32,
+}
+
+/// A connection opened with `connect`.
+#[napi(object)]
+pub struct ConnectedInfo {
+    pub handle: u32,
+    pub uid: String,
+    pub conv: u32,
+    pub local_address: String,
+    pub local_port: u32,
+    pub remote_address: String,
+    pub remote_port: u32,
+}
+
+/// Runtime counters.
+#[napi(object)]
+pub struct NativeStats {
+    pub connections: u32,
+    pub datagrams_in: f64,
+    pub bytes_in: f64,
+    pub datagrams_accepted: f64,
+    pub datagrams_out: f64,
+    pub bytes_out: f64,
+    pub passive_opens: f64,
+    pub active_opens: f64,
+    pub closed: f64,
+    pub panics: f64,
+    pub dropped_too_short: f64,
+    pub dropped_bad_conv: f64,
+    pub dropped_bad_length: f64,
+    pub dropped_bad_cmd: f64,
+    pub dropped_guard_violation: f64,
+    pub dropped_unknown_connection: f64,
+    pub dropped_over_limit: f64,
+    pub send_errors: f64,
+    pub recv_errors: f64,
+    pub truncated: f64,
+    pub sends_to_closed: f64,
+    pub delivery_pauses: f64,
+}
+
+fn address_info(addr: SocketAddr) -> AddressInfo {
+    AddressInfo {
+        address: addr.ip().to_string(),
+        family: if addr.is_ipv4() { "IPv4" } else { "IPv6" }.into(),
+        port: u32::from(addr.port()),
+    }
+}
+
+struct Live {
+    runtime: Arc<Runtime>,
+    /// Dropped on close so the threadsafe function stops keeping the event loop alive.
+    notify: Arc<Mutex<Option<Notify>>>,
+    cleanup: Option<napi::CleanupEnvHook<Arc<Runtime>>>,
+}
+
+/// One UDP socket with its I/O thread.
+#[napi]
+pub struct NativeEndpoint {
+    live: Option<Live>,
+    /// Kept after close so the final records can still be taken.
+    runtime: Arc<Runtime>,
+    local: SocketAddr,
+}
+
+fn start(
+    mut env: Env,
+    options: EndpointOptions,
+    on_records: JsFunction,
+    remote: Option<SocketAddr>,
+) -> Result<NativeEndpoint> {
+    let config = options::runtime_config(&options, remote.is_none())?;
+    let tsfn: Notify =
+        on_records.create_threadsafe_function(0, |_: ThreadSafeCallContext<()>| {
+            Ok(Vec::<JsUnknown>::new())
+        })?;
+    let notify = Arc::new(Mutex::new(Some(tsfn)));
+    let for_thread = notify.clone();
+    let callback = Box::new(move || {
+        if let Ok(guard) = for_thread.lock() {
+            if let Some(tsfn) = guard.as_ref() {
+                tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        }
+    });
+    let runtime = match remote {
+        Some(remote) => Runtime::start_client(remote, config, callback),
+        None => Runtime::start(config, callback),
+    }
+    .map_err(to_js)?;
+    let runtime = Arc::new(runtime);
+    // Registered after the threadsafe function, so it runs before Node finalises it (cleanup
+    // hooks run in reverse order of registration).
+    let cleanup = env.add_env_cleanup_hook(runtime.clone(), |runtime| runtime.shutdown())?;
+    let local = runtime.local_addr();
+    Ok(NativeEndpoint {
+        live: Some(Live {
+            runtime: runtime.clone(),
+            notify,
+            cleanup: Some(cleanup),
+        }),
+        runtime,
+        local,
+    })
+}
+
+#[napi]
+impl NativeEndpoint {
+    /// Binds a server endpoint. `onRecords` is called (with no arguments) whenever records
+    /// become available.
+    #[napi(factory)]
+    pub fn listen(env: Env, options: EndpointOptions, on_records: JsFunction) -> Result<Self> {
+        start(env, options, on_records, None)
+    }
+
+    /// Binds a client endpoint on the interface that routes to the remote address.
+    #[napi(factory)]
+    pub fn client(
+        env: Env,
+        options: EndpointOptions,
+        remote_address: String,
+        remote_port: u32,
+        on_records: JsFunction,
+    ) -> Result<Self> {
+        let remote = SocketAddr::new(options::ip(&remote_address)?, options::port(remote_port)?);
+        start(env, options, on_records, Some(remote))
+    }
+
+    fn runtime(&self) -> Result<&Arc<Runtime>> {
+        self.live
+            .as_ref()
+            .map(|l| &l.runtime)
+            .ok_or_else(|| to_js(kcpwatch::RuntimeError::Closed))
+    }
+
+    /// The bound address.
+    #[napi]
+    pub fn address(&self) -> AddressInfo {
+        address_info(self.local)
+    }
+
+    /// Opens a connection (raw mode: no handshake; data may flow at once).
+    #[napi]
+    pub fn connect(
+        &self,
+        remote_address: String,
+        remote_port: u32,
+        conv: u32,
+        session: Option<SessionOptions>,
+    ) -> Result<ConnectedInfo> {
+        let remote = SocketAddr::new(options::ip(&remote_address)?, options::port(remote_port)?);
+        let session = session.as_ref().map(options::session_config).transpose()?;
+        let info = self
+            .runtime()?
+            .connect(remote, conv, session)
+            .map_err(to_js)?;
+        Ok(ConnectedInfo {
+            handle: info.handle,
+            uid: info.uid,
+            conv: info.conv,
+            local_address: info.local.ip().to_string(),
+            local_port: u32::from(info.local.port()),
+            remote_address: info.remote.ip().to_string(),
+            remote_port: u32::from(info.remote.port()),
+        })
+    }
+
+    /// Queues a packed batch of messages (see `kcpwatch::Runtime::send_batch`).
+    #[napi]
+    pub fn send_batch(&self, batch: Buffer) -> Result<()> {
+        self.runtime()?.send_batch(batch.to_vec()).map_err(to_js)
+    }
+
+    /// Closes one connection gracefully.
+    #[napi]
+    pub fn close_connection(&self, handle: u32) -> Result<()> {
+        self.runtime()?.close_connection(handle).map_err(to_js)
+    }
+
+    /// Makes the next engine call of a connection panic (fault drills and tests).
+    #[napi]
+    pub fn inject_fault(&self, handle: u32) -> Result<()> {
+        self.runtime()?.inject_fault(handle).map_err(to_js)
+    }
+
+    /// Takes every record published so far, or `null` when there is none.
+    #[napi]
+    pub fn take_records(&self) -> Option<Buffer> {
+        let records = self.runtime.take_records();
+        (!records.is_empty()).then(|| records.into())
+    }
+
+    /// Counters.
+    #[napi]
+    pub fn stats(&self) -> Result<NativeStats> {
+        let s = self.runtime()?.stats().map_err(to_js)?;
+        let d = &s.endpoint.dropped;
+        Ok(NativeStats {
+            connections: s.connections as u32,
+            datagrams_in: s.endpoint.datagrams_in as f64,
+            bytes_in: s.endpoint.bytes_in as f64,
+            datagrams_accepted: s.endpoint.datagrams_accepted as f64,
+            datagrams_out: s.datagrams_out as f64,
+            bytes_out: s.bytes_out as f64,
+            passive_opens: s.endpoint.passive_opens as f64,
+            active_opens: s.endpoint.active_opens as f64,
+            closed: s.endpoint.closed as f64,
+            panics: s.endpoint.panics as f64,
+            dropped_too_short: d[0] as f64,
+            dropped_bad_conv: d[1] as f64,
+            dropped_bad_length: d[2] as f64,
+            dropped_bad_cmd: d[3] as f64,
+            dropped_guard_violation: d[4] as f64,
+            dropped_unknown_connection: d[5] as f64,
+            dropped_over_limit: d[6] as f64,
+            send_errors: s.send_errors as f64,
+            recv_errors: s.recv_errors as f64,
+            truncated: s.truncated as f64,
+            sends_to_closed: s.sends_to_closed as f64,
+            delivery_pauses: s.delivery_pauses as f64,
+        })
+    }
+
+    /// Lets the process exit while this endpoint is open.
+    #[napi]
+    pub fn unref(&mut self, env: Env) -> Result<()> {
+        if let Some(live) = &self.live {
+            if let Ok(mut guard) = live.notify.lock() {
+                if let Some(tsfn) = guard.as_mut() {
+                    tsfn.unref(&env)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the process alive while this endpoint is open (the default).
+    #[napi(js_name = "ref")]
+    pub fn refer(&mut self, env: Env) -> Result<()> {
+        if let Some(live) = &self.live {
+            if let Ok(mut guard) = live.notify.lock() {
+                if let Some(tsfn) = guard.as_mut() {
+                    tsfn.refer(&env)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every connection with `shutdown`, stops and joins the I/O thread and closes the
+    /// socket. The final records stay available to `takeRecords()`. Idempotent.
+    #[napi]
+    pub fn close(&mut self, mut env: Env) -> Result<()> {
+        if let Some(mut live) = self.live.take() {
+            live.runtime.shutdown();
+            if let Some(hook) = live.cleanup.take() {
+                env.remove_env_cleanup_hook(hook)?;
+            }
+            if let Ok(mut guard) = live.notify.lock() {
+                guard.take();
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `close()` has run.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.live.is_none()
+    }
+}

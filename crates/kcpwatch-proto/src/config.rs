@@ -1,0 +1,275 @@
+//! Engine knobs, presets and endpoint limits.
+
+use thiserror::Error;
+
+/// The KCP header length in bytes.
+pub const KCP_HEADER_LEN: usize = 24;
+/// KCP refuses to fragment a message into this many segments or more; a peer that claims a
+/// larger fragment count is lying (DESIGN §3 case K).
+pub const KCP_MAX_FRAGMENTS: usize = 128;
+
+/// A named set of KCP knobs (DESIGN §3). `Game` is `Fast3` with larger windows and a 1200-byte
+/// MTU that survives tunnels and mobile networks without IP fragmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// nodelay 0, interval 40 ms, resend 2, no congestion window.
+    Normal,
+    /// nodelay 0, interval 30 ms, resend 2, no congestion window.
+    Fast,
+    /// nodelay 1, interval 20 ms, resend 2, no congestion window.
+    Fast2,
+    /// nodelay 1, interval 10 ms, resend 2, no congestion window.
+    Fast3,
+    /// `Fast3` with windows 256/256 and MTU 1200.
+    Game,
+}
+
+impl Preset {
+    /// Parses a preset name as used in options and the CLI.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "normal" => Self::Normal,
+            "fast" => Self::Fast,
+            "fast2" => Self::Fast2,
+            "fast3" => Self::Fast3,
+            "game" => Self::Game,
+            _ => return None,
+        })
+    }
+
+    /// The knobs of this preset.
+    pub fn config(self) -> SessionConfig {
+        let base = SessionConfig::default();
+        let (nodelay, interval) = match self {
+            Self::Normal => (false, 40),
+            Self::Fast => (false, 30),
+            Self::Fast2 => (true, 20),
+            Self::Fast3 | Self::Game => (true, 10),
+        };
+        let mut config = SessionConfig {
+            nodelay,
+            interval_ms: interval,
+            fast_resend: 2,
+            no_congestion_window: true,
+            ..base
+        };
+        if self == Self::Game {
+            config.send_window = 256;
+            config.receive_window = 256;
+            config.mtu = 1200;
+        }
+        config
+    }
+}
+
+/// Every knob of one KCP session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// KCP nodelay mode: lower minimum RTO and gentler backoff.
+    pub nodelay: bool,
+    /// Internal flush interval in milliseconds (10..=5000).
+    pub interval_ms: u32,
+    /// Fast retransmit after this many duplicate ACKs (0 disables).
+    pub fast_resend: u32,
+    /// Disable the congestion window (game traffic prefers latency over fairness).
+    pub no_congestion_window: bool,
+    /// Send window in segments.
+    pub send_window: u16,
+    /// Receive window in segments.
+    pub receive_window: u16,
+    /// Maximum datagram size KCP produces, header included.
+    pub mtu: usize,
+    /// Minimum retransmission timeout in milliseconds; `None` keeps KCP's (30 with nodelay, else 100).
+    pub min_rto_ms: Option<u32>,
+    /// Stream mode: message boundaries are not kept and small writes coalesce.
+    pub stream: bool,
+    /// Transmissions of one segment after which the link is declared dead.
+    pub dead_link: u32,
+    /// A session with no valid datagram from the peer for this long is closed (`idle_timeout`).
+    pub idle_timeout_ms: u32,
+    /// Largest message `send()` accepts, and largest message accepted from the peer.
+    pub max_message_size: usize,
+    /// Payload bytes that may wait in the send queue before `send()` refuses more.
+    pub max_send_queue_bytes: usize,
+    /// How long a locally closed session keeps flushing queued data before it is dropped.
+    pub linger_ms: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            nodelay: false,
+            interval_ms: 100,
+            fast_resend: 0,
+            no_congestion_window: false,
+            send_window: 32,
+            receive_window: 128,
+            mtu: 1400,
+            min_rto_ms: None,
+            stream: false,
+            dead_link: 20,
+            idle_timeout_ms: 30_000,
+            max_message_size: 64 * 1024,
+            max_send_queue_bytes: 4 * 1024 * 1024,
+            linger_ms: 3_000,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The MTU is outside 50..=65507 (KCP's minimum, the largest UDP payload).
+    #[error("mtu {0} is outside 50..=65507")]
+    Mtu(usize),
+    /// The interval is outside 10..=5000 ms, the range KCP clamps to.
+    #[error("interval {0} ms is outside 10..=5000")]
+    Interval(u32),
+    /// A window of zero segments can never carry data.
+    #[error("send and receive windows must be at least 1 segment")]
+    Window,
+    /// The largest message does not fit in the fragments KCP can reassemble with this MTU and
+    /// receive window.
+    #[error("max message size {size} exceeds {limit} bytes (fragments x mss for this mtu and receive window)")]
+    MessageSize {
+        /// The configured size.
+        size: usize,
+        /// The largest size that can work.
+        limit: usize,
+    },
+    /// The dead-link threshold must allow at least one retransmission.
+    #[error("dead link threshold must be at least 2 transmissions")]
+    DeadLink,
+    /// The idle timeout must be positive.
+    #[error("idle timeout must be at least 1 ms")]
+    IdleTimeout,
+}
+
+impl SessionConfig {
+    /// KCP's maximum segment payload for this MTU.
+    pub fn mss(&self) -> usize {
+        self.mtu - KCP_HEADER_LEN
+    }
+
+    /// The largest fragment count a message may have: bounded by KCP's own limit and by the
+    /// receive window (a message with more fragments than the window can never be reassembled,
+    /// DESIGN §3 case L).
+    pub fn max_fragments(&self) -> usize {
+        (KCP_MAX_FRAGMENTS - 1).min(usize::from(self.receive_window))
+    }
+
+    /// The largest message this configuration can carry in message mode.
+    pub fn message_size_limit(&self) -> usize {
+        self.max_fragments() * self.mss()
+    }
+
+    /// Checks that the configuration can work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(50..=65_507).contains(&self.mtu) {
+            return Err(ConfigError::Mtu(self.mtu));
+        }
+        if !(10..=5_000).contains(&self.interval_ms) {
+            return Err(ConfigError::Interval(self.interval_ms));
+        }
+        if self.send_window == 0 || self.receive_window == 0 {
+            return Err(ConfigError::Window);
+        }
+        if !self.stream && self.max_message_size > self.message_size_limit() {
+            return Err(ConfigError::MessageSize {
+                size: self.max_message_size,
+                limit: self.message_size_limit(),
+            });
+        }
+        if self.dead_link < 2 {
+            return Err(ConfigError::DeadLink);
+        }
+        if self.idle_timeout_ms == 0 {
+            return Err(ConfigError::IdleTimeout);
+        }
+        Ok(())
+    }
+}
+
+/// Limits and identity of one endpoint (one UDP socket).
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Knobs for sessions this endpoint accepts or opens.
+    pub session: SessionConfig,
+    /// Whether unknown (address, conv) pairs may open a session (a server); a client-only
+    /// endpoint drops them as `unknown_connection`.
+    pub accept_inbound: bool,
+    /// Most sessions at once; a new source beyond it is refused (`capacity`).
+    pub max_connections: usize,
+    /// Seed for connection ids; the runtime passes entropy, tests pass a constant.
+    pub rng_seed: u64,
+    /// Unix time in milliseconds at which the protocol clock read 0 (for time-sortable ids).
+    pub unix_ms_at_zero: u64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            accept_inbound: true,
+            max_connections: 10_000,
+            rng_seed: 0,
+            unix_ms_at_zero: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_design_table() {
+        let game = Preset::Game.config();
+        assert!(game.nodelay);
+        assert_eq!(
+            (
+                game.interval_ms,
+                game.fast_resend,
+                game.no_congestion_window
+            ),
+            (10, 2, true)
+        );
+        assert_eq!(
+            (game.send_window, game.receive_window, game.mtu),
+            (256, 256, 1200)
+        );
+        let normal = Preset::Normal.config();
+        assert!(!normal.nodelay);
+        assert_eq!(normal.interval_ms, 40);
+        assert_eq!(Preset::Fast.config().interval_ms, 30);
+        assert_eq!(Preset::Fast2.config().interval_ms, 20);
+        assert_eq!(Preset::from_name("fast3"), Some(Preset::Fast3));
+        assert_eq!(Preset::from_name("turbo"), None);
+        for preset in [
+            Preset::Normal,
+            Preset::Fast,
+            Preset::Fast2,
+            Preset::Fast3,
+            Preset::Game,
+        ] {
+            preset.config().validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_configurations_that_cannot_work() {
+        let bad_mtu = SessionConfig {
+            mtu: 20,
+            ..SessionConfig::default()
+        };
+        assert_eq!(bad_mtu.validate(), Err(ConfigError::Mtu(20)));
+        let too_big = SessionConfig {
+            receive_window: 8,
+            ..SessionConfig::default()
+        };
+        assert!(matches!(
+            too_big.validate(),
+            Err(ConfigError::MessageSize { .. })
+        ));
+    }
+}

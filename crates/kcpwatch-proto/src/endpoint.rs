@@ -1,0 +1,757 @@
+//! The endpoint: one UDP socket's worth of sessions. It demultiplexes datagrams by
+//! (source address, conv), opens sessions for new sources in raw mode, runs every session's
+//! timers from one deadline queue, and reports what happened as [`EndpointEvent`]s.
+//!
+//! Driving it (what the runtime and the simulated-network tests both do):
+//! 1. feed datagrams with [`Endpoint::handle_datagram`] and expired deadlines with
+//!    [`Endpoint::handle_timeout`]; apply application commands (`connect`, `send`, `close`);
+//! 2. call [`Endpoint::flush`] once per batch so ACKs and new data leave together;
+//! 3. send [`Endpoint::transmits`], then clear them;
+//! 4. drain [`Endpoint::poll_event`] and read messages of readable connections with
+//!    [`Endpoint::recv`];
+//! 5. sleep until [`Endpoint::poll_timeout`] or the next datagram.
+
+use std::cell::{Ref, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use crate::clock::{ExtendedClock, Millis};
+use crate::config::{ConfigError, EndpointConfig, SessionConfig};
+use crate::guard::{self, GuardContext, GuardViolation};
+use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
+use crate::segment::datagram_conv;
+use crate::session::{ConnectionSummary, Session, SessionSendError};
+use crate::transmit::Transmits;
+use crate::uid::{Uid, UidGenerator};
+
+/// Slot indices use the low 20 bits of a handle, generations the high 12, so a handle fits a
+/// u32 on the binding boundary and a stale handle is recognised after its slot is reused.
+const INDEX_BITS: u32 = 20;
+const MAX_SLOTS: usize = 1 << INDEX_BITS;
+const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
+
+/// Identifies one connection of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionHandle(u32);
+
+impl ConnectionHandle {
+    fn new(index: u32, generation: u32) -> Self {
+        Self(((generation & GENERATION_MASK) << INDEX_BITS) | index)
+    }
+
+    fn index(self) -> u32 {
+        self.0 & ((1 << INDEX_BITS) - 1)
+    }
+
+    fn generation(self) -> u32 {
+        self.0 >> INDEX_BITS
+    }
+
+    /// The handle as a number for the binding boundary.
+    pub fn to_bits(self) -> u32 {
+        self.0
+    }
+
+    /// A handle from [`ConnectionHandle::to_bits`].
+    pub fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+}
+
+/// Something the application or the logging pipeline needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// A new source opened a session (raw mode: its first valid datagram).
+    Accepted {
+        /// The new connection.
+        handle: ConnectionHandle,
+    },
+    /// Messages are ready for [`Endpoint::recv`]; sent once until `recv` returns `None`.
+    Readable {
+        /// The connection.
+        handle: ConnectionHandle,
+    },
+    /// The connection ended; its handle is no longer valid.
+    Closed {
+        /// The connection.
+        handle: ConnectionHandle,
+        /// Why.
+        reason: CloseReason,
+        /// Everything that is known about it.
+        summary: Box<ConnectionSummary>,
+    },
+    /// A datagram was dropped whole before reaching any engine.
+    Dropped {
+        /// Where it came from.
+        remote: SocketAddr,
+        /// The session it was for, if one exists.
+        handle: Option<ConnectionHandle>,
+        /// Why, in DESIGN §5 words.
+        trigger: DropTrigger,
+        /// The exact rule.
+        rule: &'static str,
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// Why `send` refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No such connection (closed, or a stale handle).
+    #[error("unknown or closed connection")]
+    UnknownConnection,
+    /// The session refused it.
+    #[error(transparent)]
+    Session(#[from] SessionSendError),
+}
+
+/// Why `connect` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The session configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A session with that address and conv already exists.
+    #[error("a session for {0} with conv {1} already exists")]
+    Duplicate(SocketAddr, u32),
+    /// The connection limit is reached.
+    #[error("connection limit of {0} reached")]
+    Capacity(usize),
+}
+
+/// Endpoint-wide counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams handed to the endpoint.
+    pub datagrams_in: u64,
+    /// Bytes handed to the endpoint.
+    pub bytes_in: u64,
+    /// Datagrams accepted by a session's guard.
+    pub datagrams_accepted: u64,
+    /// Dropped datagrams by trigger, indexed by [`EndpointStats::trigger_index`].
+    pub dropped: [u64; 7],
+    /// Sessions opened by peers.
+    pub passive_opens: u64,
+    /// Sessions opened by `connect`.
+    pub active_opens: u64,
+    /// Sessions closed, for any reason.
+    pub closed: u64,
+    /// Panics caught inside sessions.
+    pub panics: u64,
+}
+
+impl EndpointStats {
+    /// The slot of `trigger` in [`EndpointStats::dropped`].
+    pub fn trigger_index(trigger: DropTrigger) -> usize {
+        match trigger {
+            DropTrigger::TooShort => 0,
+            DropTrigger::BadConv => 1,
+            DropTrigger::BadLength => 2,
+            DropTrigger::BadCmd => 3,
+            DropTrigger::GuardViolation => 4,
+            DropTrigger::UnknownConnection => 5,
+            DropTrigger::OverLimit => 6,
+        }
+    }
+
+    /// Dropped datagrams for one trigger.
+    pub fn dropped_by(&self, trigger: DropTrigger) -> u64 {
+        self.dropped[Self::trigger_index(trigger)]
+    }
+
+    /// All dropped datagrams.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+struct Slot {
+    generation: u32,
+    session: Option<Session>,
+    /// The deadline this slot is queued for; older queue entries are stale.
+    deadline: Option<u64>,
+}
+
+/// One UDP socket's worth of KCP sessions.
+pub struct Endpoint {
+    config: EndpointConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    by_key: HashMap<(SocketAddr, u32), ConnectionHandle>,
+    timers: crate::timer::TimerQueue,
+    tx: Rc<RefCell<Transmits>>,
+    events: VecDeque<EndpointEvent>,
+    dirty: Vec<ConnectionHandle>,
+    clock: ExtendedClock,
+    uids: UidGenerator,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// A new endpoint whose clock reads `now`.
+    pub fn new(config: EndpointConfig, now: Millis) -> Result<Self, ConfigError> {
+        config.session.validate()?;
+        Ok(Self {
+            uids: UidGenerator::new(config.rng_seed),
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            by_key: HashMap::new(),
+            timers: Default::default(),
+            tx: Transmits::shared(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            clock: ExtendedClock::new(now),
+            stats: EndpointStats::default(),
+        })
+    }
+
+    /// The endpoint's configuration.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    /// Live sessions.
+    pub fn connection_count(&self) -> usize {
+        self.live
+    }
+
+    /// Handles a datagram from `remote` that arrived on our address `local`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+    ) {
+        self.clock.advance(now);
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        let Some(conv) = datagram_conv(datagram) else {
+            self.drop_datagram(
+                remote,
+                None,
+                GuardViolation::TooShort(datagram.len()),
+                datagram.len(),
+            );
+            return;
+        };
+        let handle = match self.by_key.get(&(remote, conv)) {
+            Some(&handle) => handle,
+            None => match self.open_inbound(now, remote, local, conv, datagram) {
+                Some(handle) => handle,
+                None => return,
+            },
+        };
+        let index = handle.index();
+        let outcome = self.with_session(handle, |s| s.input(now, datagram));
+        match outcome {
+            Some(Ok(_)) => {
+                self.stats.datagrams_accepted += 1;
+                self.after_activity(handle, now);
+            }
+            Some(Err(violation)) => {
+                self.drop_datagram(remote, Some(handle), violation, datagram.len())
+            }
+            None => {}
+        }
+        let _ = index;
+    }
+
+    /// Validates the first datagram of an unknown (address, conv) and opens a session for it.
+    fn open_inbound(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: u32,
+        datagram: &[u8],
+    ) -> Option<ConnectionHandle> {
+        if !self.config.accept_inbound {
+            self.drop_trigger(
+                remote,
+                None,
+                DropTrigger::UnknownConnection,
+                "no_session",
+                datagram.len(),
+            );
+            return None;
+        }
+        // ACKs and window probes cannot start a conversation: they answer one (a client of a
+        // restarted server sends them, for instance).
+        if let Some(first) = crate::segment::SegmentHeader::parse(datagram) {
+            if matches!(
+                first.cmd,
+                crate::segment::CMD_ACK | crate::segment::CMD_WASK | crate::segment::CMD_WINS
+            ) {
+                self.drop_trigger(
+                    remote,
+                    None,
+                    DropTrigger::UnknownConnection,
+                    "no_session",
+                    datagram.len(),
+                );
+                return None;
+            }
+        }
+        // Validate against the state a fresh session would have before allocating anything.
+        let session = &self.config.session;
+        let no_flight = |_| None;
+        let ctx = GuardContext {
+            conv,
+            mss: session.mss(),
+            max_fragments: session.max_fragments(),
+            rcv_nxt: 0,
+            rcv_wnd: session.receive_window,
+            snd_una: 0,
+            snd_nxt: 0,
+            now,
+            session_start: now,
+            in_flight: &no_flight,
+        };
+        match guard::validate(&ctx, datagram) {
+            Ok(_) => {}
+            Err(violation) => {
+                self.drop_datagram(remote, None, violation, datagram.len());
+                return None;
+            }
+        }
+        if self.live >= self.config.max_connections
+            || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
+        {
+            self.drop_trigger(
+                remote,
+                None,
+                DropTrigger::OverLimit,
+                "max_connections",
+                datagram.len(),
+            );
+            return None;
+        }
+        let config = self.config.session.clone();
+        let handle = self.insert_session(now, remote, local, conv, &config);
+        self.stats.passive_opens += 1;
+        self.events.push_back(EndpointEvent::Accepted { handle });
+        Some(handle)
+    }
+
+    /// Opens a session to `remote` (a client, or a server talking first).
+    pub fn connect(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: u32,
+        config: Option<&SessionConfig>,
+    ) -> Result<ConnectionHandle, ConnectError> {
+        self.clock.advance(now);
+        let config = config.unwrap_or(&self.config.session).clone();
+        config.validate()?;
+        if self.by_key.contains_key(&(remote, conv)) {
+            return Err(ConnectError::Duplicate(remote, conv));
+        }
+        if self.live >= self.config.max_connections {
+            return Err(ConnectError::Capacity(self.config.max_connections));
+        }
+        let handle = self.insert_session(now, remote, local, conv, &config);
+        self.stats.active_opens += 1;
+        Ok(handle)
+    }
+
+    fn insert_session(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: u32,
+        config: &SessionConfig,
+    ) -> ConnectionHandle {
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let uid = self.uids.next(unix_ms);
+        let session = Session::new(
+            uid,
+            conv,
+            remote,
+            local,
+            config,
+            now,
+            self.clock.extended(),
+            self.tx.clone(),
+        );
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    session: None,
+                    deadline: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.session = Some(session);
+        slot.deadline = None;
+        let handle = ConnectionHandle::new(index, slot.generation);
+        self.by_key.insert((remote, conv), handle);
+        self.live += 1;
+        self.reschedule(handle, now);
+        handle
+    }
+
+    fn slot(&self, handle: ConnectionHandle) -> Option<&Slot> {
+        let slot = self.slots.get(handle.index() as usize)?;
+        (slot.generation & GENERATION_MASK == handle.generation() && slot.session.is_some())
+            .then_some(slot)
+    }
+
+    fn session(&self, handle: ConnectionHandle) -> Option<&Session> {
+        self.slot(handle).and_then(|s| s.session.as_ref())
+    }
+
+    /// Runs `f` on a session; a panic inside it ends that session with `internal_error` and
+    /// never propagates.
+    fn with_session<R>(
+        &mut self,
+        handle: ConnectionHandle,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> Option<R> {
+        self.slot(handle)?;
+        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        match catch_unwind(AssertUnwindSafe(|| f(session))) {
+            Ok(result) => Some(result),
+            Err(_) => {
+                self.stats.panics += 1;
+                self.close_now(handle, CloseReason::InternalError);
+                None
+            }
+        }
+    }
+
+    /// After input or a command: signal readability, queue a flush and move the deadline.
+    fn after_activity(&mut self, handle: ConnectionHandle, now: Millis) {
+        let Some(session) = self.session(handle) else {
+            return;
+        };
+        let readable = session.state == ConnectionState::Established
+            && !session.readable_signalled
+            && session.peek_size().is_some();
+        let flush = session.flush_pending;
+        if readable {
+            if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                s.readable_signalled = true;
+            }
+            self.events.push_back(EndpointEvent::Readable { handle });
+        }
+        if flush {
+            self.dirty.push(handle);
+        }
+        self.reschedule(handle, now);
+    }
+
+    fn reschedule(&mut self, handle: ConnectionHandle, now: Millis) {
+        let Some(session) = self.session(handle) else {
+            return;
+        };
+        let deadline = session.next_deadline(now);
+        let extended = self.clock.extended() + u64::from(deadline.wrapping_sub(now));
+        let slot = &mut self.slots[handle.index() as usize];
+        if slot.deadline != Some(extended) {
+            slot.deadline = Some(extended);
+            self.timers
+                .schedule(extended, handle.index(), slot.generation);
+        }
+        if self.timers.len() > 4 * self.live + 64 {
+            let slots = &self.slots;
+            self.timers.compact(|d, s, g| {
+                let slot = &slots[s as usize];
+                slot.generation == g && slot.deadline == Some(d)
+            });
+        }
+    }
+
+    /// The next time [`Endpoint::handle_timeout`] must run, if any session is live.
+    pub fn poll_timeout(&mut self) -> Option<Millis> {
+        while let Some((deadline, index, generation)) = self.timers.peek() {
+            let slot = &self.slots[index as usize];
+            if slot.generation == generation
+                && slot.deadline == Some(deadline)
+                && slot.session.is_some()
+            {
+                return Some(ExtendedClock::wrap(deadline));
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Runs every session whose deadline has passed.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let now_extended = self.clock.advance(now);
+        while let Some((deadline, index, generation)) = self.timers.peek() {
+            if deadline > now_extended {
+                break;
+            }
+            self.timers.pop();
+            let slot = &mut self.slots[index as usize];
+            if slot.generation != generation
+                || slot.deadline != Some(deadline)
+                || slot.session.is_none()
+            {
+                continue;
+            }
+            slot.deadline = None;
+            let handle = ConnectionHandle::new(index, generation);
+            let Some(reason) = self.with_session(handle, |s| {
+                s.update(now);
+                s.liveness(now)
+            }) else {
+                continue;
+            };
+            match reason {
+                Some(reason) => self.close_now(handle, reason),
+                None => self.after_activity(handle, now),
+            }
+        }
+    }
+
+    /// Sends ACKs and queued data of every session that has some, now.
+    pub fn flush(&mut self, now: Millis) {
+        self.clock.advance(now);
+        let dirty = std::mem::take(&mut self.dirty);
+        for &handle in &dirty {
+            let pending = self.session(handle).is_some_and(|s| s.flush_pending);
+            if pending {
+                let reason = self.with_session(handle, |s| {
+                    s.flush(now);
+                    s.liveness(now)
+                });
+                match reason {
+                    Some(Some(reason)) => self.close_now(handle, reason),
+                    Some(None) => self.reschedule(handle, now),
+                    None => {}
+                }
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Queues a message on a connection.
+    pub fn send(
+        &mut self,
+        now: Millis,
+        handle: ConnectionHandle,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        self.clock.advance(now);
+        match self.with_session(handle, |s| s.send(data)) {
+            None => Err(SendError::UnknownConnection),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(())) => {
+                self.dirty.push(handle);
+                Ok(())
+            }
+        }
+    }
+
+    /// Size of the next message on a connection, if one is ready.
+    pub fn peek_size(&self, handle: ConnectionHandle) -> Option<usize> {
+        let session = self.session(handle)?;
+        if session.state != ConnectionState::Established {
+            return None;
+        }
+        session.peek_size()
+    }
+
+    /// Moves the next message of a connection into `buf` (at least [`Endpoint::peek_size`]
+    /// bytes). `None` when no message is ready; then the next arrival signals `Readable` again.
+    pub fn recv(&mut self, handle: ConnectionHandle, buf: &mut [u8]) -> Option<usize> {
+        let ready = self.peek_size(handle);
+        let session = self
+            .slots
+            .get_mut(handle.index() as usize)?
+            .session
+            .as_mut()?;
+        if ready.is_none() {
+            session.readable_signalled = false;
+            return None;
+        }
+        let n = self.with_session(handle, |s| s.recv(buf))??;
+        self.dirty.push(handle);
+        Some(n)
+    }
+
+    /// Payload bytes queued on a connection and not yet acknowledged by the peer.
+    pub fn waiting_bytes(&self, handle: ConnectionHandle) -> Option<usize> {
+        self.session(handle).map(Session::waiting_bytes)
+    }
+
+    /// Payload bytes the peer has acknowledged over the connection's life.
+    pub fn acked_bytes(&self, handle: ConnectionHandle) -> Option<u64> {
+        self.session(handle).map(Session::acked_bytes)
+    }
+
+    /// Closes a connection gracefully: queued data keeps flowing for up to the linger time,
+    /// then the connection closes with `local_closed`.
+    pub fn close(&mut self, now: Millis, handle: ConnectionHandle) {
+        self.clock.advance(now);
+        let reason = self.with_session(handle, |s| {
+            s.begin_close(now);
+            s.liveness(now)
+        });
+        match reason {
+            Some(Some(reason)) => self.close_now(handle, reason),
+            Some(None) => self.reschedule(handle, now),
+            None => {}
+        }
+    }
+
+    /// Ends every connection with `shutdown`.
+    pub fn shutdown(&mut self, now: Millis) {
+        self.clock.advance(now);
+        let handles: Vec<ConnectionHandle> = self.by_key.values().copied().collect();
+        for handle in handles {
+            self.close_now(handle, CloseReason::Shutdown);
+        }
+    }
+
+    /// Ends a connection at once.
+    pub fn close_now(&mut self, handle: ConnectionHandle, reason: CloseReason) {
+        let Some(slot) = self.slots.get_mut(handle.index() as usize) else {
+            return;
+        };
+        if slot.generation & GENERATION_MASK != handle.generation() {
+            return;
+        }
+        let Some(session) = slot.session.take() else {
+            return;
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.deadline = None;
+        self.free.push(handle.index());
+        self.by_key.remove(&(session.remote, session.conv));
+        self.live -= 1;
+        self.stats.closed += 1;
+        // A panicking engine may have left its state inconsistent; the summary only reads
+        // plain counters, but guard it all the same.
+        let now_extended = self.clock.extended();
+        let summary = catch_unwind(AssertUnwindSafe(|| session.summary(now_extended)));
+        if let Ok(summary) = summary {
+            self.events.push_back(EndpointEvent::Closed {
+                handle,
+                reason,
+                summary: Box::new(summary),
+            });
+        }
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    /// Datagrams waiting to be sent. Clear them with [`Endpoint::clear_transmits`] or
+    /// [`Endpoint::consume_transmits`] once sent.
+    pub fn transmits(&self) -> Ref<'_, Transmits> {
+        self.tx.borrow()
+    }
+
+    /// Forgets every waiting datagram.
+    pub fn clear_transmits(&mut self) {
+        self.tx.borrow_mut().clear();
+    }
+
+    /// Forgets the first `count` waiting datagrams.
+    pub fn consume_transmits(&mut self, count: usize) {
+        self.tx.borrow_mut().consume(count);
+    }
+
+    /// A connection's id, addresses and conv.
+    pub fn connection_info(&self, handle: ConnectionHandle) -> Option<ConnectionInfo> {
+        let s = self.session(handle)?;
+        Some(ConnectionInfo {
+            uid: s.uid,
+            conv: s.conv,
+            remote: s.remote,
+            local: s.local,
+            state: s.state,
+        })
+    }
+
+    /// A connection's summary so far.
+    pub fn connection_summary(&self, handle: ConnectionHandle) -> Option<ConnectionSummary> {
+        self.session(handle)
+            .map(|s| s.summary(self.clock.extended()))
+    }
+
+    /// Makes the next engine call of a connection panic, to exercise the containment that
+    /// turns an engine failure into an `internal_error` close. For tests and fault drills.
+    pub fn inject_engine_fault(&mut self, handle: ConnectionHandle) -> bool {
+        if self.slot(handle).is_none() {
+            return false;
+        }
+        if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+            s.poisoned = true;
+            s.flush_pending = true;
+        }
+        self.dirty.push(handle);
+        true
+    }
+
+    fn drop_datagram(
+        &mut self,
+        remote: SocketAddr,
+        handle: Option<ConnectionHandle>,
+        violation: GuardViolation,
+        len: usize,
+    ) {
+        self.drop_trigger(remote, handle, violation.trigger(), violation.rule(), len);
+    }
+
+    fn drop_trigger(
+        &mut self,
+        remote: SocketAddr,
+        handle: Option<ConnectionHandle>,
+        trigger: DropTrigger,
+        rule: &'static str,
+        len: usize,
+    ) {
+        self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
+        self.events.push_back(EndpointEvent::Dropped {
+            remote,
+            handle,
+            trigger,
+            rule,
+            len,
+        });
+    }
+}
+
+/// Identity of a live connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Connection id.
+    pub uid: Uid,
+    /// KCP conversation id.
+    pub conv: u32,
+    /// The peer.
+    pub remote: SocketAddr,
+    /// Our address.
+    pub local: SocketAddr,
+    /// Lifecycle state.
+    pub state: ConnectionState,
+}

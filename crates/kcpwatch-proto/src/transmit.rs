@@ -1,0 +1,130 @@
+//! Datagrams waiting to be sent, packed into one reusable buffer so that producing a datagram
+//! never allocates (the buffer grows to the largest burst and is then reused).
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// A buffer larger than this after a burst is given back when it empties, so one burst does not
+/// pin memory forever.
+const RETAINED_CAPACITY: usize = 4 << 20;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    destination: SocketAddr,
+    start: u32,
+    len: u32,
+}
+
+/// The datagrams an endpoint produced since the caller last cleared them.
+#[derive(Debug)]
+pub struct Transmits {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Transmits {
+    pub(crate) fn new() -> Self {
+        Self {
+            bytes: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Number of datagrams waiting.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The datagram at `index` and where it goes.
+    pub fn get(&self, index: usize) -> Option<(SocketAddr, &[u8])> {
+        let e = self.entries.get(index)?;
+        let start = e.start as usize;
+        Some((e.destination, &self.bytes[start..start + e.len as usize]))
+    }
+
+    /// Every waiting datagram in order.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        self.entries.iter().map(|e| {
+            let start = e.start as usize;
+            (e.destination, &self.bytes[start..start + e.len as usize])
+        })
+    }
+
+    /// Forgets every waiting datagram.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+        if self.bytes.capacity() > RETAINED_CAPACITY {
+            self.bytes.shrink_to(RETAINED_CAPACITY);
+        }
+    }
+
+    /// Forgets the first `count` datagrams (those a partial batched send got out).
+    pub fn consume(&mut self, count: usize) {
+        if count >= self.entries.len() {
+            self.clear();
+            return;
+        }
+        let cut = self.entries[count].start;
+        self.entries.drain(..count);
+        self.bytes.drain(..cut as usize);
+        for e in &mut self.entries {
+            e.start -= cut;
+        }
+    }
+
+    pub(crate) fn push(&mut self, destination: SocketAddr, datagram: &[u8]) {
+        self.entries.push(Entry {
+            destination,
+            start: self.bytes.len() as u32,
+            len: datagram.len() as u32,
+        });
+        self.bytes.extend_from_slice(datagram);
+    }
+}
+
+/// The KCP engine's output: every `write` is one datagram for the session that is running.
+pub(crate) struct TxSink {
+    queue: Rc<RefCell<Transmits>>,
+    destination: SocketAddr,
+    /// Datagrams and bytes this session wrote, for its summary.
+    pub(crate) datagrams: u64,
+    pub(crate) bytes: u64,
+}
+
+impl TxSink {
+    pub(crate) fn new(queue: Rc<RefCell<Transmits>>, destination: SocketAddr) -> Self {
+        Self {
+            queue,
+            destination,
+            datagrams: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl io::Write for TxSink {
+    fn write(&mut self, datagram: &[u8]) -> io::Result<usize> {
+        self.queue.borrow_mut().push(self.destination, datagram);
+        self.datagrams += 1;
+        self.bytes += datagram.len() as u64;
+        Ok(datagram.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transmits {
+    pub(crate) fn shared() -> Rc<RefCell<Self>> {
+        Rc::new(RefCell::new(Self::new()))
+    }
+}

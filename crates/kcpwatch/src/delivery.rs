@@ -1,0 +1,210 @@
+//! The data path to JavaScript: connection events and messages packed into one byte buffer
+//! that JavaScript takes whole with a single call (zero copies on the JavaScript side: each
+//! message is a view into the batch). One wake-up fires per empty -> non-empty edge, so a busy
+//! server costs one cross-thread notification per batch, not per message.
+//!
+//! Record layout, little endian: `kind: u8, handle: u32, len: u32, payload[len]`.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use kcpwatch_proto::{ConnectionSummary, Initiator};
+
+/// What a record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// A peer opened a connection: conv u32, remote port u16, local port u16, then three
+    /// u8-length-prefixed strings: remote ip, local ip, uid.
+    Accepted = 1,
+    /// One message (or stream chunk): the payload is the message.
+    Message = 2,
+    /// A connection ended: reason code u8, initiator u8, then the summary as u64s
+    /// (duration_ms, datagrams_in, bytes_in, datagrams_out, bytes_out, payload_bytes_in,
+    /// payload_bytes_out, messages_in, messages_out, retransmitted segments, guard drops) and
+    /// u32s (srtt, rttvar, rto).
+    Closed = 3,
+    /// Bytes the peer acknowledged over the connection's life: u64. Sent for connections whose
+    /// sender is waiting for `drain`.
+    Progress = 4,
+    /// A connection-level error: u8-length-prefixed code, then u16-length-prefixed message.
+    Error = 5,
+}
+
+/// Staging area the I/O thread fills during one loop iteration, published in one step.
+#[derive(Debug, Default)]
+pub struct RecordWriter {
+    bytes: Vec<u8>,
+}
+
+impl RecordWriter {
+    /// Bytes staged.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn header(&mut self, kind: RecordKind, handle: u32, len: usize) {
+        self.bytes.push(kind as u8);
+        self.bytes.extend_from_slice(&handle.to_le_bytes());
+        self.bytes.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+
+    fn short_str(&mut self, s: &str) {
+        let s = &s.as_bytes()[..s.len().min(255)];
+        self.bytes.push(s.len() as u8);
+        self.bytes.extend_from_slice(s);
+    }
+
+    /// A new connection.
+    pub fn accepted(
+        &mut self,
+        handle: u32,
+        conv: u32,
+        remote: SocketAddr,
+        local: SocketAddr,
+        uid: &str,
+    ) {
+        let remote_ip = remote.ip().to_string();
+        let local_ip = local.ip().to_string();
+        let len = 4 + 2 + 2 + 3 + remote_ip.len() + local_ip.len() + uid.len();
+        self.header(RecordKind::Accepted, handle, len);
+        self.bytes.extend_from_slice(&conv.to_le_bytes());
+        self.bytes.extend_from_slice(&remote.port().to_le_bytes());
+        self.bytes.extend_from_slice(&local.port().to_le_bytes());
+        self.short_str(&remote_ip);
+        self.short_str(&local_ip);
+        self.short_str(uid);
+    }
+
+    /// Reserves room for a message of `len` bytes and returns it to be filled in place.
+    pub fn message_slot(&mut self, handle: u32, len: usize) -> &mut [u8] {
+        self.header(RecordKind::Message, handle, len);
+        let start = self.bytes.len();
+        self.bytes.resize(start + len, 0);
+        &mut self.bytes[start..]
+    }
+
+    /// Shrinks the message just reserved to the bytes actually written.
+    pub fn finish_message(&mut self, reserved: usize, written: usize) {
+        let start = self.bytes.len() - reserved;
+        self.bytes.truncate(start + written);
+        let len_at = start - 4;
+        self.bytes[len_at..start].copy_from_slice(&(written as u32).to_le_bytes());
+    }
+
+    /// A connection ended.
+    pub fn closed(&mut self, handle: u32, reason: u8, initiator: Initiator, s: &ConnectionSummary) {
+        let u64s = [
+            s.duration_ms,
+            s.datagrams_in,
+            s.bytes_in,
+            s.datagrams_out,
+            s.bytes_out,
+            s.payload_bytes_in,
+            s.payload_bytes_out,
+            s.messages_in,
+            s.messages_out,
+            s.engine.retrans_segs + s.engine.fast_retrans_segs,
+            s.guard_drops,
+        ];
+        let u32s = [s.srtt_ms, s.rttvar_ms, s.rto_ms];
+        self.header(
+            RecordKind::Closed,
+            handle,
+            2 + u64s.len() * 8 + u32s.len() * 4,
+        );
+        self.bytes.push(reason);
+        self.bytes.push(match initiator {
+            Initiator::Local => 0,
+            Initiator::Remote => 1,
+        });
+        for v in u64s {
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in u32s {
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// Acknowledgement progress of a connection.
+    pub fn progress(&mut self, handle: u32, acked_bytes: u64) {
+        self.header(RecordKind::Progress, handle, 8);
+        self.bytes.extend_from_slice(&acked_bytes.to_le_bytes());
+    }
+
+    /// A connection-level error.
+    pub fn error(&mut self, handle: u32, code: &str, message: &str) {
+        let message = &message.as_bytes()[..message.len().min(1024)];
+        self.header(
+            RecordKind::Error,
+            handle,
+            1 + code.len().min(255) + 2 + message.len(),
+        );
+        self.short_str(code);
+        self.bytes
+            .extend_from_slice(&(message.len() as u16).to_le_bytes());
+        self.bytes.extend_from_slice(message);
+    }
+}
+
+/// What the I/O thread has published and JavaScript has not taken yet.
+pub struct DeliveryQueue {
+    inner: Mutex<Vec<u8>>,
+    notify: Box<dyn Fn() + Send + Sync>,
+    limit: usize,
+}
+
+impl DeliveryQueue {
+    /// A queue that calls `notify` whenever it goes from empty to non-empty, and that reports
+    /// itself full past `limit` bytes.
+    pub fn new(limit: usize, notify: Box<dyn Fn() + Send + Sync>) -> Self {
+        Self {
+            inner: Mutex::new(Vec::new()),
+            notify,
+            limit,
+        }
+    }
+
+    /// Publishes staged records. Returns false when the queue is above its limit, so the
+    /// I/O thread stops pulling messages out of the engines (the KCP receive window then
+    /// pushes back on the peers) until JavaScript drains.
+    pub fn publish(&self, staged: &mut RecordWriter) -> bool {
+        if staged.is_empty() {
+            return self.has_room();
+        }
+        let (was_empty, room) = {
+            let mut queue = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let was_empty = queue.is_empty();
+            if was_empty {
+                std::mem::swap(&mut *queue, &mut staged.bytes);
+            } else {
+                queue.extend_from_slice(&staged.bytes);
+            }
+            (was_empty, queue.len() < self.limit)
+        };
+        staged.bytes.clear();
+        if was_empty {
+            (self.notify)();
+        }
+        room
+    }
+
+    /// Whether more may be published.
+    pub fn has_room(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|q| q.len() < self.limit)
+            .unwrap_or(true)
+    }
+
+    /// Takes everything published so far.
+    pub fn take(&self) -> Vec<u8> {
+        let mut queue = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *queue)
+    }
+}

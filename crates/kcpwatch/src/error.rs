@@ -1,0 +1,52 @@
+//! Runtime failures, each with a stable code that the binding turns into a `KCP_ERR_*` class.
+
+use std::io;
+
+use thiserror::Error;
+
+/// A runtime operation failed.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// The socket could not be created or bound (the OS error code is kept, e.g. EADDRINUSE).
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The host name did not resolve to an address.
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] kcpwatch_proto::config::ConfigError),
+    /// Opening a connection failed.
+    #[error(transparent)]
+    Connect(#[from] kcpwatch_proto::endpoint::ConnectError),
+    /// The runtime has been shut down.
+    #[error("the endpoint is closed")]
+    Closed,
+    /// Starting the I/O thread or the poller failed.
+    #[error("runtime setup failed: {0}")]
+    Setup(io::Error),
+}
+
+impl RuntimeError {
+    /// The stable code the JavaScript error classes carry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Bind { source, .. } => match source.kind() {
+                io::ErrorKind::AddrInUse => "KCP_ERR_ADDR_IN_USE",
+                io::ErrorKind::AddrNotAvailable => "KCP_ERR_ADDR_NOT_AVAILABLE",
+                io::ErrorKind::PermissionDenied => "KCP_ERR_PERMISSION_DENIED",
+                _ => "KCP_ERR_BIND",
+            },
+            Self::Resolve(_) => "KCP_ERR_RESOLVE",
+            Self::Config(_) => "KCP_ERR_INVALID_OPTION",
+            Self::Connect(_) => "KCP_ERR_CONNECT",
+            Self::Closed => "KCP_ERR_CLOSED",
+            Self::Setup(_) => "KCP_ERR_INTERNAL",
+        }
+    }
+}

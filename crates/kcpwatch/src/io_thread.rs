@@ -1,0 +1,405 @@
+//! The I/O thread: the only owner of the socket and the endpoint. One loop iteration takes
+//! commands, receives datagrams in batches, runs expired timers, flushes, sends in batches,
+//! turns endpoint events into records and publishes them to JavaScript in one step.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use kcpwatch_proto::endpoint::ConnectError;
+use kcpwatch_proto::{ConnectionHandle, Endpoint, EndpointEvent, Millis, SendError, SessionConfig};
+use mio::{Events, Interest, Poll, Token};
+use tracing::{debug, debug_span, warn};
+
+use crate::delivery::{DeliveryQueue, RecordWriter};
+use crate::error::RuntimeError;
+use crate::runtime::{ConnectedInfo, RuntimeConfig, RuntimeStats};
+use crate::udp::UdpIo;
+
+const SOCKET: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+/// Receive batches per loop iteration before timers and sends get their turn.
+const RECV_BATCHES_PER_TURN: usize = 8;
+
+pub(crate) enum Command {
+    Connect {
+        remote: SocketAddr,
+        conv: u32,
+        session: Option<SessionConfig>,
+        reply: Sender<Result<ConnectedInfo, RuntimeError>>,
+    },
+    Send(Vec<u8>),
+    Close(u32),
+    InjectFault(u32),
+    Stats(Sender<RuntimeStats>),
+    Shutdown,
+}
+
+/// State shared between the I/O thread and the handle.
+pub(crate) struct Shared {
+    pub(crate) waker: mio::Waker,
+    pub(crate) delivery: DeliveryQueue,
+    /// The I/O thread stopped pulling messages because delivery was full.
+    pub(crate) paused: AtomicBool,
+}
+
+pub(crate) struct IoThread {
+    poll: Poll,
+    io: UdpIo,
+    local: SocketAddr,
+    endpoint: Endpoint,
+    commands: Receiver<Command>,
+    shared: Arc<Shared>,
+    started: Instant,
+    writer: RecordWriter,
+    /// Connections with messages not yet moved into records.
+    readable: Vec<ConnectionHandle>,
+    /// Connections whose sender waits for `drain`, with the acked bytes last reported.
+    watched: HashMap<ConnectionHandle, u64>,
+    socket_readable: bool,
+    socket_writable: bool,
+    stats: RuntimeStats,
+}
+
+impl IoThread {
+    pub(crate) fn new(
+        poll: Poll,
+        mut socket: mio::net::UdpSocket,
+        local: SocketAddr,
+        config: RuntimeConfig,
+        commands: Receiver<Command>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, RuntimeError> {
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE | Interest::WRITABLE)
+            .map_err(RuntimeError::Setup)?;
+        let mut endpoint_config = config.endpoint.clone();
+        endpoint_config.unix_ms_at_zero = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if endpoint_config.rng_seed == 0 {
+            let mut seed = [0u8; 8];
+            let _ = getrandom::getrandom(&mut seed);
+            endpoint_config.rng_seed = u64::from_le_bytes(seed);
+        }
+        let endpoint = Endpoint::new(endpoint_config, 0)?;
+        Ok(Self {
+            poll,
+            io: UdpIo::new(socket, config.max_datagram).map_err(RuntimeError::Setup)?,
+            local,
+            endpoint,
+            commands,
+            shared,
+            started: Instant::now(),
+            writer: RecordWriter::default(),
+            readable: Vec::new(),
+            watched: HashMap::new(),
+            socket_readable: true,
+            socket_writable: true,
+            stats: RuntimeStats::default(),
+        })
+    }
+
+    fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as u64 as Millis
+    }
+
+    pub(crate) fn run(mut self) {
+        let span = debug_span!("kcpwatch_io", local = %self.local);
+        let _enter = span.enter();
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    warn!(error = %e, "poll failed");
+                }
+            }
+            for event in events.iter() {
+                if event.token() == SOCKET {
+                    self.socket_readable |= event.is_readable();
+                    self.socket_writable |= event.is_writable();
+                }
+            }
+            let shutdown = self.take_commands();
+            let now = self.now();
+            if shutdown {
+                self.endpoint.shutdown(now);
+                self.collect_events();
+                self.shared.delivery.publish(&mut self.writer);
+                debug!("shut down");
+                return;
+            }
+            self.receive(now);
+            self.endpoint.handle_timeout(now);
+            self.endpoint.flush(now);
+            self.transmit();
+            self.collect_events();
+            self.deliver_messages();
+            self.report_progress();
+            let room = self.shared.delivery.publish(&mut self.writer);
+            if !room && !self.readable.is_empty() {
+                self.stats.delivery_pauses += 1;
+                self.shared.paused.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        let can_deliver = !self.readable.is_empty() && !self.shared.paused.load(Ordering::Acquire);
+        if self.socket_readable || can_deliver {
+            return Some(Duration::ZERO);
+        }
+        let deadline = self.endpoint.poll_timeout()?;
+        let wait = deadline.wrapping_sub(self.now()) as i32;
+        Some(Duration::from_millis(wait.max(0) as u64))
+    }
+
+    /// Applies queued commands; true when asked to shut down.
+    fn take_commands(&mut self) -> bool {
+        while let Ok(command) = self.commands.try_recv() {
+            let now = self.now();
+            match command {
+                Command::Shutdown => return true,
+                Command::Send(batch) => self.apply_sends(now, &batch),
+                Command::Close(handle) => self
+                    .endpoint
+                    .close(now, ConnectionHandle::from_bits(handle)),
+                Command::InjectFault(handle) => {
+                    self.endpoint
+                        .inject_engine_fault(ConnectionHandle::from_bits(handle));
+                }
+                Command::Connect {
+                    remote,
+                    conv,
+                    session,
+                    reply,
+                } => {
+                    let result = self
+                        .endpoint
+                        .connect(now, remote, self.local, conv, session.as_ref())
+                        .map_err(RuntimeError::from)
+                        .and_then(|handle| {
+                            let info = self
+                                .endpoint
+                                .connection_info(handle)
+                                .ok_or(RuntimeError::Connect(ConnectError::Capacity(0)))?;
+                            Ok(ConnectedInfo {
+                                handle: handle.to_bits(),
+                                uid: info.uid.to_string(),
+                                local: info.local,
+                                remote: info.remote,
+                                conv: info.conv,
+                            })
+                        });
+                    let _ = reply.send(result);
+                }
+                Command::Stats(reply) => {
+                    let mut stats = self.stats.clone();
+                    stats.endpoint = self.endpoint.stats().clone();
+                    stats.connections = self.endpoint.connection_count();
+                    let _ = reply.send(stats);
+                }
+            }
+        }
+        false
+    }
+
+    fn apply_sends(&mut self, now: Millis, batch: &[u8]) {
+        let mut rest = batch;
+        while rest.len() >= 9 {
+            let handle = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+            let flags = rest[8];
+            let Some(data) = rest.get(9..9 + len) else {
+                warn!("malformed send batch from the binding");
+                return;
+            };
+            rest = &rest[9 + len..];
+            let conn = ConnectionHandle::from_bits(handle);
+            match self.endpoint.send(now, conn, data) {
+                Ok(()) => {
+                    if flags & 1 != 0 {
+                        let acked = self.endpoint.acked_bytes(conn).unwrap_or(0);
+                        self.watched.entry(conn).or_insert(acked);
+                    }
+                }
+                // The close record is already on its way to JavaScript.
+                Err(SendError::UnknownConnection) => self.stats.sends_to_closed += 1,
+                Err(SendError::Session(e)) => {
+                    let code = match e {
+                        kcpwatch_proto::session::SessionSendError::TooLarge { .. } => {
+                            "KCP_ERR_MESSAGE_TOO_LARGE"
+                        }
+                        kcpwatch_proto::session::SessionSendError::QueueFull { .. } => {
+                            "KCP_ERR_QUEUE_FULL"
+                        }
+                        kcpwatch_proto::session::SessionSendError::NotOpen => "KCP_ERR_CLOSED",
+                        kcpwatch_proto::session::SessionSendError::Empty => "KCP_ERR_EMPTY_MESSAGE",
+                    };
+                    self.writer.error(handle, code, &e.to_string());
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, now: Millis) {
+        if !self.socket_readable {
+            return;
+        }
+        let local = self.local;
+        for _ in 0..RECV_BATCHES_PER_TURN {
+            let endpoint = &mut self.endpoint;
+            let stats = &mut self.stats;
+            let result = self.io.recv_batch(|datagram| {
+                if datagram.truncated {
+                    stats.truncated += 1;
+                    return;
+                }
+                endpoint.handle_datagram(now, datagram.from, local, datagram.data);
+            });
+            match result {
+                Ok(0) => {
+                    self.socket_readable = false;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Linux reports ICMP errors for earlier sends here on some sockets; the
+                    // datagrams themselves are retransmitted by KCP.
+                    self.stats.recv_errors += 1;
+                    debug!(error = %e, "recv failed");
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self) {
+        if !self.socket_writable {
+            return;
+        }
+        loop {
+            let (result, waiting) = {
+                let transmits = self.endpoint.transmits();
+                if transmits.is_empty() {
+                    return;
+                }
+                let waiting = transmits.len();
+                let result = self.io.send_batch(&transmits);
+                if let Ok(n) = result {
+                    for (_, data) in transmits.iter().take(n) {
+                        self.stats.bytes_out += data.len() as u64;
+                    }
+                }
+                (result, waiting)
+            };
+            match result {
+                Ok(n) => {
+                    self.stats.datagrams_out += n as u64;
+                    self.endpoint.consume_transmits(n);
+                    if n < waiting {
+                        // Kernel buffer full: wait for the writable edge.
+                        self.socket_writable = false;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // One unsendable datagram (e.g. unreachable network) must not block the
+                    // rest; KCP retransmits its data.
+                    self.stats.send_errors += 1;
+                    debug!(error = %e, "send failed");
+                    self.endpoint.consume_transmits(1);
+                }
+            }
+        }
+    }
+
+    fn collect_events(&mut self) {
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                EndpointEvent::Accepted { handle } => {
+                    if let Some(info) = self.endpoint.connection_info(handle) {
+                        self.writer.accepted(
+                            handle.to_bits(),
+                            info.conv,
+                            info.remote,
+                            info.local,
+                            info.uid.as_str(),
+                        );
+                    }
+                }
+                EndpointEvent::Readable { handle } => self.readable.push(handle),
+                EndpointEvent::Closed {
+                    handle,
+                    reason,
+                    summary,
+                } => {
+                    // Messages that arrived before the close are delivered first.
+                    self.readable.retain(|h| *h != handle);
+                    self.watched.remove(&handle);
+                    self.writer.closed(
+                        handle.to_bits(),
+                        reason.code(),
+                        reason.initiator(),
+                        &summary,
+                    );
+                }
+                EndpointEvent::Dropped { .. } => {}
+            }
+        }
+    }
+
+    fn deliver_messages(&mut self) {
+        if self.readable.is_empty() || !self.shared.delivery.has_room() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.readable.len() {
+            let handle = self.readable[i];
+            let mut drained = false;
+            // Bound what one connection contributes per turn so one busy peer cannot starve
+            // the others.
+            for _ in 0..256 {
+                match self.endpoint.peek_size(handle) {
+                    Some(size) => {
+                        let slot = self.writer.message_slot(handle.to_bits(), size);
+                        let written = self.endpoint.recv(handle, slot).unwrap_or(0);
+                        self.writer.finish_message(size, written);
+                    }
+                    None => {
+                        let _ = self.endpoint.recv(handle, &mut []);
+                        drained = true;
+                        break;
+                    }
+                }
+            }
+            if drained {
+                self.readable.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn report_progress(&mut self) {
+        if self.watched.is_empty() {
+            return;
+        }
+        let endpoint = &self.endpoint;
+        let writer = &mut self.writer;
+        self.watched.retain(|&handle, last| {
+            let Some(acked) = endpoint.acked_bytes(handle) else {
+                return false;
+            };
+            if acked != *last {
+                *last = acked;
+                writer.progress(handle.to_bits(), acked);
+            }
+            endpoint.waiting_bytes(handle).unwrap_or(0) > 0
+        });
+    }
+}

@@ -1,0 +1,15 @@
+//! The kcpwatch runtime: owns UDP sockets and runs a [`kcpwatch_proto::Endpoint`] on its own
+//! thread. JavaScript (through the binding) talks to it with commands and receives packed
+//! batches of connection events and messages; nothing on the packet path calls into JavaScript.
+#![warn(missing_docs)]
+
+pub mod delivery;
+pub mod error;
+mod io_thread;
+pub mod runtime;
+pub mod socket;
+mod udp;
+
+pub use delivery::{DeliveryQueue, RecordKind};
+pub use error::RuntimeError;
+pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};

@@ -1,0 +1,268 @@
+//! The handle the binding holds: starts the I/O thread, sends it commands, takes its records,
+//! and stops and joins it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, unbounded, Sender};
+use kcpwatch_proto::{EndpointConfig, EndpointStats, SessionConfig};
+
+use crate::delivery::DeliveryQueue;
+use crate::error::RuntimeError;
+use crate::io_thread::{Command, IoThread, Shared};
+use crate::socket::{self, SocketOptions};
+
+/// Everything needed to start one endpoint.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Address to bind; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// Socket options.
+    pub socket: SocketOptions,
+    /// Endpoint limits and session knobs.
+    pub endpoint: EndpointConfig,
+    /// Largest datagram received whole; longer ones are dropped and counted.
+    pub max_datagram: usize,
+    /// Bytes of undelivered records after which the I/O thread stops pulling messages out of
+    /// the engines until JavaScript drains.
+    pub delivery_limit: usize,
+    /// Thread name, for debuggers and `top -H`.
+    pub thread_name: String,
+}
+
+impl RuntimeConfig {
+    /// A configuration with defaults for `bind`.
+    pub fn new(bind: SocketAddr, endpoint: EndpointConfig) -> Self {
+        let max_datagram = endpoint.session.mtu.max(1500) + 64;
+        Self {
+            bind,
+            socket: SocketOptions::default(),
+            endpoint,
+            max_datagram,
+            delivery_limit: 64 << 20,
+            thread_name: "kcpwatch-io".into(),
+        }
+    }
+}
+
+/// Counters of one runtime.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeStats {
+    /// The endpoint's counters.
+    pub endpoint: EndpointStats,
+    /// Live connections.
+    pub connections: usize,
+    /// Datagrams the socket sent.
+    pub datagrams_out: u64,
+    /// Bytes the socket sent.
+    pub bytes_out: u64,
+    /// Datagrams the OS refused to send (counted, then dropped; KCP retransmits data).
+    pub send_errors: u64,
+    /// Receive calls that failed.
+    pub recv_errors: u64,
+    /// Datagrams longer than the receive buffer, dropped.
+    pub truncated: u64,
+    /// Messages JavaScript sent to connections that had already closed.
+    pub sends_to_closed: u64,
+    /// Times delivery paused because JavaScript had not drained.
+    pub delivery_pauses: u64,
+}
+
+/// A running endpoint: one socket, one I/O thread.
+pub struct Runtime {
+    local_addr: SocketAddr,
+    commands: Sender<Command>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+impl Runtime {
+    /// Binds the socket and starts the I/O thread. `notify` runs on the I/O thread whenever
+    /// records become available after the queue was empty.
+    pub fn start(
+        config: RuntimeConfig,
+        notify: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Self, RuntimeError> {
+        config.endpoint.session.validate()?;
+        let std_socket =
+            socket::bind(config.bind, config.socket).map_err(|source| RuntimeError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        Self::start_on(std_socket, config, notify)
+    }
+
+    /// Starts a client endpoint: binds an ephemeral port on the interface that routes to
+    /// `remote`, so the connection reports its real local address.
+    pub fn start_client(
+        remote: SocketAddr,
+        mut config: RuntimeConfig,
+        notify: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Self, RuntimeError> {
+        let probe = UdpSocket::bind(socket::unspecified_for(remote))
+            .and_then(|s| s.connect(remote).and(s.local_addr()));
+        config.bind = match probe {
+            Ok(local) => SocketAddr::new(local.ip(), 0),
+            Err(_) => socket::unspecified_for(remote),
+        };
+        config.endpoint.accept_inbound = false;
+        Self::start(config, notify)
+    }
+
+    fn start_on(
+        std_socket: UdpSocket,
+        config: RuntimeConfig,
+        notify: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Self, RuntimeError> {
+        let local_addr = socket::normalize(std_socket.local_addr().map_err(RuntimeError::Setup)?);
+        let poll = mio::Poll::new().map_err(RuntimeError::Setup)?;
+        let waker = mio::Waker::new(poll.registry(), crate::io_thread::WAKER)
+            .map_err(RuntimeError::Setup)?;
+        let shared = Arc::new(Shared {
+            waker,
+            delivery: DeliveryQueue::new(config.delivery_limit, notify),
+            paused: AtomicBool::new(false),
+        });
+        let (tx, rx) = unbounded();
+        // The endpoint is single-threaded by design (no locks on the packet path), so it is
+        // built on the thread that owns it; setup failures come back over `ready`.
+        let (ready, setup) = bounded(1);
+        let thread_shared = shared.clone();
+        let thread_config = config.clone();
+        let thread = std::thread::Builder::new()
+            .name(config.thread_name.clone())
+            .spawn(move || {
+                let socket = mio::net::UdpSocket::from_std(std_socket);
+                match IoThread::new(poll, socket, local_addr, thread_config, rx, thread_shared) {
+                    Ok(io) => {
+                        let _ = ready.send(Ok(()));
+                        io.run();
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            })
+            .map_err(RuntimeError::Setup)?;
+        if let Ok(Err(e)) | Err(e) = setup.recv().map_err(|_| RuntimeError::Closed) {
+            let _ = thread.join();
+            return Err(e);
+        }
+        Ok(Self {
+            local_addr,
+            commands: tx,
+            shared,
+            thread: Mutex::new(Some(thread)),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn command(&self, command: Command) -> Result<(), RuntimeError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(RuntimeError::Closed);
+        }
+        self.commands
+            .send(command)
+            .map_err(|_| RuntimeError::Closed)?;
+        let _ = self.shared.waker.wake();
+        Ok(())
+    }
+
+    /// Opens a connection to `remote`; returns its handle, id and local address.
+    pub fn connect(
+        &self,
+        remote: SocketAddr,
+        conv: u32,
+        session: Option<SessionConfig>,
+    ) -> Result<ConnectedInfo, RuntimeError> {
+        let (reply, answer) = bounded(1);
+        self.command(Command::Connect {
+            remote,
+            conv,
+            session,
+            reply,
+        })?;
+        answer.recv().map_err(|_| RuntimeError::Closed)?
+    }
+
+    /// Queues a packed batch of messages: per message `handle: u32, len: u32, flags: u8` then
+    /// the bytes. Flag bit 0 asks for `Progress` records until the queue drains.
+    pub fn send_batch(&self, batch: Vec<u8>) -> Result<(), RuntimeError> {
+        self.command(Command::Send(batch))
+    }
+
+    /// Closes a connection gracefully.
+    pub fn close_connection(&self, handle: u32) -> Result<(), RuntimeError> {
+        self.command(Command::Close(handle))
+    }
+
+    /// Makes the next engine call of a connection panic (fault drills and tests).
+    pub fn inject_fault(&self, handle: u32) -> Result<(), RuntimeError> {
+        self.command(Command::InjectFault(handle))
+    }
+
+    /// Counters, read on the I/O thread so they are consistent with each other.
+    pub fn stats(&self) -> Result<RuntimeStats, RuntimeError> {
+        let (reply, answer) = bounded(1);
+        self.command(Command::Stats(reply))?;
+        answer.recv().map_err(|_| RuntimeError::Closed)
+    }
+
+    /// Takes every record published so far (see [`crate::delivery`]).
+    pub fn take_records(&self) -> Vec<u8> {
+        let records = self.shared.delivery.take();
+        if self.shared.paused.swap(false, Ordering::AcqRel) {
+            let _ = self.shared.waker.wake();
+        }
+        records
+    }
+
+    /// Ends every connection with `shutdown`, stops the I/O thread and joins it. The final
+    /// records (one close per connection) stay available to [`Runtime::take_records`].
+    /// Idempotent.
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.commands.send(Command::Shutdown);
+        let _ = self.shared.waker.wake();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
+    /// Whether [`Runtime::shutdown`] has run.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What `connect` returns.
+#[derive(Debug, Clone)]
+pub struct ConnectedInfo {
+    /// The connection handle.
+    pub handle: u32,
+    /// The connection id.
+    pub uid: String,
+    /// Our address.
+    pub local: SocketAddr,
+    /// The peer.
+    pub remote: SocketAddr,
+    /// The conv.
+    pub conv: u32,
+}

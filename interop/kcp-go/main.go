@@ -1,0 +1,145 @@
+// Command kcpgo is the kcp-go reference peer used by kcpwatch's interop tests
+// and benchmarks. It speaks plain KCP (no block crypt, no FEC), so its wire
+// format is the one of the original ikcp C implementation.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// kcpOverhead is the size of a KCP segment header; mss = mtu - kcpOverhead.
+const kcpOverhead = 24
+
+// maxMTU is kcp-go's upper bound for SetMtu (maxPacketSize).
+const maxMTU = 1472
+
+// kcpOpts holds the KCP tuning flags shared by every subcommand.
+type kcpOpts struct {
+	nodelay  int
+	interval int
+	resend   int
+	nc       int
+	sndwnd   int
+	rcvwnd   int
+	mtu      int
+	stream   bool
+	ackNoDel bool
+}
+
+func (o *kcpOpts) register(fs *flag.FlagSet) {
+	fs.IntVar(&o.nodelay, "nodelay", 1, "KCP nodelay (0 or 1)")
+	fs.IntVar(&o.interval, "interval", 10, "KCP update interval in ms (kcp-go clamps to 10..5000)")
+	fs.IntVar(&o.resend, "resend", 2, "KCP fast resend threshold (0 disables)")
+	fs.IntVar(&o.nc, "nc", 1, "KCP no congestion control (0 or 1)")
+	fs.IntVar(&o.sndwnd, "sndwnd", 256, "KCP send window in segments")
+	fs.IntVar(&o.rcvwnd, "rcvwnd", 256, "KCP receive window in segments")
+	fs.IntVar(&o.mtu, "mtu", 1200, "KCP MTU in bytes (excluding IP/UDP headers)")
+	fs.BoolVar(&o.stream, "stream", false, "KCP stream mode (default: message mode)")
+	fs.BoolVar(&o.ackNoDel, "ack-nodelay", false, "flush ACKs immediately on input (kcp-go SetACKNoDelay)")
+}
+
+func (o *kcpOpts) validate() error {
+	if o.mtu <= kcpOverhead+1 || o.mtu > maxMTU {
+		return fmt.Errorf("--mtu must be in %d..%d", kcpOverhead+2, maxMTU)
+	}
+	if o.sndwnd <= 0 || o.rcvwnd <= 0 {
+		return fmt.Errorf("--sndwnd and --rcvwnd must be positive")
+	}
+	return nil
+}
+
+// mss is the largest payload that fits one KCP segment. kcp-go's Write splits
+// anything larger into several independent messages, so in message mode a
+// message is only kept whole if it is at most mss bytes.
+func (o *kcpOpts) mss() int { return o.mtu - kcpOverhead }
+
+func (o *kcpOpts) apply(s *kcp.UDPSession) {
+	s.SetStreamMode(o.stream)
+	s.SetWriteDelay(false)
+	s.SetNoDelay(o.nodelay, o.interval, o.resend, o.nc)
+	s.SetWindowSize(o.sndwnd, o.rcvwnd)
+	s.SetMtu(o.mtu)
+	s.SetACKNoDelay(o.ackNoDel)
+}
+
+// emit writes v as one JSON line to stdout.
+func emit(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	b = append(b, '\n')
+	os.Stdout.Write(b)
+}
+
+// fail prints {"ok":false,"error":...} and exits 1.
+func fail(format string, args ...any) {
+	emit(struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}{false, fmt.Sprintf(format, args...)})
+	os.Exit(1)
+}
+
+// usageError reports a bad command line on stderr and exits 2.
+func usageError(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "kcpgo: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+// localUDP opens an unconnected UDP socket for a client session. It binds to
+// the source IP the kernel would use to reach raddr, so LocalAddr reports the
+// same ip:port the server sees (kcp-go needs an unconnected socket: it uses
+// WriteTo).
+func localUDP(raddr *net.UDPAddr) (*net.UDPConn, error) {
+	network := "udp4"
+	if raddr.IP.To4() == nil {
+		network = "udp6"
+	}
+	var lip net.IP
+	if probe, err := net.DialUDP(network, nil, raddr); err == nil {
+		lip = probe.LocalAddr().(*net.UDPAddr).IP
+		probe.Close()
+	}
+	return net.ListenUDP(network, &net.UDPAddr{IP: lip})
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: kcpgo <command> [flags]
+
+commands:
+  server        echo server (prints "listening HOST:PORT" to stderr)
+  client        send deterministic messages, verify the echoes
+  bench-client  many concurrent ping-pong sessions, latency percentiles
+
+Run "kcpgo <command> -h" for the flags of a command.
+`)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	args := os.Args[2:]
+	switch os.Args[1] {
+	case "server":
+		runServer(args)
+	case "client":
+		runClient(args)
+	case "bench-client":
+		runBench(args)
+	case "-h", "-help", "--help", "help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "kcpgo: unknown command %q\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+}
