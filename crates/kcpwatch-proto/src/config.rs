@@ -151,6 +151,13 @@ impl SessionConfig {
         self.mtu - KCP_HEADER_LEN
     }
 
+    /// The largest segment payload accepted from a peer. Peers often run KCP's default MTU of
+    /// 1400 while we send with a smaller one (the `game` preset uses 1200), so the receive
+    /// limit is the larger of our MSS and what a 1500-byte Ethernet MTU can carry.
+    pub fn receive_mss(&self) -> usize {
+        self.mtu.max(1500) - KCP_HEADER_LEN
+    }
+
     /// The largest fragment count a message may have: bounded by KCP's own limit and by the
     /// receive window (a message with more fragments than the window can never be reassembled,
     /// DESIGN §3 case L).

@@ -309,7 +309,7 @@ impl Endpoint {
         let no_flight = |_| None;
         let ctx = GuardContext {
             conv,
-            mss: session.mss(),
+            mss: session.receive_mss(),
             max_fragments: session.max_fragments(),
             rcv_nxt: 0,
             rcv_wnd: session.receive_window,

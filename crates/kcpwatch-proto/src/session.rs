@@ -195,7 +195,7 @@ impl Session {
         };
         let ctx = GuardContext {
             conv: self.conv,
-            mss: self.config.mss(),
+            mss: self.config.receive_mss(),
             max_fragments: self.config.max_fragments(),
             rcv_nxt: kcp.rcv_nxt(),
             rcv_wnd: self.config.receive_window,

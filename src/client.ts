@@ -1,0 +1,89 @@
+/** The client: `connect()` opens a raw-mode KCP conversation on its own UDP socket. */
+
+import { randomInt } from 'node:crypto';
+import { isIP } from 'node:net';
+
+import { Connection } from './connection';
+import { KcpInvalidOptionError } from './errors';
+import { resolveHighWaterMark, resolveKcpOptions, resolveMode, resolvePort, type KcpOptions, type Mode } from './options';
+import type { AcceptedRecord, CloseInfo } from './records';
+import { endpointOptions } from './server';
+import { Transport, type TransportOwner } from './transport';
+
+export interface ConnectOptions extends KcpOptions {
+  /** Server address: an IP literal or `'localhost'`. */
+  host?: string;
+  /** Server port. */
+  port: number;
+  /** Conversation id; default random. Both sides of a raw-mode conversation must agree. */
+  conv?: number;
+  /** Only `'raw'` in this version. */
+  mode?: Mode;
+}
+
+class ClientOwner implements TransportOwner {
+  connection: Connection | undefined;
+  accepted(_handle: number, _record: AcceptedRecord): void {}
+  message(_handle: number, data: Buffer): void {
+    this.connection?._message(data);
+  }
+  closed(_handle: number, info: CloseInfo): void {
+    this.connection?._closed(info);
+  }
+  progress(_handle: number, ackedBytes: number): void {
+    this.connection?._progress(ackedBytes);
+  }
+  error(_handle: number, code: string, message: string): void {
+    this.connection?._error(code, message);
+  }
+}
+
+/**
+ * Opens a raw-mode connection: plain KCP, so it works against any KCP server (kcp-go, ikcp,
+ * a kcpwatch server in raw mode). Data may be sent at once; there is no handshake.
+ */
+export function connect(options: ConnectOptions): Connection {
+  if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('connect() takes an options object');
+  resolveMode(options.mode);
+  const kcp = resolveKcpOptions(options);
+  const highWaterMark = resolveHighWaterMark(options.highWaterMark);
+  const port = resolvePort(options.port);
+  if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
+  const requested = options.host ?? '127.0.0.1';
+  const host = requested === 'localhost' ? '127.0.0.1' : requested;
+  if (!isIP(host)) {
+    throw new KcpInvalidOptionError(`host must be an IP address or 'localhost', got ${requested} (resolve names with dns.lookup first)`);
+  }
+  const conv = options.conv ?? randomInt(1, 2 ** 32 - 1);
+  if (!Number.isInteger(conv) || conv < 0 || conv > 0xffff_ffff) {
+    throw new KcpInvalidOptionError(`conv must be a u32, got ${String(conv)}`);
+  }
+  const owner = new ClientOwner();
+  const bindHost = isIP(host) === 6 ? '::' : '0.0.0.0';
+  const transport = Transport.client(owner, endpointOptions(bindHost, 0, kcp, { maxConnections: 1 }), host, port);
+  let info;
+  try {
+    info = transport.native.connect(host, port, conv);
+  } catch (err) {
+    transport.close();
+    throw err;
+  }
+  const connection = new Connection({
+    transport,
+    handle: info.handle,
+    id: info.uid,
+    conv: info.conv,
+    remoteAddress: info.remoteAddress,
+    remotePort: info.remotePort,
+    localAddress: info.localAddress,
+    localPort: info.localPort,
+    maxMessageSize: kcp.maxMessageSize,
+    maxSendQueueBytes: kcp.maxSendQueueBytes,
+    highWaterMark,
+    stream: kcp.stream,
+    // The endpoint exists for this one connection; its thread stops with it.
+    onClosed: () => queueMicrotask(() => transport.close()),
+  });
+  owner.connection = connection;
+  return connection;
+}

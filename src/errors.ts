@@ -1,0 +1,81 @@
+/**
+ * One error class per failure, each with a stable `code` (undici style). Errors raised in Rust
+ * arrive as `[CODE] message` and are mapped onto these classes by {@link fromNative}.
+ */
+
+export class KcpError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'KCP_ERR_GENERIC', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KcpError';
+    this.code = code;
+  }
+}
+
+function define(name: string, code: string) {
+  const cls = class extends KcpError {
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(message, code, options);
+      this.name = name;
+    }
+  };
+  Object.defineProperty(cls, 'name', { value: name });
+  return cls;
+}
+
+/** An option has a wrong type or a value that cannot work. */
+export const KcpInvalidOptionError = define('KcpInvalidOptionError', 'KCP_ERR_INVALID_OPTION');
+/** The address is already bound by another socket (EADDRINUSE). */
+export const KcpAddressInUseError = define('KcpAddressInUseError', 'KCP_ERR_ADDR_IN_USE');
+/** The address does not belong to this host (EADDRNOTAVAIL). */
+export const KcpAddressNotAvailableError = define('KcpAddressNotAvailableError', 'KCP_ERR_ADDR_NOT_AVAILABLE');
+/** Binding was refused by the OS (EACCES, privileged port). */
+export const KcpPermissionDeniedError = define('KcpPermissionDeniedError', 'KCP_ERR_PERMISSION_DENIED');
+/** Any other bind failure. */
+export const KcpBindError = define('KcpBindError', 'KCP_ERR_BIND');
+/** A host name did not resolve. */
+export const KcpResolveError = define('KcpResolveError', 'KCP_ERR_RESOLVE');
+/** The server, client or connection is closed. */
+export const KcpClosedError = define('KcpClosedError', 'KCP_ERR_CLOSED');
+/** The message exceeds `maxMessageSize`. */
+export const KcpMessageTooLargeError = define('KcpMessageTooLargeError', 'KCP_ERR_MESSAGE_TOO_LARGE');
+/** Queued bytes would exceed `maxSendQueueBytes`; wait for `drain`. */
+export const KcpQueueFullError = define('KcpQueueFullError', 'KCP_ERR_QUEUE_FULL');
+/** Empty messages cannot be sent in message mode. */
+export const KcpEmptyMessageError = define('KcpEmptyMessageError', 'KCP_ERR_EMPTY_MESSAGE');
+/** Opening a connection failed (duplicate conv, capacity). */
+export const KcpConnectError = define('KcpConnectError', 'KCP_ERR_CONNECT');
+/** The feature is not available in this version. */
+export const KcpNotSupportedError = define('KcpNotSupportedError', 'KCP_ERR_NOT_SUPPORTED');
+/** A failure inside the library itself. */
+export const KcpInternalError = define('KcpInternalError', 'KCP_ERR_INTERNAL');
+
+const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => KcpError> = {
+  KCP_ERR_INVALID_OPTION: KcpInvalidOptionError,
+  KCP_ERR_ADDR_IN_USE: KcpAddressInUseError,
+  KCP_ERR_ADDR_NOT_AVAILABLE: KcpAddressNotAvailableError,
+  KCP_ERR_PERMISSION_DENIED: KcpPermissionDeniedError,
+  KCP_ERR_BIND: KcpBindError,
+  KCP_ERR_RESOLVE: KcpResolveError,
+  KCP_ERR_CLOSED: KcpClosedError,
+  KCP_ERR_MESSAGE_TOO_LARGE: KcpMessageTooLargeError,
+  KCP_ERR_QUEUE_FULL: KcpQueueFullError,
+  KCP_ERR_EMPTY_MESSAGE: KcpEmptyMessageError,
+  KCP_ERR_CONNECT: KcpConnectError,
+  KCP_ERR_NOT_SUPPORTED: KcpNotSupportedError,
+  KCP_ERR_INTERNAL: KcpInternalError,
+};
+
+/** Builds the error class for a stable code. */
+export function errorFor(code: string, message: string, cause?: unknown): KcpError {
+  const Cls = byCode[code];
+  return Cls ? new Cls(message, { cause }) : new KcpError(message, code, { cause });
+}
+
+/** Maps an error thrown by the native addon onto its class. */
+export function fromNative(err: unknown): KcpError {
+  const message = err instanceof Error ? err.message : String(err);
+  const match = /^\[(KCP_ERR_[A-Z_]+)\] (.*)$/s.exec(message);
+  if (!match) return new KcpInternalError(message, { cause: err });
+  return errorFor(match[1]!, match[2]!, err);
+}

@@ -1,0 +1,18 @@
+/**
+ * kcpwatch: a KCP transport for Node.js game servers whose every connection is visible to
+ * security monitoring. The KCP engine and all UDP I/O run in Rust; this is the typed API.
+ */
+
+export { createServer, Server } from './server';
+export type { ServerOptions, AddressInfo, ServerEvents } from './server';
+export { connect } from './client';
+export type { ConnectOptions } from './client';
+export { Connection } from './connection';
+export type { ConnectionEvents, ConnectionState } from './connection';
+export type { CloseInfo, CloseReason } from './records';
+export { presets } from './options';
+export type { KcpOptions, PresetName, Mode } from './options';
+export type { NativeStats as ServerStats } from './native';
+export * from './errors';
+export { createRelay } from './relay';
+export type { Relay, RelayOptions, RelayStats, ImpairmentOptions } from './relay';

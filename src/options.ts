@@ -1,0 +1,149 @@
+/** Presets, defaults and validation of every KCP knob (DESIGN §3). */
+
+import { KcpInvalidOptionError, KcpNotSupportedError } from './errors';
+
+export type PresetName = 'normal' | 'fast' | 'fast2' | 'fast3' | 'game';
+export type Mode = 'raw' | 'secure';
+
+/** Every engine knob; each overrides the preset's value. */
+export interface KcpOptions {
+  /** Named set of knobs; default `'game'`. */
+  preset?: PresetName;
+  /** KCP nodelay mode. */
+  nodelay?: boolean;
+  /** Internal flush interval in ms (10..5000). */
+  interval?: number;
+  /** Fast retransmit after this many duplicate ACKs (0 disables). */
+  resend?: number;
+  /** Disable congestion control. */
+  nc?: boolean;
+  /** Send window in segments. */
+  sndWnd?: number;
+  /** Receive window in segments. */
+  rcvWnd?: number;
+  /** Largest datagram KCP produces (50..65507). */
+  mtu?: number;
+  /** Minimum retransmission timeout in ms. */
+  minRto?: number;
+  /** Stream mode: no message boundaries, `message` events carry chunks. */
+  stream?: boolean;
+  /** Transmissions of one segment after which the link is declared dead. */
+  deadLink?: number;
+  /** Close after this many ms without a valid datagram from the peer (default 30000). */
+  idleTimeout?: number;
+  /** Largest message in bytes (default 65536). */
+  maxMessageSize?: number;
+  /** Bytes that may wait unacknowledged before `send()` throws `KcpQueueFullError` (default 4 MiB). */
+  maxSendQueueBytes?: number;
+  /** `send()` returns false at or above this many queued bytes, and `drain` follows (default 256 KiB). */
+  highWaterMark?: number;
+  /** How long a closed connection keeps flushing queued data, in ms (default 3000). */
+  linger?: number;
+}
+
+export interface ResolvedKcpOptions {
+  nodelay: boolean;
+  interval: number;
+  resend: number;
+  nc: boolean;
+  sndWnd: number;
+  rcvWnd: number;
+  mtu: number;
+  minRto?: number;
+  stream: boolean;
+  deadLink: number;
+  idleTimeout: number;
+  maxMessageSize: number;
+  maxSendQueueBytes: number;
+  linger: number;
+}
+
+type PresetKnobs = Pick<ResolvedKcpOptions, 'nodelay' | 'interval' | 'resend' | 'nc' | 'sndWnd' | 'rcvWnd' | 'mtu'>;
+
+/** The presets of DESIGN §3: (nodelay, interval, resend, nc) plus windows and MTU. */
+export const presets: Readonly<Record<PresetName, Readonly<PresetKnobs>>> = Object.freeze({
+  normal: { nodelay: false, interval: 40, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
+  fast: { nodelay: false, interval: 30, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
+  fast2: { nodelay: true, interval: 20, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
+  fast3: { nodelay: true, interval: 10, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
+  game: { nodelay: true, interval: 10, resend: 2, nc: true, sndWnd: 256, rcvWnd: 256, mtu: 1200 },
+});
+
+export const DEFAULT_HIGH_WATER_MARK = 256 * 1024;
+
+function int(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new KcpInvalidOptionError(`${name} must be an integer in ${min}..${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function bool(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw new KcpInvalidOptionError(`${name} must be a boolean, got ${String(value)}`);
+  return value;
+}
+
+/** Applies the preset, then each explicit knob, and checks every value. */
+export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions {
+  const presetName = options.preset ?? 'game';
+  const preset = presets[presetName];
+  if (!preset) {
+    throw new KcpInvalidOptionError(`preset must be one of ${Object.keys(presets).join(', ')}, got ${String(presetName)}`);
+  }
+  const pick = <K extends keyof KcpOptions>(key: K, fallback: NonNullable<KcpOptions[K]>): NonNullable<KcpOptions[K]> =>
+    (options[key] ?? fallback) as NonNullable<KcpOptions[K]>;
+  const resolved: ResolvedKcpOptions = {
+    nodelay: bool(pick('nodelay', preset.nodelay), 'nodelay'),
+    interval: int(pick('interval', preset.interval), 'interval', 10, 5000),
+    resend: int(pick('resend', preset.resend), 'resend', 0, 1000),
+    nc: bool(pick('nc', preset.nc), 'nc'),
+    sndWnd: int(pick('sndWnd', preset.sndWnd), 'sndWnd', 1, 65535),
+    rcvWnd: int(pick('rcvWnd', preset.rcvWnd), 'rcvWnd', 1, 65535),
+    mtu: int(pick('mtu', preset.mtu), 'mtu', 50, 65507),
+    stream: bool(pick('stream', false), 'stream'),
+    deadLink: int(pick('deadLink', 20), 'deadLink', 2, 1000),
+    idleTimeout: int(pick('idleTimeout', 30000), 'idleTimeout', 1, 2 ** 31 - 1),
+    maxMessageSize: int(pick('maxMessageSize', 65536), 'maxMessageSize', 1, 2 ** 31 - 1),
+    maxSendQueueBytes: int(pick('maxSendQueueBytes', 4 * 1024 * 1024), 'maxSendQueueBytes', 1, 2 ** 31 - 1),
+    linger: int(pick('linger', 3000), 'linger', 0, 2 ** 31 - 1),
+  };
+  if (options.minRto !== undefined) resolved.minRto = int(options.minRto, 'minRto', 1, 60000);
+  return resolved;
+}
+
+export function resolveMode(mode: unknown): Mode {
+  const value = mode ?? 'raw';
+  if (value === 'secure') {
+    throw new KcpNotSupportedError("secure mode is not available in this version (see docs/protocol.md); use mode: 'raw'");
+  }
+  if (value !== 'raw') throw new KcpInvalidOptionError(`mode must be 'raw' or 'secure', got ${String(value)}`);
+  return value;
+}
+
+export function resolveHighWaterMark(value: unknown): number {
+  return value === undefined ? DEFAULT_HIGH_WATER_MARK : int(value, 'highWaterMark', 1, 2 ** 31 - 1);
+}
+
+export function resolvePort(value: unknown, name = 'port'): number {
+  return int(value ?? 0, name, 0, 65535);
+}
+
+/** The session options as the native addon takes them. */
+export function toNativeSession(o: ResolvedKcpOptions) {
+  return {
+    nodelay: o.nodelay,
+    interval: o.interval,
+    resend: o.resend,
+    nc: o.nc,
+    sndWnd: o.sndWnd,
+    rcvWnd: o.rcvWnd,
+    mtu: o.mtu,
+    minRto: o.minRto,
+    stream: o.stream,
+    deadLink: o.deadLink,
+    idleTimeout: o.idleTimeout,
+    maxMessageSize: o.maxMessageSize,
+    maxSendQueueBytes: o.maxSendQueueBytes,
+    linger: o.linger,
+  };
+}

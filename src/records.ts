@@ -1,0 +1,150 @@
+/**
+ * Decoding the packed record batches the I/O thread publishes (layout documented in
+ * `crates/kcpwatch/src/delivery.rs`). Messages are views into the batch: no copy per message.
+ */
+
+export const enum RecordKind {
+  Accepted = 1,
+  Message = 2,
+  Closed = 3,
+  Progress = 4,
+  Error = 5,
+}
+
+export type CloseReason =
+  | 'idle_timeout'
+  | 'dead_link'
+  | 'peer_closed'
+  | 'local_closed'
+  | 'shutdown'
+  | 'evicted'
+  | 'protocol_violation'
+  | 'internal_error';
+
+const closeReasons: readonly CloseReason[] = [
+  'idle_timeout',
+  'dead_link',
+  'peer_closed',
+  'local_closed',
+  'shutdown',
+  'evicted',
+  'protocol_violation',
+  'internal_error',
+];
+
+export function closeReasonFromCode(code: number): CloseReason {
+  return closeReasons[code - 1] ?? 'internal_error';
+}
+
+/** What is known about a connection when it closes (the connection summary). */
+export interface CloseInfo {
+  reason: CloseReason;
+  initiator: 'local' | 'remote';
+  durationMs: number;
+  datagramsIn: number;
+  bytesIn: number;
+  datagramsOut: number;
+  bytesOut: number;
+  payloadBytesIn: number;
+  payloadBytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
+  retransmittedSegments: number;
+  guardDrops: number;
+  srttMs: number;
+  rttvarMs: number;
+  rtoMs: number;
+}
+
+export interface AcceptedRecord {
+  conv: number;
+  remotePort: number;
+  localPort: number;
+  remoteAddress: string;
+  localAddress: string;
+  uid: string;
+}
+
+export interface RecordVisitor {
+  accepted(handle: number, record: AcceptedRecord): void;
+  message(handle: number, data: Buffer): void;
+  closed(handle: number, info: CloseInfo): void;
+  progress(handle: number, ackedBytes: number): void;
+  error(handle: number, code: string, message: string): void;
+}
+
+function shortString(buf: Buffer, at: number): [string, number] {
+  const len = buf[at]!;
+  return [buf.toString('utf8', at + 1, at + 1 + len), at + 1 + len];
+}
+
+function u64(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000;
+}
+
+export function decodeRecords(buf: Buffer, visit: RecordVisitor): void {
+  let at = 0;
+  while (at + 9 <= buf.length) {
+    const kind = buf[at]!;
+    const handle = buf.readUInt32LE(at + 1);
+    const len = buf.readUInt32LE(at + 5);
+    const start = at + 9;
+    const end = start + len;
+    at = end;
+    switch (kind) {
+      case RecordKind.Message:
+        visit.message(handle, buf.subarray(start, end));
+        break;
+      case RecordKind.Accepted: {
+        const conv = buf.readUInt32LE(start);
+        const remotePort = buf.readUInt16LE(start + 4);
+        const localPort = buf.readUInt16LE(start + 6);
+        const [remoteAddress, a] = shortString(buf, start + 8);
+        const [localAddress, b] = shortString(buf, a);
+        const [uid] = shortString(buf, b);
+        visit.accepted(handle, { conv, remotePort, localPort, remoteAddress, localAddress, uid });
+        break;
+      }
+      case RecordKind.Closed: {
+        let p = start + 2;
+        const next = () => {
+          const v = u64(buf, p);
+          p += 8;
+          return v;
+        };
+        const info: CloseInfo = {
+          reason: closeReasonFromCode(buf[start]!),
+          initiator: buf[start + 1] === 1 ? 'remote' : 'local',
+          durationMs: next(),
+          datagramsIn: next(),
+          bytesIn: next(),
+          datagramsOut: next(),
+          bytesOut: next(),
+          payloadBytesIn: next(),
+          payloadBytesOut: next(),
+          messagesIn: next(),
+          messagesOut: next(),
+          retransmittedSegments: next(),
+          guardDrops: next(),
+          srttMs: buf.readUInt32LE(p),
+          rttvarMs: buf.readUInt32LE(p + 4),
+          rtoMs: buf.readUInt32LE(p + 8),
+        };
+        visit.closed(handle, info);
+        break;
+      }
+      case RecordKind.Progress:
+        visit.progress(handle, u64(buf, start));
+        break;
+      case RecordKind.Error: {
+        const [code, p] = shortString(buf, start);
+        const mlen = buf.readUInt16LE(p);
+        visit.error(handle, code, buf.toString('utf8', p + 2, p + 2 + mlen));
+        break;
+      }
+      default:
+        // A newer addon may add kinds; skipping keeps the stream aligned.
+        break;
+    }
+  }
+}

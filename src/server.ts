@@ -1,0 +1,224 @@
+/** The server: one UDP socket accepting KCP conversations. */
+
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
+
+import { Connection } from './connection';
+import { KcpClosedError, KcpError, KcpInvalidOptionError, KcpResolveError } from './errors';
+import type { NativeStats } from './native';
+import {
+  resolveHighWaterMark,
+  resolveKcpOptions,
+  resolveMode,
+  resolvePort,
+  toNativeSession,
+  type KcpOptions,
+  type Mode,
+  type ResolvedKcpOptions,
+} from './options';
+import type { AcceptedRecord, CloseInfo } from './records';
+import { Transport, type TransportOwner } from './transport';
+
+export interface ServerOptions extends KcpOptions {
+  /** `'raw'`: plain KCP, interoperable with kcp-go and ikcp clients. */
+  mode?: Mode;
+  /** Address to bind (default `'0.0.0.0'`; `'::'` is dual-stack). */
+  host?: string;
+  /** Port to bind (default 0: any free port). */
+  port?: number;
+  /** With `host: '::'`, refuse IPv4. */
+  ipv6Only?: boolean;
+  /** Share the port with other sockets (SO_REUSEPORT) for sharding. */
+  reusePort?: boolean;
+  /** Most connections at once (default 10000); new sources beyond it are dropped and counted. */
+  maxConnections?: number;
+  /** Bytes of undelivered messages buffered for a blocked event loop before the engines push back (default 64 MiB). */
+  deliveryLimit?: number;
+}
+
+export interface AddressInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+export interface ServerEvents {
+  listening: [address: AddressInfo];
+  connection: [connection: Connection];
+  close: [];
+  error: [error: KcpError];
+}
+
+export async function resolveHost(host: string): Promise<string> {
+  if (isIP(host)) return host;
+  try {
+    const { address } = await lookup(host);
+    return address;
+  } catch (err) {
+    throw new KcpResolveError(`cannot resolve ${host}`, { cause: err });
+  }
+}
+
+export function endpointOptions(
+  host: string,
+  port: number,
+  kcp: ResolvedKcpOptions,
+  extra: { ipv6Only?: boolean; reusePort?: boolean; maxConnections?: number; deliveryLimit?: number },
+) {
+  const count = (v: unknown, name: string, fallback: number) => {
+    const value = v ?? fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+      throw new KcpInvalidOptionError(`${name} must be a positive integer, got ${String(value)}`);
+    }
+    return value;
+  };
+  return {
+    host,
+    port,
+    ipv6Only: extra.ipv6Only ?? false,
+    reusePort: extra.reusePort ?? false,
+    maxConnections: count(extra.maxConnections, 'maxConnections', 10000),
+    deliveryLimit: count(extra.deliveryLimit, 'deliveryLimit', 64 * 1024 * 1024),
+    session: toNativeSession(kcp),
+  };
+}
+
+/** A KCP server. Create it with {@link createServer}. */
+export class Server extends EventEmitter<ServerEvents> implements TransportOwner {
+  readonly mode: Mode;
+  private readonly options: ServerOptions;
+  private readonly kcp: ResolvedKcpOptions;
+  private readonly highWaterMark: number;
+  private transport: Transport | undefined;
+  private readonly connections = new Map<number, Connection>();
+  private _address: AddressInfo | null = null;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: ServerOptions = {}) {
+    super();
+    this.options = { ...options };
+    this.mode = resolveMode(options.mode);
+    this.kcp = resolveKcpOptions(options);
+    this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
+  }
+
+  /** Binds the socket. Resolves with the bound address. */
+  async listen(port?: number, host?: string): Promise<AddressInfo>;
+  async listen(options?: { port?: number; host?: string }): Promise<AddressInfo>;
+  async listen(portOrOptions?: number | { port?: number; host?: string }, host?: string): Promise<AddressInfo> {
+    if (this.transport) throw new KcpInvalidOptionError('server is already listening');
+    if (this.closing) throw new KcpClosedError('server is closed');
+    const opts = typeof portOrOptions === 'object' ? portOrOptions : { port: portOrOptions, host };
+    const port = resolvePort(opts.port ?? this.options.port);
+    const address = await resolveHost(opts.host ?? this.options.host ?? '0.0.0.0');
+    const native = endpointOptions(address, port, this.kcp, this.options);
+    try {
+      this.transport = Transport.listen(this, native);
+    } catch (err) {
+      const error = err instanceof KcpError ? err : new KcpError(String(err));
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+      throw error;
+    }
+    const bound = this.transport.native.address();
+    this._address = { address: bound.address, family: bound.family as AddressInfo['family'], port: bound.port };
+    this.emit('listening', this._address);
+    return this._address;
+  }
+
+  /** The bound address, or null before `listen()` and after `close()`. */
+  address(): AddressInfo | null {
+    return this._address;
+  }
+
+  /** Live connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Counters of the socket and its engines. */
+  stats(): NativeStats {
+    if (!this.transport || this.transport.native.closed) throw new KcpClosedError('server is not listening');
+    return this.transport.native.stats();
+  }
+
+  /** Lets the process exit while the server is listening. */
+  unref(): this {
+    this.transport?.native.unref();
+    return this;
+  }
+
+  /** Keeps the process alive while the server is listening (the default). */
+  ref(): this {
+    this.transport?.native.ref();
+    return this;
+  }
+
+  /**
+   * Closes every connection (reason `shutdown`), stops the I/O thread and releases the port.
+   * Every connection's `close` fires before the server's.
+   */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = Promise.resolve().then(() => {
+        const transport = this.transport;
+        if (transport) transport.close();
+        this._address = null;
+        this.emit('close');
+      });
+    }
+    return this.closing;
+  }
+
+  /** @internal */
+  accepted(handle: number, r: AcceptedRecord): void {
+    const transport = this.transport;
+    if (!transport) return;
+    const connection = new Connection({
+      transport,
+      handle,
+      id: r.uid,
+      conv: r.conv,
+      remoteAddress: r.remoteAddress,
+      remotePort: r.remotePort,
+      localAddress: r.localAddress,
+      localPort: r.localPort,
+      maxMessageSize: this.kcp.maxMessageSize,
+      maxSendQueueBytes: this.kcp.maxSendQueueBytes,
+      highWaterMark: this.highWaterMark,
+      stream: this.kcp.stream,
+    });
+    this.connections.set(handle, connection);
+    this.emit('connection', connection);
+  }
+
+  /** @internal */
+  message(handle: number, data: Buffer): void {
+    this.connections.get(handle)?._message(data);
+  }
+
+  /** @internal */
+  closed(handle: number, info: CloseInfo): void {
+    const connection = this.connections.get(handle);
+    if (!connection) return;
+    this.connections.delete(handle);
+    connection._closed(info);
+  }
+
+  /** @internal */
+  progress(handle: number, ackedBytes: number): void {
+    this.connections.get(handle)?._progress(ackedBytes);
+  }
+
+  /** @internal */
+  error(handle: number, code: string, message: string): void {
+    this.connections.get(handle)?._error(code, message);
+  }
+}
+
+/** Creates a server; `onConnection` is added as a `connection` listener. */
+export function createServer(options?: ServerOptions, onConnection?: (connection: Connection) => void): Server {
+  const server = new Server(options);
+  if (onConnection) server.on('connection', onConnection);
+  return server;
+}
