@@ -107,8 +107,8 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   async listen(port?: number, host?: string): Promise<AddressInfo>;
   async listen(options?: { port?: number; host?: string }): Promise<AddressInfo>;
   async listen(portOrOptions?: number | { port?: number; host?: string }, host?: string): Promise<AddressInfo> {
-    if (this.transport) throw new KcpInvalidOptionError('server is already listening');
     if (this.closing) throw new KcpClosedError('server is closed');
+    if (this.transport) throw new KcpInvalidOptionError('server is already listening');
     const opts = typeof portOrOptions === 'object' ? portOrOptions : { port: portOrOptions, host };
     const port = resolvePort(opts.port ?? this.options.port);
     const address = await resolveHost(opts.host ?? this.options.host ?? '0.0.0.0');

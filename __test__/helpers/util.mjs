@@ -1,0 +1,47 @@
+// Shared helpers for the ava suite: bounded waits (never sleeps as synchronisation).
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+
+export const require = createRequire(import.meta.url);
+export const kcpwatch = require('../../index.js');
+
+/** Waits for an event, failing after `ms` instead of hanging. */
+export async function next(emitter, event, ms = 10_000) {
+  return once(emitter, event, { signal: AbortSignal.timeout(ms) });
+}
+
+/** Resolves when `predicate()` holds, re-checking on each emitted `event`. */
+export function until(emitter, event, predicate, ms = 10_000) {
+  return new Promise((resolve, reject) => {
+    if (predicate()) return resolve();
+    const timer = setTimeout(() => {
+      emitter.off(event, check);
+      reject(new Error(`timed out waiting for ${event}`));
+    }, ms);
+    const check = () => {
+      if (predicate()) {
+        clearTimeout(timer);
+        emitter.off(event, check);
+        resolve();
+      }
+    };
+    emitter.on(event, check);
+  });
+}
+
+/** A server on 127.0.0.1 with an ephemeral port that echoes every message. */
+export async function echoServer(options = {}, host = '127.0.0.1') {
+  const server = kcpwatch.createServer(options, (conn) => {
+    conn.on('message', (m) => conn.send(m));
+  });
+  const address = await server.listen(0, host);
+  return { server, address };
+}
+
+/** Deterministic message `i` with a varied size up to `max`. */
+export function message(i, max = 1000) {
+  const size = 1 + ((i * 7919) % max);
+  const buf = Buffer.alloc(size, i & 0xff);
+  if (size >= 4) buf.writeUInt32LE(i, 0);
+  return buf;
+}

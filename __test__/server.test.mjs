@@ -1,0 +1,114 @@
+import test from 'ava';
+import { echoServer, kcpwatch, message, next, until } from './helpers/util.mjs';
+
+test('listen binds an ephemeral port and address() reports it', async (t) => {
+  const server = kcpwatch.createServer();
+  t.is(server.address(), null);
+  const address = await server.listen(0, '127.0.0.1');
+  t.is(address.address, '127.0.0.1');
+  t.is(address.family, 'IPv4');
+  t.true(address.port > 0);
+  t.deepEqual(server.address(), address);
+  await server.close();
+  t.is(server.address(), null);
+});
+
+test('echoes messages with exact contents and emits connection with real addresses', async (t) => {
+  const { server, address } = await echoServer();
+  const accepted = next(server, 'connection');
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const received = [];
+  client.on('message', (m) => received.push(Buffer.from(m)));
+  const sent = Array.from({ length: 300 }, (_, i) => message(i, 4000));
+  for (const m of sent) client.send(m);
+  const [conn] = await accepted;
+  t.regex(conn.id, /^K[0-9A-Za-z]{22}$/);
+  t.is(conn.conv, client.conv);
+  t.is(conn.remoteAddress, '127.0.0.1');
+  t.is(conn.remotePort, client.localPort);
+  t.is(conn.localPort, address.port);
+  await until(client, 'message', () => received.length === sent.length);
+  t.deepEqual(received, sent);
+  client.close();
+  await server.close();
+});
+
+test('IPv6 loopback works', async (t) => {
+  const { server, address } = await echoServer({}, '::1');
+  t.is(address.family, 'IPv6');
+  const client = kcpwatch.connect({ host: '::1', port: address.port });
+  client.send('over v6');
+  const [m] = await next(client, 'message');
+  t.is(m.toString(), 'over v6');
+  t.is(client.remoteAddress, '::1');
+  client.close();
+  await server.close();
+});
+
+test('a dual-stack server reports IPv4 peers as IPv4', async (t) => {
+  const { server, address } = await echoServer({}, '::');
+  const accepted = next(server, 'connection');
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  client.send('v4 to ::');
+  const [conn] = await accepted;
+  t.is(conn.remoteAddress, '127.0.0.1');
+  client.close();
+  await server.close();
+});
+
+test('binding a used port fails with KcpAddressInUseError', async (t) => {
+  const { server, address } = await echoServer();
+  const other = kcpwatch.createServer();
+  const err = await t.throwsAsync(other.listen(address.port, '127.0.0.1'), {
+    instanceOf: kcpwatch.KcpAddressInUseError,
+  });
+  t.is(err.code, 'KCP_ERR_ADDR_IN_USE');
+  t.true(err instanceof kcpwatch.KcpError);
+  await server.close();
+});
+
+test('close() ends every connection with reason shutdown before the server closes', async (t) => {
+  const { server, address } = await echoServer();
+  const clients = [0, 1, 2].map(() => kcpwatch.connect({ host: '127.0.0.1', port: address.port }));
+  const order = [];
+  server.on('connection', (conn) => conn.on('close', (reason) => order.push(reason)));
+  for (const c of clients) c.send('hi');
+  await until(server, 'connection', () => server.connectionCount === 3);
+  server.on('close', () => order.push('server'));
+  await server.close();
+  t.deepEqual(order, ['shutdown', 'shutdown', 'shutdown', 'server']);
+  t.is(server.connectionCount, 0);
+  for (const c of clients) c.close();
+  await t.throwsAsync(server.listen(), { instanceOf: kcpwatch.KcpClosedError });
+});
+
+test('stats() counts datagrams, opens and guard drops', async (t) => {
+  const { server, address } = await echoServer();
+  const { createSocket } = await import('node:dgram');
+  const stray = createSocket('udp4');
+  await new Promise((r) => stray.send(Buffer.from('short'), address.port, '127.0.0.1', r));
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  client.send('x');
+  await next(client, 'message');
+  const stats = server.stats();
+  t.is(stats.passiveOpens, 1);
+  t.is(stats.droppedTooShort, 1);
+  t.true(stats.datagramsIn >= 2);
+  t.true(stats.datagramsOut >= 1);
+  stray.close();
+  client.close();
+  await server.close();
+  t.throws(() => server.stats(), { instanceOf: kcpwatch.KcpClosedError });
+});
+
+test('invalid options are rejected with KcpInvalidOptionError', (t) => {
+  t.throws(() => kcpwatch.createServer({ interval: 1 }), { instanceOf: kcpwatch.KcpInvalidOptionError });
+  t.throws(() => kcpwatch.createServer({ preset: 'turbo' }), { code: 'KCP_ERR_INVALID_OPTION' });
+  t.throws(() => kcpwatch.createServer({ mtu: 20 }), { code: 'KCP_ERR_INVALID_OPTION' });
+  t.throws(() => kcpwatch.createServer({ mode: 'secure' }), { code: 'KCP_ERR_NOT_SUPPORTED' });
+});
+
+test('a message too large for the window is refused by the engine configuration', async (t) => {
+  const server = kcpwatch.createServer({ rcvWnd: 8, maxMessageSize: 65536 });
+  await t.throwsAsync(server.listen(0, '127.0.0.1'), { code: 'KCP_ERR_INVALID_OPTION' });
+});

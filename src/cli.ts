@@ -1,0 +1,112 @@
+/** The `kcpwatch` command: `serve` (an echo server) and `demo` (traffic through a lossy link). */
+
+import { parseArgs } from 'node:util';
+
+import type { CloseInfo } from './records';
+import { runDemo } from './demo';
+import { KcpError } from './errors';
+import { presets, type PresetName } from './options';
+import { createServer } from './server';
+
+const usage = `usage:
+  kcpwatch serve --port N [--host H] [--mode raw] [--preset game] [--idle-timeout MS]
+      KCP echo server. Prints "listening HOST:PORT" to stderr when ready; lifecycle lines
+      follow on stderr. Stops on SIGINT/SIGTERM.
+  kcpwatch demo [--clients N] [--messages N] [--loss P]
+      A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
+`;
+
+function num(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new KcpError(`--${name} must be a number, got ${value}`, 'KCP_ERR_INVALID_OPTION');
+  return n;
+}
+
+export function describeClose(info: CloseInfo): string {
+  return (
+    `reason=${info.reason} initiator=${info.initiator} duration_ms=${info.durationMs} ` +
+    `datagrams_in=${info.datagramsIn} bytes_in=${info.bytesIn} datagrams_out=${info.datagramsOut} ` +
+    `bytes_out=${info.bytesOut} messages_in=${info.messagesIn} messages_out=${info.messagesOut} ` +
+    `retransmitted=${info.retransmittedSegments} guard_drops=${info.guardDrops} srtt_ms=${info.srttMs} rto_ms=${info.rtoMs}`
+  );
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string', default: '0.0.0.0' },
+      mode: { type: 'string', default: 'raw' },
+      preset: { type: 'string', default: 'game' },
+      'idle-timeout': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (!(values.preset! in presets)) {
+    throw new KcpError(`--preset must be one of ${Object.keys(presets).join(', ')}`, 'KCP_ERR_INVALID_OPTION');
+  }
+  const server = createServer({
+    mode: values.mode as 'raw',
+    preset: values.preset as PresetName,
+    idleTimeout: num(values['idle-timeout'], 'idle-timeout'),
+  });
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  server.on('connection', (conn) => {
+    log(`connection ${conn.id} from ${conn.remoteAddress}:${conn.remotePort} to ${conn.localAddress}:${conn.localPort} conv=${conn.conv}`);
+    conn.on('message', (data) => {
+      try {
+        conn.send(data);
+      } catch (err) {
+        log(`send failed on ${conn.id}: ${(err as Error).message}`);
+      }
+    });
+    conn.on('close', (_reason, info) => log(`close ${conn.id} ${describeClose(info)}`));
+  });
+  const address = await server.listen(num(values.port, 'port') ?? 0, values.host);
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  log(`listening ${shown}:${address.port}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await server.close();
+  log('closed');
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case 'demo': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          clients: { type: 'string', default: '3' },
+          messages: { type: 'string', default: '200' },
+          loss: { type: 'string', default: '0.1' },
+        },
+        strict: true,
+      });
+      return runDemo({
+        clients: num(values.clients, 'clients')!,
+        messages: num(values.messages, 'messages')!,
+        loss: num(values.loss, 'loss')!,
+        out: (line) => process.stdout.write(`${line}\n`),
+      });
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(usage);
+      return command === undefined ? 1 : 0;
+    default:
+      process.stderr.write(`unknown command ${command}\n${usage}`);
+      return 1;
+  }
+}
