@@ -1,0 +1,66 @@
+// The kcp-go reference peer (interop/kcp-go), built on first use by its own script.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const dir = fileURLToPath(new URL('../../interop/kcp-go/', import.meta.url));
+export const kcpgoBinary = `${dir}bin/kcpgo${process.platform === 'win32' ? '.exe' : ''}`;
+
+export function buildKcpgo() {
+  if (!existsSync(kcpgoBinary)) execFileSync('bash', [`${dir}build.sh`], { stdio: 'inherit' });
+  return kcpgoBinary;
+}
+
+/** Runs a kcp-go subcommand to completion; resolves with its exit code and output. */
+export function runKcpgo(args, timeoutMs = 60_000) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(kcpgoBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`kcpgo ${args[0]} hung\n${out}\n${err}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+/** Starts `kcpgo server`; resolves once it prints its listening line. */
+export function startKcpgoServer(args = []) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(kcpgoBinary, ['server', '--host', '127.0.0.1', '--port', '0', ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let err = '';
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`kcpgo server did not start\n${err}`));
+    }, 20_000);
+    child.stderr.on('data', (d) => {
+      err += d;
+      const match = /listening ([\d.]+):(\d+)/.exec(err);
+      if (match) {
+        clearTimeout(timer);
+        resolve({
+          host: match[1],
+          port: Number(match[2]),
+          output: () => out,
+          // Closing stdin is the peer's signal to stop; it prints its session summaries first.
+          stop: () =>
+            new Promise((done) => {
+              child.once('exit', () => done(out));
+              child.stdin.end();
+            }),
+        });
+      }
+    });
+    child.on('error', reject);
+  });
+}
