@@ -2,27 +2,13 @@
 // cleanup hook stops and joins every I/O thread (a producer thread alive at teardown aborts
 // Node). Each case runs in a child process and checks its exit status and signal.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runProcess } from './helpers/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-function run(script, args = []) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`child hung\n${out}\n${err}`));
-    }, 20_000);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, out, err });
-    });
-  });
+function run(script) {
+  return runProcess(process.execPath, ['-e', script], { cwd: root, timeoutMs: 20_000 });
 }
 
 const openEverything = `

@@ -127,23 +127,3 @@ export function resolveHighWaterMark(value: unknown): number {
 export function resolvePort(value: unknown, name = 'port'): number {
   return int(value ?? 0, name, 0, 65535);
 }
-
-/** The session options as the native addon takes them. */
-export function toNativeSession(o: ResolvedKcpOptions) {
-  return {
-    nodelay: o.nodelay,
-    interval: o.interval,
-    resend: o.resend,
-    nc: o.nc,
-    sndWnd: o.sndWnd,
-    rcvWnd: o.rcvWnd,
-    mtu: o.mtu,
-    minRto: o.minRto,
-    stream: o.stream,
-    deadLink: o.deadLink,
-    idleTimeout: o.idleTimeout,
-    maxMessageSize: o.maxMessageSize,
-    maxSendQueueBytes: o.maxSendQueueBytes,
-    linger: o.linger,
-  };
-}

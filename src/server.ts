@@ -12,7 +12,6 @@ import {
   resolveKcpOptions,
   resolveMode,
   resolvePort,
-  toNativeSession,
   type KcpOptions,
   type Mode,
   type ResolvedKcpOptions,
@@ -80,7 +79,7 @@ export function endpointOptions(
     reusePort: extra.reusePort ?? false,
     maxConnections: count(extra.maxConnections, 'maxConnections', 10000),
     deliveryLimit: count(extra.deliveryLimit, 'deliveryLimit', 64 * 1024 * 1024),
-    session: toNativeSession(kcp),
+    session: kcp,
   };
 }
 

@@ -2,6 +2,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { runProcess } from './util.mjs';
 
 const dir = fileURLToPath(new URL('../../interop/kcp-go/', import.meta.url));
 export const kcpgoBinary = `${dir}bin/kcpgo${process.platform === 'win32' ? '.exe' : ''}`;
@@ -13,21 +14,7 @@ export function buildKcpgo() {
 
 /** Runs a kcp-go subcommand to completion; resolves with its exit code and output. */
 export function runKcpgo(args, timeoutMs = 60_000) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(kcpgoBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kcpgo ${args[0]} hung\n${out}\n${err}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
+  return runProcess(kcpgoBinary, args, { timeoutMs });
 }
 
 /** Starts `kcpgo server`; resolves once it prints its listening line. */

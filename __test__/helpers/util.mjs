@@ -1,4 +1,5 @@
 // Shared helpers for the ava suite: bounded waits (never sleeps as synchronisation).
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 
@@ -44,4 +45,26 @@ export function message(i, max = 1000) {
   const buf = Buffer.alloc(size, i & 0xff);
   if (size >= 4) buf.writeUInt32LE(i, 0);
   return buf;
+}
+
+/**
+ * Runs a program to completion; resolves with its exit code, signal and output, and kills it
+ * (rejecting) if it outlives `timeoutMs`.
+ */
+export function runProcess(command, args, { cwd, timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${command} ${args[0]} hung\n${out}\n${err}`));
+    }, timeoutMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, out, err });
+    });
+  });
 }

@@ -45,13 +45,7 @@ fn segment(cmd: u8, frg: u8, wnd: u16, ts: u32, sn: u32, una: u32, payload: &[u8
 /// flight towards a client that is (for now) not answering.
 fn established(pending: usize) -> Pair {
     let mut pair = Pair::new(77, config(), Link::clean());
-    let now = pair.clock();
-    pair.client.send(now, pair.client_conn, b"hello").unwrap();
-    let mut got = Vec::new();
-    assert!(pair.run_until(1_000, |p| {
-        p.server_recv_all(&mut got);
-        !got.is_empty()
-    }));
+    pair.establish();
     pair.advance(200);
     if pending > 0 {
         pair.link.loss = 1.0;

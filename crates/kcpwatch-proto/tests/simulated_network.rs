@@ -202,13 +202,7 @@ fn idle_timeout_closes_both_sides() {
         ..config(false)
     };
     let mut pair = Pair::new(11, config, Link::clean());
-    let now = pair.clock();
-    pair.client.send(now, pair.client_conn, b"hello").unwrap();
-    let mut got = Vec::new();
-    assert!(pair.run_until(1_000, |p| {
-        p.server_recv_all(&mut got);
-        !got.is_empty()
-    }));
+    pair.establish();
     let established_at = pair.now;
     pair.advance(5_000);
     let closed = pair
@@ -245,13 +239,7 @@ fn dead_link_closes_the_sender() {
     };
     let mut pair = Pair::new(12, config, Link::clean());
     // Establish, then cut the link completely.
-    let now = pair.clock();
-    pair.client.send(now, pair.client_conn, b"one").unwrap();
-    let mut got = Vec::new();
-    assert!(pair.run_until(1_000, |p| {
-        p.server_recv_all(&mut got);
-        !got.is_empty()
-    }));
+    pair.establish();
     pair.link.loss = 1.0;
     let now = pair.clock();
     pair.client.send(now, pair.client_conn, b"two").unwrap();
@@ -304,13 +292,7 @@ fn local_close_flushes_queued_data_first() {
 #[test]
 fn shutdown_closes_every_session() {
     let mut pair = Pair::new(14, config(false), Link::clean());
-    let now = pair.clock();
-    pair.client.send(now, pair.client_conn, b"x").unwrap();
-    let mut got = Vec::new();
-    assert!(pair.run_until(1_000, |p| {
-        p.server_recv_all(&mut got);
-        !got.is_empty()
-    }));
+    pair.establish();
     let now = pair.clock();
     pair.server.shutdown(now);
     let closed: Vec<_> = std::iter::from_fn(|| pair.server.poll_event())
@@ -326,13 +308,7 @@ fn shutdown_closes_every_session() {
 #[test]
 fn a_panic_inside_a_session_ends_only_that_session() {
     let mut pair = Pair::new(15, config(false), Link::clean());
-    let now = pair.clock();
-    pair.client.send(now, pair.client_conn, b"x").unwrap();
-    let mut got = Vec::new();
-    assert!(pair.run_until(1_000, |p| {
-        p.server_recv_all(&mut got);
-        !got.is_empty()
-    }));
+    pair.establish();
     let conn = pair.server_conn.unwrap();
     // A second client keeps working while the first session fails.
     let other = common::addr("10.0.0.3:50001");

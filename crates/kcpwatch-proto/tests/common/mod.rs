@@ -316,6 +316,18 @@ impl Pair {
         self.drain_events();
     }
 
+    /// Sends "hello" from the client and runs until the server has read it, so the server
+    /// session exists.
+    pub fn establish(&mut self) {
+        let now = self.clock();
+        self.client.send(now, self.client_conn, b"hello").unwrap();
+        let mut got = Vec::new();
+        assert!(self.run_until(1_000, |p| {
+            p.server_recv_all(&mut got);
+            !got.is_empty()
+        }));
+    }
+
     /// Reads every ready message on the server connection.
     pub fn server_recv_all(&mut self, out: &mut Vec<Vec<u8>>) {
         let Some(conn) = self.server_conn else { return };
