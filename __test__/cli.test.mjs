@@ -32,7 +32,7 @@ function serve(args) {
       const timer = setTimeout(() => reject(new Error(`no line matching ${re}; got:\n${lines.join('\n')}`)), ms);
       waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolve(l)) });
     });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   return { child, line, exited };
 }
 
@@ -76,7 +76,7 @@ test('demo runs through the lossy relay and ends by itself with exit 0', async (
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const code = await new Promise((resolve) => child.on('exit', resolve));
+  const code = await new Promise((resolve) => child.on('close', resolve));
   clearTimeout(timer);
   t.is(code, 0, out);
   t.regex(out, /connection_established/);

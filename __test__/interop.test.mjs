@@ -11,11 +11,12 @@ test.before(() => {
 
 test('a kcp-go client echoes 1,000 messages through a kcpwatch server', async (t) => {
   const { server, address } = await echoServer({ preset: 'game' });
+  t.teardown(() => server.close());
   const connections = [];
   server.on('connection', (c) => connections.push(c));
   const r = await runKcpgo(['client', '--addr', `127.0.0.1:${address.port}`, '--count', '1000', '--min-size', '1', '--max-size', '1000', '--seed', '11']);
   t.is(r.code, 0, r.out + r.err);
-  const result = JSON.parse(r.out.trim().split('\n').at(-1));
+  const result = JSON.parse(r.out.trim().split('\n').at(-1) || '{}');
   t.true(result.ok);
   t.is(result.received, 1000);
   t.is(result.bytes_received, result.bytes_sent);
@@ -27,6 +28,7 @@ test('a kcp-go client echoes 1,000 messages through a kcpwatch server', async (t
 
 test('a kcpwatch client echoes 1,000 messages through a kcp-go server', async (t) => {
   const peer = await startKcpgoServer();
+  t.teardown(() => peer.stop());
   const client = kcpwatch.connect({ host: peer.host, port: peer.port, preset: 'game' });
   const sent = Array.from({ length: 1000 }, (_, i) => {
     const size = 1 + ((i * 7919) % 1000);

@@ -25,6 +25,7 @@ export function startKcpgoServer(args = []) {
     });
     let err = '';
     let out = '';
+    let stopped;
     child.stdout.on('data', (d) => (out += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -40,11 +41,10 @@ export function startKcpgoServer(args = []) {
           port: Number(match[2]),
           output: () => out,
           // Closing stdin is the peer's signal to stop; it prints its session summaries first.
-          stop: () =>
-            new Promise((done) => {
-              child.once('exit', () => done(out));
-              child.stdin.end();
-            }),
+          stop: () => (stopped ??= new Promise((done) => {
+            child.once('close', () => done(out));
+            child.stdin.end();
+          })),
         });
       }
     });

@@ -62,7 +62,8 @@ export function runProcess(command, args, { cwd, timeoutMs = 60_000 } = {}) {
       child.kill('SIGKILL');
       reject(new Error(`${command} ${args[0]} hung\n${out}\n${err}`));
     }, timeoutMs);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': only 'close' guarantees the output streams were read to the end.
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, out, err });
     });
