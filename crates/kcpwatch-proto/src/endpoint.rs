@@ -253,7 +253,6 @@ impl Endpoint {
                 None => return,
             },
         };
-        let index = handle.index();
         let outcome = self.with_session(handle, |s| s.input(now, datagram));
         match outcome {
             Some(Ok(_)) => {
@@ -265,7 +264,6 @@ impl Endpoint {
             }
             None => {}
         }
-        let _ = index;
     }
 
     /// Validates the first datagram of an unknown (address, conv) and opens a session for it.
@@ -528,7 +526,8 @@ impl Endpoint {
     /// Sends ACKs and queued data of every session that has some, now.
     pub fn flush(&mut self, now: Millis) {
         self.clock.advance(now);
-        let dirty = std::mem::take(&mut self.dirty);
+        // Taken and handed back so the list keeps its allocation from batch to batch.
+        let mut dirty = std::mem::take(&mut self.dirty);
         for &handle in &dirty {
             let pending = self.session(handle).is_some_and(|s| s.flush_pending);
             if pending {
@@ -543,7 +542,6 @@ impl Endpoint {
                 }
             }
         }
-        let mut dirty = dirty;
         dirty.clear();
         if self.dirty.is_empty() {
             self.dirty = dirty;
@@ -580,12 +578,9 @@ impl Endpoint {
     /// Moves the next message of a connection into `buf` (at least [`Endpoint::peek_size`]
     /// bytes). `None` when no message is ready; then the next arrival signals `Readable` again.
     pub fn recv(&mut self, handle: ConnectionHandle, buf: &mut [u8]) -> Option<usize> {
+        self.slot(handle)?;
         let ready = self.peek_size(handle);
-        let session = self
-            .slots
-            .get_mut(handle.index() as usize)?
-            .session
-            .as_mut()?;
+        let session = self.slots[handle.index() as usize].session.as_mut()?;
         if ready.is_none() {
             session.readable_signalled = false;
             return None;
