@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::events::Severity;
+
 /// The KCP header length in bytes.
 pub const KCP_HEADER_LEN: usize = 24;
 /// KCP refuses to fragment a message into this many segments or more; a peer that claims a
@@ -63,7 +65,7 @@ impl Preset {
 }
 
 /// Every knob of one KCP session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
     /// KCP nodelay mode: lower minimum RTO and gentler backoff.
     pub nodelay: bool,
@@ -211,6 +213,14 @@ pub struct EndpointConfig {
     pub rng_seed: u64,
     /// Unix time in milliseconds at which the protocol clock read 0 (for time-sortable ids).
     pub unix_ms_at_zero: u64,
+    /// Security events at or above this severity are recorded for
+    /// [`crate::Endpoint::poll_security_event`]; `None` records none (and costs nothing).
+    pub event_level: Option<Severity>,
+    /// Per-datagram records (drops, failed attempts) logged one by one per trigger and window
+    /// before the rest are only counted (see [`crate::events::Sampler`]).
+    pub sample_burst: u32,
+    /// The sampling window in milliseconds.
+    pub sample_window_ms: u32,
 }
 
 impl Default for EndpointConfig {
@@ -221,6 +231,9 @@ impl Default for EndpointConfig {
             max_connections: 10_000,
             rng_seed: 0,
             unix_ms_at_zero: 0,
+            event_level: None,
+            sample_burst: 20,
+            sample_window_ms: 1_000,
         }
     }
 }

@@ -19,10 +19,15 @@ use std::rc::Rc;
 
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, SessionConfig};
+use crate::events::{
+    ConnectionAttempted, ConnectionClosed, ConnectionEstablished, ConnectionFailed, ConnectionRef,
+    ConnectionStateUpdated, Direction, ErrorEvent, ErrorType, FailReason, PacketDropped,
+    ProtocolViolation, Sample, Sampler, SecurityEvent, Violation,
+};
 use crate::guard::{self, GuardContext, GuardViolation};
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::segment::datagram_conv;
-use crate::session::{ConnectionSummary, Session, SessionSendError};
+use crate::session::{ConnectionSummary, EngineError, Session, SessionSendError};
 use crate::transmit::Transmits;
 use crate::uid::{Uid, UidGenerator};
 
@@ -31,6 +36,11 @@ use crate::uid::{Uid, UidGenerator};
 const INDEX_BITS: u32 = 20;
 const MAX_SLOTS: usize = 1 << INDEX_BITS;
 const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
+/// Security events held between two drains; beyond it they are counted as lost. The runtime
+/// drains after every batch, so this is only reached by a burst inside one batch.
+const SECURITY_QUEUE_LIMIT: usize = 16_384;
+const DROP_KEYS: usize = 7;
+const FAIL_KEYS: usize = 8;
 
 /// Identifies one connection of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,19 +92,6 @@ pub enum EndpointEvent {
         /// Everything that is known about it.
         summary: Box<ConnectionSummary>,
     },
-    /// A datagram was dropped whole before reaching any engine.
-    Dropped {
-        /// Where it came from.
-        remote: SocketAddr,
-        /// The session it was for, if one exists.
-        handle: Option<ConnectionHandle>,
-        /// Why, in DESIGN §5 words.
-        trigger: DropTrigger,
-        /// The exact rule.
-        rule: &'static str,
-        /// Its length.
-        len: usize,
-    },
 }
 
 /// Why `send` refused a message.
@@ -141,6 +138,12 @@ pub struct EndpointStats {
     pub closed: u64,
     /// Panics caught inside sessions.
     pub panics: u64,
+    /// Connection attempts that never became connections.
+    pub failed: u64,
+    /// Security events lost because the queue was full between two drains.
+    pub events_lost: u64,
+    /// Security events lost, by syslog severity.
+    pub events_lost_by_severity: [u64; 8],
 }
 
 impl EndpointStats {
@@ -189,6 +192,13 @@ pub struct Endpoint {
     clock: ExtendedClock,
     uids: UidGenerator,
     stats: EndpointStats,
+    security: VecDeque<SecurityEvent>,
+    drop_sampler: Sampler<DROP_KEYS>,
+    fail_sampler: Sampler<FAIL_KEYS>,
+    /// The last drop of each trigger that was only counted, for the aggregate record.
+    last_drop: [Option<PacketDropped>; DROP_KEYS],
+    /// The last failed attempt of each reason that was only counted.
+    last_fail: [Option<ConnectionFailed>; FAIL_KEYS],
 }
 
 impl Endpoint {
@@ -197,7 +207,6 @@ impl Endpoint {
         config.session.validate()?;
         Ok(Self {
             uids: UidGenerator::new(config.rng_seed),
-            config,
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -208,6 +217,12 @@ impl Endpoint {
             dirty: Vec::new(),
             clock: ExtendedClock::new(now),
             stats: EndpointStats::default(),
+            security: VecDeque::new(),
+            drop_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
+            fail_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
+            last_drop: [None; DROP_KEYS],
+            last_fail: [None; FAIL_KEYS],
+            config,
         })
     }
 
@@ -240,6 +255,8 @@ impl Endpoint {
         let Some(conv) = datagram_conv(datagram) else {
             self.drop_datagram(
                 remote,
+                local,
+                None,
                 None,
                 GuardViolation::TooShort(datagram.len()),
                 datagram.len(),
@@ -255,12 +272,16 @@ impl Endpoint {
         };
         let outcome = self.with_session(handle, |s| s.input(now, datagram));
         match outcome {
-            Some(Ok(_)) => {
+            Some(Ok(engine_error)) => {
                 self.stats.datagrams_accepted += 1;
+                if let Some(error) = engine_error {
+                    self.engine_error(handle, error);
+                }
                 self.after_activity(handle, now);
             }
             Some(Err(violation)) => {
-                self.drop_datagram(remote, Some(handle), violation, datagram.len())
+                let uid = self.session(handle).map(|s| s.uid);
+                self.drop_datagram(remote, local, Some(conv), uid, violation, datagram.len())
             }
             None => {}
         }
@@ -278,6 +299,8 @@ impl Endpoint {
         if !self.config.accept_inbound {
             self.drop_trigger(
                 remote,
+                local,
+                Some(conv),
                 None,
                 DropTrigger::UnknownConnection,
                 "no_session",
@@ -294,6 +317,8 @@ impl Endpoint {
             ) {
                 self.drop_trigger(
                     remote,
+                    local,
+                    Some(conv),
                     None,
                     DropTrigger::UnknownConnection,
                     "no_session",
@@ -317,30 +342,112 @@ impl Endpoint {
             session_start: now,
             in_flight: &no_flight,
         };
-        match guard::validate(&ctx, datagram) {
-            Ok(_) => {}
-            Err(violation) => {
-                self.drop_datagram(remote, None, violation, datagram.len());
-                return None;
-            }
+        if let Err(violation) = guard::validate(&ctx, datagram) {
+            self.failed_attempt(
+                remote,
+                local,
+                conv,
+                FailReason::Malformed,
+                violation.trigger(),
+                violation.rule(),
+            );
+            return None;
         }
         if self.live >= self.config.max_connections
             || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
         {
-            self.drop_trigger(
+            self.failed_attempt(
                 remote,
-                None,
+                local,
+                conv,
+                FailReason::Capacity,
                 DropTrigger::OverLimit,
                 "max_connections",
-                datagram.len(),
             );
             return None;
         }
-        let config = self.config.session.clone();
-        let handle = self.insert_session(now, remote, local, conv, &config);
+        let config = self.config.session;
+        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Inbound);
         self.stats.passive_opens += 1;
+        self.opened(handle);
         self.events.push_back(EndpointEvent::Accepted { handle });
         Some(handle)
+    }
+
+    /// Records the opening of a connection: attempted, then established (raw mode has no
+    /// handshake in between).
+    fn opened(&mut self, handle: ConnectionHandle) {
+        if !self.events_on() {
+            return;
+        }
+        let Some(conn) = self.session(handle).map(Session::conn_ref) else {
+            return;
+        };
+        self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+            conn,
+        }));
+        self.emit(SecurityEvent::ConnectionStateUpdated(
+            ConnectionStateUpdated {
+                conn,
+                old: ConnectionState::Attempted,
+                new: ConnectionState::Established,
+            },
+        ));
+        self.emit(SecurityEvent::ConnectionEstablished(
+            ConnectionEstablished { conn },
+        ));
+    }
+
+    /// A first datagram that could not open a connection: the attempt and its failure, both
+    /// sampled per reason so a flood of forged openings cannot flood the log.
+    fn failed_attempt(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: u32,
+        reason: FailReason,
+        trigger: DropTrigger,
+        rule: &'static str,
+    ) {
+        self.stats.failed += 1;
+        self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
+        if !self.events_on() {
+            return;
+        }
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let conn = ConnectionRef {
+            uid: self.uids.next(unix_ms),
+            conv,
+            peer: remote,
+            local,
+            direction: Direction::Inbound,
+        };
+        let mut failed = ConnectionFailed {
+            conn,
+            reason,
+            trigger,
+            rule,
+            suppressed: 0,
+        };
+        let key = fail_key(reason);
+        match self.fail_sampler.sample(key, self.clock.extended()) {
+            Sample::Log { suppressed } => {
+                failed.suppressed = suppressed;
+                self.last_fail[key] = None;
+                self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+                    conn,
+                }));
+                self.emit(SecurityEvent::ConnectionStateUpdated(
+                    ConnectionStateUpdated {
+                        conn,
+                        old: ConnectionState::Attempted,
+                        new: ConnectionState::Closed,
+                    },
+                ));
+                self.emit(SecurityEvent::ConnectionFailed(failed));
+            }
+            Sample::Suppress => self.last_fail[key] = Some(failed),
+        }
     }
 
     /// Opens a session to `remote` (a client, or a server talking first).
@@ -353,7 +460,7 @@ impl Endpoint {
         config: Option<&SessionConfig>,
     ) -> Result<ConnectionHandle, ConnectError> {
         self.clock.advance(now);
-        let config = config.unwrap_or(&self.config.session).clone();
+        let config = *config.unwrap_or(&self.config.session);
         config.validate()?;
         if self.by_key.contains_key(&(remote, conv)) {
             return Err(ConnectError::Duplicate(remote, conv));
@@ -361,8 +468,9 @@ impl Endpoint {
         if self.live >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
-        let handle = self.insert_session(now, remote, local, conv, &config);
+        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Outbound);
         self.stats.active_opens += 1;
+        self.opened(handle);
         Ok(handle)
     }
 
@@ -373,6 +481,7 @@ impl Endpoint {
         local: SocketAddr,
         conv: u32,
         config: &SessionConfig,
+        direction: Direction,
     ) -> ConnectionHandle {
         let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
         let uid = self.uids.next(unix_ms);
@@ -384,6 +493,7 @@ impl Endpoint {
             config,
             now,
             self.clock.extended(),
+            direction,
             self.tx.clone(),
         );
         let index = match self.free.pop() {
@@ -478,24 +588,69 @@ impl Endpoint {
         }
     }
 
-    /// The next time [`Endpoint::handle_timeout`] must run, if any session is live.
+    /// The next time [`Endpoint::handle_timeout`] must run, if any session is live or a
+    /// sampling window has counted drops to report.
     pub fn poll_timeout(&mut self) -> Option<Millis> {
+        let samples = [
+            self.drop_sampler.next_deadline(),
+            self.fail_sampler.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut session = None;
         while let Some((deadline, index, generation)) = self.timers.peek() {
             let slot = &self.slots[index as usize];
             if slot.generation == generation
                 && slot.deadline == Some(deadline)
                 && slot.session.is_some()
             {
-                return Some(ExtendedClock::wrap(deadline));
+                session = Some(deadline);
+                break;
             }
             self.timers.pop();
         }
-        None
+        [session, samples]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(ExtendedClock::wrap)
+    }
+
+    /// Emits the aggregate records of sampling windows that have ended.
+    fn report_sampled(&mut self, now_extended: u64) {
+        if self
+            .drop_sampler
+            .next_deadline()
+            .is_some_and(|d| d <= now_extended)
+        {
+            let expired: Vec<(usize, u64)> = self.drop_sampler.expired(now_extended).collect();
+            for (key, count) in expired {
+                if let Some(mut last) = self.last_drop[key].take() {
+                    last.suppressed = count;
+                    self.emit(SecurityEvent::PacketDropped(last));
+                }
+            }
+        }
+        if self
+            .fail_sampler
+            .next_deadline()
+            .is_some_and(|d| d <= now_extended)
+        {
+            let expired: Vec<(usize, u64)> = self.fail_sampler.expired(now_extended).collect();
+            for (key, count) in expired {
+                if let Some(mut last) = self.last_fail[key].take() {
+                    last.suppressed = count;
+                    self.emit(SecurityEvent::ConnectionFailed(last));
+                }
+            }
+        }
     }
 
     /// Runs every session whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Millis) {
         let now_extended = self.clock.advance(now);
+        self.report_sampled(now_extended);
         while let Some((deadline, index, generation)) = self.timers.peek() {
             if deadline > now_extended {
                 break;
@@ -556,14 +711,61 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<(), SendError> {
         self.clock.advance(now);
-        match self.with_session(handle, |s| s.send(data)) {
+        let result = match self.with_session(handle, |s| s.send(data)) {
             None => Err(SendError::UnknownConnection),
             Some(Err(e)) => Err(e.into()),
             Some(Ok(())) => {
                 self.dirty.push(handle);
-                Ok(())
+                return Ok(());
             }
+        };
+        if let Err(error) = result {
+            self.refused_send(handle, data.len(), error);
         }
+        result
+    }
+
+    /// Records why a send was refused: application misuse is a protocol violation, an engine
+    /// refusal a library error.
+    fn refused_send(&mut self, handle: ConnectionHandle, size: usize, error: SendError) {
+        if !self.events_on() {
+            return;
+        }
+        let conn = self.session(handle).map(Session::conn_ref);
+        let size = size as u64;
+        let (violation, limit) = match error {
+            SendError::UnknownConnection | SendError::Session(SessionSendError::NotOpen) => {
+                (Violation::MessageOnClosedConnection, 0)
+            }
+            SendError::Session(SessionSendError::TooLarge { limit, .. }) => {
+                (Violation::OversizedMessage, limit as u64)
+            }
+            SendError::Session(SessionSendError::QueueFull { limit, .. }) => {
+                (Violation::SendQueueFull, limit as u64)
+            }
+            SendError::Session(SessionSendError::Empty) => (Violation::EmptyMessage, 0),
+            SendError::Session(SessionSendError::Engine(error)) => {
+                self.engine_error(handle, error);
+                return;
+            }
+        };
+        self.emit(SecurityEvent::ProtocolViolation(ProtocolViolation {
+            conn,
+            violation,
+            size,
+            limit,
+        }));
+    }
+
+    fn engine_error(&mut self, handle: ConnectionHandle, error: EngineError) {
+        let conn = self.session(handle).map(Session::conn_ref);
+        self.emit(SecurityEvent::Error(ErrorEvent {
+            conn,
+            peer: None,
+            error_type: ErrorType::Library,
+            code: error.code,
+            message: error.message,
+        }));
     }
 
     /// Size of the next message on a connection, if one is ready.
@@ -604,10 +806,24 @@ impl Endpoint {
     /// then the connection closes with `local_closed`.
     pub fn close(&mut self, now: Millis, handle: ConnectionHandle) {
         self.clock.advance(now);
+        let was_established = self
+            .session(handle)
+            .is_some_and(|s| s.state == ConnectionState::Established);
         let reason = self.with_session(handle, |s| {
             s.begin_close(now);
             s.liveness(now)
         });
+        if was_established && reason.is_some() {
+            if let Some(conn) = self.session(handle).map(Session::conn_ref) {
+                self.emit(SecurityEvent::ConnectionStateUpdated(
+                    ConnectionStateUpdated {
+                        conn,
+                        old: ConnectionState::Established,
+                        new: ConnectionState::Closing,
+                    },
+                ));
+            }
+        }
         match reason {
             Some(Some(reason)) => self.close_now(handle, reason),
             Some(None) => self.reschedule(handle, now),
@@ -632,7 +848,7 @@ impl Endpoint {
         if slot.generation & GENERATION_MASK != handle.generation() {
             return;
         }
-        let Some(session) = slot.session.take() else {
+        let Some(mut session) = slot.session.take() else {
             return;
         };
         slot.generation = slot.generation.wrapping_add(1);
@@ -644,19 +860,91 @@ impl Endpoint {
         // A panicking engine may have left its state inconsistent; the summary only reads
         // plain counters, but guard it all the same.
         let now_extended = self.clock.extended();
+        let old_state = session.state;
+        session.state = ConnectionState::Closed;
+        let conn = session.conn_ref();
+        let params = session.config;
         let summary = catch_unwind(AssertUnwindSafe(|| session.summary(now_extended)));
-        if let Ok(summary) = summary {
-            self.events.push_back(EndpointEvent::Closed {
-                handle,
-                reason,
-                summary: Box::new(summary),
-            });
+        if reason == CloseReason::InternalError {
+            self.emit(SecurityEvent::Error(ErrorEvent {
+                conn: Some(conn),
+                peer: None,
+                error_type: ErrorType::Library,
+                code: "KCP_ENGINE_PANIC",
+                message: crate::events::CappedText::format(
+                    "the KCP engine panicked; the session was discarded",
+                ),
+            }));
         }
+        self.emit(SecurityEvent::ConnectionStateUpdated(
+            ConnectionStateUpdated {
+                conn,
+                old: old_state,
+                new: ConnectionState::Closed,
+            },
+        ));
+        // A panicking engine may have left counters unreadable; the close is recorded all the
+        // same, with what could be read.
+        let summary = summary.unwrap_or_else(|_| ConnectionSummary::empty(conn));
+        self.emit(SecurityEvent::ConnectionClosed(ConnectionClosed {
+            conn,
+            reason,
+            initiator: reason.initiator(),
+            summary,
+            params,
+        }));
+        self.events.push_back(EndpointEvent::Closed {
+            handle,
+            reason,
+            summary: Box::new(summary),
+        });
     }
 
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<EndpointEvent> {
         self.events.pop_front()
+    }
+
+    /// The next security event, oldest first (only recorded when
+    /// [`EndpointConfig::event_level`] is set). Events of one connection come in order.
+    pub fn poll_security_event(&mut self) -> Option<SecurityEvent> {
+        self.security.pop_front()
+    }
+
+    /// Records a security event that happened outside the endpoint (socket errors, stats), so
+    /// it is ordered with the endpoint's own.
+    pub fn record(&mut self, event: SecurityEvent) {
+        self.emit(event);
+    }
+
+    /// The connection a peer address and conv belong to, for events about a peer (an ICMP
+    /// error names only the address).
+    pub fn connection_for_peer(&self, peer: SocketAddr) -> Option<ConnectionRef> {
+        self.by_key
+            .iter()
+            .find(|((addr, _), _)| *addr == peer)
+            .and_then(|(_, &h)| self.session(h))
+            .map(Session::conn_ref)
+    }
+
+    fn events_on(&self) -> bool {
+        self.config.event_level.is_some()
+    }
+
+    fn emit(&mut self, event: SecurityEvent) {
+        let Some(level) = self.config.event_level else {
+            return;
+        };
+        let severity = event.severity();
+        if severity > level {
+            return;
+        }
+        if self.security.len() >= SECURITY_QUEUE_LIMIT {
+            self.stats.events_lost += 1;
+            self.stats.events_lost_by_severity[usize::from(severity.code())] += 1;
+            return;
+        }
+        self.security.push_back(event);
     }
 
     /// Datagrams waiting to be sent. Clear them with [`Endpoint::clear_transmits`] or
@@ -710,29 +998,57 @@ impl Endpoint {
     fn drop_datagram(
         &mut self,
         remote: SocketAddr,
-        handle: Option<ConnectionHandle>,
+        local: SocketAddr,
+        conv: Option<u32>,
+        uid: Option<crate::uid::Uid>,
         violation: GuardViolation,
         len: usize,
     ) {
-        self.drop_trigger(remote, handle, violation.trigger(), violation.rule(), len);
+        self.drop_trigger(
+            remote,
+            local,
+            conv,
+            uid,
+            violation.trigger(),
+            violation.rule(),
+            len,
+        );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn drop_trigger(
         &mut self,
         remote: SocketAddr,
-        handle: Option<ConnectionHandle>,
+        local: SocketAddr,
+        conv: Option<u32>,
+        uid: Option<crate::uid::Uid>,
         trigger: DropTrigger,
         rule: &'static str,
         len: usize,
     ) {
-        self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
-        self.events.push_back(EndpointEvent::Dropped {
+        let key = EndpointStats::trigger_index(trigger);
+        self.stats.dropped[key] += 1;
+        if !self.events_on() {
+            return;
+        }
+        let mut dropped = PacketDropped {
             remote,
-            handle,
+            local,
+            conv,
+            uid,
             trigger,
             rule,
-            len,
-        });
+            len: len as u32,
+            suppressed: 0,
+        };
+        match self.drop_sampler.sample(key, self.clock.extended()) {
+            Sample::Log { suppressed } => {
+                dropped.suppressed = suppressed;
+                self.last_drop[key] = None;
+                self.emit(SecurityEvent::PacketDropped(dropped));
+            }
+            Sample::Suppress => self.last_drop[key] = Some(dropped),
+        }
     }
 }
 
@@ -749,4 +1065,17 @@ pub struct ConnectionInfo {
     pub local: SocketAddr,
     /// Lifecycle state.
     pub state: ConnectionState,
+}
+
+fn fail_key(reason: FailReason) -> usize {
+    match reason {
+        FailReason::HandshakeTimeout => 0,
+        FailReason::InvalidCookie => 1,
+        FailReason::ExpiredCookie => 2,
+        FailReason::AuthRejected => 3,
+        FailReason::RateLimited => 4,
+        FailReason::Capacity => 5,
+        FailReason::VersionMismatch => 6,
+        FailReason::Malformed => 7,
+    }
 }

@@ -9,11 +9,15 @@
 //! - [`guard`]: validates a whole datagram before any byte reaches the engine.
 //! - [`session`]: one KCP conversation behind the guard, with liveness and counters.
 //! - [`endpoint`]: demultiplexes datagrams by (address, conv) into sessions and runs their timers.
+//! - [`events`]: the security event catalog (`kcp:*`), one typed struct per event.
+//! - [`community_id`]: Community ID v1 flow hashes for joining records with other sensors.
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod community_id;
 pub mod config;
 pub mod endpoint;
+pub mod events;
 pub mod guard;
 pub mod lifecycle;
 pub mod segment;
@@ -25,6 +29,7 @@ pub mod uid;
 pub use clock::{ExtendedClock, Millis};
 pub use config::{EndpointConfig, Preset, SessionConfig};
 pub use endpoint::{ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, SendError};
+pub use events::{SecurityEvent, Severity};
 pub use guard::GuardViolation;
 pub use lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
 pub use session::ConnectionSummary;

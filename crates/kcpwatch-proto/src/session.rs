@@ -8,7 +8,8 @@ use kcp::Kcp;
 
 use crate::clock::{diff, Millis};
 use crate::config::SessionConfig;
-use crate::guard::{self, DatagramSummary, GuardContext, GuardViolation, InFlightTimes};
+use crate::events::{CappedText, ConnectionRef, Direction, History};
+use crate::guard::{self, GuardContext, GuardViolation, InFlightTimes};
 use crate::lifecycle::{CloseReason, ConnectionState};
 use crate::transmit::{Transmits, TxSink};
 use crate::uid::Uid;
@@ -44,10 +45,14 @@ pub enum SessionSendError {
     /// Empty messages cannot be represented in KCP message mode.
     #[error("empty message")]
     Empty,
+    /// The engine refused a message the session had validated (a defect, reported as a
+    /// library error).
+    #[error("engine refused the message: {}", .0.code)]
+    Engine(EngineError),
 }
 
 /// The one-record view of a connection (DESIGN §5, the close summary).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionSummary {
     /// Connection id.
     pub uid: Uid,
@@ -85,6 +90,70 @@ pub struct ConnectionSummary {
     pub rto_ms: u32,
     /// Engine counters.
     pub engine: kcp::KcpCounters,
+    /// Zeek-style activity history (see [`History`]).
+    pub history: History,
+    /// Who opened the connection.
+    pub direction: Direction,
+}
+
+impl ConnectionSummary {
+    /// A summary with identity only, for a session whose counters could not be read.
+    pub fn empty(conn: ConnectionRef) -> Self {
+        Self {
+            uid: conn.uid,
+            conv: conn.conv,
+            remote: conn.peer,
+            local: conn.local,
+            duration_ms: 0,
+            datagrams_in: 0,
+            bytes_in: 0,
+            datagrams_out: 0,
+            bytes_out: 0,
+            payload_bytes_in: 0,
+            payload_bytes_out: 0,
+            messages_in: 0,
+            messages_out: 0,
+            guard_drops: 0,
+            srtt_ms: 0,
+            rttvar_ms: 0,
+            rto_ms: 0,
+            engine: kcp::KcpCounters::default(),
+            history: History::default(),
+            direction: conn.direction,
+        }
+    }
+}
+
+/// A KCP engine call failed even though the guard had accepted its input (a defect of the
+/// guard or the engine): the stable code and the engine's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineError {
+    /// `KCP_*` code.
+    pub code: &'static str,
+    /// The engine's message.
+    pub message: CappedText,
+}
+
+impl EngineError {
+    /// Maps every error of the `kcp` crate to a stable code.
+    pub fn from_kcp(error: &kcp::Error) -> Self {
+        let code = match error {
+            kcp::Error::ConvInconsistent(..) => "KCP_INPUT_BAD_CONV",
+            kcp::Error::InvalidMtu(..) => "KCP_INVALID_MTU",
+            kcp::Error::InvalidSegmentSize(..) => "KCP_INPUT_TOO_SHORT",
+            kcp::Error::InvalidSegmentDataSize(..) => "KCP_INPUT_BAD_LENGTH",
+            kcp::Error::IoError(..) => "KCP_OUTPUT_FAILED",
+            kcp::Error::NeedUpdate => "KCP_NEED_UPDATE",
+            kcp::Error::RecvQueueEmpty | kcp::Error::ExpectingFragment => "KCP_RECV_EMPTY",
+            kcp::Error::UnsupportedCmd(..) => "KCP_INPUT_BAD_CMD",
+            kcp::Error::UserBufTooBig => "KCP_SEND_TOO_BIG",
+            kcp::Error::UserBufTooSmall => "KCP_RECV_BUFFER_TOO_SMALL",
+        };
+        Self {
+            code,
+            message: CappedText::format(error),
+        }
+    }
 }
 
 pub(crate) struct Session {
@@ -95,6 +164,10 @@ pub(crate) struct Session {
     pub(crate) local: SocketAddr,
     pub(crate) config: SessionConfig,
     pub(crate) state: ConnectionState,
+    pub(crate) direction: Direction,
+    history: History,
+    /// Engine counters when the history was last brought up to date.
+    history_seen: kcp::KcpCounters,
     started_at: Millis,
     started_at_extended: u64,
     last_received: Millis,
@@ -124,6 +197,7 @@ impl Session {
         config: &SessionConfig,
         now: Millis,
         now_extended: u64,
+        direction: Direction,
         tx: Rc<RefCell<Transmits>>,
     ) -> Self {
         let sink = TxSink::new(tx, remote);
@@ -156,6 +230,9 @@ impl Session {
             local,
             config: config.clone(),
             state: ConnectionState::Established,
+            direction,
+            history: History::default(),
+            history_seen: kcp::KcpCounters::default(),
             started_at: now,
             started_at_extended: now_extended,
             last_received: now,
@@ -179,12 +256,59 @@ impl Session {
         }
     }
 
-    /// Runs the guard, then hands the datagram to the engine.
+    /// The identity events carry.
+    pub(crate) fn conn_ref(&self) -> ConnectionRef {
+        ConnectionRef {
+            uid: self.uid,
+            conv: self.conv,
+            peer: self.remote,
+            local: self.local,
+            direction: self.direction,
+        }
+    }
+
+    /// Notes in the history what the engine did since the last call. Letters (upper case for
+    /// the originator): D data, A pure acknowledgement, W window probe, R retransmission
+    /// (sent) or duplicate data (received), G a datagram the guard refused.
+    fn update_history(&mut self) {
+        let now = self.kcp.counters();
+        let seen = self.history_seen;
+        let peer_is_originator = self.direction == Direction::Inbound;
+        let mut note = |changed: bool, letter: u8, by_peer: bool| {
+            if changed {
+                self.history.note(letter, by_peer == peer_is_originator);
+            }
+        };
+        note(now.in_push_segs > seen.in_push_segs, b'd', true);
+        note(now.acks_received > seen.acks_received, b'a', true);
+        note(
+            now.window_probes_received > seen.window_probes_received,
+            b'w',
+            true,
+        );
+        note(now.repeat_segs > seen.repeat_segs, b'r', true);
+        note(now.out_push_segs > seen.out_push_segs, b'd', false);
+        note(now.acks_sent > seen.acks_sent, b'a', false);
+        note(
+            now.window_probes_sent > seen.window_probes_sent,
+            b'w',
+            false,
+        );
+        note(
+            now.retrans_segs + now.fast_retrans_segs > seen.retrans_segs + seen.fast_retrans_segs,
+            b'r',
+            false,
+        );
+        self.history_seen = now;
+    }
+
+    /// Runs the guard, then hands the datagram to the engine. `Ok(Some(_))` means the guard
+    /// accepted the datagram but the engine still refused it.
     pub(crate) fn input(
         &mut self,
         now: Millis,
         datagram: &[u8],
-    ) -> Result<DatagramSummary, GuardViolation> {
+    ) -> Result<Option<EngineError>, GuardViolation> {
         self.check_poison();
         let kcp = &self.kcp;
         let in_flight = |sn: u32| {
@@ -205,21 +329,26 @@ impl Session {
             session_start: self.started_at,
             in_flight: &in_flight,
         };
-        let summary = match guard::validate(&ctx, datagram) {
-            Ok(summary) => summary,
-            Err(violation) => {
-                self.guard_drops += 1;
-                return Err(violation);
-            }
-        };
+        if let Err(violation) = guard::validate(&ctx, datagram) {
+            self.guard_drops += 1;
+            let peer_is_originator = self.direction == Direction::Inbound;
+            self.history.note(b'g', peer_is_originator);
+            return Err(violation);
+        }
         self.kcp.set_current(now);
-        // The guard accepted every segment, so the engine has nothing left to refuse.
-        let _ = self.kcp.input(datagram);
+        // The guard accepted every segment, so the engine should have nothing left to refuse;
+        // if it does, that is a defect worth an error record, not a silent drop.
+        let engine_error = self
+            .kcp
+            .input(datagram)
+            .err()
+            .map(|e| EngineError::from_kcp(&e));
         self.datagrams_in += 1;
         self.bytes_in += datagram.len() as u64;
         self.last_received = now;
         self.flush_pending = true;
-        Ok(summary)
+        self.update_history();
+        Ok(engine_error)
     }
 
     /// Lets the engine retransmit and flush on its own schedule.
@@ -232,6 +361,7 @@ impl Session {
         if self.kcp.check(now) == 0 {
             let _ = self.kcp.flush();
         }
+        self.update_history();
     }
 
     /// Sends ACKs and newly queued data now rather than at the next interval.
@@ -240,6 +370,7 @@ impl Session {
         self.flush_pending = false;
         self.kcp.set_current(now);
         let _ = self.kcp.flush();
+        self.update_history();
     }
 
     pub(crate) fn send(&mut self, data: &[u8]) -> Result<(), SessionSendError> {
@@ -267,10 +398,14 @@ impl Session {
             // KCP refuses a single call that needs 128 fragments or more.
             let chunk = self.config.mss() * 64;
             for piece in data.chunks(chunk) {
-                let _ = self.kcp.send(piece);
+                self.kcp
+                    .send(piece)
+                    .map_err(|e| SessionSendError::Engine(EngineError::from_kcp(&e)))?;
             }
         } else {
-            let _ = self.kcp.send(data);
+            self.kcp
+                .send(data)
+                .map_err(|e| SessionSendError::Engine(EngineError::from_kcp(&e)))?;
         }
         self.payload_bytes_out += data.len() as u64;
         self.messages_out += 1;
@@ -361,6 +496,8 @@ impl Session {
             rttvar_ms: self.kcp.rttvar(),
             rto_ms: self.kcp.rto(),
             engine: self.kcp.counters(),
+            history: self.history,
+            direction: self.direction,
         }
     }
 }

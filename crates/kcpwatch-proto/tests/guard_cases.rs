@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use common::{addr, Link, Pair, CLIENT, SERVER};
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WINS};
-use kcpwatch_proto::{DropTrigger, EndpointEvent, Preset, SessionConfig};
+use kcpwatch_proto::{DropTrigger, EndpointEvent, Preset, SecurityEvent, SessionConfig};
 
 const CONV: u32 = 0x1234_5678;
 
@@ -61,9 +61,12 @@ fn established(pending: usize) -> Pair {
     pair
 }
 
+/// The trigger and rule of the last refused datagram: a `kcp:packet_dropped` for a known
+/// session, a `kcp:connection_failed` for an opening datagram.
 fn last_drop(pair: &Pair) -> Option<(DropTrigger, &'static str)> {
-    pair.server_events.iter().rev().find_map(|e| match e {
-        EndpointEvent::Dropped { trigger, rule, .. } => Some((*trigger, *rule)),
+    pair.server_security.iter().rev().find_map(|e| match e {
+        SecurityEvent::PacketDropped(d) => Some((d.trigger, d.rule)),
+        SecurityEvent::ConnectionFailed(f) => Some((f.trigger, f.rule)),
         _ => None,
     })
 }

@@ -8,7 +8,8 @@ use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 use kcpwatch_proto::{
-    ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, Millis, SessionConfig,
+    ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, Millis, SecurityEvent,
+    SessionConfig, Severity,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -91,6 +92,9 @@ pub struct Pair {
     seq: u64,
     pub server_events: Vec<EndpointEvent>,
     pub client_events: Vec<EndpointEvent>,
+    /// Security events, in order (every severity, no sampling unless a test sets it).
+    pub server_security: Vec<SecurityEvent>,
+    pub client_security: Vec<SecurityEvent>,
     pub delivered_datagrams: u64,
     pub lost_datagrams: u64,
     /// Every datagram the client sent, for attacks that replay or forge from them.
@@ -106,17 +110,31 @@ impl Pair {
 
     pub fn with_epoch(seed: u64, session: SessionConfig, link: Link, epoch: Millis) -> Self {
         let server_config = EndpointConfig {
-            session: session.clone(),
+            session,
             accept_inbound: true,
             rng_seed: seed,
+            event_level: Some(Severity::Debug),
+            sample_burst: u32::MAX,
             ..EndpointConfig::default()
         };
         let client_config = EndpointConfig {
             session,
             accept_inbound: false,
             rng_seed: seed ^ 0x5555,
+            event_level: Some(Severity::Debug),
+            sample_burst: u32::MAX,
             ..EndpointConfig::default()
         };
+        Self::with_configs(server_config, client_config, link, epoch)
+    }
+
+    pub fn with_configs(
+        server_config: EndpointConfig,
+        client_config: EndpointConfig,
+        link: Link,
+        epoch: Millis,
+    ) -> Self {
+        let seed = server_config.rng_seed;
         let server = Endpoint::new(server_config, epoch).unwrap();
         let mut client = Endpoint::new(client_config, epoch).unwrap();
         let client_conn = client
@@ -135,6 +153,8 @@ impl Pair {
             seq: 0,
             server_events: Vec::new(),
             client_events: Vec::new(),
+            server_security: Vec::new(),
+            client_security: Vec::new(),
             delivered_datagrams: 0,
             lost_datagrams: 0,
             client_datagrams: Vec::new(),
@@ -236,6 +256,12 @@ impl Pair {
         }
         while let Some(event) = self.client.poll_event() {
             self.client_events.push(event);
+        }
+        while let Some(event) = self.server.poll_security_event() {
+            self.server_security.push(event);
+        }
+        while let Some(event) = self.client.poll_security_event() {
+            self.client_security.push(event);
         }
     }
 

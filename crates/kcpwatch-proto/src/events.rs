@@ -1,0 +1,760 @@
+//! The security event catalog (DESIGN §5): every `kcp:*` event as a typed struct, declared here
+//! and only here. Output formats (canonical JSON in the runtime, the JSON Schema in `schema/`,
+//! the TypeScript types) are derived from these definitions; `docs/events.md` documents them.
+//!
+//! Events are plain `Copy` values with no heap data, so the runtime can move them through a
+//! fixed-size ring without allocating: text that can vary (error messages) is capped and stored
+//! inline, everything else is an enum with a stable name.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::config::SessionConfig;
+use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
+use crate::session::ConnectionSummary;
+use crate::uid::Uid;
+
+/// Syslog severity (RFC 5424); lower is more severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Severity {
+    /// 0: the system is unusable.
+    Emergency = 0,
+    /// 1: act immediately.
+    Alert = 1,
+    /// 2: critical conditions.
+    Critical = 2,
+    /// 3: error conditions.
+    Error = 3,
+    /// 4: warning conditions.
+    Warning = 4,
+    /// 5: normal but significant.
+    Notice = 5,
+    /// 6: informational.
+    Informational = 6,
+    /// 7: debug-level.
+    Debug = 7,
+}
+
+impl Severity {
+    /// The syslog number.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The name used in `level_name` and in the `level` option.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Emergency => "emergency",
+            Self::Alert => "alert",
+            Self::Critical => "critical",
+            Self::Error => "error",
+            Self::Warning => "warning",
+            Self::Notice => "notice",
+            Self::Informational => "info",
+            Self::Debug => "debug",
+        }
+    }
+
+    /// Parses a name as [`Severity::as_str`] prints it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "emergency" => Self::Emergency,
+            "alert" => Self::Alert,
+            "critical" => Self::Critical,
+            "error" => Self::Error,
+            "warning" => Self::Warning,
+            "notice" => Self::Notice,
+            "info" => Self::Informational,
+            "debug" => Self::Debug,
+            _ => return None,
+        })
+    }
+
+    /// The pino level number (pino has no notice, alert or emergency: they map to the
+    /// nearest pino level at or above their urgency).
+    pub fn pino_level(self) -> u8 {
+        match self {
+            Self::Debug => 20,
+            Self::Informational | Self::Notice => 30,
+            Self::Warning => 40,
+            Self::Error => 50,
+            Self::Critical | Self::Alert | Self::Emergency => 60,
+        }
+    }
+}
+
+/// Which ring lane carries an event. The critical lane holds what an analyst cannot
+/// reconstruct (lifecycle, closes, errors); the bulk lane holds what is sampled or periodic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Lifecycle, close, error, alert, log loss.
+    Critical,
+    /// Dropped-packet samples, state updates, stats.
+    Bulk,
+}
+
+impl Lane {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::Bulk => "bulk",
+        }
+    }
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The peer opened it (a server's connection): the peer is the source.
+    Inbound,
+    /// We opened it (`connect`): we are the source.
+    Outbound,
+}
+
+impl Direction {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// Who a connection-scoped event is about. Source and destination follow the originator, as in
+/// Zeek's conn.log: for an inbound connection the peer is the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionRef {
+    /// Connection id, shared by every record of the connection.
+    pub uid: Uid,
+    /// KCP conversation id.
+    pub conv: u32,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Our address the datagrams arrived on (the real one, also on a wildcard bind).
+    pub local: SocketAddr,
+    /// Who opened it.
+    pub direction: Direction,
+}
+
+impl ConnectionRef {
+    /// The originator's address.
+    pub fn src(&self) -> SocketAddr {
+        match self.direction {
+            Direction::Inbound => self.peer,
+            Direction::Outbound => self.local,
+        }
+    }
+
+    /// The responder's address.
+    pub fn dst(&self) -> SocketAddr {
+        match self.direction {
+            Direction::Inbound => self.local,
+            Direction::Outbound => self.peer,
+        }
+    }
+}
+
+/// Why a connection was never established (DESIGN §5 vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailReason {
+    /// Secure mode: the handshake did not complete in time.
+    HandshakeTimeout,
+    /// Secure mode: the cookie's MAC did not verify.
+    InvalidCookie,
+    /// Secure mode: the cookie's time slot has passed.
+    ExpiredCookie,
+    /// Secure mode: the application's token check refused the client.
+    AuthRejected,
+    /// A handshake rate limit refused the source.
+    RateLimited,
+    /// The connection limit was reached.
+    Capacity,
+    /// Secure mode: an unsupported protocol version.
+    VersionMismatch,
+    /// The first datagram was not a valid opening (raw mode: it failed the segment guard).
+    Malformed,
+}
+
+impl FailReason {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::InvalidCookie => "invalid_cookie",
+            Self::ExpiredCookie => "expired_cookie",
+            Self::AuthRejected => "auth_rejected",
+            Self::RateLimited => "rate_limited",
+            Self::Capacity => "capacity",
+            Self::VersionMismatch => "version_mismatch",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+/// How the application misused a connection (`kcp:protocol_violation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Violation {
+    /// A message larger than `max_message_size`.
+    OversizedMessage,
+    /// A message sent on a connection that is closing or closed.
+    MessageOnClosedConnection,
+    /// An empty message (KCP message mode cannot carry one).
+    EmptyMessage,
+    /// A message beyond the hard cap of queued outbound bytes.
+    SendQueueFull,
+}
+
+impl Violation {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OversizedMessage => "oversized_message",
+            Self::MessageOnClosedConnection => "message_on_closed_connection",
+            Self::EmptyMessage => "empty_message",
+            Self::SendQueueFull => "send_queue_full",
+        }
+    }
+
+    /// The `error_code` the application also sees on the thrown or emitted error.
+    pub fn error_code(self) -> &'static str {
+        match self {
+            Self::OversizedMessage => "KCP_ERR_MESSAGE_TOO_LARGE",
+            Self::MessageOnClosedConnection => "KCP_ERR_CLOSED",
+            Self::EmptyMessage => "KCP_ERR_EMPTY_MESSAGE",
+            Self::SendQueueFull => "KCP_ERR_QUEUE_FULL",
+        }
+    }
+}
+
+/// Which layer an error comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// kcpwatch or the KCP engine.
+    Library,
+    /// The operating system's network stack (bind, send, ICMP).
+    Network,
+    /// The application's use of the API.
+    Application,
+}
+
+impl ErrorType {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Library => "library",
+            Self::Network => "network",
+            Self::Application => "application",
+        }
+    }
+}
+
+/// Bytes kept of an error message; longer ones are cut at a character boundary.
+pub const MESSAGE_CAPACITY: usize = 160;
+
+/// Text stored inline and capped at [`MESSAGE_CAPACITY`] bytes, so events never allocate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CappedText {
+    len: u8,
+    bytes: [u8; MESSAGE_CAPACITY],
+}
+
+impl CappedText {
+    /// Empty text.
+    pub const EMPTY: Self = Self {
+        len: 0,
+        bytes: [0; MESSAGE_CAPACITY],
+    };
+
+    /// Formats `value` into the buffer, cutting what does not fit.
+    pub fn format(value: impl fmt::Display) -> Self {
+        use fmt::Write;
+        let mut text = Self::EMPTY;
+        let _ = write!(text, "{value}");
+        text
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only whole characters are ever written.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for CappedText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let used = usize::from(self.len);
+        let room = MESSAGE_CAPACITY - used;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.bytes[used..used + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take as u8;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CappedText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A Zeek-style history: one letter per kind of activity, in the order each kind first
+/// happened. Upper case is the originator, lower case the responder (see `docs/events.md`).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct History {
+    len: u8,
+    letters: [u8; 16],
+}
+
+impl History {
+    /// Records `letter` for the originator (`originator == true`) or the responder, once.
+    pub fn note(&mut self, letter: u8, originator: bool) {
+        let letter = if originator {
+            letter.to_ascii_uppercase()
+        } else {
+            letter.to_ascii_lowercase()
+        };
+        let used = usize::from(self.len);
+        if used < self.letters.len() && !self.letters[..used].contains(&letter) {
+            self.letters[used] = letter;
+            self.len += 1;
+        }
+    }
+
+    /// The letters.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.letters[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The listener's settings as logged by `kcp:listener_started`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// `raw` or `secure`.
+    pub mode: &'static str,
+    /// Connection limit.
+    pub max_connections: u32,
+    /// Whether peers may open sessions (false for a client endpoint).
+    pub accept_inbound: bool,
+    /// Knobs of the sessions it accepts.
+    pub session: SessionConfig,
+}
+
+/// `kcp:listener_started`: the socket is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerStarted {
+    /// The bound address (may be a wildcard).
+    pub local: SocketAddr,
+    /// Its settings.
+    pub settings: ListenerSettings,
+}
+
+/// `kcp:listener_stopped`: the socket is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerStopped {
+    /// The bound address.
+    pub local: SocketAddr,
+    /// Milliseconds it was bound.
+    pub uptime_ms: u64,
+    /// Connections it carried in total.
+    pub connections_total: u64,
+}
+
+/// `kcp:connection_attempted`: the first datagram of a new (address, conv), or `connect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionAttempted {
+    /// The connection.
+    pub conn: ConnectionRef,
+}
+
+/// `kcp:connection_established`: data may flow (raw mode: the first valid datagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionEstablished {
+    /// The connection.
+    pub conn: ConnectionRef,
+}
+
+/// `kcp:connection_failed`: an attempt that never became a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionFailed {
+    /// The attempt.
+    pub conn: ConnectionRef,
+    /// Why.
+    pub reason: FailReason,
+    /// The drop trigger that refused the opening datagram.
+    pub trigger: DropTrigger,
+    /// The exact guard or limit rule.
+    pub rule: &'static str,
+    /// Attempts that failed the same way in the sampling window and were not logged one by
+    /// one (0 for an individual record; see [`PacketDropped::suppressed`]).
+    pub suppressed: u64,
+}
+
+/// `kcp:connection_state_updated`: one lifecycle transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionStateUpdated {
+    /// The connection.
+    pub conn: ConnectionRef,
+    /// The state before.
+    pub old: ConnectionState,
+    /// The state after.
+    pub new: ConnectionState,
+}
+
+/// `kcp:connection_closed`: terminal, with the whole-connection summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionClosed {
+    /// The connection.
+    pub conn: ConnectionRef,
+    /// Why it ended.
+    pub reason: CloseReason,
+    /// Who ended it.
+    pub initiator: Initiator,
+    /// Counters, timings, RTT figures and the activity history.
+    pub summary: ConnectionSummary,
+    /// The session's parameters.
+    pub params: SessionConfig,
+}
+
+/// `kcp:packet_dropped`: a datagram dropped whole before reaching any engine.
+///
+/// Sampled: per trigger, the first datagrams of each one-second window are logged one by one;
+/// the rest are counted and reported by one aggregate record when the window ends, whose
+/// `suppressed` says how many it stands for and whose addresses are those of the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketDropped {
+    /// Where it came from.
+    pub remote: SocketAddr,
+    /// Our address it arrived on.
+    pub local: SocketAddr,
+    /// Its conv, when it had a header.
+    pub conv: Option<u32>,
+    /// The session it was for, if one exists.
+    pub uid: Option<Uid>,
+    /// Why.
+    pub trigger: DropTrigger,
+    /// The exact rule.
+    pub rule: &'static str,
+    /// Its length in bytes.
+    pub len: u32,
+    /// Drops of this trigger not logged one by one since the last record of this trigger.
+    pub suppressed: u64,
+}
+
+/// `kcp:protocol_violation`: the application misused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolViolation {
+    /// The connection, if it is still known.
+    pub conn: Option<ConnectionRef>,
+    /// What happened.
+    pub violation: Violation,
+    /// The size involved (message or queue bytes).
+    pub size: u64,
+    /// The limit it broke (0 where there is none).
+    pub limit: u64,
+}
+
+/// `kcp:error`: something failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorEvent {
+    /// The connection it concerns, if any.
+    pub conn: Option<ConnectionRef>,
+    /// The peer it concerns when there is no connection (an ICMP error for an unknown peer).
+    pub peer: Option<SocketAddr>,
+    /// Layer.
+    pub error_type: ErrorType,
+    /// Stable code: an errno name (`EADDRINUSE`, `ECONNREFUSED`) or `KCP_*`.
+    pub code: &'static str,
+    /// Human-readable detail, capped.
+    pub message: CappedText,
+}
+
+/// `kcp:stats`: periodic counters of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsEvent {
+    /// The bound address.
+    pub local: Option<SocketAddr>,
+    /// Milliseconds since the previous stats record (or since start).
+    pub interval_ms: u64,
+    /// Live connections.
+    pub connections: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Connections opened by peers.
+    pub passive_opens: u64,
+    /// Connections opened locally.
+    pub active_opens: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Datagrams dropped by the guard and limits, all triggers.
+    pub dropped: u64,
+    /// Failed connection attempts.
+    pub failed: u64,
+    /// Send system calls that failed.
+    pub send_errors: u64,
+    /// ICMP errors reported for earlier sends.
+    pub icmp_errors: u64,
+    /// Engine panics caught.
+    pub panics: u64,
+    /// Security records lost so far (all lanes).
+    pub log_lost: u64,
+}
+
+/// `kcp:log_loss`: security records were lost. Never itself lost: it is written by the consumer
+/// side of the ring, not pushed into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogLoss {
+    /// Records lost from the critical lane.
+    pub lost_critical: u64,
+    /// Records lost from the bulk lane.
+    pub lost_bulk: u64,
+    /// Lost records by severity, indexed by syslog number.
+    pub lost_by_severity: [u64; 8],
+    /// Unix time in microseconds of the first loss reported here.
+    pub since_us: u64,
+}
+
+/// One security event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityEvent {
+    /// `kcp:listener_started`
+    ListenerStarted(ListenerStarted),
+    /// `kcp:listener_stopped`
+    ListenerStopped(ListenerStopped),
+    /// `kcp:connection_attempted`
+    ConnectionAttempted(ConnectionAttempted),
+    /// `kcp:connection_established`
+    ConnectionEstablished(ConnectionEstablished),
+    /// `kcp:connection_failed`
+    ConnectionFailed(ConnectionFailed),
+    /// `kcp:connection_state_updated`
+    ConnectionStateUpdated(ConnectionStateUpdated),
+    /// `kcp:connection_closed`
+    ConnectionClosed(ConnectionClosed),
+    /// `kcp:packet_dropped`
+    PacketDropped(PacketDropped),
+    /// `kcp:protocol_violation`
+    ProtocolViolation(ProtocolViolation),
+    /// `kcp:error`
+    Error(ErrorEvent),
+    /// `kcp:stats`
+    Stats(StatsEvent),
+    /// `kcp:log_loss`
+    LogLoss(LogLoss),
+}
+
+impl SecurityEvent {
+    /// The qlog-style name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ListenerStarted(_) => "kcp:listener_started",
+            Self::ListenerStopped(_) => "kcp:listener_stopped",
+            Self::ConnectionAttempted(_) => "kcp:connection_attempted",
+            Self::ConnectionEstablished(_) => "kcp:connection_established",
+            Self::ConnectionFailed(_) => "kcp:connection_failed",
+            Self::ConnectionStateUpdated(_) => "kcp:connection_state_updated",
+            Self::ConnectionClosed(_) => "kcp:connection_closed",
+            Self::PacketDropped(_) => "kcp:packet_dropped",
+            Self::ProtocolViolation(_) => "kcp:protocol_violation",
+            Self::Error(_) => "kcp:error",
+            Self::Stats(_) => "kcp:stats",
+            Self::LogLoss(_) => "kcp:log_loss",
+        }
+    }
+
+    /// How severe it is.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Self::ListenerStarted(_)
+            | Self::ListenerStopped(_)
+            | Self::ConnectionAttempted(_)
+            | Self::ConnectionEstablished(_)
+            | Self::ConnectionStateUpdated(_)
+            | Self::Stats(_) => Severity::Informational,
+            Self::ConnectionClosed(c) => match c.reason {
+                CloseReason::DeadLink | CloseReason::Evicted => Severity::Notice,
+                CloseReason::ProtocolViolation | CloseReason::InternalError => Severity::Warning,
+                _ => Severity::Informational,
+            },
+            Self::ConnectionFailed(_) | Self::PacketDropped(_) => Severity::Notice,
+            Self::ProtocolViolation(_) | Self::LogLoss(_) => Severity::Warning,
+            Self::Error(_) => Severity::Error,
+        }
+    }
+
+    /// Which ring lane carries it.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Self::PacketDropped(_) | Self::ConnectionStateUpdated(_) | Self::Stats(_) => Lane::Bulk,
+            _ => Lane::Critical,
+        }
+    }
+
+    /// The connection it is about, if any.
+    pub fn connection(&self) -> Option<&ConnectionRef> {
+        match self {
+            Self::ConnectionAttempted(e) => Some(&e.conn),
+            Self::ConnectionEstablished(e) => Some(&e.conn),
+            Self::ConnectionFailed(e) => Some(&e.conn),
+            Self::ConnectionStateUpdated(e) => Some(&e.conn),
+            Self::ConnectionClosed(e) => Some(&e.conn),
+            Self::ProtocolViolation(e) => e.conn.as_ref(),
+            Self::Error(e) => e.conn.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Rate-limits per-datagram records: per key, the first `burst` occurrences of each window are
+/// logged one by one; later ones are counted and reported by one aggregate record at the end of
+/// the window. Memory is one small entry per key (a fixed set), whatever the attacker sends.
+#[derive(Debug, Clone)]
+pub struct Sampler<const KEYS: usize> {
+    burst: u32,
+    window_ms: u64,
+    slots: [SampleSlot; KEYS],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SampleSlot {
+    window_start: u64,
+    seen: u32,
+    suppressed: u64,
+}
+
+/// What a [`Sampler`] says about one occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sample {
+    /// Log it, reporting `suppressed` earlier occurrences that were only counted.
+    Log {
+        /// Occurrences counted but not logged before this one.
+        suppressed: u64,
+    },
+    /// Count it only.
+    Suppress,
+}
+
+impl<const KEYS: usize> Sampler<KEYS> {
+    /// A sampler logging `burst` occurrences per key per `window_ms`.
+    pub fn new(burst: u32, window_ms: u64) -> Self {
+        Self {
+            burst,
+            window_ms: window_ms.max(1),
+            slots: [SampleSlot::default(); KEYS],
+        }
+    }
+
+    /// Decides about one occurrence of `key` at `now_ms` (an extended, never-wrapping clock).
+    pub fn sample(&mut self, key: usize, now_ms: u64) -> Sample {
+        let slot = &mut self.slots[key];
+        if now_ms >= slot.window_start + self.window_ms {
+            slot.window_start = now_ms;
+            slot.seen = 0;
+        }
+        slot.seen = slot.seen.saturating_add(1);
+        if slot.seen <= self.burst {
+            let suppressed = std::mem::take(&mut slot.suppressed);
+            Sample::Log { suppressed }
+        } else {
+            slot.suppressed += 1;
+            Sample::Suppress
+        }
+    }
+
+    /// Keys whose window has ended with occurrences only counted: each is returned once with
+    /// its count, which is then reset.
+    pub fn expired(&mut self, now_ms: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let window = self.window_ms;
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(key, slot)| {
+                (slot.suppressed > 0 && now_ms >= slot.window_start + window)
+                    .then(|| (key, std::mem::take(&mut slot.suppressed)))
+            })
+    }
+
+    /// When the earliest window with counted occurrences ends, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter(|s| s.suppressed > 0)
+            .map(|s| s.window_start + self.window_ms)
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_text_cuts_at_a_character_boundary() {
+        let long = "é".repeat(200);
+        let text = CappedText::format(&long);
+        assert!(text.as_str().len() <= MESSAGE_CAPACITY);
+        assert_eq!(text.as_str().len() % 2, 0);
+        assert_eq!(CappedText::format("bind failed").as_str(), "bind failed");
+    }
+
+    #[test]
+    fn history_keeps_first_occurrences_in_order() {
+        let mut h = History::default();
+        h.note(b'd', true);
+        h.note(b'a', false);
+        h.note(b'd', true);
+        h.note(b'd', false);
+        assert_eq!(h.as_str(), "Dad");
+    }
+
+    #[test]
+    fn sampler_logs_a_burst_then_aggregates() {
+        let mut s = Sampler::<2>::new(2, 1000);
+        assert_eq!(s.sample(0, 0), Sample::Log { suppressed: 0 });
+        assert_eq!(s.sample(0, 1), Sample::Log { suppressed: 0 });
+        assert_eq!(s.sample(0, 2), Sample::Suppress);
+        assert_eq!(s.sample(0, 3), Sample::Suppress);
+        assert_eq!(s.sample(1, 3), Sample::Log { suppressed: 0 });
+        assert_eq!(s.next_deadline(), Some(1000));
+        assert_eq!(s.expired(999).count(), 0);
+        assert_eq!(s.expired(1000).collect::<Vec<_>>(), vec![(0, 2)]);
+        assert_eq!(s.next_deadline(), None);
+        // A new window logs again.
+        assert_eq!(s.sample(0, 1500), Sample::Log { suppressed: 0 });
+    }
+
+    #[test]
+    fn severity_names_round_trip() {
+        for code in 0..8u8 {
+            let s = [
+                Severity::Emergency,
+                Severity::Alert,
+                Severity::Critical,
+                Severity::Error,
+                Severity::Warning,
+                Severity::Notice,
+                Severity::Informational,
+                Severity::Debug,
+            ][code as usize];
+            assert_eq!(s.code(), code);
+            assert_eq!(Severity::from_name(s.as_str()), Some(s));
+        }
+    }
+}
