@@ -66,6 +66,10 @@ pub struct NativeStats {
     pub truncated: f64,
     pub sends_to_closed: f64,
     pub delivery_pauses: f64,
+    pub connections_failed: f64,
+    pub events_produced: f64,
+    pub events_lost: f64,
+    pub events_lost_js: f64,
 }
 
 fn address_info(addr: SocketAddr) -> AddressInfo {
@@ -80,6 +84,7 @@ struct Live {
     runtime: Arc<Runtime>,
     /// Dropped on close so the threadsafe function stops keeping the event loop alive.
     notify: Arc<Mutex<Option<Notify>>>,
+    notify_events: Arc<Mutex<Option<Notify>>>,
     cleanup: Option<napi::CleanupEnvHook<Arc<Runtime>>>,
 }
 
@@ -92,29 +97,46 @@ pub struct NativeEndpoint {
     local: SocketAddr,
 }
 
-fn start(
-    mut env: Env,
-    options: EndpointOptions,
-    on_records: JsFunction,
-    remote: Option<SocketAddr>,
-) -> Result<NativeEndpoint> {
-    let config = options::runtime_config(&options, remote.is_none())?;
-    let tsfn: Notify =
-        on_records.create_threadsafe_function(0, |_: ThreadSafeCallContext<()>| {
-            Ok(Vec::<JsUnknown>::new())
-        })?;
-    let notify = Arc::new(Mutex::new(Some(tsfn)));
-    let for_thread = notify.clone();
-    let callback = Box::new(move || {
+/// A threadsafe function with no arguments, and the closure that calls it from a Rust thread
+/// for as long as it exists.
+fn notifier(
+    callback: &JsFunction,
+) -> Result<(Arc<Mutex<Option<Notify>>>, kcpwatch::runtime::Notify)> {
+    let tsfn: Notify = callback.create_threadsafe_function(0, |_: ThreadSafeCallContext<()>| {
+        Ok(Vec::<JsUnknown>::new())
+    })?;
+    let slot = Arc::new(Mutex::new(Some(tsfn)));
+    let for_thread = slot.clone();
+    let call = Box::new(move || {
         if let Ok(guard) = for_thread.lock() {
             if let Some(tsfn) = guard.as_ref() {
                 tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
             }
         }
     });
+    Ok((slot, call))
+}
+
+fn start(
+    mut env: Env,
+    options: EndpointOptions,
+    on_records: JsFunction,
+    on_events: JsFunction,
+    remote: Option<SocketAddr>,
+) -> Result<NativeEndpoint> {
+    let config = options::runtime_config(&options, remote.is_none())?;
+    let (notify, callback) = notifier(&on_records)?;
+    let (notify_events, events_callback) = notifier(&on_events)?;
+    // The events notification must not keep the process alive by itself: records do that
+    // while the endpoint is open.
+    if let Ok(mut guard) = notify_events.lock() {
+        if let Some(tsfn) = guard.as_mut() {
+            tsfn.unref(&env)?;
+        }
+    }
     let runtime = match remote {
-        Some(remote) => Runtime::start_client(remote, config, callback),
-        None => Runtime::start(config, callback),
+        Some(remote) => Runtime::start_client(remote, config, callback, events_callback),
+        None => Runtime::start(config, callback, events_callback),
     }
     .map_err(to_js)?;
     let runtime = Arc::new(runtime);
@@ -126,6 +148,7 @@ fn start(
         live: Some(Live {
             runtime: runtime.clone(),
             notify,
+            notify_events,
             cleanup: Some(cleanup),
         }),
         runtime,
@@ -137,9 +160,16 @@ fn start(
 impl NativeEndpoint {
     /// Binds a server endpoint. `onRecords` is called (with no arguments) whenever records
     /// become available.
+    /// `onEvents` is called (with no arguments) whenever security records for JavaScript
+    /// become available (see `setEventDelivery`).
     #[napi(factory)]
-    pub fn listen(env: Env, options: EndpointOptions, on_records: JsFunction) -> Result<Self> {
-        start(env, options, on_records, None)
+    pub fn listen(
+        env: Env,
+        options: EndpointOptions,
+        on_records: JsFunction,
+        on_events: JsFunction,
+    ) -> Result<Self> {
+        start(env, options, on_records, on_events, None)
     }
 
     /// Binds a client endpoint on the interface that routes to the remote address.
@@ -150,9 +180,10 @@ impl NativeEndpoint {
         remote_address: String,
         remote_port: u32,
         on_records: JsFunction,
+        on_events: JsFunction,
     ) -> Result<Self> {
         let remote = SocketAddr::new(options::ip(&remote_address)?, options::port(remote_port)?);
-        start(env, options, on_records, Some(remote))
+        start(env, options, on_records, on_events, Some(remote))
     }
 
     fn runtime(&self) -> Result<&Arc<Runtime>> {
@@ -219,6 +250,25 @@ impl NativeEndpoint {
         (!records.is_empty()).then(|| records.into())
     }
 
+    /// Starts or stops handing security records to JavaScript.
+    #[napi]
+    pub fn set_event_delivery(&self, enabled: bool) {
+        self.runtime.set_event_delivery(enabled);
+    }
+
+    /// Takes the security records waiting for JavaScript (canonical NDJSON), or `null`.
+    #[napi]
+    pub fn take_events(&self) -> Option<Buffer> {
+        let lines = self.runtime.take_events();
+        (!lines.is_empty()).then(|| lines.into())
+    }
+
+    /// Stops or resumes the log thread (drills and tests of a stalled log consumer).
+    #[napi]
+    pub fn pause_event_consumer(&self, paused: bool) {
+        self.runtime.pause_event_consumer(paused);
+    }
+
     /// Counters.
     #[napi]
     pub fn stats(&self) -> Result<NativeStats> {
@@ -247,6 +297,10 @@ impl NativeEndpoint {
             truncated: s.truncated as f64,
             sends_to_closed: s.sends_to_closed as f64,
             delivery_pauses: s.delivery_pauses as f64,
+            connections_failed: s.endpoint.failed as f64,
+            events_produced: s.events_produced as f64,
+            events_lost: s.events_lost as f64,
+            events_lost_js: s.events_lost_js as f64,
         })
     }
 
@@ -285,8 +339,10 @@ impl NativeEndpoint {
             if let Some(hook) = live.cleanup.take() {
                 env.remove_env_cleanup_hook(hook)?;
             }
-            if let Ok(mut guard) = live.notify.lock() {
-                guard.take();
+            for slot in [&live.notify, &live.notify_events] {
+                if let Ok(mut guard) = slot.lock() {
+                    guard.take();
+                }
             }
         }
         Ok(())

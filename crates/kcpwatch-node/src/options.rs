@@ -3,9 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use kcpwatch::events::{LogConfig, LogDestination, Observer};
 use kcpwatch::socket::SocketOptions;
 use kcpwatch::RuntimeConfig;
-use kcpwatch_proto::{EndpointConfig, SessionConfig};
+use kcpwatch_proto::{EndpointConfig, SessionConfig, Severity};
 
 use crate::errors::invalid;
 
@@ -39,6 +40,63 @@ pub struct EndpointOptions {
     pub max_connections: u32,
     pub delivery_limit: u32,
     pub session: SessionOptions,
+    /// Security event logging; absent for none.
+    pub log: Option<LogOptions>,
+}
+
+/// Security event logging, resolved by `src/log.ts`.
+#[napi(object)]
+pub struct LogOptions {
+    /// Lowest severity produced: a syslog name (`info`, `notice`, ...).
+    pub level: String,
+    /// `stdout`, `stderr`, `file` or `none`.
+    pub destination: String,
+    /// The path for `file`.
+    pub file: Option<String>,
+    pub ring_capacity: u32,
+    pub outbox_limit: u32,
+    /// Milliseconds between `kcp:stats` records; 0 for none.
+    pub stats_interval: u32,
+    pub sample_burst: u32,
+    pub sample_window: u32,
+    pub observer_host: String,
+    pub observer_service: String,
+    pub observer_instance: Option<String>,
+    pub observer_version: String,
+    pub community_id_seed: u32,
+}
+
+pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
+    let level = Severity::from_name(&o.level)
+        .ok_or_else(|| invalid(format!("log level {:?} is not a syslog severity name", o.level)))?;
+    let destination = match (o.destination.as_str(), &o.file) {
+        ("stdout", _) => LogDestination::Stdout,
+        ("stderr", _) => LogDestination::Stderr,
+        ("none", _) => LogDestination::None,
+        ("file", Some(path)) => LogDestination::File(path.into()),
+        (other, _) => {
+            return Err(invalid(format!(
+                "log destination {other:?} needs to be stdout, stderr, none or a file path"
+            )))
+        }
+    };
+    Ok(LogConfig {
+        level,
+        destination,
+        ring_capacity: (o.ring_capacity as usize).max(2),
+        outbox_limit: o.outbox_limit as usize,
+        stats_interval_ms: u64::from(o.stats_interval),
+        observer: Observer {
+            host: o.observer_host.clone(),
+            service: o.observer_service.clone(),
+            instance: o.observer_instance.clone().unwrap_or_default(),
+            version: o.observer_version.clone(),
+        },
+        community_id_seed: u16::try_from(o.community_id_seed)
+            .map_err(|_| invalid("communityIdSeed must fit 16 bits"))?,
+        sample_burst: o.sample_burst,
+        sample_window_ms: o.sample_window.max(1),
+    })
 }
 
 fn window(value: u32, name: &str) -> napi::Result<u16> {
@@ -93,5 +151,6 @@ pub(crate) fn runtime_config(
         ipv6_only: o.ipv6_only,
     };
     config.delivery_limit = o.delivery_limit as usize;
+    config.log = o.log.as_ref().map(log_config).transpose()?;
     Ok(config)
 }

@@ -757,14 +757,34 @@ impl Endpoint {
         }));
     }
 
+    /// Records a send the application layer refused before it reached the endpoint (the
+    /// JavaScript API checks sizes and state itself and reports refusals here).
+    pub fn report_violation(&mut self, handle: ConnectionHandle, violation: Violation, size: u64) {
+        let session = self.session(handle);
+        let conn = session.map(Session::conn_ref);
+        let limit = match (violation, session) {
+            (Violation::OversizedMessage, Some(s)) => s.config.max_message_size as u64,
+            (Violation::SendQueueFull, Some(s)) => s.config.max_send_queue_bytes as u64,
+            _ => 0,
+        };
+        self.emit(SecurityEvent::ProtocolViolation(ProtocolViolation {
+            conn,
+            violation,
+            size,
+            limit,
+        }));
+    }
+
     fn engine_error(&mut self, handle: ConnectionHandle, error: EngineError) {
         let conn = self.session(handle).map(Session::conn_ref);
         self.emit(SecurityEvent::Error(ErrorEvent {
             conn,
             peer: None,
+            local: None,
             error_type: ErrorType::Library,
             code: error.code,
             message: error.message,
+            suppressed: 0,
         }));
     }
 
@@ -869,11 +889,13 @@ impl Endpoint {
             self.emit(SecurityEvent::Error(ErrorEvent {
                 conn: Some(conn),
                 peer: None,
+                local: None,
                 error_type: ErrorType::Library,
                 code: "KCP_ENGINE_PANIC",
                 message: crate::events::CappedText::format(
                     "the KCP engine panicked; the session was discarded",
                 ),
+                suppressed: 0,
             }));
         }
         self.emit(SecurityEvent::ConnectionStateUpdated(

@@ -472,12 +472,17 @@ pub struct ErrorEvent {
     pub conn: Option<ConnectionRef>,
     /// The peer it concerns when there is no connection (an ICMP error for an unknown peer).
     pub peer: Option<SocketAddr>,
+    /// Our address it concerns (a bind failure), when there is no connection.
+    pub local: Option<SocketAddr>,
     /// Layer.
     pub error_type: ErrorType,
     /// Stable code: an errno name (`EADDRINUSE`, `ECONNREFUSED`) or `KCP_*`.
     pub code: &'static str,
     /// Human-readable detail, capped.
     pub message: CappedText,
+    /// Errors of the same code not logged one by one since the last record of that code
+    /// (repeated send failures are sampled like drops).
+    pub suppressed: u64,
 }
 
 /// `kcp:stats`: periodic counters of one listener.

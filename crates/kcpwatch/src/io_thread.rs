@@ -10,12 +10,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use kcpwatch_proto::endpoint::ConnectError;
-use kcpwatch_proto::{ConnectionHandle, Endpoint, EndpointEvent, Millis, SendError, SessionConfig};
+use kcpwatch_proto::events::{
+    CappedText, ErrorEvent, ErrorType, ListenerSettings, ListenerStarted, ListenerStopped,
+    Sample, Sampler, StatsEvent, Violation,
+};
+use kcpwatch_proto::{
+    ConnectionHandle, Endpoint, EndpointEvent, Millis, SecurityEvent, SendError, SessionConfig,
+};
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, debug_span, warn};
 
 use crate::delivery::{DeliveryQueue, RecordWriter};
 use crate::error::RuntimeError;
+use crate::events::log_thread::unix_micros;
+use crate::events::EventRing;
 use crate::runtime::{ConnectedInfo, RuntimeConfig, RuntimeStats};
 use crate::udp::UdpIo;
 
@@ -44,7 +52,38 @@ pub(crate) struct Shared {
     pub(crate) delivery: DeliveryQueue,
     /// The I/O thread stopped pulling messages because delivery was full.
     pub(crate) paused: AtomicBool,
+    /// The security event ring and the thread consuming it, when logging is on.
+    pub(crate) events: Option<EventsLink>,
 }
+
+/// The producer's view of the logging pipeline.
+pub(crate) struct EventsLink {
+    pub(crate) ring: Arc<EventRing>,
+    pub(crate) consumer: std::thread::Thread,
+    pub(crate) stats_interval_ms: u64,
+}
+
+/// Send-batch flag: report progress (acknowledged bytes) until the queue drains.
+const WANT_PROGRESS: u8 = 1;
+/// Send-batch flag: no message, only a refusal to log; bits 4..8 carry the violation.
+const REPORT_ONLY: u8 = 2;
+
+/// The violation codes JavaScript uses in a report-only send entry.
+fn violation_from_code(code: u8) -> Option<Violation> {
+    Some(match code {
+        1 => Violation::OversizedMessage,
+        2 => Violation::MessageOnClosedConnection,
+        3 => Violation::EmptyMessage,
+        4 => Violation::SendQueueFull,
+        _ => return None,
+    })
+}
+
+/// Send and ICMP errors logged one by one per window before the rest are only counted.
+const ERROR_SAMPLE_BURST: u32 = 20;
+const ERROR_SAMPLE_WINDOW_MS: u64 = 1_000;
+/// Sampler keys for errors the I/O thread reports.
+const SEND_FAILURE: usize = 0;
 
 pub(crate) struct IoThread {
     poll: Poll,
@@ -62,6 +101,11 @@ pub(crate) struct IoThread {
     socket_readable: bool,
     socket_writable: bool,
     stats: RuntimeStats,
+    /// Endpoint-side event losses already handed to the ring, by severity.
+    upstream_lost: [u64; 8],
+    next_stats: Option<Instant>,
+    last_stats: Instant,
+    error_sampler: Sampler<2>,
 }
 
 impl IoThread {
@@ -101,7 +145,129 @@ impl IoThread {
             socket_readable: true,
             socket_writable: true,
             stats: RuntimeStats::default(),
+            upstream_lost: [0; 8],
+            next_stats: None,
+            last_stats: Instant::now(),
+            error_sampler: Sampler::new(ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS),
         })
+    }
+
+    fn stats_interval(&self) -> Option<Duration> {
+        let ms = self.shared.events.as_ref()?.stats_interval_ms;
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// Moves the endpoint's security events into the ring and wakes the log thread. Never
+    /// blocks: a full ring drops and counts.
+    fn publish_events(&mut self) {
+        let Some(link) = &self.shared.events else {
+            return;
+        };
+        let time_us = unix_micros();
+        let mut pushed = false;
+        while let Some(event) = self.endpoint.poll_security_event() {
+            link.ring.push(time_us, event);
+            pushed = true;
+        }
+        let lost = self.endpoint.stats().events_lost_by_severity;
+        if lost != self.upstream_lost {
+            let mut delta = [0u64; 8];
+            for (i, d) in delta.iter_mut().enumerate() {
+                *d = lost[i] - self.upstream_lost[i];
+            }
+            link.ring.lost_upstream(&delta, time_us);
+            self.upstream_lost = lost;
+            pushed = true;
+        }
+        if pushed {
+            link.consumer.unpark();
+        }
+    }
+
+    fn listener_started(&mut self) {
+        let config = self.endpoint.config();
+        let event = SecurityEvent::ListenerStarted(ListenerStarted {
+            local: self.local,
+            settings: ListenerSettings {
+                mode: "raw",
+                max_connections: config.max_connections.min(u32::MAX as usize) as u32,
+                accept_inbound: config.accept_inbound,
+                session: config.session,
+            },
+        });
+        self.endpoint.record(event);
+        if let Some(interval) = self.stats_interval() {
+            self.next_stats = Some(Instant::now() + interval);
+        }
+        self.publish_events();
+    }
+
+    fn listener_stopped(&mut self) {
+        let stats = self.endpoint.stats();
+        let event = SecurityEvent::ListenerStopped(ListenerStopped {
+            local: self.local,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            connections_total: stats.passive_opens + stats.active_opens,
+        });
+        self.endpoint.record(event);
+        self.publish_events();
+    }
+
+    fn maybe_stats(&mut self) {
+        let (Some(due), Some(interval)) = (self.next_stats, self.stats_interval()) else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        self.next_stats = Some(now + interval);
+        let e = self.endpoint.stats();
+        let event = SecurityEvent::Stats(StatsEvent {
+            local: Some(self.local),
+            interval_ms: now.duration_since(self.last_stats).as_millis() as u64,
+            connections: self.endpoint.connection_count() as u64,
+            datagrams_in: e.datagrams_in,
+            bytes_in: e.bytes_in,
+            datagrams_out: self.stats.datagrams_out,
+            bytes_out: self.stats.bytes_out,
+            passive_opens: e.passive_opens,
+            active_opens: e.active_opens,
+            closed: e.closed,
+            dropped: e.dropped_total(),
+            failed: e.failed,
+            send_errors: self.stats.send_errors,
+            icmp_errors: 0,
+            panics: e.panics,
+            log_lost: self
+                .shared
+                .events
+                .as_ref()
+                .map_or(0, |link| link.ring.lost()),
+        });
+        self.last_stats = now;
+        self.endpoint.record(event);
+    }
+
+    /// A network error about `peer`, sampled per kind so a broken route cannot flood the log.
+    fn network_error(&mut self, key: usize, peer: SocketAddr, error: &std::io::Error) {
+        if self.shared.events.is_none() {
+            return;
+        }
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let Sample::Log { suppressed } = self.error_sampler.sample(key, now_ms) else {
+            return;
+        };
+        let conn = self.endpoint.connection_for_peer(peer);
+        self.endpoint.record(SecurityEvent::Error(ErrorEvent {
+            conn,
+            peer: conn.is_none().then_some(peer),
+            local: None,
+            error_type: ErrorType::Network,
+            code: crate::errno::name(error),
+            message: CappedText::format(format_args!("send to {peer} failed: {error}")),
+            suppressed,
+        }));
     }
 
     fn now(&self) -> Millis {
@@ -112,6 +278,7 @@ impl IoThread {
         let span = debug_span!("kcpwatch_io", local = %self.local);
         let _enter = span.enter();
         let mut events = Events::with_capacity(64);
+        self.listener_started();
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -130,6 +297,7 @@ impl IoThread {
             if shutdown {
                 self.endpoint.shutdown(now);
                 self.collect_events();
+                self.listener_stopped();
                 self.shared.delivery.publish(&mut self.writer);
                 debug!("shut down");
                 return;
@@ -139,6 +307,8 @@ impl IoThread {
             self.endpoint.flush(now);
             self.transmit();
             self.collect_events();
+            self.maybe_stats();
+            self.publish_events();
             self.deliver_messages();
             self.report_progress();
             let room = self.shared.delivery.publish(&mut self.writer);
@@ -154,9 +324,14 @@ impl IoThread {
         if self.socket_readable || can_deliver {
             return Some(Duration::ZERO);
         }
-        let deadline = self.endpoint.poll_timeout()?;
-        let wait = deadline.wrapping_sub(self.now()) as i32;
-        Some(Duration::from_millis(wait.max(0) as u64))
+        let stats_wait = self
+            .next_stats
+            .map(|due| due.saturating_duration_since(Instant::now()));
+        let endpoint_wait = self.endpoint.poll_timeout().map(|deadline| {
+            let wait = deadline.wrapping_sub(self.now()) as i32;
+            Duration::from_millis(wait.max(0) as u64)
+        });
+        [stats_wait, endpoint_wait].into_iter().flatten().min()
     }
 
     /// Applies queued commands; true when asked to shut down.
@@ -215,15 +390,25 @@ impl IoThread {
             let handle = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
             let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
             let flags = rest[8];
+            let conn = ConnectionHandle::from_bits(handle);
+            if flags & REPORT_ONLY != 0 {
+                // JavaScript refused this send itself and says so, so that the refusal is
+                // logged with the connection's identity. `len` is the refused size; no bytes
+                // follow.
+                rest = &rest[9..];
+                if let Some(violation) = violation_from_code(flags >> 4) {
+                    self.endpoint.report_violation(conn, violation, len as u64);
+                }
+                continue;
+            }
             let Some(data) = rest.get(9..9 + len) else {
                 warn!("malformed send batch from the binding");
                 return;
             };
             rest = &rest[9 + len..];
-            let conn = ConnectionHandle::from_bits(handle);
             match self.endpoint.send(now, conn, data) {
                 Ok(()) => {
-                    if flags & 1 != 0 {
+                    if flags & WANT_PROGRESS != 0 {
                         let acked = self.endpoint.acked_bytes(conn).unwrap_or(0);
                         self.watched.entry(conn).or_insert(acked);
                     }
@@ -231,15 +416,13 @@ impl IoThread {
                 // The close record is already on its way to JavaScript.
                 Err(SendError::UnknownConnection) => self.stats.sends_to_closed += 1,
                 Err(SendError::Session(e)) => {
+                    use kcpwatch_proto::session::SessionSendError as E;
                     let code = match e {
-                        kcpwatch_proto::session::SessionSendError::TooLarge { .. } => {
-                            "KCP_ERR_MESSAGE_TOO_LARGE"
-                        }
-                        kcpwatch_proto::session::SessionSendError::QueueFull { .. } => {
-                            "KCP_ERR_QUEUE_FULL"
-                        }
-                        kcpwatch_proto::session::SessionSendError::NotOpen => "KCP_ERR_CLOSED",
-                        kcpwatch_proto::session::SessionSendError::Empty => "KCP_ERR_EMPTY_MESSAGE",
+                        E::TooLarge { .. } => "KCP_ERR_MESSAGE_TOO_LARGE",
+                        E::QueueFull { .. } => "KCP_ERR_QUEUE_FULL",
+                        E::NotOpen => "KCP_ERR_CLOSED",
+                        E::Empty => "KCP_ERR_EMPTY_MESSAGE",
+                        E::Engine(engine) => engine.code,
                     };
                     self.writer.error(handle, code, &e.to_string());
                 }
@@ -312,7 +495,11 @@ impl IoThread {
                     // rest; KCP retransmits its data.
                     self.stats.send_errors += 1;
                     debug!(error = %e, "send failed");
+                    let peer = self.endpoint.transmits().get(0).map(|(to, _)| to);
                     self.endpoint.consume_transmits(1);
+                    if let Some(peer) = peer {
+                        self.network_error(SEND_FAILURE, peer, &e);
+                    }
                 }
             }
         }
@@ -348,7 +535,6 @@ impl IoThread {
                         &summary,
                     );
                 }
-                EndpointEvent::Dropped { .. } => {}
             }
         }
     }

@@ -4,7 +4,9 @@
 #![warn(missing_docs)]
 
 pub mod delivery;
+pub mod errno;
 pub mod error;
+pub mod events;
 mod io_thread;
 pub mod runtime;
 pub mod socket;

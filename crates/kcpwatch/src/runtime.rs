@@ -9,10 +9,19 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, unbounded, Sender};
 use kcpwatch_proto::{EndpointConfig, EndpointStats, SessionConfig};
 
+use kcpwatch_proto::events::{CappedText, ErrorEvent, ErrorType};
+use kcpwatch_proto::uid::UidGenerator;
+use kcpwatch_proto::SecurityEvent;
+
 use crate::delivery::DeliveryQueue;
 use crate::error::RuntimeError;
-use crate::io_thread::{Command, IoThread, Shared};
+use crate::events::log_thread::{unix_micros, write_one};
+use crate::events::{CanonicalWriter, EventRing, LogConfig, LogThread, Outbox};
+use crate::io_thread::{Command, EventsLink, IoThread, Shared};
 use crate::socket::{self, SocketOptions};
+
+/// Called on a background thread when something is ready for JavaScript.
+pub type Notify = Box<dyn Fn() + Send + Sync>;
 
 /// Everything needed to start one endpoint.
 #[derive(Debug, Clone)]
@@ -30,6 +39,8 @@ pub struct RuntimeConfig {
     pub delivery_limit: usize,
     /// Thread name, for debuggers and `top -H`.
     pub thread_name: String,
+    /// Security event logging; `None` produces no events at all.
+    pub log: Option<LogConfig>,
 }
 
 impl RuntimeConfig {
@@ -43,6 +54,7 @@ impl RuntimeConfig {
             max_datagram,
             delivery_limit: 64 << 20,
             thread_name: "kcpwatch-io".into(),
+            log: None,
         }
     }
 }
@@ -68,6 +80,12 @@ pub struct RuntimeStats {
     pub sends_to_closed: u64,
     /// Times delivery paused because JavaScript had not drained.
     pub delivery_pauses: u64,
+    /// Security records produced (offered to the ring).
+    pub events_produced: u64,
+    /// Security records lost before the log thread (ring full, or the endpoint's queue).
+    pub events_lost: u64,
+    /// Security records JavaScript did not take in time.
+    pub events_lost_js: u64,
 }
 
 /// A running endpoint: one socket, one I/O thread.
@@ -76,23 +94,54 @@ pub struct Runtime {
     commands: Sender<Command>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    log: Mutex<Option<LogThread>>,
+    outbox: Arc<Outbox>,
     stopped: AtomicBool,
 }
 
 impl Runtime {
     /// Binds the socket and starts the I/O thread. `notify` runs on the I/O thread whenever
     /// records become available after the queue was empty.
+    /// `notify_events` runs on the log thread whenever security records for JavaScript
+    /// become available after none were waiting (only while delivery to JavaScript is on).
     pub fn start(
-        config: RuntimeConfig,
-        notify: Box<dyn Fn() + Send + Sync>,
+        mut config: RuntimeConfig,
+        notify: Notify,
+        notify_events: Notify,
     ) -> Result<Self, RuntimeError> {
         config.endpoint.session.validate()?;
-        let std_socket =
-            socket::bind(config.bind, config.socket).map_err(|source| RuntimeError::Bind {
-                addr: config.bind,
-                source,
-            })?;
-        Self::start_on(std_socket, config, notify)
+        if let Some(log) = config.log.as_mut() {
+            if log.observer.instance.is_empty() {
+                log.observer.instance = listener_instance();
+            }
+        }
+        let std_socket = match socket::bind(config.bind, config.socket) {
+            Ok(socket) => socket,
+            Err(source) => {
+                if let Some(log) = &config.log {
+                    // No thread exists yet; this one record is written from here.
+                    let writer = CanonicalWriter::new(log.observer.clone(), log.community_id_seed);
+                    let event = SecurityEvent::Error(ErrorEvent {
+                        conn: None,
+                        peer: None,
+                        local: Some(config.bind),
+                        error_type: ErrorType::Network,
+                        code: crate::errno::name(&source),
+                        message: CappedText::format(format_args!(
+                            "cannot bind {}: {source}",
+                            config.bind
+                        )),
+                        suppressed: 0,
+                    });
+                    write_one(&writer, &log.destination, event, None);
+                }
+                return Err(RuntimeError::Bind {
+                    addr: config.bind,
+                    source,
+                });
+            }
+        };
+        Self::start_on(std_socket, config, notify, notify_events)
     }
 
     /// Starts a client endpoint: binds an ephemeral port on the interface that routes to
@@ -100,7 +149,8 @@ impl Runtime {
     pub fn start_client(
         remote: SocketAddr,
         mut config: RuntimeConfig,
-        notify: Box<dyn Fn() + Send + Sync>,
+        notify: Notify,
+        notify_events: Notify,
     ) -> Result<Self, RuntimeError> {
         let probe = UdpSocket::bind(socket::unspecified_for(remote))
             .and_then(|s| s.connect(remote).and(s.local_addr()));
@@ -109,22 +159,53 @@ impl Runtime {
             Err(_) => socket::unspecified_for(remote),
         };
         config.endpoint.accept_inbound = false;
-        Self::start(config, notify)
+        Self::start(config, notify, notify_events)
     }
 
     fn start_on(
         std_socket: UdpSocket,
-        config: RuntimeConfig,
-        notify: Box<dyn Fn() + Send + Sync>,
+        mut config: RuntimeConfig,
+        notify: Notify,
+        notify_events: Notify,
     ) -> Result<Self, RuntimeError> {
         let local_addr = socket::normalize(std_socket.local_addr().map_err(RuntimeError::Setup)?);
         let poll = mio::Poll::new().map_err(RuntimeError::Setup)?;
         let waker = mio::Waker::new(poll.registry(), crate::io_thread::WAKER)
             .map_err(RuntimeError::Setup)?;
+        let outbox_limit = config.log.as_ref().map_or(0, |l| l.outbox_limit);
+        let outbox = Arc::new(Outbox::new(outbox_limit, notify_events));
+        let (events, log) = match &config.log {
+            Some(log) => {
+                config.endpoint.event_level = Some(log.level);
+                config.endpoint.sample_burst = log.sample_burst;
+                config.endpoint.sample_window_ms = log.sample_window_ms;
+                let ring = Arc::new(EventRing::new(log.ring_capacity));
+                let writer = CanonicalWriter::new(log.observer.clone(), log.community_id_seed);
+                let thread = LogThread::start(
+                    ring.clone(),
+                    writer,
+                    log.destination.clone(),
+                    outbox.clone(),
+                    format!("{}-log", config.thread_name),
+                )
+                .map_err(RuntimeError::Setup)?;
+                let link = EventsLink {
+                    ring,
+                    consumer: thread.thread().clone(),
+                    stats_interval_ms: log.stats_interval_ms,
+                };
+                (Some(link), Some(thread))
+            }
+            None => {
+                config.endpoint.event_level = None;
+                (None, None)
+            }
+        };
         let shared = Arc::new(Shared {
             waker,
             delivery: DeliveryQueue::new(config.delivery_limit, notify),
             paused: AtomicBool::new(false),
+            events,
         });
         let (tx, rx) = unbounded();
         // The endpoint is single-threaded by design (no locks on the packet path), so it is
@@ -156,6 +237,8 @@ impl Runtime {
             commands: tx,
             shared,
             thread: Mutex::new(Some(thread)),
+            log: Mutex::new(log),
+            outbox,
             stopped: AtomicBool::new(false),
         })
     }
@@ -213,7 +296,31 @@ impl Runtime {
     pub fn stats(&self) -> Result<RuntimeStats, RuntimeError> {
         let (reply, answer) = bounded(1);
         self.command(Command::Stats(reply))?;
-        answer.recv().map_err(|_| RuntimeError::Closed)
+        let mut stats = answer.recv().map_err(|_| RuntimeError::Closed)?;
+        if let Some(link) = &self.shared.events {
+            stats.events_produced = link.ring.produced();
+            stats.events_lost = link.ring.lost();
+        }
+        stats.events_lost_js = self.outbox.lost();
+        Ok(stats)
+    }
+
+    /// Starts or stops handing security records to JavaScript ([`Runtime::take_events`]).
+    pub fn set_event_delivery(&self, enabled: bool) {
+        self.outbox.set_enabled(enabled);
+    }
+
+    /// Takes the security records waiting for JavaScript: canonical NDJSON lines.
+    pub fn take_events(&self) -> Vec<u8> {
+        self.outbox.take()
+    }
+
+    /// Stops or resumes the log thread's consumption (drills and tests of a stalled consumer;
+    /// the I/O thread keeps running and the ring counts what it cannot hold).
+    pub fn pause_event_consumer(&self, paused: bool) {
+        if let Some(log) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            log.set_paused(paused);
+        }
     }
 
     /// Takes every record published so far (see [`crate::delivery`]).
@@ -237,6 +344,13 @@ impl Runtime {
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
+        }
+        // After the producer: the log thread writes what is left, including the final loss
+        // report and `kcp:listener_stopped`.
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut log) = log {
+            log.set_paused(false);
+            log.finish();
         }
     }
 
@@ -265,4 +379,13 @@ pub struct ConnectedInfo {
     pub remote: SocketAddr,
     /// The conv.
     pub conv: u32,
+}
+
+/// An id for this listener's run, written as `observer_instance`: time-sortable and unique
+/// across processes, like connection ids, with an `L` in place of the `K`.
+fn listener_instance() -> String {
+    let mut seed = [0u8; 8];
+    let _ = getrandom::getrandom(&mut seed);
+    let uid = UidGenerator::new(u64::from_le_bytes(seed)).next(unix_micros() / 1000);
+    format!("L{}", &uid.as_str()[1..])
 }

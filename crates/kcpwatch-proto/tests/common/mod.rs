@@ -78,6 +78,28 @@ impl Ord for InFlight {
     }
 }
 
+/// The endpoint configurations `Pair::new` uses (every security event recorded, sampling off),
+/// for tests that change one field and pass them to [`Pair::with_configs`].
+pub fn endpoint_configs(seed: u64, session: SessionConfig) -> (EndpointConfig, EndpointConfig) {
+    let server = EndpointConfig {
+        session,
+        accept_inbound: true,
+        rng_seed: seed,
+        event_level: Some(Severity::Debug),
+        sample_burst: u32::MAX,
+        ..EndpointConfig::default()
+    };
+    let client = EndpointConfig {
+        session,
+        accept_inbound: false,
+        rng_seed: seed ^ 0x5555,
+        event_level: Some(Severity::Debug),
+        sample_burst: u32::MAX,
+        ..EndpointConfig::default()
+    };
+    (server, client)
+}
+
 pub struct Pair {
     pub server: Endpoint,
     pub client: Endpoint,
@@ -244,6 +266,19 @@ impl Pair {
         let now = self.clock();
         self.client
             .handle_datagram(now, addr(SERVER), addr(CLIENT), bytes);
+        self.drain_events();
+    }
+
+    /// Delivers a datagram straight to the client now, from any address.
+    pub fn inject_to_client_from(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let now = self.clock();
+        self.client.handle_datagram(now, from, addr(CLIENT), bytes);
+        self.drain_events();
+    }
+
+    /// Collects what the endpoints queued after a command applied to them directly (`close`,
+    /// `shutdown`, `send`), without moving time.
+    pub fn drain(&mut self) {
         self.drain_events();
     }
 

@@ -1,0 +1,408 @@
+//! The canonical JSON form of a security record (one line of NDJSON): flat snake_case fields,
+//! pino-compatible `level` / `time` / `msg`. Every other output format is a function of this
+//! record. The field catalog is `docs/events.md`; the schema is `schema/events.schema.json`.
+//!
+//! This runs on the log thread, never on the I/O thread; it writes into a reused buffer.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, UNIX_EPOCH};
+
+use kcpwatch_proto::community_id::{community_id, PROTO_UDP};
+use kcpwatch_proto::events::{
+    ConnectionRef, ErrorEvent, ListenerSettings, LogLoss, PacketDropped, Severity, StatsEvent,
+};
+use kcpwatch_proto::{SecurityEvent, SessionConfig};
+
+use super::ring::Record;
+
+/// Who wrote the record (ECS `observer.*`).
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    /// Host name.
+    pub host: String,
+    /// The service the game server calls itself.
+    pub service: String,
+    /// This listener's run: unique per process and listener.
+    pub instance: String,
+    /// kcpwatch version.
+    pub version: String,
+}
+
+/// Writes records as NDJSON lines.
+pub struct CanonicalWriter {
+    observer: Observer,
+    /// Community ID seed (0 unless the deployment sets one).
+    seed: u16,
+}
+
+/// IPv4-mapped IPv6 printed as IPv4, like everywhere else in kcpwatch.
+fn ip(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+struct Line<'a> {
+    out: &'a mut String,
+}
+
+impl Line<'_> {
+    fn key(&mut self, key: &str) {
+        self.out.push_str(",\"");
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escape(self.out, value);
+    }
+
+    fn num(&mut self, key: &str, value: impl Into<u64>) {
+        self.key(key);
+        let _ = write!(self.out, "{}", value.into());
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    fn addr(&mut self, prefix: &str, addr: SocketAddr) {
+        let _ = write!(
+            self.out,
+            ",\"{prefix}_ip\":\"{}\",\"{prefix}_port\":{}",
+            ip(addr.ip()),
+            addr.port()
+        );
+    }
+}
+
+fn escape(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn rfc3339_micros(time_us: u64) -> String {
+    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(time_us)).to_string()
+}
+
+impl CanonicalWriter {
+    /// A writer stamping records with `observer`.
+    pub fn new(observer: Observer, community_id_seed: u16) -> Self {
+        Self {
+            observer,
+            seed: community_id_seed,
+        }
+    }
+
+    /// Appends one record and a newline to `out`.
+    pub fn write(&self, record: &Record, out: &mut String) {
+        let event = &record.event;
+        let severity = event.severity();
+        out.push_str("{\"ts\":\"");
+        out.push_str(&rfc3339_micros(record.time_us));
+        out.push('"');
+        let mut line = Line { out };
+        line.num("time", record.time_us / 1000);
+        line.num("level", severity.pino_level());
+        line.str("level_name", severity.as_str());
+        line.num("severity", severity.code());
+        line.str("name", event.name());
+        line.num("seq", record.seq);
+        line.str("observer_host", &self.observer.host);
+        line.str("observer_service", &self.observer.service);
+        line.str("observer_instance", &self.observer.instance);
+        line.str("observer_version", &self.observer.version);
+        let mut msg = String::new();
+        match event {
+            SecurityEvent::ListenerStarted(e) => {
+                line.addr("local", e.local);
+                settings(&mut line, &e.settings);
+                let _ = write!(msg, "listening on {} ({} mode)", e.local, e.settings.mode);
+            }
+            SecurityEvent::ListenerStopped(e) => {
+                line.addr("local", e.local);
+                line.num("uptime_ms", e.uptime_ms);
+                line.num("connections_total", e.connections_total);
+                let _ = write!(msg, "stopped listening on {}", e.local);
+            }
+            SecurityEvent::ConnectionAttempted(e) => {
+                self.connection(&mut line, &e.conn);
+                let _ = write!(msg, "connection attempted {}", flow(&e.conn));
+            }
+            SecurityEvent::ConnectionEstablished(e) => {
+                self.connection(&mut line, &e.conn);
+                let _ = write!(msg, "connection established {}", flow(&e.conn));
+            }
+            SecurityEvent::ConnectionFailed(e) => {
+                self.connection(&mut line, &e.conn);
+                line.str("reason", e.reason.as_str());
+                line.str("trigger", e.trigger.as_str());
+                line.str("rule", e.rule);
+                line.num("suppressed", e.suppressed);
+                let _ = write!(
+                    msg,
+                    "connection failed {}: {} ({})",
+                    flow(&e.conn),
+                    e.reason.as_str(),
+                    e.rule
+                );
+                if e.suppressed > 0 {
+                    let _ = write!(msg, "; {} more not logged", e.suppressed);
+                }
+            }
+            SecurityEvent::ConnectionStateUpdated(e) => {
+                self.connection(&mut line, &e.conn);
+                line.str("prev_state", e.old.as_str());
+                line.str("state", e.new.as_str());
+                let _ = write!(
+                    msg,
+                    "connection {} {} -> {}",
+                    e.conn.uid,
+                    e.old.as_str(),
+                    e.new.as_str()
+                );
+            }
+            SecurityEvent::ConnectionClosed(e) => {
+                self.connection(&mut line, &e.conn);
+                line.str("reason", e.reason.as_str());
+                line.str("initiator", e.initiator.as_str());
+                let s = &e.summary;
+                line.num("duration_ms", s.duration_ms);
+                line.num("bytes_received", s.bytes_in);
+                line.num("bytes_sent", s.bytes_out);
+                line.num("datagrams_received", s.datagrams_in);
+                line.num("datagrams_sent", s.datagrams_out);
+                line.num("payload_bytes_received", s.payload_bytes_in);
+                line.num("payload_bytes_sent", s.payload_bytes_out);
+                line.num("messages_received", s.messages_in);
+                line.num("messages_sent", s.messages_out);
+                line.num("segments_received", s.engine.in_segs);
+                line.num("segments_sent", s.engine.out_segs);
+                line.num("segments_retransmitted", s.engine.retrans_segs);
+                line.num("segments_fast_retransmitted", s.engine.fast_retrans_segs);
+                line.num("segments_lost", s.engine.lost_segs);
+                line.num("segments_duplicate_received", s.engine.repeat_segs);
+                line.num("acks_sent", s.engine.acks_sent);
+                line.num("acks_received", s.engine.acks_received);
+                line.num("window_probes_sent", s.engine.window_probes_sent);
+                line.num("window_probes_received", s.engine.window_probes_received);
+                line.num("guard_drops", s.guard_drops);
+                line.num("srtt_ms", s.srtt_ms);
+                line.num("rttvar_ms", s.rttvar_ms);
+                line.num("rto_ms", s.rto_ms);
+                line.num("rtt_min_ms", s.engine.rtt_min);
+                line.num("rtt_max_ms", s.engine.rtt_max);
+                line.str("history", s.history.as_str());
+                params(&mut line, &e.params);
+                let _ = write!(
+                    msg,
+                    "connection closed {}: {} by {} after {} ms, {} bytes in, {} bytes out",
+                    flow(&e.conn),
+                    e.reason.as_str(),
+                    e.initiator.as_str(),
+                    s.duration_ms,
+                    s.bytes_in,
+                    s.bytes_out
+                );
+            }
+            SecurityEvent::PacketDropped(e) => {
+                self.dropped(&mut line, e);
+                let _ = write!(
+                    msg,
+                    "datagram from {} dropped: {} ({})",
+                    e.remote,
+                    e.trigger.as_str(),
+                    e.rule
+                );
+                if e.suppressed > 0 {
+                    let _ = write!(msg, "; {} more not logged", e.suppressed);
+                }
+            }
+            SecurityEvent::ProtocolViolation(e) => {
+                if let Some(conn) = &e.conn {
+                    self.connection(&mut line, conn);
+                }
+                line.str("violation", e.violation.as_str());
+                line.str("error_type", "application");
+                line.str("error_code", e.violation.error_code());
+                line.num("size", e.size);
+                if e.limit > 0 {
+                    line.num("limit", e.limit);
+                }
+                let _ = write!(msg, "protocol violation: {}", e.violation.as_str());
+                if let Some(conn) = &e.conn {
+                    let _ = write!(msg, " on {}", conn.uid);
+                }
+            }
+            SecurityEvent::Error(e) => {
+                self.error(&mut line, e);
+                let _ = write!(
+                    msg,
+                    "{} error {}: {}",
+                    e.error_type.as_str(),
+                    e.code,
+                    e.message.as_str()
+                );
+            }
+            SecurityEvent::Stats(e) => {
+                stats(&mut line, e);
+                let _ = write!(
+                    msg,
+                    "{} connections, {} datagrams in, {} out, {} dropped",
+                    e.connections, e.datagrams_in, e.datagrams_out, e.dropped
+                );
+            }
+            SecurityEvent::LogLoss(e) => {
+                loss(&mut line, e);
+                let _ = write!(
+                    msg,
+                    "{} security records lost",
+                    e.lost_critical + e.lost_bulk
+                );
+            }
+        }
+        line.str("msg", &msg);
+        line.out.push_str("}\n");
+    }
+
+    fn connection(&self, line: &mut Line<'_>, conn: &ConnectionRef) {
+        line.str("uid", conn.uid.as_str());
+        line.num("conv", conn.conv);
+        line.str("direction", conn.direction.as_str());
+        line.addr("src", conn.src());
+        line.addr("dst", conn.dst());
+        line.str("transport", "udp");
+        if let Some(id) = community_id(PROTO_UDP, conn.src(), conn.dst(), self.seed) {
+            line.str("community_id", id.as_str());
+        }
+    }
+
+    fn dropped(&self, line: &mut Line<'_>, e: &PacketDropped) {
+        if let Some(uid) = &e.uid {
+            line.str("uid", uid.as_str());
+        }
+        if let Some(conv) = e.conv {
+            line.num("conv", conv);
+        }
+        line.addr("src", e.remote);
+        line.addr("dst", e.local);
+        line.str("transport", "udp");
+        if let Some(id) = community_id(PROTO_UDP, e.remote, e.local, self.seed) {
+            line.str("community_id", id.as_str());
+        }
+        line.str("trigger", e.trigger.as_str());
+        line.str("rule", e.rule);
+        line.num("datagram_bytes", e.len);
+        line.num("suppressed", e.suppressed);
+    }
+
+    fn error(&self, line: &mut Line<'_>, e: &ErrorEvent) {
+        if let Some(conn) = &e.conn {
+            self.connection(line, conn);
+        } else if let Some(peer) = e.peer {
+            line.addr("peer", peer);
+        }
+        if let Some(local) = e.local {
+            line.addr("local", local);
+        }
+        line.str("error_type", e.error_type.as_str());
+        line.str("error_code", e.code);
+        line.str("error_message", e.message.as_str());
+        if e.suppressed > 0 {
+            line.num("suppressed", e.suppressed);
+        }
+    }
+}
+
+fn flow(conn: &ConnectionRef) -> String {
+    format!("{} {} -> {} conv={}", conn.uid, conn.src(), conn.dst(), conn.conv)
+}
+
+fn settings(line: &mut Line<'_>, s: &ListenerSettings) {
+    line.str("mode", s.mode);
+    line.str("role", if s.accept_inbound { "server" } else { "client" });
+    line.num("max_connections", s.max_connections);
+    params(line, &s.session);
+}
+
+fn params(line: &mut Line<'_>, p: &SessionConfig) {
+    line.bool("kcp_nodelay", p.nodelay);
+    line.num("kcp_interval_ms", p.interval_ms);
+    line.num("kcp_resend", p.fast_resend);
+    line.bool("kcp_nc", p.no_congestion_window);
+    line.num("kcp_snd_wnd", p.send_window);
+    line.num("kcp_rcv_wnd", p.receive_window);
+    line.num("kcp_mtu", p.mtu as u64);
+    line.bool("kcp_stream", p.stream);
+    line.num("dead_link", p.dead_link);
+    line.num("idle_timeout_ms", p.idle_timeout_ms);
+    line.num("max_message_size", p.max_message_size as u64);
+}
+
+fn stats(line: &mut Line<'_>, e: &StatsEvent) {
+    if let Some(local) = e.local {
+        line.addr("local", local);
+    }
+    line.num("interval_ms", e.interval_ms);
+    line.num("connections", e.connections);
+    line.num("datagrams_received", e.datagrams_in);
+    line.num("bytes_received", e.bytes_in);
+    line.num("datagrams_sent", e.datagrams_out);
+    line.num("bytes_sent", e.bytes_out);
+    line.num("passive_opens", e.passive_opens);
+    line.num("active_opens", e.active_opens);
+    line.num("connections_closed", e.closed);
+    line.num("datagrams_dropped", e.dropped);
+    line.num("connections_failed", e.failed);
+    line.num("send_errors", e.send_errors);
+    line.num("icmp_errors", e.icmp_errors);
+    line.num("panics", e.panics);
+    line.num("log_lost", e.log_lost);
+}
+
+fn loss(line: &mut Line<'_>, e: &LogLoss) {
+    line.num("lost_total", e.lost_critical + e.lost_bulk);
+    line.num("lost_critical", e.lost_critical);
+    line.num("lost_bulk", e.lost_bulk);
+    for (code, &count) in e.lost_by_severity.iter().enumerate() {
+        if count > 0 {
+            let name = severity_name(code);
+            line.key(&format!("lost_{name}"));
+            let _ = write!(line.out, "{count}");
+        }
+    }
+    if e.since_us > 0 {
+        line.str("since", &rfc3339_micros(e.since_us));
+    }
+}
+
+fn severity_name(code: usize) -> &'static str {
+    [
+        Severity::Emergency,
+        Severity::Alert,
+        Severity::Critical,
+        Severity::Error,
+        Severity::Warning,
+        Severity::Notice,
+        Severity::Informational,
+        Severity::Debug,
+    ][code.min(7)]
+    .as_str()
+}

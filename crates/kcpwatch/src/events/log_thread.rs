@@ -1,0 +1,300 @@
+//! The log thread: the ring's only consumer. It formats records as canonical NDJSON and
+//! writes them to the configured destination, and hands the same lines to JavaScript when an
+//! application listens for events. Formatting and writing happen here, never on the I/O thread
+//! and never on the game's event loop; a slow destination only makes the ring fill, and a full
+//! ring costs the I/O thread nothing but a counter.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kcpwatch_proto::events::LogLoss;
+use kcpwatch_proto::SecurityEvent;
+
+use super::canonical::CanonicalWriter;
+use super::ring::{EventRing, Record};
+
+/// How long the log thread sleeps when nobody wakes it: a bound on how late a record can be
+/// written if a wake-up is missed.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// Where the canonical lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    /// Nowhere but JavaScript (when it listens).
+    None,
+    /// The process's standard output.
+    Stdout,
+    /// The process's standard error.
+    Stderr,
+    /// A file, appended to (created if missing).
+    File(PathBuf),
+}
+
+/// Unix time now in microseconds.
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Lines waiting for JavaScript, with the same loss accounting as the ring: a consumer that
+/// falls behind loses the newest lines, counted, and is told by a `kcp:log_loss` line.
+pub struct Outbox {
+    lines: Mutex<Vec<u8>>,
+    enabled: AtomicBool,
+    limit: usize,
+    notify: Box<dyn Fn() + Send + Sync>,
+    unreported: Mutex<LogLoss>,
+    lost: AtomicU64,
+}
+
+impl Outbox {
+    /// An outbox holding at most `limit` bytes; `notify` runs on each empty -> non-empty edge.
+    pub fn new(limit: usize, notify: Box<dyn Fn() + Send + Sync>) -> Self {
+        Self {
+            lines: Mutex::new(Vec::new()),
+            enabled: AtomicBool::new(false),
+            limit,
+            notify,
+            unreported: Mutex::new(LogLoss::default()),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts or stops handing lines to JavaScript.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Release);
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Lines lost because JavaScript did not take them in time.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Takes every waiting line.
+    pub fn take(&self) -> Vec<u8> {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *lines)
+    }
+
+    fn offer(&self, text: &[u8], records: &[Record], writer: &CanonicalWriter, seq: &EventRing) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = lines.is_empty();
+        let mut unreported = self.unreported.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() + text.len() > self.limit {
+            let now = unix_micros();
+            if unreported.since_us == 0 {
+                unreported.since_us = now;
+            }
+            for r in records {
+                if matches!(r.event.lane(), kcpwatch_proto::events::Lane::Critical) {
+                    unreported.lost_critical += 1;
+                } else {
+                    unreported.lost_bulk += 1;
+                }
+                unreported.lost_by_severity[usize::from(r.event.severity().code())] += 1;
+            }
+            self.lost.fetch_add(records.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        if unreported.lost_critical + unreported.lost_bulk > 0 {
+            let loss = std::mem::take(&mut *unreported);
+            let record = seq.loss_record(unix_micros(), loss);
+            let mut line = String::new();
+            writer.write(&record, &mut line);
+            lines.extend_from_slice(line.as_bytes());
+        }
+        lines.extend_from_slice(text);
+        drop(unreported);
+        drop(lines);
+        if was_empty {
+            (self.notify)();
+        }
+    }
+}
+
+struct Destination {
+    kind: LogDestination,
+    file: Option<File>,
+    write_errors: u64,
+}
+
+impl Destination {
+    fn open(kind: LogDestination) -> io::Result<Self> {
+        let file = match &kind {
+            LogDestination::File(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+            _ => None,
+        };
+        Ok(Self {
+            kind,
+            file,
+            write_errors: 0,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let result = match (&self.kind, self.file.as_mut()) {
+            (LogDestination::Stdout, _) => write_blocking(&mut io::stdout().lock(), bytes),
+            (LogDestination::Stderr, _) => write_blocking(&mut io::stderr().lock(), bytes),
+            (LogDestination::File(_), Some(file)) => file.write_all(bytes),
+            _ => Ok(()),
+        };
+        if result.is_err() {
+            self.write_errors += 1;
+        }
+    }
+}
+
+/// Writes everything, waiting when the descriptor is non-blocking and full: Node puts pipes
+/// in non-blocking mode, and a reader that is slow must slow this thread, not lose lines.
+fn write_blocking(out: &mut impl Write, mut bytes: &[u8]) -> io::Result<()> {
+    let mut waits = 0u32;
+    while !bytes.is_empty() {
+        match out.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                bytes = &bytes[n..];
+                waits = 0;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Back off up to 10 ms; a reader that never reads stalls only this thread,
+                // and the ring in front of it counts what the I/O thread could not queue.
+                waits = (waits + 1).min(10);
+                std::thread::sleep(Duration::from_millis(u64::from(waits)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.flush()
+}
+
+/// The running log thread.
+pub struct LogThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    handle: Thread,
+    paused: Arc<AtomicBool>,
+}
+
+impl LogThread {
+    /// Starts the consumer of `ring`.
+    pub fn start(
+        ring: Arc<EventRing>,
+        writer: CanonicalWriter,
+        destination: LogDestination,
+        outbox: Arc<Outbox>,
+        name: String,
+    ) -> io::Result<Self> {
+        let mut destination = Destination::open(destination)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let (thread_stop, thread_paused) = (stop.clone(), paused.clone());
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let mut batch = Vec::with_capacity(256);
+            let mut text = String::with_capacity(64 * 1024);
+            loop {
+                let stopping = thread_stop.load(Ordering::Acquire);
+                if thread_paused.load(Ordering::Acquire) && !stopping {
+                    std::thread::park_timeout(IDLE_WAIT);
+                    continue;
+                }
+                ring.drain_into(&mut batch);
+                if batch.is_empty() && stopping {
+                    if let Some(record) = ring.final_loss(unix_micros()) {
+                        batch.push(record);
+                    } else {
+                        return;
+                    }
+                }
+                if batch.is_empty() {
+                    std::thread::park_timeout(IDLE_WAIT);
+                    continue;
+                }
+                text.clear();
+                for record in &batch {
+                    writer.write(record, &mut text);
+                }
+                destination.write(text.as_bytes());
+                if outbox.enabled() {
+                    outbox.offer(text.as_bytes(), &batch, &writer, &ring);
+                }
+                batch.clear();
+                if text.capacity() > 1 << 20 {
+                    text.shrink_to(64 * 1024);
+                }
+            }
+        })?;
+        let handle = thread.thread().clone();
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            handle,
+            paused,
+        })
+    }
+
+    /// The thread, for waking it when records are waiting.
+    pub fn thread(&self) -> &Thread {
+        &self.handle
+    }
+
+    /// Stops consuming until resumed (tests and drills of a stalled consumer).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        self.handle.unpark();
+    }
+
+    /// Writes what is left, reports any final loss and joins the thread. Call after the
+    /// producer has stopped.
+    pub fn finish(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.handle.unpark();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LogThread {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Formats one record outside the log thread (a failure before the runtime exists, such as a
+/// bind error) and writes it to `destination`.
+pub fn write_one(
+    writer: &CanonicalWriter,
+    destination: &LogDestination,
+    event: SecurityEvent,
+    outbox: Option<&Outbox>,
+) {
+    let record = Record {
+        seq: 0,
+        time_us: unix_micros(),
+        event,
+    };
+    let mut text = String::new();
+    writer.write(&record, &mut text);
+    if let Ok(mut d) = Destination::open(destination.clone()) {
+        d.write(text.as_bytes());
+    }
+    if let Some(outbox) = outbox.filter(|o| o.enabled()) {
+        let ring = EventRing::new(2);
+        outbox.offer(text.as_bytes(), &[record], writer, &ring);
+    }
+}

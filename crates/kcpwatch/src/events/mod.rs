@@ -1,0 +1,51 @@
+//! Security events from the I/O thread to the logs (DESIGN §6): the lock-free [`ring`], the
+//! [`canonical`] NDJSON form, and the [`log_thread`] that writes it and hands it to JavaScript.
+
+pub mod canonical;
+pub mod log_thread;
+pub mod ring;
+
+use kcpwatch_proto::Severity;
+
+pub use canonical::{CanonicalWriter, Observer};
+pub use log_thread::{LogDestination, LogThread, Outbox};
+pub use ring::{EventRing, Record};
+
+/// How one runtime logs its security events.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Records below this severity are not produced at all.
+    pub level: Severity,
+    /// Where the canonical lines are written.
+    pub destination: LogDestination,
+    /// Records per ring lane.
+    pub ring_capacity: usize,
+    /// Bytes of lines held for JavaScript before the newest are dropped (and counted).
+    pub outbox_limit: usize,
+    /// Period of `kcp:stats` records; 0 disables them.
+    pub stats_interval_ms: u64,
+    /// Written into every record.
+    pub observer: Observer,
+    /// Community ID seed.
+    pub community_id_seed: u16,
+    /// Per trigger and window, records logged one by one before the rest are aggregated.
+    pub sample_burst: u32,
+    /// The sampling window.
+    pub sample_window_ms: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: Severity::Informational,
+            destination: LogDestination::Stdout,
+            ring_capacity: 4096,
+            outbox_limit: 8 << 20,
+            stats_interval_ms: 60_000,
+            observer: Observer::default(),
+            community_id_seed: 0,
+            sample_burst: 20,
+            sample_window_ms: 1_000,
+        }
+    }
+}
