@@ -6,6 +6,8 @@ import { isIP } from 'node:net';
 import { Connection } from './connection';
 import { KcpInvalidOptionError } from './errors';
 import { resolveHighWaterMark, resolveKcpOptions, resolveMode, resolvePort, type KcpOptions, type Mode } from './options';
+import type { KcpEvent } from './event-types';
+import { resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
 import { endpointOptions } from './server';
 import { Transport, type TransportOwner } from './transport';
@@ -19,10 +21,19 @@ export interface ConnectOptions extends KcpOptions {
   conv?: number;
   /** Only `'raw'` in this version. */
   mode?: Mode;
+  /**
+   * Security event logging for this connection's endpoint. Off by default for clients (a game
+   * client rarely has a SIEM); pass options to turn it on, e.g. `{ onEvent }`.
+   */
+  log?: LogOptions | false;
 }
 
 class ClientOwner implements TransportOwner {
   connection: Connection | undefined;
+  constructor(private readonly onEvent: ((event: KcpEvent) => void) | undefined) {}
+  events(events: KcpEvent[]): void {
+    if (this.onEvent) for (const event of events) this.onEvent(event);
+  }
   accepted(_handle: number, _record: AcceptedRecord): void {}
   message(_handle: number, data: Buffer): void {
     this.connection?._message(data);
@@ -58,9 +69,16 @@ export function connect(options: ConnectOptions): Connection {
   if (!Number.isInteger(conv) || conv < 0 || conv > 0xffff_ffff) {
     throw new KcpInvalidOptionError(`conv must be a u32, got ${String(conv)}`);
   }
-  const owner = new ClientOwner();
+  const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
+  const onEvent = options.log ? options.log.onEvent : undefined;
+  const owner = new ClientOwner(onEvent);
   const bindHost = isIP(host) === 6 ? '::' : '0.0.0.0';
-  const transport = Transport.client(owner, endpointOptions(bindHost, 0, kcp, { maxConnections: 1 }), host, port);
+  const transport = Transport.client(
+    owner,
+    endpointOptions(bindHost, 0, kcp, { maxConnections: 1 }, log && { ...log, deliverToJs: onEvent !== undefined }),
+    host,
+    port,
+  );
   let info;
   try {
     info = transport.native.connect(host, port, conv);

@@ -12,7 +12,7 @@ import {
   type KcpError,
 } from './errors';
 import type { CloseInfo, CloseReason } from './records';
-import type { Transport } from './transport';
+import { Refusal, type Transport } from './transport';
 
 export type ConnectionState = 'established' | 'closing' | 'closed';
 
@@ -108,12 +108,22 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (!(bytes instanceof Uint8Array)) {
       throw new KcpInvalidOptionError('send() takes a Buffer, Uint8Array or string');
     }
-    if (this._state !== 'established') throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
-    if (bytes.length === 0) throw new KcpEmptyMessageError('cannot send an empty message');
+    // Each refusal is also reported to the native side, so it is logged with the connection's
+    // identity (`kcp:protocol_violation`); the report rides in the next send batch.
+    if (this._state !== 'established') {
+      this.transport.reportRefusal(this.handle, Refusal.MessageOnClosedConnection, bytes.length);
+      throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
+    }
+    if (bytes.length === 0) {
+      this.transport.reportRefusal(this.handle, Refusal.EmptyMessage, 0);
+      throw new KcpEmptyMessageError('cannot send an empty message');
+    }
     if (!this.stream && bytes.length > this.maxMessageSize) {
+      this.transport.reportRefusal(this.handle, Refusal.OversizedMessage, bytes.length);
       throw new KcpMessageTooLargeError(`message of ${bytes.length} bytes exceeds maxMessageSize ${this.maxMessageSize}`);
     }
     if (this.queuedBytes + bytes.length > this.maxSendQueueBytes) {
+      this.transport.reportRefusal(this.handle, Refusal.SendQueueFull, bytes.length);
       throw new KcpQueueFullError(
         `${this.queuedBytes} bytes queued; ${bytes.length} more would exceed maxSendQueueBytes ${this.maxSendQueueBytes}`,
       );

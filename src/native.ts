@@ -1,3 +1,4 @@
+import type { NativeLogOptions } from './log';
 import type { ResolvedKcpOptions } from './options';
 
 /**
@@ -17,6 +18,7 @@ export interface NativeEndpointOptions {
   maxConnections: number;
   deliveryLimit: number;
   session: NativeSessionOptions;
+  log?: NativeLogOptions;
 }
 
 export interface NativeAddressInfo {
@@ -58,6 +60,14 @@ export interface NativeStats {
   truncated: number;
   sendsToClosed: number;
   deliveryPauses: number;
+  /** Connection attempts that never became connections (malformed first datagram, capacity). */
+  connectionsFailed: number;
+  /** Security records produced. */
+  eventsProduced: number;
+  /** Security records lost before the log thread (each reported by a `kcp:log_loss` record). */
+  eventsLost: number;
+  /** Security records an `'event'` consumer did not take in time. */
+  eventsLostJs: number;
 }
 
 export interface NativeEndpointHandle {
@@ -67,6 +77,9 @@ export interface NativeEndpointHandle {
   closeConnection(handle: number): void;
   injectFault(handle: number): void;
   takeRecords(): Buffer | null;
+  setEventDelivery(enabled: boolean): void;
+  takeEvents(): Buffer | null;
+  pauseEventConsumer(paused: boolean): void;
   stats(): NativeStats;
   ref(): void;
   unref(): void;
@@ -76,8 +89,14 @@ export interface NativeEndpointHandle {
 
 interface NativeModule {
   NativeEndpoint: {
-    listen(options: NativeEndpointOptions, onRecords: () => void): NativeEndpointHandle;
-    client(options: NativeEndpointOptions, remoteAddress: string, remotePort: number, onRecords: () => void): NativeEndpointHandle;
+    listen(options: NativeEndpointOptions, onRecords: () => void, onEvents: () => void): NativeEndpointHandle;
+    client(
+      options: NativeEndpointOptions,
+      remoteAddress: string,
+      remotePort: number,
+      onRecords: () => void,
+      onEvents: () => void,
+    ): NativeEndpointHandle;
   };
 }
 

@@ -16,6 +16,8 @@ import {
   type Mode,
   type ResolvedKcpOptions,
 } from './options';
+import type { KcpEvent } from './event-types';
+import { resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
 import { Transport, type TransportOwner } from './transport';
 
@@ -34,6 +36,11 @@ export interface ServerOptions extends KcpOptions {
   maxConnections?: number;
   /** Bytes of undelivered messages buffered for a blocked event loop before the engines push back (default 64 MiB). */
   deliveryLimit?: number;
+  /**
+   * Security event logging (default: canonical NDJSON to stdout, written by a Rust thread).
+   * `false` turns it off: no records are produced at all.
+   */
+  log?: LogOptions | false;
 }
 
 export interface AddressInfo {
@@ -47,6 +54,8 @@ export interface ServerEvents {
   connection: [connection: Connection];
   close: [];
   error: [error: KcpError];
+  /** A security record (`kcp:*`). Listening turns delivery to JavaScript on. */
+  event: [event: KcpEvent];
 }
 
 export async function resolveHost(host: string): Promise<string> {
@@ -64,6 +73,7 @@ export function endpointOptions(
   port: number,
   kcp: ResolvedKcpOptions,
   extra: { ipv6Only?: boolean; reusePort?: boolean; maxConnections?: number; deliveryLimit?: number },
+  log?: NativeLogOptions,
 ) {
   const count = (v: unknown, name: string, fallback: number) => {
     const value = v ?? fallback;
@@ -80,6 +90,7 @@ export function endpointOptions(
     maxConnections: count(extra.maxConnections, 'maxConnections', 10000),
     deliveryLimit: count(extra.deliveryLimit, 'deliveryLimit', 64 * 1024 * 1024),
     session: kcp,
+    log,
   };
 }
 
@@ -93,6 +104,8 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   private readonly connections = new Map<number, Connection>();
   private _address: AddressInfo | null = null;
   private closing: Promise<void> | undefined;
+  private readonly log: NativeLogOptions | undefined;
+  private readonly onEvent: ((event: KcpEvent) => void) | undefined;
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -100,6 +113,20 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     this.mode = resolveMode(options.mode);
     this.kcp = resolveKcpOptions(options);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
+    this.log = resolveLogOptions(options.log, { destination: 'stdout' });
+    this.onEvent = options.log ? options.log.onEvent : undefined;
+    // Records cross into JavaScript only while someone wants them.
+    const emitter = this as EventEmitter;
+    emitter.on('newListener', (name: string | symbol) => {
+      if (name === 'event') this.transport?.setEventDelivery(true);
+    });
+    emitter.on('removeListener', (name: string | symbol) => {
+      if (name === 'event') this.transport?.setEventDelivery(this.wantsEvents());
+    });
+  }
+
+  private wantsEvents(): boolean {
+    return this.onEvent !== undefined || this.listenerCount('event') > 0;
   }
 
   /** Binds the socket. Resolves with the bound address. */
@@ -111,7 +138,8 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     const opts = typeof portOrOptions === 'object' ? portOrOptions : { port: portOrOptions, host };
     const port = resolvePort(opts.port ?? this.options.port);
     const address = await resolveHost(opts.host ?? this.options.host ?? '0.0.0.0');
-    const native = endpointOptions(address, port, this.kcp, this.options);
+    const log = this.log && { ...this.log, deliverToJs: this.wantsEvents() };
+    const native = endpointOptions(address, port, this.kcp, this.options, log);
     try {
       this.transport = Transport.listen(this, native);
     } catch (err) {
@@ -119,6 +147,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
       if (this.listenerCount('error') > 0) this.emit('error', error);
       throw error;
     }
+    if (log?.deliverToJs) this.transport.setEventDelivery(true);
     const bound = this.transport.native.address();
     this._address = { address: bound.address, family: bound.family as AddressInfo['family'], port: bound.port };
     this.emit('listening', this._address);
@@ -212,6 +241,14 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   /** @internal */
   error(handle: number, code: string, message: string): void {
     this.connections.get(handle)?._error(code, message);
+  }
+
+  /** @internal */
+  events(events: KcpEvent[]): void {
+    for (const event of events) {
+      if (this.onEvent) this.onEvent(event);
+      this.emit('event', event);
+    }
   }
 }
 

@@ -64,11 +64,17 @@ pub struct LogOptions {
     pub observer_instance: Option<String>,
     pub observer_version: String,
     pub community_id_seed: u32,
+    /// Hand records to JavaScript from the start.
+    pub deliver_to_js: Option<bool>,
 }
 
 pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
-    let level = Severity::from_name(&o.level)
-        .ok_or_else(|| invalid(format!("log level {:?} is not a syslog severity name", o.level)))?;
+    let level = Severity::from_name(&o.level).ok_or_else(|| {
+        invalid(format!(
+            "log level {:?} is not a syslog severity name",
+            o.level
+        ))
+    })?;
     let destination = match (o.destination.as_str(), &o.file) {
         ("stdout", _) => LogDestination::Stdout,
         ("stderr", _) => LogDestination::Stderr,
@@ -96,6 +102,7 @@ pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
             .map_err(|_| invalid("communityIdSeed must fit 16 bits"))?,
         sample_burst: o.sample_burst,
         sample_window_ms: o.sample_window.max(1),
+        deliver_to_js: o.deliver_to_js.unwrap_or(false),
     })
 }
 

@@ -20,9 +20,9 @@ use std::rc::Rc;
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, SessionConfig};
 use crate::events::{
-    ConnectionAttempted, ConnectionClosed, ConnectionEstablished, ConnectionFailed, ConnectionRef,
-    ConnectionStateUpdated, Direction, ErrorEvent, ErrorType, FailReason, PacketDropped,
-    ProtocolViolation, Sample, Sampler, SecurityEvent, Violation,
+    CappedText, ConnectionAttempted, ConnectionClosed, ConnectionEstablished, ConnectionFailed,
+    ConnectionRef, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType, FailReason,
+    PacketDropped, ProtocolViolation, Sample, Sampler, SecurityEvent, Violation,
 };
 use crate::guard::{self, GuardContext, GuardViolation};
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
@@ -430,6 +430,9 @@ impl Endpoint {
             suppressed: 0,
         };
         let key = fail_key(reason);
+        // Windows that ended before their timer ran are reported first, so this record starts
+        // a new window as an individual one (suppressed 0) instead of absorbing an aggregate.
+        self.report_sampled(self.clock.extended());
         match self.fail_sampler.sample(key, self.clock.extended()) {
             Sample::Log { suppressed } => {
                 failed.suppressed = suppressed;
@@ -711,7 +714,11 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<(), SendError> {
         self.clock.advance(now);
+        let existed = self.slot(handle).is_some();
         let result = match self.with_session(handle, |s| s.send(data)) {
+            // The engine panicked: the session is closed with `internal_error`, which is the
+            // record of what happened; the send itself was no misuse.
+            None if existed => return Err(SendError::UnknownConnection),
             None => Err(SendError::UnknownConnection),
             Some(Err(e)) => Err(e.into()),
             Some(Ok(())) => {
@@ -744,8 +751,11 @@ impl Endpoint {
                 (Violation::SendQueueFull, limit as u64)
             }
             SendError::Session(SessionSendError::Empty) => (Violation::EmptyMessage, 0),
-            SendError::Session(SessionSendError::Engine(error)) => {
-                self.engine_error(handle, error);
+            SendError::Session(SessionSendError::Engine(code)) => {
+                let message = CappedText::format(format_args!(
+                    "the engine refused a {size}-byte message the session had accepted"
+                ));
+                self.engine_error(handle, EngineError { code, message });
                 return;
             }
         };
@@ -892,9 +902,7 @@ impl Endpoint {
                 local: None,
                 error_type: ErrorType::Library,
                 code: "KCP_ENGINE_PANIC",
-                message: crate::events::CappedText::format(
-                    "the KCP engine panicked; the session was discarded",
-                ),
+                message: CappedText::format("the KCP engine panicked; the session was discarded"),
                 suppressed: 0,
             }));
         }
@@ -1063,6 +1071,8 @@ impl Endpoint {
             len: len as u32,
             suppressed: 0,
         };
+        // As in `failed_attempt`: ended windows are reported before a new one starts.
+        self.report_sampled(self.clock.extended());
         match self.drop_sampler.sample(key, self.clock.extended()) {
             Sample::Log { suppressed } => {
                 dropped.suppressed = suppressed;

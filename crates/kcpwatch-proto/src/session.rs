@@ -46,9 +46,9 @@ pub enum SessionSendError {
     #[error("empty message")]
     Empty,
     /// The engine refused a message the session had validated (a defect, reported as a
-    /// library error).
-    #[error("engine refused the message: {}", .0.code)]
-    Engine(EngineError),
+    /// library error); the `KCP_*` code.
+    #[error("engine refused the message: {0}")]
+    Engine(&'static str),
 }
 
 /// The one-record view of a connection (DESIGN §5, the close summary).
@@ -228,7 +228,7 @@ impl Session {
             conv,
             remote,
             local,
-            config: config.clone(),
+            config: *config,
             state: ConnectionState::Established,
             direction,
             history: History::default(),
@@ -400,12 +400,12 @@ impl Session {
             for piece in data.chunks(chunk) {
                 self.kcp
                     .send(piece)
-                    .map_err(|e| SessionSendError::Engine(EngineError::from_kcp(&e)))?;
+                    .map_err(|e| SessionSendError::Engine(EngineError::from_kcp(&e).code))?;
             }
         } else {
             self.kcp
                 .send(data)
-                .map_err(|e| SessionSendError::Engine(EngineError::from_kcp(&e)))?;
+                .map_err(|e| SessionSendError::Engine(EngineError::from_kcp(&e).code))?;
         }
         self.payload_bytes_out += data.len() as u64;
         self.messages_out += 1;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use kcpwatch_proto::endpoint::ConnectError;
 use kcpwatch_proto::events::{
-    CappedText, ErrorEvent, ErrorType, ListenerSettings, ListenerStarted, ListenerStopped,
-    Sample, Sampler, StatsEvent, Violation,
+    CappedText, ErrorEvent, ErrorType, ListenerSettings, ListenerStarted, ListenerStopped, Sample,
+    Sampler, StatsEvent, Violation,
 };
 use kcpwatch_proto::{
     ConnectionHandle, Endpoint, EndpointEvent, Millis, SecurityEvent, SendError, SessionConfig,
@@ -422,7 +422,7 @@ impl IoThread {
                         E::QueueFull { .. } => "KCP_ERR_QUEUE_FULL",
                         E::NotOpen => "KCP_ERR_CLOSED",
                         E::Empty => "KCP_ERR_EMPTY_MESSAGE",
-                        E::Engine(engine) => engine.code,
+                        E::Engine(code) => code,
                     };
                     self.writer.error(handle, code, &e.to_string());
                 }

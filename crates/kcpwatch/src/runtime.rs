@@ -174,6 +174,7 @@ impl Runtime {
             .map_err(RuntimeError::Setup)?;
         let outbox_limit = config.log.as_ref().map_or(0, |l| l.outbox_limit);
         let outbox = Arc::new(Outbox::new(outbox_limit, notify_events));
+        outbox.set_enabled(config.log.as_ref().is_some_and(|l| l.deliver_to_js));
         let (events, log) = match &config.log {
             Some(log) => {
                 config.endpoint.event_level = Some(log.level);

@@ -332,7 +332,13 @@ impl CanonicalWriter {
 }
 
 fn flow(conn: &ConnectionRef) -> String {
-    format!("{} {} -> {} conv={}", conn.uid, conn.src(), conn.dst(), conn.conv)
+    format!(
+        "{} {} -> {} conv={}",
+        conn.uid,
+        conn.src(),
+        conn.dst(),
+        conn.conv
+    )
 }
 
 fn settings(line: &mut Line<'_>, s: &ListenerSettings) {

@@ -132,7 +132,9 @@ struct Destination {
 impl Destination {
     fn open(kind: LogDestination) -> io::Result<Self> {
         let file = match &kind {
-            LogDestination::File(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+            LogDestination::File(path) => {
+                Some(OpenOptions::new().create(true).append(true).open(path)?)
+            }
             _ => None,
         };
         Ok(Self {

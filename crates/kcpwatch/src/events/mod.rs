@@ -32,6 +32,8 @@ pub struct LogConfig {
     pub sample_burst: u32,
     /// The sampling window.
     pub sample_window_ms: u32,
+    /// Hand records to JavaScript from the start (before the first can be missed).
+    pub deliver_to_js: bool,
 }
 
 impl Default for LogConfig {
@@ -46,6 +48,7 @@ impl Default for LogConfig {
             community_id_seed: 0,
             sample_burst: 20,
             sample_window_ms: 1_000,
+            deliver_to_js: false,
         }
     }
 }

@@ -5,10 +5,11 @@
 //! Loss is never silent: a full lane drops the newest record and counts it by lane and
 //! severity; `seq` is assigned before the push, so a gap in `seq` is exactly a loss; and the
 //! counts are reported by a `kcp:log_loss` record that the producer pushes through a slot kept
-//! free for it in the critical lane as soon as there is room. Whatever is still unreported
-//! when the I/O thread stops is reported by the consumer itself.
+//! free for it in the critical lane. At most one report is in the ring at a time, so the
+//! reserved slot is always free for it; losses after it are added up for the next one. Whatever
+//! is still unreported when the I/O thread stops is reported by the consumer itself.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use kcpwatch_proto::events::{Lane, LogLoss};
@@ -38,6 +39,8 @@ pub struct EventRing {
     /// Losses not reported by a `kcp:log_loss` record yet: [critical, bulk, by severity 0..8,
     /// first loss time].
     unreported: [AtomicU64; 11],
+    /// A loss report is in the ring and not yet consumed.
+    report_in_ring: AtomicBool,
 }
 
 const CRITICAL: usize = 0;
@@ -56,6 +59,7 @@ impl EventRing {
             produced: AtomicU64::new(0),
             lost_total: AtomicU64::new(0),
             unreported: Default::default(),
+            report_in_ring: AtomicBool::new(false),
         }
     }
 
@@ -76,7 +80,15 @@ impl EventRing {
             CRITICAL => lane.len() + 1 < lane.capacity(),
             _ => lane.len() < lane.capacity(),
         };
-        if room && lane.push(Record { seq, time_us, event }).is_ok() {
+        if room
+            && lane
+                .push(Record {
+                    seq,
+                    time_us,
+                    event,
+                })
+                .is_ok()
+        {
             return true;
         }
         self.count_loss(index, event.severity().code(), 1, time_us);
@@ -98,7 +110,8 @@ impl EventRing {
     fn count_loss(&self, lane: usize, severity: u8, count: u64, time_us: u64) {
         self.lost_total.fetch_add(count, Ordering::Relaxed);
         self.unreported[lane].fetch_add(count, Ordering::Relaxed);
-        self.unreported[SEVERITY + usize::from(severity.min(7))].fetch_add(count, Ordering::Relaxed);
+        self.unreported[SEVERITY + usize::from(severity.min(7))]
+            .fetch_add(count, Ordering::Relaxed);
         let _ = self.unreported[SINCE].compare_exchange(
             0,
             time_us.max(1),
@@ -134,10 +147,11 @@ impl EventRing {
         {
             return;
         }
-        if self.critical.len() >= self.critical.capacity() {
+        if self.report_in_ring.load(Ordering::Acquire) {
             return;
         }
         if let Some(loss) = self.take_unreported() {
+            self.report_in_ring.store(true, Ordering::Release);
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
             let record = Record {
                 seq,
@@ -145,7 +159,9 @@ impl EventRing {
                 event: SecurityEvent::LogLoss(loss),
             };
             if let Err(record) = self.critical.push(record) {
-                // Cannot happen with a single producer; keep the counts rather than lose them.
+                // Cannot happen: regular records never take the last slot. Keep the counts
+                // rather than lose them.
+                self.report_in_ring.store(false, Ordering::Release);
                 if let SecurityEvent::LogLoss(loss) = record.event {
                     self.restore(loss);
                 }
@@ -189,6 +205,17 @@ impl EventRing {
 
     /// Consumer: takes every waiting record in `seq` order into `out`.
     pub fn drain_into(&self, out: &mut Vec<Record>) {
+        let start = out.len();
+        self.merge_into(out);
+        if out[start..]
+            .iter()
+            .any(|r| matches!(r.event, SecurityEvent::LogLoss(_)))
+        {
+            self.report_in_ring.store(false, Ordering::Release);
+        }
+    }
+
+    fn merge_into(&self, out: &mut Vec<Record>) {
         let mut critical = self.critical.pop();
         let mut bulk = self.bulk.pop();
         loop {
@@ -260,50 +287,42 @@ mod tests {
         ring.push(3, critical());
         let mut out = Vec::new();
         ring.drain_into(&mut out);
-        assert_eq!(
-            out.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 
     #[test]
     fn a_full_lane_drops_the_newest_and_reports_it_through_the_reserved_slot() {
         let ring = EventRing::new(4);
-        // Three critical records fill the lane up to its reserved slot; two more are lost.
-        for t in 0..5 {
-            ring.push(t, critical());
+        // Three critical records fill the lane up to its reserved slot; the fourth is lost.
+        for t in 0..4 {
+            assert_eq!(ring.push(t, critical()), t < 3);
         }
-        assert_eq!(ring.lost(), 2);
-        // The next push finds the reserved slot and reports the loss before anything else.
+        // The next push reports that loss through the reserved slot, then is lost itself, as
+        // is the one after it (one report at a time).
+        assert!(!ring.push(4, critical()));
         assert!(!ring.push(5, critical()));
+        assert_eq!(ring.lost(), 3);
         let mut out = Vec::new();
         ring.drain_into(&mut out);
-        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2, 4]
+        );
         let SecurityEvent::LogLoss(loss) = out[3].event else {
             panic!("expected a loss report, got {:?}", names(&out));
         };
-        assert_eq!(loss.lost_critical, 2);
-        assert_eq!(loss.since_us, 3);
-        // Records 3 and 4 were lost; the report took seq 5 and the record after it was lost
-        // too (the lane was still full), so it is reported next.
-        assert_eq!(
-            out.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![0, 1, 2, 5]
-        );
+        assert_eq!((loss.lost_critical, loss.since_us), (1, 3));
+        // Consumed: the next push reports the two later losses, then gets in.
         assert!(ring.push(7, critical()));
         out.clear();
         ring.drain_into(&mut out);
         let SecurityEvent::LogLoss(loss) = out[0].event else {
             panic!("expected a loss report");
         };
-        assert_eq!(loss.lost_critical, 1);
-        // Delivered: seq 0, 1, 2 and 8 (the rest of the output is loss reports).
-        let delivered = 4;
-        assert_eq!(
-            delivered + ring.lost(),
-            ring.produced(),
-            "everything produced is delivered or reported lost"
-        );
+        assert_eq!(loss.lost_critical, 2);
+        assert_eq!(out[1].seq, 8);
+        // Delivered: seq 0, 1, 2 and 8; everything else produced is reported lost.
+        assert_eq!(4 + ring.lost(), ring.produced());
     }
 
     #[test]

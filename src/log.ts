@@ -1,0 +1,138 @@
+/**
+ * Security logging options: where the canonical NDJSON records go, and how much is produced.
+ * The records are formatted and written by a Rust log thread, never on the event loop; an
+ * application that wants them as objects listens for `'event'` (or passes a callback), and
+ * only then do they cross into JavaScript.
+ */
+
+import { hostname } from 'node:os';
+
+import { KcpInvalidOptionError } from './errors';
+import type { KcpEvent } from './event-types';
+
+/** Syslog severity names, most severe first. */
+export const severities = ['emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'info', 'debug'] as const;
+export type SeverityName = (typeof severities)[number];
+
+export interface LogOptions {
+  /**
+   * Where the records are written: `'stdout'` (the default for servers), `'stderr'`,
+   * `{ file: path }` (appended), `'none'` (only to `'event'` listeners and `onEvent`).
+   */
+  destination?: 'stdout' | 'stderr' | 'none' | { file: string };
+  /** Called with every record as an object, on the event loop. */
+  onEvent?: (event: KcpEvent) => void;
+  /** Lowest severity produced (default `'info'`, i.e. everything but debug). */
+  level?: SeverityName;
+  /** Records per ring lane between the I/O thread and the log thread (default 4096). */
+  ringCapacity?: number;
+  /** Milliseconds between `kcp:stats` records; 0 for none (default 60000). */
+  statsInterval?: number;
+  /** Per trigger and window, records logged one by one before the rest are aggregated (default 20). */
+  sampleBurst?: number;
+  /** The sampling window in milliseconds (default 1000). */
+  sampleWindow?: number;
+  /** `observer_service` (default `'kcpwatch'`). */
+  service?: string;
+  /** `observer_host` (default `os.hostname()`). */
+  host?: string;
+  /** `observer_instance` (default: a fresh id per listener run). */
+  instance?: string;
+  /** Community ID seed (default 0, what other sensors use unless configured). */
+  communityIdSeed?: number;
+  /** Bytes of records held for a slow `'event'` consumer before the newest are dropped and counted (default 8 MiB). */
+  eventBufferBytes?: number;
+}
+
+/** What the native layer takes. */
+export interface NativeLogOptions {
+  level: string;
+  destination: string;
+  file?: string;
+  ringCapacity: number;
+  outboxLimit: number;
+  statsInterval: number;
+  sampleBurst: number;
+  sampleWindow: number;
+  observerHost: string;
+  observerService: string;
+  observerInstance?: string;
+  observerVersion: string;
+  communityIdSeed: number;
+  /** Hand records to JavaScript from the start (an `'event'` listener or `onEvent` exists). */
+  deliverToJs?: boolean;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const version: string = (require('../package.json') as { version: string }).version;
+
+function integer(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  const v = value ?? fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new KcpInvalidOptionError(`log.${name} must be an integer in ${min}..${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Resolves `log` options; `false` turns logging off. */
+export function resolveLogOptions(
+  log: LogOptions | false | undefined,
+  defaults: { destination: 'stdout' | 'none' },
+): NativeLogOptions | undefined {
+  if (log === false) return undefined;
+  if (log !== undefined && (typeof log !== 'object' || log === null)) {
+    throw new KcpInvalidOptionError('log must be an options object or false');
+  }
+  const o = log ?? {};
+  const level = o.level ?? 'info';
+  if (!severities.includes(level)) {
+    throw new KcpInvalidOptionError(`log.level must be one of ${severities.join(', ')}, got ${String(level)}`);
+  }
+  const dest = o.destination ?? defaults.destination;
+  let destination: string;
+  let file: string | undefined;
+  if (typeof dest === 'object' && dest !== null && typeof dest.file === 'string' && dest.file.length > 0) {
+    destination = 'file';
+    file = dest.file;
+  } else if (dest === 'stdout' || dest === 'stderr' || dest === 'none') {
+    destination = dest;
+  } else {
+    throw new KcpInvalidOptionError(`log.destination must be 'stdout', 'stderr', 'none' or { file }, got ${JSON.stringify(dest)}`);
+  }
+  if (o.onEvent !== undefined && typeof o.onEvent !== 'function') {
+    throw new KcpInvalidOptionError('log.onEvent must be a function');
+  }
+  const text = (value: unknown, name: string, fallback: string) => {
+    const v = value ?? fallback;
+    if (typeof v !== 'string') throw new KcpInvalidOptionError(`log.${name} must be a string`);
+    return v;
+  };
+  return {
+    level,
+    destination,
+    file,
+    ringCapacity: integer(o.ringCapacity, 'ringCapacity', 4096, 2, 1 << 20),
+    outboxLimit: integer(o.eventBufferBytes, 'eventBufferBytes', 8 << 20, 1024, 2 ** 31 - 1),
+    statsInterval: integer(o.statsInterval, 'statsInterval', 60_000, 0, 2 ** 31 - 1),
+    sampleBurst: integer(o.sampleBurst, 'sampleBurst', 20, 0, 2 ** 31 - 1),
+    sampleWindow: integer(o.sampleWindow, 'sampleWindow', 1000, 1, 2 ** 31 - 1),
+    observerHost: text(o.host, 'host', hostname()),
+    observerService: text(o.service, 'service', 'kcpwatch'),
+    observerInstance: o.instance === undefined ? undefined : text(o.instance, 'instance', ''),
+    observerVersion: version,
+    communityIdSeed: integer(o.communityIdSeed, 'communityIdSeed', 0, 0, 65535),
+  };
+}
+
+/** Splits a batch of NDJSON lines into records. */
+export function parseEvents(batch: Buffer): KcpEvent[] {
+  const events: KcpEvent[] = [];
+  let start = 0;
+  for (;;) {
+    const end = batch.indexOf(10, start);
+    if (end < 0) break;
+    if (end > start) events.push(JSON.parse(batch.toString('utf8', start, end)) as KcpEvent);
+    start = end + 1;
+  }
+  return events;
+}
