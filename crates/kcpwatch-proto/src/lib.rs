@@ -28,4 +28,4 @@ pub use endpoint::{ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, Sen
 pub use guard::GuardViolation;
 pub use lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
 pub use session::ConnectionSummary;
-pub use transmit::Transmits;
+pub use transmit::{Transmit, Transmits};

@@ -126,7 +126,7 @@ impl Session {
         now_extended: u64,
         tx: Rc<RefCell<Transmits>>,
     ) -> Self {
-        let sink = TxSink::new(tx, remote);
+        let sink = TxSink::new(tx, remote, local);
         let mut kcp = if config.stream {
             Kcp::new_stream(conv, sink)
         } else {

@@ -291,8 +291,8 @@ impl IoThread {
                 let waiting = transmits.len();
                 let result = self.io.send_batch(&transmits);
                 if let Ok(n) = result {
-                    for (_, data) in transmits.iter().take(n) {
-                        self.stats.bytes_out += data.len() as u64;
+                    for sent in transmits.iter().take(n) {
+                        self.stats.bytes_out += sent.data.len() as u64;
                     }
                 }
                 (result, waiting)

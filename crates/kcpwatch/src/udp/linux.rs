@@ -110,13 +110,16 @@ pub(crate) fn send_batch(
         let count = (transmits.len() - sent).min(BATCH);
         state.destinations.clear();
         for i in 0..count {
-            let (to, _) = transmits.get(sent + i).expect("index within len");
+            let to = transmits
+                .get(sent + i)
+                .expect("index within len")
+                .destination;
             state
                 .destinations
                 .push(SockAddr::from(for_socket(to, socket_is_v6)));
         }
         for i in 0..count {
-            let (_, data) = transmits.get(sent + i).expect("index within len");
+            let data = transmits.get(sent + i).expect("index within len").data;
             state.iovecs[i] = libc::iovec {
                 iov_base: data.as_ptr() as *mut libc::c_void,
                 iov_len: data.len(),

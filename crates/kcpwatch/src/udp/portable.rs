@@ -57,8 +57,11 @@ pub(crate) fn send_batch(
     transmits: &Transmits,
 ) -> io::Result<usize> {
     let mut sent = 0;
-    for (to, data) in transmits.iter() {
-        match socket.send_to(data, for_socket(to, socket_is_v6)) {
+    for transmit in transmits.iter() {
+        match socket.send_to(
+            transmit.data,
+            for_socket(transmit.destination, socket_is_v6),
+        ) {
             Ok(_) => sent += 1,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => {
