@@ -17,7 +17,7 @@ use tracing::{debug, debug_span, warn};
 use crate::delivery::{DeliveryQueue, RecordWriter};
 use crate::error::RuntimeError;
 use crate::runtime::{ConnectedInfo, RuntimeConfig, RuntimeStats};
-use crate::udp::UdpIo;
+use crate::udp::{SendFailure, UdpIo};
 
 const SOCKET: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
@@ -62,6 +62,10 @@ pub(crate) struct IoThread {
     socket_readable: bool,
     socket_writable: bool,
     stats: RuntimeStats,
+    /// ICMP errors for earlier sends, oldest first, at most `IoThread::SEND_FAILURES_KEPT`.
+    send_failures: Vec<SendFailure>,
+    /// Send failures not kept because `send_failures` was full.
+    send_failures_dropped: u64,
 }
 
 impl IoThread {
@@ -101,6 +105,8 @@ impl IoThread {
             socket_readable: true,
             socket_writable: true,
             stats: RuntimeStats::default(),
+            send_failures: Vec::new(),
+            send_failures_dropped: 0,
         })
     }
 
@@ -251,7 +257,6 @@ impl IoThread {
         if !self.socket_readable {
             return;
         }
-        let local = self.local;
         for _ in 0..RECV_BATCHES_PER_TURN {
             let endpoint = &mut self.endpoint;
             let stats = &mut self.stats;
@@ -260,8 +265,11 @@ impl IoThread {
                     stats.truncated += 1;
                     return;
                 }
-                endpoint.handle_datagram(now, datagram.from, local, datagram.data);
+                endpoint.handle_datagram(now, datagram.from, datagram.local, datagram.data);
             });
+            // ICMP errors surface in receives; reading them out also frees the receive buffer
+            // room they take.
+            self.take_send_failures();
             match result {
                 Ok(0) => {
                     self.socket_readable = false;
@@ -269,13 +277,35 @@ impl IoThread {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    // Linux reports ICMP errors for earlier sends here on some sockets; the
-                    // datagrams themselves are retransmitted by KCP.
                     self.stats.recv_errors += 1;
                     debug!(error = %e, "recv failed");
                 }
             }
         }
+    }
+
+    /// Send failures kept until they are turned into events; later ones are only counted.
+    const SEND_FAILURES_KEPT: usize = 1024;
+
+    /// Collects the socket's reports of earlier sends that failed.
+    fn take_send_failures(&mut self) {
+        let stats = &mut self.stats;
+        let kept = &mut self.send_failures;
+        let dropped = &mut self.send_failures_dropped;
+        self.io.drain_errors(|failure| {
+            stats.icmp_errors += 1;
+            debug!(
+                remote = %failure.remote,
+                kind = failure.kind,
+                errno = failure.errno,
+                "an earlier send failed"
+            );
+            if kept.len() < Self::SEND_FAILURES_KEPT {
+                kept.push(failure);
+            } else {
+                *dropped += 1;
+            }
+        });
     }
 
     fn transmit(&mut self) {
@@ -313,6 +343,7 @@ impl IoThread {
                     self.stats.send_errors += 1;
                     debug!(error = %e, "send failed");
                     self.endpoint.consume_transmits(1);
+                    self.take_send_failures();
                 }
             }
         }
