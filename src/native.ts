@@ -62,6 +62,8 @@ export interface NativeStats {
   deliveryPauses: number;
   /** Connection attempts that never became connections (malformed first datagram, capacity). */
   connectionsFailed: number;
+  /** ICMP errors (port or host unreachable) reported for earlier sends. */
+  icmpErrors: number;
   /** Security records produced. */
   eventsProduced: number;
   /** Security records lost before the log thread (each reported by a `kcp:log_loss` record). */

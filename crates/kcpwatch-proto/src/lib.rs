@@ -33,4 +33,4 @@ pub use events::{SecurityEvent, Severity};
 pub use guard::GuardViolation;
 pub use lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
 pub use session::ConnectionSummary;
-pub use transmit::Transmits;
+pub use transmit::{Transmit, Transmits};

@@ -200,7 +200,7 @@ impl Session {
         direction: Direction,
         tx: Rc<RefCell<Transmits>>,
     ) -> Self {
-        let sink = TxSink::new(tx, remote);
+        let sink = TxSink::new(tx, remote, local);
         let mut kcp = if config.stream {
             Kcp::new_stream(conv, sink)
         } else {

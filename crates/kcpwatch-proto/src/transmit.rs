@@ -13,8 +13,23 @@ const RETAINED_CAPACITY: usize = 4 << 20;
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     destination: SocketAddr,
+    source: SocketAddr,
     start: u32,
     len: u32,
+}
+
+/// One datagram waiting to be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    /// The peer it goes to.
+    pub destination: SocketAddr,
+    /// Our address it must leave from: the one the peer sent to. A socket bound to a wildcard
+    /// address has several, and a reply from another one would not reach a peer behind a
+    /// stateful firewall or NAT (and would look like a different server). It is unspecified
+    /// when the session was opened locally without a known address; the OS picks one then.
+    pub source: SocketAddr,
+    /// The datagram.
+    pub data: &'a [u8],
 }
 
 /// The datagrams an endpoint produced since the caller last cleared them.
@@ -42,19 +57,23 @@ impl Transmits {
         self.entries.is_empty()
     }
 
-    /// The datagram at `index` and where it goes.
-    pub fn get(&self, index: usize) -> Option<(SocketAddr, &[u8])> {
-        let e = self.entries.get(index)?;
-        let start = e.start as usize;
-        Some((e.destination, &self.bytes[start..start + e.len as usize]))
+    /// The datagram at `index`.
+    pub fn get(&self, index: usize) -> Option<Transmit<'_>> {
+        self.entries.get(index).map(|e| self.view(e))
     }
 
     /// Every waiting datagram in order.
-    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
-        self.entries.iter().map(|e| {
-            let start = e.start as usize;
-            (e.destination, &self.bytes[start..start + e.len as usize])
-        })
+    pub fn iter(&self) -> impl Iterator<Item = Transmit<'_>> + '_ {
+        self.entries.iter().map(|e| self.view(e))
+    }
+
+    fn view(&self, e: &Entry) -> Transmit<'_> {
+        let start = e.start as usize;
+        Transmit {
+            destination: e.destination,
+            source: e.source,
+            data: &self.bytes[start..start + e.len as usize],
+        }
     }
 
     /// Forgets every waiting datagram.
@@ -80,9 +99,10 @@ impl Transmits {
         }
     }
 
-    pub(crate) fn push(&mut self, destination: SocketAddr, datagram: &[u8]) {
+    pub(crate) fn push(&mut self, destination: SocketAddr, source: SocketAddr, datagram: &[u8]) {
         self.entries.push(Entry {
             destination,
+            source,
             start: self.bytes.len() as u32,
             len: datagram.len() as u32,
         });
@@ -94,16 +114,22 @@ impl Transmits {
 pub(crate) struct TxSink {
     queue: Rc<RefCell<Transmits>>,
     destination: SocketAddr,
+    source: SocketAddr,
     /// Datagrams and bytes this session wrote, for its summary.
     pub(crate) datagrams: u64,
     pub(crate) bytes: u64,
 }
 
 impl TxSink {
-    pub(crate) fn new(queue: Rc<RefCell<Transmits>>, destination: SocketAddr) -> Self {
+    pub(crate) fn new(
+        queue: Rc<RefCell<Transmits>>,
+        destination: SocketAddr,
+        source: SocketAddr,
+    ) -> Self {
         Self {
             queue,
             destination,
+            source,
             datagrams: 0,
             bytes: 0,
         }
@@ -112,7 +138,9 @@ impl TxSink {
 
 impl io::Write for TxSink {
     fn write(&mut self, datagram: &[u8]) -> io::Result<usize> {
-        self.queue.borrow_mut().push(self.destination, datagram);
+        self.queue
+            .borrow_mut()
+            .push(self.destination, self.source, datagram);
         self.datagrams += 1;
         self.bytes += datagram.len() as u64;
         Ok(datagram.len())

@@ -25,7 +25,7 @@ use crate::error::RuntimeError;
 use crate::events::log_thread::unix_micros;
 use crate::events::EventRing;
 use crate::runtime::{ConnectedInfo, RuntimeConfig, RuntimeStats};
-use crate::udp::UdpIo;
+use crate::udp::{SendFailure, UdpIo};
 
 const SOCKET: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
@@ -84,6 +84,7 @@ const ERROR_SAMPLE_BURST: u32 = 20;
 const ERROR_SAMPLE_WINDOW_MS: u64 = 1_000;
 /// Sampler keys for errors the I/O thread reports.
 const SEND_FAILURE: usize = 0;
+const ICMP_ERROR: usize = 1;
 
 pub(crate) struct IoThread {
     poll: Poll,
@@ -106,6 +107,10 @@ pub(crate) struct IoThread {
     next_stats: Option<Instant>,
     last_stats: Instant,
     error_sampler: Sampler<2>,
+    /// ICMP errors for earlier sends, oldest first, at most `IoThread::SEND_FAILURES_KEPT`.
+    send_failures: Vec<SendFailure>,
+    /// Send failures not kept because `send_failures` was full.
+    send_failures_dropped: u64,
 }
 
 impl IoThread {
@@ -149,6 +154,8 @@ impl IoThread {
             next_stats: None,
             last_stats: Instant::now(),
             error_sampler: Sampler::new(ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS),
+            send_failures: Vec::new(),
+            send_failures_dropped: 0,
         })
     }
 
@@ -237,7 +244,7 @@ impl IoThread {
             dropped: e.dropped_total(),
             failed: e.failed,
             send_errors: self.stats.send_errors,
-            icmp_errors: 0,
+            icmp_errors: self.stats.icmp_errors,
             panics: e.panics,
             log_lost: self
                 .shared
@@ -250,7 +257,13 @@ impl IoThread {
     }
 
     /// A network error about `peer`, sampled per kind so a broken route cannot flood the log.
-    fn network_error(&mut self, key: usize, peer: SocketAddr, error: &std::io::Error) {
+    fn network_error(
+        &mut self,
+        key: usize,
+        peer: SocketAddr,
+        code: &'static str,
+        message: std::fmt::Arguments<'_>,
+    ) {
         if self.shared.events.is_none() {
             return;
         }
@@ -264,8 +277,8 @@ impl IoThread {
             peer: conn.is_none().then_some(peer),
             local: None,
             error_type: ErrorType::Network,
-            code: crate::errno::name(error),
-            message: CappedText::format(format_args!("send to {peer} failed: {error}")),
+            code,
+            message: CappedText::format(message),
             suppressed,
         }));
     }
@@ -288,7 +301,8 @@ impl IoThread {
             }
             for event in events.iter() {
                 if event.token() == SOCKET {
-                    self.socket_readable |= event.is_readable();
+                    // An ICMP error alone raises only the error flag; reading is what drains it.
+                    self.socket_readable |= event.is_readable() || event.is_error();
                     self.socket_writable |= event.is_writable();
                 }
             }
@@ -434,7 +448,6 @@ impl IoThread {
         if !self.socket_readable {
             return;
         }
-        let local = self.local;
         for _ in 0..RECV_BATCHES_PER_TURN {
             let endpoint = &mut self.endpoint;
             let stats = &mut self.stats;
@@ -443,8 +456,11 @@ impl IoThread {
                     stats.truncated += 1;
                     return;
                 }
-                endpoint.handle_datagram(now, datagram.from, local, datagram.data);
+                endpoint.handle_datagram(now, datagram.from, datagram.local, datagram.data);
             });
+            // ICMP errors surface in receives; reading them out also frees the receive buffer
+            // room they take.
+            self.take_send_failures();
             match result {
                 Ok(0) => {
                     self.socket_readable = false;
@@ -452,13 +468,44 @@ impl IoThread {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    // Linux reports ICMP errors for earlier sends here on some sockets; the
-                    // datagrams themselves are retransmitted by KCP.
                     self.stats.recv_errors += 1;
                     debug!(error = %e, "recv failed");
                 }
             }
         }
+    }
+
+    /// Send failures kept until they are turned into events; later ones are only counted.
+    const SEND_FAILURES_KEPT: usize = 1024;
+
+    /// Collects the socket's reports of earlier sends that failed.
+    fn take_send_failures(&mut self) {
+        let stats = &mut self.stats;
+        let mut kept = std::mem::take(&mut self.send_failures);
+        let dropped = &mut self.send_failures_dropped;
+        self.io.drain_errors(|failure| {
+            stats.icmp_errors += 1;
+            debug!(
+                remote = %failure.remote,
+                kind = failure.kind,
+                errno = failure.errno,
+                "an earlier send failed"
+            );
+            if kept.len() < Self::SEND_FAILURES_KEPT {
+                kept.push(failure);
+            } else {
+                *dropped += 1;
+            }
+        });
+        for failure in kept.drain(..) {
+            self.network_error(
+                ICMP_ERROR,
+                failure.remote,
+                failure.kind,
+                format_args!("ICMP error for a datagram sent to {}", failure.remote),
+            );
+        }
+        self.send_failures = kept;
     }
 
     fn transmit(&mut self) {
@@ -474,8 +521,8 @@ impl IoThread {
                 let waiting = transmits.len();
                 let result = self.io.send_batch(&transmits);
                 if let Ok(n) = result {
-                    for (_, data) in transmits.iter().take(n) {
-                        self.stats.bytes_out += data.len() as u64;
+                    for sent in transmits.iter().take(n) {
+                        self.stats.bytes_out += sent.data.len() as u64;
                     }
                 }
                 (result, waiting)
@@ -495,11 +542,17 @@ impl IoThread {
                     // rest; KCP retransmits its data.
                     self.stats.send_errors += 1;
                     debug!(error = %e, "send failed");
-                    let peer = self.endpoint.transmits().get(0).map(|(to, _)| to);
+                    let peer = self.endpoint.transmits().get(0).map(|t| t.destination);
                     self.endpoint.consume_transmits(1);
                     if let Some(peer) = peer {
-                        self.network_error(SEND_FAILURE, peer, &e);
+                        self.network_error(
+                            SEND_FAILURE,
+                            peer,
+                            crate::errno::name(&e),
+                            format_args!("send to {peer} failed: {e}"),
+                        );
                     }
+                    self.take_send_failures();
                 }
             }
         }

@@ -72,8 +72,11 @@ pub struct RuntimeStats {
     pub bytes_out: u64,
     /// Datagrams the OS refused to send (counted, then dropped; KCP retransmits data).
     pub send_errors: u64,
-    /// Receive calls that failed.
+    /// Receive calls that failed (not counting ICMP errors, see `icmp_errors`).
     pub recv_errors: u64,
+    /// ICMP errors the OS reported for datagrams sent earlier (port or host unreachable, ...).
+    /// Linux only.
+    pub icmp_errors: u64,
     /// Datagrams longer than the receive buffer, dropped.
     pub truncated: u64,
     /// Messages JavaScript sent to connections that had already closed.

@@ -200,13 +200,15 @@ impl Pair {
             } else {
                 &mut self.server
             };
+            // The wire carries the source address the endpoint chose, so a session replying
+            // from the wrong address is not recognised by its peer.
             let datagrams: Vec<(SocketAddr, Vec<u8>)> = endpoint
                 .transmits()
                 .iter()
-                .map(|(to, bytes)| (to, bytes.to_vec()))
+                .map(|t| (t.source, t.data.to_vec()))
                 .collect();
             endpoint.clear_transmits();
-            for (_, bytes) in datagrams {
+            for (from, bytes) in datagrams {
                 if self.record {
                     if to_server {
                         self.client_datagrams.push(bytes.clone());
@@ -214,11 +216,6 @@ impl Pair {
                         self.server_datagrams.push(bytes.clone());
                     }
                 }
-                let from = if to_server {
-                    addr(CLIENT)
-                } else {
-                    addr(SERVER)
-                };
                 self.put_on_wire(to_server, from, bytes);
             }
         }

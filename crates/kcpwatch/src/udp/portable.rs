@@ -1,21 +1,32 @@
-//! One system call per datagram, for platforms without recvmmsg/sendmmsg.
+//! One system call per datagram, for platforms without recvmmsg/sendmmsg. Without packet info
+//! a datagram's destination is taken to be the socket's own address and replies leave from
+//! whatever address the OS picks, so a server here should bind the address its peers use
+//! rather than a wildcard one. ICMP errors are not read (Windows reports them as a receive
+//! error, which is skipped).
 
 use std::io;
+use std::net::SocketAddr;
 
 use kcpwatch_proto::Transmits;
 
-use super::{Received, BATCH};
+use super::{Received, SendFailure, BATCH};
 use crate::socket::{for_socket, normalize};
 
 pub(crate) struct State {
     buffer: Vec<u8>,
+    is_v6: bool,
+    /// The socket's own address, normalized: every datagram's `local`.
+    local: SocketAddr,
 }
 
 impl State {
-    pub(crate) fn new(max_datagram: usize) -> Self {
-        Self {
+    pub(crate) fn new(socket: &mio::net::UdpSocket, max_datagram: usize) -> io::Result<Self> {
+        let local = socket.local_addr()?;
+        Ok(Self {
             buffer: vec![0; max_datagram + 1],
-        }
+            is_v6: local.is_ipv6(),
+            local: normalize(local),
+        })
     }
 }
 
@@ -32,6 +43,7 @@ pub(crate) fn recv_batch(
                 count += 1;
                 each(Received {
                     from: normalize(from),
+                    local: state.local,
                     data: &state.buffer[..len.min(limit)],
                     truncated: len > limit,
                 });
@@ -52,13 +64,12 @@ pub(crate) fn recv_batch(
 
 pub(crate) fn send_batch(
     socket: &mio::net::UdpSocket,
-    _state: &mut State,
-    socket_is_v6: bool,
+    state: &mut State,
     transmits: &Transmits,
 ) -> io::Result<usize> {
     let mut sent = 0;
-    for (to, data) in transmits.iter() {
-        match socket.send_to(data, for_socket(to, socket_is_v6)) {
+    for transmit in transmits.iter() {
+        match socket.send_to(transmit.data, for_socket(transmit.destination, state.is_v6)) {
             Ok(_) => sent += 1,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => {
@@ -70,4 +81,11 @@ pub(crate) fn send_batch(
         }
     }
     Ok(sent)
+}
+
+pub(crate) fn drain_errors(
+    _socket: &mio::net::UdpSocket,
+    _state: &mut State,
+    _each: impl FnMut(SendFailure),
+) {
 }
