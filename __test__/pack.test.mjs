@@ -57,7 +57,22 @@ test('the packed package installs and echoes a message', async (t) => {
       });
     })();`;
   const out = execFileSync(process.execPath, ['-e', script], { cwd: project, encoding: 'utf8', timeout: 20_000 });
-  t.is(out.trim(), 'through the tarball');
+  const lines = out.trim().split('\n');
+  t.true(lines.includes('through the tarball'));
+  // By default the server writes its security records to stdout as NDJSON, from its log thread.
+  const records = lines.filter((l) => l !== 'through the tarball').map((l) => JSON.parse(l));
+  t.deepEqual(
+    records.map((r) => r.name),
+    [
+      'kcp:listener_started',
+      'kcp:connection_attempted',
+      'kcp:connection_state_updated',
+      'kcp:connection_established',
+      'kcp:connection_state_updated',
+      'kcp:connection_closed',
+      'kcp:listener_stopped',
+    ],
+  );
   const cli = execFileSync(join(project, 'node_modules', '.bin', 'kcpwatch'), ['help'], { encoding: 'utf8' });
   t.regex(cli, /kcpwatch serve/);
 });

@@ -32,7 +32,9 @@ export function until(emitter, event, predicate, ms = 10_000) {
 
 /** A server on 127.0.0.1 with an ephemeral port that echoes every message. */
 export async function echoServer(options = {}, host = '127.0.0.1') {
-  const server = kcpwatch.createServer(options, (conn) => {
+  // The security pipeline runs (records are produced and formatted) but writes nowhere, so the
+  // test output stays readable; tests of the records pass their own `log`.
+  const server = kcpwatch.createServer({ log: { destination: 'none' }, ...options }, (conn) => {
     conn.on('message', (m) => conn.send(m));
   });
   const address = await server.listen(0, host);
