@@ -9,6 +9,31 @@ const bin = fileURLToPath(new URL('../bin/kcpwatch.js', import.meta.url));
 /** Starts `kcpwatch serve` and resolves with its address once it prints the listening line. */
 function serve(args) {
   const child = spawn(process.execPath, [bin, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const records = [];
+  const recordWaiters = [];
+  let stdout = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    stdout += d;
+    const parts = stdout.split('\n');
+    stdout = parts.pop();
+    for (const line of parts) {
+      const record = JSON.parse(line);
+      records.push(record);
+      for (const w of [...recordWaiters]) if (w.match(record)) {
+        recordWaiters.splice(recordWaiters.indexOf(w), 1);
+        w.resolve(record);
+      }
+    }
+  });
+  /** Resolves with the first security record on stdout that matches. */
+  const record = (match, ms = 10_000) =>
+    new Promise((resolve, reject) => {
+      const found = records.find(match);
+      if (found) return resolve(found);
+      const timer = setTimeout(() => reject(new Error(`no matching record; got:\n${records.map((r) => r.name).join('\n')}`)), ms);
+      recordWaiters.push({ match, resolve: (r) => (clearTimeout(timer), resolve(r)) });
+    });
   let stderr = '';
   const lines = [];
   const waiters = [];
@@ -33,7 +58,7 @@ function serve(args) {
       waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolve(l)) });
     });
   const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  return { child, line, exited };
+  return { child, line, record, records, exited };
 }
 
 test('serve echoes, reports idle_timeout after the idle timeout, and stops on SIGTERM', async (t) => {
@@ -65,6 +90,46 @@ test('serve echoes to a plain KCP client (kcp-go)', async (t) => {
   t.is((await s.exited).code, 0);
 });
 
+test('serve writes the security records of a kcp-go client to stdout: real addresses, and byte counts that match the client', async (t) => {
+  buildKcpgo();
+  // Bound to the wildcard address: dst_ip must still be the address the client used.
+  const s = serve(['--port', '0', '--host', '0.0.0.0', '--mode', 'raw', '--idle-timeout', '1000', '--stats-interval', '0']);
+  t.teardown(() => s.child.kill('SIGKILL'));
+  const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+  const started = await s.record((r) => r.name === 'kcp:listener_started');
+  t.is(started.local_ip, '0.0.0.0');
+  const r = await runKcpgo(['client', '--addr', `127.0.0.1:${port}`, '--count', '100', '--max-size', '800', '--seed', '5', '--linger-ms', '300']);
+  t.is(r.code, 0, r.out + r.err);
+  const client = JSON.parse(r.out.trim().split('\n').at(-1));
+  const [, clientPort] = /:(\d+)$/.exec(client.local);
+  const established = await s.record((e) => e.name === 'kcp:connection_established' && e.conv === client.conv);
+  t.is(established.src_ip, '127.0.0.1');
+  t.is(established.src_port, Number(clientPort));
+  t.is(established.dst_ip, '127.0.0.1');
+  t.is(established.dst_port, Number(port));
+  const closed = await s.record((e) => e.name === 'kcp:connection_closed' && e.uid === established.uid);
+  t.is(closed.reason, 'idle_timeout');
+  t.is(closed.initiator, 'local');
+  // What the client's application sent is what the server received, and the other way round.
+  t.is(closed.payload_bytes_received, client.bytes_sent);
+  t.is(closed.payload_bytes_sent, client.bytes_received);
+  // On the wire too (kcp-go counts every UDP byte of its only session; --linger-ms lets its
+  // last ACKs leave before it closes its socket, or the server would retransmit into the void).
+  t.is(closed.bytes_received, client.wire_bytes_sent);
+  t.is(closed.bytes_sent, client.wire_bytes_received);
+  t.is(closed.messages_received, 100);
+  t.regex(closed.community_id, /^1:/);
+  s.child.kill('SIGTERM');
+  t.is((await s.exited).code, 0);
+  const stopped = s.records.at(-1);
+  t.is(stopped.name, 'kcp:listener_stopped');
+  // One per-listener sequence, no gaps: nothing was lost.
+  t.deepEqual(
+    s.records.map((e) => e.seq),
+    s.records.map((_, i) => i),
+  );
+});
+
 test('serve rejects a bad preset with a clear message', async (t) => {
   const s = serve(['--port', '0', '--preset', 'turbo']);
   const { code } = await s.exited;
@@ -81,5 +146,11 @@ test('demo runs through the lossy relay and ends by itself with exit 0', async (
   t.is(code, 0, out);
   t.regex(out, /connection_established/);
   t.regex(out, /reason=idle_timeout/);
+  // The security records as the analyst sees them: lifecycle, drops of the stray datagrams.
+  t.regex(out, /\[event #0\] kcp:listener_started/);
+  t.regex(out, /kcp:connection_closed .*idle_timeout/);
+  t.regex(out, /kcp:packet_dropped .*too_short/);
+  // The unknown-command datagram came from a new source: a failed opening, not a drop.
+  t.regex(out, /kcp:connection_failed .*malformed/);
   t.regex(out, /every message arrived exactly once, in order/);
 });

@@ -5,13 +5,17 @@ import { parseArgs } from 'node:util';
 import type { CloseInfo } from './records';
 import { runDemo } from './demo';
 import { KcpError } from './errors';
+import type { SeverityName } from './log';
 import { presets, type PresetName } from './options';
 import { createServer } from './server';
 
 const usage = `usage:
   kcpwatch serve --port N [--host H] [--mode raw] [--preset game] [--idle-timeout MS]
-      KCP echo server. Prints "listening HOST:PORT" to stderr when ready; lifecycle lines
-      follow on stderr. Stops on SIGINT/SIGTERM.
+                 [--log-format json|none] [--log-file PATH] [--log-level LEVEL]
+                 [--stats-interval MS]
+      KCP echo server. Security events go to stdout as NDJSON (--log-format json, the
+      default) or to --log-file. Prints "listening HOST:PORT" to stderr when ready; readable
+      lifecycle lines follow on stderr. Stops on SIGINT/SIGTERM.
   kcpwatch demo [--clients N] [--messages N] [--loss P]
       A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
 `;
@@ -41,9 +45,18 @@ async function serve(args: string[]): Promise<number> {
       mode: { type: 'string', default: 'raw' },
       preset: { type: 'string', default: 'game' },
       'idle-timeout': { type: 'string' },
+      'log-format': { type: 'string', default: 'json' },
+      'log-file': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      'stats-interval': { type: 'string' },
     },
     strict: true,
   });
+  const format = values['log-format'];
+  if (format !== 'json' && format !== 'none') {
+    throw new KcpError(`--log-format must be json or none, got ${String(format)}`, 'KCP_ERR_INVALID_OPTION');
+  }
+  const logFile = values['log-file'];
   if (!(values.preset! in presets)) {
     throw new KcpError(`--preset must be one of ${Object.keys(presets).join(', ')}`, 'KCP_ERR_INVALID_OPTION');
   }
@@ -51,6 +64,15 @@ async function serve(args: string[]): Promise<number> {
     mode: values.mode as 'raw',
     preset: values.preset as PresetName,
     idleTimeout: num(values['idle-timeout'], 'idle-timeout'),
+    log:
+      format === 'none'
+        ? false
+        : {
+            destination: logFile ? { file: logFile } : 'stdout',
+            level: values['log-level'] as SeverityName,
+            statsInterval: num(values['stats-interval'], 'stats-interval'),
+            service: 'kcpwatch-serve',
+          },
   });
   const log = (line: string) => process.stderr.write(`${line}\n`);
   server.on('connection', (conn) => {

@@ -52,7 +52,18 @@ async function runClient(conn: Connection, client: number, messages: number, out
 export async function runDemo(options: DemoOptions): Promise<number> {
   const { out } = options;
   const idleTimeout = 1500;
-  const server = createServer({ mode: 'raw', preset: 'game', idleTimeout });
+  // The security records, as an analyst would get them (here one line each from their `msg`;
+  // `kcpwatch serve` writes them whole, as NDJSON).
+  const server = createServer({
+    mode: 'raw',
+    preset: 'game',
+    idleTimeout,
+    log: {
+      destination: 'none',
+      statsInterval: 0,
+      onEvent: (e) => out(`[event #${e.seq}] ${e.name} ${e.msg}`),
+    },
+  });
   const serverClosed: Promise<void>[] = [];
   server.on('connection', (conn) => {
     out(`[server] connection_established id=${conn.id} src=${conn.remoteAddress}:${conn.remotePort} dst=${conn.localAddress}:${conn.localPort} conv=${conn.conv}`);

@@ -8,7 +8,10 @@ const dir = fileURLToPath(new URL('../../interop/kcp-go/', import.meta.url));
 export const kcpgoBinary = `${dir}bin/kcpgo${process.platform === 'win32' ? '.exe' : ''}`;
 
 export function buildKcpgo() {
-  if (!existsSync(kcpgoBinary)) execFileSync('bash', [`${dir}build.sh`], { stdio: 'inherit' });
+  // Always through `go build`: its cache makes an up-to-date binary cost about a second, and a
+  // stale binary from an older checkout would test the wrong peer.
+  execFileSync('bash', [`${dir}build.sh`], { stdio: 'inherit' });
+  if (!existsSync(kcpgoBinary)) throw new Error(`${kcpgoBinary} was not built`);
   return kcpgoBinary;
 }
 

@@ -92,6 +92,7 @@ func runClient(args []string) {
 	conv := fs.Int64("conv", -1, "KCP conversation id (negative: random)")
 	timeoutMs := fs.Int("timeout-ms", 30000, "overall timeout in ms")
 	window := fs.Int("window", 64, "messages outstanding at once")
+	lingerMs := fs.Int("linger-ms", 0, "keep the session open this long after the last echo, so its ACKs leave before Close (kcp-go's Close closes the socket before queued ACKs are written)")
 	var opts kcpOpts
 	opts.register(fs)
 	fs.Parse(args)
@@ -175,22 +176,30 @@ func runClient(args []string) {
 		}
 	}
 	elapsed := time.Since(start)
+	if failure == "" && *lingerMs > 0 {
+		time.Sleep(time.Duration(*lingerMs) * time.Millisecond)
+	}
 	local := s.LocalAddr().String()
 	cid := s.GetConv()
 	s.Close()
 	if failure != "" {
 		fail("%s", failure)
 	}
+	// Read after Close, which flushes: these are every UDP byte this process's only session
+	// sent and received (kcp-go's counters are per process).
+	snmp := kcp.DefaultSnmp.Copy()
 	emit(struct {
-		OK            bool   `json:"ok"`
-		Sent          int    `json:"sent"`
-		Received      int    `json:"received"`
-		BytesSent     int64  `json:"bytes_sent"`
-		BytesReceived int64  `json:"bytes_received"`
-		Local         string `json:"local"`
-		Conv          uint32 `json:"conv"`
-		ElapsedMs     int64  `json:"elapsed_ms"`
-	}{true, *count, received, bytesSent, bytesReceived, local, cid, elapsed.Milliseconds()})
+		OK                bool   `json:"ok"`
+		Sent              int    `json:"sent"`
+		Received          int    `json:"received"`
+		BytesSent         int64  `json:"bytes_sent"`
+		BytesReceived     int64  `json:"bytes_received"`
+		WireBytesSent     uint64 `json:"wire_bytes_sent"`
+		WireBytesReceived uint64 `json:"wire_bytes_received"`
+		Local             string `json:"local"`
+		Conv              uint32 `json:"conv"`
+		ElapsedMs         int64  `json:"elapsed_ms"`
+	}{true, *count, received, bytesSent, bytesReceived, snmp.OutBytes, snmp.InBytes, local, cid, elapsed.Milliseconds()})
 }
 
 // randomConv returns a random 32-bit conversation id.
