@@ -1,25 +1,582 @@
 /**
  * The security event types (`kcp:*`), one interface per event, mirroring the canonical JSON
- * records written by `crates/kcpwatch/src/events/canonical.rs` and described by
- * `schema/events.schema.json` and `docs/events.md`.
+ * records written by `crates/kcpwatch/src/events/canonical.rs` field for field. The same
+ * contract is `schema/events.schema.json` (JSON Schema 2020-12); `docs/events.md` is the
+ * catalog for analysts. Keep the three in step: a field added to the canonical record without
+ * the schema fails `__test__/schema.test.mjs`.
+ *
+ * Counters are u64 in Rust and plain numbers here: exact up to 2^53, far beyond any realistic
+ * count.
  */
+
+import type { CloseReason } from './records';
+
+// ---- vocabularies ----------------------------------------------------------------------------
+
+/** Syslog severity number (RFC 5424): 0 emergency ... 7 debug; lower is more severe. */
+export type SyslogSeverity = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
+
+/** Syslog severity names, as `level_name` carries them (`Severity::as_str`). */
+export type EventSeverityName = 'emergency' | 'alert' | 'critical' | 'error' | 'warning' | 'notice' | 'info' | 'debug';
+
+/**
+ * pino level number: debug 20, info and notice 30, warning 40, error 50, critical / alert /
+ * emergency 60 (pino has no notice, alert or emergency).
+ */
+export type PinoLevel = 20 | 30 | 40 | 50 | 60;
+
+/**
+ * Ring lane that carries an event between the I/O thread and the log thread. Not a record
+ * field; each event's lane is documented on its interface.
+ */
+export type EventLane = 'critical' | 'bulk';
+
+/** Who opened a connection: `inbound` the peer (src is the peer), `outbound` this endpoint. */
+export type EventDirection = 'inbound' | 'outbound';
+
+/** Lifecycle states (`handshaking` exists only in secure mode). */
+export type EventConnectionState = 'attempted' | 'handshaking' | 'established' | 'closing' | 'closed';
+
+/** Why an established connection ended (the same names as the `'close'` event's reason). */
+export type EventCloseReason = CloseReason;
+
+/** Which side ended a connection. */
+export type EventInitiator = 'local' | 'remote';
+
+/**
+ * Why an attempt never became a connection. Raw mode produces `malformed` and `capacity`; the
+ * others belong to secure mode and rate limits.
+ */
+export type FailReason =
+  | 'handshake_timeout'
+  | 'invalid_cookie'
+  | 'expired_cookie'
+  | 'auth_rejected'
+  | 'rate_limited'
+  | 'capacity'
+  | 'version_mismatch'
+  | 'malformed';
+
+/** Why a datagram was dropped whole. */
+export type DropTrigger =
+  | 'too_short'
+  | 'bad_conv'
+  | 'bad_length'
+  | 'bad_cmd'
+  | 'guard_violation'
+  | 'unknown_connection'
+  | 'over_limit';
+
+/** The segment guard's rules (`GuardViolation::rule`). */
+export type GuardRule =
+  | 'too_short'
+  | 'trailing_bytes'
+  | 'bad_conv'
+  | 'bad_cmd'
+  | 'length_beyond_datagram'
+  | 'length_beyond_mss'
+  | 'control_with_payload'
+  | 'fragment_beyond_window'
+  | 'sequence_outside_window'
+  | 'ack_unsent'
+  | 'ack_stale'
+  | 'ack_from_future'
+  | 'ack_before_session'
+  | 'ack_timestamp_mismatch'
+  | 'una_beyond_sent';
+
+/**
+ * The exact rule behind a drop or failed attempt: a guard rule, `no_session` (trigger
+ * `unknown_connection`) or `max_connections` (trigger `over_limit`).
+ */
+export type DropRule = GuardRule | 'no_session' | 'max_connections';
+
+/** How the application misused a connection. */
+export type Violation = 'oversized_message' | 'message_on_closed_connection' | 'empty_message' | 'send_queue_full';
+
+/** Which layer an error comes from. */
+export type ErrorType = 'library' | 'network' | 'application';
+
+/** A KCP engine call failed although the segment guard had accepted its input. */
+export type EngineErrorCode =
+  | 'KCP_INPUT_BAD_CONV'
+  | 'KCP_INVALID_MTU'
+  | 'KCP_INPUT_TOO_SHORT'
+  | 'KCP_INPUT_BAD_LENGTH'
+  | 'KCP_OUTPUT_FAILED'
+  | 'KCP_NEED_UPDATE'
+  | 'KCP_RECV_EMPTY'
+  | 'KCP_INPUT_BAD_CMD'
+  | 'KCP_SEND_TOO_BIG'
+  | 'KCP_RECV_BUFFER_TOO_SMALL';
+
+/** `error_code` of a `library` error: an engine error, or a caught engine panic. */
+export type LibraryErrorCode = EngineErrorCode | 'KCP_ENGINE_PANIC';
+
+/** `error_code` of an application error (the code the API's thrown error carries too). */
+export type ApplicationErrorCode =
+  | 'KCP_ERR_MESSAGE_TOO_LARGE'
+  | 'KCP_ERR_CLOSED'
+  | 'KCP_ERR_EMPTY_MESSAGE'
+  | 'KCP_ERR_QUEUE_FULL';
+
+/** `error_code` of a `network` error: an errno name (`EADDRINUSE`, `ECONNREFUSED`, ...; `EIO` when unknown). */
+export type NetworkErrorCode = `E${string}`;
+
+/** Listener mode. */
+export type ListenerMode = 'raw' | 'secure';
+
+/** `server` accepts inbound connections; `client` is a `connect()` endpoint. */
+export type ListenerRole = 'server' | 'client';
+
+// ---- shared field groups ---------------------------------------------------------------------
 
 /** Fields every record carries. */
 export interface EventBase {
+  /** RFC 3339 UTC time with microseconds, e.g. `2025-11-26T15:13:20.004512Z`. */
   ts: string;
+  /** Unix time in milliseconds (pino `time`). */
   time: number;
-  level: number;
-  level_name: string;
-  severity: number;
-  name: string;
+  /** pino level number, derived from `severity`. */
+  level: PinoLevel;
+  /** `severity` by name. */
+  level_name: EventSeverityName;
+  /** Syslog severity 0-7. */
+  severity: SyslogSeverity;
+  /** The event name, `kcp:<event>`. */
+  name: `kcp:${string}`;
+  /**
+   * Per-listener sequence number: a gap means records were lost (and a `kcp:log_loss` record
+   * says how many). `(observer_instance, seq)` is unique.
+   */
   seq: number;
+  /** Host name. */
   observer_host: string;
+  /** The service name the application configured. */
   observer_service: string;
+  /** This listener's run: `L` + 22 base62 digits unless the application set it. */
   observer_instance: string;
+  /** kcpwatch version. */
   observer_version: string;
+  /** Human-readable summary (pino `msg`). */
   msg: string;
-  [field: string]: unknown;
 }
 
-export type KcpEvent = EventBase;
-export type KcpEventName = string;
+/**
+ * Who a connection-scoped record is about. Source and destination follow the originator, as
+ * in Zeek's conn.log: for an inbound connection the peer is the source.
+ */
+export interface ConnectionFields {
+  /** Connection id: `K` + 22 base62 digits of a UUIDv7, shared by every record of the connection. */
+  uid: string;
+  /** KCP conversation id (u32). */
+  conv: number;
+  /** Who opened it. */
+  direction: EventDirection;
+  /** The originator's address. */
+  src_ip: string;
+  src_port: number;
+  /** The responder's address (for inbound: the address the datagrams really arrived on). */
+  dst_ip: string;
+  dst_port: number;
+  transport: 'udp';
+  /** Community ID v1 of the UDP 5-tuple; absent when the two addresses are of different families. */
+  community_id?: string;
+}
+
+/** The connection fields, absent (the record is not about a known connection). */
+export interface NoConnectionFields {
+  uid?: never;
+  conv?: never;
+  direction?: never;
+  src_ip?: never;
+  src_port?: never;
+  dst_ip?: never;
+  dst_port?: never;
+  transport?: never;
+  community_id?: never;
+}
+
+/** The listener's own address. */
+export interface LocalAddressFields {
+  /** The bound address (may be a wildcard such as `0.0.0.0` or `::`). */
+  local_ip: string;
+  local_port: number;
+}
+
+/** The listener's address, absent. */
+export interface NoLocalAddressFields {
+  local_ip?: never;
+  local_port?: never;
+}
+
+/** The KCP session parameters. */
+export interface KcpParamsFields {
+  /** KCP nodelay mode. */
+  kcp_nodelay: boolean;
+  /** Internal flush interval (10-5000 ms). */
+  kcp_interval_ms: number;
+  /** Fast retransmit after this many duplicate ACKs (0 = off). */
+  kcp_resend: number;
+  /** Congestion window disabled. */
+  kcp_nc: boolean;
+  /** Send window in segments. */
+  kcp_snd_wnd: number;
+  /** Receive window in segments. */
+  kcp_rcv_wnd: number;
+  /** Largest datagram KCP produces, header included. */
+  kcp_mtu: number;
+  /** Stream mode (message boundaries not kept). */
+  kcp_stream: boolean;
+  /** Transmissions of one segment after which the link is declared dead. */
+  dead_link: number;
+  /** A connection with no valid datagram for this long closes with `idle_timeout`. */
+  idle_timeout_ms: number;
+  /** Largest message accepted. */
+  max_message_size: number;
+}
+
+// ---- events ----------------------------------------------------------------------------------
+
+/** `kcp:listener_started`: the socket is bound. Lane critical, severity info. */
+export interface ListenerStartedEvent extends EventBase, LocalAddressFields, KcpParamsFields {
+  name: 'kcp:listener_started';
+  severity: 6;
+  level: 30;
+  level_name: 'info';
+  mode: ListenerMode;
+  role: ListenerRole;
+  /** Connection limit. */
+  max_connections: number;
+}
+
+/**
+ * `kcp:listener_stopped`: the socket is closed, after every connection closed with
+ * `shutdown`. Lane critical, severity info.
+ */
+export interface ListenerStoppedEvent extends EventBase, LocalAddressFields {
+  name: 'kcp:listener_stopped';
+  severity: 6;
+  level: 30;
+  level_name: 'info';
+  /** Milliseconds the socket was bound. */
+  uptime_ms: number;
+  /** Connections it carried in total (inbound and outbound). */
+  connections_total: number;
+}
+
+/**
+ * `kcp:connection_attempted`: the first datagram of a new (address, conv), or `connect()`.
+ * Lane critical, severity info.
+ */
+export interface ConnectionAttemptedEvent extends EventBase, ConnectionFields {
+  name: 'kcp:connection_attempted';
+  severity: 6;
+  level: 30;
+  level_name: 'info';
+}
+
+/**
+ * `kcp:connection_established`: data may flow (raw mode: the first valid datagram; outbound:
+ * `connect()`). Lane critical, severity info.
+ */
+export interface ConnectionEstablishedEvent extends EventBase, ConnectionFields {
+  name: 'kcp:connection_established';
+  severity: 6;
+  level: 30;
+  level_name: 'info';
+}
+
+/**
+ * `kcp:connection_failed`: an attempt that never became a connection. Sampled per reason: the
+ * first attempts of each window are logged one by one, the rest are reported by one aggregate
+ * record (`suppressed` > 0) carrying the uid and addresses of the last one. Lane critical,
+ * severity notice.
+ */
+export interface ConnectionFailedEvent extends EventBase, ConnectionFields {
+  name: 'kcp:connection_failed';
+  severity: 5;
+  level: 30;
+  level_name: 'notice';
+  /** Why. */
+  reason: FailReason;
+  /** The drop trigger that refused the opening datagram. */
+  trigger: DropTrigger;
+  /** The exact guard or limit rule. */
+  rule: DropRule;
+  /** 0 for an individual record; for an aggregate, the attempts it stands for. */
+  suppressed: number;
+}
+
+/** `kcp:connection_state_updated`: one lifecycle transition. Lane bulk, severity info. */
+export interface ConnectionStateUpdatedEvent extends EventBase, ConnectionFields {
+  name: 'kcp:connection_state_updated';
+  severity: 6;
+  level: 30;
+  level_name: 'info';
+  /** The state before (never `closed`). */
+  prev_state: Exclude<EventConnectionState, 'closed'>;
+  /** The state after (never `attempted`). */
+  state: Exclude<EventConnectionState, 'attempted'>;
+}
+
+/**
+ * `kcp:connection_closed`: terminal, one summary record per connection (like a Zeek conn.log
+ * line, with the real reason). Lane critical; severity info, notice (`dead_link`, `evicted`)
+ * or warning (`protocol_violation`, `internal_error`).
+ */
+export interface ConnectionClosedEvent extends EventBase, ConnectionFields, KcpParamsFields {
+  name: 'kcp:connection_closed';
+  severity: 4 | 5 | 6;
+  level: 30 | 40;
+  level_name: 'warning' | 'notice' | 'info';
+  /** Why it ended. */
+  reason: EventCloseReason;
+  /** Who ended it: `remote` for `peer_closed` and `protocol_violation`, else `local`. */
+  initiator: EventInitiator;
+  /** Milliseconds from establishment to close. */
+  duration_ms: number;
+  /** Bytes of datagrams received and accepted by the guard (wire bytes, KCP headers included). */
+  bytes_received: number;
+  /** Bytes of datagrams sent (wire). */
+  bytes_sent: number;
+  /** Datagrams received and accepted by the guard. */
+  datagrams_received: number;
+  /** Datagrams sent. */
+  datagrams_sent: number;
+  /** Application payload bytes delivered to the application. */
+  payload_bytes_received: number;
+  /** Application payload bytes accepted from the application. */
+  payload_bytes_sent: number;
+  /** Messages (or stream chunks) delivered. */
+  messages_received: number;
+  /** Messages accepted by `send()`. */
+  messages_sent: number;
+  /** KCP segments of any kind accepted by the engine. */
+  segments_received: number;
+  /** KCP segments of any kind sent. */
+  segments_sent: number;
+  /** Retransmissions on timeout. */
+  segments_retransmitted: number;
+  /** Fast retransmissions (duplicate ACKs). */
+  segments_fast_retransmitted: number;
+  /** Segments counted lost (kcp-go `LostSegs`). */
+  segments_lost: number;
+  /** Duplicate data segments received (kcp-go `RepeatSegs`). */
+  segments_duplicate_received: number;
+  acks_sent: number;
+  acks_received: number;
+  window_probes_sent: number;
+  window_probes_received: number;
+  /** Datagrams for this connection refused by the segment guard. */
+  guard_drops: number;
+  /** Smoothed RTT. */
+  srtt_ms: number;
+  /** RTT variance. */
+  rttvar_ms: number;
+  /** Retransmission timeout at close. */
+  rto_ms: number;
+  /** Smallest RTT sample (0: none). */
+  rtt_min_ms: number;
+  /** Largest RTT sample (0: none). */
+  rtt_max_ms: number;
+  /**
+   * Zeek-style history: one letter per kind of activity in the order each first happened,
+   * upper case for the originator. D data, A acknowledgement, W window probe, R retransmitted
+   * or duplicate data, G a datagram the guard refused.
+   */
+  history: string;
+}
+
+/** The datagram's session, when it had a header and a session exists for it. */
+export type DroppedDatagramSession = { uid: string; conv: number } | { uid?: never; conv?: number };
+
+/**
+ * `kcp:packet_dropped`: a datagram dropped whole before reaching any engine. Sampled per
+ * trigger like failed attempts. Lane bulk, severity notice. `src` is the datagram's sender,
+ * whatever the direction of the connection it claims to belong to.
+ */
+export type PacketDroppedEvent = PacketDroppedFields & DroppedDatagramSession;
+
+/** The fields of `kcp:packet_dropped` besides `uid` and `conv`. */
+export interface PacketDroppedFields extends EventBase {
+  name: 'kcp:packet_dropped';
+  severity: 5;
+  level: 30;
+  level_name: 'notice';
+  /** The datagram's sender. */
+  src_ip: string;
+  src_port: number;
+  /** Our address it arrived on. */
+  dst_ip: string;
+  dst_port: number;
+  transport: 'udp';
+  /** Community ID v1 of the 5-tuple (absent across address families). */
+  community_id?: string;
+  /** Why. */
+  trigger: DropTrigger;
+  /** The exact rule. */
+  rule: DropRule;
+  /** Length of the datagram. */
+  datagram_bytes: number;
+  /** 0 for an individual record; for an aggregate, the drops of this trigger it stands for. */
+  suppressed: number;
+}
+
+/**
+ * `kcp:protocol_violation`: the application misused a connection (the same refusal the API
+ * reports to it). The connection fields are present while the connection is known. Lane
+ * critical, severity warning.
+ */
+export type ProtocolViolationEvent = ProtocolViolationFields & (ConnectionFields | NoConnectionFields);
+
+/** The fields of `kcp:protocol_violation` besides the connection. */
+export interface ProtocolViolationFields extends EventBase {
+  name: 'kcp:protocol_violation';
+  severity: 4;
+  level: 40;
+  level_name: 'warning';
+  /** What happened. */
+  violation: Violation;
+  error_type: 'application';
+  /** The code the API's error carries for the same refusal. */
+  error_code: ApplicationErrorCode;
+  /** The size involved (message bytes). */
+  size: number;
+  /** The limit it broke; absent where there is none. */
+  limit?: number;
+}
+
+/** The peer an error concerns when no connection is known for it. */
+export interface PeerAddressFields {
+  peer_ip: string;
+  peer_port: number;
+}
+
+/** No peer address. */
+export interface NoPeerAddressFields {
+  peer_ip?: never;
+  peer_port?: never;
+}
+
+/** What a `kcp:error` is about: a connection, a peer without one, or neither. */
+export type ErrorSubject =
+  | (ConnectionFields & NoPeerAddressFields)
+  | (NoConnectionFields & PeerAddressFields)
+  | (NoConnectionFields & NoPeerAddressFields);
+
+/** `error_type` and `error_code`, which belong together. */
+export type ErrorKind =
+  | { error_type: 'library'; error_code: LibraryErrorCode }
+  | { error_type: 'network'; error_code: NetworkErrorCode }
+  | { error_type: 'application'; error_code: ApplicationErrorCode };
+
+/**
+ * `kcp:error`: something failed (a bind or send error, an engine error, a caught engine
+ * panic). Lane critical, severity error.
+ */
+export type ErrorEvent = ErrorFields & ErrorSubject & ErrorKind & (LocalAddressFields | NoLocalAddressFields);
+
+/** The fields of `kcp:error` besides its subject and kind. */
+export interface ErrorFields extends EventBase {
+  name: 'kcp:error';
+  severity: 3;
+  level: 50;
+  level_name: 'error';
+  /** Human-readable detail, at most 160 bytes. */
+  error_message: string;
+  /** Errors of the same kind not logged one by one since the last record of that kind; absent when 0. */
+  suppressed?: number;
+}
+
+/**
+ * `kcp:stats`: periodic counters of one listener, cumulative since it started (except
+ * `interval_ms` and `connections`). Lane bulk, severity info.
+ */
+export type StatsEvent = StatsFields & (LocalAddressFields | NoLocalAddressFields);
+
+/** The fields of `kcp:stats` besides the listener address. */
+export interface StatsFields extends EventBase {
+  name: 'kcp:stats';
+  severity: 6;
+  level: 30;
+  level_name: 'info';
+  /** Milliseconds since the previous stats record (or since start). */
+  interval_ms: number;
+  /** Live connections. */
+  connections: number;
+  datagrams_received: number;
+  bytes_received: number;
+  datagrams_sent: number;
+  bytes_sent: number;
+  /** Connections opened by peers. */
+  passive_opens: number;
+  /** Connections opened locally. */
+  active_opens: number;
+  connections_closed: number;
+  /** Datagrams dropped by the guard and limits, all triggers (failed attempts included). */
+  datagrams_dropped: number;
+  /** Failed connection attempts. */
+  connections_failed: number;
+  /** Send system calls that failed. */
+  send_errors: number;
+  /** ICMP errors reported for earlier sends. */
+  icmp_errors: number;
+  /** Engine panics caught. */
+  panics: number;
+  /** Security records lost so far, all lanes. */
+  log_lost: number;
+}
+
+/**
+ * `kcp:log_loss`: security records were lost (ring lane full, endpoint queue full, or an
+ * `'event'` consumer too slow). Never itself lost. Lane critical, severity warning.
+ */
+export interface LogLossEvent extends EventBase {
+  name: 'kcp:log_loss';
+  severity: 4;
+  level: 40;
+  level_name: 'warning';
+  /** `lost_critical + lost_bulk`. */
+  lost_total: number;
+  /**
+   * Records lost from the critical lane. (A per-severity count for syslog "critical" would
+   * share this name; no event has that severity.)
+   */
+  lost_critical: number;
+  /** Records lost from the bulk lane. */
+  lost_bulk: number;
+  /** Lost records by severity; each present only when non-zero. */
+  lost_emergency?: number;
+  lost_alert?: number;
+  lost_error?: number;
+  lost_warning?: number;
+  lost_notice?: number;
+  lost_info?: number;
+  lost_debug?: number;
+  /** When the first loss reported here happened (RFC 3339, microseconds). */
+  since?: string;
+}
+
+// ---- the union -------------------------------------------------------------------------------
+
+/** Any security record, discriminated by `name`. */
+export type KcpEvent =
+  | ListenerStartedEvent
+  | ListenerStoppedEvent
+  | ConnectionAttemptedEvent
+  | ConnectionEstablishedEvent
+  | ConnectionFailedEvent
+  | ConnectionStateUpdatedEvent
+  | ConnectionClosedEvent
+  | PacketDroppedEvent
+  | ProtocolViolationEvent
+  | ErrorEvent
+  | StatsEvent
+  | LogLossEvent;
+
+/** Every event name. */
+export type KcpEventName = KcpEvent['name'];
+
+/** Event type by name: `KcpEventMap['kcp:connection_closed']` is `ConnectionClosedEvent`. */
+export type KcpEventMap = { [E in KcpEvent as E['name']]: E };

@@ -309,6 +309,15 @@ impl Runtime {
         Ok(stats)
     }
 
+    /// Security records produced and lost so far; readable after shutdown too, so the final
+    /// accounting (delivered + reported lost = produced) can be checked.
+    pub fn event_totals(&self) -> (u64, u64) {
+        self.shared
+            .events
+            .as_ref()
+            .map_or((0, 0), |link| (link.ring.produced(), link.ring.lost()))
+    }
+
     /// Starts or stops handing security records to JavaScript ([`Runtime::take_events`]).
     pub fn set_event_delivery(&self, enabled: bool) {
         self.outbox.set_enabled(enabled);
