@@ -37,8 +37,10 @@ const INDEX_BITS: u32 = 20;
 const MAX_SLOTS: usize = 1 << INDEX_BITS;
 const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 /// Security events held between two drains; beyond it they are counted as lost. The runtime
-/// drains after every batch, so this is only reached by a burst inside one batch.
+/// drains after every batch, so this is only reached by a burst inside one batch; a shutdown
+/// records two events per connection at once, so the limit grows with the connection limit.
 const SECURITY_QUEUE_LIMIT: usize = 16_384;
+const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 const DROP_KEYS: usize = 7;
 const FAIL_KEYS: usize = 8;
 
@@ -969,7 +971,12 @@ impl Endpoint {
         if severity > level {
             return;
         }
-        if self.security.len() >= SECURITY_QUEUE_LIMIT {
+        let limit = SECURITY_QUEUE_LIMIT.max(
+            self.config
+                .max_connections
+                .saturating_mul(SECURITY_EVENTS_PER_CONNECTION),
+        );
+        if self.security.len() >= limit {
             self.stats.events_lost += 1;
             self.stats.events_lost_by_severity[usize::from(severity.code())] += 1;
             return;

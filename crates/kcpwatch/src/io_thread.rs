@@ -79,6 +79,9 @@ fn violation_from_code(code: u8) -> Option<Violation> {
     })
 }
 
+/// How long shutdown waits for the log thread to make room for the final records.
+const SHUTDOWN_LOG_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Send and ICMP errors logged one by one per window before the rest are only counted.
 const ERROR_SAMPLE_BURST: u32 = 20;
 const ERROR_SAMPLE_WINDOW_MS: u64 = 1_000;
@@ -167,12 +170,25 @@ impl IoThread {
     /// Moves the endpoint's security events into the ring and wakes the log thread. Never
     /// blocks: a full ring drops and counts.
     fn publish_events(&mut self) {
+        self.publish_events_until(None);
+    }
+
+    /// Like [`IoThread::publish_events`], but a full ring is given until `patience` to make
+    /// room. Only for shutdown: no datagram waits any more, and the closes it records are the
+    /// summaries an analyst needs most.
+    fn publish_events_until(&mut self, patience: Option<Instant>) {
         let Some(link) = &self.shared.events else {
             return;
         };
         let time_us = unix_micros();
         let mut pushed = false;
         while let Some(event) = self.endpoint.poll_security_event() {
+            if let Some(deadline) = patience {
+                while !link.ring.has_room(event.lane()) && Instant::now() < deadline {
+                    link.consumer.unpark();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             link.ring.push(time_us, event);
             pushed = true;
         }
@@ -217,7 +233,6 @@ impl IoThread {
             connections_total: stats.passive_opens + stats.active_opens,
         });
         self.endpoint.record(event);
-        self.publish_events();
     }
 
     fn maybe_stats(&mut self) {
@@ -312,6 +327,7 @@ impl IoThread {
                 self.endpoint.shutdown(now);
                 self.collect_events();
                 self.listener_stopped();
+                self.publish_events_until(Some(Instant::now() + SHUTDOWN_LOG_PATIENCE));
                 self.shared.delivery.publish(&mut self.writer);
                 debug!("shut down");
                 return;

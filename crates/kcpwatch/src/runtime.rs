@@ -352,6 +352,11 @@ impl Runtime {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
+        // A paused consumer (a drill) resumes first: shutdown waits briefly for room for the
+        // final records.
+        if let Some(log) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            log.set_paused(false);
+        }
         let _ = self.commands.send(Command::Shutdown);
         let _ = self.shared.waker.wake();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();

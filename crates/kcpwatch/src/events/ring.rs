@@ -95,6 +95,14 @@ impl EventRing {
         false
     }
 
+    /// Whether a record for `lane` would fit now (producer side).
+    pub fn has_room(&self, lane: Lane) -> bool {
+        match lane {
+            Lane::Critical => self.critical.len() + 1 < self.critical.capacity(),
+            Lane::Bulk => self.bulk.len() < self.bulk.capacity(),
+        }
+    }
+
     /// Counts records lost before they reached the ring (the endpoint's own queue overflowed),
     /// and moves `seq` past them so the gap shows.
     pub fn lost_upstream(&self, by_severity: &[u64; 8], time_us: u64) {
@@ -229,14 +237,23 @@ impl EventRing {
                         bulk = self.bulk.pop();
                     }
                 }
-                (Some(c), None) => {
-                    out.push(c);
-                    critical = self.critical.pop();
-                }
-                (None, Some(b)) => {
-                    out.push(b);
-                    bulk = self.bulk.pop();
-                }
+                // Before taking from one lane while the other looked empty, look again: the
+                // producer pushes in seq order, so a record seen in one lane means every
+                // earlier record is already in its lane.
+                (Some(c), None) => match self.bulk.pop() {
+                    Some(b) => bulk = Some(b),
+                    None => {
+                        out.push(c);
+                        critical = self.critical.pop();
+                    }
+                },
+                (None, Some(b)) => match self.critical.pop() {
+                    Some(c) => critical = Some(c),
+                    None => {
+                        out.push(b);
+                        bulk = self.bulk.pop();
+                    }
+                },
                 (None, None) => return,
             }
         }
