@@ -58,7 +58,7 @@ test('a dual-stack server reports IPv4 peers as IPv4', async (t) => {
 
 test('binding a used port fails with KcpAddressInUseError', async (t) => {
   const { server, address } = await echoServer();
-  const other = kcpwatch.createServer();
+  const other = kcpwatch.createServer({ log: false });
   const err = await t.throwsAsync(other.listen(address.port, '127.0.0.1'), {
     instanceOf: kcpwatch.KcpAddressInUseError,
   });
@@ -112,3 +112,35 @@ test('a message too large for the window is refused by the engine configuration'
   const server = kcpwatch.createServer({ rcvWnd: 8, maxMessageSize: 65536 });
   await t.throwsAsync(server.listen(0, '127.0.0.1'), { code: 'KCP_ERR_INVALID_OPTION' });
 });
+
+for (const bind of ['0.0.0.0', '::']) {
+  test(`a server bound to ${bind} reports the address each client really used, in the API and in its records`, async (t) => {
+    const events = [];
+    const server = kcpwatch.createServer({ log: { destination: 'none', statsInterval: 0 } }, (conn) =>
+      conn.on('message', (m) => conn.send(m)),
+    );
+    server.on('event', (e) => events.push(e));
+    const { port } = await server.listen(0, bind);
+    t.teardown(() => server.close());
+    const targets = bind === '::' ? ['127.0.0.1', '127.0.0.2', '::1'] : ['127.0.0.1', '127.0.0.2'];
+    for (const host of targets) {
+      const accepted = next(server, 'connection');
+      const client = kcpwatch.connect({ host, port });
+      t.teardown(() => client.close());
+      client.send(`to ${host}`);
+      const [conn] = await accepted;
+      // The reply must come from the address the client used, or the client would not accept it.
+      const [echo] = await next(client, 'message');
+      t.is(echo.toString(), `to ${host}`);
+      t.is(conn.localAddress, host);
+      t.is(conn.localPort, port);
+      t.is(conn.remoteAddress, client.localAddress);
+      await until(server, 'event', () => events.some((e) => e.name === 'kcp:connection_established' && e.uid === conn.id));
+      const established = events.find((e) => e.name === 'kcp:connection_established' && e.uid === conn.id);
+      t.is(established.dst_ip, host);
+      t.is(established.dst_port, port);
+      t.is(established.src_ip, client.localAddress);
+      t.is(established.src_port, client.localPort);
+    }
+  });
+}
