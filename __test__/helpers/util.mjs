@@ -71,3 +71,84 @@ export function runProcess(command, args, { cwd, timeoutMs = 60_000 } = {}) {
     });
   });
 }
+
+/**
+ * Collects records (security events, or anything else) as they arrive, and waits for them with
+ * a bounded wait: `push` is the listener to register (`server.on('event', log.push)` or
+ * `log: { onEvent: log.push }`). `check(record)` may return an error text for a bad record; those
+ * texts accumulate in `problems` for the test to assert on.
+ */
+export class EventLog {
+  constructor(check = () => undefined) {
+    this.records = [];
+    this.problems = [];
+    this.check = check;
+    this.waiters = new Set();
+    this.push = (record) => {
+      const problem = this.check(record);
+      if (problem) this.problems.push(problem);
+      this.records.push(record);
+      for (const waiter of [...this.waiters]) waiter(record);
+    };
+  }
+
+  /** Resolves with the first record (already arrived or arriving) matching `predicate`. */
+  waitFor(predicate, ms = 10_000, what = 'a matching record') {
+    return this.waitForCount(predicate, 1, ms, what).then((found) => found[0]);
+  }
+
+  /** Resolves with the first `count` records matching `predicate`, once that many arrived. */
+  waitForCount(predicate, count, ms = 10_000, what = `${count} matching records`) {
+    const matching = () => this.records.filter(predicate);
+    if (matching().length >= count) return Promise.resolve(matching().slice(0, count));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(new Error(`timed out after ${ms} ms waiting for ${what}; got ${this.records.length} records`));
+      }, ms);
+      const waiter = () => {
+        const found = matching();
+        if (found.length >= count) {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve(found.slice(0, count));
+        }
+      };
+      this.waiters.add(waiter);
+    });
+  }
+}
+
+/** A UDP socket bound to 127.0.0.1 on an ephemeral port. */
+export async function udpSocket() {
+  const { createSocket } = await import('node:dgram');
+  const socket = createSocket('udp4');
+  await new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(0, '127.0.0.1', () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  return socket;
+}
+
+/** A port on 127.0.0.1 that nothing listens on (bound once to pick it, then released). */
+export async function closedPort() {
+  const socket = await udpSocket();
+  const { port } = socket.address();
+  await new Promise((resolve) => socket.close(resolve));
+  return port;
+}
+
+/** Resolves when `predicate(text)` holds for the file's contents, re-reading it until `ms` pass. */
+export async function untilFile(path, predicate, ms = 10_000) {
+  const { readFile } = await import('node:fs/promises');
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const text = await readFile(path, 'utf8').catch(() => '');
+    if (predicate(text)) return text;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${path}; it holds:\n${text}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -54,7 +54,7 @@ fn producer_ns(events: bool) -> f64 {
 
 /// Nanoseconds per record for the log thread: canonical JSON of `records`.
 fn format_ns(records: &[Record]) -> (f64, usize) {
-    let writer = CanonicalWriter::new(
+    let mut writer = CanonicalWriter::new(
         Observer {
             host: "bench-host".into(),
             service: "kcpwatch".into(),
@@ -129,7 +129,7 @@ fn main() {
         .collect();
     let (format_closed, bytes_closed) = format_ns(&closed);
     if let Some(path) = lines_path {
-        let writer = CanonicalWriter::new(Observer::default(), 0);
+        let mut writer = CanonicalWriter::new(Observer::default(), 0);
         let mut out = String::new();
         for record in &records {
             writer.write(record, &mut out);

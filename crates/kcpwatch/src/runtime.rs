@@ -123,7 +123,8 @@ impl Runtime {
             Err(source) => {
                 if let Some(log) = &config.log {
                     // No thread exists yet; this one record is written from here.
-                    let writer = CanonicalWriter::new(log.observer.clone(), log.community_id_seed);
+                    let mut writer =
+                        CanonicalWriter::new(log.observer.clone(), log.community_id_seed);
                     let event = SecurityEvent::Error(ErrorEvent {
                         conn: None,
                         peer: None,
@@ -136,7 +137,7 @@ impl Runtime {
                         )),
                         suppressed: 0,
                     });
-                    write_one(&writer, &log.destination, event, None);
+                    write_one(&mut writer, &log.destination, event, None);
                 }
                 return Err(RuntimeError::Bind {
                     addr: config.bind,

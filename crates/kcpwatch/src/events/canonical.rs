@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, UNIX_EPOCH};
 
-use kcpwatch_proto::community_id::{community_id, PROTO_UDP};
+use kcpwatch_proto::community_id::{community_id, CommunityId, PROTO_UDP};
 use kcpwatch_proto::events::{
     ConnectionRef, ErrorEvent, ListenerSettings, LogLoss, PacketDropped, Severity, StatsEvent,
 };
@@ -34,6 +34,9 @@ pub struct CanonicalWriter {
     observer: Observer,
     /// Community ID seed (0 unless the deployment sets one).
     seed: u16,
+    /// The last flow's Community ID: a connection's records come in runs, and the hash is the
+    /// costliest part of a record.
+    last_flow: Option<(SocketAddr, SocketAddr, Option<CommunityId>)>,
 }
 
 /// IPv4-mapped IPv6 printed as IPv4, like everywhere else in kcpwatch.
@@ -108,16 +111,19 @@ impl CanonicalWriter {
         Self {
             observer,
             seed: community_id_seed,
+            last_flow: None,
         }
     }
 
     /// Appends one record and a newline to `out`.
-    pub fn write(&self, record: &Record, out: &mut String) {
+    pub fn write(&mut self, record: &Record, out: &mut String) {
         let event = &record.event;
         let severity = event.severity();
-        out.push_str("{\"ts\":\"");
-        out.push_str(&rfc3339_micros(record.time_us));
-        out.push('"');
+        let _ = write!(
+            out,
+            "{{\"ts\":\"{}\"",
+            humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(record.time_us))
+        );
         let mut line = Line { out };
         line.num("time", record.time_us / 1000);
         line.num("level", severity.pino_level());
@@ -282,19 +288,30 @@ impl CanonicalWriter {
         line.out.push_str("}\n");
     }
 
-    fn connection(&self, line: &mut Line<'_>, conn: &ConnectionRef) {
+    fn community_id(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<CommunityId> {
+        if let Some((s, d, id)) = self.last_flow {
+            if (s, d) == (src, dst) {
+                return id;
+            }
+        }
+        let id = community_id(PROTO_UDP, src, dst, self.seed);
+        self.last_flow = Some((src, dst, id));
+        id
+    }
+
+    fn connection(&mut self, line: &mut Line<'_>, conn: &ConnectionRef) {
         line.str("uid", conn.uid.as_str());
         line.num("conv", conn.conv);
         line.str("direction", conn.direction.as_str());
         line.addr("src", conn.src());
         line.addr("dst", conn.dst());
         line.str("transport", "udp");
-        if let Some(id) = community_id(PROTO_UDP, conn.src(), conn.dst(), self.seed) {
+        if let Some(id) = self.community_id(conn.src(), conn.dst()) {
             line.str("community_id", id.as_str());
         }
     }
 
-    fn dropped(&self, line: &mut Line<'_>, e: &PacketDropped) {
+    fn dropped(&mut self, line: &mut Line<'_>, e: &PacketDropped) {
         if let Some(uid) = &e.uid {
             line.str("uid", uid.as_str());
         }
@@ -304,7 +321,7 @@ impl CanonicalWriter {
         line.addr("src", e.remote);
         line.addr("dst", e.local);
         line.str("transport", "udp");
-        if let Some(id) = community_id(PROTO_UDP, e.remote, e.local, self.seed) {
+        if let Some(id) = self.community_id(e.remote, e.local) {
             line.str("community_id", id.as_str());
         }
         line.str("trigger", e.trigger.as_str());
@@ -313,7 +330,7 @@ impl CanonicalWriter {
         line.num("suppressed", e.suppressed);
     }
 
-    fn error(&self, line: &mut Line<'_>, e: &ErrorEvent) {
+    fn error(&mut self, line: &mut Line<'_>, e: &ErrorEvent) {
         if let Some(conn) = &e.conn {
             self.connection(line, conn);
         } else if let Some(peer) = e.peer {
@@ -331,14 +348,18 @@ impl CanonicalWriter {
     }
 }
 
-fn flow(conn: &ConnectionRef) -> String {
-    format!(
-        "{} {} -> {} conv={}",
-        conn.uid,
-        conn.src(),
-        conn.dst(),
-        conn.conv
-    )
+/// The connection as the `msg` text shows it.
+struct Flow<'a>(&'a ConnectionRef);
+
+impl std::fmt::Display for Flow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.0;
+        write!(f, "{} {} -> {} conv={}", c.uid, c.src(), c.dst(), c.conv)
+    }
+}
+
+fn flow(conn: &ConnectionRef) -> Flow<'_> {
+    Flow(conn)
 }
 
 fn settings(line: &mut Line<'_>, s: &ListenerSettings) {
@@ -389,9 +410,7 @@ fn loss(line: &mut Line<'_>, e: &LogLoss) {
     line.num("lost_bulk", e.lost_bulk);
     for (code, &count) in e.lost_by_severity.iter().enumerate() {
         if count > 0 {
-            let name = severity_name(code);
-            line.key(&format!("lost_{name}"));
-            let _ = write!(line.out, "{count}");
+            let _ = write!(line.out, ",\"lost_{}\":{count}", severity_name(code));
         }
     }
     if e.since_us > 0 {

@@ -87,7 +87,13 @@ impl Outbox {
         std::mem::take(&mut *lines)
     }
 
-    fn offer(&self, text: &[u8], records: &[Record], writer: &CanonicalWriter, seq: &EventRing) {
+    fn offer(
+        &self,
+        text: &[u8],
+        records: &[Record],
+        writer: &mut CanonicalWriter,
+        seq: &EventRing,
+    ) {
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         let was_empty = lines.is_empty();
         let mut unreported = self.unreported.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,7 +202,7 @@ impl LogThread {
     /// Starts the consumer of `ring`.
     pub fn start(
         ring: Arc<EventRing>,
-        writer: CanonicalWriter,
+        mut writer: CanonicalWriter,
         destination: LogDestination,
         outbox: Arc<Outbox>,
         name: String,
@@ -232,7 +238,7 @@ impl LogThread {
                 }
                 destination.write(text.as_bytes());
                 if outbox.enabled() {
-                    outbox.offer(text.as_bytes(), &batch, &writer, &ring);
+                    outbox.offer(text.as_bytes(), &batch, &mut writer, &ring);
                 }
                 batch.clear();
                 if text.capacity() > 1 << 20 {
@@ -280,7 +286,7 @@ impl Drop for LogThread {
 /// Formats one record outside the log thread (a failure before the runtime exists, such as a
 /// bind error) and writes it to `destination`.
 pub fn write_one(
-    writer: &CanonicalWriter,
+    writer: &mut CanonicalWriter,
     destination: &LogDestination,
     event: SecurityEvent,
     outbox: Option<&Outbox>,
