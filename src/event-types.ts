@@ -547,13 +547,14 @@ export interface LogLossEvent extends EventBase {
   /** Records lost from the bulk lane. */
   lost_bulk: number;
   /** Lost records by severity; each present only when non-zero. */
-  lost_emergency?: number;
-  lost_alert?: number;
-  lost_error?: number;
-  lost_warning?: number;
-  lost_notice?: number;
-  lost_info?: number;
-  lost_debug?: number;
+  lost_severity_emergency?: number;
+  lost_severity_alert?: number;
+  lost_severity_critical?: number;
+  lost_severity_error?: number;
+  lost_severity_warning?: number;
+  lost_severity_notice?: number;
+  lost_severity_info?: number;
+  lost_severity_debug?: number;
   /** When the first loss reported here happened (RFC 3339, microseconds). */
   since?: string;
 }

@@ -110,6 +110,8 @@ pub(crate) struct IoThread {
     next_stats: Option<Instant>,
     last_stats: Instant,
     error_sampler: Sampler<2>,
+    /// The last error of each sampler key that was only counted, for the aggregate record.
+    last_error: [Option<ErrorEvent>; 2],
     /// ICMP errors for earlier sends, oldest first, at most `IoThread::SEND_FAILURES_KEPT`.
     send_failures: Vec<SendFailure>,
     /// Send failures not kept because `send_failures` was full.
@@ -157,6 +159,7 @@ impl IoThread {
             next_stats: None,
             last_stats: Instant::now(),
             error_sampler: Sampler::new(ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS),
+            last_error: [None; 2],
             send_failures: Vec::new(),
             send_failures_dropped: 0,
         })
@@ -283,19 +286,44 @@ impl IoThread {
             return;
         }
         let now_ms = self.started.elapsed().as_millis() as u64;
-        let Sample::Log { suppressed } = self.error_sampler.sample(key, now_ms) else {
-            return;
-        };
         let conn = self.endpoint.connection_for_peer(peer);
-        self.endpoint.record(SecurityEvent::Error(ErrorEvent {
+        let mut event = ErrorEvent {
             conn,
             peer: conn.is_none().then_some(peer),
             local: None,
             error_type: ErrorType::Network,
             code,
             message: CappedText::format(message),
-            suppressed,
-        }));
+            suppressed: 0,
+        };
+        match self.error_sampler.sample(key, now_ms) {
+            Sample::Log { suppressed } => {
+                event.suppressed = suppressed;
+                self.last_error[key] = None;
+                self.endpoint.record(SecurityEvent::Error(event));
+            }
+            // Kept so the window's end reports the count with the latest details.
+            Sample::Suppress => self.last_error[key] = Some(event),
+        }
+    }
+
+    /// The aggregate records of error sampling windows that have ended.
+    fn report_suppressed_errors(&mut self) {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        if !self
+            .error_sampler
+            .next_deadline()
+            .is_some_and(|d| d <= now_ms)
+        {
+            return;
+        }
+        let expired: Vec<(usize, u64)> = self.error_sampler.expired(now_ms).collect();
+        for (key, count) in expired {
+            if let Some(mut event) = self.last_error[key].take() {
+                event.suppressed = count;
+                self.endpoint.record(SecurityEvent::Error(event));
+            }
+        }
     }
 
     fn now(&self) -> Millis {
@@ -338,6 +366,7 @@ impl IoThread {
             self.transmit();
             self.collect_events();
             self.maybe_stats();
+            self.report_suppressed_errors();
             self.publish_events();
             self.deliver_messages();
             self.report_progress();
@@ -357,11 +386,18 @@ impl IoThread {
         let stats_wait = self
             .next_stats
             .map(|due| due.saturating_duration_since(Instant::now()));
+        let errors_wait = self.error_sampler.next_deadline().map(|due_ms| {
+            let now_ms = self.started.elapsed().as_millis() as u64;
+            Duration::from_millis(due_ms.saturating_sub(now_ms))
+        });
         let endpoint_wait = self.endpoint.poll_timeout().map(|deadline| {
             let wait = deadline.wrapping_sub(self.now()) as i32;
             Duration::from_millis(wait.max(0) as u64)
         });
-        [stats_wait, endpoint_wait].into_iter().flatten().min()
+        [stats_wait, errors_wait, endpoint_wait]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Applies queued commands; true when asked to shut down.

@@ -410,7 +410,11 @@ fn loss(line: &mut Line<'_>, e: &LogLoss) {
     line.num("lost_bulk", e.lost_bulk);
     for (code, &count) in e.lost_by_severity.iter().enumerate() {
         if count > 0 {
-            let _ = write!(line.out, ",\"lost_{}\":{count}", severity_name(code));
+            let _ = write!(
+                line.out,
+                ",\"lost_severity_{}\":{count}",
+                severity_name(code)
+            );
         }
     }
     if e.since_us > 0 {

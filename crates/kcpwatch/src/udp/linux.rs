@@ -529,7 +529,7 @@ pub(crate) fn drain_errors(
         each(SendFailure {
             remote: normalize(remote),
             errno,
-            kind: errno_name(errno).unwrap_or("other"),
+            kind: errno_name(errno).unwrap_or("EIO"),
         });
     }
     // More may be queued: `errors_pending` stays set for the next call.

@@ -1,0 +1,572 @@
+// The security event schema itself (schema/events.schema.json): it compiles under ajv's strict
+// mode, accepts a valid record of every event, refuses what the canonical writer can never
+// produce, and names the same events and vocabularies as the Rust catalog, the TypeScript types
+// and docs/events.md.
+import test from 'ava';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Ajv2020 from 'ajv/dist/2020.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const read = (path) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
+const schema = JSON.parse(read('schema/events.schema.json'));
+
+const ajv = new Ajv2020({ strict: true, allErrors: true });
+const validate = ajv.compile(schema);
+
+function errorsOf(record) {
+  return validate(record) ? [] : validate.errors.map((e) => `${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`);
+}
+
+// ---- hand-written records ------------------------------------------------------------------
+
+const levels = { info: [6, 30], notice: [5, 30], warning: [4, 40], error: [3, 50] };
+let seq = 0;
+
+function record(name, levelName, fields, msg = `${name} example`) {
+  const [severity, level] = levels[levelName];
+  const n = seq++;
+  return {
+    ts: `2025-11-26T15:13:${String(20 + n).padStart(2, '0')}.${String(412305 + n).padStart(6, '0')}Z`,
+    time: 1764170000412 + n * 1000,
+    level,
+    level_name: levelName,
+    severity,
+    name: `kcp:${name}`,
+    seq: n,
+    observer_host: 'game-eu-1',
+    observer_service: 'arena',
+    observer_instance: 'L031iIo9tYbS4XkP2mQ7wZe',
+    observer_version: '0.1.0',
+    ...fields,
+    msg,
+  };
+}
+
+const inbound = {
+  uid: 'K031iIoGxR7fm5m9aE3dISp',
+  conv: 1,
+  direction: 'inbound',
+  src_ip: '203.0.113.7',
+  src_port: 52144,
+  dst_ip: '10.0.0.5',
+  dst_port: 4000,
+  transport: 'udp',
+  community_id: '1:e23jD2+gS8UFNMTp7fpj/Bjffds=',
+};
+const outbound6 = {
+  uid: 'K031iIoJ8wQe2LrT6nXbY1k',
+  conv: 4294967295,
+  direction: 'outbound',
+  src_ip: '2001:db8::20',
+  src_port: 50812,
+  dst_ip: '2001:db8:0:1::a',
+  dst_port: 4000,
+  transport: 'udp',
+};
+const params = {
+  kcp_nodelay: true,
+  kcp_interval_ms: 10,
+  kcp_resend: 2,
+  kcp_nc: true,
+  kcp_snd_wnd: 256,
+  kcp_rcv_wnd: 256,
+  kcp_mtu: 1200,
+  kcp_stream: false,
+  dead_link: 20,
+  idle_timeout_ms: 30000,
+  max_message_size: 64000,
+};
+const summary = {
+  duration_ms: 92004,
+  bytes_received: 181344,
+  bytes_sent: 903112,
+  datagrams_received: 4410,
+  datagrams_sent: 5012,
+  payload_bytes_received: 74210,
+  payload_bytes_sent: 782044,
+  messages_received: 2204,
+  messages_sent: 2290,
+  segments_received: 6920,
+  segments_sent: 7385,
+  segments_retransmitted: 31,
+  segments_fast_retransmitted: 12,
+  segments_lost: 31,
+  segments_duplicate_received: 4,
+  acks_sent: 2310,
+  acks_received: 4718,
+  window_probes_sent: 0,
+  window_probes_received: 0,
+  guard_drops: 1,
+  srtt_ms: 38,
+  rttvar_ms: 6,
+  rto_ms: 88,
+  rtt_min_ms: 29,
+  rtt_max_ms: 141,
+  history: 'DadARrG',
+};
+
+/** At least one valid record of every event, named for the test titles. */
+const valid = {
+  listener_started: record('listener_started', 'info', {
+    local_ip: '0.0.0.0',
+    local_port: 4000,
+    mode: 'raw',
+    role: 'server',
+    max_connections: 10000,
+    ...params,
+  }),
+  listener_started_client_v6: record('listener_started', 'info', {
+    local_ip: '::',
+    local_port: 50812,
+    mode: 'raw',
+    role: 'client',
+    max_connections: 1,
+    ...params,
+    kcp_stream: true,
+  }),
+  listener_stopped: record('listener_stopped', 'info', {
+    local_ip: '0.0.0.0',
+    local_port: 4000,
+    uptime_ms: 724406,
+    connections_total: 530,
+  }),
+  connection_attempted: record('connection_attempted', 'info', inbound),
+  connection_established: record('connection_established', 'info', inbound),
+  connection_established_outbound_v6: record('connection_established', 'info', outbound6),
+  connection_failed: record('connection_failed', 'notice', {
+    ...inbound,
+    conv: 3735928559,
+    reason: 'malformed',
+    trigger: 'guard_violation',
+    rule: 'fragment_beyond_window',
+    suppressed: 0,
+  }),
+  connection_failed_capacity_aggregate: record('connection_failed', 'notice', {
+    ...inbound,
+    reason: 'capacity',
+    trigger: 'over_limit',
+    rule: 'max_connections',
+    suppressed: 1834,
+  }),
+  connection_state_updated: record('connection_state_updated', 'info', {
+    ...inbound,
+    prev_state: 'attempted',
+    state: 'established',
+  }),
+  connection_state_updated_closing: record('connection_state_updated', 'info', {
+    ...outbound6,
+    prev_state: 'closing',
+    state: 'closed',
+  }),
+  connection_closed: record('connection_closed', 'info', {
+    ...inbound,
+    reason: 'idle_timeout',
+    initiator: 'local',
+    ...summary,
+    ...params,
+  }),
+  connection_closed_dead_link: record('connection_closed', 'notice', {
+    ...outbound6,
+    reason: 'dead_link',
+    initiator: 'local',
+    ...summary,
+    history: 'DR',
+    ...params,
+  }),
+  connection_closed_internal_error: record('connection_closed', 'warning', {
+    ...inbound,
+    reason: 'internal_error',
+    initiator: 'local',
+    ...summary,
+    history: '',
+    ...params,
+  }),
+  packet_dropped: record('packet_dropped', 'notice', {
+    uid: inbound.uid,
+    conv: 1,
+    src_ip: '203.0.113.7',
+    src_port: 52144,
+    dst_ip: '10.0.0.5',
+    dst_port: 4000,
+    transport: 'udp',
+    community_id: inbound.community_id,
+    trigger: 'guard_violation',
+    rule: 'ack_from_future',
+    datagram_bytes: 48,
+    suppressed: 0,
+  }),
+  packet_dropped_runt_aggregate: record('packet_dropped', 'notice', {
+    src_ip: '192.0.2.99',
+    src_port: 40000,
+    dst_ip: '10.0.0.5',
+    dst_port: 4000,
+    transport: 'udp',
+    community_id: '1:xCJJqi2hdpzl+oUoKXNq7YvvQzE=',
+    trigger: 'too_short',
+    rule: 'too_short',
+    datagram_bytes: 1,
+    suppressed: 52211,
+  }),
+  packet_dropped_no_session: record('packet_dropped', 'notice', {
+    conv: 7,
+    src_ip: '198.51.100.10',
+    src_port: 4000,
+    dst_ip: '192.168.1.20',
+    dst_port: 50812,
+    transport: 'udp',
+    trigger: 'unknown_connection',
+    rule: 'no_session',
+    datagram_bytes: 24,
+    suppressed: 0,
+  }),
+  protocol_violation: record('protocol_violation', 'warning', {
+    ...inbound,
+    violation: 'oversized_message',
+    error_type: 'application',
+    error_code: 'KCP_ERR_MESSAGE_TOO_LARGE',
+    size: 70000,
+    limit: 64000,
+  }),
+  protocol_violation_gone: record('protocol_violation', 'warning', {
+    violation: 'message_on_closed_connection',
+    error_type: 'application',
+    error_code: 'KCP_ERR_CLOSED',
+    size: 12,
+  }),
+  error_bind: record('error', 'error', {
+    local_ip: '0.0.0.0',
+    local_port: 4000,
+    error_type: 'network',
+    error_code: 'EADDRINUSE',
+    error_message: 'cannot bind 0.0.0.0:4000: Address already in use (os error 98)',
+  }),
+  error_send_peer: record('error', 'error', {
+    peer_ip: '192.0.2.44',
+    peer_port: 7777,
+    error_type: 'network',
+    error_code: 'ENETUNREACH',
+    error_message: 'send to 192.0.2.44:7777 failed: Network is unreachable (os error 101)',
+    suppressed: 7,
+  }),
+  error_panic: record('error', 'error', {
+    ...inbound,
+    error_type: 'library',
+    error_code: 'KCP_ENGINE_PANIC',
+    error_message: 'the KCP engine panicked; the session was discarded',
+  }),
+  stats: record('stats', 'info', {
+    local_ip: '0.0.0.0',
+    local_port: 4000,
+    interval_ms: 60000,
+    connections: 412,
+    datagrams_received: 1893344,
+    bytes_received: 90412210,
+    datagrams_sent: 2011874,
+    bytes_sent: 301877410,
+    passive_opens: 530,
+    active_opens: 0,
+    connections_closed: 118,
+    datagrams_dropped: 54061,
+    connections_failed: 1841,
+    send_errors: 8,
+    icmp_errors: 0,
+    panics: 1,
+    log_lost: 0,
+  }),
+  log_loss: record('log_loss', 'warning', {
+    lost_total: 312,
+    lost_critical: 0,
+    lost_bulk: 312,
+    lost_severity_notice: 298,
+    lost_severity_info: 14,
+    since: '2025-11-26T15:15:21.774012Z',
+  }),
+  log_loss_minimal: record('log_loss', 'warning', { lost_total: 1, lost_critical: 1, lost_bulk: 0 }),
+};
+
+const eventNames = schema.$defs.event_name.enum;
+const clone = (value) => structuredClone(value);
+
+// ---- the schema compiles and accepts every event -------------------------------------------
+
+test('the schema is draft 2020-12 with the published $id and compiles under strict mode', (t) => {
+  t.is(schema.$schema, 'https://json-schema.org/draft/2020-12/schema');
+  t.is(schema.$id, 'https://kcpwatch.dev/schema/events.schema.json');
+  t.is(typeof validate, 'function');
+});
+
+test('every event name has a definition that refuses undeclared fields, and a valid example here', (t) => {
+  t.is(eventNames.length, 12);
+  const examples = new Set(Object.values(valid).map((r) => r.name));
+  for (const name of eventNames) {
+    const def = schema.$defs[name.slice('kcp:'.length)];
+    t.truthy(def, `no $defs entry for ${name}`);
+    t.is(def.unevaluatedProperties, false, `${name} must refuse undeclared fields`);
+    t.deepEqual(def.properties.name, { const: name });
+    t.true(examples.has(name), `no valid example of ${name}`);
+  }
+});
+
+for (const [label, rec] of Object.entries(valid)) {
+  test(`valid: ${label}`, (t) => {
+    t.deepEqual(errorsOf(rec), []);
+  });
+}
+
+// ---- what must be refused ----------------------------------------------------------------
+
+test('an unknown extra field is refused on every event', (t) => {
+  for (const [label, rec] of Object.entries(valid)) {
+    const bad = { ...clone(rec), unexpected_field: 1 };
+    const errors = errorsOf(bad);
+    t.true(
+      errors.some((e) => e.includes('unevaluated') && e.includes('unexpected_field')),
+      `${label}: ${errors.join('; ')}`,
+    );
+  }
+  // Fields that exist on other events are unknown here too.
+  t.not(errorsOf({ ...clone(valid.connection_attempted), reason: 'malformed' }).length, 0);
+  t.not(errorsOf({ ...clone(valid.stats), uid: inbound.uid }).length, 0);
+});
+
+test('a wrong name is refused', (t) => {
+  t.not(errorsOf({ ...clone(valid.stats), name: 'kcp:alert' }).length, 0, 'not in the catalog');
+  t.not(errorsOf({ ...clone(valid.stats), name: 'stats' }).length, 0, 'no kcp: prefix');
+  t.not(errorsOf({ ...clone(valid.stats), name: 'kcp:listener_stopped' }).length, 0, "another event's name");
+  const noName = clone(valid.stats);
+  delete noName.name;
+  t.true(errorsOf(noName).some((e) => e.includes("'name'")));
+});
+
+test('a bad uid is refused', (t) => {
+  for (const uid of ['K031iIoGxR7fm5m9aE3dIS', 'K031iIoGxR7fm5m9aE3dISpp', 'L031iIoGxR7fm5m9aE3dISp', 'K031iIoGxR7fm5m9aE3dIS-', '', 42]) {
+    t.true(
+      errorsOf({ ...clone(valid.connection_closed), uid }).some((e) => e.startsWith('/uid')),
+      `uid ${JSON.stringify(uid)}`,
+    );
+    t.not(errorsOf({ ...clone(valid.packet_dropped), uid }).length, 0);
+  }
+});
+
+/** Fields whose removal alone still leaves a valid record. */
+const optional = {
+  'kcp:connection_attempted': ['community_id'],
+  'kcp:connection_established': ['community_id'],
+  'kcp:connection_failed': ['community_id'],
+  'kcp:connection_state_updated': ['community_id'],
+  'kcp:connection_closed': ['community_id'],
+  'kcp:packet_dropped': ['community_id', 'uid', 'conv (without uid)'],
+  'kcp:protocol_violation': ['community_id', 'limit'],
+  'kcp:error': ['community_id', 'suppressed'],
+  'kcp:log_loss': ['lost_severity_notice', 'lost_severity_info', 'since'],
+};
+
+test('a missing required field is refused, and only documented fields are optional', (t) => {
+  for (const [label, rec] of Object.entries(valid)) {
+    for (const field of Object.keys(rec)) {
+      const without = clone(rec);
+      delete without[field];
+      const allowed = optional[rec.name] ?? [];
+      const isOptional = allowed.includes(field) || (!('uid' in rec) && allowed.includes(`${field} (without uid)`));
+      t.is(errorsOf(without).length === 0, isOptional, `${label} without ${field}`);
+    }
+  }
+});
+
+test('connection, peer and local address fields come whole or not at all', (t) => {
+  const halfConnection = clone(valid.protocol_violation);
+  delete halfConnection.uid;
+  t.not(errorsOf(halfConnection).length, 0);
+  const halfPeer = clone(valid.error_send_peer);
+  delete halfPeer.peer_port;
+  t.not(errorsOf(halfPeer).length, 0);
+  const halfLocal = clone(valid.stats);
+  delete halfLocal.local_port;
+  t.not(errorsOf(halfLocal).length, 0);
+  const both = { ...clone(valid.error_panic), peer_ip: '192.0.2.44', peer_port: 7777 };
+  t.not(errorsOf(both).length, 0, 'a connection and a peer at once');
+  const uidWithoutConv = clone(valid.packet_dropped);
+  delete uidWithoutConv.conv;
+  t.not(errorsOf(uidWithoutConv).length, 0);
+  const noLocal = clone(valid.stats);
+  delete noLocal.local_ip;
+  delete noLocal.local_port;
+  t.deepEqual(errorsOf(noLocal), []);
+});
+
+test('types, ranges and formats are enforced', (t) => {
+  const bad = [
+    [valid.stats, { ts: '2025-11-26T15:13:20.412Z' }, 'milliseconds only'],
+    [valid.stats, { ts: '2025-11-26T15:13:20.412305+00:00' }, 'not Z'],
+    [valid.stats, { ts: '2025-11-26 15:13:20.412305Z' }, 'no T'],
+    [valid.stats, { time: -1 }, 'negative time'],
+    [valid.stats, { seq: 1.5 }, 'fractional seq'],
+    [valid.stats, { connections: '412' }, 'string counter'],
+    [valid.stats, { level: 35 }, 'not a pino level'],
+    [valid.stats, { severity: 8 }, 'severity above 7'],
+    [valid.stats, { level_name: 'informational' }, 'not as Severity::as_str prints it'],
+    [valid.stats, { observer_instance: 7 }, 'instance is a string'],
+    [valid.stats, { local_port: 65536 }, 'port above 65535'],
+    [valid.stats, { local_ip: '999.1.1.1' }, 'not an IPv4 address'],
+    [valid.stats, { local_ip: 'localhost' }, 'a name, not an address'],
+    [valid.stats, { local_ip: '[::1]' }, 'brackets'],
+    [valid.connection_attempted, { conv: 4294967296 }, 'conv beyond u32'],
+    [valid.connection_attempted, { community_id: '1:e23jD2+gS8UFNMTp7fpj/Bjffds' }, 'community id without padding'],
+    [valid.connection_attempted, { community_id: '2:e23jD2+gS8UFNMTp7fpj/Bjffds=' }, 'community id version'],
+    [valid.connection_attempted, { direction: 'incoming' }, 'direction vocabulary'],
+    [valid.connection_attempted, { transport: 'tcp' }, 'transport'],
+    [valid.listener_started, { mode: 'tls' }, 'mode vocabulary'],
+    [valid.listener_started, { kcp_interval_ms: 5 }, 'interval below 10'],
+    [valid.listener_started, { kcp_nodelay: 1 }, 'boolean parameter'],
+    [valid.connection_closed, { history: 'DadX' }, 'unknown history letter'],
+    [valid.connection_closed, { reason: 'timeout' }, 'close reason vocabulary'],
+    [valid.error_send_peer, { error_message: 'x'.repeat(161) }, 'message beyond 160 bytes'],
+    [valid.log_loss, { lost_severity_info: -1 }, 'negative loss count'],
+    [valid.log_loss, { since: 'yesterday' }, 'since is a timestamp'],
+  ];
+  for (const [base, patch, why] of bad) {
+    t.not(errorsOf({ ...clone(base), ...patch }).length, 0, why);
+  }
+  t.deepEqual(errorsOf({ ...clone(valid.stats), local_ip: '::ffff:10.0.0.5' }), [], 'IPv6 with an IPv4 tail');
+  t.deepEqual(errorsOf({ ...clone(valid.stats), local_ip: 'fe80::1ff:fe23:4567:890a' }), []);
+});
+
+test('severity, level and level_name are pinned per event and agree with each other', (t) => {
+  t.not(errorsOf({ ...clone(valid.error_bind), severity: 4, level: 40, level_name: 'warning' }).length, 0);
+  t.not(errorsOf({ ...clone(valid.stats), level: 40 }).length, 0, 'level does not follow severity');
+  t.not(errorsOf({ ...clone(valid.packet_dropped), level_name: 'info' }).length, 0);
+  // connection_closed: severity and initiator follow the reason.
+  const closed = (reason, levelName, initiator) => {
+    const [severity, level] = levels[levelName];
+    return { ...clone(valid.connection_closed), reason, initiator, severity, level, level_name: levelName };
+  };
+  t.deepEqual(errorsOf(closed('dead_link', 'notice', 'local')), []);
+  t.deepEqual(errorsOf(closed('evicted', 'notice', 'local')), []);
+  t.deepEqual(errorsOf(closed('protocol_violation', 'warning', 'remote')), []);
+  t.deepEqual(errorsOf(closed('peer_closed', 'info', 'remote')), []);
+  t.deepEqual(errorsOf(closed('local_closed', 'info', 'local')), []);
+  t.deepEqual(errorsOf(closed('shutdown', 'info', 'local')), []);
+  t.not(errorsOf(closed('dead_link', 'info', 'local')).length, 0);
+  t.not(errorsOf(closed('internal_error', 'info', 'local')).length, 0);
+  t.not(errorsOf(closed('peer_closed', 'info', 'local')).length, 0);
+});
+
+test('vocabularies that belong together are checked together', (t) => {
+  const drop = (trigger, rule) => ({ ...clone(valid.packet_dropped), trigger, rule });
+  t.deepEqual(errorsOf(drop('bad_length', 'trailing_bytes')), []);
+  t.deepEqual(errorsOf(drop('guard_violation', 'una_beyond_sent')), []);
+  t.not(errorsOf(drop('bad_length', 'ack_stale')).length, 0);
+  t.not(errorsOf(drop('over_limit', 'no_session')).length, 0);
+  t.not(errorsOf(drop('guard_violation', 'made_up_rule')).length, 0);
+  t.not(errorsOf({ ...clone(valid.connection_failed), reason: 'capacity' }).length, 0, 'capacity is over_limit');
+  t.not(errorsOf({ ...clone(valid.connection_failed_capacity_aggregate), reason: 'malformed' }).length, 0);
+  t.deepEqual(errorsOf({ ...clone(valid.connection_failed), reason: 'invalid_cookie' }), [], 'secure-mode reasons are in the vocabulary');
+  t.not(errorsOf({ ...clone(valid.protocol_violation), error_code: 'KCP_ERR_CLOSED' }).length, 0);
+  t.not(errorsOf({ ...clone(valid.protocol_violation), error_type: 'library' }).length, 0);
+  t.not(errorsOf({ ...clone(valid.error_panic), error_code: 'EADDRINUSE' }).length, 0, 'library codes are KCP_*');
+  t.not(errorsOf({ ...clone(valid.error_bind), error_code: 'KCP_ENGINE_PANIC' }).length, 0, 'network codes are errno names');
+  t.deepEqual(errorsOf({ ...clone(valid.error_panic), error_code: 'KCP_INPUT_BAD_CMD', error_message: 'unsupported cmd 99' }), []);
+  const transition = (prev_state, state) => ({ ...clone(valid.connection_state_updated), prev_state, state });
+  t.deepEqual(errorsOf(transition('established', 'closing')), []);
+  t.deepEqual(errorsOf(transition('attempted', 'closed')), []);
+  t.not(errorsOf(transition('closed', 'established')).length, 0);
+  t.not(errorsOf(transition('closing', 'established')).length, 0);
+  t.not(errorsOf(transition('established', 'attempted')).length, 0);
+});
+
+// ---- the schema, the Rust catalog, the TypeScript types and the docs agree ---------------
+
+/** The quoted strings of the `fn <fn>` inside `impl <type>` of a Rust source. */
+function rustStrings(source, type, fn, pattern = /"([a-z_]+)"/g) {
+  const impl = source.indexOf(`impl ${type} {`);
+  if (impl < 0) return null;
+  const start = source.indexOf(`fn ${fn}(`, impl);
+  if (start < 0) return null;
+  const end = source.indexOf('\n    }\n', start);
+  return [...source.slice(start, end).matchAll(pattern)].map((m) => m[1]);
+}
+
+const rust = (path) => (existsSync(`${root}/${path}`) ? read(path) : null);
+
+test('event names and vocabularies match the Rust catalog', (t) => {
+  const events = rust('crates/kcpwatch-proto/src/events.rs');
+  const lifecycle = rust('crates/kcpwatch-proto/src/lifecycle.rs');
+  const guard = rust('crates/kcpwatch-proto/src/guard.rs');
+  const session = rust('crates/kcpwatch-proto/src/session.rs');
+  if (!events || !lifecycle || !guard || !session) {
+    t.pass('Rust sources not present (installed package)');
+    return;
+  }
+  const d = schema.$defs;
+  const sorted = (xs) => [...new Set(xs)].sort();
+  t.deepEqual(sorted(rustStrings(events, 'SecurityEvent', 'name', /"(kcp:[a-z_]+)"/g)), sorted(d.event_name.enum));
+  t.deepEqual(sorted(rustStrings(events, 'Severity', 'as_str')), sorted(d.severity_name.enum));
+  t.deepEqual(sorted(rustStrings(events, 'Lane', 'as_str')), sorted(d.lane.enum));
+  t.deepEqual(sorted(rustStrings(events, 'Direction', 'as_str')), sorted(d.direction.enum));
+  t.deepEqual(sorted(rustStrings(events, 'FailReason', 'as_str')), sorted(d.fail_reason.enum));
+  t.deepEqual(sorted(rustStrings(events, 'Violation', 'as_str')), sorted(d.violation.enum));
+  t.deepEqual(
+    sorted(rustStrings(events, 'Violation', 'error_code', /"([A-Z_]+)"/g)),
+    sorted(d.application_error_code.enum),
+  );
+  t.deepEqual(sorted(rustStrings(events, 'ErrorType', 'as_str')), sorted(d.error_type.enum));
+  t.deepEqual(sorted(rustStrings(lifecycle, 'ConnectionState', 'as_str')), sorted(d.connection_state.enum));
+  t.deepEqual(sorted(rustStrings(lifecycle, 'CloseReason', 'as_str')), sorted(d.close_reason.enum));
+  t.deepEqual(sorted(rustStrings(lifecycle, 'Initiator', 'as_str')), sorted(d.initiator.enum));
+  t.deepEqual(sorted(rustStrings(lifecycle, 'DropTrigger', 'as_str')), sorted(d.drop_trigger.enum));
+  t.deepEqual(
+    sorted([...rustStrings(guard, 'GuardViolation', 'rule'), 'no_session', 'max_connections']),
+    sorted(d.rule.enum),
+  );
+  t.deepEqual(
+    sorted(rustStrings(session, 'EngineError', 'from_kcp', /"(KCP_[A-Z_]+)"/g)),
+    sorted(d.engine_error_code.enum),
+  );
+});
+
+test('every field the canonical writer prints is declared by the schema', (t) => {
+  const canonical = rust('crates/kcpwatch/src/events/canonical.rs');
+  if (!canonical) {
+    t.pass('Rust sources not present (installed package)');
+    return;
+  }
+  const declared = new Set();
+  const collect = (node) => {
+    if (Array.isArray(node)) node.forEach(collect);
+    else if (node && typeof node === 'object') {
+      if (node.properties && typeof node.properties === 'object') Object.keys(node.properties).forEach((k) => declared.add(k));
+      Object.values(node).forEach(collect);
+    }
+  };
+  collect(schema);
+  const printed = new Set();
+  for (const m of canonical.matchAll(/\.(?:str|num|bool)\(\s*"([a-z_]+)"/g)) printed.add(m[1]);
+  for (const m of canonical.matchAll(/\.addr\(\s*"([a-z]+)"/g)) {
+    printed.add(`${m[1]}_ip`);
+    printed.add(`${m[1]}_port`);
+  }
+  t.true(printed.size > 60, `found only ${printed.size} fields; has canonical.rs changed shape?`);
+  const undeclared = [...printed].filter((f) => !declared.has(f));
+  t.deepEqual(undeclared, [], 'fields printed by canonical.rs but unknown to the schema');
+});
+
+test('the TypeScript types name the same events', (t) => {
+  const source = read('src/event-types.ts');
+  const names = new Set([...source.matchAll(/\bname: '(kcp:[a-z_]+)'/g)].map((m) => m[1]));
+  t.deepEqual([...names].sort(), [...eventNames].sort());
+});
+
+test('every example in docs/events.md is a valid record, and every event is documented', (t) => {
+  const docs = read('docs/events.md');
+  const blocks = [...docs.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]));
+  t.true(blocks.length >= eventNames.length);
+  for (const rec of blocks) {
+    t.deepEqual(errorsOf(rec), [], `${rec.name} example`);
+  }
+  const exampled = new Set(blocks.map((r) => r.name));
+  for (const name of eventNames) {
+    t.true(exampled.has(name), `no example of ${name}`);
+    t.true(docs.includes(`### ${name}\n`), `no section for ${name}`);
+  }
+});
