@@ -9,6 +9,7 @@ import {
   type CloseInfo,
   type CloseReason,
   type Connection,
+  type KcpEvent,
   type ServerOptions,
 } from '../../index';
 
@@ -53,4 +54,30 @@ async function main(): Promise<void> {
   connect({ host: '127.0.0.1' });
   await server.close();
 }
+
+// Security events: a discriminated union on `name`.
+const logged = createServer({ log: { destination: { file: '/tmp/kcp.ndjson' }, level: 'notice', statsInterval: 0 } });
+logged.on('event', (event: KcpEvent) => {
+  const seq: number = event.seq;
+  void seq;
+  if (event.name === 'kcp:connection_closed') {
+    const reason: 'idle_timeout' | 'dead_link' | 'peer_closed' | 'local_closed' | 'shutdown' | 'evicted' | 'protocol_violation' | 'internal_error' =
+      event.reason;
+    const bytes: number = event.bytes_received + event.bytes_sent;
+    const history: string = event.history;
+    void reason, bytes, history;
+    // @ts-expect-error a close record has no trigger
+    void event.trigger;
+  }
+  if (event.name === 'kcp:packet_dropped') {
+    const trigger: string = event.trigger;
+    void trigger;
+  }
+});
+createServer({ log: false });
+// @ts-expect-error log levels are syslog names
+createServer({ log: { level: 'verbose' } });
+// @ts-expect-error destinations are stdout, stderr, none or { file }
+createServer({ log: { destination: 'syslog' } });
+connect({ port: 1, log: { onEvent: (e: KcpEvent) => void e.name } });
 void main;
