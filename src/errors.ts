@@ -72,10 +72,25 @@ export function errorFor(code: string, message: string, cause?: unknown): KcpErr
   return Cls ? new Cls(message, { cause }) : new KcpError(message, code, { cause });
 }
 
-/** Maps an error thrown by the native addon onto its class. */
+/** The security record (canonical JSON) the native side wrote about an error, if any. */
+const securityRecords = new WeakMap<KcpError, string>();
+
+/** @internal The `kcp:error` record written for `error` (a bind failure), as canonical JSON. */
+export function securityRecordOf(error: KcpError): string | undefined {
+  return securityRecords.get(error);
+}
+
+/**
+ * Maps an error thrown by the native addon onto its class. A record line after the message
+ * (see `crates/kcpwatch-node/src/errors.rs`) is taken off and kept for event listeners.
+ */
 export function fromNative(err: unknown): KcpError {
-  const message = err instanceof Error ? err.message : String(err);
+  const text = err instanceof Error ? err.message : String(err);
+  const newline = text.indexOf('\n{');
+  const message = newline < 0 ? text : text.slice(0, newline);
   const match = /^\[(KCP_ERR_[A-Z_]+)\] (.*)$/s.exec(message);
   if (!match) return new KcpInternalError(message, { cause: err });
-  return errorFor(match[1]!, match[2]!, err);
+  const error = errorFor(match[1]!, match[2]!, err);
+  if (newline >= 0) securityRecords.set(error, text.slice(newline + 1));
+  return error;
 }

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 
 import { Connection } from './connection';
-import { KcpClosedError, KcpError, KcpInvalidOptionError, KcpResolveError } from './errors';
+import { KcpClosedError, KcpError, KcpInvalidOptionError, KcpResolveError, securityRecordOf } from './errors';
 import type { NativeStats } from './native';
 import {
   resolveHighWaterMark,
@@ -17,7 +17,7 @@ import {
   type ResolvedKcpOptions,
 } from './options';
 import type { KcpEvent } from './event-types';
-import { resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
+import { parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
 import { Transport, type TransportOwner } from './transport';
 
@@ -144,6 +144,10 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
       this.transport = Transport.listen(this, native);
     } catch (err) {
       const error = err instanceof KcpError ? err : new KcpError(String(err));
+      // The bind failure's `kcp:error` record went to the log destination already; event
+      // listeners get it too.
+      const record = securityRecordOf(error);
+      if (record && this.wantsEvents()) this.events(parseEvents(Buffer.from(`${record}\n`)));
       if (this.listenerCount('error') > 0) this.emit('error', error);
       throw error;
     }

@@ -3,15 +3,23 @@
 
 use kcpwatch::RuntimeError;
 
+/// A security record that belongs to the error (a bind failure's `kcp:error`) follows the
+/// message on its own line, for `src/errors.ts` to take off and hand to event listeners.
 pub(crate) fn to_js(error: RuntimeError) -> napi::Error {
-    let errno = match &error {
-        RuntimeError::Bind { source, .. } => source
-            .raw_os_error()
-            .map(|code| format!(" (os error {code})"))
-            .unwrap_or_default(),
-        _ => String::new(),
+    let (errno, record) = match &error {
+        RuntimeError::Bind { source, record, .. } => (
+            source
+                .raw_os_error()
+                .map(|code| format!(" (os error {code})"))
+                .unwrap_or_default(),
+            record
+                .as_deref()
+                .map(|r| format!("\n{}", r.trim_end()))
+                .unwrap_or_default(),
+        ),
+        _ => (String::new(), String::new()),
     };
-    napi::Error::from_reason(format!("[{}] {}{}", error.code(), error, errno))
+    napi::Error::from_reason(format!("[{}] {}{}{}", error.code(), error, errno, record))
 }
 
 pub(crate) fn invalid(message: impl std::fmt::Display) -> napi::Error {

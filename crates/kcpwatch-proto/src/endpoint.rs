@@ -178,6 +178,9 @@ struct Slot {
     session: Option<Session>,
     /// The deadline this slot is queued for; older queue entries are stale.
     deadline: Option<u64>,
+    /// Who last lived here: a send to a connection that has just closed (the common case of
+    /// writing to a player who left) is still logged with that connection's identity.
+    last_conn: Option<ConnectionRef>,
 }
 
 /// One UDP socket's worth of KCP sessions.
@@ -508,6 +511,7 @@ impl Endpoint {
                     generation: 0,
                     session: None,
                     deadline: None,
+                    last_conn: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -740,7 +744,7 @@ impl Endpoint {
         if !self.events_on() {
             return;
         }
-        let conn = self.session(handle).map(Session::conn_ref);
+        let conn = self.known_conn(handle);
         let size = size as u64;
         let (violation, limit) = match error {
             SendError::UnknownConnection | SendError::Session(SessionSendError::NotOpen) => {
@@ -773,7 +777,7 @@ impl Endpoint {
     /// JavaScript API checks sizes and state itself and reports refusals here).
     pub fn report_violation(&mut self, handle: ConnectionHandle, violation: Violation, size: u64) {
         let session = self.session(handle);
-        let conn = session.map(Session::conn_ref);
+        let conn = self.known_conn(handle);
         let limit = match (violation, session) {
             (Violation::OversizedMessage, Some(s)) => s.config.max_message_size as u64,
             (Violation::SendQueueFull, Some(s)) => s.config.max_send_queue_bytes as u64,
@@ -785,6 +789,18 @@ impl Endpoint {
             size,
             limit,
         }));
+    }
+
+    /// The identity of a live connection, or of the one that last closed in the handle's slot.
+    fn known_conn(&self, handle: ConnectionHandle) -> Option<ConnectionRef> {
+        if let Some(session) = self.session(handle) {
+            return Some(session.conn_ref());
+        }
+        let slot = self.slots.get(handle.index() as usize)?;
+        let next = handle.generation().wrapping_add(1) & GENERATION_MASK;
+        (slot.generation & GENERATION_MASK == next)
+            .then_some(slot.last_conn)
+            .flatten()
     }
 
     fn engine_error(&mut self, handle: ConnectionHandle, error: EngineError) {
@@ -895,6 +911,7 @@ impl Endpoint {
         let old_state = session.state;
         session.state = ConnectionState::Closed;
         let conn = session.conn_ref();
+        self.slots[handle.index() as usize].last_conn = Some(conn);
         let params = session.config;
         let summary = catch_unwind(AssertUnwindSafe(|| session.summary(now_extended)));
         if reason == CloseReason::InternalError {

@@ -899,7 +899,7 @@ fn refused_sends_are_protocol_violations() {
         Err(SendError::Session(SessionSendError::NotOpen))
     );
     assert!(pair.run_until(5_000, |p| p.client.connection_count() == 0));
-    // Once closed, the handle is stale and the connection is no longer known.
+    // Once closed, the handle is stale; the refusal still names the connection it was for.
     let now = pair.clock();
     assert_eq!(
         pair.client.send(now, conn, b"later"),
@@ -919,14 +919,15 @@ fn refused_sends_are_protocol_violations() {
         (conn_ref, Violation::EmptyMessage, 0, 0),
         (conn_ref, Violation::SendQueueFull, 600, 1_000),
         (conn_ref, Violation::MessageOnClosedConnection, 4, 0),
-        (None, Violation::MessageOnClosedConnection, 5, 0),
+        (conn_ref, Violation::MessageOnClosedConnection, 5, 0),
     ];
     let got: Vec<_> = violations(&pair.client_security)
         .iter()
         .map(|v| (v.conn, v.violation, v.size, v.limit))
         .collect();
     assert_eq!(got, expected);
-    // In the connection's own sequence the violations sit where they happened.
+    // In the connection's own sequence the violations sit where they happened, the last one
+    // after the close.
     assert_eq!(
         names_for(&pair.client_security, info.uid),
         [
@@ -939,7 +940,8 @@ fn refused_sends_are_protocol_violations() {
             STATE,
             VIOLATION,
             STATE,
-            CLOSED
+            CLOSED,
+            VIOLATION
         ]
     );
     assert_chain(&events_for(&pair.client_security, info.uid));

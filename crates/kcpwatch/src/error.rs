@@ -14,6 +14,9 @@ pub enum RuntimeError {
         addr: std::net::SocketAddr,
         /// The OS error.
         source: io::Error,
+        /// The `kcp:error` record already written for it (canonical JSON), when logging is on,
+        /// so the binding can hand it to the application's event listeners too.
+        record: Option<String>,
     },
     /// The host name did not resolve to an address.
     #[error("cannot resolve {0}")]

@@ -121,7 +121,7 @@ impl Runtime {
         let std_socket = match socket::bind(config.bind, config.socket) {
             Ok(socket) => socket,
             Err(source) => {
-                if let Some(log) = &config.log {
+                let record = config.log.as_ref().map(|log| {
                     // No thread exists yet; this one record is written from here.
                     let mut writer =
                         CanonicalWriter::new(log.observer.clone(), log.community_id_seed);
@@ -137,11 +137,12 @@ impl Runtime {
                         )),
                         suppressed: 0,
                     });
-                    write_one(&mut writer, &log.destination, event, None);
-                }
+                    write_one(&mut writer, &log.destination, event)
+                });
                 return Err(RuntimeError::Bind {
                     addr: config.bind,
                     source,
+                    record,
                 });
             }
         };
