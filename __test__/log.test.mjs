@@ -737,6 +737,21 @@ test.serial('log.level notice: no info records are produced, notice ones are', a
   checkStream(t, log);
 });
 
+test.serial('kcp:stats reports the listener counters periodically', async (t) => {
+  const { address, log } = await loggedServer(t, { log: { statsInterval: 100 } }, echo);
+  const c = client(t, address.port);
+  c.send('counted');
+  await next(c, 'message');
+  const socket = await rawSocket(t);
+  await sendTo(socket, address.port, Buffer.alloc(3));
+  // The first record after both happened must count them.
+  const stats = await log.waitFor((e) => e.name === 'kcp:stats' && e.datagrams_dropped >= 1 && e.connections === 1, 5_000);
+  t.like(stats, { local_ip: '127.0.0.1', local_port: address.port, passive_opens: 1, connections_failed: 0 });
+  t.true(stats.datagrams_received >= 2);
+  t.true(stats.interval_ms >= 50);
+  checkStream(t, log);
+});
+
 test.serial('removing the last event listener stops delivery; a later listener gets only later records', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-log-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));

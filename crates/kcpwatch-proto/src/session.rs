@@ -501,3 +501,36 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_error_has_a_stable_code() {
+        let cases = [
+            (kcp::Error::ConvInconsistent(1, 2), "KCP_INPUT_BAD_CONV"),
+            (kcp::Error::InvalidMtu(1), "KCP_INVALID_MTU"),
+            (kcp::Error::InvalidSegmentSize(3), "KCP_INPUT_TOO_SHORT"),
+            (
+                kcp::Error::InvalidSegmentDataSize(4, 5),
+                "KCP_INPUT_BAD_LENGTH",
+            ),
+            (
+                kcp::Error::IoError(std::io::Error::other("x")),
+                "KCP_OUTPUT_FAILED",
+            ),
+            (kcp::Error::NeedUpdate, "KCP_NEED_UPDATE"),
+            (kcp::Error::RecvQueueEmpty, "KCP_RECV_EMPTY"),
+            (kcp::Error::ExpectingFragment, "KCP_RECV_EMPTY"),
+            (kcp::Error::UnsupportedCmd(99), "KCP_INPUT_BAD_CMD"),
+            (kcp::Error::UserBufTooBig, "KCP_SEND_TOO_BIG"),
+            (kcp::Error::UserBufTooSmall, "KCP_RECV_BUFFER_TOO_SMALL"),
+        ];
+        for (error, code) in cases {
+            let mapped = EngineError::from_kcp(&error);
+            assert_eq!(mapped.code, code);
+            assert_eq!(mapped.message.as_str(), error.to_string());
+        }
+    }
+}

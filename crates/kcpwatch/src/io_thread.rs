@@ -112,6 +112,8 @@ pub(crate) struct IoThread {
     error_sampler: Sampler<2>,
     /// The last error of each sampler key that was only counted, for the aggregate record.
     last_error: [Option<ErrorEvent>; 2],
+    /// Unix time in microseconds at the start of the current loop iteration.
+    iteration_time_us: u64,
     /// ICMP errors for earlier sends, oldest first, at most `IoThread::SEND_FAILURES_KEPT`.
     send_failures: Vec<SendFailure>,
     /// Send failures not kept because `send_failures` was full.
@@ -160,6 +162,7 @@ impl IoThread {
             last_stats: Instant::now(),
             error_sampler: Sampler::new(ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS),
             last_error: [None; 2],
+            iteration_time_us: unix_micros(),
             send_failures: Vec::new(),
             send_failures_dropped: 0,
         })
@@ -183,7 +186,7 @@ impl IoThread {
         let Some(link) = &self.shared.events else {
             return;
         };
-        let time_us = unix_micros();
+        let time_us = self.iteration_time_us;
         let mut pushed = false;
         while let Some(event) = self.endpoint.poll_security_event() {
             if let Some(deadline) = patience {
@@ -351,6 +354,9 @@ impl IoThread {
             }
             let shutdown = self.take_commands();
             let now = self.now();
+            // Records are stamped with the time their iteration began, the moment their
+            // datagrams and timers were taken in, not when they were handed to the ring.
+            self.iteration_time_us = unix_micros();
             if shutdown {
                 self.endpoint.shutdown(now);
                 self.collect_events();
