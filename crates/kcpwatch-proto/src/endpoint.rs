@@ -22,7 +22,7 @@ use crate::config::{ConfigError, EndpointConfig, SessionConfig};
 use crate::events::{
     CappedText, ConnectionAttempted, ConnectionClosed, ConnectionEstablished, ConnectionFailed,
     ConnectionRef, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType, FailReason,
-    PacketDropped, ProtocolViolation, Sample, Sampler, SecurityEvent, Violation,
+    PacketDropped, ProtocolViolation, Sampler, SecurityEvent, Violation,
 };
 use crate::guard::{self, GuardContext, GuardViolation};
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
@@ -198,12 +198,8 @@ pub struct Endpoint {
     uids: UidGenerator,
     stats: EndpointStats,
     security: VecDeque<SecurityEvent>,
-    drop_sampler: Sampler<DROP_KEYS>,
-    fail_sampler: Sampler<FAIL_KEYS>,
-    /// The last drop of each trigger that was only counted, for the aggregate record.
-    last_drop: [Option<PacketDropped>; DROP_KEYS],
-    /// The last failed attempt of each reason that was only counted.
-    last_fail: [Option<ConnectionFailed>; FAIL_KEYS],
+    drop_sampler: Sampler<PacketDropped, DROP_KEYS>,
+    fail_sampler: Sampler<ConnectionFailed, FAIL_KEYS>,
 }
 
 impl Endpoint {
@@ -225,8 +221,6 @@ impl Endpoint {
             security: VecDeque::new(),
             drop_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
             fail_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
-            last_drop: [None; DROP_KEYS],
-            last_fail: [None; FAIL_KEYS],
             config,
         })
     }
@@ -427,34 +421,32 @@ impl Endpoint {
             local,
             direction: Direction::Inbound,
         };
-        let mut failed = ConnectionFailed {
+        let failed = ConnectionFailed {
             conn,
             reason,
             trigger,
             rule,
             suppressed: 0,
         };
-        let key = fail_key(reason);
         // Windows that ended before their timer ran are reported first, so this record starts
         // a new window as an individual one (suppressed 0) instead of absorbing an aggregate.
         self.report_sampled(self.clock.extended());
-        match self.fail_sampler.sample(key, self.clock.extended()) {
-            Sample::Log { suppressed } => {
-                failed.suppressed = suppressed;
-                self.last_fail[key] = None;
-                self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+        let now = self.clock.extended();
+        if let Some((mut failed, suppressed)) =
+            self.fail_sampler.sample(fail_key(reason), now, failed)
+        {
+            failed.suppressed = suppressed;
+            self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+                conn,
+            }));
+            self.emit(SecurityEvent::ConnectionStateUpdated(
+                ConnectionStateUpdated {
                     conn,
-                }));
-                self.emit(SecurityEvent::ConnectionStateUpdated(
-                    ConnectionStateUpdated {
-                        conn,
-                        old: ConnectionState::Attempted,
-                        new: ConnectionState::Closed,
-                    },
-                ));
-                self.emit(SecurityEvent::ConnectionFailed(failed));
-            }
-            Sample::Suppress => self.last_fail[key] = Some(failed),
+                    old: ConnectionState::Attempted,
+                    new: ConnectionState::Closed,
+                },
+            ));
+            self.emit(SecurityEvent::ConnectionFailed(failed));
         }
     }
 
@@ -628,31 +620,13 @@ impl Endpoint {
 
     /// Emits the aggregate records of sampling windows that have ended.
     fn report_sampled(&mut self, now_extended: u64) {
-        if self
-            .drop_sampler
-            .next_deadline()
-            .is_some_and(|d| d <= now_extended)
-        {
-            let expired: Vec<(usize, u64)> = self.drop_sampler.expired(now_extended).collect();
-            for (key, count) in expired {
-                if let Some(mut last) = self.last_drop[key].take() {
-                    last.suppressed = count;
-                    self.emit(SecurityEvent::PacketDropped(last));
-                }
-            }
+        for (mut last, count) in self.drop_sampler.take_expired(now_extended) {
+            last.suppressed = count;
+            self.emit(SecurityEvent::PacketDropped(last));
         }
-        if self
-            .fail_sampler
-            .next_deadline()
-            .is_some_and(|d| d <= now_extended)
-        {
-            let expired: Vec<(usize, u64)> = self.fail_sampler.expired(now_extended).collect();
-            for (key, count) in expired {
-                if let Some(mut last) = self.last_fail[key].take() {
-                    last.suppressed = count;
-                    self.emit(SecurityEvent::ConnectionFailed(last));
-                }
-            }
+        for (mut last, count) in self.fail_sampler.take_expired(now_extended) {
+            last.suppressed = count;
+            self.emit(SecurityEvent::ConnectionFailed(last));
         }
     }
 
@@ -1085,7 +1059,7 @@ impl Endpoint {
         if !self.events_on() {
             return;
         }
-        let mut dropped = PacketDropped {
+        let dropped = PacketDropped {
             remote,
             local,
             conv,
@@ -1097,13 +1071,10 @@ impl Endpoint {
         };
         // As in `failed_attempt`: ended windows are reported before a new one starts.
         self.report_sampled(self.clock.extended());
-        match self.drop_sampler.sample(key, self.clock.extended()) {
-            Sample::Log { suppressed } => {
-                dropped.suppressed = suppressed;
-                self.last_drop[key] = None;
-                self.emit(SecurityEvent::PacketDropped(dropped));
-            }
-            Sample::Suppress => self.last_drop[key] = Some(dropped),
+        let now = self.clock.extended();
+        if let Some((mut dropped, suppressed)) = self.drop_sampler.sample(key, now, dropped) {
+            dropped.suppressed = suppressed;
+            self.emit(SecurityEvent::PacketDropped(dropped));
         }
     }
 }

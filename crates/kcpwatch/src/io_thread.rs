@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use kcpwatch_proto::endpoint::ConnectError;
 use kcpwatch_proto::events::{
-    CappedText, ErrorEvent, ErrorType, ListenerSettings, ListenerStarted, ListenerStopped, Sample,
-    Sampler, StatsEvent, Violation,
+    CappedText, ErrorEvent, ErrorType, ListenerSettings, ListenerStarted, ListenerStopped, Sampler,
+    StatsEvent, Violation,
 };
 use kcpwatch_proto::{
     ConnectionHandle, Endpoint, EndpointEvent, Millis, SecurityEvent, SendError, SessionConfig,
@@ -109,9 +109,7 @@ pub(crate) struct IoThread {
     upstream_lost: [u64; 8],
     next_stats: Option<Instant>,
     last_stats: Instant,
-    error_sampler: Sampler<2>,
-    /// The last error of each sampler key that was only counted, for the aggregate record.
-    last_error: [Option<ErrorEvent>; 2],
+    error_sampler: Sampler<ErrorEvent, 2>,
     /// Unix time in microseconds at the start of the current loop iteration.
     iteration_time_us: u64,
     /// ICMP errors for earlier sends, oldest first, at most `IoThread::SEND_FAILURES_KEPT`.
@@ -161,7 +159,6 @@ impl IoThread {
             next_stats: None,
             last_stats: Instant::now(),
             error_sampler: Sampler::new(ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS),
-            last_error: [None; 2],
             iteration_time_us: unix_micros(),
             send_failures: Vec::new(),
             send_failures_dropped: 0,
@@ -290,7 +287,7 @@ impl IoThread {
         }
         let now_ms = self.started.elapsed().as_millis() as u64;
         let conn = self.endpoint.connection_for_peer(peer);
-        let mut event = ErrorEvent {
+        let event = ErrorEvent {
             conn,
             peer: conn.is_none().then_some(peer),
             local: None,
@@ -299,14 +296,9 @@ impl IoThread {
             message: CappedText::format(message),
             suppressed: 0,
         };
-        match self.error_sampler.sample(key, now_ms) {
-            Sample::Log { suppressed } => {
-                event.suppressed = suppressed;
-                self.last_error[key] = None;
-                self.endpoint.record(SecurityEvent::Error(event));
-            }
-            // Kept so the window's end reports the count with the latest details.
-            Sample::Suppress => self.last_error[key] = Some(event),
+        if let Some((mut event, suppressed)) = self.error_sampler.sample(key, now_ms, event) {
+            event.suppressed = suppressed;
+            self.endpoint.record(SecurityEvent::Error(event));
         }
     }
 
@@ -320,12 +312,9 @@ impl IoThread {
         {
             return;
         }
-        let expired: Vec<(usize, u64)> = self.error_sampler.expired(now_ms).collect();
-        for (key, count) in expired {
-            if let Some(mut event) = self.last_error[key].take() {
-                event.suppressed = count;
-                self.endpoint.record(SecurityEvent::Error(event));
-            }
+        for (mut event, count) in self.error_sampler.take_expired(now_ms) {
+            event.suppressed = count;
+            self.endpoint.record(SecurityEvent::Error(event));
         }
     }
 

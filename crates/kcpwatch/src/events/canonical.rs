@@ -423,15 +423,5 @@ fn loss(line: &mut Line<'_>, e: &LogLoss) {
 }
 
 fn severity_name(code: usize) -> &'static str {
-    [
-        Severity::Emergency,
-        Severity::Alert,
-        Severity::Critical,
-        Severity::Error,
-        Severity::Warning,
-        Severity::Notice,
-        Severity::Informational,
-        Severity::Debug,
-    ][code.min(7)]
-    .as_str()
+    Severity::ALL[code.min(7)].as_str()
 }
