@@ -110,6 +110,8 @@ pub(crate) struct IoThread {
     next_stats: Option<Instant>,
     last_stats: Instant,
     error_sampler: Sampler<ErrorEvent, 2>,
+    /// Per-connection diagnostic spans (only while a `tracing` subscriber wants them).
+    spans: HashMap<ConnectionHandle, tracing::Span>,
     /// Unix time in microseconds at the start of the current loop iteration.
     iteration_time_us: u64,
     /// ICMP errors for earlier sends, oldest first, at most `IoThread::SEND_FAILURES_KEPT`.
@@ -159,6 +161,7 @@ impl IoThread {
             next_stats: None,
             last_stats: Instant::now(),
             error_sampler: Sampler::new(ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS),
+            spans: HashMap::new(),
             iteration_time_us: unix_micros(),
             send_failures: Vec::new(),
             send_failures_dropped: 0,
@@ -432,6 +435,9 @@ impl IoThread {
                                 conv: info.conv,
                             })
                         });
+                    if let Ok(info) = &result {
+                        self.open_span(ConnectionHandle::from_bits(info.handle));
+                    }
                     let _ = reply.send(result);
                 }
                 Command::Stats(reply) => {
@@ -605,10 +611,32 @@ impl IoThread {
         }
     }
 
+    /// A `tracing` span per connection, for diagnostics with a subscriber installed (an
+    /// embedding Rust program, a debugging build). Without one the span is disabled and
+    /// nothing is kept.
+    fn open_span(&mut self, handle: ConnectionHandle) {
+        let Some(info) = self.endpoint.connection_info(handle) else {
+            return;
+        };
+        let span = debug_span!(
+            "kcp_connection",
+            uid = %info.uid,
+            conv = info.conv,
+            peer = %info.remote,
+            local = %info.local
+        );
+        if span.is_disabled() {
+            return;
+        }
+        span.in_scope(|| debug!("established"));
+        self.spans.insert(handle, span);
+    }
+
     fn collect_events(&mut self) {
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 EndpointEvent::Accepted { handle } => {
+                    self.open_span(handle);
                     if let Some(info) = self.endpoint.connection_info(handle) {
                         self.writer.accepted(
                             handle.to_bits(),
@@ -628,6 +656,17 @@ impl IoThread {
                     // Messages that arrived before the close are delivered first.
                     self.readable.retain(|h| *h != handle);
                     self.watched.remove(&handle);
+                    if let Some(span) = self.spans.remove(&handle) {
+                        span.in_scope(|| {
+                            debug!(
+                                reason = reason.as_str(),
+                                duration_ms = summary.duration_ms,
+                                bytes_in = summary.bytes_in,
+                                bytes_out = summary.bytes_out,
+                                "closed"
+                            )
+                        });
+                    }
                     self.writer.closed(
                         handle.to_bits(),
                         reason.code(),
