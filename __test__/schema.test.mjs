@@ -239,14 +239,14 @@ const valid = {
     local_port: 4000,
     error_type: 'network',
     error_code: 'EADDRINUSE',
-    error_message: 'cannot bind 0.0.0.0:4000: Address already in use (os error 98)',
+    error_message: 'cannot bind: Address already in use (os error 98)',
   }),
   error_send_peer: record('error', 'error', {
     peer_ip: '192.0.2.44',
     peer_port: 7777,
     error_type: 'network',
     error_code: 'ENETUNREACH',
-    error_message: 'send to 192.0.2.44:7777 failed: Network is unreachable (os error 101)',
+    error_message: 'send failed: Network is unreachable (os error 101)',
     suppressed: 7,
   }),
   error_panic: record('error', 'error', {

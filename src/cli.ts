@@ -5,16 +5,18 @@ import { parseArgs } from 'node:util';
 import type { CloseInfo } from './records';
 import { runDemo } from './demo';
 import { KcpError } from './errors';
-import type { SeverityName } from './log';
+import { logFormats, type IpPrivacy, type LogFormat, type SeverityName } from './log';
 import { presets, type PresetName } from './options';
 import { createServer } from './server';
 
 const usage = `usage:
   kcpwatch serve --port N [--host H] [--mode raw] [--preset game] [--idle-timeout MS]
-                 [--log-format json|none] [--log-file PATH] [--log-level LEVEL]
-                 [--stats-interval MS]
-      KCP echo server. Security events go to stdout as NDJSON (--log-format json, the
-      default) or to --log-file. Prints "listening HOST:PORT" to stderr when ready; readable
+                 [--log-format json|ecs|ocsf|cef|rfc5424|gelf|hec|otlp|none] [--log-file PATH]
+                 [--log-level LEVEL] [--stats-interval MS]
+                 [--ip-privacy full|truncate|hmac|cryptopan|omit] [--ip-privacy-key-id ID]
+      KCP echo server. Security events go to stdout (or --log-file), one record per line, in
+      the chosen format (default json: the canonical NDJSON). hmac and cryptopan read their key
+      (hex) from the KCPWATCH_IP_PRIVACY_KEY environment variable, never from the command line. Prints "listening HOST:PORT" to stderr when ready; readable
       lifecycle lines follow on stderr. Stops on SIGINT/SIGTERM.
   kcpwatch demo [--clients N] [--messages N] [--loss P]
       A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
@@ -36,6 +38,24 @@ export function describeClose(info: CloseInfo): string {
   );
 }
 
+function privacyFromCli(mode: string, keyId: string): IpPrivacy {
+  const key = process.env.KCPWATCH_IP_PRIVACY_KEY;
+  switch (mode) {
+    case 'full':
+    case 'omit':
+    case 'truncate':
+      return { mode };
+    case 'hmac':
+    case 'cryptopan':
+      if (!key) {
+        throw new KcpError(`--ip-privacy ${mode} needs its key (hex) in KCPWATCH_IP_PRIVACY_KEY`, 'KCP_ERR_INVALID_OPTION');
+      }
+      return mode === 'hmac' ? { mode, keyId, key } : { mode, key };
+    default:
+      throw new KcpError(`--ip-privacy must be full, truncate, hmac, cryptopan or omit, got ${mode}`, 'KCP_ERR_INVALID_OPTION');
+  }
+}
+
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -49,13 +69,16 @@ async function serve(args: string[]): Promise<number> {
       'log-file': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       'stats-interval': { type: 'string' },
+      'ip-privacy': { type: 'string', default: 'full' },
+      'ip-privacy-key-id': { type: 'string', default: 'k1' },
     },
     strict: true,
   });
-  const format = values['log-format'];
-  if (format !== 'json' && format !== 'none') {
-    throw new KcpError(`--log-format must be json or none, got ${String(format)}`, 'KCP_ERR_INVALID_OPTION');
+  const format = values['log-format']!;
+  if (format !== 'none' && !logFormats.includes(format as LogFormat)) {
+    throw new KcpError(`--log-format must be one of ${logFormats.join(', ')} or none, got ${format}`, 'KCP_ERR_INVALID_OPTION');
   }
+  const ipPrivacy = privacyFromCli(values['ip-privacy']!, values['ip-privacy-key-id']!);
   const logFile = values['log-file'];
   if (!(values.preset! in presets)) {
     throw new KcpError(`--preset must be one of ${Object.keys(presets).join(', ')}`, 'KCP_ERR_INVALID_OPTION');
@@ -72,6 +95,8 @@ async function serve(args: string[]): Promise<number> {
             level: values['log-level'] as SeverityName,
             statsInterval: num(values['stats-interval'], 'stats-interval'),
             service: 'kcpwatch-serve',
+            format: format as LogFormat,
+            ipPrivacy,
           },
   });
   const log = (line: string) => process.stderr.write(`${line}\n`);

@@ -160,6 +160,12 @@ export interface EventBase {
   observer_version: string;
   /** Human-readable summary (pino `msg`). */
   msg: string;
+  /**
+   * How addresses in this record were transformed (`log.ipPrivacy`); absent when they are in
+   * full. With `hmac` the `*_ip` fields are replaced by `*_ip_pseudonym`; with `omit` both are
+   * absent; with `truncate` and `cryptopan` the `*_ip` fields hold the transformed address.
+   */
+  ip_privacy?: 'truncate' | 'hmac' | 'cryptopan' | 'omit';
 }
 
 /**
@@ -174,10 +180,14 @@ export interface ConnectionFields {
   /** Who opened it. */
   direction: EventDirection;
   /** The originator's address. */
-  src_ip: string;
+  src_ip?: string;
+  /** With `ipPrivacy` hmac: the address's keyed pseudonym (`keyId:` + base64url). */
+  src_ip_pseudonym?: string;
   src_port: number;
   /** The responder's address (for inbound: the address the datagrams really arrived on). */
-  dst_ip: string;
+  dst_ip?: string;
+  /** With `ipPrivacy` hmac: the address's keyed pseudonym (`keyId:` + base64url). */
+  dst_ip_pseudonym?: string;
   dst_port: number;
   transport: 'udp';
   /** Community ID v1 of the UDP 5-tuple; absent when the two addresses are of different families. */
@@ -190,8 +200,10 @@ export interface NoConnectionFields {
   conv?: never;
   direction?: never;
   src_ip?: never;
+  src_ip_pseudonym?: never;
   src_port?: never;
   dst_ip?: never;
+  dst_ip_pseudonym?: never;
   dst_port?: never;
   transport?: never;
   community_id?: never;
@@ -200,13 +212,16 @@ export interface NoConnectionFields {
 /** The listener's own address. */
 export interface LocalAddressFields {
   /** The bound address (may be a wildcard such as `0.0.0.0` or `::`). */
-  local_ip: string;
+  local_ip?: string;
+  /** With `ipPrivacy` hmac: the address's keyed pseudonym (`keyId:` + base64url). */
+  local_ip_pseudonym?: string;
   local_port: number;
 }
 
 /** The listener's address, absent. */
 export interface NoLocalAddressFields {
   local_ip?: never;
+  local_ip_pseudonym?: never;
   local_port?: never;
 }
 
@@ -405,10 +420,14 @@ export interface PacketDroppedFields extends EventBase {
   level: 30;
   level_name: 'notice';
   /** The datagram's sender. */
-  src_ip: string;
+  src_ip?: string;
+  /** With `ipPrivacy` hmac: the address's keyed pseudonym (`keyId:` + base64url). */
+  src_ip_pseudonym?: string;
   src_port: number;
   /** Our address it arrived on. */
-  dst_ip: string;
+  dst_ip?: string;
+  /** With `ipPrivacy` hmac: the address's keyed pseudonym (`keyId:` + base64url). */
+  dst_ip_pseudonym?: string;
   dst_port: number;
   transport: 'udp';
   /** Community ID v1 of the 5-tuple (absent across address families). */
@@ -449,13 +468,16 @@ export interface ProtocolViolationFields extends EventBase {
 
 /** The peer an error concerns when no connection is known for it. */
 export interface PeerAddressFields {
-  peer_ip: string;
+  peer_ip?: string;
+  /** With `ipPrivacy` hmac: the address's keyed pseudonym (`keyId:` + base64url). */
+  peer_ip_pseudonym?: string;
   peer_port: number;
 }
 
 /** No peer address. */
 export interface NoPeerAddressFields {
   peer_ip?: never;
+  peer_ip_pseudonym?: never;
   peer_port?: never;
 }
 

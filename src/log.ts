@@ -10,6 +10,21 @@ import { hostname } from 'node:os';
 import { KcpInvalidOptionError } from './errors';
 import type { KcpEvent } from './event-types';
 
+/** Output formats of the destination (the `'event'` listener always gets canonical records). */
+export const logFormats = ['json', 'ecs', 'ocsf', 'cef', 'rfc5424', 'gelf', 'hec', 'otlp'] as const;
+export type LogFormat = (typeof logFormats)[number];
+
+/**
+ * How IP addresses appear in the records (DESIGN §7), applied in Rust before any record leaves
+ * the addon; `docs/privacy.md` explains each mode.
+ */
+export type IpPrivacy =
+  | { mode: 'full' }
+  | { mode: 'truncate'; v4Prefix?: number; v6Prefix?: number }
+  | { mode: 'hmac'; keyId: string; key: Uint8Array | string }
+  | { mode: 'cryptopan'; key: Uint8Array | string }
+  | { mode: 'omit' };
+
 /** Syslog severity names, most severe first. */
 export const severities = ['emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'info', 'debug'] as const;
 export type SeverityName = (typeof severities)[number];
@@ -42,6 +57,19 @@ export interface LogOptions {
   communityIdSeed?: number;
   /** Bytes of records held for a slow `'event'` consumer before the newest are dropped and counted (default 8 MiB). */
   eventBufferBytes?: number;
+  /** Format written to the destination (default `'json'`, the canonical NDJSON). */
+  format?: LogFormat;
+  /**
+   * IP address handling (default `{ mode: 'full' }`). Keys are bytes or hex strings: `hmac`
+   * needs at least 16 bytes, `cryptopan` exactly 32.
+   */
+  ipPrivacy?: IpPrivacy;
+  /**
+   * With `truncate` or `cryptopan`, compute `community_id` over the transformed addresses
+   * (it is omitted by default in every mode but `full`: a Community ID of real addresses would
+   * undo the privacy mode).
+   */
+  communityIdOverTransformed?: boolean;
 }
 
 /** What the native layer takes. */
@@ -61,6 +89,53 @@ export interface NativeLogOptions {
   communityIdSeed: number;
   /** Hand records to JavaScript from the start (an `'event'` listener or `onEvent` exists). */
   deliverToJs?: boolean;
+  format: string;
+  ipPrivacy: string;
+  ipV4Prefix: number;
+  ipV6Prefix: number;
+  ipKeyId?: string;
+  ipKey?: Buffer;
+  communityIdOverTransformed: boolean;
+}
+
+function keyBytes(key: unknown, name: string): Buffer {
+  if (key instanceof Uint8Array) return Buffer.from(key);
+  if (typeof key === 'string' && /^([0-9a-fA-F]{2})+$/.test(key)) return Buffer.from(key, 'hex');
+  throw new KcpInvalidOptionError(`log.ipPrivacy.${name} must be bytes or a hex string`);
+}
+
+function resolvePrivacy(p: IpPrivacy | undefined): Pick<NativeLogOptions, 'ipPrivacy' | 'ipV4Prefix' | 'ipV6Prefix' | 'ipKeyId' | 'ipKey'> {
+  const privacy = p ?? { mode: 'full' };
+  if (typeof privacy !== 'object' || privacy === null) throw new KcpInvalidOptionError('log.ipPrivacy must be an object with a mode');
+  const base = { ipPrivacy: privacy.mode, ipV4Prefix: 24, ipV6Prefix: 48 };
+  switch (privacy.mode) {
+    case 'full':
+    case 'omit':
+      return base;
+    case 'truncate':
+      return {
+        ...base,
+        ipV4Prefix: integer(privacy.v4Prefix, 'ipPrivacy.v4Prefix', 24, 0, 32),
+        ipV6Prefix: integer(privacy.v6Prefix, 'ipPrivacy.v6Prefix', 48, 0, 128),
+      };
+    case 'hmac': {
+      if (typeof privacy.keyId !== 'string' || !/^[A-Za-z0-9_-]{1,32}$/.test(privacy.keyId)) {
+        throw new KcpInvalidOptionError('log.ipPrivacy.keyId must be 1 to 32 characters of A-Z a-z 0-9 _ -');
+      }
+      const key = keyBytes(privacy.key, 'key');
+      if (key.length < 16) throw new KcpInvalidOptionError('log.ipPrivacy.key must be at least 16 bytes for hmac');
+      return { ...base, ipKeyId: privacy.keyId, ipKey: key };
+    }
+    case 'cryptopan': {
+      const key = keyBytes(privacy.key, 'key');
+      if (key.length !== 32) throw new KcpInvalidOptionError('log.ipPrivacy.key must be exactly 32 bytes for cryptopan');
+      return { ...base, ipKey: key };
+    }
+    default:
+      throw new KcpInvalidOptionError(
+        `log.ipPrivacy.mode must be full, truncate, hmac, cryptopan or omit, got ${String((privacy as { mode: unknown }).mode)}`,
+      );
+  }
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -121,7 +196,18 @@ export function resolveLogOptions(
     observerInstance: o.instance === undefined ? undefined : text(o.instance, 'instance', ''),
     observerVersion: version,
     communityIdSeed: integer(o.communityIdSeed, 'communityIdSeed', 0, 0, 65535),
+    format: resolveFormat(o.format),
+    ...resolvePrivacy(o.ipPrivacy),
+    communityIdOverTransformed: o.communityIdOverTransformed === true,
   };
+}
+
+function resolveFormat(format: unknown): LogFormat {
+  const f = format ?? 'json';
+  if (!logFormats.includes(f as LogFormat)) {
+    throw new KcpInvalidOptionError(`log.format must be one of ${logFormats.join(', ')}, got ${String(f)}`);
+  }
+  return f as LogFormat;
 }
 
 /** Splits a batch of NDJSON lines into records. */

@@ -555,7 +555,9 @@ impl IoThread {
                 ICMP_ERROR,
                 failure.remote,
                 failure.kind,
-                format_args!("ICMP error for a datagram sent to {}", failure.remote),
+                // Addresses stay out of free text: they are in their own fields, where the
+                // privacy mode applies.
+                format_args!("the peer's host or network refused an earlier datagram (ICMP)"),
             );
         }
         self.send_failures = kept;
@@ -602,7 +604,7 @@ impl IoThread {
                             SEND_FAILURE,
                             peer,
                             crate::errno::name(&e),
-                            format_args!("send to {peer} failed: {e}"),
+                            format_args!("send failed: {e}"),
                         );
                     }
                     self.take_send_failures();

@@ -131,10 +131,9 @@ impl Runtime {
                         local: Some(config.bind),
                         error_type: ErrorType::Network,
                         code: crate::errno::name(&source),
-                        message: CappedText::format(format_args!(
-                            "cannot bind {}: {source}",
-                            config.bind
-                        )),
+                        // The address is in `local_ip`/`local_port`, where the privacy mode
+                        // applies.
+                        message: CappedText::format(format_args!("cannot bind: {source}")),
                         suppressed: 0,
                     });
                     write_one(&mut writer, &log.destination, event)
