@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use kcpwatch::events::{LogConfig, LogDestination, Observer};
 use kcpwatch::socket::SocketOptions;
 use kcpwatch::RuntimeConfig;
+use kcpwatch_proto::privacy::IpPrivacy;
 use kcpwatch_proto::{EndpointConfig, SessionConfig, Severity};
+use napi::bindgen_prelude::Buffer;
 
 use crate::errors::invalid;
 
@@ -66,6 +68,47 @@ pub struct LogOptions {
     pub community_id_seed: u32,
     /// Hand records to JavaScript from the start.
     pub deliver_to_js: Option<bool>,
+    /// Output format of the destination (`json`, `ecs`, ...).
+    pub format: String,
+    /// `full`, `truncate`, `hmac`, `cryptopan` or `omit`.
+    pub ip_privacy: String,
+    pub ip_v4_prefix: u32,
+    pub ip_v6_prefix: u32,
+    pub ip_key_id: Option<String>,
+    pub ip_key: Option<Buffer>,
+    pub community_id_over_transformed: bool,
+}
+
+fn ip_privacy(o: &LogOptions) -> napi::Result<IpPrivacy> {
+    let prefix = |v: u32, name: &str| {
+        u8::try_from(v).map_err(|_| invalid(format!("ipPrivacy.{name} {v} is out of range")))
+    };
+    let key = || {
+        o.ip_key
+            .as_ref()
+            .map(|k| k.to_vec())
+            .ok_or_else(|| invalid(format!("ipPrivacy mode {} needs a key", o.ip_privacy)))
+    };
+    match o.ip_privacy.as_str() {
+        "full" => Ok(IpPrivacy::Full),
+        "omit" => Ok(IpPrivacy::Omit),
+        "truncate" => IpPrivacy::truncate(
+            prefix(o.ip_v4_prefix, "v4Prefix")?,
+            prefix(o.ip_v6_prefix, "v6Prefix")?,
+        )
+        .map_err(invalid),
+        "hmac" => {
+            let key_id = o
+                .ip_key_id
+                .as_deref()
+                .ok_or_else(|| invalid("ipPrivacy mode hmac needs a keyId"))?;
+            IpPrivacy::hmac(key_id, &key()?).map_err(invalid)
+        }
+        "cryptopan" => IpPrivacy::cryptopan(&key()?).map_err(invalid),
+        other => Err(invalid(format!(
+            "ipPrivacy mode {other:?} needs to be full, truncate, hmac, cryptopan or omit"
+        ))),
+    }
 }
 
 pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
@@ -103,6 +146,8 @@ pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
         sample_burst: o.sample_burst,
         sample_window_ms: o.sample_window.max(1),
         deliver_to_js: o.deliver_to_js.unwrap_or(false),
+        privacy: ip_privacy(o)?,
+        community_id_over_transformed: o.community_id_over_transformed,
     })
 }
 

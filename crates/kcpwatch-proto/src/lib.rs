@@ -11,6 +11,7 @@
 //! - [`endpoint`]: demultiplexes datagrams by (address, conv) into sessions and runs their timers.
 //! - [`events`]: the security event catalog (`kcp:*`), one typed struct per event.
 //! - [`community_id`]: Community ID v1 flow hashes for joining records with other sensors.
+//! - [`privacy`]: IP privacy modes (truncate, HMAC pseudonyms, Crypto-PAn, omit) for records.
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod endpoint;
 pub mod events;
 pub mod guard;
 pub mod lifecycle;
+pub mod privacy;
 pub mod segment;
 pub mod session;
 mod timer;

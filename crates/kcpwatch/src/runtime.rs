@@ -16,7 +16,7 @@ use kcpwatch_proto::SecurityEvent;
 use crate::delivery::DeliveryQueue;
 use crate::error::RuntimeError;
 use crate::events::log_thread::{unix_micros, write_one};
-use crate::events::{CanonicalWriter, EventRing, LogConfig, LogThread, Outbox};
+use crate::events::{EventRing, LogConfig, LogThread, Outbox};
 use crate::io_thread::{Command, EventsLink, IoThread, Shared};
 use crate::socket::{self, SocketOptions};
 
@@ -123,8 +123,7 @@ impl Runtime {
             Err(source) => {
                 let record = config.log.as_ref().map(|log| {
                     // No thread exists yet; this one record is written from here.
-                    let mut writer =
-                        CanonicalWriter::new(log.observer.clone(), log.community_id_seed);
+                    let mut writer = log.writer();
                     let event = SecurityEvent::Error(ErrorEvent {
                         conn: None,
                         peer: None,
@@ -185,7 +184,7 @@ impl Runtime {
                 config.endpoint.sample_burst = log.sample_burst;
                 config.endpoint.sample_window_ms = log.sample_window_ms;
                 let ring = Arc::new(EventRing::new(log.ring_capacity));
-                let writer = CanonicalWriter::new(log.observer.clone(), log.community_id_seed);
+                let writer = log.writer();
                 let thread = LogThread::start(
                     ring.clone(),
                     writer,

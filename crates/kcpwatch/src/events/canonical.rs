@@ -6,12 +6,14 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use kcpwatch_proto::community_id::{community_id, CommunityId, PROTO_UDP};
 use kcpwatch_proto::events::{
     ConnectionRef, ErrorEvent, ListenerSettings, LogLoss, PacketDropped, Severity, StatsEvent,
 };
+use kcpwatch_proto::privacy::{IpPrivacy, PrivateIp};
 use kcpwatch_proto::{SecurityEvent, SessionConfig};
 
 use super::ring::Record;
@@ -32,6 +34,10 @@ pub struct Observer {
 /// Writes records as NDJSON lines.
 pub struct CanonicalWriter {
     observer: Observer,
+    /// Applied to every address before it is written (DESIGN §7).
+    privacy: Arc<IpPrivacy>,
+    /// With `truncate` or `cryptopan`: compute `community_id` over the transformed addresses.
+    community_id_over_transformed: bool,
     /// Community ID seed (0 unless the deployment sets one).
     seed: u16,
     /// The last flow's Community ID: a connection's records come in runs, and the hash is the
@@ -49,6 +55,7 @@ fn ip(addr: IpAddr) -> IpAddr {
 
 struct Line<'a> {
     out: &'a mut String,
+    privacy: &'a IpPrivacy,
 }
 
 impl Line<'_> {
@@ -73,13 +80,34 @@ impl Line<'_> {
         self.out.push_str(if value { "true" } else { "false" });
     }
 
+    /// An address as the privacy mode allows: `<prefix>_ip` (full, truncated or Crypto-PAn),
+    /// `<prefix>_ip_pseudonym` (hmac) or nothing (omit); the port always.
     fn addr(&mut self, prefix: &str, addr: SocketAddr) {
-        let _ = write!(
-            self.out,
-            ",\"{prefix}_ip\":\"{}\",\"{prefix}_port\":{}",
-            ip(addr.ip()),
-            addr.port()
-        );
+        match self.privacy.apply(ip(addr.ip())) {
+            PrivateIp::Ip(shown) => {
+                let _ = write!(self.out, ",\"{prefix}_ip\":\"{shown}\"");
+            }
+            PrivateIp::Pseudonym(p) => {
+                let _ = write!(self.out, ",\"{prefix}_ip_pseudonym\":\"{p}\"");
+            }
+            PrivateIp::Omitted => {}
+        }
+        let _ = write!(self.out, ",\"{prefix}_port\":{}", addr.port());
+    }
+}
+
+/// An address in `msg` text, as the privacy mode allows.
+struct Shown<'a>(&'a IpPrivacy, SocketAddr);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let port = self.1.port();
+        match self.0.apply(ip(self.1.ip())) {
+            PrivateIp::Ip(IpAddr::V6(v6)) => write!(f, "[{v6}]:{port}"),
+            PrivateIp::Ip(v4) => write!(f, "{v4}:{port}"),
+            PrivateIp::Pseudonym(p) => write!(f, "[{p}]:{port}"),
+            PrivateIp::Omitted => write!(f, "*:{port}"),
+        }
     }
 }
 
@@ -106,10 +134,25 @@ fn rfc3339_micros(time_us: u64) -> String {
 }
 
 impl CanonicalWriter {
-    /// A writer stamping records with `observer`.
+    /// A writer stamping records with `observer`, with full addresses.
     pub fn new(observer: Observer, community_id_seed: u16) -> Self {
+        Self::with_privacy(observer, community_id_seed, IpPrivacy::Full, false)
+    }
+
+    /// A writer that transforms every address with `privacy`. `community_id` is written in
+    /// full mode, and over the transformed addresses in `truncate` and `cryptopan` modes when
+    /// `community_id_over_transformed` (a Community ID of the real addresses would undo the
+    /// mode: its seed is public).
+    pub fn with_privacy(
+        observer: Observer,
+        community_id_seed: u16,
+        privacy: IpPrivacy,
+        community_id_over_transformed: bool,
+    ) -> Self {
         Self {
             observer,
+            privacy: Arc::new(privacy),
+            community_id_over_transformed,
             seed: community_id_seed,
             last_flow: None,
         }
@@ -124,7 +167,12 @@ impl CanonicalWriter {
             "{{\"ts\":\"{}\"",
             humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(record.time_us))
         );
-        let mut line = Line { out };
+        let privacy = self.privacy.clone();
+        let mut line = Line {
+            out,
+            privacy: &privacy,
+        };
+        let shown = |addr| Shown(&privacy, addr);
         line.num("time", record.time_us / 1000);
         line.num("level", severity.pino_level());
         line.str("level_name", severity.as_str());
@@ -135,26 +183,34 @@ impl CanonicalWriter {
         line.str("observer_service", &self.observer.service);
         line.str("observer_instance", &self.observer.instance);
         line.str("observer_version", &self.observer.version);
+        if !matches!(*privacy, IpPrivacy::Full) {
+            line.str("ip_privacy", privacy.mode_name());
+        }
         let mut msg = String::new();
         match event {
             SecurityEvent::ListenerStarted(e) => {
                 line.addr("local", e.local);
                 settings(&mut line, &e.settings);
-                let _ = write!(msg, "listening on {} ({} mode)", e.local, e.settings.mode);
+                let _ = write!(
+                    msg,
+                    "listening on {} ({} mode)",
+                    shown(e.local),
+                    e.settings.mode
+                );
             }
             SecurityEvent::ListenerStopped(e) => {
                 line.addr("local", e.local);
                 line.num("uptime_ms", e.uptime_ms);
                 line.num("connections_total", e.connections_total);
-                let _ = write!(msg, "stopped listening on {}", e.local);
+                let _ = write!(msg, "stopped listening on {}", shown(e.local));
             }
             SecurityEvent::ConnectionAttempted(e) => {
                 self.connection(&mut line, &e.conn);
-                let _ = write!(msg, "connection attempted {}", flow(&e.conn));
+                let _ = write!(msg, "connection attempted {}", Flow(&privacy, &e.conn));
             }
             SecurityEvent::ConnectionEstablished(e) => {
                 self.connection(&mut line, &e.conn);
-                let _ = write!(msg, "connection established {}", flow(&e.conn));
+                let _ = write!(msg, "connection established {}", Flow(&privacy, &e.conn));
             }
             SecurityEvent::ConnectionFailed(e) => {
                 self.connection(&mut line, &e.conn);
@@ -165,7 +221,7 @@ impl CanonicalWriter {
                 let _ = write!(
                     msg,
                     "connection failed {}: {} ({})",
-                    flow(&e.conn),
+                    Flow(&privacy, &e.conn),
                     e.reason.as_str(),
                     e.rule
                 );
@@ -220,7 +276,7 @@ impl CanonicalWriter {
                 let _ = write!(
                     msg,
                     "connection closed {}: {} by {} after {} ms, {} bytes in, {} bytes out",
-                    flow(&e.conn),
+                    Flow(&privacy, &e.conn),
                     e.reason.as_str(),
                     e.initiator.as_str(),
                     s.duration_ms,
@@ -233,7 +289,7 @@ impl CanonicalWriter {
                 let _ = write!(
                     msg,
                     "datagram from {} dropped: {} ({})",
-                    e.remote,
+                    shown(e.remote),
                     e.trigger.as_str(),
                     e.rule
                 );
@@ -289,6 +345,18 @@ impl CanonicalWriter {
     }
 
     fn community_id(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<CommunityId> {
+        let (src, dst) = match &*self.privacy {
+            IpPrivacy::Full => (src, dst),
+            p if self.community_id_over_transformed && p.keeps_prefixes() => {
+                let transformed = |a: SocketAddr| {
+                    p.apply(ip(a.ip()))
+                        .ip()
+                        .map(|shown| SocketAddr::new(shown, a.port()))
+                };
+                (transformed(src)?, transformed(dst)?)
+            }
+            _ => return None,
+        };
         if let Some((s, d, id)) = self.last_flow {
             if (s, d) == (src, dst) {
                 return id;
@@ -349,17 +417,20 @@ impl CanonicalWriter {
 }
 
 /// The connection as the `msg` text shows it.
-struct Flow<'a>(&'a ConnectionRef);
+struct Flow<'a>(&'a IpPrivacy, &'a ConnectionRef);
 
 impl std::fmt::Display for Flow<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let c = self.0;
-        write!(f, "{} {} -> {} conv={}", c.uid, c.src(), c.dst(), c.conv)
+        let (p, c) = (self.0, self.1);
+        write!(
+            f,
+            "{} {} -> {} conv={}",
+            c.uid,
+            Shown(p, c.src()),
+            Shown(p, c.dst()),
+            c.conv
+        )
     }
-}
-
-fn flow(conn: &ConnectionRef) -> Flow<'_> {
-    Flow(conn)
 }
 
 fn settings(line: &mut Line<'_>, s: &ListenerSettings) {

@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod log_thread;
 pub mod ring;
 
+use kcpwatch_proto::privacy::IpPrivacy;
 use kcpwatch_proto::Severity;
 
 pub use canonical::{CanonicalWriter, Observer};
@@ -34,6 +35,22 @@ pub struct LogConfig {
     pub sample_window_ms: u32,
     /// Hand records to JavaScript from the start (before the first can be missed).
     pub deliver_to_js: bool,
+    /// How addresses appear in every record (DESIGN §7).
+    pub privacy: IpPrivacy,
+    /// With `truncate` or `cryptopan`, compute `community_id` over the transformed addresses.
+    pub community_id_over_transformed: bool,
+}
+
+impl LogConfig {
+    /// The canonical writer this configuration describes.
+    pub fn writer(&self) -> CanonicalWriter {
+        CanonicalWriter::with_privacy(
+            self.observer.clone(),
+            self.community_id_seed,
+            self.privacy.clone(),
+            self.community_id_over_transformed,
+        )
+    }
 }
 
 impl Default for LogConfig {
@@ -49,6 +66,8 @@ impl Default for LogConfig {
             sample_burst: 20,
             sample_window_ms: 1_000,
             deliver_to_js: false,
+            privacy: IpPrivacy::Full,
+            community_id_over_transformed: false,
         }
     }
 }
