@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod log_thread;
 pub mod ring;
+pub mod rotating_file;
 
 use kcpwatch_proto::privacy::IpPrivacy;
 use kcpwatch_proto::Severity;
