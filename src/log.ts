@@ -29,12 +29,37 @@ export type IpPrivacy =
 export const severities = ['emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'info', 'debug'] as const;
 export type SeverityName = (typeof severities)[number];
 
+/** A file destination, appended to and rotated. */
+export interface FileDestination {
+  file: string;
+  /** Start a new file before this many bytes (default: never by size). */
+  maxBytes?: number;
+  /** Start a new file when the current one is this many milliseconds old (default: never). */
+  maxAgeMs?: number;
+  /** Rotated files kept as `file.1` ... `file.N` (default 5). */
+  keep?: number;
+}
+
+export type LogDestination = 'stdout' | 'stderr' | 'none' | FileDestination;
+
+/** One output: where, in which format, from which severity up. */
+export interface LogOutputOptions {
+  destination: LogDestination;
+  /** Default `'json'` (the canonical NDJSON). */
+  format?: LogFormat;
+  /** The least severe records this output takes (default: every record produced). */
+  level?: SeverityName;
+}
+
 export interface LogOptions {
   /**
    * Where the records are written: `'stdout'` (the default for servers), `'stderr'`,
-   * `{ file: path }` (appended), `'none'` (only to `'event'` listeners and `onEvent`).
+   * `{ file: path, maxBytes?, maxAgeMs?, keep? }` (appended, rotated), `'none'` (only to
+   * `'event'` listeners and `onEvent`). Use `outputs` for several at once.
    */
-  destination?: 'stdout' | 'stderr' | 'none' | { file: string };
+  destination?: LogDestination;
+  /** Several outputs at once, each with its format and level (replaces `destination`/`format`). */
+  outputs?: LogOutputOptions[];
   /** Called with every record as an object, on the event loop. */
   onEvent?: (event: KcpEvent) => void;
   /** Lowest severity produced (default `'info'`, i.e. everything but debug). */
@@ -72,11 +97,21 @@ export interface LogOptions {
   communityIdOverTransformed?: boolean;
 }
 
+/** One output as the native layer takes it. */
+export interface NativeOutputOptions {
+  destination: string;
+  file?: string;
+  maxBytes?: number;
+  maxAgeMs?: number;
+  keep?: number;
+  format: string;
+  level: string;
+}
+
 /** What the native layer takes. */
 export interface NativeLogOptions {
   level: string;
-  destination: string;
-  file?: string;
+  outputs: NativeOutputOptions[];
   ringCapacity: number;
   outboxLimit: number;
   statsInterval: number;
@@ -89,7 +124,6 @@ export interface NativeLogOptions {
   communityIdSeed: number;
   /** Hand records to JavaScript from the start (an `'event'` listener or `onEvent` exists). */
   deliverToJs?: boolean;
-  format: string;
   ipPrivacy: string;
   ipV4Prefix: number;
   ipV6Prefix: number;
@@ -163,16 +197,15 @@ export function resolveLogOptions(
   if (!severities.includes(level)) {
     throw new KcpInvalidOptionError(`log.level must be one of ${severities.join(', ')}, got ${String(level)}`);
   }
-  const dest = o.destination ?? defaults.destination;
-  let destination: string;
-  let file: string | undefined;
-  if (typeof dest === 'object' && dest !== null && typeof dest.file === 'string' && dest.file.length > 0) {
-    destination = 'file';
-    file = dest.file;
-  } else if (dest === 'stdout' || dest === 'stderr' || dest === 'none') {
-    destination = dest;
+  let outputs: NativeOutputOptions[];
+  if (o.outputs !== undefined) {
+    if (!Array.isArray(o.outputs)) throw new KcpInvalidOptionError('log.outputs must be an array');
+    if (o.destination !== undefined || o.format !== undefined) {
+      throw new KcpInvalidOptionError('log.outputs replaces log.destination and log.format; give one or the other');
+    }
+    outputs = o.outputs.map((out, i) => resolveOutput(out?.destination, out?.format, out?.level, `outputs[${i}]`));
   } else {
-    throw new KcpInvalidOptionError(`log.destination must be 'stdout', 'stderr', 'none' or { file }, got ${JSON.stringify(dest)}`);
+    outputs = [resolveOutput(o.destination ?? defaults.destination, o.format, undefined, 'destination')];
   }
   if (o.onEvent !== undefined && typeof o.onEvent !== 'function') {
     throw new KcpInvalidOptionError('log.onEvent must be a function');
@@ -184,8 +217,7 @@ export function resolveLogOptions(
   };
   return {
     level,
-    destination,
-    file,
+    outputs,
     ringCapacity: integer(o.ringCapacity, 'ringCapacity', 4096, 2, 1 << 20),
     outboxLimit: integer(o.eventBufferBytes, 'eventBufferBytes', 8 << 20, 1024, 2 ** 31 - 1),
     statsInterval: integer(o.statsInterval, 'statsInterval', 60_000, 0, 2 ** 31 - 1),
@@ -196,10 +228,30 @@ export function resolveLogOptions(
     observerInstance: o.instance === undefined ? undefined : text(o.instance, 'instance', ''),
     observerVersion: version,
     communityIdSeed: integer(o.communityIdSeed, 'communityIdSeed', 0, 0, 65535),
-    format: resolveFormat(o.format),
     ...resolvePrivacy(o.ipPrivacy),
     communityIdOverTransformed: o.communityIdOverTransformed === true,
   };
+}
+
+function resolveOutput(dest: unknown, format: unknown, level: unknown, name: string): NativeOutputOptions {
+  const lvl = level ?? 'debug';
+  if (!severities.includes(lvl as SeverityName)) {
+    throw new KcpInvalidOptionError(`log.${name} level must be one of ${severities.join(', ')}, got ${String(lvl)}`);
+  }
+  const common = { format: resolveFormat(format), level: lvl as string };
+  if (dest === 'stdout' || dest === 'stderr' || dest === 'none') return { destination: dest, ...common };
+  if (typeof dest === 'object' && dest !== null && typeof (dest as FileDestination).file === 'string' && (dest as FileDestination).file.length > 0) {
+    const f = dest as FileDestination;
+    return {
+      destination: 'file',
+      file: f.file,
+      maxBytes: integer(f.maxBytes, `${name}.maxBytes`, 0, 0, Number.MAX_SAFE_INTEGER),
+      maxAgeMs: integer(f.maxAgeMs, `${name}.maxAgeMs`, 0, 0, Number.MAX_SAFE_INTEGER),
+      keep: integer(f.keep, `${name}.keep`, 5, 0, 1000),
+      ...common,
+    };
+  }
+  throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none' or { file }, got ${JSON.stringify(dest)}`);
 }
 
 function resolveFormat(format: unknown): LogFormat {

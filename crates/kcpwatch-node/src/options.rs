@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use kcpwatch::events::{LogConfig, LogDestination, Observer};
+use std::time::Duration;
+
+use kcpwatch::events::formats::Format;
+use kcpwatch::events::{LogConfig, LogDestination, LogOutput, Observer, Rotation};
 use kcpwatch::socket::SocketOptions;
 use kcpwatch::RuntimeConfig;
 use kcpwatch_proto::privacy::IpPrivacy;
@@ -46,15 +49,32 @@ pub struct EndpointOptions {
     pub log: Option<LogOptions>,
 }
 
+/// One output of the records, resolved by `src/log.ts`.
+#[napi(object)]
+pub struct OutputOptions {
+    /// `stdout`, `stderr`, `file` or `none`.
+    pub destination: String,
+    /// The path for `file`.
+    pub file: Option<String>,
+    /// Rotate the file past this many bytes (0: never by size).
+    pub max_bytes: Option<f64>,
+    /// Rotate the file when it is older than this many milliseconds (0: never by age).
+    pub max_age_ms: Option<f64>,
+    /// Rotated files kept.
+    pub keep: Option<u32>,
+    /// `json`, `ecs`, `ocsf`, `cef`, `rfc5424`, `gelf`, `hec` or `otlp`.
+    pub format: String,
+    /// The least severe records this output takes: a syslog name.
+    pub level: String,
+}
+
 /// Security event logging, resolved by `src/log.ts`.
 #[napi(object)]
 pub struct LogOptions {
     /// Lowest severity produced: a syslog name (`info`, `notice`, ...).
     pub level: String,
-    /// `stdout`, `stderr`, `file` or `none`.
-    pub destination: String,
-    /// The path for `file`.
-    pub file: Option<String>,
+    /// Where the records go, each output in its format.
+    pub outputs: Vec<OutputOptions>,
     pub ring_capacity: u32,
     pub outbox_limit: u32,
     /// Milliseconds between `kcp:stats` records; 0 for none.
@@ -68,8 +88,6 @@ pub struct LogOptions {
     pub community_id_seed: u32,
     /// Hand records to JavaScript from the start.
     pub deliver_to_js: Option<bool>,
-    /// Output format of the destination (`json`, `ecs`, ...).
-    pub format: String,
     /// `full`, `truncate`, `hmac`, `cryptopan` or `omit`.
     pub ip_privacy: String,
     pub ip_v4_prefix: u32,
@@ -111,27 +129,46 @@ fn ip_privacy(o: &LogOptions) -> napi::Result<IpPrivacy> {
     }
 }
 
-pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
-    let level = Severity::from_name(&o.level).ok_or_else(|| {
-        invalid(format!(
-            "log level {:?} is not a syslog severity name",
-            o.level
-        ))
-    })?;
+fn severity(name: &str) -> napi::Result<Severity> {
+    Severity::from_name(name)
+        .ok_or_else(|| invalid(format!("log level {name:?} is not a syslog severity name")))
+}
+
+fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
     let destination = match (o.destination.as_str(), &o.file) {
         ("stdout", _) => LogDestination::Stdout,
         ("stderr", _) => LogDestination::Stderr,
         ("none", _) => LogDestination::None,
-        ("file", Some(path)) => LogDestination::File(path.into()),
+        ("file", Some(path)) => LogDestination::File {
+            path: path.into(),
+            rotation: Rotation {
+                max_bytes: o.max_bytes.unwrap_or(0.0).max(0.0) as u64,
+                max_age: o
+                    .max_age_ms
+                    .filter(|ms| *ms > 0.0)
+                    .map(|ms| Duration::from_millis(ms as u64)),
+                keep: o.keep.unwrap_or(5),
+            },
+        },
         (other, _) => {
             return Err(invalid(format!(
                 "log destination {other:?} needs to be stdout, stderr, none or a file path"
             )))
         }
     };
-    Ok(LogConfig {
-        level,
+    let format = Format::from_name(&o.format)
+        .ok_or_else(|| invalid(format!("log format {:?} is not known", o.format)))?;
+    Ok(LogOutput {
         destination,
+        format,
+        level: severity(&o.level)?,
+    })
+}
+
+pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
+    Ok(LogConfig {
+        level: severity(&o.level)?,
+        outputs: o.outputs.iter().map(output).collect::<napi::Result<_>>()?,
         ring_capacity: (o.ring_capacity as usize).max(2),
         outbox_limit: o.outbox_limit as usize,
         stats_interval_ms: u64::from(o.stats_interval),

@@ -135,7 +135,7 @@ impl Runtime {
                         message: CappedText::format(format_args!("cannot bind: {source}")),
                         suppressed: 0,
                     });
-                    write_one(&mut writer, &log.destination, event)
+                    write_one(&mut writer, &log.outputs, event)
                 });
                 return Err(RuntimeError::Bind {
                     addr: config.bind,
@@ -188,7 +188,7 @@ impl Runtime {
                 let thread = LogThread::start(
                     ring.clone(),
                     writer,
-                    log.destination.clone(),
+                    log.outputs.clone(),
                     outbox.clone(),
                     format!("{}-log", config.thread_name),
                 )

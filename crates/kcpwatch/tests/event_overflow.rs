@@ -5,7 +5,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use kcpwatch::events::{LogConfig, LogDestination};
+use kcpwatch::events::LogConfig;
 use kcpwatch::{Runtime, RuntimeConfig};
 use kcpwatch_proto::{Endpoint, EndpointConfig};
 
@@ -22,7 +22,7 @@ fn logged_server(ring_capacity: usize) -> Runtime {
         },
     );
     config.log = Some(LogConfig {
-        destination: LogDestination::None,
+        outputs: Vec::new(),
         ring_capacity,
         deliver_to_js: true,
         outbox_limit: 1 << 30,

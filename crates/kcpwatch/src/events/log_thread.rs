@@ -4,7 +4,6 @@
 //! and never on the game's event loop; a slow destination only makes the ring fill, and a full
 //! ring costs the I/O thread nothing but a counter.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,24 +14,55 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kcpwatch_proto::events::LogLoss;
 use kcpwatch_proto::SecurityEvent;
 
+use kcpwatch_proto::Severity;
+
 use super::canonical::CanonicalWriter;
+use super::formats::{self, Format};
 use super::ring::{EventRing, Record};
+use super::rotating_file::{RotatingFile, Rotation};
 
 /// How long the log thread sleeps when nobody wakes it: a bound on how late a record can be
 /// written if a wake-up is missed.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
-/// Where the canonical lines go.
+/// Where one output's lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogDestination {
-    /// Nowhere but JavaScript (when it listens).
+    /// Nowhere (records still reach JavaScript when it listens).
     None,
     /// The process's standard output.
     Stdout,
     /// The process's standard error.
     Stderr,
-    /// A file, appended to (created if missing).
-    File(PathBuf),
+    /// A file, appended to (created if missing), rotated by size and age.
+    File {
+        /// The file being written.
+        path: PathBuf,
+        /// When to start a new one.
+        rotation: Rotation,
+    },
+}
+
+/// One output of a listener: where, in which format, from which severity up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOutput {
+    /// Where.
+    pub destination: LogDestination,
+    /// In which format (`Json` is the canonical record).
+    pub format: Format,
+    /// The least severe records it takes.
+    pub level: Severity,
+}
+
+impl LogOutput {
+    /// Canonical NDJSON of every produced record to `destination`.
+    pub fn canonical(destination: LogDestination) -> Self {
+        Self {
+            destination,
+            format: Format::Json,
+            level: Severity::Debug,
+        }
+    }
 }
 
 /// Unix time now in microseconds.
@@ -130,22 +160,25 @@ impl Outbox {
 }
 
 struct Destination {
-    kind: LogDestination,
-    file: Option<File>,
+    output: LogOutput,
+    file: Option<RotatingFile>,
+    /// This output's lines of the current batch.
+    lines: String,
     write_errors: u64,
 }
 
 impl Destination {
-    fn open(kind: LogDestination) -> io::Result<Self> {
-        let file = match &kind {
-            LogDestination::File(path) => {
-                Some(OpenOptions::new().create(true).append(true).open(path)?)
+    fn open(output: LogOutput) -> io::Result<Self> {
+        let file = match &output.destination {
+            LogDestination::File { path, rotation } => {
+                Some(RotatingFile::open(path.clone(), *rotation)?)
             }
             _ => None,
         };
         Ok(Self {
-            kind,
+            output,
             file,
+            lines: String::new(),
             write_errors: 0,
         })
     }
@@ -154,14 +187,56 @@ impl Destination {
         if bytes.is_empty() {
             return;
         }
-        let result = match (&self.kind, self.file.as_mut()) {
+        let result = match (&self.output.destination, self.file.as_mut()) {
             (LogDestination::Stdout, _) => write_blocking(&mut io::stdout().lock(), bytes),
             (LogDestination::Stderr, _) => write_blocking(&mut io::stderr().lock(), bytes),
-            (LogDestination::File(_), Some(file)) => file.write_all(bytes),
+            (LogDestination::File { .. }, Some(file)) => file.write_records(bytes),
             _ => Ok(()),
         };
         if result.is_err() {
             self.write_errors += 1;
+        }
+    }
+}
+
+/// Writes one batch to every output, each in its format and from its level up. A record is
+/// formatted once as canonical JSON; the other formats are functions of that record, parsed
+/// once per record only when some output needs them.
+fn write_outputs(outputs: &mut [Destination], records: &[Record], text: &str, ends: &[usize]) {
+    let needs_fields = outputs
+        .iter()
+        .any(|o| o.output.format != Format::Json && o.output.destination != LogDestination::None);
+    for output in outputs.iter_mut() {
+        output.lines.clear();
+    }
+    let mut start = 0;
+    for (record, &end) in records.iter().zip(ends) {
+        let line = &text[start..end];
+        start = end;
+        let severity = record.event.severity();
+        let fields = needs_fields
+            .then(|| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line).ok())
+            .flatten();
+        for output in outputs.iter_mut() {
+            if severity > output.output.level || output.output.destination == LogDestination::None
+            {
+                continue;
+            }
+            match (output.output.format, &fields) {
+                (Format::Json, _) => output.lines.push_str(line),
+                (format, Some(fields)) => formats::write(format, fields, &mut output.lines),
+                // The canonical line always parses; if it ever did not, the canonical form
+                // is better than losing the record.
+                (_, None) => output.lines.push_str(line),
+            }
+        }
+    }
+    for output in outputs.iter_mut() {
+        let lines = std::mem::take(&mut output.lines);
+        output.write(lines.as_bytes());
+        output.lines = lines;
+        if output.lines.capacity() > 1 << 20 {
+            output.lines.shrink_to(64 * 1024);
         }
     }
 }
@@ -203,17 +278,21 @@ impl LogThread {
     pub fn start(
         ring: Arc<EventRing>,
         mut writer: CanonicalWriter,
-        destination: LogDestination,
+        outputs: Vec<LogOutput>,
         outbox: Arc<Outbox>,
         name: String,
     ) -> io::Result<Self> {
-        let mut destination = Destination::open(destination)?;
+        let mut outputs = outputs
+            .into_iter()
+            .map(Destination::open)
+            .collect::<io::Result<Vec<_>>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let (thread_stop, thread_paused) = (stop.clone(), paused.clone());
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             let mut batch = Vec::with_capacity(256);
             let mut text = String::with_capacity(64 * 1024);
+            let mut ends = Vec::with_capacity(256);
             loop {
                 let stopping = thread_stop.load(Ordering::Acquire);
                 if thread_paused.load(Ordering::Acquire) && !stopping {
@@ -233,10 +312,12 @@ impl LogThread {
                     continue;
                 }
                 text.clear();
+                ends.clear();
                 for record in &batch {
                     writer.write(record, &mut text);
+                    ends.push(text.len());
                 }
-                destination.write(text.as_bytes());
+                write_outputs(&mut outputs, &batch, &text, &ends);
                 if outbox.enabled() {
                     outbox.offer(text.as_bytes(), &batch, &mut writer, &ring);
                 }
@@ -284,10 +365,10 @@ impl Drop for LogThread {
 }
 
 /// Formats one record outside the log thread (a failure before the runtime exists, such as a
-/// bind error), writes it to `destination` and returns the line.
+/// bind error), writes it to every output and returns the canonical line.
 pub fn write_one(
     writer: &mut CanonicalWriter,
-    destination: &LogDestination,
+    outputs: &[LogOutput],
     event: SecurityEvent,
 ) -> String {
     let record = Record {
@@ -297,8 +378,10 @@ pub fn write_one(
     };
     let mut text = String::new();
     writer.write(&record, &mut text);
-    if let Ok(mut d) = Destination::open(destination.clone()) {
-        d.write(text.as_bytes());
-    }
+    let mut destinations: Vec<Destination> = outputs
+        .iter()
+        .filter_map(|o| Destination::open(o.clone()).ok())
+        .collect();
+    write_outputs(&mut destinations, &[record], &text, &[text.len()]);
     text
 }

@@ -2,6 +2,7 @@
 //! [`canonical`] NDJSON form, and the [`log_thread`] that writes it and hands it to JavaScript.
 
 pub mod canonical;
+pub mod formats;
 pub mod log_thread;
 pub mod ring;
 pub mod rotating_file;
@@ -10,7 +11,8 @@ use kcpwatch_proto::privacy::IpPrivacy;
 use kcpwatch_proto::Severity;
 
 pub use canonical::{CanonicalWriter, Observer};
-pub use log_thread::{LogDestination, LogThread, Outbox};
+pub use log_thread::{LogDestination, LogOutput, LogThread, Outbox};
+pub use rotating_file::Rotation;
 pub use ring::{EventRing, Record};
 
 /// How one runtime logs its security events.
@@ -18,8 +20,8 @@ pub use ring::{EventRing, Record};
 pub struct LogConfig {
     /// Records below this severity are not produced at all.
     pub level: Severity,
-    /// Where the canonical lines are written.
-    pub destination: LogDestination,
+    /// Where the records are written, each output in its own format.
+    pub outputs: Vec<LogOutput>,
     /// Records per ring lane.
     pub ring_capacity: usize,
     /// Bytes of lines held for JavaScript before the newest are dropped (and counted).
@@ -58,7 +60,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: Severity::Informational,
-            destination: LogDestination::Stdout,
+            outputs: vec![LogOutput::canonical(LogDestination::Stdout)],
             ring_capacity: 4096,
             outbox_limit: 8 << 20,
             stats_interval_ms: 60_000,

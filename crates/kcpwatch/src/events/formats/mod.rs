@@ -18,9 +18,13 @@
 //! | `hec` | [`Format::SplunkHec`] | Splunk HTTP Event Collector event |
 //! | `otlp` | [`Format::OtlpJson`] | OTLP/JSON `ExportLogsServiceRequest` with one log record |
 //!
-//! Fields the records do not have yet (`*_ip_pseudonym`, `ip_privacy`, `kcp:alert`) are
-//! handled already, so that the formats do not lag behind the catalog: every format carries
-//! fields it has no mapping for under its own vendor namespace instead of dropping them.
+//! Fields are not dropped: every format carries the fields it has no mapping for under its own
+//! vendor namespace (`kcp.*` in ECS, `unmapped` in OCSF, custom keys in CEF, ...), so new
+//! catalog fields appear in every format before anyone maps them (the only losses: CEF's time
+//! is in milliseconds, and formats with a severity field leave out the pino `level` and
+//! `level_name`, which follow from it). Privacy-mode fields
+//! (`*_ip_pseudonym`, `ip_privacy`) never land in an IP-typed field, and `kcp:alert` (reserved
+//! for the detectors) already has its ECS kind.
 
 mod cef;
 mod ecs;
@@ -120,7 +124,7 @@ impl std::fmt::Display for Format {
 
 /// Settings of the formats that are not in the record. Everything is optional; `None` means
 /// the default named on each field. [`FormatOptions::DEFAULT`] is usable in `const` context so
-/// that [`write`] allocates nothing for its options.
+/// that [`write()`] allocates nothing for its options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatOptions {
     /// Syslog facility of RFC 5424 lines, 0-23 (default 16, `local0`: kcpwatch is an
@@ -179,15 +183,19 @@ pub fn write_with(
     options: &FormatOptions,
     out: &mut String,
 ) {
+    if format == Format::Json {
+        return json::write(record, out);
+    }
+    let fields = Fields::of(record);
     match format {
-        Format::Json => json::write(record, out),
-        Format::Ecs => ecs::write(record, out),
-        Format::Ocsf => ocsf::write(record, out),
-        Format::Cef => cef::write(record, out),
-        Format::Rfc5424 => rfc5424::write(record, options, out),
-        Format::Gelf => gelf::write(record, options, out),
-        Format::SplunkHec => hec::write(record, options, out),
-        Format::OtlpJson => otlp::write(record, options, out),
+        Format::Json => {} // written above, from the record itself
+        Format::Ecs => ecs::write(&fields, out),
+        Format::Ocsf => ocsf::write(&fields, out),
+        Format::Cef => cef::write(&fields, out),
+        Format::Rfc5424 => rfc5424::write(&fields, options, out),
+        Format::Gelf => gelf::write(&fields, options, out),
+        Format::SplunkHec => hec::write(&fields, options, out),
+        Format::OtlpJson => otlp::write(&fields, options, out),
     }
 }
 
@@ -199,21 +207,102 @@ type Record = Map<String, Value>;
 /// Vendor and product in every format's product fields.
 const PRODUCT: &str = "kcpwatch";
 
-fn get_str<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
+/// The record with the fields the formats ask for found in one pass: a map lookup hashes the
+/// key, and a format asks for dozens of fields per record.
+struct Fields<'a> {
+    record: &'a Record,
+    slots: [Option<&'a Value>; SLOTS],
+}
+
+const SLOTS: usize = 42;
+
+/// The slot of a field the formats look up; `SLOTS` for any other.
+fn slot(key: &str) -> usize {
+    match key {
+        "ts" => 0,
+        "time" => 1,
+        "level_name" => 2,
+        "severity" => 3,
+        "name" => 4,
+        "seq" => 5,
+        "msg" => 6,
+        "observer_host" => 7,
+        "observer_service" => 8,
+        "observer_instance" => 9,
+        "observer_version" => 10,
+        "uid" => 11,
+        "direction" => 12,
+        "src_ip" => 13,
+        "src_port" => 14,
+        "dst_ip" => 15,
+        "dst_port" => 16,
+        "peer_ip" => 17,
+        "peer_port" => 18,
+        "local_ip" => 19,
+        "local_port" => 20,
+        "src_ip_pseudonym" => 21,
+        "dst_ip_pseudonym" => 22,
+        "peer_ip_pseudonym" => 23,
+        "local_ip_pseudonym" => 24,
+        "transport" => 25,
+        "community_id" => 26,
+        "reason" => 27,
+        "trigger" => 28,
+        "rule" => 29,
+        "violation" => 30,
+        "duration_ms" => 31,
+        "bytes_received" => 32,
+        "bytes_sent" => 33,
+        "datagrams_received" => 34,
+        "datagrams_sent" => 35,
+        "error_code" => 36,
+        "error_message" => 37,
+        "error_type" => 38,
+        "suppressed" => 39,
+        "prev_state" => 40,
+        "state" => 41,
+        _ => SLOTS,
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn of(record: &'a Record) -> Self {
+        let mut slots = [None; SLOTS];
+        for (key, value) in record {
+            if let Some(s) = slots.get_mut(slot(key)) {
+                *s = Some(value);
+            }
+        }
+        Fields { record, slots }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        match self.slots.get(slot(key)) {
+            Some(value) => *value,
+            None => self.record.get(key),
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+fn get_str<'a>(r: &Fields<'a>, key: &str) -> Option<&'a str> {
     r.get(key).and_then(Value::as_str)
 }
 
-fn get_u64(r: &Record, key: &str) -> Option<u64> {
+fn get_u64(r: &Fields<'_>, key: &str) -> Option<u64> {
     r.get(key).and_then(Value::as_u64)
 }
 
 /// `name`, e.g. `kcp:connection_closed`.
-fn event_name(r: &Record) -> &str {
+fn event_name<'a>(r: &Fields<'a>) -> &'a str {
     get_str(r, "name").unwrap_or("")
 }
 
 /// The event name without its `kcp:` prefix, e.g. `connection_closed`.
-fn action(r: &Record) -> &str {
+fn action<'a>(r: &Fields<'a>) -> &'a str {
     let name = event_name(r);
     name.strip_prefix("kcp:").unwrap_or(name)
 }
@@ -230,7 +319,7 @@ const SEVERITY_NAMES: [&str; 8] = [
 ];
 
 /// Syslog severity 0-7: `severity`, else `level_name`, else info (6).
-fn severity(r: &Record) -> u8 {
+fn severity(r: &Fields<'_>) -> u8 {
     if let Some(code) = get_u64(r, "severity") {
         return code.min(7) as u8;
     }
@@ -240,7 +329,7 @@ fn severity(r: &Record) -> u8 {
 }
 
 /// A parsed IP address text, when it is one (a privacy mode may have replaced it).
-fn ip_of<'a>(r: &'a Record, key: &str) -> Option<(&'a str, IpAddr)> {
+fn ip_of<'a>(r: &Fields<'a>, key: &str) -> Option<(&'a str, IpAddr)> {
     let text = get_str(r, key)?;
     text.parse().ok().map(|ip| (text, ip))
 }
@@ -277,7 +366,7 @@ fn abnormal_close(reason: &str) -> bool {
 }
 
 /// `None` for records that report rather than do something (`stats`, `alert`, unknown ones).
-fn outcome(r: &Record) -> Option<Outcome> {
+fn outcome(r: &Fields<'_>) -> Option<Outcome> {
     Some(match action(r) {
         "listener_started" | "listener_stopped" | "connection_established" => Outcome::Success,
         "connection_attempted" => Outcome::Unknown,
@@ -285,7 +374,8 @@ fn outcome(r: &Record) -> Option<Outcome> {
             Outcome::Failure
         }
         "connection_state_updated" => {
-            if get_str(r, "prev_state") == Some("attempted") && get_str(r, "state") == Some("closed")
+            if get_str(r, "prev_state") == Some("attempted")
+                && get_str(r, "state") == Some("closed")
             {
                 Outcome::Failure
             } else {
@@ -320,12 +410,12 @@ impl Timestamp {
 
     /// Seconds with six decimals, as a JSON number (GELF, HEC).
     fn write_seconds(self, out: &mut String) {
-        let _ = write!(
-            out,
-            "{}.{:06}",
-            self.micros / 1_000_000,
-            self.micros % 1_000_000
-        );
+        push_u64(out, self.micros / 1_000_000);
+        let fraction = self.micros % 1_000_000;
+        out.push('.');
+        for digit in (0..6).rev() {
+            out.push(char::from(b'0' + (fraction / 10u64.pow(digit) % 10) as u8));
+        }
     }
 
     fn rfc3339(self) -> String {
@@ -341,7 +431,7 @@ impl Timestamp {
 }
 
 /// The record's time: `ts` (microseconds), else `time` (milliseconds).
-fn timestamp(r: &Record) -> Option<Timestamp> {
+fn timestamp(r: &Fields<'_>) -> Option<Timestamp> {
     if let Some(ts) = get_str(r, "ts") {
         if let Ok(t) = humantime::parse_rfc3339(ts) {
             if let Ok(d) = t.duration_since(UNIX_EPOCH) {
@@ -356,12 +446,59 @@ fn timestamp(r: &Record) -> Option<Timestamp> {
     })
 }
 
+/// Appends a decimal integer without going through `fmt`: records carry dozens of integers,
+/// and the formatting machinery was most of a record's cost.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+/// Appends a JSON number as JSON writes it.
+fn push_number(out: &mut String, n: &serde_json::Number) {
+    if let Some(u) = n.as_u64() {
+        push_u64(out, u);
+    } else if let Some(i) = n.as_i64() {
+        out.push('-');
+        push_u64(out, i.unsigned_abs());
+    } else {
+        let _ = write!(out, "{n}");
+    }
+}
+
 /// Appends `s` as a JSON string literal.
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    json_escape(out, s);
+    out.push('"');
+}
+
+/// Appends the inside of a JSON string literal: every control character escaped, so that a
+/// record is always one line.
+fn json_escape(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Most text needs no escape: skip eight bytes at a time while none does (a short tail
+        // is padded with a letter that needs none).
+        let rest = &bytes[i..];
+        let mut word = [b'a'; 8];
+        let n = rest.len().min(8);
+        word[..n].copy_from_slice(&rest[..n]);
+        if !needs_json_escape(u64::from_le_bytes(word)) {
+            i += n;
+            continue;
+        }
+        let b = bytes[i];
         let escape: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -369,7 +506,10 @@ fn json_str(out: &mut String, s: &str) {
             b'\r' => "\\r",
             b'\t' => "\\t",
             0..=0x1f => "",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.push_str(&s[start..i]);
         if escape.is_empty() {
@@ -377,10 +517,37 @@ fn json_str(out: &mut String, s: &str) {
         } else {
             out.push_str(escape);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.push_str(&s[start..]);
-    out.push('"');
+}
+
+/// Whether any of the eight bytes of `word` is a control character, `"` or `\` (the classic
+/// "has zero byte" / "has byte less than" bit tricks; exact for the question "any?").
+fn needs_json_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (below_space | quote | backslash) & HIGH != 0
+}
+
+/// Appends `s` with the ASCII bytes `escape` maps to a replacement replaced (the text
+/// formats' escaping: their special characters are all ASCII, so slicing around them is safe).
+fn escape_ascii(out: &mut String, s: &str, escape: impl Fn(u8) -> Option<&'static str>) {
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if let Some(replacement) = escape(b) {
+            out.push_str(&s[start..i]);
+            out.push_str(replacement);
+            start = i + 1;
+        }
+    }
+    out.push_str(&s[start..]);
 }
 
 /// Appends any JSON value (the records are flat, but nothing here assumes it).
@@ -388,9 +555,7 @@ fn json_value(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Number(n) => push_number(out, n),
         Value::String(s) => json_str(out, s),
         Value::Array(items) => {
             out.push('[');
@@ -430,9 +595,7 @@ fn scalar_text<'a>(v: &'a Value, scratch: &'a mut String) -> &'a str {
         other => {
             scratch.clear();
             match other {
-                Value::Number(n) => {
-                    let _ = write!(scratch, "{n}");
-                }
+                Value::Number(n) => push_number(scratch, n),
                 _ => json_value(scratch, other),
             }
             scratch
@@ -471,15 +634,27 @@ impl<'a> Obj<'a> {
         json_str(self.out, value);
     }
 
+    /// A string value written from parts, to avoid formatting it into a temporary.
+    fn str_parts(&mut self, key: &str, parts: &[&str]) {
+        self.key(key);
+        self.out.push('"');
+        for part in parts {
+            json_escape(self.out, part);
+        }
+        self.out.push('"');
+    }
+
+    /// Writes `value` unless it is absent or empty: an empty canonical string means "not
+    /// known" (an unnamed host), and an empty keyword only gets in the way of queries.
     fn opt_str(&mut self, key: &str, value: Option<&str>) {
-        if let Some(value) = value {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
             self.str(key, value);
         }
     }
 
-    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
+    fn num(&mut self, key: &str, value: u64) {
         self.key(key);
-        let _ = write!(self.out, "{value}");
+        push_u64(self.out, value);
     }
 
     fn opt_num(&mut self, key: &str, value: Option<u64>) {
@@ -505,7 +680,8 @@ impl<'a> Obj<'a> {
         self.out.push(']');
     }
 
-    fn object(&mut self, key: &str, body: impl FnOnce(&mut Obj<'_>)) {
+    /// A nested object; returns whether it was kept (it is not when `body` wrote nothing).
+    fn object(&mut self, key: &str, body: impl FnOnce(&mut Obj<'_>)) -> bool {
         let mark = self.out.len();
         let was_empty = self.empty;
         self.key(key);
@@ -517,6 +693,7 @@ impl<'a> Obj<'a> {
             self.out.truncate(mark);
             self.empty = was_empty;
         }
+        !child_empty
     }
 }
 
@@ -542,6 +719,24 @@ mod tests {
     }
 
     #[test]
+    fn json_escape_finds_every_special_byte_at_every_offset() {
+        for special in ['"', '\\', '\n', '\u{0}', '\u{1f}'] {
+            for at in 0..20 {
+                let mut text: String = "abcdefghijklmnopqrstuvwxyz".chars().take(20).collect();
+                text.replace_range(at..at + 1, &special.to_string());
+                let mut out = String::new();
+                json_str(&mut out, &text);
+                let back: String = serde_json::from_str(&out).unwrap();
+                assert_eq!(back, text);
+                assert!(!out[1..out.len() - 1].contains(|c: char| c < ' '));
+            }
+        }
+        let mut out = String::new();
+        json_str(&mut out, "Grüße, 東京 🎮 ~\u{7f}");
+        assert_eq!(out, "\"Grüße, 東京 🎮 ~\u{7f}\"");
+    }
+
+    #[test]
     fn empty_groups_vanish() {
         let mut out = String::new();
         let mut o = Obj::begin(&mut out);
@@ -554,17 +749,19 @@ mod tests {
 
     #[test]
     fn timestamp_prefers_ts() {
-        let r: Record = serde_json::from_str(
-            r#"{"ts":"2025-11-26T15:13:20.412305Z","time":1764170000412}"#,
-        )
-        .unwrap();
-        let t = timestamp(&r).unwrap();
+        let r: Record =
+            serde_json::from_str(r#"{"ts":"2025-11-26T15:13:20.412305Z","time":1764170000412}"#)
+                .unwrap();
+        let t = timestamp(&Fields::of(&r)).unwrap();
         assert_eq!(t.micros, 1_764_170_000_412_305);
         assert_eq!(t.rfc3339(), "2025-11-26T15:13:20.412305Z");
         let mut s = String::new();
         t.write_seconds(&mut s);
         assert_eq!(s, "1764170000.412305");
         let r: Record = serde_json::from_str(r#"{"time":1764170000412}"#).unwrap();
-        assert_eq!(timestamp(&r).unwrap().micros, 1_764_170_000_412_000);
+        assert_eq!(
+            timestamp(&Fields::of(&r)).unwrap().micros,
+            1_764_170_000_412_000
+        );
     }
 }

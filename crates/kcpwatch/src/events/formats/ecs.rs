@@ -1,0 +1,331 @@
+//! `ecs`: an Elastic Common Schema 9.x document per record, nested JSON on one line.
+//!
+//! | canonical | ECS |
+//! |---|---|
+//! | `ts` | `@timestamp` |
+//! | `msg` | `message` |
+//! | `name` | `event.action` (without `kcp:`), plus `event.kind` / `category` / `type` below |
+//! | `severity` | `event.severity` (syslog number) |
+//! | `level_name` | `log.level` |
+//! | `seq` | `event.sequence`; `event.id` = `observer_instance:seq` |
+//! | `reason` | `event.reason` (drops have none: their `trigger`; protocol violations: `violation`) |
+//! | `duration_ms` | `event.duration` (nanoseconds), `event.start` / `event.end` |
+//! | `src_ip` / `src_port` | `source.ip` / `source.port` |
+//! | `dst_ip` / `dst_port` | `destination.ip` / `destination.port` |
+//! | `peer_ip` / `peer_port` | `destination.*` (the peer a failed send went to) |
+//! | `local_ip` / `local_port` | `server.ip` / `server.port` (our bound address) |
+//! | `bytes_*`, `datagrams_*` of a close | `source.bytes`/`packets` for the originator's direction, `destination.*` for the other, `network.bytes`/`packets` the sum |
+//! | `transport` | `network.transport`, `network.iana_number` 17 |
+//! | `community_id` | `network.community_id` |
+//! | `direction` | `network.direction` (`inbound` for drops, which always are) |
+//! | `rule`, `trigger` | `rule.name`, `rule.category` (also kept in `kcp.*`) |
+//! | `error_code` / `error_message` / `error_type` | `error.code` / `message` / `type` |
+//! | `observer_host` | `observer.hostname`, `host.name` |
+//! | `observer_service` / `observer_instance` | `service.name` / `service.ephemeral_id` |
+//! | `observer_version` | `observer.version` |
+//! | everything else (`uid`, `conv`, `history`, counters, KCP parameters, `*_pseudonym`, an address that is not an IP) | `kcp.<field>` |
+//!
+//! Categorization (every `event.type` value is one ECS allows; all but `error` are among the
+//! types ECS expects for category `network`, and `error` is what a failed send or bind is):
+//!
+//! | event | kind | type | outcome |
+//! |---|---|---|---|
+//! | listener_started | event | start | success |
+//! | listener_stopped | event | end | success |
+//! | connection_attempted | event | connection | unknown |
+//! | connection_established | event | connection, start | success |
+//! | connection_failed | event | connection, denied | failure |
+//! | connection_state_updated | event | connection | success (failure for attempted -> closed) |
+//! | connection_closed | event | connection, end | success (failure for dead_link, internal_error, protocol_violation, evicted) |
+//! | packet_dropped | event | denied | failure |
+//! | protocol_violation | event | denied | failure |
+//! | error | event | error | failure |
+//! | stats | metric | info | - |
+//! | log_loss | event | info | failure |
+//! | alert (reserved) | alert | info (category also intrusion_detection) | - |
+//!
+//! `state_updated` is deliberately not `start`/`end`: `established` and `closed` already are,
+//! and counting starts must not count a connection twice.
+
+use std::net::IpAddr;
+
+use super::{
+    action, get_str, get_u64, ip_of, is_wildcard, json_escape, outcome, push_u64, severity,
+    timestamp, Fields, Obj, PRODUCT,
+};
+
+/// The ECS version the documents follow (`ecs.version`).
+const ECS_VERSION: &str = "9.0.0";
+/// `event.dataset`: one dataset for every kcpwatch security record.
+const DATASET: &str = "kcpwatch.security";
+
+struct Categories {
+    kind: &'static str,
+    category: &'static [&'static str],
+    types: &'static [&'static str],
+}
+
+fn categorize(action: &str) -> Categories {
+    const NETWORK: &[&str] = &["network"];
+    let (kind, category, types): (_, _, &'static [&'static str]) = match action {
+        "listener_started" => ("event", NETWORK, &["start"]),
+        "listener_stopped" => ("event", NETWORK, &["end"]),
+        "connection_attempted" | "connection_state_updated" => ("event", NETWORK, &["connection"]),
+        "connection_established" => ("event", NETWORK, &["connection", "start"]),
+        "connection_failed" => ("event", NETWORK, &["connection", "denied"]),
+        "connection_closed" => ("event", NETWORK, &["connection", "end"]),
+        "packet_dropped" | "protocol_violation" => ("event", NETWORK, &["denied"]),
+        "error" => ("event", NETWORK, &["error"]),
+        "stats" => ("metric", NETWORK, &["info"]),
+        "alert" => ("alert", &["network", "intrusion_detection"], &["info"]),
+        _ => ("event", NETWORK, &["info"]),
+    };
+    Categories {
+        kind,
+        category,
+        types,
+    }
+}
+
+/// Which side the originator's byte counts go to: `Some(true)` when the originator is the
+/// peer (inbound: `source.bytes` = what we received).
+fn originator_is_peer(r: &Fields<'_>) -> Option<bool> {
+    if action(r) != "connection_closed" {
+        return None;
+    }
+    match get_str(r, "direction") {
+        Some("inbound") => Some(true),
+        Some("outbound") => Some(false),
+        _ => None,
+    }
+}
+
+/// The peer of a connection-less error is the destination, unless the record has one.
+fn peer_is_destination(r: &Fields<'_>) -> bool {
+    !r.has("dst_ip") && !r.has("dst_port")
+}
+
+/// What `write` and `mapped` both need, worked out once (parsing addresses is the costly part).
+struct Addresses<'a> {
+    src: Option<(&'a str, IpAddr)>,
+    /// `dst_*`, or `peer_*` when the record has no `dst_*`.
+    dst: Option<(&'a str, IpAddr)>,
+    local: Option<(&'a str, IpAddr)>,
+    peer_is_destination: bool,
+    /// [`originator_is_peer`].
+    bytes: Option<bool>,
+}
+
+impl<'a> Addresses<'a> {
+    fn of(r: &Fields<'a>) -> Self {
+        let peer_is_destination = peer_is_destination(r);
+        Addresses {
+            src: ip_of(r, "src_ip"),
+            dst: ip_of(
+                r,
+                if peer_is_destination {
+                    "peer_ip"
+                } else {
+                    "dst_ip"
+                },
+            ),
+            local: ip_of(r, "local_ip"),
+            peer_is_destination,
+            bytes: originator_is_peer(r),
+        }
+    }
+}
+
+/// Canonical fields an ECS field carries in full; the rest go to `kcp.*`.
+fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
+    match key {
+        "ts" | "time" | "level" | "level_name" | "severity" | "name" | "seq" | "msg"
+        | "observer_host" | "observer_service" | "observer_instance" | "observer_version"
+        | "community_id" | "duration_ms" | "reason" | "error_code" | "error_message"
+        | "error_type" => true,
+        "transport" => r.get(key).is_some_and(|v| v.is_string()),
+        "direction" => matches!(get_str(r, key), Some("inbound" | "outbound")),
+        "src_ip" => a.src.is_some(),
+        "dst_ip" => !a.peer_is_destination && a.dst.is_some(),
+        "peer_ip" => a.peer_is_destination && a.dst.is_some(),
+        "local_ip" => a.local.is_some(),
+        "src_port" | "dst_port" | "local_port" => get_u64(r, key).is_some(),
+        "peer_port" => a.peer_is_destination && get_u64(r, key).is_some(),
+        "bytes_received" | "bytes_sent" | "datagrams_received" | "datagrams_sent" => {
+            a.bytes.is_some() && get_u64(r, key).is_some()
+        }
+        _ => false,
+    }
+}
+
+pub(super) fn write(r: &Fields<'_>, out: &mut String) {
+    let action = action(r);
+    let cats = categorize(action);
+    let time = timestamp(r);
+    let mut o = Obj::begin(out);
+    match get_str(r, "ts") {
+        Some(ts) => o.str("@timestamp", ts),
+        None => {
+            if let Some(t) = time {
+                o.str("@timestamp", &t.rfc3339());
+            }
+        }
+    }
+    o.opt_str("message", get_str(r, "msg"));
+    o.object("ecs", |o| o.str("version", ECS_VERSION));
+    o.object("event", |o| {
+        o.str("kind", cats.kind);
+        o.strs("category", cats.category);
+        o.strs("type", cats.types);
+        if !action.is_empty() {
+            o.str("action", action);
+        }
+        if let Some(outcome) = outcome(r) {
+            o.str("outcome", outcome.as_str());
+        }
+        let reason = get_str(r, "reason").or_else(|| match action {
+            "packet_dropped" => get_str(r, "trigger"),
+            "protocol_violation" => get_str(r, "violation"),
+            _ => None,
+        });
+        o.opt_str("reason", reason);
+        if let Some(ms) = get_u64(r, "duration_ms") {
+            o.num("duration", ms.saturating_mul(1_000_000));
+            if let Some(end) = time {
+                o.str("start", &end.minus_millis(ms).rfc3339());
+                o.str("end", &end.rfc3339());
+            }
+        }
+        o.num("severity", u64::from(severity(r)));
+        if let Some(seq) = get_u64(r, "seq") {
+            o.num("sequence", seq);
+            if let Some(instance) = get_str(r, "observer_instance").filter(|i| !i.is_empty()) {
+                o.key("id");
+                write_event_id(o.out, instance, seq);
+            }
+        }
+        o.str("dataset", DATASET);
+        o.str("module", PRODUCT);
+    });
+    o.object("log", |o| o.opt_str("level", get_str(r, "level_name")));
+
+    let addrs = Addresses::of(r);
+    let bytes = addrs.bytes;
+    let (src_bytes, src_packets, dst_bytes, dst_packets) = match bytes {
+        Some(true) => (
+            "bytes_received",
+            "datagrams_received",
+            "bytes_sent",
+            "datagrams_sent",
+        ),
+        _ => (
+            "bytes_sent",
+            "datagrams_sent",
+            "bytes_received",
+            "datagrams_received",
+        ),
+    };
+    o.object("source", |o| {
+        o.opt_str("ip", addrs.src.map(|(t, _)| t));
+        o.opt_num("port", get_u64(r, "src_port"));
+        if bytes.is_some() {
+            o.opt_num("bytes", get_u64(r, src_bytes));
+            o.opt_num("packets", get_u64(r, src_packets));
+        }
+    });
+    let dst_port = if addrs.peer_is_destination {
+        "peer_port"
+    } else {
+        "dst_port"
+    };
+    o.object("destination", |o| {
+        o.opt_str("ip", addrs.dst.map(|(t, _)| t));
+        o.opt_num("port", get_u64(r, dst_port));
+        if bytes.is_some() {
+            o.opt_num("bytes", get_u64(r, dst_bytes));
+            o.opt_num("packets", get_u64(r, dst_packets));
+        }
+    });
+    o.object("server", |o| {
+        o.opt_str("ip", addrs.local.map(|(t, _)| t));
+        o.opt_num("port", get_u64(r, "local_port"));
+    });
+
+    let ips = [addrs.src, addrs.dst, addrs.local];
+    o.object("network", |o| {
+        let transport = get_str(r, "transport");
+        o.opt_str("transport", transport);
+        if transport == Some("udp") {
+            o.str("iana_number", "17");
+        }
+        if let Some((_, ip)) = ips.iter().flatten().next() {
+            o.str("type", if ip.is_ipv6() { "ipv6" } else { "ipv4" });
+        }
+        if action != "log_loss" {
+            o.str("protocol", "kcp");
+        }
+        o.opt_str("community_id", get_str(r, "community_id"));
+        let direction = match get_str(r, "direction") {
+            Some(d @ ("inbound" | "outbound")) => Some(d),
+            _ if action == "packet_dropped" => Some("inbound"),
+            _ => None,
+        };
+        o.opt_str("direction", direction);
+        if bytes.is_some() {
+            let sum = |a, b| Some(get_u64(r, a)?.saturating_add(get_u64(r, b)?));
+            o.opt_num("bytes", sum("bytes_received", "bytes_sent"));
+            o.opt_num("packets", sum("datagrams_received", "datagrams_sent"));
+        }
+    });
+    o.object("related", |o| {
+        let mut related = [""; 3];
+        let mut n = 0;
+        for (text, ip) in ips.iter().flatten() {
+            if !is_wildcard(*ip) && !related[..n].contains(text) {
+                related[n] = text;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            o.strs("ip", &related[..n]);
+        }
+    });
+    o.object("rule", |o| {
+        o.opt_str("name", get_str(r, "rule"));
+        o.opt_str("category", get_str(r, "trigger"));
+    });
+    o.object("error", |o| {
+        o.opt_str("code", get_str(r, "error_code"));
+        o.opt_str("message", get_str(r, "error_message"));
+        o.opt_str("type", get_str(r, "error_type"));
+    });
+    o.object("observer", |o| {
+        o.opt_str("hostname", get_str(r, "observer_host"));
+        o.str("product", PRODUCT);
+        o.str("vendor", PRODUCT);
+        o.opt_str("version", get_str(r, "observer_version"));
+    });
+    o.object("host", |o| o.opt_str("name", get_str(r, "observer_host")));
+    o.object("service", |o| {
+        o.opt_str("name", get_str(r, "observer_service"));
+        o.opt_str("ephemeral_id", get_str(r, "observer_instance"));
+    });
+    o.object("kcp", |o| {
+        for (key, value) in r.record {
+            if !mapped(r, &addrs, key) {
+                o.value(key, value);
+            }
+        }
+    });
+    o.end();
+    out.push('\n');
+}
+
+/// `observer_instance:seq`, unique per record (docs/events.md, Sequence numbers).
+fn write_event_id(out: &mut String, instance: &str, seq: u64) {
+    out.push('"');
+    json_escape(out, instance);
+    out.push(':');
+    push_u64(out, seq);
+    out.push('"');
+}

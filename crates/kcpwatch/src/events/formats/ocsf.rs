@@ -1,0 +1,444 @@
+//! `ocsf`: an OCSF 1.3.0 event of class Network Activity (`class_uid` 4001, category Network
+//! Activity, `category_uid` 4) per record.
+//!
+//! Attributes OCSF 1.3.0 marks **required** for class 4001, all always written: `activity_id`,
+//! `category_uid`, `class_uid`, `metadata` (with its required `product` and `version`),
+//! `severity_id`, `time`, `type_uid`. **Recommended** ones written when the record has the
+//! data: `activity_name`, `category_name`, `class_name`, `type_name`, `severity`, `message`,
+//! `status`/`status_id`/`status_code`/`status_detail`, `timezone_offset`, `src_endpoint`,
+//! `dst_endpoint` (the class requires at least one of the two), `connection_info`, `traffic`,
+//! `observables`. Optional ones used: `app_name`, `count`, `duration`, `start_time`,
+//! `end_time`, `device` (host profile), `action`/`action_id`/`disposition`/`disposition_id`/
+//! `firewall_rule` (security_control profile), `unmapped`.
+//!
+//! `activity_id` (1.3.0 values: 0 Unknown, 1 Open, 2 Close, 3 Reset, 4 Fail, 5 Refuse,
+//! 6 Traffic, 99 Other); `type_uid` = 400100 + `activity_id`:
+//!
+//! | event | activity | why |
+//! |---|---|---|
+//! | connection_established | 1 Open | "a new network connection was opened" |
+//! | connection_closed | 2 Close | every reason; the reason is in `status_detail` and `status_id` says whether it broke. Reset (3) means a middlebox tore it down, which kcpwatch cannot see |
+//! | connection_failed | 5 Refuse (4 Fail for `handshake_timeout`) | we refused the attempt; a timeout is a failure, not a refusal |
+//! | packet_dropped | 5 Refuse | the datagram was refused (action Denied, disposition Blocked) |
+//! | error | 4 Fail | a send, an ICMP report or a bind failed ("no route to host") |
+//! | stats | 6 Traffic | a traffic report |
+//! | listener_started / listener_stopped | 99 Other, `activity_name` "Listen" / "Stop Listening" | 1.3.0 has no Listen activity |
+//! | connection_attempted | 99 Other, "Attempt" | not open yet; Open would count each connection twice |
+//! | connection_state_updated | 99 Other, "State Change" | the Open/Close records already carry the transitions that matter |
+//! | protocol_violation | 99 Other, "Protocol Violation" | the application's own send was refused, not the network |
+//! | log_loss | 99 Other, "Log Loss" | |
+//! | alert (reserved), unknown | 99 Other | |
+//!
+//! | canonical | OCSF |
+//! |---|---|
+//! | `ts` / `time` | `time` (epoch ms), `timezone_offset` 0 |
+//! | `severity` | `severity_id`: debug/info 1 Informational, notice 2 Low, warning 3 Medium, error 4 High, critical/alert 5 Critical, emergency 6 Fatal |
+//! | `msg` | `message` |
+//! | `name` | `metadata.event_code` |
+//! | `seq` | `metadata.sequence`; `metadata.uid` = `observer_instance:seq` |
+//! | `uid` | `connection_info.uid`, `metadata.correlation_uid` |
+//! | `src_*` / `dst_*` | `src_endpoint` / `dst_endpoint` {`ip`, `port`} |
+//! | `peer_*` (no connection) | `dst_endpoint`, with `local_*` as `src_endpoint` |
+//! | `local_*` alone (listener, stats, bind failure) | `dst_endpoint`; with a connection it stays in `unmapped` |
+//! | `transport` | `connection_info.protocol_name`, `protocol_num` 17 |
+//! | `community_id` | `connection_info.community_uid` |
+//! | `direction` | `connection_info.direction_id` 1 Inbound / 2 Outbound |
+//! | bytes and datagrams of a close or stats | `traffic`: `bytes_out`/`packets_out` from src to dst, `bytes_in`/`packets_in` back |
+//! | `duration_ms` | `duration`, `start_time`, `end_time` |
+//! | `error_code` / `error_message`, else `reason` | `status_code` / `status_detail` |
+//! | `suppressed` > 0 | `count` (also kept in `unmapped`) |
+//! | `rule` / `trigger` | `firewall_rule.name` / `category` (also in `unmapped`) |
+//! | `observer_host` | `device.hostname` |
+//! | `observer_service` | `app_name` |
+//! | `observer_version` | `metadata.product.version` |
+//! | everything else | `unmapped.<field>` |
+//!
+//! A record without any address (`log_loss`) gets `dst_endpoint.hostname` = `observer_host`,
+//! the host whose log it is, to satisfy the class's endpoint constraint.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::{
+    action, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64, severity,
+    timestamp, Fields, Obj, Outcome, PRODUCT,
+};
+
+/// OCSF schema version of the events (`metadata.version`).
+const OCSF_VERSION: &str = "1.3.0";
+const CLASS_UID: u64 = 4001;
+const CATEGORY_UID: u64 = 4;
+const CLASS_NAME: &str = "Network Activity";
+
+fn activity<'a>(r: &Fields<'a>) -> (u64, &'a str) {
+    match action(r) {
+        "connection_established" => (1, "Open"),
+        "connection_closed" => (2, "Close"),
+        "connection_failed" if get_str(r, "reason") == Some("handshake_timeout") => (4, "Fail"),
+        "connection_failed" | "packet_dropped" => (5, "Refuse"),
+        "error" => (4, "Fail"),
+        "stats" => (6, "Traffic"),
+        "listener_started" => (99, "Listen"),
+        "listener_stopped" => (99, "Stop Listening"),
+        "connection_attempted" => (99, "Attempt"),
+        "connection_state_updated" => (99, "State Change"),
+        "protocol_violation" => (99, "Protocol Violation"),
+        "log_loss" => (99, "Log Loss"),
+        "alert" => (99, "Alert"),
+        "" => (0, "Unknown"),
+        other => (99, other),
+    }
+}
+
+/// Syslog severity 0-7 -> OCSF `severity_id`.
+const SEVERITY_ID: [u64; 8] = [6, 5, 5, 4, 3, 2, 1, 1];
+
+fn severity_caption(id: u64) -> &'static str {
+    match id {
+        1 => "Informational",
+        2 => "Low",
+        3 => "Medium",
+        4 => "High",
+        5 => "Critical",
+        6 => "Fatal",
+        _ => "Unknown",
+    }
+}
+
+/// Where each address goes.
+struct Endpoints<'a> {
+    /// Canonical prefixes (`src`, `dst`, `peer`, `local`) for `src_endpoint` / `dst_endpoint`.
+    src: Option<&'static str>,
+    dst: Option<&'static str>,
+    /// Their addresses, parsed once.
+    src_ip: Option<(&'a str, IpAddr)>,
+    dst_ip: Option<(&'a str, IpAddr)>,
+}
+
+fn has(r: &Fields<'_>, prefix: &str) -> bool {
+    let (ip, port, pseudonym) = match prefix {
+        "src" => ("src_ip", "src_port", "src_ip_pseudonym"),
+        "dst" => ("dst_ip", "dst_port", "dst_ip_pseudonym"),
+        "peer" => ("peer_ip", "peer_port", "peer_ip_pseudonym"),
+        _ => ("local_ip", "local_port", "local_ip_pseudonym"),
+    };
+    r.has(ip) || r.has(port) || r.has(pseudonym)
+}
+
+fn endpoints<'a>(r: &Fields<'a>) -> Endpoints<'a> {
+    let (src, dst) = if has(r, "src") || has(r, "dst") {
+        (
+            has(r, "src").then_some("src"),
+            has(r, "dst").then_some("dst"),
+        )
+    } else if has(r, "peer") {
+        (has(r, "local").then_some("local"), Some("peer"))
+    } else {
+        (None, has(r, "local").then_some("local"))
+    };
+    Endpoints {
+        src,
+        dst,
+        src_ip: endpoint_ip(r, src),
+        dst_ip: endpoint_ip(r, dst),
+    }
+}
+
+/// Whether byte counts are oriented peer -> us (`Some(true)`) or us -> peer: closes by their
+/// direction, stats like inbound traffic (the listener is the responder).
+fn traffic_from_peer(r: &Fields<'_>) -> Option<bool> {
+    match action(r) {
+        "connection_closed" => match get_str(r, "direction") {
+            Some("inbound") => Some(true),
+            Some("outbound") => Some(false),
+            _ => None,
+        },
+        "stats" => Some(true),
+        _ => None,
+    }
+}
+
+/// Canonical fields carried in full by an OCSF attribute; the rest go to `unmapped`.
+fn mapped(r: &Fields<'_>, e: &Endpoints<'_>, key: &str) -> bool {
+    match key {
+        "ts" | "time" | "level" | "level_name" | "severity" | "name" | "seq" | "msg"
+        | "observer_host" | "observer_service" | "observer_version" | "uid" | "community_id"
+        | "duration_ms" | "error_code" | "error_message" => true,
+        "transport" => r.get(key).is_some_and(|v| v.is_string()),
+        "direction" => matches!(get_str(r, key), Some("inbound" | "outbound")),
+        "reason" => !r.has("error_message"),
+        "bytes_received" | "bytes_sent" | "datagrams_received" | "datagrams_sent" => {
+            traffic_from_peer(r).is_some() && get_u64(r, key).is_some()
+        }
+        _ => {
+            let Some((prefix, field)) = key.split_once('_') else {
+                return false;
+            };
+            let (used, ip) = if e.src == Some(prefix) {
+                (true, e.src_ip)
+            } else if e.dst == Some(prefix) {
+                (true, e.dst_ip)
+            } else {
+                (false, None)
+            };
+            used && match field {
+                "ip" => ip.is_some(),
+                "port" => get_u64(r, key).is_some(),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// Writes `src_endpoint` / `dst_endpoint` from a canonical prefix; returns whether it had
+/// anything to write.
+fn endpoint(
+    o: &mut Obj<'_>,
+    key: &str,
+    r: &Fields<'_>,
+    prefix: &str,
+    ip: Option<(&str, IpAddr)>,
+) -> bool {
+    let port = match prefix {
+        "src" => "src_port",
+        "dst" => "dst_port",
+        "peer" => "peer_port",
+        _ => "local_port",
+    };
+    o.object(key, |o| {
+        o.opt_str("ip", ip.map(|(t, _)| t));
+        o.opt_num("port", get_u64(r, port));
+    })
+}
+
+fn endpoint_ip<'a>(r: &Fields<'a>, prefix: Option<&str>) -> Option<(&'a str, IpAddr)> {
+    match prefix? {
+        "src" => ip_of(r, "src_ip"),
+        "dst" => ip_of(r, "dst_ip"),
+        "peer" => ip_of(r, "peer_ip"),
+        _ => ip_of(r, "local_ip"),
+    }
+}
+
+pub(super) fn write(r: &Fields<'_>, out: &mut String) {
+    let (activity_id, activity_name) = activity(r);
+    let severity_id = SEVERITY_ID[usize::from(severity(r))];
+    let ends = endpoints(r);
+    let time = timestamp(r);
+    let action = action(r);
+    let mut o = Obj::begin(out);
+    o.num("activity_id", activity_id);
+    o.str("activity_name", activity_name);
+    o.num("category_uid", CATEGORY_UID);
+    o.str("category_name", CLASS_NAME);
+    o.num("class_uid", CLASS_UID);
+    o.str("class_name", CLASS_NAME);
+    o.num("type_uid", CLASS_UID * 100 + activity_id);
+    o.str_parts("type_name", &[CLASS_NAME, ": ", activity_name]);
+    o.num("time", time.map_or(0, |t| t.unix_millis()));
+    o.num("timezone_offset", 0);
+    o.num("severity_id", severity_id);
+    o.str("severity", severity_caption(severity_id));
+    if let Some(outcome) = outcome(r) {
+        let (id, caption) = match outcome {
+            Outcome::Success => (1, "Success"),
+            Outcome::Failure => (2, "Failure"),
+            Outcome::Unknown => (0, "Unknown"),
+        };
+        o.num("status_id", id);
+        o.str("status", caption);
+    }
+    o.opt_str("status_code", get_str(r, "error_code"));
+    o.opt_str(
+        "status_detail",
+        get_str(r, "error_message").or_else(|| get_str(r, "reason")),
+    );
+    o.opt_str("message", get_str(r, "msg"));
+    if let Some(ms) = get_u64(r, "duration_ms") {
+        o.num("duration", ms);
+        if let Some(end) = time {
+            o.num("start_time", end.minus_millis(ms).unix_millis());
+            o.num("end_time", end.unix_millis());
+        }
+    }
+    if let Some(n) = get_u64(r, "suppressed").filter(|&n| n > 0) {
+        o.num("count", n);
+    }
+    o.opt_str("app_name", get_str(r, "observer_service"));
+
+    let control = match action {
+        "packet_dropped" | "connection_failed" => Some((2, "Denied", 2, "Blocked")),
+        "connection_established" => Some((1, "Allowed", 1, "Allowed")),
+        _ => None,
+    };
+    if let Some((action_id, action_caption, disposition_id, disposition)) = control {
+        o.num("action_id", action_id);
+        o.str("action", action_caption);
+        o.num("disposition_id", disposition_id);
+        o.str("disposition", disposition);
+        o.object("firewall_rule", |o| {
+            o.opt_str("name", get_str(r, "rule"));
+            o.opt_str("category", get_str(r, "trigger"));
+        });
+    }
+
+    let mut endpoints_written = false;
+    if let Some(prefix) = ends.src {
+        endpoints_written |= endpoint(&mut o, "src_endpoint", r, prefix, ends.src_ip);
+    }
+    if let Some(prefix) = ends.dst {
+        endpoints_written |= endpoint(&mut o, "dst_endpoint", r, prefix, ends.dst_ip);
+    }
+    if !endpoints_written {
+        // No address (log_loss, or one a privacy mode removed): the endpoint is this host.
+        o.object("dst_endpoint", |o| {
+            o.opt_str("hostname", get_str(r, "observer_host"));
+        });
+    }
+
+    let (src_ip, dst_ip) = (ends.src_ip, ends.dst_ip);
+    o.object("connection_info", |o| {
+        o.opt_str("uid", get_str(r, "uid"));
+        o.opt_str("community_uid", get_str(r, "community_id"));
+        if let Some(transport) = get_str(r, "transport") {
+            o.str("protocol_name", transport);
+            if transport == "udp" {
+                o.num("protocol_num", 17);
+            }
+            if let Some((_, ip)) = src_ip.or(dst_ip) {
+                o.num("protocol_ver_id", if ip.is_ipv6() { 6 } else { 4 });
+            }
+        }
+        let direction = match get_str(r, "direction") {
+            Some("inbound") => Some((1, "Inbound")),
+            Some("outbound") => Some((2, "Outbound")),
+            _ if action == "packet_dropped" => Some((1, "Inbound")),
+            _ => None,
+        };
+        if let Some((id, caption)) = direction {
+            o.num("direction_id", id);
+            o.str("direction", caption);
+        }
+    });
+    if let Some(from_peer) = traffic_from_peer(r) {
+        let (out_bytes, out_packets, in_bytes, in_packets) = if from_peer {
+            (
+                "bytes_received",
+                "datagrams_received",
+                "bytes_sent",
+                "datagrams_sent",
+            )
+        } else {
+            (
+                "bytes_sent",
+                "datagrams_sent",
+                "bytes_received",
+                "datagrams_received",
+            )
+        };
+        o.object("traffic", |o| {
+            let b_out = get_u64(r, out_bytes);
+            let b_in = get_u64(r, in_bytes);
+            let p_out = get_u64(r, out_packets);
+            let p_in = get_u64(r, in_packets);
+            o.opt_num("bytes_out", b_out);
+            o.opt_num("bytes_in", b_in);
+            o.opt_num("packets_out", p_out);
+            o.opt_num("packets_in", p_in);
+            if let (Some(a), Some(b)) = (b_out, b_in) {
+                o.num("bytes", a.saturating_add(b));
+            }
+            if let (Some(a), Some(b)) = (p_out, p_in) {
+                o.num("packets", a.saturating_add(b));
+            }
+        });
+    }
+
+    let host = get_str(r, "observer_host").filter(|h| !h.is_empty());
+    if let Some(host) = host {
+        o.object("device", |o| {
+            o.str("hostname", host);
+            o.num("type_id", 0);
+            o.str("type", "Unknown");
+        });
+    }
+
+    let mark = o.out.len();
+    let was_empty = o.empty;
+    o.key("observables");
+    o.out.push('[');
+    let mut first = true;
+    let mut observable =
+        |out: &mut String, name: &str, type_id: u64, caption: &str, value: &str| {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let _ = write!(
+                out,
+                "{{\"name\":\"{name}\",\"type_id\":{type_id},\"type\":\"{caption}\",\"value\":\""
+            );
+            json_escape(out, value);
+            out.push_str("\"}");
+        };
+    if let Some((text, _)) = src_ip {
+        observable(o.out, "src_endpoint.ip", 2, "IP Address", text);
+    }
+    if let Some((text, _)) = dst_ip {
+        observable(o.out, "dst_endpoint.ip", 2, "IP Address", text);
+    }
+    if let Some(host) = host {
+        observable(o.out, "device.hostname", 1, "Hostname", host);
+    }
+    if first {
+        o.out.truncate(mark);
+        o.empty = was_empty;
+    } else {
+        o.out.push(']');
+    }
+
+    o.object("metadata", |o| {
+        o.str("version", OCSF_VERSION);
+        o.object("product", |o| {
+            o.str("name", PRODUCT);
+            o.str("vendor_name", PRODUCT);
+            o.opt_str("version", get_str(r, "observer_version"));
+        });
+        o.str("log_name", "kcpwatch.security");
+        o.str("log_provider", PRODUCT);
+        let name = event_name(r);
+        if !name.is_empty() {
+            o.str("event_code", name);
+        }
+        if let Some(seq) = get_u64(r, "seq") {
+            o.num("sequence", seq);
+            if let Some(instance) = get_str(r, "observer_instance").filter(|i| !i.is_empty()) {
+                o.key("uid");
+                o.out.push('"');
+                json_escape(o.out, instance);
+                o.out.push(':');
+                push_u64(o.out, seq);
+                o.out.push('"');
+            }
+        }
+        o.opt_str("correlation_uid", get_str(r, "uid"));
+        let profiles: &[&str] = match (control.is_some(), host.is_some()) {
+            (true, true) => &["host", "security_control"],
+            (true, false) => &["security_control"],
+            (false, true) => &["host"],
+            (false, false) => &[],
+        };
+        if !profiles.is_empty() {
+            o.strs("profiles", profiles);
+        }
+    });
+    o.object("unmapped", |o| {
+        for (key, value) in r.record {
+            if !mapped(r, &ends, key) {
+                o.value(key, value);
+            }
+        }
+    });
+    o.end();
+    out.push('\n');
+}

@@ -1,0 +1,1142 @@
+//! The output formats of `events::formats`, driven by canonical records of every event:
+//!
+//! - `fixtures/events_docs.ndjson`: the examples of `docs/events.md`, extracted verbatim;
+//! - `fixtures/events_generated.ndjson`: a connection's life as the `event_cost` example wrote it
+//!   (`cargo run --release -p kcpwatch --example event_cost -- --lines FILE`), observer fields
+//!   empty as they are there;
+//! - `fixtures/events_crafted.ndjson`: edge cases made by hand: every character the formats must
+//!   escape (`"`, `\`, `]`, `=`, `|`, CR, LF, non-ASCII) in `msg`, `error_message` and the
+//!   observer fields, IPv6 addresses, an outbound close, and `ip_privacy: "hmac"` pseudonyms.
+//!
+//! ECS output is checked against `fixtures/ecs_fields.json` (types and allowed values from the
+//! ECS 9.x reference), OCSF against the attributes 1.3.0 requires for class 4001, CEF and RFC 5424
+//! by parsing them back, GELF, HEC and OTLP structurally.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use kcpwatch::events::formats::{write, write_with, Format, FormatOptions};
+use serde_json::{json, Map, Value};
+
+type Record = Map<String, Value>;
+
+/// Every event of the catalog (docs/events.md).
+const EVENTS: [&str; 12] = [
+    "kcp:listener_started",
+    "kcp:listener_stopped",
+    "kcp:connection_attempted",
+    "kcp:connection_established",
+    "kcp:connection_failed",
+    "kcp:connection_state_updated",
+    "kcp:connection_closed",
+    "kcp:packet_dropped",
+    "kcp:protocol_violation",
+    "kcp:error",
+    "kcp:stats",
+    "kcp:log_loss",
+];
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every fixture record, with where it came from for messages.
+fn records() -> Vec<(String, Record)> {
+    let mut all = Vec::new();
+    for file in [
+        "events_docs.ndjson",
+        "events_generated.ndjson",
+        "events_crafted.ndjson",
+    ] {
+        for (i, line) in fixture(file).lines().enumerate() {
+            let record: Record = serde_json::from_str(line).unwrap();
+            all.push((format!("{file}:{}", i + 1), record));
+        }
+    }
+    all
+}
+
+fn crafted(name: &str, pick: impl Fn(&Record) -> bool) -> Record {
+    records()
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r["name"] == name && pick(r))
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+}
+
+/// One record in `format`, checked to be exactly one newline-terminated line.
+fn line(format: Format, record: &Record) -> String {
+    let mut out = String::new();
+    write(format, record, &mut out);
+    assert!(out.ends_with('\n'), "{format}: no final newline: {out}");
+    let body = &out[..out.len() - 1];
+    assert!(
+        !body.contains(['\n', '\r']),
+        "{format}: a record must be one line: {out:?}"
+    );
+    body.to_owned()
+}
+
+fn json_line(format: Format, record: &Record) -> Value {
+    let text = line(format, record);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{format}: {e}: {text}"))
+}
+
+/// A canonical value as the text formats carry it.
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn micros(ts: &str) -> u128 {
+    humantime::parse_rfc3339(ts)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+fn severity(r: &Record) -> usize {
+    r["severity"].as_u64().unwrap() as usize
+}
+
+#[test]
+fn fixtures_cover_every_event() {
+    let names: BTreeSet<String> = records()
+        .iter()
+        .map(|(_, r)| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = EVENTS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn format_names_match_the_javascript_options() {
+    // src/log.ts: logFormats.
+    let names: Vec<&str> = Format::ALL.iter().map(Format::name).collect();
+    assert_eq!(
+        names,
+        ["json", "ecs", "ocsf", "cef", "rfc5424", "gelf", "hec", "otlp"]
+    );
+    for f in Format::ALL {
+        assert_eq!(Format::from_name(f.name()), Some(f));
+    }
+    assert_eq!(Format::from_name("none"), None);
+}
+
+#[test]
+fn every_format_writes_one_line_per_record() {
+    for (source, r) in records() {
+        for f in Format::ALL {
+            let text = line(f, &r);
+            assert!(!text.is_empty(), "{source} {f}");
+        }
+    }
+}
+
+#[test]
+fn records_missing_fields_or_unknown_events_still_format() {
+    let unusual: [Value; 4] = [
+        json!({}),
+        json!({"name": "kcp:alert", "severity": 1, "msg": "detector fired", "uid": "K1",
+               "src_ip": "198.51.100.1", "detector": "conv_scan"}),
+        json!({"name": "kcp:peer_address_changed", "ts": "2025-11-26T15:13:25.412305Z",
+               "severity": 5, "old_ip": "198.51.100.1", "nested": {"a": [1, true, null]}}),
+        json!({"name": "kcp:stats", "time": 1764170000412u64, "severity": 99, "big": u64::MAX}),
+    ];
+    for v in unusual {
+        let r = v.as_object().unwrap();
+        for f in Format::ALL {
+            let text = line(f, r);
+            if !matches!(f, Format::Cef | Format::Rfc5424) {
+                let _: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn json_is_the_record() {
+    for (source, r) in records() {
+        assert_eq!(json_line(Format::Json, &r), Value::Object(r), "{source}");
+    }
+}
+
+/// Empty strings outside the vendor namespaces: a canonical "" (an unnamed host) must not become
+/// an empty keyword or attribute.
+fn assert_no_empty_strings(source: &str, path: &str, v: &Value, skip: &str) {
+    match v {
+        Value::String(s) => assert!(!s.is_empty(), "{source}: {path} is empty"),
+        Value::Array(items) => {
+            for item in items {
+                assert_no_empty_strings(source, path, item, skip);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                if path.is_empty() && k == skip {
+                    continue;
+                }
+                assert_no_empty_strings(source, &format!("{path}.{k}"), item, skip);
+            }
+        }
+        _ => {}
+    }
+}
+
+// ------------------------------------------------------------------------------------------ ECS
+
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(map) if prefix != "kcp" => {
+            for (k, item) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&path, item, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.clone());
+        }
+    }
+}
+
+fn ecs_flat(r: &Record) -> BTreeMap<String, Value> {
+    let mut flat = BTreeMap::new();
+    flatten("", &json_line(Format::Ecs, r), &mut flat);
+    flat
+}
+
+fn check_ecs_scalar(field: &str, ty: &str, v: &Value) {
+    match ty {
+        "keyword" | "match_only_text" => assert!(v.is_string(), "{field} must be a string: {v}"),
+        "long" => assert!(v.is_u64() || v.is_i64(), "{field} must be an integer: {v}"),
+        "ip" => {
+            let s = v.as_str().unwrap_or_else(|| panic!("{field}: {v}"));
+            assert!(s.parse::<IpAddr>().is_ok(), "{field} must be an IP: {s}");
+        }
+        "date" => {
+            let s = v.as_str().unwrap_or_else(|| panic!("{field}: {v}"));
+            assert!(humantime::parse_rfc3339(s).is_ok(), "{field}: {s}");
+        }
+        other => panic!("fixture type {other}"),
+    }
+}
+
+#[test]
+fn ecs_fields_match_the_ecs_reference() {
+    let reference: Value = serde_json::from_str(&fixture("ecs_fields.json")).unwrap();
+    let fields = reference["fields"].as_object().unwrap();
+    let allowed = reference["allowed_values"].as_object().unwrap();
+    let expected = reference["expected_values"].as_object().unwrap();
+    let network_types: Vec<&str> = reference["expected_event_types"]["network"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for (source, r) in records() {
+        assert_no_empty_strings(&source, "", &json_line(Format::Ecs, &r), "kcp");
+        let flat = ecs_flat(&r);
+        for (field, value) in &flat {
+            if field == "kcp" {
+                assert!(value.is_object(), "{source}: kcp must be an object");
+                continue;
+            }
+            let spec = fields
+                .get(field)
+                .unwrap_or_else(|| panic!("{source}: {field} is not in ecs_fields.json"));
+            let ty = spec["type"].as_str().unwrap();
+            let values: Vec<&Value> = if spec["array"] == true {
+                let items = value
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{source}: {field} must be an array"));
+                assert!(!items.is_empty(), "{source}: {field} is empty");
+                items.iter().collect()
+            } else {
+                vec![value]
+            };
+            for v in values {
+                check_ecs_scalar(field, ty, v);
+                for list in [allowed.get(field), expected.get(field)]
+                    .into_iter()
+                    .flatten()
+                {
+                    assert!(
+                        list.as_array().unwrap().contains(v),
+                        "{source}: {field} = {v} is not an allowed value"
+                    );
+                }
+            }
+        }
+        for field in [
+            "@timestamp",
+            "event.kind",
+            "event.category",
+            "event.type",
+            "event.action",
+        ] {
+            assert!(flat.contains_key(field), "{source}: {field} missing");
+        }
+        // The types ECS expects with category network; `error` is allowed for event.type but
+        // not among them, and is what kcp:error is.
+        if flat["event.category"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("network"))
+        {
+            for t in flat["event.type"].as_array().unwrap() {
+                let t = t.as_str().unwrap();
+                assert!(
+                    network_types.contains(&t) || (t == "error" && r["name"] == "kcp:error"),
+                    "{source}: event.type {t} with category network"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ecs_carries_every_canonical_field() {
+    for (source, r) in records() {
+        let ecs = json_line(Format::Ecs, &r);
+        let flat = ecs_flat(&r);
+        let kcp = ecs.get("kcp").and_then(Value::as_object);
+        let at = |path: &str| flat.get(path).cloned();
+        let inbound = r.get("direction") == Some(&json!("inbound"));
+        let closed = r["name"] == "kcp:connection_closed";
+        for (key, value) in &r {
+            if kcp.and_then(|k| k.get(key)) == Some(value) {
+                continue;
+            }
+            let found = match key.as_str() {
+                "ts" => at("@timestamp"),
+                "msg" => at("message"),
+                "level_name" => at("log.level"),
+                "severity" => at("event.severity"),
+                "seq" => at("event.sequence"),
+                "name" => at("event.action").map(|a| json!(format!("kcp:{}", a.as_str().unwrap()))),
+                "observer_host" => at("observer.hostname").or(Some(json!(""))),
+                "observer_service" => at("service.name").or(Some(json!(""))),
+                "observer_instance" => at("service.ephemeral_id").or(Some(json!(""))),
+                "observer_version" => at("observer.version").or(Some(json!(""))),
+                "time" => at("@timestamp").map(|t| json!(micros(t.as_str().unwrap()) / 1000)),
+                "level" => Some(value.clone()),
+                "transport" => at("network.transport"),
+                "community_id" => at("network.community_id"),
+                "direction" => at("network.direction"),
+                "reason" => at("event.reason"),
+                "error_code" => at("error.code"),
+                "error_message" => at("error.message"),
+                "error_type" => at("error.type"),
+                "duration_ms" => {
+                    at("event.duration").map(|d| json!(d.as_u64().unwrap() / 1_000_000))
+                }
+                "src_ip" => at("source.ip"),
+                "src_port" => at("source.port"),
+                "dst_ip" => at("destination.ip"),
+                "dst_port" => at("destination.port"),
+                "peer_ip" => at("destination.ip"),
+                "peer_port" => at("destination.port"),
+                "local_ip" => at("server.ip"),
+                "local_port" => at("server.port"),
+                "bytes_received" if closed => at(if inbound {
+                    "source.bytes"
+                } else {
+                    "destination.bytes"
+                }),
+                "bytes_sent" if closed => at(if inbound {
+                    "destination.bytes"
+                } else {
+                    "source.bytes"
+                }),
+                "datagrams_received" if closed => at(if inbound {
+                    "source.packets"
+                } else {
+                    "destination.packets"
+                }),
+                "datagrams_sent" if closed => at(if inbound {
+                    "destination.packets"
+                } else {
+                    "source.packets"
+                }),
+                _ => None,
+            };
+            assert_eq!(found.as_ref(), Some(value), "{source}: {key} lost in ECS");
+        }
+    }
+}
+
+#[test]
+fn ecs_categorizes_each_event() {
+    let cases = [
+        (
+            "kcp:listener_started",
+            "event",
+            &["start"][..],
+            Some("success"),
+        ),
+        ("kcp:listener_stopped", "event", &["end"], Some("success")),
+        (
+            "kcp:connection_attempted",
+            "event",
+            &["connection"],
+            Some("unknown"),
+        ),
+        (
+            "kcp:connection_established",
+            "event",
+            &["connection", "start"],
+            Some("success"),
+        ),
+        (
+            "kcp:connection_failed",
+            "event",
+            &["connection", "denied"],
+            Some("failure"),
+        ),
+        (
+            "kcp:connection_state_updated",
+            "event",
+            &["connection"],
+            Some("success"),
+        ),
+        (
+            "kcp:connection_closed",
+            "event",
+            &["connection", "end"],
+            Some("success"),
+        ),
+        ("kcp:packet_dropped", "event", &["denied"], Some("failure")),
+        (
+            "kcp:protocol_violation",
+            "event",
+            &["denied"],
+            Some("failure"),
+        ),
+        ("kcp:error", "event", &["error"], Some("failure")),
+        ("kcp:stats", "metric", &["info"], None),
+        ("kcp:log_loss", "event", &["info"], Some("failure")),
+    ];
+    let docs: Vec<Record> = fixture("events_docs.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (name, kind, types, outcome) in cases {
+        let r = docs.iter().find(|r| r["name"] == name).unwrap();
+        let ecs = json_line(Format::Ecs, r);
+        let event = &ecs["event"];
+        assert_eq!(event["kind"], kind, "{name}");
+        assert_eq!(event["type"], json!(types), "{name}");
+        assert_eq!(event["category"], json!(["network"]), "{name}");
+        assert_eq!(event["outcome"].as_str(), outcome, "{name}");
+        assert_eq!(event["action"], name.strip_prefix("kcp:").unwrap());
+        assert_eq!(event["severity"], r["severity"]);
+        assert_eq!(event["dataset"], "kcpwatch.security");
+        assert_eq!(ecs["observer"]["product"], "kcpwatch");
+    }
+    // kcp:alert is reserved for the detectors; its kind is ECS's alert.
+    let alert = json!({"name": "kcp:alert", "severity": 2, "ts": "2025-11-26T15:13:25.412305Z"});
+    let ecs = json_line(Format::Ecs, alert.as_object().unwrap());
+    assert_eq!(ecs["event"]["kind"], "alert");
+    assert_eq!(
+        ecs["event"]["category"],
+        json!(["network", "intrusion_detection"])
+    );
+    // A close that broke is a failure.
+    let dead = crafted("kcp:connection_closed", |r| {
+        r.get("reason") == Some(&json!("internal_error"))
+    });
+    assert_eq!(json_line(Format::Ecs, &dead)["event"]["outcome"], "failure");
+}
+
+#[test]
+fn ecs_bytes_and_durations() {
+    let inbound = crafted("kcp:connection_closed", |r| {
+        r.get("direction") == Some(&json!("inbound"))
+    });
+    let ecs = json_line(Format::Ecs, &inbound);
+    assert_eq!(ecs["source"]["bytes"], inbound["bytes_received"]);
+    assert_eq!(ecs["destination"]["bytes"], inbound["bytes_sent"]);
+    assert_eq!(ecs["network"]["bytes"], json!(181344 + 903112));
+    assert_eq!(ecs["event"]["duration"], json!(92_004_000_000u64));
+    assert_eq!(ecs["event"]["end"], inbound["ts"]);
+    assert_eq!(ecs["event"]["start"], "2025-11-26T15:13:20.408310Z");
+    assert_eq!(ecs["network"]["iana_number"], "17");
+    assert_eq!(ecs["network"]["type"], "ipv4");
+
+    let outbound = crafted("kcp:connection_closed", |r| {
+        r.get("direction") == Some(&json!("outbound"))
+    });
+    let ecs = json_line(Format::Ecs, &outbound);
+    assert_eq!(ecs["source"]["bytes"], outbound["bytes_sent"]);
+    assert_eq!(ecs["source"]["packets"], outbound["datagrams_sent"]);
+    assert_eq!(ecs["destination"]["bytes"], outbound["bytes_received"]);
+    assert_eq!(ecs["network"]["direction"], "outbound");
+    assert_eq!(ecs["network"]["type"], "ipv6");
+}
+
+#[test]
+fn ecs_keeps_pseudonyms_out_of_ip_fields() {
+    let r = crafted("kcp:connection_established", |r| {
+        r.contains_key("ip_privacy")
+    });
+    let ecs = json_line(Format::Ecs, &r);
+    assert!(ecs["source"].get("ip").is_none());
+    assert!(ecs["destination"].get("ip").is_none());
+    assert_eq!(ecs["source"]["port"], 52144);
+    assert_eq!(ecs["kcp"]["src_ip_pseudonym"], r["src_ip_pseudonym"]);
+    assert_eq!(ecs["kcp"]["dst_ip_pseudonym"], r["dst_ip_pseudonym"]);
+    assert_eq!(ecs["kcp"]["ip_privacy"], "hmac");
+    assert!(ecs.get("related").is_none());
+    // An address a privacy mode made into something that is not an IP is kept, not dropped.
+    let mut odd = r.clone();
+    odd.insert("src_ip".into(), json!("not-an-ip"));
+    let ecs = json_line(Format::Ecs, &odd);
+    assert!(ecs["source"].get("ip").is_none());
+    assert_eq!(ecs["kcp"]["src_ip"], "not-an-ip");
+}
+
+// ----------------------------------------------------------------------------------------- OCSF
+
+#[test]
+fn ocsf_has_the_required_attributes_of_network_activity() {
+    const ACTIVITIES: [u64; 8] = [0, 1, 2, 3, 4, 5, 6, 99];
+    for (source, r) in records() {
+        let e = json_line(Format::Ocsf, &r);
+        assert_no_empty_strings(&source, "", &e, "unmapped");
+        // Required by OCSF 1.3.0 for class 4001.
+        let activity = e["activity_id"].as_u64().unwrap();
+        assert!(
+            ACTIVITIES.contains(&activity),
+            "{source}: activity {activity}"
+        );
+        assert_eq!(e["category_uid"], 4, "{source}");
+        assert_eq!(e["class_uid"], 4001, "{source}");
+        assert_eq!(e["type_uid"].as_u64(), Some(400_100 + activity), "{source}");
+        assert_eq!(e["time"], r["time"], "{source}");
+        let sev = e["severity_id"].as_u64().unwrap();
+        assert!(sev <= 6 || sev == 99, "{source}");
+        let metadata = e["metadata"].as_object().unwrap();
+        assert_eq!(metadata["version"], "1.3.0");
+        assert!(metadata["product"]["name"].is_string());
+        assert!(metadata["product"]["vendor_name"].is_string());
+        // The class's constraint: at least one endpoint.
+        assert!(
+            e["src_endpoint"].is_object() || e["dst_endpoint"].is_object(),
+            "{source}: no endpoint"
+        );
+        // Recommended ones, typed.
+        assert!(e["activity_name"].is_string());
+        assert!(e["type_name"].is_string());
+        assert!(e["severity"].is_string());
+        assert_eq!(e["message"], r["msg"], "{source}");
+        if let Some(status) = e.get("status_id") {
+            assert!([0, 1, 2, 99].contains(&status.as_u64().unwrap()));
+            assert!(e["status"].is_string());
+        }
+        for key in ["src_endpoint", "dst_endpoint"] {
+            if let Some(ep) = e.get(key) {
+                if let Some(ip) = ep.get("ip") {
+                    assert!(
+                        ip.as_str().unwrap().parse::<IpAddr>().is_ok(),
+                        "{source}: {ip}"
+                    );
+                }
+                if let Some(port) = ep.get("port") {
+                    assert!(port.as_u64().unwrap() <= 65535);
+                }
+            }
+        }
+        if let Some(info) = e.get("connection_info") {
+            if let Some(n) = info.get("protocol_num") {
+                assert_eq!(n, 17);
+            }
+            if let Some(d) = info.get("direction_id") {
+                assert!([0, 1, 2, 3, 99].contains(&d.as_u64().unwrap()));
+            }
+        }
+        if let Some(traffic) = e.get("traffic") {
+            for (_, v) in traffic.as_object().unwrap() {
+                assert!(v.is_u64(), "{source}: traffic {v}");
+            }
+        }
+        // unmapped holds canonical fields, unchanged.
+        if let Some(unmapped) = e.get("unmapped") {
+            for (k, v) in unmapped.as_object().unwrap() {
+                assert_eq!(r.get(k), Some(v), "{source}: unmapped.{k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ocsf_activities_and_severities() {
+    let docs: Vec<Record> = fixture("events_docs.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let activity = |name: &str| {
+        let r = docs.iter().find(|r| r["name"] == name).unwrap();
+        json_line(Format::Ocsf, r)["activity_id"].as_u64().unwrap()
+    };
+    assert_eq!(activity("kcp:connection_established"), 1);
+    assert_eq!(activity("kcp:connection_closed"), 2);
+    assert_eq!(activity("kcp:error"), 4);
+    assert_eq!(activity("kcp:connection_failed"), 5);
+    assert_eq!(activity("kcp:packet_dropped"), 5);
+    assert_eq!(activity("kcp:stats"), 6);
+    assert_eq!(activity("kcp:listener_started"), 99);
+    assert_eq!(activity("kcp:log_loss"), 99);
+
+    let base = docs[0].clone();
+    let expected = [6, 5, 5, 4, 3, 2, 1, 1];
+    for (sev, want) in expected.into_iter().enumerate() {
+        let mut r = base.clone();
+        r.insert("severity".into(), json!(sev));
+        assert_eq!(
+            json_line(Format::Ocsf, &r)["severity_id"],
+            want,
+            "syslog {sev}"
+        );
+    }
+
+    let closed = docs
+        .iter()
+        .find(|r| r["name"] == "kcp:connection_closed")
+        .unwrap();
+    let e = json_line(Format::Ocsf, closed);
+    assert_eq!(e["traffic"]["bytes_out"], closed["bytes_received"]);
+    assert_eq!(e["traffic"]["bytes_in"], closed["bytes_sent"]);
+    assert_eq!(e["connection_info"]["uid"], closed["uid"]);
+    assert_eq!(
+        e["connection_info"]["community_uid"],
+        closed["community_id"]
+    );
+    assert_eq!(e["connection_info"]["direction_id"], 1);
+    assert_eq!(e["duration"], closed["duration_ms"]);
+    assert_eq!(e["metadata"]["correlation_uid"], closed["uid"]);
+    assert_eq!(e["metadata"]["sequence"], closed["seq"]);
+}
+
+// ------------------------------------------------------------------------------------------ CEF
+
+/// Splits a CEF line into its 7 unescaped header fields and the extension text.
+fn cef_header(line: &str) -> (Vec<String>, String) {
+    let mut fields = Vec::new();
+    let mut current = String::new();
+    let mut chars = line.chars();
+    while fields.len() < 7 {
+        match chars.next().expect("short CEF header") {
+            '\\' => match chars.next().unwrap() {
+                'n' => current.push('\n'),
+                'r' => current.push('\r'),
+                c => current.push(c),
+            },
+            '|' => fields.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    (fields, chars.collect())
+}
+
+fn is_cef_key(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The extension's key/value pairs: a value runs until the space before the next `key=` whose
+/// `=` is not escaped.
+fn cef_extension(ext: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let bytes = ext.as_bytes();
+    let mut key_start = 0;
+    while key_start < ext.len() {
+        let eq = key_start + ext[key_start..].find('=').expect("key without =");
+        let key = &ext[key_start..eq];
+        assert!(is_cef_key(key), "bad CEF key {key:?}");
+        // Find where the value ends: at a space followed by `key=` with the `=` unescaped.
+        let mut end = ext.len();
+        let mut i = eq + 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => i += 2,
+                b' ' => {
+                    let rest = &ext[i + 1..];
+                    let candidate = rest.split('=').next().unwrap();
+                    if rest.contains('=') && is_cef_key(candidate) {
+                        end = i;
+                        break;
+                    }
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        let mut value = String::new();
+        let mut chars = ext[eq + 1..end].chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next().unwrap() {
+                    'n' => value.push('\n'),
+                    'r' => value.push('\r'),
+                    c => value.push(c),
+                }
+            } else {
+                value.push(c);
+            }
+        }
+        pairs.push((key.to_owned(), value));
+        key_start = end + 1;
+    }
+    pairs
+}
+
+fn snake(pascal: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in pascal.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The canonical fields a CEF line says, by the mapping in `cef.rs` read backwards.
+fn cef_to_canonical(line: &str) -> BTreeMap<String, String> {
+    const SEVERITY: [&str; 8] = ["10", "9", "8", "7", "6", "4", "2", "0"];
+    let (header, ext) = cef_header(line);
+    assert_eq!(&header[..3], ["CEF:0", "kcpwatch", "kcpwatch"]);
+    let mut fields = BTreeMap::new();
+    fields.insert("observer_version".to_owned(), header[3].clone());
+    fields.insert("name".to_owned(), header[4].clone());
+    let sev = SEVERITY.iter().position(|s| *s == header[6]).unwrap();
+    fields.insert("severity".to_owned(), sev.to_string());
+    let pairs = cef_extension(&ext);
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let direction = get("deviceDirection");
+    let peer = header[4] == "kcp:error" && get("cs1").is_none();
+    for (key, value) in &pairs {
+        let field = match key.as_str() {
+            "rt" => "time".to_owned(),
+            "externalId" => "seq".to_owned(),
+            "dvchost" => "observer_host".to_owned(),
+            "deviceExternalId" => "observer_instance".to_owned(),
+            "src" | "c6a2" => "src_ip".to_owned(),
+            "spt" => "src_port".to_owned(),
+            "dst" | "c6a3" => if peer { "peer_ip" } else { "dst_ip" }.to_owned(),
+            "dpt" => if peer { "peer_port" } else { "dst_port" }.to_owned(),
+            "dvc" | "c6a4" => "local_ip".to_owned(),
+            "proto" => {
+                fields.insert("transport".to_owned(), value.to_ascii_lowercase());
+                continue;
+            }
+            "deviceDirection" => {
+                let d = if value == "0" { "inbound" } else { "outbound" };
+                fields.insert("direction".to_owned(), d.to_owned());
+                continue;
+            }
+            "in" | "out" => {
+                let inbound = direction.as_deref() == Some("0");
+                let received = (key == "in") == inbound;
+                if received {
+                    "bytes_received"
+                } else {
+                    "bytes_sent"
+                }
+                .to_owned()
+            }
+            "reason" | "msg" => key.clone(),
+            k if k.starts_with("cs") || k.starts_with("cn") => {
+                if k.ends_with("Label") {
+                    continue;
+                }
+                get(&format!("{k}Label")).expect("a label")
+            }
+            k if k.starts_with("KcpwatchKcpwatch") => snake(&k["KcpwatchKcpwatch".len()..]),
+            "act" | "outcome" | "start" | "end" | "c6a2Label" | "c6a3Label" | "c6a4Label" => {
+                continue
+            }
+            other => panic!("unexpected CEF key {other}"),
+        };
+        assert!(
+            fields.insert(field.clone(), value.clone()).is_none(),
+            "{field} twice"
+        );
+    }
+    fields
+}
+
+#[test]
+fn cef_round_trips_every_field() {
+    for (source, r) in records() {
+        let text = line(Format::Cef, &r);
+        let parsed = cef_to_canonical(&text);
+        let expected: BTreeMap<String, String> = r
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "ts" | "level" | "level_name"))
+            .map(|(k, v)| (k.clone(), as_text(v)))
+            .collect();
+        assert_eq!(parsed, expected, "{source}: {text}");
+    }
+}
+
+#[test]
+fn cef_escapes_header_and_extension() {
+    let r = crafted("kcp:error", |r| {
+        r.get("peer_ip") == Some(&json!("2001:db8::44"))
+    });
+    let text = line(Format::Cef, &r);
+    assert!(text.starts_with("CEF:0|kcpwatch|kcpwatch|0.1.0\\|rc\\\\1=2\\nx|kcp:error|Error|7|"));
+    assert!(text.contains(" c6a3=2001:db8::44 c6a3Label=Destination IPv6 Address dpt=7777"));
+    assert!(text.contains("a\\=b | c\\nnext\\rline — Grüße, 東京 🎮"));
+    let closed = crafted("kcp:connection_closed", |r| {
+        r.get("direction") == Some(&json!("inbound"))
+    });
+    let text = line(Format::Cef, &closed);
+    for part in [
+        "|kcp:connection_closed|Connection closed|2|",
+        " src=203.0.113.7 spt=52144 dst=10.0.0.5 dpt=4000 proto=UDP",
+        " in=181344 out=903112",
+        " start=1764170000408 end=1764170092412",
+        " cs1=K031iIoGxR7fm5m9aE3dISp cs1Label=uid",
+        " cn1=1 cn1Label=conv",
+    ] {
+        assert!(text.contains(part), "{part} not in {text}");
+    }
+}
+
+// ------------------------------------------------------------------------------------ RFC 5424
+
+struct Syslog {
+    pri: u32,
+    timestamp: String,
+    hostname: String,
+    app_name: String,
+    procid: String,
+    msgid: String,
+    sd_id: String,
+    params: Vec<(String, String)>,
+    msg: Option<String>,
+}
+
+fn parse_rfc5424(line: &str) -> Syslog {
+    let rest = line.strip_prefix('<').unwrap();
+    let (pri, rest) = rest.split_once(">1 ").unwrap();
+    let mut header = rest.splitn(6, ' ');
+    let mut next = || header.next().unwrap().to_owned();
+    let (timestamp, hostname, app_name, procid, msgid) = (next(), next(), next(), next(), next());
+    let sd = header.next().unwrap();
+    for field in [&hostname, &app_name, &procid, &msgid] {
+        assert!(field.chars().all(|c| ('!'..='~').contains(&c)), "{field}");
+    }
+    assert!(hostname.len() <= 255 && app_name.len() <= 48);
+    assert!(procid.len() <= 128 && msgid.len() <= 32);
+    let sd = sd.strip_prefix('[').expect("one SD-ELEMENT");
+    let mut chars = sd.char_indices().peekable();
+    let mut sd_id = String::new();
+    while let Some(&(_, c)) = chars.peek() {
+        if c == ' ' || c == ']' {
+            break;
+        }
+        sd_id.push(c);
+        chars.next();
+    }
+    let mut params = Vec::new();
+    let mut msg = None;
+    loop {
+        match chars.next() {
+            Some((_, ' ')) => {
+                let mut name = String::new();
+                for (_, c) in chars.by_ref() {
+                    if c == '=' {
+                        break;
+                    }
+                    name.push(c);
+                }
+                assert!(
+                    name.len() <= 32 && !name.contains([' ', ']', '"']),
+                    "{name}"
+                );
+                assert_eq!(chars.next().map(|(_, c)| c), Some('"'));
+                let mut value = String::new();
+                loop {
+                    match chars.next().unwrap().1 {
+                        '\\' => match chars.next().unwrap().1 {
+                            c @ ('"' | '\\' | ']') => value.push(c),
+                            'n' => value.push('\n'),
+                            'r' => value.push('\r'),
+                            c => {
+                                value.push('\\');
+                                value.push(c);
+                            }
+                        },
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+                params.push((name, value));
+            }
+            Some((i, ']')) => {
+                let rest = &sd[i + 1..];
+                if !rest.is_empty() {
+                    let text = rest.strip_prefix(" \u{feff}").expect("SP BOM MSG");
+                    msg = Some(text.to_owned());
+                }
+                break;
+            }
+            other => panic!("bad structured data at {other:?}"),
+        }
+    }
+    Syslog {
+        pri: pri.parse().unwrap(),
+        timestamp,
+        hostname,
+        app_name,
+        procid,
+        msgid,
+        sd_id,
+        params,
+        msg,
+    }
+}
+
+#[test]
+fn rfc5424_round_trips_every_field() {
+    for (source, r) in records() {
+        let text = line(Format::Rfc5424, &r);
+        let s = parse_rfc5424(&text);
+        assert_eq!(s.pri as usize, 16 * 8 + severity(&r), "{source}");
+        assert_eq!(s.timestamp, r["ts"].as_str().unwrap());
+        assert!(humantime::parse_rfc3339(&s.timestamp).is_ok());
+        assert_eq!(s.app_name, "kcpwatch");
+        assert_eq!(s.msgid, r["name"].as_str().unwrap());
+        let instance = r["observer_instance"].as_str().unwrap();
+        assert_eq!(s.procid, if instance.is_empty() { "-" } else { instance });
+        let host = r["observer_host"].as_str().unwrap();
+        if host.is_empty() {
+            assert_eq!(s.hostname, "-");
+        } else if host.chars().all(|c| ('!'..='~').contains(&c)) {
+            assert_eq!(s.hostname, host);
+        }
+        assert_eq!(s.sd_id, "kcp@32473");
+        let params: Vec<(String, String)> = s.params;
+        let expected: Vec<(String, String)> =
+            r.iter().map(|(k, v)| (k.clone(), as_text(v))).collect();
+        assert_eq!(params, expected, "{source}: {text}");
+        let msg = r["msg"].as_str().unwrap().replace(['\r', '\n'], " ");
+        assert_eq!(s.msg.as_deref(), Some(msg.as_str()), "{source}");
+    }
+}
+
+#[test]
+fn rfc5424_escapes_and_options() {
+    let r = crafted("kcp:error", |r| {
+        r.get("peer_ip") == Some(&json!("2001:db8::44"))
+    });
+    let text = line(Format::Rfc5424, &r);
+    // A host name that is not printable ASCII is made so in the header, and exact in the SD.
+    assert!(text.starts_with("<131>1 2025-11-26T15:14:55.812320Z _dge|host=1\\x]\"q kcpwatch "));
+    assert!(text.contains(r#" observer_host="édge|host=1\\x\]\"q" "#));
+    assert!(text.contains(r#"peer said \"bye\" \\ [x\] a=b | c\nnext\rline — Grüße, 東京 🎮""#));
+
+    let options = FormatOptions {
+        syslog_facility: 13,
+        app_name: Some("arena server".into()),
+        hostname: Some("gw1".into()),
+        sd_id: Some("kcp@99999".into()),
+        ..FormatOptions::default()
+    };
+    let mut out = String::new();
+    write_with(Format::Rfc5424, &r, &options, &mut out);
+    let s = parse_rfc5424(out.trim_end());
+    assert_eq!(s.pri, 13 * 8 + 3);
+    assert_eq!(s.hostname, "gw1");
+    assert_eq!(s.app_name, "arena_server");
+    assert_eq!(s.sd_id, "kcp@99999");
+}
+
+// ----------------------------------------------------------------------------------------- GELF
+
+#[test]
+fn gelf_structure() {
+    for (source, r) in records() {
+        let g = json_line(Format::Gelf, &r);
+        let g = g.as_object().unwrap();
+        assert_eq!(g["version"], "1.1");
+        assert!(!g["host"].as_str().unwrap().is_empty(), "{source}");
+        assert_eq!(g["short_message"], r["msg"], "{source}");
+        assert_eq!(g["level"], r["severity"], "{source}");
+        let ts = g["timestamp"].as_f64().unwrap();
+        let want = micros(r["ts"].as_str().unwrap()) as f64 / 1e6;
+        assert!((ts - want).abs() < 1e-5, "{source}: {ts} {want}");
+        let host = r["observer_host"].as_str().unwrap();
+        if !host.is_empty() {
+            assert_eq!(g["host"], host);
+        }
+        for (key, value) in g {
+            if ["version", "host", "short_message", "timestamp", "level"].contains(&key.as_str()) {
+                continue;
+            }
+            assert!(key.starts_with('_') && key != "_id", "{source}: {key}");
+            assert!(key[1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
+            assert!(value.is_string() || value.is_number(), "{source}: {key}");
+        }
+        for (key, value) in &r {
+            if key == "msg" || key == "ts" {
+                continue;
+            }
+            let got = &g[&format!("_{key}")];
+            match value {
+                Value::Bool(b) => assert_eq!(got, &json!(b.to_string()), "{source}: {key}"),
+                other => assert_eq!(got, other, "{source}: {key}"),
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------ HEC
+
+#[test]
+fn hec_structure() {
+    for (source, r) in records() {
+        let h = json_line(Format::SplunkHec, &r);
+        let want = micros(r["ts"].as_str().unwrap()) as f64 / 1e6;
+        assert!(
+            (h["time"].as_f64().unwrap() - want).abs() < 1e-5,
+            "{source}"
+        );
+        assert_eq!(h["source"], "kcpwatch");
+        assert_eq!(h["sourcetype"], "kcpwatch:event");
+        assert!(h.get("index").is_none());
+        let host = r["observer_host"].as_str().unwrap();
+        if host.is_empty() {
+            assert!(h.get("host").is_none(), "{source}");
+        } else {
+            assert_eq!(h["host"], host);
+        }
+        assert_eq!(h["event"], Value::Object(r.clone()), "{source}");
+    }
+    let (_, r) = &records()[0];
+    let options = FormatOptions {
+        hec_index: Some("security".into()),
+        hec_source: Some("arena".into()),
+        hec_sourcetype: Some("_json".into()),
+        ..FormatOptions::default()
+    };
+    let mut out = String::new();
+    write_with(Format::SplunkHec, r, &options, &mut out);
+    let h: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["index"], "security");
+    assert_eq!(h["source"], "arena");
+    assert_eq!(h["sourcetype"], "_json");
+}
+
+// ----------------------------------------------------------------------------------------- OTLP
+
+fn any_value(v: &Value) -> Value {
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 1, "one AnyValue field: {v}");
+    let (kind, inner) = obj.iter().next().unwrap();
+    match kind.as_str() {
+        "stringValue" => inner.clone(),
+        "boolValue" => {
+            assert!(inner.is_boolean());
+            inner.clone()
+        }
+        "intValue" => {
+            let s = inner.as_str().expect("int64 as a string");
+            json!(s.parse::<i64>().unwrap())
+        }
+        other => panic!("unexpected AnyValue {other}"),
+    }
+}
+
+#[test]
+fn otlp_structure() {
+    const SEVERITY_NUMBER: [u64; 8] = [21, 19, 18, 17, 13, 10, 9, 5];
+    for (source, r) in records() {
+        let o = json_line(Format::OtlpJson, &r);
+        let resource_logs = o["resourceLogs"].as_array().unwrap();
+        assert_eq!(resource_logs.len(), 1);
+        let resource = &resource_logs[0]["resource"]["attributes"];
+        let resource: BTreeMap<&str, Value> = resource
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| (kv["key"].as_str().unwrap(), any_value(&kv["value"])))
+            .collect();
+        for (attr, field) in [
+            ("service.name", "observer_service"),
+            ("service.instance.id", "observer_instance"),
+            ("host.name", "observer_host"),
+        ] {
+            if r[field] != "" {
+                assert_eq!(resource[attr], r[field], "{source}: {attr}");
+            }
+        }
+        let scope_logs = &resource_logs[0]["scopeLogs"][0];
+        assert_eq!(scope_logs["scope"]["name"], "kcpwatch");
+        let records = scope_logs["logRecords"].as_array().unwrap();
+        assert_eq!(records.len(), 1);
+        let log = &records[0];
+        let nanos = micros(r["ts"].as_str().unwrap()) * 1000;
+        assert_eq!(log["timeUnixNano"], json!(nanos.to_string()), "{source}");
+        assert_eq!(log["observedTimeUnixNano"], json!(nanos.to_string()));
+        assert_eq!(
+            log["severityNumber"],
+            SEVERITY_NUMBER[severity(&r)],
+            "{source}"
+        );
+        assert_eq!(log["severityText"], r["level_name"]);
+        assert_eq!(log["body"]["stringValue"], r["msg"]);
+        assert_eq!(log["eventName"], r["name"]);
+        let attributes: BTreeMap<String, Value> = log["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| {
+                (
+                    kv["key"].as_str().unwrap().to_owned(),
+                    any_value(&kv["value"]),
+                )
+            })
+            .collect();
+        assert_eq!(attributes["event.name"], r["name"]);
+        for (key, value) in &r {
+            let attr = match key.as_str() {
+                "ts" | "time" | "msg" | "name" | "level" | "level_name" | "severity"
+                | "observer_host" | "observer_service" | "observer_instance"
+                | "observer_version" => continue,
+                "src_ip" => "source.address".to_owned(),
+                "src_port" => "source.port".to_owned(),
+                "dst_ip" => "destination.address".to_owned(),
+                "dst_port" => "destination.port".to_owned(),
+                "peer_ip" => "network.peer.address".to_owned(),
+                "peer_port" => "network.peer.port".to_owned(),
+                "local_ip" => "network.local.address".to_owned(),
+                "local_port" => "network.local.port".to_owned(),
+                "transport" => "network.transport".to_owned(),
+                other => format!("kcp.{other}"),
+            };
+            assert_eq!(attributes.get(&attr), Some(value), "{source}: {attr}");
+        }
+    }
+}
