@@ -130,6 +130,30 @@ test('serve writes the security records of a kcp-go client to stdout: real addre
   );
 });
 
+test('serve --log-format ecs --ip-privacy truncate writes ECS documents with truncated addresses', async (t) => {
+  const s = serve(['--port', '0', '--host', '127.0.0.1', '--log-format', 'ecs', '--ip-privacy', 'truncate', '--stats-interval', '0']);
+  t.teardown(() => s.child.kill('SIGKILL'));
+  const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), log: false });
+  t.teardown(() => client.close());
+  client.send('ecs');
+  await next(client, 'message');
+  const doc = await s.record((d) => d.event?.action === 'connection_established');
+  t.is(doc.source.ip, '127.0.0.0');
+  t.is(doc.source.port, client.localPort);
+  t.is(doc.destination.ip, '127.0.0.0');
+  t.is(doc.kcp.ip_privacy, 'truncate');
+  t.deepEqual(doc.event.category, ['network']);
+  s.child.kill('SIGTERM');
+  t.is((await s.exited).code, 0);
+});
+
+test('serve --ip-privacy hmac without its key in the environment refuses to start', async (t) => {
+  const s = serve(['--port', '0', '--ip-privacy', 'hmac']);
+  const { code } = await s.exited;
+  t.is(code, 1);
+});
+
 test('serve rejects a bad preset with a clear message', async (t) => {
   const s = serve(['--port', '0', '--preset', 'turbo']);
   const { code } = await s.exited;

@@ -865,3 +865,72 @@ test('invalid log options are rejected with KcpInvalidOptionError', (t) => {
   }
   t.notThrows(() => kcpwatch.createServer({ log: { destination: 'stderr' } }));
 });
+
+test.serial('several outputs at once, each in its format and from its level up; files rotate whole records', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-outputs-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const files = {
+    json: join(dir, 'all.ndjson'),
+    ecs: join(dir, 'ecs.ndjson'),
+    syslog: join(dir, 'notice.log'),
+    otlp: join(dir, 'otlp.ndjson'),
+  };
+  const log = eventLog();
+  const server = kcpwatch.createServer(
+    {
+      log: {
+        statsInterval: 0,
+        outputs: [
+          { destination: { file: files.json, maxBytes: 1500, keep: 50 } },
+          { destination: { file: files.ecs }, format: 'ecs' },
+          { destination: { file: files.syslog }, format: 'rfc5424', level: 'notice' },
+          { destination: { file: files.otlp }, format: 'otlp' },
+        ],
+      },
+    },
+    echo,
+  );
+  server.on('event', log.push);
+  t.teardown(() => server.close());
+  const address = await server.listen(0, '127.0.0.1');
+  const c = client(t, address.port);
+  c.send('formats');
+  await next(c, 'message');
+  const socket = await rawSocket(t);
+  await sendTo(socket, address.port, Buffer.alloc(3));
+  await log.waitFor((e) => e.name === 'kcp:packet_dropped');
+  await server.close();
+  const read = async (f) => (await readFile(f, 'utf8')).split('\n').filter(Boolean);
+  const produced = log.records;
+  // Canonical, rotated by size: every file whole lines, together every record once, in order.
+  const { readdir } = await import('node:fs/promises');
+  const rotated = (await readdir(dir)).filter((f) => f.startsWith('all.ndjson')).sort((a, b) => {
+    const n = (f) => (f === 'all.ndjson' ? 0 : Number(f.split('.').pop()));
+    return n(b) - n(a);
+  });
+  t.true(rotated.length > 1, `rotated into ${rotated.length} files`);
+  const canonical = [];
+  for (const f of rotated) canonical.push(...(await read(join(dir, f))).map((l) => JSON.parse(l)));
+  t.deepEqual(
+    canonical.map((r) => r.seq),
+    produced.map((r) => r.seq),
+  );
+  // ECS: one document per record, nested, with the ECS names analysts search for.
+  const ecs = (await read(files.ecs)).map((l) => JSON.parse(l));
+  t.is(ecs.length, produced.length);
+  const established = ecs.find((d) => d.event.action === 'connection_established');
+  t.is(established.source.ip, '127.0.0.1');
+  t.is(established.source.port, c.localPort);
+  t.is(established.destination.port, address.port);
+  t.is(established.network.transport, 'udp');
+  t.is(established.network.community_id, produced.find((e) => e.name === 'kcp:connection_established').community_id);
+  // RFC 5424 from notice up: only the drop (the rest of this run is info).
+  const syslog = await read(files.syslog);
+  t.is(syslog.length, 1);
+  t.regex(syslog[0], /^<133>1 \S+ \S+ kcpwatch \S+ kcp:packet_dropped \[kcp@32473 /);
+  // OTLP: one ExportLogsServiceRequest per record, nanosecond timestamps as strings.
+  const otlp = (await read(files.otlp)).map((l) => JSON.parse(l));
+  t.is(otlp.length, produced.length);
+  const rec = otlp[0].resourceLogs[0].scopeLogs[0].logRecords[0];
+  t.regex(rec.timeUnixNano, /^\d{19}$/);
+});
