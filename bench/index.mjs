@@ -126,6 +126,12 @@ const rows = [
   ['security record, I/O thread (produce + ring push)', `${e.producer_ns_per_event} ns`],
   ['security record, log thread (canonical JSON)', `${e.format_ns_per_event} ns (${e.bytes_per_event} B); close summary ${e.format_ns_per_close} ns (${e.bytes_per_close} B)`],
   ["security record, JavaScript 'event' listener", `${e.js_ns_per_event} ns`],
+  [
+    'security record, other formats (parse + write)',
+    Object.entries(e.format_ns_per_event_by_format)
+      .map(([name, ns]) => `${name} ${ns}`)
+      .join(', ') + ' ns',
+  ],
   ['echo 100 conns x 64 B, logging off', `${l.msgs_per_sec.logging_off} msg/s`],
   ['echo 100 conns x 64 B, full logging on', `${l.msgs_per_sec.logging_on} msg/s (cost ${l.logging_cost_percent}%)`],
   ['echo 100 conns x 64 B, kcp-go server (peer)', `${l.msgs_per_sec.kcpgo_server} msg/s`],

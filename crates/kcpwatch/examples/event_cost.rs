@@ -8,6 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use kcpwatch::events::formats::{self, Format};
 use kcpwatch::events::{CanonicalWriter, EventRing, Observer, Record};
 use kcpwatch_proto::{Endpoint, EndpointConfig, Severity};
 
@@ -116,6 +117,47 @@ fn sample_records() -> Vec<Record> {
     records
 }
 
+/// Nanoseconds per record to parse a canonical line and write it in each format (what an
+/// output in that format costs the log thread on top of the canonical line).
+fn formats_ns(records: &[Record]) -> Vec<(&'static str, f64)> {
+    let mut writer = CanonicalWriter::new(
+        Observer {
+            host: "bench-host".into(),
+            service: "kcpwatch".into(),
+            instance: "L0354NlrUhAoWPUBpcLnJHF".into(),
+            version: "0.1.0".into(),
+        },
+        0,
+    );
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let mut line = String::new();
+            writer.write(r, &mut line);
+            line
+        })
+        .collect();
+    let mut out = String::with_capacity(1 << 20);
+    Format::ALL
+        .iter()
+        .filter(|f| **f != Format::Json)
+        .map(|&format| {
+            let mut best = f64::MAX;
+            for _ in 0..ROUNDS / 4 {
+                out.clear();
+                let start = Instant::now();
+                for line in &lines {
+                    let fields: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(line).unwrap();
+                    formats::write(format, &fields, &mut out);
+                }
+                best = best.min(start.elapsed().as_nanos() as f64 / lines.len() as f64);
+            }
+            (format.name(), best)
+        })
+        .collect()
+}
+
 fn main() {
     let lines_path = std::env::args().skip_while(|a| a != "--lines").nth(1);
     let with_events = producer_ns(true);
@@ -136,13 +178,19 @@ fn main() {
         }
         std::fs::write(path, out).expect("write sample lines");
     }
+    let per_format: Vec<String> = formats_ns(&records)
+        .into_iter()
+        .map(|(name, ns)| format!("\"{name}\":{ns:.0}"))
+        .collect();
     println!(
-        "{{\"producer_ns_per_datagram_events_on\":{with_events:.1},\
+        "{{\"format_ns_per_event_by_format\":{{{}}},\
+         \"producer_ns_per_datagram_events_on\":{with_events:.1},\
          \"producer_ns_per_datagram_events_off\":{without:.1},\
          \"producer_ns_per_event\":{:.1},\
          \"format_ns_per_event\":{format:.1},\"bytes_per_event\":{bytes},\
          \"format_ns_per_close\":{format_closed:.1},\"bytes_per_close\":{bytes_closed},\
          \"record_size_bytes\":{}}}",
+        per_format.join(","),
         with_events - without,
         std::mem::size_of::<Record>()
     );
