@@ -110,7 +110,9 @@ function assertInbound(t, e, { uid, conv, peerPort, serverPort, seed = 0 }) {
 /** A server with records delivered to `log` from the first one (the listener is added before listen). */
 async function loggedServer(t, options = {}, onConnection) {
   const log = eventLog();
-  const server = kcpwatch.createServer({ ...options, log: { ...quiet, ...options.log } }, onConnection);
+  const merged = { ...quiet, ...options.log };
+  if (merged.outputs) delete merged.destination;
+  const server = kcpwatch.createServer({ ...options, log: merged }, onConnection);
   server.on('event', log.push);
   t.teardown(() => server.close());
   const address = await server.listen(0, '127.0.0.1');
@@ -933,4 +935,82 @@ test.serial('several outputs at once, each in its format and from its level up; 
   t.is(otlp.length, produced.length);
   const rec = otlp[0].resourceLogs[0].scopeLogs[0].logRecords[0];
   t.regex(rec.timeUnixNano, /^\d{19}$/);
+});
+
+/** A syslog receiver over TCP with octet-counting framing (RFC 6587), as the tests need it. */
+async function syslogReceiver(t) {
+  const { createServer } = await import('node:net');
+  const messages = [];
+  const waiters = [];
+  const server = createServer((socket) => {
+    let buf = Buffer.alloc(0);
+    socket.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const space = buf.indexOf(32);
+        if (space < 0) break;
+        const len = Number(buf.subarray(0, space).toString());
+        if (buf.length < space + 1 + len) break;
+        messages.push(buf.subarray(space + 1, space + 1 + len).toString('utf8'));
+        buf = buf.subarray(space + 1 + len);
+        for (const w of [...waiters]) if (w.test()) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
+      }
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  return {
+    port: server.address().port,
+    messages,
+    until: (test, ms = 10_000) =>
+      new Promise((resolve, reject) => {
+        if (test()) return resolve();
+        const timer = setTimeout(() => reject(new Error(`receiver got ${messages.length} messages`)), ms);
+        waiters.push({ test, resolve: () => (clearTimeout(timer), resolve()) });
+      }),
+  };
+}
+
+test.serial('a syslog output over TCP delivers every record in RFC 5424, in order', async (t) => {
+  const receiver = await syslogReceiver(t);
+  const { server, address, log } = await loggedServer(
+    t,
+    { log: { outputs: [{ destination: { syslog: `tcp://127.0.0.1:${receiver.port}` }, format: 'rfc5424' }] } },
+    echo,
+  );
+  const c = client(t, address.port);
+  c.send('to the SIEM');
+  await next(c, 'message');
+  await server.close();
+  await receiver.until(() => receiver.messages.some((m) => m.includes(' kcp:listener_stopped ')));
+  const ids = receiver.messages.map((m) => / kcp:[a-z_]+ /.exec(m)[0].trim());
+  t.deepEqual(
+    ids,
+    log.records.map((e) => e.name),
+  );
+  for (const m of receiver.messages) t.regex(m, /^<1\d\d>1 \d{4}-\d\d-\d\dT[\d:.]+Z /);
+});
+
+test.serial('a syslog output that cannot deliver reports what it lost as kcp:log_loss to the other outputs', async (t) => {
+  // Nothing listens on this port and there is no spool: the sink's queue of 2 overflows.
+  const port = await closedPort();
+  const { server, address, log } = await loggedServer(
+    t,
+    {
+      log: {
+        outputs: [
+          { destination: 'none' },
+          { destination: { syslog: `tcp://127.0.0.1:${port}`, queueRecords: 2 }, format: 'rfc5424' },
+        ],
+      },
+    },
+    echo,
+  );
+  const c = client(t, address.port);
+  c.send('nobody hears');
+  await next(c, 'message');
+  const loss = await log.waitFor((e) => e.name === 'kcp:log_loss' && e.lost_output > 0);
+  t.is(loss.output, `syslog+tcp://127.0.0.1:${port}`);
+  t.is(loss.lost_total, loss.lost_output);
+  await server.close();
 });

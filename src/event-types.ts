@@ -559,8 +559,12 @@ export interface LogLossEvent extends EventBase {
   severity: 4;
   level: 40;
   level_name: 'warning';
-  /** `lost_critical + lost_bulk`. */
+  /** `lost_critical + lost_bulk + lost_output`. */
   lost_total: number;
+  /** Records one output could not deliver (its queue or spool overflowed); the others got them. */
+  lost_output?: number;
+  /** The output that lost them, e.g. `syslog+tcp://192.0.2.10:6514`. */
+  output?: string;
   /**
    * Records lost from the critical lane. (A per-severity count for syslog "critical" would
    * share this name; no event has that severity.)

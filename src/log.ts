@@ -5,6 +5,7 @@
  * only then do they cross into JavaScript.
  */
 
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 
 import { KcpInvalidOptionError } from './errors';
@@ -40,7 +41,31 @@ export interface FileDestination {
   keep?: number;
 }
 
-export type LogDestination = 'stdout' | 'stderr' | 'none' | FileDestination;
+/**
+ * A syslog receiver (RFC 5424 records, or any other format). The output has its own thread,
+ * bounded queue and, for TCP and TLS, an on-disk spool for when the receiver is down: records
+ * are replayed in order when it returns, and what is finally lost is counted and reported as
+ * `kcp:log_loss`.
+ */
+export interface SyslogDestination {
+  /** `udp://IP:PORT` (RFC 5426), `tcp://IP:PORT` (octet counting, RFC 6587) or `tls://IP:PORT` (RFC 5425). */
+  syslog: string;
+  /** TLS: the CA certificates (PEM file) the receiver's certificate must chain to. Nothing else is trusted. */
+  caFile?: string;
+  /** TLS: the name the receiver's certificate must carry (default: the IP). */
+  serverName?: string;
+  /** TLS: a client certificate chain and its key (PEM files), for receivers that ask. */
+  certFile?: string;
+  keyFile?: string;
+  /** TCP/TLS: where to spool records while the receiver is down (one sink per directory). */
+  spoolDir?: string;
+  /** TCP/TLS: the spool's size limit (default 64 MiB); beyond it the newest records are dropped and counted. */
+  spoolMaxBytes?: number;
+  /** Records held in memory (default 10,000). */
+  queueRecords?: number;
+}
+
+export type LogDestination = 'stdout' | 'stderr' | 'none' | FileDestination | SyslogDestination;
 
 /** One output: where, in which format, from which severity up. */
 export interface LogOutputOptions {
@@ -104,6 +129,14 @@ export interface NativeOutputOptions {
   maxBytes?: number;
   maxAgeMs?: number;
   keep?: number;
+  url?: string;
+  caFile?: string;
+  serverName?: string;
+  certFile?: string;
+  keyFile?: string;
+  spoolDir?: string;
+  spoolMaxBytes?: number;
+  queueRecords?: number;
   format: string;
   level: string;
 }
@@ -251,7 +284,33 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
       ...common,
     };
   }
-  throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none' or { file }, got ${JSON.stringify(dest)}`);
+  if (typeof dest === 'object' && dest !== null && typeof (dest as SyslogDestination).syslog === 'string') {
+    const d = dest as SyslogDestination;
+    const m = /^(udp|tcp|tls):\/\/(\[[^\]]+\]|[^:/]+):(\d+)$/.exec(d.syslog);
+    if (!m || !isIP(m[2]!.replace(/^\[|\]$/g, '')) || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+      throw new KcpInvalidOptionError(`log.${name}.syslog must be udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT, got ${d.syslog}`);
+    }
+    if (m[1] === 'tls' && typeof d.caFile !== 'string') {
+      throw new KcpInvalidOptionError(`log.${name}: a tls:// syslog output needs caFile`);
+    }
+    const optional = (v: unknown, key: string) => {
+      if (v !== undefined && typeof v !== 'string') throw new KcpInvalidOptionError(`log.${name}.${key} must be a string`);
+      return v as string | undefined;
+    };
+    return {
+      destination: 'syslog',
+      url: d.syslog,
+      caFile: optional(d.caFile, 'caFile'),
+      serverName: optional(d.serverName, 'serverName'),
+      certFile: optional(d.certFile, 'certFile'),
+      keyFile: optional(d.keyFile, 'keyFile'),
+      spoolDir: optional(d.spoolDir, 'spoolDir'),
+      spoolMaxBytes: integer(d.spoolMaxBytes, `${name}.spoolMaxBytes`, 64 << 20, 0, Number.MAX_SAFE_INTEGER),
+      queueRecords: integer(d.queueRecords, `${name}.queueRecords`, 10_000, 1, 10_000_000),
+      ...common,
+    };
+  }
+  throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none', { file } or { syslog }, got ${JSON.stringify(dest)}`);
 }
 
 function resolveFormat(format: unknown): LogFormat {

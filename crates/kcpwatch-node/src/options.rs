@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use kcpwatch::events::formats::Format;
+use kcpwatch::events::sinks::{NetworkSinkConfig, SinkTarget, SpoolConfig};
 use kcpwatch::events::{LogConfig, LogDestination, LogOutput, Observer, Rotation};
 use kcpwatch::socket::SocketOptions;
 use kcpwatch::RuntimeConfig;
@@ -62,6 +63,21 @@ pub struct OutputOptions {
     pub max_age_ms: Option<f64>,
     /// Rotated files kept.
     pub keep: Option<u32>,
+    /// For `syslog`: `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT` (HOST an IP
+    /// address; names are resolved in JavaScript).
+    pub url: Option<String>,
+    /// For `tls://`: the CA file (PEM) the receiver's certificate must chain to.
+    pub ca_file: Option<String>,
+    /// For `tls://`: the name the receiver's certificate must carry (default: the host).
+    pub server_name: Option<String>,
+    /// For `tls://`: a client certificate chain and key (PEM), when the receiver asks for one.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// For `tcp://` and `tls://`: the on-disk spool for when the receiver is down.
+    pub spool_dir: Option<String>,
+    pub spool_max_bytes: Option<f64>,
+    /// Records held in memory for the receiver.
+    pub queue_records: Option<u32>,
     /// `json`, `ecs`, `ocsf`, `cef`, `rfc5424`, `gelf`, `hec` or `otlp`.
     pub format: String,
     /// The least severe records this output takes: a syslog name.
@@ -150,9 +166,10 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
                 keep: o.keep.unwrap_or(5),
             },
         },
+        ("syslog", _) => LogDestination::Network(network_sink(o)?),
         (other, _) => {
             return Err(invalid(format!(
-                "log destination {other:?} needs to be stdout, stderr, none or a file path"
+                "log destination {other:?} needs to be stdout, stderr, none, a file or syslog"
             )))
         }
     };
@@ -163,6 +180,53 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
         format,
         level: severity(&o.level)?,
     })
+}
+
+fn network_sink(o: &OutputOptions) -> napi::Result<NetworkSinkConfig> {
+    let url = o.url.as_deref().unwrap_or_default();
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| invalid(format!("syslog url {url:?} needs udp://, tcp:// or tls://")))?;
+    let addr: SocketAddr = rest
+        .parse()
+        .map_err(|_| invalid(format!("syslog url {url:?} needs an IP address and a port")))?;
+    let target = match scheme {
+        "udp" => SinkTarget::SyslogUdp(addr),
+        "tcp" => SinkTarget::SyslogTcp(addr),
+        "tls" => SinkTarget::SyslogTls {
+            addr,
+            server_name: o
+                .server_name
+                .clone()
+                .unwrap_or_else(|| addr.ip().to_string()),
+            ca_file: o
+                .ca_file
+                .as_ref()
+                .ok_or_else(|| invalid("a tls:// syslog output needs caFile"))?
+                .into(),
+            client_cert: match (&o.cert_file, &o.key_file) {
+                (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+                (None, None) => None,
+                _ => return Err(invalid("certFile and keyFile go together")),
+            },
+        },
+        other => {
+            return Err(invalid(format!(
+                "syslog scheme {other:?} needs to be udp, tcp or tls"
+            )))
+        }
+    };
+    let mut config = NetworkSinkConfig::new(target);
+    if let Some(dir) = &o.spool_dir {
+        config.spool = Some(SpoolConfig {
+            dir: dir.into(),
+            max_bytes: o.spool_max_bytes.unwrap_or(64.0 * 1024.0 * 1024.0).max(0.0) as u64,
+        });
+    }
+    if let Some(n) = o.queue_records {
+        config.queue_records = n.max(1) as usize;
+    }
+    Ok(config)
 }
 
 pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {

@@ -309,6 +309,12 @@ impl fmt::Write for CappedText {
     }
 }
 
+impl Default for CappedText {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
 impl fmt::Debug for CappedText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
@@ -546,6 +552,11 @@ pub struct LogLoss {
     pub lost_by_severity: [u64; 8],
     /// Unix time in microseconds of the first loss reported here.
     pub since_us: u64,
+    /// Records one output could not deliver (a network sink's queue or spool overflowed);
+    /// they reached the other outputs.
+    pub lost_output: u64,
+    /// The output that lost them (`syslog+tcp://host:port`, ...), when `lost_output` > 0.
+    pub output: CappedText,
 }
 
 /// One security event.

@@ -336,8 +336,11 @@ impl CanonicalWriter {
                 let _ = write!(
                     msg,
                     "{} security records lost",
-                    e.lost_critical + e.lost_bulk
+                    e.lost_critical + e.lost_bulk + e.lost_output
                 );
+                if e.lost_output > 0 {
+                    let _ = write!(msg, " by output {}", e.output.as_str());
+                }
             }
         }
         line.str("msg", &msg);
@@ -476,7 +479,7 @@ fn stats(line: &mut Line<'_>, e: &StatsEvent) {
 }
 
 fn loss(line: &mut Line<'_>, e: &LogLoss) {
-    line.num("lost_total", e.lost_critical + e.lost_bulk);
+    line.num("lost_total", e.lost_critical + e.lost_bulk + e.lost_output);
     line.num("lost_critical", e.lost_critical);
     line.num("lost_bulk", e.lost_bulk);
     for (code, &count) in e.lost_by_severity.iter().enumerate() {
@@ -487,6 +490,10 @@ fn loss(line: &mut Line<'_>, e: &LogLoss) {
                 severity_name(code)
             );
         }
+    }
+    if e.lost_output > 0 {
+        line.num("lost_output", e.lost_output);
+        line.str("output", e.output.as_str());
     }
     if e.since_us > 0 {
         line.str("since", &rfc3339_micros(e.since_us));

@@ -14,19 +14,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kcpwatch_proto::events::LogLoss;
 use kcpwatch_proto::SecurityEvent;
 
+use kcpwatch_proto::events::CappedText;
 use kcpwatch_proto::Severity;
 
 use super::canonical::CanonicalWriter;
 use super::formats::{self, Format};
 use super::ring::{EventRing, Record};
 use super::rotating_file::{RotatingFile, Rotation};
+use super::sinks::{NetworkSink, NetworkSinkConfig, SinkTarget};
 
 /// How long the log thread sleeps when nobody wakes it: a bound on how late a record can be
 /// written if a wake-up is missed.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 /// Where one output's lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LogDestination {
     /// Nowhere (records still reach JavaScript when it listens).
     None,
@@ -41,10 +43,18 @@ pub enum LogDestination {
         /// When to start a new one.
         rotation: Rotation,
     },
+    /// A syslog receiver over UDP, TCP or TLS, with its own thread, queue and spool.
+    Network(NetworkSinkConfig),
+}
+
+impl LogDestination {
+    fn is_none(&self) -> bool {
+        matches!(self, LogDestination::None)
+    }
 }
 
 /// One output of a listener: where, in which format, from which severity up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LogOutput {
     /// Where.
     pub destination: LogDestination,
@@ -162,6 +172,7 @@ impl Outbox {
 struct Destination {
     output: LogOutput,
     file: Option<RotatingFile>,
+    network: Option<NetworkSink>,
     /// This output's lines of the current batch.
     lines: String,
     write_errors: u64,
@@ -175,16 +186,63 @@ impl Destination {
             }
             _ => None,
         };
+        let network = match &output.destination {
+            LogDestination::Network(config) => Some(
+                NetworkSink::start(config.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            _ => None,
+        };
         Ok(Self {
             output,
             file,
+            network,
             lines: String::new(),
             write_errors: 0,
         })
     }
 
+    /// What a loss report calls this output.
+    fn name(&self) -> String {
+        match &self.output.destination {
+            LogDestination::Network(config) => {
+                let scheme = match config.target {
+                    SinkTarget::SyslogUdp(_) => "syslog+udp",
+                    SinkTarget::SyslogTcp(_) => "syslog+tcp",
+                    SinkTarget::SyslogTls { .. } => "syslog+tls",
+                };
+                format!("{scheme}://{}", config.target.addr())
+            }
+            LogDestination::File { path, .. } => format!("file:{}", path.display()),
+            LogDestination::Stdout => "stdout".into(),
+            LogDestination::Stderr => "stderr".into(),
+            LogDestination::None => "none".into(),
+        }
+    }
+
+    /// Records this output lost since the last call (a network sink's full queue or spool).
+    fn take_loss(&self) -> u64 {
+        self.network
+            .as_ref()
+            .map_or(0, NetworkSink::take_unreported_loss)
+    }
+
+    /// Stops a network sink: what it cannot deliver in `grace` goes to its spool.
+    fn close(&mut self, grace: Duration) -> u64 {
+        self.network
+            .take()
+            .map_or(0, |sink| sink.close(grace).unreported_loss)
+    }
+
     fn write(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
+            return;
+        }
+        if let Some(sink) = &self.network {
+            // One record per line: framing is the sink's.
+            for line in bytes.split_inclusive(|b| *b == b'\n') {
+                sink.send(line);
+            }
             return;
         }
         let result = match (&self.output.destination, self.file.as_mut()) {
@@ -199,13 +257,55 @@ impl Destination {
     }
 }
 
+/// How long a network output may take to deliver what it holds when the listener stops (the
+/// stop is synchronous for JavaScript; what is not delivered by then is spooled or counted).
+const NETWORK_CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Turns what outputs lost into `kcp:log_loss` records written to every output (and to
+/// JavaScript); with `closing`, closes the network outputs first.
+fn report_output_losses(
+    outputs: &mut [Destination],
+    writer: &mut CanonicalWriter,
+    ring: &EventRing,
+    outbox: &Outbox,
+    closing: Option<Duration>,
+) {
+    let mut reports = Vec::new();
+    for output in outputs.iter_mut() {
+        let lost = output.take_loss() + closing.map_or(0, |grace| output.close(grace));
+        if lost > 0 {
+            let now = unix_micros();
+            let loss = kcpwatch_proto::events::LogLoss {
+                lost_output: lost,
+                output: CappedText::format(output.name()),
+                since_us: now,
+                ..Default::default()
+            };
+            reports.push(ring.loss_record(now, loss));
+        }
+    }
+    if reports.is_empty() {
+        return;
+    }
+    let mut text = String::new();
+    let mut ends = Vec::new();
+    for record in &reports {
+        writer.write(record, &mut text);
+        ends.push(text.len());
+    }
+    write_outputs(outputs, &reports, &text, &ends);
+    if outbox.enabled() {
+        outbox.offer(text.as_bytes(), &reports, writer, ring);
+    }
+}
+
 /// Writes one batch to every output, each in its format and from its level up. A record is
 /// formatted once as canonical JSON; the other formats are functions of that record, parsed
 /// once per record only when some output needs them.
 fn write_outputs(outputs: &mut [Destination], records: &[Record], text: &str, ends: &[usize]) {
     let needs_fields = outputs
         .iter()
-        .any(|o| o.output.format != Format::Json && o.output.destination != LogDestination::None);
+        .any(|o| o.output.format != Format::Json && !o.output.destination.is_none());
     for output in outputs.iter_mut() {
         output.lines.clear();
     }
@@ -218,8 +318,7 @@ fn write_outputs(outputs: &mut [Destination], records: &[Record], text: &str, en
             .then(|| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line).ok())
             .flatten();
         for output in outputs.iter_mut() {
-            if severity > output.output.level || output.output.destination == LogDestination::None
-            {
+            if severity > output.output.level || output.output.destination.is_none() {
                 continue;
             }
             match (output.output.format, &fields) {
@@ -304,10 +403,20 @@ impl LogThread {
                     if let Some(record) = ring.final_loss(unix_micros()) {
                         batch.push(record);
                     } else {
+                        // Network outputs get a last chance to deliver; what they cannot is
+                        // spooled, and what they could not even spool is reported to the rest.
+                        report_output_losses(
+                            &mut outputs,
+                            &mut writer,
+                            &ring,
+                            &outbox,
+                            Some(NETWORK_CLOSE_GRACE),
+                        );
                         return;
                     }
                 }
                 if batch.is_empty() {
+                    report_output_losses(&mut outputs, &mut writer, &ring, &outbox, None);
                     std::thread::park_timeout(IDLE_WAIT);
                     continue;
                 }
@@ -318,6 +427,7 @@ impl LogThread {
                     ends.push(text.len());
                 }
                 write_outputs(&mut outputs, &batch, &text, &ends);
+                report_output_losses(&mut outputs, &mut writer, &ring, &outbox, None);
                 if outbox.enabled() {
                     outbox.offer(text.as_bytes(), &batch, &mut writer, &ring);
                 }

@@ -6,14 +6,15 @@ pub mod formats;
 pub mod log_thread;
 pub mod ring;
 pub mod rotating_file;
+pub mod sinks;
 
 use kcpwatch_proto::privacy::IpPrivacy;
 use kcpwatch_proto::Severity;
 
 pub use canonical::{CanonicalWriter, Observer};
 pub use log_thread::{LogDestination, LogOutput, LogThread, Outbox};
-pub use rotating_file::Rotation;
 pub use ring::{EventRing, Record};
+pub use rotating_file::Rotation;
 
 /// How one runtime logs its security events.
 #[derive(Debug, Clone)]

@@ -138,13 +138,11 @@ mod tests {
         )
         .unwrap();
         for i in 0..10 {
-            f.write_records(format!("record {i:02}\n").as_bytes()).unwrap();
+            f.write_records(format!("record {i:02}\n").as_bytes())
+                .unwrap();
         }
         // 10 bytes per record, at most 25 per file: two records a file.
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            "record 08\nrecord 09\n"
-        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "record 08\nrecord 09\n");
         assert_eq!(
             fs::read_to_string(f.rotated_path(1)).unwrap(),
             "record 06\nrecord 07\n"
@@ -189,10 +187,7 @@ mod tests {
         )
         .unwrap();
         f.write_records(b"a much longer record\n").unwrap();
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            "a much longer record\n"
-        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a much longer record\n");
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }
