@@ -21,9 +21,15 @@ async function lifeUnder(t, ipPrivacy, extra = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-privacy-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'events.ndjson');
+  // Every format reads the same transformed record; each is checked for raw addresses too.
+  const others = ['ecs', 'ocsf', 'cef', 'rfc5424', 'gelf', 'hec', 'otlp'].map((format) => ({
+    format,
+    file: join(dir, `events.${format}`),
+  }));
+  const outputs = [{ destination: { file } }, ...others.map((o) => ({ destination: { file: o.file }, format: o.format }))];
   const seen = [];
   const server = kcpwatch.createServer(
-    { idleTimeout: 60_000, deadLink: 3, log: { destination: { file }, statsInterval: 0, ipPrivacy, ...extra } },
+    { idleTimeout: 60_000, deadLink: 3, log: { outputs, statsInterval: 0, ipPrivacy, ...extra } },
     (conn) => conn.on('message', (m) => conn.send(m)),
   );
   server.on('event', (e) => seen.push(e));
@@ -40,7 +46,10 @@ async function lifeUnder(t, ipPrivacy, extra = {}) {
   await next(conn, 'close', 15_000);
   await server.close();
   const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
-  return { lines, records: lines.map((l) => JSON.parse(l)), seen };
+  const formatted = [];
+  for (const o of others) formatted.push(...(await readFile(o.file, 'utf8')).split('\n').filter(Boolean));
+  t.is(formatted.length, lines.length * others.length, 'every format got every record');
+  return { lines, formatted, records: lines.map((l) => JSON.parse(l)), seen };
 }
 
 function checkRecords(t, { lines, records, seen }) {
@@ -58,7 +67,7 @@ function checkRecords(t, { lines, records, seen }) {
 
 test('hmac: pseudonyms instead of addresses, the same for the same address, and no raw address anywhere', async (t) => {
   const run = await lifeUnder(t, { mode: 'hmac', keyId: 'k7', key: HMAC_KEY });
-  for (const line of checkRecords(t, run)) t.notRegex(line, RAW);
+  for (const line of [...checkRecords(t, run), ...run.formatted]) t.notRegex(line, RAW);
   const closed = run.records.find((r) => r.name === 'kcp:connection_closed');
   t.is(closed.ip_privacy, 'hmac');
   t.false('src_ip' in closed);
@@ -74,7 +83,7 @@ test('hmac: pseudonyms instead of addresses, the same for the same address, and 
 
 test('cryptopan: addresses stay addresses, keep their shared prefix, and are not the real ones', async (t) => {
   const run = await lifeUnder(t, { mode: 'cryptopan', key: PAN_KEY });
-  for (const line of checkRecords(t, run)) t.notRegex(line, RAW);
+  for (const line of [...checkRecords(t, run), ...run.formatted]) t.notRegex(line, RAW);
   const closed = run.records.find((r) => r.name === 'kcp:connection_closed');
   t.is(closed.ip_privacy, 'cryptopan');
   const toBits = (ip) => ip.split('.').map((o) => Number(o).toString(2).padStart(8, '0')).join('');
@@ -95,7 +104,7 @@ test('cryptopan with communityIdOverTransformed: the Community ID is computed ov
 
 test('truncate: the network address with the default /24', async (t) => {
   const run = await lifeUnder(t, { mode: 'truncate' });
-  for (const line of checkRecords(t, run)) t.notRegex(line, RAW);
+  for (const line of [...checkRecords(t, run), ...run.formatted]) t.notRegex(line, RAW);
   const closed = run.records.find((r) => r.name === 'kcp:connection_closed');
   t.is(closed.src_ip, '127.0.0.0');
   t.is(closed.dst_ip, '127.0.0.0');
@@ -108,6 +117,11 @@ test('omit: no address fields at all, ports kept', async (t) => {
   for (const line of checkRecords(t, run)) {
     t.notRegex(line, RAW);
     t.notRegex(line, /_ip(_pseudonym)?"/);
+  }
+  for (const line of run.formatted) {
+    t.notRegex(line, RAW);
+    // No address-shaped value at all in any format (ports and ids only).
+    t.notRegex(line, /\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b/);
   }
   const closed = run.records.find((r) => r.name === 'kcp:connection_closed');
   t.is(typeof closed.src_port, 'number');
