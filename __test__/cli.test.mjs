@@ -148,6 +148,30 @@ test('serve --log-format ecs --ip-privacy truncate writes ECS documents with tru
   t.is((await s.exited).code, 0);
 });
 
+test('serve --log: several sinks, each with its format and level', async (t) => {
+  const { mkdtemp, readFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-cli-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const cef = join(dir, 'events.cef');
+  const s = serve(['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', '--log', 'stdout', '--log', `file:${cef},format=cef,level=notice`]);
+  t.teardown(() => s.child.kill('SIGKILL'));
+  const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+  const { createSocket } = await import('node:dgram');
+  const stray = createSocket('udp4');
+  await new Promise((resolve) => stray.send(Buffer.from('runt'), Number(port), '127.0.0.1', resolve));
+  stray.close();
+  await s.record((r) => r.name === 'kcp:packet_dropped');
+  s.child.kill('SIGTERM');
+  t.is((await s.exited).code, 0);
+  // stdout: canonical, every record; the CEF file: only notice and up, i.e. the drop.
+  t.true(s.records.some((r) => r.name === 'kcp:listener_started'));
+  const lines = (await readFile(cef, 'utf8')).split('\n').filter(Boolean);
+  t.is(lines.length, 1);
+  t.regex(lines[0], /^CEF:0\|kcpwatch\|kcpwatch\|[^|]+\|kcp:packet_dropped\|/);
+});
+
 test('serve --ip-privacy hmac without its key in the environment refuses to start', async (t) => {
   const s = serve(['--port', '0', '--ip-privacy', 'hmac']);
   const { code } = await s.exited;

@@ -1014,3 +1014,37 @@ test.serial('a syslog output that cannot deliver reports what it lost as kcp:log
   t.is(loss.lost_total, loss.lost_output);
   await server.close();
 });
+
+test.serial("a pino logger as the sink: every record at its severity's pino level, with msg", async (t) => {
+  const { default: pino } = await import('pino');
+  const { Writable } = await import('node:stream');
+  const lines = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+      done();
+    },
+  });
+  const logger = pino({ level: 'debug', base: { app: 'game' } }, stream);
+  const { server, address, log } = await loggedServer(t, { log: { pino: logger } }, echo);
+  const c = client(t, address.port);
+  c.send('to pino');
+  await next(c, 'message');
+  const socket = await rawSocket(t);
+  await sendTo(socket, address.port, Buffer.alloc(3));
+  await log.waitFor((e) => e.name === 'kcp:packet_dropped');
+  await server.close();
+  await log.waitFor((e) => e.name === 'kcp:listener_stopped');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(lines.length, log.records.length);
+  const established = lines.find((l) => l.name === 'kcp:connection_established');
+  t.is(established.level, 30);
+  t.is(established.app, 'game');
+  t.is(established.uid, log.records.find((e) => e.name === 'kcp:connection_established').uid);
+  t.regex(established.msg, /^connection established /);
+  t.is(lines.find((l) => l.name === 'kcp:packet_dropped').level, 30, 'notice is pino info');
+  t.deepEqual(
+    lines.map((l) => l.seq),
+    log.records.map((e) => e.seq),
+  );
+});

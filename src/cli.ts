@@ -1,11 +1,12 @@
 /** The `kcpwatch` command: `serve` (an echo server) and `demo` (traffic through a lossy link). */
 
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import type { CloseInfo } from './records';
 import { runDemo } from './demo';
 import { KcpError } from './errors';
-import { logFormats, type IpPrivacy, type LogFormat, type SeverityName } from './log';
+import { logFormats, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
 import { presets, type PresetName } from './options';
 import { createServer } from './server';
 
@@ -14,9 +15,13 @@ const usage = `usage:
                  [--log-format json|ecs|ocsf|cef|rfc5424|gelf|hec|otlp|none] [--log-file PATH]
                  [--log-level LEVEL] [--stats-interval MS]
                  [--ip-privacy full|truncate|hmac|cryptopan|omit] [--ip-privacy-key-id ID]
+                 [--log SINK[,format=F][,level=L]]... [--syslog-ca PEM] [--spool-dir DIR]
       KCP echo server. Security events go to stdout (or --log-file), one record per line, in
       the chosen format (default json: the canonical NDJSON). hmac and cryptopan read their key
-      (hex) from the KCPWATCH_IP_PRIVACY_KEY environment variable, never from the command line. Prints "listening HOST:PORT" to stderr when ready; readable
+      (hex) from the KCPWATCH_IP_PRIVACY_KEY environment variable, never from the command line.
+      --log (repeatable) replaces the single output: SINK is stdout, stderr, file:PATH,
+      syslog+udp://IP:PORT, syslog+tcp://IP:PORT or syslog+tls://IP:PORT (CA from --syslog-ca;
+      TCP/TLS spool to --spool-dir while the receiver is down); format defaults to --log-format. Prints "listening HOST:PORT" to stderr when ready; readable
       lifecycle lines follow on stderr. Stops on SIGINT/SIGTERM.
   kcpwatch demo [--clients N] [--messages N] [--loss P]
       A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
@@ -56,6 +61,35 @@ function privacyFromCli(mode: string, keyId: string): IpPrivacy {
   }
 }
 
+/**
+ * One `--log SINK[,format=F][,level=L]`: `stdout`, `stderr`, `file:PATH`, `syslog+udp://IP:PORT`,
+ * `syslog+tcp://IP:PORT` or `syslog+tls://IP:PORT` (with `--syslog-ca`).
+ */
+function outputFromCli(spec: string, defaultFormat: LogFormat, ca: string | undefined, spool: string | undefined): LogOutputOptions {
+  const [target, ...params] = spec.split(',');
+  const opts = Object.fromEntries(params.map((p) => p.split('=', 2) as [string, string]));
+  for (const key of Object.keys(opts)) {
+    if (key !== 'format' && key !== 'level') throw new KcpError(`--log ${spec}: unknown parameter ${key}`, 'KCP_ERR_INVALID_OPTION');
+  }
+  const format = (opts.format ?? defaultFormat) as LogFormat;
+  const level = opts.level as SeverityName | undefined;
+  let destination: LogOutputOptions['destination'];
+  if (target === 'stdout' || target === 'stderr') destination = target;
+  else if (target?.startsWith('file:')) destination = { file: target.slice(5) };
+  else if (target && /^syslog\+(udp|tcp|tls):\/\//.test(target)) {
+    const url = target.slice('syslog+'.length);
+    // One spool directory per sink: a spool belongs to one sink at a time.
+    const spoolDir = spool && !url.startsWith('udp') ? join(spool, url.replace(/[^A-Za-z0-9]+/g, '_')) : undefined;
+    destination = { syslog: url, caFile: ca, spoolDir };
+  } else {
+    throw new KcpError(
+      `--log ${spec}: the sink must be stdout, stderr, file:PATH or syslog+udp|tcp|tls://IP:PORT`,
+      'KCP_ERR_INVALID_OPTION',
+    );
+  }
+  return { destination, format, ...(level ? { level } : {}) };
+}
+
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -66,6 +100,9 @@ async function serve(args: string[]): Promise<number> {
       preset: { type: 'string', default: 'game' },
       'idle-timeout': { type: 'string' },
       'log-format': { type: 'string', default: 'json' },
+      log: { type: 'string', multiple: true },
+      'syslog-ca': { type: 'string' },
+      'spool-dir': { type: 'string' },
       'log-file': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       'stats-interval': { type: 'string' },
@@ -80,6 +117,9 @@ async function serve(args: string[]): Promise<number> {
   }
   const ipPrivacy = privacyFromCli(values['ip-privacy']!, values['ip-privacy-key-id']!);
   const logFile = values['log-file'];
+  const outputs = values.log?.map((spec) =>
+    outputFromCli(spec, format === 'none' ? 'json' : (format as LogFormat), values['syslog-ca'], values['spool-dir']),
+  );
   if (!(values.preset! in presets)) {
     throw new KcpError(`--preset must be one of ${Object.keys(presets).join(', ')}`, 'KCP_ERR_INVALID_OPTION');
   }
@@ -88,14 +128,13 @@ async function serve(args: string[]): Promise<number> {
     preset: values.preset as PresetName,
     idleTimeout: num(values['idle-timeout'], 'idle-timeout'),
     log:
-      format === 'none'
+      format === 'none' && !outputs
         ? false
         : {
-            destination: logFile ? { file: logFile } : 'stdout',
+            ...(outputs ? { outputs } : { destination: logFile ? { file: logFile } : 'stdout', format: format as LogFormat }),
             level: values['log-level'] as SeverityName,
             statsInterval: num(values['stats-interval'], 'stats-interval'),
             service: 'kcpwatch-serve',
-            format: format as LogFormat,
             ipPrivacy,
           },
   });

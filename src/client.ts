@@ -7,7 +7,7 @@ import { Connection } from './connection';
 import { KcpInvalidOptionError } from './errors';
 import { resolveHighWaterMark, resolveKcpOptions, resolveMode, resolvePort, type KcpOptions, type Mode } from './options';
 import type { KcpEvent } from './event-types';
-import { resolveLogOptions, type LogOptions } from './log';
+import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
 import { endpointOptions } from './server';
 import { Transport, type TransportOwner } from './transport';
@@ -70,7 +70,7 @@ export function connect(options: ConnectOptions): Connection {
     throw new KcpInvalidOptionError(`conv must be a u32, got ${String(conv)}`);
   }
   const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
-  const onEvent = options.log ? options.log.onEvent : undefined;
+  const onEvent = eventCallback(options.log);
   const owner = new ClientOwner(onEvent);
   const bindHost = isIP(host) === 6 ? '::' : '0.0.0.0';
   const transport = Transport.client(

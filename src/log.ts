@@ -26,6 +26,47 @@ export type IpPrivacy =
   | { mode: 'cryptopan'; key: Uint8Array | string }
   | { mode: 'omit' };
 
+/** The part of a pino logger the `pino` option uses. */
+export interface PinoLike {
+  fatal?(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  debug?(obj: object, msg?: string): void;
+}
+
+/**
+ * The record callback for a pino logger: the record's fields go in the log object (minus what
+ * pino sets itself: `level`, `time`, `msg`), at the pino level of its severity.
+ */
+export function pinoSink(logger: PinoLike): (event: KcpEvent) => void {
+  return (event) => {
+    const { level: _level, time: _time, msg, ...fields } = event;
+    void _level;
+    void _time;
+    const s = event.severity;
+    if (s <= 2) (logger.fatal ?? logger.error).call(logger, fields, msg);
+    else if (s === 3) logger.error(fields, msg);
+    else if (s === 4) logger.warn(fields, msg);
+    else if (s <= 6) logger.info(fields, msg);
+    else (logger.debug ?? logger.info).call(logger, fields, msg);
+  };
+}
+
+/** Every JavaScript consumer `log` names, as one callback (or none). */
+export function eventCallback(log: LogOptions | false | undefined): ((event: KcpEvent) => void) | undefined {
+  if (!log) return undefined;
+  if (log.pino !== undefined && (typeof log.pino !== 'object' || log.pino === null || typeof log.pino.info !== 'function')) {
+    throw new KcpInvalidOptionError('log.pino must be a pino logger');
+  }
+  const callbacks = [log.onEvent, log.pino && pinoSink(log.pino)].filter((f): f is (event: KcpEvent) => void => typeof f === 'function');
+  if (callbacks.length === 0) return undefined;
+  if (callbacks.length === 1) return callbacks[0];
+  return (event) => {
+    for (const f of callbacks) f(event);
+  };
+}
+
 /** Syslog severity names, most severe first. */
 export const severities = ['emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'info', 'debug'] as const;
 export type SeverityName = (typeof severities)[number];
@@ -87,6 +128,12 @@ export interface LogOptions {
   outputs?: LogOutputOptions[];
   /** Called with every record as an object, on the event loop. */
   onEvent?: (event: KcpEvent) => void;
+  /**
+   * A pino logger (or anything with pino's methods) that receives every record as an object,
+   * at the pino level matching its severity, with `msg` as the message. Runs on the event loop,
+   * like `onEvent`; the Rust outputs do not.
+   */
+  pino?: PinoLike;
   /** Lowest severity produced (default `'info'`, i.e. everything but debug). */
   level?: SeverityName;
   /** Records per ring lane between the I/O thread and the log thread (default 4096). */

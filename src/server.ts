@@ -17,7 +17,7 @@ import {
   type ResolvedKcpOptions,
 } from './options';
 import type { KcpEvent } from './event-types';
-import { parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
+import { eventCallback, parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
 import { Transport, type TransportOwner } from './transport';
 
@@ -114,7 +114,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     this.kcp = resolveKcpOptions(options);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
     this.log = resolveLogOptions(options.log, { destination: 'stdout' });
-    this.onEvent = options.log ? options.log.onEvent : undefined;
+    this.onEvent = eventCallback(options.log);
     // Records cross into JavaScript only while someone wants them.
     const emitter = this as EventEmitter;
     emitter.on('newListener', (name: string | symbol) => {
