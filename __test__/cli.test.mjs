@@ -58,7 +58,12 @@ function serve(args) {
       waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolve(l)) });
     });
   const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  return { child, line, record, records, exited };
+  /** The exit, with what the server said on stderr when it was not a clean 0. */
+  const stopped = async () => {
+    const result = await exited;
+    return { ...result, stderr: result.code === 0 ? '' : [...lines, stderr].join('\n') };
+  };
+  return { child, line, record, records, exited, stopped };
 }
 
 test('serve echoes, reports idle_timeout after the idle timeout, and stops on SIGTERM', async (t) => {
@@ -87,7 +92,7 @@ test('serve echoes to a plain KCP client (kcp-go)', async (t) => {
   t.is(r.code, 0, r.out + r.err);
   t.true(JSON.parse(r.out.trim()).ok);
   s.child.kill('SIGTERM');
-  t.is((await s.exited).code, 0);
+  t.like(await s.stopped(), { code: 0, signal: null, stderr: '' });
 });
 
 test('serve writes the security records of a kcp-go client to stdout: real addresses, and byte counts that match the client', async (t) => {
@@ -120,7 +125,7 @@ test('serve writes the security records of a kcp-go client to stdout: real addre
   t.is(closed.messages_received, 100);
   t.regex(closed.community_id, /^1:/);
   s.child.kill('SIGTERM');
-  t.is((await s.exited).code, 0);
+  t.like(await s.stopped(), { code: 0, signal: null, stderr: '' });
   const stopped = s.records.at(-1);
   t.is(stopped.name, 'kcp:listener_stopped');
   // One per-listener sequence, no gaps: nothing was lost.
@@ -145,7 +150,7 @@ test('serve --log-format ecs --ip-privacy truncate writes ECS documents with tru
   t.is(doc.kcp.ip_privacy, 'truncate');
   t.deepEqual(doc.event.category, ['network']);
   s.child.kill('SIGTERM');
-  t.is((await s.exited).code, 0);
+  t.like(await s.stopped(), { code: 0, signal: null, stderr: '' });
 });
 
 test('serve --log: several sinks, each with its format and level', async (t) => {
@@ -164,7 +169,7 @@ test('serve --log: several sinks, each with its format and level', async (t) => 
   stray.close();
   await s.record((r) => r.name === 'kcp:packet_dropped');
   s.child.kill('SIGTERM');
-  t.is((await s.exited).code, 0);
+  t.like(await s.stopped(), { code: 0, signal: null, stderr: '' });
   // stdout: canonical, every record; the CEF file: only notice and up, i.e. the drop.
   t.true(s.records.some((r) => r.name === 'kcp:listener_started'));
   const lines = (await readFile(cef, 'utf8')).split('\n').filter(Boolean);

@@ -150,14 +150,17 @@ async function serve(args: string[]): Promise<number> {
     });
     conn.on('close', (_reason, info) => log(`close ${conn.id} ${describeClose(info)}`));
   });
+  // Signal handlers go in before anything is announced: once "listening" is out, a supervisor
+  // may signal at any moment, and the I/O threads keep running while this thread waits.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.on('SIGINT', () => resolve('SIGINT'));
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+  });
   const address = await server.listen(num(values.port, 'port') ?? 0, values.host);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log(`listening ${shown}:${address.port}`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  const signal = await stopSignal;
+  log(`stopping (${signal})`);
   await server.close();
   log('closed');
   return 0;
