@@ -620,13 +620,20 @@ impl Endpoint {
 
     /// Emits the aggregate records of sampling windows that have ended.
     fn report_sampled(&mut self, now_extended: u64) {
-        for (mut last, count) in self.drop_sampler.take_expired(now_extended) {
-            last.suppressed = count;
-            self.emit(SecurityEvent::PacketDropped(last));
+        // Runs for every dropped datagram: the common case (no window with counted drops has
+        // ended) must cost a few compares, not the copies `take_expired` makes.
+        let due = |deadline: Option<u64>| deadline.is_some_and(|d| d <= now_extended);
+        if due(self.drop_sampler.next_deadline()) {
+            for (mut last, count) in self.drop_sampler.take_expired(now_extended) {
+                last.suppressed = count;
+                self.emit(SecurityEvent::PacketDropped(last));
+            }
         }
-        for (mut last, count) in self.fail_sampler.take_expired(now_extended) {
-            last.suppressed = count;
-            self.emit(SecurityEvent::ConnectionFailed(last));
+        if due(self.fail_sampler.next_deadline()) {
+            for (mut last, count) in self.fail_sampler.take_expired(now_extended) {
+                last.suppressed = count;
+                self.emit(SecurityEvent::ConnectionFailed(last));
+            }
         }
     }
 
