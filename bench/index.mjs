@@ -1,12 +1,14 @@
 // `npm run bench`: measurements that need a peer in the same run to mean anything. Prints a
 // table and, with `--json FILE`, writes the figures. `--quick` shortens every run.
 //
-// Scenarios so far (issue #3; the full set is issue #7):
+// Scenarios so far (issues #3 and #5; the full set is issue #7):
 //   events   what one security record costs: on the I/O thread (producer), on the log thread
 //            (canonical JSON), and in JavaScript for an 'event' listener (parse + emit);
 //   logging  echo throughput of one kcpwatch server with full security logging on (NDJSON to a
 //            file through the log thread) and off, same load (kcp-go clients), alternated,
-//            with a kcp-go server under the same load as the reference peer.
+//            with a kcp-go server under the same load as the reference peer;
+//   sinks    the game's event-loop delay with a syslog output whose receiver never reads,
+//            against logging off, same load.
 import { execFileSync, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -41,7 +43,8 @@ function startServer(command, args, portFrom = 'stdout') {
         clearTimeout(timer);
         resolve({
           port: Number(m[1]),
-          stop: () => new Promise((done) => (child.once('close', done), child.stdin.end())),
+          // Resolves with everything the server printed (its last line may be a report).
+          stop: () => new Promise((done) => (child.once('close', () => done(text)), child.stdin.end())),
         });
       }
     };
@@ -119,6 +122,39 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   };
 }
 
+// --- sinks: event-loop delay with a stalled network sink vs no logging ---------------------
+{
+  const bin = kcpgo();
+  const { createServer } = await import('node:net');
+  // Accepts and never reads: the kernel buffers fill, then the sink queues, spills, drops.
+  const stalled = createServer((socket) => socket.pause());
+  await new Promise((resolve) => stalled.listen(0, '127.0.0.1', resolve));
+  const shape = { conns: 100, size: 64, durationMs: quick ? 1500 : 4000, window: 4 };
+  const runs = { off: [], stalled: [] };
+  for (let round = 0; round < (quick ? 1 : 3); round++) {
+    for (const mode of ['off', 'stalled']) {
+      const server = await startServer(process.execPath, [
+        join(root, 'bench/echo-server.mjs'),
+        '--log',
+        mode === 'off' ? 'off' : `stalled-syslog:${stalled.address().port}`,
+      ]);
+      const r = load(bin, server.port, shape);
+      const out = await server.stop();
+      const eld = JSON.parse(out.trim().split('\n').at(-1));
+      runs[mode].push({ msgs_per_sec: r.msgs_per_sec, ...eld });
+    }
+  }
+  stalled.close();
+  const pick = (mode, key) => median(runs[mode].map((x) => x[key]));
+  results.sinks = {
+    shape,
+    runs,
+    eld_p99_ms: { logging_off: pick('off', 'eld_p99_ms'), stalled_syslog_sink: pick('stalled', 'eld_p99_ms') },
+    eld_max_ms: { logging_off: pick('off', 'eld_max_ms'), stalled_syslog_sink: pick('stalled', 'eld_max_ms') },
+    msgs_per_sec: { logging_off: Math.round(pick('off', 'msgs_per_sec')), stalled_syslog_sink: Math.round(pick('stalled', 'msgs_per_sec')) },
+  };
+}
+
 rmSync(scratch, { recursive: true, force: true });
 const e = results.events;
 const l = results.logging;
@@ -136,6 +172,14 @@ const rows = [
   ['echo 100 conns x 64 B, full logging on', `${l.msgs_per_sec.logging_on} msg/s (cost ${l.logging_cost_percent}%)`],
   ['echo 100 conns x 64 B, kcp-go server (peer)', `${l.msgs_per_sec.kcpgo_server} msg/s`],
 ];
+const k = results.sinks;
+rows.push(
+  ['event-loop delay p99 / max, logging off', `${k.eld_p99_ms.logging_off.toFixed(2)} / ${k.eld_max_ms.logging_off.toFixed(2)} ms (${k.msgs_per_sec.logging_off} msg/s)`],
+  [
+    'event-loop delay p99 / max, stalled syslog sink',
+    `${k.eld_p99_ms.stalled_syslog_sink.toFixed(2)} / ${k.eld_max_ms.stalled_syslog_sink.toFixed(2)} ms (${k.msgs_per_sec.stalled_syslog_sink} msg/s)`,
+  ],
+);
 const width = Math.max(...rows.map((r) => r[0].length));
 for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
 if (jsonFile) writeFileSync(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
