@@ -11,7 +11,7 @@ export { Connection } from './connection';
 export type { ConnectionEvents, ConnectionState } from './connection';
 export type { CloseInfo, CloseReason } from './records';
 export type * from './event-types';
-export type { FileDestination, PinoLike, SyslogDestination, IpPrivacy, LogDestination, LogFormat, LogOptions, LogOutputOptions, SeverityName } from './log';
+export type { FileDestination, HttpDestination, PinoLike, SyslogDestination, IpPrivacy, LogDestination, LogFormat, LogOptions, LogOutputOptions, SeverityName } from './log';
 export { logFormats, pinoSink, severities } from './log';
 export { presets } from './options';
 export type { KcpOptions, PresetName, Mode } from './options';

@@ -106,7 +106,34 @@ export interface SyslogDestination {
   queueRecords?: number;
 }
 
-export type LogDestination = 'stdout' | 'stderr' | 'none' | FileDestination | SyslogDestination;
+/**
+ * An HTTP collector that takes batches: Splunk HEC (records in `hec` format), Elasticsearch
+ * `_bulk` (records in `ecs` format) or OTLP/HTTP (records in `otlp` format). Like a syslog
+ * output it has its own thread, a bounded queue and an optional on-disk spool.
+ */
+export interface HttpDestination {
+  /** `http://HOST:PORT/path` or `https://HOST:PORT/path`, e.g. `https://10.0.0.5:8088/services/collector/event`. */
+  http: string;
+  kind: 'hec' | 'elastic' | 'otlp';
+  /** Splunk HEC token. */
+  token?: string;
+  /** Elasticsearch index or data stream (default `kcpwatch`). */
+  index?: string;
+  /** HTTPS: the CA certificates (PEM file) the collector's certificate must chain to. */
+  caFile?: string;
+  /** Compress request bodies (default true). */
+  gzip?: boolean;
+  /** Records per request (default 500). */
+  batchRecords?: number;
+  /** A batch leaves at the latest this many milliseconds after its first record (default 1000). */
+  batchDelayMs?: number;
+  /** Where to spool records while the collector is down. */
+  spoolDir?: string;
+  spoolMaxBytes?: number;
+  queueRecords?: number;
+}
+
+export type LogDestination = 'stdout' | 'stderr' | 'none' | FileDestination | SyslogDestination | HttpDestination;
 
 /** One output: where, in which format, from which severity up. */
 export interface LogOutputOptions {
@@ -184,6 +211,12 @@ export interface NativeOutputOptions {
   spoolDir?: string;
   spoolMaxBytes?: number;
   queueRecords?: number;
+  httpKind?: string;
+  token?: string;
+  index?: string;
+  gzip?: boolean;
+  batchRecords?: number;
+  batchDelayMs?: number;
   format: string;
   level: string;
 }
@@ -357,7 +390,41 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
       ...common,
     };
   }
-  throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none', { file } or { syslog }, got ${JSON.stringify(dest)}`);
+  if (typeof dest === 'object' && dest !== null && typeof (dest as HttpDestination).http === 'string') {
+    const d = dest as HttpDestination;
+    let url: URL;
+    try {
+      url = new URL(d.http);
+    } catch {
+      throw new KcpInvalidOptionError(`log.${name}.http must be a URL, got ${d.http}`);
+    }
+    // Host names are fine here: the output's own thread resolves them, not the event loop.
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.port) {
+      throw new KcpInvalidOptionError(`log.${name}.http must be http(s)://HOST:PORT/path, got ${d.http}`);
+    }
+    const formats: Record<HttpDestination['kind'], LogFormat> = { hec: 'hec', elastic: 'ecs', otlp: 'otlp' };
+    if (!(d.kind in formats)) throw new KcpInvalidOptionError(`log.${name}.kind must be hec, elastic or otlp`);
+    if (d.kind === 'hec' && typeof d.token !== 'string') throw new KcpInvalidOptionError(`log.${name}: a hec output needs token`);
+    if (url.protocol === 'https:' && typeof d.caFile !== 'string') throw new KcpInvalidOptionError(`log.${name}: an https output needs caFile`);
+    return {
+      destination: 'http',
+      url: d.http,
+      httpKind: d.kind,
+      token: d.token,
+      index: d.index ?? 'kcpwatch',
+      caFile: d.caFile,
+      gzip: d.gzip ?? true,
+      batchRecords: integer(d.batchRecords, `${name}.batchRecords`, 500, 1, 100_000),
+      batchDelayMs: integer(d.batchDelayMs, `${name}.batchDelayMs`, 1000, 1, 600_000),
+      spoolDir: d.spoolDir,
+      spoolMaxBytes: integer(d.spoolMaxBytes, `${name}.spoolMaxBytes`, 64 << 20, 0, Number.MAX_SAFE_INTEGER),
+      queueRecords: integer(d.queueRecords, `${name}.queueRecords`, 10_000, 1, 10_000_000),
+      ...common,
+      // The collector takes one shape; the format follows the kind.
+      format: formats[d.kind],
+    };
+  }
+  throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none', { file }, { syslog } or { http }, got ${JSON.stringify(dest)}`);
 }
 
 function resolveFormat(format: unknown): LogFormat {

@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use kcpwatch::events::formats::Format;
-use kcpwatch::events::sinks::{NetworkSinkConfig, SinkTarget, SpoolConfig};
+use kcpwatch::events::sinks::{
+    HttpKind, HttpSinkConfig, NetworkSinkConfig, SinkTarget, SpoolConfig,
+};
 use kcpwatch::events::{LogConfig, LogDestination, LogOutput, Observer, Rotation};
 use kcpwatch::socket::SocketOptions;
 use kcpwatch::RuntimeConfig;
@@ -78,6 +80,16 @@ pub struct OutputOptions {
     pub spool_max_bytes: Option<f64>,
     /// Records held in memory for the receiver.
     pub queue_records: Option<u32>,
+    /// For `http`: `hec`, `elastic` or `otlp`.
+    pub http_kind: Option<String>,
+    /// For `http` kind `hec`: the token.
+    pub token: Option<String>,
+    /// For `http` kind `elastic`: the index or data stream.
+    pub index: Option<String>,
+    /// For `http`: compress request bodies.
+    pub gzip: Option<bool>,
+    pub batch_records: Option<u32>,
+    pub batch_delay_ms: Option<u32>,
     /// `json`, `ecs`, `ocsf`, `cef`, `rfc5424`, `gelf`, `hec` or `otlp`.
     pub format: String,
     /// The least severe records this output takes: a syslog name.
@@ -167,6 +179,7 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
             },
         },
         ("syslog", _) => LogDestination::Network(network_sink(o)?),
+        ("http", _) => LogDestination::Http(http_sink(o)?),
         (other, _) => {
             return Err(invalid(format!(
                 "log destination {other:?} needs to be stdout, stderr, none, a file or syslog"
@@ -217,15 +230,55 @@ fn network_sink(o: &OutputOptions) -> napi::Result<NetworkSinkConfig> {
         }
     };
     let mut config = NetworkSinkConfig::new(target);
-    if let Some(dir) = &o.spool_dir {
-        config.spool = Some(SpoolConfig {
-            dir: dir.into(),
-            max_bytes: o.spool_max_bytes.unwrap_or(64.0 * 1024.0 * 1024.0).max(0.0) as u64,
-        });
+    config.spool = spool(o);
+    if let Some(n) = o.queue_records {
+        config.queue_records = n.max(1) as usize;
+    }
+    Ok(config)
+}
+
+fn spool(o: &OutputOptions) -> Option<SpoolConfig> {
+    o.spool_dir.as_ref().map(|dir| SpoolConfig {
+        dir: dir.into(),
+        max_bytes: o.spool_max_bytes.unwrap_or(64.0 * 1024.0 * 1024.0).max(0.0) as u64,
+    })
+}
+
+fn http_sink(o: &OutputOptions) -> napi::Result<HttpSinkConfig> {
+    let url = o
+        .url
+        .clone()
+        .ok_or_else(|| invalid("an http output needs its url"))?;
+    let kind = match o.http_kind.as_deref() {
+        Some("hec") => HttpKind::SplunkHec {
+            token: o
+                .token
+                .clone()
+                .ok_or_else(|| invalid("a hec output needs its token"))?,
+        },
+        Some("elastic") => HttpKind::ElasticBulk {
+            index: o.index.clone().unwrap_or_else(|| "kcpwatch".into()),
+        },
+        Some("otlp") => HttpKind::OtlpHttp,
+        other => {
+            return Err(invalid(format!(
+                "http kind {other:?} needs to be hec, elastic or otlp"
+            )))
+        }
+    };
+    let mut config = HttpSinkConfig::new(kind, url);
+    config.ca_file = o.ca_file.as_ref().map(Into::into);
+    config.gzip = o.gzip.unwrap_or(true);
+    if let Some(n) = o.batch_records {
+        config.batch_records = n.max(1) as usize;
+    }
+    if let Some(ms) = o.batch_delay_ms {
+        config.batch_delay = Duration::from_millis(u64::from(ms.max(1)));
     }
     if let Some(n) = o.queue_records {
         config.queue_records = n.max(1) as usize;
     }
+    config.spool = spool(o);
     Ok(config)
 }
 

@@ -21,7 +21,7 @@ use super::canonical::CanonicalWriter;
 use super::formats::{self, Format};
 use super::ring::{EventRing, Record};
 use super::rotating_file::{RotatingFile, Rotation};
-use super::sinks::{NetworkSink, NetworkSinkConfig, SinkTarget};
+use super::sinks::{HttpSink, HttpSinkConfig, NetworkSink, NetworkSinkConfig, SinkTarget};
 
 /// How long the log thread sleeps when nobody wakes it: a bound on how late a record can be
 /// written if a wake-up is missed.
@@ -45,6 +45,38 @@ pub enum LogDestination {
     },
     /// A syslog receiver over UDP, TCP or TLS, with its own thread, queue and spool.
     Network(NetworkSinkConfig),
+    /// An HTTP collector taking batches (Splunk HEC, Elasticsearch `_bulk`, OTLP/HTTP), with
+    /// its own thread, queue and spool.
+    Http(HttpSinkConfig),
+}
+
+/// A network output: either kind has its own thread and the same delivery accounting.
+enum Remote {
+    Syslog(NetworkSink),
+    Http(HttpSink),
+}
+
+impl Remote {
+    fn send(&self, record: &[u8]) -> bool {
+        match self {
+            Remote::Syslog(sink) => sink.send(record),
+            Remote::Http(sink) => sink.send(record),
+        }
+    }
+
+    fn take_unreported_loss(&self) -> u64 {
+        match self {
+            Remote::Syslog(sink) => sink.take_unreported_loss(),
+            Remote::Http(sink) => sink.take_unreported_loss(),
+        }
+    }
+
+    fn close(self, grace: Duration) -> u64 {
+        match self {
+            Remote::Syslog(sink) => sink.close(grace).unreported_loss,
+            Remote::Http(sink) => sink.close(grace).unreported_loss,
+        }
+    }
 }
 
 impl LogDestination {
@@ -172,7 +204,7 @@ impl Outbox {
 struct Destination {
     output: LogOutput,
     file: Option<RotatingFile>,
-    network: Option<NetworkSink>,
+    network: Option<Remote>,
     /// This output's lines of the current batch.
     lines: String,
     write_errors: u64,
@@ -186,11 +218,14 @@ impl Destination {
             }
             _ => None,
         };
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
         let network = match &output.destination {
-            LogDestination::Network(config) => Some(
-                NetworkSink::start(config.clone())
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-            ),
+            LogDestination::Network(config) => Some(Remote::Syslog(
+                NetworkSink::start(config.clone()).map_err(invalid)?,
+            )),
+            LogDestination::Http(config) => Some(Remote::Http(
+                HttpSink::start(config.clone()).map_err(invalid)?,
+            )),
             _ => None,
         };
         Ok(Self {
@@ -213,6 +248,7 @@ impl Destination {
                 };
                 format!("{scheme}://{}", config.target.addr())
             }
+            LogDestination::Http(config) => format!("http:{}", config.url),
             LogDestination::File { path, .. } => format!("file:{}", path.display()),
             LogDestination::Stdout => "stdout".into(),
             LogDestination::Stderr => "stderr".into(),
@@ -224,14 +260,12 @@ impl Destination {
     fn take_loss(&self) -> u64 {
         self.network
             .as_ref()
-            .map_or(0, NetworkSink::take_unreported_loss)
+            .map_or(0, Remote::take_unreported_loss)
     }
 
     /// Stops a network sink: what it cannot deliver in `grace` goes to its spool.
     fn close(&mut self, grace: Duration) -> u64 {
-        self.network
-            .take()
-            .map_or(0, |sink| sink.close(grace).unreported_loss)
+        self.network.take().map_or(0, |sink| sink.close(grace))
     }
 
     fn write(&mut self, bytes: &[u8]) {

@@ -42,6 +42,7 @@ mod backoff;
 mod config;
 mod error;
 mod framing;
+pub mod http;
 mod link;
 mod spool;
 mod stats;
@@ -60,6 +61,7 @@ pub use config::{
     MAX_RECORD_BYTES, MIN_UDP_DATAGRAM,
 };
 pub use error::SinkError;
+pub use http::{HttpKind, HttpSink, HttpSinkConfig, HttpSinkError};
 pub use stats::{SinkReport, SinkStats};
 
 use stats::{Loss, Shared};
