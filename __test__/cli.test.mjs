@@ -183,6 +183,13 @@ test('serve --ip-privacy hmac without its key in the environment refuses to star
   t.is(code, 1);
 });
 
+test('serve --log hec+http://… without KCPWATCH_HEC_TOKEN refuses to start, saying where the token goes', async (t) => {
+  const s = serve(['--port', '0', '--log', 'hec+http://127.0.0.1:8088']);
+  const { code, stderr } = await s.stopped();
+  t.is(code, 1);
+  t.regex(stderr, /KCPWATCH_HEC_TOKEN/);
+});
+
 test('serve rejects a bad preset with a clear message', async (t) => {
   const s = serve(['--port', '0', '--preset', 'turbo']);
   const { code } = await s.exited;

@@ -20,8 +20,10 @@ const usage = `usage:
       the chosen format (default json: the canonical NDJSON). hmac and cryptopan read their key
       (hex) from the KCPWATCH_IP_PRIVACY_KEY environment variable, never from the command line.
       --log (repeatable) replaces the single output: SINK is stdout, stderr, file:PATH,
-      syslog+udp://IP:PORT, syslog+tcp://IP:PORT or syslog+tls://IP:PORT (CA from --syslog-ca;
-      TCP/TLS spool to --spool-dir while the receiver is down); format defaults to --log-format. Prints "listening HOST:PORT" to stderr when ready; readable
+      syslog+udp://IP:PORT, syslog+tcp://IP:PORT, syslog+tls://IP:PORT, hec+https://HOST:PORT
+      (token in KCPWATCH_HEC_TOKEN), elastic+http://HOST:PORT or otlp+http://HOST:PORT (CA from
+      --syslog-ca for TLS and HTTPS; spool to --spool-dir while the receiver is down); format
+      defaults to --log-format (HTTP sinks use the format their collector takes). Prints "listening HOST:PORT" to stderr when ready; readable
       lifecycle lines follow on stderr. Stops on SIGINT/SIGTERM.
   kcpwatch demo [--clients N] [--messages N] [--loss P]
       A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
@@ -81,9 +83,20 @@ function outputFromCli(spec: string, defaultFormat: LogFormat, ca: string | unde
     // One spool directory per sink: a spool belongs to one sink at a time.
     const spoolDir = spool && !url.startsWith('udp') ? join(spool, url.replace(/[^A-Za-z0-9]+/g, '_')) : undefined;
     destination = { syslog: url, caFile: ca, spoolDir };
+  } else if (target && /^(hec|elastic|otlp)\+https?:\/\//.test(target)) {
+    const kind = target.slice(0, target.indexOf('+')) as 'hec' | 'elastic' | 'otlp';
+    const url = new URL(target.slice(kind.length + 1));
+    // The usual endpoint of each collector when the URL names none.
+    if (url.pathname === '/') url.pathname = { hec: '/services/collector/event', elastic: '/_bulk', otlp: '/v1/logs' }[kind];
+    const token = process.env.KCPWATCH_HEC_TOKEN;
+    if (kind === 'hec' && !token) {
+      throw new KcpError(`--log ${spec}: the HEC token goes in KCPWATCH_HEC_TOKEN`, 'KCP_ERR_INVALID_OPTION');
+    }
+    const spoolDir = spool ? join(spool, target.replace(/[^A-Za-z0-9]+/g, '_')) : undefined;
+    destination = { http: url.toString(), kind, token, caFile: ca, spoolDir };
   } else {
     throw new KcpError(
-      `--log ${spec}: the sink must be stdout, stderr, file:PATH or syslog+udp|tcp|tls://IP:PORT`,
+      `--log ${spec}: the sink must be stdout, stderr, file:PATH, syslog+udp|tcp|tls://IP:PORT or hec|elastic|otlp+http(s)://HOST:PORT[/path]`,
       'KCP_ERR_INVALID_OPTION',
     );
   }
