@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 use crate::events::Severity;
+use crate::limits::Limits;
 
 /// The KCP header length in bytes.
 pub const KCP_HEADER_LEN: usize = 24;
@@ -221,6 +222,48 @@ pub struct EndpointConfig {
     pub sample_burst: u32,
     /// The sampling window in milliseconds.
     pub sample_window_ms: u32,
+    /// Plain KCP, or the secure control layer (DESIGN §4).
+    pub mode: Mode,
+    /// Entropy for cookies, session secrets and convs (secure mode). The runtime fills it from
+    /// the OS; tests pass a constant so runs repeat.
+    pub secret: [u8; 32],
+    /// Admission limits.
+    pub limits: Limits,
+    /// How long one cookie key lives; a cookie is accepted for one to two of these.
+    pub cookie_slot_ms: u32,
+    /// A client gives up a handshake that got no answer after this long (`handshake_timeout`).
+    pub handshake_timeout_ms: u32,
+    /// Handshakes wait for the application's `authenticate` answer (see
+    /// [`crate::EndpointEvent::AuthRequest`]) instead of being accepted at once.
+    pub require_auth: bool,
+    /// An authentication answer later than this rejects the handshake (`auth_rejected`).
+    pub auth_timeout_ms: u32,
+    /// Handshakes waiting for authentication at once; more are refused (`capacity`).
+    pub max_pending_auth: usize,
+    /// Secure sessions send a keepalive after this long without sending anything; `None`
+    /// uses a quarter of the idle timeout.
+    pub keepalive_ms: Option<u32>,
+}
+
+/// What a server puts in front of KCP. The core defaults to `Raw` so a bare `EndpointConfig`
+/// speaks plain KCP; the product defaults (the Node API and `kcpwatch serve`) choose `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Plain KCP: interoperable with every KCP peer, no handshake, no authentication.
+    #[default]
+    Raw,
+    /// Handshake with address validation, tagged datagrams, replay protection.
+    Secure,
+}
+
+impl Mode {
+    /// The name in options and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Secure => "secure",
+        }
+    }
 }
 
 impl Default for EndpointConfig {
@@ -234,6 +277,15 @@ impl Default for EndpointConfig {
             event_level: None,
             sample_burst: 20,
             sample_window_ms: 1_000,
+            mode: Mode::Raw,
+            secret: [0; 32],
+            limits: Limits::default(),
+            cookie_slot_ms: 10_000,
+            handshake_timeout_ms: 10_000,
+            require_auth: false,
+            auth_timeout_ms: 5_000,
+            max_pending_auth: 1_024,
+            keepalive_ms: None,
         }
     }
 }

@@ -410,8 +410,10 @@ pub struct ConnectionFailed {
     pub conn: ConnectionRef,
     /// Why.
     pub reason: FailReason,
-    /// The drop trigger that refused the opening datagram.
-    pub trigger: DropTrigger,
+    /// The drop trigger that refused the opening datagram; `None` when no datagram was
+    /// refused (the application rejected the token, or a client's handshake timed out or was
+    /// refused by the server).
+    pub trigger: Option<DropTrigger>,
     /// The exact guard or limit rule.
     pub rule: &'static str,
     /// Attempts that failed the same way in the sampling window and were not logged one by
@@ -443,6 +445,18 @@ pub struct ConnectionClosed {
     pub summary: ConnectionSummary,
     /// The session's parameters.
     pub params: SessionConfig,
+}
+
+/// `kcp:peer_address_changed`: a secure session moved to a new peer address (NAT rebinding),
+/// on a fresh datagram whose tag verified. `conn` carries the new addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddressChanged {
+    /// The connection, with its new peer and local addresses.
+    pub conn: ConnectionRef,
+    /// The peer address before the move.
+    pub old_peer: SocketAddr,
+    /// Our address the peer talked to before the move.
+    pub old_local: SocketAddr,
 }
 
 /// `kcp:packet_dropped`: a datagram dropped whole before reaching any engine.
@@ -576,6 +590,8 @@ pub enum SecurityEvent {
     ConnectionStateUpdated(ConnectionStateUpdated),
     /// `kcp:connection_closed`
     ConnectionClosed(ConnectionClosed),
+    /// `kcp:peer_address_changed`
+    PeerAddressChanged(PeerAddressChanged),
     /// `kcp:packet_dropped`
     PacketDropped(PacketDropped),
     /// `kcp:protocol_violation`
@@ -599,6 +615,7 @@ impl SecurityEvent {
             Self::ConnectionFailed(_) => "kcp:connection_failed",
             Self::ConnectionStateUpdated(_) => "kcp:connection_state_updated",
             Self::ConnectionClosed(_) => "kcp:connection_closed",
+            Self::PeerAddressChanged(_) => "kcp:peer_address_changed",
             Self::PacketDropped(_) => "kcp:packet_dropped",
             Self::ProtocolViolation(_) => "kcp:protocol_violation",
             Self::Error(_) => "kcp:error",
@@ -621,7 +638,9 @@ impl SecurityEvent {
                 CloseReason::ProtocolViolation | CloseReason::InternalError => Severity::Warning,
                 _ => Severity::Informational,
             },
-            Self::ConnectionFailed(_) | Self::PacketDropped(_) => Severity::Notice,
+            Self::ConnectionFailed(_) | Self::PacketDropped(_) | Self::PeerAddressChanged(_) => {
+                Severity::Notice
+            }
             Self::ProtocolViolation(_) | Self::LogLoss(_) => Severity::Warning,
             Self::Error(_) => Severity::Error,
         }
@@ -643,6 +662,7 @@ impl SecurityEvent {
             Self::ConnectionFailed(e) => Some(&e.conn),
             Self::ConnectionStateUpdated(e) => Some(&e.conn),
             Self::ConnectionClosed(e) => Some(&e.conn),
+            Self::PeerAddressChanged(e) => Some(&e.conn),
             Self::ProtocolViolation(e) => e.conn.as_ref(),
             Self::Error(e) => e.conn.as_ref(),
             _ => None,

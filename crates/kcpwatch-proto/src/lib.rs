@@ -11,6 +11,8 @@
 //! - [`endpoint`]: demultiplexes datagrams by (address, conv) into sessions and runs their timers.
 //! - [`events`]: the security event catalog (`kcp:*`), one typed struct per event.
 //! - [`community_id`]: Community ID v1 flow hashes for joining records with other sensors.
+//! - [`secure`]: secure mode's wire format, cookies, keys and replay window.
+//! - [`limits`]: admission limits per address, per prefix and per handshake rate.
 //! - [`privacy`]: IP privacy modes (truncate, HMAC pseudonyms, Crypto-PAn, omit) for records.
 #![warn(missing_docs)]
 
@@ -21,7 +23,9 @@ pub mod endpoint;
 pub mod events;
 pub mod guard;
 pub mod lifecycle;
+pub mod limits;
 pub mod privacy;
+pub mod secure;
 pub mod segment;
 pub mod session;
 mod timer;
@@ -29,7 +33,7 @@ mod transmit;
 pub mod uid;
 
 pub use clock::{ExtendedClock, Millis};
-pub use config::{EndpointConfig, Preset, SessionConfig};
+pub use config::{EndpointConfig, Mode, Preset, SessionConfig};
 pub use endpoint::{ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, SendError};
 pub use events::{SecurityEvent, Severity};
 pub use guard::GuardViolation;

@@ -125,6 +125,13 @@ pub enum DropTrigger {
     UnknownConnection,
     /// Refused by a limit (connection capacity).
     OverLimit,
+    /// Secure mode: the tag did not verify (forged, corrupted, or for another session), or a
+    /// HELLO's cookie did not.
+    BadTag,
+    /// Secure mode: the packet number was seen before or is outside the replay window.
+    Replayed,
+    /// A handshake rate limit (per source or global) refused it.
+    RateLimited,
 }
 
 impl DropTrigger {
@@ -138,6 +145,9 @@ impl DropTrigger {
             Self::GuardViolation => "guard_violation",
             Self::UnknownConnection => "unknown_connection",
             Self::OverLimit => "over_limit",
+            Self::BadTag => "bad_tag",
+            Self::Replayed => "replayed",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

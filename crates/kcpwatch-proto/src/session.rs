@@ -11,7 +11,9 @@ use crate::config::SessionConfig;
 use crate::events::{CappedText, ConnectionRef, Direction, History};
 use crate::guard::{self, GuardContext, GuardViolation, InFlightTimes};
 use crate::lifecycle::{CloseReason, ConnectionState};
-use crate::transmit::{Transmits, TxSink};
+use crate::secure::keys::{ReplayWindow, Role, SessionKeys, TagKey};
+use crate::secure::wire::{COOKIE_LEN, NONCE_LEN, TYPE_DISCONNECT, TYPE_KEEPALIVE};
+use crate::transmit::{Sealer, Transmits, TxSink};
 use crate::uid::Uid;
 
 /// Window probes start this soon after the peer advertises a zero window and back off to at
@@ -185,6 +187,53 @@ pub(crate) struct Session {
     pub(crate) flush_pending: bool,
     /// Fault injection for tests of the panic containment: the next engine call panics.
     pub(crate) poisoned: bool,
+    /// Secure mode's per-session state; `None` in raw mode.
+    pub(crate) secure: Option<Box<SecureState>>,
+}
+
+/// What a secure session keeps beyond the engine.
+pub(crate) struct SecureState {
+    pub(crate) role: Role,
+    /// The HELLO nonce of the attempt that made this session: replies echo it, and a
+    /// retransmitted HELLO is recognised by it.
+    pub(crate) nonce: [u8; NONCE_LEN],
+    /// Checks the peer's tags; `None` until the handshake completes.
+    pub(crate) receive: Option<TagKey>,
+    pub(crate) window: ReplayWindow,
+    pub(crate) keepalive_ms: u32,
+    /// Datagrams sent when the keepalive clock last looked, and when that changed.
+    sent_seen: u64,
+    last_sent_at: Millis,
+    /// Server: the ACCEPT, resent when the client's HELLO comes again.
+    pub(crate) accept: Option<Box<[u8]>>,
+    /// Client: the handshake in progress.
+    pub(crate) handshake: Option<ClientHandshake>,
+}
+
+/// A client's handshake: what to send next and until when to try.
+pub(crate) struct ClientHandshake {
+    pub(crate) cookie: Option<[u8; COOKIE_LEN]>,
+    pub(crate) token: Box<[u8]>,
+    pub(crate) next_hello_at: Millis,
+    pub(crate) retry_ms: u32,
+    pub(crate) deadline: Millis,
+    /// HELLOs sent, for the record of a timeout.
+    pub(crate) hellos: u32,
+}
+
+/// The first HELLO retransmission comes this soon; each later one waits twice as long.
+pub(crate) const HELLO_RETRY_MS: u32 = 250;
+const HELLO_RETRY_MAX_MS: u32 = 2_000;
+/// A session that ends sends its DISCONNECT this many times: it is unreliable, and one lost
+/// copy should not leave the peer waiting for its idle timeout.
+const DISCONNECT_COPIES: usize = 3;
+
+impl ClientHandshake {
+    pub(crate) fn backoff(&mut self, now: Millis) {
+        self.hellos += 1;
+        self.next_hello_at = now.wrapping_add(self.retry_ms);
+        self.retry_ms = (self.retry_ms * 2).min(HELLO_RETRY_MAX_MS);
+    }
 }
 
 impl Session {
@@ -247,7 +296,126 @@ impl Session {
             readable_signalled: false,
             flush_pending: false,
             poisoned: false,
+            secure: None,
         }
+    }
+
+    /// Makes this a secure session. A client starts in `Handshaking` with `handshake`; a server
+    /// session passes its keys at once.
+    pub(crate) fn make_secure(
+        &mut self,
+        role: Role,
+        nonce: [u8; NONCE_LEN],
+        keepalive_ms: u32,
+        handshake: Option<ClientHandshake>,
+        now: Millis,
+    ) {
+        if handshake.is_some() {
+            self.state = ConnectionState::Handshaking;
+        }
+        self.secure = Some(Box::new(SecureState {
+            role,
+            nonce,
+            receive: None,
+            window: ReplayWindow::default(),
+            keepalive_ms: keepalive_ms.max(1),
+            sent_seen: 0,
+            last_sent_at: now,
+            accept: None,
+            handshake,
+        }));
+    }
+
+    /// Starts tagging: from here on every datagram is a sealed session datagram.
+    pub(crate) fn start_session(&mut self, conv: u32, secret: &[u8; 32], now: Millis, now_extended: u64) {
+        let Some(secure) = self.secure.as_mut() else {
+            return;
+        };
+        let keys = SessionKeys::derive(secret, secure.role);
+        secure.receive = Some(keys.receive);
+        secure.handshake = None;
+        secure.last_sent_at = now;
+        self.conv = conv;
+        self.kcp.set_conv(conv);
+        self.kcp.output_mut().sealer = Some(Sealer {
+            key: keys.send,
+            conv,
+            next_packet_number: 0,
+        });
+        self.state = ConnectionState::Established;
+        // The connection's life (and its idle clock) starts when it is established.
+        self.started_at = now;
+        self.started_at_extended = now_extended;
+        self.last_received = now;
+        self.kcp.set_current(now);
+    }
+
+    /// Sends a datagram outside the engine (a handshake reply, a HELLO).
+    pub(crate) fn send_plain(&mut self, datagram: &[u8]) {
+        self.kcp.output_mut().send_plain(datagram);
+    }
+
+    /// Tells the peer this session ends (secure mode; raw KCP has no way to say it).
+    pub(crate) fn send_disconnect(&mut self, reason: CloseReason) {
+        if self.secure.as_ref().is_some_and(|s| s.receive.is_some()) {
+            for _ in 0..DISCONNECT_COPIES {
+                self.kcp
+                    .output_mut()
+                    .send_sealed(TYPE_DISCONNECT, &[reason.code()]);
+            }
+        }
+    }
+
+    /// Notes a tagged control datagram (keepalive, disconnect) from the peer.
+    pub(crate) fn note_control_in(&mut self, now: Millis, len: usize) {
+        self.datagrams_in += 1;
+        self.bytes_in += len as u64;
+        self.last_received = now;
+    }
+
+    /// Counts the secure framing around an accepted KCP datagram as wire bytes.
+    pub(crate) fn note_framing_in(&mut self, bytes: usize) {
+        self.bytes_in += bytes as u64;
+    }
+
+    /// Moves the session to a new peer address (and our address it now talks to).
+    pub(crate) fn move_to(&mut self, remote: SocketAddr, local: SocketAddr) {
+        self.remote = remote;
+        self.local = local;
+        let sink = self.kcp.output_mut();
+        sink.destination = remote;
+        sink.source = local;
+    }
+
+    /// Restarts the keepalive clock if anything was sent since it last looked.
+    fn note_sent(&mut self, now: Millis) {
+        let sent = self.kcp.output_ref().datagrams;
+        if let Some(secure) = self.secure.as_mut() {
+            if sent != secure.sent_seen {
+                secure.sent_seen = sent;
+                secure.last_sent_at = now;
+            }
+        }
+    }
+
+    /// Sends a keepalive if the session has been silent for its keepalive interval.
+    fn keepalive(&mut self, now: Millis) {
+        self.note_sent(now);
+        let Some(secure) = self.secure.as_mut() else {
+            return;
+        };
+        if secure.receive.is_none() {
+            return;
+        }
+        if diff(now, secure.last_sent_at) >= secure.keepalive_ms as i32 {
+            self.kcp.output_mut().send_sealed(TYPE_KEEPALIVE, &[]);
+            secure.sent_seen = self.kcp.output_ref().datagrams;
+            secure.last_sent_at = now;
+        }
+    }
+
+    fn handshaking(&self) -> bool {
+        self.state == ConnectionState::Handshaking
     }
 
     fn check_poison(&self) {
@@ -354,6 +522,9 @@ impl Session {
     /// Lets the engine retransmit and flush on its own schedule.
     pub(crate) fn update(&mut self, now: Millis) {
         self.check_poison();
+        if self.handshaking() {
+            return;
+        }
         let _ = self.kcp.update(now);
         // ikcp's check() reports a due retransmission as "now" even when update() will not
         // flush until its interval tick; flushing here keeps a caller that sleeps until
@@ -361,6 +532,7 @@ impl Session {
         if self.kcp.check(now) == 0 {
             let _ = self.kcp.flush();
         }
+        self.keepalive(now);
         self.update_history();
     }
 
@@ -368,14 +540,19 @@ impl Session {
     pub(crate) fn flush(&mut self, now: Millis) {
         self.check_poison();
         self.flush_pending = false;
+        if self.handshaking() {
+            return;
+        }
         self.kcp.set_current(now);
         let _ = self.kcp.flush();
+        self.note_sent(now);
         self.update_history();
     }
 
     pub(crate) fn send(&mut self, data: &[u8]) -> Result<(), SessionSendError> {
         self.check_poison();
-        if self.state != ConnectionState::Established {
+        // A client may queue messages while its handshake runs; they leave once it completes.
+        if self.state != ConnectionState::Established && !self.handshaking() {
             return Err(SessionSendError::NotOpen);
         }
         if data.is_empty() {
@@ -438,6 +615,10 @@ impl Session {
 
     /// The reason this session must end now, if any.
     pub(crate) fn liveness(&self, now: Millis) -> Option<CloseReason> {
+        // A handshake ends by its own deadline, as a failure (see the endpoint).
+        if self.handshaking() {
+            return None;
+        }
         if self.kcp.is_dead_link() {
             return Some(CloseReason::DeadLink);
         }
@@ -456,12 +637,25 @@ impl Session {
 
     /// When this session next needs the endpoint's attention.
     pub(crate) fn next_deadline(&self, now: Millis) -> Millis {
+        if let Some(h) = self.secure.as_ref().and_then(|s| s.handshake.as_ref()) {
+            return if diff(h.deadline, h.next_hello_at) < 0 {
+                h.deadline
+            } else {
+                h.next_hello_at
+            };
+        }
         let engine = now.wrapping_add(self.kcp.check(now));
         let idle = self.last_received.wrapping_add(self.config.idle_timeout_ms);
         let mut deadline = if diff(idle, engine) < 0 { idle } else { engine };
         if let Some(close) = self.close_deadline {
             if diff(close, deadline) < 0 {
                 deadline = close;
+            }
+        }
+        if let Some(secure) = self.secure.as_ref().filter(|s| s.receive.is_some()) {
+            let keepalive = secure.last_sent_at.wrapping_add(secure.keepalive_ms);
+            if diff(keepalive, deadline) < 0 {
+                deadline = keepalive;
             }
         }
         deadline

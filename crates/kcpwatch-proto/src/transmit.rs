@@ -6,6 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use crate::secure::keys::{seal_into, TagKey};
+use crate::secure::wire::TYPE_DATA;
+
 /// A buffer larger than this after a burst is given back when it empties, so one burst does not
 /// pin memory forever.
 const RETAINED_CAPACITY: usize = 4 << 20;
@@ -108,13 +111,45 @@ impl Transmits {
         });
         self.bytes.extend_from_slice(datagram);
     }
+
+    /// Appends a secure-mode session datagram, built and tagged in place.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_sealed(
+        &mut self,
+        destination: SocketAddr,
+        source: SocketAddr,
+        key: &TagKey,
+        kind: u8,
+        conv: u32,
+        packet_number: u64,
+        body: &[u8],
+    ) -> usize {
+        let start = self.bytes.len() as u32;
+        let len = seal_into(&mut self.bytes, key, kind, conv, packet_number, body);
+        self.entries.push(Entry {
+            destination,
+            source,
+            start,
+            len: len as u32,
+        });
+        len
+    }
+}
+
+/// What secure mode wraps around every datagram a session writes.
+pub(crate) struct Sealer {
+    pub(crate) key: TagKey,
+    pub(crate) conv: u32,
+    pub(crate) next_packet_number: u64,
 }
 
 /// The KCP engine's output: every `write` is one datagram for the session that is running.
 pub(crate) struct TxSink {
     queue: Rc<RefCell<Transmits>>,
-    destination: SocketAddr,
-    source: SocketAddr,
+    pub(crate) destination: SocketAddr,
+    pub(crate) source: SocketAddr,
+    /// Secure mode: the session's sending key and packet numbers.
+    pub(crate) sealer: Option<Sealer>,
     /// Datagrams and bytes this session wrote, for its summary.
     pub(crate) datagrams: u64,
     pub(crate) bytes: u64,
@@ -130,19 +165,47 @@ impl TxSink {
             queue,
             destination,
             source,
+            sealer: None,
             datagrams: 0,
             bytes: 0,
         }
     }
-}
 
-impl io::Write for TxSink {
-    fn write(&mut self, datagram: &[u8]) -> io::Result<usize> {
+    /// Sends a secure-mode datagram of `kind` with `body`; false if the session has no keys.
+    pub(crate) fn send_sealed(&mut self, kind: u8, body: &[u8]) -> bool {
+        let Some(sealer) = self.sealer.as_mut() else {
+            return false;
+        };
+        let len = self.queue.borrow_mut().push_sealed(
+            self.destination,
+            self.source,
+            &sealer.key,
+            kind,
+            sealer.conv,
+            sealer.next_packet_number,
+            body,
+        );
+        sealer.next_packet_number += 1;
+        self.datagrams += 1;
+        self.bytes += len as u64;
+        true
+    }
+
+    /// Sends a datagram that belongs to no session's packet numbering (handshake replies).
+    pub(crate) fn send_plain(&mut self, datagram: &[u8]) {
         self.queue
             .borrow_mut()
             .push(self.destination, self.source, datagram);
         self.datagrams += 1;
         self.bytes += datagram.len() as u64;
+    }
+}
+
+impl io::Write for TxSink {
+    fn write(&mut self, datagram: &[u8]) -> io::Result<usize> {
+        if !self.send_sealed(TYPE_DATA, datagram) {
+            self.send_plain(datagram);
+        }
         Ok(datagram.len())
     }
 

@@ -15,6 +15,13 @@ fn endpoint(max_connections: usize) -> Endpoint {
         EndpointConfig {
             session: Preset::Game.config(),
             max_connections,
+            // The connection cap is under test here, not the handshake rate that would
+            // otherwise refuse most of a 10,000-source burst first.
+            limits: kcpwatch_proto::limits::Limits {
+                handshakes_global: u32::MAX / 1000,
+                handshake_burst_global: u32::MAX / 1000,
+                ..Default::default()
+            },
             ..EndpointConfig::default()
         },
         0,

@@ -498,7 +498,7 @@ fn malformed_opening_datagrams_fail_without_a_session() {
         assert_eq!(transitions(events), [(Attempted, Closed)]);
         let failed = failures(events)[0];
         assert_eq!(failed.reason, FailReason::Malformed);
-        assert_eq!((failed.trigger, failed.rule), (trigger, rule));
+        assert_eq!((failed.trigger, failed.rule), (Some(trigger), rule));
         assert_eq!(failed.suppressed, 0);
         assert_eq!(
             failed.conn,
@@ -533,7 +533,7 @@ fn opening_beyond_the_connection_limit_fails_with_capacity() {
     assert_eq!(failed.len(), 1);
     let failed = failed[0];
     assert_eq!(failed.reason, FailReason::Capacity);
-    assert_eq!(failed.trigger, DropTrigger::OverLimit);
+    assert_eq!(failed.trigger, Some(DropTrigger::OverLimit));
     assert_eq!(failed.rule, "max_connections");
     assert_eq!(failed.suppressed, 0);
     assert_eq!((failed.conn.peer, failed.conn.conv), (second, 7));
@@ -803,7 +803,7 @@ fn failed_attempts_are_sampled_per_window() {
     assert_eq!(aggregate.reason, FailReason::Malformed);
     assert_eq!(
         (aggregate.trigger, aggregate.rule),
-        (DropTrigger::GuardViolation, "fragment_beyond_window")
+        (Some(DropTrigger::GuardViolation), "fragment_beyond_window")
     );
     let stats = pair.server.stats();
     let total = represented(failed.iter().map(|f| f.suppressed));

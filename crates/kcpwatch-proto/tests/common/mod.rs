@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 use kcpwatch_proto::{
-    ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, Millis, SecurityEvent,
+    ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, Millis, Mode, SecurityEvent,
     SessionConfig, Severity,
 };
 use rand::rngs::StdRng;
@@ -100,6 +100,18 @@ pub fn endpoint_configs(seed: u64, session: SessionConfig) -> (EndpointConfig, E
     (server, client)
 }
 
+/// [`endpoint_configs`] in secure mode, each side with its own secret.
+pub fn secure_configs(seed: u64, session: SessionConfig) -> (EndpointConfig, EndpointConfig) {
+    let (mut server, mut client) = endpoint_configs(seed, session);
+    server.mode = Mode::Secure;
+    client.mode = Mode::Secure;
+    server.secret = [seed as u8 | 1; 32];
+    client.secret = [seed as u8 | 2; 32];
+    server.unix_ms_at_zero = 1_700_000_000_000;
+    client.unix_ms_at_zero = 1_700_000_000_000;
+    (server, client)
+}
+
 pub struct Pair {
     pub server: Endpoint,
     pub client: Endpoint,
@@ -123,6 +135,9 @@ pub struct Pair {
     pub client_datagrams: Vec<Vec<u8>>,
     pub server_datagrams: Vec<Vec<u8>>,
     pub record: bool,
+    /// The address the client's datagrams arrive from at the server (a NAT that rebinds);
+    /// `None` is the client's own address.
+    pub client_nat: Option<SocketAddr>,
 }
 
 impl Pair {
@@ -159,9 +174,11 @@ impl Pair {
         let seed = server_config.rng_seed;
         let server = Endpoint::new(server_config, epoch).unwrap();
         let mut client = Endpoint::new(client_config, epoch).unwrap();
-        let client_conn = client
-            .connect(epoch, addr(SERVER), addr(CLIENT), 0x1234_5678, None)
-            .unwrap();
+        let client_conn = match client.config().mode {
+            Mode::Raw => client.connect(epoch, addr(SERVER), addr(CLIENT), 0x1234_5678, None),
+            Mode::Secure => client.connect_secure(epoch, addr(SERVER), addr(CLIENT), b"", None),
+        }
+        .unwrap();
         Self {
             server,
             client,
@@ -182,6 +199,7 @@ impl Pair {
             client_datagrams: Vec::new(),
             server_datagrams: Vec::new(),
             record: false,
+            client_nat: None,
         }
     }
 
@@ -209,6 +227,10 @@ impl Pair {
                 .collect();
             endpoint.clear_transmits();
             for (from, bytes) in datagrams {
+                let from = match (to_server, self.client_nat) {
+                    (true, Some(nat)) => nat,
+                    _ => from,
+                };
                 if self.record {
                     if to_server {
                         self.client_datagrams.push(bytes.clone());

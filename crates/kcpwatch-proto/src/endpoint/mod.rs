@@ -17,6 +17,9 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, SessionConfig};
 use crate::events::{
@@ -24,6 +27,8 @@ use crate::events::{
     ConnectionRef, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType, FailReason,
     PacketDropped, ProtocolViolation, Sampler, SecurityEvent, Violation,
 };
+use crate::limits::{ConnectionCounts, HandshakeRate};
+use crate::secure::{CookieJar, TagKey};
 use crate::guard::{self, GuardContext, GuardViolation};
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::segment::datagram_conv;
@@ -41,7 +46,7 @@ const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 /// records two events per connection at once, so the limit grows with the connection limit.
 const SECURITY_QUEUE_LIMIT: usize = 16_384;
 const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
-const DROP_KEYS: usize = 7;
+const DROP_KEYS: usize = 10;
 const FAIL_KEYS: usize = 8;
 
 /// Identifies one connection of an endpoint.
@@ -85,6 +90,32 @@ pub enum EndpointEvent {
         /// The connection.
         handle: ConnectionHandle,
     },
+    /// Secure mode, client: the handshake completed and messages flow.
+    Established {
+        /// The connection.
+        handle: ConnectionHandle,
+    },
+    /// Secure mode, client: the handshake failed; the handle is no longer valid.
+    ConnectFailed {
+        /// The connection attempt.
+        handle: ConnectionHandle,
+        /// Why.
+        reason: FailReason,
+    },
+    /// Secure mode, server with `require_auth`: a validated client presented a token. Answer
+    /// with [`Endpoint::resolve_auth`] within `auth_timeout_ms`.
+    AuthRequest {
+        /// Identifies the request in the answer.
+        id: u64,
+        /// The connection id the session will have.
+        uid: Uid,
+        /// The client's address (validated by the cookie).
+        remote: SocketAddr,
+        /// Our address it talks to.
+        local: SocketAddr,
+        /// The application token from the HELLO.
+        token: Box<[u8]>,
+    },
     /// The connection ended; its handle is no longer valid.
     Closed {
         /// The connection.
@@ -119,6 +150,13 @@ pub enum ConnectError {
     /// The connection limit is reached.
     #[error("connection limit of {0} reached")]
     Capacity(usize),
+    /// The endpoint is in the other mode (`connect` is raw mode's, `connect_secure` secure
+    /// mode's).
+    #[error("this endpoint is in {0} mode")]
+    WrongMode(&'static str),
+    /// The application token is longer than a HELLO can carry.
+    #[error("token of {0} bytes exceeds the limit of 1024")]
+    TokenTooLong(usize),
 }
 
 /// Endpoint-wide counters.
@@ -131,7 +169,24 @@ pub struct EndpointStats {
     /// Datagrams accepted by a session's guard.
     pub datagrams_accepted: u64,
     /// Dropped datagrams by trigger, indexed by [`EndpointStats::trigger_index`].
-    pub dropped: [u64; 7],
+    pub dropped: [u64; 10],
+    /// Attempts that never became connections, by reason, indexed like `fail_key`
+    /// (see [`EndpointStats::failed_by`]).
+    pub failed_by_reason: [u64; 8],
+    /// Secure mode: HELLOs received (with or without a cookie).
+    pub hellos_received: u64,
+    /// Secure mode: COOKIE replies sent.
+    pub cookies_sent: u64,
+    /// Secure mode: bytes sent to sources not yet validated (COOKIE and REJECT replies).
+    pub bytes_sent_unvalidated: u64,
+    /// Secure mode: bytes received in handshake datagrams from sources not yet validated.
+    pub bytes_received_unvalidated: u64,
+    /// Secure mode: REJECT replies sent.
+    pub rejects_sent: u64,
+    /// Secure mode: tokens handed to the application for authentication.
+    pub auth_requests: u64,
+    /// Secure mode: sessions that moved to a new peer address.
+    pub peer_address_changes: u64,
     /// Sessions opened by peers.
     pub passive_opens: u64,
     /// Sessions opened by `connect`.
@@ -159,7 +214,15 @@ impl EndpointStats {
             DropTrigger::GuardViolation => 4,
             DropTrigger::UnknownConnection => 5,
             DropTrigger::OverLimit => 6,
+            DropTrigger::BadTag => 7,
+            DropTrigger::Replayed => 8,
+            DropTrigger::RateLimited => 9,
         }
+    }
+
+    /// Failed attempts for one reason.
+    pub fn failed_by(&self, reason: FailReason) -> u64 {
+        self.failed_by_reason[fail_key(reason)]
     }
 
     /// Dropped datagrams for one trigger.
@@ -200,13 +263,45 @@ pub struct Endpoint {
     security: VecDeque<SecurityEvent>,
     drop_sampler: Sampler<PacketDropped, DROP_KEYS>,
     fail_sampler: Sampler<ConnectionFailed, FAIL_KEYS>,
+    /// Secure sessions by conv: they are found by conv alone so they can move address.
+    by_conv: HashMap<u32, ConnectionHandle>,
+    /// Secure sessions by HELLO nonce: a repeated HELLO gets the same answer, a client's
+    /// pending handshake gets its replies.
+    by_nonce: HashMap<[u8; 16], ConnectionHandle>,
+    cookies: CookieJar,
+    /// Session secrets, convs and nonces (ChaCha, seeded from `config.secret`).
+    rng: StdRng,
+    rate: HandshakeRate,
+    counts: ConnectionCounts,
+    pending_auth: Vec<secure::PendingAuth>,
+    next_auth_id: u64,
+    /// Reused to build handshake datagrams without allocating each time.
+    scratch: Vec<u8>,
 }
+
+mod secure;
 
 impl Endpoint {
     /// A new endpoint whose clock reads `now`.
     pub fn new(config: EndpointConfig, now: Millis) -> Result<Self, ConfigError> {
         config.session.validate()?;
+        if config.mode == crate::config::Mode::Secure {
+            secure::secure_session_config(&config.session).validate()?;
+        }
+        // Independent keys for independent uses, all from the one secret.
+        let derive = |label: &[u8]| TagKey::new(&config.secret).mac(label);
+        let mut rate_key = [0u8; 8];
+        rate_key.copy_from_slice(&derive(b"rate table")[..8]);
         Ok(Self {
+            by_conv: HashMap::new(),
+            by_nonce: HashMap::new(),
+            cookies: CookieJar::new(&derive(b"cookies"), config.cookie_slot_ms),
+            rng: StdRng::from_seed(derive(b"session rng")),
+            rate: HandshakeRate::new(u64::from_le_bytes(rate_key)),
+            counts: ConnectionCounts::default(),
+            pending_auth: Vec::new(),
+            next_auth_id: 1,
+            scratch: Vec::new(),
             uids: UidGenerator::new(config.rng_seed),
             slots: Vec::new(),
             free: Vec::new(),
@@ -251,6 +346,10 @@ impl Endpoint {
         self.clock.advance(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        if self.config.mode == crate::config::Mode::Secure {
+            self.handle_secure_datagram(now, remote, local, datagram);
+            return;
+        }
         let Some(conv) = datagram_conv(datagram) else {
             self.drop_datagram(
                 remote,
@@ -352,25 +451,47 @@ impl Endpoint {
             );
             return None;
         }
-        if self.live >= self.config.max_connections
-            || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
-        {
+        if let Err(hit) = self.rate.admit(&self.config.limits, remote.ip(), self.clock.extended()) {
+            self.failed_attempt(
+                remote,
+                local,
+                conv,
+                FailReason::RateLimited,
+                DropTrigger::RateLimited,
+                hit.rule(),
+            );
+            return None;
+        }
+        if let Err(rule) = self.admits(remote) {
             self.failed_attempt(
                 remote,
                 local,
                 conv,
                 FailReason::Capacity,
                 DropTrigger::OverLimit,
-                "max_connections",
+                rule,
             );
             return None;
         }
         let config = self.config.session;
-        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Inbound);
+        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
         self.stats.passive_opens += 1;
         self.opened(handle);
         self.events.push_back(EndpointEvent::Accepted { handle });
         Some(handle)
+    }
+
+    /// Whether a new inbound session from `remote` fits every connection limit; the rule
+    /// that refuses it otherwise.
+    fn admits(&self, remote: SocketAddr) -> Result<(), &'static str> {
+        if self.live + self.pending_auth.len() >= self.config.max_connections
+            || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
+        {
+            return Err("max_connections");
+        }
+        self.counts
+            .admits(&self.config.limits, remote.ip())
+            .map_err(|hit| hit.rule())
     }
 
     /// Records the opening of a connection: attempted, then established (raw mode has no
@@ -409,6 +530,7 @@ impl Endpoint {
         rule: &'static str,
     ) {
         self.stats.failed += 1;
+        self.stats.failed_by_reason[fail_key(reason)] += 1;
         self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
         if !self.events_on() {
             return;
@@ -424,7 +546,7 @@ impl Endpoint {
         let failed = ConnectionFailed {
             conn,
             reason,
-            trigger,
+            trigger: Some(trigger),
             rule,
             suppressed: 0,
         };
@@ -460,6 +582,9 @@ impl Endpoint {
         config: Option<&SessionConfig>,
     ) -> Result<ConnectionHandle, ConnectError> {
         self.clock.advance(now);
+        if self.config.mode != crate::config::Mode::Raw {
+            return Err(ConnectError::WrongMode(self.config.mode.as_str()));
+        }
         let config = *config.unwrap_or(&self.config.session);
         config.validate()?;
         if self.by_key.contains_key(&(remote, conv)) {
@@ -468,7 +593,7 @@ impl Endpoint {
         if self.live >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
-        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Outbound);
+        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Outbound, None);
         self.stats.active_opens += 1;
         self.opened(handle);
         Ok(handle)
@@ -482,9 +607,10 @@ impl Endpoint {
         conv: u32,
         config: &SessionConfig,
         direction: Direction,
+        uid: Option<Uid>,
     ) -> ConnectionHandle {
         let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
-        let uid = self.uids.next(unix_ms);
+        let uid = uid.unwrap_or_else(|| self.uids.next(unix_ms));
         let session = Session::new(
             uid,
             conv,
@@ -512,7 +638,12 @@ impl Endpoint {
         slot.session = Some(session);
         slot.deadline = None;
         let handle = ConnectionHandle::new(index, slot.generation);
-        self.by_key.insert((remote, conv), handle);
+        if self.config.mode == crate::config::Mode::Raw {
+            self.by_key.insert((remote, conv), handle);
+        }
+        if direction == Direction::Inbound {
+            self.counts.add(remote.ip());
+        }
         self.live += 1;
         self.reschedule(handle, now);
         handle
@@ -595,6 +726,7 @@ impl Endpoint {
         let samples = [
             self.drop_sampler.next_deadline(),
             self.fail_sampler.next_deadline(),
+            self.pending_auth.iter().map(|p| p.deadline).min(),
         ]
         .into_iter()
         .flatten()
@@ -641,6 +773,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Millis) {
         let now_extended = self.clock.advance(now);
         self.report_sampled(now_extended);
+        self.expire_pending_auth(now_extended);
         while let Some((deadline, index, generation)) = self.timers.peek() {
             if deadline > now_extended {
                 break;
@@ -655,6 +788,9 @@ impl Endpoint {
             }
             slot.deadline = None;
             let handle = ConnectionHandle::new(index, generation);
+            if self.client_handshake_tick(handle, now) {
+                continue;
+            }
             let Some(reason) = self.with_session(handle, |s| {
                 s.update(now);
                 s.liveness(now)
@@ -863,28 +999,59 @@ impl Endpoint {
     /// Ends every connection with `shutdown`.
     pub fn shutdown(&mut self, now: Millis) {
         self.clock.advance(now);
-        let handles: Vec<ConnectionHandle> = self.by_key.values().copied().collect();
+        let handles: Vec<ConnectionHandle> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.session.is_some())
+            .map(|(index, slot)| ConnectionHandle::new(index as u32, slot.generation))
+            .collect();
         for handle in handles {
             self.close_now(handle, CloseReason::Shutdown);
         }
+        let pending: Vec<u64> = self.pending_auth.iter().map(|p| p.id).collect();
+        for id in pending {
+            self.resolve_auth(id, false);
+        }
+    }
+
+    /// Takes a session out of its slot and every index; the handle is stale afterwards.
+    fn remove_session(&mut self, handle: ConnectionHandle) -> Option<Session> {
+        let slot = self.slots.get_mut(handle.index() as usize)?;
+        if slot.generation & GENERATION_MASK != handle.generation() {
+            return None;
+        }
+        let session = slot.session.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.deadline = None;
+        self.free.push(handle.index());
+        if self.by_key.get(&(session.remote, session.conv)) == Some(&handle) {
+            self.by_key.remove(&(session.remote, session.conv));
+        }
+        if let Some(secure) = session.secure.as_ref() {
+            if self.by_conv.get(&session.conv) == Some(&handle) {
+                self.by_conv.remove(&session.conv);
+            }
+            if self.by_nonce.get(&secure.nonce) == Some(&handle) {
+                self.by_nonce.remove(&secure.nonce);
+            }
+        }
+        if session.direction == Direction::Inbound {
+            self.counts.remove(session.remote.ip());
+        }
+        self.live -= 1;
+        Some(session)
     }
 
     /// Ends a connection at once.
     pub fn close_now(&mut self, handle: ConnectionHandle, reason: CloseReason) {
-        let Some(slot) = self.slots.get_mut(handle.index() as usize) else {
+        let Some(mut session) = self.remove_session(handle) else {
             return;
         };
-        if slot.generation & GENERATION_MASK != handle.generation() {
-            return;
+        if reason != CloseReason::PeerClosed {
+            // The engine may be what panicked; the DISCONNECT only touches the sink.
+            let _ = catch_unwind(AssertUnwindSafe(|| session.send_disconnect(reason)));
         }
-        let Some(mut session) = slot.session.take() else {
-            return;
-        };
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.deadline = None;
-        self.free.push(handle.index());
-        self.by_key.remove(&(session.remote, session.conv));
-        self.live -= 1;
         self.stats.closed += 1;
         // A panicking engine may have left its state inconsistent; the summary only reads
         // plain counters, but guard it all the same.
@@ -950,10 +1117,10 @@ impl Endpoint {
     /// The connection a peer address and conv belong to, for events about a peer (an ICMP
     /// error names only the address).
     pub fn connection_for_peer(&self, peer: SocketAddr) -> Option<ConnectionRef> {
-        self.by_key
+        self.slots
             .iter()
-            .find(|((addr, _), _)| *addr == peer)
-            .and_then(|(_, &h)| self.session(h))
+            .filter_map(|slot| slot.session.as_ref())
+            .find(|session| session.remote == peer)
             .map(Session::conn_ref)
     }
 

@@ -1,0 +1,724 @@
+//! The secure-mode half of the endpoint: the handshake on both sides, tagged session datagrams,
+//! replay refusal, address migration and authentication requests (`docs/protocol.md`).
+//!
+//! The server keeps nothing about a source until it returns a valid cookie; every reply before
+//! that is a fixed-size datagram no larger than the HELLO that caused it.
+
+use std::net::SocketAddr;
+
+use rand::Rng;
+
+use super::{ConnectError, ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, Session};
+use crate::clock::{diff, Millis};
+use crate::config::{Mode, SessionConfig};
+use crate::events::{
+    ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
+    ConnectionStateUpdated, Direction, FailReason, PeerAddressChanged, SecurityEvent,
+};
+use crate::guard::GuardViolation;
+use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
+use crate::secure::keys::{open, Freshness, OpenError, Role};
+use crate::secure::wire::{
+    self, Accept, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, MAX_TOKEN_LEN, REJECT_LEN,
+    SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT, TYPE_HELLO,
+    TYPE_KEEPALIVE, TYPE_REJECT, VERSION,
+};
+use crate::secure::CookieCheck;
+use crate::session::{ClientHandshake, HELLO_RETRY_MS};
+use crate::uid::Uid;
+
+/// A validated client waiting for the application's answer to its token.
+#[derive(Debug)]
+pub(super) struct PendingAuth {
+    pub(super) id: u64,
+    uid: Uid,
+    conv: u32,
+    remote: SocketAddr,
+    local: SocketAddr,
+    nonce: [u8; 16],
+    /// Extended clock reading after which the answer is too late.
+    pub(super) deadline: u64,
+}
+
+/// The engine's configuration in secure mode: the MTU leaves room for the session framing, so
+/// datagrams on the wire are no larger than the configured MTU.
+pub(super) fn secure_session_config(config: &SessionConfig) -> SessionConfig {
+    SessionConfig {
+        mtu: config.mtu.saturating_sub(SESSION_OVERHEAD),
+        ..*config
+    }
+}
+
+impl Endpoint {
+    fn keepalive_ms(&self) -> u32 {
+        self.config
+            .keepalive_ms
+            .unwrap_or(self.config.session.idle_timeout_ms / 4)
+            .max(50)
+    }
+
+    pub(super) fn handle_secure_datagram(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+    ) {
+        match datagram.first() {
+            None => self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::TooShort,
+                "empty",
+                0,
+            ),
+            Some(&TYPE_HELLO) => self.server_hello(now, remote, local, datagram),
+            Some(&(TYPE_COOKIE | TYPE_ACCEPT | TYPE_REJECT)) => {
+                self.client_reply(now, remote, local, datagram)
+            }
+            Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT)) => {
+                self.session_datagram(now, remote, local, datagram)
+            }
+            Some(_) => self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::BadCmd,
+                "unknown_type",
+                datagram.len(),
+            ),
+        }
+    }
+
+    /// Sends a handshake datagram that belongs to no session.
+    fn send_unbound(&mut self, remote: SocketAddr, local: SocketAddr, datagram: &[u8], validated: bool) {
+        self.tx.borrow_mut().push(remote, local, datagram);
+        if !validated {
+            self.stats.bytes_sent_unvalidated += datagram.len() as u64;
+        }
+    }
+
+    fn send_reject(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        nonce: &[u8; 16],
+        reason: RejectReason,
+        validated: bool,
+    ) {
+        let mut reject = [0; REJECT_LEN];
+        wire::write_reject(&mut reject, nonce, reason);
+        self.send_unbound(remote, local, &reject, validated);
+        self.stats.rejects_sent += 1;
+    }
+
+    fn send_cookie(&mut self, remote: SocketAddr, local: SocketAddr, nonce: &[u8; 16]) {
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let cookie = self.cookies.mint(unix_ms, remote, nonce);
+        let mut reply = [0; COOKIE_DATAGRAM_LEN];
+        wire::write_cookie(&mut reply, nonce, &cookie);
+        self.send_unbound(remote, local, &reply, false);
+        self.stats.cookies_sent += 1;
+    }
+
+    /// A HELLO at a server: the stateless half until the cookie checks out.
+    fn server_hello(&mut self, now: Millis, remote: SocketAddr, local: SocketAddr, datagram: &[u8]) {
+        let len = datagram.len();
+        if !self.config.accept_inbound {
+            self.drop_trigger(remote, local, None, None, DropTrigger::BadCmd, "hello_to_client", len);
+            return;
+        }
+        self.stats.hellos_received += 1;
+        self.stats.bytes_received_unvalidated += len as u64;
+        let hello = match wire::parse_hello(datagram) {
+            Ok(hello) => hello,
+            Err(error) => {
+                let (trigger, rule) = match error {
+                    wire::WireError::TooShort => (DropTrigger::TooShort, "hello_too_short"),
+                    wire::WireError::BadLength => (DropTrigger::BadLength, "token_length"),
+                    wire::WireError::BadType => (DropTrigger::BadCmd, "unknown_type"),
+                };
+                self.failed_attempt(remote, local, 0, FailReason::Malformed, trigger, rule);
+                return;
+            }
+        };
+        // Rates first: whatever else a HELLO costs (a MAC, a reply) is only spent on sources
+        // within their rate, and a flood from one source is refused for the price of a lookup.
+        if let Err(hit) = self.rate.admit(&self.config.limits, remote.ip(), self.clock.extended()) {
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::RateLimited,
+                DropTrigger::RateLimited,
+                hit.rule(),
+            );
+            return;
+        }
+        if hello.version != VERSION {
+            self.send_reject(remote, local, &hello.nonce, RejectReason::VersionMismatch, false);
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::VersionMismatch,
+                DropTrigger::BadCmd,
+                "unsupported_version",
+            );
+            return;
+        }
+        let Some(cookie) = hello.cookie else {
+            self.send_cookie(remote, local, &hello.nonce);
+            return;
+        };
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        match self.cookies.check(unix_ms, remote, &hello.nonce, &cookie) {
+            CookieCheck::Invalid => {
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::InvalidCookie,
+                    DropTrigger::BadTag,
+                    "cookie_mac",
+                );
+                return;
+            }
+            CookieCheck::Expired => {
+                // A genuine but slow client: a fresh cookie lets it finish on its next HELLO.
+                self.send_cookie(remote, local, &hello.nonce);
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::ExpiredCookie,
+                    DropTrigger::BadTag,
+                    "cookie_expired",
+                );
+                return;
+            }
+            CookieCheck::Valid => {}
+        }
+        // The source is validated from here on: it received our COOKIE at this address.
+        let nonce = hello.nonce;
+        if let Some(&handle) = self.by_nonce.get(&nonce) {
+            let accept = self
+                .session(handle)
+                .filter(|s| s.remote == remote)
+                .and_then(|s| s.secure.as_ref())
+                .and_then(|s| s.accept.clone());
+            match accept {
+                // The ACCEPT was lost: the same answer again.
+                Some(accept) => self.send_unbound(remote, local, &accept, true),
+                None => self.drop_trigger(
+                    remote,
+                    local,
+                    None,
+                    None,
+                    DropTrigger::UnknownConnection,
+                    "nonce_in_use",
+                    len,
+                ),
+            }
+            return;
+        }
+        if self.pending_auth.iter().any(|p| p.nonce == nonce) {
+            // Still waiting for the application; the answer will come.
+            return;
+        }
+        if let Err(rule) = self.admits(remote) {
+            self.send_reject(remote, local, &nonce, RejectReason::Capacity, true);
+            self.failed_attempt(remote, local, 0, FailReason::Capacity, DropTrigger::OverLimit, rule);
+            return;
+        }
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let uid = self.uids.next(unix_ms);
+        let conv = self.fresh_conv();
+        let conn = ConnectionRef {
+            uid,
+            conv,
+            peer: remote,
+            local,
+            direction: Direction::Inbound,
+        };
+        self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn }));
+        self.state_change(conn, ConnectionState::Attempted, ConnectionState::Handshaking);
+        if !self.config.require_auth {
+            self.establish_server(now, uid, conv, remote, local, nonce);
+            return;
+        }
+        if self.pending_auth.len() >= self.config.max_pending_auth {
+            self.send_reject(remote, local, &nonce, RejectReason::Capacity, true);
+            self.validated_failure(conn, FailReason::Capacity, Some(DropTrigger::OverLimit), "max_pending_auth");
+            return;
+        }
+        let id = self.next_auth_id;
+        self.next_auth_id += 1;
+        self.pending_auth.push(PendingAuth {
+            id,
+            uid,
+            conv,
+            remote,
+            local,
+            nonce,
+            deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
+        });
+        self.stats.auth_requests += 1;
+        self.events.push_back(EndpointEvent::AuthRequest {
+            id,
+            uid,
+            remote,
+            local,
+            token: hello.token.into(),
+        });
+    }
+
+    /// A random conv no live or pending session uses (0 is never assigned: it is what a
+    /// client's session carries before its ACCEPT).
+    fn fresh_conv(&mut self) -> u32 {
+        loop {
+            let conv: u32 = self.rng.gen();
+            if conv != 0
+                && !self.by_conv.contains_key(&conv)
+                && !self.pending_auth.iter().any(|p| p.conv == conv)
+            {
+                return conv;
+            }
+        }
+    }
+
+    fn state_change(&mut self, conn: ConnectionRef, old: ConnectionState, new: ConnectionState) {
+        self.emit(SecurityEvent::ConnectionStateUpdated(ConnectionStateUpdated {
+            conn,
+            old,
+            new,
+        }));
+    }
+
+    /// A handshake that was logged as attempted ends without a connection.
+    fn validated_failure(
+        &mut self,
+        conn: ConnectionRef,
+        reason: FailReason,
+        trigger: Option<DropTrigger>,
+        rule: &'static str,
+    ) {
+        self.stats.failed += 1;
+        self.stats.failed_by_reason[super::fail_key(reason)] += 1;
+        if let Some(trigger) = trigger {
+            self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
+        }
+        self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Closed);
+        self.emit(SecurityEvent::ConnectionFailed(ConnectionFailed {
+            conn,
+            reason,
+            trigger,
+            rule,
+            suppressed: 0,
+        }));
+    }
+
+    fn establish_server(
+        &mut self,
+        now: Millis,
+        uid: Uid,
+        conv: u32,
+        remote: SocketAddr,
+        local: SocketAddr,
+        nonce: [u8; 16],
+    ) {
+        let secret: [u8; 32] = self.rng.gen();
+        let config = secure_session_config(&self.config.session);
+        let keepalive = self.keepalive_ms();
+        let handle =
+            self.insert_session(now, remote, local, conv, &config, Direction::Inbound, Some(uid));
+        let now_extended = self.clock.extended();
+        let mut accept = [0; ACCEPT_LEN];
+        wire::write_accept(
+            &mut accept,
+            &Accept {
+                nonce,
+                conv,
+                secret,
+                idle_timeout_ms: self.config.session.idle_timeout_ms,
+            },
+        );
+        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+            session.make_secure(Role::Server, nonce, keepalive, None, now);
+            session.start_session(conv, &secret, now, now_extended);
+            session.send_plain(&accept);
+            if let Some(secure) = session.secure.as_mut() {
+                secure.accept = Some(accept.into());
+            }
+        }
+        self.by_conv.insert(conv, handle);
+        self.by_nonce.insert(nonce, handle);
+        self.stats.passive_opens += 1;
+        if let Some(conn) = self.session(handle).map(Session::conn_ref) {
+            self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Established);
+            self.emit(SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn }));
+        }
+        self.events.push_back(EndpointEvent::Accepted { handle });
+        self.reschedule(handle, now);
+    }
+
+    /// Answers an [`EndpointEvent::AuthRequest`]: `accept` opens the session, otherwise the
+    /// client gets a REJECT and the attempt fails with `auth_rejected`. False if the request
+    /// is unknown (already answered, or timed out).
+    pub fn resolve_auth(&mut self, id: u64, accept: bool) -> bool {
+        self.answer_auth(id, accept, "authenticate")
+    }
+
+    fn answer_auth(&mut self, id: u64, accept: bool, rule: &'static str) -> bool {
+        let Some(index) = self.pending_auth.iter().position(|p| p.id == id) else {
+            return false;
+        };
+        let pending = self.pending_auth.swap_remove(index);
+        let conn = ConnectionRef {
+            uid: pending.uid,
+            conv: pending.conv,
+            peer: pending.remote,
+            local: pending.local,
+            direction: Direction::Inbound,
+        };
+        if !accept {
+            self.send_reject(pending.remote, pending.local, &pending.nonce, RejectReason::AuthRejected, true);
+            self.validated_failure(conn, FailReason::AuthRejected, None, rule);
+            return true;
+        }
+        // Limits may have filled while the application thought.
+        if let Err(rule) = self.admits(pending.remote) {
+            self.send_reject(pending.remote, pending.local, &pending.nonce, RejectReason::Capacity, true);
+            self.validated_failure(conn, FailReason::Capacity, Some(DropTrigger::OverLimit), rule);
+            return true;
+        }
+        let now = ExtendedNow::wrap(self.clock.extended());
+        self.establish_server(now, pending.uid, pending.conv, pending.remote, pending.local, pending.nonce);
+        true
+    }
+
+    /// Rejects every authentication request whose answer is overdue.
+    pub(super) fn expire_pending_auth(&mut self, now_extended: u64) {
+        while let Some(id) = self
+            .pending_auth
+            .iter()
+            .find(|p| p.deadline <= now_extended)
+            .map(|p| p.id)
+        {
+            self.answer_auth(id, false, "auth_timeout");
+        }
+    }
+
+    /// Authentication requests waiting for an answer.
+    pub fn pending_auth_count(&self) -> usize {
+        self.pending_auth.len()
+    }
+
+    /// Opens a secure session to a server: sends the first HELLO now. The handle is usable at
+    /// once (messages queue until the handshake completes);
+    /// [`EndpointEvent::Established`] or [`EndpointEvent::ConnectFailed`] follows.
+    pub fn connect_secure(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        token: &[u8],
+        config: Option<&SessionConfig>,
+    ) -> Result<ConnectionHandle, ConnectError> {
+        self.clock.advance(now);
+        if self.config.mode != Mode::Secure {
+            return Err(ConnectError::WrongMode(self.config.mode.as_str()));
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(ConnectError::TokenTooLong(token.len()));
+        }
+        let config = secure_session_config(config.unwrap_or(&self.config.session));
+        config.validate()?;
+        if self.live >= self.config.max_connections {
+            return Err(ConnectError::Capacity(self.config.max_connections));
+        }
+        let nonce: [u8; 16] = self.rng.gen();
+        let keepalive = self.keepalive_ms();
+        let handle = self.insert_session(now, remote, local, 0, &config, Direction::Outbound, None);
+        let deadline = now.wrapping_add(self.config.handshake_timeout_ms);
+        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+            let handshake = ClientHandshake {
+                cookie: None,
+                token: token.into(),
+                next_hello_at: now,
+                retry_ms: HELLO_RETRY_MS,
+                deadline,
+                hellos: 0,
+            };
+            session.make_secure(Role::Client, nonce, keepalive, Some(handshake), now);
+        }
+        self.by_nonce.insert(nonce, handle);
+        self.stats.active_opens += 1;
+        if let Some(conn) = self.session(handle).map(Session::conn_ref) {
+            self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn }));
+            self.state_change(conn, ConnectionState::Attempted, ConnectionState::Handshaking);
+        }
+        self.send_hello(handle, now);
+        self.reschedule(handle, now);
+        Ok(handle)
+    }
+
+    /// Sends the client's HELLO (with the cookie once it has one) and backs off the next.
+    fn send_hello(&mut self, handle: ConnectionHandle, now: Millis) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+            let nonce = session.secure.as_ref().map(|s| s.nonce);
+            let handshake = session.secure.as_mut().and_then(|s| s.handshake.as_mut());
+            if let (Some(nonce), Some(h)) = (nonce, handshake) {
+                wire::write_hello(&mut scratch, &nonce, h.cookie.as_ref(), &h.token);
+                h.backoff(now);
+                session.send_plain(&scratch);
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Runs a client's handshake timer. True if the session is still handshaking (so its
+    /// engine must not run).
+    pub(super) fn client_handshake_tick(&mut self, handle: ConnectionHandle, now: Millis) -> bool {
+        let Some((deadline, next_hello)) = self
+            .session(handle)
+            .and_then(|s| s.secure.as_ref())
+            .and_then(|s| s.handshake.as_ref())
+            .map(|h| (h.deadline, h.next_hello_at))
+        else {
+            return false;
+        };
+        if diff(now, deadline) >= 0 {
+            self.fail_connect(handle, FailReason::HandshakeTimeout, "handshake_timeout");
+            return true;
+        }
+        if diff(now, next_hello) >= 0 {
+            self.send_hello(handle, now);
+        }
+        self.reschedule(handle, now);
+        true
+    }
+
+    fn fail_connect(&mut self, handle: ConnectionHandle, reason: FailReason, rule: &'static str) {
+        let Some(session) = self.remove_session(handle) else {
+            return;
+        };
+        let conn = session.conn_ref();
+        self.slots[handle.index() as usize].last_conn = Some(conn);
+        self.validated_failure(conn, reason, None, rule);
+        self.events.push_back(EndpointEvent::ConnectFailed { handle, reason });
+    }
+
+    /// COOKIE, ACCEPT or REJECT at a client: each answers a HELLO of ours, named by its nonce.
+    fn client_reply(&mut self, now: Millis, remote: SocketAddr, local: SocketAddr, datagram: &[u8]) {
+        let len = datagram.len();
+        let parsed_nonce = match datagram[0] {
+            TYPE_COOKIE => wire::parse_cookie(datagram).map(|(n, _)| n),
+            TYPE_ACCEPT => wire::parse_accept(datagram).map(|a| a.nonce),
+            _ => wire::parse_reject(datagram).map(|(n, _, _)| n),
+        };
+        let Some(nonce) = parsed_nonce else {
+            self.drop_trigger(remote, local, None, None, DropTrigger::BadLength, "handshake_length", len);
+            return;
+        };
+        let handle = self.by_nonce.get(&nonce).copied().filter(|&h| {
+            self.session(h).is_some_and(|s| {
+                s.direction == Direction::Outbound
+                    && s.remote == remote
+                    && s.state == ConnectionState::Handshaking
+            })
+        });
+        let Some(handle) = handle else {
+            // Not an answer to a handshake in progress: late, duplicated or forged.
+            self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::UnknownConnection,
+                "no_handshake",
+                len,
+            );
+            return;
+        };
+        match datagram[0] {
+            TYPE_COOKIE => {
+                let Some((_, cookie)) = wire::parse_cookie(datagram) else {
+                    return;
+                };
+                if let Some(h) = self.slots[handle.index() as usize]
+                    .session
+                    .as_mut()
+                    .and_then(|s| s.secure.as_mut())
+                    .and_then(|s| s.handshake.as_mut())
+                {
+                    h.cookie = Some(cookie);
+                    h.retry_ms = HELLO_RETRY_MS;
+                }
+                self.send_hello(handle, now);
+                self.reschedule(handle, now);
+            }
+            TYPE_ACCEPT => {
+                let Some(accept) = wire::parse_accept(datagram) else {
+                    return;
+                };
+                let now_extended = self.clock.extended();
+                if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+                    session.start_session(accept.conv, &accept.secret, now, now_extended);
+                    if let Some(secure) = session.secure.as_mut() {
+                        // Keep the server's idle clock fed even if ours is longer.
+                        let server_quarter = (accept.idle_timeout_ms / 4).max(50);
+                        secure.keepalive_ms = secure.keepalive_ms.min(server_quarter);
+                    }
+                    session.flush_pending = true;
+                }
+                if let Some(old) = self.by_conv.insert(accept.conv, handle) {
+                    // Two servers gave one client endpoint the same conv: the newer wins.
+                    if old != handle {
+                        self.close_now(old, CloseReason::ProtocolViolation);
+                        self.by_conv.insert(accept.conv, handle);
+                    }
+                }
+                if let Some(conn) = self.session(handle).map(Session::conn_ref) {
+                    self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Established);
+                    self.emit(SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn }));
+                }
+                self.events.push_back(EndpointEvent::Established { handle });
+                self.dirty.push(handle);
+                self.reschedule(handle, now);
+            }
+            _ => {
+                let Some((_, code, _)) = wire::parse_reject(datagram) else {
+                    return;
+                };
+                let reason = match RejectReason::from_code(code) {
+                    Some(RejectReason::VersionMismatch) => FailReason::VersionMismatch,
+                    Some(RejectReason::AuthRejected) => FailReason::AuthRejected,
+                    Some(RejectReason::Capacity) => FailReason::Capacity,
+                    Some(RejectReason::RateLimited) => FailReason::RateLimited,
+                    None => FailReason::Malformed,
+                };
+                self.fail_connect(handle, reason, "server_rejected");
+            }
+        }
+    }
+
+    /// DATA, KEEPALIVE or DISCONNECT: found by conv, checked by tag and packet number before
+    /// anything else looks at it.
+    fn session_datagram(&mut self, now: Millis, remote: SocketAddr, local: SocketAddr, datagram: &[u8]) {
+        let len = datagram.len();
+        let Some((header, body, tag)) = wire::parse_session(datagram) else {
+            self.drop_trigger(remote, local, None, None, DropTrigger::TooShort, "session_too_short", len);
+            return;
+        };
+        let conv = Some(header.conv);
+        let Some(&handle) = self.by_conv.get(&header.conv) else {
+            self.drop_trigger(remote, local, conv, None, DropTrigger::UnknownConnection, "no_session", len);
+            return;
+        };
+        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+            return;
+        };
+        let uid = Some(session.uid);
+        let Some(secure) = session.secure.as_mut() else {
+            return;
+        };
+        let Some(key) = secure.receive.as_ref() else {
+            return;
+        };
+        let freshness = match open(key, &mut secure.window, datagram, &header, tag) {
+            Ok(freshness) => freshness,
+            Err(error) => {
+                let (trigger, rule) = match error {
+                    OpenError::BadTag => (DropTrigger::BadTag, "session_tag"),
+                    OpenError::Replayed => (DropTrigger::Replayed, "replay_window"),
+                };
+                self.drop_trigger(remote, local, conv, uid, trigger, rule, len);
+                return;
+            }
+        };
+        let (old_peer, old_local) = (session.remote, session.local);
+        if (remote, local) != (old_peer, old_local) && freshness == Freshness::Newest {
+            self.migrate(handle, remote, local);
+        }
+        match header.kind {
+            TYPE_DATA => {
+                let outcome = self.with_session(handle, |s| s.input(now, body));
+                match outcome {
+                    Some(Ok(engine_error)) => {
+                        self.stats.datagrams_accepted += 1;
+                        if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                            s.note_framing_in(SESSION_OVERHEAD);
+                        }
+                        if let Some(error) = engine_error {
+                            self.engine_error(handle, error);
+                        }
+                        self.after_activity(handle, now);
+                    }
+                    Some(Err(violation)) => self.drop_guarded(remote, local, conv, uid, violation, len),
+                    None => {}
+                }
+            }
+            TYPE_KEEPALIVE => {
+                self.stats.datagrams_accepted += 1;
+                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                    s.note_control_in(now, len);
+                }
+                self.reschedule(handle, now);
+            }
+            _ => {
+                self.stats.datagrams_accepted += 1;
+                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                    s.note_control_in(now, len);
+                }
+                self.close_now(handle, CloseReason::PeerClosed);
+            }
+        }
+    }
+
+    fn drop_guarded(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: Option<u32>,
+        uid: Option<Uid>,
+        violation: GuardViolation,
+        len: usize,
+    ) {
+        self.drop_datagram(remote, local, conv, uid, violation, len);
+    }
+
+    /// Moves a session to the address its newest authentic datagram came from.
+    fn migrate(&mut self, handle: ConnectionHandle, remote: SocketAddr, local: SocketAddr) {
+        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+            return;
+        };
+        let (old_peer, old_local) = (session.remote, session.local);
+        session.move_to(remote, local);
+        let inbound = session.direction == Direction::Inbound;
+        let conn = session.conn_ref();
+        if inbound {
+            self.counts.remove(old_peer.ip());
+            self.counts.add(remote.ip());
+        }
+        self.stats.peer_address_changes += 1;
+        self.emit(SecurityEvent::PeerAddressChanged(PeerAddressChanged {
+            conn,
+            old_peer,
+            old_local,
+        }));
+    }
+}
+
+/// The endpoint's clock as a KCP reading, for calls that only have the extended one.
+struct ExtendedNow;
+
+impl ExtendedNow {
+    fn wrap(extended: u64) -> Millis {
+        crate::clock::ExtendedClock::wrap(extended)
+    }
+}
