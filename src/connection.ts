@@ -9,12 +9,14 @@ import {
   KcpMessageTooLargeError,
   KcpQueueFullError,
   errorFor,
+  handshakeError,
   type KcpError,
 } from './errors';
-import type { CloseInfo, CloseReason } from './records';
+import type { CloseInfo, CloseReason, FailReason } from './records';
 import { Refusal, type Transport } from './transport';
 
-export type ConnectionState = 'established' | 'closing' | 'closed';
+/** `connecting` only for a secure-mode client whose handshake runs. */
+export type ConnectionState = 'connecting' | 'established' | 'closing' | 'closed';
 
 export interface ConnectionInit {
   transport: Transport;
@@ -29,11 +31,15 @@ export interface ConnectionInit {
   maxSendQueueBytes: number;
   highWaterMark: number;
   stream: boolean;
+  /** A secure-mode client starts `connecting`; everything else is established at once. */
+  connecting?: boolean;
   /** Called once after `close` was emitted (a client uses it to stop its endpoint). */
   onClosed?: () => void;
 }
 
 export interface ConnectionEvents {
+  /** A secure-mode client's handshake completed. */
+  connect: [];
   message: [data: Buffer];
   close: [reason: CloseReason, info: CloseInfo];
   drain: [];
@@ -48,13 +54,14 @@ export interface ConnectionEvents {
 export class Connection extends EventEmitter<ConnectionEvents> {
   /** Connection id: unique across processes and restarts, time-sortable. */
   readonly id: string;
-  readonly conv: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;
   readonly stream: boolean;
-  private _state: ConnectionState = 'established';
+  private _state: ConnectionState;
+  private _conv: number;
+  private failure: KcpError | undefined;
   private readonly transport: Transport;
   private readonly handle: number;
   private readonly maxMessageSize: number;
@@ -72,7 +79,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.transport = init.transport;
     this.handle = init.handle;
     this.id = init.id;
-    this.conv = init.conv;
+    this._conv = init.conv;
+    this._state = init.connecting ? 'connecting' : 'established';
     this.remoteAddress = init.remoteAddress;
     this.remotePort = init.remotePort;
     this.localAddress = init.localAddress;
@@ -86,6 +94,35 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   get state(): ConnectionState {
     return this._state;
+  }
+
+  /** The KCP conversation id (secure mode: assigned by the server when the handshake completes; 0 before). */
+  get conv(): number {
+    return this._conv;
+  }
+
+  /**
+   * Resolves once the connection is established (at once in raw mode and on a server);
+   * rejects with the handshake's typed error (`KcpHandshakeTimeoutError`,
+   * `KcpAuthRejectedError`, `KcpServerFullError`, ...) or `KcpClosedError`.
+   */
+  ready(): Promise<void> {
+    if (this._state === 'established' || this._state === 'closing') return Promise.resolve();
+    if (this._state === 'closed') {
+      return Promise.reject(this.failure ?? new KcpClosedError(`connection ${this.id} closed before it was established`));
+    }
+    return new Promise((resolve, reject) => {
+      const onConnect = () => {
+        this.off('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.off('connect', onConnect);
+        reject(this.failure ?? new KcpClosedError(`connection ${this.id} closed before it was established`));
+      };
+      this.once('connect', onConnect);
+      this.once('close', onClose);
+    });
   }
 
   /** Bytes accepted by `send()` and not yet acknowledged by the peer (as last reported). */
@@ -110,7 +147,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     // Each refusal is also reported to the native side, so it is logged with the connection's
     // identity (`kcp:protocol_violation`); the report rides in the next send batch.
-    if (this._state !== 'established') {
+    // While a secure handshake runs, messages queue and leave when it completes.
+    if (this._state !== 'established' && this._state !== 'connecting') {
       this.transport.reportRefusal(this.handle, Refusal.MessageOnClosedConnection, bytes.length);
       throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
     }
@@ -137,7 +175,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Closes gracefully: queued messages keep flowing for up to `linger` ms, then `close` fires. */
   close(): void {
-    if (this._state !== 'established') return;
+    if (this._state !== 'established' && this._state !== 'connecting') return;
     this._state = 'closing';
     this.transport.closeConnection(this.handle);
   }
@@ -216,6 +254,40 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   _error(code: string, message: string): void {
     const error = errorFor(code, message);
     if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  /** @internal The secure handshake completed. */
+  _established(conv: number): void {
+    if (this._state !== 'connecting') return;
+    this._conv = conv;
+    this._state = 'established';
+    this.emit('connect');
+  }
+
+  /** @internal The secure handshake failed: `error` (if listened to), then `close`. */
+  _connectFailed(reason: FailReason): void {
+    if (this._state === 'closed') return;
+    const error = handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`);
+    this.failure = error;
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    this._closed({
+      reason: 'connect_failed',
+      initiator: reason === 'handshake_timeout' ? 'local' : 'remote',
+      durationMs: 0,
+      datagramsIn: 0,
+      bytesIn: 0,
+      datagramsOut: 0,
+      bytesOut: 0,
+      payloadBytesIn: 0,
+      payloadBytesOut: 0,
+      messagesIn: 0,
+      messagesOut: 0,
+      retransmittedSegments: 0,
+      guardDrops: 0,
+      srttMs: 0,
+      rttvarMs: 0,
+      rtoMs: 0,
+    });
   }
 
   /** @internal */

@@ -47,6 +47,18 @@ export const KcpEmptyMessageError = define('KcpEmptyMessageError', 'KCP_ERR_EMPT
 export const KcpConnectError = define('KcpConnectError', 'KCP_ERR_CONNECT');
 /** The feature is not available in this version. */
 export const KcpNotSupportedError = define('KcpNotSupportedError', 'KCP_ERR_NOT_SUPPORTED');
+/** Secure mode: the server did not answer the handshake in time (down, unreachable, or rate-limiting us). */
+export const KcpHandshakeTimeoutError = define('KcpHandshakeTimeoutError', 'KCP_ERR_HANDSHAKE_TIMEOUT');
+/** Secure mode: the server's `authenticate` refused our token (or did not answer in time). */
+export const KcpAuthRejectedError = define('KcpAuthRejectedError', 'KCP_ERR_AUTH_REJECTED');
+/** Secure mode: the server refused us for a connection limit (total, per address or per prefix). */
+export const KcpServerFullError = define('KcpServerFullError', 'KCP_ERR_SERVER_FULL');
+/** Secure mode: the server refused us for opening handshakes too fast. */
+export const KcpRateLimitedError = define('KcpRateLimitedError', 'KCP_ERR_RATE_LIMITED');
+/** Secure mode: the server speaks another protocol version. */
+export const KcpVersionMismatchError = define('KcpVersionMismatchError', 'KCP_ERR_VERSION_MISMATCH');
+/** Secure mode: the handshake failed for another reason. */
+export const KcpHandshakeError = define('KcpHandshakeError', 'KCP_ERR_HANDSHAKE');
 /** A failure inside the library itself. */
 export const KcpInternalError = define('KcpInternalError', 'KCP_ERR_INTERNAL');
 
@@ -64,7 +76,31 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   KCP_ERR_CONNECT: KcpConnectError,
   KCP_ERR_NOT_SUPPORTED: KcpNotSupportedError,
   KCP_ERR_INTERNAL: KcpInternalError,
+  KCP_ERR_HANDSHAKE_TIMEOUT: KcpHandshakeTimeoutError,
+  KCP_ERR_AUTH_REJECTED: KcpAuthRejectedError,
+  KCP_ERR_SERVER_FULL: KcpServerFullError,
+  KCP_ERR_RATE_LIMITED: KcpRateLimitedError,
+  KCP_ERR_VERSION_MISMATCH: KcpVersionMismatchError,
+  KCP_ERR_HANDSHAKE: KcpHandshakeError,
 };
+
+/** The error a client's failed handshake reports, by the failure reason. */
+export function handshakeError(reason: string, server: string): KcpError {
+  switch (reason) {
+    case 'handshake_timeout':
+      return new KcpHandshakeTimeoutError(`no answer from ${server} to the handshake`);
+    case 'auth_rejected':
+      return new KcpAuthRejectedError(`${server} rejected the token`);
+    case 'capacity':
+      return new KcpServerFullError(`${server} is at a connection limit`);
+    case 'rate_limited':
+      return new KcpRateLimitedError(`${server} is rate-limiting handshakes from this address`);
+    case 'version_mismatch':
+      return new KcpVersionMismatchError(`${server} speaks another protocol version`);
+    default:
+      return new KcpHandshakeError(`handshake with ${server} failed: ${reason}`);
+  }
+}
 
 /** Builds the error class for a stable code. */
 export function errorFor(code: string, message: string, cause?: unknown): KcpError {

@@ -4,7 +4,7 @@
  */
 
 export { createServer, Server } from './server';
-export type { ServerOptions, AddressInfo, ServerEvents } from './server';
+export type { ServerOptions, AddressInfo, ServerEvents, Authenticate, AuthPeer } from './server';
 export { connect } from './client';
 export type { ConnectOptions } from './client';
 export { Connection } from './connection';
@@ -13,8 +13,8 @@ export type { CloseInfo, CloseReason } from './records';
 export type * from './event-types';
 export type { FileDestination, HttpDestination, PinoLike, SyslogDestination, IpPrivacy, LogDestination, LogFormat, LogOptions, LogOutputOptions, SeverityName } from './log';
 export { logFormats, pinoSink, severities } from './log';
-export { presets } from './options';
-export type { KcpOptions, PresetName, Mode } from './options';
+export { defaultLimits, presets } from './options';
+export type { KcpOptions, LimitOptions, PresetName, Mode } from './options';
 export type { NativeStats as ServerStats } from './native';
 export * from './errors';
 export { createRelay } from './relay';

@@ -1,6 +1,6 @@
 /** Presets, defaults and validation of every KCP knob (DESIGN §3). */
 
-import { KcpInvalidOptionError, KcpNotSupportedError } from './errors';
+import { KcpInvalidOptionError } from './errors';
 
 export type PresetName = 'normal' | 'fast' | 'fast2' | 'fast3' | 'game';
 export type Mode = 'raw' | 'secure';
@@ -111,13 +111,59 @@ export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions 
   return resolved;
 }
 
+/** `'secure'` unless asked otherwise: the handshake, tags and limits of DESIGN §4. */
 export function resolveMode(mode: unknown): Mode {
-  const value = mode ?? 'raw';
-  if (value === 'secure') {
-    throw new KcpNotSupportedError("secure mode is not available in this version (see docs/protocol.md); use mode: 'raw'");
-  }
-  if (value !== 'raw') throw new KcpInvalidOptionError(`mode must be 'raw' or 'secure', got ${String(value)}`);
+  const value = mode ?? 'secure';
+  if (value !== 'raw' && value !== 'secure') throw new KcpInvalidOptionError(`mode must be 'raw' or 'secure', got ${String(value)}`);
   return value;
+}
+
+/** Admission limits (DESIGN §4). Each refusal is counted and logged with its rule. */
+export interface LimitOptions {
+  /** Live connections from one IP address (default 64: room for players behind one NAT). */
+  maxConnectionsPerIp?: number;
+  /** Live connections from one IPv4 /24 or IPv6 /64 (default 256). */
+  maxConnectionsPerPrefix?: number;
+  /** Handshakes per second from one IPv4 address or IPv6 /64 (default 20). */
+  handshakesPerSecondPerIp?: number;
+  /** Handshakes one source may open in a burst (default 40). */
+  handshakeBurstPerIp?: number;
+  /** Handshakes per second from everyone (default 2000). */
+  handshakesPerSecond?: number;
+  /** Handshakes from everyone in a burst (default 4000). */
+  handshakeBurst?: number;
+  /** Secure mode: handshakes waiting for `authenticate` at once (default 1024). */
+  maxPendingAuth?: number;
+}
+
+export type ResolvedLimits = Required<LimitOptions>;
+
+export const defaultLimits: Readonly<ResolvedLimits> = Object.freeze({
+  maxConnectionsPerIp: 64,
+  maxConnectionsPerPrefix: 256,
+  handshakesPerSecondPerIp: 20,
+  handshakeBurstPerIp: 40,
+  handshakesPerSecond: 2000,
+  handshakeBurst: 4000,
+  maxPendingAuth: 1024,
+});
+
+export function resolveLimits(limits: unknown): ResolvedLimits {
+  if (limits === undefined) return { ...defaultLimits };
+  if (!limits || typeof limits !== 'object') throw new KcpInvalidOptionError('limits must be an object');
+  const given = limits as Record<string, unknown>;
+  const out = { ...defaultLimits };
+  for (const key of Object.keys(given)) {
+    if (!(key in defaultLimits)) throw new KcpInvalidOptionError(`unknown limit ${key}`);
+    if (given[key] === undefined) continue;
+    out[key as keyof ResolvedLimits] = int(given[key], `limits.${key}`, 0, 2 ** 31 - 1);
+  }
+  return out;
+}
+
+/** A timeout in milliseconds, within 1 ms .. 1 day. */
+export function resolveTimeout(value: unknown, name: string, fallback: number): number {
+  return value === undefined ? fallback : int(value, name, 1, 86_400_000);
 }
 
 export function resolveHighWaterMark(value: unknown): number {

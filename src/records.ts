@@ -9,6 +9,31 @@ export const enum RecordKind {
   Closed = 3,
   Progress = 4,
   Error = 5,
+  Established = 6,
+  ConnectFailed = 7,
+  AuthRequest = 8,
+}
+
+/** Why a secure-mode handshake failed (the `reason` of `kcp:connection_failed`). */
+export type FailReason =
+  | 'handshake_timeout'
+  | 'invalid_cookie'
+  | 'expired_cookie'
+  | 'auth_rejected'
+  | 'rate_limited'
+  | 'capacity'
+  | 'version_mismatch'
+  | 'malformed';
+
+/** A validated client's token, waiting for the server application's `authenticate`. */
+export interface AuthRequestRecord {
+  id: number;
+  uid: string;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  token: Buffer;
 }
 
 export type CloseReason =
@@ -19,7 +44,9 @@ export type CloseReason =
   | 'shutdown'
   | 'evicted'
   | 'protocol_violation'
-  | 'internal_error';
+  | 'internal_error'
+  /** Client only: the secure handshake never completed (the `error` event says why). */
+  | 'connect_failed';
 
 const closeReasons: readonly CloseReason[] = [
   'idle_timeout',
@@ -71,6 +98,9 @@ export interface RecordVisitor {
   closed(handle: number, info: CloseInfo): void;
   progress(handle: number, ackedBytes: number): void;
   error(handle: number, code: string, message: string): void;
+  established(handle: number, conv: number): void;
+  connectFailed(handle: number, reason: FailReason): void;
+  authRequest(request: AuthRequestRecord): void;
 }
 
 function shortString(buf: Buffer, at: number): [string, number] {
@@ -140,6 +170,27 @@ export function decodeRecords(buf: Buffer, visit: RecordVisitor): void {
         const [code, p] = shortString(buf, start);
         const mlen = buf.readUInt16LE(p);
         visit.error(handle, code, buf.toString('utf8', p + 2, p + 2 + mlen));
+        break;
+      }
+      case RecordKind.Established:
+        visit.established(handle, buf.readUInt32LE(start));
+        break;
+      case RecordKind.ConnectFailed: {
+        const [reason] = shortString(buf, start);
+        visit.connectFailed(handle, reason as FailReason);
+        break;
+      }
+      case RecordKind.AuthRequest: {
+        const id = u64(buf, start);
+        const remotePort = buf.readUInt16LE(start + 8);
+        const localPort = buf.readUInt16LE(start + 10);
+        const [remoteAddress, a] = shortString(buf, start + 12);
+        const [localAddress, b] = shortString(buf, a);
+        const [uid, c] = shortString(buf, b);
+        const tokenLen = buf.readUInt16LE(c);
+        // Copied: the application may keep the token beyond this batch.
+        const token = Buffer.from(buf.subarray(c + 2, c + 2 + tokenLen));
+        visit.authRequest({ id, uid, remoteAddress, remotePort, localAddress, localPort, token });
         break;
       }
       default:

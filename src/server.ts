@@ -6,24 +6,56 @@ import { lookup } from 'node:dns/promises';
 
 import { Connection } from './connection';
 import { KcpClosedError, KcpError, KcpInvalidOptionError, KcpResolveError, securityRecordOf } from './errors';
-import type { NativeStats } from './native';
 import {
   resolveHighWaterMark,
   resolveKcpOptions,
+  resolveLimits,
   resolveMode,
   resolvePort,
+  resolveTimeout,
   type KcpOptions,
+  type LimitOptions,
   type Mode,
   type ResolvedKcpOptions,
 } from './options';
 import type { KcpEvent } from './event-types';
 import { eventCallback, parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
-import type { AcceptedRecord, CloseInfo } from './records';
+import type { AcceptedRecord, AuthRequestRecord, CloseInfo, FailReason } from './records';
+import type { NativeEndpointOptions, NativeStats } from './native';
 import { Transport, type TransportOwner } from './transport';
 
+/** Who presented a token to `authenticate`: the validated address and the connection id to be. */
+export interface AuthPeer {
+  /** The connection id the session will have if accepted (also in `kcp:connection_attempted`). */
+  id: string;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+/**
+ * Decides whether a client's token (a game ticket, a signed join token) may open a session.
+ * Return or resolve `true` to accept. A throw, a rejection or an answer later than
+ * `authTimeout` refuses, as does anything but `true`.
+ */
+export type Authenticate = (token: Buffer, peer: AuthPeer) => boolean | Promise<boolean>;
+
 export interface ServerOptions extends KcpOptions {
-  /** `'raw'`: plain KCP, interoperable with kcp-go and ikcp clients. */
+  /**
+   * `'secure'` (the default): a handshake that validates the client's address before any
+   * state exists, tagged datagrams, replay protection, limits (`docs/protocol.md`).
+   * `'raw'`: plain KCP, interoperable with kcp-go and ikcp clients.
+   */
   mode?: Mode;
+  /** Secure mode: checks each client's token before its session exists. */
+  authenticate?: Authenticate;
+  /** Secure mode: milliseconds `authenticate` has to answer (default 5000). */
+  authTimeout?: number;
+  /** Secure mode: a keepalive goes out after this many ms of silence (default: a quarter of `idleTimeout`). */
+  keepalive?: number;
+  /** Connection and handshake limits (each refusal is counted and logged). */
+  limits?: LimitOptions;
   /** Address to bind (default `'0.0.0.0'`; `'::'` is dual-stack). */
   host?: string;
   /** Port to bind (default 0: any free port). */
@@ -72,9 +104,27 @@ export function endpointOptions(
   host: string,
   port: number,
   kcp: ResolvedKcpOptions,
-  extra: { ipv6Only?: boolean; reusePort?: boolean; maxConnections?: number; deliveryLimit?: number },
+  extra: {
+    ipv6Only?: boolean;
+    reusePort?: boolean;
+    maxConnections?: number;
+    deliveryLimit?: number;
+    mode?: Mode;
+    authenticate?: unknown;
+    authTimeout?: number;
+    handshakeTimeout?: number;
+    keepalive?: number;
+    limits?: LimitOptions;
+  },
   log?: NativeLogOptions,
-) {
+): NativeEndpointOptions {
+  if (extra.authenticate !== undefined && typeof extra.authenticate !== 'function') {
+    throw new KcpInvalidOptionError('authenticate must be a function');
+  }
+  const mode = resolveMode(extra.mode);
+  if (mode === 'raw' && extra.authenticate !== undefined) {
+    throw new KcpInvalidOptionError("authenticate needs mode 'secure': raw KCP has no handshake to carry a token");
+  }
   const count = (v: unknown, name: string, fallback: number) => {
     const value = v ?? fallback;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
@@ -91,6 +141,12 @@ export function endpointOptions(
     deliveryLimit: count(extra.deliveryLimit, 'deliveryLimit', 64 * 1024 * 1024),
     session: kcp,
     log,
+    mode,
+    requireAuth: extra.authenticate !== undefined,
+    authTimeout: resolveTimeout(extra.authTimeout, 'authTimeout', 5000),
+    handshakeTimeout: resolveTimeout(extra.handshakeTimeout, 'handshakeTimeout', 10000),
+    keepalive: extra.keepalive === undefined ? 0 : resolveTimeout(extra.keepalive, 'keepalive', 0),
+    limits: resolveLimits(extra.limits),
   };
 }
 
@@ -111,6 +167,13 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     super();
     this.options = { ...options };
     this.mode = resolveMode(options.mode);
+    if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
+      throw new KcpInvalidOptionError('authenticate must be a function');
+    }
+    if (this.mode === 'raw' && options.authenticate !== undefined) {
+      throw new KcpInvalidOptionError("authenticate needs mode 'secure': raw KCP has no handshake to carry a token");
+    }
+    resolveLimits(options.limits);
     this.kcp = resolveKcpOptions(options);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
     this.log = resolveLogOptions(options.log, { destination: 'stdout' });
@@ -245,6 +308,49 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   /** @internal */
   error(handle: number, code: string, message: string): void {
     this.connections.get(handle)?._error(code, message);
+  }
+
+  /** @internal Secure mode: only clients have handshakes of their own. */
+  established(_handle: number, _conv: number): void {}
+
+  /** @internal */
+  connectFailed(_handle: number, _reason: FailReason): void {}
+
+  /** @internal Runs `authenticate` and answers the native side; never throws. */
+  authRequest(request: AuthRequestRecord): void {
+    const authenticate = this.options.authenticate;
+    const transport = this.transport;
+    if (!transport) return;
+    const answer = (accept: boolean) => {
+      try {
+        if (!transport.native.closed) transport.native.resolveAuth(request.id, accept);
+      } catch {
+        // Closed meanwhile: the pending handshake ended with the endpoint.
+      }
+    };
+    const peer: AuthPeer = {
+      id: request.uid,
+      remoteAddress: request.remoteAddress,
+      remotePort: request.remotePort,
+      localAddress: request.localAddress,
+      localPort: request.localPort,
+    };
+    const refused = (err: unknown) => {
+      answer(false);
+      if (this.listenerCount('error') > 0) {
+        this.emit('error', new KcpError('authenticate threw; the client was refused', 'KCP_ERR_AUTHENTICATE', { cause: err }));
+      }
+    };
+    try {
+      const verdict = authenticate ? authenticate(request.token, peer) : true;
+      if (typeof verdict === 'object' && verdict !== null && typeof (verdict as PromiseLike<boolean>).then === 'function') {
+        Promise.resolve(verdict).then((ok) => answer(ok === true), refused);
+      } else {
+        answer(verdict === true);
+      }
+    } catch (err) {
+      refused(err);
+    }
   }
 
   /** @internal */

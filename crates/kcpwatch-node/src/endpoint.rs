@@ -61,6 +61,25 @@ pub struct NativeStats {
     pub dropped_guard_violation: f64,
     pub dropped_unknown_connection: f64,
     pub dropped_over_limit: f64,
+    pub dropped_bad_tag: f64,
+    pub dropped_replayed: f64,
+    pub dropped_rate_limited: f64,
+    pub hellos_received: f64,
+    pub cookies_sent: f64,
+    pub rejects_sent: f64,
+    pub bytes_sent_unvalidated: f64,
+    pub bytes_received_unvalidated: f64,
+    pub auth_requests: f64,
+    pub pending_auth: u32,
+    pub peer_address_changes: f64,
+    pub failed_handshake_timeout: f64,
+    pub failed_invalid_cookie: f64,
+    pub failed_expired_cookie: f64,
+    pub failed_auth_rejected: f64,
+    pub failed_rate_limited: f64,
+    pub failed_capacity: f64,
+    pub failed_version_mismatch: f64,
+    pub failed_malformed: f64,
     pub send_errors: f64,
     pub recv_errors: f64,
     pub truncated: f64,
@@ -200,7 +219,9 @@ impl NativeEndpoint {
         address_info(self.local)
     }
 
-    /// Opens a connection (raw mode: no handshake; data may flow at once).
+    /// Opens a connection. Raw mode: no handshake, data may flow at once. Secure mode: the
+    /// handshake starts (`conv` is ignored, the server assigns one); an `Established` or
+    /// `ConnectFailed` record follows, and `token` goes to the server's `authenticate`.
     #[napi]
     pub fn connect(
         &self,
@@ -208,12 +229,14 @@ impl NativeEndpoint {
         remote_port: u32,
         conv: u32,
         session: Option<SessionOptions>,
+        token: Option<Buffer>,
     ) -> Result<ConnectedInfo> {
         let remote = SocketAddr::new(options::ip(&remote_address)?, options::port(remote_port)?);
         let session = session.as_ref().map(options::session_config).transpose()?;
+        let token = token.map(|t| t.to_vec()).unwrap_or_default();
         let info = self
             .runtime()?
-            .connect(remote, conv, session)
+            .connect(remote, conv, token, session)
             .map_err(to_js)?;
         Ok(ConnectedInfo {
             handle: info.handle,
@@ -224,6 +247,20 @@ impl NativeEndpoint {
             remote_address: info.remote.ip().to_string(),
             remote_port: u32::from(info.remote.port()),
         })
+    }
+
+    /// Answers an authentication request record: its id and whether the token is accepted.
+    /// An answer after the timeout, or a second one, is ignored.
+    #[napi]
+    pub fn resolve_auth(&self, id: f64, accept: bool) -> Result<()> {
+        if !(id >= 0.0 && id.fract() == 0.0) {
+            return Err(crate::errors::invalid(format!(
+                "auth request id must be a non-negative integer, got {id}"
+            )));
+        }
+        self.runtime()?
+            .resolve_auth(id as u64, accept)
+            .map_err(to_js)
     }
 
     /// Queues a packed batch of messages (see `kcpwatch::Runtime::send_batch`).
@@ -275,6 +312,7 @@ impl NativeEndpoint {
     pub fn stats(&self) -> Result<NativeStats> {
         let s = self.runtime()?.stats().map_err(to_js)?;
         let d = &s.endpoint.dropped;
+        let f = &s.endpoint.failed_by_reason;
         Ok(NativeStats {
             connections: s.connections as u32,
             datagrams_in: s.endpoint.datagrams_in as f64,
@@ -293,6 +331,25 @@ impl NativeEndpoint {
             dropped_guard_violation: d[4] as f64,
             dropped_unknown_connection: d[5] as f64,
             dropped_over_limit: d[6] as f64,
+            dropped_bad_tag: d[7] as f64,
+            dropped_replayed: d[8] as f64,
+            dropped_rate_limited: d[9] as f64,
+            hellos_received: s.endpoint.hellos_received as f64,
+            cookies_sent: s.endpoint.cookies_sent as f64,
+            rejects_sent: s.endpoint.rejects_sent as f64,
+            bytes_sent_unvalidated: s.endpoint.bytes_sent_unvalidated as f64,
+            bytes_received_unvalidated: s.endpoint.bytes_received_unvalidated as f64,
+            auth_requests: s.endpoint.auth_requests as f64,
+            pending_auth: s.pending_auth as u32,
+            peer_address_changes: s.endpoint.peer_address_changes as f64,
+            failed_handshake_timeout: f[0] as f64,
+            failed_invalid_cookie: f[1] as f64,
+            failed_expired_cookie: f[2] as f64,
+            failed_auth_rejected: f[3] as f64,
+            failed_rate_limited: f[4] as f64,
+            failed_capacity: f[5] as f64,
+            failed_version_mismatch: f[6] as f64,
+            failed_malformed: f[7] as f64,
             send_errors: s.send_errors as f64,
             recv_errors: s.recv_errors as f64,
             truncated: s.truncated as f64,

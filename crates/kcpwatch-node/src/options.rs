@@ -12,8 +12,9 @@ use kcpwatch::events::sinks::{
 use kcpwatch::events::{LogConfig, LogDestination, LogOutput, Observer, Rotation};
 use kcpwatch::socket::SocketOptions;
 use kcpwatch::RuntimeConfig;
+use kcpwatch_proto::limits::Limits;
 use kcpwatch_proto::privacy::IpPrivacy;
-use kcpwatch_proto::{EndpointConfig, SessionConfig, Severity};
+use kcpwatch_proto::{EndpointConfig, Mode, SessionConfig, Severity};
 use napi::bindgen_prelude::Buffer;
 
 use crate::errors::invalid;
@@ -50,6 +51,31 @@ pub struct EndpointOptions {
     pub session: SessionOptions,
     /// Security event logging; absent for none.
     pub log: Option<LogOptions>,
+    /// `raw` or `secure`.
+    pub mode: String,
+    /// Secure mode, server: handshakes wait for `resolveAuth`.
+    pub require_auth: bool,
+    /// Secure mode, server: milliseconds the application has to answer an authentication.
+    pub auth_timeout: u32,
+    /// Secure mode, client: milliseconds before an unanswered handshake fails.
+    pub handshake_timeout: u32,
+    /// Secure mode: milliseconds of silence after which a keepalive goes out (0: a quarter of
+    /// the idle timeout).
+    pub keepalive: u32,
+    /// Admission limits.
+    pub limits: LimitOptions,
+}
+
+/// Admission limits, resolved with their defaults by `src/options.ts`.
+#[napi(object)]
+pub struct LimitOptions {
+    pub max_connections_per_ip: u32,
+    pub max_connections_per_prefix: u32,
+    pub handshakes_per_second_per_ip: u32,
+    pub handshake_burst_per_ip: u32,
+    pub handshakes_per_second: u32,
+    pub handshake_burst: u32,
+    pub max_pending_auth: u32,
 }
 
 /// One output of the records, resolved by `src/log.ts`.
@@ -345,10 +371,34 @@ pub(crate) fn runtime_config(
 ) -> napi::Result<RuntimeConfig> {
     let session = session_config(&o.session)?;
     let bind = SocketAddr::new(ip(&o.host)?, port(o.port)?);
+    let mode = match o.mode.as_str() {
+        "raw" => Mode::Raw,
+        "secure" => Mode::Secure,
+        other => {
+            return Err(invalid(format!(
+                "mode must be raw or secure, got {other:?}"
+            )))
+        }
+    };
+    let l = &o.limits;
     let endpoint = EndpointConfig {
         session,
         accept_inbound,
         max_connections: o.max_connections as usize,
+        mode,
+        require_auth: o.require_auth,
+        auth_timeout_ms: o.auth_timeout.max(1),
+        handshake_timeout_ms: o.handshake_timeout.max(1),
+        keepalive_ms: (o.keepalive > 0).then_some(o.keepalive),
+        max_pending_auth: l.max_pending_auth as usize,
+        limits: Limits {
+            max_per_ip: l.max_connections_per_ip as usize,
+            max_per_prefix: l.max_connections_per_prefix as usize,
+            handshakes_per_ip: l.handshakes_per_second_per_ip,
+            handshake_burst_per_ip: l.handshake_burst_per_ip,
+            handshakes_global: l.handshakes_per_second,
+            handshake_burst_global: l.handshake_burst,
+        },
         ..EndpointConfig::default()
     };
     let mut config = RuntimeConfig::new(bind, endpoint);

@@ -32,8 +32,14 @@ fn main() {
     let client = SessionKeys::derive(&secret, Role::Client);
     let server = SessionKeys::derive(&secret, Role::Server);
     let master = kcpwatch_proto::secure::TagKey::new(&secret);
-    println!("key_c2s: {}", hex(&master.mac(b"kcpwatch v1 client to server")));
-    println!("key_s2c: {}", hex(&master.mac(b"kcpwatch v1 server to client")));
+    println!(
+        "key_c2s: {}",
+        hex(&master.mac(b"kcpwatch v1 client to server"))
+    );
+    println!(
+        "key_s2c: {}",
+        hex(&master.mac(b"kcpwatch v1 server to client"))
+    );
     let mut out = Vec::new();
     seal_into(&mut out, &client.send, TYPE_DATA, 0x1122_3344, 0, b"KCP");
     println!("client DATA pn 0 body \"KCP\": {}", hex(&out));
@@ -41,6 +47,13 @@ fn main() {
     seal_into(&mut out, &server.send, TYPE_KEEPALIVE, 0x1122_3344, 7, b"");
     println!("server KEEPALIVE pn 7:       {}", hex(&out));
     out.clear();
-    seal_into(&mut out, &client.send, TYPE_DISCONNECT, 0x1122_3344, 8, &[4]);
+    seal_into(
+        &mut out,
+        &client.send,
+        TYPE_DISCONNECT,
+        0x1122_3344,
+        8,
+        &[4],
+    );
     println!("client DISCONNECT pn 8 reason 4: {}", hex(&out));
 }

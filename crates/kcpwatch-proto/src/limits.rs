@@ -117,7 +117,10 @@ impl ConnectionCounts {
     /// Forgets a session from `ip`.
     pub fn remove(&mut self, ip: IpAddr) {
         let ip = canonical(ip);
-        for (map, key) in [(&mut self.per_ip, ip), (&mut self.per_prefix, prefix_of(ip))] {
+        for (map, key) in [
+            (&mut self.per_ip, ip),
+            (&mut self.per_prefix, prefix_of(ip)),
+        ] {
             if let Some(n) = map.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
@@ -219,14 +222,18 @@ impl HandshakeRate {
     /// The source's bucket is charged first so one noisy source cannot drain the global one.
     pub fn admit(&mut self, limits: &Limits, ip: IpAddr, now_ms: u64) -> Result<(), RateHit> {
         let index = self.index(ip);
-        if !self.table[index].take(now_ms, limits.handshakes_per_ip, limits.handshake_burst_per_ip)
-        {
+        if !self.table[index].take(
+            now_ms,
+            limits.handshakes_per_ip,
+            limits.handshake_burst_per_ip,
+        ) {
             return Err(RateHit::PerIp);
         }
-        if !self
-            .global
-            .take(now_ms, limits.handshakes_global, limits.handshake_burst_global)
-        {
+        if !self.global.take(
+            now_ms,
+            limits.handshakes_global,
+            limits.handshake_burst_global,
+        ) {
             return Err(RateHit::Global);
         }
         Ok(())
@@ -266,7 +273,10 @@ mod tests {
         assert_eq!(counts.admits(&limits, ip("10.0.0.1")), Err(LimitHit::PerIp));
         assert_eq!(counts.admits(&limits, ip("10.0.0.2")), Ok(()));
         counts.add(ip("10.0.0.2"));
-        assert_eq!(counts.admits(&limits, ip("10.0.0.3")), Err(LimitHit::PerPrefix));
+        assert_eq!(
+            counts.admits(&limits, ip("10.0.0.3")),
+            Err(LimitHit::PerPrefix)
+        );
         assert_eq!(counts.admits(&limits, ip("10.0.1.3")), Ok(()));
         counts.remove(ip("10.0.0.1"));
         assert_eq!(counts.admits(&limits, ip("10.0.0.3")), Ok(()));
@@ -289,7 +299,11 @@ mod tests {
         assert_eq!(rate.admit(&limits, a, 0), Ok(()));
         assert_eq!(rate.admit(&limits, a, 0), Ok(()));
         assert_eq!(rate.admit(&limits, a, 0), Err(RateHit::PerIp));
-        assert_eq!(rate.admit(&limits, a, 100), Ok(()), "10/s refills one in 100 ms");
+        assert_eq!(
+            rate.admit(&limits, a, 100),
+            Ok(()),
+            "10/s refills one in 100 ms"
+        );
         let mut refused = 0;
         for i in 0..10u8 {
             if rate.admit(&limits, IpAddr::from([203, 0, 113, i]), 100) == Err(RateHit::Global) {

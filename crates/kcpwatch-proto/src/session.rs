@@ -327,7 +327,13 @@ impl Session {
     }
 
     /// Starts tagging: from here on every datagram is a sealed session datagram.
-    pub(crate) fn start_session(&mut self, conv: u32, secret: &[u8; 32], now: Millis, now_extended: u64) {
+    pub(crate) fn start_session(
+        &mut self,
+        conv: u32,
+        secret: &[u8; 32],
+        now: Millis,
+        now_extended: u64,
+    ) {
         let Some(secure) = self.secure.as_mut() else {
             return;
         };

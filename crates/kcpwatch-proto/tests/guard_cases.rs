@@ -66,7 +66,9 @@ fn established(pending: usize) -> Pair {
 fn last_drop(pair: &Pair) -> Option<(DropTrigger, &'static str)> {
     pair.server_security.iter().rev().find_map(|e| match e {
         SecurityEvent::PacketDropped(d) => Some((d.trigger, d.rule)),
-        SecurityEvent::ConnectionFailed(f) => Some((f.trigger.expect("a refused datagram"), f.rule)),
+        SecurityEvent::ConnectionFailed(f) => {
+            Some((f.trigger.expect("a refused datagram"), f.rule))
+        }
         _ => None,
     })
 }

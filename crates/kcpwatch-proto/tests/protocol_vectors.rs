@@ -55,11 +55,21 @@ fn keys_and_tags() {
     let server = SessionKeys::derive(&SECRET, Role::Server);
     let mut out = Vec::new();
     seal_into(&mut out, &client.send, TYPE_DATA, 0x1122_3344, 0, b"KCP");
-    assert_eq!(hex(&out), "104433221100000000000000004b4350f2e95a2ef81c407f");
+    assert_eq!(
+        hex(&out),
+        "104433221100000000000000004b4350f2e95a2ef81c407f"
+    );
     out.clear();
     seal_into(&mut out, &server.send, TYPE_KEEPALIVE, 0x1122_3344, 7, b"");
     assert_eq!(hex(&out), "11443322110700000000000000e8ca5d535d9c949c");
     out.clear();
-    seal_into(&mut out, &client.send, TYPE_DISCONNECT, 0x1122_3344, 8, &[4]);
+    seal_into(
+        &mut out,
+        &client.send,
+        TYPE_DISCONNECT,
+        0x1122_3344,
+        8,
+        &[4],
+    );
     assert_eq!(hex(&out), "1244332211080000000000000004ccc10e479b1860df");
 }

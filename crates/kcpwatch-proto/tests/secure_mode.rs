@@ -14,8 +14,8 @@ use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys};
 use kcpwatch_proto::secure::wire::{self, RejectReason, TYPE_DATA};
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH};
 use kcpwatch_proto::{
-    CloseReason, ConnectionState, DropTrigger, Endpoint, EndpointConfig, EndpointEvent,
-    Initiator, Preset, SecurityEvent, SessionConfig,
+    CloseReason, ConnectionState, DropTrigger, Endpoint, EndpointConfig, EndpointEvent, Initiator,
+    Preset, SecurityEvent, SessionConfig,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -66,7 +66,9 @@ fn timeline(events: &[SecurityEvent]) -> Vec<String> {
             SecurityEvent::ConnectionStateUpdated(s) => {
                 format!("{}->{}", s.old.as_str(), s.new.as_str())
             }
-            SecurityEvent::ConnectionFailed(f) => format!("failed:{}:{}", f.reason.as_str(), f.rule),
+            SecurityEvent::ConnectionFailed(f) => {
+                format!("failed:{}:{}", f.reason.as_str(), f.rule)
+            }
             SecurityEvent::ConnectionClosed(c) => format!("closed:{}", c.reason.as_str()),
             other => other.name().trim_start_matches("kcp:").to_string(),
         })
@@ -132,7 +134,10 @@ fn the_handshake_establishes_a_session_that_carries_messages_over_a_lossy_link()
     let server_info = p.server.connection_info(server_conn).unwrap();
     let client_info = p.client.connection_info(p.client_conn).unwrap();
     assert_ne!(server_info.conv, 0);
-    assert_eq!(server_info.conv, client_info.conv, "the client took the server's conv");
+    assert_eq!(
+        server_info.conv, client_info.conv,
+        "the client took the server's conv"
+    );
     assert_eq!(server_info.remote, addr(CLIENT));
     echo_round(&mut p, 500, 7);
     assert_eq!(
@@ -155,7 +160,11 @@ fn the_handshake_establishes_a_session_that_carries_messages_over_a_lossy_link()
     );
     // The lossy link also duplicates datagrams: the copies are the only drops, as replays.
     let stats = p.server.stats();
-    assert_eq!(stats.dropped_total(), stats.dropped_by(DropTrigger::Replayed), "{stats:?}");
+    assert_eq!(
+        stats.dropped_total(),
+        stats.dropped_by(DropTrigger::Replayed),
+        "{stats:?}"
+    );
     assert!(stats.cookies_sent >= 1);
 }
 
@@ -215,7 +224,12 @@ fn the_server_keeps_no_state_and_never_amplifies_before_a_cookie_returns() {
         p.inject_to_server(from, &datagram);
         for (to, reply) in server_replies(&mut p) {
             assert_eq!(to, from);
-            assert!(reply.len() <= datagram.len(), "reply {} > request {}", reply.len(), datagram.len());
+            assert!(
+                reply.len() <= datagram.len(),
+                "reply {} > request {}",
+                reply.len(),
+                datagram.len()
+            );
             assert_eq!(wire::parse_cookie(&reply).unwrap().0, [i as u8; 16]);
             sent_to_sources += reply.len();
         }
@@ -227,7 +241,9 @@ fn the_server_keeps_no_state_and_never_amplifies_before_a_cookie_returns() {
     assert_eq!(stats.bytes_sent_unvalidated as usize, sent_to_sources);
     assert!(sent_to_sources <= received_from_sources);
     assert!(
-        !p.server_security.iter().any(|e| e.name() == "kcp:connection_attempted"),
+        !p.server_security
+            .iter()
+            .any(|e| e.name() == "kcp:connection_attempted"),
         "an unvalidated HELLO is not logged as an attempt by its (possibly spoofed) source"
     );
 }
@@ -244,8 +260,15 @@ fn a_cookie_only_works_from_the_address_it_was_sent_to() {
         .unwrap()
         .clone();
     p.inject_to_server(addr(ATTACKER), &with_cookie);
-    assert_eq!(p.server.connection_count(), 1, "no session for the attacker");
-    assert_eq!(drops(&p.server_security, DropTrigger::BadTag), ["cookie_mac"]);
+    assert_eq!(
+        p.server.connection_count(),
+        1,
+        "no session for the attacker"
+    );
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::BadTag),
+        ["cookie_mac"]
+    );
     assert_eq!(p.server.stats().failed_by(FailReason::InvalidCookie), 1);
     // The same HELLO from the client's own address is a retransmission: the same ACCEPT.
     server_replies(&mut p);
@@ -283,7 +306,8 @@ fn a_forged_cookie_fails_as_invalid_and_a_stale_one_as_expired_with_a_fresh_cook
     );
     // The genuine cookie for a nonce whose session is gone: expired, answered with a new one.
     let now = p.clock();
-    p.server.close_now(p.server_conn.unwrap(), CloseReason::Evicted);
+    p.server
+        .close_now(p.server_conn.unwrap(), CloseReason::Evicted);
     let _ = now;
     server_replies(&mut p);
     p.inject_to_server(addr(CLIENT), &with_cookie);
@@ -310,7 +334,10 @@ fn an_unsupported_version_is_rejected_and_the_client_reports_it() {
     let replies = server_replies(&mut p);
     assert_eq!(replies.len(), 1);
     let (nonce, reason, version) = wire::parse_reject(&replies[0].1).unwrap();
-    assert_eq!((nonce, reason, version), ([1; 16], RejectReason::VersionMismatch.code(), 1));
+    assert_eq!(
+        (nonce, reason, version),
+        ([1; 16], RejectReason::VersionMismatch.code(), 1)
+    );
     assert_eq!(p.server.stats().failed_by(FailReason::VersionMismatch), 1);
     assert_eq!(
         timeline(&p.server_security),
@@ -322,10 +349,13 @@ fn an_unsupported_version_is_rejected_and_the_client_reports_it() {
     );
 
     // The client side: a REJECT naming its nonce ends its handshake with the reason.
-    let mut p = secure_pair(8, Link {
-        loss: 1.0,
-        ..Link::clean()
-    });
+    let mut p = secure_pair(
+        8,
+        Link {
+            loss: 1.0,
+            ..Link::clean()
+        },
+    );
     p.record = true;
     p.advance(1);
     let nonce = wire::parse_hello(&p.client_datagrams[0]).unwrap().nonce;
@@ -343,8 +373,15 @@ fn replies_that_name_no_pending_handshake_are_dropped() {
     let mut reject = [0; wire::REJECT_LEN];
     wire::write_reject(&mut reject, &[0x42; 16], RejectReason::AuthRejected);
     p.inject_to_client(&reject);
-    assert_eq!(p.client.connection_count(), 1, "a guessed nonce ends nothing");
-    assert_eq!(drops(&p.client_security, DropTrigger::UnknownConnection), ["no_handshake"]);
+    assert_eq!(
+        p.client.connection_count(),
+        1,
+        "a guessed nonce ends nothing"
+    );
+    assert_eq!(
+        drops(&p.client_security, DropTrigger::UnknownConnection),
+        ["no_handshake"]
+    );
 }
 
 #[test]
@@ -366,7 +403,11 @@ fn the_application_accepts_or_rejects_the_token_and_a_rejection_leaves_no_sessio
             panic!("{:?}", p.server_events);
         };
         assert_eq!((&*token, remote), (&b"ticket-42"[..], addr(CLIENT)));
-        assert_eq!(p.server.connection_count(), 0, "no session while the application decides");
+        assert_eq!(
+            p.server.connection_count(),
+            0,
+            "no session while the application decides"
+        );
         assert!(p.server.resolve_auth(id, accept));
         assert!(!p.server.resolve_auth(id, accept), "answered once");
         p.advance(500);
@@ -405,9 +446,16 @@ fn an_unanswered_authentication_times_out_as_a_rejection() {
 
 #[test]
 fn a_client_without_answers_fails_with_handshake_timeout_after_backing_off() {
-    let mut p = secure_pair_with(12, Link { loss: 1.0, ..Link::clean() }, |_, client| {
-        client.handshake_timeout_ms = 5_000;
-    });
+    let mut p = secure_pair_with(
+        12,
+        Link {
+            loss: 1.0,
+            ..Link::clean()
+        },
+        |_, client| {
+            client.handshake_timeout_ms = 5_000;
+        },
+    );
     p.record = true;
     assert!(p.run_until(10_000, |p| connect_failure(p).is_some()));
     assert_eq!(connect_failure(&p), Some(FailReason::HandshakeTimeout));
@@ -460,7 +508,12 @@ fn second_client(p: &mut Pair, from: &str) -> Option<FailReason> {
 #[test]
 fn each_connection_limit_refuses_with_capacity_its_rule_and_a_reject() {
     let cases: [(&str, fn(&mut EndpointConfig), &str, &str); 3] = [
-        ("max_connections", |c| c.max_connections = 1, "10.1.1.1:7", "max_connections"),
+        (
+            "max_connections",
+            |c| c.max_connections = 1,
+            "10.1.1.1:7",
+            "max_connections",
+        ),
         (
             "per ip",
             |c| c.limits.max_per_ip = 1,
@@ -477,11 +530,27 @@ fn each_connection_limit_refuses_with_capacity_its_rule_and_a_reject() {
     for (name, change, second, rule) in cases {
         let mut p = secure_pair_with(13, Link::clean(), |server, _| change(server));
         assert!(p.run_until(5_000, established), "{name}");
-        assert_eq!(second_client(&mut p, second), Some(FailReason::Capacity), "{name}");
+        assert_eq!(
+            second_client(&mut p, second),
+            Some(FailReason::Capacity),
+            "{name}"
+        );
         assert_eq!(p.server.connection_count(), 1, "{name}");
-        assert_eq!(p.server.stats().failed_by(FailReason::Capacity), 1, "{name}");
-        assert_eq!(p.server.stats().dropped_by(DropTrigger::OverLimit), 1, "{name}");
-        assert_eq!(drops(&p.server_security, DropTrigger::OverLimit), [rule], "{name}");
+        assert_eq!(
+            p.server.stats().failed_by(FailReason::Capacity),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            p.server.stats().dropped_by(DropTrigger::OverLimit),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            drops(&p.server_security, DropTrigger::OverLimit),
+            [rule],
+            "{name}"
+        );
         // Another prefix is still welcome (except under the total cap).
         if name != "max_connections" {
             assert_eq!(second_client(&mut p, "10.200.0.1:9"), None, "{name}");
@@ -494,8 +563,14 @@ fn each_connection_limit_refuses_with_capacity_its_rule_and_a_reject() {
     });
     p.advance(100);
     assert_eq!(p.server.pending_auth_count(), 1);
-    assert_eq!(second_client(&mut p, "10.3.3.3:3"), Some(FailReason::Capacity));
-    assert_eq!(drops(&p.server_security, DropTrigger::OverLimit), ["max_pending_auth"]);
+    assert_eq!(
+        second_client(&mut p, "10.3.3.3:3"),
+        Some(FailReason::Capacity)
+    );
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::OverLimit),
+        ["max_pending_auth"]
+    );
 }
 
 #[test]
@@ -513,7 +588,10 @@ fn handshake_rates_refuse_per_source_and_globally_without_replying() {
         p.inject_to_server(addr(ATTACKER), &hello([i; 16], None, b""));
     }
     assert_eq!(server_replies(&mut p).len(), 3, "the burst, then silence");
-    assert_eq!(drops(&p.server_security, DropTrigger::RateLimited), ["handshake_rate_per_ip"; 2]);
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::RateLimited),
+        ["handshake_rate_per_ip"; 2]
+    );
     for i in 0..10u8 {
         let from: SocketAddr = format!("10.50.{i}.1:5").parse().unwrap();
         p.inject_to_server(from, &hello([i; 16], None, b""));
@@ -538,13 +616,31 @@ fn malformed_hellos_are_counted_with_their_rule() {
     p.inject_to_server(addr(ATTACKER), &[0x7F; 80]);
     p.inject_to_server(addr(ATTACKER), &[]);
     assert!(server_replies(&mut p).is_empty());
-    assert_eq!(drops(&p.server_security, DropTrigger::TooShort), ["hello_too_short", "empty"]);
-    assert_eq!(drops(&p.server_security, DropTrigger::BadLength), ["token_length"]);
-    assert_eq!(drops(&p.server_security, DropTrigger::BadCmd), ["unknown_type"]);
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::TooShort),
+        ["hello_too_short", "empty"]
+    );
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::BadLength),
+        ["token_length"]
+    );
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::BadCmd),
+        ["unknown_type"]
+    );
     assert_eq!(p.server.stats().failed_by(FailReason::Malformed), 2);
 }
 
-fn kcp_segment(conv: u32, cmd: u8, frg: u8, wnd: u16, ts: u32, sn: u32, una: u32, payload: &[u8]) -> Vec<u8> {
+fn kcp_segment(
+    conv: u32,
+    cmd: u8,
+    frg: u8,
+    wnd: u16,
+    ts: u32,
+    sn: u32,
+    una: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::new();
     SegmentHeader {
         conv,
@@ -584,7 +680,14 @@ fn an_off_path_attacker_who_knows_the_conv_cannot_inject_cases_c_d_e_l() {
     ];
     for (i, kcp) in attacks.iter().enumerate() {
         let mut datagram = Vec::new();
-        seal_into(&mut datagram, &guessed.send, TYPE_DATA, conv, 1_000_000 + i as u64, kcp);
+        seal_into(
+            &mut datagram,
+            &guessed.send,
+            TYPE_DATA,
+            conv,
+            1_000_000 + i as u64,
+            kcp,
+        );
         // From the client's own address (spoofed) and from elsewhere.
         p.inject_to_server(addr(CLIENT), &datagram);
         p.inject_to_server(addr(ATTACKER), &datagram);
@@ -593,9 +696,19 @@ fn an_off_path_attacker_who_knows_the_conv_cannot_inject_cases_c_d_e_l() {
     }
     let stats = p.server.stats();
     assert_eq!(stats.dropped_by(DropTrigger::BadTag), 8);
-    assert_eq!(stats.datagrams_accepted, p.server.stats().datagrams_accepted);
-    assert_eq!(p.server.connection_summary(conn).unwrap().rto_ms, rto_before);
-    assert_eq!(p.server.connection_info(conn).unwrap().remote, addr(CLIENT), "not moved");
+    assert_eq!(
+        stats.datagrams_accepted,
+        p.server.stats().datagrams_accepted
+    );
+    assert_eq!(
+        p.server.connection_summary(conn).unwrap().rto_ms,
+        rto_before
+    );
+    assert_eq!(
+        p.server.connection_info(conn).unwrap().remote,
+        addr(CLIENT),
+        "not moved"
+    );
     // The session still works at full speed: nothing was stalled, wedged or discarded.
     echo_round(&mut p, 200, 18);
     assert!(p.server.connection_summary(conn).unwrap().rto_ms < 1_000);
@@ -629,7 +742,10 @@ fn a_replayed_datagram_is_refused_and_never_moves_the_session() {
     assert_eq!(stats.peer_address_changes, 0);
     let conn = p.server_conn.unwrap();
     assert_eq!(p.server.connection_info(conn).unwrap().remote, addr(CLIENT));
-    assert_eq!(drops(&p.server_security, DropTrigger::Replayed), ["replay_window"; 10]);
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::Replayed),
+        ["replay_window"; 10]
+    );
     echo_round(&mut p, 20, 19);
 }
 
@@ -653,7 +769,10 @@ fn a_nat_rebinding_moves_the_session_on_a_fresh_tagged_datagram_and_is_logged() 
         })
         .collect();
     assert_eq!(moved.len(), 1);
-    assert_eq!((moved[0].old_peer, moved[0].conn.peer), (addr(CLIENT), rebound));
+    assert_eq!(
+        (moved[0].old_peer, moved[0].conn.peer),
+        (addr(CLIENT), rebound)
+    );
     // Replies follow the session: the client keeps receiving.
     let mut got = Vec::new();
     let now = p.clock();
@@ -711,8 +830,10 @@ fn a_disconnect_closes_the_peer_at_once_as_peer_closed() {
         "closed:local_closed"
     );
     // The server's end ran its states in order.
-    assert!(timeline(&p.server_security)
-        .ends_with(&["established->closed".to_string(), "closed:peer_closed".to_string()]));
+    assert!(timeline(&p.server_security).ends_with(&[
+        "established->closed".to_string(),
+        "closed:peer_closed".to_string()
+    ]));
     let _ = ConnectionState::Closed;
 }
 

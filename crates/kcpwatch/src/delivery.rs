@@ -29,6 +29,15 @@ pub enum RecordKind {
     Progress = 4,
     /// A connection-level error: u8-length-prefixed code, then u16-length-prefixed message.
     Error = 5,
+    /// Secure mode, client: the handshake completed; conv u32 (the server assigned it).
+    Established = 6,
+    /// Secure mode, client: the handshake failed; u8-length-prefixed reason
+    /// (`handshake_timeout`, `auth_rejected`, `capacity`, ...).
+    ConnectFailed = 7,
+    /// Secure mode, server: a validated client presented a token (handle 0). Request id u64,
+    /// remote port u16, local port u16, then u8-length-prefixed remote ip, local ip and uid,
+    /// then the token with a u16 length.
+    AuthRequest = 8,
 }
 
 /// Staging area the I/O thread fills during one loop iteration, published in one step.
@@ -129,6 +138,42 @@ impl RecordWriter {
         for v in u32s {
             self.bytes.extend_from_slice(&v.to_le_bytes());
         }
+    }
+
+    /// A client's handshake completed.
+    pub fn established(&mut self, handle: u32, conv: u32) {
+        self.header(RecordKind::Established, handle, 4);
+        self.bytes.extend_from_slice(&conv.to_le_bytes());
+    }
+
+    /// A client's handshake failed.
+    pub fn connect_failed(&mut self, handle: u32, reason: &str) {
+        self.header(RecordKind::ConnectFailed, handle, 1 + reason.len().min(255));
+        self.short_str(reason);
+    }
+
+    /// A token for the application's `authenticate`.
+    pub fn auth_request(
+        &mut self,
+        id: u64,
+        remote: SocketAddr,
+        local: SocketAddr,
+        uid: &str,
+        token: &[u8],
+    ) {
+        let remote_ip = remote.ip().to_string();
+        let local_ip = local.ip().to_string();
+        let len = 8 + 2 + 2 + 3 + remote_ip.len() + local_ip.len() + uid.len() + 2 + token.len();
+        self.header(RecordKind::AuthRequest, 0, len);
+        self.bytes.extend_from_slice(&id.to_le_bytes());
+        self.bytes.extend_from_slice(&remote.port().to_le_bytes());
+        self.bytes.extend_from_slice(&local.port().to_le_bytes());
+        self.short_str(&remote_ip);
+        self.short_str(&local_ip);
+        self.short_str(uid);
+        self.bytes
+            .extend_from_slice(&(token.len() as u16).to_le_bytes());
+        self.bytes.extend_from_slice(token);
     }
 
     /// Acknowledgement progress of a connection.

@@ -15,7 +15,8 @@ use kcpwatch_proto::events::{
     StatsEvent, Violation,
 };
 use kcpwatch_proto::{
-    ConnectionHandle, Endpoint, EndpointEvent, Millis, SecurityEvent, SendError, SessionConfig,
+    ConnectionHandle, Endpoint, EndpointEvent, Millis, Mode, SecurityEvent, SendError,
+    SessionConfig,
 };
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, debug_span, warn};
@@ -36,12 +37,16 @@ pub(crate) enum Command {
     Connect {
         remote: SocketAddr,
         conv: u32,
+        /// Secure mode: the application token for the server's `authenticate`.
+        token: Vec<u8>,
         session: Option<SessionConfig>,
         reply: Sender<Result<ConnectedInfo, RuntimeError>>,
     },
     Send(Vec<u8>),
     Close(u32),
     InjectFault(u32),
+    /// Answers an authentication request: its id and whether the token is accepted.
+    ResolveAuth(u64, bool),
     Stats(Sender<RuntimeStats>),
     Shutdown,
 }
@@ -142,6 +147,12 @@ impl IoThread {
             let _ = getrandom::getrandom(&mut seed);
             endpoint_config.rng_seed = u64::from_le_bytes(seed);
         }
+        if endpoint_config.secret == [0; 32] {
+            // Cookies, session secrets and convs derive from this: it must be unpredictable,
+            // so a failing OS source is a setup error rather than a silent zero key.
+            getrandom::getrandom(&mut endpoint_config.secret)
+                .map_err(|e| RuntimeError::Setup(std::io::Error::other(e.to_string())))?;
+        }
         let endpoint = Endpoint::new(endpoint_config, 0)?;
         Ok(Self {
             poll,
@@ -218,7 +229,7 @@ impl IoThread {
         let event = SecurityEvent::ListenerStarted(ListenerStarted {
             local: self.local,
             settings: ListenerSettings {
-                mode: "raw",
+                mode: config.mode.as_str(),
                 max_connections: config.max_connections.min(u32::MAX as usize) as u32,
                 accept_inbound: config.accept_inbound,
                 session: config.session,
@@ -412,29 +423,42 @@ impl IoThread {
                     self.endpoint
                         .inject_engine_fault(ConnectionHandle::from_bits(handle));
                 }
+                Command::ResolveAuth(id, accept) => {
+                    self.endpoint.resolve_auth(id, accept);
+                }
                 Command::Connect {
                     remote,
                     conv,
+                    token,
                     session,
                     reply,
                 } => {
-                    let result = self
-                        .endpoint
-                        .connect(now, remote, self.local, conv, session.as_ref())
-                        .map_err(RuntimeError::from)
-                        .and_then(|handle| {
-                            let info = self
-                                .endpoint
-                                .connection_info(handle)
-                                .ok_or(RuntimeError::Connect(ConnectError::Capacity(0)))?;
-                            Ok(ConnectedInfo {
-                                handle: handle.to_bits(),
-                                uid: info.uid.to_string(),
-                                local: info.local,
-                                remote: info.remote,
-                                conv: info.conv,
-                            })
-                        });
+                    let result = match self.endpoint.config().mode {
+                        Mode::Raw => {
+                            self.endpoint
+                                .connect(now, remote, self.local, conv, session.as_ref())
+                        }
+                        Mode::Secure => self.endpoint.connect_secure(
+                            now,
+                            remote,
+                            self.local,
+                            &token,
+                            session.as_ref(),
+                        ),
+                    };
+                    let result = result.map_err(RuntimeError::from).and_then(|handle| {
+                        let info = self
+                            .endpoint
+                            .connection_info(handle)
+                            .ok_or(RuntimeError::Connect(ConnectError::Capacity(0)))?;
+                        Ok(ConnectedInfo {
+                            handle: handle.to_bits(),
+                            uid: info.uid.to_string(),
+                            local: info.local,
+                            remote: info.remote,
+                            conv: info.conv,
+                        })
+                    });
                     if let Ok(info) = &result {
                         self.open_span(ConnectionHandle::from_bits(info.handle));
                     }
@@ -444,6 +468,7 @@ impl IoThread {
                     let mut stats = self.stats.clone();
                     stats.endpoint = self.endpoint.stats().clone();
                     stats.connections = self.endpoint.connection_count();
+                    stats.pending_auth = self.endpoint.pending_auth_count();
                     let _ = reply.send(stats);
                 }
             }
@@ -650,6 +675,25 @@ impl IoThread {
                     }
                 }
                 EndpointEvent::Readable { handle } => self.readable.push(handle),
+                EndpointEvent::Established { handle } => {
+                    if let Some(info) = self.endpoint.connection_info(handle) {
+                        self.writer.established(handle.to_bits(), info.conv);
+                    }
+                }
+                EndpointEvent::ConnectFailed { handle, reason } => {
+                    self.spans.remove(&handle);
+                    self.writer
+                        .connect_failed(handle.to_bits(), reason.as_str());
+                }
+                EndpointEvent::AuthRequest {
+                    id,
+                    uid,
+                    remote,
+                    local,
+                    token,
+                } => self
+                    .writer
+                    .auth_request(id, remote, local, uid.as_str(), &token),
                 EndpointEvent::Closed {
                     handle,
                     reason,

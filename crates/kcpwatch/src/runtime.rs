@@ -66,6 +66,8 @@ pub struct RuntimeStats {
     pub endpoint: EndpointStats,
     /// Live connections.
     pub connections: usize,
+    /// Secure mode: handshakes waiting for the application's authentication answer.
+    pub pending_auth: usize,
     /// Datagrams the socket sent.
     pub datagrams_out: u64,
     /// Bytes the socket sent.
@@ -263,17 +265,26 @@ impl Runtime {
         Ok(())
     }
 
-    /// Opens a connection to `remote`; returns its handle, id and local address.
+    /// Answers an authentication request (see `RecordKind::AuthRequest`).
+    pub fn resolve_auth(&self, id: u64, accept: bool) -> Result<(), RuntimeError> {
+        self.command(Command::ResolveAuth(id, accept))
+    }
+
+    /// Opens a connection to `remote`; returns its handle, id and local address. In secure
+    /// mode the handshake starts: `RecordKind::Established` or `ConnectFailed` follows, and
+    /// `conv` is ignored (the server assigns it); `token` goes to the server's `authenticate`.
     pub fn connect(
         &self,
         remote: SocketAddr,
         conv: u32,
+        token: Vec<u8>,
         session: Option<SessionConfig>,
     ) -> Result<ConnectedInfo, RuntimeError> {
         let (reply, answer) = bounded(1);
         self.command(Command::Connect {
             remote,
             conv,
+            token,
             session,
             reply,
         })?;

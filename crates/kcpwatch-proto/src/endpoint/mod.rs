@@ -27,10 +27,10 @@ use crate::events::{
     ConnectionRef, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType, FailReason,
     PacketDropped, ProtocolViolation, Sampler, SecurityEvent, Violation,
 };
-use crate::limits::{ConnectionCounts, HandshakeRate};
-use crate::secure::{CookieJar, TagKey};
 use crate::guard::{self, GuardContext, GuardViolation};
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
+use crate::limits::{ConnectionCounts, HandshakeRate};
+use crate::secure::{CookieJar, TagKey};
 use crate::segment::datagram_conv;
 use crate::session::{ConnectionSummary, EngineError, Session, SessionSendError};
 use crate::transmit::Transmits;
@@ -451,7 +451,10 @@ impl Endpoint {
             );
             return None;
         }
-        if let Err(hit) = self.rate.admit(&self.config.limits, remote.ip(), self.clock.extended()) {
+        if let Err(hit) = self
+            .rate
+            .admit(&self.config.limits, remote.ip(), self.clock.extended())
+        {
             self.failed_attempt(
                 remote,
                 local,
@@ -474,7 +477,8 @@ impl Endpoint {
             return None;
         }
         let config = self.config.session;
-        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
+        let handle =
+            self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
         self.stats.passive_opens += 1;
         self.opened(handle);
         self.events.push_back(EndpointEvent::Accepted { handle });
@@ -593,7 +597,8 @@ impl Endpoint {
         if self.live >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
-        let handle = self.insert_session(now, remote, local, conv, &config, Direction::Outbound, None);
+        let handle =
+            self.insert_session(now, remote, local, conv, &config, Direction::Outbound, None);
         self.stats.active_opens += 1;
         self.opened(handle);
         Ok(handle)
@@ -971,6 +976,14 @@ impl Endpoint {
     /// then the connection closes with `local_closed`.
     pub fn close(&mut self, now: Millis, handle: ConnectionHandle) {
         self.clock.advance(now);
+        // A handshake in progress has nothing to flush: it ends now.
+        if self
+            .session(handle)
+            .is_some_and(|s| s.state == ConnectionState::Handshaking)
+        {
+            self.close_now(handle, CloseReason::LocalClosed);
+            return;
+        }
         let was_established = self
             .session(handle)
             .is_some_and(|s| s.state == ConnectionState::Established);

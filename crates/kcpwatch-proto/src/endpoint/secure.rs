@@ -65,15 +65,7 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         match datagram.first() {
-            None => self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
-                DropTrigger::TooShort,
-                "empty",
-                0,
-            ),
+            None => self.drop_trigger(remote, local, None, None, DropTrigger::TooShort, "empty", 0),
             Some(&TYPE_HELLO) => self.server_hello(now, remote, local, datagram),
             Some(&(TYPE_COOKIE | TYPE_ACCEPT | TYPE_REJECT)) => {
                 self.client_reply(now, remote, local, datagram)
@@ -94,7 +86,13 @@ impl Endpoint {
     }
 
     /// Sends a handshake datagram that belongs to no session.
-    fn send_unbound(&mut self, remote: SocketAddr, local: SocketAddr, datagram: &[u8], validated: bool) {
+    fn send_unbound(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+        validated: bool,
+    ) {
         self.tx.borrow_mut().push(remote, local, datagram);
         if !validated {
             self.stats.bytes_sent_unvalidated += datagram.len() as u64;
@@ -125,10 +123,24 @@ impl Endpoint {
     }
 
     /// A HELLO at a server: the stateless half until the cookie checks out.
-    fn server_hello(&mut self, now: Millis, remote: SocketAddr, local: SocketAddr, datagram: &[u8]) {
+    fn server_hello(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+    ) {
         let len = datagram.len();
         if !self.config.accept_inbound {
-            self.drop_trigger(remote, local, None, None, DropTrigger::BadCmd, "hello_to_client", len);
+            self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::BadCmd,
+                "hello_to_client",
+                len,
+            );
             return;
         }
         self.stats.hellos_received += 1;
@@ -147,7 +159,10 @@ impl Endpoint {
         };
         // Rates first: whatever else a HELLO costs (a MAC, a reply) is only spent on sources
         // within their rate, and a flood from one source is refused for the price of a lookup.
-        if let Err(hit) = self.rate.admit(&self.config.limits, remote.ip(), self.clock.extended()) {
+        if let Err(hit) = self
+            .rate
+            .admit(&self.config.limits, remote.ip(), self.clock.extended())
+        {
             self.failed_attempt(
                 remote,
                 local,
@@ -159,7 +174,13 @@ impl Endpoint {
             return;
         }
         if hello.version != VERSION {
-            self.send_reject(remote, local, &hello.nonce, RejectReason::VersionMismatch, false);
+            self.send_reject(
+                remote,
+                local,
+                &hello.nonce,
+                RejectReason::VersionMismatch,
+                false,
+            );
             self.failed_attempt(
                 remote,
                 local,
@@ -231,7 +252,14 @@ impl Endpoint {
         }
         if let Err(rule) = self.admits(remote) {
             self.send_reject(remote, local, &nonce, RejectReason::Capacity, true);
-            self.failed_attempt(remote, local, 0, FailReason::Capacity, DropTrigger::OverLimit, rule);
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::Capacity,
+                DropTrigger::OverLimit,
+                rule,
+            );
             return;
         }
         let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
@@ -244,15 +272,26 @@ impl Endpoint {
             local,
             direction: Direction::Inbound,
         };
-        self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn }));
-        self.state_change(conn, ConnectionState::Attempted, ConnectionState::Handshaking);
+        self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+            conn,
+        }));
+        self.state_change(
+            conn,
+            ConnectionState::Attempted,
+            ConnectionState::Handshaking,
+        );
         if !self.config.require_auth {
             self.establish_server(now, uid, conv, remote, local, nonce);
             return;
         }
         if self.pending_auth.len() >= self.config.max_pending_auth {
             self.send_reject(remote, local, &nonce, RejectReason::Capacity, true);
-            self.validated_failure(conn, FailReason::Capacity, Some(DropTrigger::OverLimit), "max_pending_auth");
+            self.validated_failure(
+                conn,
+                FailReason::Capacity,
+                Some(DropTrigger::OverLimit),
+                "max_pending_auth",
+            );
             return;
         }
         let id = self.next_auth_id;
@@ -291,11 +330,9 @@ impl Endpoint {
     }
 
     fn state_change(&mut self, conn: ConnectionRef, old: ConnectionState, new: ConnectionState) {
-        self.emit(SecurityEvent::ConnectionStateUpdated(ConnectionStateUpdated {
-            conn,
-            old,
-            new,
-        }));
+        self.emit(SecurityEvent::ConnectionStateUpdated(
+            ConnectionStateUpdated { conn, old, new },
+        ));
     }
 
     /// A handshake that was logged as attempted ends without a connection.
@@ -333,8 +370,15 @@ impl Endpoint {
         let secret: [u8; 32] = self.rng.gen();
         let config = secure_session_config(&self.config.session);
         let keepalive = self.keepalive_ms();
-        let handle =
-            self.insert_session(now, remote, local, conv, &config, Direction::Inbound, Some(uid));
+        let handle = self.insert_session(
+            now,
+            remote,
+            local,
+            conv,
+            &config,
+            Direction::Inbound,
+            Some(uid),
+        );
         let now_extended = self.clock.extended();
         let mut accept = [0; ACCEPT_LEN];
         wire::write_accept(
@@ -358,8 +402,14 @@ impl Endpoint {
         self.by_nonce.insert(nonce, handle);
         self.stats.passive_opens += 1;
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
-            self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Established);
-            self.emit(SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn }));
+            self.state_change(
+                conn,
+                ConnectionState::Handshaking,
+                ConnectionState::Established,
+            );
+            self.emit(SecurityEvent::ConnectionEstablished(
+                ConnectionEstablished { conn },
+            ));
         }
         self.events.push_back(EndpointEvent::Accepted { handle });
         self.reschedule(handle, now);
@@ -385,18 +435,42 @@ impl Endpoint {
             direction: Direction::Inbound,
         };
         if !accept {
-            self.send_reject(pending.remote, pending.local, &pending.nonce, RejectReason::AuthRejected, true);
+            self.send_reject(
+                pending.remote,
+                pending.local,
+                &pending.nonce,
+                RejectReason::AuthRejected,
+                true,
+            );
             self.validated_failure(conn, FailReason::AuthRejected, None, rule);
             return true;
         }
         // Limits may have filled while the application thought.
         if let Err(rule) = self.admits(pending.remote) {
-            self.send_reject(pending.remote, pending.local, &pending.nonce, RejectReason::Capacity, true);
-            self.validated_failure(conn, FailReason::Capacity, Some(DropTrigger::OverLimit), rule);
+            self.send_reject(
+                pending.remote,
+                pending.local,
+                &pending.nonce,
+                RejectReason::Capacity,
+                true,
+            );
+            self.validated_failure(
+                conn,
+                FailReason::Capacity,
+                Some(DropTrigger::OverLimit),
+                rule,
+            );
             return true;
         }
         let now = ExtendedNow::wrap(self.clock.extended());
-        self.establish_server(now, pending.uid, pending.conv, pending.remote, pending.local, pending.nonce);
+        self.establish_server(
+            now,
+            pending.uid,
+            pending.conv,
+            pending.remote,
+            pending.local,
+            pending.nonce,
+        );
         true
     }
 
@@ -458,8 +532,14 @@ impl Endpoint {
         self.by_nonce.insert(nonce, handle);
         self.stats.active_opens += 1;
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
-            self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn }));
-            self.state_change(conn, ConnectionState::Attempted, ConnectionState::Handshaking);
+            self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+                conn,
+            }));
+            self.state_change(
+                conn,
+                ConnectionState::Attempted,
+                ConnectionState::Handshaking,
+            );
         }
         self.send_hello(handle, now);
         self.reschedule(handle, now);
@@ -510,11 +590,18 @@ impl Endpoint {
         let conn = session.conn_ref();
         self.slots[handle.index() as usize].last_conn = Some(conn);
         self.validated_failure(conn, reason, None, rule);
-        self.events.push_back(EndpointEvent::ConnectFailed { handle, reason });
+        self.events
+            .push_back(EndpointEvent::ConnectFailed { handle, reason });
     }
 
     /// COOKIE, ACCEPT or REJECT at a client: each answers a HELLO of ours, named by its nonce.
-    fn client_reply(&mut self, now: Millis, remote: SocketAddr, local: SocketAddr, datagram: &[u8]) {
+    fn client_reply(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+    ) {
         let len = datagram.len();
         let parsed_nonce = match datagram[0] {
             TYPE_COOKIE => wire::parse_cookie(datagram).map(|(n, _)| n),
@@ -522,7 +609,15 @@ impl Endpoint {
             _ => wire::parse_reject(datagram).map(|(n, _, _)| n),
         };
         let Some(nonce) = parsed_nonce else {
-            self.drop_trigger(remote, local, None, None, DropTrigger::BadLength, "handshake_length", len);
+            self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::BadLength,
+                "handshake_length",
+                len,
+            );
             return;
         };
         let handle = self.by_nonce.get(&nonce).copied().filter(|&h| {
@@ -584,8 +679,14 @@ impl Endpoint {
                     }
                 }
                 if let Some(conn) = self.session(handle).map(Session::conn_ref) {
-                    self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Established);
-                    self.emit(SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn }));
+                    self.state_change(
+                        conn,
+                        ConnectionState::Handshaking,
+                        ConnectionState::Established,
+                    );
+                    self.emit(SecurityEvent::ConnectionEstablished(
+                        ConnectionEstablished { conn },
+                    ));
                 }
                 self.events.push_back(EndpointEvent::Established { handle });
                 self.dirty.push(handle);
@@ -609,15 +710,37 @@ impl Endpoint {
 
     /// DATA, KEEPALIVE or DISCONNECT: found by conv, checked by tag and packet number before
     /// anything else looks at it.
-    fn session_datagram(&mut self, now: Millis, remote: SocketAddr, local: SocketAddr, datagram: &[u8]) {
+    fn session_datagram(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+    ) {
         let len = datagram.len();
         let Some((header, body, tag)) = wire::parse_session(datagram) else {
-            self.drop_trigger(remote, local, None, None, DropTrigger::TooShort, "session_too_short", len);
+            self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::TooShort,
+                "session_too_short",
+                len,
+            );
             return;
         };
         let conv = Some(header.conv);
         let Some(&handle) = self.by_conv.get(&header.conv) else {
-            self.drop_trigger(remote, local, conv, None, DropTrigger::UnknownConnection, "no_session", len);
+            self.drop_trigger(
+                remote,
+                local,
+                conv,
+                None,
+                DropTrigger::UnknownConnection,
+                "no_session",
+                len,
+            );
             return;
         };
         let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
@@ -659,7 +782,9 @@ impl Endpoint {
                         }
                         self.after_activity(handle, now);
                     }
-                    Some(Err(violation)) => self.drop_guarded(remote, local, conv, uid, violation, len),
+                    Some(Err(violation)) => {
+                        self.drop_guarded(remote, local, conv, uid, violation, len)
+                    }
                     None => {}
                 }
             }

@@ -90,7 +90,12 @@ impl CookieJar {
     }
 
     /// A cookie for `addr` and `nonce` at `unix_ms`.
-    pub fn mint(&mut self, unix_ms: u64, addr: SocketAddr, nonce: &[u8; NONCE_LEN]) -> [u8; COOKIE_LEN] {
+    pub fn mint(
+        &mut self,
+        unix_ms: u64,
+        addr: SocketAddr,
+        nonce: &[u8; NONCE_LEN],
+    ) -> [u8; COOKIE_LEN] {
         let slot = self.slot_at(unix_ms);
         let key = self.key(slot);
         let mut cookie = [0; COOKIE_LEN];
@@ -145,20 +150,48 @@ mod tests {
         let mut jar = CookieJar::new(&[9; 32], 10_000);
         let a = addr("192.0.2.1:4000");
         let cookie = jar.mint(1_000_005_000, a, &[1; NONCE_LEN]);
-        assert_eq!(jar.check(1_000_005_000, a, &[1; NONCE_LEN], &cookie), CookieCheck::Valid);
-        assert_eq!(jar.check(1_000_019_999, a, &[1; NONCE_LEN], &cookie), CookieCheck::Valid);
-        assert_eq!(jar.check(1_000_020_000, a, &[1; NONCE_LEN], &cookie), CookieCheck::Expired);
         assert_eq!(
-            jar.check(1_000_005_000, addr("192.0.2.1:4001"), &[1; NONCE_LEN], &cookie),
+            jar.check(1_000_005_000, a, &[1; NONCE_LEN], &cookie),
+            CookieCheck::Valid
+        );
+        assert_eq!(
+            jar.check(1_000_019_999, a, &[1; NONCE_LEN], &cookie),
+            CookieCheck::Valid
+        );
+        assert_eq!(
+            jar.check(1_000_020_000, a, &[1; NONCE_LEN], &cookie),
+            CookieCheck::Expired
+        );
+        assert_eq!(
+            jar.check(
+                1_000_005_000,
+                addr("192.0.2.1:4001"),
+                &[1; NONCE_LEN],
+                &cookie
+            ),
             CookieCheck::Invalid
         );
         assert_eq!(
-            jar.check(1_000_005_000, addr("192.0.2.2:4000"), &[1; NONCE_LEN], &cookie),
+            jar.check(
+                1_000_005_000,
+                addr("192.0.2.2:4000"),
+                &[1; NONCE_LEN],
+                &cookie
+            ),
             CookieCheck::Invalid
         );
-        assert_eq!(jar.check(1_000_005_000, a, &[2; NONCE_LEN], &cookie), CookieCheck::Invalid);
+        assert_eq!(
+            jar.check(1_000_005_000, a, &[2; NONCE_LEN], &cookie),
+            CookieCheck::Invalid
+        );
         let mut other = CookieJar::new(&[8; 32], 10_000);
-        assert_eq!(other.check(1_000_005_000, a, &[1; NONCE_LEN], &cookie), CookieCheck::Invalid);
-        assert_eq!(jar.check(1_000_005_000, a, &[1; NONCE_LEN], &[0xFF; COOKIE_LEN]), CookieCheck::Invalid);
+        assert_eq!(
+            other.check(1_000_005_000, a, &[1; NONCE_LEN], &cookie),
+            CookieCheck::Invalid
+        );
+        assert_eq!(
+            jar.check(1_000_005_000, a, &[1; NONCE_LEN], &[0xFF; COOKIE_LEN]),
+            CookieCheck::Invalid
+        );
     }
 }

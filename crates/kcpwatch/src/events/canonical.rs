@@ -215,7 +215,9 @@ impl CanonicalWriter {
             SecurityEvent::ConnectionFailed(e) => {
                 self.connection(&mut line, &e.conn);
                 line.str("reason", e.reason.as_str());
-                line.str("trigger", e.trigger.as_str());
+                if let Some(trigger) = e.trigger {
+                    line.str("trigger", trigger.as_str());
+                }
                 line.str("rule", e.rule);
                 line.num("suppressed", e.suppressed);
                 let _ = write!(
@@ -282,6 +284,17 @@ impl CanonicalWriter {
                     s.duration_ms,
                     s.bytes_in,
                     s.bytes_out
+                );
+            }
+            SecurityEvent::PeerAddressChanged(e) => {
+                self.connection(&mut line, &e.conn);
+                line.addr("old_peer", e.old_peer);
+                line.addr("old_local", e.old_local);
+                let _ = write!(
+                    msg,
+                    "peer moved from {} to {}",
+                    shown(e.old_peer),
+                    shown(e.conn.peer)
                 );
             }
             SecurityEvent::PacketDropped(e) => {
