@@ -1,6 +1,7 @@
 // Command kcpgo is the kcp-go reference peer used by kcpwatch's interop tests
 // and benchmarks. It speaks plain KCP (no block crypt, no FEC), so its wire
-// format is the one of the original ikcp C implementation.
+// format is the one of the original ikcp C implementation; secure-client
+// speaks kcpwatch's secure mode (docs/protocol.md) around a kcp-go engine.
 package main
 
 import (
@@ -117,6 +118,7 @@ commands:
   server        echo server (prints "listening HOST:PORT" to stderr)
   client        send deterministic messages, verify the echoes
   bench-client  many concurrent ping-pong sessions, latency percentiles
+  secure-client like client, against a kcpwatch server in secure mode (docs/protocol.md)
 
 Run "kcpgo <command> -h" for the flags of a command.
 `)
@@ -135,6 +137,8 @@ func main() {
 		runClient(args)
 	case "bench-client":
 		runBench(args)
+	case "secure-client":
+		runSecureClient(args)
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:
