@@ -71,7 +71,7 @@ test('serve echoes, reports idle_timeout after the idle timeout, and stops on SI
   const listening = await s.line(/^listening /);
   const [, host, port] = /^listening ([\d.]+):(\d+)$/.exec(listening);
   t.is(host, '127.0.0.1');
-  const client = kcpwatch.connect({ host, port: Number(port) });
+  const client = kcpwatch.connect({ host, port: Number(port), mode: 'raw' });
   client.send('ping');
   const [echo] = await next(client, 'message');
   t.is(echo.toString(), 'ping');
@@ -196,21 +196,25 @@ test('serve rejects a bad preset with a clear message', async (t) => {
   t.is(code, 1);
 });
 
-test('demo runs through the lossy relay and ends by itself with exit 0', async (t) => {
+test('demo: secure clients echo through the lossy relay while a wrong token and a flood are refused; exit 0', async (t) => {
   const child = spawn(process.execPath, [bin, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const code = await new Promise((resolve) => child.on('close', resolve));
   clearTimeout(timer);
   t.is(code, 0, out);
+  t.regex(out, /\(secure mode, tokens checked/);
   t.regex(out, /connection_established/);
-  t.regex(out, /reason=idle_timeout/);
-  // The security records as the analyst sees them: lifecycle, drops of the stray datagrams.
-  t.regex(out, /\[event #0\] kcp:listener_started/);
-  t.regex(out, /kcp:connection_closed .*idle_timeout/);
-  t.regex(out, /kcp:packet_dropped .*too_short/);
-  // The unknown-command datagram came from a new source: a failed opening, not a drop.
-  t.regex(out, /kcp:connection_failed .*malformed/);
-  t.regex(out, /every message arrived exactly once, in order/);
+  t.regex(out, /\[intruder\] token "guest" refused: KCP_ERR_AUTH_REJECTED/);
+  t.regex(out, /kcp:connection_failed .*auth_rejected \(authenticate\)/);
+  // The security records as the analyst sees them: lifecycle, refusals of the flood.
+  t.regex(out, /\[event #0\] kcp:listener_started .*secure mode/);
+  t.regex(out, /kcp:connection_closed .*peer_closed by remote/);
+  t.regex(out, /kcp:packet_dropped .*unknown_connection/);
+  t.regex(out, /kcp:connection_failed .*invalid_cookie \(cookie_mac\)/);
+  const [, sent, answered] = /\[flood\] sent \d+ datagrams \((\d+) bytes\); the server answered the flooding sources with (\d+) bytes/.exec(out);
+  t.true(Number(answered) <= Number(sent), `${answered} > ${sent}`);
+  t.regex(out, /\[server\] stats connections=0 passive_opens=3 /);
+  t.regex(out, /every message arrived exactly once, in order; the intruder and the flood opened nothing/);
 });

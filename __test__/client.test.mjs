@@ -5,12 +5,13 @@ test('connect() validates its options', (t) => {
   t.throws(() => kcpwatch.connect({ port: 0 }), { instanceOf: kcpwatch.KcpInvalidOptionError });
   t.throws(() => kcpwatch.connect({ host: 'example.invalid', port: 1 }), { code: 'KCP_ERR_INVALID_OPTION' });
   t.throws(() => kcpwatch.connect({ host: '127.0.0.1', port: 1, conv: -1 }), { code: 'KCP_ERR_INVALID_OPTION' });
-  t.throws(() => kcpwatch.connect({ host: '127.0.0.1', port: 1, mode: 'secure' }), { code: 'KCP_ERR_NOT_SUPPORTED' });
+  t.throws(() => kcpwatch.connect({ host: '127.0.0.1', port: 1, mode: 'tls' }), { code: 'KCP_ERR_INVALID_OPTION' });
+  t.throws(() => kcpwatch.connect({ host: '127.0.0.1', port: 1, handshakeTimeout: 0 }), { code: 'KCP_ERR_INVALID_OPTION' });
 });
 
-test('a chosen conv is used on the wire and seen by the server', async (t) => {
-  const { server, address } = await echoServer();
-  const client = kcpwatch.connect({ host: 'localhost', port: address.port, conv: 4242 });
+test('raw mode: a chosen conv is used on the wire and seen by the server', async (t) => {
+  const { server, address } = await echoServer({ mode: 'raw' });
+  const client = kcpwatch.connect({ host: 'localhost', port: address.port, mode: 'raw', conv: 4242 });
   t.is(client.conv, 4242);
   const seen = new Promise((resolve) => server.once('connection', resolve));
   client.send('x');

@@ -56,9 +56,10 @@ test('async iteration yields messages in order and ends at close', async (t) => 
 });
 
 test('the server sees a vanished raw client as idle_timeout with the byte counts', async (t) => {
-  const { server, address } = await echoServer({ idleTimeout: 300 });
+  // Raw mode: a secure client's keepalives would keep the session open while it lives.
+  const { server, address } = await echoServer({ idleTimeout: 300, mode: 'raw' });
   const accepted = next(server, 'connection');
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, mode: 'raw' });
   client.send('one');
   client.send('two');
   const [conn] = await accepted;

@@ -107,12 +107,16 @@ function assertInbound(t, e, { uid, conv, peerPort, serverPort, seed = 0 }) {
   );
 }
 
-/** A server with records delivered to `log` from the first one (the listener is added before listen). */
+/**
+ * A server with records delivered to `log` from the first one (the listener is added before
+ * listen). Raw mode unless asked: the sequences here are raw mode's, and many tests speak plain
+ * KCP at it; secure mode's records are tested in secure.test.mjs.
+ */
 async function loggedServer(t, options = {}, onConnection) {
   const log = eventLog();
   const merged = { ...quiet, ...options.log };
   if (merged.outputs) delete merged.destination;
-  const server = kcpwatch.createServer({ ...options, log: merged }, onConnection);
+  const server = kcpwatch.createServer({ mode: 'raw', ...options, log: merged }, onConnection);
   server.on('event', log.push);
   t.teardown(() => server.close());
   const address = await server.listen(0, '127.0.0.1');
@@ -124,7 +128,7 @@ function echo(conn) {
 }
 
 function client(t, port, options = {}) {
-  const c = kcpwatch.connect({ host: '127.0.0.1', port, ...options });
+  const c = kcpwatch.connect({ host: '127.0.0.1', port, mode: 'raw', ...options });
   t.teardown(() => c.close());
   return c;
 }
@@ -669,7 +673,7 @@ test.serial('kcp:error ECONNREFUSED on a client whose server port is closed', as
 
 test.serial('kcp:error for a send the kernel refuses (broadcast without SO_BROADCAST)', async (t) => {
   const log = eventLog();
-  const c = kcpwatch.connect({ host: '255.255.255.255', port: 9, linger: 0, log: { ...quiet, onEvent: log.push } });
+  const c = kcpwatch.connect({ host: '255.255.255.255', port: 9, mode: 'raw', linger: 0, log: { ...quiet, onEvent: log.push } });
   t.teardown(() => c.close());
   c.send('to everyone');
   const error = await log.waitFor((e) => e.name === 'kcp:error', 10_000, 'the send failure');
@@ -761,7 +765,7 @@ test.serial('removing the last event listener stops delivery; a later listener g
   const file = join(dir, 'events.ndjson');
   // The file receives every record regardless of listeners: it tells when the log thread has
   // handled a record that JavaScript must not see.
-  const server = kcpwatch.createServer({ log: { ...quiet, destination: { file } } });
+  const server = kcpwatch.createServer({ mode: 'raw', log: { ...quiet, destination: { file } } });
   t.teardown(() => server.close());
   const first = eventLog();
   server.on('event', first.push);
@@ -812,7 +816,7 @@ test.serial('removing the last event listener stops delivery; a later listener g
 
 test.serial('onEvent keeps delivery on when the event listeners come and go', async (t) => {
   const log = eventLog();
-  const server = kcpwatch.createServer({ log: { ...quiet, onEvent: log.push } });
+  const server = kcpwatch.createServer({ mode: 'raw', log: { ...quiet, onEvent: log.push } });
   t.teardown(() => server.close());
   const noop = () => {};
   server.on('event', noop);
@@ -828,7 +832,7 @@ test.serial('onEvent keeps delivery on when the event listeners come and go', as
 
 test.serial('log: false produces no records at all', async (t) => {
   const log = eventLog();
-  const server = kcpwatch.createServer({ log: false }, echo);
+  const server = kcpwatch.createServer({ mode: 'raw', log: false }, echo);
   t.teardown(() => server.close());
   server.on('event', log.push);
   const { port } = await server.listen(0, '127.0.0.1');
@@ -880,6 +884,7 @@ test.serial('several outputs at once, each in its format and from its level up; 
   const log = eventLog();
   const server = kcpwatch.createServer(
     {
+      mode: 'raw',
       log: {
         statsInterval: 0,
         outputs: [

@@ -67,6 +67,7 @@ test('the packed package installs and echoes a message', async (t) => {
       'kcp:listener_started',
       'kcp:connection_attempted',
       'kcp:connection_state_updated',
+      'kcp:connection_state_updated',
       'kcp:connection_established',
       'kcp:connection_state_updated',
       'kcp:connection_closed',

@@ -29,13 +29,15 @@ async function lifeUnder(t, ipPrivacy, extra = {}) {
   const outputs = [{ destination: { file } }, ...others.map((o) => ({ destination: { file: o.file }, format: o.format }))];
   const seen = [];
   const server = kcpwatch.createServer(
-    { idleTimeout: 60_000, deadLink: 3, log: { outputs, statsInterval: 0, ipPrivacy, ...extra } },
+    // Raw mode: a raw client leaves silently, so the server's next message draws the ICMP error
+    // whose record must not leak the address either (a secure client would say DISCONNECT).
+    { mode: 'raw', idleTimeout: 60_000, deadLink: 3, log: { outputs, statsInterval: 0, ipPrivacy, ...extra } },
     (conn) => conn.on('message', (m) => conn.send(m)),
   );
   server.on('event', (e) => seen.push(e));
   const { port } = await server.listen(0, '127.0.0.2');
   const accepted = next(server, 'connection');
-  const client = kcpwatch.connect({ host: '127.0.0.2', port });
+  const client = kcpwatch.connect({ host: '127.0.0.2', port, mode: 'raw' });
   client.send('hello');
   await next(client, 'message');
   const [conn] = await accepted;

@@ -7,16 +7,17 @@ import type { CloseInfo } from './records';
 import { runDemo } from './demo';
 import { KcpError } from './errors';
 import { logFormats, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
-import { presets, type PresetName } from './options';
+import { presets, type Mode, type PresetName } from './options';
 import { createServer } from './server';
 
 const usage = `usage:
-  kcpwatch serve --port N [--host H] [--mode raw] [--preset game] [--idle-timeout MS]
+  kcpwatch serve --port N [--host H] [--mode secure|raw] [--preset game] [--idle-timeout MS]
                  [--log-format json|ecs|ocsf|cef|rfc5424|gelf|hec|otlp|none] [--log-file PATH]
                  [--log-level LEVEL] [--stats-interval MS]
                  [--ip-privacy full|truncate|hmac|cryptopan|omit] [--ip-privacy-key-id ID]
                  [--log SINK[,format=F][,level=L]]... [--syslog-ca PEM] [--spool-dir DIR]
-      KCP echo server. Security events go to stdout (or --log-file), one record per line, in
+      KCP echo server, in secure mode (docs/protocol.md) unless --mode raw asks for plain KCP
+      (for kcp-go, ikcp and other KCP clients). Security events go to stdout (or --log-file), one record per line, in
       the chosen format (default json: the canonical NDJSON). hmac and cryptopan read their key
       (hex) from the KCPWATCH_IP_PRIVACY_KEY environment variable, never from the command line.
       --log (repeatable) replaces the single output: SINK is stdout, stderr, file:PATH,
@@ -25,7 +26,7 @@ const usage = `usage:
       --syslog-ca for TLS and HTTPS; spool to --spool-dir while the receiver is down); format
       defaults to --log-format (HTTP sinks use the format their collector takes). Prints "listening HOST:PORT" to stderr when ready; readable
       lifecycle lines follow on stderr. Stops on SIGINT/SIGTERM.
-  kcpwatch demo [--clients N] [--messages N] [--loss P]
+  kcpwatch demo [--clients N] [--messages N] [--loss P] [--flood N]
       A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
 `;
 
@@ -109,7 +110,7 @@ async function serve(args: string[]): Promise<number> {
     options: {
       port: { type: 'string' },
       host: { type: 'string', default: '0.0.0.0' },
-      mode: { type: 'string', default: 'raw' },
+      mode: { type: 'string', default: 'secure' },
       preset: { type: 'string', default: 'game' },
       'idle-timeout': { type: 'string' },
       'log-format': { type: 'string', default: 'json' },
@@ -137,7 +138,7 @@ async function serve(args: string[]): Promise<number> {
     throw new KcpError(`--preset must be one of ${Object.keys(presets).join(', ')}`, 'KCP_ERR_INVALID_OPTION');
   }
   const server = createServer({
-    mode: values.mode as 'raw',
+    mode: values.mode as Mode,
     preset: values.preset as PresetName,
     idleTimeout: num(values['idle-timeout'], 'idle-timeout'),
     log:
@@ -191,6 +192,7 @@ export async function main(argv: string[]): Promise<number> {
           clients: { type: 'string', default: '3' },
           messages: { type: 'string', default: '200' },
           loss: { type: 'string', default: '0.1' },
+          flood: { type: 'string', default: '5000' },
         },
         strict: true,
       });
@@ -198,6 +200,7 @@ export async function main(argv: string[]): Promise<number> {
         clients: num(values.clients, 'clients')!,
         messages: num(values.messages, 'messages')!,
         loss: num(values.loss, 'loss')!,
+        flood: num(values.flood, 'flood')!,
         out: (line) => process.stdout.write(`${line}\n`),
       });
     }

@@ -1,10 +1,13 @@
 /**
- * `kcpwatch demo`: a server and a few clients on loopback, talking through a user-space relay
- * that drops, delays, reorders and duplicates datagrams; one stray source sends garbage. It
- * shows what flows and what the library reports about it, then ends by itself.
+ * `kcpwatch demo`: a secure-mode server and a few clients on loopback, talking through a
+ * user-space relay that drops, delays, reorders and duplicates datagrams. While they echo, a
+ * bounded flood of spoofed-looking datagrams (random HELLOs, random convs, garbage, from many
+ * loopback addresses and ports) hits the server, and one client presents a wrong token. It
+ * shows what flows, what is refused, and what the library reports about it, then ends by itself.
  */
 
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 
 import { connect } from './client';
@@ -17,9 +20,10 @@ export interface DemoOptions {
   clients: number;
   messages: number;
   loss: number;
+  /** Datagrams in the flood phase (0: none). */
+  flood: number;
   out: (line: string) => void;
 }
-
 function payload(client: number, i: number): Buffer {
   const size = 16 + ((i * 37 + client * 101) % 900);
   const buf = Buffer.alloc(size, (i + client) & 0xff);
@@ -49,18 +53,66 @@ async function runClient(conn: Connection, client: number, messages: number, out
   return ok && received === messages;
 }
 
+/** Sends `count` spoofed-looking datagrams from `sources` sockets; resolves with the bytes sent and received. */
+async function flood(port: number, count: number, sources: Socket[]): Promise<{ sent: number; bytesSent: number; bytesReceived: number }> {
+  let bytesReceived = 0;
+  for (const s of sources) s.on('message', (m) => (bytesReceived += m.length));
+  let bytesSent = 0;
+  for (let i = 0; i < count; i++) {
+    let datagram: Buffer;
+    switch (i % 3) {
+      case 0: {
+        // A HELLO with a random nonce, half of them with a forged cookie.
+        datagram = Buffer.alloc(64 + (i % 50));
+        datagram[0] = 0x01;
+        datagram[1] = 0x01;
+        randomBytes(16).copy(datagram, 4);
+        if (i % 2) randomBytes(16).copy(datagram, 20);
+        break;
+      }
+      case 1: {
+        // A session datagram for a guessed conv with a guessed tag.
+        datagram = randomBytes(21 + (i % 200));
+        datagram[0] = 0x10;
+        break;
+      }
+      default:
+        datagram = randomBytes(1 + (i % 300));
+    }
+    bytesSent += datagram.length;
+    const source = sources[i % sources.length]!;
+    await new Promise<void>((resolve) => source.send(datagram, port, '127.0.0.1', () => resolve()));
+    // Yield now and then so the legitimate clients' timers keep running in this process.
+    if (i % 200 === 199) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return { sent: count, bytesSent, bytesReceived };
+}
+
+async function floodSources(n: number): Promise<Socket[]> {
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const s = createSocket('udp4');
+      s.bind(0, `127.${10 + (i % 200)}.${(i * 7) % 256}.${1 + (i % 250)}`);
+      await once(s, 'listening');
+      return s;
+    }),
+  );
+}
+
 export async function runDemo(options: DemoOptions): Promise<number> {
   const { out } = options;
   const idleTimeout = 1500;
   // The security records, as an analyst would get them (here one line each from their `msg`;
-  // `kcpwatch serve` writes them whole, as NDJSON).
+  // `kcpwatch serve` writes them whole, as NDJSON). Per-datagram records are sampled (a few
+  // per trigger per second, then one aggregate), so the flood cannot flood the log.
   const server = createServer({
-    mode: 'raw',
     preset: 'game',
     idleTimeout,
+    authenticate: (token) => token.toString().startsWith('player-'),
     log: {
       destination: 'none',
       statsInterval: 0,
+      sampleBurst: 3,
       onEvent: (e) => out(`[event #${e.seq}] ${e.name} ${e.msg}`),
     },
   });
@@ -72,7 +124,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     conn.on('close', (_reason, info) => out(`[server] connection_closed id=${conn.id} ${describeClose(info)}`));
   });
   const address = await server.listen(0, '127.0.0.1');
-  out(`[demo] server listening ${address.address}:${address.port} (raw mode, preset game, idle timeout ${idleTimeout} ms)`);
+  out(`[demo] server listening ${address.address}:${address.port} (secure mode, tokens checked, preset game, idle timeout ${idleTimeout} ms)`);
   const relay = await createRelay({
     target: { host: address.address, port: address.port },
     loss: options.loss,
@@ -84,34 +136,48 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   });
   out(`[demo] relay ${relay.host}:${relay.port} -> server: loss ${options.loss * 100}%, delay 15+0..10 ms, reorder 5%, duplicate 1% each way`);
 
-  // A stray source sends a runt and a datagram with an unknown command: both are dropped whole.
-  const stray = createSocket('udp4');
-  const bad = Buffer.alloc(30);
-  bad.writeUInt32LE(7, 0);
-  bad[4] = 99;
-  for (const datagram of [Buffer.from('hello?'), bad]) {
-    await new Promise<void>((resolve) => stray.send(datagram, address.port, address.address, () => resolve()));
-  }
-  stray.close();
-
-  const clients = Array.from({ length: options.clients }, () =>
-    connect({ host: relay.host, port: relay.port, preset: 'game', idleTimeout: 10_000 }),
+  // A player with a wrong ticket is refused before any session exists.
+  const intruder = connect({ host: relay.host, port: relay.port, token: 'guest' });
+  const refused = await intruder.ready().then(
+    () => 'ACCEPTED (wrong)',
+    (err: Error & { code?: string }) => `refused: ${err.code}`,
   );
+  out(`[intruder] token "guest" ${refused}`);
+
+  const clients = Array.from({ length: options.clients }, (_, i) =>
+    connect({ host: relay.host, port: relay.port, preset: 'game', idleTimeout: 10_000, token: `player-${i + 1}` }),
+  );
+  const sources = options.flood > 0 ? await floodSources(32) : [];
+  const flooding = options.flood > 0 ? flood(address.port, options.flood, sources) : undefined;
+  if (flooding) out(`[flood] ${options.flood} spoofed-looking datagrams from ${sources.length} loopback addresses while the players echo`);
   const results = await Promise.all(clients.map((conn, index) => runClient(conn, index + 1, options.messages, out)));
+  if (flooding) {
+    const f = await flooding;
+    // Let the last replies (if any) reach the flood sockets before counting them.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const s of sources) s.close();
+    out(
+      `[flood] sent ${f.sent} datagrams (${f.bytesSent} bytes); the server answered the flooding sources with ${f.bytesReceived} bytes ` +
+        `(${((100 * f.bytesReceived) / Math.max(1, f.bytesSent)).toFixed(1)}%, never more than they sent)`,
+    );
+  }
   for (const conn of clients) conn.close();
   await Promise.all(clients.map((conn) => (conn.state === 'closed' ? undefined : once(conn, 'close'))));
-  out(`[demo] clients closed; raw KCP has no close on the wire, so the server sees each one go idle`);
+  out(`[demo] clients closed; their DISCONNECT ends each session on the server at once (peer_closed)`);
   await Promise.all(serverClosed);
   const stats = server.stats();
   out(
-    `[server] stats datagrams_in=${stats.datagramsIn} datagrams_out=${stats.datagramsOut} passive_opens=${stats.passiveOpens} ` +
-      `closed=${stats.closed} dropped_too_short=${stats.droppedTooShort} dropped_bad_cmd=${stats.droppedBadCmd}`,
+    `[server] stats connections=${stats.connections} passive_opens=${stats.passiveOpens} closed=${stats.closed} ` +
+      `hellos=${stats.hellosReceived} cookies_sent=${stats.cookiesSent} auth_rejected=${stats.failedAuthRejected} ` +
+      `invalid_cookie=${stats.failedInvalidCookie} rate_limited=${stats.failedRateLimited} bad_tag=${stats.droppedBadTag} ` +
+      `unknown_connection=${stats.droppedUnknownConnection} bad_cmd=${stats.droppedBadCmd} too_short=${stats.droppedTooShort} ` +
+      `bytes_sent_unvalidated=${stats.bytesSentUnvalidated} bytes_received_unvalidated=${stats.bytesReceivedUnvalidated}`,
   );
   const rs = relay.stats();
   out(`[relay] forwarded=${rs.forwarded} dropped=${rs.dropped} duplicated=${rs.duplicated} reordered=${rs.reordered}`);
   await relay.close();
   await server.close();
-  const ok = results.every(Boolean);
-  out(ok ? '[demo] done: every message arrived exactly once, in order' : '[demo] FAILED');
+  const ok = results.every(Boolean) && refused.startsWith('refused') && stats.passiveOpens === options.clients;
+  out(ok ? '[demo] done: every message arrived exactly once, in order; the intruder and the flood opened nothing' : '[demo] FAILED');
   return ok ? 0 : 1;
 }

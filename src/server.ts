@@ -174,6 +174,8 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
       throw new KcpInvalidOptionError("authenticate needs mode 'secure': raw KCP has no handshake to carry a token");
     }
     resolveLimits(options.limits);
+    resolveTimeout(options.authTimeout, 'authTimeout', 5000);
+    if (options.keepalive !== undefined) resolveTimeout(options.keepalive, 'keepalive', 0);
     this.kcp = resolveKcpOptions(options);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
     this.log = resolveLogOptions(options.log, { destination: 'stdout' });

@@ -824,6 +824,10 @@ fn a_disconnect_closes_the_peer_at_once_as_peer_closed() {
         .unwrap();
     assert_eq!(closed.reason, CloseReason::PeerClosed);
     assert_eq!(closed.initiator, Initiator::Remote);
+    // The other two DISCONNECT copies are recognised as the closed session's stragglers.
+    p.advance(100);
+    assert_eq!(p.server.stats().late_after_close, 2);
+    assert_eq!(p.server.stats().dropped_total(), 0);
     assert!(closed.summary.duration_ms < 2_000);
     assert_eq!(
         timeline(&p.client_security).last().unwrap(),

@@ -187,6 +187,9 @@ pub struct EndpointStats {
     pub auth_requests: u64,
     /// Secure mode: sessions that moved to a new peer address.
     pub peer_address_changes: u64,
+    /// Secure mode: datagrams for a session that closed moments ago (the peer's remaining
+    /// DISCONNECT copies, data in flight), counted without a record each.
+    pub late_after_close: u64,
     /// Sessions opened by peers.
     pub passive_opens: u64,
     /// Sessions opened by `connect`.
@@ -277,6 +280,8 @@ pub struct Endpoint {
     next_auth_id: u64,
     /// Reused to build handshake datagrams without allocating each time.
     scratch: Vec<u8>,
+    /// Secure mode: convs of sessions that closed recently, oldest first, with when.
+    recently_closed: VecDeque<(u32, u64)>,
 }
 
 mod secure;
@@ -302,6 +307,7 @@ impl Endpoint {
             pending_auth: Vec::new(),
             next_auth_id: 1,
             scratch: Vec::new(),
+            recently_closed: VecDeque::new(),
             uids: UidGenerator::new(config.rng_seed),
             slots: Vec::new(),
             free: Vec::new(),
@@ -1044,6 +1050,11 @@ impl Endpoint {
         if let Some(secure) = session.secure.as_ref() {
             if self.by_conv.get(&session.conv) == Some(&handle) {
                 self.by_conv.remove(&session.conv);
+                secure::remember_closed(
+                    &mut self.recently_closed,
+                    session.conv,
+                    self.clock.extended(),
+                );
             }
             if self.by_nonce.get(&secure.nonce) == Some(&handle) {
                 self.by_nonce.remove(&secure.nonce);
