@@ -638,10 +638,9 @@ impl Endpoint {
             return;
         };
         let handle = self.by_nonce.get(&nonce).copied().filter(|&h| {
+            // From any address: the nonce authenticates the reply (docs/protocol.md).
             self.session(h).is_some_and(|s| {
-                s.direction == Direction::Outbound
-                    && s.remote == remote
-                    && s.state == ConnectionState::Handshaking
+                s.direction == Direction::Outbound && s.state == ConnectionState::Handshaking
             })
         });
         let Some(handle) = handle else {

@@ -176,7 +176,7 @@ pub fn write_cookie(
 
 /// A parsed COOKIE: the nonce it answers and the cookie.
 pub fn parse_cookie(datagram: &[u8]) -> Option<([u8; NONCE_LEN], [u8; COOKIE_LEN])> {
-    (datagram.len() == COOKIE_DATAGRAM_LEN && datagram[0] == TYPE_COOKIE)
+    (datagram.len() == COOKIE_DATAGRAM_LEN && datagram[0] == TYPE_COOKIE && datagram[1] == VERSION)
         .then(|| (array(&datagram[4..]), array(&datagram[4 + NONCE_LEN..])))
 }
 
@@ -202,14 +202,18 @@ pub fn write_accept(out: &mut [u8; ACCEPT_LEN], accept: &Accept) {
     out[56..60].copy_from_slice(&accept.idle_timeout_ms.to_le_bytes());
 }
 
-/// Parses an ACCEPT.
+/// Parses an ACCEPT (refusing conv 0, which no server assigns).
 pub fn parse_accept(datagram: &[u8]) -> Option<Accept> {
-    (datagram.len() == ACCEPT_LEN && datagram[0] == TYPE_ACCEPT).then(|| Accept {
+    if datagram.len() != ACCEPT_LEN || datagram[0] != TYPE_ACCEPT || datagram[1] != VERSION {
+        return None;
+    }
+    let accept = Accept {
         nonce: array(&datagram[4..]),
         conv: u32::from_le_bytes(array(&datagram[20..])),
         secret: array(&datagram[24..]),
         idle_timeout_ms: u32::from_le_bytes(array(&datagram[56..])),
-    })
+    };
+    (accept.conv != 0).then_some(accept)
 }
 
 /// Writes a REJECT; `version` is the one the server speaks.
@@ -320,6 +324,12 @@ mod tests {
         let mut reject = [0; REJECT_LEN];
         write_reject(&mut reject, &[3; NONCE_LEN], RejectReason::Capacity);
         assert_eq!(parse_reject(&reject), Some(([3; NONCE_LEN], 3, VERSION)));
+        let mut other_version = out;
+        other_version[1] = 2;
+        assert_eq!(parse_accept(&other_version), None);
+        let mut conv_zero = out;
+        conv_zero[20..24].fill(0);
+        assert_eq!(parse_accept(&conv_zero), None);
     }
 
     #[test]
