@@ -561,6 +561,12 @@ test.serial('protocol violations: refused sends are logged with the connection a
   t.like(late, { error_code: 'KCP_ERR_CLOSED', size: 4 });
   assertInbound(t, late, identity);
 
+  t.like(server.stats(), {
+    violationsOversizedMessage: 1,
+    violationsEmptyMessage: 1,
+    violationsSendQueueFull: 1,
+    violationsMessageOnClosedConnection: 1,
+  });
   await server.close();
   t.deepEqual(flow(log, conn.id), [
     ...opened,

@@ -84,6 +84,13 @@ export interface NativeStats {
   pendingAuth: number;
   /** Secure mode: sessions that moved to a new peer address. */
   peerAddressChanges: number;
+  /** Sends refused by a limit or misuse (`kcp:protocol_violation`), by kind. */
+  violationsOversizedMessage: number;
+  violationsMessageOnClosedConnection: number;
+  violationsEmptyMessage: number;
+  violationsSendQueueFull: number;
+  /** Secure mode: datagrams of sessions that had just closed (the peer's remaining DISCONNECT copies). */
+  lateAfterClose: number;
   /** Failed attempts by reason (`kcp:connection_failed`). */
   failedHandshakeTimeout: number;
   failedInvalidCookie: number;

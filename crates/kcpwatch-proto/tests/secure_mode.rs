@@ -476,7 +476,11 @@ fn a_client_without_answers_fails_with_handshake_timeout_after_backing_off() {
 /// Establishes a second client from `from` against the pair's server, on its own endpoint.
 fn second_client(p: &mut Pair, from: &str) -> Option<FailReason> {
     let (_, mut config) = secure_configs(99, session());
+    // Each client its own secret, so its HELLO nonce is its own.
     config.secret = [0x77; 32];
+    for (i, b) in from.bytes().enumerate() {
+        config.secret[i % 32] ^= b;
+    }
     let now = p.clock();
     let mut client = Endpoint::new(config, now).unwrap();
     let conn = client
@@ -853,4 +857,59 @@ fn raw_kcp_and_raw_mode_calls_are_refused_by_a_secure_endpoint() {
     p.inject_to_server(addr(ATTACKER), &kcp);
     assert_eq!(p.server.connection_count(), 0);
     assert_eq!(p.server.stats().dropped_total(), 1);
+}
+
+#[test]
+fn the_per_prefix_limit_covers_an_ipv6_slash_64() {
+    let mut p = secure_pair_with(23, Link::clean(), |server, _| {
+        server.limits.max_per_prefix = 2;
+    });
+    assert!(p.run_until(5_000, established));
+    assert_eq!(second_client(&mut p, "[2001:db8:1:2::a]:7"), None);
+    assert_eq!(second_client(&mut p, "[2001:db8:1:2::b]:7"), None);
+    assert_eq!(
+        second_client(&mut p, "[2001:db8:1:2:ffff::1]:9"),
+        Some(FailReason::Capacity),
+        "a third address in the same /64"
+    );
+    assert_eq!(
+        second_client(&mut p, "[2001:db8:1:3::a]:7"),
+        None,
+        "the next /64"
+    );
+    assert_eq!(
+        drops(&p.server_security, DropTrigger::OverLimit),
+        ["max_connections_per_prefix"]
+    );
+    assert_eq!(p.server.stats().failed_by(FailReason::Capacity), 1);
+}
+
+#[test]
+fn a_secure_session_whose_peer_stops_answering_closes_as_dead_link() {
+    let mut p = secure_pair_with(24, Link::clean(), |server, _| server.session.dead_link = 4);
+    assert!(p.run_until(5_000, established));
+    echo_round(&mut p, 5, 24);
+    let conn = p.server_conn.unwrap();
+    p.link.loss = 1.0;
+    let now = p.clock();
+    p.server.send(now, conn, &[7; 500]).unwrap();
+    assert!(p.run_until(60_000, |p| p.server.connection_count() == 0));
+    let closed = p
+        .server_security
+        .iter()
+        .find_map(|e| match e {
+            SecurityEvent::ConnectionClosed(c) => Some(*c),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(closed.reason, CloseReason::DeadLink);
+    assert!(
+        closed.summary.engine.retrans_segs >= 3,
+        "{:?}",
+        closed.summary.engine
+    );
+    assert!(
+        closed.summary.duration_ms < 10_000,
+        "before the idle timeout"
+    );
 }

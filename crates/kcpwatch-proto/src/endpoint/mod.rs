@@ -187,6 +187,8 @@ pub struct EndpointStats {
     pub auth_requests: u64,
     /// Secure mode: sessions that moved to a new peer address.
     pub peer_address_changes: u64,
+    /// Sends the application had refused, by [`EndpointStats::violation_index`].
+    pub violations: [u64; 4],
     /// Secure mode: datagrams for a session that closed moments ago (the peer's remaining
     /// DISCONNECT copies, data in flight), counted without a record each.
     pub late_after_close: u64,
@@ -220,6 +222,16 @@ impl EndpointStats {
             DropTrigger::BadTag => 7,
             DropTrigger::Replayed => 8,
             DropTrigger::RateLimited => 9,
+        }
+    }
+
+    /// The slot of `violation` in [`EndpointStats::violations`].
+    pub fn violation_index(violation: Violation) -> usize {
+        match violation {
+            Violation::OversizedMessage => 0,
+            Violation::MessageOnClosedConnection => 1,
+            Violation::EmptyMessage => 2,
+            Violation::SendQueueFull => 3,
         }
     }
 
@@ -869,9 +881,6 @@ impl Endpoint {
     /// Records why a send was refused: application misuse is a protocol violation, an engine
     /// refusal a library error.
     fn refused_send(&mut self, handle: ConnectionHandle, size: usize, error: SendError) {
-        if !self.events_on() {
-            return;
-        }
         let conn = self.known_conn(handle);
         let size = size as u64;
         let (violation, limit) = match error {
@@ -893,6 +902,7 @@ impl Endpoint {
                 return;
             }
         };
+        self.stats.violations[EndpointStats::violation_index(violation)] += 1;
         self.emit(SecurityEvent::ProtocolViolation(ProtocolViolation {
             conn,
             violation,
@@ -904,6 +914,7 @@ impl Endpoint {
     /// Records a send the application layer refused before it reached the endpoint (the
     /// JavaScript API checks sizes and state itself and reports refusals here).
     pub fn report_violation(&mut self, handle: ConnectionHandle, violation: Violation, size: u64) {
+        self.stats.violations[EndpointStats::violation_index(violation)] += 1;
         let session = self.session(handle);
         let conn = self.known_conn(handle);
         let limit = match (violation, session) {
