@@ -128,7 +128,7 @@ fn icmp_errors_are_counted_apart_from_receive_errors() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let info = runtime.connect(dead, 7, None).unwrap();
+    let info = runtime.connect(dead, 7, Vec::new(), None).unwrap();
     let mut batch = Vec::new();
     batch.extend_from_slice(&info.handle.to_le_bytes());
     batch.extend_from_slice(&5u32.to_le_bytes());

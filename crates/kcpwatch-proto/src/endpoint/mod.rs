@@ -622,6 +622,7 @@ impl Endpoint {
         Ok(handle)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_session(
         &mut self,
         now: Millis,
