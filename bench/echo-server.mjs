@@ -31,7 +31,8 @@ const log =
       : { destination: { file: logArg.replace(/^file:/, '') }, level: 'debug', statsInterval: 1000 };
 const delay = monitorEventLoopDelay({ resolution: 1 });
 delay.enable();
-const server = createServer({ preset: 'game', log, maxConnections: 20000 }, (conn) => {
+// Raw mode: the load comes from the kcp-go driver, which speaks plain KCP.
+const server = createServer({ mode: 'raw', preset: 'game', log, maxConnections: 20000 }, (conn) => {
   conn.on('message', (m) => conn.send(m));
 });
 const { port } = await server.listen(0, '127.0.0.1');
