@@ -31,8 +31,19 @@ const log =
       : { destination: { file: logArg.replace(/^file:/, '') }, level: 'debug', statsInterval: 1000 };
 const delay = monitorEventLoopDelay({ resolution: 1 });
 delay.enable();
-// Raw mode: the load comes from the kcp-go driver, which speaks plain KCP.
-const server = createServer({ mode: 'raw', preset: 'game', log, maxConnections: 20000 }, (conn) => {
+// Raw mode: the load comes from the kcp-go driver, which speaks plain KCP. Every connection
+// comes from 127.0.0.1 at once, so the per-address limits and handshake rates (meant for the
+// Internet) are opened up.
+const open = 1_000_000;
+const limits = {
+  maxConnectionsPerIp: open,
+  maxConnectionsPerPrefix: open,
+  handshakesPerSecondPerIp: open,
+  handshakeBurstPerIp: open,
+  handshakesPerSecond: open,
+  handshakeBurst: open,
+};
+const server = createServer({ mode: 'raw', preset: 'game', log, limits, maxConnections: 20000 }, (conn) => {
   conn.on('message', (m) => conn.send(m));
 });
 const { port } = await server.listen(0, '127.0.0.1');
