@@ -3,7 +3,7 @@
 // produce, and names the same events and vocabularies as the Rust catalog, the TypeScript types
 // and docs/events.md.
 import test from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
 
@@ -125,6 +125,14 @@ const valid = {
     ...params,
     kcp_stream: true,
   }),
+  listener_started_secure: record('listener_started', 'info', {
+    local_ip: '0.0.0.0',
+    local_port: 4000,
+    mode: 'secure',
+    role: 'server',
+    max_connections: 10000,
+    ...params,
+  }),
   listener_stopped: record('listener_stopped', 'info', {
     local_ip: '0.0.0.0',
     local_port: 4000,
@@ -149,6 +157,49 @@ const valid = {
     rule: 'max_connections',
     suppressed: 1834,
   }),
+  connection_failed_rate_limited: record('connection_failed', 'notice', {
+    ...inbound,
+    conv: 0,
+    reason: 'rate_limited',
+    trigger: 'rate_limited',
+    rule: 'handshake_rate_per_ip',
+    suppressed: 0,
+  }),
+  connection_failed_invalid_cookie: record('connection_failed', 'notice', {
+    ...inbound,
+    conv: 0,
+    reason: 'invalid_cookie',
+    trigger: 'bad_tag',
+    rule: 'cookie_mac',
+    suppressed: 0,
+  }),
+  connection_failed_per_ip_limit: record('connection_failed', 'notice', {
+    ...inbound,
+    reason: 'capacity',
+    trigger: 'over_limit',
+    rule: 'max_connections_per_ip',
+    suppressed: 0,
+  }),
+  connection_failed_auth_rejected: record('connection_failed', 'notice', {
+    ...inbound,
+    reason: 'auth_rejected',
+    rule: 'authenticate',
+    suppressed: 0,
+  }),
+  connection_failed_handshake_timeout: record('connection_failed', 'notice', {
+    ...outbound6,
+    conv: 0,
+    reason: 'handshake_timeout',
+    rule: 'handshake_timeout',
+    suppressed: 0,
+  }),
+  connection_failed_server_rejected: record('connection_failed', 'notice', {
+    ...outbound6,
+    conv: 0,
+    reason: 'capacity',
+    rule: 'server_rejected',
+    suppressed: 0,
+  }),
   connection_state_updated: record('connection_state_updated', 'info', {
     ...inbound,
     prev_state: 'attempted',
@@ -157,6 +208,11 @@ const valid = {
   connection_state_updated_closing: record('connection_state_updated', 'info', {
     ...outbound6,
     prev_state: 'closing',
+    state: 'closed',
+  }),
+  connection_state_updated_handshake_failed: record('connection_state_updated', 'info', {
+    ...inbound,
+    prev_state: 'handshaking',
     state: 'closed',
   }),
   connection_closed: record('connection_closed', 'info', {
@@ -181,6 +237,59 @@ const valid = {
     ...summary,
     history: '',
     ...params,
+  }),
+  peer_address_changed: record('peer_address_changed', 'notice', {
+    ...inbound,
+    src_ip: '198.51.100.40',
+    src_port: 61002,
+    community_id: '1:zAeT8PpSh8bsolGYVXJJhs6JeAU=',
+    old_peer_ip: '203.0.113.7',
+    old_peer_port: 52144,
+    old_local_ip: '10.0.0.5',
+    old_local_port: 4000,
+  }),
+  peer_address_changed_outbound_v6: record('peer_address_changed', 'notice', {
+    ...outbound6,
+    old_peer_ip: '2001:db8:0:1::b',
+    old_peer_port: 4000,
+    old_local_ip: '2001:db8::20',
+    old_local_port: 50700,
+  }),
+  packet_dropped_bad_tag: record('packet_dropped', 'notice', {
+    uid: inbound.uid,
+    conv: 1,
+    src_ip: '203.0.113.7',
+    src_port: 52144,
+    dst_ip: '10.0.0.5',
+    dst_port: 4000,
+    transport: 'udp',
+    trigger: 'bad_tag',
+    rule: 'session_tag',
+    datagram_bytes: 64,
+    suppressed: 0,
+  }),
+  packet_dropped_replayed_aggregate: record('packet_dropped', 'notice', {
+    conv: 9,
+    src_ip: '192.0.2.99',
+    src_port: 40000,
+    dst_ip: '10.0.0.5',
+    dst_port: 4000,
+    transport: 'udp',
+    trigger: 'replayed',
+    rule: 'replay_window',
+    datagram_bytes: 40,
+    suppressed: 12,
+  }),
+  packet_dropped_empty: record('packet_dropped', 'notice', {
+    src_ip: '192.0.2.99',
+    src_port: 40000,
+    dst_ip: '10.0.0.5',
+    dst_port: 4000,
+    transport: 'udp',
+    trigger: 'too_short',
+    rule: 'empty',
+    datagram_bytes: 0,
+    suppressed: 0,
   }),
   packet_dropped: record('packet_dropped', 'notice', {
     uid: inbound.uid,
@@ -297,7 +406,7 @@ test('the schema is draft 2020-12 with the published $id and compiles under stri
 });
 
 test('every event name has a definition that refuses undeclared fields, and a valid example here', (t) => {
-  t.is(eventNames.length, 12);
+  t.is(eventNames.length, 13);
   const examples = new Set(Object.values(valid).map((r) => r.name));
   for (const name of eventNames) {
     const def = schema.$defs[name.slice('kcp:'.length)];
@@ -356,6 +465,7 @@ const optional = {
   'kcp:connection_failed': ['community_id'],
   'kcp:connection_state_updated': ['community_id'],
   'kcp:connection_closed': ['community_id'],
+  'kcp:peer_address_changed': ['community_id'],
   'kcp:packet_dropped': ['community_id', 'uid', 'conv (without uid)'],
   'kcp:protocol_violation': ['community_id', 'limit'],
   'kcp:error': ['community_id', 'suppressed'],
@@ -461,18 +571,112 @@ test('vocabularies that belong together are checked together', (t) => {
   t.not(errorsOf(drop('guard_violation', 'made_up_rule')).length, 0);
   t.not(errorsOf({ ...clone(valid.connection_failed), reason: 'capacity' }).length, 0, 'capacity is over_limit');
   t.not(errorsOf({ ...clone(valid.connection_failed_capacity_aggregate), reason: 'malformed' }).length, 0);
-  t.deepEqual(errorsOf({ ...clone(valid.connection_failed), reason: 'invalid_cookie' }), [], 'secure-mode reasons are in the vocabulary');
+  t.deepEqual(
+    errorsOf({ ...clone(valid.connection_failed), reason: 'invalid_cookie', trigger: 'bad_tag', rule: 'cookie_mac' }),
+    [],
+    'secure-mode reasons are in the vocabulary',
+  );
+  t.not(errorsOf({ ...clone(valid.connection_failed), reason: 'invalid_cookie' }).length, 0, 'a bad cookie is bad_tag');
   t.not(errorsOf({ ...clone(valid.protocol_violation), error_code: 'KCP_ERR_CLOSED' }).length, 0);
   t.not(errorsOf({ ...clone(valid.protocol_violation), error_type: 'library' }).length, 0);
   t.not(errorsOf({ ...clone(valid.error_panic), error_code: 'EADDRINUSE' }).length, 0, 'library codes are KCP_*');
   t.not(errorsOf({ ...clone(valid.error_bind), error_code: 'KCP_ENGINE_PANIC' }).length, 0, 'network codes are errno names');
   t.deepEqual(errorsOf({ ...clone(valid.error_panic), error_code: 'KCP_INPUT_BAD_CMD', error_message: 'unsupported cmd 99' }), []);
+  // Secure mode and the limits: each trigger with its own rules.
+  t.deepEqual(errorsOf(drop('bad_tag', 'session_tag')), []);
+  t.deepEqual(errorsOf(drop('replayed', 'replay_window')), []);
+  t.deepEqual(errorsOf(drop('unknown_connection', 'no_handshake')), []);
+  t.deepEqual(errorsOf(drop('bad_cmd', 'hello_to_client')), []);
+  t.not(errorsOf(drop('replayed', 'session_tag')).length, 0);
+  t.not(errorsOf(drop('bad_tag', 'replay_window')).length, 0);
+  t.not(errorsOf(drop('rate_limited', 'max_connections')).length, 0);
+  t.not(errorsOf(drop('over_limit', 'handshake_rate_global')).length, 0);
+  t.not(errorsOf(drop('bad_tag', 'authenticate')).length, 0, 'a rule of failed attempts without a datagram');
+  t.not(errorsOf(drop('made_up_trigger', 'session_tag')).length, 0);
+  // kcp:connection_failed: the trigger belongs to the reason, and is absent only when no
+  // datagram was refused.
+  const failed = (base, patch) => {
+    const r = { ...clone(base), ...patch };
+    for (const [k, v] of Object.entries(patch)) if (v === undefined) delete r[k];
+    return r;
+  };
+  t.deepEqual(errorsOf(failed(valid.connection_failed_auth_rejected, { rule: 'auth_timeout', suppressed: 3 })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_rate_limited, { rule: 'handshake_rate_global' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_invalid_cookie, { reason: 'expired_cookie', rule: 'cookie_expired' })), []);
+  t.deepEqual(
+    errorsOf(failed(valid.connection_failed_rate_limited, { reason: 'version_mismatch', trigger: 'bad_cmd', rule: 'unsupported_version' })),
+    [],
+  );
+  t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'too_short', rule: 'hello_too_short' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_per_ip_limit, { rule: 'max_pending_auth' })), []);
+  for (const reason of schema.$defs.fail_reason.enum) {
+    t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason })), [], `server_rejected, ${reason}`);
+  }
+  t.not(errorsOf(failed(valid.connection_failed, { trigger: undefined })).length, 0, 'malformed needs its trigger');
+  t.not(errorsOf(failed(valid.connection_failed_rate_limited, { trigger: undefined })).length, 0, 'rate_limited needs its trigger');
+  t.not(errorsOf(failed(valid.connection_failed_rate_limited, { trigger: 'over_limit', rule: 'max_connections' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_invalid_cookie, { trigger: 'bad_cmd', rule: 'bad_cmd' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_invalid_cookie, { reason: 'capacity' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_auth_rejected, { trigger: 'over_limit' })).length, 0, 'no trigger with authenticate');
+  t.not(errorsOf(failed(valid.connection_failed_auth_rejected, { reason: 'capacity' })).length, 0, 'authenticate is auth_rejected');
+  t.not(errorsOf(failed(valid.connection_failed_auth_rejected, { rule: 'cookie_mac' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_auth_rejected, { ...outbound6 })).length, 0, 'the application answers on a server');
+  t.not(errorsOf(failed(valid.connection_failed_handshake_timeout, { ...inbound })).length, 0, "a client's own handshake");
+  t.not(errorsOf(failed(valid.connection_failed_handshake_timeout, { reason: 'capacity' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_handshake_timeout, { trigger: 'too_short' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_server_rejected, { ...inbound })).length, 0, 'a REJECT reaches a client');
+  t.not(errorsOf(failed(valid.connection_failed_server_rejected, { trigger: 'over_limit' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_server_rejected, { rule: 'max_connections' })).length, 0);
   const transition = (prev_state, state) => ({ ...clone(valid.connection_state_updated), prev_state, state });
   t.deepEqual(errorsOf(transition('established', 'closing')), []);
   t.deepEqual(errorsOf(transition('attempted', 'closed')), []);
   t.not(errorsOf(transition('closed', 'established')).length, 0);
   t.not(errorsOf(transition('closing', 'established')).length, 0);
   t.not(errorsOf(transition('established', 'attempted')).length, 0);
+  t.deepEqual(errorsOf(transition('handshaking', 'established')), []);
+});
+
+test('kcp:peer_address_changed: the new flow in the connection fields, the old addresses beside it', (t) => {
+  const moved = valid.peer_address_changed;
+  t.not(errorsOf({ ...clone(moved), severity: 6, level: 30, level_name: 'info' }).length, 0, 'severity notice');
+  t.not(errorsOf({ ...clone(moved), old_peer_port: 65536 }).length, 0);
+  t.not(errorsOf({ ...clone(moved), old_peer_ip: 'somewhere' }).length, 0);
+  t.not(errorsOf({ ...clone(moved), old_src_ip: '203.0.113.7' }).length, 0, 'old_peer, not old_src');
+  // Under a privacy mode the old addresses change like every other address.
+  const { src_ip, dst_ip, old_peer_ip, old_local_ip, community_id, ...rest } = clone(moved);
+  void src_ip, dst_ip, old_peer_ip, old_local_ip, community_id;
+  const pseudonyms = {
+    ...rest,
+    ip_privacy: 'hmac',
+    src_ip_pseudonym: 'k1:jKSYvDBx7bEuMojr3mlyrA',
+    dst_ip_pseudonym: 'k1:2pDv0Ceco_ivONKY5NXr_Q',
+    old_peer_ip_pseudonym: 'k1:VcvgmGxoV7oiPrlYnD-mvg',
+    old_local_ip_pseudonym: 'k1:2pDv0Ceco_ivONKY5NXr_Q',
+  };
+  t.deepEqual(errorsOf(pseudonyms), []);
+  t.deepEqual(errorsOf({ ...rest, ip_privacy: 'omit' }), [], 'omit: ports only');
+  t.not(errorsOf({ ...rest }).length, 0, 'without ip_privacy the addresses are required');
+  t.not(errorsOf({ ...pseudonyms, old_peer_ip_pseudonym: '203.0.113.7' }).length, 0);
+});
+
+test('the records the canonical writer makes in tests (crates/kcpwatch/tests/fixtures) are valid', (t) => {
+  const dir = `${root}/crates/kcpwatch/tests/fixtures`;
+  if (!existsSync(dir)) {
+    t.pass('Rust tests not present (installed package)');
+    return;
+  }
+  const files = readdirSync(dir).filter((f) => f.endsWith('.ndjson'));
+  t.true(files.includes('events_secure.ndjson'));
+  const names = new Set();
+  for (const file of files) {
+    const lines = readFileSync(`${dir}/${file}`, 'utf8').split('\n').filter(Boolean);
+    lines.forEach((line, i) => {
+      const rec = JSON.parse(line);
+      names.add(rec.name);
+      t.deepEqual(errorsOf(rec), [], `${file}:${i + 1} ${rec.name}`);
+    });
+  }
+  t.deepEqual([...names].sort(), [...eventNames].sort(), 'the fixtures cover every event');
 });
 
 // ---- the schema, the Rust catalog, the TypeScript types and the docs agree ---------------
@@ -515,10 +719,36 @@ test('event names and vocabularies match the Rust catalog', (t) => {
   t.deepEqual(sorted(rustStrings(lifecycle, 'CloseReason', 'as_str')), sorted(d.close_reason.enum));
   t.deepEqual(sorted(rustStrings(lifecycle, 'Initiator', 'as_str')), sorted(d.initiator.enum));
   t.deepEqual(sorted(rustStrings(lifecycle, 'DropTrigger', 'as_str')), sorted(d.drop_trigger.enum));
+  // Rules: the guard's, the limits', and the ones the endpoint names where it refuses a
+  // datagram or an attempt (next to its DropTrigger, or as the rule of a failure without one).
+  const limits = rust('crates/kcpwatch-proto/src/limits.rs');
+  const endpoint = ['endpoint/mod.rs', 'endpoint/secure.rs']
+    .map((f) => rust(`crates/kcpwatch-proto/src/${f}`) ?? '')
+    .join('\n');
+  const snake = (camel) => camel.replace(/[A-Z]/g, (c, i) => (i ? '_' : '') + c.toLowerCase());
+  const pairs = [...endpoint.matchAll(/DropTrigger::([A-Za-z]+)\)?,\s*"([a-z_]+)"/g)].map((m) => [snake(m[1]), m[2]]);
+  const withoutTrigger = [
+    ...endpoint.matchAll(/(?:answer_auth|fail_connect)\([^;]*?"([a-z_]+)"\)/g),
+    ...endpoint.matchAll(/validated_failure\([^;]*?None,\s*"([a-z_]+)"\)/g),
+  ].map((m) => m[1]);
+  const limitRules = [
+    ...(rustStrings(limits ?? '', 'LimitHit', 'rule') ?? []),
+    ...(rustStrings(limits ?? '', 'RateHit', 'rule') ?? []),
+    ...[...endpoint.matchAll(/Err\("([a-z_]+)"\)/g)].map((m) => m[1]),
+  ];
   t.deepEqual(
-    sorted([...rustStrings(guard, 'GuardViolation', 'rule'), 'no_session', 'max_connections']),
+    sorted([...rustStrings(guard, 'GuardViolation', 'rule'), ...limitRules, ...pairs.map(([, r]) => r), ...withoutTrigger]),
     sorted(d.rule.enum),
   );
+  // Each (trigger, rule) pair the endpoint writes is one the schema allows, and the rules of
+  // failures without a trigger are exactly those the schema lets go without one.
+  const check = ajv.compile({ $ref: 'https://kcpwatch.dev/schema/events.schema.json#/$defs/trigger_rule' });
+  for (const [trigger, rule] of pairs) {
+    t.true(d.drop_trigger.enum.includes(trigger), trigger);
+    t.true(check({ trigger, rule }), `${trigger} / ${rule}`);
+  }
+  const noTrigger = d.connection_failed.allOf.find((s) => s.then?.properties?.trigger === false);
+  t.deepEqual(sorted(withoutTrigger), sorted(noTrigger.if.properties.rule.enum));
   t.deepEqual(
     sorted(rustStrings(session, 'EngineError', 'from_kcp', /"(KCP_[A-Z_]+)"/g)),
     sorted(d.engine_error_code.enum),
@@ -542,7 +772,7 @@ test('every field the canonical writer prints is declared by the schema', (t) =>
   collect(schema);
   const printed = new Set();
   for (const m of canonical.matchAll(/\.(?:str|num|bool)\(\s*"([a-z_]+)"/g)) printed.add(m[1]);
-  for (const m of canonical.matchAll(/\.addr\(\s*"([a-z]+)"/g)) {
+  for (const m of canonical.matchAll(/\.addr\(\s*"([a-z_]+)"/g)) {
     printed.add(`${m[1]}_ip`);
     printed.add(`${m[1]}_port`);
   }

@@ -37,15 +37,19 @@ export type EventDirection = 'inbound' | 'outbound';
 /** Lifecycle states (`handshaking` exists only in secure mode). */
 export type EventConnectionState = 'attempted' | 'handshaking' | 'established' | 'closing' | 'closed';
 
-/** Why an established connection ended (the same names as the `'close'` event's reason). */
-export type EventCloseReason = CloseReason;
+/**
+ * Why a connection ended (`CloseReason::as_str` in Rust): the `'close'` event's reasons except
+ * `connect_failed`, which only the API has (a client whose handshake failed has a
+ * `kcp:connection_failed` record, not a close).
+ */
+export type EventCloseReason = Exclude<CloseReason, 'connect_failed'>;
 
 /** Which side ended a connection. */
 export type EventInitiator = 'local' | 'remote';
 
 /**
- * Why an attempt never became a connection. Raw mode produces `malformed` and `capacity`; the
- * others belong to secure mode and rate limits.
+ * Why an attempt never became a connection. Raw mode produces `malformed`, `capacity` and
+ * `rate_limited`; the others belong to secure mode.
  */
 export type FailReason =
   | 'handshake_timeout'
@@ -57,7 +61,11 @@ export type FailReason =
   | 'version_mismatch'
   | 'malformed';
 
-/** Why a datagram was dropped whole. */
+/**
+ * Why a datagram was dropped whole. `bad_tag` (a session datagram's tag, or a HELLO's cookie MAC,
+ * did not verify) and `replayed` (a packet number seen before or outside the replay window)
+ * come from secure mode; `rate_limited` from the handshake rate limits.
+ */
 export type DropTrigger =
   | 'too_short'
   | 'bad_conv'
@@ -65,7 +73,10 @@ export type DropTrigger =
   | 'bad_cmd'
   | 'guard_violation'
   | 'unknown_connection'
-  | 'over_limit';
+  | 'over_limit'
+  | 'bad_tag'
+  | 'replayed'
+  | 'rate_limited';
 
 /** The segment guard's rules (`GuardViolation::rule`). */
 export type GuardRule =
@@ -85,11 +96,60 @@ export type GuardRule =
   | 'ack_timestamp_mismatch'
   | 'una_beyond_sent';
 
+/** The limits' rules: connection limits (trigger `over_limit`) and handshake rates (`rate_limited`). */
+export type LimitRule =
+  | 'max_connections'
+  | 'max_connections_per_ip'
+  | 'max_connections_per_prefix'
+  | 'max_pending_auth'
+  | 'handshake_rate_per_ip'
+  | 'handshake_rate_global';
+
+/** Secure mode's checks of a datagram before any engine sees it (with their trigger). */
+export type SecureRule =
+  /** `too_short`: an empty datagram. */
+  | 'empty'
+  /** `too_short`: a HELLO shorter than its fixed part. */
+  | 'hello_too_short'
+  /** `too_short`: a session datagram shorter than its header and tag. */
+  | 'session_too_short'
+  /** `bad_cmd`: an unknown datagram type. */
+  | 'unknown_type'
+  /** `bad_cmd`: a HELLO with a protocol version this server does not speak. */
+  | 'unsupported_version'
+  /** `bad_cmd`: a HELLO sent to a client endpoint. */
+  | 'hello_to_client'
+  /** `bad_length`: a HELLO whose token length does not match the datagram. */
+  | 'token_length'
+  /** `bad_length`: a COOKIE, ACCEPT or REJECT of the wrong size. */
+  | 'handshake_length'
+  /** `unknown_connection`: a COOKIE, ACCEPT or REJECT that answers no handshake in progress. */
+  | 'no_handshake'
+  /** `unknown_connection`: a HELLO whose nonce a session from another address already uses. */
+  | 'nonce_in_use'
+  /** `bad_tag`: a HELLO cookie whose MAC did not verify. */
+  | 'cookie_mac'
+  /** `bad_tag`: a HELLO cookie whose time slot has passed. */
+  | 'cookie_expired'
+  /** `bad_tag`: a session datagram whose tag did not verify. */
+  | 'session_tag'
+  /** `replayed`: a packet number seen before, or behind the replay window. */
+  | 'replay_window';
+
 /**
- * The exact rule behind a drop or failed attempt: a guard rule, `no_session` (trigger
- * `unknown_connection`) or `max_connections` (trigger `over_limit`).
+ * The exact rule behind a drop or failed attempt that refused a datagram: a guard rule,
+ * `no_session` (trigger `unknown_connection`), a limit, or a secure-mode check.
  */
-export type DropRule = GuardRule | 'no_session' | 'max_connections';
+export type DropRule = GuardRule | 'no_session' | LimitRule | SecureRule;
+
+/**
+ * The rule of a `kcp:connection_failed` that refused no datagram (it has no `trigger`):
+ * `authenticate` / `auth_timeout` (a server: the application refused the client's token, or did
+ * not answer in time; reason `auth_rejected`), `handshake_timeout` (a client: its handshake did
+ * not complete in time) and `server_rejected` (a client: the server answered with a REJECT,
+ * whose reason is `reason`).
+ */
+export type FailRule = 'authenticate' | 'auth_timeout' | 'handshake_timeout' | 'server_rejected';
 
 /** How the application misused a connection. */
 export type Violation = 'oversized_message' | 'message_on_closed_connection' | 'empty_message' | 'send_queue_full';
@@ -306,22 +366,36 @@ export interface ConnectionEstablishedEvent extends EventBase, ConnectionFields 
  * `kcp:connection_failed`: an attempt that never became a connection. Sampled per reason: the
  * first attempts of each window are logged one by one, the rest are reported by one aggregate
  * record (`suppressed` > 0) carrying the uid and addresses of the last one. Lane critical,
- * severity notice.
+ * severity notice. `trigger` is present when a datagram was refused, and absent otherwise
+ * (see {@link FailRule}): narrow on `'trigger' in event` or on `rule`.
  */
-export interface ConnectionFailedEvent extends EventBase, ConnectionFields {
+export type ConnectionFailedEvent = ConnectionFailedFields & (RefusedAttempt | UnrefusedAttempt);
+
+/** The fields of `kcp:connection_failed` besides `trigger` and `rule`. */
+export interface ConnectionFailedFields extends EventBase, ConnectionFields {
   name: 'kcp:connection_failed';
   severity: 5;
   level: 30;
   level_name: 'notice';
   /** Why. */
   reason: FailReason;
-  /** The drop trigger that refused the opening datagram. */
-  trigger: DropTrigger;
-  /** The exact guard or limit rule. */
-  rule: DropRule;
   /** 0 for an individual record; for an aggregate, the attempts it stands for. */
   suppressed: number;
 }
+
+/** A failed attempt whose opening datagram was refused. */
+export interface RefusedAttempt {
+  /** The drop trigger that refused the opening datagram. */
+  trigger: DropTrigger;
+  /** The exact guard, limit or secure-mode rule. */
+  rule: DropRule;
+}
+
+/** A failed attempt without a refused datagram: the application, a timeout or the server said no. */
+export type UnrefusedAttempt =
+  | { trigger?: never; reason: 'auth_rejected'; rule: 'authenticate' | 'auth_timeout'; direction: 'inbound' }
+  | { trigger?: never; reason: 'handshake_timeout'; rule: 'handshake_timeout'; direction: 'outbound' }
+  | { trigger?: never; rule: 'server_rejected'; direction: 'outbound' };
 
 /** `kcp:connection_state_updated`: one lifecycle transition. Lane bulk, severity info. */
 export interface ConnectionStateUpdatedEvent extends EventBase, ConnectionFields {
@@ -401,6 +475,30 @@ export interface ConnectionClosedEvent extends EventBase, ConnectionFields, KcpP
    * or duplicate data, G a datagram the guard refused.
    */
   history: string;
+}
+
+/**
+ * `kcp:peer_address_changed`: a secure-mode session moved to a new peer address (NAT
+ * rebinding, a client changing networks) on a fresh datagram whose tag verified. The
+ * connection fields carry the new addresses (and the Community ID of the new flow); the
+ * `old_*` fields the previous ones, transformed by `log.ipPrivacy` like every other address.
+ * Lane critical, severity notice.
+ */
+export interface PeerAddressChangedEvent extends EventBase, ConnectionFields {
+  name: 'kcp:peer_address_changed';
+  severity: 5;
+  level: 30;
+  level_name: 'notice';
+  /** The peer's address before the move. */
+  old_peer_ip?: string;
+  /** With `ipPrivacy` hmac: the old address's keyed pseudonym (`keyId:` + base64url). */
+  old_peer_ip_pseudonym?: string;
+  old_peer_port: number;
+  /** Our address the peer talked to before the move. */
+  old_local_ip?: string;
+  /** With `ipPrivacy` hmac: the old address's keyed pseudonym (`keyId:` + base64url). */
+  old_local_ip_pseudonym?: string;
+  old_local_port: number;
 }
 
 /** The datagram's session, when it had a header and a session exists for it. */
@@ -596,6 +694,7 @@ export type KcpEvent =
   | ConnectionFailedEvent
   | ConnectionStateUpdatedEvent
   | ConnectionClosedEvent
+  | PeerAddressChangedEvent
   | PacketDroppedEvent
   | ProtocolViolationEvent
   | ErrorEvent

@@ -10,6 +10,7 @@ import {
   type CloseReason,
   type Connection,
   type KcpEvent,
+  type KcpEventMap,
   type ServerOptions,
 } from '../../index';
 
@@ -73,7 +74,31 @@ logged.on('event', (event: KcpEvent) => {
     const trigger: string = event.trigger;
     void trigger;
   }
+  if (event.name === 'kcp:peer_address_changed') {
+    const ports: number = event.old_peer_port + event.old_local_port + event.src_port;
+    const old: string | undefined = event.old_peer_ip ?? event.old_peer_ip_pseudonym;
+    void ports, old;
+  }
+  if (event.name === 'kcp:connection_failed') {
+    if (event.trigger !== undefined) {
+      const trigger: 'too_short' | 'bad_conv' | 'bad_length' | 'bad_cmd' | 'guard_violation' | 'unknown_connection' | 'over_limit' | 'bad_tag' | 'replayed' | 'rate_limited' =
+        event.trigger;
+      void trigger;
+      // @ts-expect-error a refused datagram has a datagram rule, not a failure rule
+      const rule: 'server_rejected' = event.rule;
+      void rule;
+    }
+    if (event.rule === 'server_rejected') {
+      // @ts-expect-error no trigger when no datagram was refused
+      const trigger: string = event.trigger;
+      void trigger;
+      const direction: 'outbound' = event.direction;
+      void direction;
+    }
+  }
 });
+const onMove = (e: KcpEventMap['kcp:peer_address_changed']): number => e.old_peer_port;
+void onMove;
 createServer({ log: false });
 // @ts-expect-error log levels are syslog names
 createServer({ log: { level: 'verbose' } });

@@ -6,22 +6,37 @@
 //!   empty as they are there;
 //! - `fixtures/events_crafted.ndjson`: edge cases made by hand: every character the formats must
 //!   escape (`"`, `\`, `]`, `=`, `|`, CR, LF, non-ASCII) in `msg`, `error_message` and the
-//!   observer fields, IPv6 addresses, an outbound close, and `ip_privacy: "hmac"` pseudonyms.
+//!   observer fields, IPv6 addresses, an outbound close, and `ip_privacy: "hmac"` pseudonyms;
+//! - `fixtures/events_secure.ndjson`: secure-mode records (`kcp:peer_address_changed`, failed
+//!   attempts without a trigger, the `bad_tag` / `replayed` / `rate_limited` triggers and their
+//!   rules) under every IP privacy mode, written by the canonical writer itself from
+//!   `SecurityEvent` values: [`secure_records_are_what_the_canonical_writer_writes`] checks
+//!   the file against the writer (`KCPWATCH_BLESS=1` rewrites it), and
+//!   `__test__/schema.test.mjs` validates it against the schema.
 //!
 //! ECS output is checked against `fixtures/ecs_fields.json` (types and allowed values from the
 //! ECS 9.x reference), OCSF against the attributes 1.3.0 requires for class 4001, CEF and RFC 5424
 //! by parsing them back, GELF, HEC and OTLP structurally.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use kcpwatch::events::formats::{write, write_with, Format, FormatOptions};
+use kcpwatch::events::{CanonicalWriter, Observer};
+use kcpwatch_proto::events::{
+    ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
+    ConnectionStateUpdated, Direction, FailReason, ListenerSettings, ListenerStarted,
+    PacketDropped, PeerAddressChanged,
+};
+use kcpwatch_proto::privacy::{IpPrivacy, PrivateIp};
+use kcpwatch_proto::uid::Uid;
+use kcpwatch_proto::{ConnectionState, DropTrigger, SecurityEvent, SessionConfig};
 use serde_json::{json, Map, Value};
 
 type Record = Map<String, Value>;
 
 /// Every event of the catalog (docs/events.md).
-const EVENTS: [&str; 12] = [
+const EVENTS: [&str; 13] = [
     "kcp:listener_started",
     "kcp:listener_stopped",
     "kcp:connection_attempted",
@@ -29,6 +44,7 @@ const EVENTS: [&str; 12] = [
     "kcp:connection_failed",
     "kcp:connection_state_updated",
     "kcp:connection_closed",
+    "kcp:peer_address_changed",
     "kcp:packet_dropped",
     "kcp:protocol_violation",
     "kcp:error",
@@ -48,6 +64,7 @@ fn records() -> Vec<(String, Record)> {
         "events_docs.ndjson",
         "events_generated.ndjson",
         "events_crafted.ndjson",
+        "events_secure.ndjson",
     ] {
         for (i, line) in fixture(file).lines().enumerate() {
             let record: Record = serde_json::from_str(line).unwrap();
@@ -285,19 +302,30 @@ fn ecs_fields_match_the_ecs_reference() {
             assert!(flat.contains_key(field), "{source}: {field} missing");
         }
         // The types ECS expects with category network; `error` is allowed for event.type but
-        // not among them, and is what kcp:error is.
+        // not among them, and is what kcp:error is; `change` likewise, and is what a session
+        // moving to a new peer address is (next to `connection`, which is expected).
         if flat["event.category"]
             .as_array()
             .unwrap()
             .contains(&json!("network"))
         {
-            for t in flat["event.type"].as_array().unwrap() {
+            let types = flat["event.type"].as_array().unwrap();
+            for t in types {
                 let t = t.as_str().unwrap();
                 assert!(
-                    network_types.contains(&t) || (t == "error" && r["name"] == "kcp:error"),
+                    network_types.contains(&t)
+                        || (t == "error" && r["name"] == "kcp:error")
+                        || (t == "change" && r["name"] == "kcp:peer_address_changed"),
                     "{source}: event.type {t} with category network"
                 );
             }
+            assert!(
+                types
+                    .iter()
+                    .any(|t| network_types.contains(&t.as_str().unwrap())
+                        || r["name"] == "kcp:error"),
+                "{source}: no event.type ECS expects with category network"
+            );
         }
     }
 }
@@ -411,6 +439,12 @@ fn ecs_categorizes_each_event() {
             "kcp:connection_closed",
             "event",
             &["connection", "end"],
+            Some("success"),
+        ),
+        (
+            "kcp:peer_address_changed",
+            "event",
+            &["connection", "change"],
             Some("success"),
         ),
         ("kcp:packet_dropped", "event", &["denied"], Some("failure")),
@@ -593,6 +627,7 @@ fn ocsf_activities_and_severities() {
     assert_eq!(activity("kcp:packet_dropped"), 5);
     assert_eq!(activity("kcp:stats"), 6);
     assert_eq!(activity("kcp:listener_started"), 99);
+    assert_eq!(activity("kcp:peer_address_changed"), 99);
     assert_eq!(activity("kcp:log_loss"), 99);
 
     let base = docs[0].clone();
@@ -1139,4 +1174,738 @@ fn otlp_structure() {
             assert_eq!(attributes.get(&attr), Some(value), "{source}: {attr}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------- secure mode
+
+const OBSERVED_PEER: &str = "203.0.113.7:52144";
+const MOVED_PEER: &str = "198.51.100.40:61002";
+const SERVER_LOCAL: &str = "10.0.0.5:4000";
+/// Every address of the secure-mode records, as text: none may appear under a privacy mode.
+const RAW_ADDRESSES: [&str; 9] = [
+    "203.0.113.7",
+    "198.51.100.40",
+    "198.51.100.23",
+    "10.0.0.5",
+    "10.0.0.6",
+    "192.0.2.99",
+    "2001:db8::20",
+    "2001:db8::21",
+    "2001:db8:0:1::a",
+];
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn observer() -> Observer {
+    Observer {
+        host: "game-eu-1".into(),
+        service: "arena".into(),
+        instance: "L031iIo9tYbS4XkP2mQ7wZe".into(),
+        version: "0.1.0".into(),
+    }
+}
+
+fn conn(uid: u128, conv: u32, peer: &str, local: &str, direction: Direction) -> ConnectionRef {
+    ConnectionRef {
+        uid: Uid::from_uuid(uid),
+        conv,
+        peer: addr(peer),
+        local: addr(local),
+        direction,
+    }
+}
+
+fn failed(
+    conn: ConnectionRef,
+    reason: FailReason,
+    trigger: Option<DropTrigger>,
+    rule: &'static str,
+    suppressed: u64,
+) -> SecurityEvent {
+    SecurityEvent::ConnectionFailed(ConnectionFailed {
+        conn,
+        reason,
+        trigger,
+        rule,
+        suppressed,
+    })
+}
+
+fn state(conn: ConnectionRef, old: ConnectionState, new: ConnectionState) -> SecurityEvent {
+    SecurityEvent::ConnectionStateUpdated(ConnectionStateUpdated { conn, old, new })
+}
+
+fn dropped(
+    remote: &str,
+    conv: Option<u32>,
+    uid: Option<u128>,
+    trigger: DropTrigger,
+    rule: &'static str,
+    len: u32,
+    suppressed: u64,
+) -> SecurityEvent {
+    SecurityEvent::PacketDropped(PacketDropped {
+        remote: addr(remote),
+        local: addr(SERVER_LOCAL),
+        conv,
+        uid: uid.map(Uid::from_uuid),
+        trigger,
+        rule,
+        len,
+        suppressed,
+    })
+}
+
+/// A session that followed its peer from [`OBSERVED_PEER`] to [`MOVED_PEER`].
+fn moved(uid: u128) -> SecurityEvent {
+    SecurityEvent::PeerAddressChanged(PeerAddressChanged {
+        conn: conn(uid, 1, MOVED_PEER, SERVER_LOCAL, Direction::Inbound),
+        old_peer: addr(OBSERVED_PEER),
+        old_local: addr(SERVER_LOCAL),
+    })
+}
+
+/// Secure-mode events under full addresses: a server's handshakes, moves, drops and failed
+/// attempts, then a client's.
+fn secure_events() -> Vec<SecurityEvent> {
+    use ConnectionState::{Attempted, Closed, Established, Handshaking};
+    use Direction::{Inbound, Outbound};
+    const A: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0001;
+    const B: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0002;
+    const C: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0003;
+    const D: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0004;
+    const E: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0005;
+    let session = SessionConfig::default();
+    let a = conn(A, 1, OBSERVED_PEER, SERVER_LOCAL, Inbound);
+    let b = conn(B, 2, "203.0.113.9:40000", SERVER_LOCAL, Inbound);
+    let hostile = |conv| conn(C, conv, "198.51.100.23:61000", SERVER_LOCAL, Inbound);
+    let client = conn(
+        D,
+        0,
+        "[2001:db8:0:1::a]:4000",
+        "[2001:db8::20]:50812",
+        Outbound,
+    );
+    let client2 = conn(
+        E,
+        77,
+        "[2001:db8:0:1::a]:4000",
+        "[2001:db8::20]:50813",
+        Outbound,
+    );
+    vec![
+        SecurityEvent::ListenerStarted(ListenerStarted {
+            local: addr("0.0.0.0:4000"),
+            settings: ListenerSettings {
+                mode: "secure",
+                max_connections: 10_000,
+                accept_inbound: true,
+                session,
+            },
+        }),
+        // A handshake that completes, a NAT rebinding (port only), then a move to another
+        // address and local interface.
+        SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn: a }),
+        state(a, Attempted, Handshaking),
+        state(a, Handshaking, Established),
+        SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: a }),
+        SecurityEvent::PeerAddressChanged(PeerAddressChanged {
+            conn: conn(A, 1, "203.0.113.7:52200", SERVER_LOCAL, Inbound),
+            old_peer: addr(OBSERVED_PEER),
+            old_local: addr(SERVER_LOCAL),
+        }),
+        SecurityEvent::PeerAddressChanged(PeerAddressChanged {
+            conn: conn(A, 1, MOVED_PEER, "10.0.0.6:4000", Inbound),
+            old_peer: addr("203.0.113.7:52200"),
+            old_local: addr(SERVER_LOCAL),
+        }),
+        // Session datagrams refused by their tag and by the replay window.
+        dropped(
+            MOVED_PEER,
+            Some(1),
+            Some(A),
+            DropTrigger::BadTag,
+            "session_tag",
+            64,
+            0,
+        ),
+        dropped(
+            MOVED_PEER,
+            Some(1),
+            Some(A),
+            DropTrigger::Replayed,
+            "replay_window",
+            64,
+            0,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            Some(9),
+            None,
+            DropTrigger::Replayed,
+            "replay_window",
+            40,
+            12,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            None,
+            None,
+            DropTrigger::TooShort,
+            "empty",
+            0,
+            0,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            None,
+            None,
+            DropTrigger::BadCmd,
+            "unknown_type",
+            9,
+            0,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            Some(5),
+            None,
+            DropTrigger::TooShort,
+            "session_too_short",
+            11,
+            0,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            None,
+            None,
+            DropTrigger::BadLength,
+            "handshake_length",
+            30,
+            0,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            None,
+            None,
+            DropTrigger::UnknownConnection,
+            "no_handshake",
+            40,
+            0,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            None,
+            None,
+            DropTrigger::UnknownConnection,
+            "nonce_in_use",
+            60,
+            0,
+        ),
+        dropped(
+            "192.0.2.99:40000",
+            None,
+            None,
+            DropTrigger::BadCmd,
+            "hello_to_client",
+            60,
+            0,
+        ),
+        // HELLOs refused before anything is kept.
+        failed(
+            hostile(0),
+            FailReason::InvalidCookie,
+            Some(DropTrigger::BadTag),
+            "cookie_mac",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::ExpiredCookie,
+            Some(DropTrigger::BadTag),
+            "cookie_expired",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::RateLimited,
+            Some(DropTrigger::RateLimited),
+            "handshake_rate_per_ip",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::RateLimited,
+            Some(DropTrigger::RateLimited),
+            "handshake_rate_global",
+            5120,
+        ),
+        failed(
+            hostile(0),
+            FailReason::VersionMismatch,
+            Some(DropTrigger::BadCmd),
+            "unsupported_version",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::Malformed,
+            Some(DropTrigger::TooShort),
+            "hello_too_short",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::Malformed,
+            Some(DropTrigger::BadLength),
+            "token_length",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::Capacity,
+            Some(DropTrigger::OverLimit),
+            "max_connections_per_ip",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::Capacity,
+            Some(DropTrigger::OverLimit),
+            "max_connections_per_prefix",
+            0,
+        ),
+        // A validated client the application turned away, and one it never answered.
+        SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn: b }),
+        state(b, Attempted, Handshaking),
+        state(b, Handshaking, Closed),
+        failed(b, FailReason::AuthRejected, None, "authenticate", 0),
+        failed(b, FailReason::AuthRejected, None, "auth_timeout", 3),
+        failed(
+            b,
+            FailReason::Capacity,
+            Some(DropTrigger::OverLimit),
+            "max_pending_auth",
+            0,
+        ),
+        // A client: its handshake times out; another is refused by the server; a session whose
+        // server moved.
+        SecurityEvent::ListenerStarted(ListenerStarted {
+            local: addr("[::]:50812"),
+            settings: ListenerSettings {
+                mode: "secure",
+                max_connections: 1,
+                accept_inbound: false,
+                session,
+            },
+        }),
+        SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn: client }),
+        state(client, Attempted, Handshaking),
+        state(client, Handshaking, Closed),
+        failed(
+            client,
+            FailReason::HandshakeTimeout,
+            None,
+            "handshake_timeout",
+            0,
+        ),
+        failed(client2, FailReason::Capacity, None, "server_rejected", 0),
+        failed(
+            client2,
+            FailReason::VersionMismatch,
+            None,
+            "server_rejected",
+            0,
+        ),
+        SecurityEvent::PeerAddressChanged(PeerAddressChanged {
+            conn: conn(
+                E,
+                77,
+                "[2001:db8:0:1::a]:4001",
+                "[2001:db8::21]:50813",
+                Outbound,
+            ),
+            old_peer: addr("[2001:db8:0:1::a]:4000"),
+            old_local: addr("[2001:db8::20]:50813"),
+        }),
+    ]
+}
+
+/// The privacy modes of `docs/privacy.md`, keys fixed.
+fn privacy_modes() -> Vec<IpPrivacy> {
+    vec![
+        IpPrivacy::truncate(24, 48).unwrap(),
+        IpPrivacy::hmac("k1", &[7u8; 32]).unwrap(),
+        IpPrivacy::cryptopan(b"0123456789abcdef0123456789abcdef").unwrap(),
+        IpPrivacy::Omit,
+    ]
+}
+
+/// What the canonical writer makes of the secure-mode events: everything under full
+/// addresses, then the moves and a refused client under each privacy mode.
+fn secure_lines() -> String {
+    const UID: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0009;
+    let mut out = String::new();
+    let mut seq = 0;
+    let mut write_all = |writer: &mut CanonicalWriter, events: Vec<SecurityEvent>| {
+        for event in events {
+            let record = kcpwatch::events::Record {
+                seq,
+                time_us: 1_764_170_005_412_305 + seq * 1000,
+                event,
+            };
+            writer.write(&record, &mut out);
+            seq += 1;
+        }
+    };
+    write_all(&mut CanonicalWriter::new(observer(), 0), secure_events());
+    for privacy in privacy_modes() {
+        let mut writer = CanonicalWriter::with_privacy(observer(), 0, privacy, false);
+        let refused = conn(UID, 3, OBSERVED_PEER, SERVER_LOCAL, Direction::Inbound);
+        write_all(
+            &mut writer,
+            vec![
+                moved(UID),
+                failed(refused, FailReason::AuthRejected, None, "authenticate", 0),
+            ],
+        );
+    }
+    out
+}
+
+#[test]
+fn secure_records_are_what_the_canonical_writer_writes() {
+    let lines = secure_lines();
+    let path = format!(
+        "{}/tests/fixtures/events_secure.ndjson",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::env::var_os("KCPWATCH_BLESS").is_some() {
+        std::fs::write(&path, &lines).unwrap();
+    }
+    let fixture = fixture("events_secure.ndjson");
+    for (i, (got, want)) in lines.lines().zip(fixture.lines()).enumerate() {
+        assert_eq!(got, want, "events_secure.ndjson:{}", i + 1);
+    }
+    assert_eq!(
+        lines.lines().count(),
+        fixture.lines().count(),
+        "rewrite it with KCPWATCH_BLESS=1"
+    );
+}
+
+fn secure_records() -> Vec<Record> {
+    secure_lines()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn peer_address_changed_carries_the_new_flow_and_the_old_addresses() {
+    let records = secure_records();
+    let moves: Vec<&Record> = records
+        .iter()
+        .filter(|r| r["name"] == "kcp:peer_address_changed" && !r.contains_key("ip_privacy"))
+        .collect();
+    assert_eq!(moves.len(), 3);
+    // NAT rebinding: the port changed; src is the new peer (inbound), dst our address.
+    let rebind = moves[0];
+    assert_eq!(rebind["severity"], 5);
+    assert_eq!(rebind["level_name"], "notice");
+    assert_eq!(rebind["src_ip"], "203.0.113.7");
+    assert_eq!(rebind["src_port"], 52200);
+    assert_eq!(rebind["dst_ip"], "10.0.0.5");
+    assert_eq!(rebind["old_peer_ip"], "203.0.113.7");
+    assert_eq!(rebind["old_peer_port"], 52144);
+    assert_eq!(rebind["old_local_ip"], "10.0.0.5");
+    assert_eq!(rebind["old_local_port"], 4000);
+    assert!(rebind["community_id"].as_str().unwrap().starts_with("1:"));
+    assert_eq!(
+        rebind["msg"],
+        format!(
+            "peer address changed {} conv=1: 203.0.113.7:52144 -> 203.0.113.7:52200",
+            rebind["uid"].as_str().unwrap()
+        )
+    );
+    // A move of both sides says so.
+    assert!(moves[1]["msg"].as_str().unwrap().ends_with(
+        ": 203.0.113.7:52200 -> 198.51.100.40:61002; local 10.0.0.5:4000 -> 10.0.0.6:4000"
+    ));
+    // Outbound: src is us (the new local address), dst the peer.
+    let client = moves[2];
+    assert_eq!(client["direction"], "outbound");
+    assert_eq!(client["src_ip"], "2001:db8::21");
+    assert_eq!(client["dst_port"], 4001);
+    assert_eq!(client["old_peer_ip"], "2001:db8:0:1::a");
+    assert_eq!(client["old_local_ip"], "2001:db8::20");
+    assert!(client["msg"]
+        .as_str()
+        .unwrap()
+        .contains(": [2001:db8:0:1::a]:4000 -> [2001:db8:0:1::a]:4001; local [2001:db8::20]:50813 -> [2001:db8::21]:50813"));
+
+    // A failed attempt that no datagram caused has no trigger at all.
+    let no_trigger: Vec<&Record> = records
+        .iter()
+        .filter(|r| r["name"] == "kcp:connection_failed" && !r.contains_key("trigger"))
+        .collect();
+    let rules: BTreeSet<&str> = no_trigger
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        BTreeSet::from([
+            "authenticate",
+            "auth_timeout",
+            "handshake_timeout",
+            "server_rejected"
+        ])
+    );
+    for r in records.iter().filter(|r| r.contains_key("trigger")) {
+        assert!(r["trigger"].is_string());
+    }
+}
+
+/// The address a privacy mode writes for `text` (`None` when it writes none).
+fn private_text(privacy: &IpPrivacy, text: &str) -> (Option<String>, Option<String>) {
+    match privacy.apply(addr(text).ip()) {
+        PrivateIp::Ip(ip) => (Some(ip.to_string()), None),
+        PrivateIp::Pseudonym(p) => (None, Some(p.as_str().to_owned())),
+        PrivateIp::Omitted => (None, None),
+    }
+}
+
+#[test]
+fn peer_address_changed_old_addresses_follow_the_privacy_mode() {
+    let records = secure_records();
+    let modes = privacy_modes();
+    for privacy in &modes {
+        let mode = privacy.mode_name();
+        let r = records
+            .iter()
+            .find(|r| {
+                r["name"] == "kcp:peer_address_changed" && r.get("ip_privacy") == Some(&json!(mode))
+            })
+            .unwrap_or_else(|| panic!("no move under {mode}"));
+        for (prefix, text) in [
+            ("old_peer", OBSERVED_PEER),
+            ("old_local", SERVER_LOCAL),
+            ("src", MOVED_PEER),
+            ("dst", SERVER_LOCAL),
+        ] {
+            let (ip, pseudonym) = private_text(privacy, text);
+            assert_eq!(
+                r.get(&format!("{prefix}_ip")).and_then(Value::as_str),
+                ip.as_deref(),
+                "{mode}: {prefix}_ip"
+            );
+            assert_eq!(
+                r.get(&format!("{prefix}_ip_pseudonym"))
+                    .and_then(Value::as_str),
+                pseudonym.as_deref(),
+                "{mode}: {prefix}_ip_pseudonym"
+            );
+            assert_eq!(
+                r[&format!("{prefix}_port")],
+                addr(text).port(),
+                "{mode}: the port stays"
+            );
+        }
+        // The same local address is transformed the same way, old or new.
+        assert_eq!(r.get("old_local_ip"), r.get("dst_ip"), "{mode}");
+        assert_eq!(
+            r.get("old_local_ip_pseudonym"),
+            r.get("dst_ip_pseudonym"),
+            "{mode}"
+        );
+        assert!(!r.contains_key("community_id"), "{mode}");
+    }
+    let hmac = records
+        .iter()
+        .find(|r| {
+            r["name"] == "kcp:peer_address_changed" && r.get("ip_privacy") == Some(&json!("hmac"))
+        })
+        .unwrap();
+    assert_eq!(
+        hmac["msg"],
+        format!(
+            "peer address changed {} conv=1: [{}]:52144 -> [{}]:61002",
+            hmac["uid"].as_str().unwrap(),
+            hmac["old_peer_ip_pseudonym"].as_str().unwrap(),
+            hmac["src_ip_pseudonym"].as_str().unwrap()
+        )
+    );
+    let omit = records
+        .iter()
+        .find(|r| {
+            r["name"] == "kcp:peer_address_changed" && r.get("ip_privacy") == Some(&json!("omit"))
+        })
+        .unwrap();
+    assert!(omit["msg"]
+        .as_str()
+        .unwrap()
+        .ends_with(": *:52144 -> *:61002"));
+
+    // No raw address anywhere under a privacy mode: not in the record, not in any format.
+    for r in records.iter().filter(|r| r.contains_key("ip_privacy")) {
+        let canonical = Value::Object(r.clone()).to_string();
+        for f in Format::ALL {
+            let text = line(f, r);
+            for raw in RAW_ADDRESSES {
+                assert!(
+                    !canonical.contains(raw),
+                    "{}: {raw} in {canonical}",
+                    r["ip_privacy"]
+                );
+                assert!(
+                    !text.contains(raw),
+                    "{} {f}: {raw} in {text}",
+                    r["ip_privacy"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn formats_map_secure_mode_records() {
+    let records = secure_records();
+    let find = |name: &str, pick: &dyn Fn(&Record) -> bool| -> Record {
+        records
+            .iter()
+            .find(|r| r["name"] == name && !r.contains_key("ip_privacy") && pick(r))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    let rule = |rule: &'static str| move |r: &Record| r["rule"] == rule;
+
+    // kcp:peer_address_changed
+    let moved = find("kcp:peer_address_changed", &|r| r["direction"] == "inbound");
+    let ecs = json_line(Format::Ecs, &moved);
+    assert_eq!(ecs["event"]["kind"], "event");
+    assert_eq!(ecs["event"]["category"], json!(["network"]));
+    assert_eq!(ecs["event"]["type"], json!(["connection", "change"]));
+    assert_eq!(ecs["event"]["action"], "peer_address_changed");
+    assert_eq!(ecs["event"]["outcome"], "success");
+    assert_eq!(ecs["source"]["ip"], moved["src_ip"]);
+    assert_eq!(ecs["source"]["port"], moved["src_port"]);
+    assert_eq!(ecs["destination"]["ip"], moved["dst_ip"]);
+    assert_eq!(ecs["network"]["direction"], "inbound");
+    assert_eq!(ecs["kcp"]["old_peer_ip"], moved["old_peer_ip"]);
+    assert_eq!(ecs["kcp"]["old_peer_port"], moved["old_peer_port"]);
+    let related = ecs["related"]["ip"].as_array().unwrap();
+    assert!(related.contains(&moved["old_peer_ip"]), "{related:?}");
+    assert!(related.contains(&moved["src_ip"]), "{related:?}");
+    let ocsf = json_line(Format::Ocsf, &moved);
+    assert_eq!(ocsf["activity_id"], 99);
+    assert_eq!(ocsf["activity_name"], "Peer Address Change");
+    assert_eq!(ocsf["type_uid"], 400_199);
+    assert_eq!(ocsf["status"], "Success");
+    assert_eq!(ocsf["src_endpoint"]["ip"], moved["src_ip"]);
+    assert_eq!(ocsf["dst_endpoint"]["port"], moved["dst_port"]);
+    assert_eq!(ocsf["unmapped"]["old_peer_ip"], moved["old_peer_ip"]);
+    assert!(ocsf.get("action_id").is_none() && ocsf.get("firewall_rule").is_none());
+    assert!(ocsf["observables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["name"] == "unmapped.old_peer_ip" && o["value"] == moved["old_peer_ip"]));
+    let cef = line(Format::Cef, &moved);
+    assert!(
+        cef.contains("|kcp:peer_address_changed|Peer address changed|4|"),
+        "{cef}"
+    );
+    assert!(
+        cef.contains(" KcpwatchKcpwatchOldPeerIp=203.0.113.7 KcpwatchKcpwatchOldPeerPort=52144"),
+        "{cef}"
+    );
+    assert!(
+        cef.contains(" outcome=success") && !cef.contains(" act="),
+        "{cef}"
+    );
+    let syslog = parse_rfc5424(&line(Format::Rfc5424, &moved));
+    assert_eq!(syslog.msgid, "kcp:peer_address_changed");
+    assert_eq!(syslog.pri, 16 * 8 + 5);
+
+    // A failed attempt refused here without a datagram to blame (the application said no).
+    let rejected = find("kcp:connection_failed", &rule("authenticate"));
+    let ecs = json_line(Format::Ecs, &rejected);
+    assert_eq!(ecs["event"]["type"], json!(["connection", "denied"]));
+    assert_eq!(ecs["event"]["reason"], "auth_rejected");
+    assert_eq!(ecs["rule"], json!({"name": "authenticate"}));
+    assert!(ecs["kcp"].get("trigger").is_none());
+    let ocsf = json_line(Format::Ocsf, &rejected);
+    assert_eq!(ocsf["activity_id"], 5);
+    assert_eq!(ocsf["action"], "Denied");
+    assert_eq!(ocsf["firewall_rule"], json!({"name": "authenticate"}));
+    let cef = line(Format::Cef, &rejected);
+    assert!(
+        cef.contains(" act=blocked") && !cef.contains("cs4"),
+        "{cef}"
+    );
+
+    // A client's handshake that timed out: a failure, refused by nobody.
+    let timeout = find("kcp:connection_failed", &rule("handshake_timeout"));
+    let ecs = json_line(Format::Ecs, &timeout);
+    assert_eq!(ecs["event"]["type"], json!(["connection"]));
+    assert_eq!(ecs["event"]["outcome"], "failure");
+    assert_eq!(ecs["network"]["direction"], "outbound");
+    let ocsf = json_line(Format::Ocsf, &timeout);
+    assert_eq!(ocsf["activity_id"], 4);
+    assert!(ocsf.get("action").is_none() && ocsf.get("firewall_rule").is_none());
+    assert_eq!(ocsf["unmapped"]["rule"], "handshake_timeout");
+    assert!(!line(Format::Cef, &timeout).contains(" act="));
+
+    // A client the server refused: the connection was refused, but not by this endpoint.
+    let refused = find("kcp:connection_failed", &rule("server_rejected"));
+    let ecs = json_line(Format::Ecs, &refused);
+    assert_eq!(ecs["event"]["type"], json!(["connection", "denied"]));
+    let ocsf = json_line(Format::Ocsf, &refused);
+    assert_eq!(ocsf["activity_id"], 5);
+    assert!(ocsf.get("action").is_none());
+    assert!(!line(Format::Cef, &refused).contains(" act="));
+
+    // The new triggers are rule categories like the others.
+    for (trigger, rule_name) in [
+        ("bad_tag", "session_tag"),
+        ("replayed", "replay_window"),
+        ("rate_limited", "handshake_rate_per_ip"),
+    ] {
+        let r = find(
+            if trigger == "rate_limited" {
+                "kcp:connection_failed"
+            } else {
+                "kcp:packet_dropped"
+            },
+            &|r| r.get("trigger") == Some(&json!(trigger)) && r["rule"] == rule_name,
+        );
+        let ecs = json_line(Format::Ecs, &r);
+        assert_eq!(ecs["rule"], json!({"name": rule_name, "category": trigger}));
+        let ocsf = json_line(Format::Ocsf, &r);
+        assert_eq!(
+            ocsf["firewall_rule"],
+            json!({"name": rule_name, "category": trigger})
+        );
+        assert_eq!(ocsf["disposition"], "Blocked");
+        let cef = line(Format::Cef, &r);
+        assert!(
+            cef.contains(&format!(" cs4={trigger} cs4Label=trigger")),
+            "{cef}"
+        );
+        assert!(cef.contains(" act=blocked"), "{cef}");
+    }
+
+    // A handshake that ended without a connection is a failed transition.
+    let ended = find("kcp:connection_state_updated", &|r| {
+        r["prev_state"] == "handshaking" && r["state"] == "closed"
+    });
+    assert_eq!(
+        json_line(Format::Ecs, &ended)["event"]["outcome"],
+        "failure"
+    );
+    let listener = find("kcp:listener_started", &|r| r["role"] == "server");
+    assert_eq!(listener["mode"], "secure");
+    assert_eq!(listener["msg"], "listening on 0.0.0.0:4000 (secure mode)");
 }

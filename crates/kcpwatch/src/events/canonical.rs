@@ -287,15 +287,28 @@ impl CanonicalWriter {
                 );
             }
             SecurityEvent::PeerAddressChanged(e) => {
+                // The connection fields carry the new addresses (src/dst by direction, like
+                // every connection record, with the Community ID of the new flow); the old
+                // ones go through the same privacy transform as every other address.
                 self.connection(&mut line, &e.conn);
                 line.addr("old_peer", e.old_peer);
                 line.addr("old_local", e.old_local);
                 let _ = write!(
                     msg,
-                    "peer moved from {} to {}",
+                    "peer address changed {} conv={}: {} -> {}",
+                    e.conn.uid,
+                    e.conn.conv,
                     shown(e.old_peer),
                     shown(e.conn.peer)
                 );
+                if e.old_local != e.conn.local {
+                    let _ = write!(
+                        msg,
+                        "; local {} -> {}",
+                        shown(e.old_local),
+                        shown(e.conn.local)
+                    );
+                }
             }
             SecurityEvent::PacketDropped(e) => {
                 self.dropped(&mut line, e);

@@ -31,15 +31,22 @@
 //! | `msg` | `msg` |
 //! | everything else | custom key `KcpwatchKcpwatch<Field>` (CEF's VendornameProductnameKeyName form; `error_code` -> `KcpwatchKcpwatchErrorCode`) |
 //!
-//! Also written, derived: `act` (`blocked` for drops and refused attempts, `refused` for a
-//! refused send) and `outcome` (`success` / `failure` / `unknown`).
+//! Also written, derived: `act` (`blocked` for drops and attempts this endpoint refused, none
+//! for a client's attempt that timed out or that the server rejected; `refused` for a refused
+//! send) and `outcome` (`success` / `failure` / `unknown`).
+//!
+//! `kcp:peer_address_changed` (signature id the event name, title "Peer address changed")
+//! carries the new addresses in `src` / `dst` like any connection record; CEF has no key for a
+//! previous address, so `old_peer_ip` / `old_peer_port` / `old_local_ip` / `old_local_port`
+//! are custom keys (`KcpwatchKcpwatchOldPeerIp`, ...). A `kcp:connection_failed` without
+//! `trigger` has no `cs4`.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::{
-    action, escape_ascii, event_name, get_str, get_u64, outcome, push_u64, scalar_text, severity,
-    timestamp, Fields, PRODUCT,
+    action, escape_ascii, event_name, get_str, get_u64, outcome, push_u64, refused_here,
+    scalar_text, severity, timestamp, Fields, PRODUCT,
 };
 
 /// Custom extension keys start with the vendor and product names, as CEF asks.
@@ -57,6 +64,7 @@ fn title(action: &str) -> &str {
         "connection_failed" => "Connection failed",
         "connection_state_updated" => "Connection state updated",
         "connection_closed" => "Connection closed",
+        "peer_address_changed" => "Peer address changed",
         "packet_dropped" => "Packet dropped",
         "protocol_violation" => "Protocol violation",
         "error" => "Error",
@@ -250,7 +258,7 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         }
     }
     match action {
-        "packet_dropped" | "connection_failed" => ext.str("act", "blocked"),
+        "packet_dropped" | "connection_failed" if refused_here(r) => ext.str("act", "blocked"),
         "protocol_violation" => ext.str("act", "refused"),
         _ => {}
     }

@@ -23,10 +23,12 @@
 //! | `observer_host` | `observer.hostname`, `host.name` |
 //! | `observer_service` / `observer_instance` | `service.name` / `service.ephemeral_id` |
 //! | `observer_version` | `observer.version` |
-//! | everything else (`uid`, `conv`, `history`, counters, KCP parameters, `*_pseudonym`, an address that is not an IP) | `kcp.<field>` |
+//! | `old_peer_ip`, `old_local_ip` | `related.ip` (also kept in `kcp.*`) |
+//! | everything else (`uid`, `conv`, `history`, counters, KCP parameters, `old_peer_*` / `old_local_*`, `*_pseudonym`, an address that is not an IP) | `kcp.<field>` |
 //!
-//! Categorization (every `event.type` value is one ECS allows; all but `error` are among the
-//! types ECS expects for category `network`, and `error` is what a failed send or bind is):
+//! Categorization (every `event.type` value is one ECS allows; all but `error` and `change` are
+//! among the types ECS expects for category `network`: `error` is what a failed send or bind is,
+//! and `change` comes with `connection`, which is):
 //!
 //! | event | kind | type | outcome |
 //! |---|---|---|---|
@@ -34,9 +36,10 @@
 //! | listener_stopped | event | end | success |
 //! | connection_attempted | event | connection | unknown |
 //! | connection_established | event | connection, start | success |
-//! | connection_failed | event | connection, denied | failure |
-//! | connection_state_updated | event | connection | success (failure for attempted -> closed) |
+//! | connection_failed | event | connection, denied (a client's `handshake_timeout`: connection) | failure |
+//! | connection_state_updated | event | connection | success (failure for attempted or handshaking -> closed) |
 //! | connection_closed | event | connection, end | success (failure for dead_link, internal_error, protocol_violation, evicted) |
+//! | peer_address_changed | event | connection, change | success |
 //! | packet_dropped | event | denied | failure |
 //! | protocol_violation | event | denied | failure |
 //! | error | event | error | failure |
@@ -46,6 +49,14 @@
 //!
 //! `state_updated` is deliberately not `start`/`end`: `established` and `closed` already are,
 //! and counting starts must not count a connection twice.
+//!
+//! `peer_address_changed` (secure mode: the session followed its peer to a new address) is
+//! `change`, the ECS type for "something changed", next to `connection`, which keeps it among
+//! the types ECS expects with category `network`. `source` / `destination` are the new
+//! addresses; `old_peer_*` / `old_local_*` stay in `kcp.*` (ECS has no field for a previous
+//! address), and the old IPs are added to `related.ip` so that a search by either address
+//! finds the move. A client's `connection_failed` that timed out is not `denied`: nothing
+//! refused it.
 
 use std::net::IpAddr;
 
@@ -65,15 +76,19 @@ struct Categories {
     types: &'static [&'static str],
 }
 
-fn categorize(action: &str) -> Categories {
+fn categorize(r: &Fields<'_>, action: &str) -> Categories {
     const NETWORK: &[&str] = &["network"];
     let (kind, category, types): (_, _, &'static [&'static str]) = match action {
         "listener_started" => ("event", NETWORK, &["start"]),
         "listener_stopped" => ("event", NETWORK, &["end"]),
         "connection_attempted" | "connection_state_updated" => ("event", NETWORK, &["connection"]),
         "connection_established" => ("event", NETWORK, &["connection", "start"]),
+        "connection_failed" if get_str(r, "reason") == Some("handshake_timeout") => {
+            ("event", NETWORK, &["connection"])
+        }
         "connection_failed" => ("event", NETWORK, &["connection", "denied"]),
         "connection_closed" => ("event", NETWORK, &["connection", "end"]),
+        "peer_address_changed" => ("event", NETWORK, &["connection", "change"]),
         "packet_dropped" | "protocol_violation" => ("event", NETWORK, &["denied"]),
         "error" => ("event", NETWORK, &["error"]),
         "stats" => ("metric", NETWORK, &["info"]),
@@ -160,7 +175,7 @@ fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
 
 pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     let action = action(r);
-    let cats = categorize(action);
+    let cats = categorize(r, action);
     let time = timestamp(r);
     let mut o = Obj::begin(out);
     match get_str(r, "ts") {
@@ -277,10 +292,12 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             o.opt_num("packets", sum("datagrams_received", "datagrams_sent"));
         }
     });
+    // The previous addresses of a session that moved (peer_address_changed).
+    let old_ips = [ip_of(r, "old_peer_ip"), ip_of(r, "old_local_ip")];
     o.object("related", |o| {
-        let mut related = [""; 3];
+        let mut related = [""; 5];
         let mut n = 0;
-        for (text, ip) in ips.iter().flatten() {
+        for (text, ip) in ips.iter().chain(&old_ips).flatten() {
             if !is_wildcard(*ip) && !related[..n].contains(text) {
                 related[n] = text;
                 n += 1;

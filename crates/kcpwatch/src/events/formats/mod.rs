@@ -25,6 +25,12 @@
 //! `level_name`, which follow from it). Privacy-mode fields
 //! (`*_ip_pseudonym`, `ip_privacy`) never land in an IP-typed field, and `kcp:alert` (reserved
 //! for the detectors) already has its ECS kind.
+//!
+//! `kcp:peer_address_changed` maps like any connection record for its new addresses; its
+//! `old_peer_*` / `old_local_*` have no standard home in any of these schemas and stay in the
+//! vendor namespace (ECS also lists the old IPs in `related.ip`, OCSF in `observables`). A
+//! `kcp:connection_failed` without `trigger` (an attempt the application refused, or a
+//! client's handshake that timed out or that the server refused) simply has no rule category.
 
 mod cef;
 mod ecs;
@@ -369,12 +375,15 @@ fn abnormal_close(reason: &str) -> bool {
 fn outcome(r: &Fields<'_>) -> Option<Outcome> {
     Some(match action(r) {
         "listener_started" | "listener_stopped" | "connection_established" => Outcome::Success,
+        // The session followed its peer to a new address on an authentic, fresh datagram.
+        "peer_address_changed" => Outcome::Success,
         "connection_attempted" => Outcome::Unknown,
         "connection_failed" | "packet_dropped" | "protocol_violation" | "error" | "log_loss" => {
             Outcome::Failure
         }
         "connection_state_updated" => {
-            if get_str(r, "prev_state") == Some("attempted")
+            // An attempt or a handshake that ended without a connection.
+            if matches!(get_str(r, "prev_state"), Some("attempted" | "handshaking"))
                 && get_str(r, "state") == Some("closed")
             {
                 Outcome::Failure
@@ -391,6 +400,25 @@ fn outcome(r: &Fields<'_>) -> Option<Outcome> {
         }
         _ => return None,
     })
+}
+
+/// Whether this endpoint itself turned away what the record is about: a dropped datagram, or
+/// an attempt it refused (by a guard or limit rule, or the application's token check). Not a
+/// client's own attempt that timed out (`handshake_timeout`) or that the server refused
+/// (rule `server_rejected`): nothing was blocked here, so the formats' "blocked" / "denied"
+/// control fields are left out for those.
+fn refused_here(r: &Fields<'_>) -> bool {
+    match action(r) {
+        "packet_dropped" => true,
+        "connection_failed" => {
+            get_str(r, "reason") != Some("handshake_timeout")
+                && !matches!(
+                    get_str(r, "rule"),
+                    Some("server_rejected" | "handshake_timeout")
+                )
+        }
+        _ => false,
+    }
 }
 
 /// An instant with microsecond precision, the precision of `ts`.

@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | connection_established | 1 Open | "a new network connection was opened" |
 //! | connection_closed | 2 Close | every reason; the reason is in `status_detail` and `status_id` says whether it broke. Reset (3) means a middlebox tore it down, which kcpwatch cannot see |
-//! | connection_failed | 5 Refuse (4 Fail for `handshake_timeout`) | we refused the attempt; a timeout is a failure, not a refusal |
+//! | connection_failed | 5 Refuse (4 Fail for `handshake_timeout`) | we refused the attempt (or, rule `server_rejected`, the server refused ours); a timeout is a failure, not a refusal |
 //! | packet_dropped | 5 Refuse | the datagram was refused (action Denied, disposition Blocked) |
 //! | error | 4 Fail | a send, an ICMP report or a bind failed ("no route to host") |
 //! | stats | 6 Traffic | a traffic report |
@@ -26,6 +26,7 @@
 //! | connection_attempted | 99 Other, "Attempt" | not open yet; Open would count each connection twice |
 //! | connection_state_updated | 99 Other, "State Change" | the Open/Close records already carry the transitions that matter |
 //! | protocol_violation | 99 Other, "Protocol Violation" | the application's own send was refused, not the network |
+//! | peer_address_changed | 99 Other, "Peer Address Change" | a live session followed its peer to a new address (NAT rebinding). Not Open (the connection was not opened again; counting opens would count it twice), not Traffic (6 is a traffic report, what `traffic` carries; this record has no counts), not Reset or Close (nothing ended). 1.3.0 has no activity for an endpoint change, so Other with a name |
 //! | log_loss | 99 Other, "Log Loss" | |
 //! | alert (reserved), unknown | 99 Other | |
 //!
@@ -47,7 +48,8 @@
 //! | `duration_ms` | `duration`, `start_time`, `end_time` |
 //! | `error_code` / `error_message`, else `reason` | `status_code` / `status_detail` |
 //! | `suppressed` > 0 | `count` (also kept in `unmapped`) |
-//! | `rule` / `trigger` | `firewall_rule.name` / `category` (also in `unmapped`) |
+//! | `rule` / `trigger` | `firewall_rule.name` / `category` (also in `unmapped`), with `action` Denied and `disposition` Blocked when this endpoint refused the datagram or attempt (not for a client's attempt that timed out or that the server rejected: those only go to `unmapped`) |
+//! | `old_peer_*` / `old_local_*` (peer_address_changed) | `unmapped`; the old IPs are also `observables` (`unmapped.old_peer_ip`, `unmapped.old_local_ip`) |
 //! | `observer_host` | `device.hostname` |
 //! | `observer_service` | `app_name` |
 //! | `observer_version` | `metadata.product.version` |
@@ -60,8 +62,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::{
-    action, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64, severity,
-    timestamp, Fields, Obj, Outcome, PRODUCT,
+    action, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64, refused_here,
+    severity, timestamp, Fields, Obj, Outcome, PRODUCT,
 };
 
 /// OCSF schema version of the events (`metadata.version`).
@@ -84,6 +86,8 @@ fn activity<'a>(r: &Fields<'a>) -> (u64, &'a str) {
         "connection_state_updated" => (99, "State Change"),
         "protocol_violation" => (99, "Protocol Violation"),
         "log_loss" => (99, "Log Loss"),
+        // See the table above: 1.3.0 has no activity for a connection changing endpoints.
+        "peer_address_changed" => (99, "Peer Address Change"),
         "alert" => (99, "Alert"),
         "" => (0, "Unknown"),
         other => (99, other),
@@ -267,7 +271,9 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     o.opt_str("app_name", get_str(r, "observer_service"));
 
     let control = match action {
-        "packet_dropped" | "connection_failed" => Some((2, "Denied", 2, "Blocked")),
+        "packet_dropped" | "connection_failed" if refused_here(r) => {
+            Some((2, "Denied", 2, "Blocked"))
+        }
         "connection_established" => Some((1, "Allowed", 1, "Allowed")),
         _ => None,
     };
@@ -389,6 +395,15 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     }
     if let Some(host) = host {
         observable(o.out, "device.hostname", 1, "Hostname", host);
+    }
+    // The previous addresses of a session that moved stay in `unmapped`, and are indexed here.
+    for (key, name) in [
+        ("old_peer_ip", "unmapped.old_peer_ip"),
+        ("old_local_ip", "unmapped.old_local_ip"),
+    ] {
+        if let Some((text, _)) = ip_of(r, key) {
+            observable(o.out, name, 2, "IP Address", text);
+        }
     }
     if first {
         o.out.truncate(mark);
