@@ -243,6 +243,8 @@ pub struct EndpointConfig {
     /// Secure sessions send a keepalive after this long without sending anything; `None`
     /// uses a quarter of the idle timeout.
     pub keepalive_ms: Option<u32>,
+    /// The detectors and their thresholds (`kcp:alert`).
+    pub detectors: crate::detect::DetectorConfig,
 }
 
 /// What a server puts in front of KCP. The core defaults to `Raw` so a bare `EndpointConfig`
@@ -286,6 +288,7 @@ impl Default for EndpointConfig {
             auth_timeout_ms: 5_000,
             max_pending_auth: 1_024,
             keepalive_ms: None,
+            detectors: crate::detect::DetectorConfig::default(),
         }
     }
 }

@@ -459,6 +459,30 @@ pub struct PeerAddressChanged {
     pub old_local: SocketAddr,
 }
 
+/// `kcp:alert`: a detector fired (DESIGN §8, `docs/detection.md`). One per episode and key,
+/// then an update (`update: true`) per update interval while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alert {
+    /// The rule (id, name, severity and technique come from it).
+    pub rule: crate::detect::Rule,
+    /// The source it is about (an address, or an IPv6 /64's first address), or `None` for a
+    /// listener-wide rule. Written through the privacy mode like every address.
+    pub key: Option<std::net::IpAddr>,
+    /// The rule's threshold (for KCPW-002 the effective one, baseline included; for KCPW-007 a
+    /// percentage).
+    pub threshold: u64,
+    /// The rule's window in milliseconds.
+    pub window_ms: u64,
+    /// What the window held when the alert was raised.
+    pub observed: u64,
+    /// Unix ms the episode started (at most a window before it fired).
+    pub first_seen_ms: u64,
+    /// Unix ms of this alert.
+    pub last_seen_ms: u64,
+    /// A periodic update of an episode already alerted on.
+    pub update: bool,
+}
+
 /// `kcp:packet_dropped`: a datagram dropped whole before reaching any engine.
 ///
 /// Sampled: per trigger, the first datagrams of each one-second window are logged one by one;
@@ -594,6 +618,8 @@ pub enum SecurityEvent {
     PeerAddressChanged(PeerAddressChanged),
     /// `kcp:packet_dropped`
     PacketDropped(PacketDropped),
+    /// `kcp:alert`
+    Alert(Alert),
     /// `kcp:protocol_violation`
     ProtocolViolation(ProtocolViolation),
     /// `kcp:error`
@@ -617,6 +643,7 @@ impl SecurityEvent {
             Self::ConnectionClosed(_) => "kcp:connection_closed",
             Self::PeerAddressChanged(_) => "kcp:peer_address_changed",
             Self::PacketDropped(_) => "kcp:packet_dropped",
+            Self::Alert(_) => "kcp:alert",
             Self::ProtocolViolation(_) => "kcp:protocol_violation",
             Self::Error(_) => "kcp:error",
             Self::Stats(_) => "kcp:stats",
@@ -642,6 +669,7 @@ impl SecurityEvent {
                 Severity::Notice
             }
             Self::ProtocolViolation(_) | Self::LogLoss(_) => Severity::Warning,
+            Self::Alert(a) => a.rule.severity(),
             Self::Error(_) => Severity::Error,
         }
     }

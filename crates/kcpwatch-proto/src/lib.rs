@@ -12,6 +12,7 @@
 //! - [`events`]: the security event catalog (`kcp:*`), one typed struct per event.
 //! - [`community_id`]: Community ID v1 flow hashes for joining records with other sensors.
 //! - [`secure`]: secure mode's wire format, cookies, keys and replay window.
+//! - [`detect`]: detectors over what the endpoint sees, raising `kcp:alert`.
 //! - [`limits`]: admission limits per address, per prefix and per handshake rate.
 //! - [`privacy`]: IP privacy modes (truncate, HMAC pseudonyms, Crypto-PAn, omit) for records.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@
 pub mod clock;
 pub mod community_id;
 pub mod config;
+pub mod detect;
 pub mod endpoint;
 pub mod events;
 pub mod guard;

@@ -22,6 +22,7 @@ use rand::SeedableRng;
 
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, SessionConfig};
+use crate::detect::Detectors;
 use crate::events::{
     CappedText, ConnectionAttempted, ConnectionClosed, ConnectionEstablished, ConnectionFailed,
     ConnectionRef, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType, FailReason,
@@ -189,6 +190,8 @@ pub struct EndpointStats {
     pub peer_address_changes: u64,
     /// Sends the application had refused, by [`EndpointStats::violation_index`].
     pub violations: [u64; 4],
+    /// Alerts raised by the detectors (first alerts and updates).
+    pub alerts: u64,
     /// Secure mode: datagrams for a session that closed moments ago (the peer's remaining
     /// DISCONNECT copies, data in flight), counted without a record each.
     pub late_after_close: u64,
@@ -294,6 +297,7 @@ pub struct Endpoint {
     scratch: Vec<u8>,
     /// Secure mode: convs of sessions that closed recently, oldest first, with when.
     recently_closed: VecDeque<(u32, u64)>,
+    detectors: Detectors,
 }
 
 mod secure;
@@ -320,6 +324,10 @@ impl Endpoint {
             next_auth_id: 1,
             scratch: Vec::new(),
             recently_closed: VecDeque::new(),
+            detectors: Detectors::new(
+                config.detectors.clone(),
+                u64::from_le_bytes(rate_key) ^ 0x5bd1_e995,
+            ),
             uids: UidGenerator::new(config.rng_seed),
             slots: Vec::new(),
             free: Vec::new(),
@@ -412,6 +420,11 @@ impl Endpoint {
         conv: u32,
         datagram: &[u8],
     ) -> Option<ConnectionHandle> {
+        if self.config.accept_inbound {
+            let now_ms = self.unix_ms();
+            self.detectors.handshake(remote.ip(), now_ms);
+            self.report_alerts();
+        }
         if !self.config.accept_inbound {
             self.drop_trigger(
                 remote,
@@ -499,6 +512,9 @@ impl Endpoint {
             self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
         self.stats.passive_opens += 1;
         self.opened(handle);
+        let now_ms = self.unix_ms();
+        self.detectors.established(remote.ip(), now_ms);
+        self.report_alerts();
         self.events.push_back(EndpointEvent::Accepted { handle });
         Some(handle)
     }
@@ -554,6 +570,7 @@ impl Endpoint {
         self.stats.failed += 1;
         self.stats.failed_by_reason[fail_key(reason)] += 1;
         self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
+        self.detect_failure(remote, reason, rule);
         if !self.events_on() {
             return;
         }
@@ -1084,6 +1101,11 @@ impl Endpoint {
         let Some(mut session) = self.remove_session(handle) else {
             return;
         };
+        if reason == CloseReason::DeadLink {
+            let now_ms = self.unix_ms();
+            self.detectors.dead_link(now_ms);
+            self.report_alerts();
+        }
         if reason != CloseReason::PeerClosed {
             // The engine may be what panicked; the DISCONNECT only touches the sink.
             let _ = catch_unwind(AssertUnwindSafe(|| session.send_disconnect(reason)));
@@ -1158,6 +1180,35 @@ impl Endpoint {
             .filter_map(|slot| slot.session.as_ref())
             .find(|session| session.remote == peer)
             .map(Session::conn_ref)
+    }
+
+    /// Unix time in milliseconds by the endpoint's clock.
+    fn unix_ms(&self) -> u64 {
+        self.config.unix_ms_at_zero + self.clock.extended()
+    }
+
+    /// Hands a failed attempt to the detectors (and its per-address cap refusal, if it was one).
+    fn detect_failure(&mut self, remote: SocketAddr, reason: FailReason, rule: &'static str) {
+        let cap = matches!(
+            rule,
+            "max_connections_per_ip" | "max_connections_per_prefix"
+        );
+        let now_ms = self.unix_ms();
+        self.detectors.failed(remote.ip(), reason, cap, now_ms);
+        self.report_alerts();
+    }
+
+    /// Records the alerts the detectors raised.
+    fn report_alerts(&mut self) {
+        while let Some(alert) = self.detectors.pop_alert() {
+            self.stats.alerts += 1;
+            self.emit(SecurityEvent::Alert(alert));
+        }
+    }
+
+    /// The detectors (for their memory bound and counters).
+    pub fn detectors(&self) -> &Detectors {
+        &self.detectors
     }
 
     fn events_on(&self) -> bool {
@@ -1266,6 +1317,9 @@ impl Endpoint {
     ) {
         let key = EndpointStats::trigger_index(trigger);
         self.stats.dropped[key] += 1;
+        let now_ms = self.unix_ms();
+        self.detectors.dropped(remote.ip(), trigger, conv, now_ms);
+        self.report_alerts();
         if !self.events_on() {
             return;
         }

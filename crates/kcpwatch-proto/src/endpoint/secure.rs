@@ -162,6 +162,9 @@ impl Endpoint {
         }
         self.stats.hellos_received += 1;
         self.stats.bytes_received_unvalidated += len as u64;
+        let now_ms = self.unix_ms();
+        self.detectors.handshake(remote.ip(), now_ms);
+        self.report_alerts();
         let hello = match wire::parse_hello(datagram) {
             Ok(hello) => hello,
             Err(error) => {
@@ -362,6 +365,9 @@ impl Endpoint {
     ) {
         self.stats.failed += 1;
         self.stats.failed_by_reason[super::fail_key(reason)] += 1;
+        if conn.direction == Direction::Inbound {
+            self.detect_failure(conn.peer, reason, rule);
+        }
         if let Some(trigger) = trigger {
             self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
         }
@@ -418,6 +424,9 @@ impl Endpoint {
         self.by_conv.insert(conv, handle);
         self.by_nonce.insert(nonce, handle);
         self.stats.passive_opens += 1;
+        let now_ms = self.unix_ms();
+        self.detectors.established(remote.ip(), now_ms);
+        self.report_alerts();
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
             self.state_change(
                 conn,

@@ -82,6 +82,19 @@ impl Line<'_> {
 
     /// An address as the privacy mode allows: `<prefix>_ip` (full, truncated or Crypto-PAn),
     /// `<prefix>_ip_pseudonym` (hmac) or nothing (omit); the port always.
+    /// An address without a port (an alert's grouping key), through the privacy mode.
+    fn ip_only(&mut self, prefix: &str, addr: IpAddr) {
+        match self.privacy.apply(ip(addr)) {
+            PrivateIp::Ip(shown) => {
+                let _ = write!(self.out, ",\"{prefix}_ip\":\"{shown}\"");
+            }
+            PrivateIp::Pseudonym(p) => {
+                let _ = write!(self.out, ",\"{prefix}_ip_pseudonym\":\"{p}\"");
+            }
+            PrivateIp::Omitted => {}
+        }
+    }
+
     fn addr(&mut self, prefix: &str, addr: SocketAddr) {
         match self.privacy.apply(ip(addr.ip())) {
             PrivateIp::Ip(shown) => {
@@ -308,6 +321,45 @@ impl CanonicalWriter {
                         shown(e.old_local),
                         shown(e.conn.local)
                     );
+                }
+            }
+            SecurityEvent::Alert(e) => {
+                line.str("rule_id", e.rule.id());
+                line.str("rule_name", e.rule.name());
+                line.num("threshold", e.threshold);
+                line.num("window_ms", e.window_ms);
+                line.num("observed", e.observed);
+                line.str("first_seen", &rfc3339_micros(e.first_seen_ms * 1000));
+                line.str("last_seen", &rfc3339_micros(e.last_seen_ms * 1000));
+                line.bool("update", e.update);
+                if let Some(technique) = e.rule.technique() {
+                    line.str("mitre_technique", technique);
+                }
+                // The grouping key is an address: it goes through the privacy mode like the
+                // others (`group_ip`, or `group_ip_pseudonym`, or nothing under omit).
+                match e.key {
+                    Some(key) => {
+                        line.str("group", "source");
+                        line.ip_only("group", key);
+                    }
+                    None => line.str("group", "listener"),
+                }
+                let _ = write!(
+                    msg,
+                    "{} {} ({}): {} in {} ms, threshold {}",
+                    if e.update { "alert update" } else { "alert" },
+                    e.rule.id(),
+                    e.rule.name(),
+                    e.observed,
+                    e.window_ms,
+                    e.threshold
+                );
+                if let Some(key) = e.key {
+                    let _ = match privacy.apply(ip(key)) {
+                        PrivateIp::Ip(shown) => write!(msg, " from {shown}"),
+                        PrivateIp::Pseudonym(p) => write!(msg, " from [{p}]"),
+                        PrivateIp::Omitted => write!(msg, " from one source"),
+                    };
                 }
             }
             SecurityEvent::PacketDropped(e) => {
