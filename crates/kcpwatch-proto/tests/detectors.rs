@@ -334,3 +334,34 @@ fn a_million_source_flood_stays_within_the_table_and_the_loud_source_is_still_ca
     // Nothing else: a million one-shot sources are not a million alerts.
     assert!(raised.len() <= 10, "{}", raised.len());
 }
+
+#[test]
+fn enforcement_refuses_a_flagged_source_for_a_while_but_never_the_allow_list() {
+    let mut ep = server(Mode::Secure, |c| {
+        c.detectors.refuse_ms = 30_000;
+        c.detectors.allow_list = vec![("192.0.2.0".parse().unwrap(), 24)];
+    });
+    let attacker: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+    let office: SocketAddr = "192.0.2.44:5000".parse().unwrap();
+    for i in 0..150u32 {
+        ep.handle_datagram(i * 20, attacker, addr(LOCAL), &hello(i, None));
+        ep.handle_datagram(i * 20, office, addr(LOCAL), &hello(10_000 + i, None));
+    }
+    let a = alerts(&mut ep);
+    assert_eq!(rules(&a), ["KCPW-001", "KCPW-001"], "both flagged");
+    // From the HELLO that raised its alert on, the attacker's HELLOs are refused (counted, no
+    // COOKIE); the allow-listed office is flagged but never refused.
+    assert_eq!(ep.stats().refused_by_detector, 51);
+    let cookies_before = ep.stats().cookies_sent;
+    ep.clear_transmits();
+    ep.handle_datagram(3_100, attacker, addr(LOCAL), &hello(7, None));
+    ep.handle_datagram(3_100, office, addr(LOCAL), &hello(8, None));
+    assert_eq!(ep.transmits().len(), 1, "only the office got its COOKIE");
+    assert_eq!(ep.transmits().get(0).unwrap().destination, office);
+    assert_eq!(ep.stats().cookies_sent, cookies_before + 1);
+    // The refusal ends after refuse_ms.
+    ep.clear_transmits();
+    ep.handle_datagram(40_000, attacker, addr(LOCAL), &hello(9, None));
+    assert_eq!(ep.transmits().len(), 1);
+    assert_eq!(ep.stats().refused_by_detector, 52);
+}

@@ -64,6 +64,13 @@ pub struct DetectorConfig {
     pub churn_source: Threshold,
     /// KCPW-009: refusals of one source by the per-address or per-prefix connection cap.
     pub per_ip_cap: Threshold,
+    /// Enforcement (off when 0): a source a per-source rule fires for may open no new
+    /// connection for this long (its established ones continue).
+    pub refuse_ms: u64,
+    /// The per-source rules that enforce; empty with `refuse_ms` set means all of them.
+    pub enforce_rules: Vec<Rule>,
+    /// Networks never refused: (address, prefix length).
+    pub allow_list: Vec<(IpAddr, u8)>,
 }
 
 impl Default for DetectorConfig {
@@ -108,6 +115,9 @@ impl Default for DetectorConfig {
                 threshold: 5,
                 window_ms: 60_000,
             },
+            refuse_ms: 0,
+            enforce_rules: Vec::new(),
+            allow_list: Vec::new(),
         }
     }
 }
@@ -252,6 +262,7 @@ pub struct Detectors {
     established: Window,
     global: [Firing; 5],
     alerts: Vec<Alert>,
+    refused: RefusalTable,
     /// Alerts emitted (first alerts and updates).
     pub alerts_total: u64,
 }
@@ -270,6 +281,7 @@ impl Detectors {
             established: Window::default(),
             global: [Firing::default(); 5],
             alerts: Vec::new(),
+            refused: RefusalTable::new(if config.refuse_ms > 0 { 1024 } else { 0 }, hash_key),
             alerts_total: 0,
             config,
         }
@@ -327,6 +339,26 @@ impl Detectors {
             now_ms,
             is_update,
         );
+        self.enforce(rule, ip, now_ms);
+    }
+
+    fn enforce(&mut self, rule: Rule, ip: IpAddr, now_ms: u64) {
+        let c = &self.config;
+        if c.refuse_ms == 0 || !(c.enforce_rules.is_empty() || c.enforce_rules.contains(&rule)) {
+            return;
+        }
+        if c.allow_list
+            .iter()
+            .any(|&(net, len)| in_network(ip, net, len))
+        {
+            return;
+        }
+        self.refused.refuse(ip, now_ms + c.refuse_ms);
+    }
+
+    /// Whether enforcement refuses new connections from `ip` now.
+    pub fn is_refused(&self, ip: IpAddr, now_ms: u64) -> bool {
+        self.config.refuse_ms > 0 && self.refused.is_refused(ip, now_ms)
     }
 
     fn global_rule(
@@ -533,3 +565,84 @@ impl Detectors {
 }
 
 const _: () = assert!(PER_SOURCE_RULES == 5);
+
+/// Whether `ip` is in `net`/`len` (IPv4-mapped addresses compare as IPv4).
+pub fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (canon(ip), canon(net)) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let len = u32::from(len.min(32));
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let len = u32::from(len.min(128));
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Sources refused until a time, in a fixed table (enforcement must not grow under a flood
+/// either): 8 probed slots per key, the soonest-expiring one replaced when all are taken.
+#[derive(Debug)]
+struct RefusalTable {
+    entries: Box<[(u128, u64)]>,
+    hash_key: u64,
+}
+
+impl RefusalTable {
+    const PROBES: usize = 8;
+
+    fn new(capacity: usize, hash_key: u64) -> Self {
+        Self {
+            entries: vec![(0, 0); capacity].into_boxed_slice(),
+            hash_key,
+        }
+    }
+
+    fn slot(&self, key: u128, i: usize) -> usize {
+        let n = self.entries.len();
+        let start = table::mix(self.hash_key ^ key as u64 ^ ((key >> 64) as u64)) as usize % n;
+        (start + i) % n
+    }
+
+    fn refuse(&mut self, ip: IpAddr, until: u64) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let key = table::source_key(ip);
+        let probes = Self::PROBES.min(self.entries.len());
+        let mut chosen = self.slot(key, 0);
+        for i in 0..probes {
+            let index = self.slot(key, i);
+            if self.entries[index].0 == key {
+                chosen = index;
+                break;
+            }
+            if self.entries[index].1 < self.entries[chosen].1 {
+                chosen = index;
+            }
+        }
+        self.entries[chosen] = (key, until);
+    }
+
+    fn is_refused(&self, ip: IpAddr, now_ms: u64) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
+        let key = table::source_key(ip);
+        (0..Self::PROBES.min(self.entries.len())).any(|i| {
+            let (k, until) = self.entries[self.slot(key, i)];
+            k == key && until > now_ms
+        })
+    }
+}

@@ -66,14 +66,14 @@ impl SourceEntry {
     }
 }
 
-fn mix(mut h: u64) -> u64 {
+pub(crate) fn mix(mut h: u64) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
 }
 
 /// The key of a source: its address, or its /64 for IPv6 (a host controls a whole /64).
-fn key_of(ip: IpAddr) -> u128 {
+pub(crate) fn source_key(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -121,7 +121,7 @@ impl SourceTable {
 
     /// The entry of `ip`, created (possibly in place of the least active probed entry) if absent.
     pub fn entry(&mut self, ip: IpAddr, now_ms: u64) -> &mut SourceEntry {
-        let key = key_of(ip);
+        let key = source_key(ip);
         let n = self.entries.len();
         let start =
             (mix(self.hash_key ^ key as u64 ^ ((key >> 64) as u64).rotate_left(17)) as usize) % n;

@@ -192,6 +192,8 @@ pub struct EndpointStats {
     pub violations: [u64; 4],
     /// Alerts raised by the detectors (first alerts and updates).
     pub alerts: u64,
+    /// New connections refused because enforcement refuses their source for a while.
+    pub refused_by_detector: u64,
     /// Secure mode: datagrams for a session that closed moments ago (the peer's remaining
     /// DISCONNECT copies, data in flight), counted without a record each.
     pub late_after_close: u64,
@@ -424,6 +426,9 @@ impl Endpoint {
             let now_ms = self.unix_ms();
             self.detectors.handshake(remote.ip(), now_ms);
             self.report_alerts();
+            if self.refused_by_detector(remote, local, conv) {
+                return None;
+            }
         }
         if !self.config.accept_inbound {
             self.drop_trigger(
@@ -1196,6 +1201,23 @@ impl Endpoint {
         let now_ms = self.unix_ms();
         self.detectors.failed(remote.ip(), reason, cap, now_ms);
         self.report_alerts();
+    }
+
+    /// Enforcement: refuses a new connection from a source a detector refuses for now.
+    fn refused_by_detector(&mut self, remote: SocketAddr, local: SocketAddr, conv: u32) -> bool {
+        if !self.detectors.is_refused(remote.ip(), self.unix_ms()) {
+            return false;
+        }
+        self.stats.refused_by_detector += 1;
+        self.failed_attempt(
+            remote,
+            local,
+            conv,
+            FailReason::RateLimited,
+            DropTrigger::RateLimited,
+            "refused_by_detector",
+        );
+        true
     }
 
     /// Records the alerts the detectors raised.

@@ -165,6 +165,9 @@ impl Endpoint {
         let now_ms = self.unix_ms();
         self.detectors.handshake(remote.ip(), now_ms);
         self.report_alerts();
+        if self.refused_by_detector(remote, local, 0) {
+            return;
+        }
         let hello = match wire::parse_hello(datagram) {
             Ok(hello) => hello,
             Err(error) => {
