@@ -14,6 +14,8 @@ export type * from './event-types';
 export type { FileDestination, HttpDestination, PinoLike, SyslogDestination, IpPrivacy, LogDestination, LogFormat, LogOptions, LogOutputOptions, SeverityName } from './log';
 export { logFormats, pinoSink, severities } from './log';
 export { defaultLimits, presets } from './options';
+export { detectorRules } from './detection';
+export type { DetectionOptions, DetectionRule, DetectionRuleId } from './detection';
 export type { KcpOptions, LimitOptions, PresetName, Mode } from './options';
 export type { NativeStats as ServerStats } from './native';
 export * from './errors';

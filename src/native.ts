@@ -1,4 +1,5 @@
 import type { NativeLogOptions } from './log';
+import type { NativeDetectionOptions } from './detection';
 import type { Mode, ResolvedKcpOptions, ResolvedLimits } from './options';
 
 /**
@@ -26,6 +27,7 @@ export interface NativeEndpointOptions {
   /** 0: a quarter of the idle timeout. */
   keepalive: number;
   limits: ResolvedLimits;
+  detection?: NativeDetectionOptions;
 }
 
 export interface NativeAddressInfo {
@@ -91,6 +93,10 @@ export interface NativeStats {
   violationsSendQueueFull: number;
   /** Secure mode: datagrams of sessions that had just closed (the peer's remaining DISCONNECT copies). */
   lateAfterClose: number;
+  /** `kcp:alert` records raised by the detectors (first alerts and updates). */
+  alerts: number;
+  /** New connections refused by detector enforcement. */
+  refusedByDetector: number;
   /** Failed attempts by reason (`kcp:connection_failed`). */
   failedHandshakeTimeout: number;
   failedInvalidCookie: number;
@@ -142,6 +148,7 @@ export interface NativeEndpointHandle {
 }
 
 interface NativeModule {
+  detectorRules(): { id: string; name: string; threshold: number; window: number; key: string; severity: string; technique?: string }[];
   NativeEndpoint: {
     listen(options: NativeEndpointOptions, onRecords: () => void, onEvents: () => void): NativeEndpointHandle;
     client(

@@ -21,6 +21,7 @@ import {
 import type { KcpEvent } from './event-types';
 import { eventCallback, parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
 import type { AcceptedRecord, AuthRequestRecord, CloseInfo, FailReason } from './records';
+import { resolveDetection, type DetectionOptions } from './detection';
 import type { NativeEndpointOptions, NativeStats } from './native';
 import { Transport, type TransportOwner } from './transport';
 
@@ -56,6 +57,8 @@ export interface ServerOptions extends KcpOptions {
   keepalive?: number;
   /** Connection and handshake limits (each refusal is counted and logged). */
   limits?: LimitOptions;
+  /** The built-in detectors (`docs/detection.md`); `false` turns them off. */
+  detection?: DetectionOptions | false;
   /** Address to bind (default `'0.0.0.0'`; `'::'` is dual-stack). */
   host?: string;
   /** Port to bind (default 0: any free port). */
@@ -115,6 +118,7 @@ export function endpointOptions(
     handshakeTimeout?: number;
     keepalive?: number;
     limits?: LimitOptions;
+    detection?: DetectionOptions | false;
   },
   log?: NativeLogOptions,
 ): NativeEndpointOptions {
@@ -147,6 +151,7 @@ export function endpointOptions(
     handshakeTimeout: resolveTimeout(extra.handshakeTimeout, 'handshakeTimeout', 10000),
     keepalive: extra.keepalive === undefined ? 0 : resolveTimeout(extra.keepalive, 'keepalive', 0),
     limits: resolveLimits(extra.limits),
+    detection: resolveDetection(extra.detection),
   };
 }
 
@@ -174,6 +179,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
       throw new KcpInvalidOptionError("authenticate needs mode 'secure': raw KCP has no handshake to carry a token");
     }
     resolveLimits(options.limits);
+    resolveDetection(options.detection);
     resolveTimeout(options.authTimeout, 'authTimeout', 5000);
     if (options.keepalive !== undefined) resolveTimeout(options.keepalive, 'keepalive', 0);
     this.kcp = resolveKcpOptions(options);

@@ -77,6 +77,8 @@ pub struct NativeStats {
     pub violations_empty_message: f64,
     pub violations_send_queue_full: f64,
     pub late_after_close: f64,
+    pub alerts: f64,
+    pub refused_by_detector: f64,
     pub failed_handshake_timeout: f64,
     pub failed_invalid_cookie: f64,
     pub failed_expired_cookie: f64,
@@ -95,6 +97,80 @@ pub struct NativeStats {
     pub events_produced: f64,
     pub events_lost: f64,
     pub events_lost_js: f64,
+    // kcp-go SNMP names (docs/metrics.md has the mapping).
+    pub bytes_sent: f64,
+    pub bytes_received: f64,
+    pub max_conn: f64,
+    pub curr_estab: u32,
+    pub in_errs: f64,
+    pub in_csum_errors: f64,
+    pub kcp_in_errors: f64,
+    pub in_pkts: f64,
+    pub out_pkts: f64,
+    pub in_segs: f64,
+    pub out_segs: f64,
+    pub in_bytes: f64,
+    pub out_bytes: f64,
+    pub retrans_segs: f64,
+    pub fast_retrans_segs: f64,
+    pub lost_segs: f64,
+    pub repeat_segs: f64,
+    // Per-session counters summed over closed and live sessions.
+    pub sessions_counted: f64,
+    pub session_datagrams_in: f64,
+    pub session_bytes_in: f64,
+    pub session_datagrams_out: f64,
+    pub session_bytes_out: f64,
+    pub messages_in: f64,
+    pub messages_out: f64,
+    pub session_guard_drops: f64,
+    pub in_push_segs: f64,
+    pub out_push_segs: f64,
+    pub acks_sent: f64,
+    pub acks_received: f64,
+    pub window_probes_sent: f64,
+    pub window_probes_received: f64,
+    pub rtt_min_ms: u32,
+    pub rtt_max_ms: u32,
+    // Smoothed RTT of each session (at close, or now for live ones).
+    pub srtt_count: f64,
+    pub srtt_sum_ms: f64,
+    pub srtt_p50_ms: u32,
+    pub srtt_p90_ms: u32,
+    pub srtt_p99_ms: u32,
+    pub srtt_max_ms: u32,
+}
+
+/// One connection's counters so far.
+#[napi(object)]
+pub struct NativeConnectionStats {
+    pub duration_ms: f64,
+    pub datagrams_in: f64,
+    pub bytes_in: f64,
+    pub datagrams_out: f64,
+    pub bytes_out: f64,
+    pub payload_bytes_in: f64,
+    pub payload_bytes_out: f64,
+    pub messages_in: f64,
+    pub messages_out: f64,
+    pub guard_drops: f64,
+    pub srtt_ms: u32,
+    pub rttvar_ms: u32,
+    pub rto_ms: u32,
+    pub rtt_min_ms: u32,
+    pub rtt_max_ms: u32,
+    pub in_segs: f64,
+    pub out_segs: f64,
+    pub in_push_segs: f64,
+    pub out_push_segs: f64,
+    pub retrans_segs: f64,
+    pub fast_retrans_segs: f64,
+    pub lost_segs: f64,
+    pub repeat_segs: f64,
+    pub acks_sent: f64,
+    pub acks_received: f64,
+    pub window_probes_sent: f64,
+    pub window_probes_received: f64,
 }
 
 fn address_info(addr: SocketAddr) -> AddressInfo {
@@ -318,6 +394,8 @@ impl NativeEndpoint {
         let s = self.runtime()?.stats().map_err(to_js)?;
         let d = &s.endpoint.dropped;
         let f = &s.endpoint.failed_by_reason;
+        let t = &s.sessions;
+        let e = &t.engine;
         Ok(NativeStats {
             connections: s.connections as u32,
             datagrams_in: s.endpoint.datagrams_in as f64,
@@ -352,6 +430,8 @@ impl NativeEndpoint {
             violations_empty_message: s.endpoint.violations[2] as f64,
             violations_send_queue_full: s.endpoint.violations[3] as f64,
             late_after_close: s.endpoint.late_after_close as f64,
+            alerts: s.endpoint.alerts as f64,
+            refused_by_detector: s.endpoint.refused_by_detector as f64,
             failed_handshake_timeout: f[0] as f64,
             failed_invalid_cookie: f[1] as f64,
             failed_expired_cookie: f[2] as f64,
@@ -370,7 +450,88 @@ impl NativeEndpoint {
             events_produced: s.events_produced as f64,
             events_lost: s.events_lost as f64,
             events_lost_js: s.events_lost_js as f64,
+            bytes_sent: t.payload_bytes_out as f64,
+            bytes_received: t.payload_bytes_in as f64,
+            max_conn: t.max_live as f64,
+            curr_estab: s.connections as u32,
+            in_errs: s.recv_errors as f64,
+            in_csum_errors: d[7] as f64,
+            kcp_in_errors: d[..5].iter().sum::<u64>() as f64,
+            in_pkts: s.endpoint.datagrams_in as f64,
+            out_pkts: s.datagrams_out as f64,
+            in_segs: e.in_segs as f64,
+            out_segs: e.out_segs as f64,
+            in_bytes: s.endpoint.bytes_in as f64,
+            out_bytes: s.bytes_out as f64,
+            retrans_segs: e.retrans_segs as f64,
+            fast_retrans_segs: e.fast_retrans_segs as f64,
+            lost_segs: e.lost_segs as f64,
+            repeat_segs: e.repeat_segs as f64,
+            sessions_counted: t.sessions as f64,
+            session_datagrams_in: t.datagrams_in as f64,
+            session_bytes_in: t.bytes_in as f64,
+            session_datagrams_out: t.datagrams_out as f64,
+            session_bytes_out: t.bytes_out as f64,
+            messages_in: t.messages_in as f64,
+            messages_out: t.messages_out as f64,
+            session_guard_drops: t.guard_drops as f64,
+            in_push_segs: e.in_push_segs as f64,
+            out_push_segs: e.out_push_segs as f64,
+            acks_sent: e.acks_sent as f64,
+            acks_received: e.acks_received as f64,
+            window_probes_sent: e.window_probes_sent as f64,
+            window_probes_received: e.window_probes_received as f64,
+            rtt_min_ms: e.rtt_min,
+            rtt_max_ms: e.rtt_max,
+            srtt_count: t.srtt.count as f64,
+            srtt_sum_ms: t.srtt.sum_ms as f64,
+            srtt_p50_ms: t.srtt.quantile(0.5),
+            srtt_p90_ms: t.srtt.quantile(0.9),
+            srtt_p99_ms: t.srtt.quantile(0.99),
+            srtt_max_ms: t.srtt.max_ms,
         })
+    }
+
+    /// One live connection's counters so far, or `null` for an unknown or closed handle.
+    #[napi]
+    pub fn connection_stats(&self, handle: u32) -> Result<Option<NativeConnectionStats>> {
+        let Some(c) = self
+            .runtime()?
+            .connection_stats(handle)
+            .map_err(to_js)?
+        else {
+            return Ok(None);
+        };
+        let e = &c.engine;
+        Ok(Some(NativeConnectionStats {
+            duration_ms: c.duration_ms as f64,
+            datagrams_in: c.datagrams_in as f64,
+            bytes_in: c.bytes_in as f64,
+            datagrams_out: c.datagrams_out as f64,
+            bytes_out: c.bytes_out as f64,
+            payload_bytes_in: c.payload_bytes_in as f64,
+            payload_bytes_out: c.payload_bytes_out as f64,
+            messages_in: c.messages_in as f64,
+            messages_out: c.messages_out as f64,
+            guard_drops: c.guard_drops as f64,
+            srtt_ms: c.srtt_ms,
+            rttvar_ms: c.rttvar_ms,
+            rto_ms: c.rto_ms,
+            rtt_min_ms: e.rtt_min,
+            rtt_max_ms: e.rtt_max,
+            in_segs: e.in_segs as f64,
+            out_segs: e.out_segs as f64,
+            in_push_segs: e.in_push_segs as f64,
+            out_push_segs: e.out_push_segs as f64,
+            retrans_segs: e.retrans_segs as f64,
+            fast_retrans_segs: e.fast_retrans_segs as f64,
+            lost_segs: e.lost_segs as f64,
+            repeat_segs: e.repeat_segs as f64,
+            acks_sent: e.acks_sent as f64,
+            acks_received: e.acks_received as f64,
+            window_probes_sent: e.window_probes_sent as f64,
+            window_probes_received: e.window_probes_received as f64,
+        }))
     }
 
     /// Lets the process exit while this endpoint is open.

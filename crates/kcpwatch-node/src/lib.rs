@@ -5,6 +5,7 @@
 #[macro_use]
 extern crate napi_derive;
 
+mod detection;
 mod endpoint;
 mod errors;
 mod options;

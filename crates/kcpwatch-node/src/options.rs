@@ -64,6 +64,8 @@ pub struct EndpointOptions {
     pub keepalive: u32,
     /// Admission limits.
     pub limits: LimitOptions,
+    /// Detectors; absent for the defaults.
+    pub detection: Option<crate::detection::DetectionOptions>,
 }
 
 /// Admission limits, resolved with their defaults by `src/options.ts`.
@@ -398,6 +400,10 @@ pub(crate) fn runtime_config(
             handshake_burst_per_ip: l.handshake_burst_per_ip,
             handshakes_global: l.handshakes_per_second,
             handshake_burst_global: l.handshake_burst,
+        },
+        detectors: match &o.detection {
+            Some(d) => crate::detection::detector_config(d)?,
+            None => Default::default(),
         },
         ..EndpointConfig::default()
     };

@@ -1,0 +1,173 @@
+//! Detector settings as JavaScript passes them (resolved by `src/detection.ts`), and the
+//! built-in rules with their defaults for JavaScript (the Sigma rules' test compares them).
+
+use std::net::IpAddr;
+
+use kcpwatch_proto::detect::{DetectorConfig, Rule, Threshold};
+
+use crate::errors::invalid;
+
+/// One rule's threshold and window.
+#[napi(object)]
+pub struct RuleThresholdOptions {
+    /// `KCPW-001` ... `KCPW-009`.
+    pub rule: String,
+    pub threshold: u32,
+    /// Milliseconds.
+    pub window: u32,
+}
+
+/// The detectors' settings.
+#[napi(object)]
+pub struct DetectionOptions {
+    pub enabled: bool,
+    pub table_capacity: u32,
+    /// Milliseconds between updates of an ongoing alert.
+    pub update_interval: u32,
+    pub thresholds: Vec<RuleThresholdOptions>,
+    /// KCPW-002: how far above its baseline the global handshake rate must rise.
+    pub spike_factor: u32,
+    /// KCPW-007: attempts in the window before the ratio counts.
+    pub error_rate_min_attempts: u32,
+    /// Enforcement: milliseconds a flagged source may open no new connection (0: off).
+    pub refuse_ms: u32,
+    /// Rules that enforce (empty: every per-source rule).
+    pub enforce_rules: Vec<String>,
+    /// Networks never refused, `ADDRESS/PREFIX`.
+    pub allow_list: Vec<String>,
+}
+
+/// A built-in rule and its defaults.
+#[napi(object)]
+pub struct RuleInfo {
+    pub id: String,
+    pub name: String,
+    pub threshold: u32,
+    /// Milliseconds.
+    pub window: u32,
+    /// `source` or `listener`.
+    pub key: String,
+    /// Syslog severity name of its alert.
+    pub severity: String,
+    pub technique: Option<String>,
+}
+
+fn rule_by_id(id: &str) -> napi::Result<Rule> {
+    Rule::ALL.into_iter().find(|r| r.id() == id).ok_or_else(|| {
+        invalid(format!(
+            "unknown detection rule {id:?} (KCPW-001 to KCPW-009)"
+        ))
+    })
+}
+
+fn slot(config: &mut DetectorConfig, rule: Rule) -> ThresholdSlot<'_> {
+    match rule {
+        Rule::HandshakeFloodSource => ThresholdSlot::Plain(&mut config.handshake_flood_source),
+        Rule::HandshakeFloodGlobal => ThresholdSlot::Plain(&mut config.handshake_flood_global),
+        Rule::FailedHandshakesSource => ThresholdSlot::Plain(&mut config.failed_handshakes_source),
+        Rule::ConvScanSource => ThresholdSlot::Plain(&mut config.conv_scan_source),
+        Rule::InvalidBurst => ThresholdSlot::Plain(&mut config.invalid_burst),
+        Rule::DeadLinkBurst => ThresholdSlot::Plain(&mut config.dead_link_burst),
+        Rule::ErrorRateSpike => ThresholdSlot::Rate(
+            &mut config.error_rate_percent,
+            &mut config.error_rate_window_ms,
+        ),
+        Rule::ChurnSource => ThresholdSlot::Plain(&mut config.churn_source),
+        Rule::PerIpCap => ThresholdSlot::Plain(&mut config.per_ip_cap),
+    }
+}
+
+enum ThresholdSlot<'a> {
+    Plain(&'a mut Threshold),
+    Rate(&'a mut u32, &'a mut u64),
+}
+
+fn read(config: &mut DetectorConfig, rule: Rule) -> (u32, u64) {
+    match slot(config, rule) {
+        ThresholdSlot::Plain(t) => (t.threshold, t.window_ms),
+        ThresholdSlot::Rate(percent, window) => (*percent, *window),
+    }
+}
+
+/// The runtime's detector configuration.
+pub(crate) fn detector_config(o: &DetectionOptions) -> napi::Result<DetectorConfig> {
+    let mut config = DetectorConfig {
+        enabled: o.enabled,
+        table_capacity: o.table_capacity.max(8) as usize,
+        update_interval_ms: u64::from(o.update_interval.max(1)),
+        spike_factor: o.spike_factor.max(1),
+        error_rate_min_attempts: o.error_rate_min_attempts,
+        refuse_ms: u64::from(o.refuse_ms),
+        ..DetectorConfig::default()
+    };
+    for t in &o.thresholds {
+        let rule = rule_by_id(&t.rule)?;
+        match slot(&mut config, rule) {
+            ThresholdSlot::Plain(slot) => {
+                *slot = Threshold {
+                    threshold: t.threshold.max(1),
+                    window_ms: u64::from(t.window.max(1)),
+                }
+            }
+            ThresholdSlot::Rate(percent, window) => {
+                *percent = t.threshold.clamp(1, 100);
+                *window = u64::from(t.window.max(1));
+            }
+        }
+    }
+    config.enforce_rules = o
+        .enforce_rules
+        .iter()
+        .map(|id| rule_by_id(id))
+        .collect::<napi::Result<_>>()?;
+    config.allow_list = o
+        .allow_list
+        .iter()
+        .map(|net| {
+            let (ip, len) = net.split_once('/').unwrap_or((net, ""));
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| invalid(format!("allowList entry {net:?} is not ADDRESS/PREFIX")))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = if len.is_empty() {
+                max
+            } else {
+                len.parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| invalid(format!("allowList entry {net:?} has a bad prefix")))?
+            };
+            Ok((ip, len))
+        })
+        .collect::<napi::Result<_>>()?;
+    Ok(config)
+}
+
+/// The built-in rules with their default thresholds and windows.
+#[napi]
+pub fn detector_rules() -> Vec<RuleInfo> {
+    let mut defaults = DetectorConfig::default();
+    Rule::ALL
+        .into_iter()
+        .map(|rule| {
+            let (threshold, window) = read(&mut defaults, rule);
+            let per_source = matches!(
+                rule,
+                Rule::HandshakeFloodSource
+                    | Rule::FailedHandshakesSource
+                    | Rule::ConvScanSource
+                    | Rule::ChurnSource
+                    | Rule::PerIpCap
+            );
+            RuleInfo {
+                id: rule.id().into(),
+                name: rule.name().into(),
+                threshold,
+                window: window as u32,
+                key: if per_source { "source" } else { "listener" }.into(),
+                severity: rule.severity().as_str().into(),
+                technique: rule.technique().map(Into::into),
+            }
+        })
+        .collect()
+}
