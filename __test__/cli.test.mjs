@@ -216,5 +216,10 @@ test('demo: secure clients echo through the lossy relay while a wrong token and 
   const [, sent, answered] = /\[flood\] sent \d+ datagrams \((\d+) bytes\); the server answered the flooding sources with (\d+) bytes/.exec(out);
   t.true(Number(answered) <= Number(sent), `${answered} > ${sent}`);
   t.regex(out, /\[server\] stats connections=0 passive_opens=3 /);
+  // The attack phase raises the detectors' alerts: the scanner by its address, the flood overall.
+  const [, scanner] = /one scanner \(([\d.]+)\)/.exec(out);
+  t.regex(out, new RegExp(`kcp:alert alert KCPW-004 \\(conv_scan_source\\).* from ${scanner.replaceAll('.', '\\.')}`));
+  t.regex(out, /kcp:alert alert KCPW-002 \(handshake_flood_global\)/);
+  t.regex(out, /kcp:alert alert KCPW-005 \(invalid_datagram_burst\)/);
   t.regex(out, /every message arrived exactly once, in order; the intruder and the flood opened nothing/);
 });

@@ -53,7 +53,11 @@ async function runClient(conn: Connection, client: number, messages: number, out
   return ok && received === messages;
 }
 
-/** Sends `count` spoofed-looking datagrams from `sources` sockets; resolves with the bytes sent and received. */
+/**
+ * Sends `count` spoofed-looking datagrams: HELLOs and garbage from the `sources` sockets, and
+ * session datagrams for guessed convs from the last one (a conv scanner). Resolves with the
+ * bytes sent and received.
+ */
 async function flood(port: number, count: number, sources: Socket[]): Promise<{ sent: number; bytesSent: number; bytesReceived: number }> {
   let bytesReceived = 0;
   for (const s of sources) s.on('message', (m) => (bytesReceived += m.length));
@@ -80,7 +84,10 @@ async function flood(port: number, count: number, sources: Socket[]): Promise<{ 
         datagram = randomBytes(1 + (i % 300));
     }
     bytesSent += datagram.length;
-    const source = sources[i % sources.length]!;
+    // The scanner sends the guessed session datagrams and the forged cookies; the others flood
+    // plain HELLOs and garbage.
+    const fromScanner = i % 3 === 1 || (i % 3 === 0 && i % 2 === 1);
+    const source = fromScanner ? sources[sources.length - 1]! : sources[i % (sources.length - 1)]!;
     await new Promise<void>((resolve) => source.send(datagram, port, '127.0.0.1', () => resolve()));
     // Yield now and then so the legitimate clients' timers keep running in this process.
     if (i % 200 === 199) await new Promise((resolve) => setImmediate(resolve));
@@ -149,7 +156,12 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   );
   const sources = options.flood > 0 ? await floodSources(32) : [];
   const flooding = options.flood > 0 ? flood(address.port, options.flood, sources) : undefined;
-  if (flooding) out(`[flood] ${options.flood} spoofed-looking datagrams from ${sources.length} loopback addresses while the players echo`);
+  if (flooding) {
+    out(
+      `[flood] ${options.flood} spoofed-looking datagrams while the players echo: HELLOs and garbage from ${sources.length - 1} loopback addresses, ` +
+        `guessed convs with guessed tags and forged cookies from one scanner (${sources.at(-1)!.address().address})`,
+    );
+  }
   const results = await Promise.all(clients.map((conn, index) => runClient(conn, index + 1, options.messages, out)));
   if (flooding) {
     const f = await flooding;
@@ -171,7 +183,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       `hellos=${stats.hellosReceived} cookies_sent=${stats.cookiesSent} auth_rejected=${stats.failedAuthRejected} ` +
       `invalid_cookie=${stats.failedInvalidCookie} rate_limited=${stats.failedRateLimited} bad_tag=${stats.droppedBadTag} ` +
       `unknown_connection=${stats.droppedUnknownConnection} bad_cmd=${stats.droppedBadCmd} too_short=${stats.droppedTooShort} ` +
-      `bytes_sent_unvalidated=${stats.bytesSentUnvalidated} bytes_received_unvalidated=${stats.bytesReceivedUnvalidated}`,
+      `bytes_sent_unvalidated=${stats.bytesSentUnvalidated} bytes_received_unvalidated=${stats.bytesReceivedUnvalidated} alerts=${stats.alerts}`,
   );
   const rs = relay.stats();
   out(`[relay] forwarded=${rs.forwarded} dropped=${rs.dropped} duplicated=${rs.duplicated} reordered=${rs.reordered}`);
