@@ -4,7 +4,10 @@
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 
+import { randomBytes } from 'node:crypto';
+
 import test from 'ava';
+import { segment } from './helpers/kcpwire.mjs';
 import { EventLog, kcpwatch } from './helpers/util.mjs';
 
 function hello(i) {
@@ -137,4 +140,150 @@ test('invalid detection options are refused', (t) => {
   ]) {
     t.throws(() => kcpwatch.createServer({ detection }), { code: 'KCP_ERR_INVALID_OPTION' }, JSON.stringify(detection));
   }
+});
+
+// One test per rule on real loopback sockets, with thresholds lowered so the traffic stays
+// small: each asserts exactly the alert the rule raises and no other.
+
+/** Sends each datagram from its socket and waits until the server has counted them all. */
+async function deliver(s, pairs, port) {
+  const before = s.stats().datagramsIn;
+  for (const [socket, d] of pairs) socket.send(d, port, '127.0.0.1');
+  const deadline = Date.now() + 10_000;
+  while (s.stats().datagramsIn < before + pairs.length) {
+    if (Date.now() > deadline) throw new Error('the server did not receive every datagram');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+async function sources(t, n, base = 20) {
+  const list = await Promise.all(Array.from({ length: n }, (_, i) => source(`127.0.${base}.${i + 1}`)));
+  t.teardown(() => list.forEach((x) => x.close()));
+  return list;
+}
+
+/**
+ * Waits for `expected` alerts, then closes the server so every record it produced has been
+ * delivered, and returns all the alerts: an extra one would show.
+ */
+async function alertsOf(s, log, expected) {
+  await log.waitForCount((e) => e.name === 'kcp:alert', expected);
+  await s.close();
+  assertStopped(log);
+  return log.records.filter((e) => e.name === 'kcp:alert');
+}
+
+function assertStopped(log) {
+  if (log.records.at(-1)?.name !== 'kcp:listener_stopped') throw new Error('the listener_stopped record is missing');
+}
+
+const rule = (id, threshold, window = 60_000) => ({ [id]: { threshold, window } });
+
+test('KCPW-002 on loopback: handshakes from many sources', async (t) => {
+  const { s, port, log } = await server(t, { detection: { rules: rule('KCPW-002', 40, 10_000) } });
+  const list = await sources(t, 20);
+  await deliver(s, list.flatMap((x, i) => [0, 1, 2].map((k) => [x, hello(i * 10 + k)])), port);
+  const alerts = await alertsOf(s, log, 1);
+  t.is(alerts.length, 1);
+  t.like(alerts[0], { rule_id: 'KCPW-002', group: 'listener', observed: 40, threshold: 40, severity: 1 });
+  t.false('group_ip' in alerts[0]);
+});
+
+test('KCPW-003 on loopback: forged cookies from one source', async (t) => {
+  const { s, port, log } = await server(t, { detection: { rules: rule('KCPW-003', 5) } });
+  const [x] = await sources(t, 1, 21);
+  await deliver(s, Array.from({ length: 6 }, (_, i) => {
+    const d = hello(i);
+    randomBytes(16).copy(d, 20);
+    return [x, d];
+  }), port);
+  const alerts = await alertsOf(s, log, 1);
+  t.deepEqual(alerts.map((a) => [a.rule_id, a.group_ip, a.observed]), [['KCPW-003', '127.0.21.1', 5]]);
+  t.is(log.records.filter((e) => e.name === 'kcp:connection_failed' && e.reason === 'invalid_cookie').length, 6);
+});
+
+test('KCPW-004 on loopback: a source scanning convs', async (t) => {
+  const { s, port, log } = await server(t, { detection: { rules: rule('KCPW-004', 8) } });
+  const [x] = await sources(t, 1, 22);
+  await deliver(s, Array.from({ length: 12 }, (_, i) => {
+    const d = randomBytes(40);
+    d[0] = 0x10;
+    d.writeUInt32LE(0x1000 + i * 7919, 1);
+    return [x, d];
+  }), port);
+  const alerts = await alertsOf(s, log, 1);
+  t.is(alerts.length, 1);
+  t.like(alerts[0], { rule_id: 'KCPW-004', group_ip: '127.0.22.1', mitre_technique: 'T1046' });
+  t.true(alerts[0].observed >= 8 && alerts[0].observed <= 9, String(alerts[0].observed));
+});
+
+test('KCPW-005 on loopback: a burst of invalid datagrams', async (t) => {
+  const { s, port, log } = await server(t, { detection: { rules: rule('KCPW-005', 30, 10_000) } });
+  const list = await sources(t, 5, 23);
+  await deliver(s, Array.from({ length: 35 }, (_, i) => [list[i % 5], Buffer.from([0x7f, i, 2, 3])]), port);
+  const alerts = await alertsOf(s, log, 1);
+  t.deepEqual(alerts.map((a) => [a.rule_id, a.group, a.observed]), [['KCPW-005', 'listener', 30]]);
+});
+
+test('KCPW-006 on loopback: raw peers that vanish end as dead links', async (t) => {
+  const { s, port, log } = await server(t, {
+    mode: 'raw',
+    deadLink: 2,
+    detection: { rules: rule('KCPW-006', 3) },
+  });
+  const list = await sources(t, 3, 24);
+  const closed = log.waitForCount((e) => e.name === 'kcp:connection_closed', 3, 30_000);
+  // Each peer opens a session with one message and never acknowledges the echo.
+  await deliver(s, list.map((x, i) => [x, segment({ conv: 100 + i, payload: Buffer.from('hi') })]), port);
+  const closes = await closed;
+  t.true(closes.every((e) => e.reason === 'dead_link'));
+  const alerts = await alertsOf(s, log, 1);
+  t.deepEqual(alerts.map((a) => [a.rule_id, a.observed]), [['KCPW-006', 3]]);
+});
+
+test('KCPW-007 on loopback: most attempts failing', async (t) => {
+  const { s, port, log } = await server(t, { mode: 'raw', detection: { errorRateMinAttempts: 4 } });
+  const list = await sources(t, 4, 25);
+  const bad = (conv) => segment({ conv, frg: 255, payload: Buffer.from('x') });
+  await deliver(s, [[list[0], segment({ conv: 1, payload: Buffer.from('ok') })], [list[1], bad(2)], [list[2], bad(3)], [list[3], bad(4)]], port);
+  const alerts = await alertsOf(s, log, 1);
+  t.deepEqual(alerts.map((a) => [a.rule_id, a.observed, a.threshold]), [['KCPW-007', 75, 50]]);
+});
+
+test('KCPW-008 on loopback: one address opening connection after connection', async (t) => {
+  const { s, port, log } = await server(t, { mode: 'raw', detection: { rules: rule('KCPW-008', 5) } });
+  const list = await Promise.all(Array.from({ length: 6 }, () => source('127.0.26.1')));
+  t.teardown(() => list.forEach((x) => x.close()));
+  await deliver(s, list.map((x, i) => [x, segment({ conv: 10 + i, payload: Buffer.from('hi') })]), port);
+  const alerts = await alertsOf(s, log, 1);
+  t.deepEqual(alerts.map((a) => [a.rule_id, a.group_ip, a.observed]), [['KCPW-008', '127.0.26.1', 5]]);
+});
+
+test('KCPW-009 on loopback: a source held at its connection cap', async (t) => {
+  const { s, port, log } = await server(t, {
+    mode: 'raw',
+    limits: { maxConnectionsPerIp: 1 },
+    detection: { rules: rule('KCPW-009', 3) },
+  });
+  const list = await Promise.all(Array.from({ length: 4 }, () => source('127.0.27.1')));
+  t.teardown(() => list.forEach((x) => x.close()));
+  await deliver(s, list.map((x, i) => [x, segment({ conv: 20 + i, payload: Buffer.from('hi') })]), port);
+  const alerts = await alertsOf(s, log, 1);
+  t.deepEqual(alerts.map((a) => [a.rule_id, a.group_ip, a.observed]), [['KCPW-009', '127.0.27.1', 3]]);
+  t.is(log.records.filter((e) => e.name === 'kcp:connection_failed' && e.reason === 'capacity').length, 3);
+});
+
+test('quiet traffic on loopback raises no alert', async (t) => {
+  const { s, port, log } = await server(t, {});
+  const clients = Array.from({ length: 5 }, () => kcpwatch.connect({ host: '127.0.0.1', port, log: false }));
+  await Promise.all(clients.map((c) => c.ready()));
+  for (const c of clients) for (let i = 0; i < 50; i++) c.send(`m${i}`);
+  await Promise.all(clients.map((c) => new Promise((resolve) => {
+    let n = 0;
+    c.on('message', () => ++n === 50 && resolve());
+  })));
+  for (const c of clients) c.close();
+  await s.close();
+  t.deepEqual(log.records.filter((e) => e.name === 'kcp:alert'), []);
+  t.is(s.address(), null);
 });
