@@ -495,11 +495,7 @@ impl NativeEndpoint {
     /// One live connection's counters so far, or `null` for an unknown or closed handle.
     #[napi]
     pub fn connection_stats(&self, handle: u32) -> Result<Option<NativeConnectionStats>> {
-        let Some(c) = self
-            .runtime()?
-            .connection_stats(handle)
-            .map_err(to_js)?
-        else {
+        let Some(c) = self.runtime()?.connection_stats(handle).map_err(to_js)? else {
             return Ok(None);
         };
         let e = &c.engine;

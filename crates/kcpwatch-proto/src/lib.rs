@@ -26,6 +26,7 @@ pub mod events;
 pub mod guard;
 pub mod lifecycle;
 pub mod limits;
+pub mod metrics;
 pub mod privacy;
 pub mod secure;
 pub mod segment;

@@ -48,6 +48,8 @@ pub(crate) enum Command {
     /// Answers an authentication request: its id and whether the token is accepted.
     ResolveAuth(u64, bool),
     Stats(Sender<RuntimeStats>),
+    /// One connection's summary so far (`None`: unknown or closed).
+    ConnectionStats(u32, Sender<Option<kcpwatch_proto::ConnectionSummary>>),
     Shutdown,
 }
 
@@ -469,7 +471,14 @@ impl IoThread {
                     stats.endpoint = self.endpoint.stats().clone();
                     stats.connections = self.endpoint.connection_count();
                     stats.pending_auth = self.endpoint.pending_auth_count();
+                    stats.sessions = self.endpoint.session_totals();
                     let _ = reply.send(stats);
+                }
+                Command::ConnectionStats(handle, reply) => {
+                    let summary = self
+                        .endpoint
+                        .connection_summary(ConnectionHandle::from_bits(handle));
+                    let _ = reply.send(summary);
                 }
             }
         }

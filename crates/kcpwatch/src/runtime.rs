@@ -64,6 +64,9 @@ impl RuntimeConfig {
 pub struct RuntimeStats {
     /// The endpoint's counters.
     pub endpoint: EndpointStats,
+    /// Per-session counters summed over every session so far (closed and live), with the
+    /// smoothed-RTT histogram.
+    pub sessions: kcpwatch_proto::metrics::SessionTotals,
     /// Live connections.
     pub connections: usize,
     /// Secure mode: handshakes waiting for the application's authentication answer.
@@ -318,6 +321,16 @@ impl Runtime {
         }
         stats.events_lost_js = self.outbox.lost();
         Ok(stats)
+    }
+
+    /// A live connection's counters so far; `None` for an unknown or closed handle.
+    pub fn connection_stats(
+        &self,
+        handle: u32,
+    ) -> Result<Option<kcpwatch_proto::ConnectionSummary>, RuntimeError> {
+        let (reply, answer) = bounded(1);
+        self.command(Command::ConnectionStats(handle, reply))?;
+        answer.recv().map_err(|_| RuntimeError::Closed)
     }
 
     /// Security records produced and lost so far; readable after shutdown too, so the final

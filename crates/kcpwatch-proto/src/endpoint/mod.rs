@@ -300,6 +300,8 @@ pub struct Endpoint {
     /// Secure mode: convs of sessions that closed recently, oldest first, with when.
     recently_closed: VecDeque<(u32, u64)>,
     detectors: Detectors,
+    /// Counters of closed sessions, summed, and the live-session high-water mark (metrics).
+    totals: crate::metrics::SessionTotals,
 }
 
 mod secure;
@@ -326,6 +328,7 @@ impl Endpoint {
             next_auth_id: 1,
             scratch: Vec::new(),
             recently_closed: VecDeque::new(),
+            totals: Default::default(),
             detectors: Detectors::new(
                 config.detectors.clone(),
                 u64::from_le_bytes(rate_key) ^ 0x5bd1_e995,
@@ -691,6 +694,7 @@ impl Endpoint {
             self.counts.add(remote.ip());
         }
         self.live += 1;
+        self.totals.note_live(self.live);
         self.reschedule(handle, now);
         handle
     }
@@ -1146,6 +1150,7 @@ impl Endpoint {
         // A panicking engine may have left counters unreadable; the close is recorded all the
         // same, with what could be read.
         let summary = summary.unwrap_or_else(|_| ConnectionSummary::empty(conn));
+        self.totals.add(&summary);
         self.emit(SecurityEvent::ConnectionClosed(ConnectionClosed {
             conn,
             reason,
@@ -1284,6 +1289,17 @@ impl Endpoint {
             local: s.local,
             state: s.state,
         })
+    }
+
+    /// Per-session counters summed over every session so far: the closed ones, plus the live
+    /// ones as they are now (O(live sessions), for metrics reads).
+    pub fn session_totals(&self) -> crate::metrics::SessionTotals {
+        let now = self.clock.extended();
+        let mut totals = self.totals;
+        for session in self.slots.iter().filter_map(|slot| slot.session.as_ref()) {
+            totals.add(&session.summary(now));
+        }
+        totals
     }
 
     /// A connection's summary so far.
