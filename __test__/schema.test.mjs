@@ -20,14 +20,15 @@ function errorsOf(record) {
 
 // ---- hand-written records ------------------------------------------------------------------
 
-const levels = { info: [6, 30], notice: [5, 30], warning: [4, 40], error: [3, 50] };
+const levels = { info: [6, 30], notice: [5, 30], warning: [4, 40], error: [3, 50], alert: [1, 60] };
 let seq = 0;
 
 function record(name, levelName, fields, msg = `${name} example`) {
   const [severity, level] = levels[levelName];
   const n = seq++;
+  const second = new Date((1764170000 + n) * 1000).toISOString().slice(0, 19);
   return {
-    ts: `2025-11-26T15:13:${String(20 + n).padStart(2, '0')}.${String(412305 + n).padStart(6, '0')}Z`,
+    ts: `${second}.${String(412305 + n).padStart(6, '0')}Z`,
     time: 1764170000412 + n * 1000,
     level,
     level_name: levelName,
@@ -392,6 +393,79 @@ const valid = {
     since: '2025-11-26T15:15:21.774012Z',
   }),
   log_loss_minimal: record('log_loss', 'warning', { lost_total: 1, lost_critical: 1, lost_bulk: 0 }),
+  alert_source: record(
+    'alert',
+    'warning',
+    {
+      rule_id: 'KCPW-001',
+      rule_name: 'handshake_flood_source',
+      threshold: 100,
+      window_ms: 10000,
+      observed: 120,
+      first_seen: '2025-11-26T15:15:31.118000Z',
+      last_seen: '2025-11-26T15:15:41.006000Z',
+      update: false,
+      mitre_technique: 'T1498.001',
+      group: 'source',
+      group_ip: '198.51.100.23',
+    },
+    'alert KCPW-001 (handshake_flood_source): 120 in 10000 ms, threshold 100 from 198.51.100.23',
+  ),
+  alert_listener: record(
+    'alert',
+    'alert',
+    {
+      rule_id: 'KCPW-002',
+      rule_name: 'handshake_flood_global',
+      threshold: 1000,
+      window_ms: 10000,
+      observed: 5210,
+      first_seen: '2025-11-26T15:15:31.118000Z',
+      last_seen: '2025-11-26T15:16:31.118000Z',
+      update: true,
+      mitre_technique: 'T1498.001',
+      group: 'listener',
+    },
+    'alert update KCPW-002 (handshake_flood_global): 5210 in 10000 ms, threshold 1000',
+  ),
+  alert_without_technique: record('alert', 'warning', {
+    rule_id: 'KCPW-007',
+    rule_name: 'error_rate_spike',
+    threshold: 50,
+    window_ms: 60000,
+    observed: 81,
+    first_seen: '2025-11-26T15:15:31.118000Z',
+    last_seen: '2025-11-26T15:16:31.118000Z',
+    update: false,
+    group: 'listener',
+  }),
+  alert_source_v6_hmac: record('alert', 'warning', {
+    ip_privacy: 'hmac',
+    rule_id: 'KCPW-004',
+    rule_name: 'conv_scan_source',
+    threshold: 32,
+    window_ms: 60000,
+    observed: 40,
+    first_seen: '2025-11-26T15:15:31.118000Z',
+    last_seen: '2025-11-26T15:15:41.006000Z',
+    update: false,
+    mitre_technique: 'T1046',
+    group: 'source',
+    group_ip_pseudonym: 'k1:jKSYvDBx7bEuMojr3mlyrA',
+  }),
+  alert_source_omit: record('alert', 'warning', {
+    ip_privacy: 'omit',
+    rule_id: 'KCPW-009',
+    rule_name: 'per_ip_cap_reached',
+    threshold: 5,
+    window_ms: 60000,
+    observed: 5,
+    first_seen: '2025-11-26T15:15:31.118000Z',
+    last_seen: '2025-11-26T15:15:41.006000Z',
+    update: false,
+    mitre_technique: 'T1499.002',
+    group: 'source',
+  }),
 };
 
 const eventNames = schema.$defs.event_name.enum;
@@ -406,7 +480,7 @@ test('the schema is draft 2020-12 with the published $id and compiles under stri
 });
 
 test('every event name has a definition that refuses undeclared fields, and a valid example here', (t) => {
-  t.is(eventNames.length, 13);
+  t.is(eventNames.length, 14);
   const examples = new Set(Object.values(valid).map((r) => r.name));
   for (const name of eventNames) {
     const def = schema.$defs[name.slice('kcp:'.length)];
@@ -440,7 +514,8 @@ test('an unknown extra field is refused on every event', (t) => {
 });
 
 test('a wrong name is refused', (t) => {
-  t.not(errorsOf({ ...clone(valid.stats), name: 'kcp:alert' }).length, 0, 'not in the catalog');
+  t.not(errorsOf({ ...clone(valid.stats), name: 'kcp:detector_fired' }).length, 0, 'not in the catalog');
+  t.not(errorsOf({ ...clone(valid.stats), name: 'kcp:alert' }).length, 0, "another event's name");
   t.not(errorsOf({ ...clone(valid.stats), name: 'stats' }).length, 0, 'no kcp: prefix');
   t.not(errorsOf({ ...clone(valid.stats), name: 'kcp:listener_stopped' }).length, 0, "another event's name");
   const noName = clone(valid.stats);
@@ -470,6 +545,7 @@ const optional = {
   'kcp:protocol_violation': ['community_id', 'limit'],
   'kcp:error': ['community_id', 'suppressed'],
   'kcp:log_loss': ['lost_severity_notice', 'lost_severity_info', 'since'],
+  'kcp:alert': ['group_ip_pseudonym'],
 };
 
 test('a missing required field is refused, and only documented fields are optional', (t) => {
@@ -659,6 +735,75 @@ test('kcp:peer_address_changed: the new flow in the connection fields, the old a
   t.not(errorsOf({ ...pseudonyms, old_peer_ip_pseudonym: '203.0.113.7' }).length, 0);
 });
 
+test('kcp:alert: rule id, name, severity, group and technique belong together', (t) => {
+  const alert = (base, patch) => {
+    const r = { ...clone(base), ...patch };
+    for (const [k, v] of Object.entries(patch)) if (v === undefined) delete r[k];
+    return r;
+  };
+  const src = valid.alert_source;
+  const warning = { severity: 4, level: 40, level_name: 'warning' };
+  const critical = { severity: 1, level: 60, level_name: 'alert' };
+  // Every rule, with its own name, group, severity and technique.
+  const rules = [
+    ['KCPW-001', 'handshake_flood_source', 'source', warning, 'T1498.001'],
+    ['KCPW-002', 'handshake_flood_global', 'listener', critical, 'T1498.001'],
+    ['KCPW-003', 'failed_handshakes_source', 'source', warning, 'T1110'],
+    ['KCPW-004', 'conv_scan_source', 'source', warning, 'T1046'],
+    ['KCPW-005', 'invalid_datagram_burst', 'listener', critical, 'T1498.001'],
+    ['KCPW-006', 'dead_link_burst', 'listener', warning, undefined],
+    ['KCPW-007', 'error_rate_spike', 'listener', warning, undefined],
+    ['KCPW-008', 'connection_churn_source', 'source', warning, 'T1499.002'],
+    ['KCPW-009', 'per_ip_cap_reached', 'source', warning, 'T1499.002'],
+  ];
+  for (const [rule_id, rule_name, group, sev, mitre_technique] of rules) {
+    const ok = alert(src, {
+      rule_id,
+      rule_name,
+      group,
+      ...sev,
+      mitre_technique,
+      group_ip: group === 'source' ? '198.51.100.23' : undefined,
+    });
+    t.deepEqual(errorsOf(ok), [], rule_id);
+    t.not(errorsOf({ ...clone(ok), rule_name: rule_id === 'KCPW-001' ? 'conv_scan_source' : 'handshake_flood_source' }).length, 0, `${rule_id}: another rule's name`);
+    t.not(errorsOf({ ...clone(ok), ...(sev === warning ? critical : warning) }).length, 0, `${rule_id}: severity`);
+    if (mitre_technique) {
+      t.not(errorsOf(alert(ok, { mitre_technique: undefined })).length, 0, `${rule_id}: technique required`);
+      t.not(errorsOf({ ...clone(ok), mitre_technique: mitre_technique === 'T1110' ? 'T1046' : 'T1110' }).length, 0, `${rule_id}: another technique`);
+    } else {
+      t.not(errorsOf({ ...clone(ok), mitre_technique: 'T1110' }).length, 0, `${rule_id}: no technique`);
+    }
+    const other = group === 'source' ? 'listener' : 'source';
+    t.not(errorsOf(alert(ok, { group: other, group_ip: other === 'source' ? '198.51.100.23' : undefined })).length, 0, `${rule_id}: group`);
+  }
+  // The vocabularies.
+  t.not(errorsOf({ ...clone(src), rule_id: 'KCPW-010' }).length, 0, 'unknown rule id');
+  t.not(errorsOf({ ...clone(src), rule_id: 'kcpw-001' }).length, 0, 'rule ids are upper case');
+  t.not(errorsOf({ ...clone(src), mitre_technique: 'T1498' }).length, 0, 'the technique is exact');
+  t.not(errorsOf({ ...clone(src), group: 'prefix' }).length, 0);
+  t.not(errorsOf({ ...clone(src), update: 'false' }).length, 0, 'update is a boolean');
+  t.not(errorsOf({ ...clone(src), observed: -1 }).length, 0);
+  t.not(errorsOf({ ...clone(src), threshold: 1.5 }).length, 0);
+  t.not(errorsOf({ ...clone(src), first_seen: 1764170131118 }).length, 0, 'first_seen is RFC 3339');
+  t.not(errorsOf({ ...clone(src), last_seen: '2025-11-26T15:15:41Z' }).length, 0, 'microsecond format');
+  // The grouping address: required for a source in full mode, absent for the listener, through
+  // the privacy mode.
+  t.not(errorsOf(alert(src, { group_ip: undefined })).length, 0, 'a source alert names its source');
+  t.not(errorsOf({ ...clone(src), group_ip: 'somewhere' }).length, 0);
+  t.not(errorsOf({ ...clone(valid.alert_listener), group_ip: '198.51.100.23' }).length, 0, 'no address for the listener');
+  t.not(errorsOf({ ...clone(valid.alert_listener), group_ip_pseudonym: 'k1:jKSYvDBx7bEuMojr3mlyrA' }).length, 0);
+  t.deepEqual(errorsOf({ ...clone(src), ip_privacy: 'truncate', group_ip: '198.51.100.0' }), []);
+  t.deepEqual(errorsOf(alert(src, { ip_privacy: 'omit', group_ip: undefined })), [], 'omit: no address');
+  t.not(errorsOf({ ...clone(valid.alert_source_v6_hmac), group_ip: '2001:db8:bad:1::' }).length, 0, 'hmac: never the address');
+  t.not(errorsOf({ ...clone(src), group_ip_pseudonym: 'k1:jKSYvDBx7bEuMojr3mlyrA' }).length, 0, 'a pseudonym only under hmac');
+  t.not(errorsOf({ ...clone(valid.alert_source_v6_hmac), group_ip_pseudonym: '198.51.100.23' }).length, 0);
+  // No connection fields.
+  for (const [k, v] of Object.entries(inbound)) {
+    t.not(errorsOf({ ...clone(src), [k]: v }).length, 0, `no ${k} on an alert`);
+  }
+});
+
 test('the records the canonical writer makes in tests (crates/kcpwatch/tests/fixtures) are valid', (t) => {
   const dir = `${root}/crates/kcpwatch/tests/fixtures`;
   if (!existsSync(dir)) {
@@ -753,6 +898,19 @@ test('event names and vocabularies match the Rust catalog', (t) => {
     sorted(rustStrings(session, 'EngineError', 'from_kcp', /"(KCP_[A-Z_]+)"/g)),
     sorted(d.engine_error_code.enum),
   );
+  // The detectors' rules (detect::Rule): ids, names and techniques, and their pairing.
+  const detect = rust('crates/kcpwatch-proto/src/detect/mod.rs');
+  if (detect) {
+    const ids = rustStrings(detect, 'Rule', 'id', /"(KCPW-[0-9]{3})"/g);
+    const names = rustStrings(detect, 'Rule', 'name');
+    t.deepEqual(ids, d.alert_rule_id.enum, 'rule ids, in order');
+    t.deepEqual(names, d.alert_rule_name.enum, 'rule names, in the same order');
+    t.deepEqual(sorted(rustStrings(detect, 'Rule', 'technique', /"(T[0-9.]+)"/g)), sorted(d.mitre_technique.enum));
+    d.alert_rule.oneOf.forEach((rule, i) => {
+      t.is(rule.properties.rule_id.const, ids[i]);
+      t.is(rule.properties.rule_name.const, names[i]);
+    });
+  }
 });
 
 test('every field the canonical writer prints is declared by the schema', (t) => {
@@ -775,6 +933,10 @@ test('every field the canonical writer prints is declared by the schema', (t) =>
   for (const m of canonical.matchAll(/\.addr\(\s*"([a-z_]+)"/g)) {
     printed.add(`${m[1]}_ip`);
     printed.add(`${m[1]}_port`);
+  }
+  for (const m of canonical.matchAll(/\.ip_only\(\s*"([a-z_]+)"/g)) {
+    printed.add(`${m[1]}_ip`);
+    printed.add(`${m[1]}_ip_pseudonym`);
   }
   t.true(printed.size > 60, `found only ${printed.size} fields; has canonical.rs changed shape?`);
   const undeclared = [...printed].filter((f) => !declared.has(f));

@@ -96,14 +96,16 @@ export type GuardRule =
   | 'ack_timestamp_mismatch'
   | 'una_beyond_sent';
 
-/** The limits' rules: connection limits (trigger `over_limit`) and handshake rates (`rate_limited`). */
+/** The limits' rules: connection limits (trigger `over_limit`), handshake rates and detector enforcement (`rate_limited`). */
 export type LimitRule =
   | 'max_connections'
   | 'max_connections_per_ip'
   | 'max_connections_per_prefix'
   | 'max_pending_auth'
   | 'handshake_rate_per_ip'
-  | 'handshake_rate_global';
+  | 'handshake_rate_global'
+  /** `rate_limited`: detector enforcement refused a source a per-source rule fired for (`docs/detection.md`). */
+  | 'refused_by_detector';
 
 /** Secure mode's checks of a datagram before any engine sees it (with their trigger). */
 export type SecureRule =
@@ -683,6 +685,101 @@ export interface LogLossEvent extends EventBase {
   since?: string;
 }
 
+/** A detector rule's stable id (`rule_id`); `docs/detection.md` documents each rule. */
+export type AlertRuleId =
+  | 'KCPW-001'
+  | 'KCPW-002'
+  | 'KCPW-003'
+  | 'KCPW-004'
+  | 'KCPW-005'
+  | 'KCPW-006'
+  | 'KCPW-007'
+  | 'KCPW-008'
+  | 'KCPW-009';
+
+/** A detector rule's stable name (`rule_name`), one per {@link AlertRuleId}. */
+export type AlertRuleName =
+  | 'handshake_flood_source'
+  | 'handshake_flood_global'
+  | 'failed_handshakes_source'
+  | 'conv_scan_source'
+  | 'invalid_datagram_burst'
+  | 'dead_link_burst'
+  | 'error_rate_spike'
+  | 'connection_churn_source'
+  | 'per_ip_cap_reached';
+
+/**
+ * The MITRE ATT&CK technique a rule detects: `T1498.001` Network Denial of Service: Direct
+ * Network Flood, `T1499.002` Endpoint Denial of Service: Service Exhaustion Flood, `T1110` Brute
+ * Force, `T1046` Network Service Discovery.
+ */
+export type MitreTechnique = 'T1498.001' | 'T1499.002' | 'T1110' | 'T1046';
+
+/** An alert about one source (an address, or an IPv6 /64 keyed by its first address). */
+export interface AlertSourceGroup {
+  group: 'source';
+  /** The source, transformed by `log.ipPrivacy` (absent with `hmac` and `omit`). */
+  group_ip?: string;
+  /** With `ipPrivacy` hmac: the source's keyed pseudonym (`keyId:` + base64url). */
+  group_ip_pseudonym?: string;
+}
+
+/** An alert about the whole listener. */
+export interface AlertListenerGroup {
+  group: 'listener';
+  group_ip?: never;
+  group_ip_pseudonym?: never;
+}
+
+type AlertRuleOf<Id extends AlertRuleId, Name extends AlertRuleName, Technique extends MitreTechnique | undefined> = {
+  rule_id: Id;
+  rule_name: Name;
+} & (Technique extends MitreTechnique ? { mitre_technique: Technique } : { mitre_technique?: never });
+
+type WarningAlert = { severity: 4; level: 40; level_name: 'warning' };
+type AlertSeverityAlert = { severity: 1; level: 60; level_name: 'alert' };
+
+/** Each rule with its name, group, severity and technique (`detect::Rule` in Rust). */
+export type AlertRule =
+  | (AlertRuleOf<'KCPW-001', 'handshake_flood_source', 'T1498.001'> & AlertSourceGroup & WarningAlert)
+  | (AlertRuleOf<'KCPW-002', 'handshake_flood_global', 'T1498.001'> & AlertListenerGroup & AlertSeverityAlert)
+  | (AlertRuleOf<'KCPW-003', 'failed_handshakes_source', 'T1110'> & AlertSourceGroup & WarningAlert)
+  | (AlertRuleOf<'KCPW-004', 'conv_scan_source', 'T1046'> & AlertSourceGroup & WarningAlert)
+  | (AlertRuleOf<'KCPW-005', 'invalid_datagram_burst', 'T1498.001'> & AlertListenerGroup & AlertSeverityAlert)
+  | (AlertRuleOf<'KCPW-006', 'dead_link_burst', undefined> & AlertListenerGroup & WarningAlert)
+  | (AlertRuleOf<'KCPW-007', 'error_rate_spike', undefined> & AlertListenerGroup & WarningAlert)
+  | (AlertRuleOf<'KCPW-008', 'connection_churn_source', 'T1499.002'> & AlertSourceGroup & WarningAlert)
+  | (AlertRuleOf<'KCPW-009', 'per_ip_cap_reached', 'T1499.002'> & AlertSourceGroup & WarningAlert);
+
+/**
+ * `kcp:alert`: a built-in detector fired (`docs/detection.md`): one alert per episode and group,
+ * then an update (`update: true`) per update interval while it lasts. No connection fields. Lane
+ * critical; severity alert for `KCPW-002` and `KCPW-005`, warning otherwise. Narrow on `rule_id`
+ * or `group`.
+ */
+export type AlertEvent = AlertFields & AlertRule;
+
+/** The fields of `kcp:alert` besides its rule and group. */
+export interface AlertFields extends EventBase, NoConnectionFields {
+  name: 'kcp:alert';
+  severity: 1 | 4;
+  level: 40 | 60;
+  level_name: 'alert' | 'warning';
+  /** The threshold reached: a count per window (for `KCPW-002` the effective one, baseline included; for `KCPW-007` a percentage). */
+  threshold: number;
+  /** The rule's sliding window in milliseconds. */
+  window_ms: number;
+  /** What the window held when this alert or update was written. */
+  observed: number;
+  /** When the episode started (RFC 3339); the same on the alert and its updates. */
+  first_seen: string;
+  /** When this alert or update was raised (RFC 3339). */
+  last_seen: string;
+  /** `false` for the first alert of an episode, `true` for its periodic updates. */
+  update: boolean;
+}
+
 // ---- the union -------------------------------------------------------------------------------
 
 /** Any security record, discriminated by `name`. */
@@ -699,7 +796,8 @@ export type KcpEvent =
   | ProtocolViolationEvent
   | ErrorEvent
   | StatsEvent
-  | LogLossEvent;
+  | LogLossEvent
+  | AlertEvent;
 
 /** Every event name. */
 export type KcpEventName = KcpEvent['name'];

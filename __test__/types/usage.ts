@@ -6,11 +6,14 @@ import {
   KcpError,
   KcpQueueFullError,
   presets,
+  type AlertEvent,
+  type AlertRuleId,
   type CloseInfo,
   type CloseReason,
   type Connection,
   type KcpEvent,
   type KcpEventMap,
+  type MitreTechnique,
   type ServerOptions,
 } from '../../index';
 
@@ -96,8 +99,37 @@ logged.on('event', (event: KcpEvent) => {
       void direction;
     }
   }
+  if (event.name === 'kcp:alert') {
+    const id: AlertRuleId = event.rule_id;
+    const counts: number = event.threshold + event.window_ms + event.observed;
+    const seen: string = event.first_seen + event.last_seen;
+    const update: boolean = event.update;
+    void id, counts, seen, update;
+    // @ts-expect-error an alert is not about a connection
+    void event.uid.length;
+    if (event.group === 'source') {
+      const key: string | undefined = event.group_ip ?? event.group_ip_pseudonym;
+      void key;
+    }
+    if (event.rule_id === 'KCPW-002') {
+      const name: 'handshake_flood_global' = event.rule_name;
+      const severity: 1 = event.severity;
+      const technique: 'T1498.001' = event.mitre_technique;
+      void name, severity, technique;
+      // @ts-expect-error a listener-wide rule has no grouping address
+      const key: string = event.group_ip;
+      void key;
+    }
+    if (event.rule_id === 'KCPW-007') {
+      // @ts-expect-error KCPW-007 has no MITRE technique
+      const technique: MitreTechnique = event.mitre_technique;
+      void technique;
+    }
+  }
 });
 const onMove = (e: KcpEventMap['kcp:peer_address_changed']): number => e.old_peer_port;
+const onAlert = (e: KcpEventMap['kcp:alert']): AlertEvent => e;
+void onAlert;
 void onMove;
 createServer({ log: false });
 // @ts-expect-error log levels are syslog names

@@ -9,13 +9,15 @@
 //!   observer fields, IPv6 addresses, an outbound close, and `ip_privacy: "hmac"` pseudonyms;
 //! - `fixtures/events_secure.ndjson`: secure-mode records (`kcp:peer_address_changed`, failed
 //!   attempts without a trigger, the `bad_tag` / `replayed` / `rate_limited` triggers and their
-//!   rules) under every IP privacy mode, written by the canonical writer itself from
+//!   rules) and detector alerts (`kcp:alert`, every rule, an update, source and listener groups)
+//!   under every IP privacy mode, written by the canonical writer itself from
 //!   `SecurityEvent` values: [`secure_records_are_what_the_canonical_writer_writes`] checks
 //!   the file against the writer (`KCPWATCH_BLESS=1` rewrites it), and
 //!   `__test__/schema.test.mjs` validates it against the schema.
 //!
 //! ECS output is checked against `fixtures/ecs_fields.json` (types and allowed values from the
-//! ECS 9.x reference), OCSF against the attributes 1.3.0 requires for class 4001, CEF and RFC 5424
+//! ECS 9.x reference), OCSF against the attributes 1.3.0 requires for class 4001 (class 2004 for
+//! alerts), CEF and RFC 5424
 //! by parsing them back, GELF, HEC and OTLP structurally.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,8 +25,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use kcpwatch::events::formats::{write, write_with, Format, FormatOptions};
 use kcpwatch::events::{CanonicalWriter, Observer};
+use kcpwatch_proto::detect::Rule;
 use kcpwatch_proto::events::{
-    ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
+    Alert, ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
     ConnectionStateUpdated, Direction, FailReason, ListenerSettings, ListenerStarted,
     PacketDropped, PeerAddressChanged,
 };
@@ -36,7 +39,7 @@ use serde_json::{json, Map, Value};
 type Record = Map<String, Value>;
 
 /// Every event of the catalog (docs/events.md).
-const EVENTS: [&str; 13] = [
+const EVENTS: [&str; 14] = [
     "kcp:listener_started",
     "kcp:listener_stopped",
     "kcp:connection_attempted",
@@ -50,6 +53,7 @@ const EVENTS: [&str; 13] = [
     "kcp:error",
     "kcp:stats",
     "kcp:log_loss",
+    "kcp:alert",
 ];
 
 fn fixture(name: &str) -> String {
@@ -258,6 +262,12 @@ fn ecs_fields_match_the_ecs_reference() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
+    let ids_types: Vec<&str> = reference["expected_event_types"]["intrusion_detection"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     for (source, r) in records() {
         assert_no_empty_strings(&source, "", &json_line(Format::Ecs, &r), "kcp");
         let flat = ecs_flat(&r);
@@ -327,6 +337,21 @@ fn ecs_fields_match_the_ecs_reference() {
                 "{source}: no event.type ECS expects with category network"
             );
         }
+        // Alerts: every type is one ECS expects with category intrusion_detection.
+        if flat["event.category"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("intrusion_detection"))
+        {
+            assert_eq!(r["name"], "kcp:alert", "{source}");
+            assert_eq!(flat["event.kind"], "alert", "{source}");
+            for t in flat["event.type"].as_array().unwrap() {
+                assert!(
+                    ids_types.contains(&t.as_str().unwrap()),
+                    "{source}: event.type {t} with category intrusion_detection"
+                );
+            }
+        }
     }
 }
 
@@ -367,6 +392,14 @@ fn ecs_carries_every_canonical_field() {
                     at("event.duration").map(|d| json!(d.as_u64().unwrap() / 1_000_000))
                 }
                 "src_ip" => at("source.ip"),
+                "group_ip" => at("source.ip"),
+                "rule_id" => at("rule.id"),
+                "rule_name" => at("rule.name"),
+                "first_seen" => at("event.start"),
+                "last_seen" => at("event.end"),
+                "mitre_technique" => at("threat.technique.subtechnique.id")
+                    .or_else(|| at("threat.technique.id"))
+                    .map(|ids| ids[0].clone()),
                 "src_port" => at("source.port"),
                 "dst_ip" => at("destination.ip"),
                 "dst_port" => at("destination.port"),
@@ -475,14 +508,16 @@ fn ecs_categorizes_each_event() {
         assert_eq!(event["dataset"], "kcpwatch.security");
         assert_eq!(ecs["observer"]["product"], "kcpwatch");
     }
-    // kcp:alert is reserved for the detectors; its kind is ECS's alert.
-    let alert = json!({"name": "kcp:alert", "severity": 2, "ts": "2025-11-26T15:13:25.412305Z"});
-    let ecs = json_line(Format::Ecs, alert.as_object().unwrap());
+    // kcp:alert: its kind is ECS's alert.
+    let alert = docs.iter().find(|r| r["name"] == "kcp:alert").unwrap();
+    let ecs = json_line(Format::Ecs, alert);
     assert_eq!(ecs["event"]["kind"], "alert");
     assert_eq!(
         ecs["event"]["category"],
-        json!(["network", "intrusion_detection"])
+        json!(["intrusion_detection", "network"])
     );
+    assert_eq!(ecs["event"]["type"], json!(["info"]));
+    assert!(ecs["event"].get("outcome").is_none());
     // A close that broke is a failure.
     let dead = crafted("kcp:connection_closed", |r| {
         r.get("reason") == Some(&json!("internal_error"))
@@ -545,6 +580,10 @@ fn ocsf_has_the_required_attributes_of_network_activity() {
     for (source, r) in records() {
         let e = json_line(Format::Ocsf, &r);
         assert_no_empty_strings(&source, "", &e, "unmapped");
+        if r["name"] == "kcp:alert" {
+            check_detection_finding(&source, &r, &e);
+            continue;
+        }
         // Required by OCSF 1.3.0 for class 4001.
         let activity = e["activity_id"].as_u64().unwrap();
         assert!(
@@ -607,6 +646,84 @@ fn ocsf_has_the_required_attributes_of_network_activity() {
                 assert_eq!(r.get(k), Some(v), "{source}: unmapped.{k}");
             }
         }
+    }
+}
+
+/// What OCSF 1.3.0 requires (and a few things it recommends) of a Detection Finding (2004).
+fn check_detection_finding(source: &str, r: &Record, e: &Value) {
+    let activity = e["activity_id"].as_u64().unwrap();
+    let update = r["update"].as_bool().unwrap();
+    assert_eq!(activity, if update { 2 } else { 1 }, "{source}");
+    assert_eq!(e["activity_name"], if update { "Update" } else { "Create" });
+    assert_eq!(e["category_uid"], 2, "{source}");
+    assert_eq!(e["category_name"], "Findings");
+    assert_eq!(e["class_uid"], 2004, "{source}");
+    assert_eq!(e["class_name"], "Detection Finding");
+    assert_eq!(e["type_uid"].as_u64(), Some(200_400 + activity), "{source}");
+    assert_eq!(e["time"], r["time"], "{source}");
+    let sev = e["severity_id"].as_u64().unwrap();
+    assert_eq!(sev, if r["severity"] == 1 { 5 } else { 3 }, "{source}");
+    assert!(e["severity"].is_string());
+    assert_eq!(e["message"], r["msg"], "{source}");
+    let metadata = e["metadata"].as_object().unwrap();
+    assert_eq!(metadata["version"], "1.3.0");
+    assert!(metadata["product"]["name"].is_string());
+    assert!(metadata["product"]["vendor_name"].is_string());
+    assert_eq!(metadata["event_code"], "kcp:alert");
+    // finding_info: uid and title are required in 1.3.0.
+    let info = e["finding_info"].as_object().unwrap();
+    let uid = info["uid"].as_str().unwrap();
+    assert!(
+        uid.starts_with(&format!(
+            "{}:{}:",
+            r["observer_instance"].as_str().unwrap(),
+            r["rule_id"].as_str().unwrap()
+        )),
+        "{source}: {uid}"
+    );
+    assert_eq!(info["title"], r["msg"], "{source}");
+    assert_eq!(info["types"], json!([r["rule_name"]]));
+    assert_eq!(info["analytic"]["uid"], r["rule_id"]);
+    assert_eq!(info["analytic"]["name"], r["rule_name"]);
+    assert_eq!(info["analytic"]["type_id"], 1);
+    let millis = |key: &str| json!(micros(r[key].as_str().unwrap()) / 1000);
+    assert_eq!(info["first_seen_time"], millis("first_seen"), "{source}");
+    assert_eq!(info["last_seen_time"], millis("last_seen"), "{source}");
+    assert_eq!(e["start_time"], millis("first_seen"));
+    assert_eq!(e["end_time"], millis("last_seen"));
+    match r.get("mitre_technique").and_then(Value::as_str) {
+        Some(t) => {
+            let attack = &info["attacks"][0];
+            let id = attack.get("sub_technique").unwrap_or(&attack["technique"])["uid"]
+                .as_str()
+                .unwrap();
+            assert_eq!(id, t, "{source}");
+            assert!(t.starts_with(attack["technique"]["uid"].as_str().unwrap()));
+            assert!(attack["technique"]["name"].is_string(), "{source}");
+            assert!(attack["tactic"]["uid"].as_str().unwrap().starts_with("TA"));
+        }
+        None => assert!(info.get("attacks").is_none(), "{source}"),
+    }
+    // The grouping address is evidence, never an endpoint of a class that has none.
+    assert!(e.get("src_endpoint").is_none() && e.get("dst_endpoint").is_none());
+    match r.get("group_ip") {
+        Some(ip) => {
+            assert_eq!(e["evidences"][0]["src_endpoint"]["ip"], *ip, "{source}");
+            assert!(e["observables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["name"] == "evidences.src_endpoint.ip" && o["value"] == *ip));
+        }
+        None => assert!(e.get("evidences").is_none(), "{source}"),
+    }
+    if let Some(unmapped) = e.get("unmapped") {
+        for (k, v) in unmapped.as_object().unwrap() {
+            assert_eq!(r.get(k), Some(v), "{source}: unmapped.{k}");
+        }
+    }
+    for key in ["threshold", "window_ms", "observed", "group"] {
+        assert_eq!(e["unmapped"][key], r[key], "{source}: {key}");
     }
 }
 
@@ -754,7 +871,14 @@ fn cef_to_canonical(line: &str) -> BTreeMap<String, String> {
     assert_eq!(&header[..3], ["CEF:0", "kcpwatch", "kcpwatch"]);
     let mut fields = BTreeMap::new();
     fields.insert("observer_version".to_owned(), header[3].clone());
-    fields.insert("name".to_owned(), header[4].clone());
+    // An alert: the rule id and name are the signature id and name, the event name is `cat`.
+    let alert = header[4].starts_with("KCPW-");
+    if alert {
+        fields.insert("rule_id".to_owned(), header[4].clone());
+        fields.insert("rule_name".to_owned(), header[5].clone());
+    } else {
+        fields.insert("name".to_owned(), header[4].clone());
+    }
     let sev = SEVERITY.iter().position(|s| *s == header[6]).unwrap();
     fields.insert("severity".to_owned(), sev.to_string());
     let pairs = cef_extension(&ext);
@@ -772,7 +896,20 @@ fn cef_to_canonical(line: &str) -> BTreeMap<String, String> {
             "externalId" => "seq".to_owned(),
             "dvchost" => "observer_host".to_owned(),
             "deviceExternalId" => "observer_instance".to_owned(),
-            "src" | "c6a2" => "src_ip".to_owned(),
+            "src" | "c6a2" => if alert { "group_ip" } else { "src_ip" }.to_owned(),
+            "cat" if alert => "name".to_owned(),
+            "start" | "end" if alert => {
+                let ms: u64 = value.parse().unwrap();
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                let text = humantime::format_rfc3339_micros(t).to_string();
+                let field = if key == "start" {
+                    "first_seen"
+                } else {
+                    "last_seen"
+                };
+                assert!(fields.insert(field.to_owned(), text).is_none());
+                continue;
+            }
             "spt" => "src_port".to_owned(),
             "dst" | "c6a3" => if peer { "peer_ip" } else { "dst_ip" }.to_owned(),
             "dpt" => if peer { "peer_port" } else { "dst_port" }.to_owned(),
@@ -1182,7 +1319,7 @@ const OBSERVED_PEER: &str = "203.0.113.7:52144";
 const MOVED_PEER: &str = "198.51.100.40:61002";
 const SERVER_LOCAL: &str = "10.0.0.5:4000";
 /// Every address of the secure-mode records, as text: none may appear under a privacy mode.
-const RAW_ADDRESSES: [&str; 9] = [
+const RAW_ADDRESSES: [&str; 11] = [
     "203.0.113.7",
     "198.51.100.40",
     "198.51.100.23",
@@ -1192,7 +1329,17 @@ const RAW_ADDRESSES: [&str; 9] = [
     "2001:db8::20",
     "2001:db8::21",
     "2001:db8:0:1::a",
+    // The alerts' grouping keys.
+    ALERT_SOURCE,
+    ALERT_SOURCE_V6,
 ];
+
+/// The source the per-source alerts are about.
+const ALERT_SOURCE: &str = "192.0.2.7";
+/// An IPv6 source: the detectors group IPv6 by /64, keyed by its first address.
+const ALERT_SOURCE_V6: &str = "2001:db8:bad:1::";
+/// Unix ms of the alerts' first observation.
+const ALERT_FIRST_SEEN: u64 = 1_764_169_995_412;
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
@@ -1532,6 +1679,49 @@ fn secure_events() -> Vec<SecurityEvent> {
     ]
 }
 
+fn alert(rule: Rule, key: Option<&str>, observed: u64, update: bool) -> SecurityEvent {
+    let (threshold, window_ms) = match rule {
+        Rule::HandshakeFloodSource => (100, 10_000),
+        Rule::HandshakeFloodGlobal => (1_000, 10_000),
+        Rule::FailedHandshakesSource => (20, 60_000),
+        Rule::ConvScanSource => (32, 60_000),
+        Rule::InvalidBurst => (1_000, 10_000),
+        Rule::DeadLinkBurst => (10, 60_000),
+        Rule::ErrorRateSpike => (50, 60_000),
+        Rule::ChurnSource => (30, 60_000),
+        Rule::PerIpCap => (5, 60_000),
+    };
+    SecurityEvent::Alert(Alert {
+        rule,
+        key: key.map(|k| k.parse().unwrap()),
+        threshold,
+        window_ms,
+        observed,
+        first_seen_ms: ALERT_FIRST_SEEN,
+        last_seen_ms: ALERT_FIRST_SEEN + if update { 70_000 } else { 10_000 },
+        update,
+    })
+}
+
+/// One alert of every rule (per-source ones about [`ALERT_SOURCE`], one about an IPv6 /64),
+/// and an update.
+fn alert_events() -> Vec<SecurityEvent> {
+    let v4 = Some(ALERT_SOURCE);
+    let v6 = Some(ALERT_SOURCE_V6);
+    vec![
+        alert(Rule::HandshakeFloodSource, v4, 120, false),
+        alert(Rule::HandshakeFloodSource, v4, 340, true),
+        alert(Rule::HandshakeFloodGlobal, None, 5_210, false),
+        alert(Rule::FailedHandshakesSource, v4, 21, false),
+        alert(Rule::ConvScanSource, v6, 40, false),
+        alert(Rule::InvalidBurst, None, 1_204, false),
+        alert(Rule::DeadLinkBurst, None, 12, false),
+        alert(Rule::ErrorRateSpike, None, 81, false),
+        alert(Rule::ChurnSource, v4, 31, false),
+        alert(Rule::PerIpCap, v6, 5, false),
+    ]
+}
+
 /// The privacy modes of `docs/privacy.md`, keys fixed.
 fn privacy_modes() -> Vec<IpPrivacy> {
     vec![
@@ -1568,6 +1758,19 @@ fn secure_lines() -> String {
             vec![
                 moved(UID),
                 failed(refused, FailReason::AuthRejected, None, "authenticate", 0),
+            ],
+        );
+    }
+    // Detector alerts, after the records above so that their lines stay as they were.
+    write_all(&mut CanonicalWriter::new(observer(), 0), alert_events());
+    for privacy in privacy_modes() {
+        let mut writer = CanonicalWriter::with_privacy(observer(), 0, privacy, false);
+        write_all(
+            &mut writer,
+            vec![
+                alert(Rule::HandshakeFloodSource, Some(ALERT_SOURCE), 120, false),
+                alert(Rule::ConvScanSource, Some(ALERT_SOURCE_V6), 40, true),
+                alert(Rule::HandshakeFloodGlobal, None, 5_210, false),
             ],
         );
     }
@@ -1908,4 +2111,269 @@ fn formats_map_secure_mode_records() {
     let listener = find("kcp:listener_started", &|r| r["role"] == "server");
     assert_eq!(listener["mode"], "secure");
     assert_eq!(listener["msg"], "listening on 0.0.0.0:4000 (secure mode)");
+}
+
+// --------------------------------------------------------------------------------------- alerts
+
+#[test]
+fn alerts_carry_the_rule_and_the_grouping_key() {
+    let records = secure_records();
+    let alerts: Vec<&Record> = records
+        .iter()
+        .filter(|r| r["name"] == "kcp:alert" && !r.contains_key("ip_privacy"))
+        .collect();
+    // Every rule, as the catalog names it.
+    let ids: BTreeSet<&str> = alerts
+        .iter()
+        .map(|r| r["rule_id"].as_str().unwrap())
+        .collect();
+    let expected: BTreeSet<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
+    assert_eq!(ids, expected);
+    for r in &alerts {
+        let rule = Rule::ALL
+            .into_iter()
+            .find(|rule| rule.id() == r["rule_id"])
+            .unwrap();
+        assert_eq!(r["rule_name"], rule.name());
+        assert_eq!(r["severity"], rule.severity().code());
+        assert_eq!(
+            r.get("mitre_technique").and_then(Value::as_str),
+            rule.technique()
+        );
+        // No connection fields: an alert is about a source or the listener, not a flow.
+        for key in [
+            "uid",
+            "conv",
+            "src_ip",
+            "dst_ip",
+            "src_port",
+            "community_id",
+        ] {
+            assert!(!r.contains_key(key), "{key} in {r:?}");
+        }
+        let source = r["group"] == "source";
+        assert_eq!(r.contains_key("group_ip"), source, "{r:?}");
+    }
+    let first = alerts[0];
+    assert_eq!(first["level_name"], "warning");
+    assert_eq!(first["threshold"], 100);
+    assert_eq!(first["window_ms"], 10_000);
+    assert_eq!(first["observed"], 120);
+    assert_eq!(first["first_seen"], "2025-11-26T15:13:15.412000Z");
+    assert_eq!(first["last_seen"], "2025-11-26T15:13:25.412000Z");
+    assert_eq!(first["update"], false);
+    assert_eq!(first["group_ip"], ALERT_SOURCE);
+    assert_eq!(
+        first["msg"],
+        "alert KCPW-001 (handshake_flood_source): 120 in 10000 ms, threshold 100 from 192.0.2.7"
+    );
+    assert_eq!(alerts[1]["update"], true);
+    assert!(alerts[1]["msg"]
+        .as_str()
+        .unwrap()
+        .starts_with("alert update KCPW-001"));
+    let global = alerts.iter().find(|r| r["rule_id"] == "KCPW-002").unwrap();
+    assert_eq!(global["level_name"], "alert");
+    assert_eq!(global["group"], "listener");
+
+    // The grouping key follows the privacy mode like every address, in fields and in msg.
+    for privacy in &privacy_modes() {
+        let mode = privacy.mode_name();
+        let of_mode: Vec<&Record> = records
+            .iter()
+            .filter(|r| r["name"] == "kcp:alert" && r.get("ip_privacy") == Some(&json!(mode)))
+            .collect();
+        assert_eq!(of_mode.len(), 3, "{mode}");
+        for (r, key) in of_mode[..2].iter().zip([ALERT_SOURCE, ALERT_SOURCE_V6]) {
+            assert_eq!(r["group"], "source");
+            let (ip, pseudonym) = match privacy.apply(key.parse().unwrap()) {
+                PrivateIp::Ip(ip) => (Some(ip.to_string()), None),
+                PrivateIp::Pseudonym(p) => (None, Some(p.as_str().to_owned())),
+                PrivateIp::Omitted => (None, None),
+            };
+            assert_eq!(
+                r.get("group_ip").and_then(Value::as_str),
+                ip.as_deref(),
+                "{mode}"
+            );
+            assert_eq!(
+                r.get("group_ip_pseudonym").and_then(Value::as_str),
+                pseudonym.as_deref(),
+                "{mode}"
+            );
+            let msg = r["msg"].as_str().unwrap();
+            let shown = match (&ip, &pseudonym) {
+                (Some(ip), _) => format!(" from {ip}"),
+                (_, Some(p)) => format!(" from [{p}]"),
+                _ => " from one source".to_owned(),
+            };
+            assert!(msg.ends_with(&shown), "{mode}: {msg}");
+        }
+        assert_eq!(of_mode[2]["group"], "listener");
+        assert!(
+            !of_mode[2].contains_key("group_ip") && !of_mode[2].contains_key("group_ip_pseudonym")
+        );
+    }
+    // (No raw address in any format under a privacy mode: checked with the other secure-mode
+    // records by peer_address_changed_old_addresses_follow_the_privacy_mode.)
+}
+
+#[test]
+fn formats_map_alerts() {
+    let records = secure_records();
+    let find = |rule: &str, mode: Option<&str>, update: bool| -> Record {
+        records
+            .iter()
+            .find(|r| {
+                r["name"] == "kcp:alert"
+                    && r["rule_id"] == rule
+                    && r.get("ip_privacy").and_then(Value::as_str) == mode
+                    && r["update"] == update
+            })
+            .unwrap_or_else(|| panic!("no {rule} {mode:?}"))
+            .clone()
+    };
+
+    // ECS: an alert document with the rule, the technique and the source.
+    let flood = find("KCPW-001", None, false);
+    let ecs = json_line(Format::Ecs, &flood);
+    assert_eq!(ecs["event"]["kind"], "alert");
+    assert_eq!(
+        ecs["event"]["category"],
+        json!(["intrusion_detection", "network"])
+    );
+    assert_eq!(ecs["event"]["type"], json!(["info"]));
+    assert_eq!(ecs["event"]["action"], "alert");
+    assert_eq!(ecs["event"]["severity"], 4);
+    assert_eq!(ecs["event"]["start"], flood["first_seen"]);
+    assert_eq!(ecs["event"]["end"], flood["last_seen"]);
+    assert_eq!(
+        ecs["rule"],
+        json!({"id": "KCPW-001", "name": "handshake_flood_source"})
+    );
+    assert_eq!(
+        ecs["threat"],
+        json!({
+            "framework": "MITRE ATT&CK",
+            "technique": {
+                "id": ["T1498"],
+                "name": ["Network Denial of Service"],
+                "subtechnique": {"id": ["T1498.001"], "name": ["Direct Network Flood"]}
+            },
+            "tactic": {"id": ["TA0040"], "name": ["Impact"]}
+        })
+    );
+    assert_eq!(ecs["source"], json!({"ip": ALERT_SOURCE}));
+    assert_eq!(ecs["related"]["ip"], json!([ALERT_SOURCE]));
+    assert_eq!(ecs["network"]["type"], "ipv4");
+    assert!(ecs.get("destination").is_none());
+    for key in ["threshold", "window_ms", "observed", "update", "group"] {
+        assert_eq!(ecs["kcp"][key], flood[key], "kcp.{key}");
+    }
+    for key in [
+        "rule_id",
+        "rule_name",
+        "first_seen",
+        "last_seen",
+        "group_ip",
+        "mitre_technique",
+    ] {
+        assert!(ecs["kcp"].get(key).is_none(), "kcp.{key} is mapped");
+    }
+    // A technique without a sub-technique, and a rule without a technique.
+    let brute = json_line(Format::Ecs, &find("KCPW-003", None, false));
+    assert_eq!(
+        brute["threat"]["technique"],
+        json!({"id": ["T1110"], "name": ["Brute Force"]})
+    );
+    assert_eq!(brute["threat"]["tactic"]["id"], json!(["TA0006"]));
+    let rate = json_line(Format::Ecs, &find("KCPW-007", None, false));
+    assert!(rate.get("threat").is_none() && rate.get("source").is_none());
+    assert_eq!(rate["kcp"]["group"], "listener");
+    // A pseudonym is no IP: it stays in kcp.*.
+    let hidden = find("KCPW-001", Some("hmac"), false);
+    let ecs = json_line(Format::Ecs, &hidden);
+    assert!(ecs.get("source").is_none());
+    assert_eq!(
+        ecs["kcp"]["group_ip_pseudonym"],
+        hidden["group_ip_pseudonym"]
+    );
+
+    // OCSF: Detection Finding, Create then Update of one finding.
+    let created = json_line(Format::Ocsf, &flood);
+    let updated = json_line(Format::Ocsf, &find("KCPW-001", None, true));
+    assert_eq!(created["class_uid"], 2004);
+    assert_eq!(created["type_uid"], 200_401);
+    assert_eq!(updated["type_uid"], 200_402);
+    assert_eq!(updated["activity_name"], "Update");
+    assert_eq!(
+        created["finding_info"]["uid"],
+        updated["finding_info"]["uid"]
+    );
+    assert_eq!(
+        created["finding_info"]["uid"],
+        format!("L031iIo9tYbS4XkP2mQ7wZe:KCPW-001:{ALERT_SOURCE}:{ALERT_FIRST_SEEN}")
+    );
+    assert_eq!(
+        created["finding_info"]["attacks"],
+        json!([{
+            "technique": {"uid": "T1498", "name": "Network Denial of Service"},
+            "sub_technique": {"uid": "T1498.001", "name": "Direct Network Flood"},
+            "tactic": {"uid": "TA0040", "name": "Impact"}
+        }])
+    );
+    assert_eq!(created["severity_id"], 3);
+    assert_eq!(
+        json_line(Format::Ocsf, &find("KCPW-002", None, false))["severity_id"],
+        5
+    );
+    assert!(created.get("status_id").is_none() && created.get("action_id").is_none());
+    // Sources told apart under hmac too; the IPv6 key is an address.
+    let v6 = json_line(Format::Ocsf, &find("KCPW-004", None, false));
+    assert_eq!(v6["evidences"][0]["src_endpoint"]["ip"], ALERT_SOURCE_V6);
+    let hidden_ocsf = json_line(Format::Ocsf, &hidden);
+    assert!(hidden_ocsf.get("evidences").is_none());
+    assert!(hidden_ocsf["finding_info"]["uid"]
+        .as_str()
+        .unwrap()
+        .contains(hidden["group_ip_pseudonym"].as_str().unwrap()));
+
+    // CEF: the rule is the signature, the event name the category, the source src.
+    let cef = line(Format::Cef, &flood);
+    assert!(
+        cef.starts_with("CEF:0|kcpwatch|kcpwatch|0.1.0|KCPW-001|handshake_flood_source|6|"),
+        "{cef}"
+    );
+    for part in [
+        "|cat=kcp:alert ",
+        &format!(" src={ALERT_SOURCE}"),
+        " start=1764169995412",
+        " end=1764170005412",
+        " KcpwatchKcpwatchMitreTechnique=T1498.001",
+        " KcpwatchKcpwatchThreshold=100",
+        " KcpwatchKcpwatchObserved=120",
+    ] {
+        assert!(cef.contains(part), "{part} not in {cef}");
+    }
+    assert!(
+        !cef.contains(" outcome=") && !cef.contains(" act="),
+        "{cef}"
+    );
+    let global = line(Format::Cef, &find("KCPW-002", None, false));
+    assert!(
+        global.contains("|KCPW-002|handshake_flood_global|9|"),
+        "{global}"
+    );
+    let v6 = line(Format::Cef, &find("KCPW-004", None, false));
+    assert!(
+        v6.contains(&format!(
+            " c6a2={ALERT_SOURCE_V6} c6a2Label=Source IPv6 Address"
+        )),
+        "{v6}"
+    );
+
+    // Syslog: the severity and the event name.
+    let syslog = parse_rfc5424(&line(Format::Rfc5424, &find("KCPW-002", None, false)));
+    assert_eq!(syslog.pri, 16 * 8 + 1);
+    assert_eq!(syslog.msgid, "kcp:alert");
 }

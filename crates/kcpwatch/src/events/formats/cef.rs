@@ -35,6 +35,14 @@
 //! for a client's attempt that timed out or that the server rejected; `refused` for a refused
 //! send) and `outcome` (`success` / `failure` / `unknown`).
 //!
+//! `kcp:alert` (a detector fired) is the exception to the header rule: its signature id is the
+//! rule id (`KCPW-001`), its name the rule name (`handshake_flood_source`), and the event name
+//! goes to `cat` (deviceEventCategory). Severity as for every record (alert 9 for KCPW-002 and
+//! KCPW-005, warning 6 for the others). `group_ip` is `src` (or `c6a2`); `first_seen` /
+//! `last_seen` are `start` / `end` (epoch ms: they have millisecond precision, so nothing is
+//! lost); `threshold`, `window_ms`, `observed`, `update`, `group`, `mitre_technique` and
+//! `group_ip_pseudonym` are custom keys (`KcpwatchKcpwatchMitreTechnique`, ...).
+//!
 //! `kcp:peer_address_changed` (signature id the event name, title "Peer address changed")
 //! carries the new addresses in `src` / `dst` like any connection record; CEF has no key for a
 //! previous address, so `old_peer_ip` / `old_peer_port` / `old_local_ip` / `old_local_port`
@@ -168,6 +176,13 @@ fn address(ext: &mut Ext<'_>, v4_key: &str, v6: (&str, &str), field: &str, text:
 
 pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     let action = action(r);
+    // An alert is known by its rule: the rule id and name are its signature id and name.
+    let alert = action == "alert";
+    let rule_header = if alert {
+        get_str(r, "rule_id").zip(get_str(r, "rule_name"))
+    } else {
+        None
+    };
     out.push_str("CEF:0|");
     out.push_str(PRODUCT);
     out.push('|');
@@ -175,9 +190,18 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     out.push('|');
     header_escape(out, get_str(r, "observer_version").unwrap_or(""));
     out.push('|');
-    header_escape(out, event_name(r));
-    out.push('|');
-    header_escape(out, title(action));
+    match rule_header {
+        Some((id, name)) => {
+            header_escape(out, id);
+            out.push('|');
+            header_escape(out, name);
+        }
+        None => {
+            header_escape(out, event_name(r));
+            out.push('|');
+            header_escape(out, title(action));
+        }
+    }
     let _ = write!(out, "|{}|", SEVERITY[usize::from(severity(r))]);
 
     let closed_direction = if action == "connection_closed" {
@@ -192,11 +216,22 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             ext.num("rt", t.unix_millis());
         }
     }
+    if rule_header.is_some() {
+        ext.str("cat", event_name(r));
+    }
     for (key, value) in r.record {
         let text = value.as_str();
         let number = value.as_u64();
         match (key.as_str(), text, number) {
             ("ts" | "level" | "level_name" | "severity" | "name" | "observer_version", _, _) => {}
+            ("rule_id" | "rule_name", Some(_), _) if rule_header.is_some() => {}
+            ("group_ip", Some(s), _) if alert => {
+                address(&mut ext, "src", ("c6a2", "Source IPv6 Address"), key, s)
+            }
+            ("first_seen" | "last_seen", Some(s), _) if alert && millis(s).is_some() => {
+                let key = if key == "first_seen" { "start" } else { "end" };
+                ext.num(key, millis(s).unwrap_or(0));
+            }
             ("time", _, Some(n)) => ext.num("rt", n),
             ("seq", _, Some(n)) => ext.num("externalId", n),
             ("observer_host", Some(s), _) => ext.str("dvchost", s),
@@ -266,6 +301,14 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         ext.str("outcome", outcome.as_str());
     }
     ext.out.push('\n');
+}
+
+/// An RFC 3339 time as Unix milliseconds, when it is one with no finer part (so that CEF's
+/// millisecond `start` / `end` carry it exactly).
+fn millis(text: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339(text).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    (d.subsec_micros() % 1000 == 0).then_some(d.as_millis() as u64)
 }
 
 fn labeled_num(ext: &mut Ext<'_>, key: &str, label: &str, n: u64) {

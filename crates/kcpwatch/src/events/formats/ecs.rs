@@ -24,6 +24,10 @@
 //! | `observer_service` / `observer_instance` | `service.name` / `service.ephemeral_id` |
 //! | `observer_version` | `observer.version` |
 //! | `old_peer_ip`, `old_local_ip` | `related.ip` (also kept in `kcp.*`) |
+//! | `rule_id` / `rule_name` (alert) | `rule.id` / `rule.name` |
+//! | `mitre_technique` (alert) | `threat.framework` "MITRE ATT&CK", `threat.technique.id` / `name` (the parent technique of a sub-technique), `threat.technique.subtechnique.id` / `name`, `threat.tactic.id` / `name` |
+//! | `first_seen` / `last_seen` (alert) | `event.start` / `event.end` |
+//! | `group_ip` (alert about one source) | `source.ip`, `related.ip` |
 //! | everything else (`uid`, `conv`, `history`, counters, KCP parameters, `old_peer_*` / `old_local_*`, `*_pseudonym`, an address that is not an IP) | `kcp.<field>` |
 //!
 //! Categorization (every `event.type` value is one ECS allows; all but `error` and `change` are
@@ -45,7 +49,7 @@
 //! | error | event | error | failure |
 //! | stats | metric | info | - |
 //! | log_loss | event | info | failure |
-//! | alert (reserved) | alert | info (category also intrusion_detection) | - |
+//! | alert | alert | info (category intrusion_detection, network) | - |
 //!
 //! `state_updated` is deliberately not `start`/`end`: `established` and `closed` already are,
 //! and counting starts must not count a connection twice.
@@ -57,11 +61,17 @@
 //! address), and the old IPs are added to `related.ip` so that a search by either address
 //! finds the move. A client's `connection_failed` that timed out is not `denied`: nothing
 //! refused it.
+//!
+//! `alert` (`kcp:alert`, a detector fired) is `event.kind: alert`, categories
+//! `intrusion_detection` and `network`, type `info` (ECS expects it with both categories; the
+//! detector observes, it does not allow or deny anything itself). It has no outcome. Its
+//! threshold, window, observed value, `update` and `group` stay in `kcp.*`; a grouping address
+//! under `hmac` (`group_ip_pseudonym`) stays there too.
 
 use std::net::IpAddr;
 
 use super::{
-    action, get_str, get_u64, ip_of, is_wildcard, json_escape, outcome, push_u64, severity,
+    action, attack, get_str, get_u64, ip_of, is_wildcard, json_escape, outcome, push_u64, severity,
     timestamp, Fields, Obj, PRODUCT,
 };
 
@@ -92,7 +102,7 @@ fn categorize(r: &Fields<'_>, action: &str) -> Categories {
         "packet_dropped" | "protocol_violation" => ("event", NETWORK, &["denied"]),
         "error" => ("event", NETWORK, &["error"]),
         "stats" => ("metric", NETWORK, &["info"]),
-        "alert" => ("alert", &["network", "intrusion_detection"], &["info"]),
+        "alert" => ("alert", &["intrusion_detection", "network"], &["info"]),
         _ => ("event", NETWORK, &["info"]),
     };
     Categories {
@@ -135,7 +145,14 @@ impl<'a> Addresses<'a> {
     fn of(r: &Fields<'a>) -> Self {
         let peer_is_destination = peer_is_destination(r);
         Addresses {
-            src: ip_of(r, "src_ip"),
+            // An alert about one source: the source is the address it groups by.
+            src: ip_of(r, "src_ip").or_else(|| {
+                if action(r) == "alert" {
+                    ip_of(r, "group_ip")
+                } else {
+                    None
+                }
+            }),
             dst: ip_of(
                 r,
                 if peer_is_destination {
@@ -161,6 +178,10 @@ fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
         "transport" => r.get(key).is_some_and(|v| v.is_string()),
         "direction" => matches!(get_str(r, key), Some("inbound" | "outbound")),
         "src_ip" => a.src.is_some(),
+        "group_ip" => !r.has("src_ip") && a.src.is_some(),
+        "rule_id" | "rule_name" | "mitre_technique" | "first_seen" | "last_seen" => {
+            action(r) == "alert" && r.get(key).is_some_and(|v| v.is_string())
+        }
         "dst_ip" => !a.peer_is_destination && a.dst.is_some(),
         "peer_ip" => a.peer_is_destination && a.dst.is_some(),
         "local_ip" => a.local.is_some(),
@@ -204,6 +225,10 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             _ => None,
         });
         o.opt_str("reason", reason);
+        if action == "alert" {
+            o.opt_str("start", get_str(r, "first_seen"));
+            o.opt_str("end", get_str(r, "last_seen"));
+        }
         if let Some(ms) = get_u64(r, "duration_ms") {
             o.num("duration", ms.saturating_mul(1_000_000));
             if let Some(end) = time {
@@ -307,10 +332,43 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             o.strs("ip", &related[..n]);
         }
     });
+    let alert = action == "alert";
     o.object("rule", |o| {
+        if alert {
+            o.opt_str("id", get_str(r, "rule_id"));
+            o.opt_str("name", get_str(r, "rule_name"));
+        }
         o.opt_str("name", get_str(r, "rule"));
         o.opt_str("category", get_str(r, "trigger"));
     });
+    let technique = get_str(r, "mitre_technique")
+        .filter(|t| alert && !t.is_empty())
+        .map(attack);
+    if let Some(a) = technique {
+        o.object("threat", |o| {
+            o.str("framework", "MITRE ATT&CK");
+            o.object("technique", |o| {
+                o.strs("id", &[a.technique_id]);
+                if let Some(name) = a.technique_name {
+                    o.strs("name", &[name]);
+                }
+                if let Some((id, name)) = a.subtechnique {
+                    o.object("subtechnique", |o| {
+                        o.strs("id", &[id]);
+                        if let Some(name) = name {
+                            o.strs("name", &[name]);
+                        }
+                    });
+                }
+            });
+            if let Some((id, name)) = a.tactic {
+                o.object("tactic", |o| {
+                    o.strs("id", &[id]);
+                    o.strs("name", &[name]);
+                });
+            }
+        });
+    }
     o.object("error", |o| {
         o.opt_str("code", get_str(r, "error_code"));
         o.opt_str("message", get_str(r, "error_message"));

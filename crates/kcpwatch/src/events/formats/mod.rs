@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `json` | [`Format::Json`] | the canonical record itself |
 //! | `ecs` | [`Format::Ecs`] | Elastic Common Schema 9.x document, nested JSON |
-//! | `ocsf` | [`Format::Ocsf`] | OCSF 1.3.0 Network Activity (class 4001) |
+//! | `ocsf` | [`Format::Ocsf`] | OCSF 1.3.0 Network Activity (class 4001); Detection Finding (2004) for `kcp:alert` |
 //! | `cef` | [`Format::Cef`] | ArcSight CEF:0 line |
 //! | `rfc5424` | [`Format::Rfc5424`] | syslog line with an SD-ELEMENT holding every field |
 //! | `gelf` | [`Format::Gelf`] | GELF 1.1 JSON |
@@ -23,8 +23,13 @@
 //! catalog fields appear in every format before anyone maps them (the only losses: CEF's time
 //! is in milliseconds, and formats with a severity field leave out the pino `level` and
 //! `level_name`, which follow from it). Privacy-mode fields
-//! (`*_ip_pseudonym`, `ip_privacy`) never land in an IP-typed field, and `kcp:alert` (reserved
-//! for the detectors) already has its ECS kind.
+//! (`*_ip_pseudonym`, `ip_privacy`) never land in an IP-typed field.
+//!
+//! `kcp:alert` (a detector fired, `docs/detection.md`) is the one record that is a finding rather
+//! than an observation: ECS `event.kind: alert` with `rule.*`, `threat.*` and the grouping
+//! address as `source.ip`; OCSF class Detection Finding (2004) instead of Network Activity; CEF
+//! with the rule id and name as signature id and name. The other formats carry it like any
+//! record.
 //!
 //! `kcp:peer_address_changed` maps like any connection record for its new addresses; its
 //! `old_peer_*` / `old_local_*` have no standard home in any of these schemas and stay in the
@@ -54,7 +59,7 @@ pub enum Format {
     Json,
     /// Elastic Common Schema 9.x.
     Ecs,
-    /// OCSF 1.3.0, class Network Activity (4001).
+    /// OCSF 1.3.0, class Network Activity (4001); `kcp:alert` as a Detection Finding (2004).
     Ocsf,
     /// ArcSight Common Event Format, version 0.
     Cef,
@@ -419,6 +424,61 @@ fn refused_here(r: &Fields<'_>) -> bool {
         }
         _ => false,
     }
+}
+
+/// A MITRE ATT&CK technique as the alert formats spell it out (`mitre_technique` carries only
+/// the id): the technique, its sub-technique when the id has one, and its tactic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attack<'a> {
+    technique_id: &'a str,
+    technique_name: Option<&'static str>,
+    subtechnique: Option<(&'a str, Option<&'static str>)>,
+    tactic: Option<(&'static str, &'static str)>,
+}
+
+/// `Rule::technique()`'s ids (crates/kcpwatch-proto/src/detect), named; an id not listed here
+/// is passed on with no name or tactic.
+fn attack(id: &str) -> Attack<'_> {
+    const IMPACT: (&str, &str) = ("TA0040", "Impact");
+    let (technique_id, sub) = match id.split_once('.') {
+        Some((parent, _)) => (parent, Some(id)),
+        None => (id, None),
+    };
+    let (technique_name, sub_name, tactic) = match id {
+        "T1498.001" => (
+            Some("Network Denial of Service"),
+            Some("Direct Network Flood"),
+            Some(IMPACT),
+        ),
+        "T1499.002" => (
+            Some("Endpoint Denial of Service"),
+            Some("Service Exhaustion Flood"),
+            Some(IMPACT),
+        ),
+        "T1110" => (
+            Some("Brute Force"),
+            None,
+            Some(("TA0006", "Credential Access")),
+        ),
+        "T1046" => (
+            Some("Network Service Discovery"),
+            None,
+            Some(("TA0007", "Discovery")),
+        ),
+        _ => (None, None, None),
+    };
+    Attack {
+        technique_id,
+        technique_name,
+        subtechnique: sub.map(|s| (s, sub_name)),
+        tactic,
+    }
+}
+
+/// An RFC 3339 text field (`first_seen`, `last_seen`) as Unix milliseconds.
+fn rfc3339_millis(r: &Fields<'_>, key: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339(get_str(r, key)?).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
 /// An instant with microsecond precision, the precision of `ts`.

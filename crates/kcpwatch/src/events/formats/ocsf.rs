@@ -1,5 +1,6 @@
 //! `ocsf`: an OCSF 1.3.0 event of class Network Activity (`class_uid` 4001, category Network
-//! Activity, `category_uid` 4) per record.
+//! Activity, `category_uid` 4) per record, except `kcp:alert`, which is a Detection Finding
+//! (`class_uid` 2004, category Findings, `category_uid` 2; see the end of this comment).
 //!
 //! Attributes OCSF 1.3.0 marks **required** for class 4001, all always written: `activity_id`,
 //! `category_uid`, `class_uid`, `metadata` (with its required `product` and `version`),
@@ -28,7 +29,7 @@
 //! | protocol_violation | 99 Other, "Protocol Violation" | the application's own send was refused, not the network |
 //! | peer_address_changed | 99 Other, "Peer Address Change" | a live session followed its peer to a new address (NAT rebinding). Not Open (the connection was not opened again; counting opens would count it twice), not Traffic (6 is a traffic report, what `traffic` carries; this record has no counts), not Reset or Close (nothing ended). 1.3.0 has no activity for an endpoint change, so Other with a name |
 //! | log_loss | 99 Other, "Log Loss" | |
-//! | alert (reserved), unknown | 99 Other | |
+//! | unknown | 99 Other | |
 //!
 //! | canonical | OCSF |
 //! |---|---|
@@ -57,17 +58,44 @@
 //!
 //! A record without any address (`log_loss`) gets `dst_endpoint.hostname` = `observer_host`,
 //! the host whose log it is, to satisfy the class's endpoint constraint.
+//!
+//! ## `kcp:alert`: Detection Finding (2004)
+//!
+//! A detector's alert is a finding about traffic, not network activity, so it is class 2004.
+//! Attributes OCSF 1.3.0 marks required for it, all always written: `activity_id`,
+//! `category_uid`, `class_uid`, `finding_info` (with its required `uid` and `title`),
+//! `metadata`, `severity_id`, `time`, `type_uid`. Activity 1 Create for the first alert of an
+//! episode, 2 Update for its periodic updates (`update: true`); `type_uid` = 200400 +
+//! `activity_id`.
+//!
+//! | canonical | OCSF |
+//! |---|---|
+//! | `update` | `activity_id` 1 Create / 2 Update |
+//! | `rule_id` / `rule_name` | `finding_info.analytic` {`uid`, `name`, `type_id` 1 Rule}; `rule_name` is also `finding_info.types` |
+//! | `msg` | `message`, `finding_info.title` |
+//! | (`observer_instance`, `rule_id`, the group, `first_seen`) | `finding_info.uid`: `<observer_instance>:<rule_id>:<group_ip, group_ip_pseudonym or group>:<first_seen ms>`, the same for an alert and its updates |
+//! | `first_seen` / `last_seen` | `finding_info.first_seen_time` / `last_seen_time`, and `start_time` / `end_time` (epoch ms) |
+//! | `mitre_technique` | `finding_info.attacks` [{`technique`, `sub_technique`, `tactic`}] (named for the techniques the rules use) |
+//! | `group_ip` | `evidences` [{`src_endpoint`: {`ip`}}], and an `observables` entry |
+//! | `severity`, `ts`, `seq`, observer fields | as for class 4001 |
+//! | everything else (`threshold`, `window_ms`, `observed`, `group`, `group_ip_pseudonym`, `observer_instance`, ...) | `unmapped.<field>` |
+//!
+//! Under `omit` (no grouping address) two sources a rule fired for in the same millisecond
+//! share a `finding_info.uid`; every other mode tells them apart.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::{
-    action, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64, refused_here,
-    severity, timestamp, Fields, Obj, Outcome, PRODUCT,
+    action, attack, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64,
+    refused_here, rfc3339_millis, severity, timestamp, Fields, Obj, Outcome, PRODUCT,
 };
 
 /// OCSF schema version of the events (`metadata.version`).
 const OCSF_VERSION: &str = "1.3.0";
+const FINDING_CLASS_UID: u64 = 2004;
+const FINDING_CATEGORY_UID: u64 = 2;
+const FINDING_CLASS_NAME: &str = "Detection Finding";
 const CLASS_UID: u64 = 4001;
 const CATEGORY_UID: u64 = 4;
 const CLASS_NAME: &str = "Network Activity";
@@ -225,6 +253,9 @@ fn endpoint_ip<'a>(r: &Fields<'a>, prefix: Option<&str>) -> Option<(&'a str, IpA
 }
 
 pub(super) fn write(r: &Fields<'_>, out: &mut String) {
+    if action(r) == "alert" {
+        return write_finding(r, out);
+    }
     let (activity_id, activity_name) = activity(r);
     let severity_id = SEVERITY_ID[usize::from(severity(r))];
     let ends = endpoints(r);
@@ -412,6 +443,25 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         o.out.push(']');
     }
 
+    let profiles: &[&str] = match (control.is_some(), host.is_some()) {
+        (true, true) => &["host", "security_control"],
+        (true, false) => &["security_control"],
+        (false, true) => &["host"],
+        (false, false) => &[],
+    };
+    metadata(&mut o, r, profiles);
+    o.object("unmapped", |o| {
+        for (key, value) in r.record {
+            if !mapped(r, &ends, key) {
+                o.value(key, value);
+            }
+        }
+    });
+    o.end();
+    out.push('\n');
+}
+
+fn metadata(o: &mut Obj<'_>, r: &Fields<'_>, profiles: &[&str]) {
     o.object("metadata", |o| {
         o.str("version", OCSF_VERSION);
         o.object("product", |o| {
@@ -437,19 +487,157 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             }
         }
         o.opt_str("correlation_uid", get_str(r, "uid"));
-        let profiles: &[&str] = match (control.is_some(), host.is_some()) {
-            (true, true) => &["host", "security_control"],
-            (true, false) => &["security_control"],
-            (false, true) => &["host"],
-            (false, false) => &[],
-        };
         if !profiles.is_empty() {
             o.strs("profiles", profiles);
         }
     });
+}
+
+/// Canonical fields a Detection Finding attribute carries in full; the rest go to `unmapped`.
+fn finding_mapped(r: &Fields<'_>, key: &str) -> bool {
+    match key {
+        "ts" | "time" | "level" | "level_name" | "severity" | "name" | "seq" | "msg"
+        | "observer_host" | "observer_service" | "observer_version" => true,
+        "rule_id" | "rule_name" | "mitre_technique" | "first_seen" | "last_seen" => {
+            r.get(key).is_some_and(|v| v.is_string())
+        }
+        "update" => r.get(key).is_some_and(|v| v.is_boolean()),
+        "group_ip" => ip_of(r, key).is_some(),
+        _ => false,
+    }
+}
+
+/// `kcp:alert` as a Detection Finding (class 2004).
+fn write_finding(r: &Fields<'_>, out: &mut String) {
+    let update = r.get("update").and_then(|v| v.as_bool()) == Some(true);
+    let (activity_id, activity_name) = if update { (2, "Update") } else { (1, "Create") };
+    let severity_id = SEVERITY_ID[usize::from(severity(r))];
+    let time = timestamp(r);
+    let first_seen = rfc3339_millis(r, "first_seen");
+    let last_seen = rfc3339_millis(r, "last_seen");
+    let group_ip = ip_of(r, "group_ip");
+    let mut o = Obj::begin(out);
+    o.num("activity_id", activity_id);
+    o.str("activity_name", activity_name);
+    o.num("category_uid", FINDING_CATEGORY_UID);
+    o.str("category_name", "Findings");
+    o.num("class_uid", FINDING_CLASS_UID);
+    o.str("class_name", FINDING_CLASS_NAME);
+    o.num("type_uid", FINDING_CLASS_UID * 100 + activity_id);
+    o.str_parts("type_name", &[FINDING_CLASS_NAME, ": ", activity_name]);
+    o.num("time", time.map_or(0, |t| t.unix_millis()));
+    o.num("timezone_offset", 0);
+    o.num("severity_id", severity_id);
+    o.str("severity", severity_caption(severity_id));
+    o.opt_str("message", get_str(r, "msg"));
+    o.opt_num("start_time", first_seen);
+    o.opt_num("end_time", last_seen);
+    o.opt_str("app_name", get_str(r, "observer_service"));
+    o.object("finding_info", |o| {
+        let rule_id = get_str(r, "rule_id").unwrap_or("");
+        let group = get_str(r, "group_ip")
+            .or_else(|| get_str(r, "group_ip_pseudonym"))
+            .or_else(|| get_str(r, "group"))
+            .unwrap_or("");
+        let mut seen = String::new();
+        push_u64(&mut seen, first_seen.unwrap_or(0));
+        o.str_parts(
+            "uid",
+            &[
+                get_str(r, "observer_instance").unwrap_or(""),
+                ":",
+                rule_id,
+                ":",
+                group,
+                ":",
+                &seen,
+            ],
+        );
+        let title = get_str(r, "msg")
+            .filter(|m| !m.is_empty())
+            .or_else(|| get_str(r, "rule_name"))
+            .unwrap_or("kcpwatch alert");
+        o.str("title", title);
+        let rule_name = get_str(r, "rule_name").filter(|n| !n.is_empty());
+        if let Some(name) = rule_name {
+            o.strs("types", &[name]);
+        }
+        o.object("analytic", |o| {
+            o.opt_str("uid", Some(rule_id));
+            o.opt_str("name", rule_name);
+            o.num("type_id", 1);
+            o.str("type", "Rule");
+        });
+        if let Some(a) = get_str(r, "mitre_technique")
+            .filter(|t| !t.is_empty())
+            .map(attack)
+        {
+            o.key("attacks");
+            o.out.push('[');
+            let mut attack_obj = Obj::begin(o.out);
+            attack_obj.object("technique", |o| {
+                o.str("uid", a.technique_id);
+                o.opt_str("name", a.technique_name);
+            });
+            if let Some((uid, name)) = a.subtechnique {
+                attack_obj.object("sub_technique", |o| {
+                    o.str("uid", uid);
+                    o.opt_str("name", name);
+                });
+            }
+            if let Some((uid, name)) = a.tactic {
+                attack_obj.object("tactic", |o| {
+                    o.str("uid", uid);
+                    o.str("name", name);
+                });
+            }
+            attack_obj.end();
+            o.out.push(']');
+        }
+        o.opt_num("first_seen_time", first_seen);
+        o.opt_num("last_seen_time", last_seen);
+        o.strs("data_sources", &["kcpwatch detectors"]);
+    });
+    if let Some((text, _)) = group_ip {
+        o.key("evidences");
+        o.out.push_str("[{\"src_endpoint\":{\"ip\":");
+        super::json_str(o.out, text);
+        o.out.push_str("}}]");
+    }
+    let host = get_str(r, "observer_host").filter(|h| !h.is_empty());
+    if let Some(host) = host {
+        o.object("device", |o| {
+            o.str("hostname", host);
+            o.num("type_id", 0);
+            o.str("type", "Unknown");
+        });
+    }
+    let entries: [Option<(&str, u64, &str, &str)>; 2] = [
+        group_ip.map(|(text, _)| ("evidences.src_endpoint.ip", 2, "IP Address", text)),
+        host.map(|h| ("device.hostname", 1, "Hostname", h)),
+    ];
+    if entries.iter().any(Option::is_some) {
+        o.key("observables");
+        o.out.push('[');
+        let mut first = true;
+        for (name, type_id, caption, value) in entries.into_iter().flatten() {
+            if !first {
+                o.out.push(',');
+            }
+            first = false;
+            let _ = write!(
+                o.out,
+                "{{\"name\":\"{name}\",\"type_id\":{type_id},\"type\":\"{caption}\",\"value\":\""
+            );
+            json_escape(o.out, value);
+            o.out.push_str("\"}");
+        }
+        o.out.push(']');
+    }
+    metadata(&mut o, r, if host.is_some() { &["host"] } else { &[] });
     o.object("unmapped", |o| {
         for (key, value) in r.record {
-            if !mapped(r, &ends, key) {
+            if !finding_mapped(r, key) {
                 o.value(key, value);
             }
         }
