@@ -579,6 +579,12 @@ impl Endpoint {
         self.stats.failed_by_reason[fail_key(reason)] += 1;
         self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
         self.detect_failure(remote, reason, rule);
+        if reason == FailReason::Malformed {
+            // A malformed opening is an invalid datagram too (KCPW-005), not only a failure.
+            let now_ms = self.unix_ms();
+            self.detectors.dropped(remote.ip(), trigger, Some(conv), now_ms);
+            self.report_alerts();
+        }
         if !self.events_on() {
             return;
         }
