@@ -196,6 +196,58 @@ test('serve rejects a bad preset with a clear message', async (t) => {
   t.is(code, 1);
 });
 
+test('serve --metrics-port 0 serves Prometheus text on loopback whose counters match the run, and closes it on SIGTERM', async (t) => {
+  const s = serve(['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', '--metrics-port', '0']);
+  t.teardown(() => s.child.kill('SIGKILL'));
+  const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+  const [, metricsPort] = /^metrics http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec(await s.line(/^metrics /));
+  t.not(Number(metricsPort), 0, 'the real port is printed');
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), log: false });
+  t.teardown(() => client.close());
+  for (const text of ['one', 'two', 'three']) {
+    client.send(text);
+    await next(client, 'message');
+  }
+  const url = `http://127.0.0.1:${metricsPort}/metrics`;
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  t.is(res.status, 200);
+  t.regex(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+  const body = await res.text();
+  const sample = (name, labels = '') => {
+    const re = new RegExp(`^${name}\\{listener="127\\.0\\.0\\.1:${port}"${labels ? `,${labels}` : ''}\\} (\\S+)$`, 'm');
+    const m = re.exec(body);
+    if (!m) throw new Error(`no ${name} ${labels} in\n${body}`);
+    return Number(m[1]);
+  };
+  t.is(sample('kcpwatch_connections'), 1);
+  t.is(sample('kcpwatch_connections_opened_total', 'direction="passive"'), 1);
+  t.is(sample('kcpwatch_messages_received_total'), 3);
+  t.is(sample('kcpwatch_messages_sent_total'), 3);
+  t.is(sample('kcpwatch_payload_received_bytes_total'), 'onetwothree'.length);
+  const established = s.records.filter((r) => r.name === 'kcp:connection_established').length;
+  t.is(established, 1);
+  t.regex(body, /^# TYPE kcpwatch_datagrams_dropped_total counter$/m);
+  t.is((await fetch(`http://127.0.0.1:${metricsPort}/other`, { signal: AbortSignal.timeout(10_000) })).status, 404);
+  t.is((await fetch(url, { method: 'POST', signal: AbortSignal.timeout(10_000) })).status, 405);
+  // Loopback only: the wildcard address of another interface does not answer. (Only checked
+  // where the host has a non-loopback IPv4 address.)
+  const { networkInterfaces } = await import('node:os');
+  const external = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+  if (external) {
+    await t.throwsAsync(fetch(`http://${external.address}:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5_000) }));
+  }
+  s.child.kill('SIGTERM');
+  t.like(await s.stopped(), { code: 0, signal: null, stderr: '' });
+  await t.throwsAsync(fetch(url, { signal: AbortSignal.timeout(5_000) }), undefined, 'the metrics server closed with the rest');
+});
+
+test('serve --metrics-port rejects a port out of range', async (t) => {
+  const s = serve(['--port', '0', '--metrics-port', '70000']);
+  const { code, stderr } = await s.stopped();
+  t.is(code, 1);
+  t.regex(stderr, /--metrics-port/);
+});
+
 test('demo: secure clients echo through the lossy relay while a wrong token and a flood are refused; exit 0', async (t) => {
   const child = spawn(process.execPath, [bin, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -1,5 +1,7 @@
 /** The `kcpwatch` command: `serve` (an echo server) and `demo` (traffic through a lossy link). */
 
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo as NetAddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -8,12 +10,13 @@ import { runDemo } from './demo';
 import { KcpError } from './errors';
 import { logFormats, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
 import { presets, type Mode, type PresetName } from './options';
-import { createServer } from './server';
+import { metricsContentType } from './metrics';
+import { createServer, type Server } from './server';
 
 const usage = `usage:
   kcpwatch serve --port N [--host H] [--mode secure|raw] [--preset game] [--idle-timeout MS]
                  [--log-format json|ecs|ocsf|cef|rfc5424|gelf|hec|otlp|none] [--log-file PATH]
-                 [--log-level LEVEL] [--stats-interval MS]
+                 [--log-level LEVEL] [--stats-interval MS] [--metrics-port N]
                  [--ip-privacy full|truncate|hmac|cryptopan|omit] [--ip-privacy-key-id ID]
                  [--log SINK[,format=F][,level=L]]... [--syslog-ca PEM] [--spool-dir DIR]
       KCP echo server, in secure mode (docs/protocol.md) unless --mode raw asks for plain KCP
@@ -25,7 +28,9 @@ const usage = `usage:
       (token in KCPWATCH_HEC_TOKEN), elastic+http://HOST:PORT or otlp+http://HOST:PORT (CA from
       --syslog-ca for TLS and HTTPS; spool to --spool-dir while the receiver is down); format
       defaults to --log-format (HTTP sinks use the format their collector takes). Prints "listening HOST:PORT" to stderr when ready; readable
-      lifecycle lines follow on stderr. Stops on SIGINT/SIGTERM.
+      lifecycle lines follow on stderr. --metrics-port N serves Prometheus metrics at
+      http://127.0.0.1:N/metrics (loopback only; 0 picks a port; prints "metrics URL" to stderr).
+      Stops on SIGINT/SIGTERM.
   kcpwatch demo [--clients N] [--messages N] [--loss P] [--flood N]
       A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
 `;
@@ -122,9 +127,15 @@ async function serve(args: string[]): Promise<number> {
       'stats-interval': { type: 'string' },
       'ip-privacy': { type: 'string', default: 'full' },
       'ip-privacy-key-id': { type: 'string', default: 'k1' },
+      'metrics-port': { type: 'string' },
     },
     strict: true,
   });
+  const metricsPort = num(values['metrics-port'], 'metrics-port');
+  if (metricsPort !== undefined && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)) {
+    throw new KcpError(
+      `--metrics-port must be a port number (0 picks one), got ${values['metrics-port']}`, 'KCP_ERR_INVALID_OPTION');
+  }
   const format = values['log-format']!;
   if (format !== 'none' && !logFormats.includes(format as LogFormat)) {
     throw new KcpError(`--log-format must be one of ${logFormats.join(', ')} or none, got ${format}`, 'KCP_ERR_INVALID_OPTION');
@@ -173,11 +184,59 @@ async function serve(args: string[]): Promise<number> {
   const address = await server.listen(num(values.port, 'port') ?? 0, values.host);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log(`listening ${shown}:${address.port}`);
+  let metrics: HttpServer | undefined;
+  try {
+    metrics = metricsPort === undefined ? undefined : await serveMetrics(server, metricsPort);
+  } catch (err) {
+    await server.close();
+    throw new KcpError(
+      `--metrics-port ${metricsPort}: ${(err as Error).message}`,
+      (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'KCP_ERR_ADDR_IN_USE' : 'KCP_ERR_GENERIC',
+      { cause: err },
+    );
+  }
+  if (metrics) log(`metrics http://127.0.0.1:${(metrics.address() as NetAddressInfo).port}/metrics`);
   const signal = await stopSignal;
   log(`stopping (${signal})`);
+  if (metrics) {
+    metrics.closeAllConnections();
+    await new Promise<void>((resolve) => metrics.close(() => resolve()));
+  }
   await server.close();
   log('closed');
   return 0;
+}
+
+/** An HTTP server on 127.0.0.1 only: `GET /metrics` answers with `server.metrics()`. */
+async function serveMetrics(server: Server, port: number): Promise<HttpServer> {
+  const http = createHttpServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    let body: string;
+    try {
+      body = server.metrics();
+    } catch (err) {
+      res.writeHead(503, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': metricsContentType, 'content-length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(port, '127.0.0.1', () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  return http;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,7 +13,11 @@ import {
   type KcpError,
 } from './errors';
 import type { CloseInfo, CloseReason, FailReason } from './records';
+import type { NativeConnectionStats } from './native';
 import { Refusal, type Transport } from './transport';
+
+/** One connection's counters so far (`connection.stats()`; `docs/metrics.md`). */
+export type ConnectionStats = NativeConnectionStats;
 
 /** `connecting` only for a secure-mode client whose handshake runs. */
 export type ConnectionState = 'connecting' | 'established' | 'closing' | 'closed';
@@ -171,6 +175,21 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (full) this.waitingForDrain = true;
     this.transport.send(this.handle, bytes, this.waitingForDrain);
     return !full;
+  }
+
+  /**
+   * The connection's counters so far, read from its engine (datagrams, bytes, messages, KCP
+   * segments in and out, retransmissions, srtt, ...); `null` once it has closed (its final
+   * summary is `closeInfo`).
+   */
+  stats(): ConnectionStats | null {
+    if (this._state === 'closed' || this.transport.native.closed) return null;
+    try {
+      return this.transport.native.connectionStats(this.handle);
+    } catch {
+      // The endpoint closed meanwhile.
+      return null;
+    }
   }
 
   /** Closes gracefully: queued messages keep flowing for up to `linger` ms, then `close` fires. */

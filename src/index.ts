@@ -8,7 +8,9 @@ export type { ServerOptions, AddressInfo, ServerEvents, Authenticate, AuthPeer }
 export { connect } from './client';
 export type { ConnectOptions } from './client';
 export { Connection } from './connection';
-export type { ConnectionEvents, ConnectionState } from './connection';
+export type { ConnectionEvents, ConnectionState, ConnectionStats } from './connection';
+export { metricsContentType, renderMetrics } from './metrics';
+export type { MetricsLabels } from './metrics';
 export type { CloseInfo, CloseReason } from './records';
 export type * from './event-types';
 export type { FileDestination, HttpDestination, PinoLike, SyslogDestination, IpPrivacy, LogDestination, LogFormat, LogOptions, LogOutputOptions, SeverityName } from './log';

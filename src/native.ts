@@ -121,6 +121,103 @@ export interface NativeStats {
   eventsLost: number;
   /** Security records an `'event'` consumer did not take in time. */
   eventsLostJs: number;
+  // kcp-go SNMP counters, by their names (docs/metrics.md has the mapping).
+  /** Payload bytes accepted from the application (kcp-go `BytesSent`). */
+  bytesSent: number;
+  /** Payload bytes delivered to the application (kcp-go `BytesReceived`). */
+  bytesReceived: number;
+  /** Most connections live at once (kcp-go `MaxConn`). */
+  maxConn: number;
+  /** Live connections (kcp-go `CurrEstab`; the same as `connections`). */
+  currEstab: number;
+  /** Receive calls that failed (kcp-go `InErrs`; the same as `recvErrors`). */
+  inErrs: number;
+  /** Secure mode: datagrams whose authentication tag failed (kcp-go `InCsumErrors`; the same as `droppedBadTag`). */
+  inCsumErrors: number;
+  /** Datagrams the segment guard refused as malformed (kcp-go `KCPInErrors`: too_short + bad_conv + bad_length + bad_cmd + guard_violation). */
+  kcpInErrors: number;
+  /** Datagrams received (kcp-go `InPkts`; the same as `datagramsIn`). */
+  inPkts: number;
+  /** Datagrams sent (kcp-go `OutPkts`; the same as `datagramsOut`). */
+  outPkts: number;
+  /** KCP segments accepted by the engines (kcp-go `InSegs`). */
+  inSegs: number;
+  /** KCP segments the engines encoded (kcp-go `OutSegs`). */
+  outSegs: number;
+  /** UDP bytes received (kcp-go `InBytes`; the same as `bytesIn`). */
+  inBytes: number;
+  /** UDP bytes sent (kcp-go `OutBytes`; the same as `bytesOut`). */
+  outBytes: number;
+  /** Timeout retransmissions (kcp-go `RetransSegs`). */
+  retransSegs: number;
+  /** Fast (duplicate-ack) retransmissions (kcp-go `FastRetransSegs`). */
+  fastRetransSegs: number;
+  /** Segments inferred lost (kcp-go `LostSegs`). */
+  lostSegs: number;
+  /** Duplicate segments received (kcp-go `RepeatSegs`). */
+  repeatSegs: number;
+  // Per-connection counters summed over every connection so far (closed and live).
+  /** Connections the sums cover. */
+  sessionsCounted: number;
+  /** Datagrams accepted by the connections' guards, and their bytes. */
+  sessionDatagramsIn: number;
+  sessionBytesIn: number;
+  /** Datagrams the connections produced, and their bytes (handshake replies are not in these). */
+  sessionDatagramsOut: number;
+  sessionBytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
+  /** Datagrams of a known connection refused by its guard. */
+  sessionGuardDrops: number;
+  inPushSegs: number;
+  outPushSegs: number;
+  acksSent: number;
+  acksReceived: number;
+  windowProbesSent: number;
+  windowProbesReceived: number;
+  /** Smallest and largest single RTT sample of any connection, in ms (0 before any). */
+  rttMinMs: number;
+  rttMaxMs: number;
+  /** Smoothed RTT per connection that received an ACK (at its close, or now while it lives): samples, sum and quantiles in ms. */
+  srttCount: number;
+  srttSumMs: number;
+  srttP50Ms: number;
+  srttP90Ms: number;
+  srttP99Ms: number;
+  srttMaxMs: number;
+}
+
+/** One connection's counters so far (`connection.stats()`). */
+export interface NativeConnectionStats {
+  durationMs: number;
+  /** Datagrams accepted by the guard, and their bytes. */
+  datagramsIn: number;
+  bytesIn: number;
+  /** Datagrams produced, and their bytes. */
+  datagramsOut: number;
+  bytesOut: number;
+  payloadBytesIn: number;
+  payloadBytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
+  guardDrops: number;
+  srttMs: number;
+  rttvarMs: number;
+  rtoMs: number;
+  rttMinMs: number;
+  rttMaxMs: number;
+  inSegs: number;
+  outSegs: number;
+  inPushSegs: number;
+  outPushSegs: number;
+  retransSegs: number;
+  fastRetransSegs: number;
+  lostSegs: number;
+  repeatSegs: number;
+  acksSent: number;
+  acksReceived: number;
+  windowProbesSent: number;
+  windowProbesReceived: number;
 }
 
 export interface NativeEndpointHandle {
@@ -141,6 +238,7 @@ export interface NativeEndpointHandle {
   takeEvents(): Buffer | null;
   pauseEventConsumer(paused: boolean): void;
   stats(): NativeStats;
+  connectionStats(handle: number): NativeConnectionStats | null;
   ref(): void;
   unref(): void;
   close(): void;

@@ -24,6 +24,7 @@ import type { AcceptedRecord, AuthRequestRecord, CloseInfo, FailReason } from '.
 import { resolveDetection, type DetectionOptions } from './detection';
 import type { NativeEndpointOptions, NativeStats } from './native';
 import { Transport, type TransportOwner } from './transport';
+import { renderMetrics } from './metrics';
 
 /** Who presented a token to `authenticate`: the validated address and the connection id to be. */
 export interface AuthPeer {
@@ -243,6 +244,17 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   stats(): NativeStats {
     if (!this.transport || this.transport.native.closed) throw new KcpClosedError('server is not listening');
     return this.transport.native.stats();
+  }
+
+  /**
+   * The counters of `stats()` in Prometheus text exposition format 0.0.4, labelled with this
+   * listener's address (`docs/metrics.md` lists every metric).
+   */
+  metrics(): string {
+    const stats = this.stats();
+    const a = this._address;
+    const listener = a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : '';
+    return renderMetrics(stats, { listener });
   }
 
   /** Lets the process exit while the server is listening. */

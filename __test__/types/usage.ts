@@ -6,15 +6,18 @@ import {
   KcpError,
   KcpQueueFullError,
   presets,
+  renderMetrics,
   type AlertEvent,
   type AlertRuleId,
   type CloseInfo,
   type CloseReason,
   type Connection,
+  type ConnectionStats,
   type KcpEvent,
   type KcpEventMap,
   type MitreTechnique,
   type ServerOptions,
+  type ServerStats,
 } from '../../index';
 
 const options: ServerOptions = { preset: 'game', idleTimeout: 10_000, stream: false, mode: 'raw' };
@@ -56,6 +59,21 @@ async function main(): Promise<void> {
   createServer({ preset: 'turbo' });
   // @ts-expect-error port is required
   connect({ host: '127.0.0.1' });
+  // Metrics: Prometheus text, kcp-go-named counters, per-connection counters.
+  const exposition: string = server.metrics();
+  const stats: ServerStats = server.stats();
+  const segs: number = stats.inSegs + stats.retransSegs + stats.currEstab + stats.srttP99Ms;
+  const perConnection: ConnectionStats | null = client.stats();
+  if (perConnection) {
+    const inSegs: number = perConnection.inSegs + perConnection.messagesIn;
+    void inSegs;
+  }
+  // @ts-expect-error stats() is null once the connection closed
+  const notNull: ConnectionStats = client.stats();
+  const rendered: string = renderMetrics(stats, { listener: '127.0.0.1:4000' });
+  // @ts-expect-error label values are strings
+  renderMetrics(stats, { listener: 4000 });
+  void exposition, segs, notNull, rendered;
   await server.close();
 }
 

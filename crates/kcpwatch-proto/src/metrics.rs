@@ -93,8 +93,8 @@ pub struct SessionTotals {
     pub guard_drops: u64,
     /// Engine counters: segments in [InSegs], out [OutSegs], retransmitted [RetransSegs], ...
     pub engine: kcp::KcpCounters,
-    /// Smoothed RTT of each session that had an RTT sample: at close, and for live sessions
-    /// at read time.
+    /// Smoothed RTT of each session that received an ACK (so had RTT samples): at close, and
+    /// for live sessions at read time.
     pub srtt: RttHistogram,
 }
 
@@ -128,8 +128,9 @@ impl SessionTotals {
             e.rtt_min = o.rtt_min;
         }
         e.rtt_max = e.rtt_max.max(o.rtt_max);
-        // A session without an RTT sample (srtt still 0) says nothing about the RTT.
-        if s.srtt_ms != 0 {
+        // A session that never had an ACK has no RTT sample, and its srtt (0) says nothing;
+        // one with ACKs may have a 0 srtt (sub-millisecond samples on a fast link).
+        if o.acks_received != 0 {
             self.srtt.record(s.srtt_ms);
         }
     }
@@ -156,6 +157,7 @@ mod tests {
             direction: Direction::Inbound,
         });
         s.srtt_ms = srtt;
+        s.engine.acks_received = u64::from(srtt != 0);
         s.bytes_in = bytes_in;
         s.engine.retrans_segs = retrans;
         s.engine.in_segs = bytes_in / 10;
@@ -201,7 +203,7 @@ mod tests {
     fn totals_sum_sessions_and_merge_histograms() {
         let mut closed = SessionTotals::default();
         closed.add(&summary(20, 1000, 3));
-        closed.add(&summary(0, 50, 0)); // no RTT sample: counted, not in the histogram
+        closed.add(&summary(0, 50, 0)); // no ACK: counted, not in the histogram
         closed.note_live(2);
         let mut read = closed;
         read.add(&summary(300, 10, 1));
@@ -220,6 +222,12 @@ mod tests {
         assert_eq!(read.srtt.quantile(0.99), 300);
         // Reading did not change the closed-session totals.
         assert_eq!(closed.sessions, 2);
+        // A sub-millisecond srtt of a session that had ACKs is a sample of 0.
+        let mut fast = summary(0, 10, 0);
+        fast.engine.acks_received = 3;
+        let mut with_fast = SessionTotals::default();
+        with_fast.add(&fast);
+        assert_eq!((with_fast.srtt.count, with_fast.srtt.counts[0]), (1, 1));
         let mut merged = RttHistogram::default();
         merged.merge(&closed.srtt);
         merged.merge(&read.srtt);
