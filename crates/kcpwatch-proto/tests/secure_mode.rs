@@ -509,9 +509,17 @@ fn second_client(p: &mut Pair, from: &str) -> Option<FailReason> {
     panic!("the second client's handshake neither completed nor failed");
 }
 
+/// A limit case: its name, how it is set, the second client's address, the rule it refuses by.
+type LimitCase = (
+    &'static str,
+    fn(&mut EndpointConfig),
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn each_connection_limit_refuses_with_capacity_its_rule_and_a_reject() {
-    let cases: [(&str, fn(&mut EndpointConfig), &str, &str); 3] = [
+    let cases: [LimitCase; 3] = [
         (
             "max_connections",
             |c| c.max_connections = 1,
@@ -635,6 +643,7 @@ fn malformed_hellos_are_counted_with_their_rule() {
     assert_eq!(p.server.stats().failed_by(FailReason::Malformed), 2);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn kcp_segment(
     conv: u32,
     cmd: u8,

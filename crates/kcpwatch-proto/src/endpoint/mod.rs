@@ -582,7 +582,8 @@ impl Endpoint {
         if reason == FailReason::Malformed {
             // A malformed opening is an invalid datagram too (KCPW-005), not only a failure.
             let now_ms = self.unix_ms();
-            self.detectors.dropped(remote.ip(), trigger, Some(conv), now_ms);
+            self.detectors
+                .dropped(remote.ip(), trigger, Some(conv), now_ms);
             self.report_alerts();
         }
         if !self.events_on() {
