@@ -267,7 +267,10 @@ test('demo: secure clients echo through the lossy relay while a wrong token and 
   t.regex(out, /kcp:connection_failed .*invalid_cookie \(cookie_mac\)/);
   const [, sent, answered] = /\[flood\] sent \d+ datagrams \((\d+) bytes\); the server answered the flooding sources with (\d+) bytes/.exec(out);
   t.true(Number(answered) <= Number(sent), `${answered} > ${sent}`);
-  t.regex(out, /\[server\] stats connections=0 passive_opens=3 /);
+  // Every session came through the relay (a player whose handshake replies were all lost may
+  // need a second one, so the count is not fixed); none is left open.
+  t.regex(out, /\[server\] stats connections=0 passive_opens=\d+ /);
+  t.notRegex(out, /\[server\] connection_established .* src=127\.(?!0\.0\.1:)/);
   // The attack phase raises the detectors' alerts: the scanner by its address, the flood overall.
   const [, scanner] = /one scanner \(([\d.]+)\)/.exec(out);
   t.regex(out, new RegExp(`kcp:alert alert KCPW-004 \\(conv_scan_source\\).* from ${scanner.replaceAll('.', '\\.')}`));

@@ -720,8 +720,11 @@ test.serial('sampling: a burst is logged one by one up to sampleBurst, then one 
     [0, 0, 0, 7],
   );
   for (const e of drops) t.like(e, { trigger: 'too_short', rule: 'too_short', src_port: socket.address().port });
-  // The aggregate waits for the end of the window, and carries the last suppressed datagram.
-  t.true(drops[3].time - drops[0].time >= 295, `aggregate ${drops[3].time - drops[0].time} ms after the first`);
+  // The aggregate waits for the end of the window (300 ms), and carries the last suppressed
+  // datagram. A record's time is its I/O loop iteration's start, and under load a timer can
+  // fire a few milliseconds into its iteration: hence the margin (the burst itself took < 300
+  // ms, so an aggregate written at once would be far below it).
+  t.true(drops[3].time - drops[0].time >= 250, `aggregate ${drops[3].time - drops[0].time} ms after the first`);
   t.is(drops[3].datagram_bytes, 5);
   const total = drops.reduce((n, e) => n + (e.suppressed === 0 ? 1 : e.suppressed), 0);
   t.is(total, 10);

@@ -379,6 +379,12 @@ impl Session {
         self.last_received = now;
     }
 
+    /// The peer showed it is alive without a session datagram (a retransmitted HELLO whose
+    /// ACCEPT was lost): the idle clock restarts.
+    pub(crate) fn note_alive(&mut self, now: Millis) {
+        self.last_received = now;
+    }
+
     /// Counts the secure framing around an accepted KCP datagram as wire bytes.
     pub(crate) fn note_framing_in(&mut self, bytes: usize) {
         self.bytes_in += bytes as u64;

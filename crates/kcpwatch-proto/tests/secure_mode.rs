@@ -14,8 +14,8 @@ use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys};
 use kcpwatch_proto::secure::wire::{self, RejectReason, TYPE_DATA};
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH};
 use kcpwatch_proto::{
-    CloseReason, ConnectionState, DropTrigger, Endpoint, EndpointConfig, EndpointEvent, Initiator,
-    Preset, SecurityEvent, SessionConfig,
+    CloseReason, ConnectionHandle, ConnectionState, DropTrigger, Endpoint, EndpointConfig,
+    EndpointEvent, Initiator, Preset, SecurityEvent, SessionConfig,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -921,4 +921,56 @@ fn a_secure_session_whose_peer_stops_answering_closes_as_dead_link() {
         closed.summary.duration_ms < 10_000,
         "before the idle timeout"
     );
+}
+
+#[test]
+fn a_client_whose_accepts_are_lost_keeps_its_session_while_it_retries() {
+    let (mut server_config, client_config) = secure_configs(25, session());
+    server_config.session.idle_timeout_ms = 1_000;
+    let mut server = Endpoint::new(server_config, 0).unwrap();
+    let mut client = Endpoint::new(client_config, 0).unwrap();
+    let conn = client
+        .connect_secure(0, addr(SERVER), addr(CLIENT), b"", None)
+        .unwrap();
+    let mut accepts_lost = 0;
+    let mut now = 0;
+    while now < 3_000 {
+        client.flush(now);
+        let out: Vec<Vec<u8>> = client.transmits().iter().map(|t| t.data.to_vec()).collect();
+        client.clear_transmits();
+        for d in out {
+            server.handle_datagram(now, addr(CLIENT), addr(SERVER), &d);
+        }
+        server.handle_timeout(now);
+        server.flush(now);
+        let replies: Vec<Vec<u8>> = server.transmits().iter().map(|t| t.data.to_vec()).collect();
+        server.clear_transmits();
+        for d in replies {
+            // Every ACCEPT before 1.6 s is lost: the client's retries span the idle timeout.
+            if d[0] == wire::TYPE_ACCEPT && now < 1_600 {
+                accepts_lost += 1;
+                continue;
+            }
+            client.handle_datagram(now, addr(SERVER), addr(CLIENT), &d);
+        }
+        if client.connection_info(conn).unwrap().state == ConnectionState::Established {
+            break;
+        }
+        now = client.poll_timeout().unwrap_or(now + 50).max(now + 1);
+        client.handle_timeout(now);
+    }
+    assert!(accepts_lost >= 3, "{accepts_lost}");
+    // The session was visited all along: its keepalives went out while the client retried.
+    assert!(now >= 1_600, "{now}");
+    assert_eq!(
+        server.stats().passive_opens,
+        1,
+        "one session, kept alive by the retries"
+    );
+    assert_eq!(server.connection_count(), 1);
+    let server_conv = server
+        .connection_info(ConnectionHandle::from_bits(0))
+        .unwrap()
+        .conv;
+    assert_eq!(client.connection_info(conn).unwrap().conv, server_conv);
 }

@@ -761,7 +761,11 @@ impl Endpoint {
             return;
         };
         let deadline = session.next_deadline(now);
-        let extended = self.clock.extended() + u64::from(deadline.wrapping_sub(now));
+        // A deadline already past (a keepalive due while a handshake retransmission is being
+        // answered, say) is due now: on the wrapping clock it would otherwise read as 49 days
+        // ahead and the session would never be visited again.
+        let ahead = crate::clock::diff(deadline, now).max(0) as u64;
+        let extended = self.clock.extended() + ahead;
         let slot = &mut self.slots[handle.index() as usize];
         if slot.deadline != Some(extended) {
             slot.deadline = Some(extended);

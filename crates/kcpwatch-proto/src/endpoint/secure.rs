@@ -255,8 +255,15 @@ impl Endpoint {
                 .and_then(|s| s.secure.as_ref())
                 .and_then(|s| s.accept.clone());
             match accept {
-                // The ACCEPT was lost: the same answer again.
-                Some(accept) => self.send_unbound(remote, local, &accept, true),
+                // The ACCEPT was lost: the same answer again. The client is alive and trying,
+                // so its session must not idle out meanwhile.
+                Some(accept) => {
+                    if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                        s.note_alive(now);
+                    }
+                    self.send_unbound(remote, local, &accept, true);
+                    self.reschedule(handle, now);
+                }
                 None => self.drop_trigger(
                     remote,
                     local,
