@@ -933,6 +933,7 @@ fn a_client_whose_accepts_are_lost_keeps_its_session_while_it_retries() {
         .connect_secure(0, addr(SERVER), addr(CLIENT), b"", None)
         .unwrap();
     let mut accepts_lost = 0;
+    let mut late_keepalives = 0;
     let mut now = 0;
     while now < 3_000 {
         client.flush(now);
@@ -946,6 +947,9 @@ fn a_client_whose_accepts_are_lost_keeps_its_session_while_it_retries() {
         let replies: Vec<Vec<u8>> = server.transmits().iter().map(|t| t.data.to_vec()).collect();
         server.clear_transmits();
         for d in replies {
+            if d[0] == wire::TYPE_KEEPALIVE && now >= 1_000 {
+                late_keepalives += 1;
+            }
             // Every ACCEPT before 1.6 s is lost: the client's retries span the idle timeout.
             if d[0] == wire::TYPE_ACCEPT && now < 1_600 {
                 accepts_lost += 1;
@@ -960,7 +964,9 @@ fn a_client_whose_accepts_are_lost_keeps_its_session_while_it_retries() {
         client.handle_timeout(now);
     }
     assert!(accepts_lost >= 3, "{accepts_lost}");
-    // The session was visited all along: its keepalives went out while the client retried.
+    // The session stayed on the timer wheel: answering a retransmitted HELLO when its keepalive
+    // was already overdue once scheduled it 49 days ahead, and it went silent.
+    assert!(late_keepalives >= 1, "no keepalive after 1 s");
     assert!(now >= 1_600, "{now}");
     assert_eq!(
         server.stats().passive_opens,
