@@ -980,3 +980,34 @@ fn a_client_whose_accepts_are_lost_keeps_its_session_while_it_retries() {
         .conv;
     assert_eq!(client.connection_info(conn).unwrap().conv, server_conv);
 }
+
+#[test]
+fn a_peer_assembling_a_message_past_our_limit_is_closed_as_a_protocol_violation() {
+    let (mut server, mut client) = secure_configs(27, session());
+    server.session.max_message_size = 64 * 1024;
+    client.session.max_message_size = 100_000;
+    let mut p = Pair::with_configs(server, client, Link::clean(), 1_000);
+    assert!(p.run_until(5_000, established));
+    echo_round(&mut p, 3, 27);
+    let now = p.clock();
+    p.client
+        .send(now, p.client_conn, &vec![7u8; 70_000])
+        .unwrap();
+    assert!(p.run_until(5_000, |p| p.server.connection_count() == 0));
+    let mut got = Vec::new();
+    p.server_recv_all(&mut got);
+    assert!(
+        got.is_empty(),
+        "the oversized message never reaches the application"
+    );
+    let closed = p
+        .server_security
+        .iter()
+        .find_map(|e| match e {
+            SecurityEvent::ConnectionClosed(c) => Some(*c),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(closed.reason, CloseReason::ProtocolViolation);
+    assert_eq!(closed.initiator, Initiator::Remote);
+}

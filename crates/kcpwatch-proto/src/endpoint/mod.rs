@@ -644,7 +644,8 @@ impl Endpoint {
         if self.by_key.contains_key(&(remote, conv)) {
             return Err(ConnectError::Duplicate(remote, conv));
         }
-        if self.live >= self.config.max_connections {
+        // Pending authentications hold a place too.
+        if self.live + self.pending_auth.len() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
         let handle =
@@ -736,7 +737,22 @@ impl Endpoint {
     }
 
     /// After input or a command: signal readability, queue a flush and move the deadline.
+    /// Whether the next message of a connection is larger than its `max_message_size`: the
+    /// guard bounds each segment and the fragment count, not their product, so a peer can
+    /// assemble a message past our limit. Such a peer has broken the contract of the session.
+    fn oversized_head(&self, handle: ConnectionHandle) -> bool {
+        self.session(handle).is_some_and(|s| {
+            !s.config.stream
+                && s.state == ConnectionState::Established
+                && s.peek_size().is_some_and(|n| n > s.config.max_message_size)
+        })
+    }
+
     fn after_activity(&mut self, handle: ConnectionHandle, now: Millis) {
+        if self.oversized_head(handle) {
+            self.close_now(handle, CloseReason::ProtocolViolation);
+            return;
+        }
         let Some(session) = self.session(handle) else {
             return;
         };
@@ -999,7 +1015,9 @@ impl Endpoint {
         if session.state != ConnectionState::Established {
             return None;
         }
-        session.peek_size()
+        session
+            .peek_size()
+            .filter(|&n| session.config.stream || n <= session.config.max_message_size)
     }
 
     /// Moves the next message of a connection into `buf` (at least [`Endpoint::peek_size`]
@@ -1007,6 +1025,10 @@ impl Endpoint {
     pub fn recv(&mut self, handle: ConnectionHandle, buf: &mut [u8]) -> Option<usize> {
         self.slot(handle)?;
         let ready = self.peek_size(handle);
+        if ready.is_none() && self.oversized_head(handle) {
+            self.close_now(handle, CloseReason::ProtocolViolation);
+            return None;
+        }
         let session = self.slots[handle.index() as usize].session.as_mut()?;
         if ready.is_none() {
             session.readable_signalled = false;

@@ -547,7 +547,8 @@ impl Endpoint {
         }
         let config = secure_session_config(config.unwrap_or(&self.config.session));
         config.validate()?;
-        if self.live >= self.config.max_connections {
+        // Pending authentications hold a place too.
+        if self.live + self.pending_auth.len() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
         let nonce: [u8; 16] = self.rng.gen();
