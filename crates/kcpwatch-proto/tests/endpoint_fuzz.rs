@@ -158,28 +158,26 @@ fn mutations_of_the_corpus_keep_every_invariant() {
     }
 }
 
-// Findings of the fuzzer (docs/security.md, "Fuzzing"). Their inputs are in the corpus, where
-// they pass because the harness masks or models them; these tests show the defects unmasked
-// and pass once they are fixed.
+// Regression tests for the fuzzer's finds (docs/security.md, "Fuzzing"); their minimised inputs
+// are also in the corpus as `crash-*`.
 
-/// A datagram handled after a session's keepalive deadline passed (and before
-/// `handle_timeout`) reschedules the session 2^32 ms ahead: its timer is lost, it never idles
-/// out, and `poll_timeout` reports a time in the past.
+/// A datagram handled after a session's keepalive deadline had passed (and before
+/// `handle_timeout`) used to reschedule the session 2^32 ms ahead: its timer was lost, it never
+/// idled out, and `poll_timeout` reported a time in the past.
 #[test]
-#[ignore = "known defect in Endpoint::reschedule (docs/security.md, Fuzzing)"]
-fn finding_a_late_datagram_loses_the_session_timer() {
+fn a_late_datagram_keeps_the_session_timer() {
     let input = fs::read(corpus_dir().join("crash-lost-timer-after-late-datagram")).unwrap();
-    fuzz_harness::run_unmasked(&input);
+    fuzz_harness::run(&input);
 }
 
-/// `max_message_size` is documented as the largest message accepted from the peer, but the
-/// receive side only bounds the fragment count: 48 full fragments make a 66,048-byte message.
+/// `max_message_size` also bounds what the peer may send: the guard bounds each segment and the
+/// fragment count, so 48 full fragments used to make a 66,048-byte message. Now it is never
+/// delivered and the session closes as a protocol violation.
 #[test]
-#[ignore = "known gap: max_message_size is not enforced on receive (docs/security.md, Fuzzing)"]
-fn finding_a_peer_can_deliver_a_message_beyond_max_message_size() {
+fn a_message_beyond_max_message_size_is_never_delivered() {
     use common::{addr, Link, Pair, CLIENT};
     use kcpwatch_proto::segment::{SegmentHeader, CMD_PUSH};
-    use kcpwatch_proto::{Preset, SessionConfig};
+    use kcpwatch_proto::{CloseReason, EndpointEvent, Preset, SessionConfig};
 
     let config = SessionConfig {
         idle_timeout_ms: 120_000,
@@ -187,8 +185,10 @@ fn finding_a_peer_can_deliver_a_message_beyond_max_message_size() {
     };
     let mut pair = Pair::new(77, config, Link::clean());
     pair.establish();
+    let conn = pair.server_conn.unwrap();
     let mss = config.mss();
     let fragments = 48u8;
+    assert!(usize::from(fragments) * mss > config.max_message_size);
     for i in 0..fragments {
         let mut datagram = Vec::new();
         SegmentHeader {
@@ -205,12 +205,11 @@ fn finding_a_peer_can_deliver_a_message_beyond_max_message_size() {
         datagram.resize(24 + mss, 0x41);
         pair.inject_to_server(addr(CLIENT), &datagram);
     }
-    let size = pair.server.peek_size(pair.server_conn.unwrap());
-    assert!(
-        !size.is_some_and(|size| size > config.max_message_size),
-        "a {size:?}-byte message delivered, max_message_size {}",
-        config.max_message_size
-    );
+    assert_eq!(pair.server.peek_size(conn), None);
+    assert!(pair.server_events.iter().any(|e| matches!(
+        e,
+        EndpointEvent::Closed { handle, reason: CloseReason::ProtocolViolation, .. } if *handle == conn
+    )));
 }
 
 #[test]

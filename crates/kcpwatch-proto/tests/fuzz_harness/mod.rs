@@ -37,11 +37,10 @@
 //!   `ConnectFailed`), and `answer_drops` the auth answers the endpoint counts as drops (see
 //!   [`Side::resolve`]). A datagram with no counter and no such effect is an accounting hole.
 //! - **No panic**, contained or not (`stats.panics == 0`; libFuzzer aborts on any panic).
-//! - **Limits and state.** `connection_count <= max_connections`; inbound connections plus
-//!   pending authentications `<= max_connections`; `pending_auth_count <= max_pending_auth`;
-//!   every live connection was announced and every ended one reported (the handles the events
-//!   name are exactly the live ones); unacknowledged bytes within `max_send_queue_bytes`; no
-//!   delivered message larger than the guard's fragment bound.
+//! - **Limits and state.** `connection_count + pending_auth_count <= max_connections`;
+//!   `pending_auth_count <= max_pending_auth`; every live connection was announced and every
+//!   ended one reported (the handles the events name are exactly the live ones); unacknowledged
+//!   bytes within `max_send_queue_bytes`; no delivered message larger than `max_message_size`.
 //! - **Bounded output.** Security and endpoint events are drained after every operation and
 //!   their number per operation is bounded (none lost); transmits per operation are bounded;
 //!   no datagram is larger than the MTU.
@@ -50,6 +49,7 @@
 //!   no more bytes back than it sent; a HELLO without a valid cookie creates no state.
 //! - **Replays never move a session** (secure mode): a session datagram T already saw,
 //!   delivered again from any address, is dropped and changes no peer address.
+//! - **No busy loop.** After `handle_timeout(now)`, `poll_timeout` is `None` or after `now`.
 //! - **State is reclaimed.** When the input ends, time runs on without traffic: every session
 //!   and pending authentication ends, and no timer stays armed.
 #![allow(dead_code)]
@@ -57,7 +57,6 @@
 use std::net::{Ipv6Addr, SocketAddr};
 
 use kcpwatch_proto::detect::{DetectorConfig, Threshold};
-use kcpwatch_proto::events::Direction;
 use kcpwatch_proto::limits::Limits;
 use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys, TagKey};
 use kcpwatch_proto::secure::wire::{
@@ -69,16 +68,6 @@ use kcpwatch_proto::{
     ConnectionHandle, DropTrigger, Endpoint, EndpointConfig, EndpointEvent, EndpointStats, Millis,
     Mode, Preset, SessionConfig, Severity,
 };
-
-/// Known defect, masked so the fuzzer can look past it (docs/security.md, "Fuzzing", "Found"):
-/// when a datagram is handled after a session's keepalive (or linger) deadline has passed but
-/// before `handle_timeout` ran, `Endpoint::reschedule` turns the past deadline into one 2^32 ms
-/// ahead, so the session's timer is lost (no keepalive, retransmission or idle timeout again;
-/// `poll_timeout` reports a time in the past). The runtime's loop handles datagrams before
-/// timers, so this happens whenever a datagram arrives late in a loop iteration. While this is
-/// `true`, an INJECT that moves the clock runs T's timers first; set it to `false` (or use
-/// [`run_unmasked`]) to reproduce, and once `reschedule` is fixed, remove it.
-pub const TIMERS_BEFORE_LATE_DATAGRAMS: bool = true;
 
 /// Operations read from one input at most (longer inputs are cut).
 pub const MAX_OPS: usize = 128;
@@ -345,12 +334,16 @@ impl Side {
     fn read_all(&mut self, handle: ConnectionHandle) {
         let session = self.ep.config().session;
         while let Some(size) = self.ep.peek_size(handle) {
-            // `max_message_size` is only enforced on send (reported in docs/security.md): what
-            // a peer can make us deliver is bounded by the guard's fragment limit.
-            let bound = session.max_fragments() * session.receive_mss();
+            // Stream mode has no message limit: a chunk is bounded by what the guard lets
+            // reassemble.
+            let bound = if session.stream {
+                session.max_fragments() * session.receive_mss()
+            } else {
+                session.max_message_size
+            };
             assert!(
                 size <= bound,
-                "message of {size} bytes delivered (fragment bound {bound})"
+                "message of {size} bytes delivered (limit {bound})"
             );
             let mut buf = vec![0u8; size];
             let n = self.ep.recv(handle, &mut buf).expect("peeked message");
@@ -392,8 +385,6 @@ pub struct Harness {
     /// When set, every operation that reaches T is appended here, encoded as an input, so a
     /// scenario can be saved as a seed that replays exactly what T saw.
     trace: Option<Vec<u8>>,
-    /// See [`TIMERS_BEFORE_LATE_DATAGRAMS`].
-    timers_first: bool,
     /// Datagrams injected into T while tracing, each with the trace length just after it (for
     /// the seed generator).
     pub injected: Vec<(usize, Vec<u8>)>,
@@ -497,20 +488,10 @@ fn take_data<'a>(input: &mut &'a [u8]) -> &'a [u8] {
 
 /// Runs one input and checks every invariant; panics on a violation.
 pub fn run(data: &[u8]) {
-    run_with(data, TIMERS_BEFORE_LATE_DATAGRAMS);
-}
-
-/// [`run`] without the mask of [`TIMERS_BEFORE_LATE_DATAGRAMS`].
-pub fn run_unmasked(data: &[u8]) {
-    run_with(data, false);
-}
-
-fn run_with(data: &[u8], timers_first: bool) {
     let Some((&config, mut ops)) = data.split_first() else {
         return;
     };
     let mut h = Harness::new(Setup::from_byte(config));
-    h.timers_first = timers_first;
     let mut count = 0;
     while !ops.is_empty() && count < MAX_OPS {
         count += 1;
@@ -550,7 +531,6 @@ impl Harness {
             t_connects: 0,
             trace: None,
             injected: Vec::new(),
-            timers_first: TIMERS_BEFORE_LATE_DATAGRAMS,
         };
         if !setup.secure {
             h.known.push(Known {
@@ -975,10 +955,9 @@ impl Harness {
             self.record(&(len as u16).to_le_bytes());
             self.record(&bytes[..len]);
         }
+        // As in the runtime's loop, a datagram that arrives after a deadline passed is handled
+        // before the timers run (the fuzzer's first find: such a deadline used to be lost).
         self.now += INJECT_STEPS[usize::from(step)];
-        if step > 0 && self.timers_first {
-            self.tick(Who::T);
-        }
         if let Some(trace) = self.trace.as_ref() {
             self.injected.push((trace.len(), bytes.to_vec()));
         }
@@ -1166,6 +1145,14 @@ impl Harness {
         side.drain(who, &mut seen);
         // Answering auth requests (P) or reading messages may have queued more.
         side.ep.flush(now);
+        // No busy loop: once the timers due now have run, the next one is in the future (a
+        // deadline in the past would make the runtime's loop wake at once, again and again).
+        if let Some(deadline) = side.ep.poll_timeout() {
+            assert!(
+                kcpwatch_proto::clock::diff(deadline, now) > 0,
+                "{who:?}: poll_timeout {deadline} is not after now {now} after handle_timeout"
+            );
+        }
         let config = side.ep.config().clone();
         let max_live = live_before.max(side.ep.connection_count()) + 1;
         let mtu = config.session.mtu.max(36 + 1024);
@@ -1247,18 +1234,11 @@ impl Harness {
             ep.connection_count(),
             "{who:?}: live sessions and events disagree"
         );
-        assert!(ep.connection_count() <= config.max_connections);
-        // Inbound sessions and the handshakes waiting for authentication share the limit
-        // (our own outbound connections are only refused once the limit is full).
-        let inbound = side
-            .handles
-            .iter()
-            .filter_map(|&h| ep.connection_summary(h))
-            .filter(|s| s.direction == Direction::Inbound)
-            .count();
+        // Pending authentications hold a place: live + pending never exceed the limit.
         assert!(
-            inbound + ep.pending_auth_count() <= config.max_connections,
-            "{who:?}: {inbound} inbound connections + {} pending, limit {}",
+            ep.connection_count() + ep.pending_auth_count() <= config.max_connections,
+            "{who:?}: {} connections + {} pending, limit {}",
+            ep.connection_count(),
             ep.pending_auth_count(),
             config.max_connections
         );
