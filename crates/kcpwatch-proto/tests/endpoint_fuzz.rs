@@ -5,7 +5,7 @@
 //!
 //! `KCPWATCH_FUZZ_ITERATIONS` sets the number of mutations (default 30,000: about 1 s in a debug build), and
 //! `KCPWATCH_FUZZ_SEED` changes the mutation seed. Regenerate the seed files after a protocol
-//! change with `cargo test -p kcpwatch-proto --test endpoint_fuzz -- --ignored write_seed_corpus`.
+//! change with `KCPWATCH_WRITE_SEED_CORPUS=1 cargo test -p kcpwatch-proto --test endpoint_fuzz seed_files`.
 
 mod common;
 mod fuzz_harness;
@@ -55,6 +55,9 @@ fn the_committed_corpus_runs_clean() {
 
 #[test]
 fn the_seed_files_are_what_the_generator_writes() {
+    if std::env::var_os("KCPWATCH_WRITE_SEED_CORPUS").is_some() {
+        write_seed_corpus();
+    }
     let dir = corpus_dir();
     for (name, seed) in fuzz_harness::seeds() {
         let path = dir.join(format!("seed-{name}"));
@@ -62,7 +65,7 @@ fn the_seed_files_are_what_the_generator_writes() {
         assert!(
             committed == seed,
             "{} differs from the generator's seed: regenerate with \
-             `cargo test -p kcpwatch-proto --test endpoint_fuzz -- --ignored write_seed_corpus`",
+             `KCPWATCH_WRITE_SEED_CORPUS=1 cargo test -p kcpwatch-proto --test endpoint_fuzz seed_files`",
             path.display()
         );
     }
@@ -212,8 +215,7 @@ fn a_message_beyond_max_message_size_is_never_delivered() {
     )));
 }
 
-#[test]
-#[ignore = "writes fuzz/corpus/endpoint_input/seed-*; run after a protocol change"]
+/// Replaces the `seed-*` files with what the generator writes now (after a protocol change).
 fn write_seed_corpus() {
     let dir = corpus_dir();
     fs::create_dir_all(&dir).unwrap();
