@@ -364,6 +364,10 @@ impl IoThread {
             self.iteration_time_us = unix_micros();
             if shutdown {
                 self.endpoint.shutdown(now);
+                // The sessions' DISCONNECTs (secure mode) tell each peer at once, as
+                // docs/protocol.md says; one pass, as many as the socket buffer takes.
+                self.socket_writable = true;
+                self.transmit();
                 self.collect_events();
                 self.listener_stopped();
                 self.publish_events_until(Some(Instant::now() + SHUTDOWN_LOG_PATIENCE));
