@@ -1,141 +1,350 @@
-/** The client: `connect()` opens a KCP connection (secure mode by default) on its own UDP socket. */
+/**
+ * The client side. `createClient()` opens one client endpoint (one UDP socket, one native I/O
+ * thread) that carries any number of connections to one server, up to `maxConnections`:
+ * bots, load drivers and benchmarks open thousands from one process. `connect()` is the
+ * one-connection case: a client whose endpoint closes with its only connection.
+ */
 
+import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 
 import { Connection } from './connection';
-import { KcpInvalidOptionError } from './errors';
-import { resolveHighWaterMark, resolveKcpOptions, resolveMode, resolvePort, type KcpOptions, type Mode } from './options';
+import { KcpClosedError, KcpConnectError, KcpConnectionLimitError, KcpInvalidOptionError, fromNative } from './errors';
+import { resolveHighWaterMark, resolveKcpOptions, resolveMode, resolvePort, type KcpOptions, type Mode, type ResolvedKcpOptions } from './options';
 import type { AuthRequestRecord, FailReason } from './records';
 import type { KcpEvent } from './event-types';
 import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
-import { endpointOptions } from './server';
+import type { NativeStats } from './native';
+import { endpointOptions, type AddressInfo } from './server';
 import { Transport, type TransportOwner } from './transport';
 
-export interface ConnectOptions extends KcpOptions {
-  /** Server address: an IP literal or `'localhost'`. */
+/** The options of {@link createClient}: the server, the mode, and what every connection shares. */
+export interface ClientOptions extends KcpOptions {
+  /** Server address: an IP literal or `'localhost'` (default `'127.0.0.1'`). */
   host?: string;
   /** Server port. */
   port: number;
-  /** Raw mode: the conversation id; default random. Both sides must agree. (Secure mode: the server assigns it.) */
-  conv?: number;
   /**
-   * `'secure'` (the default): the kcpwatch handshake (`docs/protocol.md`); the connection is
+   * `'secure'` (the default): the kcpwatch handshake (`docs/protocol.md`); each connection is
    * `connecting` until the server accepts (`connect` event, `ready()`).
    * `'raw'`: plain KCP to any KCP server (kcp-go, ikcp, a kcpwatch server in raw mode).
    */
   mode?: Mode;
-  /** Secure mode: the application token the server's `authenticate` checks (at most 1024 bytes). */
-  token?: Uint8Array | string;
   /** Secure mode: give up a handshake without answer after this many ms (default 10000). */
   handshakeTimeout?: number;
   /** Secure mode: a keepalive goes out after this many ms of silence (default: a quarter of the server's idle timeout). */
   keepalive?: number;
   /**
-   * Security event logging for this connection's endpoint. Off by default for clients (a game
+   * Most connections open at once, counting those still closing (default 10000).
+   * `connect()` beyond it throws `KcpConnectionLimitError`.
+   */
+  maxConnections?: number;
+  /**
+   * Security event logging for the client's endpoint. Off by default for clients (a game
    * client rarely has a SIEM); pass options to turn it on, e.g. `{ onEvent }`.
    */
   log?: LogOptions | false;
 }
 
-class ClientOwner implements TransportOwner {
-  connection: Connection | undefined;
-  constructor(private readonly onEvent: ((event: KcpEvent) => void) | undefined) {}
+/** The options of one `client.connect()`. */
+export interface ClientConnectOptions {
+  /** Secure mode: the application token the server's `authenticate` checks (at most 1024 bytes). */
+  token?: Uint8Array | string;
+  /**
+   * Raw mode: the conversation id; default a random one not used by another connection of
+   * this client. Both sides must agree. (Secure mode: the server assigns it.)
+   */
+  conv?: number;
+}
+
+/** The options of {@link connect}: a client's and one connection's together. */
+export interface ConnectOptions extends Omit<ClientOptions, 'maxConnections'> {
+  /** Raw mode: the conversation id; default random. Both sides must agree. (Secure mode: ignored, the server assigns it.) */
+  conv?: number;
+  /** Secure mode: the application token the server's `authenticate` checks (at most 1024 bytes). */
+  token?: Uint8Array | string;
+}
+
+export interface ClientEvents {
+  /** The endpoint is closed; every connection's `close` came first. */
+  close: [];
+}
+
+const MAX_TOKEN = 1024;
+
+function resolveToken(value: unknown, mode: Mode): Buffer | undefined {
+  if (value === undefined) return undefined;
+  const token = typeof value === 'string' ? Buffer.from(value) : value;
+  if (!(token instanceof Uint8Array)) throw new KcpInvalidOptionError('token must be a string, Buffer or Uint8Array');
+  if (mode === 'raw') throw new KcpInvalidOptionError("token needs mode 'secure': raw KCP has no handshake to carry it");
+  if (token.length > MAX_TOKEN) throw new KcpInvalidOptionError(`token of ${token.length} bytes exceeds ${MAX_TOKEN}`);
+  return Buffer.from(token.buffer, token.byteOffset, token.length);
+}
+
+function resolveConv(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new KcpInvalidOptionError(`conv must be a u32, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * A client endpoint: one UDP socket and one native I/O thread carrying every connection it
+ * opens to its server. Create it with {@link createClient}.
+ *
+ * The endpoint keeps the process alive while it has connections (unless `unref()` was called);
+ * an idle client does not. `close()` ends every connection (reason `shutdown`; in secure mode
+ * the server sees `peer_closed`) and frees the socket and the thread.
+ */
+export class Client extends EventEmitter<ClientEvents> implements TransportOwner {
+  readonly mode: Mode;
+  /** The server. */
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** The most connections open at once. */
+  readonly maxConnections: number;
+  private readonly transport: Transport;
+  private readonly kcp: ResolvedKcpOptions;
+  private readonly highWaterMark: number;
+  private readonly connections = new Map<number, Connection>();
+  /** Raw mode: the convs in use, so each connection is its own session at the server. */
+  private readonly convs = new Map<number, number>();
+  private readonly onEvent: ((event: KcpEvent) => void) | undefined;
+  private readonly local: AddressInfo;
+  private closing: Promise<void> | undefined;
+  private refWanted = true;
+  private refd = true;
+  /** @internal `connect()`'s client ends with its one connection. */
+  _closeWhenIdle = false;
+
+  /** @internal Use {@link createClient}. */
+  constructor(options: ClientOptions) {
+    super();
+    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('createClient() takes an options object');
+    this.mode = resolveMode(options.mode);
+    this.kcp = resolveKcpOptions(options);
+    this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
+    const port = resolvePort(options.port);
+    if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
+    const requested = options.host ?? '127.0.0.1';
+    if (typeof requested !== 'string') throw new KcpInvalidOptionError('host must be a string');
+    const host = requested === 'localhost' ? '127.0.0.1' : requested;
+    if (!isIP(host)) {
+      throw new KcpInvalidOptionError(`host must be an IP address or 'localhost', got ${requested} (resolve names with dns.lookup first)`);
+    }
+    this.remoteAddress = host;
+    this.remotePort = port;
+    const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
+    this.onEvent = eventCallback(options.log);
+    const native = endpointOptions(
+      isIP(host) === 6 ? '::' : '0.0.0.0',
+      0,
+      this.kcp,
+      { maxConnections: options.maxConnections, mode: this.mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive },
+      log && { ...log, deliverToJs: this.onEvent !== undefined },
+    );
+    this.maxConnections = native.maxConnections;
+    this.transport = Transport.client(this, native, host, port);
+    const bound = this.transport.native.address();
+    this.local = { address: bound.address, family: bound.family as AddressInfo['family'], port: bound.port };
+    // Idle: the process may exit. The first connection takes the reference again.
+    this.setRef(false);
+  }
+
+  /**
+   * Opens a connection to the server on this client's socket. In secure mode the handshake
+   * starts and the connection is `connecting` (see {@link connect} for what follows); a failed
+   * handshake ends that connection only. Throws `KcpClosedError` once `close()` was called,
+   * `KcpConnectionLimitError` at `maxConnections`, `KcpInvalidOptionError` for bad options,
+   * `KcpConnectError` for a raw-mode conv already used by another connection of this client.
+   */
+  connect(options: ClientConnectOptions = {}): Connection {
+    if (this.closing || this.transport.native.closed) throw new KcpClosedError('client is closed');
+    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('client.connect() takes an options object');
+    const token = resolveToken(options.token, this.mode);
+    let conv = 0;
+    if (this.mode === 'raw') {
+      if (options.conv === undefined) {
+        do conv = randomInt(1, 2 ** 32 - 1);
+        while (this.convs.has(conv));
+      } else {
+        conv = resolveConv(options.conv);
+        if (this.convs.has(conv)) throw new KcpConnectError(`conv ${conv} is in use by another connection of this client`);
+      }
+    } else if (options.conv !== undefined) {
+      throw new KcpInvalidOptionError("conv needs mode 'raw': in secure mode the server assigns it");
+    }
+    if (this.connections.size >= this.maxConnections) {
+      throw new KcpConnectionLimitError(`client is at maxConnections (${this.maxConnections})`);
+    }
+    let info;
+    try {
+      info = this.transport.native.connect(this.remoteAddress, this.remotePort, conv, undefined, token);
+    } catch (err) {
+      throw fromNative(err);
+    }
+    const handle = info.handle;
+    const connection = new Connection({
+      transport: this.transport,
+      handle,
+      id: info.uid,
+      conv: info.conv,
+      remoteAddress: info.remoteAddress,
+      remotePort: info.remotePort,
+      localAddress: info.localAddress,
+      localPort: info.localPort,
+      maxMessageSize: this.kcp.maxMessageSize,
+      maxSendQueueBytes: this.kcp.maxSendQueueBytes,
+      highWaterMark: this.highWaterMark,
+      stream: this.kcp.stream,
+      connecting: this.mode === 'secure',
+      onClosed: () => this.forget(handle),
+    });
+    this.connections.set(handle, connection);
+    if (this.mode === 'raw') this.convs.set(conv, handle);
+    if (this.connections.size === 1) this.setRef(this.refWanted);
+    return connection;
+  }
+
+  /** Connections open now (`connecting`, `established` or `closing`). */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** The local address of the client's socket (every connection shares it); null once closed. */
+  address(): AddressInfo | null {
+    return this.transport.native.closed ? null : { ...this.local };
+  }
+
+  /** Counters of the socket and its engines (as `server.stats()`). */
+  stats(): NativeStats {
+    if (this.transport.native.closed) throw new KcpClosedError('client is closed');
+    return this.transport.native.stats();
+  }
+
+  /** Lets the process exit while connections are open. */
+  unref(): this {
+    this.refWanted = false;
+    this.setRef(false);
+    return this;
+  }
+
+  /** Keeps the process alive while connections are open (the default). */
+  ref(): this {
+    this.refWanted = true;
+    this.setRef(this.connections.size > 0);
+    return this;
+  }
+
+  /**
+   * Closes every connection at once (reason `shutdown`; secure mode tells the server, which
+   * closes them as `peer_closed`), stops the I/O thread and releases the socket. Every
+   * connection's `close` fires before the client's. Idempotent.
+   */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = Promise.resolve().then(() => {
+        this.transport.close();
+        this.emit('close');
+      });
+    }
+    return this.closing;
+  }
+
+  private setRef(want: boolean): void {
+    if (want === this.refd || this.transport.native.closed) return;
+    this.refd = want;
+    if (want) this.transport.native.ref();
+    else this.transport.native.unref();
+  }
+
+  private forget(handle: number): void {
+    const connection = this.connections.get(handle);
+    if (!connection) return;
+    this.connections.delete(handle);
+    if (this.mode === 'raw' && this.convs.get(connection.conv) === handle) this.convs.delete(connection.conv);
+    if (this.connections.size === 0) {
+      if (this._closeWhenIdle) void this.close();
+      else this.setRef(false);
+    }
+  }
+
+  /** @internal */
   events(events: KcpEvent[]): void {
     if (this.onEvent) for (const event of events) this.onEvent(event);
   }
+
+  /** @internal Clients do not accept connections. */
   accepted(_handle: number, _record: AcceptedRecord): void {}
-  message(_handle: number, data: Buffer): void {
-    this.connection?._message(data);
+
+  /** @internal */
+  message(handle: number, data: Buffer): void {
+    this.connections.get(handle)?._message(data);
   }
-  closed(_handle: number, info: CloseInfo): void {
-    this.connection?._closed(info);
+
+  /** @internal */
+  closed(handle: number, info: CloseInfo): void {
+    this.connections.get(handle)?._closed(info);
   }
-  progress(_handle: number, ackedBytes: number): void {
-    this.connection?._progress(ackedBytes);
+
+  /** @internal */
+  progress(handle: number, ackedBytes: number): void {
+    this.connections.get(handle)?._progress(ackedBytes);
   }
-  error(_handle: number, code: string, message: string): void {
-    this.connection?._error(code, message);
+
+  /** @internal */
+  error(handle: number, code: string, message: string): void {
+    this.connections.get(handle)?._error(code, message);
   }
-  established(_handle: number, conv: number): void {
-    this.connection?._established(conv);
+
+  /** @internal */
+  established(handle: number, conv: number): void {
+    this.connections.get(handle)?._established(conv);
   }
-  connectFailed(_handle: number, reason: FailReason): void {
-    this.connection?._connectFailed(reason);
+
+  /** @internal */
+  connectFailed(handle: number, reason: FailReason): void {
+    this.connections.get(handle)?._connectFailed(reason);
   }
+
+  /** @internal Only servers authenticate. */
   authRequest(_request: AuthRequestRecord): void {}
 }
 
 /**
- * Opens a connection. In secure mode (the default) the handshake starts and the connection is
- * `connecting`: messages sent now leave once it completes; `connect` (or `await ready()`)
- * says it did, and a failure is a typed error (`KcpHandshakeTimeoutError`,
- * `KcpAuthRejectedError`, `KcpServerFullError`, `KcpRateLimitedError`,
- * `KcpVersionMismatchError`) on `error` and from `ready()`, then `close` with reason
- * `connect_failed`. Nothing reconnects by itself: call `connect()` again to retry.
+ * Creates a client endpoint for many connections to one server over one UDP socket and one
+ * native I/O thread: `client.connect({ token?, conv? })` opens each, `client.close()` ends
+ * them all. Options are those of {@link connect} (less the per-connection `token` and `conv`)
+ * plus `maxConnections`.
+ */
+export function createClient(options: ClientOptions): Client {
+  return new Client(options);
+}
+
+/**
+ * Opens a connection on its own UDP socket (a client of one connection, closed with it). In
+ * secure mode (the default) the handshake starts and the connection is `connecting`: messages
+ * sent now leave once it completes; `connect` (or `await ready()`) says it did, and a failure
+ * is a typed error (`KcpHandshakeTimeoutError`, `KcpAuthRejectedError`, `KcpServerFullError`,
+ * `KcpRateLimitedError`, `KcpVersionMismatchError`) on `error` and from `ready()`, then `close`
+ * with reason `connect_failed`. Nothing reconnects by itself: call `connect()` again to retry.
  * In raw mode data may be sent at once; there is no handshake.
  */
 export function connect(options: ConnectOptions): Connection {
   if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('connect() takes an options object');
   const mode = resolveMode(options.mode);
-  const token = options.token === undefined ? undefined : typeof options.token === 'string' ? Buffer.from(options.token) : options.token;
-  if (token !== undefined && !(token instanceof Uint8Array)) throw new KcpInvalidOptionError('token must be a string, Buffer or Uint8Array');
-  if (token !== undefined && mode === 'raw') throw new KcpInvalidOptionError("token needs mode 'secure': raw KCP has no handshake to carry it");
-  if (token !== undefined && token.length > 1024) throw new KcpInvalidOptionError(`token of ${token.length} bytes exceeds 1024`);
-  const kcp = resolveKcpOptions(options);
-  const highWaterMark = resolveHighWaterMark(options.highWaterMark);
-  const port = resolvePort(options.port);
-  if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
-  const requested = options.host ?? '127.0.0.1';
-  const host = requested === 'localhost' ? '127.0.0.1' : requested;
-  if (!isIP(host)) {
-    throw new KcpInvalidOptionError(`host must be an IP address or 'localhost', got ${requested} (resolve names with dns.lookup first)`);
-  }
-  const conv = options.conv ?? randomInt(1, 2 ** 32 - 1);
-  if (!Number.isInteger(conv) || conv < 0 || conv > 0xffff_ffff) {
-    throw new KcpInvalidOptionError(`conv must be a u32, got ${String(conv)}`);
-  }
-  const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
-  const onEvent = eventCallback(options.log);
-  const owner = new ClientOwner(onEvent);
-  const bindHost = isIP(host) === 6 ? '::' : '0.0.0.0';
-  const transport = Transport.client(
-    owner,
-    endpointOptions(
-      bindHost,
-      0,
-      kcp,
-      { maxConnections: 1, mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive },
-      log && { ...log, deliverToJs: onEvent !== undefined },
-    ),
-    host,
-    port,
-  );
-  let info;
+  // Checked before the socket is bound, as before.
+  resolveToken(options.token, mode);
+  const conv = options.conv === undefined ? undefined : resolveConv(options.conv);
+  const { token, conv: _conv, ...rest } = options;
+  const client = new Client({ ...rest, maxConnections: 1 });
+  client._closeWhenIdle = true;
   try {
-    info = transport.native.connect(host, port, conv, undefined, token && Buffer.from(token.buffer, token.byteOffset, token.length));
+    return client.connect(mode === 'raw' ? { conv } : { token });
   } catch (err) {
-    transport.close();
+    void client.close();
     throw err;
   }
-  const connection = new Connection({
-    transport,
-    handle: info.handle,
-    id: info.uid,
-    conv: info.conv,
-    remoteAddress: info.remoteAddress,
-    remotePort: info.remotePort,
-    localAddress: info.localAddress,
-    localPort: info.localPort,
-    maxMessageSize: kcp.maxMessageSize,
-    maxSendQueueBytes: kcp.maxSendQueueBytes,
-    highWaterMark,
-    stream: kcp.stream,
-    connecting: mode === 'secure',
-    // The endpoint exists for this one connection; its thread stops with it.
-    onClosed: () => queueMicrotask(() => transport.close()),
-  });
-  owner.connection = connection;
-  return connection;
 }

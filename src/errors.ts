@@ -45,6 +45,8 @@ export const KcpQueueFullError = define('KcpQueueFullError', 'KCP_ERR_QUEUE_FULL
 export const KcpEmptyMessageError = define('KcpEmptyMessageError', 'KCP_ERR_EMPTY_MESSAGE');
 /** Opening a connection failed (duplicate conv, capacity). */
 export const KcpConnectError = define('KcpConnectError', 'KCP_ERR_CONNECT');
+/** A client is at its `maxConnections`: close one of its connections first. */
+export const KcpConnectionLimitError = define('KcpConnectionLimitError', 'KCP_ERR_CONNECTION_LIMIT');
 /** The feature is not available in this version. */
 export const KcpNotSupportedError = define('KcpNotSupportedError', 'KCP_ERR_NOT_SUPPORTED');
 /** Secure mode: the server did not answer the handshake in time (down, unreachable, or rate-limiting us). */
@@ -74,6 +76,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   KCP_ERR_QUEUE_FULL: KcpQueueFullError,
   KCP_ERR_EMPTY_MESSAGE: KcpEmptyMessageError,
   KCP_ERR_CONNECT: KcpConnectError,
+  KCP_ERR_CONNECTION_LIMIT: KcpConnectionLimitError,
   KCP_ERR_NOT_SUPPORTED: KcpNotSupportedError,
   KCP_ERR_INTERNAL: KcpInternalError,
   KCP_ERR_HANDSHAKE_TIMEOUT: KcpHandshakeTimeoutError,

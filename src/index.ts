@@ -5,8 +5,8 @@
 
 export { createServer, Server } from './server';
 export type { ServerOptions, AddressInfo, ServerEvents, Authenticate, AuthPeer } from './server';
-export { connect } from './client';
-export type { ConnectOptions } from './client';
+export { Client, connect, createClient } from './client';
+export type { ClientConnectOptions, ClientEvents, ClientOptions, ConnectOptions } from './client';
 export { Connection } from './connection';
 export type { ConnectionEvents, ConnectionState, ConnectionStats } from './connection';
 export { metricsContentType, renderMetrics } from './metrics';

@@ -2,7 +2,9 @@
 // Lines marked @ts-expect-error must fail to compile; everything else must compile.
 import {
   connect,
+  createClient,
   createServer,
+  KcpConnectionLimitError,
   KcpError,
   KcpQueueFullError,
   presets,
@@ -10,6 +12,9 @@ import {
   type AlertEvent,
   type AlertRuleId,
   type CloseInfo,
+  type Client,
+  type ClientConnectOptions,
+  type ClientOptions,
   type CloseReason,
   type Connection,
   type ConnectionStats,
@@ -156,3 +161,41 @@ createServer({ log: { level: 'verbose' } });
 createServer({ log: { destination: 'syslog' } });
 connect({ port: 1, log: { onEvent: (e: KcpEvent) => void e.name } });
 void main;
+
+// Many connections on one client endpoint (one socket, one I/O thread).
+async function bots(port: number): Promise<void> {
+  const options: ClientOptions = { host: '127.0.0.1', port, mode: 'secure', preset: 'game', maxConnections: 1000, handshakeTimeout: 5000 };
+  const client: Client = createClient(options);
+  const per: ClientConnectOptions = { token: 'ticket' };
+  const conn: Connection = client.connect(per);
+  await conn.ready();
+  const raw = createClient({ port, mode: 'raw' }).connect({ conv: 7 });
+  const n: number = client.connectionCount + client.maxConnections + raw.conv;
+  const local: number | undefined = client.address()?.port;
+  const stats: ServerStats = client.stats();
+  const mode: 'raw' | 'secure' = client.mode;
+  client.on('close', () => undefined);
+  try {
+    client.connect();
+  } catch (err) {
+    if (err instanceof KcpConnectionLimitError) {
+      const code: string = err.code;
+      void code;
+    }
+  }
+  const closed: Promise<void> = client.close();
+  void n, local, stats, mode, closed;
+  // @ts-expect-error port is required
+  createClient({ host: '127.0.0.1' });
+  // @ts-expect-error maxConnections is a number
+  createClient({ port, maxConnections: '10' });
+  // @ts-expect-error a token is a string or bytes
+  client.connect({ token: 42 });
+  // @ts-expect-error the server is the client's: a connection does not take another port
+  client.connect({ port: 4000 });
+  // @ts-expect-error connect() opens one connection: maxConnections is createClient's
+  connect({ port, maxConnections: 10 });
+  // @ts-expect-error a client emits no connection events
+  client.on('connection', () => undefined);
+}
+void bots;
