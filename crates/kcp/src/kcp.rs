@@ -1238,6 +1238,19 @@ impl<Output> Kcp<Output> {
         self.current = current;
     }
 
+    /// PATCH(10): whether `flush` has nothing to send until new input or a new `send`: no
+    /// segment queued or in flight, no ACK owed, no window probe pending or due (a zero remote
+    /// window is probed even with nothing to send). `check()` never answers later than one
+    /// interval, so a caller that sleeps until `check()` wakes an idle connection 100 times a
+    /// second in nodelay mode; with this it can sleep until its own timers instead.
+    pub fn is_quiescent(&self) -> bool {
+        self.snd_queue.is_empty()
+            && self.snd_buf.is_empty()
+            && self.acklist.is_empty()
+            && self.probe == 0
+            && self.rmt_wnd != 0
+    }
+
     /// Clock value passed to the last `update` call (milliseconds, wrapping u32).
     #[inline]
     pub fn current(&self) -> u32 {

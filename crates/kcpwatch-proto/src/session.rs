@@ -555,6 +555,12 @@ impl Session {
         if self.handshaking() {
             return;
         }
+        // After a quiet spell (a quiescent engine is not updated every interval) the engine's
+        // interval clock is behind: update() brings it to now (and flushes), so the deadline
+        // computed next is an interval ahead instead of "now".
+        if self.kcp.check(now) == 0 {
+            let _ = self.kcp.update(now);
+        }
         self.kcp.set_current(now);
         let _ = self.kcp.flush();
         self.note_sent(now);
@@ -656,9 +662,20 @@ impl Session {
                 h.next_hello_at
             };
         }
-        let engine = now.wrapping_add(self.kcp.check(now));
+        // A closing session whose last byte was acknowledged ends now (see `liveness`).
+        if self.state == ConnectionState::Closing && self.kcp.waiting_bytes() == 0 {
+            return now;
+        }
         let idle = self.last_received.wrapping_add(self.config.idle_timeout_ms);
-        let mut deadline = if diff(idle, engine) < 0 { idle } else { engine };
+        // An engine with nothing to send sleeps until the session's own deadlines: any input or
+        // send reschedules it, and check() alone would wake it every interval for nothing.
+        let mut deadline = idle;
+        if !self.kcp.is_quiescent() {
+            let engine = now.wrapping_add(self.kcp.check(now));
+            if diff(engine, deadline) < 0 {
+                deadline = engine;
+            }
+        }
         if let Some(close) = self.close_deadline {
             if diff(close, deadline) < 0 {
                 deadline = close;

@@ -322,6 +322,12 @@ impl Pair {
     /// Advances virtual time to the next thing that happens and processes it. Returns false
     /// when nothing is scheduled at all.
     pub fn step(&mut self) -> bool {
+        self.step_until(u64::MAX)
+    }
+
+    /// [`Pair::step`], but virtual time stops at `limit`: an idle session's next deadline may be
+    /// its idle timeout, far beyond the time a test means to advance.
+    pub fn step_until(&mut self, limit: u64) -> bool {
         self.collect();
         let mut next: Option<u64> = self.network.peek().map(|Reverse(d)| d.deliver_at);
         let now32 = self.clock();
@@ -339,7 +345,7 @@ impl Pair {
         let Some(at) = next else {
             return false;
         };
-        self.now = self.now.max(at);
+        self.now = self.now.max(at.min(limit));
         let now = self.clock();
         while let Some(Reverse(d)) = self.network.peek() {
             if d.deliver_at > self.now {
@@ -369,7 +375,7 @@ impl Pair {
             if until(self) {
                 return true;
             }
-            if !self.step() {
+            if !self.step_until(deadline + 1) {
                 return until(self);
             }
         }
@@ -381,7 +387,7 @@ impl Pair {
         let target = self.now + ms;
         while self.now < target {
             let before = self.now;
-            if !self.step() || self.now > target {
+            if !self.step_until(target) || self.now > target {
                 break;
             }
             if self.now == before && self.network.is_empty() {
