@@ -99,16 +99,29 @@ func usageError(format string, args ...any) {
 // same ip:port the server sees (kcp-go needs an unconnected socket: it uses
 // WriteTo).
 func localUDP(raddr *net.UDPAddr) (*net.UDPConn, error) {
-	network := "udp4"
+	return listenFrom(raddr, sourceIP(raddr))
+}
+
+// sourceIP is the local IP the kernel picks to reach raddr (nil if it cannot tell).
+func sourceIP(raddr *net.UDPAddr) net.IP {
+	probe, err := net.DialUDP(udpNetwork(raddr), nil, raddr)
+	if err != nil {
+		return nil
+	}
+	defer probe.Close()
+	return probe.LocalAddr().(*net.UDPAddr).IP
+}
+
+// listenFrom opens an unconnected UDP socket on lip (any port) of raddr's family.
+func listenFrom(raddr *net.UDPAddr, lip net.IP) (*net.UDPConn, error) {
+	return net.ListenUDP(udpNetwork(raddr), &net.UDPAddr{IP: lip})
+}
+
+func udpNetwork(raddr *net.UDPAddr) string {
 	if raddr.IP.To4() == nil {
-		network = "udp6"
+		return "udp6"
 	}
-	var lip net.IP
-	if probe, err := net.DialUDP(network, nil, raddr); err == nil {
-		lip = probe.LocalAddr().(*net.UDPAddr).IP
-		probe.Close()
-	}
-	return net.ListenUDP(network, &net.UDPAddr{IP: lip})
+	return "udp4"
 }
 
 func usage() {
@@ -117,8 +130,10 @@ func usage() {
 commands:
   server        echo server (prints "listening HOST:PORT" to stderr)
   client        send deterministic messages, verify the echoes
-  bench-client  many concurrent ping-pong sessions, latency percentiles
+  bench-client  many concurrent echo sessions (raw KCP, secure mode or plain UDP), closed loop
+                or paced, latency percentiles; or hold sessions open and idle
   secure-client like client, against a kcpwatch server in secure mode (docs/protocol.md)
+  flood         a bounded handshake / garbage / KCP-looking datagram flood
 
 Run "kcpgo <command> -h" for the flags of a command.
 `)
@@ -139,6 +154,8 @@ func main() {
 		runBench(args)
 	case "secure-client":
 		runSecureClient(args)
+	case "flood":
+		runFlood(args)
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:
