@@ -1251,6 +1251,38 @@ impl<Output> Kcp<Output> {
             && self.rmt_wnd != 0
     }
 
+    /// PATCH(11): milliseconds until `flush` has work, for a caller that itself flushes after
+    /// every `input` and every `send` (so owed ACKs, newly queued data and fast retransmits
+    /// never wait for the interval tick): the earliest retransmission timeout of a segment in
+    /// flight; `check()` (at most one interval) while ACKs, queued segments or a window probe
+    /// wait; `u32::MAX` when quiescent. Unlike `check()` it does not wake a session that only
+    /// waits for ACKs every interval: at 10,000 connections with data in flight that is the
+    /// difference between a million wake-ups a second and one per retransmission timeout.
+    pub fn next_flush_in(&self, current: u32) -> u32 {
+        if !self.updated {
+            return 0;
+        }
+        if self.is_quiescent() {
+            return u32::MAX;
+        }
+        if !self.acklist.is_empty()
+            || !self.snd_queue.is_empty()
+            || self.probe != 0
+            || self.rmt_wnd == 0
+        {
+            return self.check(current);
+        }
+        let mut earliest = u32::MAX;
+        for seg in &self.snd_buf {
+            let diff = timediff(seg.resendts, current);
+            if diff <= 0 {
+                return 0;
+            }
+            earliest = cmp::min(earliest, diff as u32);
+        }
+        earliest
+    }
+
     /// Clock value passed to the last `update` call (milliseconds, wrapping u32).
     #[inline]
     pub fn current(&self) -> u32 {

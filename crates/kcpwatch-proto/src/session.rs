@@ -668,10 +668,13 @@ impl Session {
         }
         let idle = self.last_received.wrapping_add(self.config.idle_timeout_ms);
         // An engine with nothing to send sleeps until the session's own deadlines: any input or
-        // send reschedules it, and check() alone would wake it every interval for nothing.
+        // send reschedules it (kcp PATCH(10), PATCH(11)).
         let mut deadline = idle;
-        if !self.kcp.is_quiescent() {
-            let engine = now.wrapping_add(self.kcp.check(now));
+        // ACKs and new data leave eagerly (the endpoint flushes after input and send), so the
+        // engine needs a visit only for its next retransmission, not every interval.
+        let wait = self.kcp.next_flush_in(now);
+        if wait != u32::MAX && wait <= i32::MAX as u32 {
+            let engine = now.wrapping_add(wait);
             if diff(engine, deadline) < 0 {
                 deadline = engine;
             }

@@ -783,11 +783,15 @@ impl Endpoint {
         let ahead = crate::clock::diff(deadline, now).max(0) as u64;
         let extended = self.clock.extended() + ahead;
         let slot = &mut self.slots[handle.index() as usize];
-        if slot.deadline != Some(extended) {
-            slot.deadline = Some(extended);
-            self.timers
-                .schedule(extended, handle.index(), slot.generation);
+        // A deadline that moves later keeps the earlier timer: that visit finds nothing due and
+        // arms the real deadline then. Most reschedules move later (each ACK, each input while
+        // idle), so this keeps the heap to about one entry per session instead of one per event.
+        if slot.deadline.is_some_and(|armed| armed <= extended) {
+            return;
         }
+        slot.deadline = Some(extended);
+        self.timers
+            .schedule(extended, handle.index(), slot.generation);
         if self.timers.len() > 4 * self.live + 64 {
             let slots = &self.slots;
             self.timers.compact(|d, s, g| {
