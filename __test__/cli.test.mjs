@@ -278,3 +278,21 @@ test('demo: secure clients echo through the lossy relay while a wrong token and 
   t.regex(out, /kcp:alert alert KCPW-005 \(invalid_datagram_burst\)/);
   t.regex(out, /every message arrived exactly once, in order; the intruder and the flood opened nothing/);
 });
+
+test('bench --help runs the checkout\'s benchmark script and lists its scenarios', async (t) => {
+  const child = spawn(process.execPath, [bin, 'bench', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  t.is(code, 0);
+  t.regex(out, /usage: npm run bench -- \[--quick\] \[--only events,echo,latency,logging,scale,flood,cores,sinks\]/);
+});
+
+test('bench with an unknown scenario fails before measuring anything', async (t) => {
+  const child = spawn(process.execPath, [bin, 'bench', '--only', 'warp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  t.not(code, 0);
+  t.regex(err, /unknown scenario warp; known: events, echo/);
+});

@@ -1,6 +1,16 @@
-// An echo server for the benchmarks, in its own process so its event loop and threads are
-// measured alone. `--log file:PATH` writes full security logging (canonical NDJSON, every
-// severity, stats every second) through the log thread; `--log off` turns logging off.
+// The kcpwatch echo server of the benchmarks, in its own process so its event loop and threads
+// are measured alone. Prints its port as the first stdout line; stdin EOF stops it, and it then
+// prints one JSON line: event-loop delay, CPU time, peak RSS and what its endpoint counted.
+//
+//   --mode raw|secure     raw (default) for the plain-KCP drivers (kcp-go), secure for the
+//                         handshake drivers and the flood scenario
+//   --log off | file:PATH | stalled-syslog:PORT
+//                         full security logging (canonical NDJSON, every severity, stats every
+//                         second) to a file, RFC 5424 to a TCP receiver that never reads, or off
+//   --port P --reuse-port another shard on the same port (SO_REUSEPORT); the kernel spreads
+//                         clients over the shards by address hash
+//   --flood-limits        keep the Internet-facing handshake limits (the flood scenario);
+//                         otherwise they are opened because every load client is 127.0.0.1
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
@@ -11,8 +21,8 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : fallback;
 };
-// `--log off`, `--log file:PATH`, or `--log stalled-syslog:PORT`: RFC 5424 to a TCP receiver
-// that never reads (the slow sink of the event-loop delay scenario).
+const flag = (name) => process.argv.includes(`--${name}`);
+const mode = arg('mode', 'raw');
 const logArg = arg('log', 'off');
 const log =
   logArg === 'off'
@@ -31,28 +41,44 @@ const log =
       : { destination: { file: logArg.replace(/^file:/, '') }, level: 'debug', statsInterval: 1000 };
 const delay = monitorEventLoopDelay({ resolution: 1 });
 delay.enable();
-// Raw mode: the load comes from the kcp-go driver, which speaks plain KCP. Every connection
-// comes from 127.0.0.1 at once, so the per-address limits and handshake rates (meant for the
-// Internet) are opened up.
+// Every load connection comes from 127.0.0.1, so the per-address limits (meant for the
+// Internet) are opened up; the flood scenario keeps the global handshake rate limit on
+// purpose, since that is what protects legitimate clients.
 const open = 1_000_000;
-const limits = {
-  maxConnectionsPerIp: open,
-  maxConnectionsPerPrefix: open,
-  handshakesPerSecondPerIp: open,
-  handshakeBurstPerIp: open,
-  handshakesPerSecond: open,
-  handshakeBurst: open,
-};
-const server = createServer({ mode: 'raw', preset: 'game', log, limits, maxConnections: 20000 }, (conn) => {
-  conn.on('message', (m) => conn.send(m));
-});
-const { port } = await server.listen(0, '127.0.0.1');
+const limits = flag('flood-limits')
+  ? { maxConnectionsPerIp: open, maxConnectionsPerPrefix: open }
+  : {
+      maxConnectionsPerIp: open,
+      maxConnectionsPerPrefix: open,
+      handshakesPerSecondPerIp: open,
+      handshakeBurstPerIp: open,
+      handshakesPerSecond: open,
+      handshakeBurst: open,
+    };
+let connections = 0;
+const server = createServer(
+  { mode, preset: 'game', log, limits, maxConnections: 40_000, reusePort: flag('reuse-port') },
+  (conn) => {
+    connections += 1;
+    conn.on('message', (m) => conn.send(m));
+  },
+);
+const { port } = await server.listen(Number(arg('port', '0')), '127.0.0.1');
 process.stdout.write(`${port}\n`);
 process.stdin.resume();
 process.stdin.on('end', async () => {
   delay.disable();
-  const eld = { eld_p50_ms: delay.percentile(50) / 1e6, eld_p99_ms: delay.percentile(99) / 1e6, eld_max_ms: delay.max / 1e6 };
+  const usage = process.resourceUsage();
+  const report = {
+    eld_p50_ms: delay.percentile(50) / 1e6,
+    eld_p99_ms: delay.percentile(99) / 1e6,
+    eld_max_ms: delay.max / 1e6,
+    cpu_user_ms: usage.userCPUTime / 1000,
+    cpu_system_ms: usage.systemCPUTime / 1000,
+    max_rss_kib: usage.maxRSS,
+    connections,
+  };
   await server.close();
-  process.stdout.write(`${JSON.stringify(eld)}\n`);
+  process.stdout.write(`${JSON.stringify(report)}\n`);
   process.exit(0);
 });

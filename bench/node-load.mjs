@@ -277,6 +277,8 @@ if (mode === 'secure') {
 }
 for (const load of loads) load.conn.on('message', load.onMessage);
 
+// Same progress line as the Go driver: an orchestrator measures the load from here.
+process.stderr.write(`LOAD ${conns}\n`);
 start = performance.now();
 stopAt = start + durationMs;
 sending = true;

@@ -1,5 +1,10 @@
-/** The `kcpwatch` command: `serve` (an echo server) and `demo` (traffic through a lossy link). */
+/**
+ * The `kcpwatch` command: `serve` (an echo server), `demo` (traffic through a lossy link) and
+ * `bench` (the side-by-side benchmark of a source checkout).
+ */
 
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo as NetAddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -33,7 +38,20 @@ const usage = `usage:
       Stops on SIGINT/SIGTERM.
   kcpwatch demo [--clients N] [--messages N] [--loss P] [--flood N]
       A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
+  kcpwatch bench [--quick] [--only SCENARIOS] [--json FILE] [--chart FILE]
+      kcpwatch side by side with kcp-go, node-kcp and plain dgram on this machine (npm run bench);
+      needs a source checkout (Go and Rust toolchains), see docs/performance.md.
 `;
+
+/** Runs bench/index.mjs of the checkout this build lives in; the npm package does not ship it. */
+function bench(args: string[]): number {
+  const script = join(__dirname, '..', 'bench', 'index.mjs');
+  if (!existsSync(script)) {
+    process.stderr.write('kcpwatch bench runs from a source checkout (git clone, npm ci, npm run build): bench/ is not in the npm package\n');
+    return 1;
+  }
+  return spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' }).status ?? 1;
+}
 
 function num(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -263,6 +281,8 @@ export async function main(argv: string[]): Promise<number> {
         out: (line) => process.stdout.write(`${line}\n`),
       });
     }
+    case 'bench':
+      return bench(rest);
     case undefined:
     case 'help':
     case '--help':

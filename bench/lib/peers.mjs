@@ -1,0 +1,99 @@
+// The peers a scenario can put side by side: how to start each one's echo server and how to
+// drive load at it. Every server prints its port and stops on stdin EOF; every driver prints
+// one JSON line with the same fields (msgs_per_sec, p50_us, p99_us, max_us, ...).
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, runDriver } from './process.mjs';
+
+export const root = fileURLToPath(new URL('../..', import.meta.url));
+const node = process.execPath;
+const goBin = join(root, 'interop/kcp-go/bin/kcpgo');
+const nodeKcpDir = join(root, 'bench/peers/node-kcp');
+
+/** Builds the kcp-go peer (cached by go) and, once, tries to install node-kcp. */
+export function preparePeers() {
+  execFileSync('bash', [join(root, 'interop/kcp-go/build.sh')], { stdio: 'inherit' });
+  const nodeKcp = { available: false, reason: '' };
+  if (!existsSync(join(nodeKcpDir, 'package.json'))) {
+    nodeKcp.reason = 'bench/peers/node-kcp is missing';
+  } else {
+    try {
+      if (!existsSync(join(nodeKcpDir, 'node_modules'))) {
+        // A native build against the local Node headers; the product never depends on it.
+        execFileSync('npm', ['ci', '--prefix', nodeKcpDir, '--no-audit', '--no-fund'], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+          env: { ...process.env, npm_config_nodedir: process.env.npm_config_nodedir ?? '/usr' },
+          timeout: 300_000,
+        });
+      }
+      nodeKcp.available = true;
+    } catch (err) {
+      nodeKcp.reason = `did not build: ${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' ')}`.slice(0, 300);
+    }
+  }
+  return { nodeKcp };
+}
+
+const loadArgs = ({ port, conns, size, durationMs, window, rate, drainMs = 3000 }) => {
+  const args = ['--addr', `127.0.0.1:${port}`, '--conns', String(conns), '--size', String(size), '--duration-ms', String(durationMs), '--window', String(window), '--drain-ms', String(drainMs)];
+  if (rate) args.push('--rate', String(rate));
+  return args;
+};
+
+/** Servers by name. `options.mode` is 'raw' or 'secure' for kcpwatch; the others are raw KCP. */
+export const servers = {
+  kcpwatch: (options = {}) => {
+    const args = [join(root, 'bench/echo-server.mjs'), '--mode', options.mode ?? 'raw', '--log', options.log ?? 'off'];
+    if (options.port) args.push('--port', String(options.port));
+    if (options.reusePort) args.push('--reuse-port');
+    if (options.floodLimits) args.push('--flood-limits');
+    return startServer(node, args);
+  },
+  'kcp-go': () => startServer(goBin, ['server', '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-eof'], { portFrom: 'stderr' }),
+  'node-kcp': () => startServer(node, [join(nodeKcpDir, 'server.mjs')]),
+  dgram: () => startServer(node, [join(root, 'bench/peers/udp/server.mjs')]),
+};
+
+/** Load drivers by name; `shape` = { port, conns, size, durationMs, window, rate, mode, token }. */
+export const drivers = {
+  node: (shape, extra = {}) => {
+    const args = [join(root, 'bench/node-load.mjs'), ...loadArgs(shape), '--mode', shape.mode ?? 'raw'];
+    if (shape.token) args.push('--token', shape.token);
+    return runDriver(node, args, extra);
+  },
+  go: (shape, extra = {}) => {
+    // Holding sends nothing after its one warm-up echo per session: no load flags.
+    const args = shape.hold
+      ? ['bench-client', '--addr', `127.0.0.1:${shape.port}`, '--conns', String(shape.conns), '--size', String(shape.size), '--idle', '--hold-until-stdin-eof']
+      : ['bench-client', ...loadArgs(shape)];
+    if (shape.mode === 'secure') args.push('--secure');
+    if (shape.dialRate) args.push('--dial-rate', String(shape.dialRate));
+    // Spread over several loopback addresses, as players are (the per-address limits stay on).
+    if (shape.sourceIps) args.push('--bind-ip', shape.bindIp ?? '127.0.200.1', '--source-ips', String(shape.sourceIps));
+    return runDriver(goBin, args, extra);
+  },
+  'node-kcp': (shape, extra = {}) => runDriver(node, [join(nodeKcpDir, 'load.mjs'), ...loadArgs(shape)], extra),
+  dgram: (shape, extra = {}) => runDriver(node, [join(root, 'bench/peers/udp/load.mjs'), ...loadArgs(shape)], extra),
+  flood: ({ port, count, rate, sources = 256, sourceIps = 1, kind = 'hello', maxMs }, extra = {}) =>
+    runDriver(
+      goBin,
+      ['flood', '--addr', `127.0.0.1:${port}`, '--count', String(count), '--rate', String(rate), '--sources', String(sources), '--source-ips', String(sourceIps), '--kind', kind, '--max-ms', String(maxMs)],
+      extra,
+    ),
+};
+
+/**
+ * The echo pairs of scenario 1: each peer's own server driven by its own client stack, plus
+ * kcpwatch's server under the Go driver (the server alone, with the load generator that costs
+ * the least CPU).
+ */
+export const echoPeers = [
+  { name: 'kcpwatch', server: 'kcpwatch', driver: 'node', mode: 'raw' },
+  { name: 'kcpwatch secure', server: 'kcpwatch', driver: 'node', mode: 'secure', extra: true },
+  { name: 'kcpwatch (Go load)', server: 'kcpwatch', driver: 'go', mode: 'raw', extra: true },
+  { name: 'kcp-go', server: 'kcp-go', driver: 'go' },
+  { name: 'node-kcp', server: 'node-kcp', driver: 'node-kcp', needs: 'nodeKcp' },
+  { name: 'dgram (no KCP)', server: 'dgram', driver: 'dgram' },
+];
