@@ -104,7 +104,7 @@ if (chartFile) {
     if (!panel) panels.push((panel = { title: bar.panel, unit: bar.unit, bars: [] }));
     panel.bars.push(bar);
   }
-  writeFileSync(chartFile, renderChart(panels, { title: `kcpwatch ${results.command} (${results.machine.cpus} cores, ${results.date.slice(0, 10)})` }));
+  writeFileSync(chartFile, renderChart(panels, { title: `kcpwatch: npm run bench${quick ? ' -- --quick' : ''} (${results.machine.cpus} cores, ${results.date.slice(0, 10)})` }));
 }
 if (failed.length > 0) {
   process.stderr.write(`scenarios failed: ${failed.join(', ')}\n`);

@@ -94,6 +94,10 @@ export async function scale(ctx) {
           (r.active.eld_p99_ms === undefined ? '' : `, event-loop delay p99 ${r.active.eld_p99_ms.toFixed(1)} ms`),
       ],
     ]),
-    chart: rows.map((r) => ({ panel: 'Memory per idle connection, 10,000 held', unit: 'KiB', group: 'idle', peer: r.peer, value: r.idle.kib_per_connection })),
+    chart: [
+      ...rows.map((r) => ({ panel: 'Memory per idle connection, 10,000 held', unit: 'KiB', group: 'idle', peer: r.peer, value: r.idle.kib_per_connection })),
+      ...rows.map((r) => ({ panel: '10,000 connections x 10 msg/s (100,000 offered)', unit: 'msg/s', group: 'echoed', peer: r.peer, value: r.active.msgs_per_sec })),
+      ...rows.map((r) => ({ panel: '10,000 connections x 10 msg/s, round-trip p99', unit: 'ms', group: 'p99', peer: r.peer, value: r.active.p99_us / 1000 })),
+    ],
   };
 }
