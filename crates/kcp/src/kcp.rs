@@ -38,6 +38,9 @@ const KCP_DEADLINK: u32 = 20;
 const KCP_THRESH_INIT: u16 = 2;
 const KCP_THRESH_MIN: u16 = 2;
 
+/// PATCH(12): payload buffers of freed segments kept for reuse, per engine. Small, so an idle
+/// session holds little (at most this many buffers of its largest segment, which the MSS bounds).
+const SEGMENT_POOL: usize = 8;
 const KCP_PROBE_INIT: u32 = 7000; // default: 7 secs to probe window size
 const KCP_PROBE_LIMIT: u32 = 120000; // default: up to 120 secs to probe window
 const KCP_FASTACK_LIMIT: u32 = 5; // max times to trigger fastack
@@ -279,6 +282,9 @@ pub struct Kcp<Output> {
 
     /// Pending ACK
     acklist: VecDeque<(u32, u32)>,
+    /// PATCH(12): payload buffers of acknowledged and delivered segments, reused by `send`
+    /// and `input` so that a message does not allocate once the engine has warmed up.
+    pool: Vec<BytesMut>,
     buf: BytesMut,
 
     /// ACK number to trigger fast resend
@@ -399,6 +405,7 @@ impl<Output> Kcp<Output> {
             state: 0,
 
             acklist: VecDeque::new(),
+            pool: Vec::new(),
 
             rx_srtt: 0,
             rx_rttval: 0,
@@ -465,7 +472,9 @@ impl<Output> Kcp<Output> {
 
             trace!("recv sn={}", seg.sn);
 
-            if seg.frg == 0 {
+            let last = seg.frg == 0;
+            self.recycle(seg);
+            if last {
                 break;
             }
         }
@@ -564,7 +573,8 @@ impl<Output> Kcp<Output> {
 
             let (lf, rt) = buf.split_at(size);
 
-            let mut new_segment = KcpSegment::new_with_data(lf.into());
+            let data = self.segment_buf(lf);
+            let mut new_segment = KcpSegment::new_with_data(data);
             buf = rt;
 
             new_segment.frg = if self.stream {
@@ -628,6 +638,7 @@ impl<Output> Kcp<Output> {
                 Ordering::Equal => {
                     if let Some(seg) = self.snd_buf.remove(i) {
                         self.account_acked(&seg);
+                        self.recycle(seg);
                     }
                     break;
                 }
@@ -673,6 +684,7 @@ impl<Output> Kcp<Output> {
             if timediff(una, seg.sn) > 0 {
                 if let Some(seg) = self.snd_buf.pop_front() {
                     self.account_acked(&seg);
+                    self.recycle(seg);
                 }
             } else {
                 break;
@@ -718,7 +730,9 @@ impl<Output> Kcp<Output> {
             || timediff(sn, self.rcv_nxt) < 0
         {
             // outside the receive window: dropped (a duplicate only if already delivered)
-            return timediff(sn, self.rcv_nxt) < 0;
+            let delivered = timediff(sn, self.rcv_nxt) < 0;
+            self.recycle(new_segment);
+            return delivered;
         }
 
         let mut repeat = false;
@@ -735,7 +749,9 @@ impl<Output> Kcp<Output> {
             new_index -= 1;
         }
 
-        if !repeat {
+        if repeat {
+            self.recycle(new_segment);
+        } else {
             self.rcv_buf.insert(new_index, new_segment);
         }
 
@@ -892,7 +908,8 @@ impl<Output> Kcp<Output> {
                         self.ack_push(sn, ts);
                         if timediff(sn, self.rcv_nxt) >= 0 {
                             // PATCH(2): safe copy instead of set_len + read_exact
-                            let sbuf = BytesMut::from(&buf.get_ref()[data_start..data_start + len]);
+                            let sbuf =
+                                self.segment_buf(&buf.get_ref()[data_start..data_start + len]);
 
                             let mut segment = KcpSegment::new_with_data(sbuf);
 
@@ -1249,6 +1266,25 @@ impl<Output> Kcp<Output> {
             && self.acklist.is_empty()
             && self.probe == 0
             && self.rmt_wnd != 0
+    }
+
+    /// PATCH(12): a segment payload holding `data`, in a pooled buffer when one is free.
+    fn segment_buf(&mut self, data: &[u8]) -> BytesMut {
+        match self.pool.pop() {
+            Some(mut buf) => {
+                buf.clear();
+                buf.extend_from_slice(data);
+                buf
+            }
+            None => BytesMut::from(data),
+        }
+    }
+
+    /// PATCH(12): returns a freed segment's payload buffer to the pool.
+    fn recycle(&mut self, segment: KcpSegment) {
+        if self.pool.len() < SEGMENT_POOL && segment.data.capacity() <= self.mss.max(KCP_MTU_DEF) {
+            self.pool.push(segment.data);
+        }
     }
 
     /// PATCH(11): milliseconds until `flush` has work, for a caller that itself flushes after

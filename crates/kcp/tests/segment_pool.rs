@@ -1,0 +1,146 @@
+//! PATCH(12): once an engine has warmed up, sending, receiving, acknowledging and reading
+//! messages reuses segment buffers instead of allocating one per message. Counted with a
+//! global allocator, so this file is its own test binary with a single test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use kcp::Kcp;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Datagrams written by an engine, in one preallocated buffer (no allocation per datagram).
+struct Wire {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Wire {
+    fn new() -> Self {
+        Wire {
+            bytes: Vec::with_capacity(1 << 20),
+            ends: Vec::with_capacity(4096),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        assert!(
+            self.bytes.len() + buf.len() <= self.bytes.capacity()
+                && self.ends.len() < self.ends.capacity()
+        );
+        self.bytes.extend_from_slice(buf);
+        self.ends.push(self.bytes.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Moves every datagram `from` wrote into `to`, through a reused scratch buffer.
+fn deliver(from: &mut Kcp<Wire>, to: &mut Kcp<Wire>, scratch: &mut Vec<u8>) {
+    let wire = from.output_mut();
+    scratch.clear();
+    scratch.extend_from_slice(&wire.bytes);
+    let mut ends = std::mem::take(&mut wire.ends);
+    wire.bytes.clear();
+    let mut start = 0;
+    for &end in &ends {
+        to.input(&scratch[start..end]).expect("input");
+        start = end;
+    }
+    ends.clear();
+    from.output_mut().ends = ends;
+}
+
+/// One round: `a` sends `burst` messages of 64 bytes, `b` reads them, both sides flush ACKs.
+fn round(
+    a: &mut Kcp<Wire>,
+    b: &mut Kcp<Wire>,
+    now: &mut u32,
+    burst: u32,
+    scratch: &mut Vec<u8>,
+    read: &mut [u8],
+) -> u32 {
+    let mut message = [7u8; 64];
+    for i in 0..burst {
+        message[..4].copy_from_slice(&i.to_le_bytes());
+        a.send(&message).expect("send");
+    }
+    *now += 10;
+    a.update(*now).expect("update");
+    deliver(a, b, scratch);
+    let mut got = 0;
+    while let Ok(n) = b.recv(read) {
+        assert_eq!(n, 64);
+        got += 1;
+    }
+    b.update(*now).expect("update");
+    b.flush().expect("flush");
+    deliver(b, a, scratch);
+    got
+}
+
+#[test]
+fn messages_reuse_segment_buffers_once_warm() {
+    let mut a = Kcp::new(1, Wire::new());
+    let mut b = Kcp::new(1, Wire::new());
+    for k in [&mut a, &mut b] {
+        k.set_nodelay(true, 10, 2, true);
+        k.set_wndsize(256, 256);
+    }
+    let mut scratch = Vec::with_capacity(1 << 20);
+    let mut read = vec![0u8; 2048];
+    let mut now = 0;
+    // Warm up: queues, ACK lists and the pool reach their working sizes.
+    for _ in 0..50 {
+        assert_eq!(
+            round(&mut a, &mut b, &mut now, 8, &mut scratch, &mut read),
+            8
+        );
+    }
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let mut delivered = 0;
+    for _ in 0..500 {
+        delivered += round(&mut a, &mut b, &mut now, 8, &mut scratch, &mut read);
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(delivered, 4000);
+    // Without the pool every message allocates twice (sender's and receiver's segment).
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations for {delivered} messages"
+    );
+}
