@@ -52,8 +52,8 @@ export function startServer(command, args, { portFrom = 'stdout', env, timeoutMs
 
 /**
  * Runs a load driver to completion and returns the JSON object on its last stdout line.
- * `onStderr(line)` sees its progress lines (e.g. `HOLDING n`); `stdinOpen` keeps its stdin open
- * until `release()` is called on the returned handle's promise object.
+ * `onStderr(line)` sees its progress lines (`LOAD n`, `HOLDING n`); with `keepStdin` its stdin
+ * stays open until `release()` (on the returned promise) closes it, which ends a hold.
  */
 export function runDriver(command, args, { timeoutMs = 120_000, onStderr, keepStdin = false } = {}) {
   const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });

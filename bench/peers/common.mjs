@@ -152,3 +152,24 @@ export function serve(port, close) {
 
 /** Milliseconds on a monotonic clock, with sub-millisecond precision. */
 export const nowMs = () => performance.now();
+
+/**
+ * `--rate`: one timer per connection, ticking every 1000/rate ms from a start staggered over
+ * the connections. A tick that finds `window` messages in flight counts one backlog slot (at
+ * most `window`), spent as soon as an echo frees room.
+ */
+export function pace(c, { rate, window, startAt, stopAt, conns, inFlight, sendOne, onStop }) {
+  const period = 1000 / rate;
+  const tick = () => {
+    c.paceHandle = undefined;
+    if (c.closed) return;
+    const now = nowMs();
+    if (now >= stopAt) return onStop(c, now);
+    if (inFlight(c) < window) sendOne(c, now);
+    else c.backlog = Math.min(c.backlog + 1, window);
+    c.nextAt += period;
+    c.paceHandle = setTimeout(tick, Math.max(0, c.nextAt - nowMs()));
+  };
+  c.nextAt = startAt + (period * c.id) / conns;
+  c.paceHandle = setTimeout(tick, Math.max(0, c.nextAt - nowMs()));
+}

@@ -570,8 +570,8 @@ func readClientResources() clientResources {
 	return res
 }
 
-// loadReport is the JSON line of a load run.
-type loadReport struct {
+// sessionsReport opens the JSON line of a load or hold run: how the sessions fared.
+type sessionsReport struct {
 	OK          bool           `json:"ok"`
 	Error       string         `json:"error,omitempty"`
 	Mode        string         `json:"mode"`
@@ -580,15 +580,20 @@ type loadReport struct {
 	Errors      int            `json:"errors"`
 	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`
 	EstablishMs int64          `json:"establish_ms"`
-	Messages    uint64         `json:"messages"`
-	Sent        uint64         `json:"sent"`
-	ElapsedMs   int64          `json:"elapsed_ms"`
-	MsgsPerSec  float64        `json:"msgs_per_sec"`
-	P50Us       int64          `json:"p50_us"`
-	P90Us       int64          `json:"p90_us"`
-	P99Us       int64          `json:"p99_us"`
-	P999Us      int64          `json:"p999_us"`
-	MaxUs       int64          `json:"max_us"`
+}
+
+// loadReport is the JSON line of a load run.
+type loadReport struct {
+	sessionsReport
+	Messages   uint64  `json:"messages"`
+	Sent       uint64  `json:"sent"`
+	ElapsedMs  int64   `json:"elapsed_ms"`
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	P50Us      int64   `json:"p50_us"`
+	P90Us      int64   `json:"p90_us"`
+	P99Us      int64   `json:"p99_us"`
+	P999Us     int64   `json:"p999_us"`
+	MaxUs      int64   `json:"max_us"`
 	// --rate only: the per-session rate, what all sessions together were asked for, sends
 	// that left more than one interval after their slot, slots skipped, and the latency
 	// measured from the slot instead of the send.
@@ -607,16 +612,9 @@ type loadReport struct {
 
 // holdReport is the JSON line of a hold run (--idle).
 type holdReport struct {
-	OK          bool           `json:"ok"`
-	Error       string         `json:"error,omitempty"`
-	Mode        string         `json:"mode"`
-	Sessions    int            `json:"sessions"`
-	Established int            `json:"established"`
-	Errors      int            `json:"errors"`
-	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`
-	EstablishMs int64          `json:"establish_ms"`
-	HoldMs      int64          `json:"hold_ms"`
-	ReleasedBy  string         `json:"released_by"` // hold_ms, stdin_eof, signal
+	sessionsReport
+	HoldMs     int64  `json:"hold_ms"`
+	ReleasedBy string `json:"released_by"` // hold_ms, stdin_eof, signal
 	// Secure mode: sessions the server ended while they were held, by reason.
 	ServerClosed map[string]int `json:"server_closed,omitempty"`
 	// --hold-keepalive-ms: keepalive messages sent, and those without an echo by the next one.
@@ -834,7 +832,7 @@ func runLoad(cfg *benchConfig, stderr io.Writer) loadReport {
 	done.Wait()
 	elapsed := time.Since(loadStart)
 
-	rep := loadReport{Mode: cfg.mode, Sessions: cfg.conns, EstablishMs: establishMs, ElapsedMs: elapsed.Milliseconds()}
+	rep := loadReport{sessionsReport: sessionsReport{Mode: cfg.mode, Sessions: cfg.conns, EstablishMs: establishMs}, ElapsedMs: elapsed.Milliseconds()}
 	rep.Errors, rep.ErrorKinds, rep.Error = r.failures()
 	var lost, late uint64
 	for _, b := range r.sessions {
@@ -875,7 +873,7 @@ func runLoad(cfg *benchConfig, stderr io.Writer) loadReport {
 func runHold(cfg *benchConfig, stdin io.Reader, stderr io.Writer) holdReport {
 	r := newBenchRun(cfg)
 	r.establish(func(*benchSession) {})
-	rep := holdReport{Mode: cfg.mode, Sessions: cfg.conns, EstablishMs: time.Since(r.start).Milliseconds()}
+	rep := holdReport{sessionsReport: sessionsReport{Mode: cfg.mode, Sessions: cfg.conns, EstablishMs: time.Since(r.start).Milliseconds()}}
 	rep.Errors, rep.ErrorKinds, rep.Error = r.failures()
 	var held []*benchSession
 	for _, b := range r.sessions {

@@ -21,7 +21,7 @@
 // working node-kcp gives {"ok":false,"unavailable":...} and exit 1.
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { checkPayload, emit, fillPayload, Latencies, nowMs, parseLoadArgs, payloadTemplate } from '../common.mjs';
+import { checkPayload, emit, fillPayload, Latencies, nowMs, pace, parseLoadArgs, payloadTemplate } from '../common.mjs';
 import { configure, FlushQueue, kcpNow, loadNodeKcp, MSS, Timer } from './kcp.mjs';
 
 const opts = parseLoadArgs('node-kcp load', process.argv.slice(2), { maxSize: MSS });
@@ -93,23 +93,6 @@ function onEcho(c, m) {
   maybeDone(c, now);
 }
 
-// --rate: one timer per session, ticking every 1000/R ms from a staggered start.
-function pace(c) {
-  const period = 1000 / rate;
-  const tick = () => {
-    c.paceHandle = undefined;
-    if (c.closed) return;
-    const now = nowMs();
-    if (now >= stopAt) return maybeDone(c, now);
-    if (c.outstanding < window) sendOne(c, now);
-    else c.backlog = Math.min(c.backlog + 1, window);
-    c.nextAt += period;
-    c.paceHandle = setTimeout(tick, Math.max(0, c.nextAt - nowMs()));
-  };
-  c.nextAt = startAt + (period * c.id) / nConns;
-  c.paceHandle = setTimeout(tick, Math.max(0, c.nextAt - nowMs()));
-}
-
 async function open(id) {
   const sock = dgram.createSocket('udp4');
   const conv = randomBytes(4).readUInt32LE(0) || 1;
@@ -154,7 +137,7 @@ if (!finished) {
   stopAt = startAt + durationMs;
   const k = kcpNow();
   for (const c of conns) timer.add(c, k);
-  if (rate) for (const c of conns) pace(c);
+  if (rate) for (const c of conns) pace(c, { rate, window, startAt, stopAt, conns: nConns, inFlight: (c) => c.outstanding, sendOne, onStop: maybeDone });
   else for (const c of conns) for (let w = 0; w < window; w++) sendOne(c, startAt);
   // At the end of the run: sessions with nothing outstanding are done; the others get drainMs.
   setTimeout(() => {

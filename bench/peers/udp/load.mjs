@@ -16,7 +16,7 @@
 //   {"ok":true,"messages":..,"elapsed_ms":..,"msgs_per_sec":..,"p50_us":..,"p99_us":..,"max_us":..,"lost":..,"late":..}
 // A corrupt echo gives {"ok":false,"error":...} and exit 1.
 import dgram from 'node:dgram';
-import { checkPayload, emit, fillPayload, Latencies, nowMs, parseLoadArgs, payloadTemplate } from '../common.mjs';
+import { checkPayload, emit, fillPayload, Latencies, nowMs, pace, parseLoadArgs, payloadTemplate } from '../common.mjs';
 
 const opts = parseLoadArgs('udp load', process.argv.slice(2), { extra: { 'loss-ms': 1000 } });
 const { host, port, conns: nConns, size, window, rate, durationMs, drainMs } = opts;
@@ -105,22 +105,6 @@ function sweep() {
   setTimeout(sweep, 50);
 }
 
-function pace(c) {
-  const period = 1000 / rate;
-  const tick = () => {
-    c.paceHandle = undefined;
-    if (c.closed) return;
-    const now = nowMs();
-    if (now >= stopAt) return maybeDone(c, now);
-    if (c.pending.size < window) sendOne(c, now);
-    else c.backlog = Math.min(c.backlog + 1, window);
-    c.nextAt += period;
-    c.paceHandle = setTimeout(tick, Math.max(0, c.nextAt - nowMs()));
-  };
-  c.nextAt = startAt + (period * c.id) / nConns;
-  c.paceHandle = setTimeout(tick, Math.max(0, c.nextAt - nowMs()));
-}
-
 async function open(id) {
   const sock = dgram.createSocket('udp4');
   const c = { id, sock, template: payloadTemplate(id, size), pending: new Map(), lostSeqs: new Set(), nextSeq: 0, backlog: 0, closed: false, done: false, paceHandle: undefined, nextAt: 0 };
@@ -148,7 +132,7 @@ try {
 running = true;
 startAt = nowMs();
 stopAt = startAt + durationMs;
-if (rate) for (const c of conns) pace(c);
+if (rate) for (const c of conns) pace(c, { rate, window, startAt, stopAt, conns: nConns, inFlight: (c) => c.pending.size, sendOne, onStop: maybeDone });
 else for (const c of conns) for (let w = 0; w < window; w++) sendOne(c, startAt);
 setTimeout(sweep, 50);
 setTimeout(() => {
