@@ -38,12 +38,13 @@ const KCP_DEADLINK: u32 = 20;
 const KCP_THRESH_INIT: u16 = 2;
 const KCP_THRESH_MIN: u16 = 2;
 
-/// PATCH(12): payload buffers of freed segments kept for reuse, per engine. Small, so an idle
-/// session holds little (at most this many buffers of its largest segment, which the MSS bounds).
-const SEGMENT_POOL: usize = 8;
 const KCP_PROBE_INIT: u32 = 7000; // default: 7 secs to probe window size
 const KCP_PROBE_LIMIT: u32 = 120000; // default: up to 120 secs to probe window
 const KCP_FASTACK_LIMIT: u32 = 5; // max times to trigger fastack
+
+/// PATCH(12): payload buffers of freed segments kept for reuse, per engine. Small, so an idle
+/// session holds little (at most this many buffers of its largest segment, which the MSS bounds).
+const SEGMENT_POOL: usize = 8;
 
 /// Read `conv` from raw buffer
 pub fn get_conv(mut buf: &[u8]) -> u32 {

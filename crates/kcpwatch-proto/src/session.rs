@@ -667,11 +667,10 @@ impl Session {
             return now;
         }
         let idle = self.last_received.wrapping_add(self.config.idle_timeout_ms);
-        // An engine with nothing to send sleeps until the session's own deadlines: any input or
-        // send reschedules it (kcp PATCH(10), PATCH(11)).
+        // ACKs and new data leave eagerly (the endpoint flushes after every input and send), so
+        // the engine needs a visit only for its next retransmission, and none when it has nothing
+        // to send (kcp PATCH(10), PATCH(11)); any input or send reschedules the session.
         let mut deadline = idle;
-        // ACKs and new data leave eagerly (the endpoint flushes after input and send), so the
-        // engine needs a visit only for its next retransmission, not every interval.
         let wait = self.kcp.next_flush_in(now);
         if wait != u32::MAX && wait <= i32::MAX as u32 {
             let engine = now.wrapping_add(wait);
