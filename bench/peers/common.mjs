@@ -173,3 +173,14 @@ export function pace(c, { rate, window, startAt, stopAt, conns, inFlight, sendOn
   c.nextAt = startAt + (period * c.id) / conns;
   c.paceHandle = setTimeout(tick, Math.max(0, c.nextAt - nowMs()));
 }
+
+/** Connects a dgram socket to the server; a bind or connect error rejects instead of throwing later. */
+export function connectSocket(sock, host, port) {
+  return new Promise((resolve, reject) => {
+    sock.once('error', reject);
+    sock.connect(port, host, () => {
+      sock.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -21,7 +21,7 @@
 // working node-kcp gives {"ok":false,"unavailable":...} and exit 1.
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { checkPayload, emit, fillPayload, Latencies, nowMs, pace, parseLoadArgs, payloadTemplate } from '../common.mjs';
+import { checkPayload, emit, fillPayload, Latencies, connectSocket, nowMs, pace, parseLoadArgs, payloadTemplate } from '../common.mjs';
 import { configure, FlushQueue, kcpNow, loadNodeKcp, MSS, Timer } from './kcp.mjs';
 
 const opts = parseLoadArgs('node-kcp load', process.argv.slice(2), { maxSize: MSS });
@@ -114,13 +114,7 @@ async function open(id) {
     if (!c.closed) flushes.mark(c);
   });
   sock.on('error', (err) => fail(`conn ${id}: socket: ${err.message}`));
-  await new Promise((resolve, reject) => {
-    sock.once('error', reject);
-    sock.connect(port, host, () => {
-      sock.off('error', reject);
-      resolve();
-    });
-  });
+  await connectSocket(sock, host, port);
   conns.push(c);
   return c;
 }

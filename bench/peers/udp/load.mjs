@@ -16,7 +16,7 @@
 //   {"ok":true,"messages":..,"elapsed_ms":..,"msgs_per_sec":..,"p50_us":..,"p99_us":..,"max_us":..,"lost":..,"late":..}
 // A corrupt echo gives {"ok":false,"error":...} and exit 1.
 import dgram from 'node:dgram';
-import { checkPayload, emit, fillPayload, Latencies, nowMs, pace, parseLoadArgs, payloadTemplate } from '../common.mjs';
+import { checkPayload, emit, fillPayload, Latencies, connectSocket, nowMs, pace, parseLoadArgs, payloadTemplate } from '../common.mjs';
 
 const opts = parseLoadArgs('udp load', process.argv.slice(2), { extra: { 'loss-ms': 1000 } });
 const { host, port, conns: nConns, size, window, rate, durationMs, drainMs } = opts;
@@ -112,13 +112,7 @@ async function open(id) {
     if (running && !c.closed) onEcho(c, msg);
   });
   sock.on('error', (err) => fail(`conn ${id}: socket: ${err.message}`));
-  await new Promise((resolve, reject) => {
-    sock.once('error', reject);
-    sock.connect(port, host, () => {
-      sock.off('error', reject);
-      resolve();
-    });
-  });
+  await connectSocket(sock, host, port);
   conns.push(c);
 }
 
