@@ -1,14 +1,17 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { buildKcpgo, runKcpgo } from './helpers/kcpgo.mjs';
+import { requireKcpgo, runKcpgo } from './helpers/kcpgo.mjs';
+import { runProcess, startProcess } from './helpers/process.mjs';
 import { kcpwatch, next } from './helpers/util.mjs';
 
 const bin = fileURLToPath(new URL('../bin/kcpwatch.js', import.meta.url));
 
-/** Starts `kcpwatch serve` and resolves with its address once it prints the listening line. */
-function serve(args) {
-  const child = spawn(process.execPath, [bin, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts `kcpwatch serve`, ended by the test's teardown whatever happens; `line()` waits for a
+ * line on its stderr (the listening line, close lines).
+ */
+function serve(t, args) {
+  const { child, exited } = startProcess(t, process.execPath, [bin, 'serve', ...args]);
   const records = [];
   const recordWaiters = [];
   let stdout = '';
@@ -57,7 +60,6 @@ function serve(args) {
       const timer = setTimeout(() => reject(new Error(`no line matching ${re}; got:\n${lines.join('\n')}`)), ms);
       waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolve(l)) });
     });
-  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   /** The exit, with what the server said on stderr when it was not a clean 0. */
   const stopped = async () => {
     const result = await exited;
@@ -67,7 +69,7 @@ function serve(args) {
 }
 
 test('serve echoes, reports idle_timeout after the idle timeout, and stops on SIGTERM', async (t) => {
-  const s = serve(['--port', '0', '--host', '127.0.0.1', '--mode', 'raw', '--preset', 'game', '--idle-timeout', '400']);
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--mode', 'raw', '--preset', 'game', '--idle-timeout', '400']);
   const listening = await s.line(/^listening /);
   const [, host, port] = /^listening ([\d.]+):(\d+)$/.exec(listening);
   t.is(host, '127.0.0.1');
@@ -85,10 +87,10 @@ test('serve echoes, reports idle_timeout after the idle timeout, and stops on SI
 });
 
 test('serve echoes to a plain KCP client (kcp-go)', async (t) => {
-  buildKcpgo();
-  const s = serve(['--port', '0', '--host', '127.0.0.1', '--mode', 'raw']);
+  if (!requireKcpgo(t)) return;
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--mode', 'raw']);
   const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
-  const r = await runKcpgo(['client', '--addr', `127.0.0.1:${port}`, '--count', '200', '--max-size', '1000']);
+  const r = await runKcpgo(t, ['client', '--addr', `127.0.0.1:${port}`, '--count', '200', '--max-size', '1000']);
   t.is(r.code, 0, r.out + r.err);
   t.true(JSON.parse(r.out.trim()).ok);
   s.child.kill('SIGTERM');
@@ -96,14 +98,13 @@ test('serve echoes to a plain KCP client (kcp-go)', async (t) => {
 });
 
 test('serve writes the security records of a kcp-go client to stdout: real addresses, and byte counts that match the client', async (t) => {
-  buildKcpgo();
+  if (!requireKcpgo(t)) return;
   // Bound to the wildcard address: dst_ip must still be the address the client used.
-  const s = serve(['--port', '0', '--host', '0.0.0.0', '--mode', 'raw', '--idle-timeout', '1000', '--stats-interval', '0']);
-  t.teardown(() => s.child.kill('SIGKILL'));
+  const s = serve(t, ['--port', '0', '--host', '0.0.0.0', '--mode', 'raw', '--idle-timeout', '1000', '--stats-interval', '0']);
   const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
   const started = await s.record((r) => r.name === 'kcp:listener_started');
   t.is(started.local_ip, '0.0.0.0');
-  const r = await runKcpgo(['client', '--addr', `127.0.0.1:${port}`, '--count', '100', '--max-size', '800', '--seed', '5', '--linger-ms', '300']);
+  const r = await runKcpgo(t, ['client', '--addr', `127.0.0.1:${port}`, '--count', '100', '--max-size', '800', '--seed', '5', '--linger-ms', '300']);
   t.is(r.code, 0, r.out + r.err);
   const client = JSON.parse(r.out.trim().split('\n').at(-1));
   const [, clientPort] = /:(\d+)$/.exec(client.local);
@@ -136,8 +137,7 @@ test('serve writes the security records of a kcp-go client to stdout: real addre
 });
 
 test('serve --log-format ecs --ip-privacy truncate writes ECS documents with truncated addresses', async (t) => {
-  const s = serve(['--port', '0', '--host', '127.0.0.1', '--log-format', 'ecs', '--ip-privacy', 'truncate', '--stats-interval', '0']);
-  t.teardown(() => s.child.kill('SIGKILL'));
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--log-format', 'ecs', '--ip-privacy', 'truncate', '--stats-interval', '0']);
   const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
   const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), log: false });
   t.teardown(() => client.close());
@@ -160,8 +160,7 @@ test('serve --log: several sinks, each with its format and level', async (t) => 
   const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-cli-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const cef = join(dir, 'events.cef');
-  const s = serve(['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', '--log', 'stdout', '--log', `file:${cef},format=cef,level=notice`]);
-  t.teardown(() => s.child.kill('SIGKILL'));
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', '--log', 'stdout', '--log', `file:${cef},format=cef,level=notice`]);
   const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
   const { createSocket } = await import('node:dgram');
   const stray = createSocket('udp4');
@@ -178,27 +177,26 @@ test('serve --log: several sinks, each with its format and level', async (t) => 
 });
 
 test('serve --ip-privacy hmac without its key in the environment refuses to start', async (t) => {
-  const s = serve(['--port', '0', '--ip-privacy', 'hmac']);
+  const s = serve(t, ['--port', '0', '--ip-privacy', 'hmac']);
   const { code } = await s.exited;
   t.is(code, 1);
 });
 
 test('serve --log hec+http://… without KCPWATCH_HEC_TOKEN refuses to start, saying where the token goes', async (t) => {
-  const s = serve(['--port', '0', '--log', 'hec+http://127.0.0.1:8088']);
+  const s = serve(t, ['--port', '0', '--log', 'hec+http://127.0.0.1:8088']);
   const { code, stderr } = await s.stopped();
   t.is(code, 1);
   t.regex(stderr, /KCPWATCH_HEC_TOKEN/);
 });
 
 test('serve rejects a bad preset with a clear message', async (t) => {
-  const s = serve(['--port', '0', '--preset', 'turbo']);
+  const s = serve(t, ['--port', '0', '--preset', 'turbo']);
   const { code } = await s.exited;
   t.is(code, 1);
 });
 
 test('serve --metrics-port 0 serves Prometheus text on loopback whose counters match the run, and closes it on SIGTERM', async (t) => {
-  const s = serve(['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', '--metrics-port', '0']);
-  t.teardown(() => s.child.kill('SIGKILL'));
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', '--metrics-port', '0']);
   const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
   const [, metricsPort] = /^metrics http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec(await s.line(/^metrics /));
   t.not(Number(metricsPort), 0, 'the real port is printed');
@@ -242,19 +240,14 @@ test('serve --metrics-port 0 serves Prometheus text on loopback whose counters m
 });
 
 test('serve --metrics-port rejects a port out of range', async (t) => {
-  const s = serve(['--port', '0', '--metrics-port', '70000']);
+  const s = serve(t, ['--port', '0', '--metrics-port', '70000']);
   const { code, stderr } = await s.stopped();
   t.is(code, 1);
   t.regex(stderr, /--metrics-port/);
 });
 
 test('demo: secure clients echo through the lossy relay while a wrong token and a flood are refused; exit 0', async (t) => {
-  const child = spawn(process.execPath, [bin, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const code = await new Promise((resolve) => child.on('close', resolve));
-  clearTimeout(timer);
+  const { code, out } = await runProcess(t, process.execPath, [bin, 'demo'], { timeoutMs: 60_000 });
   t.is(code, 0, out);
   t.regex(out, /\(secure mode, tokens checked/);
   t.regex(out, /connection_established/);
@@ -280,19 +273,13 @@ test('demo: secure clients echo through the lossy relay while a wrong token and 
 });
 
 test('bench --help runs the checkout\'s benchmark script and lists its scenarios', async (t) => {
-  const child = spawn(process.execPath, [bin, 'bench', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  const code = await new Promise((resolve) => child.on('close', resolve));
+  const { code, out } = await runProcess(t, process.execPath, [bin, 'bench', '--help'], { timeoutMs: 20_000 });
   t.is(code, 0);
   t.regex(out, /usage: npm run bench -- \[--quick\] \[--only events,echo,latency,logging,scale,flood,cores,sinks\]/);
 });
 
 test('bench with an unknown scenario fails before measuring anything', async (t) => {
-  const child = spawn(process.execPath, [bin, 'bench', '--only', 'warp'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const code = await new Promise((resolve) => child.on('close', resolve));
+  const { code, err } = await runProcess(t, process.execPath, [bin, 'bench', '--only', 'warp'], { timeoutMs: 20_000 });
   t.not(code, 0);
   t.regex(err, /unknown scenario warp; known: events, echo/);
 });

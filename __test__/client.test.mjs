@@ -277,7 +277,7 @@ test('an idle client does not keep the process alive; connect() still closes its
     used.connect().ready().catch((e) => console.log(e.code));
     connect({ port: ${port}, handshakeTimeout: 200 }).on('close', (r) => console.log(r));
   `;
-  const { code, out } = await runProcess(process.execPath, ['-e', script], { timeoutMs: 20_000 });
+  const { code, out } = await runProcess(t, process.execPath, ['-e', script], { timeoutMs: 20_000 });
   t.is(code, 0);
   t.deepEqual(out.trim().split('\n').sort(), ['KCP_ERR_HANDSHAKE_TIMEOUT', 'connect_failed']);
 });
@@ -288,7 +288,7 @@ test('bench/node-load.mjs drives a server through createClient, raw and secure, 
     const { server, address } = await recordingServer({ mode });
     t.teardown(() => server.close());
     const args = ['--addr', `127.0.0.1:${address.port}`, '--conns', '40', '--size', '100', '--duration-ms', '300', '--window', '2', '--mode', mode, '--clients', '2'];
-    const closed = await runProcess(process.execPath, [driver, ...args], { timeoutMs: 30_000 });
+    const closed = await runProcess(t, process.execPath, [driver, ...args], { timeoutMs: 30_000 });
     t.is(closed.code, 0, closed.out + closed.err);
     const result = JSON.parse(closed.out.trim());
     t.true(result.ok);
@@ -296,13 +296,13 @@ test('bench/node-load.mjs drives a server through createClient, raw and secure, 
     t.deepEqual(Object.keys(result), ['ok', 'messages', 'elapsed_ms', 'msgs_per_sec', 'p50_us', 'p99_us', 'max_us']);
     t.true(result.p50_us <= result.p99_us && result.p99_us <= result.max_us);
     // Paced: 40 connections at 20 messages per second for 300 ms.
-    const paced = await runProcess(process.execPath, [driver, ...args, '--rate', '20'], { timeoutMs: 30_000 });
+    const paced = await runProcess(t, process.execPath, [driver, ...args, '--rate', '20'], { timeoutMs: 30_000 });
     t.is(paced.code, 0, paced.out + paced.err);
     const p = JSON.parse(paced.out.trim());
     t.true(p.ok && p.messages >= 40 && p.messages <= 40 * 7, `${p.messages} messages`);
     await server.close();
   }
-  const usage = await runProcess(process.execPath, [driver, '--addr', '127.0.0.1:1', '--token', 'x']);
+  const usage = await runProcess(t, process.execPath, [driver, '--addr', '127.0.0.1:1', '--token', 'x']);
   t.is(usage.code, 2);
   t.regex(usage.err, /--token needs --mode secure/);
 });

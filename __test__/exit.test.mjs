@@ -7,8 +7,8 @@ import { runProcess } from './helpers/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-function run(script) {
-  return runProcess(process.execPath, ['-e', script], { cwd: root, timeoutMs: 20_000 });
+function run(t, script) {
+  return runProcess(t, process.execPath, ['-e', script], { cwd: root, timeoutMs: 20_000 });
 }
 
 const openEverything = `
@@ -29,14 +29,14 @@ const k = require('./index.js');
 `;
 
 test('process.exit() with an open server and busy connections exits cleanly', async (t) => {
-  const r = await run(openEverything.replace('EXIT', 'process.exit(0);'));
+  const r = await run(t, openEverything.replace('EXIT', 'process.exit(0);'));
   t.is(r.signal, null, r.err);
   t.is(r.code, 0, r.err);
   t.true(r.out.includes('busy'));
 });
 
 test('an uncaught exception with open endpoints exits with its own code, not an abort', async (t) => {
-  const r = await run(openEverything.replace('EXIT', "setImmediate(() => { throw new Error('boom'); });"));
+  const r = await run(t, openEverything.replace('EXIT', "setImmediate(() => { throw new Error('boom'); });"));
   t.is(r.signal, null, r.err);
   t.is(r.code, 1);
   t.true(r.err.includes('boom'));
@@ -49,7 +49,7 @@ const w = new Worker(${JSON.stringify(openEverything.replace('EXIT', "require('n
 w.on('message', async () => { await w.terminate(); console.log('worker gone'); });
 w.on('exit', () => setTimeout(() => console.log('parent alive'), 50));
 `;
-  const r = await run(script);
+  const r = await run(t, script);
   t.is(r.signal, null, r.err);
   t.is(r.code, 0, r.err);
   t.true(r.out.includes('worker gone'));
@@ -57,7 +57,7 @@ w.on('exit', () => setTimeout(() => console.log('parent alive'), 50));
 });
 
 test('an unref()ed server lets the process exit by itself', async (t) => {
-  const r = await run(`
+  const r = await run(t, `
 const k = require('./index.js');
 const server = k.createServer();
 server.listen(0, '127.0.0.1').then(() => { server.unref(); console.log('unrefed'); });

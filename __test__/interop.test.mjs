@@ -3,11 +3,11 @@
 // Raw mode both directions; secure mode with `kcpgo secure-client`, a client written from
 // docs/protocol.md alone around kcp-go's KCP engine (interop/kcp-go/secure.go).
 import test from 'ava';
-import { buildKcpgo, runKcpgo, startKcpgoServer } from './helpers/kcpgo.mjs';
+import { requireKcpgo, runKcpgo, startKcpgoServer } from './helpers/kcpgo.mjs';
 import { echoServer, kcpwatch, next, until } from './helpers/util.mjs';
 
-test.before(() => {
-  buildKcpgo();
+test.beforeEach((t) => {
+  requireKcpgo(t);
 });
 
 test('a kcp-go client echoes 1,000 messages through a kcpwatch server', async (t) => {
@@ -15,7 +15,7 @@ test('a kcp-go client echoes 1,000 messages through a kcpwatch server', async (t
   t.teardown(() => server.close());
   const connections = [];
   server.on('connection', (c) => connections.push(c));
-  const r = await runKcpgo(['client', '--addr', `127.0.0.1:${address.port}`, '--count', '1000', '--min-size', '1', '--max-size', '1000', '--seed', '11']);
+  const r = await runKcpgo(t, ['client', '--addr', `127.0.0.1:${address.port}`, '--count', '1000', '--min-size', '1', '--max-size', '1000', '--seed', '11']);
   t.is(r.code, 0, r.out + r.err);
   const result = JSON.parse(r.out.trim().split('\n').at(-1) || '{}');
   t.true(result.ok);
@@ -28,7 +28,7 @@ test('a kcp-go client echoes 1,000 messages through a kcpwatch server', async (t
 });
 
 test('a kcpwatch client echoes 1,000 messages through a kcp-go server', async (t) => {
-  const peer = await startKcpgoServer();
+  const peer = await startKcpgoServer(t);
   t.teardown(() => peer.stop());
   const client = kcpwatch.connect({ host: peer.host, port: peer.port, mode: 'raw', preset: 'game' });
   const sent = Array.from({ length: 1000 }, (_, i) => {
@@ -58,8 +58,8 @@ test('a kcpwatch client echoes 1,000 messages through a kcp-go server', async (t
 });
 
 /** Runs `kcpgo secure-client` against 127.0.0.1:port; resolves with its exit code and JSON line. */
-async function secureClient(port, args = []) {
-  const r = await runKcpgo(['secure-client', '--addr', `127.0.0.1:${port}`, '--preset', 'game', ...args]);
+async function secureClient(t, port, args = []) {
+  const r = await runKcpgo(t, ['secure-client', '--addr', `127.0.0.1:${port}`, '--preset', 'game', ...args]);
   const line = r.out.trim().split('\n').at(-1) || '{}';
   return { ...r, result: JSON.parse(line), why: r.out + r.err };
 }
@@ -78,7 +78,7 @@ test('a secure-mode client written from docs/protocol.md echoes 1,000 messages t
   });
   // Up to 1200 bytes: with the engine MTU at 1200 - 21, the larger messages travel as two
   // fragments each way.
-  const r = await secureClient(address.port, ['--count', '1000', '--min-size', '1', '--max-size', '1200', '--seed', '12']);
+  const r = await secureClient(t, address.port, ['--count', '1000', '--min-size', '1', '--max-size', '1200', '--seed', '12']);
   t.is(r.code, 0, r.why);
   t.true(r.result.ok, r.why);
   t.is(r.result.mode, 'secure');
@@ -112,14 +112,14 @@ test('a secure-mode kcp-go client with a wrong token gets auth_rejected; with th
   const connections = [];
   server.on('connection', (c) => connections.push(c));
 
-  const refused = await secureClient(address.port, ['--count', '10', '--token', 'let-me-out']);
+  const refused = await secureClient(t, address.port, ['--count', '10', '--token', 'let-me-out']);
   t.is(refused.code, 1, refused.why);
   t.false(refused.result.ok);
   t.is(refused.result.reason, 'auth_rejected', refused.why);
   t.regex(refused.result.error, /auth_rejected/);
   t.is(connections.length, 0);
 
-  const accepted = await secureClient(address.port, ['--count', '200', '--max-size', '1000', '--token', 'let-me-in']);
+  const accepted = await secureClient(t, address.port, ['--count', '200', '--max-size', '1000', '--token', 'let-me-in']);
   t.is(accepted.code, 0, accepted.why);
   t.true(accepted.result.ok);
   t.is(accepted.result.received, 200);

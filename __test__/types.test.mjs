@@ -1,15 +1,16 @@
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runProcess } from './helpers/process.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-test('the public .d.ts accepts correct use and rejects misuse under strict mode', (t) => {
+test('the public .d.ts accepts correct use and rejects misuse under strict mode', async (t) => {
   const tsc = fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url));
-  const r = spawnSync(
+  const r = await runProcess(
+    t,
     process.execPath,
     [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--types', 'node', '__test__/types/usage.ts'],
-    { cwd: root, encoding: 'utf8' },
+    { cwd: root, timeoutMs: 60_000 },
   );
-  t.is(r.status, 0, r.stdout + r.stderr);
+  t.is(r.code, 0, r.out + r.err);
 });

@@ -61,6 +61,10 @@ export const KcpRateLimitedError = define('KcpRateLimitedError', 'KCP_ERR_RATE_L
 export const KcpVersionMismatchError = define('KcpVersionMismatchError', 'KCP_ERR_VERSION_MISMATCH');
 /** Secure mode: the handshake failed for another reason. */
 export const KcpHandshakeError = define('KcpHandshakeError', 'KCP_ERR_HANDSHAKE');
+/** `listen()` was called on a server that is listening or binding already. */
+export const KcpAlreadyListeningError = define('KcpAlreadyListeningError', 'KCP_ERR_ALREADY_LISTENING');
+/** The native addon for this platform is not installed (or does not load here). */
+export const KcpNativeBindingError = define('KcpNativeBindingError', 'KCP_ERR_NATIVE_BINDING');
 /** A failure inside the library itself. */
 export const KcpInternalError = define('KcpInternalError', 'KCP_ERR_INTERNAL');
 
@@ -78,6 +82,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   KCP_ERR_CONNECT: KcpConnectError,
   KCP_ERR_CONNECTION_LIMIT: KcpConnectionLimitError,
   KCP_ERR_NOT_SUPPORTED: KcpNotSupportedError,
+  KCP_ERR_ALREADY_LISTENING: KcpAlreadyListeningError,
   KCP_ERR_INTERNAL: KcpInternalError,
   KCP_ERR_HANDSHAKE_TIMEOUT: KcpHandshakeTimeoutError,
   KCP_ERR_AUTH_REJECTED: KcpAuthRejectedError,

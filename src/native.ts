@@ -1,4 +1,5 @@
 import type { NativeLogOptions } from './log';
+import { loadNative } from './native-loader';
 import type { NativeDetectionOptions } from './detection';
 import type { Mode, ResolvedKcpOptions, ResolvedLimits } from './options';
 
@@ -232,6 +233,7 @@ export interface NativeEndpointHandle {
   resolveAuth(id: number, accept: boolean): void;
   sendBatch(batch: Buffer): void;
   closeConnection(handle: number): void;
+  closeAll(lingerMs?: number): void;
   injectFault(handle: number): void;
   takeRecords(): Buffer | null;
   setEventDelivery(enabled: boolean): void;
@@ -259,5 +261,4 @@ interface NativeModule {
   };
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-export const native: NativeModule = require('../native.js') as NativeModule;
+export const native: NativeModule = loadNative() as NativeModule;

@@ -1,5 +1,4 @@
 // Shared helpers for the ava suite: bounded waits (never sleeps as synchronisation).
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 
@@ -49,28 +48,7 @@ export function message(i, max = 1000) {
   return buf;
 }
 
-/**
- * Runs a program to completion; resolves with its exit code, signal and output, and kills it
- * (rejecting) if it outlives `timeoutMs`.
- */
-export function runProcess(command, args, { cwd, timeoutMs = 60_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${command} ${args[0]} hung\n${out}\n${err}`));
-    }, timeoutMs);
-    // 'close', not 'exit': only 'close' guarantees the output streams were read to the end.
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, out, err });
-    });
-  });
-}
+export { runProcess, startProcess } from './process.mjs';
 
 /**
  * Collects records (security events, or anything else) as they arrive, and waits for them with
