@@ -29,6 +29,10 @@ const remember = (chunk) => {
 };
 
 const child = spawn(command, args, { stdio: ['inherit', 'pipe', 'pipe'], detached: true });
+child.on('error', (error) => {
+  process.stderr.write(`✘ cannot start ${command}: ${error.message}\n`);
+  process.exit(1);
+});
 child.stdout.on('data', (d) => (process.stdout.write(d), remember(d)));
 child.stderr.on('data', (d) => (process.stderr.write(d), remember(d)));
 // Ctrl-C or a CI stop reaches this process; pass it on to the whole group.
@@ -80,18 +84,25 @@ async function endGroup() {
   killGroup('SIGKILL');
 }
 
+let limitHit = false;
 const limit = setTimeout(async () => {
+  limitHit = true;
   const alive = groupMembers();
   process.stderr.write(
     `\n✘ ${[command, ...args].join(' ')} did not end within its limit of ${minutes} min: the run fails.\n` +
-      `Last output (the tests that reported last):\n  ${tail.join('\n  ')}\n` +
-      `Processes still alive:\n  ${alive.length > 0 ? alive.join('\n  ') : `${child.pid} ${command} (the runner itself)`}\n`,
+      `Last output:\n  ${tail.join('\n  ')}\n` +
+      `Processes still alive:\n  ${alive.length > 0 ? alive.join('\n  ') : `${child.pid} ${command}`}\n` +
+      'Interrupting the run (ava lists the tests still pending):\n',
   );
+  // SIGINT first: ava answers it by naming each test still pending, then exits.
+  killGroup('SIGINT');
+  await Promise.race([new Promise((r) => child.once('exit', r)), new Promise((r) => setTimeout(r, 10_000))]);
   await endGroup();
   process.exit(1);
 }, minutes * 60_000);
 
 child.on('exit', async (code, signal) => {
+  if (limitHit) return;
   clearTimeout(limit);
   // A process left behind may hold the command's output open: wait for the output to end only
   // briefly before looking.

@@ -19,7 +19,7 @@ use super::certs::Certs;
 use super::free_port;
 
 const INSTALL: &str = "rsyslogd is needed by the syslog sink tests and was not found: install \
-     Debian's packages with `apt-get install -y rsyslog rsyslog-openssl` (CI does this in .ci/run)";
+     Debian's packages with `apt-get install -y rsyslog rsyslog-openssl` (`npm test` does this first, on Debian or Ubuntu as root)";
 
 pub struct Rsyslog {
     child: Child,
