@@ -16,9 +16,13 @@
 //!   `__test__/schema.test.mjs` validates it against the schema.
 //!
 //! ECS output is checked against `fixtures/ecs_fields.json` (types and allowed values from the
-//! ECS 9.x reference), OCSF against the attributes 1.3.0 requires for class 4001 (class 2004 for
+//! ECS 9.x reference), OCSF against the attributes 1.4.0 requires for class 4001 (class 2004 for
 //! alerts), CEF and RFC 5424
-//! by parsing them back, GELF, HEC and OTLP structurally.
+//! by parsing them back, GELF, HEC and OTLP structurally. The full validation against the
+//! official definitions (`schema/official/`) is `__test__/siem-validation.test.mjs`, over the
+//! matrix of `fixtures/siem/` that [`siem_matrix_fixtures_are_up_to_date`] keeps current.
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -311,9 +315,7 @@ fn ecs_fields_match_the_ecs_reference() {
         ] {
             assert!(flat.contains_key(field), "{source}: {field} missing");
         }
-        // The types ECS expects with category network; `error` is allowed for event.type but
-        // not among them, and is what kcp:error is; `change` likewise, and is what a session
-        // moving to a new peer address is (next to `connection`, which is expected).
+        // Only the types ECS expects with category network (`expected_event_types`).
         if flat["event.category"]
             .as_array()
             .unwrap()
@@ -323,19 +325,10 @@ fn ecs_fields_match_the_ecs_reference() {
             for t in types {
                 let t = t.as_str().unwrap();
                 assert!(
-                    network_types.contains(&t)
-                        || (t == "error" && r["name"] == "kcp:error")
-                        || (t == "change" && r["name"] == "kcp:peer_address_changed"),
+                    network_types.contains(&t),
                     "{source}: event.type {t} with category network"
                 );
             }
-            assert!(
-                types
-                    .iter()
-                    .any(|t| network_types.contains(&t.as_str().unwrap())
-                        || r["name"] == "kcp:error"),
-                "{source}: no event.type ECS expects with category network"
-            );
         }
         // Alerts: every type is one ECS expects with category intrusion_detection.
         if flat["event.category"]
@@ -477,7 +470,7 @@ fn ecs_categorizes_each_event() {
         (
             "kcp:peer_address_changed",
             "event",
-            &["connection", "change"],
+            &["connection"],
             Some("success"),
         ),
         ("kcp:packet_dropped", "event", &["denied"], Some("failure")),
@@ -487,7 +480,7 @@ fn ecs_categorizes_each_event() {
             &["denied"],
             Some("failure"),
         ),
-        ("kcp:error", "event", &["error"], Some("failure")),
+        ("kcp:error", "event", &["info"], Some("failure")),
         ("kcp:stats", "metric", &["info"], None),
         ("kcp:log_loss", "event", &["info"], Some("failure")),
     ];
@@ -576,7 +569,7 @@ fn ecs_keeps_pseudonyms_out_of_ip_fields() {
 
 #[test]
 fn ocsf_has_the_required_attributes_of_network_activity() {
-    const ACTIVITIES: [u64; 8] = [0, 1, 2, 3, 4, 5, 6, 99];
+    const ACTIVITIES: [u64; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 99];
     for (source, r) in records() {
         let e = json_line(Format::Ocsf, &r);
         assert_no_empty_strings(&source, "", &e, "unmapped");
@@ -584,7 +577,8 @@ fn ocsf_has_the_required_attributes_of_network_activity() {
             check_detection_finding(&source, &r, &e);
             continue;
         }
-        // Required by OCSF 1.3.0 for class 4001.
+        // Required by OCSF 1.4.0 for class 4001 (the whole schema is checked by
+        // __test__/siem-validation.test.mjs).
         let activity = e["activity_id"].as_u64().unwrap();
         assert!(
             ACTIVITIES.contains(&activity),
@@ -597,7 +591,7 @@ fn ocsf_has_the_required_attributes_of_network_activity() {
         let sev = e["severity_id"].as_u64().unwrap();
         assert!(sev <= 6 || sev == 99, "{source}");
         let metadata = e["metadata"].as_object().unwrap();
-        assert_eq!(metadata["version"], "1.3.0");
+        assert_eq!(metadata["version"], "1.4.0");
         assert!(metadata["product"]["name"].is_string());
         assert!(metadata["product"]["vendor_name"].is_string());
         // The class's constraint: at least one endpoint.
@@ -649,7 +643,7 @@ fn ocsf_has_the_required_attributes_of_network_activity() {
     }
 }
 
-/// What OCSF 1.3.0 requires (and a few things it recommends) of a Detection Finding (2004).
+/// What OCSF 1.4.0 requires (and a few things it recommends) of a Detection Finding (2004).
 fn check_detection_finding(source: &str, r: &Record, e: &Value) {
     let activity = e["activity_id"].as_u64().unwrap();
     let update = r["update"].as_bool().unwrap();
@@ -666,11 +660,11 @@ fn check_detection_finding(source: &str, r: &Record, e: &Value) {
     assert!(e["severity"].is_string());
     assert_eq!(e["message"], r["msg"], "{source}");
     let metadata = e["metadata"].as_object().unwrap();
-    assert_eq!(metadata["version"], "1.3.0");
+    assert_eq!(metadata["version"], "1.4.0");
     assert!(metadata["product"]["name"].is_string());
     assert!(metadata["product"]["vendor_name"].is_string());
     assert_eq!(metadata["event_code"], "kcp:alert");
-    // finding_info: uid and title are required in 1.3.0.
+    // finding_info: uid and title are required in 1.4.0.
     let info = e["finding_info"].as_object().unwrap();
     let uid = info["uid"].as_str().unwrap();
     assert!(
@@ -743,7 +737,7 @@ fn ocsf_activities_and_severities() {
     assert_eq!(activity("kcp:connection_failed"), 5);
     assert_eq!(activity("kcp:packet_dropped"), 5);
     assert_eq!(activity("kcp:stats"), 6);
-    assert_eq!(activity("kcp:listener_started"), 99);
+    assert_eq!(activity("kcp:listener_started"), 7);
     assert_eq!(activity("kcp:peer_address_changed"), 99);
     assert_eq!(activity("kcp:log_loss"), 99);
 
@@ -1051,18 +1045,18 @@ fn parse_rfc5424(line: &str) -> Syslog {
                     match chars.next().unwrap().1 {
                         '\\' => match chars.next().unwrap().1 {
                             c @ ('"' | '\\' | ']') => value.push(c),
-                            'n' => value.push('\n'),
-                            'r' => value.push('\r'),
-                            c => {
-                                value.push('\\');
-                                value.push(c);
-                            }
+                            // RFC 5424 keeps any other backslash as written: a writer that
+                            // produced one would make two texts arrive the same.
+                            c => panic!("\\{c} is not an RFC 5424 escape: {line}"),
                         },
                         '"' => break,
-                        c => value.push(c),
+                        c => {
+                            assert!(!c.is_control(), "raw control character in {line:?}");
+                            value.push(c);
+                        }
                     }
                 }
-                params.push((name, value));
+                params.push((name, percent_decode(&value)));
             }
             Some((i, ']')) => {
                 let rest = &sd[i + 1..];
@@ -1088,6 +1082,26 @@ fn parse_rfc5424(line: &str) -> Syslog {
     }
 }
 
+/// The percent rule of `rfc5424.rs`: `%XX` is the byte XX, applied after RFC 5424's own
+/// unescaping; a `%` not followed by two upper-case hex digits is not written by kcpwatch.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            assert_eq!(hex, hex.to_uppercase(), "{text}");
+            out.push(u8::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("bare % in {text}")));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
 #[test]
 fn rfc5424_round_trips_every_field() {
     for (source, r) in records() {
@@ -1111,7 +1125,10 @@ fn rfc5424_round_trips_every_field() {
         let expected: Vec<(String, String)> =
             r.iter().map(|(k, v)| (k.clone(), as_text(v))).collect();
         assert_eq!(params, expected, "{source}: {text}");
-        let msg = r["msg"].as_str().unwrap().replace(['\r', '\n'], " ");
+        let msg = r["msg"]
+            .as_str()
+            .unwrap()
+            .replace(|c: char| c.is_ascii_control(), " ");
         assert_eq!(s.msg.as_deref(), Some(msg.as_str()), "{source}");
     }
 }
@@ -1125,7 +1142,19 @@ fn rfc5424_escapes_and_options() {
     // A host name that is not printable ASCII is made so in the header, and exact in the SD.
     assert!(text.starts_with("<131>1 2025-11-26T15:14:55.812320Z _dge|host=1\\x]\"q kcpwatch "));
     assert!(text.contains(r#" observer_host="édge|host=1\\x\]\"q" "#));
-    assert!(text.contains(r#"peer said \"bye\" \\ [x\] a=b | c\nnext\rline — Grüße, 東京 🎮""#));
+    assert!(text.contains(r#"peer said \"bye\" \\ [x\] a=b | c%0Anext%0Dline — Grüße, 東京 🎮""#));
+    // The percent rule: `%` itself and every control character, nothing else.
+    let mut pct = r.clone();
+    pct.insert("msg".into(), json!("100% \t\u{0}\u{7f} %0A stays"));
+    let text = line(Format::Rfc5424, &pct);
+    assert!(
+        text.contains(r#" msg="100%25 %09%00%7F %250A stays"]"#),
+        "{text}"
+    );
+    assert_eq!(
+        parse_rfc5424(&text).params.last().unwrap().1,
+        "100% \t\u{0}\u{7f} %0A stays"
+    );
 
     let options = FormatOptions {
         syslog_facility: 13,
@@ -1989,7 +2018,7 @@ fn formats_map_secure_mode_records() {
     let ecs = json_line(Format::Ecs, &moved);
     assert_eq!(ecs["event"]["kind"], "event");
     assert_eq!(ecs["event"]["category"], json!(["network"]));
-    assert_eq!(ecs["event"]["type"], json!(["connection", "change"]));
+    assert_eq!(ecs["event"]["type"], json!(["connection"]));
     assert_eq!(ecs["event"]["action"], "peer_address_changed");
     assert_eq!(ecs["event"]["outcome"], "success");
     assert_eq!(ecs["source"]["ip"], moved["src_ip"]);
@@ -2376,4 +2405,490 @@ fn formats_map_alerts() {
     let syslog = parse_rfc5424(&line(Format::Rfc5424, &find("KCPW-002", None, false)));
     assert_eq!(syslog.pri, 16 * 8 + 1);
     assert_eq!(syslog.msgid, "kcp:alert");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SIEM validation matrix: every event kind (and the variants that map differently) under
+// every IP privacy mode, over IPv4 and IPv6, rendered in every format into
+// `fixtures/siem/`. `__test__/siem-validation.test.mjs` validates those files against the
+// pinned official definitions in `schema/official/` (ECS, OCSF, OTLP protobuf, and the CEF,
+// RFC 5424 and GELF rules); this test keeps them equal to what the writers produce
+// (`KCPWATCH_BLESS=1` rewrites them).
+
+/// Addresses of one IP family: (peer, our bound address, our address, a second peer, a
+/// client's own address, the wildcard bind).
+struct Family {
+    name: &'static str,
+    peer: &'static str,
+    moved_peer: &'static str,
+    local: &'static str,
+    client_local: &'static str,
+    wildcard: &'static str,
+    alert_source: &'static str,
+}
+
+const FAMILIES: [Family; 2] = [
+    Family {
+        name: "ipv4",
+        peer: "198.51.100.23:61000",
+        moved_peer: "198.51.100.24:61002",
+        local: "192.0.2.10:4000",
+        client_local: "192.0.2.20:50812",
+        wildcard: "0.0.0.0:4000",
+        alert_source: "192.0.2.7",
+    },
+    Family {
+        name: "ipv6",
+        peer: "[2001:db8:bad::23]:61000",
+        moved_peer: "[2001:db8:bad::24]:61002",
+        local: "[2001:db8::10]:4000",
+        client_local: "[2001:db8::20]:50812",
+        wildcard: "[::]:4000",
+        alert_source: "2001:db8:bad:1::",
+    },
+];
+
+/// Text with every character a format must escape: RFC 5424's `"`, `\`, `]` and CR/LF, CEF's
+/// `|` and `=`, JSON's controls, `%` (the RFC 5424 percent rule), and non-ASCII.
+const AWKWARD: &str = "sendto: \"x\" \\ [y] a=b |c| 100% \r\n\tGrüße, 東京";
+
+/// The matrix's events for one family: (case name, event).
+fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
+    use kcpwatch_proto::events::{
+        ConnectionClosed, ErrorEvent, ErrorType, History, ListenerStopped, LogLoss,
+        ProtocolViolation, StatsEvent, Violation,
+    };
+    use kcpwatch_proto::{CloseReason, ConnectionSummary, Initiator};
+    use ConnectionState::{Attempted, Closed, Established, Handshaking};
+    use Direction::{Inbound, Outbound};
+    const A: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0101;
+    const B: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0102;
+    let inbound = conn(A, 7, f.peer, f.local, Inbound);
+    let outbound = conn(B, 9, f.peer, f.client_local, Outbound);
+    let moved = conn(A, 7, f.moved_peer, f.local, Inbound);
+    let summary = |c: ConnectionRef, direction| {
+        let mut history = History::default();
+        for (letter, originator) in [(b'd', true), (b'a', false), (b'd', false), (b'a', true)] {
+            history.note(letter, originator);
+        }
+        ConnectionSummary {
+            duration_ms: 61_250,
+            datagrams_in: 812,
+            bytes_in: 98_304,
+            datagrams_out: 790,
+            bytes_out: 120_112,
+            payload_bytes_in: 80_000,
+            payload_bytes_out: 100_000,
+            messages_in: 700,
+            messages_out: 690,
+            srtt_ms: 23,
+            rttvar_ms: 4,
+            rto_ms: 60,
+            history,
+            direction,
+            ..ConnectionSummary::empty(c)
+        }
+    };
+    let message = kcpwatch_proto::events::CappedText::format(AWKWARD);
+    let error = |conn, peer, local, code| ErrorEvent {
+        conn,
+        peer,
+        local,
+        error_type: ErrorType::Network,
+        code,
+        message,
+        suppressed: 0,
+    };
+    let mut output = kcpwatch_proto::events::CappedText::EMPTY;
+    let _ = std::fmt::Write::write_str(&mut output, "syslog+tcp://127.0.0.1:601");
+    let source = f.alert_source;
+    vec![
+        (
+            "listener_started",
+            SecurityEvent::ListenerStarted(ListenerStarted {
+                local: addr(f.wildcard),
+                settings: ListenerSettings {
+                    mode: "secure",
+                    max_connections: 10_000,
+                    accept_inbound: true,
+                    session: SessionConfig::default(),
+                },
+            }),
+        ),
+        (
+            "listener_stopped",
+            SecurityEvent::ListenerStopped(ListenerStopped {
+                local: addr(f.wildcard),
+                uptime_ms: 3_600_000,
+                connections_total: 42,
+            }),
+        ),
+        (
+            "connection_attempted",
+            SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn: inbound }),
+        ),
+        (
+            "connection_established",
+            SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: inbound }),
+        ),
+        (
+            "connection_failed_refused",
+            failed(
+                inbound,
+                FailReason::RateLimited,
+                Some(DropTrigger::RateLimited),
+                "handshake_rate_per_ip",
+                3,
+            ),
+        ),
+        (
+            "connection_failed_auth",
+            failed(inbound, FailReason::AuthRejected, None, "authenticate", 0),
+        ),
+        (
+            "connection_failed_timeout",
+            failed(
+                outbound,
+                FailReason::HandshakeTimeout,
+                None,
+                "handshake_timeout",
+                0,
+            ),
+        ),
+        (
+            "connection_state_updated",
+            state(inbound, Handshaking, Established),
+        ),
+        (
+            "connection_state_updated_failed",
+            state(inbound, Attempted, Closed),
+        ),
+        (
+            "connection_closed_inbound",
+            SecurityEvent::ConnectionClosed(ConnectionClosed {
+                conn: inbound,
+                reason: CloseReason::PeerClosed,
+                initiator: Initiator::Remote,
+                summary: summary(inbound, Inbound),
+                params: SessionConfig::default(),
+            }),
+        ),
+        (
+            "connection_closed_outbound",
+            SecurityEvent::ConnectionClosed(ConnectionClosed {
+                conn: outbound,
+                reason: CloseReason::DeadLink,
+                initiator: Initiator::Local,
+                summary: summary(outbound, Outbound),
+                params: SessionConfig::default(),
+            }),
+        ),
+        (
+            "peer_address_changed",
+            SecurityEvent::PeerAddressChanged(PeerAddressChanged {
+                conn: moved,
+                old_peer: addr(f.peer),
+                old_local: addr(f.local),
+            }),
+        ),
+        (
+            "packet_dropped",
+            SecurityEvent::PacketDropped(PacketDropped {
+                remote: addr(f.peer),
+                local: addr(f.local),
+                conv: Some(7),
+                uid: Some(Uid::from_uuid(A)),
+                trigger: DropTrigger::BadTag,
+                rule: "session_tag",
+                len: 64,
+                suppressed: 0,
+            }),
+        ),
+        (
+            "packet_dropped_aggregate",
+            SecurityEvent::PacketDropped(PacketDropped {
+                remote: addr(f.moved_peer),
+                local: addr(f.local),
+                conv: None,
+                uid: None,
+                trigger: DropTrigger::TooShort,
+                rule: "too_short",
+                len: 3,
+                suppressed: 118,
+            }),
+        ),
+        (
+            "protocol_violation",
+            SecurityEvent::ProtocolViolation(ProtocolViolation {
+                conn: Some(inbound),
+                violation: Violation::OversizedMessage,
+                size: 70_000,
+                limit: 65_536,
+            }),
+        ),
+        (
+            "protocol_violation_closed",
+            SecurityEvent::ProtocolViolation(ProtocolViolation {
+                conn: None,
+                violation: Violation::MessageOnClosedConnection,
+                size: 12,
+                limit: 0,
+            }),
+        ),
+        (
+            "error_connection",
+            SecurityEvent::Error(error(Some(outbound), None, None, "EHOSTUNREACH")),
+        ),
+        (
+            "error_peer",
+            SecurityEvent::Error(error(
+                None,
+                Some(addr(f.peer)),
+                Some(addr(f.local)),
+                "ECONNREFUSED",
+            )),
+        ),
+        (
+            "error_bind",
+            SecurityEvent::Error(error(None, None, Some(addr(f.local)), "EADDRINUSE")),
+        ),
+        (
+            "stats",
+            SecurityEvent::Stats(StatsEvent {
+                local: Some(addr(f.wildcard)),
+                interval_ms: 60_000,
+                connections: 12,
+                datagrams_in: 5_000,
+                bytes_in: 600_000,
+                datagrams_out: 4_800,
+                bytes_out: 700_000,
+                passive_opens: 3,
+                closed: 2,
+                dropped: 17,
+                failed: 1,
+                ..StatsEvent::default()
+            }),
+        ),
+        (
+            "log_loss",
+            SecurityEvent::LogLoss(LogLoss {
+                lost_critical: 1,
+                lost_bulk: 40,
+                lost_by_severity: [0, 0, 0, 0, 1, 0, 40, 0],
+                since_us: 1_764_170_000_000_000,
+                lost_output: 0,
+                output: kcpwatch_proto::events::CappedText::EMPTY,
+            }),
+        ),
+        (
+            "log_loss_output",
+            SecurityEvent::LogLoss(LogLoss {
+                lost_output: 5,
+                lost_by_severity: [0, 0, 0, 0, 0, 5, 0, 0],
+                since_us: 1_764_170_000_000_000,
+                output,
+                ..LogLoss::default()
+            }),
+        ),
+        (
+            "alert_source",
+            alert(Rule::HandshakeFloodSource, Some(source), 120, false),
+        ),
+        (
+            "alert_source_update",
+            alert(Rule::ConvScanSource, Some(source), 40, true),
+        ),
+        (
+            "alert_listener",
+            alert(Rule::HandshakeFloodGlobal, None, 5_210, false),
+        ),
+    ]
+}
+
+/// The matrix files: `cases.ndjson` (which event, privacy mode and family each line is), then
+/// one file per format, line for line.
+fn siem_matrix() -> Vec<(String, String)> {
+    let modes: Vec<IpPrivacy> = std::iter::once(IpPrivacy::Full)
+        .chain(privacy_modes())
+        .collect();
+    let mut cases = String::new();
+    let mut outputs: Vec<String> = vec![String::new(); Format::ALL.len()];
+    let mut canonical = String::new();
+    let mut seq = 0;
+    for privacy in &modes {
+        for family in &FAMILIES {
+            let mut writer = CanonicalWriter::with_privacy(observer(), 0, privacy.clone(), false);
+            for (case, event) in matrix_events(family) {
+                let record = kcpwatch::events::Record {
+                    seq,
+                    time_us: 1_764_170_005_412_305 + seq * 1000,
+                    event,
+                };
+                seq += 1;
+                canonical.clear();
+                writer.write(&record, &mut canonical);
+                let parsed: Record = serde_json::from_str(canonical.trim_end()).unwrap();
+                cases.push_str(
+                    &json!({
+                        "case": case,
+                        "event": parsed["name"],
+                        "privacy": privacy.mode_name(),
+                        "family": family.name,
+                    })
+                    .to_string(),
+                );
+                cases.push('\n');
+                for (format, out) in Format::ALL.iter().zip(&mut outputs) {
+                    write(*format, &parsed, out);
+                }
+            }
+        }
+    }
+    let mut files = vec![("cases.ndjson".to_owned(), cases)];
+    for (format, out) in Format::ALL.iter().zip(outputs) {
+        let ext = match format {
+            Format::Cef | Format::Rfc5424 => "log",
+            _ => "ndjson",
+        };
+        files.push((format!("{}.{ext}", format.name()), out));
+    }
+    files
+}
+
+#[test]
+fn siem_matrix_fixtures_are_up_to_date() {
+    let dir = format!("{}/tests/fixtures/siem", env!("CARGO_MANIFEST_DIR"));
+    let bless = std::env::var_os("KCPWATCH_BLESS").is_some();
+    if bless {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    for (name, text) in siem_matrix() {
+        let path = format!("{dir}/{name}");
+        if bless {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let fixture = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}; write it with KCPWATCH_BLESS=1"));
+        for (i, (got, want)) in text.lines().zip(fixture.lines()).enumerate() {
+            assert_eq!(
+                got,
+                want,
+                "siem/{name}:{} differs from what the writers produce now; if the change is \
+                 meant, rewrite with KCPWATCH_BLESS=1 and run __test__/siem-validation.test.mjs",
+                i + 1
+            );
+        }
+        assert_eq!(
+            text.lines().count(),
+            fixture.lines().count(),
+            "siem/{name}: rewrite it with KCPWATCH_BLESS=1"
+        );
+    }
+}
+
+#[test]
+fn siem_matrix_covers_every_event_mode_and_family() {
+    let files = siem_matrix();
+    let cases: Vec<Value> = files[0]
+        .1
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for event in EVENTS {
+        for mode in ["full", "truncate", "hmac", "cryptopan", "omit"] {
+            for family in ["ipv4", "ipv6"] {
+                assert!(
+                    cases.iter().any(|c| c["event"] == event
+                        && c["privacy"] == mode
+                        && c["family"] == family),
+                    "no {event} under {mode} over {family}"
+                );
+            }
+        }
+    }
+    for (name, text) in &files {
+        assert_eq!(text.lines().count(), cases.len(), "{name}");
+    }
+}
+
+// --------------------------------------------------------------------- RFC 5424 through rsyslog
+
+/// Values that the old `\\n` / `\\r` escaping could not carry: a real CR and LF next to the
+/// literal text backslash-n, plus every character RFC 5424 or the percent rule escapes.
+const ROUND_TRIP_VALUES: [&str; 6] = [
+    "line one\r\nline two\nline three",
+    "a literal backslash-n: \\n, and a real one:\n",
+    "quote \" backslash \\ bracket ] equals = pipe |",
+    "percent 100% and an escape-looking %0A that is text",
+    "tab\there, NUL-free, DEL\u{7f}, Grüße, 東京 🎮",
+    "]\\\"=\r",
+];
+
+#[test]
+fn rfc5424_values_survive_rsyslog_byte_for_byte() {
+    use std::io::Write as _;
+    use std::time::Duration;
+    use support::certs::Certs;
+    use support::rsyslog::Rsyslog;
+    use support::{wait_for, TempDir};
+
+    let dir = TempDir::new("rfc5424-round-trip");
+    let certs = Certs::generate(dir.path());
+    let rs = Rsyslog::start(dir.path(), &certs);
+    let marker = format!("rt{}", std::process::id());
+    let sent: Vec<Record> = ROUND_TRIP_VALUES
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let mut r = crafted("kcp:error", |r| {
+                r.get("peer_ip") == Some(&json!("2001:db8::44"))
+            });
+            r.insert("seq".into(), json!(i));
+            r.insert("observer_instance".into(), json!(marker));
+            r.insert("error_message".into(), json!(value));
+            r.insert("observer_service".into(), json!(format!("svc {value}")));
+            r.insert("msg".into(), json!(format!("error: {value}")));
+            r
+        })
+        .collect();
+    // RFC 6587 octet counting over plain TCP (imptcp): the frame carries the line without its
+    // newline.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", rs.tcp)).expect("connect rsyslog");
+    for r in &sent {
+        let text = line(Format::Rfc5424, r);
+        tcp.write_all(format!("{} {text}", text.len()).as_bytes())
+            .expect("send");
+    }
+    drop(tcp);
+    let ours = wait_for(
+        "rsyslog to write every record",
+        Duration::from_secs(20),
+        || {
+            let ours: Vec<Value> = rs
+                .lines()
+                .into_iter()
+                .filter(|l| l["procid"] == marker.as_str())
+                .collect();
+            (ours.len() >= sent.len()).then_some(ours)
+        },
+    );
+    assert_eq!(ours.len(), sent.len());
+    for r in &sent {
+        let seq = as_text(&r["seq"]);
+        let got = ours
+            .iter()
+            .find(|l| l["$!"]["rfc5424-sd"]["kcp@32473"]["seq"] == seq.as_str())
+            .unwrap_or_else(|| panic!("seq {seq} not parsed: {ours:#?}"));
+        let params = got["$!"]["rfc5424-sd"]["kcp@32473"].as_object().unwrap();
+        assert_eq!(params.len(), r.len(), "no PARAM lost or added");
+        for (key, value) in r {
+            let parsed = params[key].as_str().unwrap();
+            let decoded = percent_decode(parsed);
+            assert_eq!(
+                decoded.as_bytes(),
+                as_text(value).as_bytes(),
+                "PARAM {key}: rsyslog parsed {parsed:?}"
+            );
+        }
+    }
 }

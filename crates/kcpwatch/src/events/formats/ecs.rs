@@ -30,9 +30,10 @@
 //! | `group_ip` (alert about one source) | `source.ip`, `related.ip` |
 //! | everything else (`uid`, `conv`, `history`, counters, KCP parameters, `old_peer_*` / `old_local_*`, `*_pseudonym`, an address that is not an IP) | `kcp.<field>` |
 //!
-//! Categorization (every `event.type` value is one ECS allows; all but `error` and `change` are
-//! among the types ECS expects for category `network`: `error` is what a failed send or bind is,
-//! and `change` comes with `connection`, which is):
+//! Categorization: every `event.type` is one ECS 9.0.0 lists in `expected_event_types` for every
+//! category of the record (`network`: access, allowed, connection, denied, end, info, protocol,
+//! start; `intrusion_detection`: allowed, denied, info), which is what Kibana's categorization
+//! checks and `__test__/siem-validation.test.mjs` verify against the official `ecs_flat.yml`:
 //!
 //! | event | kind | type | outcome |
 //! |---|---|---|---|
@@ -43,21 +44,25 @@
 //! | connection_failed | event | connection, denied (a client's `handshake_timeout`: connection) | failure |
 //! | connection_state_updated | event | connection | success (failure for attempted or handshaking -> closed) |
 //! | connection_closed | event | connection, end | success (failure for dead_link, internal_error, protocol_violation, evicted) |
-//! | peer_address_changed | event | connection, change | success |
+//! | peer_address_changed | event | connection | success |
 //! | packet_dropped | event | denied | failure |
 //! | protocol_violation | event | denied | failure |
-//! | error | event | error | failure |
+//! | error | event | info | failure |
 //! | stats | metric | info | - |
 //! | log_loss | event | info | failure |
 //! | alert | alert | info (category intrusion_detection, network) | - |
+//!
+//! `error` (a failed send, ICMP report or bind) is `info` with outcome `failure` and the
+//! `error.*` fields: ECS's `error` type is expected only with categories `database` and `web`
+//! (and, per its definition, describes errors that are not the main purpose of the event).
 //!
 //! `state_updated` is deliberately not `start`/`end`: `established` and `closed` already are,
 //! and counting starts must not count a connection twice.
 //!
 //! `peer_address_changed` (secure mode: the session followed its peer to a new address) is
-//! `change`, the ECS type for "something changed", next to `connection`, which keeps it among
-//! the types ECS expects with category `network`. `source` / `destination` are the new
-//! addresses; `old_peer_*` / `old_local_*` stay in `kcp.*` (ECS has no field for a previous
+//! `connection` only: ECS's `change` type is not expected with category `network`, and the
+//! action (`event.action: peer_address_changed`) already says what changed. `source` /
+//! `destination` are the new addresses; `old_peer_*` / `old_local_*` stay in `kcp.*` (ECS has no field for a previous
 //! address), and the old IPs are added to `related.ip` so that a search by either address
 //! finds the move. A client's `connection_failed` that timed out is not `denied`: nothing
 //! refused it.
@@ -98,9 +103,9 @@ fn categorize(r: &Fields<'_>, action: &str) -> Categories {
         }
         "connection_failed" => ("event", NETWORK, &["connection", "denied"]),
         "connection_closed" => ("event", NETWORK, &["connection", "end"]),
-        "peer_address_changed" => ("event", NETWORK, &["connection", "change"]),
+        "peer_address_changed" => ("event", NETWORK, &["connection"]),
         "packet_dropped" | "protocol_violation" => ("event", NETWORK, &["denied"]),
-        "error" => ("event", NETWORK, &["error"]),
+        "error" => ("event", NETWORK, &["info"]),
         "stats" => ("metric", NETWORK, &["info"]),
         "alert" => ("alert", &["intrusion_detection", "network"], &["info"]),
         _ => ("event", NETWORK, &["info"]),

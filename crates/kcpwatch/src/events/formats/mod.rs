@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `json` | [`Format::Json`] | the canonical record itself |
 //! | `ecs` | [`Format::Ecs`] | Elastic Common Schema 9.x document, nested JSON |
-//! | `ocsf` | [`Format::Ocsf`] | OCSF 1.3.0 Network Activity (class 4001); Detection Finding (2004) for `kcp:alert` |
+//! | `ocsf` | [`Format::Ocsf`] | OCSF 1.4.0 Network Activity (class 4001); Detection Finding (2004) for `kcp:alert` |
 //! | `cef` | [`Format::Cef`] | ArcSight CEF:0 line |
 //! | `rfc5424` | [`Format::Rfc5424`] | syslog line with an SD-ELEMENT holding every field |
 //! | `gelf` | [`Format::Gelf`] | GELF 1.1 JSON |
@@ -59,7 +59,7 @@ pub enum Format {
     Json,
     /// Elastic Common Schema 9.x.
     Ecs,
-    /// OCSF 1.3.0, class Network Activity (4001); `kcp:alert` as a Detection Finding (2004).
+    /// OCSF 1.4.0, class Network Activity (4001); `kcp:alert` as a Detection Finding (2004).
     Ocsf,
     /// ArcSight Common Event Format, version 0.
     Cef,

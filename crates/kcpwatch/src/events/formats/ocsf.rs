@@ -1,8 +1,13 @@
-//! `ocsf`: an OCSF 1.3.0 event of class Network Activity (`class_uid` 4001, category Network
+//! `ocsf`: an OCSF 1.4.0 event of class Network Activity (`class_uid` 4001, category Network
 //! Activity, `category_uid` 4) per record, except `kcp:alert`, which is a Detection Finding
 //! (`class_uid` 2004, category Findings, `category_uid` 2; see the end of this comment).
 //!
-//! Attributes OCSF 1.3.0 marks **required** for class 4001, all always written: `activity_id`,
+//! Why 1.4.0: it is the first version with `connection_info.community_uid` (the Community ID
+//! every other format carries), and the oldest, so the most widely accepted, that has it.
+//! `__test__/siem-validation.test.mjs` validates every event kind under every privacy mode
+//! against the 1.4.0 JSON Schema export pinned in `schema/official/ocsf-1.4.0/`.
+//!
+//! Attributes OCSF 1.4.0 marks **required** for class 4001, all always written: `activity_id`,
 //! `category_uid`, `class_uid`, `metadata` (with its required `product` and `version`),
 //! `severity_id`, `time`, `type_uid`. **Recommended** ones written when the record has the
 //! data: `activity_name`, `category_name`, `class_name`, `type_name`, `severity`, `message`,
@@ -12,8 +17,9 @@
 //! `end_time`, `device` (host profile), `action`/`action_id`/`disposition`/`disposition_id`/
 //! `firewall_rule` (security_control profile), `unmapped`.
 //!
-//! `activity_id` (1.3.0 values: 0 Unknown, 1 Open, 2 Close, 3 Reset, 4 Fail, 5 Refuse,
-//! 6 Traffic, 99 Other); `type_uid` = 400100 + `activity_id`:
+//! `activity_id` (1.4.0 values: 0 Unknown, 1 Open, 2 Close, 3 Reset, 4 Fail, 5 Refuse,
+//! 6 Traffic, 7 Listen, 99 Other); `type_uid` = 400100 + `activity_id`, and `type_name` its
+//! caption (`Network Activity: Other` for 99, whose own name is in `activity_name`):
 //!
 //! | event | activity | why |
 //! |---|---|---|
@@ -23,11 +29,12 @@
 //! | packet_dropped | 5 Refuse | the datagram was refused (action Denied, disposition Blocked) |
 //! | error | 4 Fail | a send, an ICMP report or a bind failed ("no route to host") |
 //! | stats | 6 Traffic | a traffic report |
-//! | listener_started / listener_stopped | 99 Other, `activity_name` "Listen" / "Stop Listening" | 1.3.0 has no Listen activity |
+//! | listener_started | 7 Listen | "a network endpoint began listening for new network connections" |
+//! | listener_stopped | 99 Other, "Stop Listening" | OCSF has no activity for it |
 //! | connection_attempted | 99 Other, "Attempt" | not open yet; Open would count each connection twice |
 //! | connection_state_updated | 99 Other, "State Change" | the Open/Close records already carry the transitions that matter |
 //! | protocol_violation | 99 Other, "Protocol Violation" | the application's own send was refused, not the network |
-//! | peer_address_changed | 99 Other, "Peer Address Change" | a live session followed its peer to a new address (NAT rebinding). Not Open (the connection was not opened again; counting opens would count it twice), not Traffic (6 is a traffic report, what `traffic` carries; this record has no counts), not Reset or Close (nothing ended). 1.3.0 has no activity for an endpoint change, so Other with a name |
+//! | peer_address_changed | 99 Other, "Peer Address Change" | a live session followed its peer to a new address (NAT rebinding). Not Open (the connection was not opened again; counting opens would count it twice), not Traffic (6 is a traffic report, what `traffic` carries; this record has no counts), not Reset or Close (nothing ended). OCSF has no activity for an endpoint change, so Other with a name |
 //! | log_loss | 99 Other, "Log Loss" | |
 //! | unknown | 99 Other | |
 //!
@@ -39,7 +46,7 @@
 //! | `name` | `metadata.event_code` |
 //! | `seq` | `metadata.sequence`; `metadata.uid` = `observer_instance:seq` |
 //! | `uid` | `connection_info.uid`, `metadata.correlation_uid` |
-//! | `src_*` / `dst_*` | `src_endpoint` / `dst_endpoint` {`ip`, `port`} |
+//! | `src_*` / `dst_*` | `src_endpoint` / `dst_endpoint` {`ip`, `port`}; see below for `hmac` and `omit` |
 //! | `peer_*` (no connection) | `dst_endpoint`, with `local_*` as `src_endpoint` |
 //! | `local_*` alone (listener, stats, bind failure) | `dst_endpoint`; with a connection it stays in `unmapped` |
 //! | `transport` | `connection_info.protocol_name`, `protocol_num` 17 |
@@ -56,13 +63,23 @@
 //! | `observer_version` | `metadata.product.version` |
 //! | everything else | `unmapped.<field>` |
 //!
-//! A record without any address (`log_loss`) gets `dst_endpoint.hostname` = `observer_host`,
-//! the host whose log it is, to satisfy the class's endpoint constraint.
+//! An endpoint object must identify the endpoint (`network_endpoint`'s constraint: at least one
+//! of `ip`, `uid`, `name`, `hostname`, ...), so a port alone is never written:
+//!
+//! - under `hmac` the endpoint's `uid` is the address's pseudonym (`src_ip_pseudonym`, ...: a
+//!   stable, keyed id of the address, never in an IP-typed attribute; also kept in `unmapped`);
+//! - under `omit` this host's own side (`local_*`, the responder of an inbound connection or a
+//!   dropped datagram, the originator of an outbound one) is `hostname` = `observer_host`, and
+//!   the peer's side is left out (its port stays in `unmapped`);
+//! - a record with no endpoint left (`log_loss`, a `protocol_violation` of a closed
+//!   connection, or one whose peer was omitted and has no local side) gets `dst_endpoint`
+//!   {`hostname`: `observer_host`} (`name`: `observer_service` when the host is unnamed): the
+//!   host whose log it is, which satisfies the class's at-least-one-endpoint constraint.
 //!
 //! ## `kcp:alert`: Detection Finding (2004)
 //!
 //! A detector's alert is a finding about traffic, not network activity, so it is class 2004.
-//! Attributes OCSF 1.3.0 marks required for it, all always written: `activity_id`,
+//! Attributes OCSF 1.4.0 marks required for it, all always written: `activity_id`,
 //! `category_uid`, `class_uid`, `finding_info` (with its required `uid` and `title`),
 //! `metadata`, `severity_id`, `time`, `type_uid`. Activity 1 Create for the first alert of an
 //! episode, 2 Update for its periodic updates (`update: true`); `type_uid` = 200400 +
@@ -77,8 +94,8 @@
 //! | `first_seen` / `last_seen` | `finding_info.first_seen_time` / `last_seen_time`, and `start_time` / `end_time` (epoch ms) |
 //! | `mitre_technique` | `finding_info.attacks` [{`technique`, `sub_technique`, `tactic`}] (named for the techniques the rules use) |
 //! | `group_ip` | `evidences` [{`src_endpoint`: {`ip`}}], and an `observables` entry |
-//! | `severity`, `ts`, `seq`, observer fields | as for class 4001 |
-//! | everything else (`threshold`, `window_ms`, `observed`, `group`, `group_ip_pseudonym`, `observer_instance`, ...) | `unmapped.<field>` |
+//! | `severity`, `ts`, `seq`, `observer_host`, `observer_version` | as for class 4001 |
+//! | everything else (`threshold`, `window_ms`, `observed`, `group`, `group_ip_pseudonym`, `observer_instance`, `observer_service`, ...) | `unmapped.<field>` (Detection Finding has no `app_name`) |
 //!
 //! Under `omit` (no grouping address) two sources a rule fired for in the same millisecond
 //! share a `finding_info.uid`; every other mode tells them apart.
@@ -92,7 +109,7 @@ use super::{
 };
 
 /// OCSF schema version of the events (`metadata.version`).
-const OCSF_VERSION: &str = "1.3.0";
+const OCSF_VERSION: &str = "1.4.0";
 const FINDING_CLASS_UID: u64 = 2004;
 const FINDING_CATEGORY_UID: u64 = 2;
 const FINDING_CLASS_NAME: &str = "Detection Finding";
@@ -108,13 +125,13 @@ fn activity<'a>(r: &Fields<'a>) -> (u64, &'a str) {
         "connection_failed" | "packet_dropped" => (5, "Refuse"),
         "error" => (4, "Fail"),
         "stats" => (6, "Traffic"),
-        "listener_started" => (99, "Listen"),
+        "listener_started" => (7, "Listen"),
         "listener_stopped" => (99, "Stop Listening"),
         "connection_attempted" => (99, "Attempt"),
         "connection_state_updated" => (99, "State Change"),
         "protocol_violation" => (99, "Protocol Violation"),
         "log_loss" => (99, "Log Loss"),
-        // See the table above: 1.3.0 has no activity for a connection changing endpoints.
+        // See the table above: OCSF has no activity for a connection changing endpoints.
         "peer_address_changed" => (99, "Peer Address Change"),
         "alert" => (99, "Alert"),
         "" => (0, "Unknown"),
@@ -145,6 +162,9 @@ struct Endpoints<'a> {
     /// Their addresses, parsed once.
     src_ip: Option<(&'a str, IpAddr)>,
     dst_ip: Option<(&'a str, IpAddr)>,
+    /// What identifies each endpoint; `None`: the endpoint is not written.
+    src_id: Option<EndpointId<'a>>,
+    dst_id: Option<EndpointId<'a>>,
 }
 
 fn has(r: &Fields<'_>, prefix: &str) -> bool {
@@ -168,11 +188,15 @@ fn endpoints<'a>(r: &Fields<'a>) -> Endpoints<'a> {
     } else {
         (None, has(r, "local").then_some("local"))
     };
+    let src_ip = endpoint_ip(r, src);
+    let dst_ip = endpoint_ip(r, dst);
     Endpoints {
         src,
         dst,
-        src_ip: endpoint_ip(r, src),
-        dst_ip: endpoint_ip(r, dst),
+        src_ip,
+        dst_ip,
+        src_id: src.and_then(|p| endpoint_id(r, p, src_ip)),
+        dst_id: dst.and_then(|p| endpoint_id(r, p, dst_ip)),
     }
 }
 
@@ -207,9 +231,9 @@ fn mapped(r: &Fields<'_>, e: &Endpoints<'_>, key: &str) -> bool {
                 return false;
             };
             let (used, ip) = if e.src == Some(prefix) {
-                (true, e.src_ip)
+                (e.src_id.is_some(), e.src_ip)
             } else if e.dst == Some(prefix) {
-                (true, e.dst_ip)
+                (e.dst_id.is_some(), e.dst_ip)
             } else {
                 (false, None)
             };
@@ -222,15 +246,55 @@ fn mapped(r: &Fields<'_>, e: &Endpoints<'_>, key: &str) -> bool {
     }
 }
 
-/// Writes `src_endpoint` / `dst_endpoint` from a canonical prefix; returns whether it had
-/// anything to write.
-fn endpoint(
-    o: &mut Obj<'_>,
-    key: &str,
-    r: &Fields<'_>,
+/// Whether the endpoint a canonical prefix names is this host's own address: `local_*`, and
+/// the responder (`dst_*`) of an inbound connection or a dropped datagram, the originator
+/// (`src_*`) of an outbound one.
+fn is_local(r: &Fields<'_>, prefix: &str) -> bool {
+    match prefix {
+        "local" => true,
+        "dst" => get_str(r, "direction") == Some("inbound") || action(r) == "packet_dropped",
+        "src" => get_str(r, "direction") == Some("outbound"),
+        _ => false,
+    }
+}
+
+/// What identifies an endpoint, as OCSF's `network_endpoint` requires at least one of `ip`,
+/// `uid`, `hostname`, ...: its address; under `hmac` its pseudonym as `uid` (a stable id of
+/// the address, not an address); under `omit`, for this host's own side, `observer_host`.
+/// `None` for a peer whose address was omitted: the object would hold only a port, which OCSF
+/// does not accept, so it is left out (the port stays in `unmapped`).
+#[derive(Clone, Copy)]
+enum EndpointId<'a> {
+    Ip(&'a str),
+    Uid(&'a str),
+    Hostname(&'a str),
+}
+
+fn endpoint_id<'a>(
+    r: &Fields<'a>,
     prefix: &str,
-    ip: Option<(&str, IpAddr)>,
-) -> bool {
+    ip: Option<(&'a str, IpAddr)>,
+) -> Option<EndpointId<'a>> {
+    let pseudonym = match prefix {
+        "src" => "src_ip_pseudonym",
+        "dst" => "dst_ip_pseudonym",
+        "peer" => "peer_ip_pseudonym",
+        _ => "local_ip_pseudonym",
+    };
+    if let Some((text, _)) = ip {
+        return Some(EndpointId::Ip(text));
+    }
+    if let Some(p) = get_str(r, pseudonym).filter(|p| !p.is_empty()) {
+        return Some(EndpointId::Uid(p));
+    }
+    get_str(r, "observer_host")
+        .filter(|h| !h.is_empty() && is_local(r, prefix))
+        .map(EndpointId::Hostname)
+}
+
+/// Writes `src_endpoint` / `dst_endpoint` from a canonical prefix; returns whether it was
+/// written (see [`EndpointId`]).
+fn endpoint(o: &mut Obj<'_>, key: &str, r: &Fields<'_>, prefix: &str, id: EndpointId<'_>) {
     let port = match prefix {
         "src" => "src_port",
         "dst" => "dst_port",
@@ -238,9 +302,13 @@ fn endpoint(
         _ => "local_port",
     };
     o.object(key, |o| {
-        o.opt_str("ip", ip.map(|(t, _)| t));
+        match id {
+            EndpointId::Ip(ip) => o.str("ip", ip),
+            EndpointId::Uid(uid) => o.str("uid", uid),
+            EndpointId::Hostname(host) => o.str("hostname", host),
+        }
         o.opt_num("port", get_u64(r, port));
-    })
+    });
 }
 
 fn endpoint_ip<'a>(r: &Fields<'a>, prefix: Option<&str>) -> Option<(&'a str, IpAddr)> {
@@ -269,7 +337,13 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     o.num("class_uid", CLASS_UID);
     o.str("class_name", CLASS_NAME);
     o.num("type_uid", CLASS_UID * 100 + activity_id);
-    o.str_parts("type_name", &[CLASS_NAME, ": ", activity_name]);
+    // The caption of `type_uid`, which for 99 is "Other" whatever `activity_name` says.
+    let type_caption = if activity_id == 99 {
+        "Other"
+    } else {
+        activity_name
+    };
+    o.str_parts("type_name", &[CLASS_NAME, ": ", type_caption]);
     o.num("time", time.map_or(0, |t| t.unix_millis()));
     o.num("timezone_offset", 0);
     o.num("severity_id", severity_id);
@@ -319,17 +393,26 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         });
     }
 
-    let mut endpoints_written = false;
-    if let Some(prefix) = ends.src {
-        endpoints_written |= endpoint(&mut o, "src_endpoint", r, prefix, ends.src_ip);
+    if let (Some(prefix), Some(id)) = (ends.src, ends.src_id) {
+        endpoint(&mut o, "src_endpoint", r, prefix, id);
     }
-    if let Some(prefix) = ends.dst {
-        endpoints_written |= endpoint(&mut o, "dst_endpoint", r, prefix, ends.dst_ip);
+    if let (Some(prefix), Some(id)) = (ends.dst, ends.dst_id) {
+        endpoint(&mut o, "dst_endpoint", r, prefix, id);
     }
-    if !endpoints_written {
-        // No address (log_loss, or one a privacy mode removed): the endpoint is this host.
+    if ends.src_id.is_none() && ends.dst_id.is_none() {
+        // No endpoint (log_loss, protocol_violation of a closed connection, or a peer whose
+        // address was omitted): the class needs one of the two, and the endpoint the record is
+        // about is this host, known by its name, else by the service's.
         o.object("dst_endpoint", |o| {
-            o.opt_str("hostname", get_str(r, "observer_host"));
+            match get_str(r, "observer_host").filter(|h| !h.is_empty()) {
+                Some(host) => o.str("hostname", host),
+                None => o.str(
+                    "name",
+                    get_str(r, "observer_service")
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or(PRODUCT),
+                ),
+            }
         });
     }
 
@@ -497,7 +580,7 @@ fn metadata(o: &mut Obj<'_>, r: &Fields<'_>, profiles: &[&str]) {
 fn finding_mapped(r: &Fields<'_>, key: &str) -> bool {
     match key {
         "ts" | "time" | "level" | "level_name" | "severity" | "name" | "seq" | "msg"
-        | "observer_host" | "observer_service" | "observer_version" => true,
+        | "observer_host" | "observer_version" => true,
         "rule_id" | "rule_name" | "mitre_technique" | "first_seen" | "last_seen" => {
             r.get(key).is_some_and(|v| v.is_string())
         }
@@ -532,7 +615,6 @@ fn write_finding(r: &Fields<'_>, out: &mut String) {
     o.opt_str("message", get_str(r, "msg"));
     o.opt_num("start_time", first_seen);
     o.opt_num("end_time", last_seen);
-    o.opt_str("app_name", get_str(r, "observer_service"));
     o.object("finding_info", |o| {
         let rule_id = get_str(r, "rule_id").unwrap_or("");
         let group = get_str(r, "group_ip")

@@ -18,12 +18,21 @@
 //!   documentation; configurable), with **every** field of the record as a PARAM, so the
 //!   header's lossy fields lose nothing: PARAM-NAMEs are the field names (at most 32
 //!   characters, none of `=`, space, `]`, `"`), values are escaped as RFC 5424 §6.3.3 says (`"`,
-//!   `\` and `]` get a backslash). CR and LF are also written as `\r` and `\n` so that a record
-//!   stays on one line of a file; a strict RFC 5424 reader shows them as those two characters,
-//!   which is still readable.
+//!   `\` and `]` get a backslash), plus one rule of kcpwatch's own, the **percent rule**: `%`,
+//!   every control character (U+0000-U+001F: CR, LF, TAB, ...) and DEL are written as `%XX`
+//!   (two upper-case hex digits of the byte: `%25`, `%0D`, `%0A`, `%09`, `%7F`). Decoding is
+//!   "replace every `%XX` by that byte" after the receiver's RFC 5424 unescaping; nothing else
+//!   is changed, so the value comes back byte for byte. Why not `\n`: §6.3.3 defines only
+//!   `\"`, `\\` and `\]`, and a receiver keeps any other backslash as written, so a line feed
+//!   written `\n` arrives as the same two characters a literal backslash-n does. Why not raw
+//!   CR/LF: a record must stay one line in files and on stdout (the format does not know its
+//!   transport), and receivers such as rsyslog escape control characters they receive
+//!   (`#012`) by default. PARAM-VALUE is a UTF-8 string, so everything else, non-ASCII
+//!   included, is written as it is.
 //! - MSG = a UTF-8 BOM and `msg`: RFC 5424 §6.4 says a MSG starting with the BOM is UTF-8, and
 //!   `msg` can hold any text (an OS error message in another language, a host name), so it is
-//!   always marked; CR and LF in it become spaces (the exact `msg` is in the SD-ELEMENT).
+//!   always marked; control characters in it (CR, LF, TAB, ...) become spaces, so that the
+//!   line holds none (the exact `msg` is in the SD-ELEMENT).
 //!
 //! Every line ends with `\n` for files and stdout; over TCP the sink frames it (RFC 6587 octet
 //! counting, without the newline).
@@ -65,13 +74,22 @@ fn sd_name(out: &mut String, name: &str) {
     }
 }
 
+/// The `%XX` of the percent rule for the C0 controls (indexed by byte), then DEL.
+const PERCENT: [&str; 33] = [
+    "%00", "%01", "%02", "%03", "%04", "%05", "%06", "%07", "%08", "%09", "%0A", "%0B", "%0C",
+    "%0D", "%0E", "%0F", "%10", "%11", "%12", "%13", "%14", "%15", "%16", "%17", "%18", "%19",
+    "%1A", "%1B", "%1C", "%1D", "%1E", "%1F", "%7F",
+];
+
+/// A PARAM-VALUE: RFC 5424 §6.3.3's backslash escapes, then the percent rule (module docs).
 fn param_value(out: &mut String, value: &str) {
     escape_ascii(out, value, |b| match b {
         b'"' => Some("\\\""),
         b'\\' => Some("\\\\"),
         b']' => Some("\\]"),
-        b'\n' => Some("\\n"),
-        b'\r' => Some("\\r"),
+        b'%' => Some("%25"),
+        0..=0x1f => Some(PERCENT[usize::from(b)]),
+        0x7f => Some(PERCENT[32]),
         _ => None,
     });
 }
@@ -120,7 +138,7 @@ pub(super) fn write(r: &Fields<'_>, options: &FormatOptions, out: &mut String) {
     if let Some(msg) = get_str(r, "msg") {
         out.push(' ');
         out.push(BOM);
-        escape_ascii(out, msg, |b| matches!(b, b'\r' | b'\n').then_some(" "));
+        escape_ascii(out, msg, |b| (b < 0x20 || b == 0x7f).then_some(" "));
     }
     out.push('\n');
 }
