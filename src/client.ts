@@ -11,8 +11,17 @@ import { isIP } from 'node:net';
 
 import { Connection } from './connection';
 import { KcpClosedError, KcpConnectError, KcpConnectionLimitError, KcpInvalidOptionError, fromNative } from './errors';
-import { resolveHighWaterMark, resolveKcpOptions, resolveMode, resolvePort, type KcpOptions, type Mode, type ResolvedKcpOptions } from './options';
-import type { AuthRequestRecord, FailReason } from './records';
+import {
+  resolveHighWaterMark,
+  resolveKcpOptions,
+  resolveMaxReceiveQueueBytes,
+  resolveMode,
+  resolvePort,
+  type KcpOptions,
+  type Mode,
+  type ResolvedKcpOptions,
+} from './options';
+import { rethrowLater, type AuthRequestRecord, type FailReason } from './records';
 import type { KcpEvent } from './event-types';
 import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
@@ -108,6 +117,7 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
   private readonly transport: Transport;
   private readonly kcp: ResolvedKcpOptions;
   private readonly highWaterMark: number;
+  private readonly maxReceiveQueueBytes: number;
   private readonly connections = new Map<number, Connection>();
   /** Raw mode: the convs in use, so each connection is its own session at the server. */
   private readonly convs = new Map<number, number>();
@@ -125,7 +135,8 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
     if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('createClient() takes an options object');
     this.mode = resolveMode(options.mode);
     this.kcp = resolveKcpOptions(options);
-    this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
+    this.highWaterMark = resolveHighWaterMark(options.highWaterMark, this.kcp.maxSendQueueBytes);
+    this.maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
     const port = resolvePort(options.port);
     if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
     const requested = options.host ?? '127.0.0.1';
@@ -198,6 +209,7 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
       maxMessageSize: this.kcp.maxMessageSize,
       maxSendQueueBytes: this.kcp.maxSendQueueBytes,
       highWaterMark: this.highWaterMark,
+      maxReceiveQueueBytes: this.maxReceiveQueueBytes,
       stream: this.kcp.stream,
       connecting: this.mode === 'secure',
       onClosed: () => this.forget(handle),
@@ -273,7 +285,15 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
 
   /** @internal */
   events(events: KcpEvent[]): void {
-    if (this.onEvent) for (const event of events) this.onEvent(event);
+    if (!this.onEvent) return;
+    // A throwing handler does not cost the other records: its error surfaces afterwards.
+    for (const event of events) {
+      try {
+        this.onEvent(event);
+      } catch (error) {
+        rethrowLater(error);
+      }
+    }
   }
 
   /** @internal Clients do not accept connections. */

@@ -12,7 +12,7 @@ import {
   handshakeError,
   type KcpError,
 } from './errors';
-import type { CloseInfo, CloseReason, FailReason } from './records';
+import { rethrowLater, type CloseInfo, type CloseReason, type FailReason } from './records';
 import type { NativeConnectionStats } from './native';
 import { Refusal, type Transport } from './transport';
 
@@ -34,6 +34,7 @@ export interface ConnectionInit {
   maxMessageSize: number;
   maxSendQueueBytes: number;
   highWaterMark: number;
+  maxReceiveQueueBytes: number;
   stream: boolean;
   /** A secure-mode client starts `connecting`; everything else is established at once. */
   connecting?: boolean;
@@ -50,10 +51,50 @@ export interface ConnectionEvents {
   error: [error: KcpError];
 }
 
+/** What `send()` takes: bytes in any binary form (copied at the call), or a string (UTF-8). */
+export type SendData = string | ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
+
+function isDetached(buffer: ArrayBufferLike): boolean {
+  const flag = (buffer as { detached?: unknown }).detached;
+  if (typeof flag === 'boolean') return flag;
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** A Uint8Array over the caller's bytes (no copy: the transport copies at the call). */
+function bytesOf(data: unknown): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data);
+  let buffer: ArrayBufferLike;
+  let view: () => Uint8Array;
+  if (ArrayBuffer.isView(data)) {
+    buffer = data.buffer;
+    view = () => (data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  } else if (data instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && data instanceof SharedArrayBuffer)) {
+    buffer = data;
+    view = () => new Uint8Array(data);
+  } else {
+    throw new KcpInvalidOptionError('send() takes a string, Buffer, TypedArray, DataView or ArrayBuffer');
+  }
+  if (buffer.byteLength === 0 && isDetached(buffer)) {
+    throw new KcpInvalidOptionError('send() was given a detached ArrayBuffer');
+  }
+  return view();
+}
+
 /**
  * A KCP connection. Emits `message` (a Buffer per message, or per chunk in stream mode),
  * `drain` when a full send queue has emptied below half the high-water mark, `close` with the
  * reason and summary, and `error` for failures reported by the engine.
+ *
+ * Received messages wait, like a paused stream, until the connection has a `message` listener
+ * or an iterator (`for await (const m of connection)`); past `maxReceiveQueueBytes` held, the
+ * connection stops taking messages from its engine and KCP's receive window pushes back on
+ * the peer. Nothing is dropped.
  */
 export class Connection extends EventEmitter<ConnectionEvents> {
   /** Connection id: unique across processes and restarts, time-sortable. */
@@ -76,6 +117,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private ackedBytes = 0;
   private waitingForDrain = false;
   private _closeInfo: CloseInfo | undefined;
+  private readonly maxReceiveQueueBytes: number;
+  /** Messages received and not yet handed to a listener or an iterator (copies), from `heldHead`. */
+  private held: Buffer[] = [];
+  private heldHead = 0;
+  private heldBytes = 0;
+  /** The native side was asked to stop taking this connection's messages. */
+  private deliveryPaused = false;
+  private flowScheduled = false;
+  private iterators = 0;
+  private waiters: (() => void)[] = [];
 
   /** @internal */
   constructor(init: ConnectionInit) {
@@ -94,6 +145,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.maxSendQueueBytes = init.maxSendQueueBytes;
     this.highWaterMark = init.highWaterMark;
     this.onClosed = init.onClosed;
+    this.maxReceiveQueueBytes = init.maxReceiveQueueBytes;
+    // A `message` listener added later gets what was held, in order, on the next tick (like
+    // a stream's `on('data')`).
+    (this as EventEmitter).on('newListener', (name: string | symbol) => {
+      if (name === 'message' && this.heldHead < this.held.length) this.scheduleFlow();
+    });
   }
 
   get state(): ConnectionState {
@@ -129,7 +186,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     });
   }
 
-  /** Bytes accepted by `send()` and not yet acknowledged by the peer (as last reported). */
+  /**
+   * Bytes accepted by `send()` and not yet acknowledged by the peer, like `ws`'s
+   * `bufferedAmount`: it falls as acknowledgements arrive (updated once per batch the I/O
+   * thread publishes), whether or not anyone waits for `drain`.
+   */
   get queuedBytes(): number {
     return this.sentBytes - this.ackedBytes;
   }
@@ -140,15 +201,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /**
-   * Queues a message. Returns false when the queue is at or above the high-water mark (wait
-   * for `drain`). Throws `KcpQueueFullError` beyond `maxSendQueueBytes`,
-   * `KcpMessageTooLargeError` beyond `maxMessageSize`, `KcpClosedError` after `close()`.
+   * Queues a message: a string (UTF-8), a Buffer, any TypedArray, a DataView or an
+   * ArrayBuffer. The bytes are copied at the call: the caller may reuse, shrink or detach its
+   * buffer as soon as `send()` returns. Returns false when the queue is at or above the
+   * high-water mark (wait for `drain`). Throws `KcpQueueFullError` beyond
+   * `maxSendQueueBytes`, `KcpMessageTooLargeError` beyond `maxMessageSize`,
+   * `KcpEmptyMessageError` for no bytes, `KcpClosedError` after `close()`, and
+   * `KcpInvalidOptionError` for anything else (a detached buffer included).
    */
-  send(data: Uint8Array | string): boolean {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    if (!(bytes instanceof Uint8Array)) {
-      throw new KcpInvalidOptionError('send() takes a Buffer, Uint8Array or string');
-    }
+  send(data: SendData): boolean {
+    const bytes = bytesOf(data);
     // Each refusal is also reported to the native side, so it is logged with the connection's
     // identity (`kcp:protocol_violation`); the report rides in the next send batch.
     // While a secure handshake runs, messages queue and leave when it completes.
@@ -173,7 +235,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.sentBytes += bytes.length;
     const full = this.queuedBytes >= this.highWaterMark;
     if (full) this.waitingForDrain = true;
-    this.transport.send(this.handle, bytes, this.waitingForDrain);
+    this.transport.send(this.handle, bytes);
     return !full;
   }
 
@@ -200,42 +262,36 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /**
-   * Messages as an async iterator, buffered from the moment this is called; ends when the
-   * connection closes.
+   * Messages as an async iterator: every message not yet handed to a `message` listener,
+   * including those that arrived before this was called; ends when the connection has closed
+   * and every message was read. An iterator that falls behind holds at most
+   * `maxReceiveQueueBytes` before the peer is pushed back. Several iterators at once share the
+   * messages (each message goes to one of them). Leaving the loop (`break`) keeps later
+   * messages held for the next reader.
    */
   messages(): AsyncIterableIterator<Buffer> {
-    const queue: Buffer[] = [];
-    let wake: (() => void) | undefined;
-    let done = this._state === 'closed';
-    const onMessage = (data: Buffer) => {
-      queue.push(data);
-      wake?.();
-    };
-    const onClose = () => {
-      done = true;
-      wake?.();
-    };
-    this.on('message', onMessage);
-    this.once('close', onClose);
-    const cleanup = () => {
-      this.off('message', onMessage);
-      this.off('close', onClose);
+    let active = true;
+    this.iterators += 1;
+    const stop = () => {
+      if (!active) return;
+      active = false;
+      this.iterators -= 1;
+      // Held messages go to `message` listeners again once no iterator reads them.
+      if (this.iterators === 0 && this.heldHead < this.held.length && this.listenerCount('message') > 0) this.scheduleFlow();
     };
     const iterator: AsyncIterableIterator<Buffer> = {
       next: async () => {
-        while (queue.length === 0 && !done) {
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
+        while (active && this.heldHead === this.held.length && this._state !== 'closed') {
+          await new Promise<void>((resolve) => this.waiters.push(resolve));
         }
-        const value = queue.shift();
+        if (!active) return { value: undefined, done: true };
+        const value = this.takeHeld();
         if (value !== undefined) return { value, done: false };
-        cleanup();
+        stop();
         return { value: undefined, done: true };
       },
       return: async () => {
-        cleanup();
-        done = true;
-        queue.length = 0;
+        stop();
         return { value: undefined, done: true };
       },
       [Symbol.asyncIterator]() {
@@ -254,10 +310,83 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.transport.native.injectFault(this.handle);
   }
 
-  /** @internal */
+  /** @internal `data` is a view of a record batch: copied when held. */
   _message(data: Buffer): void {
     if (this._state === 'closed') return;
-    this.emit('message', data);
+    const listening = this.listenerCount('message') > 0;
+    if (this.iterators > 0) {
+      this.hold(Buffer.from(data));
+      if (listening) this.emit('message', data);
+      return;
+    }
+    if (listening && this.heldHead === this.held.length) {
+      this.emit('message', data);
+      return;
+    }
+    this.hold(Buffer.from(data));
+    if (listening) this.scheduleFlow();
+  }
+
+  /** @internal Bytes of received messages waiting for a listener or an iterator. */
+  _heldBytes(): number {
+    return this.heldBytes;
+  }
+
+  private hold(copy: Buffer): void {
+    this.held.push(copy);
+    this.heldBytes += copy.length;
+    if (!this.deliveryPaused && this.heldBytes >= this.maxReceiveQueueBytes && this._state !== 'closed') {
+      this.deliveryPaused = true;
+      this.transport.setDeliveryPaused(this.handle, true);
+    }
+    this.wakeIterators();
+  }
+
+  private takeHeld(): Buffer | undefined {
+    if (this.heldHead === this.held.length) return undefined;
+    const value = this.held[this.heldHead]!;
+    this.held[this.heldHead] = undefined as unknown as Buffer;
+    this.heldHead += 1;
+    if (this.heldHead === this.held.length) {
+      this.held = [];
+      this.heldHead = 0;
+    } else if (this.heldHead >= 1024 && this.heldHead * 2 >= this.held.length) {
+      this.held = this.held.slice(this.heldHead);
+      this.heldHead = 0;
+    }
+    this.heldBytes -= value.length;
+    if (this.deliveryPaused && this.heldBytes <= this.maxReceiveQueueBytes / 2) {
+      this.deliveryPaused = false;
+      if (this._state !== 'closed') this.transport.setDeliveryPaused(this.handle, false);
+    }
+    return value;
+  }
+
+  private wakeIterators(): void {
+    if (this.waiters.length === 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private scheduleFlow(): void {
+    if (this.flowScheduled) return;
+    this.flowScheduled = true;
+    process.nextTick(() => this.flow());
+  }
+
+  /** Hands held messages to `message` listeners, in order, while there are listeners. */
+  private flow(): void {
+    this.flowScheduled = false;
+    while (this.iterators === 0 && this.listenerCount('message') > 0) {
+      const data = this.takeHeld();
+      if (data === undefined) break;
+      try {
+        this.emit('message', data);
+      } catch (error) {
+        rethrowLater(error);
+      }
+    }
   }
 
   /** @internal */
@@ -314,7 +443,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this._state === 'closed') return;
     this._state = 'closed';
     this._closeInfo = info;
-    this.emit('close', info.reason, info);
-    this.onClosed?.();
+    this.deliveryPaused = false;
+    // Iterators end once they have read what is held.
+    this.wakeIterators();
+    try {
+      this.emit('close', info.reason, info);
+    } finally {
+      this.onClosed?.();
+    }
   }
 }

@@ -4,11 +4,11 @@
  */
 
 export { createServer, Server } from './server';
-export type { ServerOptions, AddressInfo, ServerEvents, Authenticate, AuthPeer } from './server';
+export type { ServerOptions, ServerCloseOptions, AddressInfo, ServerEvents, Authenticate, AuthPeer } from './server';
 export { Client, connect, createClient } from './client';
 export type { ClientConnectOptions, ClientEvents, ClientOptions, ConnectOptions } from './client';
 export { Connection } from './connection';
-export type { ConnectionEvents, ConnectionState, ConnectionStats } from './connection';
+export type { ConnectionEvents, ConnectionState, ConnectionStats, SendData } from './connection';
 export { metricsContentType, renderMetrics } from './metrics';
 export type { MetricsLabels } from './metrics';
 export type { CloseInfo, CloseReason } from './records';

@@ -122,6 +122,8 @@ export interface NativeStats {
   eventsLost: number;
   /** Security records an `'event'` consumer did not take in time. */
   eventsLostJs: number;
+  /** Security records a log output lost (a failed write, a network output that could not deliver), loss reports included; each is reported by a `kcp:log_loss` naming the output. */
+  eventsLostOutput: number;
   // kcp-go SNMP counters, by their names (docs/metrics.md has the mapping).
   /** Payload bytes accepted from the application (kcp-go `BytesSent`). */
   bytesSent: number;

@@ -35,8 +35,17 @@ export interface KcpOptions {
   maxMessageSize?: number;
   /** Bytes that may wait unacknowledged before `send()` throws `KcpQueueFullError` (default 4 MiB). */
   maxSendQueueBytes?: number;
-  /** `send()` returns false at or above this many queued bytes, and `drain` follows (default 256 KiB). */
+  /**
+   * `send()` returns false at or above this many queued bytes, and `drain` follows (default
+   * 256 KiB, or half of `maxSendQueueBytes` when that is smaller). Must be below `maxSendQueueBytes`.
+   */
   highWaterMark?: number;
+  /**
+   * Bytes of received messages a connection holds while nobody reads them (no `message`
+   * listener, no iterator, or an iterator that is behind) before it stops taking more from
+   * its engine, so KCP's receive window pushes back on the peer (default 4 MiB).
+   */
+  maxReceiveQueueBytes?: number;
   /** How long a closed connection keeps flushing queued data, in ms (default 3000). */
   linger?: number;
 }
@@ -166,8 +175,23 @@ export function resolveTimeout(value: unknown, name: string, fallback: number): 
   return value === undefined ? fallback : int(value, name, 1, 86_400_000);
 }
 
-export function resolveHighWaterMark(value: unknown): number {
-  return value === undefined ? DEFAULT_HIGH_WATER_MARK : int(value, 'highWaterMark', 1, 2 ** 31 - 1);
+/**
+ * The high-water mark, below `maxSendQueueBytes`: at or above it `send()` would throw
+ * `KcpQueueFullError` before ever returning false, so `drain` could never be awaited.
+ */
+export function resolveHighWaterMark(value: unknown, maxSendQueueBytes: number): number {
+  if (value === undefined) return Math.max(1, Math.min(DEFAULT_HIGH_WATER_MARK, Math.floor(maxSendQueueBytes / 2)));
+  const hwm = int(value, 'highWaterMark', 1, 2 ** 31 - 1);
+  if (hwm >= maxSendQueueBytes) {
+    throw new KcpInvalidOptionError(`highWaterMark (${hwm}) must be below maxSendQueueBytes (${maxSendQueueBytes})`);
+  }
+  return hwm;
+}
+
+export const DEFAULT_MAX_RECEIVE_QUEUE_BYTES = 4 * 1024 * 1024;
+
+export function resolveMaxReceiveQueueBytes(value: unknown): number {
+  return value === undefined ? DEFAULT_MAX_RECEIVE_QUEUE_BYTES : int(value, 'maxReceiveQueueBytes', 1, 2 ** 31 - 1);
 }
 
 export function resolvePort(value: unknown, name = 'port'): number {

@@ -112,6 +112,21 @@ function u64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000;
 }
 
+/**
+ * Rethrows an application's error on its own tick, after the library finished what it was
+ * doing: `uncaughtException` (or the crash) sees it as it would any handler's error.
+ */
+export function rethrowLater(error: unknown): void {
+  process.nextTick(() => {
+    throw error;
+  });
+}
+
+/**
+ * Dispatches every record of a batch. An exception from a visitor (an application handler)
+ * does not stop the batch: the rest is dispatched, and each exception is rethrown on its own
+ * tick once the batch is done.
+ */
 export function decodeRecords(buf: Buffer, visit: RecordVisitor): void {
   let at = 0;
   while (at + 9 <= buf.length) {
@@ -121,6 +136,16 @@ export function decodeRecords(buf: Buffer, visit: RecordVisitor): void {
     const start = at + 9;
     const end = start + len;
     at = end;
+    try {
+      dispatch(buf, kind, handle, start, end, visit);
+    } catch (error) {
+      rethrowLater(error);
+    }
+  }
+}
+
+function dispatch(buf: Buffer, kind: number, handle: number, start: number, end: number, visit: RecordVisitor): void {
+  {
     switch (kind) {
       case RecordKind.Message:
         visit.message(handle, buf.subarray(start, end));

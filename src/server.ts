@@ -5,11 +5,19 @@ import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 
 import { Connection } from './connection';
-import { KcpClosedError, KcpError, KcpInvalidOptionError, KcpResolveError, securityRecordOf } from './errors';
+import {
+  KcpAlreadyListeningError,
+  KcpClosedError,
+  KcpError,
+  KcpInvalidOptionError,
+  KcpResolveError,
+  securityRecordOf,
+} from './errors';
 import {
   resolveHighWaterMark,
   resolveKcpOptions,
   resolveLimits,
+  resolveMaxReceiveQueueBytes,
   resolveMode,
   resolvePort,
   resolveTimeout,
@@ -20,7 +28,7 @@ import {
 } from './options';
 import type { KcpEvent } from './event-types';
 import { eventCallback, parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
-import type { AcceptedRecord, AuthRequestRecord, CloseInfo, FailReason } from './records';
+import { rethrowLater, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type FailReason } from './records';
 import { resolveDetection, type DetectionOptions } from './detection';
 import type { NativeEndpointOptions, NativeStats } from './native';
 import { Transport, type TransportOwner } from './transport';
@@ -79,6 +87,21 @@ export interface ServerOptions extends KcpOptions {
   log?: LogOptions | false;
 }
 
+/** The options of `server.close()`. */
+export interface ServerCloseOptions {
+  /**
+   * Milliseconds each connection may keep flushing what it had queued (and waiting for the
+   * peer's acknowledgements) before it is ended; default: the connections' `linger` option
+   * (3000). 0 ends every connection at once.
+   */
+  linger?: number;
+  /** End every connection at once, dropping what is queued (as `linger: 0`). */
+  force?: boolean;
+}
+
+/** Margin over the linger bound for the last close records to arrive before the hard stop. */
+const CLOSE_MARGIN_MS = 1000;
+
 export interface AddressInfo {
   address: string;
   family: 'IPv4' | 'IPv6';
@@ -92,6 +115,21 @@ export interface ServerEvents {
   error: [error: KcpError];
   /** A security record (`kcp:*`). Listening turns delivery to JavaScript on. */
   event: [event: KcpEvent];
+}
+
+/** A host option: a non-empty string (an IP literal or a name to resolve). */
+export function resolveHostOption(host: unknown): string {
+  if (typeof host !== 'string' || host.length === 0) {
+    throw new KcpInvalidOptionError(`host must be a non-empty string (an IP address or a host name), got ${JSON.stringify(host) ?? String(host)}`);
+  }
+  return host;
+}
+
+function resolveLinger(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
+    throw new KcpInvalidOptionError(`linger must be an integer in 0..${2 ** 31 - 1}, got ${String(value)}`);
+  }
+  return value;
 }
 
 export async function resolveHost(host: string): Promise<string> {
@@ -162,7 +200,12 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   private readonly options: ServerOptions;
   private readonly kcp: ResolvedKcpOptions;
   private readonly highWaterMark: number;
+  private readonly maxReceiveQueueBytes: number;
   private transport: Transport | undefined;
+  /** A `listen()` is under way or done: one listener per server, whatever the interleaving. */
+  private listenClaimed = false;
+  /** Resolves the wait of a lingering `close()` once the last connection closed. */
+  private onLastClose: (() => void) | undefined;
   private readonly connections = new Map<number, Connection>();
   private _address: AddressInfo | null = null;
   private closing: Promise<void> | undefined;
@@ -184,7 +227,12 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     resolveTimeout(options.authTimeout, 'authTimeout', 5000);
     if (options.keepalive !== undefined) resolveTimeout(options.keepalive, 'keepalive', 0);
     this.kcp = resolveKcpOptions(options);
-    this.highWaterMark = resolveHighWaterMark(options.highWaterMark);
+    this.highWaterMark = resolveHighWaterMark(options.highWaterMark, this.kcp.maxSendQueueBytes);
+    this.maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
+    // Every option is checked here, not first at listen().
+    endpointOptions('0.0.0.0', 0, this.kcp, this.options, undefined);
+    if (options.port !== undefined) resolvePort(options.port);
+    if (options.host !== undefined) resolveHostOption(options.host);
     this.log = resolveLogOptions(options.log, { destination: 'stdout' });
     this.onEvent = eventCallback(options.log);
     // Records cross into JavaScript only while someone wants them.
@@ -206,15 +254,29 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   async listen(options?: { port?: number; host?: string }): Promise<AddressInfo>;
   async listen(portOrOptions?: number | { port?: number; host?: string }, host?: string): Promise<AddressInfo> {
     if (this.closing) throw new KcpClosedError('server is closed');
-    if (this.transport) throw new KcpInvalidOptionError('server is already listening');
-    const opts = typeof portOrOptions === 'object' ? portOrOptions : { port: portOrOptions, host };
+    if (this.listenClaimed) {
+      throw new KcpAlreadyListeningError(this.transport ? 'server is already listening' : 'server is already binding (listen() was called before)');
+    }
+    const opts = typeof portOrOptions === 'object' && portOrOptions !== null ? portOrOptions : { port: portOrOptions, host };
     const port = resolvePort(opts.port ?? this.options.port);
-    const address = await resolveHost(opts.host ?? this.options.host ?? '0.0.0.0');
+    const requested = resolveHostOption(opts.host ?? this.options.host ?? '0.0.0.0');
+    // Claimed before the first await: a second listen() or a close() during the lookup
+    // cannot make a second listener.
+    this.listenClaimed = true;
+    let address: string;
+    try {
+      address = await resolveHost(requested);
+    } catch (err) {
+      this.listenClaimed = false;
+      throw err;
+    }
+    if (this.closing) throw new KcpClosedError('server was closed while listen() resolved its host');
     const log = this.log && { ...this.log, deliverToJs: this.wantsEvents() };
     const native = endpointOptions(address, port, this.kcp, this.options, log);
     try {
       this.transport = Transport.listen(this, native);
     } catch (err) {
+      this.listenClaimed = false;
       const error = err instanceof KcpError ? err : new KcpError(String(err));
       // The bind failure's `kcp:error` record went to the log destination already; event
       // listeners get it too.
@@ -270,19 +332,47 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   }
 
   /**
-   * Closes every connection (reason `shutdown`), stops the I/O thread and releases the port.
-   * Every connection's `close` fires before the server's.
+   * Closes every connection with reason `shutdown`, stops the I/O thread and releases the
+   * port; accepts no new connection from the call on. Like TCP's graceful close, each
+   * connection first delivers what it had queued: it closes once the peer acknowledged
+   * everything, or after `linger` ms (default: the `linger` option), whichever comes first.
+   * `{ force: true }` (or `linger: 0`) ends them at once. Never blocks the event loop: the
+   * I/O thread flushes and waits. Every connection's `close` fires before the server's.
+   * Idempotent: later calls return the first call's promise.
    */
-  close(): Promise<void> {
+  close(options: ServerCloseOptions = {}): Promise<void> {
+    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('close() takes an options object');
+    const force = options.force ?? false;
+    if (typeof force !== 'boolean') throw new KcpInvalidOptionError(`force must be a boolean, got ${String(force)}`);
+    const linger = force ? 0 : options.linger === undefined ? this.kcp.linger : resolveLinger(options.linger);
     if (!this.closing) {
-      this.closing = Promise.resolve().then(() => {
+      this.closing = Promise.resolve().then(async () => {
         const transport = this.transport;
+        if (transport && linger > 0 && !transport.native.closed) {
+          transport.closeAll(linger);
+          await this.lastClose(linger + CLOSE_MARGIN_MS);
+        }
         if (transport) transport.close();
         this._address = null;
         this.emit('close');
       });
     }
     return this.closing;
+  }
+
+  /** Resolves when no connection is left, or after `timeoutMs`. */
+  private lastClose(timeoutMs: number): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.onLastClose = undefined;
+        resolve();
+      }
+      this.onLastClose = done;
+    });
   }
 
   /** @internal */
@@ -301,9 +391,13 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
       maxMessageSize: this.kcp.maxMessageSize,
       maxSendQueueBytes: this.kcp.maxSendQueueBytes,
       highWaterMark: this.highWaterMark,
+      maxReceiveQueueBytes: this.maxReceiveQueueBytes,
       stream: this.kcp.stream,
     });
     this.connections.set(handle, connection);
+    // Accepted just before close(): the native side closes it with the rest; the application
+    // is not handed a connection that is already ending.
+    if (this.closing) return;
     this.emit('connection', connection);
   }
 
@@ -317,6 +411,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     const connection = this.connections.get(handle);
     if (!connection) return;
     this.connections.delete(handle);
+    if (this.connections.size === 0) this.onLastClose?.();
     connection._closed(info);
   }
 
@@ -375,9 +470,14 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
 
   /** @internal */
   events(events: KcpEvent[]): void {
+    // A throwing handler does not cost the other records: its error surfaces afterwards.
     for (const event of events) {
-      if (this.onEvent) this.onEvent(event);
-      this.emit('event', event);
+      try {
+        if (this.onEvent) this.onEvent(event);
+        this.emit('event', event);
+      } catch (error) {
+        rethrowLater(error);
+      }
     }
   }
 }

@@ -29,6 +29,11 @@ export interface TransportOwner {
 const HEADER = 9;
 const WANT_PROGRESS = 1;
 const REPORT_ONLY = 2;
+const CONTROL = 4;
+const DELIVERY_PAUSE = 1;
+const DELIVERY_RESUME = 2;
+/** The send batch is kept between turns up to this size; a larger one is let go after use. */
+const KEEP_BATCH_BYTES = 1024 * 1024;
 
 /** Why JavaScript refused a send, as the native side logs it (`kcp:protocol_violation`). */
 export const enum Refusal {
@@ -40,8 +45,13 @@ export const enum Refusal {
 
 export class Transport {
   readonly native: NativeEndpointHandle;
-  private pending: { handle: number; data: Uint8Array; flags: number; size: number }[] = [];
-  private pendingBytes = 0;
+  /**
+   * The send batch of the current turn. Each `send()` copies its bytes in at the call, so
+   * the caller may reuse, shrink or detach its buffer at once; the native side copies the
+   * batch synchronously, so the same buffer serves the next turn.
+   */
+  private batch: Buffer = Buffer.allocUnsafe(16 * 1024);
+  private batchBytes = 0;
   private flushScheduled = false;
   private readonly visitor: TransportOwner;
   private eventDelivery = false;
@@ -69,23 +79,53 @@ export class Transport {
     return new Transport(owner, (cb, ev) => native.NativeEndpoint.client(options, remoteAddress, remotePort, cb, ev));
   }
 
-  /** Queues one message; all messages queued in one turn cross into Rust in one call. */
-  send(handle: number, data: Uint8Array, wantProgress: boolean): void {
-    this.queue(handle, data, wantProgress ? WANT_PROGRESS : 0);
+  /**
+   * Queues one message, copying its bytes now; all messages queued in one turn cross into
+   * Rust in one call. Acknowledgement progress is reported for every connection with bytes
+   * outstanding, so `queuedBytes` stays current.
+   */
+  send(handle: number, data: Uint8Array): void {
+    const at = this.reserve(HEADER + data.length);
+    this.header(at, handle, data.length, WANT_PROGRESS);
+    this.batch.set(data, at + HEADER);
+    this.schedule();
   }
 
   /** Tells the native side about a send refused here, so it is logged with the connection's identity. */
   reportRefusal(handle: number, refusal: Refusal, size: number): void {
     if (this.native.closed) return;
-    this.pending.push({ handle, data: new Uint8Array(0), flags: REPORT_ONLY | (refusal << 4), size });
-    this.pendingBytes += HEADER;
+    this.header(this.reserve(HEADER), handle, size, REPORT_ONLY | (refusal << 4));
     this.schedule();
   }
 
-  private queue(handle: number, data: Uint8Array, flags: number): void {
-    this.pending.push({ handle, data, flags, size: data.length });
-    this.pendingBytes += HEADER + data.length;
+  /**
+   * Stops (or restarts) the I/O thread taking this connection's messages out of its engine:
+   * JavaScript holds as many as it may, and KCP's receive window pushes back on the peer.
+   */
+  setDeliveryPaused(handle: number, paused: boolean): void {
+    if (this.native.closed) return;
+    const op = paused ? DELIVERY_PAUSE : DELIVERY_RESUME;
+    this.header(this.reserve(HEADER), handle, 0, CONTROL | (op << 4));
     this.schedule();
+  }
+
+  /** Room for `bytes` more at the end of the batch; returns where they start. */
+  private reserve(bytes: number): number {
+    const at = this.batchBytes;
+    const need = at + bytes;
+    if (need > this.batch.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.batch.length * 2));
+      this.batch.copy(grown, 0, 0, at);
+      this.batch = grown;
+    }
+    this.batchBytes = need;
+    return at;
+  }
+
+  private header(at: number, handle: number, size: number, flags: number): void {
+    this.batch.writeUInt32LE(handle, at);
+    this.batch.writeUInt32LE(size, at + 4);
+    this.batch[at + 8] = flags;
   }
 
   private schedule(): void {
@@ -118,30 +158,22 @@ export class Transport {
   /** Sends everything queued so far. */
   flush(): void {
     this.flushScheduled = false;
-    if (this.pending.length === 0 || this.native.closed) {
-      this.pending = [];
-      this.pendingBytes = 0;
-      return;
-    }
-    const batch = Buffer.allocUnsafe(this.pendingBytes);
-    let at = 0;
-    for (const { handle, data, flags, size } of this.pending) {
-      batch.writeUInt32LE(handle, at);
-      batch.writeUInt32LE(size, at + 4);
-      batch[at + 8] = flags;
-      batch.set(data, at + HEADER);
-      at += HEADER + data.length;
-    }
-    this.pending = [];
-    this.pendingBytes = 0;
+    const bytes = this.batchBytes;
+    this.batchBytes = 0;
+    if (bytes === 0 || this.native.closed) return;
     try {
-      this.native.sendBatch(batch);
+      this.native.sendBatch(this.batch.subarray(0, bytes));
     } catch {
       // Closed underneath us: the close records explain what happened to each connection.
     }
+    if (this.batch.length > KEEP_BATCH_BYTES) this.batch = Buffer.allocUnsafe(16 * 1024);
   }
 
-  /** Dispatches every record published so far. */
+  /**
+   * Dispatches every record published so far. A throwing handler does not stop the batch:
+   * every record is dispatched, then each error is rethrown on its own tick, where
+   * `uncaughtException` sees it as it would any handler's error.
+   */
   drain(): void {
     for (;;) {
       const records = this.native.takeRecords();
@@ -156,6 +188,19 @@ export class Transport {
       this.native.closeConnection(handle);
     } catch {
       // Already closed: the close record is on its way or delivered.
+    }
+  }
+
+  /**
+   * Closes every connection gracefully with `shutdown` (each lingers at most `lingerMs`,
+   * its own `linger` when undefined) and accepts no new ones; returns at once.
+   */
+  closeAll(lingerMs?: number): void {
+    this.flush();
+    try {
+      this.native.closeAll(lingerMs);
+    } catch {
+      // Already closed.
     }
   }
 

@@ -97,6 +97,7 @@ pub struct NativeStats {
     pub events_produced: f64,
     pub events_lost: f64,
     pub events_lost_js: f64,
+    pub events_lost_output: f64,
     // kcp-go SNMP names (docs/metrics.md has the mapping).
     pub bytes_sent: f64,
     pub bytes_received: f64,
@@ -356,6 +357,14 @@ impl NativeEndpoint {
         self.runtime()?.close_connection(handle).map_err(to_js)
     }
 
+    /// Closes every connection gracefully with `shutdown` and accepts no new ones: queued
+    /// data keeps flowing for at most `lingerMs` (each connection's own linger when omitted).
+    /// Returns at once; the close records follow. `close()` ends whatever is left.
+    #[napi]
+    pub fn close_all(&self, linger_ms: Option<u32>) -> Result<()> {
+        self.runtime()?.close_all(linger_ms).map_err(to_js)
+    }
+
     /// Makes the next engine call of a connection panic (fault drills and tests).
     #[napi]
     pub fn inject_fault(&self, handle: u32) -> Result<()> {
@@ -450,6 +459,7 @@ impl NativeEndpoint {
             events_produced: s.events_produced as f64,
             events_lost: s.events_lost as f64,
             events_lost_js: s.events_lost_js as f64,
+            events_lost_output: s.events_lost_output as f64,
             bytes_sent: t.payload_bytes_out as f64,
             bytes_received: t.payload_bytes_in as f64,
             max_conn: t.max_live as f64,

@@ -24,8 +24,9 @@ pub enum RecordKind {
     /// payload_bytes_out, messages_in, messages_out, retransmitted segments, guard drops) and
     /// u32s (srtt, rttvar, rto).
     Closed = 3,
-    /// Bytes the peer acknowledged over the connection's life: u64. Sent for connections whose
-    /// sender is waiting for `drain`.
+    /// Bytes the peer acknowledged over the connection's life: u64. Sent, at most once per
+    /// published batch, for connections with bytes JavaScript sent and the peer has not
+    /// acknowledged yet (so `queuedBytes` stays current).
     Progress = 4,
     /// A connection-level error: u8-length-prefixed code, then u16-length-prefixed message.
     Error = 5,
