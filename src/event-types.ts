@@ -136,13 +136,25 @@ export type SecureRule =
   /** `bad_tag`: a session datagram whose tag did not verify. */
   | 'session_tag'
   /** `replayed`: a packet number seen before, or behind the replay window. */
-  | 'replay_window';
+  | 'replay_window'
+  /** `bad_length`: a RESET of the wrong size (a client). */
+  | 'reset_length'
+  /** `bad_tag`: a RESET that echoes no datagram this client sent recently. */
+  | 'reset_tag';
 
 /**
  * The exact rule behind a drop or failed attempt that refused a datagram: a guard rule,
  * `no_session` (trigger `unknown_connection`), a limit, or a secure-mode check.
  */
-export type DropRule = GuardRule | 'no_session' | LimitRule | SecureRule;
+export type DropRule =
+  | GuardRule
+  | 'no_session'
+  /** `unknown_connection`: a datagram only an existing session sends, for one this endpoint does not have, soon after it started (a restarted server's returning player). */
+  | 'stale_session'
+  /** `bad_length`: longer than the receive buffer, so never read whole. */
+  | 'datagram_truncated'
+  | LimitRule
+  | SecureRule;
 
 /**
  * The rule of a `kcp:connection_failed` that refused no datagram (it has no `trigger`):

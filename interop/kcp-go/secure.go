@@ -28,6 +28,7 @@ const (
 	typeCookie     = 0x02
 	typeAccept     = 0x03
 	typeReject     = 0x04
+	typeReset      = 0x05
 	typeData       = 0x10
 	typeKeepalive  = 0x11
 	typeDisconnect = 0x12
@@ -50,6 +51,11 @@ const (
 	// the wire MTU minus this.
 	sessionOverhead = sessionHeaderLen + tagLen
 	replayWindowLen = 1024
+	// resetLen is a RESET's exact length: type, then the conv, packet number and tag it echoes.
+	resetLen = sessionOverhead
+	// sentTagsLen is how many of its latest session datagrams the client remembers the tags
+	// of, to recognise a RESET answering one of them.
+	sentTagsLen = 64
 )
 
 // DISCONNECT reasons (protocol.md, "DISCONNECT").
@@ -290,6 +296,12 @@ type secureSession struct {
 	// peerDisconnect is the reason of a DISCONNECT from the server, "" while none came.
 	peerDisconnect string
 	handshakeTime  time.Duration
+	// sentTags holds the packet number + 1 (0: empty) and tag of the latest session datagrams
+	// sent, by packet number modulo sentTagsLen (protocol.md, "RESET").
+	sentTags [sentTagsLen]struct {
+		pn1 uint64
+		tag [tagLen]byte
+	}
 	// keepalivesReceived counts the server's KEEPALIVEs. The client does not time the server
 	// out by itself: protocol.md does not say when (or whether) a server sends keepalives to a
 	// quiet client, so silence is not proof of a dead session; --timeout-ms bounds a run.
@@ -431,6 +443,9 @@ func (s *secureSession) start(a acceptInfo, opts *kcpOpts) {
 // send seals body in a session datagram with the next packet number and sends it.
 func (s *secureSession) send(typ byte, body []byte) error {
 	d := sealSession(typ, s.conv, s.sendPN, body, s.keyC2S)
+	slot := &s.sentTags[s.sendPN%sentTagsLen]
+	slot.pn1 = s.sendPN + 1
+	copy(slot.tag[:], d[len(d)-tagLen:])
 	s.sendPN++
 	s.lastSent = time.Now()
 	return s.write(d)
@@ -444,6 +459,14 @@ func (s *secureSession) keepaliveEvery() time.Duration { return s.idleTimeout / 
 // included: the session already exists). It returns the body of a DATA datagram (a slice of
 // d), which the caller feeds to its KCP engine, and nil for anything else.
 func (s *secureSession) receive(d []byte) (data []byte) {
+	if len(d) > 0 && d[0] == typeReset {
+		if reason := s.checkReset(d); reason != "" {
+			s.dropped[reason]++
+		} else {
+			s.peerDisconnect = "reset"
+		}
+		return nil
+	}
 	typ, pn, body, err := openSession(d, s.conv, s.keyS2C)
 	if err != nil {
 		if err == errNotSession && len(d) > 0 && d[0] == typeAccept {
@@ -466,6 +489,24 @@ func (s *secureSession) receive(d []byte) (data []byte) {
 		s.peerDisconnect = reasonName(disconnectReasons, body[0])
 	}
 	return nil
+}
+
+// checkReset says why a RESET does not end the session ("" if it does): it must have the
+// exact length, our conv, and echo the packet number and tag of one of our latest datagrams
+// (compared in constant time), which only someone who saw that datagram knows.
+func (s *secureSession) checkReset(d []byte) string {
+	if len(d) != resetLen {
+		return "reset_length"
+	}
+	if binary.LittleEndian.Uint32(d[1:5]) != s.conv {
+		return "no_session"
+	}
+	pn := binary.LittleEndian.Uint64(d[5:13])
+	slot := &s.sentTags[pn%sentTagsLen]
+	if slot.pn1 == 0 || slot.pn1 != pn+1 || !hmac.Equal(slot.tag[:], d[13:]) {
+		return "reset_tag"
+	}
+	return ""
 }
 
 // disconnect sends DISCONNECT three times, each copy with its own packet number (numbers are

@@ -486,3 +486,64 @@ func TestKeepalives(t *testing.T) {
 		t.Errorf("only %d session datagrams sent while lingering", ka)
 	}
 }
+
+// The RESET answering the client DATA of the test vectors (docs/protocol.md, "RESET").
+const vecReset = "05443322110000000000000000f2e95a2ef81c407f"
+
+func TestResetEndsTheSessionOnlyWhenItEchoesOurDatagram(t *testing.T) {
+	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s := &secureSession{
+		conn: conn, server: sink.LocalAddr().(*net.UDPAddr), conv: vecConv,
+		keyC2S: unhex(t, vecKeyC2S), keyS2C: unhex(t, vecKeyS2C), dropped: map[string]uint64{},
+	}
+	if err := s.send(typeData, []byte("KCP")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	sink.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _, err := sink.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHex(t, "the DATA the RESET answers", buf[:n], vecData)
+
+	reset := unhex(t, vecReset)
+	forged := func(change func(b []byte) []byte) []byte {
+		b := append([]byte(nil), reset...)
+		return change(b)
+	}
+	for _, c := range []struct {
+		why   string
+		bytes []byte
+	}{
+		{"reset_tag", forged(func(b []byte) []byte { b[20] ^= 1; return b })},
+		{"reset_tag", forged(func(b []byte) []byte { b[5] = 1; return b })},
+		{"reset_tag", forged(func(b []byte) []byte {
+			// pn 2^64-1: never sent, and not the empty slot's marker either
+			for i := 5; i < 13; i++ {
+				b[i] = 0xff
+			}
+			return b
+		})},
+		{"no_session", forged(func(b []byte) []byte { b[1] ^= 1; return b })},
+		{"reset_length", forged(func(b []byte) []byte { return append(b, 0) })},
+	} {
+		s.receive(c.bytes)
+		if s.peerDisconnect != "" || s.dropped[c.why] == 0 {
+			t.Fatalf("%x: disconnect %q dropped %v", c.bytes, s.peerDisconnect, s.dropped)
+		}
+	}
+	s.receive(reset)
+	if s.peerDisconnect != "reset" {
+		t.Fatalf("a genuine RESET left the session open: %v", s.dropped)
+	}
+}

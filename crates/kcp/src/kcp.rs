@@ -1415,6 +1415,18 @@ impl<Output> Kcp<Output> {
         })
     }
 
+    /// PATCH(13): `current` at the first transmission of the oldest segment not acknowledged
+    /// yet, `None` when nothing sent is waiting for its ACK. A caller bounds with it how long
+    /// a segment may go unacknowledged, which the transmission count alone does not: with
+    /// RTO backoff 20 transmissions can take a quarter of an hour.
+    pub fn oldest_unacked_since(&self) -> Option<u32> {
+        // `snd_buf` is in sequence order, which is the order of first transmissions.
+        self.snd_buf
+            .front()
+            .filter(|seg| seg.xmit > 0)
+            .map(|seg| seg.first_ts)
+    }
+
     // ---- PATCH(6): byte accounting ----
 
     /// Payload bytes accepted by `send` that are not acknowledged yet

@@ -349,6 +349,7 @@ pub(crate) fn session_config(o: &SessionOptions) -> napi::Result<SessionConfig> 
         min_rto_ms: o.min_rto,
         stream: o.stream,
         dead_link: o.dead_link,
+        dead_link_ms: None,
         idle_timeout_ms: o.idle_timeout,
         max_message_size: o.max_message_size as usize,
         max_send_queue_bytes: o.max_send_queue_bytes as usize,

@@ -43,6 +43,10 @@ fn main() {
     let mut out = Vec::new();
     seal_into(&mut out, &client.send, TYPE_DATA, 0x1122_3344, 0, b"KCP");
     println!("client DATA pn 0 body \"KCP\": {}", hex(&out));
+    let (header, _, tag) = wire::parse_session(&out).unwrap();
+    let mut reset = [0; wire::RESET_LEN];
+    wire::write_reset(&mut reset, &header, tag);
+    println!("RESET answering it:          {}", hex(&reset));
     out.clear();
     seal_into(&mut out, &server.send, TYPE_KEEPALIVE, 0x1122_3344, 7, b"");
     println!("server KEEPALIVE pn 7:       {}", hex(&out));

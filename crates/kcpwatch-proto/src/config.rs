@@ -88,6 +88,10 @@ pub struct SessionConfig {
     pub stream: bool,
     /// Transmissions of one segment after which the link is declared dead.
     pub dead_link: u32,
+    /// Longest a segment may wait for its acknowledgement, from its first transmission, before
+    /// the link is declared dead whatever its transmission count; `None` uses the idle
+    /// timeout. Bounds how long a peer that talks but never acknowledges pins queued data.
+    pub dead_link_ms: Option<u32>,
     /// A session with no valid datagram from the peer for this long is closed (`idle_timeout`).
     pub idle_timeout_ms: u32,
     /// Largest message `send()` accepts, and largest message accepted from the peer.
@@ -111,6 +115,7 @@ impl Default for SessionConfig {
             min_rto_ms: None,
             stream: false,
             dead_link: 20,
+            dead_link_ms: None,
             idle_timeout_ms: 30_000,
             max_message_size: 64 * 1024,
             max_send_queue_bytes: 4 * 1024 * 1024,
@@ -146,6 +151,9 @@ pub enum ConfigError {
     /// The idle timeout must be positive.
     #[error("idle timeout must be at least 1 ms")]
     IdleTimeout,
+    /// The dead-link time bound must leave room for at least one retransmission.
+    #[error("dead link time bound {0} ms is below 100 ms")]
+    DeadLinkMs(u32),
 }
 
 impl SessionConfig {
@@ -196,7 +204,15 @@ impl SessionConfig {
         if self.idle_timeout_ms == 0 {
             return Err(ConfigError::IdleTimeout);
         }
+        if let Some(ms) = self.dead_link_ms.filter(|&ms| ms < 100) {
+            return Err(ConfigError::DeadLinkMs(ms));
+        }
         Ok(())
+    }
+
+    /// How long a segment may go unacknowledged before the link is dead.
+    pub fn dead_link_bound_ms(&self) -> u32 {
+        self.dead_link_ms.unwrap_or(self.idle_timeout_ms)
     }
 }
 

@@ -37,7 +37,9 @@ pub mod uid;
 
 pub use clock::{ExtendedClock, Millis};
 pub use config::{EndpointConfig, Mode, Preset, SessionConfig};
-pub use endpoint::{ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, SendError};
+pub use endpoint::{
+    ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, SendError, Unreachable,
+};
 pub use events::{SecurityEvent, Severity};
 pub use guard::GuardViolation;
 pub use lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};

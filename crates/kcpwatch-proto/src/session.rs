@@ -12,8 +12,8 @@ use crate::events::{CappedText, ConnectionRef, Direction, History};
 use crate::guard::{self, GuardContext, GuardViolation, InFlightTimes};
 use crate::lifecycle::{CloseReason, ConnectionState};
 use crate::secure::keys::{ReplayWindow, Role, SessionKeys, TagKey};
-use crate::secure::wire::{COOKIE_LEN, NONCE_LEN, TYPE_DISCONNECT, TYPE_KEEPALIVE};
-use crate::transmit::{Sealer, Transmits, TxSink};
+use crate::secure::wire::{COOKIE_LEN, NONCE_LEN, TAG_LEN, TYPE_DISCONNECT, TYPE_KEEPALIVE};
+use crate::transmit::{Sealer, Transmits, TxSink, SENT_TAGS};
 use crate::uid::Uid;
 
 /// Window probes start this soon after the peer advertises a zero window and back off to at
@@ -158,6 +158,19 @@ impl EngineError {
     }
 }
 
+/// Consecutive ICMP unreachable reports about a session's peer with nothing received from it
+/// in between. An episode is tied to the session's last receive time: any datagram from the
+/// peer moves that time and so ends the episode.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Unreachability {
+    /// Reports in this episode; 0 when there is none.
+    pub(crate) reports: u32,
+    /// When the episode's first report came.
+    pub(crate) since: Millis,
+    /// The session's last receive time when the episode began.
+    pub(crate) last_received: Millis,
+}
+
 pub(crate) struct Session {
     kcp: Kcp<TxSink>,
     pub(crate) uid: Uid,
@@ -174,6 +187,9 @@ pub(crate) struct Session {
     started_at_extended: u64,
     last_received: Millis,
     close_deadline: Option<Millis>,
+    /// What a graceful close reports once flushed or expired: `local_closed` for
+    /// `Connection.close()`, `shutdown` for a lingering endpoint shutdown.
+    close_reason: CloseReason,
     datagrams_in: u64,
     bytes_in: u64,
     payload_bytes_in: u64,
@@ -187,6 +203,9 @@ pub(crate) struct Session {
     pub(crate) flush_pending: bool,
     /// Fault injection for tests of the panic containment: the next engine call panics.
     pub(crate) poisoned: bool,
+    /// The current episode of ICMP unreachable reports about the peer (see
+    /// [`crate::Endpoint::peer_unreachable`]).
+    pub(crate) unreachable: Unreachability,
     /// Secure mode's per-session state; `None` in raw mode.
     pub(crate) secure: Option<Box<SecureState>>,
 }
@@ -286,6 +305,7 @@ impl Session {
             started_at_extended: now_extended,
             last_received: now,
             close_deadline: None,
+            close_reason: CloseReason::LocalClosed,
             datagrams_in: 0,
             bytes_in: 0,
             payload_bytes_in: 0,
@@ -296,6 +316,7 @@ impl Session {
             readable_signalled: false,
             flush_pending: false,
             poisoned: false,
+            unreachable: Unreachability::default(),
             secure: None,
         }
     }
@@ -343,17 +364,28 @@ impl Session {
         secure.last_sent_at = now;
         self.conv = conv;
         self.kcp.set_conv(conv);
-        self.kcp.output_mut().sealer = Some(Sealer {
+        let client = secure.role == Role::Client;
+        let sink = self.kcp.output_mut();
+        sink.sealer = Some(Sealer {
             key: keys.send,
             conv,
             next_packet_number: 0,
         });
+        if client {
+            // To recognise a server's stateless RESET (docs/protocol.md).
+            sink.sent_tags = Some(Box::new([(0, [0; TAG_LEN]); SENT_TAGS]));
+        }
         self.state = ConnectionState::Established;
         // The connection's life (and its idle clock) starts when it is established.
         self.started_at = now;
         self.started_at_extended = now_extended;
         self.last_received = now;
         self.kcp.set_current(now);
+    }
+
+    /// Whether a RESET echoing `packet_number` and `tag` answers a datagram we sent.
+    pub(crate) fn reset_matches(&self, packet_number: u64, tag: &[u8; TAG_LEN]) -> bool {
+        self.kcp.output_ref().sent(packet_number, tag)
     }
 
     /// Sends a datagram outside the engine (a handshake reply, a HELLO).
@@ -381,6 +413,11 @@ impl Session {
 
     /// The peer showed it is alive without a session datagram (a retransmitted HELLO whose
     /// ACCEPT was lost): the idle clock restarts.
+    /// When the last valid datagram from the peer arrived.
+    pub(crate) fn last_received(&self) -> Millis {
+        self.last_received
+    }
+
     pub(crate) fn note_alive(&mut self, now: Millis) {
         self.last_received = now;
     }
@@ -624,10 +661,22 @@ impl Session {
         Some(n)
     }
 
-    pub(crate) fn begin_close(&mut self, now: Millis) {
-        if self.state == ConnectionState::Established {
-            self.state = ConnectionState::Closing;
-            self.close_deadline = Some(now.wrapping_add(self.config.linger_ms));
+    /// A graceful close that lingers at most `linger_ms` and then reports `reason`. A session
+    /// already closing keeps the earlier of the two deadlines.
+    pub(crate) fn begin_close_as(&mut self, now: Millis, linger_ms: u32, reason: CloseReason) {
+        let deadline = now.wrapping_add(linger_ms);
+        match self.state {
+            ConnectionState::Established => {
+                self.state = ConnectionState::Closing;
+                self.close_deadline = Some(deadline);
+                self.close_reason = reason;
+            }
+            ConnectionState::Closing
+                if self.close_deadline.map_or(true, |d| diff(deadline, d) < 0) =>
+            {
+                self.close_deadline = Some(deadline);
+            }
+            _ => {}
         }
     }
 
@@ -637,20 +686,28 @@ impl Session {
         if self.handshaking() {
             return None;
         }
-        if self.kcp.is_dead_link() {
+        if self.kcp.is_dead_link() || self.unacked_too_long(now) {
             return Some(CloseReason::DeadLink);
         }
         if self.state == ConnectionState::Closing {
             let flushed = self.kcp.waiting_bytes() == 0;
             let expired = self.close_deadline.is_some_and(|d| diff(now, d) >= 0);
             if flushed || expired {
-                return Some(CloseReason::LocalClosed);
+                return Some(self.close_reason);
             }
         }
         if diff(now, self.last_received) >= self.config.idle_timeout_ms as i32 {
             return Some(CloseReason::IdleTimeout);
         }
         None
+    }
+
+    /// The oldest segment in flight has waited longer than the dead-link time bound (kcp
+    /// PATCH(13)): the transmission count alone lets RTO backoff stretch this to minutes.
+    fn unacked_too_long(&self, now: Millis) -> bool {
+        self.kcp.oldest_unacked_since().is_some_and(|since| {
+            i64::from(diff(now, since)) >= i64::from(self.config.dead_link_bound_ms())
+        })
     }
 
     /// When this session next needs the endpoint's attention.
@@ -681,6 +738,12 @@ impl Session {
         if let Some(close) = self.close_deadline {
             if diff(close, deadline) < 0 {
                 deadline = close;
+            }
+        }
+        if let Some(since) = self.kcp.oldest_unacked_since() {
+            let dead = since.wrapping_add(self.config.dead_link_bound_ms());
+            if diff(dead, deadline) < 0 {
+                deadline = dead;
             }
         }
         if let Some(secure) = self.secure.as_ref().filter(|s| s.receive.is_some()) {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use crate::secure::keys::{seal_into, TagKey};
-use crate::secure::wire::TYPE_DATA;
+use crate::secure::wire::{TAG_LEN, TYPE_DATA};
 
 /// A buffer larger than this after a burst is given back when it empties, so one burst does not
 /// pin memory forever.
@@ -153,7 +153,18 @@ pub(crate) struct TxSink {
     /// Datagrams and bytes this session wrote, for its summary.
     pub(crate) datagrams: u64,
     pub(crate) bytes: u64,
+    /// Secure mode, client: the tags of the last [`SENT_TAGS`] session datagrams, by packet
+    /// number modulo their count (with the packet number + 1, 0 when empty), to recognise a
+    /// server's RESET as the answer to one of them.
+    pub(crate) sent_tags: Option<Box<SentTags>>,
 }
+
+/// Packet number + 1 (0: empty) and tag of a client's latest session datagrams.
+pub(crate) type SentTags = [(u64, [u8; TAG_LEN]); SENT_TAGS];
+
+/// Session datagrams a client remembers the tags of. A RESET answering an older one is not
+/// recognised; the next datagram gets its own RESET (rate permitting).
+pub(crate) const SENT_TAGS: usize = 64;
 
 impl TxSink {
     pub(crate) fn new(
@@ -168,6 +179,7 @@ impl TxSink {
             sealer: None,
             datagrams: 0,
             bytes: 0,
+            sent_tags: None,
         }
     }
 
@@ -185,10 +197,31 @@ impl TxSink {
             sealer.next_packet_number,
             body,
         );
+        if let Some(tags) = self.sent_tags.as_mut() {
+            let queue = self.queue.borrow();
+            if let Some(sent) = queue.len().checked_sub(1).and_then(|i| queue.get(i)) {
+                let mut tag = [0; TAG_LEN];
+                tag.copy_from_slice(&sent.data[sent.data.len() - TAG_LEN..]);
+                let pn = sealer.next_packet_number;
+                tags[(pn % SENT_TAGS as u64) as usize] = (pn + 1, tag);
+            }
+        }
         sealer.next_packet_number += 1;
         self.datagrams += 1;
         self.bytes += len as u64;
         true
+    }
+
+    /// Whether a RESET's `packet_number` and `tag` are those of a datagram this session sent
+    /// recently (only a client keeps them). The tag comparison is constant-time.
+    pub(crate) fn sent(&self, packet_number: u64, tag: &[u8; TAG_LEN]) -> bool {
+        let Some(tags) = self.sent_tags.as_ref() else {
+            return false;
+        };
+        let (number, sent) = &tags[(packet_number % SENT_TAGS as u64) as usize];
+        let differs = sent.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        // Stored as the packet number + 1, so an empty entry (0) matches nothing.
+        *number != 0 && *number == packet_number.wrapping_add(1) && differs == 0
     }
 
     /// Sends a datagram that belongs to no session's packet numbering (handshake replies).

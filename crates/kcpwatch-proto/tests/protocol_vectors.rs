@@ -59,6 +59,13 @@ fn keys_and_tags() {
         hex(&out),
         "104433221100000000000000004b4350f2e95a2ef81c407f"
     );
+    // The RESET a server without this session answers it with: its conv, packet number and
+    // tag, echoed.
+    let (header, _, tag) = wire::parse_session(&out).unwrap();
+    let mut reset = [0; wire::RESET_LEN];
+    wire::write_reset(&mut reset, &header, tag);
+    assert_eq!(hex(&reset), "05443322110000000000000000f2e95a2ef81c407f");
+    assert_eq!(wire::parse_reset(&reset), Some((0x1122_3344, 0, *tag)));
     out.clear();
     seal_into(&mut out, &server.send, TYPE_KEEPALIVE, 0x1122_3344, 7, b"");
     assert_eq!(hex(&out), "11443322110700000000000000e8ca5d535d9c949c");

@@ -589,7 +589,9 @@ fn drops_from_unknown_sources_carry_no_uid() {
                 conv: Some(7),
                 uid: None,
                 trigger: DropTrigger::UnknownConnection,
-                rule: "no_session",
+                // Right after the server started: most likely a restarted server's returning
+                // player (docs/detection.md); `no_session` after the grace period.
+                rule: "stale_session",
                 len: 24,
                 suppressed: 0,
             }

@@ -2,7 +2,7 @@
 //! commands, receives datagrams in batches, runs expired timers, flushes, sends in batches,
 //! turns endpoint events into records and publishes them to JavaScript in one step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use kcpwatch_proto::events::{
 };
 use kcpwatch_proto::{
     ConnectionHandle, Endpoint, EndpointEvent, Millis, Mode, SecurityEvent, SendError,
-    SessionConfig,
+    SessionConfig, Unreachable,
 };
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, debug_span, warn};
@@ -45,6 +45,9 @@ pub(crate) enum Command {
     Send(Vec<u8>),
     Close(u32),
     InjectFault(u32),
+    /// Closes every connection gracefully with `shutdown`, lingering at most this many ms
+    /// (each connection's own linger when `None`), and accepts no new ones.
+    CloseAll(Option<u32>),
     /// Answers an authentication request: its id and whether the token is accepted.
     ResolveAuth(u64, bool),
     Stats(Sender<RuntimeStats>),
@@ -74,6 +77,14 @@ pub(crate) struct EventsLink {
 const WANT_PROGRESS: u8 = 1;
 /// Send-batch flag: no message, only a refusal to log; bits 4..8 carry the violation.
 const REPORT_ONLY: u8 = 2;
+/// Send-batch flag: no message, a delivery control for the connection; bits 4..8 carry the
+/// operation (`DELIVERY_PAUSE`, `DELIVERY_RESUME`).
+const CONTROL: u8 = 4;
+/// JavaScript holds as many of this connection's messages as it may: leave the rest in the
+/// engine (its receive window then pushes back on the peer).
+const DELIVERY_PAUSE: u8 = 1;
+/// JavaScript has room again for this connection's messages.
+const DELIVERY_RESUME: u8 = 2;
 
 /// The violation codes JavaScript uses in a report-only send entry.
 fn violation_from_code(code: u8) -> Option<Violation> {
@@ -95,6 +106,41 @@ const ERROR_SAMPLE_WINDOW_MS: u64 = 1_000;
 /// Sampler keys for errors the I/O thread reports.
 const SEND_FAILURE: usize = 0;
 const ICMP_ERROR: usize = 1;
+/// Unreachable reports of episodes already logged are aggregated over this long.
+const UNREACHABLE_AGGREGATE_MS: u64 = 10_000;
+
+/// Counts the unreachable reports that add nothing to a record already written (the same
+/// peer's episode goes on), for one aggregate record per `UNREACHABLE_AGGREGATE_MS`: a
+/// crashed player's host answers every datagram of a 30 Hz broadcast with ICMP.
+#[derive(Default)]
+struct UnreachableRepeats {
+    count: u64,
+    /// When the first of them came (ms since the thread started).
+    since_ms: Option<u64>,
+    last: Option<SendFailure>,
+}
+
+impl UnreachableRepeats {
+    fn note(&mut self, failure: SendFailure, now_ms: u64) {
+        self.count += 1;
+        self.since_ms.get_or_insert(now_ms);
+        self.last = Some(failure);
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        self.since_ms.map(|since| since + UNREACHABLE_AGGREGATE_MS)
+    }
+
+    /// The last report and how many there were, once their window has ended.
+    fn take(&mut self, now_ms: u64) -> Option<(SendFailure, u64)> {
+        if !self.deadline().is_some_and(|due| now_ms >= due) {
+            return None;
+        }
+        self.since_ms = None;
+        let count = std::mem::take(&mut self.count);
+        self.last.take().map(|last| (last, count))
+    }
+}
 
 pub(crate) struct IoThread {
     poll: Poll,
@@ -107,8 +153,11 @@ pub(crate) struct IoThread {
     writer: RecordWriter,
     /// Connections with messages not yet moved into records.
     readable: Vec<ConnectionHandle>,
-    /// Connections whose sender waits for `drain`, with the acked bytes last reported.
+    /// Connections with bytes JavaScript sent and the peer has not acknowledged yet, with the
+    /// acked bytes last reported.
     watched: HashMap<ConnectionHandle, u64>,
+    /// Connections whose messages JavaScript asked to hold back (it holds its bound already).
+    delivery_paused: HashSet<ConnectionHandle>,
     socket_readable: bool,
     socket_writable: bool,
     stats: RuntimeStats,
@@ -117,6 +166,8 @@ pub(crate) struct IoThread {
     next_stats: Option<Instant>,
     last_stats: Instant,
     error_sampler: Sampler<ErrorEvent, 2>,
+    /// Unreachable reports about peers whose episode was already logged.
+    unreachable_repeats: UnreachableRepeats,
     /// Per-connection diagnostic spans (only while a `tracing` subscriber wants them).
     spans: HashMap<ConnectionHandle, tracing::Span>,
     /// Unix time in microseconds at the start of the current loop iteration.
@@ -167,6 +218,7 @@ impl IoThread {
             writer: RecordWriter::default(),
             readable: Vec::new(),
             watched: HashMap::new(),
+            delivery_paused: HashSet::new(),
             socket_readable: true,
             socket_writable: true,
             stats: RuntimeStats::default(),
@@ -174,6 +226,7 @@ impl IoThread {
             next_stats: None,
             last_stats: Instant::now(),
             error_sampler: Sampler::new(ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS),
+            unreachable_repeats: UnreachableRepeats::default(),
             spans: HashMap::new(),
             iteration_time_us: unix_micros(),
             send_failures: Vec::new(),
@@ -321,6 +374,7 @@ impl IoThread {
     /// The aggregate records of error sampling windows that have ended.
     fn report_suppressed_errors(&mut self) {
         let now_ms = self.started.elapsed().as_millis() as u64;
+        self.report_unreachable_repeats(now_ms);
         if !self
             .error_sampler
             .next_deadline()
@@ -332,6 +386,29 @@ impl IoThread {
             event.suppressed = count;
             self.endpoint.record(SecurityEvent::Error(event));
         }
+    }
+
+    /// The aggregate record of unreachable reports that episodes already reported, once per
+    /// `UNREACHABLE_AGGREGATE_MS` while there are any.
+    fn report_unreachable_repeats(&mut self, now_ms: u64) {
+        let Some((last, count)) = self.unreachable_repeats.take(now_ms) else {
+            return;
+        };
+        if self.shared.events.is_none() {
+            return;
+        }
+        self.endpoint.record(SecurityEvent::Error(ErrorEvent {
+            conn: None,
+            peer: Some(last.remote),
+            local: None,
+            error_type: ErrorType::Network,
+            code: last.kind,
+            message: CappedText::format(format_args!(
+                "the peers' hosts or networks went on refusing datagrams (ICMP); each \
+                 connection's first report was logged"
+            )),
+            suppressed: count,
+        }));
     }
 
     fn now(&self) -> Millis {
@@ -394,14 +471,24 @@ impl IoThread {
     }
 
     fn poll_timeout(&mut self) -> Option<Duration> {
-        let can_deliver = !self.readable.is_empty() && !self.shared.paused.load(Ordering::Acquire);
+        let can_deliver = !self.shared.paused.load(Ordering::Acquire)
+            && self
+                .readable
+                .iter()
+                .any(|h| !self.delivery_paused.contains(h));
         if self.socket_readable || can_deliver {
             return Some(Duration::ZERO);
         }
         let stats_wait = self
             .next_stats
             .map(|due| due.saturating_duration_since(Instant::now()));
-        let errors_wait = self.error_sampler.next_deadline().map(|due_ms| {
+        let errors_due = self
+            .error_sampler
+            .next_deadline()
+            .into_iter()
+            .chain(self.unreachable_repeats.deadline())
+            .min();
+        let errors_wait = errors_due.map(|due_ms| {
             let now_ms = self.started.elapsed().as_millis() as u64;
             Duration::from_millis(due_ms.saturating_sub(now_ms))
         });
@@ -425,6 +512,7 @@ impl IoThread {
                 Command::Close(handle) => self
                     .endpoint
                     .close(now, ConnectionHandle::from_bits(handle)),
+                Command::CloseAll(linger_ms) => self.endpoint.shutdown_gracefully(now, linger_ms),
                 Command::InjectFault(handle) => {
                     self.endpoint
                         .inject_engine_fault(ConnectionHandle::from_bits(handle));
@@ -506,6 +594,19 @@ impl IoThread {
                 }
                 continue;
             }
+            if flags & CONTROL != 0 {
+                rest = &rest[9..];
+                match flags >> 4 {
+                    DELIVERY_PAUSE if self.endpoint.connection_info(conn).is_some() => {
+                        self.delivery_paused.insert(conn);
+                    }
+                    DELIVERY_RESUME => {
+                        self.delivery_paused.remove(&conn);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             let Some(data) = rest.get(9..9 + len) else {
                 warn!("malformed send batch from the binding");
                 return;
@@ -544,7 +645,10 @@ impl IoThread {
             let stats = &mut self.stats;
             let result = self.io.recv_batch(|datagram| {
                 if datagram.truncated {
+                    // Longer than any datagram we accept: never parsed, but counted, recorded
+                    // and seen by the detectors like every refused datagram.
                     stats.truncated += 1;
+                    endpoint.handle_truncated(now, datagram.from, datagram.local, datagram.len);
                     return;
                 }
                 endpoint.handle_datagram(now, datagram.from, datagram.local, datagram.data);
@@ -588,7 +692,24 @@ impl IoThread {
                 *dropped += 1;
             }
         });
+        let now = self.now();
         for failure in kept.drain(..) {
+            let unreachable = matches!(
+                failure.kind,
+                "ECONNREFUSED" | "EHOSTUNREACH" | "ENETUNREACH" | "EHOSTDOWN" | "ENONET"
+            );
+            if unreachable {
+                // One record per connection and episode; the session ends as `dead_link` if
+                // the reports go on with nothing received (`Endpoint::peer_unreachable`).
+                match self.endpoint.peer_unreachable(now, failure.remote) {
+                    Unreachable::Repeat | Unreachable::Closed(_) => {
+                        let now_ms = self.started.elapsed().as_millis() as u64;
+                        self.unreachable_repeats.note(failure, now_ms);
+                        continue;
+                    }
+                    Unreachable::FirstReport(_) | Unreachable::NoSession => {}
+                }
+            }
             self.network_error(
                 ICMP_ERROR,
                 failure.remote,
@@ -605,6 +726,7 @@ impl IoThread {
         if !self.socket_writable {
             return;
         }
+        let mut socket_errors = 0;
         loop {
             let (result, waiting) = {
                 let transmits = self.endpoint.transmits();
@@ -629,6 +751,17 @@ impl IoThread {
                         self.socket_writable = false;
                         return;
                     }
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused && socket_errors < 4 =>
+                {
+                    // Not about this datagram: the socket's pending error from an earlier ICMP
+                    // port unreachable (which peer is in the error queue). The datagram was not
+                    // sent; send it again, and report the error once, from the queue, where
+                    // it names its peer.
+                    socket_errors += 1;
+                    self.io.note_pending_errors();
+                    self.take_send_failures();
                 }
                 Err(e) => {
                     // One unsendable datagram (e.g. unreachable network) must not block the
@@ -715,6 +848,7 @@ impl IoThread {
                     // Messages that arrived before the close are delivered first.
                     self.readable.retain(|h| *h != handle);
                     self.watched.remove(&handle);
+                    self.delivery_paused.remove(&handle);
                     if let Some(span) = self.spans.remove(&handle) {
                         span.in_scope(|| {
                             debug!(
@@ -744,6 +878,10 @@ impl IoThread {
         let mut i = 0;
         while i < self.readable.len() {
             let handle = self.readable[i];
+            if self.delivery_paused.contains(&handle) {
+                i += 1;
+                continue;
+            }
             let mut drained = false;
             // Bound what one connection contributes per turn so one busy peer cannot starve
             // the others.

@@ -94,6 +94,10 @@ pub struct RuntimeStats {
     pub events_lost: u64,
     /// Security records JavaScript did not take in time.
     pub events_lost_js: u64,
+    /// Security records the log outputs lost (a write that failed, a network output that could
+    /// not deliver), loss reports included; each is reported by a `kcp:log_loss` naming the
+    /// output.
+    pub events_lost_output: u64,
 }
 
 /// A running endpoint: one socket, one I/O thread.
@@ -295,7 +299,9 @@ impl Runtime {
     }
 
     /// Queues a packed batch of messages: per message `handle: u32, len: u32, flags: u8` then
-    /// the bytes. Flag bit 0 asks for `Progress` records until the queue drains.
+    /// the bytes. Flag bit 0 asks for `Progress` records until the queue drains; bit 1 marks
+    /// a refusal report (no bytes follow); bit 2 a delivery control (no bytes follow; bits 4..8:
+    /// 1 pauses the connection's message delivery, 2 resumes it).
     pub fn send_batch(&self, batch: Vec<u8>) -> Result<(), RuntimeError> {
         self.command(Command::Send(batch))
     }
@@ -303,6 +309,14 @@ impl Runtime {
     /// Closes a connection gracefully.
     pub fn close_connection(&self, handle: u32) -> Result<(), RuntimeError> {
         self.command(Command::Close(handle))
+    }
+
+    /// Closes every connection gracefully with `shutdown` (queued data keeps flowing for at
+    /// most `linger_ms`, each connection's own linger when `None`) and accepts no new ones.
+    /// Returns at once: the close records follow as each connection finishes; call
+    /// [`Runtime::shutdown`] to end what is left.
+    pub fn close_all(&self, linger_ms: Option<u32>) -> Result<(), RuntimeError> {
+        self.command(Command::CloseAll(linger_ms))
     }
 
     /// Makes the next engine call of a connection panic (fault drills and tests).
@@ -320,6 +334,7 @@ impl Runtime {
             stats.events_lost = link.ring.lost();
         }
         stats.events_lost_js = self.outbox.lost();
+        stats.events_lost_output = self.outbox.output_lost();
         Ok(stats)
     }
 

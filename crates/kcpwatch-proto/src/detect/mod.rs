@@ -547,6 +547,24 @@ impl Detectors {
         );
     }
 
+    /// A datagram from `ip` for a session this endpoint does not have, of a kind only an
+    /// existing session sends (an ACK, a window probe or a PUSH acknowledging our data in raw
+    /// mode; DATA or KEEPALIVE in secure mode), in the restart grace period after the endpoint
+    /// started: a returning player of the process before, which says nothing about an attack.
+    /// Only the conv-scan rule (KCPW-004) sees it: a player names its own conv, a scanner
+    /// many.
+    pub fn stale(&mut self, ip: IpAddr, conv: u32, now_ms: u64) {
+        if !self.config.enabled {
+            return;
+        }
+        let t = self.config.conv_scan_source;
+        let observed = self
+            .sources
+            .entry(ip, now_ms)
+            .distinct_convs(conv, now_ms, t.window_ms);
+        self.source_rule(Rule::ConvScanSource, ip, now_ms, observed, t);
+    }
+
     /// A connection closed for a dead link.
     pub fn dead_link(&mut self, now_ms: u64) {
         if !self.config.enabled {

@@ -50,6 +50,27 @@ const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 const DROP_KEYS: usize = 10;
 const FAIL_KEYS: usize = 8;
 
+/// The drop rule of a datagram that only an existing session sends, for a session this endpoint
+/// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
+pub const STALE_SESSION: &str = "stale_session";
+
+/// ICMP unreachable reports in a row (with nothing received from the peer, over at least a
+/// third of the idle timeout) after which a session ends as `dead_link`.
+pub const UNREACHABLE_REPORTS_TO_CLOSE: u32 = 3;
+
+/// What [`Endpoint::peer_unreachable`] made of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// No live session talks to that address.
+    NoSession,
+    /// The first report of an episode for this connection: worth one record.
+    FirstReport(ConnectionRef),
+    /// A further report in an episode already reported: worth a count, not a record.
+    Repeat,
+    /// The report ended this connection as `dead_link` (its close is recorded).
+    Closed(ConnectionRef),
+}
+
 /// Identifies one connection of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnectionHandle(u32);
@@ -197,6 +218,13 @@ pub struct EndpointStats {
     /// Secure mode: datagrams for a session that closed moments ago (the peer's remaining
     /// DISCONNECT copies, data in flight), counted without a record each.
     pub late_after_close: u64,
+    /// Secure mode, server: stateless RESETs sent for session datagrams of unknown sessions.
+    pub resets_sent: u64,
+    /// Secure mode, client: RESETs that matched a datagram of ours and ended its session.
+    pub resets_received: u64,
+    /// ICMP unreachable reports about a live session's peer (see
+    /// [`Endpoint::peer_unreachable`]).
+    pub unreachable_reports: u64,
     /// Sessions opened by peers.
     pub passive_opens: u64,
     /// Sessions opened by `connect`.
@@ -300,6 +328,10 @@ pub struct Endpoint {
     /// Secure mode: convs of sessions that closed recently, oldest first, with when.
     recently_closed: VecDeque<(u32, u64)>,
     detectors: Detectors,
+    /// Secure mode, server: the rate of stateless RESETs per source and overall.
+    reset_rate: Option<HandshakeRate>,
+    /// The extended clock when the endpoint started, for the restart grace period.
+    started_at: u64,
     /// Counters of closed sessions, summed, and the live-session high-water mark (metrics).
     totals: crate::metrics::SessionTotals,
 }
@@ -329,6 +361,9 @@ impl Endpoint {
             scratch: Vec::new(),
             recently_closed: VecDeque::new(),
             totals: Default::default(),
+            reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
+                .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
+            started_at: u64::from(now),
             detectors: Detectors::new(
                 config.detectors.clone(),
                 u64::from_le_bytes(rate_key) ^ 0x5bd1_e995,
@@ -416,6 +451,31 @@ impl Endpoint {
         }
     }
 
+    /// A datagram of `len` bytes from `remote` that was longer than the runtime's receive
+    /// buffer, so only its start was read: no endpoint accepts a datagram that large, so it is
+    /// dropped (`bad_length` / `datagram_truncated`), counted, sampled into the log and fed to
+    /// the detectors like every invalid datagram, without being parsed.
+    pub fn handle_truncated(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        len: usize,
+    ) {
+        self.clock.advance(now);
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += len as u64;
+        self.drop_trigger(
+            remote,
+            local,
+            None,
+            None,
+            DropTrigger::BadLength,
+            "datagram_truncated",
+            len,
+        );
+    }
+
     /// Validates the first datagram of an unknown (address, conv) and opens a session for it.
     fn open_inbound(
         &mut self,
@@ -425,14 +485,6 @@ impl Endpoint {
         conv: u32,
         datagram: &[u8],
     ) -> Option<ConnectionHandle> {
-        if self.config.accept_inbound {
-            let now_ms = self.unix_ms();
-            self.detectors.handshake(remote.ip(), now_ms);
-            self.report_alerts();
-            if self.refused_by_detector(remote, local, conv) {
-                return None;
-            }
-        }
         if !self.config.accept_inbound {
             self.drop_trigger(
                 remote,
@@ -445,24 +497,34 @@ impl Endpoint {
             );
             return None;
         }
-        // ACKs and window probes cannot start a conversation: they answer one (a client of a
-        // restarted server sends them, for instance).
+        // ACKs and window probes cannot start a conversation: they answer one. Nor can a PUSH
+        // that acknowledges our data (una > 0) when we have sent none. A client of a
+        // restarted server sends exactly these; they are not handshakes (see `stale_rule`).
         if let Some(first) = crate::segment::SegmentHeader::parse(datagram) {
-            if matches!(
-                first.cmd,
-                crate::segment::CMD_ACK | crate::segment::CMD_WASK | crate::segment::CMD_WINS
-            ) {
+            if first.una != 0
+                || matches!(
+                    first.cmd,
+                    crate::segment::CMD_ACK | crate::segment::CMD_WASK | crate::segment::CMD_WINS
+                )
+            {
+                let rule = self.stale_rule();
                 self.drop_trigger(
                     remote,
                     local,
                     Some(conv),
                     None,
                     DropTrigger::UnknownConnection,
-                    "no_session",
+                    rule,
                     datagram.len(),
                 );
                 return None;
             }
+        }
+        let now_ms = self.unix_ms();
+        self.detectors.handshake(remote.ip(), now_ms);
+        self.report_alerts();
+        if self.refused_by_detector(remote, local, conv) {
+            return None;
         }
         // Validate against the state a fresh session would have before allocating anything.
         let session = &self.config.session;
@@ -1056,20 +1118,54 @@ impl Endpoint {
     /// Closes a connection gracefully: queued data keeps flowing for up to the linger time,
     /// then the connection closes with `local_closed`.
     pub fn close(&mut self, now: Millis, handle: ConnectionHandle) {
+        self.close_as(now, handle, None, CloseReason::LocalClosed);
+    }
+
+    /// Ends every connection gracefully with `shutdown`: queued data keeps flowing for up to
+    /// `linger_ms` (each connection's own linger when `None`), then each closes; no new
+    /// connection is accepted from now on. Handshakes in progress and pending authentications
+    /// end at once. [`Endpoint::shutdown`] still ends whatever is left.
+    pub fn shutdown_gracefully(&mut self, now: Millis, linger_ms: Option<u32>) {
+        self.clock.advance(now);
+        self.config.accept_inbound = false;
+        let handles: Vec<ConnectionHandle> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.session.is_some())
+            .map(|(index, slot)| ConnectionHandle::new(index as u32, slot.generation))
+            .collect();
+        for handle in handles {
+            self.close_as(now, handle, linger_ms, CloseReason::Shutdown);
+        }
+        let pending: Vec<u64> = self.pending_auth.iter().map(|p| p.id).collect();
+        for id in pending {
+            self.resolve_auth(id, false);
+        }
+    }
+
+    fn close_as(
+        &mut self,
+        now: Millis,
+        handle: ConnectionHandle,
+        linger_ms: Option<u32>,
+        reason: CloseReason,
+    ) {
         self.clock.advance(now);
         // A handshake in progress has nothing to flush: it ends now.
         if self
             .session(handle)
             .is_some_and(|s| s.state == ConnectionState::Handshaking)
         {
-            self.close_now(handle, CloseReason::LocalClosed);
+            self.close_now(handle, reason);
             return;
         }
         let was_established = self
             .session(handle)
             .is_some_and(|s| s.state == ConnectionState::Established);
         let reason = self.with_session(handle, |s| {
-            s.begin_close(now);
+            let linger = linger_ms.unwrap_or(s.config.linger_ms);
+            s.begin_close_as(now, linger, reason);
             s.liveness(now)
         });
         if was_established && reason.is_some() {
@@ -1227,6 +1323,80 @@ impl Endpoint {
             .filter_map(|slot| slot.session.as_ref())
             .find(|session| session.remote == peer)
             .map(Session::conn_ref)
+    }
+
+    /// The rule for a datagram that only an existing session sends (a KCP ACK, window probe or
+    /// PUSH acknowledging data in raw mode; DATA or KEEPALIVE in secure mode) for a session we
+    /// do not have: within two idle timeouts of the endpoint's start it is most likely a
+    /// player of the process before a restart, still retransmitting, so it is dropped as
+    /// `stale_session`, which the detectors count only for conv scanning (KCPW-004), not as an
+    /// invalid datagram (KCPW-005) or a handshake; later it is `no_session` and counts fully.
+    fn stale_rule(&self) -> &'static str {
+        let grace = 2 * u64::from(self.config.session.idle_timeout_ms);
+        if self.clock.extended().saturating_sub(self.started_at) < grace {
+            STALE_SESSION
+        } else {
+            "no_session"
+        }
+    }
+
+    /// The OS reported that a datagram to `peer` was refused or could not be routed (an ICMP
+    /// port, host or network unreachable). Nothing authenticates ICMP, so it is a hint: a
+    /// session with that peer ends as `dead_link` only after [`UNREACHABLE_REPORTS_TO_CLOSE`]
+    /// reports in a row, spanning at least a third of its idle timeout, with no valid datagram
+    /// from the peer in between (a live peer sends one within that span: secure-mode
+    /// keepalives go out every quarter of the idle timeout). So a crashed player's session
+    /// ends in a third of the idle timeout instead of all of it, and a forged ICMP message
+    /// cannot end a session whose peer is talking. O(live sessions): the OS rate-limits
+    /// these reports and the runtime reads a bounded number per batch.
+    pub fn peer_unreachable(&mut self, now: Millis, peer: SocketAddr) -> Unreachable {
+        self.clock.advance(now);
+        let mut outcome = Unreachable::NoSession;
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
+            let generation = slot.generation;
+            let Some(session) = slot.session.as_mut() else {
+                continue;
+            };
+            if session.remote != peer
+                || !matches!(
+                    session.state,
+                    ConnectionState::Established | ConnectionState::Closing
+                )
+            {
+                continue;
+            }
+            self.stats.unreachable_reports += 1;
+            let last_received = session.last_received();
+            let episode = &mut session.unreachable;
+            if episode.reports == 0 || episode.last_received != last_received {
+                *episode = crate::session::Unreachability {
+                    reports: 1,
+                    since: now,
+                    last_received,
+                };
+                if !matches!(outcome, Unreachable::Closed(_)) {
+                    outcome = Unreachable::FirstReport(session.conn_ref());
+                }
+                continue;
+            }
+            episode.reports = episode.reports.saturating_add(1);
+            let span = (session.config.idle_timeout_ms / 3).max(1);
+            let lasted = crate::clock::diff(now, episode.since);
+            if episode.reports >= UNREACHABLE_REPORTS_TO_CLOSE
+                && i64::from(lasted) >= i64::from(span)
+            {
+                let conn = session.conn_ref();
+                self.close_now(
+                    ConnectionHandle::new(index as u32, generation),
+                    CloseReason::DeadLink,
+                );
+                outcome = Unreachable::Closed(conn);
+            } else if outcome == Unreachable::NoSession {
+                outcome = Unreachable::Repeat;
+            }
+        }
+        outcome
     }
 
     /// Unix time in milliseconds by the endpoint's clock.
@@ -1393,7 +1563,11 @@ impl Endpoint {
         let key = EndpointStats::trigger_index(trigger);
         self.stats.dropped[key] += 1;
         let now_ms = self.unix_ms();
-        self.detectors.dropped(remote.ip(), trigger, conv, now_ms);
+        match conv.filter(|_| rule == STALE_SESSION) {
+            // A returning player of the process before a restart: only the conv-scan rule.
+            Some(conv) => self.detectors.stale(remote.ip(), conv, now_ms),
+            None => self.detectors.dropped(remote.ip(), trigger, conv, now_ms),
+        }
         self.report_alerts();
         if !self.events_on() {
             return;

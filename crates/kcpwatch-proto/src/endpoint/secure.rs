@@ -20,8 +20,8 @@ use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::secure::keys::{open, Freshness, OpenError, Role};
 use crate::secure::wire::{
     self, Accept, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, MAX_TOKEN_LEN, REJECT_LEN,
-    SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT, TYPE_HELLO,
-    TYPE_KEEPALIVE, TYPE_REJECT, VERSION,
+    RESET_LEN, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT, TYPE_HELLO,
+    TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET, VERSION,
 };
 use crate::secure::CookieCheck;
 use crate::session::{ClientHandshake, HELLO_RETRY_MS};
@@ -39,6 +39,17 @@ pub(super) struct PendingAuth {
     /// Extended clock reading after which the answer is too late.
     pub(super) deadline: u64,
 }
+
+/// Stateless RESETs per second and burst, per source and overall. A restarted server's
+/// players each need one; a NAT in front of many players gets them within a few seconds.
+const RESET_RATES: crate::limits::Limits = crate::limits::Limits {
+    max_per_ip: 0,
+    max_per_prefix: 0,
+    handshakes_per_ip: 10,
+    handshake_burst_per_ip: 20,
+    handshakes_global: 1_000,
+    handshake_burst_global: 2_000,
+};
 
 /// How long datagrams for a closed session are recognised as its stragglers.
 const RECENTLY_CLOSED_MS: u64 = 10_000;
@@ -90,6 +101,7 @@ impl Endpoint {
             Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT)) => {
                 self.session_datagram(now, remote, local, datagram)
             }
+            Some(&TYPE_RESET) => self.client_reset(remote, local, datagram),
             Some(_) => self.drop_trigger(
                 remote,
                 local,
@@ -180,21 +192,33 @@ impl Endpoint {
                 return;
             }
         };
-        // Rates first: whatever else a HELLO costs (a MAC, a reply) is only spent on sources
-        // within their rate, and a flood from one source is refused for the price of a lookup.
-        if let Err(hit) = self
-            .rate
-            .admit(&self.config.limits, remote.ip(), self.clock.extended())
-        {
-            self.failed_attempt(
-                remote,
-                local,
-                0,
-                FailReason::RateLimited,
-                DropTrigger::RateLimited,
-                hit.rule(),
-            );
-            return;
+        // The rates count handshakes, and a handshake is two HELLOs: the first (zero cookie)
+        // takes a token, the one bringing our cookie back does not if the cookie verifies
+        // (its first HELLO paid). A HELLO with a cookie that does not verify pays, so forged
+        // cookies use up the rate like first HELLOs. Whatever else a first HELLO costs (a
+        // reply) is only spent within the rate, and a flood of them from one source is refused
+        // for the price of a lookup; a HELLO with a cookie costs one MAC first, as much as
+        // checking a session datagram's tag.
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let cookie_check = match (&hello.cookie, hello.version == VERSION) {
+            (Some(cookie), true) => Some(self.cookies.check(unix_ms, remote, &hello.nonce, cookie)),
+            _ => None,
+        };
+        if !matches!(cookie_check, Some(CookieCheck::Valid)) {
+            if let Err(hit) =
+                self.rate
+                    .admit(&self.config.limits, remote.ip(), self.clock.extended())
+            {
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::RateLimited,
+                    DropTrigger::RateLimited,
+                    hit.rule(),
+                );
+                return;
+            }
         }
         if hello.version != VERSION {
             self.send_reject(
@@ -214,12 +238,11 @@ impl Endpoint {
             );
             return;
         }
-        let Some(cookie) = hello.cookie else {
+        let Some(cookie_check) = cookie_check else {
             self.send_cookie(remote, local, &hello.nonce);
             return;
         };
-        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
-        match self.cookies.check(unix_ms, remote, &hello.nonce, &cookie) {
+        match cookie_check {
             CookieCheck::Invalid => {
                 self.failed_attempt(
                     remote,
@@ -782,15 +805,32 @@ impl Endpoint {
                 self.stats.late_after_close += 1;
                 return;
             }
+            // DATA or KEEPALIVE for a session this process does not have (it restarted, or
+            // closed the session long ago): a stateless RESET ends the client's session.
+            let answer = header.kind != TYPE_DISCONNECT && self.reset_allowed(remote);
+            let rule = if header.kind == TYPE_DISCONNECT {
+                "no_session"
+            } else {
+                self.stale_rule()
+            };
             self.drop_trigger(
                 remote,
                 local,
                 conv,
                 None,
                 DropTrigger::UnknownConnection,
-                "no_session",
+                rule,
                 len,
             );
+            if answer {
+                let mut reset = [0; RESET_LEN];
+                wire::write_reset(&mut reset, &header, tag);
+                // The source is not validated: counted like a COOKIE, and never larger than the
+                // datagram it answers (a session datagram is at least RESET_LEN bytes).
+                self.stats.bytes_received_unvalidated += len as u64;
+                self.send_unbound(remote, local, &reset, false);
+                self.stats.resets_sent += 1;
+            }
             return;
         };
         let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
@@ -853,6 +893,70 @@ impl Endpoint {
                 self.close_now(handle, CloseReason::PeerClosed);
             }
         }
+    }
+
+    /// Whether a RESET may go to `remote` now: a server only, within the reset rates (per
+    /// source and overall), so spoofed session datagrams cannot aim a stream of RESETs at a
+    /// victim beyond what they cost the attacker.
+    fn reset_allowed(&mut self, remote: SocketAddr) -> bool {
+        let now = self.clock.extended();
+        self.reset_rate
+            .as_mut()
+            .is_some_and(|rate| rate.admit(&RESET_RATES, remote.ip(), now).is_ok())
+    }
+
+    /// A RESET at a client: the server has no session with this conv. It ends the session
+    /// only if it echoes the packet number and tag of a datagram we sent recently, which no
+    /// one off the path can know; anything else is dropped.
+    fn client_reset(&mut self, remote: SocketAddr, local: SocketAddr, datagram: &[u8]) {
+        let len = datagram.len();
+        let Some((conv, packet_number, tag)) = wire::parse_reset(datagram) else {
+            self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::BadLength,
+                "reset_length",
+                len,
+            );
+            return;
+        };
+        let handle = self.by_conv.get(&conv).copied().filter(|&h| {
+            self.session(h).is_some_and(|s| {
+                s.direction == Direction::Outbound && s.state != ConnectionState::Handshaking
+            })
+        });
+        let Some(handle) = handle else {
+            self.drop_trigger(
+                remote,
+                local,
+                Some(conv),
+                None,
+                DropTrigger::UnknownConnection,
+                "no_session",
+                len,
+            );
+            return;
+        };
+        let session = self.session(handle);
+        let uid = session.map(|s| s.uid);
+        if !session.is_some_and(|s| s.reset_matches(packet_number, &tag)) {
+            self.drop_trigger(
+                remote,
+                local,
+                Some(conv),
+                uid,
+                DropTrigger::BadTag,
+                "reset_tag",
+                len,
+            );
+            return;
+        }
+        self.stats.datagrams_accepted += 1;
+        self.stats.resets_received += 1;
+        // The server's end of the session is gone: it ended there, as far as we can tell.
+        self.close_now(handle, CloseReason::PeerClosed);
     }
 
     fn drop_guarded(

@@ -18,6 +18,9 @@ pub const TYPE_COOKIE: u8 = 0x02;
 pub const TYPE_ACCEPT: u8 = 0x03;
 /// Server → client: the handshake was refused, with a reason code.
 pub const TYPE_REJECT: u8 = 0x04;
+/// Server to client: "I have no session with this conv", answering one of the client's session
+/// datagrams and echoing its packet number and tag (a stateless reset).
+pub const TYPE_RESET: u8 = 0x05;
 /// Either way: one KCP datagram.
 pub const TYPE_DATA: u8 = 0x10;
 /// Either way: nothing to say, still here.
@@ -48,6 +51,9 @@ pub const COOKIE_DATAGRAM_LEN: usize = 4 + NONCE_LEN + COOKIE_LEN;
 pub const ACCEPT_LEN: usize = 4 + NONCE_LEN + 4 + SECRET_LEN + 4;
 /// REJECT datagram length.
 pub const REJECT_LEN: usize = 4 + NONCE_LEN;
+/// RESET datagram length: `type | conv | packet number | tag`, the size of the smallest
+/// session datagram, so a RESET is never larger than the datagram it answers.
+pub const RESET_LEN: usize = SESSION_OVERHEAD;
 
 /// Why a server refused a handshake (the REJECT reason byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +232,26 @@ pub fn write_reject(out: &mut [u8; REJECT_LEN], nonce: &[u8; NONCE_LEN], reason:
 pub fn parse_reject(datagram: &[u8]) -> Option<([u8; NONCE_LEN], u8, u8)> {
     (datagram.len() == REJECT_LEN && datagram[0] == TYPE_REJECT)
         .then(|| (array(&datagram[4..]), datagram[2], datagram[1]))
+}
+
+/// A RESET answering `datagram`, a session datagram for a conv the server has no session
+/// with: its type, then the datagram's conv, packet number and tag, copied.
+pub fn write_reset(out: &mut [u8; RESET_LEN], header: &SessionHeader, tag: &[u8; TAG_LEN]) {
+    out[0] = TYPE_RESET;
+    out[1..5].copy_from_slice(&header.conv.to_le_bytes());
+    out[5..13].copy_from_slice(&header.packet_number.to_le_bytes());
+    out[13..].copy_from_slice(tag);
+}
+
+/// Parses a RESET: the conv, packet number and tag it echoes.
+pub fn parse_reset(datagram: &[u8]) -> Option<(u32, u64, [u8; TAG_LEN])> {
+    (datagram.len() == RESET_LEN && datagram[0] == TYPE_RESET).then(|| {
+        (
+            u32::from_le_bytes(array(&datagram[1..])),
+            u64::from_le_bytes(array(&datagram[5..])),
+            array(&datagram[13..]),
+        )
+    })
 }
 
 /// The header of a session datagram (DATA, KEEPALIVE, DISCONNECT).

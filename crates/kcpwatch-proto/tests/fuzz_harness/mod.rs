@@ -61,7 +61,7 @@ use kcpwatch_proto::limits::Limits;
 use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys, TagKey};
 use kcpwatch_proto::secure::wire::{
     self, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT,
-    TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT,
+    TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
 };
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS};
 use kcpwatch_proto::{
@@ -1062,7 +1062,20 @@ impl Harness {
             ctx()
         );
         let outcome = if accepted == 1 {
-            assert!(!secure || session_kind, "accepted a non-session datagram");
+            // A RESET is accepted only when it echoes one of our own datagrams, and then it
+            // ends that session.
+            let reset = kind == Some(TYPE_RESET);
+            assert!(
+                !secure || session_kind || reset,
+                "accepted a non-session datagram"
+            );
+            if reset {
+                assert!(
+                    live_after < live_before,
+                    "an accepted RESET ended no session: {}",
+                    ctx()
+                );
+            }
             if !secure {
                 assert!(d(|s| s.passive_opens) <= 1);
             }

@@ -195,7 +195,9 @@ pub(crate) fn recv_batch(
                 socket.as_raw_fd(),
                 state.headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                // MSG_TRUNC: `msg_len` is the datagram's real length even when it was longer
+                // than the buffer, so a truncated one is recorded with its size.
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 ptr::null_mut(),
             )
         };
@@ -243,6 +245,7 @@ pub(crate) fn recv_batch(
             local,
             data: &state.buffers[i * size..i * size + len.min(size)],
             truncated,
+            len,
         });
     }
     Ok(n + notifications)
@@ -480,6 +483,10 @@ fn put_cmsg<T: Copy>(
         ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<T>(), value);
     }
     space
+}
+
+pub(crate) fn note_pending_errors(state: &mut State) {
+    state.errors_pending = true;
 }
 
 pub(crate) fn drain_errors(

@@ -36,6 +36,9 @@ pub(crate) struct Received<'a> {
     pub(crate) data: &'a [u8],
     /// Longer than the receive buffer; `data` holds only its start.
     pub(crate) truncated: bool,
+    /// The datagram's length on the wire: `data.len()` unless truncated, then its real length
+    /// where the platform reports it (Linux), else at least the buffer's size.
+    pub(crate) len: usize,
 }
 
 /// The OS reported that an earlier datagram could not be delivered (an ICMP error such as
@@ -82,6 +85,12 @@ impl UdpIo {
     /// buffer is full (the rest is retried on the next writable event).
     pub(crate) fn send_batch(&mut self, transmits: &Transmits) -> io::Result<usize> {
         platform::send_batch(&self.socket, &mut self.state, transmits)
+    }
+
+    /// A send returned the socket's pending error: the report behind it is in the error
+    /// queue, for the next [`UdpIo::drain_errors`].
+    pub(crate) fn note_pending_errors(&mut self) {
+        platform::note_pending_errors(&mut self.state);
     }
 
     /// Reports the failures of earlier sends the OS has queued. Cheap when there are none:

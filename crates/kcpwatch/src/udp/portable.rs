@@ -46,6 +46,7 @@ pub(crate) fn recv_batch(
                     local: state.local,
                     data: &state.buffer[..len.min(limit)],
                     truncated: len > limit,
+                    len,
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -82,6 +83,8 @@ pub(crate) fn send_batch(
     }
     Ok(sent)
 }
+
+pub(crate) fn note_pending_errors(_state: &mut State) {}
 
 pub(crate) fn drain_errors(
     _socket: &mio::net::UdpSocket,
