@@ -126,9 +126,10 @@ function families(s: NativeStats): Family[] {
     counter('kcpwatch_panics_total', 'Panics caught inside a connection\'s engine (each closed that connection with internal_error).', s.panics),
     // The security record pipeline.
     counter('kcpwatch_events_produced_total', 'Security records produced.', s.eventsProduced),
-    byLabel('kcpwatch_events_lost_total', 'Security records lost, by stage: before the log thread (each reported by kcp:log_loss) or not taken in time by a JavaScript consumer.', 'stage', [
+    byLabel('kcpwatch_events_lost_total', 'Security records lost, by stage: before the log thread (each reported by kcp:log_loss), not taken in time by a JavaScript consumer, or not written or delivered by a log output (each reported by kcp:log_loss naming it).', 'stage', [
       ['log', s.eventsLost],
       ['js', s.eventsLostJs],
+      ['output', s.eventsLostOutput],
     ]),
     // Per-connection counters summed over every connection so far (closed and live).
     counter('kcpwatch_session_datagrams_received_total', 'Datagrams accepted by connections, summed over connections.', s.sessionDatagramsIn),

@@ -3,13 +3,18 @@
 //! application listens for events. Formatting and writing happen here, never on the I/O thread
 //! and never on the game's event loop; a slow destination only makes the ring fill, and a full
 //! ring costs the I/O thread nothing but a counter.
+//!
+//! An output that fails (a write error, a network output that cannot deliver) loses records
+//! only with a count: `kcp:log_loss` records naming it go to every output, made at most once a
+//! second and never more of them than records written, so that reports about an output that
+//! is down do not feed on themselves. Stopping is bounded: see [`LogThread::finish`].
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kcpwatch_proto::events::LogLoss;
 use kcpwatch_proto::SecurityEvent;
@@ -21,7 +26,10 @@ use super::canonical::CanonicalWriter;
 use super::formats::{self, Format};
 use super::ring::{EventRing, Record};
 use super::rotating_file::{RotatingFile, Rotation};
-use super::sinks::{HttpSink, HttpSinkConfig, NetworkSink, NetworkSinkConfig, SinkTarget};
+use super::sinks::{
+    wait_for_thread, HttpSink, HttpSinkConfig, NetworkSink, NetworkSinkConfig, SinkTarget,
+    STOP_SLACK,
+};
 
 /// How long the log thread sleeps when nobody wakes it: a bound on how late a record can be
 /// written if a wake-up is missed.
@@ -71,10 +79,31 @@ impl Remote {
         }
     }
 
-    fn close(self, grace: Duration) -> u64 {
+    fn begin_close(&self, deadline: Instant) {
         match self {
-            Remote::Syslog(sink) => sink.close(grace).unreported_loss,
-            Remote::Http(sink) => sink.close(grace).unreported_loss,
+            Remote::Syslog(sink) => sink.begin_close(deadline),
+            Remote::Http(sink) => sink.begin_close(deadline),
+        }
+    }
+
+    fn wait_until(&self, until: Instant) -> bool {
+        match self {
+            Remote::Syslog(sink) => sink.wait_until(until),
+            Remote::Http(sink) => sink.wait_until(until),
+        }
+    }
+
+    fn interrupt(&self) {
+        if let Remote::Syslog(sink) = self {
+            sink.interrupt();
+        }
+    }
+
+    /// Joins the thread, or abandons it counting what it held; returns what is unreported.
+    fn end(self) -> u64 {
+        match self {
+            Remote::Syslog(sink) => sink.end().unreported_loss,
+            Remote::Http(sink) => sink.end().unreported_loss,
         }
     }
 }
@@ -124,6 +153,9 @@ pub struct Outbox {
     notify: Box<dyn Fn() + Send + Sync>,
     unreported: Mutex<LogLoss>,
     lost: AtomicU64,
+    /// Records the outputs lost (write failures, network outputs that could not deliver),
+    /// loss reports included.
+    output_lost: AtomicU64,
 }
 
 impl Outbox {
@@ -136,6 +168,7 @@ impl Outbox {
             notify,
             unreported: Mutex::new(LogLoss::default()),
             lost: AtomicU64::new(0),
+            output_lost: AtomicU64::new(0),
         }
     }
 
@@ -151,6 +184,13 @@ impl Outbox {
     /// Lines lost because JavaScript did not take them in time.
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Records the outputs lost so far: writes that failed (disk full, reader gone) and what
+    /// network outputs could not deliver, `kcp:log_loss` records included. Each is reported by
+    /// a `kcp:log_loss` naming the output, on the other outputs.
+    pub fn output_lost(&self) -> u64 {
+        self.output_lost.load(Ordering::Relaxed)
     }
 
     /// Takes every waiting line.
@@ -207,7 +247,24 @@ struct Destination {
     network: Option<Remote>,
     /// This output's lines of the current batch.
     lines: String,
-    write_errors: u64,
+    /// Where each record of `lines` ends.
+    ends: Vec<usize>,
+    /// Records this output lost that no `kcp:log_loss` has counted yet.
+    unreported: u64,
+    /// A write to the stream stopped inside a record: the next write ends that line first.
+    torn: bool,
+    /// Whether a write failure of this output was said on stderr (once per output).
+    said: bool,
+}
+
+/// What the log thread shares with its owner for stopping (the counter of what the outputs
+/// lost lives in the [`Outbox`], which the runtime keeps after the thread is gone).
+#[derive(Default)]
+struct Control {
+    /// When stopping must be over: network outputs deliver until then.
+    deadline: Mutex<Option<Instant>>,
+    /// Past the deadline: a stalled stream write gives up (its records counted as lost).
+    abandon: AtomicBool,
 }
 
 impl Destination {
@@ -233,7 +290,10 @@ impl Destination {
             file,
             network,
             lines: String::new(),
-            write_errors: 0,
+            ends: Vec::new(),
+            unreported: 0,
+            torn: false,
+            said: false,
         })
     }
 
@@ -256,70 +316,133 @@ impl Destination {
         }
     }
 
-    /// Records this output lost since the last call (a network sink's full queue or spool).
-    fn take_loss(&self) -> u64 {
-        self.network
+    fn lose(&mut self, n: u64, lost: &AtomicU64) {
+        self.unreported += n;
+        lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Moves what a network sink lost (its full queue or spool, ...) into `unreported`.
+    fn collect_loss(&mut self, lost: &AtomicU64) {
+        let n = self
+            .network
             .as_ref()
-            .map_or(0, Remote::take_unreported_loss)
+            .map_or(0, Remote::take_unreported_loss);
+        self.lose(n, lost);
     }
 
-    /// Stops a network sink: what it cannot deliver in `grace` goes to its spool.
-    fn close(&mut self, grace: Duration) -> u64 {
-        self.network.take().map_or(0, |sink| sink.close(grace))
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+    /// Writes this output's lines of the batch. A failed write loses the records not written
+    /// whole: they are counted (reported by the next `kcp:log_loss`), the first failure is said
+    /// on stderr, and no torn line stays in a file.
+    fn write(&mut self, control: &Control, lost: &AtomicU64) {
+        if self.lines.is_empty() {
             return;
         }
         if let Some(sink) = &self.network {
-            // One record per line: framing is the sink's.
-            for line in bytes.split_inclusive(|b| *b == b'\n') {
+            // One record per line: framing is the sink's; what it drops, it counts.
+            for line in self.lines.as_bytes().split_inclusive(|b| *b == b'\n') {
                 sink.send(line);
             }
             return;
         }
+        let bytes = self.lines.as_bytes();
         let result = match (&self.output.destination, self.file.as_mut()) {
-            (LogDestination::Stdout, _) => write_blocking(&mut io::stdout().lock(), bytes),
-            (LogDestination::Stderr, _) => write_blocking(&mut io::stderr().lock(), bytes),
-            (LogDestination::File { .. }, Some(file)) => file.write_records(bytes),
+            (LogDestination::Stdout, _) => {
+                write_stream(&mut io::stdout().lock(), bytes, &mut self.torn, control)
+            }
+            (LogDestination::Stderr, _) => {
+                write_stream(&mut io::stderr().lock(), bytes, &mut self.torn, control)
+            }
+            (LogDestination::File { .. }, Some(file)) => {
+                file.write_records(bytes).map_err(|f| (f.written, f.error))
+            }
+            // A network output already closed (the final reports): not sent, not lost.
             _ => Ok(()),
         };
-        if result.is_err() {
-            self.write_errors += 1;
+        let Err((written, error)) = result else {
+            return;
+        };
+        let whole = self.ends.iter().take_while(|&&end| end <= written).count();
+        self.lose((self.ends.len() - whole) as u64, lost);
+        if !self.said {
+            self.said = true;
+            let name = self.name();
+            // Said once; the counts go on in the `kcp:log_loss` records and the stats.
+            let _ = writeln!(
+                io::stderr(),
+                "kcpwatch: log output {name} failed: {error}; records it cannot write are \
+                 counted as lost and reported as kcp:log_loss to the other outputs"
+            );
         }
     }
 }
 
-/// How long a network output may take to deliver what it holds when the listener stops (the
-/// stop is synchronous for JavaScript; what is not delivered by then is spooled or counted).
-const NETWORK_CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// How long closing gives the network outputs to deliver what they hold (then they spool, or
+/// count, the rest). `LogThread::finish` returns within this plus [`STOP_SLACK`] and
+/// [`FINISH_SLACK`]: a thread still running then is abandoned, what it held counted as lost.
+const NETWORK_CLOSE_GRACE: Duration = Duration::from_millis(400);
+
+/// What the log thread gets after the network outputs' deadline to write the final reports
+/// and end, before `finish` stops waiting for it.
+const FINISH_SLACK: Duration = Duration::from_millis(100);
+
+/// The least time between two passes of output loss reports.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When output losses are turned into `kcp:log_loss` records.
+#[derive(Default)]
+struct ReportGate {
+    /// When the last reports were made.
+    last: Option<Instant>,
+    /// Records from the ring written since then.
+    written_since: u64,
+}
 
 /// Turns what outputs lost into `kcp:log_loss` records written to every output (and to
-/// JavaScript); with `closing`, closes the network outputs first.
+/// JavaScript); with `closing`, first stops the network outputs by that deadline.
+///
+/// A report is itself sent to every output, and can be lost there like any record: its loss
+/// is counted into the next report about that output, never into a report of its own. Reports
+/// are made at most once per [`REPORT_INTERVAL`], and only when at least as many records came
+/// from the ring since the last ones as there are reports to make: so reports never outnumber
+/// the records, and an output that stays down does not make reports about reports forever.
+/// When closing, everything left is reported.
 fn report_output_losses(
     outputs: &mut [Destination],
     writer: &mut CanonicalWriter,
     ring: &EventRing,
     outbox: &Outbox,
-    closing: Option<Duration>,
+    gate: &mut ReportGate,
+    control: &Control,
+    closing: Option<Instant>,
 ) {
-    let mut reports = Vec::new();
+    if let Some(deadline) = closing {
+        close_network_outputs(outputs, deadline, &outbox.output_lost);
+    }
     for output in outputs.iter_mut() {
-        let lost = output.take_loss() + closing.map_or(0, |grace| output.close(grace));
-        if lost > 0 {
-            let now = unix_micros();
-            let loss = kcpwatch_proto::events::LogLoss {
-                lost_output: lost,
-                output: CappedText::format(output.name()),
-                since_us: now,
-                ..Default::default()
-            };
-            reports.push(ring.loss_record(now, loss));
+        output.collect_loss(&outbox.output_lost);
+    }
+    let losing = outputs.iter().filter(|o| o.unreported > 0).count() as u64;
+    if losing == 0 {
+        return;
+    }
+    if closing.is_none() {
+        let recent = gate.last.is_some_and(|t| t.elapsed() < REPORT_INTERVAL);
+        if recent || gate.written_since < losing {
+            return;
         }
     }
-    if reports.is_empty() {
-        return;
+    gate.last = Some(Instant::now());
+    gate.written_since = 0;
+    let mut reports = Vec::new();
+    for output in outputs.iter_mut().filter(|o| o.unreported > 0) {
+        let now = unix_micros();
+        let loss = kcpwatch_proto::events::LogLoss {
+            lost_output: std::mem::take(&mut output.unreported),
+            output: CappedText::format(output.name()),
+            since_us: now,
+            ..Default::default()
+        };
+        reports.push(ring.loss_record(now, loss));
     }
     let mut text = String::new();
     let mut ends = Vec::new();
@@ -327,21 +450,62 @@ fn report_output_losses(
         writer.write(record, &mut text);
         ends.push(text.len());
     }
-    write_outputs(outputs, &reports, &text, &ends);
+    write_outputs(
+        outputs,
+        &reports,
+        &text,
+        &ends,
+        control,
+        &outbox.output_lost,
+    );
     if outbox.enabled() {
         outbox.offer(text.as_bytes(), &reports, writer, ring);
+    }
+}
+
+/// Stops every network output at once, by `deadline`: a write or handshake still blocked then
+/// is cut, and a sink thread still running [`STOP_SLACK`] later is abandoned with what it held
+/// counted as lost. Their last losses go into `unreported`.
+fn close_network_outputs(outputs: &mut [Destination], deadline: Instant, lost: &AtomicU64) {
+    let remotes = || outputs.iter().filter_map(|o| o.network.as_ref());
+    for remote in remotes() {
+        remote.begin_close(deadline);
+    }
+    let mut all = true;
+    for remote in remotes() {
+        all &= remote.wait_until(deadline);
+    }
+    if !all {
+        for remote in remotes() {
+            remote.interrupt();
+        }
+        for remote in remotes() {
+            remote.wait_until(deadline + STOP_SLACK);
+        }
+    }
+    for output in outputs.iter_mut() {
+        let n = output.network.take().map_or(0, Remote::end);
+        output.lose(n, lost);
     }
 }
 
 /// Writes one batch to every output, each in its format and from its level up. A record is
 /// formatted once as canonical JSON; the other formats are functions of that record, parsed
 /// once per record only when some output needs them.
-fn write_outputs(outputs: &mut [Destination], records: &[Record], text: &str, ends: &[usize]) {
+fn write_outputs(
+    outputs: &mut [Destination],
+    records: &[Record],
+    text: &str,
+    ends: &[usize],
+    control: &Control,
+    lost: &AtomicU64,
+) {
     let needs_fields = outputs
         .iter()
         .any(|o| o.output.format != Format::Json && !o.output.destination.is_none());
     for output in outputs.iter_mut() {
         output.lines.clear();
+        output.ends.clear();
     }
     let mut start = 0;
     for (record, &end) in records.iter().zip(ends) {
@@ -362,40 +526,70 @@ fn write_outputs(outputs: &mut [Destination], records: &[Record], text: &str, en
                 // is better than losing the record.
                 (_, None) => output.lines.push_str(line),
             }
+            output.ends.push(output.lines.len());
         }
     }
     for output in outputs.iter_mut() {
-        let lines = std::mem::take(&mut output.lines);
-        output.write(lines.as_bytes());
-        output.lines = lines;
+        output.write(control, lost);
         if output.lines.capacity() > 1 << 20 {
             output.lines.shrink_to(64 * 1024);
         }
     }
 }
 
-/// Writes everything, waiting when the descriptor is non-blocking and full: Node puts pipes
-/// in non-blocking mode, and a reader that is slow must slow this thread, not lose lines.
-fn write_blocking(out: &mut impl Write, mut bytes: &[u8]) -> io::Result<()> {
+/// Writes everything to a stream, waiting when the descriptor is non-blocking and full: Node
+/// puts pipes in non-blocking mode, and a reader that is slow must slow this thread, not lose
+/// lines. On failure (the reader is gone, or the thread is stopping and the reader still does
+/// not read) returns how many bytes were written; `torn` says whether that ends inside a line.
+fn write_stream(
+    out: &mut impl Write,
+    bytes: &[u8],
+    torn: &mut bool,
+    control: &Control,
+) -> Result<(), (usize, io::Error)> {
+    if *torn {
+        write_all(out, b"\n", control).map_err(|(_, e)| (0, e))?;
+        *torn = false;
+    }
+    let result = write_all(out, bytes, control);
+    if let Err((written, _)) = &result {
+        *torn = *written > 0 && bytes[*written - 1] != b'\n';
+    }
+    result
+}
+
+fn write_all(
+    out: &mut impl Write,
+    mut bytes: &[u8],
+    control: &Control,
+) -> Result<(), (usize, io::Error)> {
+    let mut written = 0;
     let mut waits = 0u32;
     while !bytes.is_empty() {
         match out.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 bytes = &bytes[n..];
+                written += n;
                 waits = 0;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if control.abandon.load(Ordering::Acquire) {
+                    return Err((
+                        written,
+                        io::Error::new(io::ErrorKind::TimedOut, "the reader stalled past close"),
+                    ));
+                }
                 // Back off up to 10 ms; a reader that never reads stalls only this thread,
                 // and the ring in front of it counts what the I/O thread could not queue.
                 waits = (waits + 1).min(10);
                 std::thread::sleep(Duration::from_millis(u64::from(waits)));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err((written, e)),
         }
     }
-    out.flush()
+    out.flush().map_err(|e| (written, e))
 }
 
 /// The running log thread.
@@ -404,6 +598,7 @@ pub struct LogThread {
     thread: Option<JoinHandle<()>>,
     handle: Thread,
     paused: Arc<AtomicBool>,
+    control: Arc<Control>,
 }
 
 impl LogThread {
@@ -421,11 +616,15 @@ impl LogThread {
             .collect::<io::Result<Vec<_>>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
-        let (thread_stop, thread_paused) = (stop.clone(), paused.clone());
+        let control = Arc::new(Control::default());
+        let (thread_stop, thread_paused, control_) =
+            (stop.clone(), paused.clone(), control.clone());
         let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let control = control_;
             let mut batch = Vec::with_capacity(256);
             let mut text = String::with_capacity(64 * 1024);
             let mut ends = Vec::with_capacity(256);
+            let mut gate = ReportGate::default();
             loop {
                 let stopping = thread_stop.load(Ordering::Acquire);
                 if thread_paused.load(Ordering::Acquire) && !stopping {
@@ -437,20 +636,36 @@ impl LogThread {
                     if let Some(record) = ring.final_loss(unix_micros()) {
                         batch.push(record);
                     } else {
-                        // Network outputs get a last chance to deliver; what they cannot is
-                        // spooled, and what they could not even spool is reported to the rest.
+                        // Network outputs get a last chance to deliver, until the deadline
+                        // `finish` set; what they cannot is spooled, and what they could not
+                        // even spool is reported to the rest.
+                        let deadline = control
+                            .deadline
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .unwrap_or_else(Instant::now);
                         report_output_losses(
                             &mut outputs,
                             &mut writer,
                             &ring,
                             &outbox,
-                            Some(NETWORK_CLOSE_GRACE),
+                            &mut gate,
+                            &control,
+                            Some(deadline),
                         );
                         return;
                     }
                 }
                 if batch.is_empty() {
-                    report_output_losses(&mut outputs, &mut writer, &ring, &outbox, None);
+                    report_output_losses(
+                        &mut outputs,
+                        &mut writer,
+                        &ring,
+                        &outbox,
+                        &mut gate,
+                        &control,
+                        None,
+                    );
                     std::thread::park_timeout(IDLE_WAIT);
                     continue;
                 }
@@ -460,11 +675,28 @@ impl LogThread {
                     writer.write(record, &mut text);
                     ends.push(text.len());
                 }
-                write_outputs(&mut outputs, &batch, &text, &ends);
-                report_output_losses(&mut outputs, &mut writer, &ring, &outbox, None);
+                write_outputs(
+                    &mut outputs,
+                    &batch,
+                    &text,
+                    &ends,
+                    &control,
+                    &outbox.output_lost,
+                );
+                gate.written_since += batch.len() as u64;
+                // JavaScript gets the batch before the reports about it, as the outputs do.
                 if outbox.enabled() {
                     outbox.offer(text.as_bytes(), &batch, &mut writer, &ring);
                 }
+                report_output_losses(
+                    &mut outputs,
+                    &mut writer,
+                    &ring,
+                    &outbox,
+                    &mut gate,
+                    &control,
+                    None,
+                );
                 batch.clear();
                 if text.capacity() > 1 << 20 {
                     text.shrink_to(64 * 1024);
@@ -477,6 +709,7 @@ impl LogThread {
             thread: Some(thread),
             handle,
             paused,
+            control,
         })
     }
 
@@ -491,12 +724,31 @@ impl LogThread {
         self.handle.unpark();
     }
 
-    /// Writes what is left, reports any final loss and joins the thread. Call after the
-    /// producer has stopped.
+    /// Writes what is left, stops the network outputs, reports any final loss and joins the
+    /// thread. Call after the producer has stopped.
+    ///
+    /// Never waits on a receiver: it returns within [`NETWORK_CLOSE_GRACE`] +
+    /// [`STOP_SLACK`] + [`FINISH_SLACK`] (0.6 s). Network outputs deliver until the grace
+    /// period ends, then spool or count the rest; a write or handshake still blocked is cut. A
+    /// stream output whose reader does not read gives up then too, counting what it could not
+    /// write. Should the thread still run after that, it is left to end on its own.
     pub fn finish(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + NETWORK_CLOSE_GRACE;
+        *self
+            .control
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(deadline);
         self.stop.store(true, Ordering::Release);
         self.handle.unpark();
-        if let Some(thread) = self.thread.take() {
+        if !wait_for_thread(Some(&thread), deadline) {
+            self.control.abandon.store(true, Ordering::Release);
+            wait_for_thread(Some(&thread), deadline + STOP_SLACK + FINISH_SLACK);
+        }
+        if thread.is_finished() {
             let _ = thread.join();
         }
     }
@@ -526,6 +778,21 @@ pub fn write_one(
         .iter()
         .filter_map(|o| Destination::open(o.clone()).ok())
         .collect();
-    write_outputs(&mut destinations, &[record], &text, &[text.len()]);
+    let control = Control::default();
+    let lost = AtomicU64::new(0);
+    write_outputs(
+        &mut destinations,
+        &[record],
+        &text,
+        &[text.len()],
+        &control,
+        &lost,
+    );
+    // A network output gets the usual grace to deliver this one record.
+    close_network_outputs(
+        &mut destinations,
+        Instant::now() + NETWORK_CLOSE_GRACE,
+        &lost,
+    );
     text
 }

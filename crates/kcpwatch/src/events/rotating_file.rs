@@ -1,6 +1,7 @@
 //! A log file that rotates by size and by age, keeping the last N files: `events.ndjson` is
 //! the one being written, `events.ndjson.1` the one before, and so on. Rotation happens between
-//! records, never inside one, so every file holds whole lines.
+//! records, never inside one, so every file holds whole lines, and a failed write is cut back to
+//! the last whole record.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -26,6 +27,8 @@ pub struct RotatingFile {
     file: File,
     size: u64,
     opened: SystemTime,
+    /// A fragment of a record could not be removed after a failed write.
+    torn: bool,
 }
 
 fn open(path: &Path) -> io::Result<(File, u64)> {
@@ -49,6 +52,7 @@ impl RotatingFile {
             file,
             size,
             opened,
+            torn: false,
         })
     }
 
@@ -64,17 +68,20 @@ impl RotatingFile {
         PathBuf::from(name)
     }
 
-    fn due(&self, incoming: u64) -> bool {
+    /// Whether to rotate before writing `incoming` bytes after `pending` bytes not written yet
+    /// (which will be, to the current file): never with nothing to rotate away.
+    fn due(&self, pending: u64, incoming: u64) -> bool {
+        let content = self.size + pending;
         let by_size = self.rotation.max_bytes > 0
-            && self.size > 0
-            && self.size + incoming > self.rotation.max_bytes;
+            && content > 0
+            && content + incoming > self.rotation.max_bytes;
         let by_age = self.rotation.max_age.is_some_and(|age| {
             self.opened
                 .elapsed()
                 .map(|elapsed| elapsed >= age)
                 .unwrap_or(false)
         });
-        by_size || (by_age && self.size > 0)
+        by_size || (by_age && content > 0)
     }
 
     /// Moves `path` to `path.1` (and older ones up), dropping what exceeds `keep`, and starts
@@ -100,15 +107,89 @@ impl RotatingFile {
         Ok(())
     }
 
-    /// Appends whole records (`bytes` ends at a record boundary), rotating first when due.
-    pub fn write_records(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.due(bytes.len() as u64) {
-            self.rotate()?;
+    /// Appends whole records (`bytes` ends at a record boundary, each record ends with a line
+    /// feed), rotating before any record that would take the file past `max_bytes`: a batch is
+    /// split between files, and a record larger than the limit gets a file of its own.
+    ///
+    /// On a failed write (disk full, file too large, I/O error) the file is cut back to its
+    /// last whole record, so that a torn line never stays in it; [`WriteFailure::written`] says
+    /// how many bytes of `bytes` (whole records) are in the files.
+    pub fn write_records(&mut self, bytes: &[u8]) -> Result<(), WriteFailure> {
+        let mut done = 0;
+        let mut chunk = 0..0;
+        for record in bytes.split_inclusive(|b| *b == b'\n') {
+            let pending = (chunk.end - chunk.start) as u64;
+            if self.due(pending, record.len() as u64) {
+                if pending > 0 {
+                    self.write_whole(&bytes[chunk.clone()], done)?;
+                    done = chunk.end;
+                    chunk = done..done;
+                }
+                self.rotate().map_err(|error| WriteFailure {
+                    written: done,
+                    error,
+                })?;
+            }
+            chunk.end += record.len();
         }
-        self.file.write_all(bytes)?;
-        self.size += bytes.len() as u64;
+        if chunk.end > chunk.start {
+            self.write_whole(&bytes[chunk], done)?;
+        }
         Ok(())
     }
+
+    /// Writes `chunk` (whole records); `before` is how much of the caller's bytes was written
+    /// already, for the error.
+    fn write_whole(&mut self, chunk: &[u8], before: usize) -> Result<(), WriteFailure> {
+        if self.torn {
+            // An earlier fragment could not be cut off: end it, so that it stays one bad line
+            // and the records after it parse.
+            self.file.write_all(b"\n").map_err(|error| WriteFailure {
+                written: before,
+                error,
+            })?;
+            self.size += 1;
+            self.torn = false;
+        }
+        let mut at = 0;
+        while at < chunk.len() {
+            match self.file.write(&chunk[at..]) {
+                Ok(0) => return Err(self.cut(chunk, at, before, io::ErrorKind::WriteZero.into())),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.cut(chunk, at, before, e)),
+            }
+        }
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// After `at` bytes of `chunk` were written and the rest failed: keeps the whole records
+    /// and removes the fragment of the next one.
+    fn cut(&mut self, chunk: &[u8], at: usize, before: usize, error: io::Error) -> WriteFailure {
+        let whole = chunk[..at]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        self.size += whole as u64;
+        if at > whole && self.file.set_len(self.size).is_err() {
+            self.torn = true;
+            self.size += (at - whole) as u64;
+        }
+        WriteFailure {
+            written: before + whole,
+            error,
+        }
+    }
+}
+
+/// A write of [`RotatingFile::write_records`] that did not complete.
+#[derive(Debug)]
+pub struct WriteFailure {
+    /// Bytes of the records given that are in the files: always whole records.
+    pub written: usize,
+    /// Why the rest is not.
+    pub error: io::Error,
 }
 
 #[cfg(test)]
@@ -153,6 +234,38 @@ mod tests {
         );
         assert!(!f.rotated_path(3).exists());
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_split_between_files_at_record_boundaries() {
+        let path = scratch("batch");
+        let mut f = RotatingFile::open(
+            path.clone(),
+            Rotation {
+                max_bytes: 25,
+                max_age: None,
+                keep: 10,
+            },
+        )
+        .unwrap();
+        let batch: String = (0..7).map(|i| format!("record {i:02}\n")).collect();
+        f.write_records(batch.as_bytes()).unwrap();
+        // One write of 70 bytes, still at most 25 bytes (two records) a file.
+        assert_eq!(fs::read_to_string(&path).unwrap(), "record 06\n");
+        for (n, want) in [(1, "record 04\nrecord 05\n"), (3, "record 00\nrecord 01\n")] {
+            assert_eq!(fs::read_to_string(f.rotated_path(n)).unwrap(), want);
+        }
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_failed_write_keeps_whole_records_only() {
+        // /dev/full takes nothing: the failure says no byte of the batch was written.
+        let mut f = RotatingFile::open(PathBuf::from("/dev/full"), Rotation::default()).unwrap();
+        let failure = f.write_records(b"one\ntwo\n").unwrap_err();
+        assert_eq!(failure.written, 0);
+        assert_eq!(failure.error.raw_os_error(), Some(28), "ENOSPC");
     }
 
     #[test]

@@ -75,6 +75,7 @@ use super::error::SinkError;
 use super::framing;
 use super::spool::Spool;
 use super::stats::{Loss, Shared, SinkReport, SinkStats};
+use super::STOP_SLACK;
 use worker::{Control, Finished, Worker};
 
 /// Default [`HttpSinkConfig::batch_records`].
@@ -350,21 +351,45 @@ impl HttpSink {
     }
 
     /// Stops: delivers what is queued within `grace`, spools the rest (if a spool is
-    /// configured; otherwise it is dropped and counted), and joins the thread. A request
-    /// started before the grace period ends is bounded by what is left of it.
-    pub fn close(mut self, grace: Duration) -> SinkReport {
-        let finished = self.stop(grace);
-        let stats = self.shared.snapshot(0);
+    /// configured; otherwise it is dropped and counted), and joins the thread. Returns within
+    /// `grace` plus [`STOP_SLACK`]: a request still waiting for its answer then is abandoned
+    /// with the thread, and what the thread held is counted as lost (the endpoint may still
+    /// get that request).
+    pub fn close(self, grace: Duration) -> SinkReport {
+        let deadline = Instant::now() + grace;
+        self.begin_close(deadline);
+        self.wait_until(deadline + STOP_SLACK);
+        self.end()
+    }
+
+    /// Asks the thread to stop: it delivers until `deadline`, then spools (or counts) the
+    /// rest. See [`NetworkSink::begin_close`](super::NetworkSink::begin_close).
+    pub fn begin_close(&self, deadline: Instant) {
+        let _ = self.ctl.send(Control::Stop(deadline));
+    }
+
+    /// Waits until the thread has ended or `until`; true when it has ended.
+    pub fn wait_until(&self, until: Instant) -> bool {
+        super::wait_for_thread(self.thread.as_ref(), until)
+    }
+
+    /// After [`HttpSink::begin_close`]: joins the thread if it has ended; otherwise abandons
+    /// it and counts what it held as lost, never waiting.
+    pub fn end(mut self) -> SinkReport {
+        let finished = self.join_or_abandon();
         SinkReport {
-            stats,
+            stats: self.shared.snapshot(0),
             spooled_on_close: finished.map_or(0, |f| f.spooled_on_close),
             unreported_loss: self.take_unreported_loss(),
         }
     }
 
-    fn stop(&mut self, grace: Duration) -> Option<Finished> {
+    fn join_or_abandon(&mut self) -> Option<Finished> {
         let thread = self.thread.take()?;
-        let _ = self.ctl.send(Control::Stop(Instant::now() + grace));
+        if !thread.is_finished() {
+            self.shared.abandon(self.tx.len());
+            return None;
+        }
         match thread.join() {
             Ok(finished) => Some(finished),
             Err(_) => {
@@ -395,9 +420,15 @@ impl HttpSink {
 
 impl Drop for HttpSink {
     /// A sink dropped without [`HttpSink::close`] closes with no grace: what is not delivered
-    /// yet is spooled (or counted as lost).
+    /// yet is spooled (or counted as lost), within [`STOP_SLACK`].
     fn drop(&mut self) {
-        self.stop(Duration::ZERO);
+        if self.thread.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        self.begin_close(now);
+        self.wait_until(now + STOP_SLACK);
+        self.join_or_abandon();
     }
 }
 

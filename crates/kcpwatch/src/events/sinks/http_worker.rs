@@ -242,6 +242,11 @@ impl Worker {
         let items = std::mem::take(&mut self.batch);
         self.since = None;
         self.backlog = false;
+        // What the thread holds during the request, should the handle have to abandon it.
+        self.shared.inflight.store(
+            (self.retry.len() + items.len() + usize::from(self.parked.is_some())) as u64,
+            Ordering::Relaxed,
+        );
         let (body, sent) = self.body(&items);
         let mut fates = vec![Fate::Lost; items.len()];
         let invalid = items.len() - sent.len();
@@ -513,6 +518,12 @@ impl Worker {
     }
 
     fn finish(mut self) -> Finished {
+        if self.shared.is_abandoned() {
+            // The handle stopped waiting and counted everything held here as lost.
+            return Finished {
+                spooled_on_close: 0,
+            };
+        }
         // A batch still being filled is older than the queue and newer than `retry`.
         let items = std::mem::take(&mut self.batch);
         let mut spool_to = None;

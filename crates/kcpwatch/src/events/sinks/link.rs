@@ -48,9 +48,12 @@ impl Link {
         tls: Option<&TlsSetup>,
         timeout: Duration,
         write_timeout: Duration,
+        on_socket: &dyn Fn(&TcpStream),
     ) -> io::Result<Self> {
         let deadline = Instant::now() + timeout;
         let sock = TcpStream::connect_timeout(&addr, timeout)?;
+        // Before the handshake, which can block on a receiver that never answers.
+        on_socket(&sock);
         // The sink batches frames itself; Nagle would only add latency to the last batch.
         sock.set_nodelay(true)?;
         sock.set_write_timeout(Some(write_timeout))?;

@@ -139,21 +139,57 @@ impl NetworkSink {
     }
 
     /// Stops: delivers what is queued within `grace`, spools the rest to disk (if a spool is
-    /// configured; otherwise it is dropped and counted), and joins the thread. A write already
-    /// blocked when the grace period ends may hold the close up to `write_timeout`.
-    pub fn close(mut self, grace: Duration) -> SinkReport {
-        let finished = self.stop(grace);
-        let stats = self.shared.snapshot(0);
+    /// configured; otherwise it is dropped and counted), and joins the thread. Returns within
+    /// `grace` plus [`STOP_SLACK`]: at `grace` a write or TLS handshake still blocked is cut
+    /// (the connection is shut down), and a thread that has still not ended
+    /// [`STOP_SLACK`] later is abandoned, with what it held counted as lost.
+    pub fn close(self, grace: Duration) -> SinkReport {
+        let deadline = Instant::now() + grace;
+        self.begin_close(deadline);
+        if !self.wait_until(deadline) {
+            self.interrupt();
+            self.wait_until(deadline + STOP_SLACK);
+        }
+        self.end()
+    }
+
+    /// Asks the thread to stop: it delivers until `deadline`, then spools (or counts) the
+    /// rest. Several sinks can be stopped at once this way, then waited for with
+    /// [`NetworkSink::wait_until`] and ended with [`NetworkSink::end`].
+    pub fn begin_close(&self, deadline: Instant) {
+        let _ = self.ctl.send(Control::Stop(deadline));
+    }
+
+    /// Waits until the thread has ended or `until`; true when it has ended.
+    pub fn wait_until(&self, until: Instant) -> bool {
+        wait_for_thread(self.thread.as_ref(), until)
+    }
+
+    /// Shuts the live connection down: a write or TLS handshake blocked on a receiver that
+    /// does not read or answer returns at once (what it did not deliver is spooled or
+    /// counted).
+    pub fn interrupt(&self) {
+        self.shared.interrupt();
+    }
+
+    /// After [`NetworkSink::begin_close`]: joins the thread if it has ended; otherwise
+    /// abandons it (it is left to end on its own) and counts what it held as lost, never
+    /// waiting.
+    pub fn end(mut self) -> SinkReport {
+        let finished = self.join_or_abandon();
         SinkReport {
-            stats,
+            stats: self.shared.snapshot(0),
             spooled_on_close: finished.map_or(0, |f| f.spooled_on_close),
             unreported_loss: self.take_unreported_loss(),
         }
     }
 
-    fn stop(&mut self, grace: Duration) -> Option<Finished> {
+    fn join_or_abandon(&mut self) -> Option<Finished> {
         let thread = self.thread.take()?;
-        let _ = self.ctl.send(Control::Stop(Instant::now() + grace));
+        if !thread.is_finished() {
+            self.shared.abandon(self.tx.len());
+            return None;
+        }
         match thread.join() {
             Ok(finished) => Some(finished),
             Err(_) => {
@@ -177,10 +213,39 @@ impl NetworkSink {
 
 impl Drop for NetworkSink {
     /// A sink dropped without [`NetworkSink::close`] closes with no grace: what is not
-    /// delivered yet is spooled (or counted as lost).
+    /// delivered yet is spooled (or counted as lost), within [`STOP_SLACK`].
     fn drop(&mut self) {
-        self.stop(Duration::ZERO);
+        if self.thread.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        self.begin_close(now);
+        if !self.wait_until(now + STOP_SLACK) {
+            self.interrupt();
+            self.wait_until(now + 2 * STOP_SLACK);
+        }
+        self.join_or_abandon();
     }
+}
+
+/// How long a sink thread gets, after its close deadline, to spool what it holds and end
+/// before it is abandoned (and what it held counted as lost).
+pub const STOP_SLACK: Duration = Duration::from_millis(100);
+
+/// Waits until `thread` (if any) has ended, or `until`; true when it has ended.
+#[doc(hidden)]
+pub fn wait_for_thread<T>(thread: Option<&JoinHandle<T>>, until: Instant) -> bool {
+    let Some(thread) = thread else {
+        return true;
+    };
+    // Bounded by `until`; a short poll, since only `close` waits here.
+    while !thread.is_finished() {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
 }
 
 impl std::fmt::Debug for NetworkSink {

@@ -75,6 +75,12 @@ pub(crate) struct Shared {
     pub(crate) connected: AtomicBool,
     pub(crate) unreported: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The live connection's socket (a second handle to it), so that closing can cut a write
+    /// or a handshake that blocks past the deadline.
+    pub(crate) socket: Mutex<Option<std::net::TcpStream>>,
+    /// The handle gave up waiting for the thread and counted what it held as lost: the thread
+    /// must neither count nor spool it again.
+    pub(crate) abandoned: AtomicBool,
 }
 
 /// Which loss counter a drop goes to.
@@ -107,6 +113,35 @@ impl Shared {
         };
         counter.fetch_add(n, Ordering::Relaxed);
         self.unreported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Shuts the live connection down, if any: a blocked write or read on it returns at once.
+    pub(crate) fn interrupt(&self) {
+        let socket = self.socket.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(socket) = socket {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Keeps a second handle to the connection's socket for [`Shared::interrupt`].
+    pub(crate) fn set_socket(&self, socket: Option<std::net::TcpStream>) {
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = socket;
+    }
+
+    /// Gives up on a thread that did not stop in time: what it holds (the queue and its own
+    /// records) is counted as lost now, since nothing will report it later.
+    pub(crate) fn abandon(&self, queued: usize) {
+        if self.abandoned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let held = queued as u64 + self.inflight.swap(0, Ordering::Relaxed);
+        self.lose(Loss::OnClose, held);
+        self.connected.store(false, Ordering::Relaxed);
+        self.set_error("the sink thread did not stop in time and was abandoned".to_owned());
+    }
+
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_error(&self, text: String) {

@@ -212,7 +212,9 @@ impl Worker {
             timeout = timeout.min(left);
             write_timeout = write_timeout.min(left);
         }
-        match Link::connect(addr, self.tls.as_ref(), timeout, write_timeout) {
+        let shared = Arc::clone(&self.shared);
+        let on_socket = move |sock: &std::net::TcpStream| shared.set_socket(sock.try_clone().ok());
+        match Link::connect(addr, self.tls.as_ref(), timeout, write_timeout, &on_socket) {
             Ok(link) => {
                 self.link = Some(link);
                 if self.connected_once {
@@ -222,6 +224,7 @@ impl Worker {
                 self.shared.connected.store(true, Ordering::Relaxed);
             }
             Err(e) => {
+                self.shared.set_socket(None);
                 self.shared.set_error(format!("connect to {addr}: {e}"));
                 self.next_attempt = Instant::now() + self.backoff.next_delay();
             }
@@ -344,6 +347,7 @@ impl Worker {
     fn drop_link(&mut self, error: String) {
         self.settle();
         self.link = None;
+        self.shared.set_socket(None);
         self.shared.connected.store(false, Ordering::Relaxed);
         self.shared.set_error(error);
         self.requeue_unacked();
@@ -413,11 +417,20 @@ impl Worker {
     }
 
     fn finish(mut self) -> Finished {
+        self.shared.set_socket(None);
+        if self.shared.is_abandoned() {
+            // The handle stopped waiting and counted everything held here as lost.
+            return Finished {
+                spooled_on_close: 0,
+            };
+        }
         // Whatever was not acknowledged within the grace period is treated like a failed
         // connection's: retried later, from the spool.
         if self.link.is_some() {
             self.settle();
             if let Some(link) = self.link.as_mut() {
+                // The deadline has passed: the close_notify and FIN go only if there is room.
+                let _ = link.set_write_timeout(Duration::ZERO);
                 link.shutdown();
             }
             self.link = None;
@@ -534,7 +547,9 @@ impl Worker {
         }
         self.shared.connected.store(false, Ordering::Relaxed);
         let left = self.rx.try_iter().count() as u64;
-        self.shared.lose(Loss::OnClose, left);
+        if !self.shared.is_abandoned() {
+            self.shared.lose(Loss::OnClose, left);
+        }
         self.publish();
         Finished {
             spooled_on_close: 0,
