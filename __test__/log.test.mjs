@@ -292,9 +292,11 @@ test.serial('shutdown: close() ends live connections, listener_started is first 
   const [[conn]] = await Promise.all([accepted, next(c, 'message')]);
   // close() delivers every remaining record before it resolves: no wait needed.
   await server.close();
+  // A graceful close: the connection lingers (closing) until its queue is acknowledged.
   t.deepEqual(flow(log, conn.id), [
     ...opened,
-    'connection_state_updated:established>closed',
+    'connection_state_updated:established>closing',
+    'connection_state_updated:closing>closed',
     'connection_closed:shutdown',
   ]);
   t.like(log.records.find(isClosed(conn.id)), { reason: 'shutdown', initiator: 'local' });
@@ -480,7 +482,8 @@ test.serial('packet_dropped: every trigger reachable on loopback, with its rule 
     'packet_dropped:bad_cmd',
     'packet_dropped:bad_length',
     'packet_dropped:guard_violation',
-    'connection_state_updated:established>closed',
+    'connection_state_updated:established>closing',
+    'connection_state_updated:closing>closed',
     'connection_closed:shutdown',
   ]);
   const closed = log.records.find(isClosed(conn.id));
@@ -548,8 +551,9 @@ test.serial('protocol violations: refused sends are logged with the connection a
   t.false('limit' in empty, 'no limit applies to an empty message');
   assertInbound(t, empty, identity);
 
-  t.true(conn.send(Buffer.alloc(1000, 1)));
-  t.true(conn.send(Buffer.alloc(1000, 2)));
+  // The default highWaterMark is half of maxSendQueueBytes: each send is accepted, and says to wait.
+  t.false(conn.send(Buffer.alloc(1000, 1)));
+  t.false(conn.send(Buffer.alloc(1000, 2)));
   t.throws(() => conn.send(Buffer.alloc(1000, 3)), { instanceOf: kcpwatch.KcpQueueFullError });
   const full = await violation('send_queue_full');
   t.like(full, { error_code: 'KCP_ERR_QUEUE_FULL', size: 1000, limit: 2000 });
@@ -577,7 +581,8 @@ test.serial('protocol violations: refused sends are logged with the connection a
     'connection_state_updated:established>closing',
     'protocol_violation:message_on_closed_connection',
     'connection_state_updated:closing>closed',
-    'connection_closed:shutdown',
+    // The application closed it before the server shut down: its own close is the reason.
+    'connection_closed:local_closed',
   ]);
   checkStream(t, log);
 });

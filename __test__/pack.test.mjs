@@ -142,12 +142,18 @@ test.serial('the shipped docs and types name only files the package contains, or
   const problems = [];
   const pathLike = /(?:`|\]\()((?:\.\.\/)*(?:src|bench|crates|interop|scripts|__test__|examples|\.ci|rules|schema|docs|npm|dist)\/[^`)\s#]*)/g;
   for (const file of main.files.filter((f) => f.endsWith('.md') || f.endsWith('.d.ts'))) {
+    // A paragraph, list item or table (lines up to a blank line, or a comment block) may name a
+    // file of the repository that the package leaves out, when it says that is where it is.
     const lines = readFileSync(join(root, file), 'utf8').split('\n');
+    let blockStart = 0;
     lines.forEach((line, i) => {
+      if (line.trim() === '' || /^\s*(\/\*\*|[-*] )/.test(line)) blockStart = i;
       for (const [, ref] of line.matchAll(pathLike)) {
         const target = ref.startsWith('../') ? normalize(join(dirname(file), ref)) : ref;
         if (contains(target.replace(/\/$/, ''))) continue;
-        if (/\brepository\b/i.test(line)) continue;
+        let blockEnd = i;
+        while (blockEnd + 1 < lines.length && lines[blockEnd + 1].trim() !== '' && !/^\s*([-*] |\/\*\*)/.test(lines[blockEnd + 1])) blockEnd++;
+        if (/\brepository\b/i.test(lines.slice(blockStart, blockEnd + 1).join(' '))) continue;
         problems.push(`${file}:${i + 1}: ${ref}`);
       }
     });
