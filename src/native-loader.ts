@@ -5,10 +5,13 @@
  * which package to install and which platforms have one.
  */
 
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
 import { KcpNativeBindingError } from './errors';
 
 interface Manifest {
-  napi?: { triples?: { additional?: string[] } };
+  napi?: { targets?: string[] };
 }
 
 /** `x86_64-unknown-linux-gnu` → `linux-x64-gnu`: the suffix of the platform package's name. */
@@ -30,6 +33,15 @@ function currentSuffix(): string {
   return `${platform}-${arch}`;
 }
 
+function resolvable(name: string): boolean {
+  try {
+    require.resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function loadNative(): unknown {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -37,10 +49,10 @@ export function loadNative(): unknown {
   } catch (err) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const manifest = require('../package.json') as Manifest;
-    const supported = (manifest.napi?.triples?.additional ?? []).map(platformSuffix);
+    const supported = (manifest.napi?.targets ?? []).map(platformSuffix);
     const suffix = currentSuffix();
     const pkg = `kcpwatch-${suffix}`;
-    const missing = (err as { code?: string } | null)?.code === 'MODULE_NOT_FOUND';
+    const missing = !existsSync(join(__dirname, '..', `kcpwatch.${suffix}.node`)) && !resolvable(pkg);
     const message = !missing
       ? `kcpwatch's native addon for ${suffix} did not load; reinstall ${pkg}, or report the error below with your platform.`
       : supported.includes(suffix)

@@ -11,15 +11,18 @@ use std::sync::{Arc, Mutex};
 
 use kcpwatch::Runtime;
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{
-    ErrorStrategy, ThreadSafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
-};
-use napi::{Env, JsFunction, JsUnknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Env;
 
 use crate::errors::to_js;
 use crate::options::{self, EndpointOptions, SessionOptions};
 
-type Notify = ThreadsafeFunction<(), ErrorStrategy::Fatal>;
+/// A JavaScript callback of no arguments, callable from the I/O thread. Not callee-handled: the
+/// callbacks only take records, and a throw there is a bug in the library.
+type Notify = ThreadsafeFunction<(), (), (), Status, false>;
+
+/// The JavaScript side of a [`Notify`].
+type Callback<'a> = Function<'a, (), ()>;
 
 /// The address an endpoint is bound to.
 #[napi(object)]
@@ -202,11 +205,12 @@ pub struct NativeEndpoint {
 /// A threadsafe function with no arguments, and the closure that calls it from a Rust thread
 /// for as long as it exists.
 fn notifier(
-    callback: &JsFunction,
+    callback: &Callback<'_>,
 ) -> Result<(Arc<Mutex<Option<Notify>>>, kcpwatch::runtime::Notify)> {
-    let tsfn: Notify = callback.create_threadsafe_function(0, |_: ThreadSafeCallContext<()>| {
-        Ok(Vec::<JsUnknown>::new())
-    })?;
+    let tsfn: Notify = callback
+        .build_threadsafe_function()
+        .callee_handled::<false>()
+        .build()?;
     let slot = Arc::new(Mutex::new(Some(tsfn)));
     let for_thread = slot.clone();
     let call = Box::new(move || {
@@ -219,11 +223,23 @@ fn notifier(
     Ok((slot, call))
 }
 
+/// Node's `napi_ref_threadsafe_function`/`napi_unref_threadsafe_function`: whether a pending
+/// notification keeps the event loop alive. napi-rs 3 deprecates its wrappers in favour of
+/// cloning for reference counting, which is another matter; `ref()`/`unref()` need Node's.
+#[allow(deprecated)]
+fn keep_alive(tsfn: &mut Notify, env: &Env, keep: bool) -> Result<()> {
+    if keep {
+        tsfn.refer(env)
+    } else {
+        tsfn.unref(env)
+    }
+}
+
 fn start(
-    mut env: Env,
+    env: Env,
     options: EndpointOptions,
-    on_records: JsFunction,
-    on_events: JsFunction,
+    on_records: Callback<'_>,
+    on_events: Callback<'_>,
     remote: Option<SocketAddr>,
 ) -> Result<NativeEndpoint> {
     let config = options::runtime_config(&options, remote.is_none())?;
@@ -233,7 +249,7 @@ fn start(
     // while the endpoint is open.
     if let Ok(mut guard) = notify_events.lock() {
         if let Some(tsfn) = guard.as_mut() {
-            tsfn.unref(&env)?;
+            keep_alive(tsfn, &env, false)?;
         }
     }
     let runtime = match remote {
@@ -268,8 +284,8 @@ impl NativeEndpoint {
     pub fn listen(
         env: Env,
         options: EndpointOptions,
-        on_records: JsFunction,
-        on_events: JsFunction,
+        on_records: Callback<'_>,
+        on_events: Callback<'_>,
     ) -> Result<Self> {
         start(env, options, on_records, on_events, None)
     }
@@ -281,8 +297,8 @@ impl NativeEndpoint {
         options: EndpointOptions,
         remote_address: String,
         remote_port: u32,
-        on_records: JsFunction,
-        on_events: JsFunction,
+        on_records: Callback<'_>,
+        on_events: Callback<'_>,
     ) -> Result<Self> {
         let remote = SocketAddr::new(options::ip(&remote_address)?, options::port(remote_port)?);
         start(env, options, on_records, on_events, Some(remote))
@@ -546,7 +562,7 @@ impl NativeEndpoint {
         if let Some(live) = &self.live {
             if let Ok(mut guard) = live.notify.lock() {
                 if let Some(tsfn) = guard.as_mut() {
-                    tsfn.unref(&env)?;
+                    keep_alive(tsfn, &env, false)?;
                 }
             }
         }
@@ -559,7 +575,7 @@ impl NativeEndpoint {
         if let Some(live) = &self.live {
             if let Ok(mut guard) = live.notify.lock() {
                 if let Some(tsfn) = guard.as_mut() {
-                    tsfn.refer(&env)?;
+                    keep_alive(tsfn, &env, true)?;
                 }
             }
         }
@@ -569,7 +585,7 @@ impl NativeEndpoint {
     /// Ends every connection with `shutdown`, stops and joins the I/O thread and closes the
     /// socket. The final records stay available to `takeRecords()`. Idempotent.
     #[napi]
-    pub fn close(&mut self, mut env: Env) -> Result<()> {
+    pub fn close(&mut self, env: Env) -> Result<()> {
         if let Some(mut live) = self.live.take() {
             live.runtime.shutdown();
             if let Some(hook) = live.cleanup.take() {
