@@ -1,4 +1,6 @@
 import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { requireKcpgo, runKcpgo } from './helpers/kcpgo.mjs';
 import { runProcess, startProcess } from './helpers/process.mjs';
@@ -275,11 +277,121 @@ test('demo: secure clients echo through the lossy relay while a wrong token and 
 test('bench --help runs the checkout\'s benchmark script and lists its scenarios', async (t) => {
   const { code, out } = await runProcess(t, process.execPath, [bin, 'bench', '--help'], { timeoutMs: 20_000 });
   t.is(code, 0);
-  t.regex(out, /usage: npm run bench -- \[--quick\] \[--only events,echo,latency,logging,scale,flood,cores,sinks\]/);
+  t.regex(out, /usage: npm run bench -- \[--quick\] \[--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast\]/);
 });
 
 test('bench with an unknown scenario fails before measuring anything', async (t) => {
   const { code, err } = await runProcess(t, process.execPath, [bin, 'bench', '--only', 'warp'], { timeoutMs: 20_000 });
   t.not(code, 0);
   t.regex(err, /unknown scenario warp; known: events, echo/);
+});
+
+const cli = (t, args, timeoutMs = 20_000) => runProcess(t, process.execPath, [bin, ...args], { timeoutMs });
+
+test('--help and -h work on every command, show the defaults, and --version/-v print the version', async (t) => {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  for (const flag of ['--version', '-v']) {
+    const r = await cli(t, [flag]);
+    t.is(r.code, 0, flag);
+    t.is(r.out, `${version}\n`, flag);
+  }
+  for (const flag of ['--help', '-h']) {
+    const top = await cli(t, [flag]);
+    t.is(top.code, 0);
+    t.regex(top.out, /usage: kcpwatch <command>/);
+    const serveHelp = await cli(t, ['serve', flag]);
+    t.is(serveHelp.code, 0, serveHelp.err);
+    t.regex(serveHelp.out, /--idle-timeout MS +close a connection .*\(default 30000\)/);
+    t.regex(serveHelp.out, /--log-level LEVEL .*\(default info\)/);
+    for (const f of ['--stream', '--rcv-wnd', '--snd-wnd', '--mtu']) t.true(serveHelp.out.includes(f), f);
+    const demoHelp = await cli(t, ['demo', flag]);
+    t.is(demoHelp.code, 0, demoHelp.err);
+    t.regex(demoHelp.out, /--loss P .*\(default 0\.1\)/);
+    const benchHelp = await cli(t, ['bench', flag]);
+    t.is(benchHelp.code, 0, benchHelp.err);
+    t.regex(benchHelp.out, /usage: npm run bench/);
+  }
+});
+
+test("the README's CLI synopsis lists every flag of every command", (t) => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('### CLI'), readme.indexOf('## How it is built'));
+  const { synopsis } = createRequire(import.meta.url)('../dist/cli.js');
+  const flags = [...synopsis().matchAll(/--[a-z-]+/g)].map((m) => m[0]);
+  t.true(flags.length > 20);
+  for (const flag of flags) t.true(section.includes(`[${flag}`), flag);
+});
+
+test('a bad flag value is refused naming the flag, not the API option behind it', async (t) => {
+  const cases = [
+    [['serve', '--log-level', 'verbose'], /--log-level must be one of .*got verbose/, /log\.level/],
+    [['serve', '--idle-timeout', '10s'], /--idle-timeout must be an integer/, /idleTimeout/],
+    [['serve', '--rcv-wnd', '0'], /--rcv-wnd must be an integer in 1\.\.65535/, /rcvWnd/],
+    [['serve', '--mtu', '30'], /--mtu must be an integer in 50\.\.65507/, /kcpwatch: mtu/],
+    [['serve', '--mode', 'tls'], /--mode must be one of secure, raw/, /^kcpwatch: mode/m],
+    [['serve', '--port', '4000x'], /--port must be an integer/, /^kcpwatch: port/m],
+    [['serve', '--log', 'stdout,level=loud'], /--log stdout,level=loud: level must be one of/, /log\.outputs/],
+    [['serve', '--bogus'], /Unknown option '--bogus' \(see kcpwatch serve --help\)/, /TypeError/],
+  ];
+  for (const [args, says, not] of cases) {
+    const r = await cli(t, args);
+    t.is(r.code, 1, args.join(' '));
+    t.regex(r.err, says, args.join(' '));
+    t.notRegex(r.err, not, args.join(' '));
+  }
+});
+
+test('demo --loss 2, --clients 0 and friends are refused at once with a clear error, never a hang', async (t) => {
+  for (const [args, says] of [
+    [['--loss', '2'], /--loss must be a probability in 0\.\.0\.5/],
+    [['--loss', '1'], /--loss must be a probability/],
+    [['--loss', 'lots'], /--loss must be a probability/],
+    [['--clients', '0'], /--clients must be an integer in 1\.\.100, got 0/],
+    [['--messages=-5'], /--messages must be an integer/],
+    [['--flood', '1.5'], /--flood must be an integer/],
+  ]) {
+    const started = Date.now();
+    const r = await cli(t, ['demo', ...args], 10_000);
+    t.is(r.code, 1, args.join(' '));
+    t.regex(r.err, says, args.join(' '));
+    t.true(Date.now() - started < 10_000);
+  }
+});
+
+test('a bind failure says its OS error once', async (t) => {
+  const holderServer = kcpwatch.createServer({ log: false });
+  t.teardown(() => holderServer.close());
+  const holder = await holderServer.listen(0, '127.0.0.1');
+  const s = serve(t, ['--port', String(holder.port), '--host', '127.0.0.1', '--log-format', 'none']);
+  const { code, stderr } = await s.stopped();
+  t.is(code, 1);
+  t.regex(stderr, /Address already in use/);
+  t.is(stderr.match(/\(os error \d+\)/g)?.length, 1, stderr);
+});
+
+test('serve --stream --rcv-wnd --snd-wnd --mtu: the engine runs with them (for interop tests) and echoes a 200 KB stream', async (t) => {
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--mode', 'raw', '--stream', '--rcv-wnd', '64', '--snd-wnd', '48', '--mtu', '576', '--stats-interval', '0']);
+  const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+  const started = await s.record((r) => r.name === 'kcp:listener_started');
+  t.like(started, { kcp_stream: true, kcp_rcv_wnd: 64, kcp_snd_wnd: 48, kcp_mtu: 576 });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), mode: 'raw', stream: true, rcvWnd: 64, sndWnd: 48, mtu: 576 });
+  t.teardown(() => client.close());
+  const sent = Buffer.alloc(200 * 1024);
+  for (let i = 0; i < sent.length; i++) sent[i] = (i * 31) & 0xff;
+  client.send(sent);
+  const chunks = [];
+  let got = 0;
+  for await (const chunk of client) {
+    chunks.push(Buffer.from(chunk));
+    got += chunk.length;
+    if (got >= sent.length) break;
+  }
+  t.true(Buffer.concat(chunks).equals(sent));
+  // Message mode with a small window: the echo server lowers its ceiling instead of refusing to start.
+  const m = serve(t, ['--port', '0', '--host', '127.0.0.1', '--mode', 'raw', '--rcv-wnd', '8', '--log-format', 'none']);
+  await m.line(/^listening /);
+  m.child.kill('SIGTERM');
+  t.is((await m.exited).code, 0);
+  s.child.kill('SIGTERM');
+  t.is((await s.exited).code, 0);
 });

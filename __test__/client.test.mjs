@@ -4,7 +4,6 @@ import { closedPort, echoServer, kcpwatch, message, next, require, runProcess, u
 
 test('connect() validates its options', (t) => {
   t.throws(() => kcpwatch.connect({ port: 0 }), { instanceOf: kcpwatch.KcpInvalidOptionError });
-  t.throws(() => kcpwatch.connect({ host: 'example.invalid', port: 1 }), { code: 'KCP_ERR_INVALID_OPTION' });
   t.throws(() => kcpwatch.connect({ host: '127.0.0.1', port: 1, conv: -1 }), { code: 'KCP_ERR_INVALID_OPTION' });
   t.throws(() => kcpwatch.connect({ host: '127.0.0.1', port: 1, mode: 'tls' }), { code: 'KCP_ERR_INVALID_OPTION' });
   t.throws(() => kcpwatch.connect({ host: '127.0.0.1', port: 1, handshakeTimeout: 0 }), { code: 'KCP_ERR_INVALID_OPTION' });

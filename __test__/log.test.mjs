@@ -1045,7 +1045,7 @@ test.serial("a pino logger as the sink: every record at its severity's pino leve
       done();
     },
   });
-  const logger = pino({ level: 'debug', base: { app: 'game' } }, stream);
+  const logger = pino({ level: 'debug', name: 'game-server', base: { app: 'game' } }, stream);
   const { server, address, log } = await loggedServer(t, { log: { pino: logger } }, echo);
   const c = client(t, address.port);
   c.send('to pino');
@@ -1057,12 +1057,13 @@ test.serial("a pino logger as the sink: every record at its severity's pino leve
   await log.waitFor((e) => e.name === 'kcp:listener_stopped');
   await new Promise((resolve) => setImmediate(resolve));
   t.is(lines.length, log.records.length);
-  const established = lines.find((l) => l.name === 'kcp:connection_established');
+  const established = lines.find((l) => l.event === 'kcp:connection_established');
   t.is(established.level, 30);
   t.is(established.app, 'game');
+  t.is(established.name, 'game-server', "the logger's name is kept: the record's goes under event");
   t.is(established.uid, log.records.find((e) => e.name === 'kcp:connection_established').uid);
   t.regex(established.msg, /^connection established /);
-  t.is(lines.find((l) => l.name === 'kcp:packet_dropped').level, 30, 'notice is pino info');
+  t.is(lines.find((l) => l.event === 'kcp:packet_dropped').level, 30, 'notice is pino info');
   t.deepEqual(
     lines.map((l) => l.seq),
     log.records.map((e) => e.seq),

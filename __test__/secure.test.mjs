@@ -2,6 +2,7 @@
 // handshake failures, the records, and the limits; the protocol core's own tests
 // (crates/kcpwatch-proto/tests/secure_mode.rs) cover every rule on a simulated network.
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { EventLog, closedPort, kcpwatch, message, next, udpSocket, until } from './helpers/util.mjs';
 
 const quiet = { destination: 'none', sampleBurst: 1000 };
@@ -18,7 +19,7 @@ async function secureServer(options = {}) {
 test('secure is the default: the client connects, gets the server-assigned conv and echoes', async (t) => {
   const { server, address, log } = await secureServer();
   t.is(server.mode, 'secure');
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   t.is(client.state, 'connecting');
   t.is(client.conv, 0);
   // Messages sent during the handshake leave once it completes.
@@ -58,7 +59,7 @@ test('authenticate sees the token and the validated peer; a refusal is a typed e
       return token.toString() === 'let-me-in';
     },
   });
-  const refused = kcpwatch.connect({ host: '127.0.0.1', port: address.port, token: 'wrong' });
+  const refused = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, token: 'wrong' });
   const error = await t.throwsAsync(refused.ready(), { instanceOf: kcpwatch.KcpAuthRejectedError, code: 'KCP_ERR_AUTH_REJECTED' });
   t.regex(error.message, /rejected the token/);
   t.is(refused.state, 'closed');
@@ -74,7 +75,7 @@ test('authenticate sees the token and the validated peer; a refusal is a typed e
   t.false('trigger' in failed, 'no datagram was refused: the application was');
   t.is(failed.uid, seen[0].peer.id, 'the attempt and the decision share the uid');
 
-  const accepted = kcpwatch.connect({ host: '127.0.0.1', port: address.port, token: Buffer.from('let-me-in') });
+  const accepted = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, token: Buffer.from('let-me-in') });
   await accepted.ready();
   accepted.send('hi');
   const [echo] = await next(accepted, 'message');
@@ -97,7 +98,7 @@ test('a throwing or silent authenticate refuses, the silent one after authTimeou
   const errors = [];
   server.on('error', (e) => errors.push(e));
   for (const token of ['throw', 'hang']) {
-    const c = kcpwatch.connect({ host: '127.0.0.1', port: address.port, token });
+    const c = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, token });
     await t.throwsAsync(c.ready(), { instanceOf: kcpwatch.KcpAuthRejectedError }, token);
   }
   t.is(errors.length, 1);
@@ -111,7 +112,7 @@ test('a server that never answers fails the handshake with KcpHandshakeTimeoutEr
   const port = await closedPort();
   // A silent peer (a bound socket that reads nothing) rather than a closed port.
   const silent = await udpSocket();
-  const c = kcpwatch.connect({ host: '127.0.0.1', port: silent.address().port, handshakeTimeout: 400 });
+  const c = kcpwatch.connect({ host: '127.0.0.1', port: silent.address().port, handshakeTimeout: 400, serverKey: kcpwatch.generateKeyPair().publicKey });
   const onError = next(c, 'error');
   await t.throwsAsync(c.ready(), { instanceOf: kcpwatch.KcpHandshakeTimeoutError, code: 'KCP_ERR_HANDSHAKE_TIMEOUT' });
   const [error] = await onError;
@@ -122,9 +123,9 @@ test('a server that never answers fails the handshake with KcpHandshakeTimeoutEr
 
 test('a full server refuses with KcpServerFullError and logs the rule', async (t) => {
   const { server, address, log } = await secureServer({ limits: { maxConnectionsPerIp: 1 } });
-  const first = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const first = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   await first.ready();
-  const second = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const second = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   await t.throwsAsync(second.ready(), { instanceOf: kcpwatch.KcpServerFullError, code: 'KCP_ERR_SERVER_FULL' });
   const failed = await log.waitFor((e) => e.name === 'kcp:connection_failed');
   t.like(failed, { reason: 'capacity', trigger: 'over_limit', rule: 'max_connections_per_ip', src_port: second.localPort });
@@ -139,11 +140,16 @@ test('handshake floods from one source are rate-limited silently and counted', a
   const sock = await udpSocket();
   let replies = 0;
   sock.on('message', () => replies++);
+  // Version 2 HELLOs (docs/protocol.md): type, version, suite, the key id of the server's key,
+  // a nonce; the server answers a zero cookie statelessly, without reading the Noise part.
+  const keyId = createHash('sha256').update(Buffer.from(server.publicKey, 'base64')).digest().subarray(0, 4);
   for (let i = 0; i < 10; i++) {
-    const hello = Buffer.alloc(64);
+    const hello = Buffer.alloc(88);
     hello[0] = 1;
-    hello[1] = 1;
-    hello.writeUInt32LE(i + 1, 4);
+    hello[1] = 2;
+    hello[2] = 1;
+    keyId.copy(hello, 4);
+    hello.writeUInt32LE(i + 1, 8);
     sock.send(hello, address.port, '127.0.0.1');
   }
   const failures = await log.waitForCount((e) => e.name === 'kcp:connection_failed', 8);

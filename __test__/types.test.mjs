@@ -9,7 +9,7 @@ test('the public .d.ts accepts correct use and rejects misuse under strict mode'
   const r = await runProcess(
     t,
     process.execPath,
-    [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--types', 'node', '__test__/types/usage.ts'],
+    [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--types', 'node', '__test__/types/usage.ts', '__test__/types/misuse.ts'],
     { cwd: root, timeoutMs: 60_000 },
   );
   t.is(r.code, 0, r.out + r.err);

@@ -19,6 +19,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { renderChart } from './lib/chart.mjs';
 import { preparePeers } from './lib/peers.mjs';
+import { broadcast } from './scenarios/broadcast.mjs';
 import { cores } from './scenarios/cores.mjs';
 import { echo } from './scenarios/echo.mjs';
 import { events } from './scenarios/events.mjs';
@@ -28,14 +29,14 @@ import { logging } from './scenarios/logging.mjs';
 import { scale } from './scenarios/scale.mjs';
 import { sinks } from './scenarios/sinks.mjs';
 
-const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks };
+const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks, broadcast };
 const argv = process.argv.slice(2);
 const option = (name) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
-if (argv.includes('--help')) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks] [--json FILE] [--chart FILE]\n');
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast] [--json FILE] [--chart FILE]\n');
   process.exit(0);
 }
 const quick = argv.includes('--quick');

@@ -12,52 +12,159 @@ import { parseArgs } from 'node:util';
 
 import type { CloseInfo } from './records';
 import { runDemo } from './demo';
-import { KcpError } from './errors';
-import { logFormats, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
-import { presets, type Mode, type PresetName } from './options';
+import { KcpAddressInUseError, KcpError, KcpInvalidOptionError } from './errors';
+import { logFormats, severities, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
+import { messageSizeLimit, presets, type PresetName } from './options';
 import { metricsContentType } from './metrics';
 import { createServer, type Server } from './server';
 
-const usage = `usage:
-  kcpwatch serve --port N [--host H] [--mode secure|raw] [--preset game] [--idle-timeout MS]
-                 [--log-format json|ecs|ocsf|cef|rfc5424|gelf|hec|otlp|none] [--log-file PATH]
-                 [--log-level LEVEL] [--stats-interval MS] [--metrics-port N]
-                 [--ip-privacy full|truncate|hmac|cryptopan|omit] [--ip-privacy-key-id ID]
-                 [--log SINK[,format=F][,level=L]]... [--syslog-ca PEM] [--spool-dir DIR]
-      KCP echo server, in secure mode (docs/protocol.md) unless --mode raw asks for plain KCP
-      (for kcp-go, ikcp and other KCP clients). Security events go to stdout (or --log-file), one record per line, in
-      the chosen format (default json: the canonical NDJSON). hmac and cryptopan read their key
-      (hex) from the KCPWATCH_IP_PRIVACY_KEY environment variable, never from the command line.
-      --log (repeatable) replaces the single output: SINK is stdout, stderr, file:PATH,
-      syslog+udp://IP:PORT, syslog+tcp://IP:PORT, syslog+tls://IP:PORT, hec+https://HOST:PORT
-      (token in KCPWATCH_HEC_TOKEN), elastic+http://HOST:PORT or otlp+http://HOST:PORT (CA from
-      --syslog-ca for TLS and HTTPS; spool to --spool-dir while the receiver is down); format
-      defaults to --log-format (HTTP sinks use the format their collector takes). Prints "listening HOST:PORT" to stderr when ready; readable
-      lifecycle lines follow on stderr. --metrics-port N serves Prometheus metrics at
-      http://127.0.0.1:N/metrics (loopback only; 0 picks a port; prints "metrics URL" to stderr).
-      Stops on SIGINT/SIGTERM.
-  kcpwatch demo [--clients N] [--messages N] [--loss P] [--flood N]
-      A server and clients through a lossy, reordering UDP relay on loopback; ends by itself.
-  kcpwatch bench [--quick] [--only SCENARIOS] [--json FILE] [--chart FILE]
-      kcpwatch side by side with kcp-go, node-kcp and plain dgram on this machine (npm run bench);
-      needs a source checkout (Go and Rust toolchains), see docs/performance.md.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const version: string = (require('../package.json') as { version: string }).version;
+
+type FlagValue = string | boolean | string[] | undefined;
+
+/** One flag of a command: how it parses, what it is for, and its default (shown in the usage). */
+interface Flag {
+  type: 'string' | 'boolean';
+  /** The value's placeholder in the usage (`N`, `PATH`, ...). */
+  value?: string;
+  short?: string;
+  multiple?: boolean;
+  default?: string;
+  help: string;
+}
+
+interface Command {
+  synopsis: string;
+  description: string;
+  flags: Record<string, Flag>;
+}
+
+const help: Flag = { type: 'boolean', short: 'h', help: 'show this help' };
+
+const commands: Record<'serve' | 'demo', Command> = {
+  serve: {
+    synopsis: 'kcpwatch serve [flags]',
+    description: `A KCP echo server, in secure mode (docs/protocol.md) unless --mode raw asks for plain KCP
+(for kcp-go, ikcp and other KCP clients). Security events go to stdout (or --log-file), one record
+per line, in the chosen format (json: the canonical NDJSON). hmac and cryptopan read their key (hex)
+from KCPWATCH_IP_PRIVACY_KEY, never from the command line. --log (repeatable) replaces the single
+output: SINK is stdout, stderr, file:PATH, syslog+udp://IP:PORT, syslog+tcp://IP:PORT,
+syslog+tls://IP:PORT, hec+https://HOST:PORT (token in KCPWATCH_HEC_TOKEN), elastic+http://HOST:PORT
+or otlp+http://HOST:PORT (CA from --syslog-ca for TLS and HTTPS, client certificate from --log-cert
+and --log-key; spool to --spool-dir while the receiver is down); format defaults to --log-format (HTTP sinks use their collector's format).
+Prints "listening HOST:PORT" to stderr when ready; readable lifecycle lines follow on stderr.
+--metrics-port N serves Prometheus metrics at http://127.0.0.1:N/metrics (loopback only; 0 picks a
+port; prints "metrics URL" to stderr). --stream, --rcv-wnd, --snd-wnd and --mtu match a peer's
+settings for interop tests. Stops on SIGINT/SIGTERM.`,
+    flags: {
+      port: { type: 'string', value: 'N', default: '0', help: 'UDP port (0: any free port)' },
+      host: { type: 'string', value: 'H', default: '0.0.0.0', help: "address to bind ('::' is dual-stack)" },
+      mode: { type: 'string', value: 'secure|raw', default: 'secure', help: 'secure handshake, or plain KCP' },
+      preset: { type: 'string', value: 'NAME', default: 'game', help: `KCP preset: ${Object.keys(presets).join(', ')}` },
+      'idle-timeout': { type: 'string', value: 'MS', default: '30000', help: 'close a connection after this long without a datagram' },
+      stream: { type: 'boolean', help: 'stream mode (no message boundaries)' },
+      'rcv-wnd': { type: 'string', value: 'N', help: "receive window in segments (default: the preset's)" },
+      'snd-wnd': { type: 'string', value: 'N', help: "send window in segments (default: the preset's)" },
+      mtu: { type: 'string', value: 'N', help: "largest datagram (default: the preset's)" },
+      'log-format': { type: 'string', value: `${logFormats.join('|')}|none`, default: 'json', help: 'format of the records' },
+      'log-file': { type: 'string', value: 'PATH', help: 'write the records to PATH instead of stdout' },
+      'log-level': { type: 'string', value: 'LEVEL', default: 'info', help: `least severe record produced: ${severities.join(', ')}` },
+      log: { type: 'string', value: 'SINK[,format=F][,level=L]', multiple: true, help: 'an output; replaces the single one' },
+      'syslog-ca': { type: 'string', value: 'PEM', help: 'CA certificates for TLS and HTTPS sinks' },
+      'spool-dir': { type: 'string', value: 'DIR', help: 'spool records here while a network sink is down' },
+      'log-cert': { type: 'string', value: 'PEM', help: 'client certificate chain for syslog+tls and https sinks (mutual TLS)' },
+      'log-key': { type: 'string', value: 'PEM', help: 'private key of --log-cert' },
+      'stats-interval': { type: 'string', value: 'MS', default: '60000', help: 'kcp:stats record interval (0: none)' },
+      'metrics-port': { type: 'string', value: 'N', help: 'serve Prometheus metrics on 127.0.0.1:N (0 picks a port)' },
+      'ip-privacy': { type: 'string', value: 'full|truncate|hmac|cryptopan|omit', default: 'full', help: 'how addresses appear in the records' },
+      'ip-privacy-key-id': { type: 'string', value: 'ID', default: 'k1', help: 'key id recorded with hmac pseudonyms' },
+      help,
+    },
+  },
+  demo: {
+    synopsis: 'kcpwatch demo [flags]',
+    description: `A server and clients through a lossy, reordering UDP relay on loopback, with a wrong token and a
+flood of spoofed-looking datagrams; ends by itself (exit 0 when every echo verified).`,
+    flags: {
+      clients: { type: 'string', value: 'N', default: '3', help: 'players, 1..100' },
+      messages: { type: 'string', value: 'N', default: '200', help: 'echoes per player, 1..100000' },
+      loss: { type: 'string', value: 'P', default: '0.1', help: 'probability a datagram is dropped, each way, 0..0.5' },
+      flood: { type: 'string', value: 'N', default: '5000', help: 'spoofed-looking datagrams (0: none), 0..1000000' },
+      help,
+    },
+  },
+};
+
+function flagUsage(flags: Record<string, Flag>): string {
+  return Object.entries(flags)
+    .map(([name, f]) => {
+      const left = `  ${f.short ? `-${f.short}, ` : ''}--${name}${f.value ? ` ${f.value}` : ''}`;
+      const right = `${f.help}${f.default !== undefined ? ` (default ${f.default})` : ''}${f.multiple ? ' [repeatable]' : ''}`;
+      return left.length < 34 ? `${left.padEnd(34)}${right}` : `${left}\n${' '.repeat(34)}${right}`;
+    })
+    .join('\n');
+}
+
+function commandUsage(name: keyof typeof commands): string {
+  const c = commands[name];
+  return `usage: ${c.synopsis}\n\n${c.description}\n\nflags:\n${flagUsage(c.flags)}\n`;
+}
+
+const usage = `usage: kcpwatch <command> [flags]
+
+commands:
+  serve    a KCP echo server that writes its security records (kcpwatch serve --help)
+  demo     a server and clients through a lossy relay, with an intruder and a flood (kcpwatch demo --help)
+  bench    kcpwatch side by side with kcp-go, node-kcp and dgram; needs a source checkout (kcpwatch bench --help)
+
+  -h, --help       show this help
+  -v, --version    print the version
 `;
+
+/** A refused flag value: the message names the flag, as the user typed it. */
+function flagError(message: string): KcpInvalidOptionError {
+  return new KcpInvalidOptionError(message);
+}
+
+/** Parses a command's flags; unknown flags and missing values name the flag and the help. */
+function parseFlags(name: keyof typeof commands, args: string[]): Record<string, FlagValue> {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string }> = {};
+  for (const [flag, f] of Object.entries(commands[name].flags)) {
+    options[flag] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}), ...(f.default !== undefined ? { default: f.default } : {}) };
+  }
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, FlagValue>;
+  } catch (err) {
+    throw flagError(`${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '')} (see kcpwatch ${name} --help)`);
+  }
+}
+
+/** An integer flag within bounds, or undefined when absent. */
+function intFlag(values: Record<string, FlagValue>, flag: string, min: number, max: number): number | undefined {
+  const raw = values[flag];
+  if (raw === undefined) return undefined;
+  const text = String(raw);
+  if (!/^-?\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw flagError(`--${flag} must be an integer in ${min}..${max}, got ${text}`);
+  }
+  return Number(text);
+}
+
+function choiceFlag<T extends string>(values: Record<string, FlagValue>, flag: string, choices: readonly T[]): T {
+  const v = String(values[flag]);
+  if (!choices.includes(v as T)) throw flagError(`--${flag} must be one of ${choices.join(', ')}, got ${v}`);
+  return v as T;
+}
 
 /** Runs bench/index.mjs of the checkout this build lives in; the npm package does not ship it. */
 function bench(args: string[]): number {
   const script = join(__dirname, '..', 'bench', 'index.mjs');
   if (!existsSync(script)) {
-    process.stderr.write('kcpwatch bench runs from a source checkout (git clone, npm ci, npm run build): bench/ is not in the npm package\n');
+    process.stderr.write('kcpwatch bench runs from a source checkout (git clone, npm install, npm run build): bench/ is not in the npm package\n');
     return 1;
   }
   return spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' }).status ?? 1;
-}
-
-function num(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new KcpError(`--${name} must be a number, got ${value}`, 'KCP_ERR_INVALID_OPTION');
-  return n;
 }
 
 export function describeClose(info: CloseInfo): string {
@@ -79,11 +186,11 @@ function privacyFromCli(mode: string, keyId: string): IpPrivacy {
     case 'hmac':
     case 'cryptopan':
       if (!key) {
-        throw new KcpError(`--ip-privacy ${mode} needs its key (hex) in KCPWATCH_IP_PRIVACY_KEY`, 'KCP_ERR_INVALID_OPTION');
+        throw flagError(`--ip-privacy ${mode} needs its key (hex) in KCPWATCH_IP_PRIVACY_KEY`);
       }
       return mode === 'hmac' ? { mode, keyId, key } : { mode, key };
     default:
-      throw new KcpError(`--ip-privacy must be full, truncate, hmac, cryptopan or omit, got ${mode}`, 'KCP_ERR_INVALID_OPTION');
+      throw flagError(`--ip-privacy must be full, truncate, hmac, cryptopan or omit, got ${mode}`);
   }
 }
 
@@ -91,14 +198,22 @@ function privacyFromCli(mode: string, keyId: string): IpPrivacy {
  * One `--log SINK[,format=F][,level=L]`: `stdout`, `stderr`, `file:PATH`, `syslog+udp://IP:PORT`,
  * `syslog+tcp://IP:PORT` or `syslog+tls://IP:PORT` (with `--syslog-ca`).
  */
-function outputFromCli(spec: string, defaultFormat: LogFormat, ca: string | undefined, spool: string | undefined): LogOutputOptions {
+function outputFromCli(
+  spec: string,
+  defaultFormat: LogFormat,
+  ca: string | undefined,
+  spool: string | undefined,
+  client: { certFile?: string; keyFile?: string } = {},
+): LogOutputOptions {
   const [target, ...params] = spec.split(',');
   const opts = Object.fromEntries(params.map((p) => p.split('=', 2) as [string, string]));
   for (const key of Object.keys(opts)) {
-    if (key !== 'format' && key !== 'level') throw new KcpError(`--log ${spec}: unknown parameter ${key}`, 'KCP_ERR_INVALID_OPTION');
+    if (key !== 'format' && key !== 'level') throw flagError(`--log ${spec}: unknown parameter ${key}`);
   }
   const format = (opts.format ?? defaultFormat) as LogFormat;
+  if (!logFormats.includes(format)) throw flagError(`--log ${spec}: format must be one of ${logFormats.join(', ')}, got ${format}`);
   const level = opts.level as SeverityName | undefined;
+  if (level !== undefined && !severities.includes(level)) throw flagError(`--log ${spec}: level must be one of ${severities.join(', ')}, got ${level}`);
   let destination: LogOutputOptions['destination'];
   if (target === 'stdout' || target === 'stderr') destination = target;
   else if (target?.startsWith('file:')) destination = { file: target.slice(5) };
@@ -106,7 +221,7 @@ function outputFromCli(spec: string, defaultFormat: LogFormat, ca: string | unde
     const url = target.slice('syslog+'.length);
     // One spool directory per sink: a spool belongs to one sink at a time.
     const spoolDir = spool && !url.startsWith('udp') ? join(spool, url.replace(/[^A-Za-z0-9]+/g, '_')) : undefined;
-    destination = { syslog: url, caFile: ca, spoolDir };
+    destination = { syslog: url, caFile: ca, spoolDir, ...(url.startsWith('tls') ? client : {}) };
   } else if (target && /^(hec|elastic|otlp)\+https?:\/\//.test(target)) {
     const kind = target.slice(0, target.indexOf('+')) as 'hec' | 'elastic' | 'otlp';
     const url = new URL(target.slice(kind.length + 1));
@@ -114,69 +229,67 @@ function outputFromCli(spec: string, defaultFormat: LogFormat, ca: string | unde
     if (url.pathname === '/') url.pathname = { hec: '/services/collector/event', elastic: '/_bulk', otlp: '/v1/logs' }[kind];
     const token = process.env.KCPWATCH_HEC_TOKEN;
     if (kind === 'hec' && !token) {
-      throw new KcpError(`--log ${spec}: the HEC token goes in KCPWATCH_HEC_TOKEN`, 'KCP_ERR_INVALID_OPTION');
+      throw flagError(`--log ${spec}: the HEC token goes in KCPWATCH_HEC_TOKEN`);
     }
     const spoolDir = spool ? join(spool, target.replace(/[^A-Za-z0-9]+/g, '_')) : undefined;
-    destination = { http: url.toString(), kind, token, caFile: ca, spoolDir };
+    destination = { http: url.toString(), kind, token, caFile: ca, spoolDir, ...(url.protocol === 'https:' ? client : {}) };
   } else {
-    throw new KcpError(
+    throw flagError(
       `--log ${spec}: the sink must be stdout, stderr, file:PATH, syslog+udp|tcp|tls://IP:PORT or hec|elastic|otlp+http(s)://HOST:PORT[/path]`,
-      'KCP_ERR_INVALID_OPTION',
     );
   }
   return { destination, format, ...(level ? { level } : {}) };
 }
 
 async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string', default: '0.0.0.0' },
-      mode: { type: 'string', default: 'secure' },
-      preset: { type: 'string', default: 'game' },
-      'idle-timeout': { type: 'string' },
-      'log-format': { type: 'string', default: 'json' },
-      log: { type: 'string', multiple: true },
-      'syslog-ca': { type: 'string' },
-      'spool-dir': { type: 'string' },
-      'log-file': { type: 'string' },
-      'log-level': { type: 'string', default: 'info' },
-      'stats-interval': { type: 'string' },
-      'ip-privacy': { type: 'string', default: 'full' },
-      'ip-privacy-key-id': { type: 'string', default: 'k1' },
-      'metrics-port': { type: 'string' },
-    },
-    strict: true,
-  });
-  const metricsPort = num(values['metrics-port'], 'metrics-port');
-  if (metricsPort !== undefined && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)) {
-    throw new KcpError(
-      `--metrics-port must be a port number (0 picks one), got ${values['metrics-port']}`, 'KCP_ERR_INVALID_OPTION');
+  const values = parseFlags('serve', args);
+  if (values.help) {
+    process.stdout.write(commandUsage('serve'));
+    return 0;
   }
-  const format = values['log-format']!;
-  if (format !== 'none' && !logFormats.includes(format as LogFormat)) {
-    throw new KcpError(`--log-format must be one of ${logFormats.join(', ')} or none, got ${format}`, 'KCP_ERR_INVALID_OPTION');
+  const metricsPort = intFlag(values, 'metrics-port', 0, 65535);
+  const port = intFlag(values, 'port', 0, 65535)!;
+  const format = choiceFlag(values, 'log-format', [...logFormats, 'none'] as const);
+  const mode = choiceFlag(values, 'mode', ['secure', 'raw'] as const);
+  const preset = choiceFlag(values, 'preset', Object.keys(presets) as PresetName[]);
+  const level = choiceFlag(values, 'log-level', severities);
+  const host = String(values.host);
+  if (host.length === 0) throw flagError('--host must be an IP address or a host name');
+  const knobs = {
+    mode,
+    preset,
+    idleTimeout: intFlag(values, 'idle-timeout', 1, 2 ** 31 - 1),
+    stream: values.stream === true,
+    rcvWnd: intFlag(values, 'rcv-wnd', 1, 65535),
+    sndWnd: intFlag(values, 'snd-wnd', 1, 65535),
+    mtu: intFlag(values, 'mtu', 50, 65507),
+  };
+  const overhead = mode === 'secure' ? 45 : 24;
+  if (knobs.mtu !== undefined && knobs.mtu <= overhead) {
+    throw flagError(`--mtu must be above ${overhead} in ${mode} mode (KCP's header${mode === 'secure' ? ' and the session header and tag' : ''}), got ${knobs.mtu}`);
   }
-  const ipPrivacy = privacyFromCli(values['ip-privacy']!, values['ip-privacy-key-id']!);
-  const logFile = values['log-file'];
-  const outputs = values.log?.map((spec) =>
-    outputFromCli(spec, format === 'none' ? 'json' : (format as LogFormat), values['syslog-ca'], values['spool-dir']),
+  // An echo server takes what its windows and MTU can carry: small ones for interop tests
+  // lower the message ceiling rather than refusing to start.
+  const limit = messageSizeLimit({ mtu: knobs.mtu ?? presets[preset].mtu, rcvWnd: knobs.rcvWnd ?? presets[preset].rcvWnd }, mode);
+  const ipPrivacy = privacyFromCli(choiceFlag(values, 'ip-privacy', ['full', 'truncate', 'hmac', 'cryptopan', 'omit'] as const), String(values['ip-privacy-key-id']));
+  const logFile = values['log-file'] as string | undefined;
+  const certFile = values['log-cert'] as string | undefined;
+  const keyFile = values['log-key'] as string | undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw flagError('--log-cert and --log-key go together');
+  const client = certFile !== undefined ? { certFile, keyFile } : {};
+  const outputs = (values.log as string[] | undefined)?.map((spec) =>
+    outputFromCli(spec, format === 'none' ? 'json' : format, values['syslog-ca'] as string | undefined, values['spool-dir'] as string | undefined, client),
   );
-  if (!(values.preset! in presets)) {
-    throw new KcpError(`--preset must be one of ${Object.keys(presets).join(', ')}`, 'KCP_ERR_INVALID_OPTION');
-  }
   const server = createServer({
-    mode: values.mode as Mode,
-    preset: values.preset as PresetName,
-    idleTimeout: num(values['idle-timeout'], 'idle-timeout'),
+    ...knobs,
+    ...(knobs.stream ? {} : { maxMessageSize: Math.min(65536, limit) }),
     log:
       format === 'none' && !outputs
         ? false
         : {
             ...(outputs ? { outputs } : { destination: logFile ? { file: logFile } : 'stdout', format: format as LogFormat }),
-            level: values['log-level'] as SeverityName,
-            statsInterval: num(values['stats-interval'], 'stats-interval'),
+            level,
+            statsInterval: intFlag(values, 'stats-interval', 0, 2 ** 31 - 1),
             service: 'kcpwatch-serve',
             ipPrivacy,
           },
@@ -199,7 +312,7 @@ async function serve(args: string[]): Promise<number> {
     process.on('SIGINT', () => resolve('SIGINT'));
     process.on('SIGTERM', () => resolve('SIGTERM'));
   });
-  const address = await server.listen(num(values.port, 'port') ?? 0, values.host);
+  const address = await server.listen(port, host);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log(`listening ${shown}:${address.port}`);
   let metrics: HttpServer | undefined;
@@ -207,11 +320,10 @@ async function serve(args: string[]): Promise<number> {
     metrics = metricsPort === undefined ? undefined : await serveMetrics(server, metricsPort);
   } catch (err) {
     await server.close();
-    throw new KcpError(
-      `--metrics-port ${metricsPort}: ${(err as Error).message}`,
-      (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'KCP_ERR_ADDR_IN_USE' : 'KCP_ERR_GENERIC',
-      { cause: err },
-    );
+    const message = `--metrics-port ${metricsPort}: ${(err as Error).message}`;
+    throw (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
+      ? new KcpAddressInUseError(message, { cause: err })
+      : new KcpError(message, 'KCP_ERR_GENERIC', { cause: err });
   }
   if (metrics) log(`metrics http://127.0.0.1:${(metrics.address() as NetAddressInfo).port}/metrics`);
   const signal = await stopSignal;
@@ -263,26 +375,30 @@ export async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve(rest);
     case 'demo': {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          clients: { type: 'string', default: '3' },
-          messages: { type: 'string', default: '200' },
-          loss: { type: 'string', default: '0.1' },
-          flood: { type: 'string', default: '5000' },
-        },
-        strict: true,
-      });
+      const values = parseFlags('demo', rest);
+      if (values.help) {
+        process.stdout.write(commandUsage('demo'));
+        return 0;
+      }
+      const loss = Number(values.loss);
+      if (!/^\d*\.?\d+$/.test(String(values.loss)) || !(loss >= 0 && loss <= 0.5)) {
+        throw flagError(`--loss must be a probability in 0..0.5 (0.1 is 10%), got ${String(values.loss)}`);
+      }
       return runDemo({
-        clients: num(values.clients, 'clients')!,
-        messages: num(values.messages, 'messages')!,
-        loss: num(values.loss, 'loss')!,
-        flood: num(values.flood, 'flood')!,
+        clients: intFlag(values, 'clients', 1, 100)!,
+        messages: intFlag(values, 'messages', 1, 100_000)!,
+        loss,
+        flood: intFlag(values, 'flood', 0, 1_000_000)!,
         out: (line) => process.stdout.write(`${line}\n`),
       });
     }
     case 'bench':
       return bench(rest);
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`${version}\n`);
+      return 0;
     case undefined:
     case 'help':
     case '--help':
@@ -290,7 +406,19 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(usage);
       return command === undefined ? 1 : 0;
     default:
-      process.stderr.write(`unknown command ${command}\n${usage}`);
+      process.stderr.write(`kcpwatch: unknown command ${command}\n\n${usage}`);
       return 1;
   }
+}
+
+/** The README's synopsis lines, generated from the flag tables (the README test compares). */
+export function synopsis(): string {
+  return (Object.keys(commands) as (keyof typeof commands)[])
+    .map((name) => {
+      const flags = Object.entries(commands[name].flags)
+        .filter(([flag]) => flag !== 'help')
+        .map(([flag, f]) => `[--${flag}${f.value ? ` ${f.default ?? f.value}` : ''}]${f.multiple ? '...' : ''}`);
+      return `kcpwatch ${name} ${flags.join(' ')}`;
+    })
+    .join('\n');
 }

@@ -9,9 +9,15 @@ import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 
-import { Connection } from './connection';
-import { KcpClosedError, KcpConnectError, KcpConnectionLimitError, KcpInvalidOptionError, fromNative } from './errors';
+import { Connection, PendingTransport, emptyCloseInfo } from './connection';
+import { KcpClosedError, KcpConnectError, KcpConnectionLimitError, KcpError, KcpInvalidOptionError, KcpResolveError, fromNative } from './errors';
 import {
+  checkKeys,
+  checkMessageSize,
+  describe,
+  kcpOptionKeys,
+  keysOf,
+  optionsObject,
   resolveHighWaterMark,
   resolveKcpOptions,
   resolveMaxReceiveQueueBytes,
@@ -25,13 +31,23 @@ import { rethrowLater, type AuthRequestRecord, type FailReason } from './records
 import type { KcpEvent } from './event-types';
 import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
-import type { NativeStats } from './native';
-import { endpointOptions, type AddressInfo } from './server';
-import { Transport, type TransportOwner } from './transport';
+import { endpointOptions, resolveHost, type AddressInfo, type ServerStats } from './server';
+import { Transport } from './transport';
 
-/** The options of {@link createClient}: the server, the mode, and what every connection shares. */
+/**
+ * The options of {@link createClient}: the server, the mode, and what every connection shares.
+ *
+ * The server sees every connection of one client from one address and port, so its
+ * per-address limits (`limits.maxConnectionsPerIp`, default 64, and the handshake rate per
+ * address, default 20/s with a burst of 40) apply to all of them together: a load test that
+ * opens more from one machine raises those limits on the server (or spreads the clients over
+ * several source addresses).
+ */
 export interface ClientOptions extends KcpOptions {
-  /** Server address: an IP literal or `'localhost'` (default `'127.0.0.1'`). */
+  /**
+   * Server address (default `'127.0.0.1'`). `createClient()`: an IP address or `'localhost'`
+   * (127.0.0.1). `connect()`: also a host name, resolved as the server's `listen()` resolves it.
+   */
   host?: string;
   /** Server port. */
   port: number;
@@ -41,6 +57,12 @@ export interface ClientOptions extends KcpOptions {
    * `'raw'`: plain KCP to any KCP server (kcp-go, ikcp, a kcpwatch server in raw mode).
    */
   mode?: Mode;
+  /**
+   * Secure mode (required): the server's static public key (32 bytes, Buffer or base64/hex
+   * text), which the handshake authenticates the server by: `server.publicKey`, or what
+   * `kcpwatch keygen` printed, pinned in the game client or handed out with the ticket.
+   */
+  serverKey?: Uint8Array | string;
   /** Secure mode: give up a handshake without answer after this many ms (default 10000). */
   handshakeTimeout?: number;
   /** Secure mode: a keepalive goes out after this many ms of silence (default: a quarter of the server's idle timeout). */
@@ -68,12 +90,50 @@ export interface ClientConnectOptions {
   conv?: number;
 }
 
-/** The options of {@link connect}: a client's and one connection's together. */
-export interface ConnectOptions extends Omit<ClientOptions, 'maxConnections'> {
-  /** Raw mode: the conversation id; default random. Both sides must agree. (Secure mode: ignored, the server assigns it.) */
-  conv?: number;
-  /** Secure mode: the application token the server's `authenticate` checks (at most 1024 bytes). */
+/** A secure-mode {@link connect} (the default). */
+export interface SecureConnectOptions extends Omit<ClientOptions, 'maxConnections' | 'mode'> {
+  mode?: 'secure';
+  /** The application token the server's `authenticate` checks (at most 1024 bytes). */
   token?: Uint8Array | string;
+  /** The server assigns the conversation id in secure mode. */
+  conv?: never;
+}
+
+/** A raw-mode {@link connect}: plain KCP, no handshake. */
+export interface RawConnectOptions extends Omit<ClientOptions, 'maxConnections' | 'mode'> {
+  mode: 'raw';
+  /** The conversation id; default random. Both sides must agree. */
+  conv?: number;
+  /** Raw KCP has no handshake to carry a token: use `mode: 'secure'`. */
+  token?: never;
+}
+
+/** The options of {@link connect}: a client's and one connection's together, by mode. */
+export type ConnectOptions = SecureConnectOptions | RawConnectOptions;
+
+const clientOptionKeys = keysOf<Omit<ClientOptions, keyof KcpOptions>>({
+  host: true,
+  port: true,
+  mode: true,
+  handshakeTimeout: true,
+  serverKey: true,
+  keepalive: true,
+  maxConnections: true,
+  log: true,
+}).concat(kcpOptionKeys);
+
+const connectOptionKeys = clientOptionKeys.filter((k) => k !== 'maxConnections').concat(['token', 'conv']);
+
+const clientConnectOptionKeys = keysOf<ClientConnectOptions>({ token: true, conv: true });
+
+/** Secure mode cannot authenticate a server without its public key: refuse early, saying where to get it. */
+function requireServerKey(serverKey: unknown, mode: Mode): unknown {
+  if (mode === 'secure' && serverKey === undefined) {
+    throw new KcpInvalidOptionError(
+      "secure mode needs serverKey: the server's public key (server.publicKey on the server, or the public key `kcpwatch keygen` printed), pinned in the client or handed out with the ticket",
+    );
+  }
+  return serverKey;
 }
 
 export interface ClientEvents {
@@ -86,7 +146,7 @@ const MAX_TOKEN = 1024;
 function resolveToken(value: unknown, mode: Mode): Buffer | undefined {
   if (value === undefined) return undefined;
   const token = typeof value === 'string' ? Buffer.from(value) : value;
-  if (!(token instanceof Uint8Array)) throw new KcpInvalidOptionError('token must be a string, Buffer or Uint8Array');
+  if (!(token instanceof Uint8Array)) throw new KcpInvalidOptionError(`token must be a string, Buffer or Uint8Array, got ${describe(value)}`);
   if (mode === 'raw') throw new KcpInvalidOptionError("token needs mode 'secure': raw KCP has no handshake to carry it");
   if (token.length > MAX_TOKEN) throw new KcpInvalidOptionError(`token of ${token.length} bytes exceeds ${MAX_TOKEN}`);
   return Buffer.from(token.buffer, token.byteOffset, token.length);
@@ -94,9 +154,21 @@ function resolveToken(value: unknown, mode: Mode): Buffer | undefined {
 
 function resolveConv(value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
-    throw new KcpInvalidOptionError(`conv must be a u32, got ${String(value)}`);
+    throw new KcpInvalidOptionError(`conv must be an integer in 0..4294967295, got ${describe(value)}`);
   }
   return value;
+}
+
+// Typed listener methods: a misspelt event name is an error naming the event map, and each
+// listener gets its event's arguments.
+export interface Client {
+  on<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
+  once<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
+  off<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
+  addListener<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
+  removeListener<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
+  prependListener<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
+  prependOnceListener<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
 }
 
 /**
@@ -107,7 +179,7 @@ function resolveConv(value: unknown): number {
  * an idle client does not. `close()` ends every connection (reason `shutdown`; in secure mode
  * the server sees `peer_closed`) and frees the socket and the thread.
  */
-export class Client extends EventEmitter<ClientEvents> implements TransportOwner {
+export class Client extends EventEmitter<ClientEvents> {
   readonly mode: Mode;
   /** The server. */
   readonly remoteAddress: string;
@@ -130,20 +202,24 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
   _closeWhenIdle = false;
 
   /** @internal Use {@link createClient}. */
-  constructor(options: ClientOptions) {
+  constructor(options: ClientOptions, where = 'createClient()', keys: readonly string[] = clientOptionKeys) {
     super();
-    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('createClient() takes an options object');
+    if (optionsObject(options, where) === undefined) throw new KcpInvalidOptionError(`${where} takes an options object with at least a port`);
+    checkKeys(options, keys, where);
     this.mode = resolveMode(options.mode);
     this.kcp = resolveKcpOptions(options);
+    checkMessageSize(this.kcp, this.mode);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark, this.kcp.maxSendQueueBytes);
     this.maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
     const port = resolvePort(options.port);
     if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
     const requested = options.host ?? '127.0.0.1';
-    if (typeof requested !== 'string') throw new KcpInvalidOptionError('host must be a string');
-    const host = requested === 'localhost' ? '127.0.0.1' : requested;
+    if (typeof requested !== 'string') throw new KcpInvalidOptionError(`host must be a string, got ${describe(requested)}`);
+    const host = requested === 'localhost' && where === 'createClient()' ? '127.0.0.1' : requested;
     if (!isIP(host)) {
-      throw new KcpInvalidOptionError(`host must be an IP address or 'localhost', got ${requested} (resolve names with dns.lookup first)`);
+      throw new KcpInvalidOptionError(
+        `${where}: host must be an IP address${where === 'createClient()' ? " or 'localhost'" : ''}, got ${JSON.stringify(requested)} (connect() resolves names; for createClient, resolve with dns.promises.lookup first)`,
+      );
     }
     this.remoteAddress = host;
     this.remotePort = port;
@@ -153,7 +229,7 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
       isIP(host) === 6 ? '::' : '0.0.0.0',
       0,
       this.kcp,
-      { maxConnections: options.maxConnections, mode: this.mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive },
+      { maxConnections: options.maxConnections, mode: this.mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive, fec: options.fec, serverKey: requireServerKey(options.serverKey, this.mode) },
       log && { ...log, deliverToJs: this.onEvent !== undefined },
     );
     this.maxConnections = native.maxConnections;
@@ -172,8 +248,21 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
    * `KcpConnectError` for a raw-mode conv already used by another connection of this client.
    */
   connect(options: ClientConnectOptions = {}): Connection {
+    return this.open(options);
+  }
+
+  /**
+   * @internal Opens a connection; with `pending`, that connection (made by {@link connect} while
+   * it resolved the host) becomes it.
+   */
+  _open(options: ClientConnectOptions, pending: Connection): Connection {
+    return this.open(options, pending);
+  }
+
+  private open(options: ClientConnectOptions, pending?: Connection): Connection {
     if (this.closing || this.transport.native.closed) throw new KcpClosedError('client is closed');
-    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('client.connect() takes an options object');
+    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError(`client.connect() takes an options object, got ${describe(options)}`);
+    checkKeys(options, clientConnectOptionKeys, 'client.connect()');
     const token = resolveToken(options.token, this.mode);
     let conv = 0;
     if (this.mode === 'raw') {
@@ -197,6 +286,14 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
       throw fromNative(err);
     }
     const handle = info.handle;
+    if (pending) {
+      this.connections.set(handle, pending);
+      if (this.mode === 'raw') this.convs.set(conv, handle);
+      pending._onClosed(() => this.forget(handle));
+      pending._attach(this.transport, info, this.mode === 'raw');
+      if (this.connections.size === 1) this.setRef(this.refWanted);
+      return pending;
+    }
     const connection = new Connection({
       transport: this.transport,
       handle,
@@ -231,7 +328,7 @@ export class Client extends EventEmitter<ClientEvents> implements TransportOwner
   }
 
   /** Counters of the socket and its engines (as `server.stats()`). */
-  stats(): NativeStats {
+  stats(): ServerStats {
     if (this.transport.native.closed) throw new KcpClosedError('client is closed');
     return this.transport.native.stats();
   }
@@ -353,18 +450,91 @@ export function createClient(options: ClientOptions): Client {
  * In raw mode data may be sent at once; there is no handshake.
  */
 export function connect(options: ConnectOptions): Connection {
-  if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('connect() takes an options object');
+  if (!options || typeof options !== 'object') throw new KcpInvalidOptionError(`connect() takes an options object with at least a port, got ${describe(options)}`);
+  checkKeys(options, connectOptionKeys, 'connect()');
   const mode = resolveMode(options.mode);
   // Checked before the socket is bound, as before.
   resolveToken(options.token, mode);
   const conv = options.conv === undefined ? undefined : resolveConv(options.conv);
+  if (conv !== undefined && mode !== 'raw') throw new KcpInvalidOptionError("conv needs mode 'raw': in secure mode the server assigns it");
   const { token, conv: _conv, ...rest } = options;
-  const client = new Client({ ...rest, maxConnections: 1 });
+  const per: ClientConnectOptions = mode === 'raw' ? { conv } : { token };
+  const host = rest.host ?? '127.0.0.1';
+  if (typeof host === 'string' && host.length > 0 && !isIP(host)) return connectByName({ ...rest, host }, per);
+  const client = new Client({ ...rest, maxConnections: 1 } as ClientOptions, 'connect()', clientOptionKeys);
   client._closeWhenIdle = true;
   try {
-    return client.connect(mode === 'raw' ? { conv } : { token });
+    return client.connect(per);
   } catch (err) {
     void client.close();
     throw err;
   }
+}
+
+/**
+ * `connect()` to a host name (`localhost` included): the connection is returned at once, in
+ * state `connecting`, and the name resolves as the server's `listen()` resolves it (the first
+ * address the system's resolver gives, IPv6 or IPv4). Messages sent meanwhile queue and leave
+ * once it is open; a name that does not resolve, or a socket that cannot bind, fails the
+ * connection (`error`, `close` with `connect_failed`, `ready()` rejects with the typed error).
+ */
+function connectByName(options: Omit<ConnectOptions, 'token' | 'conv'> & { host: string }, per: ClientConnectOptions): Connection {
+  // Every option is checked now, on a stand-in address of the same kind of host.
+  const checked = checkOnly({ ...options, host: '127.0.0.1', maxConnections: 1 } as ClientOptions);
+  const pending = new PendingTransport(() => process.nextTick(() => connection._closed(emptyCloseInfo('local_closed', 'local'))));
+  const connection = new Connection({
+    transport: pending,
+    handle: 0,
+    id: '',
+    conv: per.conv ?? 0,
+    remoteAddress: options.host,
+    remotePort: checked.port,
+    localAddress: '',
+    localPort: 0,
+    maxMessageSize: checked.kcp.maxMessageSize,
+    maxSendQueueBytes: checked.kcp.maxSendQueueBytes,
+    highWaterMark: checked.highWaterMark,
+    maxReceiveQueueBytes: checked.maxReceiveQueueBytes,
+    stream: checked.kcp.stream,
+    connecting: true,
+  });
+  void resolveHost(options.host).then(
+    (address) => {
+      if (pending.cancelled) return;
+      let client: Client | undefined;
+      try {
+        client = new Client({ ...options, host: address, maxConnections: 1 } as ClientOptions, 'connect()', clientOptionKeys);
+        client._closeWhenIdle = true;
+        client._open(per, connection);
+      } catch (err) {
+        if (client) void client.close();
+        connection._fail(err instanceof KcpError ? err : fromNative(err));
+      }
+    },
+    (err: unknown) => {
+      if (!pending.cancelled) connection._fail(err instanceof KcpError ? err : new KcpResolveError(`cannot resolve ${options.host}`, { cause: err }));
+    },
+  );
+  return connection;
+}
+
+/** Checks a client's options as its constructor would, without binding a socket. */
+function checkOnly(options: ClientOptions): { kcp: ResolvedKcpOptions; highWaterMark: number; maxReceiveQueueBytes: number; port: number } {
+  const mode = resolveMode(options.mode);
+  const kcp = resolveKcpOptions(options);
+  checkMessageSize(kcp, mode);
+  const highWaterMark = resolveHighWaterMark(options.highWaterMark, kcp.maxSendQueueBytes);
+  const maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
+  const port = resolvePort(options.port);
+  if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
+  const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
+  eventCallback(options.log);
+  endpointOptions(
+    '0.0.0.0',
+    0,
+    kcp,
+    { maxConnections: options.maxConnections, mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive, fec: options.fec, serverKey: requireServerKey(options.serverKey, mode) },
+    log,
+  );
+  return { kcp, highWaterMark, maxReceiveQueueBytes, port };
 }

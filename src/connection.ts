@@ -14,17 +14,59 @@ import {
 } from './errors';
 import { rethrowLater, type CloseInfo, type CloseReason, type FailReason } from './records';
 import type { NativeConnectionStats } from './native';
-import { Refusal, type Transport } from './transport';
+import { Refusal } from './transport';
+import type { NativeConnectedInfo } from './native';
 
 /** One connection's counters so far (`connection.stats()`; `docs/metrics.md`). */
 export type ConnectionStats = NativeConnectionStats;
 
-/** `connecting` only for a secure-mode client whose handshake runs. */
+/** `connecting` only on a client: a secure handshake runs, or `connect()` resolves its host name. */
 export type ConnectionState = 'connecting' | 'established' | 'closing' | 'closed';
 
+/**
+ * @internal What a connection needs of its transport: the endpoint's `Transport`, or the stand-in
+ * a client uses while it resolves its host name.
+ */
+export interface ConnectionTransport {
+  readonly native: {
+    readonly closed: boolean;
+    connectionStats(handle: number): NativeConnectionStats | null;
+    injectFault(handle: number): void;
+  };
+  send(handle: number, data: Uint8Array): void;
+  reportRefusal(handle: number, refusal: Refusal, size: number): void;
+  setDeliveryPaused(handle: number, paused: boolean): void;
+  closeConnection(handle: number): void;
+}
+
+/** @internal A summary with nothing counted: a connection that never reached the network. */
+export function emptyCloseInfo(reason: CloseReason, initiator: CloseInfo['initiator']): CloseInfo {
+  return {
+    reason,
+    initiator,
+    durationMs: 0,
+    datagramsIn: 0,
+    bytesIn: 0,
+    datagramsOut: 0,
+    bytesOut: 0,
+    payloadBytesIn: 0,
+    payloadBytesOut: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    retransmittedSegments: 0,
+    guardDrops: 0,
+    srttMs: 0,
+    rttvarMs: 0,
+    rtoMs: 0,
+  };
+}
+
+/** @internal */
 export interface ConnectionInit {
-  transport: Transport;
+  transport: ConnectionTransport;
   handle: number;
+  /** What the server's `authenticate` returned for this client. */
+  auth?: unknown;
   id: string;
   conv: number;
   remoteAddress: string;
@@ -36,14 +78,14 @@ export interface ConnectionInit {
   highWaterMark: number;
   maxReceiveQueueBytes: number;
   stream: boolean;
-  /** A secure-mode client starts `connecting`; everything else is established at once. */
+  /** A secure-mode client (or one resolving its host) starts `connecting`; everything else is established at once. */
   connecting?: boolean;
   /** Called once after `close` was emitted (a client uses it to stop its endpoint). */
   onClosed?: () => void;
 }
 
 export interface ConnectionEvents {
-  /** A secure-mode client's handshake completed. */
+  /** A client connection is open: its secure handshake completed (or, in raw mode, its host name resolved). */
   connect: [];
   message: [data: Buffer];
   close: [reason: CloseReason, info: CloseInfo];
@@ -53,6 +95,13 @@ export interface ConnectionEvents {
 
 /** What `send()` takes: bytes in any binary form (copied at the call), or a string (UTF-8). */
 export type SendData = string | ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
+
+/** The range of `close(code)`: WebSocket's 1000 (normal) or its application range 3000..4999. */
+const CLOSE_CODE_MIN = 3000;
+const CLOSE_CODE_MAX = 4999;
+const CLOSE_CODE_NORMAL = 1000;
+/** A close reason's longest UTF-8 encoding, as WebSocket's (a control frame's 125 bytes less the code). */
+const CLOSE_REASON_MAX_BYTES = 123;
 
 function isDetached(buffer: ArrayBufferLike): boolean {
   const flag = (buffer as { detached?: unknown }).detached;
@@ -66,8 +115,8 @@ function isDetached(buffer: ArrayBufferLike): boolean {
   }
 }
 
-/** A Uint8Array over the caller's bytes (no copy: the transport copies at the call). */
-function bytesOf(data: unknown): Uint8Array {
+/** @internal A Uint8Array over the caller's bytes (no copy: the transport copies at the call). */
+export function bytesOf(data: unknown): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data);
   let buffer: ArrayBufferLike;
   let view: () => Uint8Array;
@@ -86,6 +135,18 @@ function bytesOf(data: unknown): Uint8Array {
   return view();
 }
 
+// Typed listener methods: a misspelt event name is an error naming the event map, and each
+// listener gets its event's arguments.
+export interface Connection<Auth = unknown> {
+  on<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  once<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  off<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  addListener<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  removeListener<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  prependListener<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  prependOnceListener<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+}
+
 /**
  * A KCP connection. Emits `message` (a Buffer per message, or per chunk in stream mode),
  * `drain` when a full send queue has emptied below half the high-water mark, `close` with the
@@ -96,9 +157,14 @@ function bytesOf(data: unknown): Uint8Array {
  * connection stops taking messages from its engine and KCP's receive window pushes back on
  * the peer. Nothing is dropped.
  */
-export class Connection extends EventEmitter<ConnectionEvents> {
+export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   /** Connection id: unique across processes and restarts, time-sortable. */
   readonly id: string;
+  /**
+   * On a server: what its `authenticate` returned for this client (the player's identity or
+   * context). `undefined` without `authenticate` (raw mode included) and on client connections.
+   */
+  readonly auth: Auth;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
@@ -107,12 +173,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private _state: ConnectionState;
   private _conv: number;
   private failure: KcpError | undefined;
-  private readonly transport: Transport;
-  private readonly handle: number;
+  private wasEstablished: boolean;
+  /** The application's `close(code, reason)`, for the local `close` event. */
+  private closeCode: number | undefined;
+  private closeDescription: string | undefined;
+  private transport: ConnectionTransport;
+  private handle: number;
   private readonly maxMessageSize: number;
   private readonly maxSendQueueBytes: number;
   private readonly highWaterMark: number;
-  private readonly onClosed: (() => void) | undefined;
+  private onClosed: (() => void) | undefined;
   private sentBytes = 0;
   private ackedBytes = 0;
   private waitingForDrain = false;
@@ -136,6 +206,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.id = init.id;
     this._conv = init.conv;
     this._state = init.connecting ? 'connecting' : 'established';
+    this.wasEstablished = !init.connecting;
+    this.auth = init.auth as Auth;
     this.remoteAddress = init.remoteAddress;
     this.remotePort = init.remotePort;
     this.localAddress = init.localAddress;
@@ -168,7 +240,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * `KcpAuthRejectedError`, `KcpServerFullError`, ...) or `KcpClosedError`.
    */
   ready(): Promise<void> {
-    if (this._state === 'established' || this._state === 'closing') return Promise.resolve();
+    // Established once is ready for good, whatever followed: `ready()` says the handshake
+    // succeeded, `close` says the connection ended.
+    if (this.wasEstablished) return Promise.resolve();
     if (this._state === 'closed') {
       return Promise.reject(this.failure ?? new KcpClosedError(`connection ${this.id} closed before it was established`));
     }
@@ -210,7 +284,30 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * `KcpInvalidOptionError` for anything else (a detached buffer included).
    */
   send(data: SendData): boolean {
-    const bytes = bytesOf(data);
+    return this.queue(bytesOf(data));
+  }
+
+  /** @internal The connection's handle on its transport. */
+  get _handle(): number {
+    return this.handle;
+  }
+
+  /**
+   * @internal One connection's share of a broadcast (size already checked): queued when
+   * established and the queue has room, otherwise skipped (a full queue is reported as
+   * `send()` reports it). Never throws.
+   */
+  _offer(bytes: Uint8Array): boolean {
+    if (this._state !== 'established') return false;
+    if (this.queuedBytes + bytes.length > this.maxSendQueueBytes) {
+      this.transport.reportRefusal(this.handle, Refusal.SendQueueFull, bytes.length);
+      return false;
+    }
+    this.enqueue(bytes);
+    return true;
+  }
+
+  private queue(bytes: Uint8Array): boolean {
     // Each refusal is also reported to the native side, so it is logged with the connection's
     // identity (`kcp:protocol_violation`); the report rides in the next send batch.
     // While a secure handshake runs, messages queue and leave when it completes.
@@ -232,6 +329,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         `${this.queuedBytes} bytes queued; ${bytes.length} more would exceed maxSendQueueBytes ${this.maxSendQueueBytes}`,
       );
     }
+    return this.enqueue(bytes);
+  }
+
+  private enqueue(bytes: Uint8Array): boolean {
     this.sentBytes += bytes.length;
     const full = this.queuedBytes >= this.highWaterMark;
     if (full) this.waitingForDrain = true;
@@ -254,9 +355,30 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
   }
 
-  /** Closes gracefully: queued messages keep flowing for up to `linger` ms, then `close` fires. */
-  close(): void {
+  /**
+   * Closes gracefully: queued messages keep flowing for up to `linger` ms, then `close`
+   * fires (reason `local_closed`). `code` (1000, or 3000..4999 as WebSocket's application
+   * range) and `reason` (at most 123 bytes of UTF-8) are the application's own and appear in
+   * this side's `close` info as `code` and `description`. They are local only: the protocol
+   * does not carry them yet, so the peer sees its usual close. Idempotent.
+   */
+  close(code?: number, reason?: string): void {
+    if (code !== undefined) {
+      if (typeof code !== 'number' || !Number.isInteger(code) || (code !== CLOSE_CODE_NORMAL && (code < CLOSE_CODE_MIN || code > CLOSE_CODE_MAX))) {
+        throw new KcpInvalidOptionError(`close code must be ${CLOSE_CODE_NORMAL} or an integer in ${CLOSE_CODE_MIN}..${CLOSE_CODE_MAX}, got ${typeof code === 'string' ? JSON.stringify(code) : String(code)}`);
+      }
+    }
+    if (reason !== undefined) {
+      if (typeof reason !== 'string') throw new KcpInvalidOptionError(`close reason must be a string, got ${typeof reason}`);
+      if (code === undefined) throw new KcpInvalidOptionError('a close reason needs a close code');
+      const length = Buffer.byteLength(reason);
+      if (length > CLOSE_REASON_MAX_BYTES) {
+        throw new KcpInvalidOptionError(`close reason is ${length} bytes of UTF-8; at most ${CLOSE_REASON_MAX_BYTES}`);
+      }
+    }
     if (this._state !== 'established' && this._state !== 'connecting') return;
+    this.closeCode = code;
+    this.closeDescription = reason;
     this._state = 'closing';
     this.transport.closeConnection(this.handle);
   }
@@ -303,6 +425,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
     return this.messages();
+  }
+
+  /** @internal Sets what runs once after `close` was emitted (a client stops its endpoint). */
+  _onClosed(callback: () => void): void {
+    this.onClosed = callback;
   }
 
   /** @internal Makes the next engine call of this connection panic (fault drills, tests). */
@@ -409,38 +536,51 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this._state !== 'connecting') return;
     this._conv = conv;
     this._state = 'established';
+    this.wasEstablished = true;
     this.emit('connect');
   }
 
   /** @internal The secure handshake failed: `error` (if listened to), then `close`. */
   _connectFailed(reason: FailReason): void {
+    this._fail(handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`), reason === 'handshake_timeout' ? 'local' : 'remote');
+  }
+
+  /**
+   * @internal The connection never got going (a failed handshake, a host name that did not
+   * resolve, a socket that could not bind): `error` (if listened to), then `close` with
+   * `connect_failed`; `ready()` rejects with `error`.
+   */
+  _fail(error: KcpError, initiator: CloseInfo['initiator'] = 'local'): void {
     if (this._state === 'closed') return;
-    const error = handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`);
     this.failure = error;
     if (this.listenerCount('error') > 0) this.emit('error', error);
-    this._closed({
-      reason: 'connect_failed',
-      initiator: reason === 'handshake_timeout' ? 'local' : 'remote',
-      durationMs: 0,
-      datagramsIn: 0,
-      bytesIn: 0,
-      datagramsOut: 0,
-      bytesOut: 0,
-      payloadBytesIn: 0,
-      payloadBytesOut: 0,
-      messagesIn: 0,
-      messagesOut: 0,
-      retransmittedSegments: 0,
-      guardDrops: 0,
-      srttMs: 0,
-      rttvarMs: 0,
-      rtoMs: 0,
-    });
+    this._closed(emptyCloseInfo('connect_failed', initiator));
+  }
+
+  /**
+   * @internal A client resolved the host and opened the connection on its endpoint: from now on
+   * the connection is that session. What was sent meanwhile goes out, in order.
+   */
+  _attach(transport: ConnectionTransport, info: NativeConnectedInfo, established: boolean): void {
+    const self = this as { -readonly [K in 'id' | 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort']: Connection[K] };
+    self.id = info.uid;
+    self.remoteAddress = info.remoteAddress;
+    self.remotePort = info.remotePort;
+    self.localAddress = info.localAddress;
+    self.localPort = info.localPort;
+    this._conv = info.conv;
+    const pending = this.transport;
+    this.transport = transport;
+    this.handle = info.handle;
+    if (pending instanceof PendingTransport) pending.replay(transport, info.handle);
+    if (established) this._established(info.conv);
   }
 
   /** @internal */
-  _closed(info: CloseInfo): void {
+  _closed(given: CloseInfo): void {
     if (this._state === 'closed') return;
+    const info: CloseInfo =
+      this.closeCode === undefined ? given : { ...given, code: this.closeCode, ...(this.closeDescription !== undefined ? { description: this.closeDescription } : {}) };
     this._state = 'closed';
     this._closeInfo = info;
     this.deliveryPaused = false;
@@ -451,5 +591,49 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     } finally {
       this.onClosed?.();
     }
+  }
+}
+
+/**
+ * @internal Stands in for a client connection's transport while its host name resolves:
+ * messages sent meanwhile are copied and queued (they go out, in order, once the connection
+ * is open), and a `close()` ends the connection at once.
+ */
+export class PendingTransport implements ConnectionTransport {
+  readonly native = {
+    closed: false,
+    connectionStats: (): NativeConnectionStats | null => null,
+    injectFault: (): void => undefined,
+  };
+  private queued: ((transport: ConnectionTransport, handle: number) => void)[] = [];
+  /** The application closed the connection before it was opened. */
+  cancelled = false;
+
+  constructor(private readonly onClose: () => void) {}
+
+  send(_handle: number, data: Uint8Array): void {
+    const copy = Buffer.from(data);
+    this.queued.push((t, handle) => t.send(handle, copy));
+  }
+
+  reportRefusal(_handle: number, refusal: Refusal, size: number): void {
+    this.queued.push((t, handle) => t.reportRefusal(handle, refusal, size));
+  }
+
+  setDeliveryPaused(): void {
+    // Nothing can arrive before the connection is open.
+  }
+
+  closeConnection(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.queued = [];
+    this.onClose();
+  }
+
+  replay(transport: ConnectionTransport, handle: number): void {
+    const queued = this.queued;
+    this.queued = [];
+    for (const op of queued) op(transport, handle);
   }
 }

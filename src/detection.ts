@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 
 import { KcpInvalidOptionError } from './errors';
+import { checkKeys, keysOf } from './options';
 import { native } from './native';
 
 /** The rules' stable ids. */
@@ -71,6 +72,17 @@ function count(value: unknown, name: string, min: number, max: number): number {
   return value;
 }
 
+const detectionKeys = keysOf<DetectionOptions>({
+  enabled: true,
+  tableCapacity: true,
+  updateInterval: true,
+  rules: true,
+  spikeFactor: true,
+  errorRateMinAttempts: true,
+  enforce: true,
+  allowList: true,
+});
+
 export interface NativeDetectionOptions {
   enabled: boolean;
   tableCapacity: number;
@@ -89,6 +101,11 @@ export function resolveDetection(options: DetectionOptions | false | undefined):
     throw new KcpInvalidOptionError('detection must be an object or false');
   }
   const o = options || {};
+  checkKeys(o, detectionKeys, 'detection');
+  for (const [id, t] of Object.entries(o.rules ?? {})) {
+    if (typeof t === 'object' && t !== null) checkKeys(t, ['threshold', 'window'], `detection.rules.${id}`);
+  }
+  if (typeof o.enforce === 'object' && o.enforce !== null) checkKeys(o.enforce, ['refuseMs', 'rules'], 'detection.enforce');
   const rules = detectorRules();
   const byId = new Map(rules.map((r) => [r.id, r]));
   const thresholds = Object.entries(o.rules ?? {}).map(([id, t]) => {

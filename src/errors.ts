@@ -1,98 +1,129 @@
 /**
  * One error class per failure, each with a stable `code` (undici style). Errors raised in Rust
  * arrive as `[CODE] message` and are mapped onto these classes by {@link fromNative}.
+ *
+ * Each class is declared once, with its code; `KcpErrorCode` and the code-to-class map are
+ * derived from that one list, so a new failure cannot be half-registered.
  */
 
+/** Options every error constructor takes (as `Error`'s). */
+export interface KcpErrorOptions {
+  cause?: unknown;
+}
+
+/** The base of every kcpwatch error: `err instanceof KcpError`, then narrow on `err.code`. */
 export class KcpError extends Error {
-  readonly code: string;
-  constructor(message: string, code = 'KCP_ERR_GENERIC', options?: { cause?: unknown }) {
+  /** The stable code: one per failure, never reworded. */
+  readonly code: KcpErrorCode;
+  constructor(message: string, code: KcpErrorCode = 'KCP_ERR_GENERIC', options?: KcpErrorOptions) {
     super(message, options);
-    this.name = 'KcpError';
+    this.name = new.target.name;
     this.code = code;
   }
 }
 
-function define(name: string, code: string) {
-  const cls = class extends KcpError {
-    constructor(message: string, options?: { cause?: unknown }) {
-      super(message, code, options);
-      this.name = name;
+/** The constructor of one failure's class: its `code` is a literal type, on the class and its errors. */
+export interface KcpErrorClass<C extends string> {
+  new (message: string, options?: KcpErrorOptions): KcpError & { readonly code: C };
+  readonly code: C;
+}
+
+/** The base class of one failure. */
+function coded<C extends string>(code: C): KcpErrorClass<C> {
+  return class extends KcpError {
+    static readonly code = code;
+    constructor(message: string, options?: KcpErrorOptions) {
+      super(message, code as string as KcpErrorCode, options);
     }
-  };
-  Object.defineProperty(cls, 'name', { value: name });
-  return cls;
+  } as unknown as KcpErrorClass<C>;
 }
 
 /** An option has a wrong type or a value that cannot work. */
-export const KcpInvalidOptionError = define('KcpInvalidOptionError', 'KCP_ERR_INVALID_OPTION');
+export class KcpInvalidOptionError extends coded('KCP_ERR_INVALID_OPTION') {}
 /** The address is already bound by another socket (EADDRINUSE). */
-export const KcpAddressInUseError = define('KcpAddressInUseError', 'KCP_ERR_ADDR_IN_USE');
+export class KcpAddressInUseError extends coded('KCP_ERR_ADDR_IN_USE') {}
 /** The address does not belong to this host (EADDRNOTAVAIL). */
-export const KcpAddressNotAvailableError = define('KcpAddressNotAvailableError', 'KCP_ERR_ADDR_NOT_AVAILABLE');
+export class KcpAddressNotAvailableError extends coded('KCP_ERR_ADDR_NOT_AVAILABLE') {}
 /** Binding was refused by the OS (EACCES, privileged port). */
-export const KcpPermissionDeniedError = define('KcpPermissionDeniedError', 'KCP_ERR_PERMISSION_DENIED');
+export class KcpPermissionDeniedError extends coded('KCP_ERR_PERMISSION_DENIED') {}
 /** Any other bind failure. */
-export const KcpBindError = define('KcpBindError', 'KCP_ERR_BIND');
+export class KcpBindError extends coded('KCP_ERR_BIND') {}
 /** A host name did not resolve. */
-export const KcpResolveError = define('KcpResolveError', 'KCP_ERR_RESOLVE');
+export class KcpResolveError extends coded('KCP_ERR_RESOLVE') {}
 /** The server, client or connection is closed. */
-export const KcpClosedError = define('KcpClosedError', 'KCP_ERR_CLOSED');
+export class KcpClosedError extends coded('KCP_ERR_CLOSED') {}
 /** The message exceeds `maxMessageSize`. */
-export const KcpMessageTooLargeError = define('KcpMessageTooLargeError', 'KCP_ERR_MESSAGE_TOO_LARGE');
+export class KcpMessageTooLargeError extends coded('KCP_ERR_MESSAGE_TOO_LARGE') {}
 /** Queued bytes would exceed `maxSendQueueBytes`; wait for `drain`. */
-export const KcpQueueFullError = define('KcpQueueFullError', 'KCP_ERR_QUEUE_FULL');
+export class KcpQueueFullError extends coded('KCP_ERR_QUEUE_FULL') {}
 /** Empty messages cannot be sent in message mode. */
-export const KcpEmptyMessageError = define('KcpEmptyMessageError', 'KCP_ERR_EMPTY_MESSAGE');
+export class KcpEmptyMessageError extends coded('KCP_ERR_EMPTY_MESSAGE') {}
 /** Opening a connection failed (duplicate conv, capacity). */
-export const KcpConnectError = define('KcpConnectError', 'KCP_ERR_CONNECT');
+export class KcpConnectError extends coded('KCP_ERR_CONNECT') {}
 /** A client is at its `maxConnections`: close one of its connections first. */
-export const KcpConnectionLimitError = define('KcpConnectionLimitError', 'KCP_ERR_CONNECTION_LIMIT');
+export class KcpConnectionLimitError extends coded('KCP_ERR_CONNECTION_LIMIT') {}
 /** The feature is not available in this version. */
-export const KcpNotSupportedError = define('KcpNotSupportedError', 'KCP_ERR_NOT_SUPPORTED');
+export class KcpNotSupportedError extends coded('KCP_ERR_NOT_SUPPORTED') {}
 /** Secure mode: the server did not answer the handshake in time (down, unreachable, or rate-limiting us). */
-export const KcpHandshakeTimeoutError = define('KcpHandshakeTimeoutError', 'KCP_ERR_HANDSHAKE_TIMEOUT');
+export class KcpHandshakeTimeoutError extends coded('KCP_ERR_HANDSHAKE_TIMEOUT') {}
 /** Secure mode: the server's `authenticate` refused our token (or did not answer in time). */
-export const KcpAuthRejectedError = define('KcpAuthRejectedError', 'KCP_ERR_AUTH_REJECTED');
+export class KcpAuthRejectedError extends coded('KCP_ERR_AUTH_REJECTED') {}
 /** Secure mode: the server refused us for a connection limit (total, per address or per prefix). */
-export const KcpServerFullError = define('KcpServerFullError', 'KCP_ERR_SERVER_FULL');
+export class KcpServerFullError extends coded('KCP_ERR_SERVER_FULL') {}
 /** Secure mode: the server refused us for opening handshakes too fast. */
-export const KcpRateLimitedError = define('KcpRateLimitedError', 'KCP_ERR_RATE_LIMITED');
+export class KcpRateLimitedError extends coded('KCP_ERR_RATE_LIMITED') {}
 /** Secure mode: the server speaks another protocol version. */
-export const KcpVersionMismatchError = define('KcpVersionMismatchError', 'KCP_ERR_VERSION_MISMATCH');
+export class KcpVersionMismatchError extends coded('KCP_ERR_VERSION_MISMATCH') {}
+/**
+ * Secure mode: the server could not prove it holds the key the client pinned (`serverKey`):
+ * it does not know that key (`unknown_server_key`: an old key after a rotation, or another
+ * server), or whoever answered does not hold it (`server_auth_failed`).
+ */
+export class KcpServerAuthError extends coded('KCP_ERR_SERVER_AUTH') {}
 /** Secure mode: the handshake failed for another reason. */
-export const KcpHandshakeError = define('KcpHandshakeError', 'KCP_ERR_HANDSHAKE');
+export class KcpHandshakeError extends coded('KCP_ERR_HANDSHAKE') {}
+/** Server: the application's `authenticate` threw or rejected; the client was refused (`error` event). */
+export class KcpAuthenticateError extends coded('KCP_ERR_AUTHENTICATE') {}
 /** `listen()` was called on a server that is listening or binding already. */
-export const KcpAlreadyListeningError = define('KcpAlreadyListeningError', 'KCP_ERR_ALREADY_LISTENING');
+export class KcpAlreadyListeningError extends coded('KCP_ERR_ALREADY_LISTENING') {}
 /** The native addon for this platform is not installed (or does not load here). */
-export const KcpNativeBindingError = define('KcpNativeBindingError', 'KCP_ERR_NATIVE_BINDING');
+export class KcpNativeBindingError extends coded('KCP_ERR_NATIVE_BINDING') {}
 /** A failure inside the library itself. */
-export const KcpInternalError = define('KcpInternalError', 'KCP_ERR_INTERNAL');
+export class KcpInternalError extends coded('KCP_ERR_INTERNAL') {}
 
-const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => KcpError> = {
-  KCP_ERR_INVALID_OPTION: KcpInvalidOptionError,
-  KCP_ERR_ADDR_IN_USE: KcpAddressInUseError,
-  KCP_ERR_ADDR_NOT_AVAILABLE: KcpAddressNotAvailableError,
-  KCP_ERR_PERMISSION_DENIED: KcpPermissionDeniedError,
-  KCP_ERR_BIND: KcpBindError,
-  KCP_ERR_RESOLVE: KcpResolveError,
-  KCP_ERR_CLOSED: KcpClosedError,
-  KCP_ERR_MESSAGE_TOO_LARGE: KcpMessageTooLargeError,
-  KCP_ERR_QUEUE_FULL: KcpQueueFullError,
-  KCP_ERR_EMPTY_MESSAGE: KcpEmptyMessageError,
-  KCP_ERR_CONNECT: KcpConnectError,
-  KCP_ERR_CONNECTION_LIMIT: KcpConnectionLimitError,
-  KCP_ERR_NOT_SUPPORTED: KcpNotSupportedError,
-  KCP_ERR_ALREADY_LISTENING: KcpAlreadyListeningError,
-  KCP_ERR_INTERNAL: KcpInternalError,
-  KCP_ERR_HANDSHAKE_TIMEOUT: KcpHandshakeTimeoutError,
-  KCP_ERR_AUTH_REJECTED: KcpAuthRejectedError,
-  KCP_ERR_SERVER_FULL: KcpServerFullError,
-  KCP_ERR_RATE_LIMITED: KcpRateLimitedError,
-  KCP_ERR_VERSION_MISMATCH: KcpVersionMismatchError,
-  KCP_ERR_HANDSHAKE: KcpHandshakeError,
-};
+/** Every failure class, the one list the codes and the lookup derive from. */
+const errorClasses = [
+  KcpInvalidOptionError,
+  KcpAddressInUseError,
+  KcpAddressNotAvailableError,
+  KcpPermissionDeniedError,
+  KcpBindError,
+  KcpResolveError,
+  KcpClosedError,
+  KcpMessageTooLargeError,
+  KcpQueueFullError,
+  KcpEmptyMessageError,
+  KcpConnectError,
+  KcpConnectionLimitError,
+  KcpNotSupportedError,
+  KcpHandshakeTimeoutError,
+  KcpAuthRejectedError,
+  KcpServerFullError,
+  KcpRateLimitedError,
+  KcpVersionMismatchError,
+  KcpServerAuthError,
+  KcpHandshakeError,
+  KcpAuthenticateError,
+  KcpAlreadyListeningError,
+  KcpNativeBindingError,
+  KcpInternalError,
+] as const;
 
-/** The error a client's failed handshake reports, by the failure reason. */
+/** Every stable error code (`KCP_ERR_GENERIC`: a `KcpError` of no more specific class). */
+export type KcpErrorCode = 'KCP_ERR_GENERIC' | (typeof errorClasses)[number]['code'];
+
+const byCode = new Map<string, KcpErrorClass<KcpErrorCode>>(errorClasses.map((cls) => [cls.code, cls]));
+/** @internal The error a client's failed handshake reports, by the failure reason. */
 export function handshakeError(reason: string, server: string): KcpError {
   switch (reason) {
     case 'handshake_timeout':
@@ -105,15 +136,22 @@ export function handshakeError(reason: string, server: string): KcpError {
       return new KcpRateLimitedError(`${server} is rate-limiting handshakes from this address`);
     case 'version_mismatch':
       return new KcpVersionMismatchError(`${server} speaks another protocol version`);
+    case 'unknown_server_key':
+      return new KcpServerAuthError(`${server} does not hold the server key this client pinned (serverKey): an old key after a rotation, or another server`);
+    case 'server_auth_failed':
+      return new KcpServerAuthError(`whoever answered for ${server} does not hold the pinned server key (serverKey)`);
     default:
       return new KcpHandshakeError(`handshake with ${server} failed: ${reason}`);
   }
 }
 
-/** Builds the error class for a stable code. */
+/**
+ * @internal Builds the error class for a stable code. A code this build does not know (a newer
+ * addon) keeps its code on a plain `KcpError`.
+ */
 export function errorFor(code: string, message: string, cause?: unknown): KcpError {
-  const Cls = byCode[code];
-  return Cls ? new Cls(message, { cause }) : new KcpError(message, code, { cause });
+  const Cls = byCode.get(code);
+  return Cls ? new Cls(message, { cause }) : new KcpError(message, code as KcpErrorCode, { cause });
 }
 
 /** The security record (canonical JSON) the native side wrote about an error, if any. */
@@ -125,7 +163,7 @@ export function securityRecordOf(error: KcpError): string | undefined {
 }
 
 /**
- * Maps an error thrown by the native addon onto its class. A record line after the message
+ * @internal Maps an error thrown by the native addon onto its class. A record line after the message
  * (see `crates/kcpwatch-node/src/errors.rs`) is taken off and kept for event listeners.
  */
 export function fromNative(err: unknown): KcpError {

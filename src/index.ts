@@ -4,9 +4,23 @@
  */
 
 export { createServer, Server } from './server';
-export type { ServerOptions, ServerCloseOptions, AddressInfo, ServerEvents, Authenticate, AuthPeer } from './server';
+export type {
+  AddressInfo,
+  Authenticate,
+  AuthPeer,
+  AuthVerdict,
+  BroadcastTarget,
+  CommonServerOptions,
+  ListenOptions,
+  RawServerOptions,
+  SecureServerOptions,
+  ServerCloseOptions,
+  ServerEvents,
+  ServerOptions,
+  ServerStats,
+} from './server';
 export { Client, connect, createClient } from './client';
-export type { ClientConnectOptions, ClientEvents, ClientOptions, ConnectOptions } from './client';
+export type { ClientConnectOptions, ClientEvents, ClientOptions, ConnectOptions, RawConnectOptions, SecureConnectOptions } from './client';
 export { Connection } from './connection';
 export type { ConnectionEvents, ConnectionState, ConnectionStats, SendData } from './connection';
 export { metricsContentType, renderMetrics } from './metrics';
@@ -18,8 +32,9 @@ export { logFormats, pinoSink, severities } from './log';
 export { defaultLimits, presets } from './options';
 export { detectorRules } from './detection';
 export type { DetectionOptions, DetectionRule, DetectionRuleId } from './detection';
-export type { KcpOptions, LimitOptions, PresetName, Mode } from './options';
-export type { NativeStats as ServerStats } from './native';
+export type { FecOptions, KcpOptions, LimitOptions, PresetName, Mode } from './options';
 export * from './errors';
 export { createRelay } from './relay';
+export { generateKeyPair } from './keys';
+export type { KeyInput, KeyPair } from './keys';
 export type { Relay, RelayOptions, RelayStats, ImpairmentOptions } from './relay';

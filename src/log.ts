@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 
 import { KcpInvalidOptionError } from './errors';
+import { checkKeys, keysOf } from './options';
 import type { KcpEvent } from './event-types';
 
 /** Output formats of the destination (the `'event'` listener always gets canonical records). */
@@ -37,13 +38,16 @@ export interface PinoLike {
 
 /**
  * The record callback for a pino logger: the record's fields go in the log object (minus what
- * pino sets itself: `level`, `time`, `msg`), at the pino level of its severity.
+ * pino sets itself: `level`, `time`, `msg`), at the pino level of its severity. The record's
+ * `name` (`kcp:connection_closed`, ...) goes under `event`, so the logger's own `name` (pino's
+ * `name` option, a child's bindings) is kept.
  */
 export function pinoSink(logger: PinoLike): (event: KcpEvent) => void {
   return (event) => {
-    const { level: _level, time: _time, msg, ...fields } = event;
+    const { level: _level, time: _time, msg, name, ...rest } = event;
     void _level;
     void _time;
+    const fields = { event: name, ...rest };
     const s = event.severity;
     if (s <= 2) (logger.fatal ?? logger.error).call(logger, fields, msg);
     else if (s === 3) logger.error(fields, msg);
@@ -121,6 +125,9 @@ export interface HttpDestination {
   index?: string;
   /** HTTPS: the CA certificates (PEM file) the collector's certificate must chain to. */
   caFile?: string;
+  /** HTTPS: a client certificate chain and its key (PEM files), for collectors that require one (mutual TLS). */
+  certFile?: string;
+  keyFile?: string;
   /** Compress request bodies (default true). */
   gzip?: boolean;
   /** Records per request (default 500). */
@@ -135,6 +142,33 @@ export interface HttpDestination {
 
 export type LogDestination = 'stdout' | 'stderr' | 'none' | FileDestination | SyslogDestination | HttpDestination;
 
+const fileKeys = keysOf<FileDestination>({ file: true, maxBytes: true, maxAgeMs: true, keep: true });
+const syslogKeys = keysOf<SyslogDestination>({
+  syslog: true,
+  caFile: true,
+  serverName: true,
+  certFile: true,
+  keyFile: true,
+  spoolDir: true,
+  spoolMaxBytes: true,
+  queueRecords: true,
+});
+const httpKeys = keysOf<HttpDestination>({
+  http: true,
+  kind: true,
+  token: true,
+  index: true,
+  caFile: true,
+  certFile: true,
+  keyFile: true,
+  gzip: true,
+  batchRecords: true,
+  batchDelayMs: true,
+  spoolDir: true,
+  spoolMaxBytes: true,
+  queueRecords: true,
+});
+
 /** One output: where, in which format, from which severity up. */
 export interface LogOutputOptions {
   destination: LogDestination;
@@ -143,6 +177,8 @@ export interface LogOutputOptions {
   /** The least severe records this output takes (default: every record produced). */
   level?: SeverityName;
 }
+
+const outputKeys = keysOf<LogOutputOptions>({ destination: true, format: true, level: true });
 
 export interface LogOptions {
   /**
@@ -195,6 +231,34 @@ export interface LogOptions {
    */
   communityIdOverTransformed?: boolean;
 }
+
+const logOptionKeys = keysOf<LogOptions>({
+  destination: true,
+  outputs: true,
+  onEvent: true,
+  pino: true,
+  level: true,
+  ringCapacity: true,
+  statsInterval: true,
+  sampleBurst: true,
+  sampleWindow: true,
+  service: true,
+  host: true,
+  instance: true,
+  communityIdSeed: true,
+  eventBufferBytes: true,
+  format: true,
+  ipPrivacy: true,
+  communityIdOverTransformed: true,
+});
+
+const privacyKeys: Record<string, readonly string[]> = {
+  full: ['mode'],
+  omit: ['mode'],
+  truncate: ['mode', 'v4Prefix', 'v6Prefix'],
+  hmac: ['mode', 'keyId', 'key'],
+  cryptopan: ['mode', 'key'],
+};
 
 /** One output as the native layer takes it. */
 export interface NativeOutputOptions {
@@ -255,6 +319,8 @@ function resolvePrivacy(p: IpPrivacy | undefined): Pick<NativeLogOptions, 'ipPri
   const privacy = p ?? { mode: 'full' };
   if (typeof privacy !== 'object' || privacy === null) throw new KcpInvalidOptionError('log.ipPrivacy must be an object with a mode');
   const base = { ipPrivacy: privacy.mode, ipV4Prefix: 24, ipV6Prefix: 48 };
+  const keys = privacyKeys[privacy.mode];
+  if (keys && Object.hasOwn(privacyKeys, privacy.mode)) checkKeys(privacy, keys, `log.ipPrivacy (mode ${privacy.mode})`);
   switch (privacy.mode) {
     case 'full':
     case 'omit':
@@ -306,6 +372,7 @@ export function resolveLogOptions(
     throw new KcpInvalidOptionError('log must be an options object or false');
   }
   const o = log ?? {};
+  checkKeys(o, logOptionKeys, 'log');
   const level = o.level ?? 'info';
   if (!severities.includes(level)) {
     throw new KcpInvalidOptionError(`log.level must be one of ${severities.join(', ')}, got ${String(level)}`);
@@ -316,7 +383,11 @@ export function resolveLogOptions(
     if (o.destination !== undefined || o.format !== undefined) {
       throw new KcpInvalidOptionError('log.outputs replaces log.destination and log.format; give one or the other');
     }
-    outputs = o.outputs.map((out, i) => resolveOutput(out?.destination, out?.format, out?.level, `outputs[${i}]`));
+    outputs = o.outputs.map((out, i) => {
+      if (typeof out !== 'object' || out === null) throw new KcpInvalidOptionError(`log.outputs[${i}] must be { destination, format?, level? }`);
+      checkKeys(out, outputKeys, `log.outputs[${i}]`);
+      return resolveOutput(out.destination, out.format, out.level, `outputs[${i}]`);
+    });
   } else {
     outputs = [resolveOutput(o.destination ?? defaults.destination, o.format, undefined, 'destination')];
   }
@@ -355,6 +426,7 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
   if (dest === 'stdout' || dest === 'stderr' || dest === 'none') return { destination: dest, ...common };
   if (typeof dest === 'object' && dest !== null && typeof (dest as FileDestination).file === 'string' && (dest as FileDestination).file.length > 0) {
     const f = dest as FileDestination;
+    checkKeys(f, fileKeys, `log.${name}`);
     return {
       destination: 'file',
       file: f.file,
@@ -366,6 +438,7 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
   }
   if (typeof dest === 'object' && dest !== null && typeof (dest as SyslogDestination).syslog === 'string') {
     const d = dest as SyslogDestination;
+    checkKeys(d, syslogKeys, `log.${name}`);
     const m = /^(udp|tcp|tls):\/\/(\[[^\]]+\]|[^:/]+):(\d+)$/.exec(d.syslog);
     if (!m || !isIP(m[2]!.replace(/^\[|\]$/g, '')) || Number(m[3]) < 1 || Number(m[3]) > 65535) {
       throw new KcpInvalidOptionError(`log.${name}.syslog must be udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT, got ${d.syslog}`);
@@ -392,6 +465,7 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
   }
   if (typeof dest === 'object' && dest !== null && typeof (dest as HttpDestination).http === 'string') {
     const d = dest as HttpDestination;
+    checkKeys(d, httpKeys, `log.${name}`);
     let url: URL;
     try {
       url = new URL(d.http);
@@ -406,6 +480,8 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
     if (!(d.kind in formats)) throw new KcpInvalidOptionError(`log.${name}.kind must be hec, elastic or otlp`);
     if (d.kind === 'hec' && typeof d.token !== 'string') throw new KcpInvalidOptionError(`log.${name}: a hec output needs token`);
     if (url.protocol === 'https:' && typeof d.caFile !== 'string') throw new KcpInvalidOptionError(`log.${name}: an https output needs caFile`);
+    if ((d.certFile === undefined) !== (d.keyFile === undefined)) throw new KcpInvalidOptionError(`log.${name}: certFile and keyFile go together`);
+    if (d.certFile !== undefined && url.protocol !== 'https:') throw new KcpInvalidOptionError(`log.${name}: certFile needs an https URL`);
     return {
       destination: 'http',
       url: d.http,
@@ -413,6 +489,8 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
       token: d.token,
       index: d.index ?? 'kcpwatch',
       caFile: d.caFile,
+      certFile: d.certFile,
+      keyFile: d.keyFile,
       gzip: d.gzip ?? true,
       batchRecords: integer(d.batchRecords, `${name}.batchRecords`, 500, 1, 100_000),
       batchDelayMs: integer(d.batchDelayMs, `${name}.batchDelayMs`, 1000, 1, 600_000),

@@ -75,6 +75,7 @@ function families(s: NativeStats): Family[] {
       ['bad_tag', s.droppedBadTag],
       ['replayed', s.droppedReplayed],
       ['rate_limited', s.droppedRateLimited],
+      ['decrypt_failed', s.droppedDecryptFailed],
     ]),
     counter('kcpwatch_datagrams_truncated_total', 'Datagrams longer than the receive buffer, dropped.', s.truncated),
     counter('kcpwatch_datagrams_late_after_close_total', 'Secure mode: datagrams of sessions that had just closed, counted without a record each.', s.lateAfterClose),
@@ -101,6 +102,9 @@ function families(s: NativeStats): Family[] {
       ['capacity', s.failedCapacity],
       ['version_mismatch', s.failedVersionMismatch],
       ['malformed', s.failedMalformed],
+      ['decrypt_failed', s.failedDecryptFailed],
+      ['unknown_server_key', s.failedUnknownServerKey],
+      ['server_auth_failed', s.failedServerAuthFailed],
     ]),
     // Handshakes (secure mode).
     counter('kcpwatch_handshake_hellos_received_total', 'Secure mode: HELLOs received, with or without a cookie.', s.hellosReceived),
@@ -155,6 +159,15 @@ function families(s: NativeStats): Family[] {
     counter('kcpwatch_acks_received_total', 'KCP ACK segments received.', s.acksReceived),
     counter('kcpwatch_window_probes_sent_total', 'KCP window probes (WASK) sent.', s.windowProbesSent),
     counter('kcpwatch_window_probes_received_total', 'KCP window probes (WASK) received.', s.windowProbesReceived),
+    // kcp-go FEC (raw mode): only when it is on, so a 0 never reads as "on and idle".
+    ...(s.fecEnabled
+      ? [
+          counter('kcpwatch_fec_recovered_total', 'Raw mode with FEC: datagrams rebuilt from parity that the guard accepted (kcp-go FECRecovered).', s.fecRecovered),
+          counter('kcpwatch_fec_errors_total', 'Raw mode with FEC: failed recoveries, rebuilt datagrams the guard refused, shards of the wrong type for their position (kcp-go FECErrs).', s.fecErrs),
+          counter('kcpwatch_fec_parity_shards_received_total', 'Raw mode with FEC: parity shards received (kcp-go FECParityShards).', s.fecParityShards),
+          counter('kcpwatch_fec_short_shards_total', 'Raw mode with FEC: data shards of groups dropped before they could rebuild what was missing (kcp-go FECShortShards).', s.fecShortShards),
+        ]
+      : []),
     // Round-trip times.
     {
       name: 'kcpwatch_srtt_seconds',

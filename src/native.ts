@@ -29,6 +29,12 @@ export interface NativeEndpointOptions {
   keepalive: number;
   limits: ResolvedLimits;
   detection?: NativeDetectionOptions;
+  /** Raw mode: kcp-go FEC shard counts. */
+  fec?: { dataShards: number; parityShards: number };
+  /** Secure mode, server: static private keys (32 bytes each); none: one is generated. */
+  serverKeys?: Buffer[];
+  /** Secure mode, client: the server's static public key (32 bytes). */
+  serverKey?: Buffer;
 }
 
 export interface NativeAddressInfo {
@@ -71,6 +77,8 @@ export interface NativeStats {
   droppedReplayed: number;
   /** Handshakes refused by a rate limit. */
   droppedRateLimited: number;
+  /** Secure mode: datagrams the AEAD refused, and HELLOs whose Noise message did not decrypt. */
+  droppedDecryptFailed: number;
   /** Secure mode: HELLOs received, with or without a cookie. */
   hellosReceived: number;
   /** Secure mode: COOKIE replies sent. */
@@ -107,6 +115,9 @@ export interface NativeStats {
   failedCapacity: number;
   failedVersionMismatch: number;
   failedMalformed: number;
+  failedDecryptFailed: number;
+  failedUnknownServerKey: number;
+  failedServerAuthFailed: number;
   sendErrors: number;
   recvErrors: number;
   truncated: number;
@@ -159,6 +170,16 @@ export interface NativeStats {
   lostSegs: number;
   /** Duplicate segments received (kcp-go `RepeatSegs`). */
   repeatSegs: number;
+  /** Raw mode: FEC is on (the four `fec*` counters mean something). */
+  fecEnabled: boolean;
+  /** Raw mode with FEC: datagrams rebuilt from parity that the guard accepted (kcp-go `FECRecovered`). */
+  fecRecovered: number;
+  /** Raw mode with FEC: failed recoveries, rebuilt datagrams the guard refused, shards of the wrong type for their position (kcp-go `FECErrs`). */
+  fecErrs: number;
+  /** Raw mode with FEC: parity shards received (kcp-go `FECParityShards`). */
+  fecParityShards: number;
+  /** Raw mode with FEC: data shards of groups dropped before they could rebuild what was missing (kcp-go `FECShortShards`). */
+  fecShortShards: number;
   // Per-connection counters summed over every connection so far (closed and live).
   /** Connections the sums cover. */
   sessionsCounted: number;
@@ -225,6 +246,8 @@ export interface NativeConnectionStats {
 
 export interface NativeEndpointHandle {
   address(): NativeAddressInfo;
+  /** Secure mode, server: the public keys of its static keys. */
+  publicKeys(): Buffer[];
   connect(
     remoteAddress: string,
     remotePort: number,
@@ -250,6 +273,8 @@ export interface NativeEndpointHandle {
 }
 
 interface NativeModule {
+  generateKeyPair(): { privateKey: Buffer; publicKey: Buffer; keyId: string };
+  keyPairFromPrivate(privateKey: Buffer): { privateKey: Buffer; publicKey: Buffer; keyId: string };
   detectorRules(): { id: string; name: string; threshold: number; window: number; key: string; severity: string; technique?: string }[];
   NativeEndpoint: {
     listen(options: NativeEndpointOptions, onRecords: () => void, onEvents: () => void): NativeEndpointHandle;

@@ -48,6 +48,20 @@ export interface KcpOptions {
   maxReceiveQueueBytes?: number;
   /** How long a closed connection keeps flushing queued data, in ms (default 3000). */
   linger?: number;
+  /**
+   * Raw mode: kcp-go's Reed-Solomon forward error correction (`docs/fec.md`), the same shard
+   * counts as the kcp-go peer's `DialWithOptions(addr, nil, dataShards, parityShards)`.
+   * Secure mode refuses it.
+   */
+  fec?: FecOptions;
+}
+
+/** kcp-go FEC shard counts: each group of `dataShards` datagrams is followed by `parityShards` parity datagrams. */
+export interface FecOptions {
+  /** Datagrams per group (1 or more). */
+  dataShards: number;
+  /** Parity datagrams per group (1 or more; `dataShards + parityShards` at most 256). */
+  parityShards: number;
 }
 
 export interface ResolvedKcpOptions {
@@ -80,24 +94,149 @@ export const presets: Readonly<Record<PresetName, Readonly<PresetKnobs>>> = Obje
 
 export const DEFAULT_HIGH_WATER_MARK = 256 * 1024;
 
+/** A value as an error message shows it: its type when that is the problem (`the string "4000"`). */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
+
 function int(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new KcpInvalidOptionError(`${name} must be an integer in ${min}..${max}, got ${String(value)}`);
+    throw new KcpInvalidOptionError(`${name} must be an integer in ${min}..${max}, got ${describe(value)}`);
   }
   return value;
 }
 
 function bool(value: unknown, name: string): boolean {
-  if (typeof value !== 'boolean') throw new KcpInvalidOptionError(`${name} must be a boolean, got ${String(value)}`);
+  if (typeof value !== 'boolean') throw new KcpInvalidOptionError(`${name} must be a boolean, got ${describe(value)}`);
   return value;
+}
+
+/** Levenshtein distance, for naming the option a misspelt key probably meant. */
+function distance(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  let prev = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= y.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (x[i - 1] === y[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[y.length]!;
+}
+
+/** The valid key closest to `key`, if one is close enough to be a typo of it. */
+export function closest(key: string, valid: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of valid) {
+    const d = distance(key, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
+}
+
+/**
+ * The keys of an options interface, all of them and nothing else (the compiler checks the
+ * record against the interface), for {@link checkKeys}.
+ */
+export function keysOf<T>(keys: { [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.freeze(Object.keys(keys));
+}
+
+/**
+ * Throws `KcpInvalidOptionError` for a key that is not an option here, naming the closest valid
+ * one: a misspelt option must not be silently ignored (`idleTimout` would leave the default).
+ */
+export function checkKeys(options: object, valid: readonly string[], where: string): void {
+  for (const key of Object.keys(options)) {
+    if (valid.includes(key)) continue;
+    const near = closest(key, valid);
+    throw new KcpInvalidOptionError(
+      `${where}: unknown option ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; valid options: ${valid.join(', ')}`,
+    );
+  }
+}
+
+/** An options argument: an object (or undefined, for all defaults). */
+export function optionsObject(value: unknown, where: string): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new KcpInvalidOptionError(`${where} takes an options object, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Every engine knob's name. */
+export const kcpOptionKeys = keysOf<KcpOptions>({
+  preset: true,
+  nodelay: true,
+  interval: true,
+  resend: true,
+  nc: true,
+  sndWnd: true,
+  rcvWnd: true,
+  mtu: true,
+  minRto: true,
+  stream: true,
+  deadLink: true,
+  idleTimeout: true,
+  maxMessageSize: true,
+  maxSendQueueBytes: true,
+  highWaterMark: true,
+  maxReceiveQueueBytes: true,
+  linger: true,
+  fec: true,
+});
+
+/** KCP's header, before each segment's payload. */
+const KCP_HEADER_BYTES = 24;
+/** KCP numbers fragments in one byte and counts down to 0: at most 127 per message here. */
+const KCP_MAX_FRAGMENTS = 127;
+/** Secure mode: the session header (type, conv, packet number) and tag inside each datagram. */
+const SECURE_OVERHEAD_BYTES = 1 + 4 + 8 + 8;
+
+/**
+ * The largest message these knobs can carry in message mode:
+ * `min(127, rcvWnd) × (mtu − 24 − (secure ? 21 : 0))`: a message travels as at most 127
+ * fragments, and no more than the receive window, each at most one segment's payload.
+ */
+export function messageSizeLimit(kcp: Pick<ResolvedKcpOptions, 'mtu' | 'rcvWnd'>, mode: Mode): number {
+  const mss = kcp.mtu - KCP_HEADER_BYTES - (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0);
+  return Math.max(0, Math.min(KCP_MAX_FRAGMENTS, kcp.rcvWnd) * mss);
+}
+
+/** Checks `maxMessageSize` against what the MTU, window and mode can carry. */
+export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode): void {
+  if (kcp.mtu - KCP_HEADER_BYTES - (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0) < 1) {
+    throw new KcpInvalidOptionError(`mtu ${kcp.mtu} leaves no room for data in ${mode} mode (at least ${KCP_HEADER_BYTES + (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0) + 1})`);
+  }
+  if (kcp.stream) return;
+  const limit = messageSizeLimit(kcp, mode);
+  if (kcp.maxMessageSize > limit) {
+    throw new KcpInvalidOptionError(
+      `maxMessageSize ${kcp.maxMessageSize} exceeds ${limit}, the most that mtu ${kcp.mtu} and rcvWnd ${kcp.rcvWnd} carry in ${mode} mode ` +
+        `(min(127, rcvWnd) x (mtu - 24${mode === 'secure' ? ' - 21' : ''})): lower maxMessageSize, raise mtu or rcvWnd, ` +
+        'or use stream: true for payloads of any size',
+    );
+  }
 }
 
 /** Applies the preset, then each explicit knob, and checks every value. */
 export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions {
   const presetName = options.preset ?? 'game';
-  const preset = presets[presetName];
+  const preset = Object.hasOwn(presets, presetName) ? presets[presetName] : undefined;
   if (!preset) {
-    throw new KcpInvalidOptionError(`preset must be one of ${Object.keys(presets).join(', ')}, got ${String(presetName)}`);
+    throw new KcpInvalidOptionError(`preset must be one of ${Object.keys(presets).join(', ')}, got ${describe(presetName)}`);
   }
   const pick = <K extends keyof KcpOptions>(key: K, fallback: NonNullable<KcpOptions[K]>): NonNullable<KcpOptions[K]> =>
     (options[key] ?? fallback) as NonNullable<KcpOptions[K]>;
@@ -120,10 +259,39 @@ export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions 
   return resolved;
 }
 
+/** What FEC adds before KCP's header in every datagram: kcp-go's seqid, type and size fields. */
+const FEC_OVERHEAD_BYTES = 8;
+
+/**
+ * Checks the `fec` option: raw mode only, kcp-go's shard limits, an MTU kcp-go's FEC handles
+ * (at most 1500) and room for `maxMessageSize` with the 8 bytes each datagram gives up to FEC.
+ */
+export function resolveFec(value: unknown, mode: Mode, kcp: ResolvedKcpOptions): FecOptions | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new KcpInvalidOptionError(`fec must be an object { dataShards, parityShards }, got ${describe(value)}`);
+  }
+  checkKeys(value, keysOf<FecOptions>({ dataShards: true, parityShards: true }), 'fec');
+  if (mode !== 'raw') {
+    throw new KcpInvalidOptionError(
+      "fec needs mode 'raw': secure mode would have to carry the shards inside its authenticated envelope, which the protocol does not define yet",
+    );
+  }
+  const given = value as Record<string, unknown>;
+  const dataShards = int(given.dataShards, 'fec.dataShards', 1, 255);
+  const parityShards = int(given.parityShards, 'fec.parityShards', 1, 255);
+  if (dataShards + parityShards > 256) {
+    throw new KcpInvalidOptionError(`fec.dataShards + fec.parityShards must be at most 256 (kcp-go's limit), got ${dataShards + parityShards}`);
+  }
+  if (kcp.mtu > 1500) throw new KcpInvalidOptionError(`fec needs mtu <= 1500 (the largest datagram kcp-go's FEC handles), got ${kcp.mtu}`);
+  checkMessageSize({ ...kcp, mtu: kcp.mtu - FEC_OVERHEAD_BYTES }, mode);
+  return { dataShards, parityShards };
+}
+
 /** `'secure'` unless asked otherwise: the handshake, tags and limits of DESIGN §4. */
 export function resolveMode(mode: unknown): Mode {
   const value = mode ?? 'secure';
-  if (value !== 'raw' && value !== 'secure') throw new KcpInvalidOptionError(`mode must be 'raw' or 'secure', got ${String(value)}`);
+  if (value !== 'raw' && value !== 'secure') throw new KcpInvalidOptionError(`mode must be 'raw' or 'secure', got ${describe(value)}`);
   return value;
 }
 
@@ -159,11 +327,11 @@ export const defaultLimits: Readonly<ResolvedLimits> = Object.freeze({
 
 export function resolveLimits(limits: unknown): ResolvedLimits {
   if (limits === undefined) return { ...defaultLimits };
-  if (!limits || typeof limits !== 'object') throw new KcpInvalidOptionError('limits must be an object');
+  if (!limits || typeof limits !== 'object') throw new KcpInvalidOptionError(`limits must be an object, got ${describe(limits)}`);
   const given = limits as Record<string, unknown>;
   const out = { ...defaultLimits };
+  checkKeys(given, Object.keys(defaultLimits), 'limits');
   for (const key of Object.keys(given)) {
-    if (!(key in defaultLimits)) throw new KcpInvalidOptionError(`unknown limit ${key}`);
     if (given[key] === undefined) continue;
     out[key as keyof ResolvedLimits] = int(given[key], `limits.${key}`, 0, 2 ** 31 - 1);
   }

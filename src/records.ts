@@ -81,6 +81,10 @@ export interface CloseInfo {
   srttMs: number;
   rttvarMs: number;
   rtoMs: number;
+  /** The code this side's application gave `connection.close(code, reason)` (local only: not sent to the peer). */
+  code?: number;
+  /** The reason this side's application gave `connection.close(code, reason)` (local only). */
+  description?: string;
 }
 
 export interface AcceptedRecord {

@@ -62,6 +62,8 @@ export interface DatagramTrace {
   copies: number;
   bytes: number;
   client: { address: string; port: number };
+  /** The datagram itself (a view valid during the call: copy it to keep it), for recording tests. */
+  data: Buffer;
 }
 
 export interface RelayStats {
@@ -507,7 +509,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       stats.downstreamDatagrams++;
       m.lastSeen = performance.now();
       const copies = impair(lanes.down, () => sendDown(client, msg));
-      report({ direction: 'down', fate: copies > 0 ? 'forwarded' : 'dropped', copies, bytes: msg.length, client });
+      report({ direction: 'down', fate: copies > 0 ? 'forwarded' : 'dropped', copies, bytes: msg.length, client, data: msg });
     });
     sock.bind(0, upstreamBind, () => {
       if (m.closed) return;
@@ -542,14 +544,14 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       m = openMapping(client, key);
       if (m === undefined) {
         stats.rejectedClients++;
-        report({ direction: 'up', fate: 'rejected', copies: 0, bytes: msg.length, client });
+        report({ direction: 'up', fate: 'rejected', copies: 0, bytes: msg.length, client, data: msg });
         return;
       }
     }
     m.lastSeen = performance.now();
     const mapping = m;
     const copies = impair(lanes.up, () => sendUp(mapping, msg));
-    report({ direction: 'up', fate: copies > 0 ? 'forwarded' : 'dropped', copies, bytes: msg.length, client: m.client });
+    report({ direction: 'up', fate: copies > 0 ? 'forwarded' : 'dropped', copies, bytes: msg.length, client: m.client, data: msg });
   });
 
   let sweeper: NodeJS.Timeout | undefined;

@@ -1,24 +1,36 @@
 /** The server: one UDP socket accepting KCP conversations. */
 
+import { parseKey, readKeyFile } from './keys';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 
-import { Connection } from './connection';
+import { Connection, bytesOf, type SendData } from './connection';
 import {
   KcpAlreadyListeningError,
+  KcpAuthenticateError,
   KcpClosedError,
+  KcpEmptyMessageError,
   KcpError,
+  KcpInternalError,
   KcpInvalidOptionError,
+  KcpMessageTooLargeError,
   KcpResolveError,
   securityRecordOf,
 } from './errors';
 import {
+  checkKeys,
+  checkMessageSize,
+  describe,
+  kcpOptionKeys,
+  keysOf,
+  optionsObject,
   resolveHighWaterMark,
   resolveKcpOptions,
   resolveLimits,
   resolveMaxReceiveQueueBytes,
   resolveMode,
+  resolveFec,
   resolvePort,
   resolveTimeout,
   type KcpOptions,
@@ -31,7 +43,7 @@ import { eventCallback, parseEvents, resolveLogOptions, type LogOptions, type Na
 import { rethrowLater, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type FailReason } from './records';
 import { resolveDetection, type DetectionOptions } from './detection';
 import type { NativeEndpointOptions, NativeStats } from './native';
-import { Transport, type TransportOwner } from './transport';
+import { Transport } from './transport';
 import { renderMetrics } from './metrics';
 
 /** Who presented a token to `authenticate`: the validated address and the connection id to be. */
@@ -44,24 +56,19 @@ export interface AuthPeer {
   localPort: number;
 }
 
-/**
- * Decides whether a client's token (a game ticket, a signed join token) may open a session.
- * Return or resolve `true` to accept. A throw, a rejection or an answer later than
- * `authTimeout` refuses, as does anything but `true`.
- */
-export type Authenticate = (token: Buffer, peer: AuthPeer) => boolean | Promise<boolean>;
+/** What `authenticate` answers: the player's identity or context accepts, `false`, `null` or `undefined` refuses. */
+export type AuthVerdict<Auth> = Auth | false | null | undefined;
 
-export interface ServerOptions extends KcpOptions {
-  /**
-   * `'secure'` (the default): a handshake that validates the client's address before any
-   * state exists, tagged datagrams, replay protection, limits (`docs/protocol.md`).
-   * `'raw'`: plain KCP, interoperable with kcp-go and ikcp clients.
-   */
-  mode?: Mode;
-  /** Secure mode: checks each client's token before its session exists. */
-  authenticate?: Authenticate;
-  /** Secure mode: milliseconds `authenticate` has to answer (default 5000). */
-  authTimeout?: number;
+/**
+ * Decides whether a client's token (a game ticket, a signed join token) may open a session,
+ * and who it is. Return or resolve the player's identity (any value but `false`, `null` and
+ * `undefined`; `true` works too) to accept: it becomes `connection.auth`. `false`, `null`,
+ * `undefined`, a throw, a rejection or an answer later than `authTimeout` refuses.
+ */
+export type Authenticate<Auth = unknown> = (token: Buffer, peer: AuthPeer) => AuthVerdict<Auth> | PromiseLike<AuthVerdict<Auth>>;
+
+/** Options of every server, whatever its mode. */
+export interface CommonServerOptions extends KcpOptions {
   /** Secure mode: a keepalive goes out after this many ms of silence (default: a quarter of `idleTimeout`). */
   keepalive?: number;
   /** Connection and handshake limits (each refusal is counted and logged). */
@@ -87,6 +94,67 @@ export interface ServerOptions extends KcpOptions {
   log?: LogOptions | false;
 }
 
+/** A secure-mode server (the default): the handshake, tags and limits of `docs/protocol.md`. */
+export interface SecureServerOptions<Auth = unknown> extends CommonServerOptions {
+  /**
+   * `'secure'` (the default): a handshake that validates the client's address before any
+   * state exists, tagged datagrams, replay protection, limits (`docs/protocol.md`).
+   */
+  mode?: 'secure';
+  /** Checks each client's token before its session exists; what it returns is `connection.auth`. */
+  authenticate?: Authenticate<Auth>;
+  /** Milliseconds `authenticate` has to answer (default 5000). */
+  authTimeout?: number;
+  /**
+   * The server's static private keys (32 bytes each, Buffer or base64/hex text; two during a
+   * rotation, `docs/security.md`). Without them (and without `keyFile`) the server generates
+   * one at `listen()`: clients must then pin `server.publicKey` of this run. A production
+   * server configures its key.
+   */
+  serverKeys?: (Uint8Array | string)[];
+  /** Files holding the private keys (as `kcpwatch keygen` writes them), instead of `serverKeys`. */
+  keyFile?: string | string[];
+}
+
+/** A raw-mode server: plain KCP, interoperable with kcp-go and ikcp clients; no handshake, so no token. */
+export interface RawServerOptions extends CommonServerOptions {
+  mode: 'raw';
+  /** Raw KCP has no handshake to carry a token: use `mode: 'secure'` to authenticate. */
+  authenticate?: never;
+  /** Raw KCP has no handshake: there is nothing to time out. */
+  authTimeout?: never;
+}
+
+/** The options of {@link createServer}: by mode, so that raw mode cannot be given `authenticate`. */
+export type ServerOptions<Auth = unknown> = SecureServerOptions<Auth> | RawServerOptions;
+
+/** Every server option's name (checked by the compiler against the interfaces). */
+const serverOptionKeys = keysOf<Omit<SecureServerOptions, keyof KcpOptions>>({
+  keepalive: true,
+  limits: true,
+  detection: true,
+  host: true,
+  port: true,
+  ipv6Only: true,
+  reusePort: true,
+  maxConnections: true,
+  deliveryLimit: true,
+  log: true,
+  mode: true,
+  authenticate: true,
+  authTimeout: true,
+  serverKeys: true,
+  keyFile: true,
+}).concat(kcpOptionKeys);
+
+/** The options of `server.listen({ port, host })`. */
+export interface ListenOptions {
+  port?: number;
+  host?: string;
+}
+
+const listenOptionKeys = keysOf<ListenOptions>({ port: true, host: true });
+
 /** The options of `server.close()`. */
 export interface ServerCloseOptions {
   /**
@@ -99,6 +167,17 @@ export interface ServerCloseOptions {
   force?: boolean;
 }
 
+const closeOptionKeys = keysOf<ServerCloseOptions>({ linger: true, force: true });
+
+/** The counters of `server.stats()` and `client.stats()` (`docs/metrics.md`). */
+export type ServerStats = NativeStats;
+
+/** Which connections `server.broadcast()` sends to: a test on each, or the connections themselves. */
+export type BroadcastTarget<Auth = unknown> = ((connection: Connection<Auth>) => boolean) | Iterable<Connection<Auth>>;
+
+/** Largest number of accepted identities waiting for their connection's `accepted` record. */
+const MAX_PENDING_IDENTITIES = 65_536;
+
 /** Margin over the linger bound for the last close records to arrive before the hard stop. */
 const CLOSE_MARGIN_MS = 1000;
 
@@ -108,9 +187,9 @@ export interface AddressInfo {
   port: number;
 }
 
-export interface ServerEvents {
+export interface ServerEvents<Auth = unknown> {
   listening: [address: AddressInfo];
-  connection: [connection: Connection];
+  connection: [connection: Connection<Auth>];
   close: [];
   error: [error: KcpError];
   /** A security record (`kcp:*`). Listening turns delivery to JavaScript on. */
@@ -120,18 +199,19 @@ export interface ServerEvents {
 /** A host option: a non-empty string (an IP literal or a name to resolve). */
 export function resolveHostOption(host: unknown): string {
   if (typeof host !== 'string' || host.length === 0) {
-    throw new KcpInvalidOptionError(`host must be a non-empty string (an IP address or a host name), got ${JSON.stringify(host) ?? String(host)}`);
+    throw new KcpInvalidOptionError(`host must be a non-empty string (an IP address or a host name), got ${typeof host === 'string' ? 'an empty string' : describe(host)}`);
   }
   return host;
 }
 
 function resolveLinger(value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
-    throw new KcpInvalidOptionError(`linger must be an integer in 0..${2 ** 31 - 1}, got ${String(value)}`);
+    throw new KcpInvalidOptionError(`linger must be an integer in 0..${2 ** 31 - 1}, got ${describe(value)}`);
   }
   return value;
 }
 
+/** @internal Resolves a host name (an IP literal as it is). */
 export async function resolveHost(host: string): Promise<string> {
   if (isIP(host)) return host;
   try {
@@ -142,6 +222,7 @@ export async function resolveHost(host: string): Promise<string> {
   }
 }
 
+/** @internal */
 export function endpointOptions(
   host: string,
   port: number,
@@ -158,6 +239,10 @@ export function endpointOptions(
     keepalive?: number;
     limits?: LimitOptions;
     detection?: DetectionOptions | false;
+    fec?: unknown;
+    serverKeys?: unknown;
+    keyFile?: unknown;
+    serverKey?: unknown;
   },
   log?: NativeLogOptions,
 ): NativeEndpointOptions {
@@ -171,7 +256,7 @@ export function endpointOptions(
   const count = (v: unknown, name: string, fallback: number) => {
     const value = v ?? fallback;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
-      throw new KcpInvalidOptionError(`${name} must be a positive integer, got ${String(value)}`);
+      throw new KcpInvalidOptionError(`${name} must be a positive integer, got ${describe(value)}`);
     }
     return value;
   };
@@ -191,13 +276,49 @@ export function endpointOptions(
     keepalive: extra.keepalive === undefined ? 0 : resolveTimeout(extra.keepalive, 'keepalive', 0),
     limits: resolveLimits(extra.limits),
     detection: resolveDetection(extra.detection),
+    fec: resolveFec(extra.fec, mode, kcp),
+    ...resolveKeys(extra, mode),
   };
 }
 
-/** A KCP server. Create it with {@link createServer}. */
-export class Server extends EventEmitter<ServerEvents> implements TransportOwner {
+/** Secure mode's keys: a server's static private keys, a client's pinned server key. */
+function resolveKeys(extra: { serverKeys?: unknown; keyFile?: unknown; serverKey?: unknown }, mode: Mode): { serverKeys?: Buffer[]; serverKey?: Buffer } {
+  const given = [extra.serverKeys, extra.keyFile, extra.serverKey].some((v) => v !== undefined);
+  if (mode === 'raw' && given) throw new KcpInvalidOptionError("serverKeys, keyFile and serverKey need mode 'secure': raw KCP has no handshake");
+  if (extra.serverKeys !== undefined && extra.keyFile !== undefined) throw new KcpInvalidOptionError('give serverKeys or keyFile, not both');
+  const out: { serverKeys?: Buffer[]; serverKey?: Buffer } = {};
+  if (extra.serverKeys !== undefined) {
+    if (!Array.isArray(extra.serverKeys) || extra.serverKeys.length === 0) throw new KcpInvalidOptionError('serverKeys must be a non-empty array of private keys');
+    out.serverKeys = extra.serverKeys.map((k, i) => parseKey(k, `serverKeys[${i}]`));
+  }
+  if (extra.keyFile !== undefined) {
+    const files = Array.isArray(extra.keyFile) ? extra.keyFile : [extra.keyFile];
+    if (files.length === 0 || files.some((f) => typeof f !== 'string')) throw new KcpInvalidOptionError('keyFile must be a path or an array of paths');
+    out.serverKeys = (files as string[]).map(readKeyFile);
+  }
+  if (extra.serverKey !== undefined) out.serverKey = parseKey(extra.serverKey, 'serverKey');
+  return out;
+}
+
+// Typed listener methods: a misspelt event name is an error naming the event map, and each
+// listener gets its event's arguments.
+export interface Server<Auth = unknown> {
+  on<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
+  once<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
+  off<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
+  addListener<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
+  removeListener<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
+  prependListener<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
+  prependOnceListener<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
+}
+
+/**
+ * A KCP server. Create it with {@link createServer}. `Auth` is what `authenticate` returns
+ * for an accepted client (`connection.auth`).
+ */
+export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   readonly mode: Mode;
-  private readonly options: ServerOptions;
+  private readonly options: ServerOptions<Auth>;
   private readonly kcp: ResolvedKcpOptions;
   private readonly highWaterMark: number;
   private readonly maxReceiveQueueBytes: number;
@@ -206,14 +327,20 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   private listenClaimed = false;
   /** Resolves the wait of a lingering `close()` once the last connection closed. */
   private onLastClose: (() => void) | undefined;
-  private readonly connections = new Map<number, Connection>();
+  private readonly byHandle = new Map<number, Connection<Auth>>();
+  private readonly byId = new Map<string, Connection<Auth>>();
+  /** Identities `authenticate` returned, by connection id, until the connection is accepted. */
+  private readonly identities = new Map<string, Auth>();
   private _address: AddressInfo | null = null;
   private closing: Promise<void> | undefined;
   private readonly log: NativeLogOptions | undefined;
   private readonly onEvent: ((event: KcpEvent) => void) | undefined;
 
-  constructor(options: ServerOptions = {}) {
+  /** Prefer {@link createServer}, which also takes a connection handler. */
+  constructor(given: ServerOptions<Auth> | undefined = {}) {
     super();
+    const options = (optionsObject(given, 'createServer()') ?? {}) as ServerOptions<Auth>;
+    checkKeys(options, serverOptionKeys, 'createServer()');
     this.options = { ...options };
     this.mode = resolveMode(options.mode);
     if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
@@ -227,6 +354,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     resolveTimeout(options.authTimeout, 'authTimeout', 5000);
     if (options.keepalive !== undefined) resolveTimeout(options.keepalive, 'keepalive', 0);
     this.kcp = resolveKcpOptions(options);
+    checkMessageSize(this.kcp, this.mode);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark, this.kcp.maxSendQueueBytes);
     this.maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
     // Every option is checked here, not first at listen().
@@ -251,13 +379,17 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
 
   /** Binds the socket. Resolves with the bound address. */
   async listen(port?: number, host?: string): Promise<AddressInfo>;
-  async listen(options?: { port?: number; host?: string }): Promise<AddressInfo>;
-  async listen(portOrOptions?: number | { port?: number; host?: string }, host?: string): Promise<AddressInfo> {
+  async listen(options?: ListenOptions): Promise<AddressInfo>;
+  async listen(portOrOptions?: number | ListenOptions, host?: string): Promise<AddressInfo> {
     if (this.closing) throw new KcpClosedError('server is closed');
     if (this.listenClaimed) {
       throw new KcpAlreadyListeningError(this.transport ? 'server is already listening' : 'server is already binding (listen() was called before)');
     }
-    const opts = typeof portOrOptions === 'object' && portOrOptions !== null ? portOrOptions : { port: portOrOptions, host };
+    if (portOrOptions === null || (typeof portOrOptions !== 'object' && typeof portOrOptions !== 'number' && portOrOptions !== undefined)) {
+      throw new KcpInvalidOptionError(`listen() takes a port number or { port, host }, got ${describe(portOrOptions)}`);
+    }
+    if (typeof portOrOptions === 'object') checkKeys(portOrOptions, listenOptionKeys, 'listen()');
+    const opts = typeof portOrOptions === 'object' ? portOrOptions : { port: portOrOptions, host };
     const port = resolvePort(opts.port ?? this.options.port);
     const requested = resolveHostOption(opts.host ?? this.options.host ?? '0.0.0.0');
     // Claimed before the first await: a second listen() or a close() during the lookup
@@ -277,7 +409,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
       this.transport = Transport.listen(this, native);
     } catch (err) {
       this.listenClaimed = false;
-      const error = err instanceof KcpError ? err : new KcpError(String(err));
+      const error = err instanceof KcpError ? err : new KcpInternalError(String(err), { cause: err });
       // The bind failure's `kcp:error` record went to the log destination already; event
       // listeners get it too.
       const record = securityRecordOf(error);
@@ -297,13 +429,91 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     return this._address;
   }
 
+  /**
+   * Secure mode, once listening: the public key (base64) clients pin as `serverKey` — of the
+   * first key when several are configured. A server given no key generated it at `listen()`:
+   * it changes every run, so configure `serverKeys`/`keyFile` in production. `null` in raw
+   * mode and before `listen()`.
+   */
+  get publicKey(): string | null {
+    return this.publicKeys[0] ?? null;
+  }
+
+  /** Secure mode, once listening: the public keys (base64) of every configured key. */
+  get publicKeys(): string[] {
+    if (!this.transport || this.mode !== 'secure') return [];
+    return this.transport.native.publicKeys().map((k) => k.toString('base64'));
+  }
+
   /** Live connections. */
   get connectionCount(): number {
-    return this.connections.size;
+    return this.byHandle.size;
+  }
+
+  /**
+   * The live connections by id: a read-only view that follows connections as they come and
+   * go (iterate it, `.get(id)`, `.size`). A connection leaves it just before its `close` event.
+   */
+  get connections(): ReadonlyMap<string, Connection<Auth>> {
+    return this.byId;
+  }
+
+  /** The live connection with this id, or `undefined`. */
+  connection(id: string): Connection<Auth> | undefined {
+    return this.byId.get(id);
+  }
+
+  /**
+   * Sends one message to many connections: every established connection, those `target`
+   * accepts (a function), or those it lists (an iterable). The bytes are taken once (a string
+   * is encoded once) and the whole broadcast crosses into Rust with this turn's other sends,
+   * in one native call. Returns how many connections it was queued for.
+   *
+   * Throws only what concerns the message itself (`KcpEmptyMessageError`,
+   * `KcpMessageTooLargeError`, `KcpInvalidOptionError` for a bad `data` or `target`). A
+   * connection that is not established (connecting, closing, closed, or another server's) is
+   * skipped; one whose queue cannot take the message (`maxSendQueueBytes`) is skipped and the
+   * refusal logged as for `send()`. A connection at its high-water mark gets the message and
+   * emits `drain` later, as with `send()`.
+   */
+  broadcast(data: SendData, target?: BroadcastTarget<Auth>): number {
+    const bytes = bytesOf(data);
+    if (bytes.length === 0) throw new KcpEmptyMessageError('cannot send an empty message');
+    if (!this.kcp.stream && bytes.length > this.kcp.maxMessageSize) {
+      throw new KcpMessageTooLargeError(`message of ${bytes.length} bytes exceeds maxMessageSize ${this.kcp.maxMessageSize}`);
+    }
+    let targets: Iterable<Connection<Auth>>;
+    let test: ((connection: Connection<Auth>) => boolean) | undefined;
+    if (target === undefined) targets = this.byHandle.values();
+    else if (typeof target === 'function') {
+      targets = this.byHandle.values();
+      test = target;
+    } else if (target !== null && typeof target === 'object' && typeof (target as Iterable<unknown>)[Symbol.iterator] === 'function') {
+      targets = target;
+    } else {
+      throw new KcpInvalidOptionError(`broadcast() takes a filter function or an iterable of connections, got ${describe(target)}`);
+    }
+    const transport = this.transport;
+    if (!transport || transport.native.closed) return 0;
+    if (target === undefined) transport.expect(this.byHandle.size, bytes.length);
+    let sent = 0;
+    if (target === undefined || test) {
+      for (const connection of targets) {
+        if (test && !test(connection)) continue;
+        if (connection._offer(bytes)) sent += 1;
+      }
+      return sent;
+    }
+    for (const connection of targets) {
+      // Only this server's live connections: a list may hold anything.
+      if (!(connection instanceof Connection) || this.byHandle.get(connection._handle) !== connection) continue;
+      if (connection._offer(bytes)) sent += 1;
+    }
+    return sent;
   }
 
   /** Counters of the socket and its engines. */
-  stats(): NativeStats {
+  stats(): ServerStats {
     if (!this.transport || this.transport.native.closed) throw new KcpClosedError('server is not listening');
     return this.transport.native.stats();
   }
@@ -342,6 +552,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
    */
   close(options: ServerCloseOptions = {}): Promise<void> {
     if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('close() takes an options object');
+    checkKeys(options, closeOptionKeys, 'server.close()');
     const force = options.force ?? false;
     if (typeof force !== 'boolean') throw new KcpInvalidOptionError(`force must be a boolean, got ${String(force)}`);
     const linger = force ? 0 : options.linger === undefined ? this.kcp.linger : resolveLinger(options.linger);
@@ -362,7 +573,7 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
 
   /** Resolves when no connection is left, or after `timeoutMs`. */
   private lastClose(timeoutMs: number): Promise<void> {
-    if (this.connections.size === 0) return Promise.resolve();
+    if (this.byHandle.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, timeoutMs);
       const self = this;
@@ -379,9 +590,12 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   accepted(handle: number, r: AcceptedRecord): void {
     const transport = this.transport;
     if (!transport) return;
-    const connection = new Connection({
+    const identity = this.identities.get(r.uid);
+    this.identities.delete(r.uid);
+    const connection = new Connection<Auth>({
       transport,
       handle,
+      auth: identity,
       id: r.uid,
       conv: r.conv,
       remoteAddress: r.remoteAddress,
@@ -394,7 +608,8 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
       maxReceiveQueueBytes: this.maxReceiveQueueBytes,
       stream: this.kcp.stream,
     });
-    this.connections.set(handle, connection);
+    this.byHandle.set(handle, connection);
+    this.byId.set(connection.id, connection);
     // Accepted just before close(): the native side closes it with the rest; the application
     // is not handed a connection that is already ending.
     if (this.closing) return;
@@ -403,26 +618,27 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
 
   /** @internal */
   message(handle: number, data: Buffer): void {
-    this.connections.get(handle)?._message(data);
+    this.byHandle.get(handle)?._message(data);
   }
 
   /** @internal */
   closed(handle: number, info: CloseInfo): void {
-    const connection = this.connections.get(handle);
+    const connection = this.byHandle.get(handle);
     if (!connection) return;
-    this.connections.delete(handle);
-    if (this.connections.size === 0) this.onLastClose?.();
+    this.byHandle.delete(handle);
+    this.byId.delete(connection.id);
+    if (this.byHandle.size === 0) this.onLastClose?.();
     connection._closed(info);
   }
 
   /** @internal */
   progress(handle: number, ackedBytes: number): void {
-    this.connections.get(handle)?._progress(ackedBytes);
+    this.byHandle.get(handle)?._progress(ackedBytes);
   }
 
   /** @internal */
   error(handle: number, code: string, message: string): void {
-    this.connections.get(handle)?._error(code, message);
+    this.byHandle.get(handle)?._error(code, message);
   }
 
   /** @internal Secure mode: only clients have handshakes of their own. */
@@ -436,11 +652,21 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     const authenticate = this.options.authenticate;
     const transport = this.transport;
     if (!transport) return;
-    const answer = (accept: boolean) => {
+    const answer = (verdict: unknown) => {
+      const accept = verdict !== false && verdict !== null && verdict !== undefined;
       try {
-        if (!transport.native.closed) transport.native.resolveAuth(request.id, accept);
+        if (transport.native.closed) return;
+        if (accept) {
+          // Kept until the connection's `accepted` record; bounded in case one never comes.
+          if (this.identities.size >= MAX_PENDING_IDENTITIES) {
+            this.identities.delete(this.identities.keys().next().value as string);
+          }
+          this.identities.set(request.uid, verdict as Auth);
+        }
+        transport.native.resolveAuth(request.id, accept);
       } catch {
         // Closed meanwhile: the pending handshake ended with the endpoint.
+        this.identities.delete(request.uid);
       }
     };
     const peer: AuthPeer = {
@@ -453,15 +679,15 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
     const refused = (err: unknown) => {
       answer(false);
       if (this.listenerCount('error') > 0) {
-        this.emit('error', new KcpError('authenticate threw; the client was refused', 'KCP_ERR_AUTHENTICATE', { cause: err }));
+        this.emit('error', new KcpAuthenticateError('authenticate threw; the client was refused', { cause: err }));
       }
     };
     try {
-      const verdict = authenticate ? authenticate(request.token, peer) : true;
-      if (typeof verdict === 'object' && verdict !== null && typeof (verdict as PromiseLike<boolean>).then === 'function') {
-        Promise.resolve(verdict).then((ok) => answer(ok === true), refused);
+      const verdict: unknown = authenticate ? authenticate(request.token, peer) : true;
+      if (typeof verdict === 'object' && verdict !== null && typeof (verdict as PromiseLike<unknown>).then === 'function') {
+        Promise.resolve(verdict).then(answer, refused);
       } else {
-        answer(verdict === true);
+        answer(verdict);
       }
     } catch (err) {
       refused(err);
@@ -482,9 +708,30 @@ export class Server extends EventEmitter<ServerEvents> implements TransportOwner
   }
 }
 
-/** Creates a server; `onConnection` is added as a `connection` listener. */
-export function createServer(options?: ServerOptions, onConnection?: (connection: Connection) => void): Server {
-  const server = new Server(options);
-  if (onConnection) server.on('connection', onConnection);
+/**
+ * Creates a server; `onConnection` is added as a `connection` listener. Like
+ * `http.createServer`, the handler alone works too: `createServer((conn) => ...)`.
+ * Every option is checked here (`KcpInvalidOptionError`), including unknown keys.
+ */
+export function createServer<Auth = unknown>(onConnection?: (connection: Connection<Auth>) => void): Server<Auth>;
+export function createServer<Auth = unknown>(options?: ServerOptions<Auth>, onConnection?: (connection: Connection<Auth>) => void): Server<Auth>;
+export function createServer<Auth = unknown>(
+  optionsOrHandler?: ServerOptions<Auth> | ((connection: Connection<Auth>) => void),
+  onConnection?: (connection: Connection<Auth>) => void,
+): Server<Auth> {
+  let options = optionsOrHandler;
+  let handler = onConnection;
+  if (typeof optionsOrHandler === 'function') {
+    if (onConnection !== undefined) throw new KcpInvalidOptionError('createServer(handler) takes no second argument');
+    options = undefined;
+    handler = optionsOrHandler;
+  } else if (optionsOrHandler === null || (optionsOrHandler !== undefined && typeof optionsOrHandler !== 'object')) {
+    throw new KcpInvalidOptionError(`createServer() takes an options object and/or a connection handler, got ${describe(optionsOrHandler)}`);
+  }
+  if (handler !== undefined && typeof handler !== 'function') {
+    throw new KcpInvalidOptionError(`the connection handler must be a function, got ${describe(handler)}`);
+  }
+  const server = new Server<Auth>(options as ServerOptions<Auth> | undefined);
+  if (handler) server.on('connection', handler);
   return server;
 }

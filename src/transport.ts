@@ -91,6 +91,19 @@ export class Transport {
     this.schedule();
   }
 
+  /**
+   * Makes room at once for `count` messages of `size` bytes (a broadcast), so the batch grows
+   * once rather than doubling its way there.
+   */
+  expect(count: number, size: number): void {
+    const need = this.batchBytes + count * (HEADER + size);
+    if (need > this.batch.length) {
+      const grown = Buffer.allocUnsafe(need);
+      this.batch.copy(grown, 0, 0, this.batchBytes);
+      this.batch = grown;
+    }
+  }
+
   /** Tells the native side about a send refused here, so it is logged with the connection's identity. */
   reportRefusal(handle: number, refusal: Refusal, size: number): void {
     if (this.native.closed) return;

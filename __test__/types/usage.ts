@@ -44,7 +44,7 @@ const server = createServer(options, (conn: Connection) => {
 async function main(): Promise<void> {
   const address = await server.listen(0, '127.0.0.1');
   const port: number = address.port;
-  const client = connect({ host: '127.0.0.1', port, conv: 1, preset: 'fast3' });
+  const client = connect({ host: '127.0.0.1', port, mode: 'raw', conv: 1, preset: 'fast3' });
   for await (const message of client) {
     const bytes: Buffer = message;
     void bytes;

@@ -19,7 +19,7 @@ import (
 // a random conversation id (as kcp-go's DialWithOptions does); otherwise the
 // given id is used. Unlike DialWithOptions, the socket is bound to the source
 // IP that reaches addr, so LocalAddr is the ip:port the server sees.
-func dial(addr string, conv int64, opts *kcpOpts) (*kcp.UDPSession, error) {
+func dial(addr string, conv int64, opts *kcpOpts, fec ...fecOpts) (*kcp.UDPSession, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -32,7 +32,12 @@ func dial(addr string, conv int64, opts *kcpOpts) (*kcp.UDPSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := kcp.NewConn4(id, raddr, nil, 0, 0, true, conn)
+	var f fecOpts
+	if len(fec) > 0 {
+		f = fec[0]
+	}
+	// As DialWithOptions(addr, nil, f.data, f.parity), on a socket bound to the source IP.
+	s, err := kcp.NewConn4(id, raddr, nil, f.data, f.parity, true, conn)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -95,9 +100,19 @@ func runClient(args []string) {
 	lingerMs := fs.Int("linger-ms", 0, "keep the session open this long after the last echo, so its ACKs leave before Close (kcp-go's Close closes the socket before queued ACKs are written)")
 	var opts kcpOpts
 	opts.register(fs)
+	var fec fecOpts
+	fec.register(fs)
 	fs.Parse(args)
 	if err := opts.validate(); err != nil {
 		usageError("client: %v", err)
+	}
+	if err := fec.validate(); err != nil {
+		usageError("client: %v", err)
+	}
+	mss := opts.mss()
+	if fec.data > 0 {
+		// kcp-go's SetMtu leaves 8 bytes of each datagram to the FEC header.
+		mss -= 8
 	}
 	switch {
 	case *count < 0:
@@ -106,8 +121,8 @@ func runClient(args []string) {
 		usageError("client: --min-size must be >= 1 (kcp-go ignores empty writes)")
 	case *maxSize < *minSize:
 		usageError("client: --max-size must be >= --min-size")
-	case !opts.stream && *maxSize > opts.mss():
-		usageError("client: --max-size %d exceeds the KCP mss %d (mtu %d - 24); kcp-go would split it into several messages", *maxSize, opts.mss(), opts.mtu)
+	case !opts.stream && *maxSize > mss:
+		usageError("client: --max-size %d exceeds the KCP mss %d (mtu %d - 24, - 8 with FEC); kcp-go would split it into several messages", *maxSize, mss, opts.mtu)
 	case *window < 1:
 		usageError("client: --window must be >= 1")
 	case *conv > 0xffffffff:
@@ -115,7 +130,7 @@ func runClient(args []string) {
 	}
 
 	start := time.Now()
-	s, err := dial(*addr, *conv, &opts)
+	s, err := dial(*addr, *conv, &opts, fec)
 	if err != nil {
 		fail("dial %s: %v", *addr, err)
 	}
@@ -189,17 +204,18 @@ func runClient(args []string) {
 	// sent and received (kcp-go's counters are per process).
 	snmp := kcp.DefaultSnmp.Copy()
 	emit(struct {
-		OK                bool   `json:"ok"`
-		Sent              int    `json:"sent"`
-		Received          int    `json:"received"`
-		BytesSent         int64  `json:"bytes_sent"`
-		BytesReceived     int64  `json:"bytes_received"`
-		WireBytesSent     uint64 `json:"wire_bytes_sent"`
-		WireBytesReceived uint64 `json:"wire_bytes_received"`
-		Local             string `json:"local"`
-		Conv              uint32 `json:"conv"`
-		ElapsedMs         int64  `json:"elapsed_ms"`
-	}{true, *count, received, bytesSent, bytesReceived, snmp.OutBytes, snmp.InBytes, local, cid, elapsed.Milliseconds()})
+		OK                bool    `json:"ok"`
+		Sent              int     `json:"sent"`
+		Received          int     `json:"received"`
+		BytesSent         int64   `json:"bytes_sent"`
+		BytesReceived     int64   `json:"bytes_received"`
+		WireBytesSent     uint64  `json:"wire_bytes_sent"`
+		WireBytesReceived uint64  `json:"wire_bytes_received"`
+		Local             string  `json:"local"`
+		Conv              uint32  `json:"conv"`
+		ElapsedMs         int64   `json:"elapsed_ms"`
+		Snmp              fecSnmp `json:"snmp"`
+	}{true, *count, received, bytesSent, bytesReceived, snmp.OutBytes, snmp.InBytes, local, cid, elapsed.Milliseconds(), readFecSnmp()})
 }
 
 // randomConv returns a random 32-bit conversation id.

@@ -69,6 +69,40 @@ func (o *kcpOpts) apply(s *kcp.UDPSession) {
 	s.SetACKNoDelay(o.ackNoDel)
 }
 
+// fecOpts are kcp-go's FEC shard counts (DialWithOptions / ListenWithOptions
+// dataShards, parityShards); 0 and 0 is no FEC.
+type fecOpts struct {
+	data   int
+	parity int
+}
+
+func (o *fecOpts) register(fs *flag.FlagSet) {
+	fs.IntVar(&o.data, "fec-data", 0, "FEC data shards (kcp-go dataShards; 0: no FEC)")
+	fs.IntVar(&o.parity, "fec-parity", 0, "FEC parity shards (kcp-go parityShards; 0: no FEC)")
+}
+
+func (o *fecOpts) validate() error {
+	if (o.data == 0) != (o.parity == 0) || o.data < 0 || o.parity < 0 || o.data+o.parity > 256 {
+		return fmt.Errorf("--fec-data and --fec-parity must both be 0 or both >= 1 with a sum of at most 256")
+	}
+	return nil
+}
+
+// fecSnmp is kcp-go's FEC counters (per process), printed at the end of a
+// client's JSON line and of the server's closing summary.
+type fecSnmp struct {
+	FECRecovered    uint64 `json:"FECRecovered"`
+	FECErrs         uint64 `json:"FECErrs"`
+	FECParityShards uint64 `json:"FECParityShards"`
+	FECFullShardSet uint64 `json:"FECFullShardSet"`
+	FECShardSet     uint64 `json:"FECShardSet"`
+}
+
+func readFecSnmp() fecSnmp {
+	s := kcp.DefaultSnmp.Copy()
+	return fecSnmp{s.FECRecovered, s.FECErrs, s.FECParityShards, s.FECFullShardSet, s.FECShardSet}
+}
+
 // emit writes v as one JSON line to stdout.
 func emit(v any) {
 	b, err := json.Marshal(v)
@@ -134,6 +168,7 @@ commands:
                 or paced, latency percentiles; or hold sessions open and idle
   secure-client like client, against a kcpwatch server in secure mode (docs/protocol.md)
   flood         a bounded handshake / garbage / KCP-looking datagram flood
+  fec-vectors   Reed-Solomon test vectors from klauspost/reedsolomon (kcp-go's FEC codec)
 
 Run "kcpgo <command> -h" for the flags of a command.
 `)
@@ -156,6 +191,8 @@ func main() {
 		runSecureClient(args)
 	case "flood":
 		runFlood(args)
+	case "fec-vectors":
+		runFECVectors(args)
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:

@@ -44,8 +44,13 @@ func runServer(args []string) {
 	stdinEOF := fs.Bool("exit-on-stdin-eof", true, "exit when stdin reaches EOF (set false when started from a shell with stdin at /dev/null)")
 	srv := &echoServer{sessions: map[*kcp.UDPSession]struct{}{}}
 	srv.opts.register(fs)
+	var fec fecOpts
+	fec.register(fs)
 	fs.Parse(args)
 	if err := srv.opts.validate(); err != nil {
+		usageError("server: %v", err)
+	}
+	if err := fec.validate(); err != nil {
 		usageError("server: %v", err)
 	}
 	if *idleMs <= 0 {
@@ -55,7 +60,7 @@ func runServer(args []string) {
 	// A message from the peer may span up to 255 fragments; read it whole.
 	srv.bufLen = 255 * srv.opts.mss()
 
-	l, err := kcp.ListenWithOptions(net.JoinHostPort(*host, strconv.Itoa(*port)), nil, 0, 0)
+	l, err := kcp.ListenWithOptions(net.JoinHostPort(*host, strconv.Itoa(*port)), nil, fec.data, fec.parity)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kcpgo server: %v\n", err)
 		os.Exit(1)
@@ -104,6 +109,12 @@ func runServer(args []string) {
 	srv.mu.Unlock()
 	srv.wg.Wait()
 	l.Close()
+	srv.outMu.Lock()
+	emit(struct {
+		Event string  `json:"event"`
+		Snmp  fecSnmp `json:"snmp"`
+	}{"stopped", readFecSnmp()})
+	srv.outMu.Unlock()
 }
 
 func (srv *echoServer) start(s *kcp.UDPSession) {

@@ -67,6 +67,8 @@ pub struct NativeStats {
     pub dropped_bad_tag: f64,
     pub dropped_replayed: f64,
     pub dropped_rate_limited: f64,
+    /// Secure mode: datagrams the AEAD refused (and HELLOs whose Noise message did not decrypt).
+    pub dropped_decrypt_failed: f64,
     pub hellos_received: f64,
     pub cookies_sent: f64,
     pub rejects_sent: f64,
@@ -90,6 +92,9 @@ pub struct NativeStats {
     pub failed_capacity: f64,
     pub failed_version_mismatch: f64,
     pub failed_malformed: f64,
+    pub failed_decrypt_failed: f64,
+    pub failed_unknown_server_key: f64,
+    pub failed_server_auth_failed: f64,
     pub send_errors: f64,
     pub recv_errors: f64,
     pub truncated: f64,
@@ -119,6 +124,11 @@ pub struct NativeStats {
     pub fast_retrans_segs: f64,
     pub lost_segs: f64,
     pub repeat_segs: f64,
+    pub fec_enabled: bool,
+    pub fec_recovered: f64,
+    pub fec_errs: f64,
+    pub fec_parity_shards: f64,
+    pub fec_short_shards: f64,
     // Per-session counters summed over closed and live sessions.
     pub sessions_counted: f64,
     pub session_datagrams_in: f64,
@@ -200,6 +210,8 @@ pub struct NativeEndpoint {
     /// Kept after close so the final records can still be taken.
     runtime: Arc<Runtime>,
     local: SocketAddr,
+    /// Secure mode, server: the public halves of its static keys.
+    public_keys: Vec<[u8; 32]>,
 }
 
 /// A threadsafe function with no arguments, and the closure that calls it from a Rust thread
@@ -243,6 +255,7 @@ fn start(
     remote: Option<SocketAddr>,
 ) -> Result<NativeEndpoint> {
     let config = options::runtime_config(&options, remote.is_none())?;
+    let public_keys = options::public_keys(&config);
     let (notify, callback) = notifier(&on_records)?;
     let (notify_events, events_callback) = notifier(&on_events)?;
     // The events notification must not keep the process alive by itself: records do that
@@ -271,6 +284,7 @@ fn start(
         }),
         runtime,
         local,
+        public_keys,
     })
 }
 
@@ -309,6 +323,12 @@ impl NativeEndpoint {
             .as_ref()
             .map(|l| &l.runtime)
             .ok_or_else(|| to_js(kcpwatch::RuntimeError::Closed))
+    }
+
+    /// Secure mode, server: the public keys of its static keys (clients pin one).
+    #[napi]
+    pub fn public_keys(&self) -> Vec<Buffer> {
+        self.public_keys.iter().map(|k| k.to_vec().into()).collect()
     }
 
     /// The bound address.
@@ -442,6 +462,7 @@ impl NativeEndpoint {
             dropped_bad_tag: d[7] as f64,
             dropped_replayed: d[8] as f64,
             dropped_rate_limited: d[9] as f64,
+            dropped_decrypt_failed: d[10] as f64,
             hellos_received: s.endpoint.hellos_received as f64,
             cookies_sent: s.endpoint.cookies_sent as f64,
             rejects_sent: s.endpoint.rejects_sent as f64,
@@ -465,6 +486,9 @@ impl NativeEndpoint {
             failed_capacity: f[5] as f64,
             failed_version_mismatch: f[6] as f64,
             failed_malformed: f[7] as f64,
+            failed_decrypt_failed: f[8] as f64,
+            failed_unknown_server_key: f[9] as f64,
+            failed_server_auth_failed: f[10] as f64,
             send_errors: s.send_errors as f64,
             recv_errors: s.recv_errors as f64,
             truncated: s.truncated as f64,
@@ -493,6 +517,11 @@ impl NativeEndpoint {
             fast_retrans_segs: e.fast_retrans_segs as f64,
             lost_segs: e.lost_segs as f64,
             repeat_segs: e.repeat_segs as f64,
+            fec_enabled: s.endpoint.fec.enabled,
+            fec_recovered: s.endpoint.fec.recovered as f64,
+            fec_errs: s.endpoint.fec.errors as f64,
+            fec_parity_shards: s.endpoint.fec.parity_shards as f64,
+            fec_short_shards: s.endpoint.fec.short_shards as f64,
             sessions_counted: t.sessions as f64,
             session_datagrams_in: t.datagrams_in as f64,
             session_bytes_in: t.bytes_in as f64,

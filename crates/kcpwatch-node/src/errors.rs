@@ -19,7 +19,14 @@ pub(crate) fn to_js(error: RuntimeError) -> napi::Error {
         ),
         _ => (String::new(), String::new()),
     };
-    napi::Error::from_reason(format!("[{}] {}{}{}", error.code(), error, errno, record))
+    let text = error.to_string();
+    // `io::Error`'s Display already ends with "(os error N)" for OS errors: say it once.
+    let errno = if text.contains(errno.trim_start()) {
+        String::new()
+    } else {
+        errno
+    };
+    napi::Error::from_reason(format!("[{}] {}{}{}", error.code(), text, errno, record))
 }
 
 pub(crate) fn invalid(message: impl std::fmt::Display) -> napi::Error {

@@ -2,6 +2,7 @@
 //! `src/options.ts`), converted into the runtime's configuration.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use std::time::Duration;
 
@@ -12,8 +13,10 @@ use kcpwatch::events::sinks::{
 use kcpwatch::events::{LogConfig, LogDestination, LogOutput, Observer, Rotation};
 use kcpwatch::socket::SocketOptions;
 use kcpwatch::RuntimeConfig;
+use kcpwatch_proto::fec::FecConfig;
 use kcpwatch_proto::limits::Limits;
 use kcpwatch_proto::privacy::IpPrivacy;
+use kcpwatch_proto::secure::StaticKey;
 use kcpwatch_proto::{EndpointConfig, Mode, SessionConfig, Severity};
 use napi::bindgen_prelude::Buffer;
 
@@ -59,6 +62,11 @@ pub struct EndpointOptions {
     pub auth_timeout: u32,
     /// Secure mode, client: milliseconds before an unanswered handshake fails.
     pub handshake_timeout: u32,
+    /// Secure mode, server: static X25519 private keys (32 bytes each; several during a
+    /// rotation). Absent or empty: one is generated for the endpoint's life.
+    pub server_keys: Option<Vec<Buffer>>,
+    /// Secure mode, client: the server's static public key (32 bytes), pinned.
+    pub server_key: Option<Buffer>,
     /// Secure mode: milliseconds of silence after which a keepalive goes out (0: a quarter of
     /// the idle timeout).
     pub keepalive: u32,
@@ -66,6 +74,15 @@ pub struct EndpointOptions {
     pub limits: LimitOptions,
     /// Detectors; absent for the defaults.
     pub detection: Option<crate::detection::DetectionOptions>,
+    /// Raw mode: kcp-go's Reed-Solomon FEC; absent for none.
+    pub fec: Option<FecOptions>,
+}
+
+/// kcp-go's FEC shard counts (`DialWithOptions(addr, nil, dataShards, parityShards)`).
+#[napi(object)]
+pub struct FecOptions {
+    pub data_shards: u32,
+    pub parity_shards: u32,
 }
 
 /// Admission limits, resolved with their defaults by `src/options.ts`.
@@ -100,7 +117,8 @@ pub struct OutputOptions {
     pub ca_file: Option<String>,
     /// For `tls://`: the name the receiver's certificate must carry (default: the host).
     pub server_name: Option<String>,
-    /// For `tls://`: a client certificate chain and key (PEM), when the receiver asks for one.
+    /// For `tls://` and `https://`: a client certificate chain and key (PEM), when the receiver
+    /// asks for one.
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
     /// For `tcp://` and `tls://`: the on-disk spool for when the receiver is down.
@@ -245,11 +263,7 @@ fn network_sink(o: &OutputOptions) -> napi::Result<NetworkSinkConfig> {
                 .as_ref()
                 .ok_or_else(|| invalid("a tls:// syslog output needs caFile"))?
                 .into(),
-            client_cert: match (&o.cert_file, &o.key_file) {
-                (Some(cert), Some(key)) => Some((cert.into(), key.into())),
-                (None, None) => None,
-                _ => return Err(invalid("certFile and keyFile go together")),
-            },
+            client_cert: client_cert(o)?,
         },
         other => {
             return Err(invalid(format!(
@@ -263,6 +277,14 @@ fn network_sink(o: &OutputOptions) -> napi::Result<NetworkSinkConfig> {
         config.queue_records = n.max(1) as usize;
     }
     Ok(config)
+}
+
+fn client_cert(o: &OutputOptions) -> napi::Result<Option<(PathBuf, PathBuf)>> {
+    match (&o.cert_file, &o.key_file) {
+        (Some(cert), Some(key)) => Ok(Some((cert.into(), key.into()))),
+        (None, None) => Ok(None),
+        _ => Err(invalid("certFile and keyFile go together")),
+    }
 }
 
 fn spool(o: &OutputOptions) -> Option<SpoolConfig> {
@@ -296,6 +318,7 @@ fn http_sink(o: &OutputOptions) -> napi::Result<HttpSinkConfig> {
     };
     let mut config = HttpSinkConfig::new(kind, url);
     config.ca_file = o.ca_file.as_ref().map(Into::into);
+    config.client_cert = client_cert(o)?;
     config.gzip = o.gzip.unwrap_or(true);
     if let Some(n) = o.batch_records {
         config.batch_records = n.max(1) as usize;
@@ -384,12 +407,35 @@ pub(crate) fn runtime_config(
         }
     };
     let l = &o.limits;
+    let mut server_keys = Vec::new();
+    for key in o.server_keys.iter().flatten() {
+        let private: [u8; 32] = key[..]
+            .try_into()
+            .map_err(|_| invalid(format!("a server key is 32 bytes, got {}", key.len())))?;
+        server_keys.push(StaticKey::from_private(private));
+    }
+    if server_keys.is_empty() && mode == Mode::Secure && accept_inbound {
+        // No key configured: one for this endpoint's life (the application reads its public
+        // half as `server.publicKey`; clients must pin it).
+        server_keys.push(StaticKey::generate().map_err(|e| invalid(e.to_string()))?);
+    }
+    let server_key = match &o.server_key {
+        Some(key) => Some(<[u8; 32]>::try_from(&key[..]).map_err(|_| {
+            invalid(format!(
+                "serverKey is a 32-byte public key, got {} bytes",
+                key.len()
+            ))
+        })?),
+        None => None,
+    };
     let endpoint = EndpointConfig {
         session,
         accept_inbound,
         max_connections: o.max_connections as usize,
         mode,
         require_auth: o.require_auth,
+        server_keys,
+        server_key,
         auth_timeout_ms: o.auth_timeout.max(1),
         handshake_timeout_ms: o.handshake_timeout.max(1),
         keepalive_ms: (o.keepalive > 0).then_some(o.keepalive),
@@ -406,6 +452,13 @@ pub(crate) fn runtime_config(
             Some(d) => crate::detection::detector_config(d)?,
             None => Default::default(),
         },
+        fec: o.fec.as_ref().map(|f| {
+            let shards = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+            FecConfig {
+                data_shards: shards(f.data_shards),
+                parity_shards: shards(f.parity_shards),
+            }
+        }),
         ..EndpointConfig::default()
     };
     let mut config = RuntimeConfig::new(bind, endpoint);
@@ -416,4 +469,57 @@ pub(crate) fn runtime_config(
     config.delivery_limit = o.delivery_limit as usize;
     config.log = o.log.as_ref().map(log_config).transpose()?;
     Ok(config)
+}
+
+/// A server static key pair as `kcpwatch keygen` and `createServer` use it.
+#[cfg_attr(test, allow(dead_code))]
+#[napi(object)]
+pub struct KeyPairInfo {
+    /// The X25519 private key (32 bytes): keep it secret.
+    pub private_key: Buffer,
+    /// The public key (32 bytes) clients pin.
+    pub public_key: Buffer,
+    /// The key id HELLOs name it by (8 hex digits).
+    pub key_id: String,
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn key_pair_info(key: &StaticKey) -> KeyPairInfo {
+    KeyPairInfo {
+        private_key: key.private().to_vec().into(),
+        public_key: key.public().to_vec().into(),
+        key_id: key.id().iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// A fresh server static key pair from the operating system's random source.
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn generate_key_pair() -> napi::Result<KeyPairInfo> {
+    Ok(key_pair_info(
+        &StaticKey::generate().map_err(|e| invalid(e.to_string()))?,
+    ))
+}
+
+/// The key pair of a 32-byte private key.
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn key_pair_from_private(private_key: Buffer) -> napi::Result<KeyPairInfo> {
+    let private: [u8; 32] = private_key[..].try_into().map_err(|_| {
+        invalid(format!(
+            "a server private key is 32 bytes, got {}",
+            private_key.len()
+        ))
+    })?;
+    Ok(key_pair_info(&StaticKey::from_private(private)))
+}
+
+/// The public keys of a runtime configuration's server keys (what `server.publicKeys` shows).
+pub(crate) fn public_keys(config: &RuntimeConfig) -> Vec<[u8; 32]> {
+    config
+        .endpoint
+        .server_keys
+        .iter()
+        .map(|k| *k.public())
+        .collect()
 }

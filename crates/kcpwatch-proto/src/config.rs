@@ -154,7 +154,26 @@ pub enum ConfigError {
     /// The dead-link time bound must leave room for at least one retransmission.
     #[error("dead link time bound {0} ms is below 100 ms")]
     DeadLinkMs(u32),
+    /// More server static keys than a rotation needs.
+    #[error("{0} server keys given; at most {MAX_SERVER_KEYS} (two during a rotation)")]
+    TooManyServerKeys(usize),
+    /// FEC is for raw mode: secure mode would have to carry shards inside its authenticated
+    /// envelope, which the protocol does not define yet.
+    #[error("fec is only available in raw mode: secure mode would need the shards inside its authenticated envelope (not defined yet)")]
+    FecInSecureMode,
+    /// The FEC shard counts are outside kcp-go's limits.
+    #[error(transparent)]
+    Fec(#[from] crate::fec::FecConfigError),
+    /// With FEC, a datagram is at most kcp-go's 1500 bytes, FEC header included.
+    #[error("mtu {0} is above 1500, the largest datagram kcp-go's FEC handles")]
+    FecMtu(usize),
+    /// Two server keys have the same key id (the same key twice).
+    #[error("two server keys have the same key id (the same key given twice?)")]
+    DuplicateServerKey,
 }
+
+/// Server static keys held at once (the current one, the next, and room for a slow rotation).
+pub const MAX_SERVER_KEYS: usize = 4;
 
 impl SessionConfig {
     /// KCP's maximum segment payload for this MTU.
@@ -245,6 +264,18 @@ pub struct EndpointConfig {
     pub secret: [u8; 32],
     /// Admission limits.
     pub limits: Limits,
+    /// Secure mode, server: its static key pairs (more than one during a rotation; a HELLO
+    /// names the one it is for by key id). Empty: the endpoint makes one from `secret`, which
+    /// lives as long as the endpoint (see [`crate::Endpoint::server_keys`]).
+    pub server_keys: Vec<crate::secure::StaticKey>,
+    /// Secure mode, client: the server's static public key, which the handshake authenticates
+    /// the server by. A client endpoint without one cannot open secure sessions.
+    pub server_key: Option<[u8; 32]>,
+    /// Tests only (feature `test-keys`): handshake ephemeral keys drawn from a generator seeded
+    /// with this instead of the operating system, so a test's datagrams repeat run after run.
+    /// Predictable ephemerals give up forward secrecy; the runtime never sets it.
+    #[cfg(feature = "test-keys")]
+    pub test_ephemeral_seed: Option<[u8; 32]>,
     /// How long one cookie key lives; a cookie is accepted for one to two of these.
     pub cookie_slot_ms: u32,
     /// A client gives up a handshake that got no answer after this long (`handshake_timeout`).
@@ -261,6 +292,37 @@ pub struct EndpointConfig {
     pub keepalive_ms: Option<u32>,
     /// The detectors and their thresholds (`kcp:alert`).
     pub detectors: crate::detect::DetectorConfig,
+    /// Raw mode: kcp-go's Reed-Solomon FEC with these shard counts (the peer must use the
+    /// same). Every datagram then carries an 8-byte FEC header, so KCP's MTU is `mtu - 8`.
+    pub fec: Option<crate::fec::FecConfig>,
+}
+
+impl EndpointConfig {
+    /// Checks the `fec` option against the mode and a session's knobs; the session config
+    /// KCP then runs with (its MTU less the FEC header) is what [`SessionConfig::validate`]
+    /// must accept.
+    pub fn validate_fec(&self, session: &SessionConfig) -> Result<(), ConfigError> {
+        let Some(fec) = self.fec else {
+            return Ok(());
+        };
+        if self.mode != Mode::Raw {
+            return Err(ConfigError::FecInSecureMode);
+        }
+        fec.validate()?;
+        if session.mtu > crate::fec::MAX_SHARD_LEN {
+            return Err(ConfigError::FecMtu(session.mtu));
+        }
+        Self::fec_session(session).validate()
+    }
+
+    /// The knobs KCP runs with under FEC: each datagram is the FEC header plus KCP's, so KCP's
+    /// MTU is 8 bytes less (as kcp-go's `SetMtu` does).
+    pub fn fec_session(session: &SessionConfig) -> SessionConfig {
+        SessionConfig {
+            mtu: session.mtu.saturating_sub(crate::fec::OVERHEAD),
+            ..*session
+        }
+    }
 }
 
 /// What a server puts in front of KCP. The core defaults to `Raw` so a bare `EndpointConfig`
@@ -298,6 +360,10 @@ impl Default for EndpointConfig {
             mode: Mode::Raw,
             secret: [0; 32],
             limits: Limits::default(),
+            server_keys: Vec::new(),
+            server_key: None,
+            #[cfg(feature = "test-keys")]
+            test_ephemeral_seed: None,
             cookie_slot_ms: 10_000,
             handshake_timeout_ms: 10_000,
             require_auth: false,
@@ -305,6 +371,7 @@ impl Default for EndpointConfig {
             max_pending_auth: 1_024,
             keepalive_ms: None,
             detectors: crate::detect::DetectorConfig::default(),
+            fec: None,
         }
     }
 }

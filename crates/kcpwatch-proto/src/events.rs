@@ -188,6 +188,15 @@ pub enum FailReason {
     VersionMismatch,
     /// The first datagram was not a valid opening (raw mode: it failed the segment guard).
     Malformed,
+    /// Secure mode, server: a HELLO's Noise message did not decrypt (sent for another server
+    /// key with the same id, altered on the way, or forged).
+    DecryptFailed,
+    /// Secure mode: the HELLO names a server key the server does not hold (the client pinned
+    /// an old or wrong key); the server refuses it, the client reports it.
+    UnknownServerKey,
+    /// Secure mode, client: the ACCEPT did not decrypt, so whoever answered does not hold the
+    /// server key the client pinned.
+    ServerAuthFailed,
 }
 
 impl FailReason {
@@ -202,6 +211,9 @@ impl FailReason {
             Self::Capacity => "capacity",
             Self::VersionMismatch => "version_mismatch",
             Self::Malformed => "malformed",
+            Self::DecryptFailed => "decrypt_failed",
+            Self::UnknownServerKey => "unknown_server_key",
+            Self::ServerAuthFailed => "server_auth_failed",
         }
     }
 }
@@ -401,6 +413,32 @@ pub struct ConnectionAttempted {
 pub struct ConnectionEstablished {
     /// The connection.
     pub conn: ConnectionRef,
+    /// Secure mode: what protects the session; `None` in raw mode.
+    pub secure: Option<SecureSession>,
+}
+
+/// What protects a secure session (`kcp:connection_established`). Public facts only: never a
+/// key or a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecureSession {
+    /// The secure-mode protocol version.
+    pub version: u8,
+    /// The Noise protocol name of the cipher suite.
+    pub suite: &'static str,
+    /// The id of the server static key the handshake used (first bytes of SHA-256 of it).
+    pub key_id: [u8; crate::secure::wire::KEY_ID_LEN],
+}
+
+impl SecureSession {
+    /// The key id in lower-case hex.
+    pub fn key_id_hex(&self) -> CappedText {
+        use fmt::Write;
+        let mut text = CappedText::EMPTY;
+        for b in self.key_id {
+            let _ = write!(text, "{b:02x}");
+        }
+        text
+    }
 }
 
 /// `kcp:connection_failed`: an attempt that never became a connection.
@@ -441,6 +479,12 @@ pub struct ConnectionClosed {
     pub reason: CloseReason,
     /// Who ended it.
     pub initiator: Initiator,
+    /// Secure mode, a peer's close: the reason its DISCONNECT gave (`local_closed` for a kick
+    /// or an application close, `shutdown`, `protocol_violation`, ...).
+    pub peer_reason: Option<CloseReason>,
+    /// The application's close code and text: ours when we closed, the peer's when its
+    /// DISCONNECT carried them.
+    pub app_close: crate::session::AppClose,
     /// Counters, timings, RTT figures and the activity history.
     pub summary: ConnectionSummary,
     /// The session's parameters.
@@ -598,6 +642,9 @@ pub struct LogLoss {
 }
 
 /// One security event.
+// The close record carries the application's close text inline: records are `Copy` and never
+// allocate (a boxed variant would allocate per close), so the largest variant sets the size.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityEvent {
     /// `kcp:listener_started`

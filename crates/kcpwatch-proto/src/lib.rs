@@ -9,6 +9,7 @@
 //! - [`guard`]: validates a whole datagram before any byte reaches the engine.
 //! - [`session`]: one KCP conversation behind the guard, with liveness and counters.
 //! - [`endpoint`]: demultiplexes datagrams by (address, conv) into sessions and runs their timers.
+//! - [`fec`]: kcp-go-compatible forward error correction (Reed-Solomon shards), raw mode.
 //! - [`events`]: the security event catalog (`kcp:*`), one typed struct per event.
 //! - [`community_id`]: Community ID v1 flow hashes for joining records with other sensors.
 //! - [`secure`]: secure mode's wire format, cookies, keys and replay window.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod detect;
 pub mod endpoint;
 pub mod events;
+pub mod fec;
 pub mod guard;
 pub mod lifecycle;
 pub mod limits;
@@ -43,5 +45,5 @@ pub use endpoint::{
 pub use events::{SecurityEvent, Severity};
 pub use guard::GuardViolation;
 pub use lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
-pub use session::ConnectionSummary;
+pub use session::{AppClose, ConnectionSummary};
 pub use transmit::{Transmit, Transmits};

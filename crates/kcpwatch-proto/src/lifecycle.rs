@@ -80,6 +80,21 @@ impl CloseReason {
         }
     }
 
+    /// The reason for a code (a DISCONNECT's reason byte); `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => Self::IdleTimeout,
+            2 => Self::DeadLink,
+            3 => Self::PeerClosed,
+            4 => Self::LocalClosed,
+            5 => Self::Shutdown,
+            6 => Self::Evicted,
+            7 => Self::ProtocolViolation,
+            8 => Self::InternalError,
+            _ => return None,
+        })
+    }
+
     /// Who ended the connection.
     pub fn initiator(self) -> Initiator {
         match self {
@@ -132,6 +147,9 @@ pub enum DropTrigger {
     Replayed,
     /// A handshake rate limit (per source or global) refused it.
     RateLimited,
+    /// Secure mode: the AEAD did not authenticate it (forged, corrupted, for another session
+    /// or another key), or a HELLO's Noise message did not decrypt.
+    DecryptFailed,
 }
 
 impl DropTrigger {
@@ -148,6 +166,7 @@ impl DropTrigger {
             Self::BadTag => "bad_tag",
             Self::Replayed => "replayed",
             Self::RateLimited => "rate_limited",
+            Self::DecryptFailed => "decrypt_failed",
         }
     }
 }

@@ -11,8 +11,12 @@ use crate::config::SessionConfig;
 use crate::events::{CappedText, ConnectionRef, Direction, History};
 use crate::guard::{self, GuardContext, GuardViolation, InFlightTimes};
 use crate::lifecycle::{CloseReason, ConnectionState};
-use crate::secure::keys::{ReplayWindow, Role, SessionKeys, TagKey};
-use crate::secure::wire::{COOKIE_LEN, NONCE_LEN, TAG_LEN, TYPE_DISCONNECT, TYPE_KEEPALIVE};
+use crate::secure::keys::{ReplayWindow, Role, SessionCipher, SessionKeys};
+use crate::secure::noise::ClientNoise;
+use crate::secure::wire::{
+    write_disconnect_body, DisconnectBody, DISCONNECT_BODY_MAX, KEY_ID_LEN, NONCE_LEN, TAG_LEN,
+    TYPE_DISCONNECT, TYPE_KEEPALIVE,
+};
 use crate::transmit::{Sealer, Transmits, TxSink, SENT_TAGS};
 use crate::uid::Uid;
 
@@ -208,6 +212,45 @@ pub(crate) struct Session {
     pub(crate) unreachable: Unreachability,
     /// Secure mode's per-session state; `None` in raw mode.
     pub(crate) secure: Option<Box<SecureState>>,
+    /// The application's close code and text (secure mode: carried by DISCONNECT).
+    app_close: AppClose,
+    /// Secure mode: why the peer said it closed (its DISCONNECT's reason).
+    peer_reason: Option<CloseReason>,
+}
+
+/// An application close code and text (`conn.close(code, reason)`), carried by a secure
+/// DISCONNECT and recorded on both sides. Inline, so records never allocate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppClose {
+    /// The code (0: none given).
+    pub code: u16,
+    /// The text (at most 123 bytes of UTF-8 on the wire).
+    pub text: CappedText,
+}
+
+impl AppClose {
+    /// Nothing said.
+    pub const NONE: Self = Self {
+        code: 0,
+        text: CappedText::EMPTY,
+    };
+
+    /// A code and text; the text is cut to the 123 bytes a DISCONNECT carries.
+    pub fn new(code: u16, text: &str) -> Self {
+        let mut end = text.len().min(crate::secure::wire::MAX_CLOSE_TEXT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            code,
+            text: CappedText::format(&text[..end]),
+        }
+    }
+
+    /// Whether anything was said.
+    pub fn is_none(&self) -> bool {
+        self.code == 0 && self.text.as_str().is_empty()
+    }
 }
 
 /// What a secure session keeps beyond the engine.
@@ -216,8 +259,10 @@ pub(crate) struct SecureState {
     /// The HELLO nonce of the attempt that made this session: replies echo it, and a
     /// retransmitted HELLO is recognised by it.
     pub(crate) nonce: [u8; NONCE_LEN],
-    /// Checks the peer's tags; `None` until the handshake completes.
-    pub(crate) receive: Option<TagKey>,
+    /// Opens the peer's datagrams; `None` until the handshake completes.
+    pub(crate) receive: Option<SessionCipher>,
+    /// The server static key the handshake used (its id), for the records.
+    pub(crate) key_id: [u8; KEY_ID_LEN],
     pub(crate) window: ReplayWindow,
     pub(crate) keepalive_ms: u32,
     /// Datagrams sent when the keepalive clock last looked, and when that changed.
@@ -231,8 +276,10 @@ pub(crate) struct SecureState {
 
 /// A client's handshake: what to send next and until when to try.
 pub(crate) struct ClientHandshake {
-    pub(crate) cookie: Option<[u8; COOKIE_LEN]>,
-    pub(crate) token: Box<[u8]>,
+    /// The HELLO (its Noise message written once; the cookie goes in when it comes).
+    pub(crate) hello: Box<[u8]>,
+    /// Reads the ACCEPT; taken when it arrives.
+    pub(crate) noise: Option<ClientNoise>,
     pub(crate) next_hello_at: Millis,
     pub(crate) retry_ms: u32,
     pub(crate) deadline: Millis,
@@ -318,7 +365,14 @@ impl Session {
             poisoned: false,
             unreachable: Unreachability::default(),
             secure: None,
+            app_close: AppClose::NONE,
+            peer_reason: None,
         }
+    }
+
+    /// Raw mode with FEC: every datagram from here on leaves as a kcp-go FEC data shard.
+    pub(crate) fn enable_fec(&mut self, encoder: crate::fec::Encoder) {
+        self.kcp.output_mut().fec = Some(Box::new(encoder));
     }
 
     /// Makes this a secure session. A client starts in `Handshaking` with `handshake`; a server
@@ -327,6 +381,7 @@ impl Session {
         &mut self,
         role: Role,
         nonce: [u8; NONCE_LEN],
+        key_id: [u8; KEY_ID_LEN],
         keepalive_ms: u32,
         handshake: Option<ClientHandshake>,
         now: Millis,
@@ -338,6 +393,7 @@ impl Session {
             role,
             nonce,
             receive: None,
+            key_id,
             window: ReplayWindow::default(),
             keepalive_ms: keepalive_ms.max(1),
             sent_seen: 0,
@@ -347,18 +403,17 @@ impl Session {
         }));
     }
 
-    /// Starts tagging: from here on every datagram is a sealed session datagram.
+    /// Starts sealing: from here on every datagram is an encrypted session datagram.
     pub(crate) fn start_session(
         &mut self,
         conv: u32,
-        secret: &[u8; 32],
+        keys: SessionKeys,
         now: Millis,
         now_extended: u64,
     ) {
         let Some(secure) = self.secure.as_mut() else {
             return;
         };
-        let keys = SessionKeys::derive(secret, secure.role);
         secure.receive = Some(keys.receive);
         secure.handshake = None;
         secure.last_sent_at = now;
@@ -393,15 +448,66 @@ impl Session {
         self.kcp.output_mut().send_plain(datagram);
     }
 
-    /// Tells the peer this session ends (secure mode; raw KCP has no way to say it).
+    /// Tells the peer this session ends (secure mode; raw KCP has no way to say it), with the
+    /// application's close code and text if it gave them.
     pub(crate) fn send_disconnect(&mut self, reason: CloseReason) {
         if self.secure.as_ref().is_some_and(|s| s.receive.is_some()) {
+            let mut body = [0; DISCONNECT_BODY_MAX];
+            let len = write_disconnect_body(
+                &mut body,
+                &DisconnectBody {
+                    reason: reason.code(),
+                    app_code: self.app_close.code,
+                    text: self.app_close.text.as_str(),
+                },
+            );
             for _ in 0..DISCONNECT_COPIES {
                 self.kcp
                     .output_mut()
-                    .send_sealed(TYPE_DISCONNECT, &[reason.code()]);
+                    .send_sealed(TYPE_DISCONNECT, &body[..len]);
             }
         }
+    }
+
+    /// Sets what the application said when closing (sent in the DISCONNECT, and recorded).
+    pub(crate) fn set_app_close(&mut self, close: AppClose) {
+        self.app_close = close;
+    }
+
+    /// What the application said when closing, ours or (after a DISCONNECT) the peer's.
+    pub(crate) fn app_close(&self) -> AppClose {
+        self.app_close
+    }
+
+    /// What the peer's DISCONNECT said: its reason and the application's code and text.
+    pub(crate) fn set_peer_close(&mut self, reason: Option<CloseReason>, close: AppClose) {
+        self.peer_reason = reason;
+        self.app_close = close;
+    }
+
+    /// Why the peer said it closed, if it said.
+    pub(crate) fn peer_reason(&self) -> Option<CloseReason> {
+        self.peer_reason
+    }
+
+    /// Seals `body` as this session's next datagrams are sealed (tests and the fuzz harness
+    /// only): the session's conv, or `None` before its keys exist.
+    #[cfg(feature = "test-keys")]
+    pub(crate) fn seal_for_tests(
+        &self,
+        kind: u8,
+        packet_number: u64,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<u32> {
+        let sealer = self.kcp.output_ref().sealer.as_ref()?;
+        crate::secure::keys::seal_into(out, &sealer.key, kind, sealer.conv, packet_number, body);
+        Some(sealer.conv)
+    }
+
+    /// The server key id of a secure session.
+    pub(crate) fn key_id(&self) -> Option<[u8; KEY_ID_LEN]> {
+        self.secure.as_ref().map(|s| s.key_id)
     }
 
     /// Notes a tagged control datagram (keepalive, disconnect) from the peer.

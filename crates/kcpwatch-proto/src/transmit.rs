@@ -6,8 +6,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use crate::secure::keys::{seal_into, TagKey};
-use crate::secure::wire::{TAG_LEN, TYPE_DATA};
+use crate::secure::keys::{seal_into, SessionCipher, MAX_PACKET_NUMBER};
+use crate::secure::wire::{reset_tag, TAG_LEN, TYPE_DATA};
 
 /// A buffer larger than this after a burst is given back when it empties, so one burst does not
 /// pin memory forever.
@@ -40,6 +40,28 @@ pub struct Transmit<'a> {
 pub struct Transmits {
     bytes: Vec<u8>,
     entries: Vec<Entry>,
+    /// Raw mode with FEC: the padded data shards of the group being encoded, reused.
+    fec_scratch: Vec<u8>,
+    /// The endpoint's clock at its current call, for the FEC encoder's gap rule.
+    pub(crate) now: crate::clock::Millis,
+}
+
+/// Records where an FEC encoder put each datagram.
+struct FecEntries<'a> {
+    entries: &'a mut Vec<Entry>,
+    destination: SocketAddr,
+    source: SocketAddr,
+}
+
+impl crate::fec::ShardSink for FecEntries<'_> {
+    fn written(&mut self, start: usize, len: usize) {
+        self.entries.push(Entry {
+            destination: self.destination,
+            source: self.source,
+            start: start as u32,
+            len: len as u32,
+        });
+    }
 }
 
 impl Transmits {
@@ -47,6 +69,8 @@ impl Transmits {
         Self {
             bytes: Vec::new(),
             entries: Vec::new(),
+            fec_scratch: Vec::new(),
+            now: 0,
         }
     }
 
@@ -112,13 +136,41 @@ impl Transmits {
         self.bytes.extend_from_slice(datagram);
     }
 
-    /// Appends a secure-mode session datagram, built and tagged in place.
+    /// Appends a raw-mode datagram as a kcp-go FEC data shard, and the group's parity shards
+    /// when it completes one; returns (datagrams, bytes) appended.
+    pub(crate) fn push_fec(
+        &mut self,
+        destination: SocketAddr,
+        source: SocketAddr,
+        encoder: &mut crate::fec::Encoder,
+        datagram: &[u8],
+    ) -> (u64, u64) {
+        let (first, start) = (self.entries.len(), self.bytes.len());
+        let mut sink = FecEntries {
+            entries: &mut self.entries,
+            destination,
+            source,
+        };
+        encoder.encode(
+            self.now,
+            datagram,
+            &mut self.fec_scratch,
+            &mut self.bytes,
+            &mut sink,
+        );
+        (
+            (self.entries.len() - first) as u64,
+            (self.bytes.len() - start) as u64,
+        )
+    }
+
+    /// Appends a secure-mode session datagram, built and sealed in place.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_sealed(
         &mut self,
         destination: SocketAddr,
         source: SocketAddr,
-        key: &TagKey,
+        key: &SessionCipher,
         kind: u8,
         conv: u32,
         packet_number: u64,
@@ -138,7 +190,7 @@ impl Transmits {
 
 /// What secure mode wraps around every datagram a session writes.
 pub(crate) struct Sealer {
-    pub(crate) key: TagKey,
+    pub(crate) key: SessionCipher,
     pub(crate) conv: u32,
     pub(crate) next_packet_number: u64,
 }
@@ -150,11 +202,13 @@ pub(crate) struct TxSink {
     pub(crate) source: SocketAddr,
     /// Secure mode: the session's sending key and packet numbers.
     pub(crate) sealer: Option<Sealer>,
+    /// Raw mode with FEC: every datagram leaves as a kcp-go FEC data shard.
+    pub(crate) fec: Option<Box<crate::fec::Encoder>>,
     /// Datagrams and bytes this session wrote, for its summary.
     pub(crate) datagrams: u64,
     pub(crate) bytes: u64,
-    /// Secure mode, client: the tags of the last [`SENT_TAGS`] session datagrams, by packet
-    /// number modulo their count (with the packet number + 1, 0 when empty), to recognise a
+    /// Secure mode, client: the first bytes of the AEAD tags of the last [`SENT_TAGS`] session
+    /// datagrams, by packet number modulo their count (with the packet number + 1, 0 when empty), to recognise a
     /// server's RESET as the answer to one of them.
     pub(crate) sent_tags: Option<Box<SentTags>>,
 }
@@ -177,6 +231,7 @@ impl TxSink {
             destination,
             source,
             sealer: None,
+            fec: None,
             datagrams: 0,
             bytes: 0,
             sent_tags: None,
@@ -188,6 +243,10 @@ impl TxSink {
         let Some(sealer) = self.sealer.as_mut() else {
             return false;
         };
+        if sealer.next_packet_number > MAX_PACKET_NUMBER {
+            // Never reuse a nonce: an exhausted session sends nothing more (and idles out).
+            return true;
+        }
         let len = self.queue.borrow_mut().push_sealed(
             self.destination,
             self.source,
@@ -199,9 +258,12 @@ impl TxSink {
         );
         if let Some(tags) = self.sent_tags.as_mut() {
             let queue = self.queue.borrow();
-            if let Some(sent) = queue.len().checked_sub(1).and_then(|i| queue.get(i)) {
-                let mut tag = [0; TAG_LEN];
-                tag.copy_from_slice(&sent.data[sent.data.len() - TAG_LEN..]);
+            if let Some(tag) = queue
+                .len()
+                .checked_sub(1)
+                .and_then(|i| queue.get(i))
+                .and_then(|sent| reset_tag(sent.data))
+            {
                 let pn = sealer.next_packet_number;
                 tags[(pn % SENT_TAGS as u64) as usize] = (pn + 1, tag);
             }
@@ -236,7 +298,17 @@ impl TxSink {
 
 impl io::Write for TxSink {
     fn write(&mut self, datagram: &[u8]) -> io::Result<usize> {
-        if !self.send_sealed(TYPE_DATA, datagram) {
+        if self.send_sealed(TYPE_DATA, datagram) {
+            return Ok(datagram.len());
+        }
+        if let Some(encoder) = self.fec.as_mut() {
+            let (datagrams, bytes) =
+                self.queue
+                    .borrow_mut()
+                    .push_fec(self.destination, self.source, encoder, datagram);
+            self.datagrams += datagrams;
+            self.bytes += bytes;
+        } else {
             self.send_plain(datagram);
         }
         Ok(datagram.len())

@@ -29,6 +29,7 @@ fn server(mode: Mode, change: impl FnOnce(&mut EndpointConfig)) -> Endpoint {
         mode,
         secret: [9; 32],
         unix_ms_at_zero: 1_700_000_000_000,
+        server_keys: vec![common::test_server_key()],
         ..EndpointConfig::default()
     };
     change(&mut config);
@@ -60,7 +61,16 @@ fn hello(nonce: u32, cookie: Option<[u8; 16]>) -> Vec<u8> {
     let mut n = [0u8; 16];
     n[..4].copy_from_slice(&nonce.to_le_bytes());
     let mut out = Vec::new();
-    wire::write_hello(&mut out, &n, cookie.as_ref(), b"");
+    kcpwatch_proto::secure::ClientNoise::start(
+        common::test_server_key().public(),
+        &n,
+        b"",
+        &mut out,
+    )
+    .unwrap();
+    if let Some(cookie) = cookie {
+        wire::set_hello_cookie(&mut out, &cookie);
+    }
     out
 }
 

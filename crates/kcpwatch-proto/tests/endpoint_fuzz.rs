@@ -53,6 +53,39 @@ fn the_committed_corpus_runs_clean() {
     }
 }
 
+/// The FEC seeds reach what they were made for: a group rebuilt through the guard, garbled
+/// parity refused by the guard and counted, parity from a stranger dropped.
+#[test]
+fn the_fec_seeds_rebuild_refuse_and_drop() {
+    let seeds: Vec<(String, Vec<u8>)> = fuzz_harness::seeds()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("raw-server-fec-"))
+        .collect();
+    let stats = |name: &str| {
+        let (_, input) = seeds.iter().find(|(n, _)| n == name).expect(name);
+        fuzz_harness::run_for_stats(input).unwrap()
+    };
+    let rebuilt = stats("raw-server-fec-rebuilt");
+    assert!(rebuilt.fec.recovered >= 1, "{:?}", rebuilt.fec);
+    assert_eq!(rebuilt.fec.rebuilt_refused, 0);
+    let forged = stats("raw-server-fec-forged-parity");
+    assert_eq!(
+        forged.fec.recovered,
+        rebuilt.fec.recovered - 1,
+        "{:?}",
+        forged.fec
+    );
+    assert_eq!(forged.fec.rebuilt_refused, 1, "{:?}", forged.fec);
+    let stray = stats("raw-server-fec-stray-parity");
+    assert_eq!(
+        stray.fec.recovered,
+        rebuilt.fec.recovered - 1,
+        "{:?}",
+        stray.fec
+    );
+    assert_eq!(stray.fec.parity_shards, rebuilt.fec.parity_shards - 2);
+}
+
 #[test]
 fn the_seed_files_are_what_the_generator_writes() {
     if std::env::var_os("KCPWATCH_WRITE_SEED_CORPUS").is_some() {

@@ -207,7 +207,14 @@ fn forged_cookies_from_one_source_still_use_up_its_handshake_rate() {
     let attacker: SocketAddr = "10.9.9.9:1".parse().unwrap();
     for i in 0..100u8 {
         let mut hello = Vec::new();
-        wire::write_hello(&mut hello, &[i; 16], Some(&[0x33; 16]), b"");
+        kcpwatch_proto::secure::ClientNoise::start(
+            common::test_server_key().public(),
+            &[i; 16],
+            b"",
+            &mut hello,
+        )
+        .unwrap();
+        wire::set_hello_cookie(&mut hello, &[0x33; 16]);
         server.handle_datagram(0, attacker, addr(SERVER), &hello);
     }
     let stats = server.stats();
@@ -336,9 +343,9 @@ fn a_reset_that_echoes_no_datagram_of_ours_changes_nothing() {
         .find(|d| d[0] == wire::TYPE_DATA)
         .unwrap()
         .clone();
-    let (header, _, tag) = wire::parse_session(&sent).unwrap();
+    let (header, _) = wire::parse_session(&sent).unwrap();
     let mut genuine = [0; wire::RESET_LEN];
-    wire::write_reset(&mut genuine, &header, tag);
+    wire::write_reset(&mut genuine, &header, &wire::reset_tag(&sent).unwrap());
     let mut wrong_tag = genuine;
     wrong_tag[20] ^= 1;
     let mut wrong_number = genuine;
@@ -379,7 +386,7 @@ fn resets_are_no_larger_than_their_cause_and_rate_limited_per_source() {
     let (server_config, _) = secure_configs(47, game());
     let mut server = Endpoint::new(server_config, 0).unwrap();
     let attacker: SocketAddr = "10.9.9.9:1".parse().unwrap();
-    let key = kcpwatch_proto::secure::TagKey::new(&[5; 32]);
+    let key = kcpwatch_proto::secure::SessionCipher::new(&[5; 32]);
     let mut sent = 0;
     for i in 0..100u32 {
         let mut d = Vec::new();

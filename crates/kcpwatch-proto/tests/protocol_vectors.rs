@@ -1,82 +1,41 @@
-//! The worked example of `docs/protocol.md`, pinned: another implementation checks itself
-//! against these bytes, so they must never change for protocol version 1.
+//! The worked example of `docs/protocol.md` (secure mode version 2), pinned: another
+//! implementation checks itself against these bytes (the Go client's `secure_test.go` does), so
+//! they must never change for protocol version 2.
 
-use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys, TagKey};
-use kcpwatch_proto::secure::wire::{self, Accept, TYPE_DATA, TYPE_DISCONNECT, TYPE_KEEPALIVE};
+#[path = "vectors/protocol_v2.rs"]
+mod protocol_v2;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-const SECRET: [u8; 32] = {
-    let mut s = [0; 32];
-    let mut i = 0;
-    while i < 32 {
-        s[i] = i as u8;
-        i += 1;
+#[test]
+fn the_documented_vectors_are_what_the_code_produces() {
+    let pinned: &[(&str, &str)] = &[
+        (r#"server static public key"#, "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f"),
+        (r#"key id"#, "eedd883d"),
+        (r#"HELLO, zero cookie"#, "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeaf00000000000000000000000000000000358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662544a0e3987aafaa1eb81e1fcd4046960e1e94915ee62e5"),
+        (r#"COOKIE"#, "02020000a0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"),
+        (r#"HELLO, cookie c0 c1 .. cf"#, "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662544a0e3987aafaa1eb81e1fcd4046960e1e94915ee62e5"),
+        (r#"ACCEPT (conv 0x11223344, idle timeout 30000 ms)"#, "03020100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf79a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a0e142d2554cbb1d05476524ad52fc16481dc9c6ed8d93731"),
+        (r#"key_c2s"#, "bb74860fe000c03af83f8523bbf8c8959cebf3e12abf6cbfc74323b03d4de1ff"),
+        (r#"key_s2c"#, "b67bf8f0ace9eae3a1da287d2bb4c15ec3550c0f81152c7097559db0f9d15347"),
+        (r#"client DATA, packet number 0, body "KCP""#, "104433221100000000000000000e810470b0a77e4e409873909dbf20485916e6"),
+        (r#"server KEEPALIVE, packet number 7"#, "1144332211070000000000000034906a1ffaa27613a3c5f07544cee375"),
+        (r#"client DISCONNECT, packet number 8, reason 4, code 4000, text "bye""#, "12443322110800000000000000acc3ed2ae78b809d5a67a6159eb457b830b3b472a69f"),
+        (r#"RESET answering the client DATA above"#, "0544332211000000000000000070b0a77e4e409873"),
+        (r#"REJECT auth_rejected, application code 7"#, "04020200a0a1a2a3a4a5a6a7a8a9aaabacadaeaf0700"),
+    ];
+    let got = protocol_v2::vectors();
+    assert_eq!(got.len(), pinned.len());
+    for ((name, value), (pinned_name, pinned_value)) in got.iter().zip(pinned) {
+        assert_eq!((*name, value.as_str()), (*pinned_name, *pinned_value));
     }
-    s
-};
-
-#[test]
-fn handshake_layouts() {
-    let nonce: [u8; 16] = std::array::from_fn(|i| 0xA0 + i as u8);
-    let cookie: [u8; 16] = std::array::from_fn(|i| 0xC0 + i as u8);
-    let mut hello = Vec::new();
-    wire::write_hello(&mut hello, &nonce, None, b"ticket");
-    assert_eq!(hex(&hello), "01010600a0a1a2a3a4a5a6a7a8a9aaabacadaeaf000000000000000000000000000000007469636b657400000000000000000000000000000000000000000000");
-    wire::write_hello(&mut hello, &nonce, Some(&cookie), b"ticket");
-    assert_eq!(hex(&hello), "01010600a0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf7469636b657400000000000000000000000000000000000000000000");
-    let mut accept = [0; wire::ACCEPT_LEN];
-    wire::write_accept(
-        &mut accept,
-        &Accept {
-            nonce,
-            conv: 0x1122_3344,
-            secret: SECRET,
-            idle_timeout_ms: 30_000,
-        },
-    );
-    assert_eq!(hex(&accept), "03010000a0a1a2a3a4a5a6a7a8a9aaabacadaeaf44332211000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f30750000");
 }
 
 #[test]
-fn keys_and_tags() {
-    let master = TagKey::new(&SECRET);
-    assert_eq!(
-        hex(&master.mac(b"kcpwatch v1 client to server")),
-        "048726debebcb88ec4f1b0458100d9538f68da603068ee764651a253c32200e8"
-    );
-    assert_eq!(
-        hex(&master.mac(b"kcpwatch v1 server to client")),
-        "a82aff3452ae38505ef2c063bd91024eb5a3715cd0154b8df0e4b938c661f27f"
-    );
-    let client = SessionKeys::derive(&SECRET, Role::Client);
-    let server = SessionKeys::derive(&SECRET, Role::Server);
-    let mut out = Vec::new();
-    seal_into(&mut out, &client.send, TYPE_DATA, 0x1122_3344, 0, b"KCP");
-    assert_eq!(
-        hex(&out),
-        "104433221100000000000000004b4350f2e95a2ef81c407f"
-    );
-    // The RESET a server without this session answers it with: its conv, packet number and
-    // tag, echoed.
-    let (header, _, tag) = wire::parse_session(&out).unwrap();
-    let mut reset = [0; wire::RESET_LEN];
-    wire::write_reset(&mut reset, &header, tag);
-    assert_eq!(hex(&reset), "05443322110000000000000000f2e95a2ef81c407f");
-    assert_eq!(wire::parse_reset(&reset), Some((0x1122_3344, 0, *tag)));
-    out.clear();
-    seal_into(&mut out, &server.send, TYPE_KEEPALIVE, 0x1122_3344, 7, b"");
-    assert_eq!(hex(&out), "11443322110700000000000000e8ca5d535d9c949c");
-    out.clear();
-    seal_into(
-        &mut out,
-        &client.send,
-        TYPE_DISCONNECT,
-        0x1122_3344,
-        8,
-        &[4],
-    );
-    assert_eq!(hex(&out), "1244332211080000000000000004ccc10e479b1860df");
+fn the_document_shows_the_same_vectors() {
+    let doc = include_str!("../../../docs/protocol.md");
+    for (name, value) in protocol_v2::vectors() {
+        assert!(
+            doc.contains(&format!("{name}:\n{value}")),
+            "docs/protocol.md lacks {name}"
+        );
+    }
 }

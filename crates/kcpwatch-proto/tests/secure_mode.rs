@@ -12,6 +12,7 @@ use kcpwatch_proto::events::FailReason;
 use kcpwatch_proto::limits::Limits;
 use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys};
 use kcpwatch_proto::secure::wire::{self, RejectReason, TYPE_DATA};
+use kcpwatch_proto::secure::ClientNoise;
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH};
 use kcpwatch_proto::{
     CloseReason, ConnectionHandle, ConnectionState, DropTrigger, Endpoint, EndpointConfig,
@@ -86,9 +87,16 @@ fn drops(events: &[SecurityEvent], trigger: DropTrigger) -> Vec<&'static str> {
         .collect()
 }
 
+fn server_public() -> [u8; 32] {
+    *common::test_server_key().public()
+}
+
 fn hello(nonce: [u8; 16], cookie: Option<[u8; 16]>, token: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    wire::write_hello(&mut out, &nonce, cookie.as_ref(), token);
+    ClientNoise::start(&server_public(), &nonce, token, &mut out).unwrap();
+    if let Some(cookie) = cookie {
+        wire::set_hello_cookie(&mut out, &cookie);
+    }
     out
 }
 
@@ -182,27 +190,21 @@ fn messages_sent_while_the_handshake_runs_leave_when_it_completes() {
 }
 
 #[test]
-fn every_session_datagram_is_tagged_with_the_direction_key() {
+fn every_session_datagram_is_encrypted_and_fits_the_mtu() {
     let mut p = secure_pair(3, Link::clean());
     p.record = true;
     assert!(p.run_until(5_000, established));
     echo_round(&mut p, 50, 3);
-    let accept = p
-        .server_datagrams
-        .iter()
-        .find_map(|d| wire::parse_accept(d))
-        .expect("the ACCEPT went out");
-    let server_keys = SessionKeys::derive(&accept.secret, Role::Server);
-    let client_keys = SessionKeys::derive(&accept.secret, Role::Client);
+    let conv = p.client.connection_info(p.client_conn).unwrap().conv;
     let mut sessions = 0;
-    for (datagrams, key) in [
-        (&p.server_datagrams, &server_keys.send),
-        (&p.client_datagrams, &client_keys.send),
-    ] {
+    for datagrams in [&p.server_datagrams, &p.client_datagrams] {
         for d in datagrams.iter().filter(|d| d[0] >= TYPE_DATA) {
-            let (header, _, tag) = wire::parse_session(d).unwrap();
-            assert_eq!(header.conv, accept.conv);
-            assert!(key.verify(&d[..d.len() - wire::TAG_LEN], tag));
+            let (header, sealed) = wire::parse_session(d).unwrap();
+            assert_eq!(header.conv, conv);
+            assert!(sealed.len() >= wire::AEAD_TAG_LEN);
+            // The KCP header (the conv again, little endian, at the start of every segment)
+            // never shows: the whole KCP datagram is ciphertext.
+            assert_ne!(&sealed[..4], &conv.to_le_bytes(), "KCP header in the clear");
             assert!(d.len() <= session().mtu, "{} > MTU", d.len());
             sessions += 1;
         }
@@ -293,7 +295,7 @@ fn a_forged_cookie_fails_as_invalid_and_a_stale_one_as_expired_with_a_fresh_cook
         .unwrap()
         .clone();
     let mut changed = with_cookie.clone();
-    changed[4] ^= 1; // another nonce: not a retransmission of the live session's HELLO
+    changed[8] ^= 1; // another nonce: not a retransmission of the live session's HELLO
     let hello_view = wire::parse_hello(&with_cookie).unwrap();
     p.advance(25_000);
     server_replies(&mut p);
@@ -328,15 +330,22 @@ fn a_forged_cookie_fails_as_invalid_and_a_stale_one_as_expired_with_a_fresh_cook
 #[test]
 fn an_unsupported_version_is_rejected_and_the_client_reports_it() {
     let mut p = secure_pair(7, Link::clean());
-    let mut v2 = hello([1; 16], None, b"");
-    v2[1] = 2;
-    p.inject_to_server(addr(ATTACKER), &v2);
+    // A version 1 HELLO (the layout of the previous protocol: nonce at offset 4, 64 bytes).
+    let mut v1 = vec![0u8; 64];
+    v1[..4].copy_from_slice(&[wire::TYPE_HELLO, 1, 0, 0]);
+    v1[4..20].copy_from_slice(&[1; 16]);
+    p.inject_to_server(addr(ATTACKER), &v1);
     let replies = server_replies(&mut p);
     assert_eq!(replies.len(), 1);
-    let (nonce, reason, version) = wire::parse_reject(&replies[0].1).unwrap();
     assert_eq!(
-        (nonce, reason, version),
-        ([1; 16], RejectReason::VersionMismatch.code(), 1)
+        replies[0].1.len(),
+        20,
+        "the REJECT a version 1 client reads"
+    );
+    let reject = wire::parse_reject(&replies[0].1).unwrap();
+    assert_eq!(
+        (reject.nonce, reject.reason, reject.version),
+        ([1; 16], RejectReason::VersionMismatch.code(), wire::VERSION)
     );
     assert_eq!(p.server.stats().failed_by(FailReason::VersionMismatch), 1);
     assert_eq!(
@@ -360,8 +369,8 @@ fn an_unsupported_version_is_rejected_and_the_client_reports_it() {
     p.advance(1);
     let nonce = wire::parse_hello(&p.client_datagrams[0]).unwrap().nonce;
     let mut reject = [0; wire::REJECT_LEN];
-    wire::write_reject(&mut reject, &nonce, RejectReason::VersionMismatch);
-    p.inject_to_client(&reject);
+    let len = wire::write_reject(&mut reject, &nonce, RejectReason::VersionMismatch, 0);
+    p.inject_to_client(&reject[..len]);
     assert_eq!(connect_failure(&p), Some(FailReason::VersionMismatch));
     assert_eq!(p.client.connection_count(), 0);
 }
@@ -371,7 +380,7 @@ fn replies_that_name_no_pending_handshake_are_dropped() {
     let mut p = secure_pair(9, Link::clean());
     assert!(p.run_until(5_000, established));
     let mut reject = [0; wire::REJECT_LEN];
-    wire::write_reject(&mut reject, &[0x42; 16], RejectReason::AuthRejected);
+    wire::write_reject(&mut reject, &[0x42; 16], RejectReason::AuthRejected, 0);
     p.inject_to_client(&reject);
     assert_eq!(
         p.client.connection_count(),
@@ -623,7 +632,7 @@ fn malformed_hellos_are_counted_with_their_rule() {
     let good = hello([1; 16], None, b"");
     p.inject_to_server(addr(ATTACKER), &good[..40]);
     let mut long_token = good.clone();
-    long_token[2..4].copy_from_slice(&500u16.to_le_bytes());
+    long_token.resize(wire::HELLO_MAX_LEN + 1, 0);
     p.inject_to_server(addr(ATTACKER), &long_token);
     p.inject_to_server(addr(ATTACKER), &[0x7F; 80]);
     p.inject_to_server(addr(ATTACKER), &[]);
@@ -634,7 +643,7 @@ fn malformed_hellos_are_counted_with_their_rule() {
     );
     assert_eq!(
         drops(&p.server_security, DropTrigger::BadLength),
-        ["token_length"]
+        ["hello_too_long"]
     );
     assert_eq!(
         drops(&p.server_security, DropTrigger::BadCmd),
@@ -679,8 +688,8 @@ fn an_off_path_attacker_who_knows_the_conv_cannot_inject_cases_c_d_e_l() {
     let conv = p.server.connection_info(conn).unwrap().conv;
     let rto_before = p.server.connection_summary(conn).unwrap().rto_ms;
     let now = p.clock();
-    // Without the session secret the attacker can only guess a tag.
-    let guessed = SessionKeys::derive(&[0xEE; 32], Role::Client);
+    // Without the session keys the attacker can only guess.
+    let guessed = SessionKeys::from_split(&([0xEE; 32], [0xEF; 32]), Role::Client);
     let attacks = [
         // C: an ACK whose echoed timestamp is 30 s old, to inflate the RTO.
         kcp_segment(conv, CMD_ACK, 0, 256, now.wrapping_sub(30_000), 0, 0, b""),
@@ -708,7 +717,7 @@ fn an_off_path_attacker_who_knows_the_conv_cannot_inject_cases_c_d_e_l() {
         p.inject_to_server(addr(CLIENT), kcp);
     }
     let stats = p.server.stats();
-    assert_eq!(stats.dropped_by(DropTrigger::BadTag), 8);
+    assert_eq!(stats.dropped_by(DropTrigger::DecryptFailed), 8);
     assert_eq!(
         stats.datagrams_accepted,
         p.server.stats().datagrams_accepted

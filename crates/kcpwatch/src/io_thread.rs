@@ -826,7 +826,7 @@ impl IoThread {
                         self.writer.established(handle.to_bits(), info.conv);
                     }
                 }
-                EndpointEvent::ConnectFailed { handle, reason } => {
+                EndpointEvent::ConnectFailed { handle, reason, .. } => {
                     self.spans.remove(&handle);
                     self.writer
                         .connect_failed(handle.to_bits(), reason.as_str());
@@ -844,6 +844,7 @@ impl IoThread {
                     handle,
                     reason,
                     summary,
+                    ..
                 } => {
                     // Messages that arrived before the close are delivered first.
                     self.readable.retain(|h| *h != handle);

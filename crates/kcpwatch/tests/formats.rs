@@ -1486,7 +1486,7 @@ fn secure_events() -> Vec<SecurityEvent> {
         SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn: a }),
         state(a, Attempted, Handshaking),
         state(a, Handshaking, Established),
-        SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: a }),
+        SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: a, secure: None }),
         SecurityEvent::PeerAddressChanged(PeerAddressChanged {
             conn: conn(A, 1, "203.0.113.7:52200", SERVER_LOCAL, Inbound),
             old_peer: addr(OBSERVED_PEER),
@@ -2529,7 +2529,7 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
         ),
         (
             "connection_established",
-            SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: inbound }),
+            SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: inbound, secure: None }),
         ),
         (
             "connection_failed_refused",
@@ -2569,6 +2569,8 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
                 conn: inbound,
                 reason: CloseReason::PeerClosed,
                 initiator: Initiator::Remote,
+                peer_reason: None,
+                app_close: kcpwatch_proto::AppClose::NONE,
                 summary: summary(inbound, Inbound),
                 params: SessionConfig::default(),
             }),
@@ -2579,6 +2581,8 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
                 conn: outbound,
                 reason: CloseReason::DeadLink,
                 initiator: Initiator::Local,
+                peer_reason: None,
+                app_close: kcpwatch_proto::AppClose::NONE,
                 summary: summary(outbound, Outbound),
                 params: SessionConfig::default(),
             }),

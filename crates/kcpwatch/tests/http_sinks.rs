@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use kcpwatch::events::sinks::{HttpKind, HttpSink, HttpSinkConfig, SinkStats, SpoolConfig};
 use serde_json::{json, Value};
 
+use support::certs::Certs;
 use support::{wait_for, TempDir};
 
 /// One request as the receiver got it (body decompressed).
@@ -24,29 +25,48 @@ struct Request {
     path: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
-    /// The status it was answered with.
+    /// The status it was answered with; 0 when the receiver stalled and never answered.
     status: u16,
+    /// Whether the client presented a certificate (HTTPS with client authentication).
+    client_cert: bool,
 }
 
 /// What the receiver answers: status, extra headers, body.
 type Answer = (u16, Vec<(String, String)>, String);
 type Responder = dyn Fn(&Request, usize) -> Answer + Send + Sync;
 
-/// An HTTP receiver on loopback that can be stopped and started again on the same port.
+/// A connection the receiver holds while it stalls (plain or TLS).
+type Held = Box<dyn Send>;
+
+/// An HTTP (or HTTPS) receiver on loopback that can be stopped and started again on the same
+/// port, and made to stall: read each request, then never answer it.
 struct Receiver {
     addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     requests: Arc<Mutex<Vec<Request>>>,
     responder: Arc<Mutex<Arc<Responder>>>,
+    stall: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<Held>>>,
+    /// Why TLS handshakes failed, as the server saw it.
+    tls_errors: Arc<Mutex<Vec<String>>>,
     running: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl Receiver {
     fn start(responder: Arc<Responder>) -> Self {
+        Self::start_with(responder, None)
+    }
+
+    fn start_with(responder: Arc<Responder>, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut r = Self {
             addr: listener.local_addr().unwrap(),
+            tls,
             requests: Arc::default(),
             responder: Arc::new(Mutex::new(responder)),
+            stall: Arc::default(),
+            held: Arc::default(),
+            tls_errors: Arc::default(),
             running: None,
         };
         r.serve(listener);
@@ -55,37 +75,61 @@ impl Receiver {
 
     fn serve(&mut self, listener: TcpListener) {
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, requests, responder) = (
-            Arc::clone(&stop),
-            Arc::clone(&self.requests),
-            Arc::clone(&self.responder),
-        );
+        let stop2 = Arc::clone(&stop);
+        let requests = Arc::clone(&self.requests);
+        let responder = Arc::clone(&self.responder);
+        let stall = Arc::clone(&self.stall);
+        let held = Arc::clone(&self.held);
+        let tls_errors = Arc::clone(&self.tls_errors);
+        let tls = self.tls.clone();
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
                 // One request per connection (`Connection: close`), handled before the next
                 // accept: stopping never cuts a request whose answer was not sent.
-                if let Some(mut req) = read_request(&conn) {
-                    let mut all = requests.lock().unwrap();
-                    let f = Arc::clone(&*responder.lock().unwrap());
-                    let (status, headers, body) = f(&req, all.len());
-                    req.status = status;
-                    all.push(req);
-                    drop(all);
-                    let mut out = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                        body.len()
-                    );
-                    for (k, v) in headers {
-                        out.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    out.push_str("\r\n");
-                    out.push_str(&body);
-                    let _ = (&conn).write_all(out.as_bytes());
+                let mut stream: Box<dyn ReadWrite> = match &tls {
+                    None => Box::new(conn),
+                    Some(config) => match handshake(Arc::clone(config), conn) {
+                        Ok(s) => Box::new(s),
+                        Err(e) => {
+                            tls_errors.lock().unwrap().push(e);
+                            continue;
+                        }
+                    },
+                };
+                let client_cert = stream.has_client_cert();
+                let Some(mut req) = read_request(&mut stream) else {
+                    continue;
+                };
+                req.client_cert = client_cert;
+                if stall.load(Ordering::SeqCst) {
+                    // Accepted, read, never answered: the connection stays open until
+                    // `release`.
+                    requests.lock().unwrap().push(req);
+                    held.lock().unwrap().push(Box::new(stream));
+                    continue;
                 }
+                let mut all = requests.lock().unwrap();
+                let f = Arc::clone(&*responder.lock().unwrap());
+                let (status, headers, body) = f(&req, all.len());
+                req.status = status;
+                all.push(req);
+                drop(all);
+                let mut out = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                out.push_str(&body);
+                let _ = stream.write_all(out.as_bytes());
+                stream.finish();
             }
         });
         self.running = Some((stop, thread));
@@ -112,23 +156,112 @@ impl Receiver {
         *self.responder.lock().unwrap() = responder;
     }
 
+    /// From now on, read requests and never answer them.
+    fn set_stalled(&self, stalled: bool) {
+        self.stall.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Closes the connections held unanswered.
+    fn release(&self) {
+        self.held.lock().unwrap().clear();
+    }
+
     fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
     }
 
+    fn tls_errors(&self) -> Vec<String> {
+        self.tls_errors.lock().unwrap().clone()
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
+        self.release();
         self.stop();
     }
 }
 
-fn read_request(conn: &TcpStream) -> Option<Request> {
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+/// A plain or TLS connection of the receiver.
+trait ReadWrite: Read + Write + Send {
+    fn has_client_cert(&self) -> bool {
+        false
+    }
+    /// Ends the answer (TLS: close_notify).
+    fn finish(&mut self) {}
+}
+
+impl ReadWrite for TcpStream {}
+
+impl ReadWrite for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn has_client_cert(&self) -> bool {
+        self.conn.peer_certificates().is_some_and(|c| !c.is_empty())
+    }
+    fn finish(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
+impl<T: ReadWrite + ?Sized> ReadWrite for Box<T> {
+    fn has_client_cert(&self) -> bool {
+        (**self).has_client_cert()
+    }
+    fn finish(&mut self) {
+        (**self).finish()
+    }
+}
+
+/// The server side of the TLS handshake, done before the request is read, so that a refused
+/// handshake is seen (and its reason kept) here.
+fn handshake(
+    config: Arc<rustls::ServerConfig>,
+    mut tcp: TcpStream,
+) -> Result<rustls::StreamOwned<rustls::ServerConnection, TcpStream>, String> {
+    let mut conn = rustls::ServerConnection::new(config).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// A TLS server configuration with the test PKI's server certificate; with `client_ca`,
+/// clients must present a certificate that chains to it.
+fn server_tls(certs: &Certs, client_ca: Option<&std::path::Path>) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&certs.server_cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&certs.server_key).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).unwrap() {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(builder.with_single_cert(chain, key).unwrap())
+}
+
+fn read_request(conn: &mut impl Read) -> Option<Request> {
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -159,6 +292,7 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
         headers,
         body,
         status: 0,
+        client_cert: false,
     })
 }
 
@@ -472,4 +606,335 @@ fn send_never_blocks_with_the_endpoint_down() {
     );
     assert!(total < Duration::from_secs(10), "{total:?}");
     assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+}
+
+fn elastic() -> HttpKind {
+    HttpKind::ElasticBulk {
+        index: "kcp-events".to_owned(),
+    }
+}
+
+/// A record of each kind, numbered, as the sink's caller formats it.
+fn record_for(kind: &HttpKind, seq: u64) -> Vec<u8> {
+    match kind {
+        HttpKind::SplunkHec { .. } => hec_record(seq),
+        HttpKind::ElasticBulk { .. } => {
+            let doc = json!({"@timestamp": "2025-11-26T15:14:55.812Z", "kcp": {"seq": seq}});
+            format!("{doc}\n").into_bytes()
+        }
+        HttpKind::OtlpHttp => {
+            let r = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+                "timeUnixNano": "1764170095812320000",
+                "attributes": [{"key": "kcp.seq", "value": {"intValue": seq.to_string()}}]
+            }]}]}]});
+            format!("{r}\n").into_bytes()
+        }
+    }
+}
+
+/// A success answer of each kind for a request.
+fn ok_answer(kind: &HttpKind) -> Arc<Responder> {
+    match kind {
+        HttpKind::SplunkHec { .. } => always(200, HEC_OK),
+        HttpKind::ElasticBulk { .. } => Arc::new(|req: &Request, _| {
+            let docs = req
+                .body
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count()
+                / 2;
+            let items: Vec<Value> = (0..docs)
+                .map(|_| json!({"create": {"_index": "kcp-events", "status": 201}}))
+                .collect();
+            (
+                200,
+                Vec::new(),
+                json!({"took": 1, "errors": false, "items": items}).to_string(),
+            )
+        }),
+        HttpKind::OtlpHttp => always(200, "{}"),
+    }
+}
+
+/// The record numbers in every request answered with success, in arrival order.
+fn seqs_of(kind: &HttpKind, requests: &[Request]) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for r in requests.iter().filter(|r| (200..300).contains(&r.status)) {
+        match kind {
+            HttpKind::SplunkHec { .. } => seqs.extend(hec_seqs(std::slice::from_ref(r))),
+            HttpKind::ElasticBulk { .. } => {
+                let text = std::str::from_utf8(&r.body).unwrap();
+                for pair in text.lines().collect::<Vec<_>>().chunks(2) {
+                    let doc: Value = serde_json::from_str(pair[1]).unwrap();
+                    seqs.push(doc["kcp"]["seq"].as_u64().unwrap());
+                }
+            }
+            HttpKind::OtlpHttp => {
+                let v: Value = serde_json::from_slice(&r.body).unwrap();
+                for l in v["resourceLogs"].as_array().unwrap() {
+                    let a = &l["scopeLogs"][0]["logRecords"][0]["attributes"][0];
+                    seqs.push(a["value"]["intValue"].as_str().unwrap().parse().unwrap());
+                }
+            }
+        }
+    }
+    seqs
+}
+
+#[test]
+fn https_with_the_configured_ca_delivers_to_hec_elastic_and_otlp() {
+    let dir = TempDir::new("https");
+    let certs = Certs::generate(dir.path());
+    let tls = server_tls(&certs, None);
+    for (kind, path) in [
+        (hec(), "/services/collector/event"),
+        (elastic(), "/_bulk"),
+        (HttpKind::OtlpHttp, "/v1/logs"),
+    ] {
+        let rx = Receiver::start_with(ok_answer(&kind), Some(Arc::clone(&tls)));
+        let mut c = config(kind.clone(), rx.url(path));
+        c.ca_file = Some(certs.ca.clone());
+        c.gzip = true;
+        c.batch_records = 50;
+        let sink = HttpSink::start(c).unwrap();
+        for i in 0..200 {
+            assert!(sink.send(&record_for(&kind, i)));
+        }
+        wait_for("200 delivered over https", Duration::from_secs(20), || {
+            (sink.stats().delivered == 200).then_some(())
+        });
+        let report = sink.close(Duration::from_secs(2));
+        assert_eq!(report.stats.dropped, 0, "{kind:?}");
+        let requests = rx.requests();
+        assert!(requests.iter().all(|r| r.path == path && !r.client_cert));
+        assert_eq!(seqs_of(&kind, &requests), (0..200).collect::<Vec<_>>());
+        assert!(rx.tls_errors().is_empty(), "{:?}", rx.tls_errors());
+    }
+}
+
+#[test]
+fn https_refuses_a_collector_whose_certificate_the_ca_did_not_sign() {
+    let dir = TempDir::new("https-wrong-ca");
+    let certs = Certs::generate(dir.path());
+    let rx = Receiver::start_with(always(200, HEC_OK), Some(server_tls(&certs, None)));
+    let mut c = config(hec(), rx.url("/services/collector/event"));
+    c.ca_file = Some(certs.other_ca.clone());
+    let sink = HttpSink::start(c).unwrap();
+    for i in 0..5 {
+        assert!(sink.send(&hec_record(i)));
+    }
+    let error = wait_for("a refused handshake", Duration::from_secs(20), || {
+        let s = sink.stats();
+        (s.retried > 0).then_some(s.last_error?)
+    });
+    let report = sink.close(Duration::ZERO);
+    println!("wrong CA: {error}");
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(rx.requests().is_empty(), "no request reached the collector");
+    assert!(
+        !rx.tls_errors().is_empty(),
+        "the collector saw the handshake fail"
+    );
+    assert_eq!(report.stats.delivered, 0);
+    assert_eq!(report.stats.dropped_on_close, 5, "counted lost on close");
+    assert_eq!(report.unreported_loss, 5);
+}
+
+#[test]
+fn https_mutual_tls_presents_the_client_certificate_and_is_refused_without_one() {
+    let dir = TempDir::new("https-mtls");
+    let certs = Certs::generate(dir.path());
+    let tls = server_tls(&certs, Some(&certs.ca));
+    for kind in [hec(), elastic(), HttpKind::OtlpHttp] {
+        let rx = Receiver::start_with(ok_answer(&kind), Some(Arc::clone(&tls)));
+        let mut c = config(kind.clone(), rx.url("/in"));
+        c.ca_file = Some(certs.ca.clone());
+        c.client_cert = Some((certs.client_cert.clone(), certs.client_key.clone()));
+        let sink = HttpSink::start(c).unwrap();
+        for i in 0..20 {
+            assert!(sink.send(&record_for(&kind, i)));
+        }
+        wait_for(
+            "delivered with a client certificate",
+            Duration::from_secs(20),
+            || (sink.stats().delivered == 20).then_some(()),
+        );
+        sink.close(Duration::from_secs(1));
+        let requests = rx.requests();
+        assert!(requests.iter().all(|r| r.client_cert), "{kind:?}");
+        assert_eq!(seqs_of(&kind, &requests), (0..20).collect::<Vec<_>>());
+    }
+
+    // Without a client certificate the collector ends the handshake: nothing is delivered,
+    // and what was held is counted lost on close.
+    let rx = Receiver::start_with(always(200, HEC_OK), Some(Arc::clone(&tls)));
+    let mut c = config(hec(), rx.url("/services/collector/event"));
+    c.ca_file = Some(certs.ca.clone());
+    let sink = HttpSink::start(c).unwrap();
+    for i in 0..5 {
+        assert!(sink.send(&hec_record(i)));
+    }
+    let server_said = wait_for("the collector to refuse", Duration::from_secs(20), || {
+        rx.tls_errors().first().cloned()
+    });
+    wait_for("the sink to see it", Duration::from_secs(20), || {
+        (sink.stats().retried > 0).then_some(())
+    });
+    let report = sink.close(Duration::ZERO);
+    println!(
+        "no client certificate: collector said {server_said:?}, sink {:?}",
+        report.stats.last_error
+    );
+    assert!(server_said.contains("certificate"), "{server_said}");
+    assert!(rx.requests().is_empty());
+    assert_eq!(report.stats.delivered, 0);
+    assert_eq!(report.unreported_loss, 5);
+}
+
+#[test]
+fn start_refuses_client_certificates_it_cannot_use() {
+    use kcpwatch::events::sinks::SinkError;
+    let dir = TempDir::new("https-config");
+    let certs = Certs::generate(dir.path());
+    let url = "https://127.0.0.1:9/services/collector/event";
+    let mut c = config(hec(), url.to_owned());
+    c.ca_file = Some(certs.ca.clone());
+    // The server's key does not belong to the client certificate.
+    c.client_cert = Some((certs.client_cert.clone(), certs.server_key.clone()));
+    let e = HttpSink::start(c.clone()).unwrap_err();
+    assert!(matches!(e, SinkError::Tls(_)), "{e}");
+    c.client_cert = Some((certs.client_cert.clone(), dir.path().join("missing.key")));
+    let e = HttpSink::start(c.clone()).unwrap_err();
+    assert!(matches!(e, SinkError::Io { .. }), "{e}");
+    c.client_cert = Some((certs.client_key.clone(), certs.client_key.clone()));
+    let e = HttpSink::start(c.clone()).unwrap_err();
+    assert!(matches!(e, SinkError::EmptyPem { .. }), "{e}");
+    // Over plain http a client certificate would silently not be used.
+    let mut c = config(hec(), "http://127.0.0.1:9/x".to_owned());
+    c.client_cert = Some((certs.client_cert.clone(), certs.client_key.clone()));
+    let e = HttpSink::start(c).unwrap_err();
+    assert!(matches!(e, SinkError::InvalidConfig(_)), "{e}");
+}
+
+/// One pass through every kind of outage of an HTTPS collector, records flowing all along:
+/// down (connections refused), restarted, stalled (accepts and reads requests, never
+/// answers), full (503, then 429 with Retry-After), then healthy again. Every record is
+/// received exactly once or reported lost: received + reported lost = produced, in order and
+/// without duplicates (a stalled request is never answered, so it counts as not received).
+fn outage_accounting(kind: HttpKind, spool: bool) {
+    let dir = TempDir::new("http-outage-matrix");
+    let certs = Certs::generate(dir.path());
+    let mut rx = Receiver::start_with(ok_answer(&kind), Some(server_tls(&certs, None)));
+    let mut c = config(kind.clone(), rx.url("/in"));
+    c.ca_file = Some(certs.ca.clone());
+    c.batch_records = 100;
+    c.timeout = Duration::from_millis(400);
+    c.max_attempts_before_spool = 2;
+    if spool {
+        c.queue_records = 2000;
+        c.spool = Some(SpoolConfig {
+            dir: dir.path().join("spool"),
+            max_bytes: 64 << 20,
+        });
+    } else {
+        // Small enough that the outages overflow it: losses to account for.
+        c.queue_records = 300;
+    }
+    let sink = HttpSink::start(c).unwrap();
+    let mut reported = 0u64;
+    let mut produced = 0u64;
+    let mut phase = |sink: &HttpSink, n: u64, reported: &mut u64| {
+        for _ in 0..n {
+            sink.send(&record_for(&kind, produced));
+            produced += 1;
+            if produced % 25 == 0 {
+                // A steady trickle (about 0.25 s per phase), so that each phase sees requests.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        *reported += sink.take_unreported_loss();
+    };
+    phase(&sink, 500, &mut reported);
+    rx.stop();
+    phase(&sink, 1000, &mut reported);
+    rx.restart();
+    phase(&sink, 500, &mut reported);
+    rx.set_stalled(true);
+    phase(&sink, 1000, &mut reported);
+    wait_for("a stalled request", Duration::from_secs(20), || {
+        rx.requests().iter().any(|r| r.status == 0).then_some(())
+    });
+    rx.set_stalled(false);
+    rx.release();
+    rx.set(Arc::new(|_, n| {
+        if n % 2 == 0 {
+            (503, Vec::new(), "full".to_owned())
+        } else {
+            (
+                429,
+                vec![("Retry-After".to_owned(), "0".to_owned())],
+                "slow down".to_owned(),
+            )
+        }
+    }));
+    phase(&sink, 1000, &mut reported);
+    rx.set(ok_answer(&kind));
+    phase(&sink, 500, &mut reported);
+    let stats = wait_for("every record settled", Duration::from_secs(60), || {
+        let s = sink.stats();
+        settled(&s, produced).then_some(s)
+    });
+    let report = sink.close(Duration::from_secs(2));
+    reported += sink_report_loss(&report);
+    let requests = rx.requests();
+    let seqs = seqs_of(&kind, &requests);
+    let received = seqs.len() as u64;
+    let mut unique = seqs.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    println!(
+        "{kind:?} spool {spool}: produced {produced}, received {received}, reported lost \
+         {reported}, spooled {}, replayed {}, retried {}, requests {} ({} stalled, {} 503/429)",
+        stats.spooled_total,
+        stats.replayed,
+        stats.retried,
+        requests.len(),
+        requests.iter().filter(|r| r.status == 0).count(),
+        requests
+            .iter()
+            .filter(|r| matches!(r.status, 503 | 429))
+            .count(),
+    );
+    assert_eq!(unique.len(), seqs.len(), "no record received twice");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert_eq!(
+        received + reported,
+        produced,
+        "received + reported lost = produced"
+    );
+    assert_eq!(stats.dropped, reported);
+    if spool {
+        assert_eq!(reported, 0, "the spool held every outage");
+        assert!(stats.spooled_total > 0 && stats.replayed > 0);
+    } else {
+        assert!(reported > 0, "the queue alone overflowed");
+    }
+}
+
+fn sink_report_loss(report: &kcpwatch::events::sinks::SinkReport) -> u64 {
+    report.unreported_loss
+}
+
+#[test]
+fn outage_matrix_with_spool_accounts_for_every_record() {
+    outage_accounting(hec(), true);
+    outage_accounting(elastic(), true);
+    outage_accounting(HttpKind::OtlpHttp, true);
+}
+
+#[test]
+fn outage_matrix_without_spool_reports_what_it_loses() {
+    outage_accounting(hec(), false);
+    outage_accounting(elastic(), false);
+    outage_accounting(HttpKind::OtlpHttp, false);
 }

@@ -12,10 +12,14 @@ use kcpwatch_proto::{CloseReason, EndpointConfig, Mode};
 const PATIENCE: Duration = Duration::from_secs(5);
 
 fn secure(accept_inbound: bool) -> EndpointConfig {
+    // The server's static key, which the client pins (secure mode version 2).
+    let key = kcpwatch_proto::secure::StaticKey::from_private([0x5A; 32]);
     EndpointConfig {
         mode: Mode::Secure,
         accept_inbound,
         secret: [7; 32],
+        server_key: Some(*key.public()),
+        server_keys: vec![key],
         ..EndpointConfig::default()
     }
 }

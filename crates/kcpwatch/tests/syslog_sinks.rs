@@ -693,3 +693,87 @@ fn outage_rsyslog_restart_keeps_order_and_bounds_the_uncountable_loss() {
     // What rsyslog's TCP acknowledged and rsyslog never read: at most its receive buffer.
     assert!(missing < 2_000, "{missing} records missing");
 }
+
+/// A record too long for one datagram, sent to the real rsyslogd over UDP at the default limit
+/// (2048, RFC 5426's SHOULD) and at the smallest one (480, its MUST): an RFC 5424 record is
+/// cut between whole PARAMs, its SD-ELEMENT closed and marked with `truncated_from` (the
+/// original size), so rsyslog still parses it and every PARAM it has is exact; the cut is
+/// counted.
+#[test]
+fn udp_cut_keeps_rfc5424_parseable_marked_and_counted_in_rsyslog() {
+    let dir = TempDir::new("syslog-udp-cut");
+    let certs = Certs::generate(dir.path());
+    let rs = Rsyslog::start(dir.path(), &certs);
+    for limit in [2048usize, 480] {
+        let mut cfg = config(SinkTarget::SyslogUdp(([127, 0, 0, 1], rs.udp).into()));
+        cfg.max_udp_datagram = limit;
+        let sink = NetworkSink::start(cfg).expect("start");
+        let marker = unique(&format!("cut{limit}-"));
+        let mut long = canonical(0, &marker);
+        long.insert("error_message".into(), json!("Grüße 🎮 ".repeat(300)));
+        let short = canonical(1, &marker);
+        let long_bytes = rfc5424(&long);
+        assert!(long_bytes.len() > 2048 + 1000, "{}", long_bytes.len());
+        assert!(sink.send(&long_bytes));
+        assert!(sink.send(&rfc5424(&short)));
+        let lines = wait_for("rsyslog to write both", Duration::from_secs(20), || {
+            let ours: Vec<Value> = rs
+                .lines()
+                .into_iter()
+                .filter(|l| l["procid"] == marker.as_str())
+                .collect();
+            (ours.len() >= 2).then_some(ours)
+        });
+        let report = sink.close(Duration::from_secs(1));
+        print_stats(&format!("udp cut at {limit}"), &report.stats);
+        let short_fits = rfc5424(&short).len() - 1 <= limit;
+        let cuts = if short_fits { 1 } else { 2 };
+        assert_eq!(report.stats.truncated, cuts, "every cut is counted");
+        assert_eq!(report.stats.delivered, 2);
+        let cut = lines
+            .iter()
+            .find(|l| l["$!"]["rfc5424-sd"][SD_ID]["seq"] == "0")
+            .unwrap_or_else(|| panic!("the cut record was not parsed as RFC 5424: {lines:#?}"));
+        let params = cut["$!"]["rfc5424-sd"][SD_ID].as_object().unwrap();
+        let full = (long_bytes.len() - 1).to_string(); // without the line end
+        assert_eq!(
+            params.get("truncated_from").and_then(Value::as_str),
+            Some(full.as_str()),
+            "marked: {params:?}"
+        );
+        for (key, value) in params {
+            if key == "truncated_from" {
+                continue;
+            }
+            assert_eq!(
+                Some(value.as_str().unwrap()),
+                long.get(key).map(param_text).as_deref(),
+                "a kept PARAM is whole: {key}"
+            );
+        }
+        for key in ["ts", "name", "seq", "observer_instance"] {
+            assert!(
+                params.contains_key(key),
+                "{key} kept at {limit}: {params:?}"
+            );
+        }
+        assert!(!params.contains_key("error_message"), "too long to keep");
+        assert_eq!(cut["msgid"], "kcp:error");
+        let whole = lines
+            .iter()
+            .find(|l| l["$!"]["rfc5424-sd"][SD_ID]["seq"] == "1")
+            .expect("the short record");
+        assert_eq!(
+            whole["$!"]["rfc5424-sd"][SD_ID]
+                .get("truncated_from")
+                .is_none(),
+            short_fits
+        );
+        println!(
+            "udp cut at {limit}: {} bytes -> {} PARAMs of {} kept",
+            long_bytes.len(),
+            params.len() - 1,
+            long.len()
+        );
+    }
+}

@@ -47,8 +47,8 @@ const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 /// records two events per connection at once, so the limit grows with the connection limit.
 const SECURITY_QUEUE_LIMIT: usize = 16_384;
 const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
-const DROP_KEYS: usize = 10;
-const FAIL_KEYS: usize = 8;
+const DROP_KEYS: usize = 11;
+const FAIL_KEYS: usize = 11;
 
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
@@ -123,6 +123,8 @@ pub enum EndpointEvent {
         handle: ConnectionHandle,
         /// Why.
         reason: FailReason,
+        /// The application's reason code from an `auth_rejected` REJECT (0: none).
+        app_code: u16,
     },
     /// Secure mode, server with `require_auth`: a validated client presented a token. Answer
     /// with [`Endpoint::resolve_auth`] within `auth_timeout_ms`.
@@ -144,6 +146,10 @@ pub enum EndpointEvent {
         handle: ConnectionHandle,
         /// Why.
         reason: CloseReason,
+        /// Secure mode, `peer_closed`: the reason the peer's DISCONNECT gave.
+        peer_reason: Option<CloseReason>,
+        /// The application's close code and text (ours, or the peer's DISCONNECT's).
+        app_close: Box<crate::session::AppClose>,
         /// Everything that is known about it.
         summary: Box<ConnectionSummary>,
     },
@@ -179,6 +185,9 @@ pub enum ConnectError {
     /// The application token is longer than a HELLO can carry.
     #[error("token of {0} bytes exceeds the limit of 1024")]
     TokenTooLong(usize),
+    /// Secure mode needs the server's static public key (`server_key`) to open a session.
+    #[error("secure mode needs the server's public key (serverKey) to connect")]
+    NoServerKey,
 }
 
 /// Endpoint-wide counters.
@@ -191,10 +200,10 @@ pub struct EndpointStats {
     /// Datagrams accepted by a session's guard.
     pub datagrams_accepted: u64,
     /// Dropped datagrams by trigger, indexed by [`EndpointStats::trigger_index`].
-    pub dropped: [u64; 10],
+    pub dropped: [u64; 11],
     /// Attempts that never became connections, by reason, indexed like `fail_key`
     /// (see [`EndpointStats::failed_by`]).
-    pub failed_by_reason: [u64; 8],
+    pub failed_by_reason: [u64; 11],
     /// Secure mode: HELLOs received (with or without a cookie).
     pub hellos_received: u64,
     /// Secure mode: COOKIE replies sent.
@@ -239,6 +248,8 @@ pub struct EndpointStats {
     pub events_lost: u64,
     /// Security events lost, by syslog severity.
     pub events_lost_by_severity: [u64; 8],
+    /// Raw mode with FEC: kcp-go's FEC counters.
+    pub fec: crate::fec::FecStats,
 }
 
 impl EndpointStats {
@@ -255,6 +266,7 @@ impl EndpointStats {
             DropTrigger::BadTag => 7,
             DropTrigger::Replayed => 8,
             DropTrigger::RateLimited => 9,
+            DropTrigger::DecryptFailed => 10,
         }
     }
 
@@ -325,6 +337,15 @@ pub struct Endpoint {
     next_auth_id: u64,
     /// Reused to build handshake datagrams without allocating each time.
     scratch: Vec<u8>,
+    /// Reused for the plaintext of each session datagram.
+    plain: Vec<u8>,
+    /// Reused for the token a HELLO carries.
+    token_buf: Vec<u8>,
+    /// Secure mode, server: the static keys HELLOs name by key id.
+    server_keys: Vec<crate::secure::StaticKey>,
+    /// Tests only: where handshake ephemerals come from instead of the OS.
+    #[cfg(feature = "test-keys")]
+    test_ephemerals: Option<StdRng>,
     /// Secure mode: convs of sessions that closed recently, oldest first, with when.
     recently_closed: VecDeque<(u32, u64)>,
     detectors: Detectors,
@@ -334,14 +355,22 @@ pub struct Endpoint {
     started_at: u64,
     /// Counters of closed sessions, summed, and the live-session high-water mark (metrics).
     totals: crate::metrics::SessionTotals,
+    /// Raw mode with FEC (`config.fec`).
+    fec: Option<raw_fec::FecState>,
 }
 
+mod raw_fec;
 mod secure;
 
 impl Endpoint {
     /// A new endpoint whose clock reads `now`.
     pub fn new(config: EndpointConfig, now: Millis) -> Result<Self, ConfigError> {
         config.session.validate()?;
+        config.validate_fec(&config.session)?;
+        let fec = match config.fec {
+            Some(fec) => Some(raw_fec::FecState::new(crate::fec::Codec::new(fec)?)),
+            None => None,
+        };
         if config.mode == crate::config::Mode::Secure {
             secure::secure_session_config(&config.session).validate()?;
         }
@@ -349,6 +378,25 @@ impl Endpoint {
         let derive = |label: &[u8]| TagKey::new(&config.secret).mac(label);
         let mut rate_key = [0u8; 8];
         rate_key.copy_from_slice(&derive(b"rate table")[..8]);
+        if config.server_keys.len() > crate::config::MAX_SERVER_KEYS {
+            return Err(ConfigError::TooManyServerKeys(config.server_keys.len()));
+        }
+        let mut server_keys = config.server_keys.clone();
+        for (i, key) in server_keys.iter().enumerate() {
+            if server_keys[..i].iter().any(|k| k.id() == key.id()) {
+                return Err(ConfigError::DuplicateServerKey);
+            }
+        }
+        if server_keys.is_empty()
+            && config.mode == crate::config::Mode::Secure
+            && config.accept_inbound
+        {
+            // No key configured: one for this endpoint's life, from its secret (the runtime
+            // fills that from the OS), so clients must pin its public key each run.
+            server_keys.push(crate::secure::StaticKey::from_private(derive(
+                b"kcpwatch v2 static key",
+            )));
+        }
         Ok(Self {
             by_conv: HashMap::new(),
             by_nonce: HashMap::new(),
@@ -359,8 +407,14 @@ impl Endpoint {
             pending_auth: Vec::new(),
             next_auth_id: 1,
             scratch: Vec::new(),
+            plain: Vec::new(),
+            token_buf: Vec::new(),
+            server_keys,
+            #[cfg(feature = "test-keys")]
+            test_ephemerals: config.test_ephemeral_seed.map(StdRng::from_seed),
             recently_closed: VecDeque::new(),
             totals: Default::default(),
+            fec,
             reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
                 .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
             started_at: u64::from(now),
@@ -378,12 +432,52 @@ impl Endpoint {
             events: VecDeque::new(),
             dirty: Vec::new(),
             clock: ExtendedClock::new(now),
-            stats: EndpointStats::default(),
+            stats: EndpointStats {
+                fec: crate::fec::FecStats {
+                    enabled: config.fec.is_some(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             security: VecDeque::new(),
             drop_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
             fail_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
             config,
         })
+    }
+
+    /// A handshake ephemeral private key from the test generator, if a test set one; `None`
+    /// (the operating system's random source, through snow) otherwise.
+    pub(crate) fn test_ephemeral(&mut self) -> Option<[u8; 32]> {
+        #[cfg(feature = "test-keys")]
+        if let Some(rng) = self.test_ephemerals.as_mut() {
+            return Some(rand::Rng::gen(rng));
+        }
+        None
+    }
+
+    /// Secure mode, server: the static keys it answers for (the configured ones, or the one it
+    /// made for itself). Clients pin a public key of one of them.
+    pub fn server_keys(&self) -> &[crate::secure::StaticKey] {
+        &self.server_keys
+    }
+
+    /// Appends to `out` a session datagram of `kind` with `body` and `packet_number`, sealed
+    /// with the sending key of `handle`'s session (its packet counter untouched); returns the
+    /// session's conv, or `None` without a secure session. For tests and the fuzz harness
+    /// only, to speak for a real peer: the key never leaves the endpoint.
+    #[cfg(feature = "test-keys")]
+    #[doc(hidden)]
+    pub fn seal_for_tests(
+        &self,
+        handle: ConnectionHandle,
+        kind: u8,
+        packet_number: u64,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<u32> {
+        self.session(handle)?
+            .seal_for_tests(kind, packet_number, body, out)
     }
 
     /// The endpoint's configuration.
@@ -416,6 +510,22 @@ impl Endpoint {
             self.handle_secure_datagram(now, remote, local, datagram);
             return;
         }
+        self.tx.borrow_mut().now = now;
+        if self.fec.is_some() && self.handle_fec_datagram(now, remote, local, datagram) {
+            return;
+        }
+        self.raw_input(now, remote, local, datagram);
+    }
+
+    /// A raw-mode KCP datagram: to its session (opened if it may open one) through the guard.
+    /// The session's handle when the guard accepted it.
+    fn raw_input(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+    ) -> Option<ConnectionHandle> {
         let Some(conv) = datagram_conv(datagram) else {
             self.drop_datagram(
                 remote,
@@ -425,14 +535,11 @@ impl Endpoint {
                 GuardViolation::TooShort(datagram.len()),
                 datagram.len(),
             );
-            return;
+            return None;
         };
         let handle = match self.by_key.get(&(remote, conv)) {
             Some(&handle) => handle,
-            None => match self.open_inbound(now, remote, local, conv, datagram) {
-                Some(handle) => handle,
-                None => return,
-            },
+            None => self.open_inbound(now, remote, local, conv, datagram)?,
         };
         let outcome = self.with_session(handle, |s| s.input(now, datagram));
         match outcome {
@@ -442,12 +549,14 @@ impl Endpoint {
                     self.engine_error(handle, error);
                 }
                 self.after_activity(handle, now);
+                Some(handle)
             }
             Some(Err(violation)) => {
                 let uid = self.session(handle).map(|s| s.uid);
-                self.drop_datagram(remote, local, Some(conv), uid, violation, datagram.len())
+                self.drop_datagram(remote, local, Some(conv), uid, violation, datagram.len());
+                None
             }
-            None => {}
+            None => None,
         }
     }
 
@@ -622,7 +731,7 @@ impl Endpoint {
             },
         ));
         self.emit(SecurityEvent::ConnectionEstablished(
-            ConnectionEstablished { conn },
+            ConnectionEstablished { conn, secure: None },
         ));
     }
 
@@ -703,6 +812,7 @@ impl Endpoint {
         }
         let config = *config.unwrap_or(&self.config.session);
         config.validate()?;
+        self.config.validate_fec(&config)?;
         if self.by_key.contains_key(&(remote, conv)) {
             return Err(ConnectError::Duplicate(remote, conv));
         }
@@ -730,7 +840,16 @@ impl Endpoint {
     ) -> ConnectionHandle {
         let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
         let uid = uid.unwrap_or_else(|| self.uids.next(unix_ms));
-        let session = Session::new(
+        // FEC puts its header before KCP's in every datagram: KCP gets the rest of the MTU.
+        let fec_config;
+        let config = match &self.fec {
+            Some(_) => {
+                fec_config = EndpointConfig::fec_session(config);
+                &fec_config
+            }
+            None => config,
+        };
+        let mut session = Session::new(
             uid,
             conv,
             remote,
@@ -741,6 +860,9 @@ impl Endpoint {
             direction,
             self.tx.clone(),
         );
+        if let Some(fec) = &self.fec {
+            session.enable_fec(crate::fec::Encoder::new(fec.codec.clone()));
+        }
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -915,6 +1037,7 @@ impl Endpoint {
     /// Runs every session whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Millis) {
         let now_extended = self.clock.advance(now);
+        self.tx.borrow_mut().now = now;
         self.report_sampled(now_extended);
         self.expire_pending_auth(now_extended);
         while let Some((deadline, index, generation)) = self.timers.peek() {
@@ -950,6 +1073,7 @@ impl Endpoint {
     /// Sends ACKs and queued data of every session that has some, now.
     pub fn flush(&mut self, now: Millis) {
         self.clock.advance(now);
+        self.tx.borrow_mut().now = now;
         // Taken and handed back so the list keeps its allocation from batch to batch.
         let mut dirty = std::mem::take(&mut self.dirty);
         for &handle in &dirty {
@@ -1121,6 +1245,18 @@ impl Endpoint {
         self.close_as(now, handle, None, CloseReason::LocalClosed);
     }
 
+    /// [`Endpoint::close`] with the application's close code and text: a secure session's
+    /// DISCONNECT carries them to the peer, and both sides' close records show them. Raw KCP
+    /// has no way to carry them; they are only recorded locally.
+    pub fn close_with(&mut self, now: Millis, handle: ConnectionHandle, close: crate::AppClose) {
+        if self.slot(handle).is_some() {
+            if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+                session.set_app_close(close);
+            }
+        }
+        self.close_as(now, handle, None, CloseReason::LocalClosed);
+    }
+
     /// Ends every connection gracefully with `shutdown`: queued data keeps flowing for up to
     /// `linger_ms` (each connection's own linger when `None`), then each closes; no new
     /// connection is accepted from now on. Handshakes in progress and pending authentications
@@ -1218,6 +1354,9 @@ impl Endpoint {
         if self.by_key.get(&(session.remote, session.conv)) == Some(&handle) {
             self.by_key.remove(&(session.remote, session.conv));
         }
+        if let Some(fec) = self.fec.as_mut() {
+            fec.forget(handle, session.remote);
+        }
         if let Some(secure) = session.secure.as_ref() {
             if self.by_conv.get(&session.conv) == Some(&handle) {
                 self.by_conv.remove(&session.conv);
@@ -1284,16 +1423,21 @@ impl Endpoint {
         // same, with what could be read.
         let summary = summary.unwrap_or_else(|_| ConnectionSummary::empty(conn));
         self.totals.add(&summary);
+        let (peer_reason, app_close) = (session.peer_reason(), session.app_close());
         self.emit(SecurityEvent::ConnectionClosed(ConnectionClosed {
             conn,
             reason,
             initiator: reason.initiator(),
+            peer_reason,
+            app_close,
             summary,
             params,
         }));
         self.events.push_back(EndpointEvent::Closed {
             handle,
             reason,
+            peer_reason,
+            app_close: Box::new(app_close),
             summary: Box::new(summary),
         });
     }
@@ -1617,5 +1761,8 @@ fn fail_key(reason: FailReason) -> usize {
         FailReason::Capacity => 5,
         FailReason::VersionMismatch => 6,
         FailReason::Malformed => 7,
+        FailReason::DecryptFailed => 8,
+        FailReason::UnknownServerKey => 9,
+        FailReason::ServerAuthFailed => 10,
     }
 }

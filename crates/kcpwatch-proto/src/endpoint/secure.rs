@@ -1,8 +1,10 @@
-//! The secure-mode half of the endpoint: the handshake on both sides, tagged session datagrams,
-//! replay refusal, address migration and authentication requests (`docs/protocol.md`).
+//! The secure-mode half of the endpoint (protocol version 2): the Noise NK handshake on both
+//! sides, encrypted session datagrams, replay refusal, address migration and authentication
+//! requests (`docs/protocol.md`).
 //!
-//! The server keeps nothing about a source until it returns a valid cookie; every reply before
-//! that is a fixed-size datagram no larger than the HELLO that caused it.
+//! The server keeps nothing about a source, and does no Diffie-Hellman for it, until it returns
+//! a valid cookie; every reply before that is a fixed-size datagram no larger than the HELLO
+//! that caused it.
 
 use std::net::SocketAddr;
 
@@ -13,18 +15,21 @@ use crate::clock::{diff, Millis};
 use crate::config::{Mode, SessionConfig};
 use crate::events::{
     ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
-    ConnectionStateUpdated, Direction, FailReason, PeerAddressChanged, SecurityEvent,
+    ConnectionStateUpdated, Direction, FailReason, PeerAddressChanged, SecureSession,
+    SecurityEvent,
 };
 use crate::guard::GuardViolation;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
-use crate::secure::keys::{open, Freshness, OpenError, Role};
+use crate::secure::keys::{open, Freshness, OpenError, Role, SessionKeys};
+use crate::secure::noise::{ClientNoise, ServerNoise};
 use crate::secure::wire::{
-    self, Accept, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, MAX_TOKEN_LEN, REJECT_LEN,
-    RESET_LEN, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT, TYPE_HELLO,
-    TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET, VERSION,
+    self, AcceptPayload, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, KEY_ID_LEN, MAX_TOKEN_LEN,
+    REJECT_LEN, RESET_LEN, SESSION_OVERHEAD, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, TYPE_ACCEPT,
+    TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
+    VERSION,
 };
 use crate::secure::CookieCheck;
-use crate::session::{ClientHandshake, HELLO_RETRY_MS};
+use crate::session::{AppClose, ClientHandshake, HELLO_RETRY_MS};
 use crate::uid::Uid;
 
 /// A validated client waiting for the application's answer to its token.
@@ -36,6 +41,9 @@ pub(super) struct PendingAuth {
     remote: SocketAddr,
     local: SocketAddr,
     nonce: [u8; 16],
+    /// The handshake, between reading the HELLO and writing the ACCEPT.
+    noise: ServerNoise,
+    key_id: [u8; KEY_ID_LEN],
     /// Extended clock reading after which the answer is too late.
     pub(super) deadline: u64,
 }
@@ -134,11 +142,12 @@ impl Endpoint {
         local: SocketAddr,
         nonce: &[u8; 16],
         reason: RejectReason,
+        app_code: u16,
         validated: bool,
     ) {
         let mut reject = [0; REJECT_LEN];
-        wire::write_reject(&mut reject, nonce, reason);
-        self.send_unbound(remote, local, &reject, validated);
+        let len = wire::write_reject(&mut reject, nonce, reason, app_code);
+        self.send_unbound(remote, local, &reject[..len], validated);
         self.stats.rejects_sent += 1;
     }
 
@@ -185,7 +194,7 @@ impl Endpoint {
             Err(error) => {
                 let (trigger, rule) = match error {
                     wire::WireError::TooShort => (DropTrigger::TooShort, "hello_too_short"),
-                    wire::WireError::BadLength => (DropTrigger::BadLength, "token_length"),
+                    wire::WireError::BadLength => (DropTrigger::BadLength, "hello_too_long"),
                     wire::WireError::BadType => (DropTrigger::BadCmd, "unknown_type"),
                 };
                 self.failed_attempt(remote, local, 0, FailReason::Malformed, trigger, rule);
@@ -220,24 +229,51 @@ impl Endpoint {
                 return;
             }
         }
-        if hello.version != VERSION {
+        if hello.version != VERSION || hello.suite != SUITE_NK_25519_CHACHAPOLY_BLAKE2S {
             self.send_reject(
                 remote,
                 local,
                 &hello.nonce,
                 RejectReason::VersionMismatch,
+                0,
                 false,
             );
+            let rule = if hello.version != VERSION {
+                "unsupported_version"
+            } else {
+                "unsupported_suite"
+            };
             self.failed_attempt(
                 remote,
                 local,
                 0,
                 FailReason::VersionMismatch,
                 DropTrigger::BadCmd,
-                "unsupported_version",
+                rule,
             );
             return;
         }
+        let Some(key_index) = self.server_keys.iter().position(|k| k.id() == hello.key_id) else {
+            // The client pinned a key this server does not hold (an old one after a rotation,
+            // or another server's): say so at once rather than let it time out.
+            self.send_reject(
+                remote,
+                local,
+                &hello.nonce,
+                RejectReason::UnknownServerKey,
+                0,
+                false,
+            );
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::UnknownServerKey,
+                DropTrigger::BadCmd,
+                "unknown_key_id",
+            );
+            return;
+        };
         let Some(cookie_check) = cookie_check else {
             self.send_cookie(remote, local, &hello.nonce);
             return;
@@ -304,7 +340,7 @@ impl Endpoint {
             return;
         }
         if let Err(rule) = self.admits(remote) {
-            self.send_reject(remote, local, &nonce, RejectReason::Capacity, true);
+            self.send_reject(remote, local, &nonce, RejectReason::Capacity, 0, true);
             self.failed_attempt(
                 remote,
                 local,
@@ -315,6 +351,34 @@ impl Endpoint {
             );
             return;
         }
+        // The first Diffie-Hellman for this client: its address is validated and the limits
+        // admit it. The token is decrypted into a buffer kept for the purpose.
+        let mut token = std::mem::take(&mut self.token_buf);
+        let noise = match self.test_ephemeral() {
+            Some(e) => ServerNoise::read_hello_with_ephemeral_for_tests(
+                &self.server_keys[key_index],
+                &hello,
+                &mut token,
+                &e,
+            ),
+            None => ServerNoise::read_hello(&self.server_keys[key_index], &hello, &mut token),
+        };
+        let key_id = hello.key_id;
+        let noise = match noise {
+            Ok(noise) => noise,
+            Err(_) => {
+                self.token_buf = token;
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::DecryptFailed,
+                    DropTrigger::DecryptFailed,
+                    "hello_noise",
+                );
+                return;
+            }
+        };
         let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
         let uid = self.uids.next(unix_ms);
         let conv = self.fresh_conv();
@@ -334,11 +398,13 @@ impl Endpoint {
             ConnectionState::Handshaking,
         );
         if !self.config.require_auth {
-            self.establish_server(now, uid, conv, remote, local, nonce);
+            self.token_buf = token;
+            self.establish_server(now, uid, conv, remote, local, nonce, noise, key_id);
             return;
         }
         if self.pending_auth.len() >= self.config.max_pending_auth {
-            self.send_reject(remote, local, &nonce, RejectReason::Capacity, true);
+            self.token_buf = token;
+            self.send_reject(remote, local, &nonce, RejectReason::Capacity, 0, true);
             self.validated_failure(
                 conn,
                 FailReason::Capacity,
@@ -356,6 +422,8 @@ impl Endpoint {
             remote,
             local,
             nonce,
+            noise,
+            key_id,
             deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
         });
         self.stats.auth_requests += 1;
@@ -364,8 +432,9 @@ impl Endpoint {
             uid,
             remote,
             local,
-            token: hello.token.into(),
+            token: token.as_slice().into(),
         });
+        self.token_buf = token;
     }
 
     /// A random conv no live or pending session uses (0 is never assigned: it is what a
@@ -414,6 +483,7 @@ impl Endpoint {
         }));
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn establish_server(
         &mut self,
         now: Millis,
@@ -422,8 +492,19 @@ impl Endpoint {
         remote: SocketAddr,
         local: SocketAddr,
         nonce: [u8; 16],
+        noise: ServerNoise,
+        key_id: [u8; KEY_ID_LEN],
     ) {
-        let secret: [u8; 32] = self.rng.gen();
+        let mut accept = [0; ACCEPT_LEN];
+        let payload = AcceptPayload {
+            conv,
+            idle_timeout_ms: self.config.session.idle_timeout_ms,
+        };
+        let Ok(split) = noise.accept(&nonce, payload, &mut accept) else {
+            // snow refused to write a message it has all it needs for: not reachable with a
+            // state that read the HELLO; the client times out.
+            return;
+        };
         let config = secure_session_config(&self.config.session);
         let keepalive = self.keepalive_ms();
         let handle = self.insert_session(
@@ -436,19 +517,10 @@ impl Endpoint {
             Some(uid),
         );
         let now_extended = self.clock.extended();
-        let mut accept = [0; ACCEPT_LEN];
-        wire::write_accept(
-            &mut accept,
-            &Accept {
-                nonce,
-                conv,
-                secret,
-                idle_timeout_ms: self.config.session.idle_timeout_ms,
-            },
-        );
         if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
-            session.make_secure(Role::Server, nonce, keepalive, None, now);
-            session.start_session(conv, &secret, now, now_extended);
+            session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
+            let keys = SessionKeys::from_split(&split, Role::Server);
+            session.start_session(conv, keys, now, now_extended);
             session.send_plain(&accept);
             if let Some(secure) = session.secure.as_mut() {
                 secure.accept = Some(accept.into());
@@ -466,8 +538,9 @@ impl Endpoint {
                 ConnectionState::Handshaking,
                 ConnectionState::Established,
             );
+            let secure = self.secure_session_info(handle);
             self.emit(SecurityEvent::ConnectionEstablished(
-                ConnectionEstablished { conn },
+                ConnectionEstablished { conn, secure },
             ));
         }
         self.events.push_back(EndpointEvent::Accepted { handle });
@@ -478,10 +551,17 @@ impl Endpoint {
     /// client gets a REJECT and the attempt fails with `auth_rejected`. False if the request
     /// is unknown (already answered, or timed out).
     pub fn resolve_auth(&mut self, id: u64, accept: bool) -> bool {
-        self.answer_auth(id, accept, "authenticate")
+        self.answer_auth(id, accept, 0, "authenticate")
     }
 
-    fn answer_auth(&mut self, id: u64, accept: bool, rule: &'static str) -> bool {
+    /// Refuses an [`EndpointEvent::AuthRequest`] with the application's reason code (1 to
+    /// 65535; 0 is none), which the client receives in the REJECT. False if the request is
+    /// unknown.
+    pub fn reject_auth(&mut self, id: u64, app_code: u16) -> bool {
+        self.answer_auth(id, false, app_code, "authenticate")
+    }
+
+    fn answer_auth(&mut self, id: u64, accept: bool, app_code: u16, rule: &'static str) -> bool {
         let Some(index) = self.pending_auth.iter().position(|p| p.id == id) else {
             return false;
         };
@@ -499,6 +579,7 @@ impl Endpoint {
                 pending.local,
                 &pending.nonce,
                 RejectReason::AuthRejected,
+                app_code,
                 true,
             );
             self.validated_failure(conn, FailReason::AuthRejected, None, rule);
@@ -511,6 +592,7 @@ impl Endpoint {
                 pending.local,
                 &pending.nonce,
                 RejectReason::Capacity,
+                0,
                 true,
             );
             self.validated_failure(
@@ -529,6 +611,8 @@ impl Endpoint {
             pending.remote,
             pending.local,
             pending.nonce,
+            pending.noise,
+            pending.key_id,
         );
         true
     }
@@ -541,7 +625,7 @@ impl Endpoint {
             .find(|p| p.deadline <= now_extended)
             .map(|p| p.id)
         {
-            self.answer_auth(id, false, "auth_timeout");
+            self.answer_auth(id, false, 0, "auth_timeout");
         }
     }
 
@@ -568,6 +652,7 @@ impl Endpoint {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ConnectError::TokenTooLong(token.len()));
         }
+        let server_key = self.config.server_key.ok_or(ConnectError::NoServerKey)?;
         let config = secure_session_config(config.unwrap_or(&self.config.session));
         config.validate()?;
         // Pending authentications hold a place too.
@@ -575,19 +660,32 @@ impl Endpoint {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
         let nonce: [u8; 16] = self.rng.gen();
+        let mut hello = Vec::new();
+        let noise = match self.test_ephemeral() {
+            Some(e) => ClientNoise::start_with_ephemeral_for_tests(
+                &server_key,
+                &nonce,
+                token,
+                &mut hello,
+                &e,
+            ),
+            None => ClientNoise::start(&server_key, &nonce, token, &mut hello),
+        }
+        .map_err(|_| ConnectError::NoServerKey)?;
         let keepalive = self.keepalive_ms();
         let handle = self.insert_session(now, remote, local, 0, &config, Direction::Outbound, None);
         let deadline = now.wrapping_add(self.config.handshake_timeout_ms);
         if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
             let handshake = ClientHandshake {
-                cookie: None,
-                token: token.into(),
+                hello: hello.into(),
+                noise: Some(noise),
                 next_hello_at: now,
                 retry_ms: HELLO_RETRY_MS,
                 deadline,
                 hellos: 0,
             };
-            session.make_secure(Role::Client, nonce, keepalive, Some(handshake), now);
+            let key_id = crate::secure::key_id(&server_key);
+            session.make_secure(Role::Client, nonce, key_id, keepalive, Some(handshake), now);
         }
         self.by_nonce.insert(nonce, handle);
         self.stats.active_opens += 1;
@@ -610,10 +708,10 @@ impl Endpoint {
     fn send_hello(&mut self, handle: ConnectionHandle, now: Millis) {
         let mut scratch = std::mem::take(&mut self.scratch);
         if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
-            let nonce = session.secure.as_ref().map(|s| s.nonce);
             let handshake = session.secure.as_mut().and_then(|s| s.handshake.as_mut());
-            if let (Some(nonce), Some(h)) = (nonce, handshake) {
-                wire::write_hello(&mut scratch, &nonce, h.cookie.as_ref(), &h.token);
+            if let Some(h) = handshake {
+                scratch.clear();
+                scratch.extend_from_slice(&h.hello);
                 h.backoff(now);
                 session.send_plain(&scratch);
             }
@@ -633,7 +731,7 @@ impl Endpoint {
             return false;
         };
         if diff(now, deadline) >= 0 {
-            self.fail_connect(handle, FailReason::HandshakeTimeout, "handshake_timeout");
+            self.fail_connect(handle, FailReason::HandshakeTimeout, "handshake_timeout", 0);
             return true;
         }
         if diff(now, next_hello) >= 0 {
@@ -643,15 +741,24 @@ impl Endpoint {
         true
     }
 
-    fn fail_connect(&mut self, handle: ConnectionHandle, reason: FailReason, rule: &'static str) {
+    fn fail_connect(
+        &mut self,
+        handle: ConnectionHandle,
+        reason: FailReason,
+        rule: &'static str,
+        app_code: u16,
+    ) {
         let Some(session) = self.remove_session(handle) else {
             return;
         };
         let conn = session.conn_ref();
         self.slots[handle.index() as usize].last_conn = Some(conn);
         self.validated_failure(conn, reason, None, rule);
-        self.events
-            .push_back(EndpointEvent::ConnectFailed { handle, reason });
+        self.events.push_back(EndpointEvent::ConnectFailed {
+            handle,
+            reason,
+            app_code,
+        });
     }
 
     /// COOKIE, ACCEPT or REJECT at a client: each answers a HELLO of ours, named by its nonce.
@@ -665,8 +772,8 @@ impl Endpoint {
         let len = datagram.len();
         let parsed_nonce = match datagram[0] {
             TYPE_COOKIE => wire::parse_cookie(datagram).map(|(n, _)| n),
-            TYPE_ACCEPT => wire::parse_accept(datagram).map(|a| a.nonce),
-            _ => wire::parse_reject(datagram).map(|(n, _, _)| n),
+            TYPE_ACCEPT => wire::parse_accept(datagram).map(|(n, _)| n),
+            _ => wire::parse_reject(datagram).map(|r| r.nonce),
         };
         let Some(nonce) = parsed_nonce else {
             self.drop_trigger(
@@ -710,19 +817,40 @@ impl Endpoint {
                     .and_then(|s| s.secure.as_mut())
                     .and_then(|s| s.handshake.as_mut())
                 {
-                    h.cookie = Some(cookie);
+                    wire::set_hello_cookie(&mut h.hello, &cookie);
                     h.retry_ms = HELLO_RETRY_MS;
                 }
                 self.send_hello(handle, now);
                 self.reschedule(handle, now);
             }
             TYPE_ACCEPT => {
-                let Some(accept) = wire::parse_accept(datagram) else {
+                let Some((_, noise_message)) = wire::parse_accept(datagram) else {
                     return;
+                };
+                let noise = self.slots[handle.index() as usize]
+                    .session
+                    .as_mut()
+                    .and_then(|s| s.secure.as_mut())
+                    .and_then(|s| s.handshake.as_mut())
+                    .and_then(|h| h.noise.take());
+                let Some(noise) = noise else {
+                    return;
+                };
+                let (accept, split) = match noise.finish(noise_message) {
+                    Ok(done) => done,
+                    Err(_) => {
+                        // Whoever answered does not hold the server key we pinned (or the
+                        // ACCEPT was altered): the handshake state is spent, the attempt ends.
+                        self.stats.dropped
+                            [EndpointStats::trigger_index(DropTrigger::DecryptFailed)] += 1;
+                        self.fail_connect(handle, FailReason::ServerAuthFailed, "accept_noise", 0);
+                        return;
+                    }
                 };
                 let now_extended = self.clock.extended();
                 if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
-                    session.start_session(accept.conv, &accept.secret, now, now_extended);
+                    let keys = SessionKeys::from_split(&split, Role::Client);
+                    session.start_session(accept.conv, keys, now, now_extended);
                     if let Some(secure) = session.secure.as_mut() {
                         // Keep the server's idle clock fed even if ours is longer.
                         let server_quarter = (accept.idle_timeout_ms / 4).max(50);
@@ -743,8 +871,9 @@ impl Endpoint {
                         ConnectionState::Handshaking,
                         ConnectionState::Established,
                     );
+                    let secure = self.secure_session_info(handle);
                     self.emit(SecurityEvent::ConnectionEstablished(
-                        ConnectionEstablished { conn },
+                        ConnectionEstablished { conn, secure },
                     ));
                 }
                 self.events.push_back(EndpointEvent::Established { handle });
@@ -752,17 +881,18 @@ impl Endpoint {
                 self.reschedule(handle, now);
             }
             _ => {
-                let Some((_, code, _)) = wire::parse_reject(datagram) else {
+                let Some(reject) = wire::parse_reject(datagram) else {
                     return;
                 };
-                let reason = match RejectReason::from_code(code) {
+                let reason = match RejectReason::from_code(reject.reason) {
                     Some(RejectReason::VersionMismatch) => FailReason::VersionMismatch,
                     Some(RejectReason::AuthRejected) => FailReason::AuthRejected,
                     Some(RejectReason::Capacity) => FailReason::Capacity,
                     Some(RejectReason::RateLimited) => FailReason::RateLimited,
+                    Some(RejectReason::UnknownServerKey) => FailReason::UnknownServerKey,
                     None => FailReason::Malformed,
                 };
-                self.fail_connect(handle, reason, "server_rejected");
+                self.fail_connect(handle, reason, "server_rejected", reject.app_code);
             }
         }
     }
@@ -777,7 +907,7 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         let len = datagram.len();
-        let Some((header, body, tag)) = wire::parse_session(datagram) else {
+        let Some((header, _)) = wire::parse_session(datagram) else {
             self.drop_trigger(
                 remote,
                 local,
@@ -822,9 +952,9 @@ impl Endpoint {
                 rule,
                 len,
             );
-            if answer {
+            if let (true, Some(tag)) = (answer, wire::reset_tag(datagram)) {
                 let mut reset = [0; RESET_LEN];
-                wire::write_reset(&mut reset, &header, tag);
+                wire::write_reset(&mut reset, &header, &tag);
                 // The source is not validated: counted like a COOKIE, and never larger than the
                 // datagram it answers (a session datagram is at least RESET_LEN bytes).
                 self.stats.bytes_received_unvalidated += len as u64;
@@ -843,17 +973,41 @@ impl Endpoint {
         let Some(key) = secure.receive.as_ref() else {
             return;
         };
-        let freshness = match open(key, &mut secure.window, datagram, &header, tag) {
+        let mut plain = std::mem::take(&mut self.plain);
+        let freshness = match open(key, &mut secure.window, datagram, &header, &mut plain) {
             Ok(freshness) => freshness,
             Err(error) => {
+                self.plain = plain;
                 let (trigger, rule) = match error {
-                    OpenError::BadTag => (DropTrigger::BadTag, "session_tag"),
+                    OpenError::DecryptFailed => (DropTrigger::DecryptFailed, "session_aead"),
                     OpenError::Replayed => (DropTrigger::Replayed, "replay_window"),
                 };
                 self.drop_trigger(remote, local, conv, uid, trigger, rule, len);
                 return;
             }
         };
+        self.session_plaintext(now, handle, remote, local, &header, &plain, freshness, len);
+        self.plain = plain;
+    }
+
+    /// An authenticated session datagram's content.
+    #[allow(clippy::too_many_arguments)]
+    fn session_plaintext(
+        &mut self,
+        now: Millis,
+        handle: ConnectionHandle,
+        remote: SocketAddr,
+        local: SocketAddr,
+        header: &wire::SessionHeader,
+        body: &[u8],
+        freshness: Freshness,
+        len: usize,
+    ) {
+        let conv = Some(header.conv);
+        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+            return;
+        };
+        let uid = Some(session.uid);
         let (old_peer, old_local) = (session.remote, session.local);
         if (remote, local) != (old_peer, old_local) && freshness == Freshness::Newest {
             self.migrate(handle, remote, local);
@@ -887,12 +1041,28 @@ impl Endpoint {
             }
             _ => {
                 self.stats.datagrams_accepted += 1;
+                let said = wire::parse_disconnect_body(body);
                 if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
                     s.note_control_in(now, len);
+                    s.set_peer_close(
+                        CloseReason::from_code(said.reason),
+                        AppClose::new(said.app_code, said.text),
+                    );
                 }
                 self.close_now(handle, CloseReason::PeerClosed);
             }
         }
+    }
+
+    /// The public facts of a secure session's protection, for `kcp:connection_established`.
+    fn secure_session_info(&self, handle: ConnectionHandle) -> Option<SecureSession> {
+        self.session(handle)
+            .and_then(Session::key_id)
+            .map(|key_id| SecureSession {
+                version: VERSION,
+                suite: wire::SUITE_NAME,
+                key_id,
+            })
     }
 
     /// Whether a RESET may go to `remote` now: a server only, within the reset rates (per

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use super::keys::TagKey;
+use super::mac::TagKey;
 use super::wire::{address_bytes, COOKIE_LEN, NONCE_LEN};
 
 const LABEL_SLOT_KEY: &[u8] = b"kcpwatch v1 cookie key";

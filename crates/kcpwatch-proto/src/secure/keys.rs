@@ -1,88 +1,79 @@
-//! Session keys, tags and the replay window.
+//! Session ciphers and the replay window.
 //!
-//! The tag is HMAC-SHA256 truncated to 8 bytes: every language a game client is written in has
-//! HMAC-SHA256 in its standard library (Go `crypto/hmac`, .NET `HMACSHA256`, OpenSSL), and with
-//! SHA extensions it costs a few hundred nanoseconds per datagram. 64 bits make a blind forgery
-//! a 2^-64 guess per datagram; the tag protects against off-path injection, not against an
-//! on-path observer, who saw the secret in ACCEPT (see `docs/protocol.md`, "What it does not do").
+//! Every session datagram is sealed with ChaCha20-Poly1305 under the direction key the Noise
+//! NK handshake split off (`docs/protocol.md`): the packet number is the AEAD nonce (Noise's
+//! nonce encoding: 4 zero bytes, then the number little endian), the 13 cleartext header bytes
+//! are the associated data. The cipher is snow's own (`snow::resolvers::DefaultResolver`), the
+//! one its transport states use: nothing here implements a primitive.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use snow::params::CipherChoice;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::Cipher;
 
-use super::wire::{SessionHeader, SECRET_LEN, SESSION_HEADER_LEN, TAG_LEN};
+use super::wire::{SessionHeader, AEAD_TAG_LEN, SESSION_HEADER_LEN};
 
-type HmacSha256 = Hmac<Sha256>;
-
-const LABEL_CLIENT_TO_SERVER: &[u8] = b"kcpwatch v1 client to server";
-const LABEL_SERVER_TO_CLIENT: &[u8] = b"kcpwatch v1 server to client";
 /// Packet numbers this far behind the highest one seen are refused as replays: wide enough for
 /// any reordering KCP survives, 128 bytes per direction.
 pub const REPLAY_WINDOW: u64 = 1024;
+/// A packet number at or past this is never used: Noise reserves 2^64 - 1, and a session
+/// that reaches it (never, at a billion datagrams a second for 500 years) must end.
+pub const MAX_PACKET_NUMBER: u64 = u64::MAX - 1;
 
-/// A key with its HMAC state precomputed, so each tag costs only the datagram's blocks.
-#[derive(Clone)]
-pub struct TagKey(HmacSha256);
+/// One direction's AEAD key (ChaCha20-Poly1305, snow's implementation).
+pub struct SessionCipher(Box<dyn Cipher>);
 
-impl std::fmt::Debug for TagKey {
+impl std::fmt::Debug for SessionCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TagKey(..)")
+        f.write_str("SessionCipher(..)")
     }
 }
 
-impl TagKey {
-    /// A tag key from raw key bytes.
-    pub fn new(key: &[u8]) -> Self {
-        Self(HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length"))
+impl SessionCipher {
+    /// A cipher keyed with `key` (one half of a Noise split).
+    pub fn new(key: &[u8; 32]) -> Self {
+        let mut cipher = DefaultResolver
+            .resolve_cipher(&CipherChoice::ChaChaPoly)
+            .expect("snow is built with ChaChaPoly");
+        cipher.set(key);
+        Self(cipher)
     }
 
-    /// The full 32-byte HMAC of `data`.
-    pub fn mac(&self, data: &[u8]) -> [u8; 32] {
-        let mut mac = self.0.clone();
-        mac.update(data);
-        mac.finalize().into_bytes().into()
+    /// Encrypts `plaintext` with nonce `n` and associated data `ad` into `out`
+    /// (`plaintext.len() + 16` bytes).
+    pub fn seal(&self, n: u64, ad: &[u8], plaintext: &[u8], out: &mut [u8]) {
+        self.0.encrypt(n, ad, plaintext, out);
     }
 
-    /// The 8-byte tag of `data`.
-    pub fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
-        let full = self.mac(data);
-        let mut tag = [0; TAG_LEN];
-        tag.copy_from_slice(&full[..TAG_LEN]);
-        tag
-    }
-
-    /// Whether `tag` is the tag of `data`, compared in constant time.
-    pub fn verify(&self, data: &[u8], tag: &[u8; TAG_LEN]) -> bool {
-        let mut mac = self.0.clone();
-        mac.update(data);
-        mac.verify_truncated_left(tag).is_ok()
+    /// Decrypts `sealed` (ciphertext and tag) into `out` (at least `sealed.len() - 16` bytes);
+    /// false if it does not authenticate.
+    pub fn open(&self, n: u64, ad: &[u8], sealed: &[u8], out: &mut [u8]) -> bool {
+        sealed.len() >= AEAD_TAG_LEN && self.0.decrypt(n, ad, sealed, out).is_ok()
     }
 }
 
 /// Which end of the session we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Sent the HELLO.
+    /// Sent the HELLO (the Noise initiator).
     Client,
-    /// Sent the ACCEPT.
+    /// Sent the ACCEPT (the Noise responder).
     Server,
 }
 
-/// The two direction keys of a session, derived from the ACCEPT secret.
-#[derive(Debug, Clone)]
+/// The two direction ciphers of a session.
+#[derive(Debug)]
 pub struct SessionKeys {
-    /// Tags what we send.
-    pub send: TagKey,
-    /// Checks what we receive.
-    pub receive: TagKey,
+    /// Seals what we send.
+    pub send: SessionCipher,
+    /// Opens what we receive.
+    pub receive: SessionCipher,
 }
 
 impl SessionKeys {
-    /// `key_c2s = HMAC(secret, "kcpwatch v1 client to server")`, `key_s2c` likewise; separate
-    /// keys per direction make a datagram reflected back at its sender fail its tag.
-    pub fn derive(secret: &[u8; SECRET_LEN], role: Role) -> Self {
-        let master = TagKey::new(secret);
-        let c2s = TagKey::new(&master.mac(LABEL_CLIENT_TO_SERVER));
-        let s2c = TagKey::new(&master.mac(LABEL_SERVER_TO_CLIENT));
+    /// From a Noise split: the first key protects initiator → responder (client → server), the
+    /// second the other way, so a datagram reflected back at its sender does not open.
+    pub fn from_split(split: &([u8; 32], [u8; 32]), role: Role) -> Self {
+        let (c2s, s2c) = (SessionCipher::new(&split.0), SessionCipher::new(&split.1));
         match role {
             Role::Client => Self {
                 send: c2s,
@@ -96,22 +87,27 @@ impl SessionKeys {
     }
 }
 
-/// Appends one session datagram to `out`: header, body, tag. Returns its length.
+/// Appends one session datagram to `out`: the cleartext header, then `body` sealed under it.
+/// Returns its length.
 pub fn seal_into(
     out: &mut Vec<u8>,
-    key: &TagKey,
+    cipher: &SessionCipher,
     kind: u8,
     conv: u32,
     packet_number: u64,
     body: &[u8],
 ) -> usize {
+    let header = SessionHeader {
+        kind,
+        conv,
+        packet_number,
+    }
+    .to_bytes();
     let start = out.len();
-    out.push(kind);
-    out.extend_from_slice(&conv.to_le_bytes());
-    out.extend_from_slice(&packet_number.to_le_bytes());
-    out.extend_from_slice(body);
-    let tag = key.tag(&out[start..]);
-    out.extend_from_slice(&tag);
+    out.extend_from_slice(&header);
+    let sealed_at = out.len();
+    out.resize(sealed_at + body.len() + AEAD_TAG_LEN, 0);
+    cipher.seal(packet_number, &header, body, &mut out[sealed_at..]);
     out.len() - start
 }
 
@@ -197,23 +193,35 @@ impl ReplayWindow {
 /// Why a session datagram was refused before reaching the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenError {
-    /// The tag does not match: forged, corrupted, or for another session.
-    BadTag,
+    /// The AEAD did not authenticate it: forged, corrupted, or for another session.
+    DecryptFailed,
     /// The packet number was seen before or is too old.
     Replayed,
 }
 
-/// Checks a session datagram's tag and packet number, and records the number if both pass.
+/// Decrypts a session datagram into `plaintext` (cleared first), then checks its packet number
+/// against the window and records it. Nothing is recorded for a datagram that does not
+/// authenticate, and a corrupted one is always `DecryptFailed`, whichever byte changed.
 pub fn open(
-    key: &TagKey,
+    cipher: &SessionCipher,
     window: &mut ReplayWindow,
     datagram: &[u8],
     header: &SessionHeader,
-    tag: &[u8; TAG_LEN],
+    plaintext: &mut Vec<u8>,
 ) -> Result<Freshness, OpenError> {
-    debug_assert!(datagram.len() >= SESSION_HEADER_LEN + TAG_LEN);
-    if !key.verify(&datagram[..datagram.len() - TAG_LEN], tag) {
-        return Err(OpenError::BadTag);
+    debug_assert!(datagram.len() >= SESSION_HEADER_LEN + AEAD_TAG_LEN);
+    let sealed = &datagram[SESSION_HEADER_LEN..];
+    plaintext.clear();
+    plaintext.resize(sealed.len() - AEAD_TAG_LEN, 0);
+    if header.packet_number > MAX_PACKET_NUMBER
+        || !cipher.open(
+            header.packet_number,
+            &datagram[..SESSION_HEADER_LEN],
+            sealed,
+            plaintext,
+        )
+    {
+        return Err(OpenError::DecryptFailed);
     }
     let freshness = window.check(header.packet_number);
     if freshness == Freshness::Replayed {
@@ -228,50 +236,65 @@ mod tests {
     use super::super::wire::{parse_session, TYPE_DATA};
     use super::*;
 
+    fn split() -> ([u8; 32], [u8; 32]) {
+        ([5; 32], [6; 32])
+    }
+
     #[test]
     fn a_sealed_datagram_opens_once_with_the_other_ends_keys() {
-        let secret = [5; SECRET_LEN];
-        let client = SessionKeys::derive(&secret, Role::Client);
-        let server = SessionKeys::derive(&secret, Role::Server);
+        let client = SessionKeys::from_split(&split(), Role::Client);
+        let server = SessionKeys::from_split(&split(), Role::Server);
         let mut out = Vec::new();
         seal_into(&mut out, &client.send, TYPE_DATA, 42, 0, b"kcp bytes");
-        let (header, body, tag) = parse_session(&out).unwrap();
-        assert_eq!((header.conv, body), (42, &b"kcp bytes"[..]));
+        assert!(!out.windows(9).any(|w| w == b"kcp bytes"), "encrypted");
+        let (header, _) = parse_session(&out).unwrap();
         let mut window = ReplayWindow::default();
+        let mut plain = Vec::new();
         assert_eq!(
-            open(&server.receive, &mut window, &out, &header, tag),
+            open(&server.receive, &mut window, &out, &header, &mut plain),
             Ok(Freshness::Newest)
         );
+        assert_eq!(plain, b"kcp bytes");
         assert_eq!(
-            open(&server.receive, &mut window, &out, &header, tag),
+            open(&server.receive, &mut window, &out, &header, &mut plain),
             Err(OpenError::Replayed)
         );
         // Reflected back at the client, it fails: the directions have different keys.
         let mut client_window = ReplayWindow::default();
         assert_eq!(
-            open(&client.receive, &mut client_window, &out, &header, tag),
-            Err(OpenError::BadTag)
+            open(
+                &client.receive,
+                &mut client_window,
+                &out,
+                &header,
+                &mut plain
+            ),
+            Err(OpenError::DecryptFailed)
         );
     }
 
     #[test]
-    fn a_flipped_bit_anywhere_fails_the_tag() {
-        let keys = SessionKeys::derive(&[1; SECRET_LEN], Role::Client);
+    fn a_flipped_bit_anywhere_fails_decryption() {
+        let client = SessionKeys::from_split(&split(), Role::Client);
+        let server = SessionKeys::from_split(&split(), Role::Server);
         let mut out = Vec::new();
-        seal_into(&mut out, &keys.send, TYPE_DATA, 7, 3, b"payload");
+        seal_into(&mut out, &client.send, TYPE_DATA, 7, 3, b"payload");
+        let mut plain = Vec::new();
         for i in 0..out.len() {
-            let mut copy = out.clone();
-            copy[i] ^= 1;
-            let Some((header, _, tag)) = parse_session(&copy) else {
-                continue;
-            };
-            let mut window = ReplayWindow::default();
-            let server = SessionKeys::derive(&[1; SECRET_LEN], Role::Server);
-            assert_eq!(
-                open(&server.receive, &mut window, &copy, &header, tag),
-                Err(OpenError::BadTag),
-                "byte {i}"
-            );
+            for bit in 0..8 {
+                let mut copy = out.clone();
+                copy[i] ^= 1 << bit;
+                let Some((header, _)) = parse_session(&copy) else {
+                    continue;
+                };
+                let mut window = ReplayWindow::default();
+                assert_eq!(
+                    open(&server.receive, &mut window, &copy, &header, &mut plain),
+                    Err(OpenError::DecryptFailed),
+                    "byte {i} bit {bit}"
+                );
+                assert_eq!(window.highest(), None, "nothing recorded");
+            }
         }
     }
 

@@ -1,59 +1,84 @@
-//! The secure-mode wire format, version 1 (`docs/protocol.md` is the normative description;
+//! The secure-mode wire format, version 2 (`docs/protocol.md` is the normative description;
 //! this file and that page must say the same thing).
 //!
-//! Every secure-mode datagram starts with a type byte. Handshake datagrams have fixed layouts;
-//! session datagrams are `type | conv | packet number | body | tag`, the tag covering everything
-//! before it.
+//! Every secure-mode datagram starts with a type byte. Handshake datagrams have fixed layouts
+//! around the two Noise NK messages; session datagrams are `type | conv | packet number |
+//! ciphertext | AEAD tag`, the first 13 bytes in the clear and bound as associated data.
 
 use std::net::{IpAddr, SocketAddr};
 
 /// The only protocol version this code speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The cipher suite byte of `Noise_NK_25519_ChaChaPoly_BLAKE2s`, the only one defined.
+pub const SUITE_NK_25519_CHACHAPOLY_BLAKE2S: u8 = 1;
+/// The Noise protocol name of [`SUITE_NK_25519_CHACHAPOLY_BLAKE2S`].
+pub const SUITE_NAME: &str = "Noise_NK_25519_ChaChaPoly_BLAKE2s";
 
 /// Client → server: opens a handshake (zero cookie) or completes it (cookie from COOKIE).
 pub const TYPE_HELLO: u8 = 0x01;
 /// Server → client: the address-validation cookie.
 pub const TYPE_COOKIE: u8 = 0x02;
-/// Server → client: the session exists; its conv and secret.
+/// Server → client: the second Noise message, carrying the session's conv.
 pub const TYPE_ACCEPT: u8 = 0x03;
 /// Server → client: the handshake was refused, with a reason code.
 pub const TYPE_REJECT: u8 = 0x04;
 /// Server to client: "I have no session with this conv", answering one of the client's session
-/// datagrams and echoing its packet number and tag (a stateless reset).
+/// datagrams and echoing its packet number and the first bytes of its AEAD tag.
 pub const TYPE_RESET: u8 = 0x05;
 /// Either way: one KCP datagram.
 pub const TYPE_DATA: u8 = 0x10;
 /// Either way: nothing to say, still here.
 pub const TYPE_KEEPALIVE: u8 = 0x11;
-/// Either way: the session ends, with a reason code.
+/// Either way: the session ends, with a reason code (and an application code and text).
 pub const TYPE_DISCONNECT: u8 = 0x12;
 
 /// Random bytes a client picks per connection attempt; every server reply echoes them.
 pub const NONCE_LEN: usize = 16;
 /// The cookie: a 4-byte time slot and a 12-byte MAC, opaque to clients.
 pub const COOKIE_LEN: usize = 16;
-/// The secret ACCEPT hands to the client, from which both direction keys derive.
-pub const SECRET_LEN: usize = 32;
-/// The tag at the end of every session datagram.
+/// The first bytes of SHA-256 of a server static public key: which key a HELLO is for.
+pub const KEY_ID_LEN: usize = 4;
+/// An X25519 public key (a Noise ephemeral or static key).
+pub const DH_LEN: usize = 32;
+/// The Poly1305 tag of every AEAD ciphertext.
+pub const AEAD_TAG_LEN: usize = 16;
+/// Bytes of the AEAD tag a RESET echoes.
 pub const TAG_LEN: usize = 8;
-/// `type | conv | packet number`.
+/// `type | conv | packet number`: in the clear, and the associated data of the AEAD.
 pub const SESSION_HEADER_LEN: usize = 1 + 4 + 8;
 /// Bytes a session datagram adds around the KCP datagram it carries.
-pub const SESSION_OVERHEAD: usize = SESSION_HEADER_LEN + TAG_LEN;
-/// HELLOs are padded to at least this size so that no reply to one is larger than it.
-pub const HELLO_MIN_LEN: usize = 64;
+pub const SESSION_OVERHEAD: usize = SESSION_HEADER_LEN + AEAD_TAG_LEN;
 /// The longest application token a HELLO may carry.
 pub const MAX_TOKEN_LEN: usize = 1024;
-const HELLO_FIXED_LEN: usize = 4 + NONCE_LEN + COOKIE_LEN;
+/// `type | version | suite | reserved | key id | nonce | cookie`, then the Noise message.
+pub const HELLO_HEADER_LEN: usize = 4 + KEY_ID_LEN + NONCE_LEN + COOKIE_LEN;
+/// The part of the HELLO the Noise prologue covers: everything before the cookie.
+pub const HELLO_PROLOGUE_LEN: usize = 4 + KEY_ID_LEN + NONCE_LEN;
+/// A HELLO with an empty token: its header, the client's ephemeral key and the empty payload's
+/// tag. No reply is larger than this.
+pub const HELLO_MIN_LEN: usize = HELLO_HEADER_LEN + DH_LEN + AEAD_TAG_LEN;
+/// The longest HELLO.
+pub const HELLO_MAX_LEN: usize = HELLO_MIN_LEN + MAX_TOKEN_LEN;
+/// The ASCII label the Noise prologue starts with.
+pub const PROLOGUE_LABEL: &[u8] = b"kcpwatch secure v2";
 /// COOKIE datagram length.
 pub const COOKIE_DATAGRAM_LEN: usize = 4 + NONCE_LEN + COOKIE_LEN;
-/// ACCEPT datagram length.
-pub const ACCEPT_LEN: usize = 4 + NONCE_LEN + 4 + SECRET_LEN + 4;
-/// REJECT datagram length.
-pub const REJECT_LEN: usize = 4 + NONCE_LEN;
-/// RESET datagram length: `type | conv | packet number | tag`, the size of the smallest
-/// session datagram, so a RESET is never larger than the datagram it answers.
-pub const RESET_LEN: usize = SESSION_OVERHEAD;
+/// The ACCEPT's Noise payload: conv and the server's idle timeout.
+pub const ACCEPT_PAYLOAD_LEN: usize = 8;
+/// ACCEPT datagram length: header, nonce, the server's ephemeral key, the encrypted payload.
+pub const ACCEPT_LEN: usize = 4 + NONCE_LEN + DH_LEN + ACCEPT_PAYLOAD_LEN + AEAD_TAG_LEN;
+/// REJECT datagram length (with the application's reason code).
+pub const REJECT_LEN: usize = 4 + NONCE_LEN + 2;
+/// The REJECT prefix every version reads: what a `version_mismatch` REJECT is, so a client of
+/// another version can read it.
+pub const REJECT_SHORT_LEN: usize = 4 + NONCE_LEN;
+/// RESET datagram length: `type | conv | packet number | first 8 bytes of the AEAD tag`,
+/// smaller than the smallest session datagram, so a RESET never amplifies.
+pub const RESET_LEN: usize = SESSION_HEADER_LEN + TAG_LEN;
+/// The longest close text a DISCONNECT carries, in bytes of UTF-8 (a WebSocket close frame's).
+pub const MAX_CLOSE_TEXT: usize = 123;
+/// A DISCONNECT's plaintext: reason, application code, text.
+pub const DISCONNECT_BODY_MAX: usize = 3 + MAX_CLOSE_TEXT;
 
 /// Why a server refused a handshake (the REJECT reason byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +91,8 @@ pub enum RejectReason {
     Capacity,
     /// The source opened handshakes faster than its rate allows.
     RateLimited,
+    /// The HELLO names a server key (by its id) the server does not hold.
+    UnknownServerKey,
 }
 
 impl RejectReason {
@@ -76,6 +103,7 @@ impl RejectReason {
             Self::AuthRejected => 2,
             Self::Capacity => 3,
             Self::RateLimited => 4,
+            Self::UnknownServerKey => 5,
         }
     }
 
@@ -86,6 +114,7 @@ impl RejectReason {
             2 => Self::AuthRejected,
             3 => Self::Capacity,
             4 => Self::RateLimited,
+            5 => Self::UnknownServerKey,
             _ => return None,
         })
     }
@@ -96,12 +125,18 @@ impl RejectReason {
 pub struct Hello<'a> {
     /// The version the client speaks.
     pub version: u8,
+    /// The cipher suite the client asks for.
+    pub suite: u8,
+    /// Which server static key the client holds.
+    pub key_id: [u8; KEY_ID_LEN],
     /// The client's attempt nonce.
     pub nonce: [u8; NONCE_LEN],
     /// The cookie, or `None` for the opening HELLO (all zero on the wire).
     pub cookie: Option<[u8; COOKIE_LEN]>,
-    /// The application token (may be empty).
-    pub token: &'a [u8],
+    /// The bytes the Noise prologue covers (type to nonce).
+    pub prologue: &'a [u8],
+    /// The first Noise message (`e, es` and the encrypted token).
+    pub noise: &'a [u8],
 }
 
 /// Why a datagram is not a well-formed secure-mode datagram.
@@ -109,7 +144,7 @@ pub struct Hello<'a> {
 pub enum WireError {
     /// Shorter than its type's fixed part, or than the HELLO minimum.
     TooShort,
-    /// The token length points past the end, or beyond [`MAX_TOKEN_LEN`].
+    /// Longer than a HELLO with the longest token.
     BadLength,
     /// A type byte this version does not define, or one that cannot come this way.
     BadType,
@@ -126,47 +161,74 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
-/// Parses a HELLO. A HELLO with a version other than [`VERSION`] parses (so the server can say
-/// which version it speaks) as long as its fixed part is there.
+/// Parses a HELLO. A HELLO of another version parses (so the server can say which version it
+/// speaks) if it has at least 64 bytes: its nonce is at offset 4 in version 1 and, from
+/// version 2 on, at offset 8 (later versions keep the key id and nonce where version 2 has
+/// them).
 pub fn parse_hello(datagram: &[u8]) -> Result<Hello<'_>, WireError> {
     if datagram.first() != Some(&TYPE_HELLO) {
         return Err(WireError::BadType);
     }
+    let version = datagram.get(1).copied().unwrap_or(0);
+    if version != VERSION && datagram.len() >= 64 {
+        // Another version's layout: only its version and nonce are read, to say which
+        // version this server speaks.
+        let at = if version == 1 { 4 } else { 4 + KEY_ID_LEN };
+        return Ok(Hello {
+            version,
+            suite: 0,
+            key_id: [0; KEY_ID_LEN],
+            nonce: array(&datagram[at..]),
+            cookie: None,
+            prologue: &[],
+            noise: &[],
+        });
+    }
     if datagram.len() < HELLO_MIN_LEN {
         return Err(WireError::TooShort);
     }
-    let version = datagram[1];
-    let token_len = usize::from(u16::from_le_bytes([datagram[2], datagram[3]]));
-    if token_len > MAX_TOKEN_LEN || HELLO_FIXED_LEN + token_len > datagram.len() {
+    if datagram.len() > HELLO_MAX_LEN {
         return Err(WireError::BadLength);
     }
-    let nonce = array(&datagram[4..]);
-    let cookie: [u8; COOKIE_LEN] = array(&datagram[4 + NONCE_LEN..]);
+    let cookie: [u8; COOKIE_LEN] = array(&datagram[HELLO_PROLOGUE_LEN..]);
     Ok(Hello {
         version,
-        nonce,
+        suite: datagram[2],
+        key_id: array(&datagram[4..]),
+        nonce: array(&datagram[4 + KEY_ID_LEN..]),
         cookie: (cookie != [0; COOKIE_LEN]).then_some(cookie),
-        token: &datagram[HELLO_FIXED_LEN..HELLO_FIXED_LEN + token_len],
+        prologue: &datagram[..HELLO_PROLOGUE_LEN],
+        noise: &datagram[HELLO_HEADER_LEN..],
     })
 }
 
-/// Writes a HELLO into `out` (cleared first), padded to [`HELLO_MIN_LEN`].
-pub fn write_hello(
+/// The Noise prologue of a handshake: [`PROLOGUE_LABEL`] then the HELLO's first
+/// [`HELLO_PROLOGUE_LEN`] bytes, so the version, suite, key id and nonce cannot be altered
+/// without failing the handshake.
+pub fn prologue(hello_head: &[u8]) -> [u8; PROLOGUE_LABEL.len() + HELLO_PROLOGUE_LEN] {
+    let mut out = [0; PROLOGUE_LABEL.len() + HELLO_PROLOGUE_LEN];
+    out[..PROLOGUE_LABEL.len()].copy_from_slice(PROLOGUE_LABEL);
+    out[PROLOGUE_LABEL.len()..].copy_from_slice(&hello_head[..HELLO_PROLOGUE_LEN]);
+    out
+}
+
+/// Writes a HELLO's header into `out` (cleared first): the caller appends the Noise message.
+pub fn write_hello_header(
     out: &mut Vec<u8>,
+    key_id: &[u8; KEY_ID_LEN],
     nonce: &[u8; NONCE_LEN],
     cookie: Option<&[u8; COOKIE_LEN]>,
-    token: &[u8],
 ) {
     out.clear();
-    out.push(TYPE_HELLO);
-    out.push(VERSION);
-    out.extend_from_slice(&(token.len() as u16).to_le_bytes());
+    out.extend_from_slice(&[TYPE_HELLO, VERSION, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, 0]);
+    out.extend_from_slice(key_id);
     out.extend_from_slice(nonce);
     out.extend_from_slice(cookie.unwrap_or(&[0; COOKIE_LEN]));
-    out.extend_from_slice(token);
-    if out.len() < HELLO_MIN_LEN {
-        out.resize(HELLO_MIN_LEN, 0);
-    }
+}
+
+/// Puts `cookie` into a HELLO built by [`write_hello_header`].
+pub fn set_hello_cookie(hello: &mut [u8], cookie: &[u8; COOKIE_LEN]) {
+    hello[HELLO_PROLOGUE_LEN..HELLO_HEADER_LEN].copy_from_slice(cookie);
 }
 
 /// Writes a COOKIE.
@@ -186,56 +248,109 @@ pub fn parse_cookie(datagram: &[u8]) -> Option<([u8; NONCE_LEN], [u8; COOKIE_LEN
         .then(|| (array(&datagram[4..]), array(&datagram[4 + NONCE_LEN..])))
 }
 
-/// The content of an ACCEPT.
+/// The ACCEPT's payload, carried encrypted in the second Noise message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accept {
-    /// The nonce of the HELLO it answers.
-    pub nonce: [u8; NONCE_LEN],
-    /// The conv the server assigned.
+pub struct AcceptPayload {
+    /// The conv the server assigned (never 0).
     pub conv: u32,
-    /// The session secret.
-    pub secret: [u8; SECRET_LEN],
     /// The server's idle timeout in milliseconds, so the client can pace its keepalives.
     pub idle_timeout_ms: u32,
 }
 
-/// Writes an ACCEPT.
-pub fn write_accept(out: &mut [u8; ACCEPT_LEN], accept: &Accept) {
-    out[..4].copy_from_slice(&[TYPE_ACCEPT, VERSION, 0, 0]);
-    out[4..20].copy_from_slice(&accept.nonce);
-    out[20..24].copy_from_slice(&accept.conv.to_le_bytes());
-    out[24..56].copy_from_slice(&accept.secret);
-    out[56..60].copy_from_slice(&accept.idle_timeout_ms.to_le_bytes());
-}
-
-/// Parses an ACCEPT (refusing conv 0, which no server assigns).
-pub fn parse_accept(datagram: &[u8]) -> Option<Accept> {
-    if datagram.len() != ACCEPT_LEN || datagram[0] != TYPE_ACCEPT || datagram[1] != VERSION {
-        return None;
+impl AcceptPayload {
+    /// The payload's bytes.
+    pub fn to_bytes(self) -> [u8; ACCEPT_PAYLOAD_LEN] {
+        let mut out = [0; ACCEPT_PAYLOAD_LEN];
+        out[..4].copy_from_slice(&self.conv.to_le_bytes());
+        out[4..].copy_from_slice(&self.idle_timeout_ms.to_le_bytes());
+        out
     }
-    let accept = Accept {
-        nonce: array(&datagram[4..]),
-        conv: u32::from_le_bytes(array(&datagram[20..])),
-        secret: array(&datagram[24..]),
-        idle_timeout_ms: u32::from_le_bytes(array(&datagram[56..])),
-    };
-    (accept.conv != 0).then_some(accept)
+
+    /// Reads a decrypted payload; `None` if it is not one (wrong length, conv 0).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        (bytes.len() == ACCEPT_PAYLOAD_LEN)
+            .then(|| Self {
+                conv: u32::from_le_bytes(array(bytes)),
+                idle_timeout_ms: u32::from_le_bytes(array(&bytes[4..])),
+            })
+            .filter(|p| p.conv != 0)
+    }
 }
 
-/// Writes a REJECT; `version` is the one the server speaks.
-pub fn write_reject(out: &mut [u8; REJECT_LEN], nonce: &[u8; NONCE_LEN], reason: RejectReason) {
+/// Writes an ACCEPT's header into `out` (`ACCEPT_LEN` bytes); the caller writes the Noise
+/// message at `out[ACCEPT_NOISE_AT..]`.
+pub fn write_accept_header(out: &mut [u8; ACCEPT_LEN], nonce: &[u8; NONCE_LEN]) {
+    out[..4].copy_from_slice(&[TYPE_ACCEPT, VERSION, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, 0]);
+    out[4..4 + NONCE_LEN].copy_from_slice(nonce);
+}
+
+/// Where the Noise message starts in an ACCEPT.
+pub const ACCEPT_NOISE_AT: usize = 4 + NONCE_LEN;
+
+/// Splits an ACCEPT into the nonce it answers and its Noise message.
+pub fn parse_accept(datagram: &[u8]) -> Option<([u8; NONCE_LEN], &[u8])> {
+    (datagram.len() == ACCEPT_LEN
+        && datagram[0] == TYPE_ACCEPT
+        && datagram[1] == VERSION
+        && datagram[2] == SUITE_NK_25519_CHACHAPOLY_BLAKE2S)
+        .then(|| (array(&datagram[4..]), &datagram[ACCEPT_NOISE_AT..]))
+}
+
+/// Writes a REJECT; `app_code` is the application's reason (0: none). A `version_mismatch`
+/// REJECT is the [`REJECT_SHORT_LEN`]-byte prefix every version reads. Returns its length.
+pub fn write_reject(
+    out: &mut [u8; REJECT_LEN],
+    nonce: &[u8; NONCE_LEN],
+    reason: RejectReason,
+    app_code: u16,
+) -> usize {
     out[..4].copy_from_slice(&[TYPE_REJECT, VERSION, reason.code(), 0]);
-    out[4..].copy_from_slice(nonce);
+    out[4..REJECT_SHORT_LEN].copy_from_slice(nonce);
+    out[REJECT_SHORT_LEN..].copy_from_slice(&app_code.to_le_bytes());
+    if reason == RejectReason::VersionMismatch {
+        REJECT_SHORT_LEN
+    } else {
+        REJECT_LEN
+    }
 }
 
-/// Parses a REJECT: the nonce it answers, the reason byte and the server's version.
-pub fn parse_reject(datagram: &[u8]) -> Option<([u8; NONCE_LEN], u8, u8)> {
-    (datagram.len() == REJECT_LEN && datagram[0] == TYPE_REJECT)
-        .then(|| (array(&datagram[4..]), datagram[2], datagram[1]))
+/// A parsed REJECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject {
+    /// The nonce of the HELLO it answers.
+    pub nonce: [u8; NONCE_LEN],
+    /// The reason byte.
+    pub reason: u8,
+    /// The version the server speaks.
+    pub version: u8,
+    /// The application's reason code (0: none).
+    pub app_code: u16,
 }
 
-/// A RESET answering `datagram`, a session datagram for a conv the server has no session
-/// with: its type, then the datagram's conv, packet number and tag, copied.
+/// Parses a REJECT (the short form or the full one).
+pub fn parse_reject(datagram: &[u8]) -> Option<Reject> {
+    ((datagram.len() == REJECT_LEN || datagram.len() == REJECT_SHORT_LEN)
+        && datagram[0] == TYPE_REJECT)
+        .then(|| Reject {
+            nonce: array(&datagram[4..]),
+            reason: datagram[2],
+            version: datagram[1],
+            app_code: if datagram.len() == REJECT_LEN {
+                u16::from_le_bytes(array(&datagram[REJECT_SHORT_LEN..]))
+            } else {
+                0
+            },
+        })
+}
+
+/// The bytes of the AEAD tag a RESET echoes: the first [`TAG_LEN`] of the datagram's tag.
+pub fn reset_tag(datagram: &[u8]) -> Option<[u8; TAG_LEN]> {
+    let len = datagram.len();
+    (len >= SESSION_OVERHEAD).then(|| array(&datagram[len - AEAD_TAG_LEN..]))
+}
+
+/// A RESET answering a session datagram for a conv the server has no session with: its type,
+/// then the datagram's conv, packet number and the first bytes of its AEAD tag, copied.
 pub fn write_reset(out: &mut [u8; RESET_LEN], header: &SessionHeader, tag: &[u8; TAG_LEN]) {
     out[0] = TYPE_RESET;
     out[1..5].copy_from_slice(&header.conv.to_le_bytes());
@@ -243,7 +358,7 @@ pub fn write_reset(out: &mut [u8; RESET_LEN], header: &SessionHeader, tag: &[u8;
     out[13..].copy_from_slice(tag);
 }
 
-/// Parses a RESET: the conv, packet number and tag it echoes.
+/// Parses a RESET: the conv, packet number and tag bytes it echoes.
 pub fn parse_reset(datagram: &[u8]) -> Option<(u32, u64, [u8; TAG_LEN])> {
     (datagram.len() == RESET_LEN && datagram[0] == TYPE_RESET).then(|| {
         (
@@ -265,8 +380,20 @@ pub struct SessionHeader {
     pub packet_number: u64,
 }
 
-/// Splits a session datagram into header, body and tag; `None` if it is not one.
-pub fn parse_session(datagram: &[u8]) -> Option<(SessionHeader, &[u8], &[u8; TAG_LEN])> {
+impl SessionHeader {
+    /// The 13 header bytes: what the AEAD binds as associated data.
+    pub fn to_bytes(&self) -> [u8; SESSION_HEADER_LEN] {
+        let mut out = [0; SESSION_HEADER_LEN];
+        out[0] = self.kind;
+        out[1..5].copy_from_slice(&self.conv.to_le_bytes());
+        out[5..].copy_from_slice(&self.packet_number.to_le_bytes());
+        out
+    }
+}
+
+/// Splits a session datagram into its header and its sealed part (ciphertext and AEAD tag);
+/// `None` if it is not one.
+pub fn parse_session(datagram: &[u8]) -> Option<(SessionHeader, &[u8])> {
     if datagram.len() < SESSION_OVERHEAD {
         return None;
     }
@@ -274,19 +401,65 @@ pub fn parse_session(datagram: &[u8]) -> Option<(SessionHeader, &[u8], &[u8; TAG
     if !matches!(kind, TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT) {
         return None;
     }
-    let body_end = datagram.len() - TAG_LEN;
     let header = SessionHeader {
         kind,
         conv: u32::from_le_bytes(array(&datagram[1..])),
         packet_number: u64::from_le_bytes(array(&datagram[5..])),
     };
-    let tag: &[u8; TAG_LEN] = datagram[body_end..].try_into().ok()?;
-    Some((header, &datagram[SESSION_HEADER_LEN..body_end], tag))
+    Some((header, &datagram[SESSION_HEADER_LEN..]))
 }
 
 /// The conv of a session datagram, read without checking anything else.
 pub fn session_conv(datagram: &[u8]) -> Option<u32> {
     (datagram.len() >= SESSION_HEADER_LEN).then(|| u32::from_le_bytes(array(&datagram[1..])))
+}
+
+/// A DISCONNECT's content: why, and what the application said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisconnectBody<'a> {
+    /// The close reason byte (`docs/protocol.md`, DISCONNECT).
+    pub reason: u8,
+    /// The application's close code (0: none).
+    pub app_code: u16,
+    /// The application's close text (at most [`MAX_CLOSE_TEXT`] bytes of UTF-8).
+    pub text: &'a str,
+}
+
+/// Writes a DISCONNECT plaintext into `out`; the text is cut to [`MAX_CLOSE_TEXT`] bytes at a
+/// character boundary. Returns its length.
+pub fn write_disconnect_body(
+    out: &mut [u8; DISCONNECT_BODY_MAX],
+    body: &DisconnectBody<'_>,
+) -> usize {
+    out[0] = body.reason;
+    out[1..3].copy_from_slice(&body.app_code.to_le_bytes());
+    let mut end = body.text.len().min(MAX_CLOSE_TEXT);
+    while !body.text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[3..3 + end].copy_from_slice(&body.text.as_bytes()[..end]);
+    3 + end
+}
+
+/// Reads a decrypted DISCONNECT plaintext. Missing fields read as none; a text that is not
+/// UTF-8 or too long is left out (the session still ends).
+pub fn parse_disconnect_body(body: &[u8]) -> DisconnectBody<'_> {
+    let reason = body.first().copied().unwrap_or(0);
+    let app_code = if body.len() >= 3 {
+        u16::from_le_bytes([body[1], body[2]])
+    } else {
+        0
+    };
+    let text = body
+        .get(3..)
+        .filter(|t| t.len() <= MAX_CLOSE_TEXT)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("");
+    DisconnectBody {
+        reason,
+        app_code,
+        text,
+    }
 }
 
 /// An address as the 16 bytes and port the cookie MAC covers (IPv4 as IPv4-mapped IPv6).
@@ -303,59 +476,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hello_round_trips_and_pads() {
-        let mut out = Vec::new();
-        write_hello(&mut out, &[7; NONCE_LEN], None, b"ticket");
-        assert_eq!(out.len(), HELLO_MIN_LEN);
-        let hello = parse_hello(&out).unwrap();
-        assert_eq!(hello.cookie, None);
-        assert_eq!(hello.token, b"ticket");
-        write_hello(&mut out, &[7; NONCE_LEN], Some(&[9; COOKIE_LEN]), &[1; 100]);
-        assert_eq!(out.len(), HELLO_FIXED_LEN + 100);
-        let hello = parse_hello(&out).unwrap();
-        assert_eq!(hello.cookie, Some([9; COOKIE_LEN]));
-        assert_eq!(hello.token.len(), 100);
+    fn replies_are_never_larger_than_the_smallest_hello() {
+        const { assert!(COOKIE_DATAGRAM_LEN <= HELLO_MIN_LEN) };
+        const { assert!(ACCEPT_LEN <= HELLO_MIN_LEN) };
+        const { assert!(REJECT_LEN <= HELLO_MIN_LEN) };
+        const { assert!(RESET_LEN <= SESSION_OVERHEAD) };
     }
 
     #[test]
     fn hello_refuses_bad_lengths() {
         let mut out = Vec::new();
-        write_hello(&mut out, &[7; NONCE_LEN], None, b"");
-        assert_eq!(parse_hello(&out[..63]), Err(WireError::TooShort));
-        out[2] = 200;
+        write_hello_header(&mut out, &[1; KEY_ID_LEN], &[7; NONCE_LEN], None);
+        out.resize(HELLO_MIN_LEN - 1, 0);
+        assert_eq!(parse_hello(&out), Err(WireError::TooShort));
+        out.resize(HELLO_MAX_LEN + 1, 0);
         assert_eq!(parse_hello(&out), Err(WireError::BadLength));
-        out[2..4].copy_from_slice(&2000u16.to_le_bytes());
-        out.resize(3000, 0);
-        assert_eq!(parse_hello(&out), Err(WireError::BadLength));
+        out.resize(HELLO_MIN_LEN, 0);
+        let hello = parse_hello(&out).unwrap();
+        assert_eq!((hello.version, hello.cookie), (VERSION, None));
+        assert_eq!(hello.noise.len(), DH_LEN + AEAD_TAG_LEN);
+        set_hello_cookie(&mut out, &[9; COOKIE_LEN]);
+        assert_eq!(parse_hello(&out).unwrap().cookie, Some([9; COOKIE_LEN]));
     }
 
     #[test]
-    fn replies_are_never_larger_than_the_smallest_hello() {
-        const { assert!(COOKIE_DATAGRAM_LEN <= HELLO_MIN_LEN) };
-        const { assert!(ACCEPT_LEN <= HELLO_MIN_LEN) };
-        const { assert!(REJECT_LEN <= HELLO_MIN_LEN) };
-    }
-
-    #[test]
-    fn accept_and_reject_round_trip() {
-        let accept = Accept {
-            nonce: [1; NONCE_LEN],
-            conv: 0xDEAD_BEEF,
-            secret: [2; SECRET_LEN],
-            idle_timeout_ms: 30_000,
-        };
-        let mut out = [0; ACCEPT_LEN];
-        write_accept(&mut out, &accept);
-        assert_eq!(parse_accept(&out), Some(accept));
+    fn a_version_1_hello_parses_far_enough_to_be_told_the_version() {
+        let mut v1 = vec![0u8; 64];
+        v1[..2].copy_from_slice(&[TYPE_HELLO, 1]);
+        v1[4..20].copy_from_slice(&[0xa5; 16]);
+        let hello = parse_hello(&v1).unwrap();
+        assert_eq!((hello.version, hello.nonce), (1, [0xa5; 16]));
         let mut reject = [0; REJECT_LEN];
-        write_reject(&mut reject, &[3; NONCE_LEN], RejectReason::Capacity);
-        assert_eq!(parse_reject(&reject), Some(([3; NONCE_LEN], 3, VERSION)));
-        let mut other_version = out;
-        other_version[1] = 2;
-        assert_eq!(parse_accept(&other_version), None);
-        let mut conv_zero = out;
-        conv_zero[20..24].fill(0);
-        assert_eq!(parse_accept(&conv_zero), None);
+        let len = write_reject(&mut reject, &hello.nonce, RejectReason::VersionMismatch, 0);
+        assert_eq!(len, 20, "a version 1 client reads a 20-byte REJECT");
+    }
+
+    #[test]
+    fn reject_and_disconnect_round_trip() {
+        let mut reject = [0; REJECT_LEN];
+        let len = write_reject(
+            &mut reject,
+            &[3; NONCE_LEN],
+            RejectReason::AuthRejected,
+            4242,
+        );
+        let parsed = parse_reject(&reject[..len]).unwrap();
+        assert_eq!(
+            (parsed.reason, parsed.app_code, parsed.version),
+            (2, 4242, VERSION)
+        );
+        let mut body = [0; DISCONNECT_BODY_MAX];
+        let long = "é".repeat(100);
+        let len = write_disconnect_body(
+            &mut body,
+            &DisconnectBody {
+                reason: 4,
+                app_code: 4000,
+                text: &long,
+            },
+        );
+        let parsed = parse_disconnect_body(&body[..len]);
+        assert_eq!((parsed.reason, parsed.app_code), (4, 4000));
+        assert_eq!(parsed.text.len(), 122, "cut at a character boundary");
+        assert_eq!(parse_disconnect_body(&[5]).app_code, 0);
+        assert_eq!(parse_disconnect_body(&[5, 1, 0, 0xff]).text, "");
     }
 
     #[test]

@@ -101,12 +101,20 @@ pub fn endpoint_configs(seed: u64, session: SessionConfig) -> (EndpointConfig, E
 }
 
 /// [`endpoint_configs`] in secure mode, each side with its own secret.
+/// The static key of every secure test server (clients pin its public half).
+#[allow(dead_code)]
+pub fn test_server_key() -> kcpwatch_proto::secure::StaticKey {
+    kcpwatch_proto::secure::StaticKey::from_private([0x5A; 32])
+}
+
 pub fn secure_configs(seed: u64, session: SessionConfig) -> (EndpointConfig, EndpointConfig) {
     let (mut server, mut client) = endpoint_configs(seed, session);
     server.mode = Mode::Secure;
     client.mode = Mode::Secure;
     server.secret = [seed as u8 | 1; 32];
     client.secret = [seed as u8 | 2; 32];
+    server.server_keys = vec![test_server_key()];
+    client.server_key = Some(*test_server_key().public());
     server.unix_ms_at_zero = 1_700_000_000_000;
     client.unix_ms_at_zero = 1_700_000_000_000;
     (server, client)
@@ -167,12 +175,16 @@ impl Pair {
 
     pub fn with_configs(
         server_config: EndpointConfig,
-        client_config: EndpointConfig,
+        mut client_config: EndpointConfig,
         link: Link,
         epoch: Millis,
     ) -> Self {
         let seed = server_config.rng_seed;
         let server = Endpoint::new(server_config, epoch).unwrap();
+        if client_config.server_key.is_none() {
+            // The client pins the server's static key, as a game client would.
+            client_config.server_key = server.server_keys().first().map(|k| *k.public());
+        }
         let mut client = Endpoint::new(client_config, epoch).unwrap();
         let client_conn = match client.config().mode {
             Mode::Raw => client.connect(epoch, addr(SERVER), addr(CLIENT), 0x1234_5678, None),

@@ -28,8 +28,12 @@
 //! After every datagram and every operation the invariants below are checked; a violation
 //! panics with a message saying which.
 //!
+//! Raw mode with the `CFG_AUTH` bit runs kcp-go FEC ([`FUZZ_FEC`]) on both sides.
+//!
 //! - **Accounting.** Every datagram handed to an endpoint is counted exactly once: accepted,
-//!   dropped (any trigger), `late_after_close`, or one of the handshake outcomes that no
+//!   dropped (any trigger), `late_after_close`, a parity shard kept by a session (FEC; what
+//!   it rebuilds is `fec.recovered` or, refused by the guard, a drop counted apart in
+//!   `fec.rebuilt_refused`, at most a group's data shards per datagram), or one of the handshake outcomes that no
 //!   per-datagram counter records (see [`Outcome`]); so `datagrams_in == datagrams_accepted +
 //!   dropped_total() + late_after_close + answered - answer_drops`, where `answered` is the
 //!   harness's tally of those outcomes, each checked against its visible effect (a COOKIE sent,
@@ -57,8 +61,8 @@
 use std::net::{Ipv6Addr, SocketAddr};
 
 use kcpwatch_proto::detect::{DetectorConfig, Threshold};
+use kcpwatch_proto::fec::FecConfig;
 use kcpwatch_proto::limits::Limits;
-use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys, TagKey};
 use kcpwatch_proto::secure::wire::{
     self, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT,
     TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
@@ -156,7 +160,16 @@ pub struct Setup {
     pub session: SessionConfig,
     /// T's `max_connections`.
     pub max_connections: usize,
+    /// Raw mode with kcp-go FEC ([`FUZZ_FEC`]) on both sides (`CFG_AUTH` in raw mode, where
+    /// authentication has no meaning).
+    pub fec: bool,
 }
+
+/// FEC shard counts of a raw FEC input: small, so short inputs complete groups.
+pub const FUZZ_FEC: FecConfig = FecConfig {
+    data_shards: 3,
+    parity_shards: 2,
+};
 
 impl Setup {
     pub fn from_byte(b: u8) -> Self {
@@ -178,6 +191,7 @@ impl Setup {
             },
             session,
             max_connections: if b & CFG_ROOMY != 0 { 32 } else { 4 },
+            fec: b & CFG_SECURE == 0 && b & CFG_AUTH != 0,
         }
     }
 }
@@ -210,6 +224,9 @@ pub enum Outcome {
     ClientAccept,
     /// Client: a REJECT for our handshake (`failed`).
     ClientReject,
+    /// Raw mode with FEC: a parity shard kept by a session's decoder (`fec.parity_shards`;
+    /// what it rebuilt is counted as `fec.recovered` or, refused by the guard, as a drop).
+    FecParity,
 }
 
 impl Outcome {
@@ -354,11 +371,12 @@ impl Side {
     }
 }
 
-/// A session the harness can speak for P in: its conv, and in secure mode P's sending key.
+/// A session the harness can speak for P in: its conv, and in secure mode P's handle, whose
+/// endpoint seals for the harness (`seal_for_tests`: the keys never leave it).
 #[derive(Clone)]
 struct Known {
     conv: u32,
-    key: Option<TagKey>,
+    p_handle: Option<ConnectionHandle>,
     next_pn: u64,
 }
 
@@ -392,7 +410,18 @@ pub struct Harness {
 
 // `..EndpointConfig::default()` keeps the harness compiling when a field is added.
 #[allow(clippy::needless_update)]
+/// The static key of the serving side (fixed, like every secret here, so runs repeat).
+fn fuzz_server_key() -> kcpwatch_proto::secure::StaticKey {
+    kcpwatch_proto::secure::StaticKey::from_private([0x5E; 32])
+}
+
 fn endpoint_config(setup: &Setup, server: bool, t: bool) -> EndpointConfig {
+    let mut config = endpoint_config_without_fec(setup, server, t);
+    config.fec = setup.fec.then_some(FUZZ_FEC);
+    config
+}
+
+fn endpoint_config_without_fec(setup: &Setup, server: bool, t: bool) -> EndpointConfig {
     EndpointConfig {
         session: setup.session,
         accept_inbound: server,
@@ -408,6 +437,11 @@ fn endpoint_config(setup: &Setup, server: bool, t: bool) -> EndpointConfig {
             Mode::Raw
         },
         secret: if t { [0x54; 32] } else { [0x50; 32] },
+        // One server static key for whichever side serves; the client pins it.
+        server_keys: vec![fuzz_server_key()],
+        server_key: Some(*fuzz_server_key().public()),
+        // Ephemerals from a fixed seed too, so a recorded secure conversation replays.
+        test_ephemeral_seed: Some(if t { [0x45; 32] } else { [0x46; 32] }),
         limits: Limits {
             max_per_ip: 3,
             max_per_prefix: 6,
@@ -488,16 +522,22 @@ fn take_data<'a>(input: &mut &'a [u8]) -> &'a [u8] {
 
 /// Runs one input and checks every invariant; panics on a violation.
 pub fn run(data: &[u8]) {
-    let Some((&config, mut ops)) = data.split_first() else {
-        return;
-    };
+    run_for_stats(data);
+}
+
+/// [`run`], returning T's counters as they were when the input ended (before the final
+/// quiet spell).
+pub fn run_for_stats(data: &[u8]) -> Option<EndpointStats> {
+    let (&config, mut ops) = data.split_first()?;
     let mut h = Harness::new(Setup::from_byte(config));
     let mut count = 0;
     while !ops.is_empty() && count < MAX_OPS {
         count += 1;
         h.op(&mut ops);
     }
+    let stats = h.t.ep.stats().clone();
     h.finish();
+    Some(stats)
 }
 
 impl Harness {
@@ -535,7 +575,7 @@ impl Harness {
         if !setup.secure {
             h.known.push(Known {
                 conv: RAW_CONV,
-                key: None,
+                p_handle: None,
                 next_pn: 0,
             });
         }
@@ -766,8 +806,8 @@ impl Harness {
         }
         let index = usize::from(session) % self.known.len();
         let known = &mut self.known[index];
-        let datagram = match known.key.as_ref() {
-            Some(key) => {
+        let datagram = match known.p_handle {
+            Some(handle) => {
                 let pn = match pn_mode {
                     0 => known.next_pn,
                     1 => known.next_pn.saturating_sub(1),
@@ -775,8 +815,17 @@ impl Harness {
                     _ => known.next_pn + (1 << 20),
                 };
                 known.next_pn = known.next_pn.max(pn + 1);
-                let mut out = Vec::with_capacity(body.len() + 21);
-                seal_into(&mut out, key, kind, known.conv, pn, body);
+                let mut out = Vec::with_capacity(body.len() + wire::SESSION_OVERHEAD);
+                if self
+                    .p
+                    .ep
+                    .seal_for_tests(handle, kind, pn, body, &mut out)
+                    .is_none()
+                {
+                    // P's session is gone: what it would have sent cannot be made any more.
+                    out.clear();
+                    out.extend_from_slice(body);
+                }
                 out
             }
             None => {
@@ -821,7 +870,7 @@ impl Harness {
             self.tick(Who::P);
             for w in std::mem::take(&mut self.to_t) {
                 let from = if nat { self.sources()[1] } else { w.from };
-                if let Some((header, _, _)) = wire::parse_session(&w.bytes) {
+                if let Some((header, _)) = wire::parse_session(&w.bytes) {
                     if let Some(k) = self.known.iter_mut().find(|k| k.conv == header.conv) {
                         k.next_pn = k.next_pn.max(header.packet_number + 1);
                     }
@@ -870,7 +919,7 @@ impl Harness {
                     if !self.setup.secure && self.known.len() < MAX_KNOWN {
                         self.known.push(Known {
                             conv,
-                            key: None,
+                            p_handle: None,
                             next_pn: 0,
                         });
                     }
@@ -924,7 +973,7 @@ impl Harness {
                         if !self.setup.secure && self.known.len() < MAX_KNOWN {
                             self.known.push(Known {
                                 conv,
-                                key: None,
+                                p_handle: None,
                                 next_pn: 0,
                             });
                         }
@@ -967,7 +1016,7 @@ impl Harness {
         if self.setup.secure && !replay {
             // Learn the keys of a session T (as a client) accepted from the input.
             if outcome == Outcome::ClientAccept {
-                self.learn_accept(bytes, true);
+                self.learn_sessions();
             }
         }
         let known_after = self.t.ep.connection_for_peer(from).is_some();
@@ -991,30 +1040,31 @@ impl Harness {
         outcome
     }
 
-    /// Learns a session's keys from its ACCEPT, so SEALED and FORGE can speak for P in it.
-    /// The ACCEPT's sender is the server: P when `p_is_server` (P sent it, or it was injected
-    /// into T as if P had), else T.
-    fn learn_accept(&mut self, accept: &[u8], p_is_server: bool) {
-        let Some(a) = wire::parse_accept(accept) else {
-            return;
-        };
-        if self.known.iter().any(|k| k.conv == a.conv) {
-            return;
+    /// Learns P's secure sessions with keys (an ACCEPT went by: one may have started), so
+    /// SEALED and FORGE can speak for P in them.
+    fn learn_sessions(&mut self) {
+        let mut probe = Vec::new();
+        for &handle in &self.p.handles {
+            probe.clear();
+            let Some(conv) = self
+                .p
+                .ep
+                .seal_for_tests(handle, TYPE_KEEPALIVE, 0, b"", &mut probe)
+            else {
+                continue;
+            };
+            if self.known.iter().any(|k| k.conv == conv) {
+                continue;
+            }
+            if self.known.len() >= MAX_KNOWN {
+                self.known.remove(0);
+            }
+            self.known.push(Known {
+                conv,
+                p_handle: Some(handle),
+                next_pn: 0,
+            });
         }
-        let p_role = if p_is_server {
-            Role::Server
-        } else {
-            Role::Client
-        };
-        let keys = SessionKeys::derive(&a.secret, p_role);
-        if self.known.len() >= MAX_KNOWN {
-            self.known.remove(0);
-        }
-        self.known.push(Known {
-            conv: a.conv,
-            key: Some(keys.send),
-            next_pn: 0,
-        });
     }
 
     /// Hands one datagram to an endpoint and checks what it did.
@@ -1043,7 +1093,19 @@ impl Harness {
 
         let d = |f: fn(&EndpointStats) -> u64| f(&after) - f(&before);
         let accepted = d(|s| s.datagrams_accepted);
-        let dropped = after.dropped_total() - before.dropped_total();
+        // Datagrams FEC rebuilt and the guard refused are drops too, on top of the datagram
+        // that completed their group.
+        let refused = d(|s| s.fec.rebuilt_refused);
+        let dropped = after.dropped_total() - before.dropped_total() - refused;
+        let rebuilt = d(|s| s.fec.recovered) + refused;
+        assert!(
+            rebuilt <= u64::from(FUZZ_FEC.data_shards),
+            "one datagram rebuilt more than a group's data shards: {rebuilt}"
+        );
+        assert!(
+            rebuilt == 0 || self_fec(&after),
+            "FEC rebuilt datagrams while off"
+        );
         let late = d(|s| s.late_after_close);
         let kind = bytes.first().copied();
         let session_kind = matches!(kind, Some(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT));
@@ -1064,7 +1126,8 @@ impl Harness {
         let outcome = if accepted == 1 {
             // A RESET is accepted only when it echoes one of our own datagrams, and then it
             // ends that session.
-            let reset = kind == Some(TYPE_RESET);
+            // (Raw datagrams have no type byte: an FEC seqid may start with any.)
+            let reset = secure && kind == Some(TYPE_RESET);
             assert!(
                 !secure || session_kind || reset,
                 "accepted a non-session datagram"
@@ -1091,6 +1154,20 @@ impl Harness {
         } else if late == 1 {
             assert!(secure && session_kind, "late_after_close for {}", ctx());
             Outcome::LateAfterClose
+        } else if d(|s| s.fec.parity_shards) == 1 {
+            assert!(
+                !secure && self_fec(&after),
+                "a parity shard without FEC: {}",
+                ctx()
+            );
+            assert_eq!(
+                kcpwatch_proto::fec::parse(bytes),
+                kcpwatch_proto::fec::Packet::Parity {
+                    seqid: u32::from_le_bytes(bytes[..4].try_into().unwrap()),
+                    shard: &bytes[6..],
+                }
+            );
+            Outcome::FecParity
         } else if secure && d(|s| s.hellos_received) == 1 {
             if d(|s| s.cookies_sent) == 1 {
                 assert_eq!(live_after, live_before, "a HELLO without cookie made state");
@@ -1210,10 +1287,11 @@ impl Harness {
             seen.events
         );
         self.check(who);
+        if secure {
+            // A handshake may have finished on either side: P's sessions with keys.
+            self.learn_sessions();
+        }
         for w in out {
-            if secure && w.bytes.first() == Some(&TYPE_ACCEPT) {
-                self.learn_accept(&w.bytes, who == Who::P);
-            }
             match who {
                 Who::T if self.reaches_p(w.to) && self.to_p.len() < WIRE_LIMIT => {
                     self.to_p.push(w);
@@ -1232,7 +1310,9 @@ impl Harness {
         let config = ep.config();
         assert_eq!(
             stats.datagrams_in,
-            stats.datagrams_accepted + stats.dropped_total() - side.answer_drops
+            stats.datagrams_accepted + stats.dropped_total()
+                - stats.fec.rebuilt_refused
+                - side.answer_drops
                 + stats.late_after_close
                 + side.answered,
             "{who:?}: accounting: {stats:?}, answered {}, answer drops {}",
@@ -1282,6 +1362,11 @@ impl Harness {
         assert_eq!(ep.pending_auth_count(), 0, "auth requests never expired");
         assert_eq!(ep.poll_timeout(), None, "a timer is still armed");
     }
+}
+
+/// Whether the endpoint these stats are from runs FEC.
+fn self_fec(stats: &EndpointStats) -> bool {
+    stats.fec.enabled
 }
 
 /// The nonzero differences between two snapshots, for failure messages.
@@ -1358,6 +1443,8 @@ pub const SEED_CONFIGS: &[(&str, u8)] = &[
     ("secure-client", CFG_SECURE | CFG_T_CLIENT),
     ("raw-server", 0),
     ("raw-client", CFG_T_CLIENT),
+    ("raw-server-fec", CFG_AUTH),
+    ("raw-client-fec", CFG_T_CLIENT | CFG_AUTH),
     ("secure-server-auth", CFG_SECURE | CFG_AUTH),
     ("secure-client-auth", CFG_SECURE | CFG_T_CLIENT | CFG_AUTH),
     ("secure-server-game", CFG_SECURE | CFG_GAME | CFG_ROOMY),
@@ -1446,10 +1533,19 @@ fn kcp_label(d: &[u8]) -> String {
 
 fn label(secure: bool, d: &[u8]) -> String {
     if !secure {
-        return kcp_label(d);
+        return match kcpwatch_proto::fec::parse(d) {
+            kcpwatch_proto::fec::Packet::Data { kcp, .. } => format!("fec-data-{}", kcp_label(kcp)),
+            kcpwatch_proto::fec::Packet::Parity { .. } => "fec-parity".into(),
+            _ => kcp_label(d),
+        };
     }
     match d.first() {
-        Some(&TYPE_HELLO) if d.len() >= 36 && d[20..36].iter().any(|&b| b != 0) => {
+        Some(&TYPE_HELLO)
+            if d.len() >= wire::HELLO_HEADER_LEN
+                && d[wire::HELLO_PROLOGUE_LEN..wire::HELLO_HEADER_LEN]
+                    .iter()
+                    .any(|&b| b != 0) =>
+        {
             "hello-cookie".into()
         }
         Some(&TYPE_HELLO) => "hello".into(),
@@ -1458,8 +1554,10 @@ fn label(secure: bool, d: &[u8]) -> String {
         Some(&TYPE_REJECT) => "reject".into(),
         Some(&TYPE_KEEPALIVE) => "keepalive".into(),
         Some(&TYPE_DISCONNECT) => "disconnect".into(),
+        // Secure DATA is ciphertext: its KCP content has no label.
+        Some(&TYPE_DATA) if secure => "data".into(),
         Some(&TYPE_DATA) => match wire::parse_session(d) {
-            Some((_, body, _)) => format!("data-{}", kcp_label(body)),
+            Some((_, sealed)) => format!("data-{}", kcp_label(sealed)),
             None => "data-short".into(),
         },
         _ => "other".into(),
@@ -1628,14 +1726,15 @@ fn guard_cases(config: u8) -> Vec<(&'static str, Vec<u8>)> {
         }),
         ("reject-reasons", |h| {
             // Handshakes of T's own, each answered with one REJECT reason (or an unknown one).
-            for code in [1u8, 2, 3, 4, 9] {
+            for code in [1u8, 2, 3, 4, 5, 9] {
                 h.local(3);
                 let Some(hello) = h.last_hello_to_p() else {
                     return;
                 };
                 let mut reject = [0u8; wire::REJECT_LEN];
                 reject[..4].copy_from_slice(&[TYPE_REJECT, wire::VERSION, code, 0]);
-                reject[4..].copy_from_slice(&hello[4..20]);
+                reject[4..20].copy_from_slice(&hello[8..24]);
+                reject[20] = code;
                 h.inject(0, &reject);
             }
         }),
@@ -1688,5 +1787,71 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             out.push((format!("{name}-{case}"), seed));
         }
     }
+    out.extend(fec_seeds());
     out
+}
+
+/// Raw FEC: the conversation, then a complete group P sent, moved to a fresh group and
+/// delivered again without one data shard: once with its real parity (rebuilt and accepted),
+/// once with garbled parity (rebuilt garbage the guard refuses, counted, never applied), and
+/// once as parity alone from a source with no session.
+fn fec_seeds() -> Vec<(String, Vec<u8>)> {
+    let config = CFG_AUTH;
+    let mut h = Harness::new(Setup::from_byte(config));
+    h.start_trace();
+    conversation(&mut h);
+    let trace = h.take_trace();
+    let total = u32::from(FUZZ_FEC.data_shards + FUZZ_FEC.parity_shards);
+    let seqid = |d: &[u8]| u32::from_le_bytes(d[..4].try_into().unwrap());
+    let shards: Vec<&Vec<u8>> = h.injected.iter().map(|(_, b)| b).collect();
+    let (start, group) = shards
+        .windows(total as usize)
+        .enumerate()
+        .find(|(_, w)| {
+            seqid(w[0]) % total == 0
+                && w.iter().enumerate().all(|(i, d)| {
+                    d.len() >= 8
+                        && seqid(d) == seqid(w[0]) + i as u32
+                        && d[4] == [0xf2, 0xf1][usize::from(i < usize::from(FUZZ_FEC.data_shards))]
+                })
+        })
+        .expect("a complete FEC group in the conversation");
+    // The conversation up to that group: the session is live there.
+    let prefix = &trace[..h.injected[start + total as usize - 1].0];
+    let inject = |source: u8, d: &[u8]| {
+        let mut op = vec![OP_INJECT, source];
+        op.extend_from_slice(&(d.len() as u16).to_le_bytes());
+        op.extend_from_slice(d);
+        op
+    };
+    let moved = |garble: bool, to_group: u32, source: u8| -> Vec<u8> {
+        let mut ops = Vec::new();
+        for (i, d) in group.iter().enumerate() {
+            if i == 1 {
+                continue;
+            }
+            let mut d = d.to_vec();
+            d[..4].copy_from_slice(&(to_group * total + i as u32).to_le_bytes());
+            if garble && i >= usize::from(FUZZ_FEC.data_shards) {
+                for b in &mut d[8..14] {
+                    *b ^= 0x5a;
+                }
+            }
+            ops.extend(inject(source, &d));
+        }
+        ops
+    };
+    [
+        ("rebuilt", moved(false, 1_000, 0)),
+        ("forged-parity", moved(true, 1_000, 0)),
+        ("stray-parity", moved(false, 1_000, 3)),
+    ]
+    .into_iter()
+    .map(|(name, ops)| {
+        (
+            format!("raw-server-fec-{name}"),
+            [&[config][..], prefix, &ops].concat(),
+        )
+    })
+    .collect()
 }

@@ -223,6 +223,12 @@ impl CanonicalWriter {
             }
             SecurityEvent::ConnectionEstablished(e) => {
                 self.connection(&mut line, &e.conn);
+                if let Some(secure) = &e.secure {
+                    // Public facts only: the key id names a key, it reveals nothing of it.
+                    line.num("protocol_version", u64::from(secure.version));
+                    line.str("cipher_suite", secure.suite);
+                    line.str("server_key_id", secure.key_id_hex().as_str());
+                }
                 let _ = write!(msg, "connection established {}", Flow(&privacy, &e.conn));
             }
             SecurityEvent::ConnectionFailed(e) => {
@@ -260,6 +266,15 @@ impl CanonicalWriter {
                 self.connection(&mut line, &e.conn);
                 line.str("reason", e.reason.as_str());
                 line.str("initiator", e.initiator.as_str());
+                if let Some(peer_reason) = e.peer_reason {
+                    line.str("peer_reason", peer_reason.as_str());
+                }
+                if e.app_close.code != 0 {
+                    line.num("close_code", u64::from(e.app_close.code));
+                }
+                if !e.app_close.text.as_str().is_empty() {
+                    line.str("close_text", e.app_close.text.as_str());
+                }
                 let s = &e.summary;
                 line.num("duration_ms", s.duration_ms);
                 line.num("bytes_received", s.bytes_in);

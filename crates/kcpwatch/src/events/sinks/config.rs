@@ -80,7 +80,8 @@ pub struct NetworkSinkConfig {
     /// Reconnect delays: (initial, max). Doubles per failed attempt, with jitter.
     pub backoff: (Duration, Duration),
     /// Largest UDP datagram sent (default [`DEFAULT_MAX_UDP_DATAGRAM`]); longer records are
-    /// truncated at a UTF-8 boundary and counted as `truncated`.
+    /// cut (RFC 5424 between whole SD-PARAMs and marked `truncated_from`, anything else at a
+    /// UTF-8 boundary) and counted as `truncated`.
     pub max_udp_datagram: usize,
 }
 

@@ -48,6 +48,87 @@ pub(crate) fn truncate_utf8(msg: &[u8], max: usize) -> &[u8] {
     &msg[..cut]
 }
 
+/// The PARAM that marks an RFC 5424 record cut to fit a datagram; its value is the record's
+/// size in bytes before the cut.
+pub(crate) const TRUNCATED_PARAM: &str = "truncated_from";
+
+/// `msg` cut to at most `max` bytes for one datagram. An RFC 5424 record keeps its header and
+/// whole PARAMs of its first SD-ELEMENT, as many as fit, and the element is closed with
+/// `truncated_from="<original size>"`; MSG and any later element are left out. So the
+/// receiver still parses a valid record, every value in it is exact, and the SIEM sees that
+/// it was cut. Anything else (or an RFC 5424 record whose header alone does not fit) is cut
+/// at a UTF-8 boundary by [`truncate_utf8`].
+pub(crate) fn cut_datagram(msg: &[u8], max: usize) -> std::borrow::Cow<'_, [u8]> {
+    if msg.len() <= max {
+        return msg.into();
+    }
+    match cut_rfc5424(msg, max) {
+        Some(cut) => cut.into(),
+        None => truncate_utf8(msg, max).into(),
+    }
+}
+
+/// Where the SD of an RFC 5424 record starts: after `<PRI>1` and five more header fields,
+/// each ended by one space (RFC 5424 §6: header fields have no spaces).
+fn rfc5424_sd_start(msg: &[u8]) -> Option<usize> {
+    let close = msg.iter().take(6).position(|&b| b == b'>')?;
+    if msg.first() != Some(&b'<')
+        || close < 2
+        || !msg[1..close].iter().all(u8::is_ascii_digit)
+        || msg.get(close + 1..close + 3) != Some(b"1 ")
+    {
+        return None;
+    }
+    let mut at = close + 3;
+    for _ in 0..5 {
+        let sp = msg[at..].iter().position(|&b| b == b' ')?;
+        if sp == 0 {
+            return None;
+        }
+        at += sp + 1;
+    }
+    Some(at)
+}
+
+fn cut_rfc5424(msg: &[u8], max: usize) -> Option<Vec<u8>> {
+    let sd = rfc5424_sd_start(msg)?;
+    if msg.get(sd) != Some(&b'[') {
+        return None;
+    }
+    let id_len = msg[sd + 1..].iter().position(|&b| b == b' ' || b == b']')?;
+    let marker = format!(" {TRUNCATED_PARAM}=\"{}\"]", msg.len());
+    let mut end = sd + 1 + id_len;
+    if end + marker.len() > max {
+        return None;
+    }
+    // Each PARAM is ` NAME="VALUE"`, where VALUE escapes `"`, `\` and `]` with `\`.
+    let mut at = end;
+    while msg.get(at) == Some(&b' ') {
+        let eq = at + msg[at..].iter().position(|&b| b == b'=')?;
+        if msg.get(eq + 1) != Some(&b'"') {
+            return None;
+        }
+        let mut i = eq + 2;
+        loop {
+            match *msg.get(i)? {
+                b'\\' => i += 2,
+                b'"' => break,
+                _ => i += 1,
+            }
+        }
+        let param_end = i + 1;
+        if param_end + marker.len() > max {
+            break;
+        }
+        end = param_end;
+        at = param_end;
+    }
+    let mut out = Vec::with_capacity(end + marker.len());
+    out.extend_from_slice(&msg[..end]);
+    out.extend_from_slice(marker.as_bytes());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +163,23 @@ mod tests {
         assert_eq!(truncate_utf8(emoji, 7), "😀".as_bytes());
         let binary = [0x80u8; 10];
         assert_eq!(truncate_utf8(&binary, 6).len(), 6);
+    }
+
+    #[test]
+    fn rfc5424_is_cut_between_params_and_marked() {
+        let rec = br#"<131>1 2025-11-26T15:14:55.812320Z h kcpwatch i kcp:error [kcp@32473 a="1" b="x\"\]\\y" c="long long long"] msg text"#;
+        assert_eq!(&*cut_datagram(rec, rec.len()), &rec[..]);
+        let n = rec.len();
+        let head = r#"<131>1 2025-11-26T15:14:55.812320Z h kcpwatch i kcp:error [kcp@32473 a="1" b="x\"\]\\y""#;
+        let want = format!("{head} truncated_from=\"{n}\"]");
+        assert_eq!(cut_datagram(rec, want.len()).as_ref(), want.as_bytes());
+        let want = format!(
+            r#"<131>1 2025-11-26T15:14:55.812320Z h kcpwatch i kcp:error [kcp@32473 a="1" truncated_from="{n}"]"#
+        );
+        assert_eq!(cut_datagram(rec, want.len() + 5).as_ref(), want.as_bytes());
+        // No room for the marker: a plain cut.
+        assert_eq!(cut_datagram(rec, 20).len(), 20);
+        // Not RFC 5424: a plain cut.
+        assert_eq!(&*cut_datagram(b"{\"a\":\"bcdef\"}", 6), b"{\"a\":\"");
     }
 }

@@ -52,7 +52,9 @@
 //!
 //! `https://` URLs need [`HttpSinkConfig::ca_file`]: the server certificate must chain to the
 //! CAs in that PEM file, and nothing else is trusted (not the system store, not a web PKI root
-//! list), as for syslog over TLS. The server name checked is the URL's host.
+//! list), as for syslog over TLS. The server name checked is the URL's host. With
+//! [`HttpSinkConfig::client_cert`] the sink presents a client certificate to collectors that
+//! require one (mutual TLS).
 //!
 //! Proxies from the environment (`HTTP_PROXY`, ...) are not used, and redirects are not
 //! followed: the sink talks to the configured URL only.
@@ -117,6 +119,9 @@ pub struct HttpSinkConfig {
     /// PEM file of the CA certificates an `https` server must chain to; required for `https`
     /// (nothing else is trusted), refused for `http`.
     pub ca_file: Option<PathBuf>,
+    /// PEM files of a client certificate chain and its private key, presented to an `https`
+    /// collector that authenticates its senders (mutual TLS); refused for `http`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Compress request bodies (`Content-Encoding: gzip`).
     pub gzip: bool,
     /// Records per request at most (default [`DEFAULT_BATCH_RECORDS`]).
@@ -147,6 +152,7 @@ impl HttpSinkConfig {
             kind,
             url: url.into(),
             ca_file: None,
+            client_cert: None,
             gzip: false,
             batch_records: DEFAULT_BATCH_RECORDS,
             batch_delay: DEFAULT_BATCH_DELAY,
@@ -174,6 +180,9 @@ impl HttpSinkConfig {
             (true, false) => return Err(HttpSinkError::HttpsWithoutCa),
             (false, true) => return Err(HttpSinkError::CaWithoutHttps),
             _ => {}
+        }
+        if !https && self.client_cert.is_some() {
+            return Err(HttpSinkError::CertWithoutHttps);
         }
         match &self.kind {
             HttpKind::SplunkHec { token } if token.is_empty() || !header_safe(token) => {
@@ -225,6 +234,9 @@ pub enum HttpSinkError {
     /// A CA file with a plain `http` URL, which would silently not be used.
     #[error("ca_file is only used with an https URL")]
     CaWithoutHttps,
+    /// A client certificate with a plain `http` URL, which would silently not be used.
+    #[error("a client certificate is only used with an https URL")]
+    CertWithoutHttps,
     /// An empty HEC token, or one that cannot be a header value.
     #[error("the Splunk HEC token must be non-empty visible ASCII")]
     Token,
@@ -256,6 +268,7 @@ impl HttpSinkError {
             Self::Url => "the URL is not a valid absolute http(s) URL with a host",
             Self::HttpsWithoutCa => "an https URL needs ca_file (no other trust store is used)",
             Self::CaWithoutHttps => "ca_file is only used with an https URL",
+            Self::CertWithoutHttps => "a client certificate is only used with an https URL",
             Self::Token => "the Splunk HEC token must be non-empty visible ASCII",
             Self::Index => "the Elasticsearch index must not be empty",
             Self::Zero => "batch_records and queue_records must be at least 1",
@@ -289,7 +302,7 @@ impl HttpSink {
     pub fn start(config: HttpSinkConfig) -> Result<Self, SinkError> {
         let https = config.validate()?;
         let tls = match (&config.ca_file, https) {
-            (Some(ca), true) => Some(tls_config(ca)?),
+            (Some(ca), true) => Some(tls_config(ca, config.client_cert.as_ref())?),
             _ => None,
         };
         let shared = Arc::new(Shared::default());
@@ -440,9 +453,13 @@ impl std::fmt::Debug for HttpSink {
     }
 }
 
-/// Trust for `https`: the CA file only. Read once, at start, so that a wrong file is an error
-/// of `start` rather than a retry loop.
-fn tls_config(ca_file: &Path) -> Result<ureq::tls::TlsConfig, SinkError> {
+/// Trust for `https`: the CA file only; and the client certificate, if any. Read once, at
+/// start, so that a wrong file (or a key that does not match its certificate) is an error of
+/// `start` rather than a retry loop.
+fn tls_config(
+    ca_file: &Path,
+    client_cert: Option<&(PathBuf, PathBuf)>,
+) -> Result<ureq::tls::TlsConfig, SinkError> {
     let io = |source| SinkError::Io {
         what: "CA file",
         path: ca_file.to_path_buf(),
@@ -469,9 +486,34 @@ fn tls_config(ca_file: &Path) -> Result<ureq::tls::TlsConfig, SinkError> {
         .iter()
         .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
         .collect();
+    let client = match client_cert {
+        Some((cert, key)) => {
+            // Read and checked the way syslog over TLS does it; ureq takes the key as PEM
+            // (its key kind type is not public).
+            let (chain, _) = super::tls::client_identity(cert, key)?;
+            let pem = std::fs::read(key).map_err(|source| SinkError::Io {
+                what: "client key",
+                path: key.clone(),
+                source,
+            })?;
+            let key = ureq::tls::PrivateKey::from_pem(&pem)
+                .map_err(|_| SinkError::EmptyPem {
+                    what: "client key",
+                    path: key.clone(),
+                })?
+                .to_owned();
+            let chain: Vec<ureq::tls::Certificate<'static>> = chain
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+            Some(ureq::tls::ClientCert::new_with_certs(&chain, key))
+        }
+        None => None,
+    };
     Ok(ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+        .client_cert(client)
         // ring, as for syslog over TLS: no cmake/NASM in the build.
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build())

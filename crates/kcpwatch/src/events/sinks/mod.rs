@@ -31,9 +31,11 @@
 //! - **Crash:** records in memory (queue, in flight) are lost with the process; spooled ones
 //!   survive it, and up to a second of replay progress may be replayed again.
 //!
-//! UDP has no delivery to know: records are sent once, one per datagram, truncated to
-//! [`NetworkSinkConfig::max_udp_datagram`] at a UTF-8 boundary (counted in
-//! [`SinkStats::truncated`]); only refused sends are counted as lost. There is no UDP spool.
+//! UDP has no delivery to know: records are sent once, one per datagram, cut to
+//! [`NetworkSinkConfig::max_udp_datagram`] (counted in [`SinkStats::truncated`]): an RFC 5424
+//! record between whole SD-PARAMs, its element closed and marked `truncated_from="<size>"`, so
+//! that it still parses; anything else at a UTF-8 boundary. Only refused sends are counted as
+//! lost. There is no UDP spool.
 //!
 //! Records are the formatted bytes without transport framing. A trailing line end (the formats
 //! end each record with one for files) is removed, since in syslog the frame delimits.

@@ -35,7 +35,8 @@ pub struct SinkStats {
     /// Lost to I/O errors: UDP sends that failed, spool files that could not be written or
     /// read, torn records cut off a spool after a crash.
     pub dropped_io: u64,
-    /// UDP datagrams cut to `max_udp_datagram` (delivered, but not whole).
+    /// UDP datagrams cut to `max_udp_datagram` (delivered, but not whole; an RFC 5424 record
+    /// carries `truncated_from`).
     pub truncated: u64,
     /// Connections established after the first one.
     pub reconnects: u64,

@@ -48,6 +48,33 @@ fn certificates(
     Ok(certs)
 }
 
+/// A client certificate chain and its private key, read from PEM files, checked to belong
+/// together (rustls refuses a key that does not match the certificate): for receivers and
+/// collectors that authenticate their senders (mutual TLS).
+pub(crate) fn client_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), SinkError> {
+    let chain = certificates("client certificate", cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => SinkError::EmptyPem {
+            what: "client key",
+            path: key.to_path_buf(),
+        },
+        e => pem_error("client key", key, e),
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der.clone_key())?;
+    match rustls::sign::CertifiedKey::new(chain.clone(), signing).keys_match() {
+        // A key type whose public half the provider cannot derive is checked by the peer.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok((chain, key_der))
+}
+
 pub(crate) fn setup(
     server_name: &str,
     ca_file: &Path,
@@ -66,14 +93,7 @@ pub(crate) fn setup(
         .with_root_certificates(roots);
     let config = match client_cert {
         Some((cert, key)) => {
-            let chain = certificates("client certificate", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
-                rustls::pki_types::pem::Error::NoItemsFound => SinkError::EmptyPem {
-                    what: "client key",
-                    path: key.clone(),
-                },
-                e => pem_error("client key", key, e),
-            })?;
+            let (chain, key) = client_identity(cert, key)?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),

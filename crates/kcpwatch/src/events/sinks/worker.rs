@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Select, TryRecvError};
 
 use super::backoff::Backoff;
 use super::config::{NetworkSinkConfig, SinkTarget};
-use super::framing::truncate_utf8;
+use super::framing::cut_datagram;
 use super::link::{Link, PeerState};
 use super::spool::{Pos, Spool, HEADER};
 use super::stats::{Loss, Shared};
@@ -531,11 +531,11 @@ impl Worker {
                 }
                 Err(TryRecvError::Disconnected) => break,
             };
-            let datagram = truncate_utf8(&record, self.cfg.max_udp_datagram);
+            let datagram = cut_datagram(&record, self.cfg.max_udp_datagram);
             if datagram.len() < record.len() {
                 Shared::add(&self.shared.truncated, 1);
             }
-            match sock.send(datagram) {
+            match sock.send(&datagram) {
                 Ok(_) => Shared::add(&self.shared.delivered, 1),
                 Err(e) => {
                     // A datagram sink cannot know delivery; a refused send (often the ICMP

@@ -1,0 +1,89 @@
+// kcp-go's Reed-Solomon FEC in raw mode (docs/fec.md), against the kcp-go reference peer with
+// the same shard counts on both sides (DialWithOptions / ListenWithOptions(addr, nil, 10, 3)),
+// through the lossy relay at 10% loss each way, so datagrams are really lost and rebuilt.
+import test from 'ava';
+import { requireKcpgo, runKcpgo, startKcpgoServer } from './helpers/kcpgo.mjs';
+import { echoServer, kcpwatch, message, until } from './helpers/util.mjs';
+
+const FEC = { dataShards: 10, parityShards: 3 };
+const FEC_FLAGS = ['--fec-data', '10', '--fec-parity', '3'];
+const COUNT = 1000;
+
+async function lossyRelay(t, port, seed) {
+  const relay = await kcpwatch.createRelay({ target: { host: '127.0.0.1', port }, loss: 0.1, seed });
+  t.teardown(() => relay.close());
+  return relay;
+}
+
+test('a kcp-go FEC client echoes 1,000 messages through a kcpwatch raw FEC server at 10% loss', async (t) => {
+  if (!requireKcpgo(t)) return;
+  const { server, address } = await echoServer({ mode: 'raw', preset: 'game', fec: FEC });
+  t.teardown(() => server.close());
+  const relay = await lossyRelay(t, address.port, 7);
+  const r = await runKcpgo(t, [
+    'client', '--addr', `127.0.0.1:${relay.port}`, '--count', String(COUNT), '--min-size', '1', '--max-size', '1000',
+    '--seed', '21', '--timeout-ms', '60000', ...FEC_FLAGS,
+  ], 90_000);
+  t.is(r.code, 0, r.out + r.err);
+  const result = JSON.parse(r.out.trim().split('\n').at(-1) || '{}');
+  t.true(result.ok, r.out);
+  t.is(result.received, COUNT);
+  t.is(result.bytes_received, result.bytes_sent);
+  t.true(relay.stats().dropped > 0, 'the relay lost datagrams');
+  // Both sides rebuilt datagrams from parity.
+  t.true(result.snmp.FECRecovered > 0, JSON.stringify(result.snmp));
+  t.log(`relay dropped ${relay.stats().dropped}; kcp-go recovered ${result.snmp.FECRecovered}, kcpwatch recovered ${server.stats().fecRecovered}`);
+  const stats = server.stats();
+  t.true(stats.fecEnabled);
+  t.true(stats.fecRecovered > 0, JSON.stringify(stats));
+  t.true(stats.fecParityShards > 0);
+  t.is(stats.fecErrs, 0);
+  t.regex(kcpwatch.renderMetrics(stats), /^kcpwatch_fec_recovered_total [1-9]\d*$/m);
+});
+
+test('a kcpwatch raw FEC client echoes 1,000 messages through a kcp-go FEC server at 10% loss', async (t) => {
+  if (!requireKcpgo(t)) return;
+  const peer = await startKcpgoServer(t, FEC_FLAGS);
+  t.teardown(() => peer.stop());
+  const relay = await lossyRelay(t, peer.port, 8);
+  const client = kcpwatch.createClient({ host: '127.0.0.1', port: relay.port, mode: 'raw', preset: 'game', fec: FEC, maxConnections: 1 });
+  t.teardown(() => client.close());
+  const conn = client.connect();
+  const sent = Array.from({ length: COUNT }, (_, i) => message(i));
+  const received = [];
+  conn.on('message', (m) => received.push(Buffer.from(m)));
+  for (const m of sent) conn.send(m);
+  await until(conn, 'message', () => received.length === sent.length, 60_000);
+  t.deepEqual(received, sent);
+  t.true(relay.stats().dropped > 0, 'the relay lost datagrams');
+  const stats = client.stats();
+  t.true(stats.fecRecovered > 0, JSON.stringify(stats));
+  t.is(stats.fecErrs, 0);
+  await client.close();
+  const out = await peer.stop();
+  const stopped = out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event === 'stopped');
+  t.truthy(stopped, out);
+  t.true(stopped.snmp.FECRecovered > 0, JSON.stringify(stopped.snmp));
+  t.log(`relay dropped ${relay.stats().dropped}; kcpwatch recovered ${stats.fecRecovered}, kcp-go recovered ${stopped.snmp.FECRecovered}`);
+});
+
+test('fec is checked at creation: raw mode only, kcp-go shard limits, mtu at most 1500', (t) => {
+  const invalid = { instanceOf: kcpwatch.KcpInvalidOptionError };
+  t.throws(() => kcpwatch.createServer({ fec: FEC }), { ...invalid, message: /fec needs mode 'raw'/ });
+  t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 0, parityShards: 3 } }), invalid);
+  t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 200, parityShards: 100 } }), { ...invalid, message: /at most 256/ });
+  t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 10 } }), invalid);
+  t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 10, parityShards: 3, ratio: 1 } }), invalid);
+  t.throws(() => kcpwatch.createServer({ mode: 'raw', mtu: 9000, fec: FEC }), { ...invalid, message: /mtu <= 1500/ });
+  t.throws(() => kcpwatch.connect({ port: 9, serverKey: Buffer.alloc(32, 1), fec: FEC }), { ...invalid, message: /fec needs mode 'raw'/ });
+  const server = kcpwatch.createServer({ mode: 'raw', fec: FEC });
+  t.truthy(server);
+});
+
+test('without fec the FEC metrics are absent, not zero', async (t) => {
+  const { server } = await echoServer({ mode: 'raw', preset: 'game' });
+  t.teardown(() => server.close());
+  const stats = server.stats();
+  t.false(stats.fecEnabled);
+  t.notRegex(kcpwatch.renderMetrics(stats), /kcpwatch_fec_/);
+});
