@@ -1,0 +1,47 @@
+// The ESM entry: the CommonJS build, re-exported by name (one copy of the library, whichever
+// way it is loaded). __test__/api.test.mjs checks that this list is the CommonJS exports less
+// the internal helpers the typings leave out.
+import kcpwatch from './index.js';
+
+export const {
+  Client,
+  Connection,
+  KcpAddressInUseError,
+  KcpAddressNotAvailableError,
+  KcpAlreadyListeningError,
+  KcpAuthRejectedError,
+  KcpAuthenticateError,
+  KcpBindError,
+  KcpClosedError,
+  KcpConnectError,
+  KcpConnectionLimitError,
+  KcpEmptyMessageError,
+  KcpError,
+  KcpHandshakeError,
+  KcpHandshakeTimeoutError,
+  KcpInternalError,
+  KcpInvalidOptionError,
+  KcpMessageTooLargeError,
+  KcpNativeBindingError,
+  KcpNotSupportedError,
+  KcpPermissionDeniedError,
+  KcpQueueFullError,
+  KcpRateLimitedError,
+  KcpResolveError,
+  KcpServerFullError,
+  KcpVersionMismatchError,
+  Server,
+  connect,
+  createClient,
+  createRelay,
+  createServer,
+  defaultLimits,
+  detectorRules,
+  logFormats,
+  metricsContentType,
+  pinoSink,
+  presets,
+  renderMetrics,
+  severities,
+} = kcpwatch;
+export default kcpwatch;
