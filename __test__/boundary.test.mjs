@@ -53,9 +53,9 @@ async function startServer(t, options = {}, onConnection) {
 // Item 1 -------------------------------------------------------------------------------------
 
 test.serial('item 1: the README echo keeps its first message when the client iterates late', async (t) => {
-  const { address } = await echo(t);
+  const { server, address } = await echo(t);
   t.teardown(() => client.close());
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   client.send('hello');
   await client.ready();
   // The echo has reached the client's engine and JavaScript before anyone iterates.
@@ -74,7 +74,7 @@ test.serial('item 1: a server handler that awaits before its loop gets every mes
   let loopDone;
   const done = new Promise((resolve) => (loopDone = resolve));
   let serverConn;
-  const { address } = await startServer(t, {}, async (conn) => {
+  const { server, address } = await startServer(t, {}, async (conn) => {
     serverConn = conn;
     await gated;
     for await (const m of conn) {
@@ -83,7 +83,7 @@ test.serial('item 1: a server handler that awaits before its loop gets every mes
     }
     loopDone();
   });
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   t.teardown(() => client.close());
   for (const m of ['one', 'two', 'three']) client.send(m);
   await waitFor(() => (serverConn?.stats()?.messagesIn ?? 0) >= 3, 'three messages at the server');
@@ -307,7 +307,7 @@ test.serial('item 6: server.close() delivers what connections had queued, within
   // A small receive window: the server cannot push the state out in one pass, it must wait
   // for acknowledgements, as over a real link.
   const clients = [0, 1, 2].map(() =>
-    kcpwatch.connect({ host: '127.0.0.1', port: address.port, rcvWnd: 16, maxMessageSize: 16_000 }),
+    kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, rcvWnd: 16, maxMessageSize: 16_000 }),
   );
   t.teardown(() => Promise.all(clients.map((c) => c.close())));
   const received = clients.map((c) => collect(c, 6, 8000).then(

@@ -33,7 +33,7 @@ for (const loss of [0.1, 0.3]) {
       duplicate: 0.05,
       seed: 7,
     });
-    const client = kcpwatch.connect({ host: relay.host, port: relay.port, idleTimeout: 30_000, deadLink: 100 });
+    const client = kcpwatch.connect({ host: relay.host, port: relay.port, serverKey: server.publicKey, idleTimeout: 30_000, deadLink: 100 });
     const sent = Array.from({ length: 1000 }, (_, i) => message(i, 2000));
     const received = [];
     client.on('message', (m) => received.push(Buffer.from(m)));
@@ -117,7 +117,7 @@ test('createClient() and client.connect() validate their options with typed erro
   t.throws(() => raw.connect({ conv: -1 }), invalid);
   t.throws(() => raw.connect({ conv: 2 ** 32 }), invalid);
   t.throws(() => raw.connect(null), invalid);
-  const secure = kcpwatch.createClient({ port: await closedPort() });
+  const secure = kcpwatch.createClient({ port: await closedPort(), serverKey: kcpwatch.generateKeyPair().publicKey });
   t.teardown(() => Promise.all([raw.close(), secure.close()]));
   t.throws(() => secure.connect({ conv: 7 }), invalid);
   t.throws(() => secure.connect({ token: Buffer.alloc(1025) }), invalid);
@@ -141,7 +141,7 @@ test('createClient() and client.connect() validate their options with typed erro
 for (const mode of ['secure', 'raw']) {
   test(`${mode} mode: 200 connections through one client each echo their own messages, and the server sees 200 sessions from one source port`, async (t) => {
     const { server, address, accepted } = await recordingServer({ mode, maxConnections: 1000 });
-    const client = kcpwatch.createClient({ host: '127.0.0.1', port: address.port, mode });
+    const client = kcpwatch.createClient({ host: '127.0.0.1', port: address.port, mode, ...(mode === 'secure' ? { serverKey: server.publicKey } : {}) });
     t.teardown(() => Promise.all([client.close(), server.close()]));
     t.is(client.mode, mode);
     const local = client.address();
@@ -173,7 +173,7 @@ for (const mode of ['secure', 'raw']) {
 
 test('closing the client closes every connection; in secure mode the server sees peer_closed for each', async (t) => {
   const { server, address, closes, watch } = await recordingServer();
-  const client = kcpwatch.createClient({ port: address.port });
+  const client = kcpwatch.createClient({ port: address.port, serverKey: server.publicKey });
   t.teardown(() => Promise.all([client.close(), server.close()]));
   const conns = Array.from({ length: 50 }, () => client.connect());
   await Promise.all(conns.map((c) => c.ready()));
@@ -241,7 +241,7 @@ test('a failed handshake (refused token, or timed out) ends that connection only
     authenticate: (token) => (token.toString() === 'hang' ? new Promise(() => undefined) : token.toString() === 'ok'),
     authTimeout: 30_000,
   });
-  const client = kcpwatch.createClient({ port: address.port, handshakeTimeout: 1000 });
+  const client = kcpwatch.createClient({ port: address.port, serverKey: server.publicKey, handshakeTimeout: 1000 });
   t.teardown(() => Promise.all([client.close(), server.close()]));
   const good = Array.from({ length: 20 }, () => client.connect({ token: 'ok' }));
   const rejected = client.connect({ token: 'bad' });
@@ -271,10 +271,11 @@ test('an idle client does not keep the process alive; connect() still closes its
   const port = await closedPort();
   const script = `
     const { createClient, connect } = require(${JSON.stringify(require.resolve('../../index.js'))});
-    createClient({ port: ${port} });
-    const used = createClient({ port: ${port}, handshakeTimeout: 200 });
+    const serverKey = ${JSON.stringify(kcpwatch.generateKeyPair().publicKey.toString('base64'))};
+    createClient({ port: ${port}, serverKey });
+    const used = createClient({ port: ${port}, serverKey, handshakeTimeout: 200 });
     used.connect().ready().catch((e) => console.log(e.code));
-    connect({ port: ${port}, handshakeTimeout: 200 }).on('close', (r) => console.log(r));
+    connect({ port: ${port}, serverKey, handshakeTimeout: 200 }).on('close', (r) => console.log(r));
   `;
   const { code, out } = await runProcess(t, process.execPath, ['-e', script], { timeoutMs: 20_000 });
   t.is(code, 0);
@@ -287,6 +288,7 @@ test('bench/node-load.mjs drives a server through createClient, raw and secure, 
     const { server, address } = await recordingServer({ mode });
     t.teardown(() => server.close());
     const args = ['--addr', `127.0.0.1:${address.port}`, '--conns', '40', '--size', '100', '--duration-ms', '300', '--window', '2', '--mode', mode, '--clients', '2'];
+    if (mode === 'secure') args.push('--server-key', server.publicKey);
     const closed = await runProcess(t, process.execPath, [driver, ...args], { timeoutMs: 30_000 });
     t.is(closed.code, 0, closed.out + closed.err);
     const result = JSON.parse(closed.out.trim());

@@ -3,7 +3,7 @@ import { echoServer, kcpwatch, message, next, until } from './helpers/util.mjs';
 
 test('send() validates what it is given', async (t) => {
   const { server, address } = await echoServer({ maxMessageSize: 1000 });
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, maxMessageSize: 1000 });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, maxMessageSize: 1000 });
   t.throws(() => client.send(Buffer.alloc(1001)), { instanceOf: kcpwatch.KcpMessageTooLargeError, code: 'KCP_ERR_MESSAGE_TOO_LARGE' });
   t.throws(() => client.send(Buffer.alloc(0)), { instanceOf: kcpwatch.KcpEmptyMessageError });
   t.throws(() => client.send(42), { instanceOf: kcpwatch.KcpInvalidOptionError });
@@ -17,7 +17,7 @@ test('send() validates what it is given', async (t) => {
 
 test('backpressure: send() reports a full queue and drain follows the acknowledgements', async (t) => {
   const { server, address } = await echoServer();
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, highWaterMark: 4096 });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, highWaterMark: 4096 });
   let results = [];
   for (let i = 0; i < 40; i++) results.push(client.send(Buffer.alloc(512, i)));
   t.true(results[0]);
@@ -33,7 +33,7 @@ test('the hard queue limit throws KcpQueueFullError when nothing is acknowledged
   // Nobody listens on this port, so nothing is ever acknowledged.
   const { server, address } = await echoServer();
   await server.close();
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, maxSendQueueBytes: 10_000, linger: 100 });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, maxSendQueueBytes: 10_000, linger: 100 });
   for (let i = 0; i < 9; i++) client.send(Buffer.alloc(1000));
   t.throws(() => client.send(Buffer.alloc(2000)), { instanceOf: kcpwatch.KcpQueueFullError });
   client.close();
@@ -42,7 +42,7 @@ test('the hard queue limit throws KcpQueueFullError when nothing is acknowledged
 
 test('async iteration yields messages in order and ends at close', async (t) => {
   const { server, address } = await echoServer();
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   const iterator = client.messages();
   for (let i = 0; i < 50; i++) client.send(message(i, 200));
   const got = [];
@@ -75,7 +75,7 @@ test('the server sees a vanished raw client as idle_timeout with the byte counts
 
 test('close() on the client reports local_closed after queued data is acknowledged', async (t) => {
   const { server, address } = await echoServer();
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   for (let i = 0; i < 20; i++) client.send(message(i, 3000));
   client.close();
   const [reason, info] = await next(client, 'close');
@@ -87,7 +87,7 @@ test('close() on the client reports local_closed after queued data is acknowledg
 
 test('stream mode delivers the byte stream in order', async (t) => {
   const { server, address } = await echoServer({ stream: true });
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, stream: true });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, stream: true });
   const sent = Buffer.concat(Array.from({ length: 200 }, (_, i) => message(i, 3000)));
   for (let at = 0; at < sent.length; at += 777) client.send(sent.subarray(at, at + 777));
   const chunks = [];
@@ -106,8 +106,8 @@ test('a panic inside one session closes it with internal_error and spares the ot
   const { server, address } = await echoServer();
   const conns = [];
   server.on('connection', (c) => conns.push(c));
-  const a = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
-  const b = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const a = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
+  const b = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   a.send('a');
   b.send('b');
   await Promise.all([next(a, 'message'), next(b, 'message')]);

@@ -4,17 +4,25 @@
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 import test from 'ava';
 import { segment } from './helpers/kcpwire.mjs';
 import { EventLog, kcpwatch } from './helpers/util.mjs';
 
-function hello(i) {
-  const d = Buffer.alloc(64);
+/**
+ * A first HELLO (docs/protocol.md, version 2) to server `s`: its key id, nonce `i`, zero cookie
+ * and random bytes where the Noise message goes (the server answers a zero cookie with a
+ * COOKIE without reading the Noise message).
+ */
+function hello(i, s) {
+  const d = Buffer.alloc(88);
   d[0] = 1;
-  d[1] = 1;
-  d.writeUInt32LE(i + 1, 4);
+  d[1] = 2;
+  d[2] = 1;
+  createHash('sha256').update(Buffer.from(s.publicKey, 'base64')).digest().copy(d, 4, 0, 4);
+  d.writeUInt32LE(i + 1, 8);
+  randomBytes(48).copy(d, 40);
   return d;
 }
 
@@ -41,7 +49,7 @@ async function server(t, options) {
 /** Sends `n` HELLOs and waits until the server has counted them all. */
 async function helloes(s, socket, port, n, from = 0) {
   const before = s.stats().hellosReceived;
-  for (let i = 0; i < n; i++) socket.send(hello(from + i), port, '127.0.0.1');
+  for (let i = 0; i < n; i++) socket.send(hello(from + i, s), port, '127.0.0.1');
   const deadline = Date.now() + 10_000;
   while (s.stats().hellosReceived < before + n) {
     if (Date.now() > deadline) throw new Error('the server did not receive every HELLO');
@@ -110,7 +118,7 @@ test('enforcement refuses the flagged source while others connect, and never the
       t.like(failed, { reason: 'rate_limited', trigger: 'rate_limited', src_ip: '127.0.0.9' });
     }
     // A client from another address is not affected.
-    const client = kcpwatch.connect({ host: '127.0.0.1', port, log: false });
+    const client = kcpwatch.connect({ host: '127.0.0.1', port, serverKey: s.publicKey, log: false });
     await client.ready();
     client.close();
   }
@@ -182,7 +190,7 @@ const rule = (id, threshold, window = 60_000) => ({ [id]: { threshold, window } 
 test('KCPW-002 on loopback: handshakes from many sources', async (t) => {
   const { s, port, log } = await server(t, { detection: { rules: rule('KCPW-002', 40, 10_000) } });
   const list = await sources(t, 20);
-  await deliver(s, list.flatMap((x, i) => [0, 1, 2].map((k) => [x, hello(i * 10 + k)])), port);
+  await deliver(s, list.flatMap((x, i) => [0, 1, 2].map((k) => [x, hello(i * 10 + k, s)])), port);
   const alerts = await alertsOf(s, log, 1);
   t.is(alerts.length, 1);
   t.like(alerts[0], { rule_id: 'KCPW-002', group: 'listener', observed: 40, threshold: 40, severity: 1 });
@@ -193,8 +201,8 @@ test('KCPW-003 on loopback: forged cookies from one source', async (t) => {
   const { s, port, log } = await server(t, { detection: { rules: rule('KCPW-003', 5) } });
   const [x] = await sources(t, 1, 21);
   await deliver(s, Array.from({ length: 6 }, (_, i) => {
-    const d = hello(i);
-    randomBytes(16).copy(d, 20);
+    const d = hello(i, s);
+    randomBytes(16).copy(d, 24);
     return [x, d];
   }), port);
   const alerts = await alertsOf(s, log, 1);
@@ -275,7 +283,7 @@ test('KCPW-009 on loopback: a source held at its connection cap', async (t) => {
 
 test('quiet traffic on loopback raises no alert', async (t) => {
   const { s, port, log } = await server(t, {});
-  const clients = Array.from({ length: 5 }, () => kcpwatch.connect({ host: '127.0.0.1', port, log: false }));
+  const clients = Array.from({ length: 5 }, () => kcpwatch.connect({ host: '127.0.0.1', port, serverKey: s.publicKey, log: false }));
   await Promise.all(clients.map((c) => c.ready()));
   for (const c of clients) for (let i = 0; i < 50; i++) c.send(`m${i}`);
   await Promise.all(clients.map((c) => new Promise((resolve) => {

@@ -18,7 +18,7 @@ const k = require('./index.js');
   const { port } = await server.listen(0, '127.0.0.1');
   const clients = [];
   for (let i = 0; i < 5; i++) {
-    const c = k.connect({ host: '127.0.0.1', port });
+    const c = k.connect({ host: '127.0.0.1', port, serverKey: server.publicKey });
     for (let j = 0; j < 100; j++) c.send(Buffer.alloc(500, j));
     clients.push(c);
   }

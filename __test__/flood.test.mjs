@@ -86,9 +86,9 @@ test('a 200,000-datagram flood opens nothing, is never amplified, keeps the serv
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   t.teardown(() => child.kill('SIGKILL'));
-  const [{ port }] = await once(child, 'message');
+  const [{ port, key }] = await once(child, 'message');
 
-  const clients = Array.from({ length: CLIENTS }, () => kcpwatch.connect({ host: '127.0.0.1', port, log: false }));
+  const clients = Array.from({ length: CLIENTS }, () => kcpwatch.connect({ host: '127.0.0.1', port, serverKey: key, log: false }));
   await Promise.all(clients.map((c) => c.ready()));
 
   // The legitimate clients send for as long as the flood runs (at least MESSAGES each), and every

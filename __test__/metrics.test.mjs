@@ -203,7 +203,7 @@ test('the exposition parses strictly and its counters equal the records of a sec
   server.on('connection', (c) => serverConns.push(c));
 
   // Three clients with valid tokens, all live at once, each echoing a few messages.
-  const clients = [0, 1, 2].map(() => kcpwatch.connect({ host: '127.0.0.1', port: address.port, token: 'ok', log: false }));
+  const clients = [0, 1, 2].map(() => kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, token: 'ok', log: false }));
   await Promise.all(clients.map((c) => c.ready()));
   const perClient = 5;
   for (const [i, c] of clients.entries()) {
@@ -213,7 +213,7 @@ test('the exposition parses strictly and its counters equal the records of a sec
     }
   }
   // One intruder with a wrong token: auth_rejected.
-  const intruder = kcpwatch.connect({ host: '127.0.0.1', port: address.port, token: 'wrong', log: false });
+  const intruder = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey, token: 'wrong', log: false });
   await t.throwsAsync(intruder.ready(), { instanceOf: kcpwatch.KcpAuthRejectedError });
 
   // Per connection: the server side's counters so far match what the client sent.
@@ -246,7 +246,7 @@ test('the exposition parses strictly and its counters equal the records of a sec
     ...Array(3).fill(Buffer.from([0x7f, 1, 2, 3])), // bad_cmd (unknown type)
     Buffer.from([0x10, 1, 2, 3, 4]), // too_short (session datagram)
     ...Array(4).fill(dataFor(unknownConv)), // unknown_connection
-    ...Array(3).fill(dataFor(liveConv)), // bad_tag
+    ...Array(3).fill(dataFor(liveConv)), // decrypt_failed (a live session's tag does not verify)
   ];
   for (const d of crafted) await sendTo(socket, address.port, d);
   const isCrafted = (r) => r.name === 'kcp:packet_dropped' && r.src_port === socket.address().port;
@@ -262,10 +262,10 @@ test('the exposition parses strictly and its counters equal the records of a sec
   // The crafted datagrams are where they should be.
   const crafted_ = log.records.filter(isCrafted);
   t.deepEqual(
-    Object.fromEntries(['too_short', 'bad_cmd', 'unknown_connection', 'bad_tag'].map((k) => [k, crafted_.filter((r) => r.trigger === k).length])),
-    { too_short: 3, bad_cmd: 3, unknown_connection: 4, bad_tag: 3 },
+    Object.fromEntries(['too_short', 'bad_cmd', 'unknown_connection', 'decrypt_failed'].map((k) => [k, crafted_.filter((r) => r.trigger === k).length])),
+    { too_short: 3, bad_cmd: 3, unknown_connection: 4, decrypt_failed: 3 },
   );
-  t.true(parsed.value('kcpwatch_datagrams_dropped_total', { trigger: 'bad_tag' }) >= 3);
+  t.true(parsed.value('kcpwatch_datagrams_dropped_total', { trigger: 'decrypt_failed' }) >= 3);
   t.is(parsed.value('kcpwatch_connections_failed_total', { reason: 'auth_rejected' }), 1);
   t.is(parsed.value('kcpwatch_handshake_auth_requests_total'), authRequests);
   t.is(authRequests, 4);

@@ -86,7 +86,7 @@ for (const version of [10, 11]) {
       (async () => {
         const server = k.createServer({}, (c) => c.on('message', (m) => c.send(m)));
         const { port } = await server.listen(0, '127.0.0.1');
-        const client = k.connect({ host: '127.0.0.1', port });
+        const client = k.connect({ host: '127.0.0.1', port, serverKey: server.publicKey });
         client.send('through the tarball');
         client.on('message', async (m) => {
           console.log(m.toString());

@@ -256,7 +256,7 @@ const valid = {
     old_local_ip: '2001:db8::20',
     old_local_port: 50700,
   }),
-  packet_dropped_bad_tag: record('packet_dropped', 'notice', {
+  packet_dropped_decrypt_failed: record('packet_dropped', 'notice', {
     uid: inbound.uid,
     conv: 1,
     src_ip: '203.0.113.7',
@@ -264,8 +264,8 @@ const valid = {
     dst_ip: '10.0.0.5',
     dst_port: 4000,
     transport: 'udp',
-    trigger: 'bad_tag',
-    rule: 'session_tag',
+    trigger: 'decrypt_failed',
+    rule: 'session_aead',
     datagram_bytes: 64,
     suppressed: 0,
   }),
@@ -659,16 +659,19 @@ test('vocabularies that belong together are checked together', (t) => {
   t.not(errorsOf({ ...clone(valid.error_bind), error_code: 'KCP_ENGINE_PANIC' }).length, 0, 'network codes are errno names');
   t.deepEqual(errorsOf({ ...clone(valid.error_panic), error_code: 'KCP_INPUT_BAD_CMD', error_message: 'unsupported cmd 99' }), []);
   // Secure mode and the limits: each trigger with its own rules.
-  t.deepEqual(errorsOf(drop('bad_tag', 'session_tag')), []);
+  t.deepEqual(errorsOf(drop('decrypt_failed', 'session_aead')), []);
+  t.deepEqual(errorsOf(drop('decrypt_failed', 'hello_noise')), []);
+  t.deepEqual(errorsOf(drop('bad_tag', 'reset_tag')), []);
+  t.not(errorsOf(drop('bad_tag', 'session_aead')).length, 0);
   t.deepEqual(errorsOf(drop('replayed', 'replay_window')), []);
   t.deepEqual(errorsOf(drop('unknown_connection', 'no_handshake')), []);
   t.deepEqual(errorsOf(drop('bad_cmd', 'hello_to_client')), []);
-  t.not(errorsOf(drop('replayed', 'session_tag')).length, 0);
+  t.not(errorsOf(drop('replayed', 'session_aead')).length, 0);
   t.not(errorsOf(drop('bad_tag', 'replay_window')).length, 0);
   t.not(errorsOf(drop('rate_limited', 'max_connections')).length, 0);
   t.not(errorsOf(drop('over_limit', 'handshake_rate_global')).length, 0);
   t.not(errorsOf(drop('bad_tag', 'authenticate')).length, 0, 'a rule of failed attempts without a datagram');
-  t.not(errorsOf(drop('made_up_trigger', 'session_tag')).length, 0);
+  t.not(errorsOf(drop('made_up_trigger', 'session_aead')).length, 0);
   // kcp:connection_failed: the trigger belongs to the reason, and is absent only when no
   // datagram was refused.
   const failed = (base, patch) => {
@@ -685,9 +688,19 @@ test('vocabularies that belong together are checked together', (t) => {
   );
   t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'too_short', rule: 'hello_too_short' })), []);
   t.deepEqual(errorsOf(failed(valid.connection_failed_per_ip_limit, { rule: 'max_pending_auth' })), []);
-  for (const reason of schema.$defs.fail_reason.enum) {
+  // A REJECT can say any reason but the two a side finds out alone: a HELLO that does not
+  // decrypt gets no answer, and an ACCEPT that does not decrypt is the client's own finding.
+  const ownFindings = ['decrypt_failed', 'server_auth_failed'];
+  for (const reason of schema.$defs.fail_reason.enum.filter((r) => !ownFindings.includes(r))) {
     t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason })), [], `server_rejected, ${reason}`);
   }
+  for (const reason of ownFindings) {
+    t.not(errorsOf(failed(valid.connection_failed_server_rejected, { reason })).length, 0, `server_rejected, ${reason}`);
+  }
+  t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'server_auth_failed', rule: 'accept_noise' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'decrypt_failed', trigger: 'decrypt_failed', rule: 'hello_noise' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'unknown_server_key', trigger: 'bad_cmd', rule: 'unknown_key_id' })), []);
+  t.not(errorsOf(failed(valid.connection_failed, { reason: 'decrypt_failed', trigger: 'bad_tag', rule: 'cookie_mac' })).length, 0);
   t.not(errorsOf(failed(valid.connection_failed, { trigger: undefined })).length, 0, 'malformed needs its trigger');
   t.not(errorsOf(failed(valid.connection_failed_rate_limited, { trigger: undefined })).length, 0, 'rate_limited needs its trigger');
   t.not(errorsOf(failed(valid.connection_failed_rate_limited, { trigger: 'over_limit', rule: 'max_connections' })).length, 0);
@@ -873,13 +886,17 @@ test('event names and vocabularies match the Rust catalog', (t) => {
   const snake = (camel) => camel.replace(/[A-Z]/g, (c, i) => (i ? '_' : '') + c.toLowerCase());
   const pairs = [...endpoint.matchAll(/DropTrigger::([A-Za-z]+)\)?,\s*"([a-z_]+)"/g)].map((m) => [snake(m[1]), m[2]]);
   const withoutTrigger = [
-    ...endpoint.matchAll(/(?:answer_auth|fail_connect)\([^;]*?"([a-z_]+)"\)/g),
+    ...endpoint.matchAll(/(?:answer_auth|fail_connect)\([^;]*?"([a-z_]+)",?(?:\s*[\w.]+)?\)/g),
     ...endpoint.matchAll(/validated_failure\([^;]*?None,\s*"([a-z_]+)"\)/g),
   ].map((m) => m[1]);
   const limitRules = [
     ...(rustStrings(limits ?? '', 'LimitHit', 'rule') ?? []),
     ...(rustStrings(limits ?? '', 'RateHit', 'rule') ?? []),
     ...[...endpoint.matchAll(/Err\("([a-z_]+)"\)/g)].map((m) => m[1]),
+    // Rules chosen before the call that names them: `let rule = if .. { "a" } else { "b" };`
+    // and the named constants (`pub const STALE_SESSION: &str = "stale_session";`).
+    ...[...endpoint.matchAll(/let rule = if [^;]*;/g)].flatMap((m) => [...m[0].matchAll(/"([a-z_]+)"/g)].map((x) => x[1])),
+    ...[...endpoint.matchAll(/pub const [A-Z_]+: &str = "([a-z_]+)";/g)].map((m) => m[1]),
   ];
   t.deepEqual(
     sorted([...rustStrings(guard, 'GuardViolation', 'rule'), ...limitRules, ...pairs.map(([, r]) => r), ...withoutTrigger]),

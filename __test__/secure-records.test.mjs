@@ -86,7 +86,7 @@ async function secureLife(t, ipPrivacy) {
   );
   const address = await server.listen(0, '127.0.0.2');
   const clientLog = new EventLog(problem);
-  const clientOptions = { log: { destination: 'none', ipPrivacy, onEvent: clientLog.push } };
+  const clientOptions = { serverKey: server.publicKey, log: { destination: 'none', ipPrivacy, onEvent: clientLog.push } };
 
   // A wrong token: the application refuses it (REJECT auth_rejected).
   const refused = kcpwatch.connect({ host: '127.0.0.2', port: address.port, token: 'wrong', ...clientOptions });

@@ -16,7 +16,7 @@ test('listen binds an ephemeral port and address() reports it', async (t) => {
 test('echoes messages with exact contents and emits connection with real addresses', async (t) => {
   const { server, address } = await echoServer();
   const accepted = next(server, 'connection');
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   const received = [];
   client.on('message', (m) => received.push(Buffer.from(m)));
   const sent = Array.from({ length: 300 }, (_, i) => message(i, 4000));
@@ -37,7 +37,7 @@ test('echoes messages with exact contents and emits connection with real address
 test('IPv6 loopback works', async (t) => {
   const { server, address } = await echoServer({}, '::1');
   t.is(address.family, 'IPv6');
-  const client = kcpwatch.connect({ host: '::1', port: address.port });
+  const client = kcpwatch.connect({ host: '::1', port: address.port, serverKey: server.publicKey });
   client.send('over v6');
   const [m] = await next(client, 'message');
   t.is(m.toString(), 'over v6');
@@ -49,7 +49,7 @@ test('IPv6 loopback works', async (t) => {
 test('a dual-stack server reports IPv4 peers as IPv4', async (t) => {
   const { server, address } = await echoServer({}, '::');
   const accepted = next(server, 'connection');
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
   client.send('v4 to ::');
   const [conn] = await accepted;
   t.is(conn.remoteAddress, '127.0.0.1');
@@ -70,7 +70,7 @@ test('binding a used port fails with KcpAddressInUseError', async (t) => {
 
 test('close() ends every connection with reason shutdown before the server closes', async (t) => {
   const { server, address } = await echoServer();
-  const clients = [0, 1, 2].map(() => kcpwatch.connect({ host: '127.0.0.1', port: address.port }));
+  const clients = [0, 1, 2].map(() => kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey }));
   const order = [];
   server.on('connection', (conn) => conn.on('close', (reason) => order.push(reason)));
   for (const c of clients) c.send('hi');
@@ -129,7 +129,7 @@ for (const bind of ['0.0.0.0', '::']) {
     const targets = bind === '::' ? ['127.0.0.1', '127.0.0.2', '::1'] : ['127.0.0.1', '127.0.0.2'];
     for (const host of targets) {
       const accepted = next(server, 'connection');
-      const client = kcpwatch.connect({ host, port });
+      const client = kcpwatch.connect({ host, port, serverKey: server.publicKey });
       t.teardown(() => client.close());
       client.send(`to ${host}`);
       const [conn] = await accepted;

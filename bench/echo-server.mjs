@@ -9,6 +9,8 @@
 //                         second) to a file, RFC 5424 to a TCP receiver that never reads, or off
 //   --port P --reuse-port another shard on the same port (SO_REUSEPORT); the kernel spreads
 //                         clients over the shards by address hash
+//   secure mode takes its static key from KCPWATCH_SERVER_KEY (base64 or hex private key),
+//                         as `kcpwatch serve` does; without it, a fresh key every run
 //   --flood-limits        keep the Internet-facing handshake limits (the flood scenario);
 //                         otherwise they are opened because every load client is 127.0.0.1
 import { createRequire } from 'node:module';
@@ -57,7 +59,15 @@ const limits = flag('flood-limits')
     };
 let connections = 0;
 const server = createServer(
-  { mode, preset: 'game', log, limits, maxConnections: 40_000, reusePort: flag('reuse-port') },
+  {
+    mode,
+    ...(mode === 'secure' && process.env.KCPWATCH_SERVER_KEY ? { serverKeys: [process.env.KCPWATCH_SERVER_KEY] } : {}),
+    preset: 'game',
+    log,
+    limits,
+    maxConnections: 40_000,
+    reusePort: flag('reuse-port'),
+  },
   (conn) => {
     connections += 1;
     conn.on('message', (m) => conn.send(m));

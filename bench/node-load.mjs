@@ -3,7 +3,7 @@
 // and the same JSON line, so one server can be measured under either in the same sitting.
 //
 //   node bench/node-load.mjs --addr HOST:PORT --conns N --size B --duration-ms T --window W
-//        [--rate R] [--mode raw|secure] [--token X] [--drain-ms D] [--clients K]
+//        [--rate R] [--mode raw|secure] [--server-key KEY] [--token X] [--drain-ms D] [--clients K]
 //
 // N connections spread round-robin over K client endpoints (`createClient`, default 1: one UDP
 // socket and one native I/O thread each). Every connection keeps up to W messages of B bytes
@@ -15,7 +15,9 @@
 //   {"ok":true,"messages":..,"elapsed_ms":..,"msgs_per_sec":..,"p50_us":..,"p99_us":..,"max_us":..}
 // or {"ok":false,"error":"..."} with exit code 1; a bad command line exits 2. `--mode` defaults
 // to raw (what the kcp-go driver speaks); in secure mode every handshake completes before the
-// clock starts, as the kcp-go driver dials every session first.
+// clock starts, as the kcp-go driver dials every session first. Secure mode needs
+// `--server-key`: the server's public key (base64 or hex, as `server.publicKey` or
+// `kcpwatch keygen` prints it), which every connection pins.
 //
 // The hot path allocates nothing of its own: per connection, W preallocated payloads (a slot is
 // rewritten only after its echo came back, so a message still queued is never changed) and
@@ -33,7 +35,7 @@ function usage(message) {
   process.exit(2);
 }
 
-const known = new Set(['addr', 'conns', 'size', 'duration-ms', 'window', 'rate', 'mode', 'token', 'drain-ms', 'clients']);
+const known = new Set(['addr', 'conns', 'size', 'duration-ms', 'window', 'rate', 'mode', 'server-key', 'token', 'drain-ms', 'clients']);
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) {
   const flag = process.argv[i];
@@ -72,6 +74,9 @@ const mode = args.mode ?? 'raw';
 if (mode !== 'raw' && mode !== 'secure') usage(`--mode must be raw or secure, got ${mode}`);
 const token = args.token;
 if (token !== undefined && mode !== 'secure') usage('--token needs --mode secure');
+const serverKey = args['server-key'];
+if (serverKey !== undefined && mode !== 'secure') usage('--server-key needs --mode secure');
+if (serverKey === undefined && mode === 'secure') usage('--mode secure needs --server-key: the server\'s public key');
 if (clientCount > conns) usage('--clients must not exceed --conns');
 
 // --- the run ----------------------------------------------------------------------------------
@@ -258,7 +263,7 @@ function paceAll() {
 try {
   const perClient = Math.ceil(conns / clientCount);
   clients = Array.from({ length: clientCount }, () =>
-    createClient({ host, port, mode, preset: 'game', maxConnections: perClient, log: false }),
+    createClient({ host, port, mode, ...(serverKey === undefined ? {} : { serverKey }), preset: 'game', maxConnections: perClient, log: false }),
   );
   loads = Array.from({ length: conns }, (_, i) => new Load(i, clients[i % clientCount].connect(token === undefined ? {} : { token })));
 } catch (err) {

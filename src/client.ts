@@ -422,8 +422,8 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** @internal */
-  connectFailed(handle: number, reason: FailReason): void {
-    this.connections.get(handle)?._connectFailed(reason);
+  connectFailed(handle: number, reason: FailReason, appCode?: number): void {
+    this.connections.get(handle)?._connectFailed(reason, appCode);
   }
 
   /** @internal Only servers authenticate. */
@@ -448,6 +448,10 @@ export function createClient(options: ClientOptions): Client {
  * `KcpRateLimitedError`, `KcpVersionMismatchError`) on `error` and from `ready()`, then `close`
  * with reason `connect_failed`. Nothing reconnects by itself: call `connect()` again to retry.
  * In raw mode data may be sent at once; there is no handshake.
+ *
+ * `host` may be a name (`localhost` included): the connection is returned at once, `connecting`,
+ * while the name resolves as the server's `listen()` resolves it; what is sent meanwhile leaves
+ * once it is open, and a name that does not resolve fails it with `KcpResolveError`.
  */
 export function connect(options: ConnectOptions): Connection {
   if (!options || typeof options !== 'object') throw new KcpInvalidOptionError(`connect() takes an options object with at least a port, got ${describe(options)}`);

@@ -36,7 +36,7 @@ export interface ConnectionTransport {
   send(handle: number, data: Uint8Array): void;
   reportRefusal(handle: number, refusal: Refusal, size: number): void;
   setDeliveryPaused(handle: number, paused: boolean): void;
-  closeConnection(handle: number): void;
+  closeConnection(handle: number, code?: number, text?: string): void;
 }
 
 /** @internal A summary with nothing counted: a connection that never reached the network. */
@@ -235,9 +235,11 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   }
 
   /**
-   * Resolves once the connection is established (at once in raw mode and on a server);
-   * rejects with the handshake's typed error (`KcpHandshakeTimeoutError`,
-   * `KcpAuthRejectedError`, `KcpServerFullError`, ...) or `KcpClosedError`.
+   * Resolves once the connection is established (at once in raw mode and on a server), and
+   * for good: a connection that was established and then closed still resolves. Rejects for
+   * one that closed before it was established, with the handshake's typed error
+   * (`KcpHandshakeTimeoutError`, `KcpAuthRejectedError`, `KcpServerFullError`, ...), a
+   * `KcpResolveError` for a host name, or `KcpClosedError` when the application closed it.
    */
   ready(): Promise<void> {
     // Established once is ready for good, whatever followed: `ready()` says the handshake
@@ -359,8 +361,9 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    * Closes gracefully: queued messages keep flowing for up to `linger` ms, then `close`
    * fires (reason `local_closed`). `code` (1000, or 3000..4999 as WebSocket's application
    * range) and `reason` (at most 123 bytes of UTF-8) are the application's own and appear in
-   * this side's `close` info as `code` and `description`. They are local only: the protocol
-   * does not carry them yet, so the peer sees its usual close. Idempotent.
+   * this side's `close` info as `code` and `description`. In secure mode the DISCONNECT carries
+   * them, so the peer's `close` info (reason `peer_closed`) has them too; raw KCP cannot carry
+   * them, so a raw peer sees its usual close. Idempotent.
    */
   close(code?: number, reason?: string): void {
     if (code !== undefined) {
@@ -380,7 +383,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this.closeCode = code;
     this.closeDescription = reason;
     this._state = 'closing';
-    this.transport.closeConnection(this.handle);
+    this.transport.closeConnection(this.handle, code, reason);
   }
 
   /**
@@ -541,8 +544,8 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   }
 
   /** @internal The secure handshake failed: `error` (if listened to), then `close`. */
-  _connectFailed(reason: FailReason): void {
-    this._fail(handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`), reason === 'handshake_timeout' ? 'local' : 'remote');
+  _connectFailed(reason: FailReason, appCode?: number): void {
+    this._fail(handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`, appCode), reason === 'handshake_timeout' ? 'local' : 'remote');
   }
 
   /**

@@ -66,8 +66,14 @@ export class KcpConnectionLimitError extends coded('KCP_ERR_CONNECTION_LIMIT') {
 export class KcpNotSupportedError extends coded('KCP_ERR_NOT_SUPPORTED') {}
 /** Secure mode: the server did not answer the handshake in time (down, unreachable, or rate-limiting us). */
 export class KcpHandshakeTimeoutError extends coded('KCP_ERR_HANDSHAKE_TIMEOUT') {}
-/** Secure mode: the server's `authenticate` refused our token (or did not answer in time). */
-export class KcpAuthRejectedError extends coded('KCP_ERR_AUTH_REJECTED') {}
+/**
+ * Secure mode: the server's `authenticate` refused our token (or did not answer in time).
+ * `appCode` is the code it refused with (`{ reject: code }`), when it gave one.
+ */
+export class KcpAuthRejectedError extends coded('KCP_ERR_AUTH_REJECTED') {
+  /** The server application's refusal code (1..65535), absent when it gave none. */
+  appCode?: number;
+}
 /** Secure mode: the server refused us for a connection limit (total, per address or per prefix). */
 export class KcpServerFullError extends coded('KCP_ERR_SERVER_FULL') {}
 /** Secure mode: the server refused us for opening handshakes too fast. */
@@ -124,12 +130,15 @@ export type KcpErrorCode = 'KCP_ERR_GENERIC' | (typeof errorClasses)[number]['co
 
 const byCode = new Map<string, KcpErrorClass<KcpErrorCode>>(errorClasses.map((cls) => [cls.code, cls]));
 /** @internal The error a client's failed handshake reports, by the failure reason. */
-export function handshakeError(reason: string, server: string): KcpError {
+export function handshakeError(reason: string, server: string, appCode?: number): KcpError {
   switch (reason) {
     case 'handshake_timeout':
       return new KcpHandshakeTimeoutError(`no answer from ${server} to the handshake`);
-    case 'auth_rejected':
-      return new KcpAuthRejectedError(`${server} rejected the token`);
+    case 'auth_rejected': {
+      const error = new KcpAuthRejectedError(appCode === undefined ? `${server} rejected the token` : `${server} rejected the token with code ${appCode}`);
+      if (appCode !== undefined) error.appCode = appCode;
+      return error;
+    }
     case 'capacity':
       return new KcpServerFullError(`${server} is at a connection limit`);
     case 'rate_limited':

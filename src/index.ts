@@ -3,7 +3,7 @@
  * security monitoring. The KCP engine and all UDP I/O run in Rust; this is the typed API.
  */
 
-export { createServer, Server } from './server';
+export { AuthRejection, createServer, rejectAuth, Server } from './server';
 export type {
   AddressInfo,
   Authenticate,

@@ -9,7 +9,7 @@ import type { Mode, ResolvedKcpOptions, ResolvedLimits } from './options';
  * `kcpwatch-<platform>` package.
  */
 
-/** Resolved KCP knobs cross the boundary as they are (see `src/options.ts`). */
+/** Resolved KCP knobs cross the boundary as they are (see the repository's `src/options.ts`). */
 export type NativeSessionOptions = ResolvedKcpOptions;
 
 export interface NativeEndpointOptions {
@@ -256,8 +256,9 @@ export interface NativeEndpointHandle {
     token?: Buffer,
   ): NativeConnectedInfo;
   resolveAuth(id: number, accept: boolean): void;
+  rejectAuth(id: number, appCode: number): void;
   sendBatch(batch: Buffer): void;
-  closeConnection(handle: number): void;
+  closeConnection(handle: number, code?: number, text?: string): void;
   closeAll(lingerMs?: number): void;
   injectFault(handle: number): void;
   takeRecords(): Buffer | null;

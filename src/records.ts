@@ -1,6 +1,6 @@
 /**
- * Decoding the packed record batches the I/O thread publishes (layout documented in
- * `crates/kcpwatch/src/delivery.rs`). Messages are views into the batch: no copy per message.
+ * Decoding the packed record batches the I/O thread publishes (layout documented in the
+ * repository's `crates/kcpwatch/src/delivery.rs`). Messages are views into the batch: no copy per message.
  */
 
 export const enum RecordKind {
@@ -23,7 +23,13 @@ export type FailReason =
   | 'rate_limited'
   | 'capacity'
   | 'version_mismatch'
-  | 'malformed';
+  | 'malformed'
+  /** The server does not hold the key the client pinned (`serverKey`): an old or wrong key. */
+  | 'unknown_server_key'
+  /** The server's answer did not authenticate against the pinned key: not that server. */
+  | 'server_auth_failed'
+  /** A handshake message did not decrypt. */
+  | 'decrypt_failed';
 
 /** A validated client's token, waiting for the server application's `authenticate`. */
 export interface AuthRequestRecord {
@@ -81,10 +87,27 @@ export interface CloseInfo {
   srttMs: number;
   rttvarMs: number;
   rtoMs: number;
-  /** The code this side's application gave `connection.close(code, reason)` (local only: not sent to the peer). */
+  /**
+   * The application's close code: the one this side gave `connection.close(code, reason)`, or
+   * (secure mode, reason `peer_closed`) the one the peer's application gave, carried by its
+   * DISCONNECT. Absent when none was given. Raw KCP cannot carry it: a raw peer never sees it.
+   */
   code?: number;
-  /** The reason this side's application gave `connection.close(code, reason)` (local only). */
+  /** The application's close text that came with `code` (this side's, or the secure peer's). */
   description?: string;
+  /**
+   * Secure mode, reason `peer_closed`: why the peer closed, as its DISCONNECT said:
+   * `local_closed` (its application closed the connection: a kick or a leave), `shutdown`
+   * (its server or client is closing), `protocol_violation`, `idle_timeout`, ...
+   */
+  peerReason?: CloseReason;
+}
+
+/** Why a secure handshake failed, with the server application's refusal code when it gave one. */
+export interface ConnectFailedRecord {
+  reason: FailReason;
+  /** `auth_rejected` only: the code the server's `authenticate` refused with (absent: none). */
+  appCode?: number;
 }
 
 export interface AcceptedRecord {
@@ -103,7 +126,7 @@ export interface RecordVisitor {
   progress(handle: number, ackedBytes: number): void;
   error(handle: number, code: string, message: string): void;
   established(handle: number, conv: number): void;
-  connectFailed(handle: number, reason: FailReason): void;
+  connectFailed(handle: number, reason: FailReason, appCode?: number): void;
   authRequest(request: AuthRequestRecord): void;
 }
 
@@ -189,6 +212,18 @@ function dispatch(buf: Buffer, kind: number, handle: number, start: number, end:
           rttvarMs: buf.readUInt32LE(p + 4),
           rtoMs: buf.readUInt32LE(p + 8),
         };
+        p += 12;
+        // Older addons end here; newer ones add the peer's reason and the application's close.
+        if (p + 4 <= end) {
+          const peerReason = buf[p]!;
+          const code = buf.readUInt16LE(p + 1);
+          const [text] = shortString(buf, p + 3);
+          if (peerReason !== 0) info.peerReason = closeReasonFromCode(peerReason);
+          if (code !== 0) {
+            info.code = code;
+            if (text !== '') info.description = text;
+          }
+        }
         visit.closed(handle, info);
         break;
       }
@@ -205,8 +240,9 @@ function dispatch(buf: Buffer, kind: number, handle: number, start: number, end:
         visit.established(handle, buf.readUInt32LE(start));
         break;
       case RecordKind.ConnectFailed: {
-        const [reason] = shortString(buf, start);
-        visit.connectFailed(handle, reason as FailReason);
+        const [reason, p] = shortString(buf, start);
+        const appCode = p + 2 <= end ? buf.readUInt16LE(p) : 0;
+        visit.connectFailed(handle, reason as FailReason, appCode === 0 ? undefined : appCode);
         break;
       }
       case RecordKind.AuthRequest: {

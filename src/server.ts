@@ -56,14 +56,42 @@ export interface AuthPeer {
   localPort: number;
 }
 
-/** What `authenticate` answers: the player's identity or context accepts, `false`, `null` or `undefined` refuses. */
-export type AuthVerdict<Auth> = Auth | false | null | undefined;
+/**
+ * A refusal with the application's reason code, from {@link rejectAuth}: the client's
+ * `KcpAuthRejectedError` carries the code as `appCode`.
+ */
+export class AuthRejection {
+  /** The refusal code (1..65535), sent to the client in the REJECT. */
+  readonly code: number;
+  constructor(code: number) {
+    if (typeof code !== 'number' || !Number.isInteger(code) || code < 1 || code > 0xffff) {
+      throw new KcpInvalidOptionError(`an authentication refusal code must be an integer in 1..65535, got ${String(code)}`);
+    }
+    this.code = code;
+    Object.freeze(this);
+  }
+}
+
+/**
+ * What `authenticate` returns to refuse a client with a reason code the client sees (as
+ * `KcpAuthRejectedError.appCode`): `return rejectAuth(4003)`. Secure mode only.
+ */
+export function rejectAuth(code: number): AuthRejection {
+  return new AuthRejection(code);
+}
+
+/**
+ * What `authenticate` answers: the player's identity or context accepts; `false`, `null` or
+ * `undefined` refuses; {@link rejectAuth}`(code)` refuses with a code the client sees.
+ */
+export type AuthVerdict<Auth> = Auth | AuthRejection | false | null | undefined;
 
 /**
  * Decides whether a client's token (a game ticket, a signed join token) may open a session,
  * and who it is. Return or resolve the player's identity (any value but `false`, `null` and
  * `undefined`; `true` works too) to accept: it becomes `connection.auth`. `false`, `null`,
- * `undefined`, a throw, a rejection or an answer later than `authTimeout` refuses.
+ * `undefined`, a throw, a rejection or an answer later than `authTimeout` refuses;
+ * `rejectAuth(code)` refuses with a code the client sees as `KcpAuthRejectedError.appCode`.
  */
 export type Authenticate<Auth = unknown> = (token: Buffer, peer: AuthPeer) => AuthVerdict<Auth> | PromiseLike<AuthVerdict<Auth>>;
 
@@ -653,9 +681,14 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     const transport = this.transport;
     if (!transport) return;
     const answer = (verdict: unknown) => {
-      const accept = verdict !== false && verdict !== null && verdict !== undefined;
+      const rejection = verdict instanceof AuthRejection ? verdict : undefined;
+      const accept = verdict !== false && verdict !== null && verdict !== undefined && rejection === undefined;
       try {
         if (transport.native.closed) return;
+        if (rejection) {
+          transport.native.rejectAuth(request.id, rejection.code);
+          return;
+        }
         if (accept) {
           // Kept until the connection's `accepted` record; bounded in case one never comes.
           if (this.identities.size >= MAX_PENDING_IDENTITIES) {

@@ -19,7 +19,7 @@ export interface TransportOwner {
   /** Secure mode, client: the handshake completed with the server-assigned conv. */
   established(handle: number, conv: number): void;
   /** Secure mode, client: the handshake failed. */
-  connectFailed(handle: number, reason: FailReason): void;
+  connectFailed(handle: number, reason: FailReason, appCode?: number): void;
   /** Secure mode, server: a validated client's token waits for `authenticate`. */
   authRequest(request: AuthRequestRecord): void;
   /** Security records, when event delivery is on. */
@@ -195,10 +195,10 @@ export class Transport {
     }
   }
 
-  closeConnection(handle: number): void {
+  closeConnection(handle: number, code?: number, text?: string): void {
     this.flush();
     try {
-      this.native.closeConnection(handle);
+      this.native.closeConnection(handle, code, text);
     } catch {
       // Already closed: the close record is on its way or delivered.
     }

@@ -23,4 +23,4 @@ process.on('message', async (msg) => {
     process.disconnect();
   }
 });
-process.send({ port });
+process.send({ port, key: server.publicKey });

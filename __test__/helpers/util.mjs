@@ -37,7 +37,13 @@ export async function echoServer(options = {}, host = '127.0.0.1') {
     conn.on('message', (m) => conn.send(m));
   });
   const address = await server.listen(0, host);
-  return { server, address };
+  // `key` is what a secure client pins (`serverKey`); null for a raw server.
+  return { server, address, key: server.publicKey };
+}
+
+/** A secure client of a server on 127.0.0.1 (`key`: its `server.publicKey`). */
+export function secureConnect(port, key, options = {}) {
+  return kcpwatch.connect({ host: '127.0.0.1', port, serverKey: key, ...options });
 }
 
 /** Deterministic message `i` with a varied size up to `max`. */

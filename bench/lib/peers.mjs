@@ -5,12 +5,19 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { startServer, runDriver } from './process.mjs';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 const node = process.execPath;
 const goBin = join(root, 'interop/kcp-go/bin/kcpgo');
 const nodeKcpDir = join(root, 'bench/peers/node-kcp');
+
+// One static key for every secure-mode server of a benchmark run (shards on one port must share
+// it); the private key reaches the server through its environment, never its command line.
+const benchKey = createRequire(import.meta.url)('../../index.js').generateKeyPair();
+const benchServerEnv = { KCPWATCH_SERVER_KEY: benchKey.privateKey.toString('base64') };
+export const benchServerKey = benchKey.publicKey.toString('base64');
 
 /** Builds the kcp-go peer (cached by go) and, once, tries to install node-kcp. */
 export function preparePeers() {
@@ -49,7 +56,7 @@ export const servers = {
     if (options.port) args.push('--port', String(options.port));
     if (options.reusePort) args.push('--reuse-port');
     if (options.floodLimits) args.push('--flood-limits');
-    return startServer(node, args);
+    return startServer(node, args, options.mode === 'secure' ? { env: benchServerEnv } : {});
   },
   'kcp-go': () => startServer(goBin, ['server', '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-eof'], { portFrom: 'stderr' }),
   'node-kcp': () => startServer(node, [join(nodeKcpDir, 'server.mjs')]),
@@ -60,6 +67,7 @@ export const servers = {
 export const drivers = {
   node: (shape, extra = {}) => {
     const args = [join(root, 'bench/node-load.mjs'), ...loadArgs(shape), '--mode', shape.mode ?? 'raw'];
+    if (shape.mode === 'secure') args.push('--server-key', benchServerKey);
     if (shape.token) args.push('--token', shape.token);
     return runDriver(node, args, extra);
   },
@@ -68,7 +76,7 @@ export const drivers = {
     const args = shape.hold
       ? ['bench-client', '--addr', `127.0.0.1:${shape.port}`, '--conns', String(shape.conns), '--size', String(shape.size), '--idle', '--hold-until-stdin-eof']
       : ['bench-client', ...loadArgs(shape)];
-    if (shape.mode === 'secure') args.push('--secure');
+    if (shape.mode === 'secure') args.push('--secure', '--server-key', benchServerKey);
     if (shape.dialRate) args.push('--dial-rate', String(shape.dialRate));
     // Spread over several loopback addresses, as players are (the per-address limits stay on).
     if (shape.sourceIps) args.push('--bind-ip', shape.bindIp ?? '127.0.200.1', '--source-ips', String(shape.sourceIps));

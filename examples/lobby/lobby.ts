@@ -56,8 +56,8 @@ interface BotResult {
 }
 
 /** A player's client: reads everything with `for await` until its connection ends. */
-async function bot(port: number, name: string): Promise<{ conn: Connection; done: Promise<BotResult> }> {
-  const conn = connect({ host: '127.0.0.1', port, token: `ticket-${name}` });
+async function bot(port: number, serverKey: string, name: string): Promise<{ conn: Connection; done: Promise<BotResult> }> {
+  const conn = connect({ host: '127.0.0.1', port, serverKey, token: `ticket-${name}` });
   await conn.ready();
   const result: BotResult = { name, ticks: 0, chats: 0, mapBytes: 0 };
   conn.once('close', (reason) => (result.closedBy = reason));
@@ -102,15 +102,17 @@ async function main(): Promise<number> {
     })();
   });
   const { port } = await server.listen(0, '127.0.0.1');
+  // The key clients pin to know they talk to this server (a real game ships it in the client).
+  const serverKey = server.publicKey!;
 
   // An intruder without a valid ticket never gets a session.
-  const intruder = connect({ host: '127.0.0.1', port, token: 'forged' });
+  const intruder = connect({ host: '127.0.0.1', port, serverKey, token: 'forged' });
   const refused = await intruder.ready().then(
     () => false,
     (err: unknown) => err instanceof KcpAuthRejectedError && err.code === 'KCP_ERR_AUTH_REJECTED',
   );
 
-  const bots = await Promise.all(['alice', 'bob', 'carol', 'mallory'].map((name) => bot(port, name)));
+  const bots = await Promise.all(['alice', 'bob', 'carol', 'mallory'].map((name) => bot(port, serverKey, name)));
   // Every player is in: the server has accepted all four before the first chat and tick.
   while (server.connections.size < bots.length) await once(server, 'connection');
   bots[0]!.conn.send('hello lobby');

@@ -73,6 +73,7 @@ type benchConfig struct {
 	establishTimeout time.Duration
 	handshakeTimeout time.Duration
 	token            []byte
+	serverKey        []byte        // secure mode: the server static public key the client pins
 	lossTimeout      time.Duration // plain-udp: an echo later than this is lost
 	opts             kcpOpts       // the KCP engine's (secure: MTU already minus the framing)
 
@@ -174,7 +175,7 @@ func (b *benchSession) dial(deadline time.Time) *benchErr {
 	pc := &pushConn{conn: conn, server: cfg.raddr}
 	conv := randomConv()
 	if cfg.mode == modeSecure {
-		sec := &secureSession{conn: conn, server: cfg.raddr}
+		sec := &secureSession{conn: conn, server: cfg.raddr, serverKey: cfg.serverKey}
 		a, err := sec.handshake(protocolVersion, cfg.token, min(cfg.handshakeTimeout, time.Until(deadline)))
 		if err != nil {
 			conn.Close()
@@ -639,7 +640,8 @@ func runBench(args []string) {
 	warmup := fs.Bool("warmup", true, "before the load, one echo per session (creates the server's session; not measured)")
 	establishMs := fs.Int("establish-timeout-ms", 15000, "per session: dial, handshake and warm-up echo within this many ms")
 	secure := fs.Bool("secure", false, "speak kcpwatch's secure mode (docs/protocol.md) on every session")
-	token := fs.String("token", "", "--secure: application token carried in the HELLO")
+	token := fs.String("token", "", "--secure: application token carried (encrypted) in the HELLO")
+	serverKey := fs.String("server-key", "", "--secure (required): the server's static public key, base64 as server.publicKey prints it, or 64 hex digits")
 	handshakeMs := fs.Int("handshake-timeout-ms", 10000, "--secure: give up a handshake after this many ms")
 	plainUDP := fs.Bool("plain-udp", false, "plain UDP datagrams (message = payload, no KCP), for a plain echo server")
 	lossMs := fs.Int("loss-timeout-ms", 1000, "--plain-udp: a message without an echo after this many ms is lost (its window slot is freed)")
@@ -653,7 +655,7 @@ func runBench(args []string) {
 	sourceIPs := fs.Int("source-ips", 1, "spread the sessions over this many consecutive source addresses from --bind-ip (IPv4 loopback only), e.g. to stay under a server's per-address limits")
 	var opts kcpOpts
 	opts.register(fs)
-	fs.Lookup("mtu").Usage = "KCP MTU in bytes; with --secure the largest UDP payload (the engine's MTU is this minus 21)"
+	fs.Lookup("mtu").Usage = fmt.Sprintf("KCP MTU in bytes; with --secure the largest UDP payload (the engine's MTU is this minus %d)", sessionOverhead)
 	fs.Parse(args)
 	if fs.NArg() > 0 {
 		usageError("bench-client: unexpected argument %q", fs.Arg(0))
@@ -684,6 +686,13 @@ func runBench(args []string) {
 	case *secure:
 		cfg.mode = modeSecure
 		cfg.opts.mtu -= sessionOverhead
+		if *serverKey != "" {
+			key, err := parseServerKey(*serverKey)
+			if err != nil {
+				usageError("bench-client: --server-key: %v", err)
+			}
+			cfg.serverKey = key
+		}
 		mss = cfg.opts.mss()
 	case *plainUDP:
 		cfg.mode = modePlain
@@ -703,7 +712,7 @@ func runBench(args []string) {
 	case cfg.mode == modePlain && *size > maxPlainSize:
 		usageError("bench-client: --size must be at most %d with --plain-udp", maxPlainSize)
 	case cfg.mode != modePlain && !opts.stream && *size > mss:
-		usageError("bench-client: --size %d exceeds the KCP mss %d (%s)", *size, mss, map[bool]string{false: "mtu - 24", true: "mtu - 21 - 24"}[*secure])
+		usageError("bench-client: --size %d exceeds the KCP mss %d (%s)", *size, mss, map[bool]string{false: "mtu - 24", true: fmt.Sprintf("mtu - %d - 24", sessionOverhead)}[*secure])
 	case cfg.mode == modeSecure && mss < 1:
 		usageError("bench-client: --mtu too small for the session framing")
 	case *window < 1 || *window > maxBenchWindow:
@@ -714,8 +723,10 @@ func runBench(args []string) {
 		usageError("bench-client: --dial-rate must be in 0..1000000 sessions per second (0: all at once)")
 	case len(*token) > maxTokenLen:
 		usageError("bench-client: --token is longer than %d bytes", maxTokenLen)
-	case set["token"] && !*secure, set["handshake-timeout-ms"] && !*secure:
-		usageError("bench-client: --token and --handshake-timeout-ms need --secure")
+	case set["token"] && !*secure, set["handshake-timeout-ms"] && !*secure, set["server-key"] && !*secure:
+		usageError("bench-client: --token, --server-key and --handshake-timeout-ms need --secure")
+	case *secure && *serverKey == "":
+		usageError("bench-client: --secure needs --server-key (the server's public key: server.publicKey)")
 	case set["loss-timeout-ms"] && !*plainUDP:
 		usageError("bench-client: --loss-timeout-ms needs --plain-udp")
 	}

@@ -30,7 +30,7 @@ func testBench(t *testing.T, mode, addr string) *benchConfig {
 		mode: mode, raddr: raddr, lip: sourceIP(raddr), conns: 1, size: 64, window: 4,
 		duration: 300 * time.Millisecond, drain: 2 * time.Second, warmup: true,
 		establishTimeout: 5 * time.Second, handshakeTimeout: 5 * time.Second,
-		lossTimeout: 100 * time.Millisecond, opts: opts,
+		lossTimeout: 100 * time.Millisecond, opts: opts, serverKey: vecServer.Public,
 	}
 }
 

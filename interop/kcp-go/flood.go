@@ -39,18 +39,22 @@ const (
 
 var floodKindNames = [floodKinds]string{"hello", "garbage", "conv"}
 
-// floodHello writes into buf a well-formed first HELLO (docs/protocol.md): version 1, no
-// token, a zero cookie, a random nonce, padded to 64 bytes. buf must hold 64 bytes.
-func floodHello(rng *rand.Rand, buf []byte) []byte {
-	var nonce [16]byte
-	binary.LittleEndian.PutUint64(nonce[:8], rng.Uint64())
-	binary.LittleEndian.PutUint64(nonce[8:], rng.Uint64())
+// floodHello writes into buf a well-formed first HELLO (docs/protocol.md): version 2, suite
+// 1, the key id given, a random nonce, a zero cookie, and a random first Noise message for an
+// empty token (the server reads it only once the cookie verifies), 88 bytes. buf must hold 88
+// bytes.
+func floodHello(rng *rand.Rand, keyID [4]byte, buf []byte) []byte {
 	b := buf[:helloMinLen]
 	clear(b)
-	b[0] = typeHello
-	b[1] = protocolVersion
-	// token_len 0, cookie zero, padding zero.
-	copy(b[4:20], nonce[:])
+	b[0], b[1], b[2] = typeHello, protocolVersion, suiteNK
+	copy(b[4:8], keyID[:])
+	for i := 8; i < 24; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
+	}
+	// Cookie (24..40) zero; the Noise message (e and the tag of the empty payload) random.
+	for i := helloHeaderLen; i < helloMinLen; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
+	}
 	return b
 }
 
@@ -117,6 +121,9 @@ type floodWorker struct {
 	rate   float64 // datagrams per second for this worker; 0: as fast as possible
 	kinds  []int
 	rng    *rand.Rand
+	// keyID goes in flood HELLOs: the server's (--server-key) earns COOKIEs, another one
+	// REJECTs unknown_server_key.
+	keyID [4]byte
 
 	sent, bytes, errors int64
 	byKind              [floodKinds]int64
@@ -149,7 +156,7 @@ func (w *floodWorker) run(start, stopAt time.Time) {
 		var d []byte
 		switch k {
 		case floodHelloKind:
-			d = floodHello(w.rng, buf)
+			d = floodHello(w.rng, w.keyID, buf)
 		case floodGarbageKind:
 			d = floodGarbage(w.rng, buf)
 		default:
@@ -257,6 +264,7 @@ func runFlood(args []string) {
 	lingerMs := fs.Int("linger-ms", 200, "after sending, how long to keep reading replies, in ms (0..10000)")
 	workers := fs.Int("workers", 4, "sending goroutines, 1..64")
 	seed := fs.Uint64("seed", 0, "random seed (0: a random one)")
+	serverKey := fs.String("server-key", "", "hello: the server's public key, whose key id the HELLOs carry (they are then answered with COOKIEs); without it the key id is zero (REJECT unknown_server_key)")
 	fs.Parse(args)
 	kinds, ok := floodKindsFor(*kind)
 	switch {
@@ -278,6 +286,14 @@ func runFlood(args []string) {
 		usageError("flood: --linger-ms must be in 0..10000")
 	case *workers < 1 || *workers > 64:
 		usageError("flood: --workers must be in 1..64")
+	}
+	var helloKeyID [4]byte
+	if *serverKey != "" {
+		key, err := parseServerKey(*serverKey)
+		if err != nil {
+			usageError("flood: --server-key: %v", err)
+		}
+		helloKeyID = keyID(key)
 	}
 	raddr, err := net.ResolveUDPAddr("udp", *addr)
 	if err != nil {
@@ -311,7 +327,7 @@ func runFlood(args []string) {
 	nw := min(*workers, *sources)
 	ws := make([]*floodWorker, nw)
 	for i := range ws {
-		w := &floodWorker{target: target, kinds: kinds, rng: rand.New(rand.NewPCG(*seed, uint64(i)))}
+		w := &floodWorker{target: target, kinds: kinds, rng: rand.New(rand.NewPCG(*seed, uint64(i))), keyID: helloKeyID}
 		for j := i; j < len(socks); j += nw {
 			w.socks = append(w.socks, socks[j])
 		}

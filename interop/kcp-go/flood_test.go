@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 	"net"
 	"testing"
@@ -14,43 +15,38 @@ import (
 // parsedHello is a HELLO as the server reads it (docs/protocol.md, "HELLO" and "What the
 // server does with a HELLO"); ok is false for one it drops as malformed.
 type parsedHello struct {
-	version       byte
-	nonce, cookie [16]byte
-	token         []byte
+	version, suite byte
+	keyID          [4]byte
+	nonce, cookie  [16]byte
+	noise          []byte // the first Noise message: e, then the encrypted token
 }
 
 func parseHello(b []byte) (h parsedHello, ok bool) {
-	if len(b) < helloMinLen || b[0] != typeHello {
+	if len(b) < helloMinLen || len(b) > helloMinLen+maxTokenLen || b[0] != typeHello {
 		return h, false
 	}
-	tl := int(binary.LittleEndian.Uint16(b[2:]))
-	if tl > maxTokenLen || helloHeaderLen+tl > len(b) {
-		return h, false
-	}
-	h.version = b[1]
-	copy(h.nonce[:], b[4:20])
-	copy(h.cookie[:], b[20:36])
-	h.token = b[36 : 36+tl]
+	h.version, h.suite = b[1], b[2]
+	copy(h.keyID[:], b[4:8])
+	copy(h.nonce[:], b[8:24])
+	copy(h.cookie[:], b[24:40])
+	h.noise = b[40:]
 	return h, true
 }
 
 func TestParseHelloAgainstTheVectors(t *testing.T) {
 	h, ok := parseHello(unhex(t, vecHelloZero))
-	if !ok || h.version != 1 || h.nonce != vecNonce || h.cookie != [16]byte{} || string(h.token) != "ticket" {
+	if !ok || h.version != 2 || h.suite != 1 || hex.EncodeToString(h.keyID[:]) != vecKeyID || h.nonce != vecNonce || h.cookie != [16]byte{} || len(h.noise) != 48+len("ticket") {
 		t.Fatalf("zero-cookie vector: %v %+v", ok, h)
 	}
 	h, ok = parseHello(unhex(t, vecHelloCookie))
-	if !ok || h.cookie != vecCookie || string(h.token) != "ticket" {
+	if !ok || h.cookie != vecCookie {
 		t.Fatalf("cookie vector: %v %+v", ok, h)
 	}
-	short := unhex(t, vecHelloZero)[:63]
-	if _, ok := parseHello(short); ok {
-		t.Error("63-byte HELLO parsed")
+	if _, ok := parseHello(unhex(t, vecHelloZero)[:87]); ok {
+		t.Error("87-byte HELLO parsed")
 	}
-	long := unhex(t, vecHelloZero)
-	binary.LittleEndian.PutUint16(long[2:], 29) // 36 + 29 > 64
-	if _, ok := parseHello(long); ok {
-		t.Error("token past the end parsed")
+	if _, ok := parseHello(make([]byte, 1113)); ok {
+		t.Error("1113-byte HELLO parsed")
 	}
 }
 
@@ -58,15 +54,20 @@ func TestFloodHello(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	buf := bytes.Repeat([]byte{0xee}, maxGarbageLen) // dirty: the builder must clear it
 	seen := map[[16]byte]bool{}
+	id := keyID(vecServer.Public)
 	for range 1000 {
-		d := floodHello(rng, buf)
+		d := floodHello(rng, id, buf)
 		h, ok := parseHello(d)
-		if !ok || len(d) != helloMinLen || h.version != protocolVersion || h.cookie != [16]byte{} || len(h.token) != 0 {
+		if !ok || len(d) != helloMinLen || h.version != protocolVersion || h.suite != suiteNK || h.keyID != id || h.cookie != [16]byte{} {
 			t.Fatalf("% x", d)
 		}
-		// The same bytes as the client's own HELLO builder (pinned by the vectors).
-		if want := buildHello(protocolVersion, h.nonce, [16]byte{}, nil); !bytes.Equal(d, want) {
-			t.Fatalf("flood HELLO\n% x\nbuildHello\n% x", d, want)
+		// The same header as the client's own HELLO builder (pinned by the vectors).
+		a, err := newHelloAttempt(protocolVersion, vecServer.Public, h.nonce, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := a.datagram([16]byte{}); !bytes.Equal(d[:helloHeaderLen], want[:helloHeaderLen]) || len(d) != len(want) {
+			t.Fatalf("flood HELLO\n% x\nclient HELLO\n% x", d, want)
 		}
 		if seen[h.nonce] {
 			t.Fatal("a nonce repeated")

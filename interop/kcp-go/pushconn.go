@@ -154,7 +154,7 @@ func (c *pushConn) Close() error {
 	}
 	c.closed = true
 	if c.sec != nil && c.sec.peerDisconnect == "" {
-		c.sec.disconnect(disconnectLocalClosed)
+		c.sec.disconnect(disconnectLocalClosed, 0, "")
 	}
 	c.mu.Unlock()
 	return c.conn.Close()

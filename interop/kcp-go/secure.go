@@ -1,24 +1,32 @@
 package main
 
-// A client for kcpwatch's secure mode, written from docs/protocol.md alone: the HELLO /
-// COOKIE / ACCEPT / REJECT handshake, then a kcp-go low-level engine (kcp.NewKCP) whose every
-// output datagram travels in a tagged DATA datagram, with the replay window, keepalives and
-// DISCONNECT of the page's "Session datagrams" section.
+// A client for kcpwatch's secure mode, version 2, written from docs/protocol.md alone: the
+// HELLO / COOKIE / ACCEPT / REJECT handshake carrying a Noise NK handshake
+// (Noise_NK_25519_ChaChaPoly_BLAKE2s, github.com/flynn/noise), then a kcp-go low-level
+// engine (kcp.NewKCP) whose every output datagram travels encrypted in a DATA datagram, with
+// the replay window, keepalives, RESET and DISCONNECT of the page's "Session datagrams"
+// section.
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	mrand "math/rand"
 	"net"
 	"os"
+	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/flynn/noise"
 	kcp "github.com/xtaci/kcp-go/v5"
 )
 
@@ -35,31 +43,57 @@ const (
 )
 
 const (
-	protocolVersion = 1
-	// helloMinLen is the padded minimum length of a HELLO.
-	helloMinLen = 64
-	// helloHeaderLen is the HELLO up to the token: type, version, token_len, nonce, cookie.
-	helloHeaderLen = 36
-	maxTokenLen    = 1024
-	cookieLen      = 36
-	acceptLen      = 60
-	rejectLen      = 20
-	// sessionHeaderLen is type (1) + conv (4) + packet number (8).
+	protocolVersion = 2
+	// suiteNK is the HELLO's and ACCEPT's suite byte: Noise_NK_25519_ChaChaPoly_BLAKE2s.
+	suiteNK = 1
+	// helloPrologueLen is the part of the HELLO the Noise prologue covers: type, version,
+	// suite, reserved, key id, nonce.
+	helloPrologueLen = 24
+	// helloHeaderLen is the HELLO up to the Noise message: the prologue part, then the cookie.
+	helloHeaderLen = 40
+	// noiseKeyLen is an X25519 public key; noiseTagLen a ChaCha20-Poly1305 tag.
+	noiseKeyLen = 32
+	noiseTagLen = 16
+	// helloMinLen is a HELLO with an empty token: header, e, the encrypted empty payload.
+	helloMinLen = helloHeaderLen + noiseKeyLen + noiseTagLen
+	maxTokenLen = 1024
+	cookieLen   = 36
+	// acceptLen: header (4), nonce (16), e (32), encrypted conv + idle timeout (8 + 16).
+	acceptLen = 76
+	// acceptPayloadLen is the ACCEPT's plaintext payload: conv, idle_timeout_ms.
+	acceptPayloadLen = 8
+	rejectLen        = 22
+	// rejectShortLen is the version_mismatch REJECT, the prefix every version reads.
+	rejectShortLen = 20
+	// sessionHeaderLen is type (1) + conv (4) + packet number (8), the associated data.
 	sessionHeaderLen = 13
-	tagLen           = 8
+	tagLen           = noiseTagLen
 	// sessionOverhead is what the session framing adds to a KCP datagram; the engine MTU is
 	// the wire MTU minus this.
 	sessionOverhead = sessionHeaderLen + tagLen
 	replayWindowLen = 1024
-	// resetLen is a RESET's exact length: type, then the conv, packet number and tag it echoes.
-	resetLen = sessionOverhead
-	// sentTagsLen is how many of its latest session datagrams the client remembers the tags
-	// of, to recognise a RESET answering one of them.
+	// tagEchoLen is how much of a datagram's tag a RESET echoes.
+	tagEchoLen = 8
+	// resetLen is a RESET's exact length: type, then the conv, packet number and tag echo.
+	resetLen = sessionHeaderLen + tagEchoLen
+	// sentTagsLen is how many of its latest session datagrams the client remembers the tag
+	// echoes of, to recognise a RESET answering one of them.
 	sentTagsLen = 64
+	// maxCloseText is the longest DISCONNECT close text, in bytes of UTF-8.
+	maxCloseText = 123
+	// disconnectCopies is how many times a DISCONNECT is sent (it is not retransmitted).
+	disconnectCopies = 3
 )
+
+// noisePrologueLabel starts the Noise prologue; the HELLO's first 24 bytes follow it.
+var noisePrologueLabel = []byte("kcpwatch secure v2")
+
+// noiseSuite is Noise_NK_25519_ChaChaPoly_BLAKE2s's cipher suite (with noise.HandshakeNK).
+var noiseSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
 
 // DISCONNECT reasons (protocol.md, "DISCONNECT").
 const (
+	disconnectIdleTimeout = 1
 	disconnectLocalClosed = 4
 )
 
@@ -75,11 +109,17 @@ var disconnectReasons = map[byte]string{
 }
 
 // REJECT reasons (protocol.md, "REJECT").
+const (
+	rejectVersionMismatch = 1
+	rejectAuthRejected    = 2
+)
+
 var rejectReasons = map[byte]string{
 	1: "version_mismatch",
 	2: "auth_rejected",
 	3: "capacity",
 	4: "rate_limited",
+	5: "unknown_server_key",
 }
 
 func reasonName(names map[byte]string, code byte) string {
@@ -89,42 +129,122 @@ func reasonName(names map[byte]string, code byte) string {
 	return fmt.Sprintf("unknown_%d", code)
 }
 
-var (
-	labelC2S = []byte("kcpwatch v1 client to server")
-	labelS2C = []byte("kcpwatch v1 server to client")
-)
-
-func hmacSHA256(key, data []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write(data)
-	return m.Sum(nil)
+// parseServerKey reads a server public key as src/keys.ts does: 64 hex digits, or base64
+// (standard or URL alphabet, padded or not) of 32 bytes.
+func parseServerKey(text string) ([]byte, error) {
+	text = strings.TrimSpace(text)
+	if len(text) == 64 {
+		if b, err := hex.DecodeString(text); err == nil {
+			return b, nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(text); err == nil && len(b) == noiseKeyLen {
+			return b, nil
+		}
+	}
+	return nil, errors.New("a server key is 32 bytes: base64 (44 characters, as server.publicKey prints it) or hex (64 characters)")
 }
 
-// deriveKeys returns key_c2s and key_s2c for a session secret.
-func deriveKeys(secret []byte) (c2s, s2c []byte) {
-	return hmacSHA256(secret, labelC2S), hmacSHA256(secret, labelS2C)
+// keyID is the first 4 bytes of SHA-256 of a server static public key.
+func keyID(serverKey []byte) [4]byte {
+	sum := sha256.Sum256(serverKey)
+	return [4]byte(sum[:4])
 }
 
-// buildHello encodes a HELLO: version, token, nonce and cookie (16 zero bytes for the first
-// HELLO), zero-padded to at least 64 bytes.
-func buildHello(version byte, nonce, cookie [16]byte, token []byte) []byte {
-	n := max(helloHeaderLen+len(token), helloMinLen)
-	b := make([]byte, n)
-	b[0] = typeHello
-	b[1] = version
-	binary.LittleEndian.PutUint16(b[2:], uint16(len(token)))
-	copy(b[4:20], nonce[:])
-	copy(b[20:36], cookie[:])
-	copy(b[36:], token)
-	return b
+// helloAttempt is one connection attempt: its nonce and the Noise initiator that wrote the
+// first message, written once and carried by every HELLO of the attempt.
+type helloAttempt struct {
+	header [helloPrologueLen]byte
+	msg1   []byte
+	hs     *noise.HandshakeState
 }
 
-// acceptInfo is a parsed ACCEPT.
+// newHelloAttempt starts the Noise initiator for serverKey with the prologue the page fixes
+// and writes its first message (e, es) with the token as payload. rng supplies the
+// ephemeral key (nil: crypto/rand); tests fix it.
+func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, token []byte, rng io.Reader) (*helloAttempt, error) {
+	if len(serverKey) != noiseKeyLen {
+		return nil, fmt.Errorf("server key is %d bytes, want %d", len(serverKey), noiseKeyLen)
+	}
+	if len(token) > maxTokenLen {
+		return nil, fmt.Errorf("token is %d bytes, at most %d", len(token), maxTokenLen)
+	}
+	a := &helloAttempt{}
+	a.header[0], a.header[1], a.header[2], a.header[3] = typeHello, version, suiteNK, 0
+	id := keyID(serverKey)
+	copy(a.header[4:8], id[:])
+	copy(a.header[8:24], nonce[:])
+	if rng == nil {
+		rng = rand.Reader
+	}
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite: noiseSuite,
+		Random:      rng,
+		Pattern:     noise.HandshakeNK,
+		Initiator:   true,
+		Prologue:    append(append([]byte(nil), noisePrologueLabel...), a.header[:]...),
+		PeerStatic:  serverKey,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.msg1, _, _, err = hs.WriteMessage(nil, token)
+	if err != nil {
+		return nil, err
+	}
+	a.hs = hs
+	return a, nil
+}
+
+// nonce is the attempt's nonce.
+func (a *helloAttempt) nonce() [16]byte { return [16]byte(a.header[8:24]) }
+
+// datagram is the HELLO with cookie (16 zero bytes for the first HELLO).
+func (a *helloAttempt) datagram(cookie [16]byte) []byte {
+	b := make([]byte, 0, helloHeaderLen+len(a.msg1))
+	b = append(b, a.header[:]...)
+	b = append(b, cookie[:]...)
+	return append(b, a.msg1...)
+}
+
+// acceptInfo is a verified ACCEPT: the session's conv and the server's idle timeout, and the
+// two directions' ciphers from the Noise split.
 type acceptInfo struct {
-	nonce         [16]byte
 	conv          uint32
-	secret        [32]byte
 	idleTimeoutMs uint32
+	send, recv    noise.Cipher
+	// keyC2S and keyS2C are the split's keys, for the test vectors only.
+	keyC2S, keyS2C [32]byte
+}
+
+// errServerAuth is an ACCEPT that does not decrypt: whoever answered does not hold the
+// pinned static key, or the ACCEPT was altered.
+var errServerAuth = errors.New("server_auth_failed")
+
+// readAccept reads an ACCEPT of this attempt (length, version, suite and nonce already
+// checked) with the initiator: errServerAuth if the Noise message does not decrypt, an
+// error naming the problem if its payload is not a conv (never 0) and an idle timeout.
+func (a *helloAttempt) readAccept(b []byte) (acceptInfo, error) {
+	payload, c2s, s2c, err := a.hs.ReadMessage(nil, b[20:acceptLen])
+	if err != nil {
+		return acceptInfo{}, errServerAuth
+	}
+	if len(payload) != acceptPayloadLen || c2s == nil || s2c == nil {
+		return acceptInfo{}, fmt.Errorf("ACCEPT payload of %d bytes, want %d", len(payload), acceptPayloadLen)
+	}
+	info := acceptInfo{
+		conv:          binary.LittleEndian.Uint32(payload[0:4]),
+		idleTimeoutMs: binary.LittleEndian.Uint32(payload[4:8]),
+		send:          c2s.Cipher(),
+		recv:          s2c.Cipher(),
+		keyC2S:        c2s.UnsafeKey(),
+		keyS2C:        s2c.UnsafeKey(),
+	}
+	if info.conv == 0 {
+		return acceptInfo{}, errors.New("ACCEPT with conv 0")
+	}
+	return info, nil
 }
 
 // parseCookie returns the nonce and cookie of a COOKIE datagram.
@@ -137,52 +257,114 @@ func parseCookie(b []byte) (nonce, cookie [16]byte, ok bool) {
 	return nonce, cookie, true
 }
 
-// parseAccept decodes an ACCEPT datagram. A conv of 0 is refused: the page says the server
-// never chooses it.
-func parseAccept(b []byte) (a acceptInfo, ok bool) {
-	if len(b) != acceptLen || b[0] != typeAccept || b[1] != protocolVersion {
-		return a, false
+// acceptNonce returns the nonce of a well-formed ACCEPT (exact length, version 2, suite 1).
+func acceptNonce(b []byte) (nonce [16]byte, ok bool) {
+	if len(b) != acceptLen || b[0] != typeAccept || b[1] != protocolVersion || b[2] != suiteNK {
+		return nonce, false
 	}
-	copy(a.nonce[:], b[4:20])
-	a.conv = binary.LittleEndian.Uint32(b[20:24])
-	copy(a.secret[:], b[24:56])
-	a.idleTimeoutMs = binary.LittleEndian.Uint32(b[56:60])
-	return a, a.conv != 0
+	return [16]byte(b[4:20]), true
 }
 
-// parseReject returns the server's version, the reason code and the nonce of a REJECT. The
-// version byte is not checked: a version_mismatch REJECT carries the server's own version.
-func parseReject(b []byte) (version, reason byte, nonce [16]byte, ok bool) {
-	if len(b) != rejectLen || b[0] != typeReject {
-		return 0, 0, nonce, false
-	}
-	copy(nonce[:], b[4:20])
-	return b[1], b[2], nonce, true
+// rejectInfo is a parsed REJECT.
+type rejectInfo struct {
+	version byte
+	reason  byte
+	code    uint16
+	// echo is bytes 4..20: the HELLO's nonce (a version 1 server: HELLO bytes 4..20).
+	echo [16]byte
 }
 
-// sealSession encodes a session datagram: type, conv, packet number, body, then the first 8
-// bytes of HMAC(key, everything before the tag).
-func sealSession(typ byte, conv uint32, pn uint64, body, key []byte) []byte {
-	b := make([]byte, sessionHeaderLen+len(body), sessionHeaderLen+len(body)+tagLen)
-	b[0] = typ
-	binary.LittleEndian.PutUint32(b[1:5], conv)
-	binary.LittleEndian.PutUint64(b[5:13], pn)
-	copy(b[sessionHeaderLen:], body)
-	return append(b, hmacSHA256(key, b)[:tagLen]...)
+// parseReject reads a REJECT: 22 bytes, or 20 for version_mismatch (the form every version
+// reads; a version 1 server sends it with version byte 1). The version byte is not checked.
+func parseReject(b []byte) (r rejectInfo, ok bool) {
+	switch {
+	case len(b) == 0 || b[0] != typeReject:
+		return r, false
+	case len(b) == rejectShortLen && b[2] == rejectVersionMismatch:
+	case len(b) == rejectLen:
+		r.code = binary.LittleEndian.Uint16(b[20:22])
+	default:
+		return r, false
+	}
+	r.version, r.reason = b[1], b[2]
+	copy(r.echo[:], b[4:20])
+	return r, true
+}
+
+// answers reports whether a REJECT answers the attempt whose HELLO starts with header: it
+// echoes the nonce, or (a version 1 server, which reads its nonce at offset 4) the HELLO's
+// bytes 4..20.
+func (r rejectInfo) answers(header [helloPrologueLen]byte) bool {
+	if r.echo == [16]byte(header[8:24]) {
+		return true
+	}
+	return r.version == 1 && r.reason == rejectVersionMismatch && r.echo == [16]byte(header[4:20])
+}
+
+// sessionHeader writes a session datagram's clear header, the associated data.
+func sessionHeader(typ byte, conv uint32, pn uint64) (h [sessionHeaderLen]byte) {
+	h[0] = typ
+	binary.LittleEndian.PutUint32(h[1:5], conv)
+	binary.LittleEndian.PutUint64(h[5:13], pn)
+	return h
+}
+
+// sealSession encodes a session datagram: the header in the clear, then the body encrypted
+// with the packet number as nonce and the header as associated data, then the tag.
+func sealSession(typ byte, conv uint32, pn uint64, body []byte, c noise.Cipher) []byte {
+	h := sessionHeader(typ, conv, pn)
+	out := make([]byte, 0, sessionOverhead+len(body))
+	out = append(out, h[:]...)
+	return c.Encrypt(out, pn, h[:], body)
+}
+
+// disconnectBody is a DISCONNECT's plaintext: reason, application code, close text (cut to
+// 123 bytes at a character boundary).
+func disconnectBody(reason byte, code uint16, text string) []byte {
+	for len(text) > maxCloseText {
+		_, size := utf8.DecodeLastRuneInString(text)
+		text = text[:len(text)-size]
+	}
+	b := []byte{reason, 0, 0}
+	binary.LittleEndian.PutUint16(b[1:3], code)
+	return append(b, text...)
+}
+
+// closeInfo is a DISCONNECT's plaintext as read: fields missing read as 0 / empty, a text
+// that is not UTF-8 or longer than 123 bytes is ignored.
+type closeInfo struct {
+	reason byte
+	code   uint16
+	text   string
+}
+
+func parseDisconnect(body []byte) (c closeInfo) {
+	if len(body) >= 1 {
+		c.reason = body[0]
+	}
+	if len(body) >= 3 {
+		c.code = binary.LittleEndian.Uint16(body[1:3])
+	}
+	if len(body) > 3 {
+		if t := body[3:]; len(t) <= maxCloseText && utf8.Valid(t) {
+			c.text = string(t)
+		}
+	}
+	return c
 }
 
 // Reasons a session datagram is dropped (the page's counter names where it has one).
 var (
-	errNotSession = errors.New("not_session")
-	errTooShort   = errors.New("too_short")
-	errWrongConv  = errors.New("wrong_conv")
-	errBadTag     = errors.New("bad_tag")
-	errBadLength  = errors.New("bad_length")
+	errNotSession    = errors.New("not_session")
+	errTooShort      = errors.New("too_short")
+	errWrongConv     = errors.New("wrong_conv")
+	errDecryptFailed = errors.New("decrypt_failed")
 )
 
-// openSession checks a session datagram's type, conv and tag (in constant time) and returns
-// its type, packet number and body. It does not look at the replay window.
-func openSession(b []byte, conv uint32, key []byte) (typ byte, pn uint64, body []byte, err error) {
+// openSession checks a session datagram's type, length and conv, then decrypts it (which
+// authenticates the header, the packet number and the body) in place, and returns its type,
+// packet number and plaintext (a slice of b). It does not look at the replay window.
+func openSession(b []byte, conv uint32, c noise.Cipher) (typ byte, pn uint64, body []byte, err error) {
 	if len(b) == 0 || b[0] < typeData || b[0] > typeDisconnect {
 		return 0, 0, nil, errNotSession
 	}
@@ -192,23 +374,16 @@ func openSession(b []byte, conv uint32, key []byte) (typ byte, pn uint64, body [
 	if binary.LittleEndian.Uint32(b[1:5]) != conv {
 		return 0, 0, nil, errWrongConv
 	}
-	end := len(b) - tagLen
-	if !hmac.Equal(hmacSHA256(key, b[:end])[:tagLen], b[end:]) {
-		return 0, 0, nil, errBadTag
+	pn = binary.LittleEndian.Uint64(b[5:13])
+	body, err = c.Decrypt(b[sessionHeaderLen:sessionHeaderLen], pn, b[:sessionHeaderLen], b[sessionHeaderLen:])
+	if err != nil {
+		return 0, 0, nil, errDecryptFailed
 	}
-	typ = b[0]
-	body = b[sessionHeaderLen:end]
-	switch {
-	case typ == typeData && len(body) == 0,
-		typ == typeKeepalive && len(body) != 0,
-		typ == typeDisconnect && len(body) != 1:
-		return 0, 0, nil, errBadLength
-	}
-	return typ, binary.LittleEndian.Uint64(b[5:13]), body, nil
+	return b[0], pn, body, nil
 }
 
 // replayWindow remembers the highest packet number accepted and which of the 1024 numbers
-// below it were seen.
+// up to it were seen.
 type replayWindow struct {
 	any     bool
 	highest uint64
@@ -232,7 +407,7 @@ func (w *replayWindow) fresh(n uint64) bool {
 	return w.bits[word]&mask == 0
 }
 
-// record marks n as seen; call it only after the tag verified and fresh(n) held.
+// record marks n as seen; call it only after the datagram decrypted and fresh(n) held.
 func (w *replayWindow) record(n uint64) {
 	switch {
 	case !w.any:
@@ -255,10 +430,12 @@ func (w *replayWindow) record(n uint64) {
 }
 
 // handshakeError is a handshake that did not end in ACCEPT; reason is a protocol name
-// (auth_rejected, capacity, handshake_timeout, ...).
+// (auth_rejected, capacity, unknown_server_key, server_auth_failed, handshake_timeout, ...).
 type handshakeError struct {
 	reason string
 	detail string
+	// code is an auth_rejected REJECT's application code (0: none).
+	code uint16
 }
 
 func (e *handshakeError) Error() string {
@@ -279,32 +456,38 @@ type wireCounters struct {
 type secureSession struct {
 	conn   *net.UDPConn
 	server *net.UDPAddr
-	wire   wireCounters
+	// serverKey is the server static public key the client pins (32 bytes).
+	serverKey []byte
+	// rng supplies nonces and ephemeral keys (nil: crypto/rand).
+	rng  io.Reader
+	wire wireCounters
 
-	conv           uint32
-	idleTimeout    time.Duration
-	keyC2S, keyS2C []byte
-	sendPN         uint64
-	replay         replayWindow
-	lastSent       time.Time
-	engine         *kcp.KCP
-	ackNoDelay     bool
-	sendErr        error
+	conv         uint32
+	idleTimeout  time.Duration
+	sendC, recvC noise.Cipher
+	sendPN       uint64
+	replay       replayWindow
+	lastSent     time.Time
+	// lastValid is when the last authentic datagram arrived (the client's idle clock).
+	lastValid  time.Time
+	engine     *kcp.KCP
+	ackNoDelay bool
+	sendErr    error
 
 	// Datagrams dropped after the handshake, by reason.
 	dropped map[string]uint64
-	// peerDisconnect is the reason of a DISCONNECT from the server, "" while none came.
+	// peerDisconnect is why the server ended the session, "" while it has not: a DISCONNECT
+	// reason, or "reset".
 	peerDisconnect string
-	handshakeTime  time.Duration
-	// sentTags holds the packet number + 1 (0: empty) and tag of the latest session datagrams
-	// sent, by packet number modulo sentTagsLen (protocol.md, "RESET").
+	// peerClose is the server's DISCONNECT (its code and text), when one came.
+	peerClose     closeInfo
+	handshakeTime time.Duration
+	// sentTags holds the packet number + 1 (0: empty) and tag echo of the latest session
+	// datagrams sent, by packet number modulo sentTagsLen (protocol.md, "RESET").
 	sentTags [sentTagsLen]struct {
-		pn1 uint64
-		tag [tagLen]byte
+		pn1  uint64
+		echo [tagEchoLen]byte
 	}
-	// keepalivesReceived counts the server's KEEPALIVEs. The client does not time the server
-	// out by itself: protocol.md does not say when (or whether) a server sends keepalives to a
-	// quiet client, so silence is not proof of a dead session; --timeout-ms bounds a run.
 	keepalivesReceived uint64
 }
 
@@ -334,27 +517,41 @@ func (s *secureSession) read(buf []byte, deadline time.Time) ([]byte, error) {
 	return buf[:n], nil
 }
 
+// Handshake retransmission (protocol.md, "Client timers").
+const (
+	helloFirstWait = 250 * time.Millisecond
+	helloMaxWait   = 2 * time.Second
+)
+
 // handshake runs HELLO → (COOKIE → HELLO) → ACCEPT. It retransmits the current HELLO after
 // 250 ms, 500 ms, 1 s, then every 2 s, restarts at 250 ms on a COOKIE, and gives up after
-// timeout. A REJECT ends it with the REJECT's reason.
+// timeout. A REJECT ends it with the REJECT's reason, an ACCEPT that does not decrypt with
+// server_auth_failed. Replies are taken from any source address.
 func (s *secureSession) handshake(version byte, token []byte, timeout time.Duration) (acceptInfo, error) {
 	start := time.Now()
 	giveUp := start.Add(timeout)
+	rng := s.rng
+	if rng == nil {
+		rng = rand.Reader
+	}
 	var nonce, cookie [16]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
+	if _, err := io.ReadFull(rng, nonce[:]); err != nil {
 		return acceptInfo{}, err
 	}
-	hello := buildHello(version, nonce, cookie, token)
-	const firstWait, maxWait = 250 * time.Millisecond, 2 * time.Second
-	wait := firstWait
+	attempt, err := newHelloAttempt(version, s.serverKey, nonce, token, rng)
+	if err != nil {
+		return acceptInfo{}, err
+	}
+	hello := attempt.datagram(cookie)
+	wait := helloFirstWait
 	if err := s.write(hello); err != nil {
 		return acceptInfo{}, err
 	}
 	resendAt := time.Now().Add(wait)
-	// Every reply has an exact length of at most 60 bytes; a larger datagram, truncated here,
+	// Every reply has an exact length of at most 76 bytes; a larger datagram, truncated here,
 	// is dropped for its length all the same. (bench-client runs thousands of handshakes at
 	// once: keep this small.)
-	buf := make([]byte, 2048)
+	buf := make([]byte, 256)
 	for {
 		now := time.Now()
 		if !now.Before(giveUp) {
@@ -364,7 +561,7 @@ func (s *secureSession) handshake(version byte, token []byte, timeout time.Durat
 			if err := s.write(hello); err != nil {
 				return acceptInfo{}, err
 			}
-			wait = min(2*wait, maxWait)
+			wait = min(2*wait, helloMaxWait)
 			resendAt = now.Add(wait)
 		}
 		deadline := resendAt
@@ -386,45 +583,58 @@ func (s *secureSession) handshake(version byte, token []byte, timeout time.Durat
 				continue
 			}
 			cookie = c
-			hello = buildHello(version, nonce, cookie, token)
+			hello = attempt.datagram(cookie)
 			if err := s.write(hello); err != nil {
 				return acceptInfo{}, err
 			}
-			wait = firstWait
+			wait = helloFirstWait
 			resendAt = time.Now().Add(wait)
 		case typeAccept:
-			a, ok := parseAccept(d)
-			if !ok || a.nonce != nonce {
+			n, ok := acceptNonce(d)
+			if !ok || n != nonce {
 				continue
+			}
+			a, err := attempt.readAccept(d)
+			if err == errServerAuth {
+				return acceptInfo{}, &handshakeError{reason: "server_auth_failed", detail: "the ACCEPT does not decrypt: the server does not hold the pinned key"}
+			}
+			if err != nil {
+				return acceptInfo{}, &handshakeError{reason: "protocol_violation", detail: err.Error()}
 			}
 			s.handshakeTime = time.Since(start)
 			return a, nil
 		case typeReject:
-			v, reason, n, ok := parseReject(d)
-			if !ok || n != nonce {
+			r, ok := parseReject(d)
+			if !ok || !r.answers(attempt.header) {
 				continue
 			}
-			e := &handshakeError{reason: reasonName(rejectReasons, reason)}
-			if reason == 1 {
-				e.detail = fmt.Sprintf("the server speaks version %d", v)
+			e := &handshakeError{reason: reasonName(rejectReasons, r.reason), code: r.code}
+			switch r.reason {
+			case rejectVersionMismatch:
+				e.detail = fmt.Sprintf("the server speaks version %d", r.version)
+			case rejectAuthRejected:
+				if r.code != 0 {
+					e.detail = fmt.Sprintf("application code %d", r.code)
+				}
 			}
 			return acceptInfo{}, e
 		}
 	}
 }
 
-// establish sets up the session from an ACCEPT: the conv, the keys and the keepalive clock.
-// Whatever carries KCP over the session (start's engine for secure-client, a kcp-go
-// UDPSession on a pushConn for bench-client) is the caller's.
+// establish sets up the session from an ACCEPT: the conv, the ciphers and the keepalive and
+// idle clocks. Whatever carries KCP over the session (start's engine for secure-client, a
+// kcp-go UDPSession on a pushConn for bench-client) is the caller's.
 func (s *secureSession) establish(a acceptInfo) {
 	s.conv = a.conv
 	s.idleTimeout = time.Duration(a.idleTimeoutMs) * time.Millisecond
-	s.keyC2S, s.keyS2C = deriveKeys(a.secret[:])
+	s.sendC, s.recvC = a.send, a.recv
 	s.dropped = map[string]uint64{}
 	s.lastSent = time.Now()
+	s.lastValid = s.lastSent
 }
 
-// start establishes the session and gives it its own low-level engine (MTU = wire MTU - 21),
+// start establishes the session and gives it its own low-level engine (MTU = wire MTU - 29),
 // whose output leaves in DATA datagrams.
 func (s *secureSession) start(a acceptInfo, opts *kcpOpts) {
 	s.establish(a)
@@ -442,10 +652,10 @@ func (s *secureSession) start(a acceptInfo, opts *kcpOpts) {
 
 // send seals body in a session datagram with the next packet number and sends it.
 func (s *secureSession) send(typ byte, body []byte) error {
-	d := sealSession(typ, s.conv, s.sendPN, body, s.keyC2S)
+	d := sealSession(typ, s.conv, s.sendPN, body, s.sendC)
 	slot := &s.sentTags[s.sendPN%sentTagsLen]
 	slot.pn1 = s.sendPN + 1
-	copy(slot.tag[:], d[len(d)-tagLen:])
+	copy(slot.echo[:], d[len(d)-tagLen:])
 	s.sendPN++
 	s.lastSent = time.Now()
 	return s.write(d)
@@ -454,10 +664,11 @@ func (s *secureSession) send(typ byte, body []byte) error {
 // keepaliveEvery is a quarter of the server's idle timeout (0: the server announced none).
 func (s *secureSession) keepaliveEvery() time.Duration { return s.idleTimeout / 4 }
 
-// receive handles one datagram after the handshake: session datagrams are verified, checked
-// against the replay window and then acted on; everything else is dropped (a repeated ACCEPT
-// included: the session already exists). It returns the body of a DATA datagram (a slice of
-// d), which the caller feeds to its KCP engine, and nil for anything else.
+// receive handles one datagram after the handshake: session datagrams are decrypted, checked
+// against the replay window and then acted on; a RESET is checked against the tags sent;
+// everything else is dropped (a repeated ACCEPT included: the session already exists). It
+// returns the plaintext of a DATA datagram (a slice of d), which the caller feeds to its KCP
+// engine, and nil for anything else.
 func (s *secureSession) receive(d []byte) (data []byte) {
 	if len(d) > 0 && d[0] == typeReset {
 		if reason := s.checkReset(d); reason != "" {
@@ -467,7 +678,7 @@ func (s *secureSession) receive(d []byte) (data []byte) {
 		}
 		return nil
 	}
-	typ, pn, body, err := openSession(d, s.conv, s.keyS2C)
+	typ, pn, body, err := openSession(d, s.conv, s.recvC)
 	if err != nil {
 		if err == errNotSession && len(d) > 0 && d[0] == typeAccept {
 			err = errors.New("late_accept")
@@ -480,13 +691,19 @@ func (s *secureSession) receive(d []byte) (data []byte) {
 		return nil
 	}
 	s.replay.record(pn)
+	s.lastValid = time.Now()
 	switch typ {
 	case typeData:
+		if len(body) == 0 {
+			s.dropped["empty_data"]++
+			return nil
+		}
 		return body
 	case typeKeepalive:
 		s.keepalivesReceived++
 	case typeDisconnect:
-		s.peerDisconnect = reasonName(disconnectReasons, body[0])
+		s.peerClose = parseDisconnect(body)
+		s.peerDisconnect = reasonName(disconnectReasons, s.peerClose.reason)
 	}
 	return nil
 }
@@ -503,7 +720,7 @@ func (s *secureSession) checkReset(d []byte) string {
 	}
 	pn := binary.LittleEndian.Uint64(d[5:13])
 	slot := &s.sentTags[pn%sentTagsLen]
-	if slot.pn1 == 0 || slot.pn1 != pn+1 || !hmac.Equal(slot.tag[:], d[13:]) {
+	if slot.pn1 == 0 || slot.pn1 != pn+1 || subtle.ConstantTimeCompare(slot.echo[:], d[13:resetLen]) != 1 {
 		return "reset_tag"
 	}
 	return ""
@@ -511,9 +728,10 @@ func (s *secureSession) checkReset(d []byte) string {
 
 // disconnect sends DISCONNECT three times, each copy with its own packet number (numbers are
 // never reused under one key, and the receiver's replay window would refuse a repeat).
-func (s *secureSession) disconnect(reason byte) {
-	for range 3 {
-		s.send(typeDisconnect, []byte{reason})
+func (s *secureSession) disconnect(reason byte, code uint16, text string) {
+	body := disconnectBody(reason, code, text)
+	for range disconnectCopies {
+		s.send(typeDisconnect, body)
 	}
 }
 
@@ -559,6 +777,7 @@ func applyPreset(fs *flag.FlagSet, preset string, opts *kcpOpts) error {
 // echoConfig is what a secure-client run does.
 type echoConfig struct {
 	addr             string
+	serverKey        []byte
 	count            int
 	minSize, maxSize int
 	seed             int64
@@ -567,8 +786,16 @@ type echoConfig struct {
 	window           int
 	timeout          time.Duration
 	handshakeTimeout time.Duration
-	linger           time.Duration
-	opts             kcpOpts
+	// idleTimeout closes the session (DISCONNECT idle_timeout) when nothing authentic
+	// arrived for this long (0: never).
+	idleTimeout time.Duration
+	linger      time.Duration
+	// closeCode and closeText go in the client's DISCONNECT.
+	closeCode uint16
+	closeText string
+	opts      kcpOpts
+	// rng replaces crypto/rand for the nonce and ephemeral key (tests only).
+	rng io.Reader
 }
 
 // echoResult is the JSON line of a run, successful or not.
@@ -576,6 +803,7 @@ type echoResult struct {
 	OK                    bool              `json:"ok"`
 	Error                 string            `json:"error,omitempty"`
 	Reason                string            `json:"reason,omitempty"`
+	RejectCode            uint16            `json:"reject_code,omitempty"`
 	Mode                  string            `json:"mode"`
 	Sent                  int               `json:"sent"`
 	Received              int               `json:"received"`
@@ -588,18 +816,24 @@ type echoResult struct {
 	Dropped               map[string]uint64 `json:"dropped,omitempty"`
 	Local                 string            `json:"local,omitempty"`
 	Conv                  uint32            `json:"conv,omitempty"`
+	KeyID                 string            `json:"key_id,omitempty"`
 	ServerIdleTimeoutMs   int64             `json:"server_idle_timeout_ms,omitempty"`
 	HandshakeMs           int64             `json:"handshake_ms"`
 	ElapsedMs             int64             `json:"elapsed_ms"`
 	PacketNumbersSent     uint64            `json:"packet_numbers_sent"`
 	HighestPacketReceived uint64            `json:"highest_packet_received"`
 	KeepalivesReceived    uint64            `json:"keepalives_received"`
+	// The server's DISCONNECT, when it ended the session: its reason, code and text.
+	PeerReason string `json:"peer_reason,omitempty"`
+	CloseCode  uint16 `json:"close_code,omitempty"`
+	CloseText  string `json:"close_text,omitempty"`
 }
 
 // secureEcho connects, sends cfg.count messages, checks every echo byte for byte, and ends
-// the session with DISCONNECT (local_closed). On failure the result has OK false, Error set
-// and, where the protocol names it, Reason (a REJECT reason, handshake_timeout, the reason of
-// the server's DISCONNECT, timeout).
+// the session with DISCONNECT (local_closed, cfg.closeCode, cfg.closeText). On failure the
+// result has OK false, Error set and, where the protocol names it, Reason (a REJECT reason,
+// server_auth_failed, handshake_timeout, the reason of the server's DISCONNECT, reset,
+// idle_timeout, timeout).
 func secureEcho(cfg echoConfig) (res echoResult) {
 	start := time.Now()
 	res.Mode = "secure"
@@ -615,8 +849,12 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 		return res
 	}
 	defer conn.Close()
-	s := &secureSession{conn: conn, server: raddr}
+	s := &secureSession{conn: conn, server: raddr, serverKey: cfg.serverKey, rng: cfg.rng}
 	res.Local = conn.LocalAddr().String()
+	if len(cfg.serverKey) == noiseKeyLen {
+		id := keyID(cfg.serverKey)
+		res.KeyID = hex.EncodeToString(id[:])
+	}
 	defer func() {
 		res.ElapsedMs = time.Since(start).Milliseconds()
 		res.WireBytesSent, res.WireBytesReceived = s.wire.bytesSent, s.wire.bytesReceived
@@ -625,6 +863,10 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 		res.Conv, res.ServerIdleTimeoutMs = s.conv, s.idleTimeout.Milliseconds()
 		res.PacketNumbersSent, res.HighestPacketReceived = s.sendPN, s.replay.highest
 		res.KeepalivesReceived = s.keepalivesReceived
+		if s.peerDisconnect != "" && s.peerDisconnect != "reset" {
+			res.PeerReason = s.peerDisconnect
+			res.CloseCode, res.CloseText = s.peerClose.code, s.peerClose.text
+		}
 		if len(s.dropped) > 0 {
 			res.Dropped = s.dropped
 		}
@@ -636,7 +878,7 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 	if err != nil {
 		var he *handshakeError
 		if errors.As(err, &he) {
-			res.Reason = he.reason
+			res.Reason, res.RejectCode = he.reason, he.code
 		}
 		res.Error = err.Error()
 		return res
@@ -651,6 +893,7 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 	buf := make([]byte, 65536)
 	msg := make([]byte, 256*cfg.opts.mtu)
 	var lingerUntil time.Time
+	closeReason := byte(disconnectLocalClosed)
 	for res.Error == "" {
 		now := time.Now()
 		switch {
@@ -660,6 +903,11 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 		case s.peerDisconnect != "":
 			res.Error = fmt.Sprintf("the server disconnected (%s) after %d of %d echoes", s.peerDisconnect, res.Received, cfg.count)
 			res.Reason = s.peerDisconnect
+			continue
+		case cfg.idleTimeout > 0 && now.Sub(s.lastValid) >= cfg.idleTimeout:
+			res.Error = fmt.Sprintf("nothing authentic from the server for %d ms after %d of %d echoes", cfg.idleTimeout.Milliseconds(), res.Received, cfg.count)
+			res.Reason = "idle_timeout"
+			closeReason = disconnectIdleTimeout
 			continue
 		case !now.Before(deadline):
 			res.Error = fmt.Sprintf("timeout after %d ms: %d of %d echoes received", cfg.timeout.Milliseconds(), res.Received, cfg.count)
@@ -697,6 +945,11 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 		wake := time.Now().Add(max(untilCheck(s.engine), time.Millisecond))
 		if every > 0 {
 			if k := s.lastSent.Add(every); k.Before(wake) {
+				wake = k
+			}
+		}
+		if cfg.idleTimeout > 0 {
+			if k := s.lastValid.Add(cfg.idleTimeout); k.Before(wake) {
 				wake = k
 			}
 		}
@@ -741,7 +994,7 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 	if s.peerDisconnect == "" {
 		// Flush what the engine owes (the ACKs of the last echoes), then say goodbye.
 		s.engine.Update()
-		s.disconnect(disconnectLocalClosed)
+		s.disconnect(closeReason, cfg.closeCode, cfg.closeText)
 	}
 	return res
 }
@@ -749,26 +1002,40 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 func runSecureClient(args []string) {
 	fs := flag.NewFlagSet("secure-client", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:4000", "server address HOST:PORT")
+	serverKey := fs.String("server-key", "", "the server's static public key (required): base64 as server.publicKey prints it, or 64 hex digits")
 	count := fs.Int("count", 1000, "number of messages")
 	minSize := fs.Int("min-size", 1, "smallest message size in bytes")
 	maxSize := fs.Int("max-size", 1000, "largest message size in bytes (the engine fragments messages larger than its mss)")
 	seed := fs.Int64("seed", 1, "seed for message sizes and contents")
-	token := fs.String("token", "", "application token carried in the HELLO (at most 1024 bytes)")
+	token := fs.String("token", "", "application token carried (encrypted) in the HELLO (at most 1024 bytes)")
 	preset := fs.String("preset", "game", "kcpwatch KCP preset for the KCP flags not given (only game is known)")
 	timeoutMs := fs.Int("timeout-ms", 30000, "overall timeout in ms")
 	handshakeMs := fs.Int("handshake-timeout-ms", 10000, "give up the handshake after this many ms")
+	idleMs := fs.Int("idle-ms", 30000, "close the session (idle_timeout) when nothing authentic arrived for this many ms (0: never)")
 	window := fs.Int("window", 64, "messages outstanding at once")
 	lingerMs := fs.Int("linger-ms", 0, "keep the session open (with keepalives) this long after the last echo before DISCONNECT")
+	closeCode := fs.Int("close-code", 0, "application close code in the client's DISCONNECT (0..65535; 0: none)")
+	closeText := fs.String("close-text", "", "application close text in the client's DISCONNECT (UTF-8, at most 123 bytes)")
 	helloVersion := fs.Int("hello-version", protocolVersion, "version byte of the HELLO (to test version_mismatch)")
 	var opts kcpOpts
 	opts.register(fs)
-	fs.Lookup("mtu").Usage = "largest UDP payload in bytes; the KCP engine's MTU is this minus 21 (the session framing)"
+	fs.Lookup("mtu").Usage = fmt.Sprintf("largest UDP payload in bytes; the KCP engine's MTU is this minus %d (the session framing)", sessionOverhead)
 	fs.Parse(args)
+	if fs.NArg() > 0 {
+		usageError("secure-client: unexpected argument %q", fs.Arg(0))
+	}
 	if err := applyPreset(fs, *preset, &opts); err != nil {
 		usageError("secure-client: %v", err)
 	}
 	if err := opts.validate(); err != nil {
 		usageError("secure-client: %v", err)
+	}
+	if *serverKey == "" {
+		usageError("secure-client: --server-key is required (the server's public key: server.publicKey)")
+	}
+	key, err := parseServerKey(*serverKey)
+	if err != nil {
+		usageError("secure-client: --server-key: %v", err)
 	}
 	mss := opts.mtu - sessionOverhead - kcpOverhead
 	switch {
@@ -792,14 +1059,22 @@ func runSecureClient(args []string) {
 		usageError("secure-client: --hello-version must fit in a byte")
 	case *handshakeMs < 1 || *timeoutMs < 1:
 		usageError("secure-client: --handshake-timeout-ms and --timeout-ms must be positive")
+	case *idleMs < 0:
+		usageError("secure-client: --idle-ms must be >= 0")
+	case *closeCode < 0 || *closeCode > 65535:
+		usageError("secure-client: --close-code must be in 0..65535")
+	case len(*closeText) > maxCloseText || !utf8.ValidString(*closeText):
+		usageError("secure-client: --close-text must be UTF-8 of at most %d bytes", maxCloseText)
 	}
 	res := secureEcho(echoConfig{
-		addr: *addr, count: *count, minSize: *minSize, maxSize: *maxSize, seed: *seed,
+		addr: *addr, serverKey: key, count: *count, minSize: *minSize, maxSize: *maxSize, seed: *seed,
 		token: []byte(*token), helloVersion: byte(*helloVersion), window: *window,
 		timeout:          time.Duration(*timeoutMs) * time.Millisecond,
 		handshakeTimeout: time.Duration(*handshakeMs) * time.Millisecond,
+		idleTimeout:      time.Duration(*idleMs) * time.Millisecond,
 		linger:           time.Duration(*lingerMs) * time.Millisecond,
-		opts:             opts,
+		closeCode:        uint16(*closeCode), closeText: *closeText,
+		opts: opts,
 	})
 	emit(res)
 	if !res.OK {

@@ -14,7 +14,7 @@ use crate::errors::invalid;
 /// One rule's threshold and window.
 #[napi(object)]
 pub struct RuleThresholdOptions {
-    /// `KCPW-001` ... `KCPW-009`.
+    /// `KCPW-001` ... `KCPW-010`.
     pub rule: String,
     pub threshold: u32,
     /// Milliseconds.
@@ -59,7 +59,7 @@ pub struct RuleInfo {
 fn rule_by_id(id: &str) -> napi::Result<Rule> {
     Rule::ALL.into_iter().find(|r| r.id() == id).ok_or_else(|| {
         invalid(format!(
-            "unknown detection rule {id:?} (KCPW-001 to KCPW-009)"
+            "unknown detection rule {id:?} (KCPW-001 to KCPW-010)"
         ))
     })
 }
@@ -78,6 +78,7 @@ fn slot(config: &mut DetectorConfig, rule: Rule) -> ThresholdSlot<'_> {
         ),
         Rule::ChurnSource => ThresholdSlot::Plain(&mut config.churn_source),
         Rule::PerIpCap => ThresholdSlot::Plain(&mut config.per_ip_cap),
+        Rule::DecryptFailedSource => ThresholdSlot::Plain(&mut config.decrypt_failed_source),
     }
 }
 
@@ -162,6 +163,7 @@ pub fn detector_rules() -> Vec<RuleInfo> {
                     | Rule::ConvScanSource
                     | Rule::ChurnSource
                     | Rule::PerIpCap
+                    | Rule::DecryptFailedSource
             );
             RuleInfo {
                 id: rule.id().into(),

@@ -381,16 +381,53 @@ impl NativeEndpoint {
             .map_err(to_js)
     }
 
+    /// Refuses an authentication request with the application's reason code (1..=65535),
+    /// which the client receives in the REJECT (`KcpAuthRejectedError.appCode`).
+    #[napi]
+    pub fn reject_auth(&self, id: f64, app_code: u32) -> Result<()> {
+        if !(id >= 0.0 && id.fract() == 0.0) {
+            return Err(crate::errors::invalid(format!(
+                "auth request id must be a non-negative integer, got {id}"
+            )));
+        }
+        let code = u16::try_from(app_code)
+            .ok()
+            .filter(|c| *c != 0)
+            .ok_or_else(|| {
+                crate::errors::invalid(format!(
+                    "an authentication refusal code must be an integer in 1..65535, got {app_code}"
+                ))
+            })?;
+        self.runtime()?.reject_auth(id as u64, code).map_err(to_js)
+    }
+
     /// Queues a packed batch of messages (see `kcpwatch::Runtime::send_batch`).
     #[napi]
     pub fn send_batch(&self, batch: Buffer) -> Result<()> {
         self.runtime()?.send_batch(batch.to_vec()).map_err(to_js)
     }
 
-    /// Closes one connection gracefully.
+    /// Closes one connection gracefully; with `code` (1..=65535) and `text`, a secure
+    /// session's DISCONNECT carries the application's close code and text to the peer.
     #[napi]
-    pub fn close_connection(&self, handle: u32) -> Result<()> {
-        self.runtime()?.close_connection(handle).map_err(to_js)
+    pub fn close_connection(
+        &self,
+        handle: u32,
+        code: Option<u32>,
+        text: Option<String>,
+    ) -> Result<()> {
+        match code {
+            None | Some(0) => self.runtime()?.close_connection(handle).map_err(to_js),
+            Some(code) => {
+                let code = u16::try_from(code).map_err(|_| {
+                    crate::errors::invalid(format!("close code must be at most 65535, got {code}"))
+                })?;
+                let close = kcpwatch_proto::AppClose::new(code, text.as_deref().unwrap_or(""));
+                self.runtime()?
+                    .close_connection_with(handle, close)
+                    .map_err(to_js)
+            }
+        }
     }
 
     /// Closes every connection gracefully with `shutdown` and accepts no new ones: queued

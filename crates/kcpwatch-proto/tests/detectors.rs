@@ -253,6 +253,72 @@ fn kcpw_009_per_ip_cap_reached() {
 }
 
 #[test]
+fn kcpw_010_undecryptable_datagrams_from_one_source() {
+    // A live secure session; then copies of one of the client's DATA datagrams with a
+    // ciphertext bit flipped, from the client's address (a tampering proxy in front of it):
+    // each fails the AEAD and is dropped as decrypt_failed.
+    let (server, client) = secure_configs(10, Preset::Game.config());
+    let mut p = Pair::with_configs(server, client, Link::clean(), 1_000);
+    p.record = true;
+    p.establish();
+    let now = p.clock();
+    p.client.send(now, p.client_conn, b"move 3 4").unwrap();
+    let mut got = Vec::new();
+    assert!(p.run_until(5_000, |p| {
+        p.server_recv_all(&mut got);
+        !got.is_empty()
+    }));
+    let data = p
+        .client_datagrams
+        .iter()
+        .rev()
+        .find(|d| d[0] == wire::TYPE_DATA)
+        .unwrap()
+        .clone();
+    let from = addr(common::CLIENT);
+    let alerts_now = |p: &Pair| -> Vec<Alert> {
+        p.server_security
+            .iter()
+            .filter_map(|e| match e {
+                SecurityEvent::Alert(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for i in 0..9 {
+        let mut forged = data.clone();
+        forged[wire::SESSION_HEADER_LEN + i % 3] ^= 0x20;
+        p.inject_to_server(from, &forged);
+        p.advance(500);
+    }
+    assert!(alerts_now(&p).is_empty(), "{:?}", alerts_now(&p));
+    for _ in 0..3 {
+        let mut forged = data.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x01;
+        p.inject_to_server(from, &forged);
+    }
+    let a = alerts_now(&p);
+    assert_eq!(rules(&a), ["KCPW-010"]);
+    assert_eq!(a[0].key, Some(from.ip()));
+    assert_eq!(
+        (a[0].threshold, a[0].window_ms, a[0].observed),
+        (10, 10_000, 10)
+    );
+    assert_eq!(a[0].rule.name(), "decrypt_failed_source");
+    assert_eq!(a[0].rule.technique(), Some("T1565.002"));
+    assert_eq!(a[0].rule.severity(), Severity::Warning);
+    assert_eq!(
+        p.server
+            .stats()
+            .dropped_by(kcpwatch_proto::DropTrigger::DecryptFailed),
+        12
+    );
+    // The session goes on: forgeries are dropped, never delivered, and end nothing.
+    assert_eq!(p.server.connection_count(), 1);
+}
+
+#[test]
 fn normal_traffic_raises_no_alert() {
     let (server, client) = secure_configs(31, Preset::Game.config());
     let mut p = Pair::with_configs(server, client, Link::lossy(0.05), 1_000);

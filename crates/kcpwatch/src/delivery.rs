@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use kcpwatch_proto::{ConnectionSummary, Initiator};
+use kcpwatch_proto::{AppClose, ConnectionSummary, Initiator};
 
 /// What a record carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,9 @@ pub enum RecordKind {
     /// A connection ended: reason code u8, initiator u8, then the summary as u64s
     /// (duration_ms, datagrams_in, bytes_in, datagrams_out, bytes_out, payload_bytes_in,
     /// payload_bytes_out, messages_in, messages_out, retransmitted segments, guard drops) and
-    /// u32s (srtt, rttvar, rto).
+    /// u32s (srtt, rttvar, rto), then the peer's DISCONNECT reason code u8 (0: none; secure
+    /// mode), the application's close code u16 (0: none) and its text, u8-length-prefixed
+    /// (ours when we closed, the peer's when its DISCONNECT carried them).
     Closed = 3,
     /// Bytes the peer acknowledged over the connection's life: u64. Sent, at most once per
     /// published batch, for connections with bytes JavaScript sent and the peer has not
@@ -33,7 +35,8 @@ pub enum RecordKind {
     /// Secure mode, client: the handshake completed; conv u32 (the server assigned it).
     Established = 6,
     /// Secure mode, client: the handshake failed; u8-length-prefixed reason
-    /// (`handshake_timeout`, `auth_rejected`, `capacity`, ...).
+    /// (`handshake_timeout`, `auth_rejected`, `capacity`, ...), then the application's reason
+    /// code u16 from an `auth_rejected` REJECT (0: none).
     ConnectFailed = 7,
     /// Secure mode, server: a validated client presented a token (handle 0). Request id u64,
     /// remote port u16, local port u16, then u8-length-prefixed remote ip, local ip and uid,
@@ -107,8 +110,16 @@ impl RecordWriter {
         self.bytes[len_at..start].copy_from_slice(&(written as u32).to_le_bytes());
     }
 
-    /// A connection ended.
-    pub fn closed(&mut self, handle: u32, reason: u8, initiator: Initiator, s: &ConnectionSummary) {
+    /// A connection ended; `peer_reason` is the code of the reason the peer's DISCONNECT gave.
+    pub fn closed(
+        &mut self,
+        handle: u32,
+        reason: u8,
+        initiator: Initiator,
+        s: &ConnectionSummary,
+        peer_reason: Option<u8>,
+        app_close: &AppClose,
+    ) {
         let u64s = [
             s.duration_ms,
             s.datagrams_in,
@@ -126,7 +137,12 @@ impl RecordWriter {
         self.header(
             RecordKind::Closed,
             handle,
-            2 + u64s.len() * 8 + u32s.len() * 4,
+            2 + u64s.len() * 8
+                + u32s.len() * 4
+                + 1
+                + 2
+                + 1
+                + app_close.text.as_str().len().min(255),
         );
         self.bytes.push(reason);
         self.bytes.push(match initiator {
@@ -139,6 +155,9 @@ impl RecordWriter {
         for v in u32s {
             self.bytes.extend_from_slice(&v.to_le_bytes());
         }
+        self.bytes.push(peer_reason.unwrap_or(0));
+        self.bytes.extend_from_slice(&app_close.code.to_le_bytes());
+        self.short_str(app_close.text.as_str());
     }
 
     /// A client's handshake completed.
@@ -148,9 +167,14 @@ impl RecordWriter {
     }
 
     /// A client's handshake failed.
-    pub fn connect_failed(&mut self, handle: u32, reason: &str) {
-        self.header(RecordKind::ConnectFailed, handle, 1 + reason.len().min(255));
+    pub fn connect_failed(&mut self, handle: u32, reason: &str, app_code: u16) {
+        self.header(
+            RecordKind::ConnectFailed,
+            handle,
+            1 + reason.len().min(255) + 2,
+        );
         self.short_str(reason);
+        self.bytes.extend_from_slice(&app_code.to_le_bytes());
     }
 
     /// A token for the application's `authenticate`.

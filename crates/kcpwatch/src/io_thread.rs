@@ -15,8 +15,8 @@ use kcpwatch_proto::events::{
     StatsEvent, Violation,
 };
 use kcpwatch_proto::{
-    ConnectionHandle, Endpoint, EndpointEvent, Millis, Mode, SecurityEvent, SendError,
-    SessionConfig, Unreachable,
+    AppClose, CloseReason, ConnectionHandle, Endpoint, EndpointEvent, Millis, Mode, SecurityEvent,
+    SendError, SessionConfig, Unreachable,
 };
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, debug_span, warn};
@@ -44,12 +44,18 @@ pub(crate) enum Command {
     },
     Send(Vec<u8>),
     Close(u32),
+    /// Closes a connection gracefully with the application's close code and text, which a
+    /// secure session's DISCONNECT carries to the peer.
+    CloseWith(u32, AppClose),
     InjectFault(u32),
     /// Closes every connection gracefully with `shutdown`, lingering at most this many ms
     /// (each connection's own linger when `None`), and accepts no new ones.
     CloseAll(Option<u32>),
     /// Answers an authentication request: its id and whether the token is accepted.
     ResolveAuth(u64, bool),
+    /// Refuses an authentication request with the application's reason code (1..=65535),
+    /// which the client receives in the REJECT.
+    RejectAuth(u64, u16),
     Stats(Sender<RuntimeStats>),
     /// One connection's summary so far (`None`: unknown or closed).
     ConnectionStats(u32, Sender<Option<kcpwatch_proto::ConnectionSummary>>),
@@ -512,6 +518,10 @@ impl IoThread {
                 Command::Close(handle) => self
                     .endpoint
                     .close(now, ConnectionHandle::from_bits(handle)),
+                Command::CloseWith(handle, close) => {
+                    self.endpoint
+                        .close_with(now, ConnectionHandle::from_bits(handle), close)
+                }
                 Command::CloseAll(linger_ms) => self.endpoint.shutdown_gracefully(now, linger_ms),
                 Command::InjectFault(handle) => {
                     self.endpoint
@@ -519,6 +529,9 @@ impl IoThread {
                 }
                 Command::ResolveAuth(id, accept) => {
                     self.endpoint.resolve_auth(id, accept);
+                }
+                Command::RejectAuth(id, app_code) => {
+                    self.endpoint.reject_auth(id, app_code);
                 }
                 Command::Connect {
                     remote,
@@ -826,10 +839,14 @@ impl IoThread {
                         self.writer.established(handle.to_bits(), info.conv);
                     }
                 }
-                EndpointEvent::ConnectFailed { handle, reason, .. } => {
+                EndpointEvent::ConnectFailed {
+                    handle,
+                    reason,
+                    app_code,
+                } => {
                     self.spans.remove(&handle);
                     self.writer
-                        .connect_failed(handle.to_bits(), reason.as_str());
+                        .connect_failed(handle.to_bits(), reason.as_str(), app_code);
                 }
                 EndpointEvent::AuthRequest {
                     id,
@@ -844,7 +861,8 @@ impl IoThread {
                     handle,
                     reason,
                     summary,
-                    ..
+                    peer_reason,
+                    app_close,
                 } => {
                     // Messages that arrived before the close are delivered first.
                     self.readable.retain(|h| *h != handle);
@@ -866,6 +884,8 @@ impl IoThread {
                         reason.code(),
                         reason.initiator(),
                         &summary,
+                        peer_reason.map(CloseReason::code),
+                        &app_close,
                     );
                 }
             }

@@ -277,6 +277,12 @@ impl Runtime {
         self.command(Command::ResolveAuth(id, accept))
     }
 
+    /// Refuses an authentication request with the application's reason code (1..=65535),
+    /// which the client receives in the REJECT.
+    pub fn reject_auth(&self, id: u64, app_code: u16) -> Result<(), RuntimeError> {
+        self.command(Command::RejectAuth(id, app_code))
+    }
+
     /// Opens a connection to `remote`; returns its handle, id and local address. In secure
     /// mode the handshake starts: `RecordKind::Established` or `ConnectFailed` follows, and
     /// `conv` is ignored (the server assigns it); `token` goes to the server's `authenticate`.
@@ -309,6 +315,17 @@ impl Runtime {
     /// Closes a connection gracefully.
     pub fn close_connection(&self, handle: u32) -> Result<(), RuntimeError> {
         self.command(Command::Close(handle))
+    }
+
+    /// Closes a connection gracefully with the application's close code and text (code 0:
+    /// none). A secure session's DISCONNECT carries them to the peer; raw KCP cannot, so they
+    /// only appear in this side's records.
+    pub fn close_connection_with(
+        &self,
+        handle: u32,
+        close: kcpwatch_proto::AppClose,
+    ) -> Result<(), RuntimeError> {
+        self.command(Command::CloseWith(handle, close))
     }
 
     /// Closes every connection gracefully with `shutdown` (queued data keeps flowing for at

@@ -1719,6 +1719,7 @@ fn alert(rule: Rule, key: Option<&str>, observed: u64, update: bool) -> Security
         Rule::ErrorRateSpike => (50, 60_000),
         Rule::ChurnSource => (30, 60_000),
         Rule::PerIpCap => (5, 60_000),
+        Rule::DecryptFailedSource => (10, 10_000),
     };
     SecurityEvent::Alert(Alert {
         rule,

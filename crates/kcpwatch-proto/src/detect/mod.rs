@@ -64,6 +64,8 @@ pub struct DetectorConfig {
     pub churn_source: Threshold,
     /// KCPW-009: refusals of one source by the per-address or per-prefix connection cap.
     pub per_ip_cap: Threshold,
+    /// KCPW-010: session datagrams from one source that failed authenticated decryption.
+    pub decrypt_failed_source: Threshold,
     /// Enforcement (off when 0): a source a per-source rule fires for may open no new
     /// connection for this long (its established ones continue).
     pub refuse_ms: u64,
@@ -115,6 +117,13 @@ impl Default for DetectorConfig {
                 threshold: 5,
                 window_ms: 60_000,
             },
+            // A genuine peer produces none (UDP's checksum catches corruption, a restarted
+            // server answers stale sessions with RESET rather than failing to decrypt them):
+            // ten in ten seconds is someone altering or forging a live session's datagrams.
+            decrypt_failed_source: Threshold {
+                threshold: 10,
+                window_ms: 10_000,
+            },
             refuse_ms: 0,
             enforce_rules: Vec::new(),
             allow_list: Vec::new(),
@@ -143,11 +152,13 @@ pub enum Rule {
     ChurnSource,
     /// KCPW-009.
     PerIpCap,
+    /// KCPW-010.
+    DecryptFailedSource,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::HandshakeFloodSource,
         Rule::HandshakeFloodGlobal,
         Rule::FailedHandshakesSource,
@@ -157,6 +168,7 @@ impl Rule {
         Rule::ErrorRateSpike,
         Rule::ChurnSource,
         Rule::PerIpCap,
+        Rule::DecryptFailedSource,
     ];
 
     /// The stable id (`rule_id`), shared with the Sigma rules in `rules/`.
@@ -171,6 +183,7 @@ impl Rule {
             Self::ErrorRateSpike => "KCPW-007",
             Self::ChurnSource => "KCPW-008",
             Self::PerIpCap => "KCPW-009",
+            Self::DecryptFailedSource => "KCPW-010",
         }
     }
 
@@ -186,6 +199,7 @@ impl Rule {
             Self::ErrorRateSpike => "error_rate_spike",
             Self::ChurnSource => "connection_churn_source",
             Self::PerIpCap => "per_ip_cap_reached",
+            Self::DecryptFailedSource => "decrypt_failed_source",
         }
     }
 
@@ -202,6 +216,9 @@ impl Rule {
             Self::FailedHandshakesSource => Some("T1110"),
             // Network Service Discovery.
             Self::ConvScanSource => Some("T1046"),
+            // Data Manipulation: Transmitted Data Manipulation (datagrams of a live session
+            // altered in flight, or forged in its name).
+            Self::DecryptFailedSource => Some("T1565.002"),
             Self::DeadLinkBurst | Self::ErrorRateSpike => None,
         }
     }
@@ -222,6 +239,7 @@ impl Rule {
             Self::ConvScanSource => Some(2),
             Self::ChurnSource => Some(3),
             Self::PerIpCap => Some(4),
+            Self::DecryptFailedSource => Some(5),
             _ => None,
         }
     }
@@ -522,6 +540,16 @@ impl Detectors {
             return;
         }
         match trigger {
+            // A live session's datagram that does not decrypt: altered or forged.
+            DropTrigger::DecryptFailed => {
+                let t = self.config.decrypt_failed_source;
+                let observed = self
+                    .sources
+                    .entry(ip, now_ms)
+                    .decrypt_failures
+                    .add(now_ms, t.window_ms, 1);
+                self.source_rule(Rule::DecryptFailedSource, ip, now_ms, observed, t);
+            }
             // A stranger's conv (no session with it) or a wrong tag on a real one: probing.
             DropTrigger::UnknownConnection | DropTrigger::BadTag => {
                 if let Some(conv) = conv {
@@ -582,7 +610,7 @@ impl Detectors {
     }
 }
 
-const _: () = assert!(PER_SOURCE_RULES == 5);
+const _: () = assert!(PER_SOURCE_RULES == 6);
 
 /// Whether `ip` is in `net`/`len` (IPv4-mapped addresses compare as IPv4).
 pub fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {

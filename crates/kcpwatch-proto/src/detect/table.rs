@@ -9,7 +9,7 @@ use super::window::Window;
 use super::Firing;
 
 /// Per-source rules (slots in [`SourceEntry::firing`]).
-pub const PER_SOURCE_RULES: usize = 5;
+pub const PER_SOURCE_RULES: usize = 6;
 /// Slots examined for a key before one is evicted.
 const PROBES: usize = 8;
 /// Bits of the distinct-conv sketch (linear counting).
@@ -32,6 +32,8 @@ pub struct SourceEntry {
     pub churn: Window,
     /// Refusals by the per-address or per-prefix cap (KCPW-009).
     pub cap_refusals: Window,
+    /// Session datagrams that failed authenticated decryption (KCPW-010).
+    pub decrypt_failures: Window,
     conv_bits: [u64; CONV_BITS / 64],
     conv_window: u64,
     pub(crate) firing: [Firing; PER_SOURCE_RULES],
@@ -63,6 +65,7 @@ impl SourceEntry {
             + self.failures.count(now_ms, 60_000)
             + self.churn.count(now_ms, 60_000)
             + self.cap_refusals.count(now_ms, 60_000)
+            + self.decrypt_failures.count(now_ms, 10_000)
     }
 }
 

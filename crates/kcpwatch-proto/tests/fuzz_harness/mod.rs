@@ -495,6 +495,10 @@ fn endpoint_config_without_fec(setup: &Setup, server: bool, t: bool) -> Endpoint
                 threshold: 2,
                 window_ms: 60_000,
             },
+            decrypt_failed_source: Threshold {
+                threshold: 3,
+                window_ms: 10_000,
+            },
             refuse_ms: if t { 5_000 } else { 0 },
             ..DetectorConfig::default()
         },
@@ -1596,7 +1600,7 @@ fn segment(
 /// crosses 2^31 and 2^32 ms (`*-wrap31`, `*-wrap32`).
 fn guard_cases(config: u8) -> Vec<(&'static str, Vec<u8>)> {
     type Case = fn(&mut Harness);
-    let cases: [(&'static str, Case); 14] = [
+    let cases: [(&'static str, Case); 17] = [
         ("case-a-ack-ts-far", |h| {
             let (c, now) = (h.session_conv(), h.clock());
             h.as_peer(&segment(
@@ -1724,6 +1728,112 @@ fn guard_cases(config: u8) -> Vec<(&'static str, Vec<u8>)> {
             h.as_peer(&d);
             h.pump(2, false);
         }),
+        ("aead-bit-flips", |h| {
+            // A DATA P really sent, with one bit flipped in the type, the conv, the packet
+            // number, the ciphertext and the tag, and with its whole ciphertext and tag
+            // garbled, each from P's address; then the genuine one.
+            h.peer(0);
+            let Some(genuine) = h.queued_to_t(TYPE_DATA) else {
+                return;
+            };
+            let n = genuine.len();
+            for bit in [0, 8, 5 * 8 + 3, 13 * 8, (n - 16) * 8, n * 8 - 1] {
+                let mut d = genuine.clone();
+                d[bit / 8] ^= 1 << (bit % 8);
+                h.inject(0, &d);
+            }
+            let mut forged = genuine.clone();
+            for b in &mut forged[13..] {
+                *b ^= 0x5a;
+            }
+            h.inject(3, &forged);
+            h.pump(2, false);
+        }),
+        ("reset", |h| {
+            // The server side forgets the session without its DISCONNECTs arriving (as after
+            // a restart); after the 10 s in which stragglers are expected, the client's next
+            // datagram is answered with a RESET that ends the client's session.
+            if h.setup.t_is_client {
+                h.peer(1);
+            } else {
+                h.local(1);
+            }
+            // The DISCONNECTs leave when the linger ends; they are lost, as is everything the
+            // server side sends meanwhile.
+            for ms in [4_000, 11_000] {
+                h.advance_ms(ms);
+                if h.setup.t_is_client {
+                    h.to_t.clear();
+                } else {
+                    h.to_p.clear();
+                }
+            }
+            if h.setup.t_is_client {
+                h.local(0);
+            } else {
+                h.peer(0);
+            }
+            h.pump(3, false);
+            // A RESET that echoes no datagram of ours, then one for another conv.
+            let mut reset = [0u8; wire::RESET_LEN];
+            reset[0] = TYPE_RESET;
+            reset[1..5].copy_from_slice(&h.session_conv().to_le_bytes());
+            h.inject(0, &reset);
+            reset[1] ^= 0xff;
+            h.inject(3, &reset);
+        }),
+        ("hello-refusals", |h| {
+            // Server: a HELLO naming a key it does not hold (REJECT unknown_server_key), one of
+            // another version (REJECT version_mismatch), then the genuine handshake whose
+            // HELLO with cookie arrives first with its Noise message altered (its e, its
+            // tag: decrypt_failed) and with its nonce changed (the cookie no longer verifies).
+            // Client: an ACCEPT with one bit flipped in its Noise message (server_auth_failed),
+            // then the genuine one, too late.
+            if h.setup.t_is_client {
+                h.local(3);
+                let Some(accept) = h.step_until_t_gets(TYPE_ACCEPT) else {
+                    return;
+                };
+                let mut forged = accept.clone();
+                forged[40] ^= 0x04;
+                h.inject(0, &forged);
+                h.pump(2, false);
+                return;
+            }
+            h.peer(2);
+            let Some(hello) = h.queued_to_t(TYPE_HELLO) else {
+                return;
+            };
+            // From elsewhere: the REJECTs carry P's nonce and would end P's attempt.
+            let mut other_key = hello.clone();
+            other_key[4] ^= 0xff;
+            h.inject(3, &other_key);
+            let mut other_version = hello.clone();
+            other_version[1] = 3;
+            h.inject(3, &other_version);
+            h.pump(1, false);
+            for w in std::mem::take(&mut h.to_p) {
+                h.deliver(Who::P, w.from, w.to, &w.bytes);
+            }
+            h.tick(Who::P);
+            let cookie_hello = h.to_t.iter().rev().find(|w| {
+                w.bytes.first() == Some(&TYPE_HELLO)
+                    && w.bytes.len() >= wire::HELLO_HEADER_LEN
+                    && w.bytes[wire::HELLO_PROLOGUE_LEN..wire::HELLO_HEADER_LEN]
+                        .iter()
+                        .any(|&b| b != 0)
+            });
+            let Some(cookie_hello) = cookie_hello.map(|w| w.bytes.clone()) else {
+                return;
+            };
+            let n = cookie_hello.len();
+            for at in [wire::HELLO_HEADER_LEN + 5, n - 1, 10] {
+                let mut d = cookie_hello.clone();
+                d[at] ^= 0x01;
+                h.inject(0, &d);
+            }
+            h.pump(3, false);
+        }),
         ("reject-reasons", |h| {
             // Handshakes of T's own, each answered with one REJECT reason (or an unknown one).
             for code in [1u8, 2, 3, 4, 5, 9] {
@@ -1744,12 +1854,47 @@ fn guard_cases(config: u8) -> Vec<(&'static str, Vec<u8>)> {
         if name == "reject-reasons" && config & CFG_SECURE == 0 {
             continue;
         }
+        if SECURE_V2_CASES.contains(&name) && config & CFG_SECURE == 0 {
+            continue;
+        }
         let mut h = Harness::new(Setup::from_byte(config));
         h.start_trace();
         case(&mut h);
         out.push((name, [&[config][..], &h.take_trace()].concat()));
     }
     out
+}
+
+/// The guard cases for secure mode only.
+const SECURE_V2_CASES: &[&str] = &["aead-bit-flips", "reset", "hello-refusals"];
+
+impl Harness {
+    /// The first datagram of type `kind` on the wire to T (not yet delivered).
+    fn queued_to_t(&self, kind: u8) -> Option<Vec<u8>> {
+        self.to_t
+            .iter()
+            .find(|w| w.bytes.first() == Some(&kind))
+            .map(|w| w.bytes.clone())
+    }
+
+    /// Runs the wire a step at a time (P's side, then T's) until a datagram of type `kind` is
+    /// on its way to T, and returns it, undelivered; at most 16 steps.
+    fn step_until_t_gets(&mut self, kind: u8) -> Option<Vec<u8>> {
+        for _ in 0..16 {
+            for w in std::mem::take(&mut self.to_p) {
+                self.deliver(Who::P, w.from, w.to, &w.bytes);
+            }
+            self.tick(Who::P);
+            if let Some(d) = self.queued_to_t(kind) {
+                return Some(d);
+            }
+            for w in std::mem::take(&mut self.to_t) {
+                self.t_inject(w.from, w.to, 0, &w.bytes, false);
+            }
+            self.advance(3);
+        }
+        None
+    }
 }
 
 /// The seed corpus: for each configuration of [`SEED_CONFIGS`], the whole conversation as T
