@@ -12,8 +12,8 @@ const bin = fileURLToPath(new URL('../bin/kcpwatch.js', import.meta.url));
  * Starts `kcpwatch serve`, ended by the test's teardown whatever happens; `line()` waits for a
  * line on its stderr (the listening line, close lines).
  */
-function serve(t, args) {
-  const { child, exited } = startProcess(t, process.execPath, [bin, 'serve', ...args]);
+function serve(t, args, env) {
+  const { child, exited } = startProcess(t, process.execPath, [bin, 'serve', ...args], env ? { env: { ...process.env, ...env } } : {});
   const records = [];
   const recordWaiters = [];
   let stdout = '';
@@ -67,7 +67,9 @@ function serve(t, args) {
     const result = await exited;
     return { ...result, stderr: result.code === 0 ? '' : [...lines, stderr].join('\n') };
   };
-  return { child, line, record, records, exited, stopped };
+  /** The current public key a secure server printed after its listening line (clients pin it). */
+  const publicKey = async () => /^public-key (\S+) id [0-9a-f]{8}/.exec(await line(/^public-key /))[1];
+  return { child, line, lines, record, records, exited, stopped, publicKey };
 }
 
 test('serve echoes, reports idle_timeout after the idle timeout, and stops on SIGTERM', async (t) => {
@@ -141,7 +143,7 @@ test('serve writes the security records of a kcp-go client to stdout: real addre
 test('serve --log-format ecs --ip-privacy truncate writes ECS documents with truncated addresses', async (t) => {
   const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--log-format', 'ecs', '--ip-privacy', 'truncate', '--stats-interval', '0']);
   const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), log: false });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), serverKey: await s.publicKey(), log: false });
   t.teardown(() => client.close());
   client.send('ecs');
   await next(client, 'message');
@@ -202,7 +204,7 @@ test('serve --metrics-port 0 serves Prometheus text on loopback whose counters m
   const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
   const [, metricsPort] = /^metrics http:\/\/127\.0\.0\.1:(\d+)\/metrics$/.exec(await s.line(/^metrics /));
   t.not(Number(metricsPort), 0, 'the real port is printed');
-  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), log: false });
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), serverKey: await s.publicKey(), log: false });
   t.teardown(() => client.close());
   for (const text of ['one', 'two', 'three']) {
     client.send(text);
@@ -394,4 +396,129 @@ test('serve --stream --rcv-wnd --snd-wnd --mtu: the engine runs with them (for i
   t.is((await m.exited).code, 0);
   s.child.kill('SIGTERM');
   t.is((await s.exited).code, 0);
+});
+
+// --- Secure mode's server keys: keygen, --key-file, KCPWATCH_SERVER_KEY, rotation ----------
+
+async function tempDir(t) {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-keys-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return (name) => join(dir, name);
+}
+
+/** `kcpwatch keygen` output as { privateKey?, publicKey, publicKeyHex, keyId }. */
+function parseKeygen(out) {
+  const field = (name) => new RegExp(`^${name} (\\S+)$`, 'm').exec(out)?.[1];
+  return { privateKey: field('private-key'), publicKey: field('public-key'), publicKeyHex: field('public-key-hex'), keyId: field('key-id') };
+}
+
+async function echoOnce(t, port, serverKey) {
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), serverKey, log: false });
+  t.teardown(() => client.close());
+  client.send('pinned');
+  const [m] = await next(client, 'message');
+  return m.toString();
+}
+
+test('keygen --out FILE writes the private key 0600 and FILE.pub, prints the public key, and never overwrites', async (t) => {
+  const { readFile, stat } = await import('node:fs/promises');
+  const path = await tempDir(t);
+  const file = path('server.key');
+  const r = await cli(t, ['keygen', '--out', file]);
+  t.is(r.code, 0, r.err);
+  const printed = parseKeygen(r.out);
+  t.is(printed.privateKey, undefined, 'the private key goes to the file only');
+  t.regex(printed.publicKey, /^[A-Za-z0-9+/]{43}=$/);
+  t.is(Buffer.from(printed.publicKeyHex, 'hex').toString('base64'), printed.publicKey);
+  t.regex(printed.keyId, /^[0-9a-f]{8}$/);
+  t.is((await stat(file)).mode & 0o777, 0o600);
+  const privateKey = (await readFile(file, 'utf8')).trim();
+  t.is((await readFile(`${file}.pub`, 'utf8')).trim(), printed.publicKey);
+  t.false(r.out.includes(privateKey) || r.err.includes(privateKey), 'the private key is not printed');
+  // The private key in the file is the public key's pair.
+  const fromFile = kcpwatch.createServer({ log: false, keyFile: file });
+  await fromFile.listen(0, '127.0.0.1');
+  t.is(fromFile.publicKey, printed.publicKey);
+  await fromFile.close();
+  const again = await cli(t, ['keygen', '--out', file]);
+  t.is(again.code, 1);
+  t.regex(again.err, /exists; keygen never overwrites/);
+  t.is((await readFile(file, 'utf8')).trim(), privateKey, 'the key is untouched');
+  // Without --out, both keys are printed.
+  const bare = parseKeygen((await cli(t, ['keygen'])).out);
+  t.regex(bare.privateKey, /^[A-Za-z0-9+/]{43}=$/);
+  t.not(bare.publicKey, printed.publicKey);
+});
+
+test('serve --key-file: the key keygen wrote; clients pinning its public key connect, and the private key is never printed', async (t) => {
+  const path = await tempDir(t);
+  const file = path('server.key');
+  const { publicKey } = parseKeygen((await cli(t, ['keygen', '--out', file])).out);
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', '--key-file', file]);
+  const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+  t.is(await s.publicKey(), publicKey);
+  t.false((await s.line(/^public-key /)).includes('ephemeral'));
+  t.is(await echoOnce(t, port, publicKey), 'pinned');
+  const established = await s.record((r) => r.name === 'kcp:connection_established');
+  t.like(established, { protocol_version: 2, cipher_suite: 'Noise_NK_25519_ChaChaPoly_BLAKE2s' });
+  t.regex(established.server_key_id, /^[0-9a-f]{8}$/);
+  s.child.kill('SIGTERM');
+  t.like(await s.stopped(), { code: 0, signal: null, stderr: '' });
+  const { readFile } = await import('node:fs/promises');
+  const privateKey = (await readFile(file, 'utf8')).trim();
+  const everything = `${s.lines.join('\n')}\n${JSON.stringify(s.records)}`;
+  t.false(everything.includes(privateKey));
+  t.false(everything.includes(Buffer.from(privateKey, 'base64').toString('hex')));
+});
+
+test('serve holds two keys for a rotation (--key-file A --key-file B, or KCPWATCH_SERVER_KEY A,B): the first is current, clients of either connect', async (t) => {
+  const path = await tempDir(t);
+  const [current, previous] = [path('new.key'), path('old.key')];
+  const newKey = parseKeygen((await cli(t, ['keygen', '--out', current])).out);
+  const oldKey = parseKeygen((await cli(t, ['keygen', '--out', previous])).out);
+  const { readFile } = await import('node:fs/promises');
+  const privateOf = async (f) => (await readFile(f, 'utf8')).trim();
+  const runs = [
+    [['--key-file', current, '--key-file', previous], undefined],
+    [[], { KCPWATCH_SERVER_KEY: `${await privateOf(current)},${Buffer.from(await privateOf(previous), 'base64').toString('hex')}` }],
+  ];
+  for (const [flags, env] of runs) {
+    const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0', ...flags], env);
+    const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+    t.is(await s.publicKey(), newKey.publicKey, 'the first key is the current one');
+    t.regex(await s.line(new RegExp(`^public-key ${oldKey.publicKey.replace(/[+/]/g, '\\$&')} id ${oldKey.keyId} \\(previous`)), /still accepted/);
+    t.is(await echoOnce(t, port, oldKey.publicKey), 'pinned');
+    t.is(await echoOnce(t, port, newKey.publicKeyHex), 'pinned');
+    const ids = () => s.records.filter((r) => r.name === 'kcp:connection_established').map((r) => r.server_key_id).sort();
+    await s.record((r) => r.name === 'kcp:connection_established' && ids().length === 2);
+    t.deepEqual(ids(), [newKey.keyId, oldKey.keyId].sort(), 'the records say which key each client used');
+    s.child.kill('SIGTERM');
+    t.like(await s.stopped(), { code: 0, signal: null, stderr: '' });
+  }
+});
+
+test('serve without a key makes an ephemeral one and says so; key misuse is refused at once', async (t) => {
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--stats-interval', '0']);
+  const [, , port] = /^listening ([\d.]+):(\d+)$/.exec(await s.line(/^listening /));
+  t.regex(await s.line(/^public-key /), /^public-key \S+ id [0-9a-f]{8} \(ephemeral/);
+  t.is(await echoOnce(t, port, await s.publicKey()), 'pinned');
+  s.child.kill('SIGTERM');
+  t.like(await s.stopped(), { code: 0 });
+  const path = await tempDir(t);
+  const cases = [
+    [['--key-file', path('missing.key')], undefined, /cannot read key file .*missing\.key: ENOENT/],
+    [['--mode', 'raw', '--key-file', path('missing.key')], undefined, /secure mode/],
+    [[], { KCPWATCH_SERVER_KEY: 'not-a-key' }, /KCPWATCH_SERVER_KEY key 1 must be a 32-byte key/],
+    [['--key-file', path('a')], { KCPWATCH_SERVER_KEY: kcpwatch.generateKeyPair().privateKey.toString('base64') }, /not both/],
+  ];
+  for (const [flags, env, message] of cases) {
+    const bad = serve(t, ['--port', '0', '--host', '127.0.0.1', ...flags], env);
+    const { code, stderr } = await bad.stopped();
+    t.is(code, 1, flags.join(' '));
+    t.regex(stderr, message);
+    t.false(stderr.includes('not-a-key'), 'a bad key is never echoed');
+  }
 });

@@ -57,9 +57,10 @@ test('a kcpwatch client echoes 1,000 messages through a kcp-go server', async (t
   t.is(closed.bytes_out, bytes);
 });
 
-/** Runs `kcpgo secure-client` against 127.0.0.1:port; resolves with its exit code and JSON line. */
-async function secureClient(t, port, args = []) {
-  const r = await runKcpgo(t, ['secure-client', '--addr', `127.0.0.1:${port}`, '--preset', 'game', ...args]);
+/** Runs `kcpgo secure-client` against a listening server, pinning its public key; resolves with its exit code and JSON line. */
+async function secureClient(t, server, args = []) {
+  const { port } = server.address();
+  const r = await runKcpgo(t, ['secure-client', '--addr', `127.0.0.1:${port}`, '--server-key', server.publicKey, '--preset', 'game', ...args]);
   const line = r.out.trim().split('\n').at(-1) || '{}';
   return { ...r, result: JSON.parse(line), why: r.out + r.err };
 }
@@ -76,9 +77,9 @@ test('a secure-mode client written from docs/protocol.md echoes 1,000 messages t
     closed.catch(() => {}); // awaited below; a test failing before that must not leave it unhandled
     closes.push(closed);
   });
-  // Up to 1200 bytes: with the engine MTU at 1200 - 21, the larger messages travel as two
+  // Up to 1200 bytes: with the engine MTU at 1200 - 29, the larger messages travel as two
   // fragments each way.
-  const r = await secureClient(t, address.port, ['--count', '1000', '--min-size', '1', '--max-size', '1200', '--seed', '12']);
+  const r = await secureClient(t, server, ['--count', '1000', '--min-size', '1', '--max-size', '1200', '--seed', '12']);
   t.is(r.code, 0, r.why);
   t.true(r.result.ok, r.why);
   t.is(r.result.mode, 'secure');
@@ -112,14 +113,14 @@ test('a secure-mode kcp-go client with a wrong token gets auth_rejected; with th
   const connections = [];
   server.on('connection', (c) => connections.push(c));
 
-  const refused = await secureClient(t, address.port, ['--count', '10', '--token', 'let-me-out']);
+  const refused = await secureClient(t, server, ['--count', '10', '--token', 'let-me-out']);
   t.is(refused.code, 1, refused.why);
   t.false(refused.result.ok);
   t.is(refused.result.reason, 'auth_rejected', refused.why);
   t.regex(refused.result.error, /auth_rejected/);
   t.is(connections.length, 0);
 
-  const accepted = await secureClient(t, address.port, ['--count', '200', '--max-size', '1000', '--token', 'let-me-in']);
+  const accepted = await secureClient(t, server, ['--count', '200', '--max-size', '1000', '--token', 'let-me-in']);
   t.is(accepted.code, 0, accepted.why);
   t.true(accepted.result.ok);
   t.is(accepted.result.received, 200);

@@ -1,5 +1,5 @@
 // The Sigma rules in rules/ (issue #6): every file parses, every document is a well-formed Sigma
-// rule or correlation on kcpwatch's canonical field names, and every detector KCPW-001..009 has
+// rule or correlation on kcpwatch's canonical field names, and every detector KCPW-001..010 has
 // a correlation with its default threshold, window and grouping key. The defaults come from
 // three places that must agree with each other and with the rules: the table in
 // docs/detection.md, `impl Default for DetectorConfig` in the Rust core, and the addon's
@@ -17,7 +17,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const rulesDir = join(root, 'rules');
 const read = (path) => readFileSync(join(root, path), 'utf8');
 
-const IDS = Array.from({ length: 9 }, (_, i) => `KCPW-00${i + 1}`);
+const IDS = Array.from({ length: 10 }, (_, i) => `KCPW-${String(i + 1).padStart(3, '0')}`);
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const LEVELS = new Set(['informational', 'low', 'medium', 'high', 'critical']);
 const STATUSES = new Set(['stable', 'test', 'experimental', 'deprecated', 'unsupported']);
@@ -303,8 +303,8 @@ test('every document is a well-formed Sigma rule or correlation', (t) => {
 });
 
 test('the defaults agree: docs/detection.md, the Rust DetectorConfig, and the addon', (t) => {
-  t.deepEqual([...docsDefaults.keys()], IDS, 'docs/detection.md lists KCPW-001..009');
-  t.deepEqual([...rustDefaults.keys()], IDS, 'Rule::id() covers KCPW-001..009');
+  t.deepEqual([...docsDefaults.keys()], IDS, 'docs/detection.md lists KCPW-001..010');
+  t.deepEqual([...rustDefaults.keys()], IDS, 'Rule::id() covers KCPW-001..010');
   for (const id of IDS) {
     const d = docsDefaults.get(id);
     const r = rustDefaults.get(id);
@@ -322,7 +322,7 @@ test('the defaults agree: docs/detection.md, the Rust DetectorConfig, and the ad
     t.log(`addon not compared: ${addon.error}`);
     return;
   }
-  t.deepEqual([...addon.rules.keys()], IDS, 'the addon lists KCPW-001..009');
+  t.deepEqual([...addon.rules.keys()], IDS, 'the addon lists KCPW-001..010');
   for (const id of IDS) {
     const a = addon.rules.get(id);
     const r = rustDefaults.get(id);

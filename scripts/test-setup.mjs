@@ -3,6 +3,8 @@
 // builds, downloads or installs anything while other tests run:
 //   - the addon and the TypeScript (`npm run build`; cargo makes an up-to-date build cheap);
 //   - the kcp-go reference peer (interop/kcp-go), its Go modules downloaded on first use;
+//   - the reference C ikcp peer (interop/ikcp): ikcp.c from the checksum-pinned PyPI sdist
+//     kcp==0.1.6, compiled with gcc;
 //   - rsyslog with its OpenSSL network stream driver, the real receiver of the syslog sink tests:
 //     installed with apt on Debian or Ubuntu when running as root, otherwise one clear message
 //     saying what to install, and the run stops. The real-receiver tests are never skipped.
@@ -82,5 +84,7 @@ step('building the addon and the TypeScript (npm run build)');
 run('npm', ['run', '--silent', 'build'], 'npm run build');
 step('building the kcp-go reference peer (interop/kcp-go; downloads its Go modules on first use)');
 run('bash', [join(root, 'interop/kcp-go/build.sh')], 'building interop/kcp-go');
+step('building the reference-ikcp peer (interop/ikcp; fetches the pinned kcp==0.1.6 sdist from PyPI on first use)');
+run('node', [join(root, 'interop/ikcp/build.mjs')], 'building interop/ikcp');
 ensureRsyslog();
 step('done');

@@ -17,6 +17,7 @@ import { logFormats, severities, type IpPrivacy, type LogFormat, type LogOutputO
 import { messageSizeLimit, presets, type PresetName } from './options';
 import { metricsContentType } from './metrics';
 import { createServer, type Server } from './server';
+import { generateKeyPair, keyIdOf, parseKey, readKeyFile, writeKeyFiles } from './keys';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const version: string = (require('../package.json') as { version: string }).version;
@@ -42,7 +43,7 @@ interface Command {
 
 const help: Flag = { type: 'boolean', short: 'h', help: 'show this help' };
 
-const commands: Record<'serve' | 'demo', Command> = {
+const commands: Record<'serve' | 'demo' | 'keygen', Command> = {
   serve: {
     synopsis: 'kcpwatch serve [flags]',
     description: `A KCP echo server, in secure mode (docs/protocol.md) unless --mode raw asks for plain KCP
@@ -56,7 +57,12 @@ and --log-key; spool to --spool-dir while the receiver is down); format defaults
 Prints "listening HOST:PORT" to stderr when ready; readable lifecycle lines follow on stderr.
 --metrics-port N serves Prometheus metrics at http://127.0.0.1:N/metrics (loopback only; 0 picks a
 port; prints "metrics URL" to stderr). --stream, --rcv-wnd, --snd-wnd and --mtu match a peer's
-settings for interop tests. Stops on SIGINT/SIGTERM.`,
+settings for interop tests. Stops on SIGINT/SIGTERM.
+Secure mode's static key comes from --key-file (as kcpwatch keygen writes it; give it twice during a
+key rotation, the current key first) or from KCPWATCH_SERVER_KEY (the private key in base64 or hex;
+two separated by a comma during a rotation), never from the command line. Without either, the server
+makes an ephemeral key for this run. Its public key follows the listening line on stderr
+("public-key BASE64 id HEX"): clients pin it as serverKey.`,
     flags: {
       port: { type: 'string', value: 'N', default: '0', help: 'UDP port (0: any free port)' },
       host: { type: 'string', value: 'H', default: '0.0.0.0', help: "address to bind ('::' is dual-stack)" },
@@ -79,6 +85,18 @@ settings for interop tests. Stops on SIGINT/SIGTERM.`,
       'metrics-port': { type: 'string', value: 'N', help: 'serve Prometheus metrics on 127.0.0.1:N (0 picks a port)' },
       'ip-privacy': { type: 'string', value: 'full|truncate|hmac|cryptopan|omit', default: 'full', help: 'how addresses appear in the records' },
       'ip-privacy-key-id': { type: 'string', value: 'ID', default: 'k1', help: 'key id recorded with hmac pseudonyms' },
+      'key-file': { type: 'string', value: 'FILE', multiple: true, help: 'secure mode: the private key file (kcpwatch keygen); twice while rotating, current first' },
+      help,
+    },
+  },
+  keygen: {
+    synopsis: 'kcpwatch keygen [flags]',
+    description: `Makes a secure-mode server key pair. With --out FILE: the private key (base64) goes to FILE
+(mode 0600) and the public key to FILE.pub; neither is ever overwritten. Without --out, both are
+printed. Prints the public key (base64 and hex) and its key id: clients pin the public key as
+serverKey; the server reads FILE with kcpwatch serve --key-file FILE.`,
+    flags: {
+      out: { type: 'string', value: 'FILE', help: 'write the private key to FILE (0600) and the public key to FILE.pub' },
       help,
     },
   },
@@ -116,6 +134,7 @@ const usage = `usage: kcpwatch <command> [flags]
 commands:
   serve    a KCP echo server that writes its security records (kcpwatch serve --help)
   demo     a server and clients through a lossy relay, with an intruder and a flood (kcpwatch demo --help)
+  keygen   a secure-mode server key pair (kcpwatch keygen --help)
   bench    kcpwatch side by side with kcp-go, node-kcp and dgram; needs a source checkout (kcpwatch bench --help)
 
   -h, --help       show this help
@@ -172,7 +191,11 @@ export function describeClose(info: CloseInfo): string {
     `reason=${info.reason} initiator=${info.initiator} duration_ms=${info.durationMs} ` +
     `datagrams_in=${info.datagramsIn} bytes_in=${info.bytesIn} datagrams_out=${info.datagramsOut} ` +
     `bytes_out=${info.bytesOut} messages_in=${info.messagesIn} messages_out=${info.messagesOut} ` +
-    `retransmitted=${info.retransmittedSegments} guard_drops=${info.guardDrops} srtt_ms=${info.srttMs} rto_ms=${info.rtoMs}`
+    `retransmitted=${info.retransmittedSegments} guard_drops=${info.guardDrops} srtt_ms=${info.srttMs} rto_ms=${info.rtoMs}` +
+    (info.peerReason !== undefined ? ` peer_reason=${info.peerReason}` : '') +
+    (info.code !== undefined ? ` code=${info.code}` : '') +
+    // The peer's application wrote the text: quoted, so it cannot pose as another field or line.
+    (info.description !== undefined ? ` text=${JSON.stringify(info.description)}` : '')
   );
 }
 
@@ -280,8 +303,10 @@ async function serve(args: string[]): Promise<number> {
   const outputs = (values.log as string[] | undefined)?.map((spec) =>
     outputFromCli(spec, format === 'none' ? 'json' : format, values['syslog-ca'] as string | undefined, values['spool-dir'] as string | undefined, client),
   );
+  const serverKeys = serverKeysFromCli(values['key-file'] as string[] | undefined, mode);
   const server = createServer({
     ...knobs,
+    ...(serverKeys ? { serverKeys } : {}),
     ...(knobs.stream ? {} : { maxMessageSize: Math.min(65536, limit) }),
     log:
       format === 'none' && !outputs
@@ -315,6 +340,13 @@ async function serve(args: string[]): Promise<number> {
   const address = await server.listen(port, host);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log(`listening ${shown}:${address.port}`);
+  if (mode === 'secure') {
+    // Public: what clients pin. An ephemeral key changes every run, so say so.
+    const [current, ...older] = server.publicKeys;
+    const id = (key: string) => keyIdOf(Buffer.from(key, 'base64'));
+    log(`public-key ${current} id ${id(current!)}${serverKeys ? '' : ' (ephemeral: made for this run; use --key-file to keep one)'}`);
+    for (const key of older) log(`public-key ${key} id ${id(key)} (previous, still accepted)`);
+  }
   let metrics: HttpServer | undefined;
   try {
     metrics = metricsPort === undefined ? undefined : await serveMetrics(server, metricsPort);
@@ -334,6 +366,43 @@ async function serve(args: string[]): Promise<number> {
   }
   await server.close();
   log('closed');
+  return 0;
+}
+
+/**
+ * Secure mode's static keys: from `--key-file` (repeatable) or KCPWATCH_SERVER_KEY (base64 or
+ * hex, comma-separated for two), never from a flag's value, which `ps` shows to every user.
+ * `undefined`: none given, the server makes an ephemeral key.
+ */
+function serverKeysFromCli(files: string[] | undefined, mode: 'secure' | 'raw'): Buffer[] | undefined {
+  const env = process.env.KCPWATCH_SERVER_KEY;
+  const fromEnv = env !== undefined && env.trim() !== '';
+  if (files === undefined && !fromEnv) return undefined;
+  if (mode === 'raw') throw flagError('--key-file and KCPWATCH_SERVER_KEY are for secure mode: raw KCP has no handshake');
+  if (files !== undefined && fromEnv) throw flagError('give --key-file or KCPWATCH_SERVER_KEY, not both');
+  const keys = files !== undefined ? files.map(readKeyFile) : env!.split(',').map((k, i) => parseKey(k, `KCPWATCH_SERVER_KEY key ${i + 1}`));
+  if (keys.length > 2) throw flagError(`at most two server keys (the current one, then the previous one while rotating), got ${keys.length}`);
+  return keys;
+}
+
+/** `kcpwatch keygen [--out FILE]`. */
+function keygen(args: string[]): number {
+  const values = parseFlags('keygen', args);
+  if (values.help) {
+    process.stdout.write(commandUsage('keygen'));
+    return 0;
+  }
+  const pair = generateKeyPair();
+  const out = values.out as string | undefined;
+  const lines = [`public-key ${pair.publicKey.toString('base64')}`, `public-key-hex ${pair.publicKey.toString('hex')}`, `key-id ${pair.keyId}`];
+  if (out === undefined) {
+    lines.unshift(`private-key ${pair.privateKey.toString('base64')}`);
+  } else {
+    if (out.length === 0) throw flagError('--out needs a file name');
+    const { privatePath, publicPath } = writeKeyFiles(out, pair);
+    lines.push(`private key written to ${privatePath} (mode 0600), public key to ${publicPath}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
 
@@ -394,6 +463,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'bench':
       return bench(rest);
+    case 'keygen':
+      return keygen(rest);
     case '--version':
     case '-v':
     case 'version':

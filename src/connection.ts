@@ -4,7 +4,6 @@ import { EventEmitter } from 'node:events';
 
 import {
   KcpClosedError,
-  KcpEmptyMessageError,
   KcpInvalidOptionError,
   KcpMessageTooLargeError,
   KcpQueueFullError,
@@ -282,7 +281,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    * buffer as soon as `send()` returns. Returns false when the queue is at or above the
    * high-water mark (wait for `drain`). Throws `KcpQueueFullError` beyond
    * `maxSendQueueBytes`, `KcpMessageTooLargeError` beyond `maxMessageSize`,
-   * `KcpEmptyMessageError` for no bytes, `KcpClosedError` after `close()`, and
+   * `KcpClosedError` after `close()`, and
    * `KcpInvalidOptionError` for anything else (a detached buffer included).
    */
   send(data: SendData): boolean {
@@ -316,10 +315,6 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     if (this._state !== 'established' && this._state !== 'connecting') {
       this.transport.reportRefusal(this.handle, Refusal.MessageOnClosedConnection, bytes.length);
       throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
-    }
-    if (bytes.length === 0) {
-      this.transport.reportRefusal(this.handle, Refusal.EmptyMessage, 0);
-      throw new KcpEmptyMessageError('cannot send an empty message');
     }
     if (!this.stream && bytes.length > this.maxMessageSize) {
       this.transport.reportRefusal(this.handle, Refusal.OversizedMessage, bytes.length);

@@ -14,6 +14,7 @@ import { connect } from './client';
 import type { Connection } from './connection';
 import { describeClose } from './cli';
 import { createRelay } from './relay';
+import { keyIdOf } from './keys';
 import { createServer } from './server';
 
 export interface DemoOptions {
@@ -58,7 +59,7 @@ async function runClient(conn: Connection, client: number, messages: number, out
  * session datagrams for guessed convs from the last one (a conv scanner). Resolves with the
  * bytes sent and received.
  */
-async function flood(port: number, count: number, sources: Socket[]): Promise<{ sent: number; bytesSent: number; bytesReceived: number }> {
+async function flood(port: number, count: number, sources: Socket[], keyId: Buffer): Promise<{ sent: number; bytesSent: number; bytesReceived: number }> {
   let bytesReceived = 0;
   for (const s of sources) s.on('message', (m) => (bytesReceived += m.length));
   let bytesSent = 0;
@@ -66,12 +67,15 @@ async function flood(port: number, count: number, sources: Socket[]): Promise<{ 
     let datagram: Buffer;
     switch (i % 3) {
       case 0: {
-        // A HELLO with a random nonce, half of them with a forged cookie.
-        datagram = Buffer.alloc(64 + (i % 50));
+        // A HELLO (docs/protocol.md) naming the server's key, with a random nonce and random
+        // bytes for the Noise message; half of them with a forged cookie.
+        datagram = randomBytes(88 + (i % 50));
         datagram[0] = 0x01;
-        datagram[1] = 0x01;
-        randomBytes(16).copy(datagram, 4);
-        if (i % 2) randomBytes(16).copy(datagram, 20);
+        datagram[1] = 0x02;
+        datagram[2] = 0x01;
+        datagram[3] = 0;
+        keyId.copy(datagram, 4);
+        if (i % 2 === 0) datagram.fill(0, 24, 40);
         break;
       }
       case 1: {
@@ -134,6 +138,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   });
   const address = await server.listen(0, '127.0.0.1');
   out(`[demo] server listening ${address.address}:${address.port} (secure mode, tokens checked, preset game, idle timeout ${idleTimeout} ms)`);
+  // Clients pin this public key (here this run's ephemeral one; a real server keeps its key in
+  // a file from `kcpwatch keygen`).
+  const serverKey = server.publicKey!;
+  out(`[demo] server public key ${serverKey} (clients pin it as serverKey)`);
   const relay = await createRelay({
     target: { host: address.address, port: address.port },
     loss: options.loss,
@@ -146,7 +154,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   out(`[demo] relay ${relay.host}:${relay.port} -> server: loss ${options.loss * 100}%, delay 15+0..10 ms, reorder 5%, duplicate 1% each way`);
 
   // A player with a wrong ticket is refused before any session exists.
-  const intruder = connect({ host: relay.host, port: relay.port, token: 'guest' });
+  const intruder = connect({ host: relay.host, port: relay.port, serverKey, token: 'guest' });
   const refused = await intruder.ready().then(
     () => 'ACCEPTED (wrong)',
     (err: Error & { code?: string }) => `refused: ${err.code}`,
@@ -154,14 +162,15 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   out(`[intruder] token "guest" ${refused}`);
 
   const clients = Array.from({ length: options.clients }, (_, i) =>
-    connect({ host: relay.host, port: relay.port, preset: 'game', idleTimeout: 10_000, token: `player-${i + 1}` }),
+    connect({ host: relay.host, port: relay.port, serverKey, preset: 'game', idleTimeout: 10_000, token: `player-${i + 1}` }),
   );
   const sources = options.flood > 0 ? await floodSources(32) : [];
-  const flooding = options.flood > 0 ? flood(address.port, options.flood, sources) : undefined;
+  const keyId = Buffer.from(keyIdOf(Buffer.from(serverKey, 'base64')), 'hex');
+  const flooding = options.flood > 0 ? flood(address.port, options.flood, sources, keyId) : undefined;
   if (flooding) {
     out(
       `[flood] ${options.flood} spoofed-looking datagrams while the players echo: HELLOs and garbage from ${sources.length - 1} loopback addresses, ` +
-        `guessed convs with guessed tags and forged cookies from one scanner (${sources.at(-1)!.address().address})`,
+        `guessed convs with forged AEAD tags and forged cookies from one scanner (${sources.at(-1)!.address().address})`,
     );
   }
   const results = await Promise.all(clients.map((conn, index) => runClient(conn, index + 1, options.messages, out)));
@@ -183,7 +192,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   out(
     `[server] stats connections=${stats.connections} passive_opens=${stats.passiveOpens} closed=${stats.closed} ` +
       `hellos=${stats.hellosReceived} cookies_sent=${stats.cookiesSent} auth_rejected=${stats.failedAuthRejected} ` +
-      `invalid_cookie=${stats.failedInvalidCookie} rate_limited=${stats.failedRateLimited} bad_tag=${stats.droppedBadTag} ` +
+      `invalid_cookie=${stats.failedInvalidCookie} rate_limited=${stats.failedRateLimited} bad_tag=${stats.droppedBadTag} decrypt_failed=${stats.droppedDecryptFailed} ` +
       `unknown_connection=${stats.droppedUnknownConnection} bad_cmd=${stats.droppedBadCmd} too_short=${stats.droppedTooShort} ` +
       `bytes_sent_unvalidated=${stats.bytesSentUnvalidated} bytes_received_unvalidated=${stats.bytesReceivedUnvalidated} alerts=${stats.alerts}`,
   );

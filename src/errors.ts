@@ -56,7 +56,10 @@ export class KcpClosedError extends coded('KCP_ERR_CLOSED') {}
 export class KcpMessageTooLargeError extends coded('KCP_ERR_MESSAGE_TOO_LARGE') {}
 /** Queued bytes would exceed `maxSendQueueBytes`; wait for `drain`. */
 export class KcpQueueFullError extends coded('KCP_ERR_QUEUE_FULL') {}
-/** Empty messages cannot be sent in message mode. */
+/**
+ * No longer thrown: an empty message is sent as a PUSH of length 0 and delivered as a 0-byte
+ * message, as ikcp does. Kept so code that names it still compiles.
+ */
 export class KcpEmptyMessageError extends coded('KCP_ERR_EMPTY_MESSAGE') {}
 /** Opening a connection failed (duplicate conv, capacity). */
 export class KcpConnectError extends coded('KCP_ERR_CONNECT') {}

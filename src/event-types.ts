@@ -59,12 +59,19 @@ export type FailReason =
   | 'rate_limited'
   | 'capacity'
   | 'version_mismatch'
-  | 'malformed';
+  | 'malformed'
+  /** Server: a HELLO's Noise message did not decrypt (trigger `decrypt_failed`, rule `hello_noise`). */
+  | 'decrypt_failed'
+  /** The HELLO named a server key the server does not hold: the client pinned an old or wrong key. */
+  | 'unknown_server_key'
+  /** Client: the ACCEPT did not decrypt with the pinned key (rule `accept_noise`): not that server. */
+  | 'server_auth_failed';
 
 /**
- * Why a datagram was dropped whole. `bad_tag` (a session datagram's tag, or a HELLO's cookie MAC,
- * did not verify) and `replayed` (a packet number seen before or outside the replay window)
- * come from secure mode; `rate_limited` from the handshake rate limits.
+ * Why a datagram was dropped whole. `decrypt_failed` (a session datagram's AEAD tag did not
+ * verify, or a HELLO's Noise message did not decrypt), `bad_tag` (a HELLO's cookie MAC or a
+ * RESET's echo did not verify) and `replayed` (a packet number seen before or outside the
+ * replay window) come from secure mode; `rate_limited` from the handshake rate limits.
  */
 export type DropTrigger =
   | 'too_short'
@@ -76,7 +83,8 @@ export type DropTrigger =
   | 'over_limit'
   | 'bad_tag'
   | 'replayed'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'decrypt_failed';
 
 /** The segment guard's rules (`GuardViolation::rule`). */
 export type GuardRule =
@@ -151,6 +159,8 @@ export type DropRule =
   | 'no_session'
   /** `unknown_connection`: a datagram only an existing session sends, for one this endpoint does not have, soon after it started (a restarted server's returning player). */
   | 'stale_session'
+  /** `unknown_connection`, raw mode: from an address and conv whose session was closed for a protocol violation less than an idle timeout ago. */
+  | 'recently_closed'
   /** `bad_length`: longer than the receive buffer, so never read whole. */
   | 'datagram_truncated'
   | LimitRule
@@ -374,6 +384,12 @@ export interface ConnectionEstablishedEvent extends EventBase, ConnectionFields 
   severity: 6;
   level: 30;
   level_name: 'info';
+  /** Secure mode: the wire protocol version (`docs/protocol.md`). Absent in raw mode. */
+  protocol_version?: 2;
+  /** Secure mode: the Noise protocol name of the cipher suite. */
+  cipher_suite?: 'Noise_NK_25519_ChaChaPoly_BLAKE2s';
+  /** Secure mode: the id (8 hex digits) of the server key the handshake used; during a rotation it tells which key a client pinned. */
+  server_key_id?: string;
 }
 
 /**
@@ -437,6 +453,15 @@ export interface ConnectionClosedEvent extends EventBase, ConnectionFields, KcpP
   reason: EventCloseReason;
   /** Who ended it: `remote` for `peer_closed` and `protocol_violation`, else `local`. */
   initiator: EventInitiator;
+  /**
+   * Secure mode, `peer_closed`: the reason the peer's DISCONNECT gave (`local_closed`: its
+   * application closed it, a kick or a leave; `shutdown`; `protocol_violation`; ...).
+   */
+  peer_reason?: EventCloseReason;
+  /** The application's close code: this side's `close(code)`, or the one the peer's DISCONNECT carried. */
+  close_code?: number;
+  /** The application's close text (at most 123 bytes of UTF-8); written by an application, so untrusted. */
+  close_text?: string;
   /** Milliseconds from establishment to close. */
   duration_ms: number;
   /** Bytes of datagrams received and accepted by the guard (wire bytes, KCP headers included). */
@@ -707,7 +732,8 @@ export type AlertRuleId =
   | 'KCPW-006'
   | 'KCPW-007'
   | 'KCPW-008'
-  | 'KCPW-009';
+  | 'KCPW-009'
+  | 'KCPW-010';
 
 /** A detector rule's stable name (`rule_name`), one per {@link AlertRuleId}. */
 export type AlertRuleName =
@@ -719,14 +745,16 @@ export type AlertRuleName =
   | 'dead_link_burst'
   | 'error_rate_spike'
   | 'connection_churn_source'
-  | 'per_ip_cap_reached';
+  | 'per_ip_cap_reached'
+  | 'decrypt_failed_source';
 
 /**
  * The MITRE ATT&CK technique a rule detects: `T1498.001` Network Denial of Service: Direct
  * Network Flood, `T1499.002` Endpoint Denial of Service: Service Exhaustion Flood, `T1110` Brute
- * Force, `T1046` Network Service Discovery.
+ * Force, `T1046` Network Service Discovery, `T1565.002` Data Manipulation: Transmitted Data
+ * Manipulation.
  */
-export type MitreTechnique = 'T1498.001' | 'T1499.002' | 'T1110' | 'T1046';
+export type MitreTechnique = 'T1498.001' | 'T1499.002' | 'T1110' | 'T1046' | 'T1565.002';
 
 /** An alert about one source (an address, or an IPv6 /64 keyed by its first address). */
 export interface AlertSourceGroup {
@@ -762,7 +790,8 @@ export type AlertRule =
   | (AlertRuleOf<'KCPW-006', 'dead_link_burst', undefined> & AlertListenerGroup & WarningAlert)
   | (AlertRuleOf<'KCPW-007', 'error_rate_spike', undefined> & AlertListenerGroup & WarningAlert)
   | (AlertRuleOf<'KCPW-008', 'connection_churn_source', 'T1499.002'> & AlertSourceGroup & WarningAlert)
-  | (AlertRuleOf<'KCPW-009', 'per_ip_cap_reached', 'T1499.002'> & AlertSourceGroup & WarningAlert);
+  | (AlertRuleOf<'KCPW-009', 'per_ip_cap_reached', 'T1499.002'> & AlertSourceGroup & WarningAlert)
+  | (AlertRuleOf<'KCPW-010', 'decrypt_failed_source', 'T1565.002'> & AlertSourceGroup & WarningAlert);
 
 /**
  * `kcp:alert`: a built-in detector fired (`docs/detection.md`): one alert per episode and group,

@@ -3,7 +3,8 @@
  * keys"): parsing the forms an application passes and reading key files. The keys themselves
  * are made and used by the native core (snow); nothing here is cryptography.
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { KcpInvalidOptionError } from './errors';
 import { native } from './native';
 
@@ -56,4 +57,26 @@ export function generateKeyPair(): KeyPair {
 /** @internal The key pair of a private key. */
 export function keyPairFromPrivate(privateKey: Buffer): KeyPair {
   return native.keyPairFromPrivate(privateKey);
+}
+
+/**
+ * @internal Writes a key pair as `kcpwatch keygen --out` does: the private key (base64) to
+ * `path` with mode 0600, the public key (base64) to `path.pub`. Refuses to overwrite either
+ * file: replacing a server's key locks out every client that pinned it.
+ */
+export function writeKeyFiles(path: string, pair: KeyPair): { privatePath: string; publicPath: string } {
+  const publicPath = `${path}.pub`;
+  for (const file of [path, publicPath]) {
+    if (existsSync(file)) throw new KcpInvalidOptionError(`${file} exists; keygen never overwrites a key (move it away first)`);
+  }
+  // 'wx': created here, never through an existing file or a symlink planted at the path.
+  writeFileSync(path, `${pair.privateKey.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600); // the umask may have cleared bits, never added them; this makes it exact
+  writeFileSync(publicPath, `${pair.publicKey.toString('base64')}\n`, { mode: 0o644, flag: 'wx' });
+  return { privatePath: path, publicPath };
+}
+
+/** @internal The key id (8 hex digits) of a public key. */
+export function keyIdOf(publicKey: Buffer): string {
+  return createHash('sha256').update(publicKey).digest().subarray(0, 4).toString('hex');
 }

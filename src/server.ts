@@ -10,7 +10,6 @@ import {
   KcpAlreadyListeningError,
   KcpAuthenticateError,
   KcpClosedError,
-  KcpEmptyMessageError,
   KcpError,
   KcpInternalError,
   KcpInvalidOptionError,
@@ -497,8 +496,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
    * is encoded once) and the whole broadcast crosses into Rust with this turn's other sends,
    * in one native call. Returns how many connections it was queued for.
    *
-   * Throws only what concerns the message itself (`KcpEmptyMessageError`,
-   * `KcpMessageTooLargeError`, `KcpInvalidOptionError` for a bad `data` or `target`). A
+   * Throws only what concerns the message itself (`KcpMessageTooLargeError`, `KcpInvalidOptionError` for a bad `data` or `target`). A
    * connection that is not established (connecting, closing, closed, or another server's) is
    * skipped; one whose queue cannot take the message (`maxSendQueueBytes`) is skipped and the
    * refusal logged as for `send()`. A connection at its high-water mark gets the message and
@@ -506,7 +504,6 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
    */
   broadcast(data: SendData, target?: BroadcastTarget<Auth>): number {
     const bytes = bytesOf(data);
-    if (bytes.length === 0) throw new KcpEmptyMessageError('cannot send an empty message');
     if (!this.kcp.stream && bytes.length > this.kcp.maxMessageSize) {
       throw new KcpMessageTooLargeError(`message of ${bytes.length} bytes exceeds maxMessageSize ${this.kcp.maxMessageSize}`);
     }

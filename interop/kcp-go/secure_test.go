@@ -749,9 +749,27 @@ func waitFor(t *testing.T, cond func() bool) {
 	t.Fatal("condition not reached")
 }
 
+// checkSchedule checks that HELLO i reached the server no earlier than offsets[i] after start
+// (the client's timers never fire early, and delivery only adds) and not much later (its
+// lateness accumulates over the steps; under load a few ms each).
+func checkSchedule(t *testing.T, start time.Time, hellos []time.Time, offsets []time.Duration) {
+	t.Helper()
+	if len(hellos) != len(offsets) {
+		t.Fatalf("%d HELLOs, want %d", len(hellos), len(offsets))
+	}
+	for i, want := range offsets {
+		got := hellos[i].Sub(start)
+		if got < want*time.Millisecond || got > want*time.Millisecond+250*time.Millisecond {
+			t.Errorf("HELLO %d at %v, want %v ms", i, got, want)
+		}
+	}
+}
+
 func TestHelloRetransmission(t *testing.T) {
 	f := &fakeServer{dropHellos: 3}
-	res := secureEcho(testConfig(startFakeServer(t, f)))
+	cfg := testConfig(startFakeServer(t, f))
+	start := time.Now()
+	res := secureEcho(cfg)
 	if !res.OK {
 		t.Fatalf("%+v", res)
 	}
@@ -759,22 +777,16 @@ func TestHelloRetransmission(t *testing.T) {
 	defer f.mu.Unlock()
 	// Three lost HELLOs (0, 250, 750 ms), the fourth (1750 ms) gets the COOKIE, the cookie
 	// HELLO at once.
-	if len(f.hellos) != 5 {
-		t.Fatalf("%d HELLOs", len(f.hellos))
-	}
-	for i, want := range []time.Duration{250, 500, 1000, 0} {
-		got := f.hellos[i+1].Sub(f.hellos[i])
-		if d := got - want*time.Millisecond; d < -5*time.Millisecond || d > 150*time.Millisecond {
-			t.Errorf("gap %d: %v, want %v ms", i, got, want)
-		}
-	}
+	checkSchedule(t, start, f.hellos, []time.Duration{0, 250, 750, 1750, 1750})
 }
 
 // After a COOKIE the wait restarts at 250 ms: the cookie HELLO is dropped, and its
 // retransmission comes 250 ms later, not 2 s (where the backoff had got to).
 func TestCookieRestartsTheWait(t *testing.T) {
 	f := &fakeServer{dropHellos: 3, dropCookie: 1}
-	res := secureEcho(testConfig(startFakeServer(t, f)))
+	cfg := testConfig(startFakeServer(t, f))
+	start := time.Now()
+	res := secureEcho(cfg)
 	if !res.OK {
 		t.Fatalf("%+v", res)
 	}
@@ -782,14 +794,9 @@ func TestCookieRestartsTheWait(t *testing.T) {
 	defer f.mu.Unlock()
 	// Lost: 0, 250, 750 ms; the fourth (1750) gets the COOKIE; the cookie HELLO at once
 	// (lost), again 250 ms later (ACCEPT).
-	if len(f.hellos) != 6 {
-		t.Fatalf("%d HELLOs", len(f.hellos))
-	}
-	for i, want := range []time.Duration{250, 500, 1000, 0, 250} {
-		got := f.hellos[i+1].Sub(f.hellos[i])
-		if d := got - want*time.Millisecond; d < -5*time.Millisecond || d > 150*time.Millisecond {
-			t.Errorf("gap %d: %v, want %v ms", i, got, want)
-		}
+	checkSchedule(t, start, f.hellos, []time.Duration{0, 250, 750, 1750, 1750, 2000})
+	if gap := f.hellos[5].Sub(f.hellos[4]); gap > time.Second {
+		t.Errorf("the cookie HELLO was retransmitted after %v, not 250 ms", gap)
 	}
 }
 
@@ -802,7 +809,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if res.OK || res.Reason != "handshake_timeout" {
 		t.Fatalf("%+v", res)
 	}
-	if took := time.Since(start); took < 1200*time.Millisecond || took > 1600*time.Millisecond {
+	if took := time.Since(start); took < 1200*time.Millisecond || took > 2200*time.Millisecond {
 		t.Errorf("gave up after %v", took)
 	}
 	f.mu.Lock()
@@ -880,8 +887,8 @@ func TestServerAuthFailed(t *testing.T) {
 		if res.OK || res.Reason != "server_auth_failed" {
 			t.Errorf("bit %d: %+v", bit, res)
 		}
-		if took := time.Since(start); took > time.Second {
-			t.Errorf("bit %d: took %v (the attempt fails at once)", bit, took)
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("bit %d: took %v (the attempt fails at once, not at the 3 s timeout)", bit, took)
 		}
 	}
 }
@@ -910,7 +917,7 @@ func TestKeepalivesAndIdleTimeout(t *testing.T) {
 	if res.OK || res.Reason != "idle_timeout" {
 		t.Fatalf("%+v", res)
 	}
-	if took := time.Since(start); took < 300*time.Millisecond || took > time.Second {
+	if took := time.Since(start); took < 300*time.Millisecond || took > 2*time.Second {
 		t.Errorf("idle timeout after %v", took)
 	}
 	waitFor(t, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(f.disconnect) == 3 })

@@ -14,6 +14,17 @@ use crate::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS};
 /// `snd_una` a late ACK may still arrive. Anything older is not from this session's recent past.
 const STALE_SEQUENCE_SPAN: u32 = 1 << 16;
 
+/// How far ahead of `rcv_nxt` a PUSH of an established session may be. A KCP sender keeps its segments in flight within
+/// `snd_una + min(snd_wnd, rmt_wnd)`, its `snd_una` is at most our `rcv_nxt`, and `rmt_wnd` is
+/// either a window we advertised (a 16-bit field) or its initial guess (128 in ikcp and
+/// kcp-go): so no sender that follows KCP gets 65,536 or more segments ahead.
+pub const MAX_SEGMENTS_AHEAD: u32 = 1 << 16;
+
+/// The smallest receive window the engine runs with: KCP raises a smaller configured window to
+/// this (ikcp's `IKCP_WND_RCV`), and it is also the window ikcp and kcp-go assume for their peer
+/// before they hear one. A peer that has heard nothing from us sends below it.
+pub const ENGINE_MIN_WINDOW: u32 = 128;
+
 /// Why a datagram was refused. The variants map onto the `packet_dropped` triggers of DESIGN §5
 /// through [`GuardViolation::trigger`]; [`GuardViolation::rule`] names the exact rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -62,8 +73,9 @@ pub enum GuardViolation {
         /// Fragments a message may have.
         limit: usize,
     },
-    /// A PUSH sequence number outside the receive window and not a plausible retransmission.
-    #[error("sequence number {sn} outside the receive window starting at {rcv_nxt}")]
+    /// A PUSH sequence number further ahead of the receive window than any KCP sender gets,
+    /// or further behind it than a plausible retransmission.
+    #[error("sequence number {sn} far outside the receive window starting at {rcv_nxt}")]
     SequenceOutsideWindow {
         /// The segment's sn.
         sn: u32,
@@ -178,6 +190,11 @@ pub struct GuardContext<'a> {
     pub rcv_nxt: u32,
     /// Receive window in segments.
     pub rcv_wnd: u16,
+    /// How far ahead of `rcv_nxt` a PUSH may be (segments beyond `rcv_wnd` but within this
+    /// reach the engine, which drops those beyond its own window unacknowledged, as ikcp
+    /// does): [`MAX_SEGMENTS_AHEAD`] for a session, the engine's window for an opening
+    /// datagram, whose sender has heard no window from us yet.
+    pub max_ahead: u32,
     /// Oldest of our segments not yet acknowledged.
     pub snd_una: u32,
     /// Our next sequence number.
@@ -199,6 +216,10 @@ pub struct DatagramSummary {
     pub push_segments: u32,
     /// Payload bytes over all PUSH segments.
     pub payload_bytes: u32,
+    /// PUSH segments ahead of the configured receive window. The engine keeps those within its
+    /// own window (KCP raises a window below 128 segments to 128, as ikcp does) and drops the
+    /// rest unacknowledged, taking the other segments of the datagram.
+    pub beyond_window: u32,
 }
 
 /// Validates every segment of `datagram`; the datagram may reach the engine only on `Ok`.
@@ -222,6 +243,9 @@ pub fn validate(
         if header.cmd == CMD_PUSH {
             summary.push_segments += 1;
             summary.payload_bytes += header.len;
+            if matches!(push_position(ctx, header.sn), PushPosition::BeyondWindow) {
+                summary.beyond_window += 1;
+            }
         }
     }
     Ok(summary)
@@ -281,16 +305,50 @@ fn check_push(ctx: &GuardContext<'_>, h: &SegmentHeader) -> Result<(), GuardViol
             limit: ctx.max_fragments,
         });
     }
-    let ahead = diff(h.sn, ctx.rcv_nxt);
-    let in_window = ahead >= 0 && (ahead as u32) < u32::from(ctx.rcv_wnd);
-    let plausible_retransmission = ahead < 0 && ahead.unsigned_abs() <= STALE_SEQUENCE_SPAN;
-    if !in_window && !plausible_retransmission {
-        return Err(GuardViolation::SequenceOutsideWindow {
+    match push_position(ctx, h.sn) {
+        PushPosition::InWindow | PushPosition::BeyondWindow | PushPosition::Retransmission => {
+            Ok(())
+        }
+        PushPosition::Outside => Err(GuardViolation::SequenceOutsideWindow {
             sn: h.sn,
             rcv_nxt: ctx.rcv_nxt,
-        });
+        }),
     }
-    Ok(())
+}
+
+/// Where a PUSH's sn lies relative to the receive window.
+enum PushPosition {
+    /// Within `rcv_nxt .. rcv_nxt + rcv_wnd`.
+    InWindow,
+    /// Ahead of the window, but no further than a KCP sender can legitimately be: its segments
+    /// in flight are bounded by the window it was told (a 16-bit field) or assumed before it
+    /// heard one (ikcp and kcp-go assume 128, so a client with a larger send window runs ahead
+    /// of a server with `rcvWnd: 32` until our first datagram reaches it). ikcp's
+    /// `ikcp_input` drops such a segment unacknowledged and processes the rest of the
+    /// datagram; the engine here does the same, and the peer sends it again once the window
+    /// moves.
+    BeyondWindow,
+    /// Behind `rcv_nxt`: a retransmission whose ACK was lost; the engine acknowledges it again.
+    Retransmission,
+    /// Further from the window than any KCP sender gets: forged or garbled.
+    Outside,
+}
+
+fn push_position(ctx: &GuardContext<'_>, sn: u32) -> PushPosition {
+    let ahead = diff(sn, ctx.rcv_nxt);
+    if ahead >= 0 {
+        if (ahead as u32) < u32::from(ctx.rcv_wnd) {
+            PushPosition::InWindow
+        } else if (ahead as u32) < ctx.max_ahead {
+            PushPosition::BeyondWindow
+        } else {
+            PushPosition::Outside
+        }
+    } else if ahead.unsigned_abs() <= STALE_SEQUENCE_SPAN {
+        PushPosition::Retransmission
+    } else {
+        PushPosition::Outside
+    }
 }
 
 fn check_ack(ctx: &GuardContext<'_>, h: &SegmentHeader) -> Result<(), GuardViolation> {

@@ -48,7 +48,8 @@ pub enum SessionSendError {
     /// The connection is closing or closed.
     #[error("connection is not open")]
     NotOpen,
-    /// Empty messages cannot be represented in KCP message mode.
+    /// Not produced: an empty message is sent as a PUSH of length 0, as ikcp does. Kept for
+    /// the `empty_message` violation code older bindings may still report.
     #[error("empty message")]
     Empty,
     /// The engine refused a message the session had validated (a defect, reported as a
@@ -646,6 +647,7 @@ impl Session {
             max_fragments: self.config.max_fragments(),
             rcv_nxt: kcp.rcv_nxt(),
             rcv_wnd: self.config.receive_window,
+            max_ahead: guard::MAX_SEGMENTS_AHEAD,
             snd_una: kcp.snd_una(),
             snd_nxt: kcp.snd_nxt(),
             now,
@@ -716,9 +718,8 @@ impl Session {
         if self.state != ConnectionState::Established && !self.handshaking() {
             return Err(SessionSendError::NotOpen);
         }
-        if data.is_empty() {
-            return Err(SessionSendError::Empty);
-        }
+        // An empty message is a PUSH of length 0 (ikcp sends and delivers one the same way);
+        // in stream mode it adds nothing.
         if !self.config.stream && data.len() > self.config.max_message_size {
             return Err(SessionSendError::TooLarge {
                 size: data.len(),

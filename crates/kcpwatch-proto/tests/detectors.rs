@@ -280,7 +280,7 @@ fn kcpw_010_undecryptable_datagrams_from_one_source() {
         p.server_security
             .iter()
             .filter_map(|e| match e {
-                SecurityEvent::Alert(a) => Some(a.clone()),
+                SecurityEvent::Alert(a) => Some(*a),
                 _ => None,
             })
             .collect()

@@ -1486,7 +1486,14 @@ fn secure_events() -> Vec<SecurityEvent> {
         SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn: a }),
         state(a, Attempted, Handshaking),
         state(a, Handshaking, Established),
-        SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: a, secure: None }),
+        SecurityEvent::ConnectionEstablished(ConnectionEstablished {
+            conn: a,
+            secure: Some(kcpwatch_proto::events::SecureSession {
+                version: 2,
+                suite: "Noise_NK_25519_ChaChaPoly_BLAKE2s",
+                key_id: [0x5a, 0x01, 0xc3, 0x7e],
+            }),
+        }),
         SecurityEvent::PeerAddressChanged(PeerAddressChanged {
             conn: conn(A, 1, "203.0.113.7:52200", SERVER_LOCAL, Inbound),
             old_peer: addr(OBSERVED_PEER),
@@ -1502,8 +1509,8 @@ fn secure_events() -> Vec<SecurityEvent> {
             MOVED_PEER,
             Some(1),
             Some(A),
-            DropTrigger::BadTag,
-            "session_tag",
+            DropTrigger::DecryptFailed,
+            "session_aead",
             64,
             0,
         ),
@@ -1635,7 +1642,7 @@ fn secure_events() -> Vec<SecurityEvent> {
             hostile(0),
             FailReason::Malformed,
             Some(DropTrigger::BadLength),
-            "token_length",
+            "hello_too_long",
             0,
         ),
         failed(
@@ -1652,6 +1659,36 @@ fn secure_events() -> Vec<SecurityEvent> {
             "max_connections_per_prefix",
             0,
         ),
+        // Protocol v2: a HELLO for a key this server does not hold, and one whose Noise
+        // message does not decrypt.
+        failed(
+            hostile(0),
+            FailReason::UnknownServerKey,
+            Some(DropTrigger::BadCmd),
+            "unknown_key_id",
+            0,
+        ),
+        failed(
+            hostile(0),
+            FailReason::DecryptFailed,
+            Some(DropTrigger::DecryptFailed),
+            "hello_noise",
+            0,
+        ),
+        // A kicked player: the peer's DISCONNECT carried its application's code and text.
+        SecurityEvent::ConnectionClosed(kcpwatch_proto::events::ConnectionClosed {
+            conn: a,
+            reason: kcpwatch_proto::CloseReason::PeerClosed,
+            initiator: kcpwatch_proto::Initiator::Remote,
+            peer_reason: Some(kcpwatch_proto::CloseReason::LocalClosed),
+            app_close: kcpwatch_proto::AppClose::new(4001, "kicked: idle in lobby"),
+            summary: kcpwatch_proto::ConnectionSummary {
+                duration_ms: 61_250,
+                direction: Inbound,
+                ..kcpwatch_proto::ConnectionSummary::empty(a)
+            },
+            params: SessionConfig::default(),
+        }),
         // A validated client the application turned away, and one it never answered.
         SecurityEvent::ConnectionAttempted(ConnectionAttempted { conn: b }),
         state(b, Attempted, Handshaking),
@@ -1687,6 +1724,20 @@ fn secure_events() -> Vec<SecurityEvent> {
             0,
         ),
         failed(client2, FailReason::Capacity, None, "server_rejected", 0),
+        failed(
+            client2,
+            FailReason::UnknownServerKey,
+            None,
+            "server_rejected",
+            0,
+        ),
+        failed(
+            client2,
+            FailReason::ServerAuthFailed,
+            None,
+            "accept_noise",
+            0,
+        ),
         failed(
             client2,
             FailReason::VersionMismatch,
@@ -1804,6 +1855,16 @@ fn secure_lines() -> String {
             ],
         );
     }
+    // Rules added since, last so that the lines above stay as they were.
+    write_all(
+        &mut CanonicalWriter::new(observer(), 0),
+        vec![alert(
+            Rule::DecryptFailedSource,
+            Some(ALERT_SOURCE),
+            10,
+            false,
+        )],
+    );
     out
 }
 
@@ -1890,6 +1951,7 @@ fn peer_address_changed_carries_the_new_flow_and_the_old_addresses() {
     assert_eq!(
         rules,
         BTreeSet::from([
+            "accept_noise",
             "authenticate",
             "auth_timeout",
             "handshake_timeout",
@@ -2102,7 +2164,7 @@ fn formats_map_secure_mode_records() {
 
     // The new triggers are rule categories like the others.
     for (trigger, rule_name) in [
-        ("bad_tag", "session_tag"),
+        ("decrypt_failed", "session_aead"),
         ("replayed", "replay_window"),
         ("rate_limited", "handshake_rate_per_ip"),
     ] {
@@ -2603,8 +2665,8 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
                 local: addr(f.local),
                 conv: Some(7),
                 uid: Some(Uid::from_uuid(A)),
-                trigger: DropTrigger::BadTag,
-                rule: "session_tag",
+                trigger: DropTrigger::DecryptFailed,
+                rule: "session_aead",
                 len: 64,
                 suppressed: 0,
             }),

@@ -543,11 +543,11 @@ impl Detectors {
             // A live session's datagram that does not decrypt: altered or forged.
             DropTrigger::DecryptFailed => {
                 let t = self.config.decrypt_failed_source;
-                let observed = self
-                    .sources
-                    .entry(ip, now_ms)
-                    .decrypt_failures
-                    .add(now_ms, t.window_ms, 1);
+                let observed =
+                    self.sources
+                        .entry(ip, now_ms)
+                        .decrypt_failures
+                        .add(now_ms, t.window_ms, 1);
                 self.source_rule(Rule::DecryptFailedSource, ip, now_ms, observed, t);
             }
             // A stranger's conv (no session with it) or a wrong tag on a real one: probing.

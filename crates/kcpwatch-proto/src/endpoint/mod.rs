@@ -53,6 +53,9 @@ const FAIL_KEYS: usize = 11;
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
 pub const STALE_SESSION: &str = "stale_session";
+/// The `unknown_connection` rule of a raw datagram from an (address, conv) whose session was
+/// closed for a protocol violation less than an idle timeout ago (`raw_closed.rs`).
+pub const RECENTLY_CLOSED: &str = "recently_closed";
 
 /// ICMP unreachable reports in a row (with nothing received from the peer, over at least a
 /// third of the idle timeout) after which a session ends as `dead_link`.
@@ -357,8 +360,11 @@ pub struct Endpoint {
     totals: crate::metrics::SessionTotals,
     /// Raw mode with FEC (`config.fec`).
     fec: Option<raw_fec::FecState>,
+    /// Raw mode: (address, conv) pairs closed for a protocol violation, refused for a while.
+    raw_closed: raw_closed::RawClosed,
 }
 
+mod raw_closed;
 mod raw_fec;
 mod secure;
 
@@ -415,6 +421,7 @@ impl Endpoint {
             recently_closed: VecDeque::new(),
             totals: Default::default(),
             fec,
+            raw_closed: Default::default(),
             reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
                 .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
             started_at: u64::from(now),
@@ -606,6 +613,21 @@ impl Endpoint {
             );
             return None;
         }
+        if self
+            .raw_closed
+            .blocks(&(remote, conv), self.clock.extended())
+        {
+            self.drop_trigger(
+                remote,
+                local,
+                Some(conv),
+                None,
+                DropTrigger::UnknownConnection,
+                RECENTLY_CLOSED,
+                datagram.len(),
+            );
+            return None;
+        }
         // ACKs and window probes cannot start a conversation: they answer one. Nor can a PUSH
         // that acknowledges our data (una > 0) when we have sent none. A client of a
         // restarted server sends exactly these; they are not handshakes (see `stale_rule`).
@@ -644,6 +666,7 @@ impl Endpoint {
             max_fragments: session.max_fragments(),
             rcv_nxt: 0,
             rcv_wnd: session.receive_window,
+            max_ahead: guard::ENGINE_MIN_WINDOW.max(u32::from(session.receive_window)),
             snd_una: 0,
             snd_nxt: 0,
             now,
@@ -1382,6 +1405,13 @@ impl Endpoint {
         let Some(mut session) = self.remove_session(handle) else {
             return;
         };
+        if reason == CloseReason::ProtocolViolation
+            && session.secure.is_none()
+            && session.direction == Direction::Inbound
+        {
+            let until = self.clock.extended() + u64::from(session.config.idle_timeout_ms);
+            self.raw_closed.insert((session.remote, session.conv), until);
+        }
         if reason == CloseReason::DeadLink {
             let now_ms = self.unix_ms();
             self.detectors.dead_link(now_ms);

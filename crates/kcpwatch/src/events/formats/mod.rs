@@ -465,6 +465,11 @@ fn attack(id: &str) -> Attack<'_> {
             None,
             Some(("TA0007", "Discovery")),
         ),
+        "T1565.002" => (
+            Some("Data Manipulation"),
+            Some("Transmitted Data Manipulation"),
+            Some(IMPACT),
+        ),
         _ => (None, None, None),
     };
     Attack {
