@@ -1,9 +1,9 @@
 /**
  * The security event types (`kcp:*`), one interface per event, mirroring the canonical JSON
- * records written by `crates/kcpwatch/src/events/canonical.rs` field for field. The same
- * contract is `schema/events.schema.json` (JSON Schema 2020-12); `docs/events.md` is the
- * catalog for analysts. Keep the three in step: a field added to the canonical record without
- * the schema fails `__test__/schema.test.mjs`.
+ * records written by the Rust canonical writer (in the repository, `crates/kcpwatch/src/events/canonical.rs`)
+ * field for field. The same contract is `schema/events.schema.json` (JSON Schema 2020-12);
+ * `docs/events.md` is the catalog for analysts. Keep the three in step: a field added to the
+ * canonical record without the schema fails the repository's `__test__/schema.test.mjs`.
  *
  * Counters are u64 in Rust and plain numbers here: exact up to 2^53, far beyond any realistic
  * count.

@@ -107,7 +107,7 @@ logged.on('event', (event: KcpEvent) => {
   }
   if (event.name === 'kcp:connection_failed') {
     if (event.trigger !== undefined) {
-      const trigger: 'too_short' | 'bad_conv' | 'bad_length' | 'bad_cmd' | 'guard_violation' | 'unknown_connection' | 'over_limit' | 'bad_tag' | 'replayed' | 'rate_limited' =
+      const trigger: 'too_short' | 'bad_conv' | 'bad_length' | 'bad_cmd' | 'guard_violation' | 'unknown_connection' | 'over_limit' | 'bad_tag' | 'replayed' | 'rate_limited' | 'decrypt_failed' =
         event.trigger;
       void trigger;
       // @ts-expect-error a refused datagram has a datagram rule, not a failure rule

@@ -85,7 +85,7 @@ pub struct FecOptions {
     pub parity_shards: u32,
 }
 
-/// Admission limits, resolved with their defaults by `src/options.ts`.
+/// Admission limits, resolved with their defaults by the TypeScript options module.
 #[napi(object)]
 pub struct LimitOptions {
     pub max_connections_per_ip: u32,
@@ -97,7 +97,7 @@ pub struct LimitOptions {
     pub max_pending_auth: u32,
 }
 
-/// One output of the records, resolved by `src/log.ts`.
+/// One output of the records, resolved by the TypeScript log options.
 #[napi(object)]
 pub struct OutputOptions {
     /// `stdout`, `stderr`, `file` or `none`.
@@ -142,7 +142,7 @@ pub struct OutputOptions {
     pub level: String,
 }
 
-/// Security event logging, resolved by `src/log.ts`.
+/// Security event logging, resolved by the TypeScript log options.
 #[napi(object)]
 pub struct LogOptions {
     /// Lowest severity produced: a syslog name (`info`, `notice`, ...).
