@@ -113,8 +113,8 @@ test('invalid options are rejected with KcpInvalidOptionError', (t) => {
 
 test('a message too large for the window is refused by createServer itself, with the ceiling and stream: true', (t) => {
   const error = t.throws(() => kcpwatch.createServer({ rcvWnd: 8, maxMessageSize: 65536 }), { code: 'KCP_ERR_INVALID_OPTION' });
-  // min(127, 8) x (1200 - 24 - 21): secure mode carries its session header and tag in each datagram.
-  t.regex(error.message, /exceeds 9240\b.*stream: true/);
+  // min(127, 8) x (1200 - 24 - 29): secure mode carries its 13-byte session header and 16-byte tag in each datagram.
+  t.regex(error.message, /exceeds 9176\b.*stream: true/);
 });
 
 for (const bind of ['0.0.0.0', '::']) {

@@ -214,11 +214,13 @@ export class Client extends EventEmitter<ClientEvents> {
     const port = resolvePort(options.port);
     if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
     const requested = options.host ?? '127.0.0.1';
-    if (typeof requested !== 'string') throw new KcpInvalidOptionError(`host must be a string, got ${describe(requested)}`);
+    if (typeof requested !== 'string' || requested.length === 0) {
+      throw new KcpInvalidOptionError(`host must be a non-empty string (an IP address${where === 'createClient()' ? " or 'localhost'" : ' or a host name'}), got ${requested === '' ? 'an empty string' : describe(requested)}`);
+    }
     const host = requested === 'localhost' && where === 'createClient()' ? '127.0.0.1' : requested;
     if (!isIP(host)) {
       throw new KcpInvalidOptionError(
-        `${where}: host must be an IP address${where === 'createClient()' ? " or 'localhost'" : ''}, got ${JSON.stringify(requested)} (connect() resolves names; for createClient, resolve with dns.promises.lookup first)`,
+        `${where}: host must be an IP address${where === 'createClient()' ? " or 'localhost'" : ''}, got ${describe(requested)} (connect() resolves names; for createClient, resolve with dns.promises.lookup first)`,
       );
     }
     this.remoteAddress = host;

@@ -15,6 +15,7 @@ import { rethrowLater, type CloseInfo, type CloseReason, type FailReason } from 
 import type { NativeConnectionStats } from './native';
 import { Refusal } from './transport';
 import type { NativeConnectedInfo } from './native';
+import { describe } from './options';
 
 /** One connection's counters so far (`connection.stats()`; `docs/metrics.md`). */
 export type ConnectionStats = NativeConnectionStats;
@@ -114,22 +115,48 @@ function isDetached(buffer: ArrayBufferLike): boolean {
   }
 }
 
-/** @internal A Uint8Array over the caller's bytes (no copy: the transport copies at the call). */
-export function bytesOf(data: unknown): Uint8Array {
+/** `%TypedArray%.prototype.at`: it validates its receiver, throwing for a view out of bounds or detached. */
+const typedArrayAt = (Object.getPrototypeOf(Uint8Array.prototype) as { at: (this: ArrayBufferView, index: number) => unknown }).at;
+
+/**
+ * A view whose bytes are gone: its resizable ArrayBuffer shrank below the view's end (or was
+ * detached). Its `byteLength` reads 0 (a TypedArray) or throws (a DataView); either way it
+ * must not be sent as an empty message.
+ */
+function outOfBounds(view: ArrayBufferView): boolean {
+  try {
+    if (view instanceof DataView) void view.byteLength;
+    else typedArrayAt.call(view, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * @internal A Uint8Array over the caller's bytes (no copy: the transport copies at the call).
+ * `what` names the call in errors (`send()`, `broadcast()`).
+ */
+export function bytesOf(data: unknown, what = 'send()'): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data);
   let buffer: ArrayBufferLike;
   let view: () => Uint8Array;
   if (ArrayBuffer.isView(data)) {
     buffer = data.buffer;
+    if (!(buffer.byteLength === 0 && isDetached(buffer)) && outOfBounds(data)) {
+      throw new KcpInvalidOptionError(
+        `${what} was given a ${data instanceof DataView ? 'DataView' : 'TypedArray'} out of bounds of its ArrayBuffer (the buffer was resized below the view's end)`,
+      );
+    }
     view = () => (data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   } else if (data instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && data instanceof SharedArrayBuffer)) {
     buffer = data;
     view = () => new Uint8Array(data);
   } else {
-    throw new KcpInvalidOptionError('send() takes a string, Buffer, TypedArray, DataView or ArrayBuffer');
+    throw new KcpInvalidOptionError(`${what} takes a string, Buffer, TypedArray, DataView or ArrayBuffer, got ${describe(data)}`);
   }
   if (buffer.byteLength === 0 && isDetached(buffer)) {
-    throw new KcpInvalidOptionError('send() was given a detached ArrayBuffer');
+    throw new KcpInvalidOptionError(`${what} was given a detached ArrayBuffer`);
   }
   return view();
 }
@@ -152,7 +179,8 @@ export interface Connection<Auth = unknown> {
  * reason and summary, and `error` for failures reported by the engine.
  *
  * Received messages wait, like a paused stream, until the connection has a `message` listener
- * or an iterator (`for await (const m of connection)`); past `maxReceiveQueueBytes` held, the
+ * or an iterator (`for await (const m of connection)`). Each message goes to one reader: to
+ * the iterators while one is being iterated, otherwise to the `message` listeners. Past `maxReceiveQueueBytes` held, the
  * connection stops taking messages from its engine and KCP's receive window pushes back on
  * the peer. Nothing is dropped.
  */
@@ -363,11 +391,11 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   close(code?: number, reason?: string): void {
     if (code !== undefined) {
       if (typeof code !== 'number' || !Number.isInteger(code) || (code !== CLOSE_CODE_NORMAL && (code < CLOSE_CODE_MIN || code > CLOSE_CODE_MAX))) {
-        throw new KcpInvalidOptionError(`close code must be ${CLOSE_CODE_NORMAL} or an integer in ${CLOSE_CODE_MIN}..${CLOSE_CODE_MAX}, got ${typeof code === 'string' ? JSON.stringify(code) : String(code)}`);
+        throw new KcpInvalidOptionError(`close code must be ${CLOSE_CODE_NORMAL} or an integer in ${CLOSE_CODE_MIN}..${CLOSE_CODE_MAX}, got ${describe(code)}`);
       }
     }
     if (reason !== undefined) {
-      if (typeof reason !== 'string') throw new KcpInvalidOptionError(`close reason must be a string, got ${typeof reason}`);
+      if (typeof reason !== 'string') throw new KcpInvalidOptionError(`close reason must be a string, got ${describe(reason)}`);
       if (code === undefined) throw new KcpInvalidOptionError('a close reason needs a close code');
       const length = Buffer.byteLength(reason);
       if (length > CLOSE_REASON_MAX_BYTES) {
@@ -384,27 +412,37 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   /**
    * Messages as an async iterator: every message not yet handed to a `message` listener,
    * including those that arrived before this was called; ends when the connection has closed
-   * and every message was read. An iterator that falls behind holds at most
-   * `maxReceiveQueueBytes` before the peer is pushed back. Several iterators at once share the
-   * messages (each message goes to one of them). Leaving the loop (`break`) keeps later
-   * messages held for the next reader.
+   * and every message was read. Each message goes to exactly one reader: an iterator takes
+   * over from the first `next()` call (the first turn of a `for await` loop) until it ends
+   * (`break`, `return()`, or the end of the messages); meanwhile `message` listeners get
+   * nothing. An iterator that was created and never iterated reads nothing and holds nothing.
+   * An iterator that falls behind holds at most `maxReceiveQueueBytes` before the peer is
+   * pushed back. Several iterators at once share the messages (each message goes to one of
+   * them). Leaving the loop keeps later messages for the next reader (a listener or iterator).
    */
   messages(): AsyncIterableIterator<Buffer> {
-    let active = true;
-    this.iterators += 1;
+    // 'idle' until the first next(): a forgotten iterator must not take messages from listeners.
+    let phase: 'idle' | 'reading' | 'done' = 'idle';
     const stop = () => {
-      if (!active) return;
-      active = false;
+      const wasReading = phase === 'reading';
+      phase = 'done';
+      if (!wasReading) return;
       this.iterators -= 1;
+      // A next() of this iterator still waiting resolves `done` (it re-checks `phase`).
+      this.wakeIterators();
       // Held messages go to `message` listeners again once no iterator reads them.
       if (this.iterators === 0 && this.heldHead < this.held.length && this.listenerCount('message') > 0) this.scheduleFlow();
     };
     const iterator: AsyncIterableIterator<Buffer> = {
       next: async () => {
-        while (active && this.heldHead === this.held.length && this._state !== 'closed') {
+        if (phase === 'idle') {
+          phase = 'reading';
+          this.iterators += 1;
+        }
+        while (phase === 'reading' && this.heldHead === this.held.length && this._state !== 'closed') {
           await new Promise<void>((resolve) => this.waiters.push(resolve));
         }
-        if (!active) return { value: undefined, done: true };
+        if (phase !== 'reading') return { value: undefined, done: true };
         const value = this.takeHeld();
         if (value !== undefined) return { value, done: false };
         stop();
@@ -440,8 +478,8 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     if (this._state === 'closed') return;
     const listening = this.listenerCount('message') > 0;
     if (this.iterators > 0) {
+      // A reading iterator has the messages: listeners get none of them (one reader per message).
       this.hold(Buffer.from(data));
-      if (listening) this.emit('message', data);
       return;
     }
     if (listening && this.heldHead === this.held.length) {

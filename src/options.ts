@@ -202,12 +202,17 @@ export const kcpOptionKeys = keysOf<KcpOptions>({
 const KCP_HEADER_BYTES = 24;
 /** KCP numbers fragments in one byte and counts down to 0: at most 127 per message here. */
 const KCP_MAX_FRAGMENTS = 127;
-/** Secure mode: the session header (type, conv, packet number) and tag inside each datagram. */
-const SECURE_OVERHEAD_BYTES = 1 + 4 + 8 + 8;
+/**
+ * Secure mode (protocol v2, `docs/protocol.md` "Session datagrams"): the 13-byte session
+ * header (type, conv, packet number) and the 16-byte Poly1305 tag around each KCP datagram;
+ * the native side's `SESSION_OVERHEAD` (crates/kcpwatch-proto/src/secure/wire.rs), which
+ * `listen()` enforces. The addon does not export it, so it is mirrored here, once.
+ */
+export const SECURE_OVERHEAD_BYTES = 1 + 4 + 8 + 16;
 
 /**
  * The largest message these knobs can carry in message mode:
- * `min(127, rcvWnd) × (mtu − 24 − (secure ? 21 : 0))`: a message travels as at most 127
+ * `min(127, rcvWnd) × (mtu − 24 − (secure ? 29 : 0))`: a message travels as at most 127
  * fragments, and no more than the receive window, each at most one segment's payload.
  */
 export function messageSizeLimit(kcp: Pick<ResolvedKcpOptions, 'mtu' | 'rcvWnd'>, mode: Mode): number {
@@ -225,7 +230,7 @@ export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode): void {
   if (kcp.maxMessageSize > limit) {
     throw new KcpInvalidOptionError(
       `maxMessageSize ${kcp.maxMessageSize} exceeds ${limit}, the most that mtu ${kcp.mtu} and rcvWnd ${kcp.rcvWnd} carry in ${mode} mode ` +
-        `(min(127, rcvWnd) x (mtu - 24${mode === 'secure' ? ' - 21' : ''})): lower maxMessageSize, raise mtu or rcvWnd, ` +
+        `(min(127, rcvWnd) x (mtu - 24${mode === 'secure' ? ` - ${SECURE_OVERHEAD_BYTES}` : ''})): lower maxMessageSize, raise mtu or rcvWnd, ` +
         'or use stream: true for payloads of any size',
     );
   }

@@ -64,7 +64,7 @@ export class AuthRejection {
   readonly code: number;
   constructor(code: number) {
     if (typeof code !== 'number' || !Number.isInteger(code) || code < 1 || code > 0xffff) {
-      throw new KcpInvalidOptionError(`an authentication refusal code must be an integer in 1..65535, got ${String(code)}`);
+      throw new KcpInvalidOptionError(`an authentication refusal code must be an integer in 1..65535, got ${describe(code)}`);
     }
     this.code = code;
     Object.freeze(this);
@@ -201,6 +201,48 @@ export type ServerStats = NativeStats;
 
 /** Which connections `server.broadcast()` sends to: a test on each, or the connections themselves. */
 export type BroadcastTarget<Auth = unknown> = ((connection: Connection<Auth>) => boolean) | Iterable<Connection<Auth>>;
+
+/**
+ * A live read-only view of a map: the reads of `ReadonlyMap`, and no `set`, `delete` or
+ * `clear` at runtime either, so the application cannot corrupt the server's bookkeeping.
+ */
+class ReadonlyMapView<K, V> implements ReadonlyMap<K, V> {
+  readonly #map: Map<K, V>;
+  constructor(map: Map<K, V>) {
+    this.#map = map;
+    Object.freeze(this);
+  }
+  get size(): number {
+    return this.#map.size;
+  }
+  get(key: K): V | undefined {
+    return this.#map.get(key);
+  }
+  has(key: K): boolean {
+    return this.#map.has(key);
+  }
+  keys(): MapIterator<K> {
+    return this.#map.keys();
+  }
+  values(): MapIterator<V> {
+    return this.#map.values();
+  }
+  entries(): MapIterator<[K, V]> {
+    return this.#map.entries();
+  }
+  forEach(callback: (value: V, key: K, map: ReadonlyMap<K, V>) => void, thisArg?: unknown): void {
+    this.#map.forEach((value, key) => callback.call(thisArg, value, key, this));
+  }
+  [Symbol.iterator](): MapIterator<[K, V]> {
+    return this.#map.entries();
+  }
+  get [Symbol.toStringTag](): string {
+    return 'ReadonlyMap';
+  }
+}
+
+/** Distinct `authenticate` failures warned about at most, per server. */
+const MAX_AUTH_WARNINGS = 100;
 
 /** Largest number of accepted identities waiting for their connection's `accepted` record. */
 const MAX_PENDING_IDENTITIES = 65_536;
@@ -356,6 +398,9 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   private onLastClose: (() => void) | undefined;
   private readonly byHandle = new Map<number, Connection<Auth>>();
   private readonly byId = new Map<string, Connection<Auth>>();
+  private readonly connectionsView = new ReadonlyMapView(this.byId);
+  /** `authenticate` failures already warned about (no `error` listener), by message. */
+  private readonly authWarnings = new Set<string>();
   /** Identities `authenticate` returned, by connection id, until the connection is accepted. */
   private readonly identities = new Map<string, Auth>();
   private _address: AddressInfo | null = null;
@@ -447,7 +492,13 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     if (log?.deliverToJs) this.transport.setEventDelivery(true);
     const bound = this.transport.native.address();
     this._address = { address: bound.address, family: bound.family as AddressInfo['family'], port: bound.port };
-    this.emit('listening', this._address);
+    // The server is bound and serving: a throwing `listening` handler does not make listen()
+    // fail; its error surfaces on its own tick, as other handlers' do.
+    try {
+      this.emit('listening', this._address);
+    } catch (error) {
+      rethrowLater(error);
+    }
     return this._address;
   }
 
@@ -482,7 +533,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
    * go (iterate it, `.get(id)`, `.size`). A connection leaves it just before its `close` event.
    */
   get connections(): ReadonlyMap<string, Connection<Auth>> {
-    return this.byId;
+    return this.connectionsView;
   }
 
   /** The live connection with this id, or `undefined`. */
@@ -503,7 +554,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
    * emits `drain` later, as with `send()`.
    */
   broadcast(data: SendData, target?: BroadcastTarget<Auth>): number {
-    const bytes = bytesOf(data);
+    const bytes = bytesOf(data, 'broadcast()');
     if (!this.kcp.stream && bytes.length > this.kcp.maxMessageSize) {
       throw new KcpMessageTooLargeError(`message of ${bytes.length} bytes exceeds maxMessageSize ${this.kcp.maxMessageSize}`);
     }
@@ -516,7 +567,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     } else if (target !== null && typeof target === 'object' && typeof (target as Iterable<unknown>)[Symbol.iterator] === 'function') {
       targets = target;
     } else {
-      throw new KcpInvalidOptionError(`broadcast() takes a filter function or an iterable of connections, got ${describe(target)}`);
+      throw new KcpInvalidOptionError(`broadcast() takes a filter function or an iterable of connections as its target, got ${describe(target)}`);
     }
     const transport = this.transport;
     if (!transport || transport.native.closed) return 0;
@@ -529,9 +580,20 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
       }
       return sent;
     }
+    // Checked whole before anything is queued: a bad entry sends to nobody.
+    const listed = new Set<Connection<Auth>>();
+    let index = 0;
     for (const connection of targets) {
-      // Only this server's live connections: a list may hold anything.
-      if (!(connection instanceof Connection) || this.byHandle.get(connection._handle) !== connection) continue;
+      if (!(connection instanceof Connection)) {
+        throw new KcpInvalidOptionError(`broadcast() target entry ${index} is not a Connection, got ${describe(connection)}`);
+      }
+      listed.add(connection);
+      index += 1;
+    }
+    for (const connection of listed) {
+      // Only this server's live connections (another server's, or a closed one, is skipped);
+      // a connection listed twice gets the message once.
+      if (this.byHandle.get(connection._handle) !== connection) continue;
       if (connection._offer(bytes)) sent += 1;
     }
     return sent;
@@ -579,7 +641,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('close() takes an options object');
     checkKeys(options, closeOptionKeys, 'server.close()');
     const force = options.force ?? false;
-    if (typeof force !== 'boolean') throw new KcpInvalidOptionError(`force must be a boolean, got ${String(force)}`);
+    if (typeof force !== 'boolean') throw new KcpInvalidOptionError(`force must be a boolean, got ${describe(force)}`);
     const linger = force ? 0 : options.linger === undefined ? this.kcp.linger : resolveLinger(options.linger);
     if (!this.closing) {
       this.closing = Promise.resolve().then(async () => {
@@ -708,9 +770,12 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     };
     const refused = (err: unknown) => {
       answer(false);
+      const error = new KcpAuthenticateError('authenticate threw; the client was refused', { cause: err });
       if (this.listenerCount('error') > 0) {
-        this.emit('error', new KcpAuthenticateError('authenticate threw; the client was refused', { cause: err }));
+        this.emit('error', error);
+        return;
       }
+      this.warnAuthenticateFailure(err);
     };
     try {
       const verdict: unknown = authenticate ? authenticate(request.token, peer) : true;
@@ -724,12 +789,35 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     }
   }
 
+  /**
+   * Without an `error` listener a throwing `authenticate` would refuse clients unseen (its
+   * record reads as an ordinary refusal): a process warning names the cause, once per distinct
+   * message so that a failing database does not flood stderr.
+   */
+  private warnAuthenticateFailure(err: unknown): void {
+    const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    if (this.authWarnings.has(detail)) return;
+    if (this.authWarnings.size >= MAX_AUTH_WARNINGS) return;
+    this.authWarnings.add(detail);
+    process.emitWarning(`authenticate threw (${detail}); the client was refused. Add a server 'error' listener to handle this.`, {
+      type: 'KcpAuthenticateWarning',
+      code: KcpAuthenticateError.code,
+    });
+  }
+
   /** @internal */
   events(events: KcpEvent[]): void {
-    // A throwing handler does not cost the other records: its error surfaces afterwards.
+    // A throwing handler does not cost the other records, nor the other handlers of the same
+    // record: its error surfaces afterwards.
     for (const event of events) {
+      if (this.onEvent) {
+        try {
+          this.onEvent(event);
+        } catch (error) {
+          rethrowLater(error);
+        }
+      }
       try {
-        if (this.onEvent) this.onEvent(event);
         this.emit('event', event);
       } catch (error) {
         rethrowLater(error);

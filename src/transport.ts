@@ -86,8 +86,14 @@ export class Transport {
    */
   send(handle: number, data: Uint8Array): void {
     const at = this.reserve(HEADER + data.length);
+    try {
+      this.batch.set(data, at + HEADER);
+    } catch (err) {
+      // A view that cannot be read queues nothing: no header without its bytes.
+      this.batchBytes = at;
+      throw err;
+    }
     this.header(at, handle, data.length, WANT_PROGRESS);
-    this.batch.set(data, at + HEADER);
     this.schedule();
   }
 
