@@ -5,14 +5,20 @@
 //! arrive packed, one call per event-loop turn. An environment cleanup hook stops and joins the
 //! I/O thread when the process or worker exits without `close()`: a producer thread still
 //! running at teardown would abort Node.
+//!
+//! `close()` frees the runtime at once (socket, waker, threads, log ring), keeping only the
+//! final records for `takeRecords()`/`takeEvents()`: the JavaScript object may live on for
+//! long, and a program that reconnects in a loop must not run out of descriptors or memory
+//! waiting for the garbage collector.
 
+use std::ffi::c_void;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use kcpwatch::Runtime;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Env;
+use napi::{sys, Env};
 
 use crate::errors::to_js;
 use crate::options::{self, EndpointOptions, SessionOptions};
@@ -200,15 +206,79 @@ struct Live {
     /// Dropped on close so the threadsafe function stops keeping the event loop alive.
     notify: Arc<Mutex<Option<Notify>>>,
     notify_events: Arc<Mutex<Option<Notify>>>,
-    cleanup: Option<napi::CleanupEnvHook<Arc<Runtime>>>,
+    exit_hook: Option<ExitHook>,
+}
+
+/// The environment cleanup hook of one open endpoint: it shuts the runtime down when the
+/// process or worker exits without `close()`.
+///
+/// Registered by hand because napi-rs's `remove_env_cleanup_hook` never frees the data it
+/// boxed in `add_env_cleanup_hook`: that data is an `Arc<Runtime>`, so every closed endpoint
+/// would keep its waker (an eventfd) and its log ring for the life of the process.
+struct ExitHook {
+    /// Owned by this hook until `remove` frees it, or by Node once the hook has run.
+    data: *mut Arc<Runtime>,
+}
+
+unsafe extern "C" fn shutdown_at_exit(data: *mut c_void) {
+    // SAFETY: `data` is the `Box::into_raw` of `ExitHook::add`. Node calls a hook at most once
+    // and never after `napi_remove_env_cleanup_hook` succeeded, which is the only other place
+    // that frees it.
+    let runtime = unsafe { Box::from_raw(data.cast::<Arc<Runtime>>()) };
+    runtime.shutdown();
+}
+
+impl ExitHook {
+    fn add(env: &Env, runtime: Arc<Runtime>) -> Result<Self> {
+        let data = Box::into_raw(Box::new(runtime));
+        // SAFETY: a live env on its own thread; `data` stays valid until the hook runs or is
+        // removed (see `shutdown_at_exit`).
+        let status = unsafe {
+            sys::napi_add_env_cleanup_hook(env.raw(), Some(shutdown_at_exit), data.cast())
+        };
+        if status != sys::Status::napi_ok {
+            // SAFETY: not registered, so still ours alone.
+            drop(unsafe { Box::from_raw(data) });
+            return Err(Error::new(
+                Status::from(status),
+                "cannot register the endpoint's exit hook",
+            ));
+        }
+        Ok(Self { data })
+    }
+
+    /// Unregisters the hook and frees its reference to the runtime.
+    fn remove(self, env: &Env) -> Result<()> {
+        // SAFETY: the same (function, data) pair `add` registered, on the env's thread.
+        let status = unsafe {
+            sys::napi_remove_env_cleanup_hook(env.raw(), Some(shutdown_at_exit), self.data.cast())
+        };
+        if status != sys::Status::napi_ok {
+            // Possibly still registered: leaking one `Arc` beats Node freeing it twice.
+            return Err(Error::new(
+                Status::from(status),
+                "cannot remove the endpoint's exit hook",
+            ));
+        }
+        // SAFETY: removed, so Node will never run it and nothing else holds `data`.
+        drop(unsafe { Box::from_raw(self.data) });
+        Ok(())
+    }
+}
+
+/// What `close()` keeps of a runtime: the records published during shutdown, until taken.
+#[derive(Default)]
+struct Leftover {
+    records: Vec<u8>,
+    events: Vec<u8>,
 }
 
 /// One UDP socket with its I/O thread.
 #[napi]
 pub struct NativeEndpoint {
     live: Option<Live>,
-    /// Kept after close so the final records can still be taken.
-    runtime: Arc<Runtime>,
+    /// After close: the final records, the only part of the runtime still needed.
+    leftover: Leftover,
     local: SocketAddr,
     /// Secure mode, server: the public halves of its static keys.
     public_keys: Vec<[u8; 32]>,
@@ -273,16 +343,16 @@ fn start(
     let runtime = Arc::new(runtime);
     // Registered after the threadsafe function, so it runs before Node finalises it (cleanup
     // hooks run in reverse order of registration).
-    let cleanup = env.add_env_cleanup_hook(runtime.clone(), |runtime| runtime.shutdown())?;
+    let exit_hook = ExitHook::add(&env, runtime.clone())?;
     let local = runtime.local_addr();
     Ok(NativeEndpoint {
         live: Some(Live {
-            runtime: runtime.clone(),
+            runtime,
             notify,
             notify_events,
-            cleanup: Some(cleanup),
+            exit_hook: Some(exit_hook),
         }),
-        runtime,
+        leftover: Leftover::default(),
         local,
         public_keys,
     })
@@ -446,28 +516,39 @@ impl NativeEndpoint {
 
     /// Takes every record published so far, or `null` when there is none.
     #[napi]
-    pub fn take_records(&self) -> Option<Buffer> {
-        let records = self.runtime.take_records();
+    pub fn take_records(&mut self) -> Option<Buffer> {
+        let records = match &self.live {
+            Some(live) => live.runtime.take_records(),
+            None => std::mem::take(&mut self.leftover.records),
+        };
         (!records.is_empty()).then(|| records.into())
     }
 
-    /// Starts or stops handing security records to JavaScript.
+    /// Starts or stops handing security records to JavaScript. No effect once closed.
     #[napi]
     pub fn set_event_delivery(&self, enabled: bool) {
-        self.runtime.set_event_delivery(enabled);
+        if let Some(live) = &self.live {
+            live.runtime.set_event_delivery(enabled);
+        }
     }
 
     /// Takes the security records waiting for JavaScript (canonical NDJSON), or `null`.
     #[napi]
-    pub fn take_events(&self) -> Option<Buffer> {
-        let lines = self.runtime.take_events();
+    pub fn take_events(&mut self) -> Option<Buffer> {
+        let lines = match &self.live {
+            Some(live) => live.runtime.take_events(),
+            None => std::mem::take(&mut self.leftover.events),
+        };
         (!lines.is_empty()).then(|| lines.into())
     }
 
-    /// Stops or resumes the log thread (drills and tests of a stalled log consumer).
+    /// Stops or resumes the log thread (drills and tests of a stalled log consumer). No effect
+    /// once closed.
     #[napi]
     pub fn pause_event_consumer(&self, paused: bool) {
-        self.runtime.pause_event_consumer(paused);
+        if let Some(live) = &self.live {
+            live.runtime.pause_event_consumer(paused);
+        }
     }
 
     /// Counters.
@@ -648,22 +729,28 @@ impl NativeEndpoint {
         Ok(())
     }
 
-    /// Ends every connection with `shutdown`, stops and joins the I/O thread and closes the
-    /// socket. The final records stay available to `takeRecords()`. Idempotent.
+    /// Ends every connection with `shutdown`, stops and joins the I/O thread and log thread,
+    /// and frees the runtime: socket, waker, log ring. The final records stay available to
+    /// `takeRecords()` and `takeEvents()`. Idempotent.
     #[napi]
     pub fn close(&mut self, env: Env) -> Result<()> {
-        if let Some(mut live) = self.live.take() {
-            live.runtime.shutdown();
-            if let Some(hook) = live.cleanup.take() {
-                env.remove_env_cleanup_hook(hook)?;
-            }
-            for slot in [&live.notify, &live.notify_events] {
-                if let Ok(mut guard) = slot.lock() {
-                    guard.take();
-                }
+        let Some(mut live) = self.live.take() else {
+            return Ok(());
+        };
+        live.runtime.shutdown();
+        // Appended: records a previous `takeRecords()` did not take are never dropped.
+        self.leftover.records.extend(live.runtime.take_records());
+        self.leftover.events.extend(live.runtime.take_events());
+        for slot in [&live.notify, &live.notify_events] {
+            if let Ok(mut guard) = slot.lock() {
+                guard.take();
             }
         }
-        Ok(())
+        let removed = live.exit_hook.take().map(|hook| hook.remove(&env));
+        // The last reference, unless the hook could not be removed: the runtime is dropped
+        // here, closing its descriptors and freeing its buffers.
+        drop(live);
+        removed.transpose().map(|_| ())
     }
 
     /// Whether `close()` has run.
