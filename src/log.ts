@@ -17,7 +17,7 @@ export const logFormats = ['json', 'ecs', 'ocsf', 'cef', 'rfc5424', 'gelf', 'hec
 export type LogFormat = (typeof logFormats)[number];
 
 /**
- * How IP addresses appear in the records (DESIGN §7), applied in Rust before any record leaves
+ * How IP addresses appear in the records (docs/privacy.md), applied in Rust before any record leaves
  * the addon; `docs/privacy.md` explains each mode.
  */
 export type IpPrivacy =

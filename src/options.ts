@@ -1,4 +1,4 @@
-/** Presets, defaults and validation of every KCP knob (DESIGN §3). */
+/** Presets, defaults and validation of every KCP knob. */
 
 import { KcpInvalidOptionError } from './errors';
 
@@ -83,7 +83,7 @@ export interface ResolvedKcpOptions {
 
 type PresetKnobs = Pick<ResolvedKcpOptions, 'nodelay' | 'interval' | 'resend' | 'nc' | 'sndWnd' | 'rcvWnd' | 'mtu'>;
 
-/** The presets of DESIGN §3: (nodelay, interval, resend, nc) plus windows and MTU. */
+/** The presets: (nodelay, interval, resend, nc) plus windows and MTU. */
 export const presets: Readonly<Record<PresetName, Readonly<PresetKnobs>>> = Object.freeze({
   normal: { nodelay: false, interval: 40, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
   fast: { nodelay: false, interval: 30, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
@@ -293,14 +293,14 @@ export function resolveFec(value: unknown, mode: Mode, kcp: ResolvedKcpOptions):
   return { dataShards, parityShards };
 }
 
-/** `'secure'` unless asked otherwise: the handshake, tags and limits of DESIGN §4. */
+/** `'secure'` unless asked otherwise: the handshake, tags and limits of docs/protocol.md. */
 export function resolveMode(mode: unknown): Mode {
   const value = mode ?? 'secure';
   if (value !== 'raw' && value !== 'secure') throw new KcpInvalidOptionError(`mode must be 'raw' or 'secure', got ${describe(value)}`);
   return value;
 }
 
-/** Admission limits (DESIGN §4). Each refusal is counted and logged with its rule. */
+/** Admission limits (docs/security.md, "Limits"). Each refusal is counted and logged with its rule. */
 export interface LimitOptions {
   /** Live connections from one IP address (default 64: room for players behind one NAT). */
   maxConnectionsPerIp?: number;

@@ -8,10 +8,10 @@ use crate::limits::Limits;
 /// The KCP header length in bytes.
 pub const KCP_HEADER_LEN: usize = 24;
 /// KCP refuses to fragment a message into this many segments or more; a peer that claims a
-/// larger fragment count is lying (DESIGN §3 case K).
+/// larger fragment count is lying (defect case K in docs/security.md).
 pub const KCP_MAX_FRAGMENTS: usize = 128;
 
-/// A named set of KCP knobs (DESIGN §3). `Game` is `Fast3` with larger windows and a 1200-byte
+/// A named set of KCP knobs. `Game` is `Fast3` with larger windows and a 1200-byte
 /// MTU that survives tunnels and mobile networks without IP fragmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
@@ -190,7 +190,7 @@ impl SessionConfig {
 
     /// The largest fragment count a message may have: bounded by KCP's own limit and by the
     /// receive window (a message with more fragments than the window can never be reassembled,
-    /// DESIGN §3 case L).
+    /// defect case L in docs/security.md).
     pub fn max_fragments(&self) -> usize {
         (KCP_MAX_FRAGMENTS - 1).min(usize::from(self.receive_window))
     }
@@ -257,7 +257,7 @@ pub struct EndpointConfig {
     pub sample_burst: u32,
     /// The sampling window in milliseconds.
     pub sample_window_ms: u32,
-    /// Plain KCP, or the secure control layer (DESIGN §4).
+    /// Plain KCP, or the secure control layer (docs/protocol.md).
     pub mode: Mode,
     /// Entropy for cookies, session secrets and convs (secure mode). The runtime fills it from
     /// the OS; tests pass a constant so runs repeat.

@@ -1,4 +1,4 @@
-//! The security event catalog (DESIGN §5): every `kcp:*` event as a typed struct, declared here
+//! The security event catalog (docs/events.md): every `kcp:*` event as a typed struct, declared here
 //! and only here. Output formats (canonical JSON in the runtime, the JSON Schema in `schema/`,
 //! the TypeScript types) are derived from these definitions; `docs/events.md` documents them.
 //!
@@ -169,7 +169,7 @@ impl ConnectionRef {
     }
 }
 
-/// Why a connection was never established (DESIGN §5 vocabulary).
+/// Why a connection was never established (docs/events.md vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailReason {
     /// Secure mode: the handshake did not complete in time.
@@ -503,7 +503,7 @@ pub struct PeerAddressChanged {
     pub old_local: SocketAddr,
 }
 
-/// `kcp:alert`: a detector fired (DESIGN §8, `docs/detection.md`). One per episode and key,
+/// `kcp:alert`: a detector fired (`docs/detection.md`). One per episode and key,
 /// then an update (`update: true`) per update interval while it lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Alert {

@@ -1,6 +1,6 @@
 //! The segment guard: every datagram is parsed and validated completely before any byte of it
 //! reaches the KCP engine, so a bad datagram is dropped whole and counted, never half-applied
-//! (DESIGN §3 case F). Each rule below exists because the `kcp` crate, or KCP itself, misbehaves
+//! (defect case F in docs/security.md). Each rule below exists because the `kcp` crate, or KCP itself, misbehaves
 //! without it; `tests/guard_cases.rs` holds one regression test per case A-L.
 
 use thiserror::Error;
@@ -25,7 +25,7 @@ pub const MAX_SEGMENTS_AHEAD: u32 = 1 << 16;
 /// before they hear one. A peer that has heard nothing from us sends below it.
 pub const ENGINE_MIN_WINDOW: u32 = 128;
 
-/// Why a datagram was refused. The variants map onto the `packet_dropped` triggers of DESIGN §5
+/// Why a datagram was refused. The variants map onto the `packet_dropped` triggers of docs/events.md
 /// through [`GuardViolation::trigger`]; [`GuardViolation::rule`] names the exact rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum GuardViolation {

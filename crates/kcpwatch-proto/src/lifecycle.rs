@@ -1,4 +1,4 @@
-//! The vocabularies of the connection lifecycle (DESIGN §5). KCP has no handshake and no close,
+//! The vocabularies of the connection lifecycle (docs/events.md). KCP has no handshake and no close,
 //! so these words mean exactly what this library defines them to mean; each name here is the
 //! stable string that logs and the JavaScript API carry.
 

@@ -1,4 +1,4 @@
-//! Admission limits (DESIGN §4): connections per address and per prefix, and handshake rates
+//! Admission limits (docs/security.md, "Limits"): connections per address and per prefix, and handshake rates
 //! per source and overall.
 //!
 //! Connection counts only cover live sessions, so their tables are bounded by

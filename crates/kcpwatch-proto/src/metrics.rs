@@ -1,4 +1,4 @@
-//! Listener-wide totals of per-session counters (DESIGN §9): the sum over closed sessions is
+//! Listener-wide totals of per-session counters (docs/metrics.md): the sum over closed sessions is
 //! kept as sessions close (a fixed-size add, no allocation), and the live sessions are added
 //! when the totals are read ([`crate::Endpoint::session_totals`], O(sessions) per read,
 //! nothing per packet). Smoothed RTTs go into a fixed-bucket histogram that gives p50, p90,

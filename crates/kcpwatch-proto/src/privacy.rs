@@ -1,4 +1,4 @@
-//! IP privacy transforms, applied before an address leaves the addon (DESIGN §7).
+//! IP privacy transforms, applied before an address leaves the addon (docs/privacy.md).
 //!
 //! Detectors work on the real addresses in memory; every address written to a record goes through
 //! [`IpPrivacy::apply`] first, so the mode chosen for a deployment is the only place that decides

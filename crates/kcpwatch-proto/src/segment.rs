@@ -66,7 +66,7 @@ impl SegmentHeader {
 }
 
 /// The conv of a datagram, if it is long enough to carry one (unlike `kcp::get_conv`, which
-/// panics on short input: DESIGN §3 case I).
+/// panics on short input: defect case I in docs/security.md).
 pub fn datagram_conv(datagram: &[u8]) -> Option<u32> {
     SegmentHeader::parse(datagram).map(|h| h.conv)
 }

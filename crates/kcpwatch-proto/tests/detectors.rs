@@ -1,4 +1,4 @@
-//! The detectors (DESIGN §8): each provoked on its own, asserting exactly the alert it raises;
+//! The detectors (docs/detection.md): each provoked on its own, asserting exactly the alert it raises;
 //! a quiet run that raises none; one alert plus periodic updates for an ongoing attack; and the
 //! memory bound under a flood from a million source addresses.
 

@@ -1,4 +1,4 @@
-//! One regression test per defect of DESIGN §3 (cases A-L). Where the defect lives in the
+//! One regression test per defect case A–L listed in docs/security.md. Where the defect lives in the
 //! engine we feed the guard, each test first shows it on a bare `kcp::Kcp` (what happens
 //! without the defence), then shows the endpoint refusing the same input. Cases G and H (and the
 //! engine half of A-C) are fixed inside the vendored engine; `crates/kcp/tests/patched.rs`

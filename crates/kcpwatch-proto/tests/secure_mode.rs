@@ -1,6 +1,6 @@
 //! Secure mode on the simulated network: the handshake and every way it can fail, address
 //! validation without state, tagged datagrams against an off-path attacker who knows the conv
-//! (DESIGN §3 cases C, D, E, L), replays, NAT rebinding, keepalives, DISCONNECT, and every
+//! (defect cases C, D, E, L in docs/security.md), replays, NAT rebinding, keepalives, DISCONNECT, and every
 //! admission limit with its event and counter.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Built-in detectors (DESIGN §8): sliding-window rules over what the endpoint sees, firing
+//! Built-in detectors (docs/detection.md): sliding-window rules over what the endpoint sees, firing
 //! `kcp:alert` with the rule, threshold, window, observed value and grouping key.
 //!
 //! The endpoint feeds observations as they happen — before any sampling of the records — so the

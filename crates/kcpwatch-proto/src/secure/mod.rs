@@ -1,4 +1,4 @@
-//! Secure mode (DESIGN §4), protocol version 2: a versioned control layer in front of KCP.
+//! Secure mode (docs/protocol.md), protocol version 2: a versioned control layer in front of KCP.
 //!
 //! - [`wire`]: the datagram layouts, byte by byte (mirrors `docs/protocol.md`).
 //! - [`cookie`]: stateless address validation.

@@ -34,7 +34,7 @@ pub struct Observer {
 /// Writes records as NDJSON lines.
 pub struct CanonicalWriter {
     observer: Observer,
-    /// Applied to every address before it is written (DESIGN §7).
+    /// Applied to every address before it is written (docs/privacy.md).
     privacy: Arc<IpPrivacy>,
     /// With `truncate` or `cryptopan`: compute `community_id` over the transformed addresses.
     community_id_over_transformed: bool,

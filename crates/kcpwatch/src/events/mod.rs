@@ -1,4 +1,4 @@
-//! Security events from the I/O thread to the logs (DESIGN §6): the lock-free [`ring`], the
+//! Security events from the I/O thread to the logs (docs/architecture.md, "Security events"): the lock-free [`ring`], the
 //! [`canonical`] NDJSON form, and the [`log_thread`] that writes it and hands it to JavaScript.
 
 pub mod canonical;
@@ -39,7 +39,7 @@ pub struct LogConfig {
     pub sample_window_ms: u32,
     /// Hand records to JavaScript from the start (before the first can be missed).
     pub deliver_to_js: bool,
-    /// How addresses appear in every record (DESIGN §7).
+    /// How addresses appear in every record (docs/privacy.md).
     pub privacy: IpPrivacy,
     /// With `truncate` or `cryptopan`, compute `community_id` over the transformed addresses.
     pub community_id_over_transformed: bool,
