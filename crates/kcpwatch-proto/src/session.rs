@@ -768,6 +768,42 @@ impl Session {
         Some(n)
     }
 
+    /// Takes every complete message still in the engine, oldest first, as the session ends.
+    ///
+    /// KCP acknowledged these segments when they arrived, so the peer has counted them as
+    /// delivered; they wait here only because the application was behind (delivery paused) or
+    /// the close came in the same turn as the data. Dropping them would lose acknowledged
+    /// messages. The engine holds at most a receive window of segments in its queue and
+    /// another in its reorder buffer, so this is bounded by the window, not by the peer (a few
+    /// hundred KB at the defaults). A message larger
+    /// than `max_message_size` is a protocol violation and stops the drain; a message still
+    /// missing fragments was never complete and stays behind.
+    pub(crate) fn take_unread(&mut self) -> Vec<Box<[u8]>> {
+        let mut unread = Vec::new();
+        if self.poisoned || self.handshaking() {
+            return unread;
+        }
+        // Every recv takes at least one segment; the bound only guards against a defect.
+        let bound = 2 * usize::from(self.config.receive_window) + 1;
+        for _ in 0..bound {
+            let Some(size) = self.peek_size() else {
+                break;
+            };
+            if !self.config.stream && size > self.config.max_message_size {
+                break;
+            }
+            let mut message = vec![0u8; size];
+            match self.recv(&mut message) {
+                Some(n) => {
+                    message.truncate(n);
+                    unread.push(message.into_boxed_slice());
+                }
+                None => break,
+            }
+        }
+        unread
+    }
+
     /// A graceful close that lingers at most `linger_ms` and then reports `reason`. A session
     /// already closing keeps the earlier of the two deadlines.
     pub(crate) fn begin_close_as(&mut self, now: Millis, linger_ms: u32, reason: CloseReason) {

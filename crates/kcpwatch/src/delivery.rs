@@ -242,7 +242,9 @@ impl DeliveryQueue {
 
     /// Publishes staged records. Returns false when the queue is above its limit, so the
     /// I/O thread stops pulling messages out of the engines (the KCP receive window then
-    /// pushes back on the peers) until JavaScript drains.
+    /// pushes back on the peers) until JavaScript drains. Staged records are always published:
+    /// a closing session's last messages (acknowledged to the peer already, at most its
+    /// receive window) and its close record go out past the limit.
     pub fn publish(&self, staged: &mut RecordWriter) -> bool {
         if staged.is_empty() {
             return self.has_room();

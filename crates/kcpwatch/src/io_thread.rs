@@ -863,8 +863,17 @@ impl IoThread {
                     summary,
                     peer_reason,
                     app_close,
+                    unread,
                 } => {
-                    // Messages that arrived before the close are delivered first.
+                    // Messages that arrived before the close are delivered first: the engine
+                    // handed over what it still held (acknowledged to the peer), paused
+                    // connection or not, and whether or not delivery is past its limit (the
+                    // excess is bounded by the receive window).
+                    for message in unread.iter() {
+                        self.writer
+                            .message_slot(handle.to_bits(), message.len())
+                            .copy_from_slice(message);
+                    }
                     self.readable.retain(|h| *h != handle);
                     self.watched.remove(&handle);
                     self.delivery_paused.remove(&handle);

@@ -155,6 +155,10 @@ pub enum EndpointEvent {
         app_close: Box<crate::session::AppClose>,
         /// Everything that is known about it.
         summary: Box<ConnectionSummary>,
+        /// Complete messages the engine still held when the session ended, oldest first: KCP
+        /// had acknowledged them to the peer, so they are the application's and come before
+        /// the close (at most a receive window or two of segments; see `Session::take_unread`).
+        unread: Vec<Box<[u8]>>,
     },
 }
 
@@ -1417,6 +1421,13 @@ impl Endpoint {
             self.detectors.dead_link(now_ms);
             self.report_alerts();
         }
+        // Before the summary, so that its message counters include them. A panicked engine
+        // is not read again.
+        let unread = if reason == CloseReason::InternalError {
+            Vec::new()
+        } else {
+            catch_unwind(AssertUnwindSafe(|| session.take_unread())).unwrap_or_default()
+        };
         if reason != CloseReason::PeerClosed {
             // The engine may be what panicked; the DISCONNECT only touches the sink.
             let _ = catch_unwind(AssertUnwindSafe(|| session.send_disconnect(reason)));
@@ -1469,6 +1480,7 @@ impl Endpoint {
             peer_reason,
             app_close: Box::new(app_close),
             summary: Box::new(summary),
+            unread,
         });
     }
 
