@@ -125,7 +125,10 @@ export class Transport {
     if (this.native.closed) return;
     const op = paused ? DELIVERY_PAUSE : DELIVERY_RESUME;
     this.header(this.reserve(HEADER), handle, 0, CONTROL | (op << 4));
-    this.schedule();
+    // A pause leaves at once: it is usually asked for while a record batch is being dispatched,
+    // and the dispatch loop takes the next batch before any microtask would have sent it.
+    if (paused) this.flush();
+    else this.schedule();
   }
 
   /** Room for `bytes` more at the end of the batch; returns where they start. */

@@ -266,6 +266,14 @@ impl DeliveryQueue {
         room
     }
 
+    /// How many more bytes may be published before JavaScript takes what is there.
+    pub fn room(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|q| self.limit.saturating_sub(q.len()))
+            .unwrap_or(self.limit)
+    }
+
     /// Whether more may be published.
     pub fn has_room(&self) -> bool {
         self.inner

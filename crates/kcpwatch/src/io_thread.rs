@@ -902,7 +902,14 @@ impl IoThread {
     }
 
     fn deliver_messages(&mut self) {
-        if self.readable.is_empty() || !self.shared.delivery.has_room() {
+        if self.readable.is_empty() {
+            return;
+        }
+        // One look at the queue per turn: a turn never stages more than `deliveryLimit` allows,
+        // so what JavaScript takes in one go (and holds before a pause reaches this thread) is
+        // bounded by it.
+        let mut budget = self.shared.delivery.room();
+        if budget == 0 {
             return;
         }
         let mut i = 0;
@@ -917,7 +924,9 @@ impl IoThread {
             // the others.
             for _ in 0..256 {
                 match self.endpoint.peek_size(handle) {
+                    Some(_) if budget == 0 => break,
                     Some(size) => {
+                        budget = budget.saturating_sub(size + 9);
                         let slot = self.writer.message_slot(handle.to_bits(), size);
                         let written = self.endpoint.recv(handle, slot).unwrap_or(0);
                         self.writer.finish_message(size, written);
