@@ -21,7 +21,7 @@ use crate::transmit::{Sealer, Transmits, TxSink, SENT_TAGS};
 use crate::uid::Uid;
 
 /// Window probes start this soon after the peer advertises a zero window and back off to at
-/// most `PROBE_LIMIT_MS`: a forged zero window (DESIGN §3 case E) then stalls the sender for
+/// most `PROBE_LIMIT_MS`: a forged zero window (defect case E in docs/security.md) then stalls the sender for
 /// well under a second instead of KCP's 7 to 120 seconds.
 const PROBE_INIT_MS: u32 = 100;
 const PROBE_LIMIT_MS: u32 = 1_000;
@@ -58,7 +58,7 @@ pub enum SessionSendError {
     Engine(&'static str),
 }
 
-/// The one-record view of a connection (DESIGN §5, the close summary).
+/// The one-record view of a connection (docs/events.md, the close summary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionSummary {
     /// Connection id.
