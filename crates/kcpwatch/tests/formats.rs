@@ -2592,7 +2592,10 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
         ),
         (
             "connection_established",
-            SecurityEvent::ConnectionEstablished(ConnectionEstablished { conn: inbound, secure: None }),
+            SecurityEvent::ConnectionEstablished(ConnectionEstablished {
+                conn: inbound,
+                secure: None,
+            }),
         ),
         (
             "connection_failed_refused",

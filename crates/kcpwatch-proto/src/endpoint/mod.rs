@@ -1414,7 +1414,8 @@ impl Endpoint {
             && session.direction == Direction::Inbound
         {
             let until = self.clock.extended() + u64::from(session.config.idle_timeout_ms);
-            self.raw_closed.insert((session.remote, session.conv), until);
+            self.raw_closed
+                .insert((session.remote, session.conv), until);
         }
         if reason == CloseReason::DeadLink {
             let now_ms = self.unix_ms();
