@@ -57,16 +57,17 @@ async function helloes(s, socket, port, n, from = 0) {
   }
 }
 
-test('detectorRules() lists the nine rules with their defaults', (t) => {
+test('detectorRules() lists the ten rules with their defaults', (t) => {
   const rules = kcpwatch.detectorRules();
   t.deepEqual(
     rules.map((r) => r.id),
-    ['KCPW-001', 'KCPW-002', 'KCPW-003', 'KCPW-004', 'KCPW-005', 'KCPW-006', 'KCPW-007', 'KCPW-008', 'KCPW-009'],
+    ['KCPW-001', 'KCPW-002', 'KCPW-003', 'KCPW-004', 'KCPW-005', 'KCPW-006', 'KCPW-007', 'KCPW-008', 'KCPW-009', 'KCPW-010'],
   );
   t.like(rules[0], { name: 'handshake_flood_source', threshold: 100, window: 10_000, key: 'source', severity: 'warning', technique: 'T1498.001' });
   t.like(rules[1], { name: 'handshake_flood_global', threshold: 1000, window: 10_000, key: 'listener', severity: 'alert' });
   t.like(rules[3], { name: 'conv_scan_source', threshold: 32, window: 60_000, technique: 'T1046' });
   t.like(rules[6], { name: 'error_rate_spike', threshold: 50, window: 60_000, key: 'listener' });
+  t.like(rules[9], { name: 'decrypt_failed_source', threshold: 10, window: 10_000, key: 'source', severity: 'warning', technique: 'T1565.002' });
 });
 
 test('a handshake flood from one source raises one kcp:alert with its key, and the stats count it', async (t) => {
@@ -137,7 +138,7 @@ test('detection: false raises nothing', async (t) => {
 test('invalid detection options are refused', (t) => {
   for (const detection of [
     'on',
-    { rules: { 'KCPW-010': { threshold: 1 } } },
+    { rules: { 'KCPW-011': { threshold: 1 } } },
     { rules: { 'KCPW-007': { threshold: 150 } } },
     { rules: { 'KCPW-001': { window: 0 } } },
     { enforce: { refuseMs: 0 } },

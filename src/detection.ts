@@ -19,7 +19,8 @@ export type DetectionRuleId =
   | 'KCPW-006'
   | 'KCPW-007'
   | 'KCPW-008'
-  | 'KCPW-009';
+  | 'KCPW-009'
+  | 'KCPW-010';
 
 /** A built-in rule with its defaults. */
 export interface DetectionRule {

@@ -599,7 +599,8 @@ func (s *secureSession) handshake(version byte, token []byte, timeout time.Durat
 				return acceptInfo{}, &handshakeError{reason: "server_auth_failed", detail: "the ACCEPT does not decrypt: the server does not hold the pinned key"}
 			}
 			if err != nil {
-				return acceptInfo{}, &handshakeError{reason: "protocol_violation", detail: err.Error()}
+				// A conv of 0: the page fails the attempt with the same reason.
+				return acceptInfo{}, &handshakeError{reason: "server_auth_failed", detail: err.Error()}
 			}
 			s.handshakeTime = time.Since(start)
 			return a, nil

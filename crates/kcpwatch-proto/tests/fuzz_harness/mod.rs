@@ -412,7 +412,11 @@ pub struct Harness {
 #[allow(clippy::needless_update)]
 /// The static key of the serving side (fixed, like every secret here, so runs repeat).
 fn fuzz_server_key() -> kcpwatch_proto::secure::StaticKey {
-    kcpwatch_proto::secure::StaticKey::from_private([0x5E; 32])
+    // Made once: its public half is a scalar multiplication, and every input builds four
+    // endpoint configurations.
+    static KEY: std::sync::OnceLock<kcpwatch_proto::secure::StaticKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| kcpwatch_proto::secure::StaticKey::from_private([0x5E; 32]))
+        .clone()
 }
 
 fn endpoint_config(setup: &Setup, server: bool, t: bool) -> EndpointConfig {
