@@ -1599,7 +1599,7 @@ fn segment(
     out
 }
 
-/// DESIGN §3 cases A-L against the established session (sent as P: sealed in secure mode),
+/// defect cases A-L in docs/security.md against the established session (sent as P: sealed in secure mode),
 /// each as the operations that lead to it. Cases G and H are the configurations whose clock
 /// crosses 2^31 and 2^32 ms (`*-wrap31`, `*-wrap32`).
 fn guard_cases(config: u8) -> Vec<(&'static str, Vec<u8>)> {
@@ -1903,7 +1903,7 @@ impl Harness {
 
 /// The seed corpus: for each configuration of [`SEED_CONFIGS`], the whole conversation as T
 /// saw it, and for each kind of datagram T received in it the conversation up to the first one
-/// of that kind (so it arrives in the state it was made for); DESIGN §3 cases A-L and a REJECT
+/// of that kind (so it arrives in the state it was made for); defect cases A-L in docs/security.md and a REJECT
 /// of each reason for the four basic configurations.
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
