@@ -84,14 +84,18 @@ for (const version of [10, 11]) {
     const script = `
       const k = require('kcpwatch');
       (async () => {
-        const server = k.createServer({}, (c) => c.on('message', (m) => c.send(m)));
+        // The server closes once its side of the connection has seen the client leave, so the
+        // records follow one order (a server closing first would linger the connection instead).
+        const server = k.createServer({}, (c) => {
+          c.on('message', (m) => c.send(m));
+          c.on('close', () => server.close());
+        });
         const { port } = await server.listen(0, '127.0.0.1');
         const client = k.connect({ host: '127.0.0.1', port, serverKey: server.publicKey });
         client.send('through the tarball');
-        client.on('message', async (m) => {
+        client.on('message', (m) => {
           console.log(m.toString());
           client.close();
-          await server.close();
         });
       })();`;
     const run = await runProcess(t, process.execPath, ['-e', script], { cwd: project, timeoutMs: 20_000 });
