@@ -11,6 +11,8 @@
 //                         clients over the shards by address hash
 //   secure mode takes its static key from KCPWATCH_SERVER_KEY (base64 or hex private key),
 //                         as `kcpwatch serve` does; without it, a fresh key every run
+//   --fec D,P             raw mode: kcp-go's Reed-Solomon FEC with D data and P parity shards
+//                         (docs/fec.md), for the FEC latency scenario
 //   --flood-limits        keep the Internet-facing handshake limits (the flood scenario);
 //                         otherwise they are opened because every load client is 127.0.0.1
 import { createRequire } from 'node:module';
@@ -57,6 +59,8 @@ const limits = flag('flood-limits')
       handshakesPerSecond: open,
       handshakeBurst: open,
     };
+const fecArg = arg('fec');
+const fec = fecArg === undefined ? undefined : (([dataShards, parityShards]) => ({ dataShards, parityShards }))(fecArg.split(',').map(Number));
 let connections = 0;
 const server = createServer(
   {
@@ -67,6 +71,7 @@ const server = createServer(
     limits,
     maxConnections: 40_000,
     reusePort: flag('reuse-port'),
+    ...(fec ? { fec } : {}),
   },
   (conn) => {
     connections += 1;
@@ -87,6 +92,7 @@ process.stdin.on('end', async () => {
     cpu_system_ms: usage.systemCPUTime / 1000,
     max_rss_kib: usage.maxRSS,
     connections,
+    ...(fec ? { fec: (({ fecRecovered, fecErrs, fecParityShards, fecShortShards }) => ({ fecRecovered, fecErrs, fecParityShards, fecShortShards }))(server.stats()) } : {}),
   };
   await server.close();
   process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -14,6 +14,10 @@
 //   flood    5. legitimate p99 during a bounded spoofed handshake flood vs without
 //   cores    6. one server shard vs two on one port
 //   sinks    event-loop delay with a syslog receiver that never reads
+//   secure      echo 100 x 64 B: kcpwatch secure (v2) vs raw, and vs kcp-go with AES, same Go load
+//   handshake   protocol-v2 handshakes per second per core (server, sans-IO), cookie halves apart
+//   scale-idle  the idle half of `scale` alone: memory per connection, secure vs raw vs kcp-go
+//   fec         p50/p99 through the relay at 10% loss, 40 ms each way: FEC 10/3 vs none, both stacks
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -26,21 +30,25 @@ import { events } from './scenarios/events.mjs';
 import { flood } from './scenarios/flood.mjs';
 import { latency } from './scenarios/latency.mjs';
 import { logging } from './scenarios/logging.mjs';
-import { scale } from './scenarios/scale.mjs';
+import { scale, scaleIdle } from './scenarios/scale.mjs';
+import { secure } from './scenarios/secure.mjs';
+import { handshake } from './scenarios/handshake.mjs';
+import { fec } from './scenarios/fec.mjs';
 import { sinks } from './scenarios/sinks.mjs';
 
-const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks, broadcast };
+const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks, broadcast, secure, handshake, 'scale-idle': scaleIdle, fec };
 const argv = process.argv.slice(2);
 const option = (name) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
 if (argv.includes('--help') || argv.includes('-h')) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast] [--json FILE] [--chart FILE]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast,secure,handshake,scale-idle,fec] [--json FILE] [--chart FILE]\n');
   process.exit(0);
 }
 const quick = argv.includes('--quick');
-const only = option('only')?.split(',') ?? Object.keys(scenarios);
+// `scale-idle` is a part of `scale`: run on request only.
+const only = option('only')?.split(',') ?? Object.keys(scenarios).filter((name) => name !== 'scale-idle');
 for (const name of only) if (!scenarios[name]) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
 
 const started = Date.now();

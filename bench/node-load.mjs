@@ -4,6 +4,7 @@
 //
 //   node bench/node-load.mjs --addr HOST:PORT --conns N --size B --duration-ms T --window W
 //        [--rate R] [--mode raw|secure] [--server-key KEY] [--token X] [--drain-ms D] [--clients K]
+//        [--fec D,P]
 //
 // N connections spread round-robin over K client endpoints (`createClient`, default 1: one UDP
 // socket and one native I/O thread each). Every connection keeps up to W messages of B bytes
@@ -17,7 +18,8 @@
 // to raw (what the kcp-go driver speaks); in secure mode every handshake completes before the
 // clock starts, as the kcp-go driver dials every session first. Secure mode needs
 // `--server-key`: the server's public key (base64 or hex, as `server.publicKey` or
-// `kcpwatch keygen` prints it), which every connection pins.
+// `kcpwatch keygen` prints it), which every connection pins. `--fec D,P` (raw mode) turns on
+// kcp-go's Reed-Solomon FEC with D data and P parity shards (docs/fec.md).
 //
 // The hot path allocates nothing of its own: per connection, W preallocated payloads (a slot is
 // rewritten only after its echo came back, so a message still queued is never changed) and
@@ -35,7 +37,7 @@ function usage(message) {
   process.exit(2);
 }
 
-const known = new Set(['addr', 'conns', 'size', 'duration-ms', 'window', 'rate', 'mode', 'server-key', 'token', 'drain-ms', 'clients']);
+const known = new Set(['addr', 'conns', 'size', 'duration-ms', 'window', 'rate', 'mode', 'server-key', 'token', 'drain-ms', 'clients', 'fec']);
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) {
   const flag = process.argv[i];
@@ -78,6 +80,13 @@ const serverKey = args['server-key'];
 if (serverKey !== undefined && mode !== 'secure') usage('--server-key needs --mode secure');
 if (serverKey === undefined && mode === 'secure') usage('--mode secure needs --server-key: the server\'s public key');
 if (clientCount > conns) usage('--clients must not exceed --conns');
+let fec;
+if (args.fec !== undefined) {
+  const [dataShards, parityShards] = args.fec.split(',').map(Number);
+  if (mode !== 'raw') usage('--fec needs --mode raw');
+  if (!Number.isInteger(dataShards) || !Number.isInteger(parityShards)) usage(`--fec must be D,P (data and parity shards), got ${args.fec}`);
+  fec = { dataShards, parityShards };
+}
 
 // --- the run ----------------------------------------------------------------------------------
 
@@ -263,7 +272,7 @@ function paceAll() {
 try {
   const perClient = Math.ceil(conns / clientCount);
   clients = Array.from({ length: clientCount }, () =>
-    createClient({ host, port, mode, ...(serverKey === undefined ? {} : { serverKey }), preset: 'game', maxConnections: perClient, log: false }),
+    createClient({ host, port, mode, ...(serverKey === undefined ? {} : { serverKey }), preset: 'game', maxConnections: perClient, log: false, ...(fec ? { fec } : {}) }),
   );
   loads = Array.from({ length: conns }, (_, i) => new Load(i, clients[i % clientCount].connect(token === undefined ? {} : { token })));
 } catch (err) {

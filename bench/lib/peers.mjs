@@ -49,6 +49,12 @@ const loadArgs = ({ port, conns, size, durationMs, window, rate, drainMs = 3000 
   return args;
 };
 
+// kcp-go's optional layers, the same flags on its server and its driver.
+const kcpGoLayers = ({ crypt, fec } = {}) => [
+  ...(crypt ? ['--crypt', crypt, '--key', 'kcpwatch-bench'] : []),
+  ...(fec ? ['--fec-data', String(fec.dataShards), '--fec-parity', String(fec.parityShards)] : []),
+];
+
 /** Servers by name. `options.mode` is 'raw' or 'secure' for kcpwatch; the others are raw KCP. */
 export const servers = {
   kcpwatch: (options = {}) => {
@@ -56,19 +62,26 @@ export const servers = {
     if (options.port) args.push('--port', String(options.port));
     if (options.reusePort) args.push('--reuse-port');
     if (options.floodLimits) args.push('--flood-limits');
+    if (options.fec) args.push('--fec', `${options.fec.dataShards},${options.fec.parityShards}`);
     return startServer(node, args, options.mode === 'secure' ? { env: benchServerEnv } : {});
   },
-  'kcp-go': () => startServer(goBin, ['server', '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-eof'], { portFrom: 'stderr' }),
+  // `crypt: 'aes'`: kcp-go's own AES block cipher (kcp.NewAESBlockCrypt); `fec`: its FEC.
+  'kcp-go': (options = {}) => startServer(goBin, ['server', '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-eof', ...kcpGoLayers(options)], { portFrom: 'stderr' }),
   'node-kcp': () => startServer(node, [join(nodeKcpDir, 'server.mjs')]),
   dgram: () => startServer(node, [join(root, 'bench/peers/udp/server.mjs')]),
 };
 
-/** Load drivers by name; `shape` = { port, conns, size, durationMs, window, rate, mode, token }. */
+/**
+ * Load drivers by name; `shape` = { port, conns, size, durationMs, window, rate, mode, token,
+ * fec, crypt } (`fec` for node and go, `crypt` for go: kcp-go's own layers).
+ */
 export const drivers = {
   node: (shape, extra = {}) => {
     const args = [join(root, 'bench/node-load.mjs'), ...loadArgs(shape), '--mode', shape.mode ?? 'raw'];
     if (shape.mode === 'secure') args.push('--server-key', benchServerKey);
     if (shape.token) args.push('--token', shape.token);
+    if (shape.fec) args.push('--fec', `${shape.fec.dataShards},${shape.fec.parityShards}`);
+    if (shape.clients) args.push('--clients', String(shape.clients));
     return runDriver(node, args, extra);
   },
   go: (shape, extra = {}) => {
@@ -78,6 +91,7 @@ export const drivers = {
       : ['bench-client', ...loadArgs(shape)];
     if (shape.mode === 'secure') args.push('--secure', '--server-key', benchServerKey);
     if (shape.dialRate) args.push('--dial-rate', String(shape.dialRate));
+    args.push(...kcpGoLayers(shape));
     // Spread over several loopback addresses, as players are (the per-address limits stay on).
     if (shape.sourceIps) args.push('--bind-ip', shape.bindIp ?? '127.0.200.1', '--source-ips', String(shape.sourceIps));
     return runDriver(goBin, args, extra);

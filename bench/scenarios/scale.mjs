@@ -74,6 +74,31 @@ async function active(ctx, peer, conns, rate) {
   }
 }
 
+/**
+ * The idle half alone, for kcpwatch secure (protocol v2: every session holds its AEAD keys and
+ * replay window) next to raw and kcp-go, same method: `npm run bench -- --only scale-idle`
+ * (under a minute, where `scale` with its active half takes several).
+ */
+export async function scaleIdle(ctx) {
+  const conns = 10_000;
+  const rows = [];
+  for (const peer of peers) {
+    const i = await idle(ctx, peer, conns);
+    ctx.progress(`scale idle ${peer.name}: ${i.kib_per_connection} KiB/conn`);
+    rows.push({ peer: peer.name, conns, idle: i });
+  }
+  const kib = (name) => rows.find((r) => r.peer === name).idle.kib_per_connection;
+  const secureOverRaw = Number((kib('kcpwatch secure') - kib('kcpwatch')).toFixed(2));
+  return {
+    json: { rows, secure_minus_raw_kib: secureOverRaw },
+    table: [
+      ...rows.map((r) => [`scale ${r.conns} idle conns, ${r.peer}`, `${r.idle.kib_per_connection} KiB per connection (${r.idle.established} held, RSS ${Math.round(r.idle.rss_before_kib / 1024)} -> ${Math.round(r.idle.rss_held_kib / 1024)} MiB)`]),
+      ['scale idle: kcpwatch secure minus raw', `${secureOverRaw} KiB per connection`],
+    ],
+    chart: rows.map((r) => ({ panel: 'Memory per idle connection, 10,000 held', unit: 'KiB', group: 'idle', peer: r.peer, value: r.idle.kib_per_connection })),
+  };
+}
+
 export async function scale(ctx) {
   const conns = 10_000;
   const rows = [];

@@ -73,9 +73,11 @@ type benchConfig struct {
 	establishTimeout time.Duration
 	handshakeTimeout time.Duration
 	token            []byte
-	serverKey        []byte        // secure mode: the server static public key the client pins
-	lossTimeout      time.Duration // plain-udp: an echo later than this is lost
-	opts             kcpOpts       // the KCP engine's (secure: MTU already minus the framing)
+	serverKey        []byte         // secure mode: the server static public key the client pins
+	lossTimeout      time.Duration  // plain-udp: an echo later than this is lost
+	opts             kcpOpts        // the KCP engine's (secure: MTU already minus the framing)
+	block            kcp.BlockCrypt // raw KCP: kcp-go's block cipher (nil: none)
+	fec              fecOpts        // raw KCP: kcp-go's FEC shards (0, 0: none)
 
 	idle          bool
 	hold          time.Duration // the hold's length, or its cap with untilEOF
@@ -189,7 +191,7 @@ func (b *benchSession) dial(deadline time.Time) *benchErr {
 		pc.sec = sec
 		conv = a.conv
 	}
-	s, err := kcp.NewConn4(conv, cfg.raddr, nil, 0, 0, true, pc)
+	s, err := kcp.NewConn4(conv, cfg.raddr, cfg.block, cfg.fec.data, cfg.fec.parity, true, pc)
 	if err != nil {
 		pc.Close()
 		return sessionErr("socket", "conn %d: kcp session: %v", b.id, err)
@@ -655,6 +657,10 @@ func runBench(args []string) {
 	sourceIPs := fs.Int("source-ips", 1, "spread the sessions over this many consecutive source addresses from --bind-ip (IPv4 loopback only), e.g. to stay under a server's per-address limits")
 	var opts kcpOpts
 	opts.register(fs)
+	var crypt cryptOpts
+	crypt.register(fs)
+	var fec fecOpts
+	fec.register(fs)
 	fs.Lookup("mtu").Usage = fmt.Sprintf("KCP MTU in bytes; with --secure the largest UDP payload (the engine's MTU is this minus %d)", sessionOverhead)
 	fs.Parse(args)
 	if fs.NArg() > 0 {
@@ -665,8 +671,19 @@ func runBench(args []string) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := fec.validate(); err != nil {
+		usageError("bench-client: %v", err)
+	}
+	block, err := crypt.block()
+	if err != nil {
+		usageError("bench-client: %v", err)
+	}
+	if (block != nil || fec.data != 0) && (*secure || *plainUDP) {
+		usageError("bench-client: --crypt and --fec-data/--fec-parity are kcp-go's own layers, for raw KCP only")
+	}
 
 	cfg := &benchConfig{
+		block: block, fec: fec,
 		mode: modeRaw, conns: *conns, size: *size, window: *window, rate: *rate, dialRate: *dialRate,
 		warmup: *warmup, token: []byte(*token), opts: opts,
 		duration:         time.Duration(*durationMs) * time.Millisecond,

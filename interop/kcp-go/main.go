@@ -5,6 +5,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -86,6 +87,32 @@ func (o *fecOpts) validate() error {
 		return fmt.Errorf("--fec-data and --fec-parity must both be 0 or both >= 1 with a sum of at most 256")
 	}
 	return nil
+}
+
+// cryptOpts is kcp-go's block cipher (ListenWithOptions / NewConn4 block): none, or AES
+// (kcp.NewAESBlockCrypt, AES-256 keyed by SHA-256 of --key) for the benchmarks that compare an
+// encrypted kcp-go with kcpwatch's secure mode. kcp-go then prefixes every datagram with a
+// 16-byte nonce and a CRC32 and encrypts it in CFB mode.
+type cryptOpts struct {
+	crypt string
+	key   string
+}
+
+func (o *cryptOpts) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.crypt, "crypt", "none", "kcp-go block cipher: none or aes (kcp.NewAESBlockCrypt, AES-256 keyed by SHA-256 of --key)")
+	fs.StringVar(&o.key, "key", "kcpwatch-bench", "--crypt aes: the passphrase both sides derive the key from")
+}
+
+// block is the kcp.BlockCrypt to pass to kcp-go (nil: none).
+func (o *cryptOpts) block() (kcp.BlockCrypt, error) {
+	switch o.crypt {
+	case "none":
+		return nil, nil
+	case "aes":
+		k := sha256.Sum256([]byte(o.key))
+		return kcp.NewAESBlockCrypt(k[:])
+	}
+	return nil, fmt.Errorf("--crypt must be none or aes, got %q", o.crypt)
 }
 
 // fecSnmp is kcp-go's FEC counters (per process), printed at the end of a

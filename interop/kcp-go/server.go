@@ -46,11 +46,17 @@ func runServer(args []string) {
 	srv.opts.register(fs)
 	var fec fecOpts
 	fec.register(fs)
+	var crypt cryptOpts
+	crypt.register(fs)
 	fs.Parse(args)
 	if err := srv.opts.validate(); err != nil {
 		usageError("server: %v", err)
 	}
 	if err := fec.validate(); err != nil {
+		usageError("server: %v", err)
+	}
+	block, err := crypt.block()
+	if err != nil {
 		usageError("server: %v", err)
 	}
 	if *idleMs <= 0 {
@@ -60,7 +66,7 @@ func runServer(args []string) {
 	// A message from the peer may span up to 255 fragments; read it whole.
 	srv.bufLen = 255 * srv.opts.mss()
 
-	l, err := kcp.ListenWithOptions(net.JoinHostPort(*host, strconv.Itoa(*port)), nil, fec.data, fec.parity)
+	l, err := kcp.ListenWithOptions(net.JoinHostPort(*host, strconv.Itoa(*port)), block, fec.data, fec.parity)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kcpgo server: %v\n", err)
 		os.Exit(1)
