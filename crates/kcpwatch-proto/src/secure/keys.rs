@@ -3,11 +3,12 @@
 //! Every session datagram is sealed with ChaCha20-Poly1305 under the direction key the Noise
 //! NK handshake split off (`docs/protocol.md`): the packet number is the AEAD nonce (Noise's
 //! nonce encoding: 4 zero bytes, then the number little endian), the 13 cleartext header bytes
-//! are the associated data. The cipher is snow's own (`snow::resolvers::DefaultResolver`), the
-//! one its transport states use: nothing here implements a primitive.
+//! are the associated data. The cipher is snow's ring-backed ChaCha20-Poly1305
+//! (`snow::resolvers::RingResolver`): the same AEAD as snow's default, several times faster on
+//! small datagrams; nothing here implements a primitive.
 
 use snow::params::CipherChoice;
-use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::resolvers::{CryptoResolver, RingResolver};
 use snow::types::Cipher;
 
 use super::wire::{SessionHeader, AEAD_TAG_LEN, SESSION_HEADER_LEN};
@@ -19,7 +20,7 @@ pub const REPLAY_WINDOW: u64 = 1024;
 /// that reaches it (never, at a billion datagrams a second for 500 years) must end.
 pub const MAX_PACKET_NUMBER: u64 = u64::MAX - 1;
 
-/// One direction's AEAD key (ChaCha20-Poly1305, snow's implementation).
+/// One direction's AEAD key (ChaCha20-Poly1305, snow's ring-backed implementation).
 pub struct SessionCipher(Box<dyn Cipher>);
 
 impl std::fmt::Debug for SessionCipher {
@@ -31,9 +32,9 @@ impl std::fmt::Debug for SessionCipher {
 impl SessionCipher {
     /// A cipher keyed with `key` (one half of a Noise split).
     pub fn new(key: &[u8; 32]) -> Self {
-        let mut cipher = DefaultResolver
+        let mut cipher = RingResolver
             .resolve_cipher(&CipherChoice::ChaChaPoly)
-            .expect("snow is built with ChaChaPoly");
+            .expect("snow is built with ring's ChaChaPoly");
         cipher.set(key);
         Self(cipher)
     }
