@@ -2,6 +2,11 @@
 //! the one being written, `events.ndjson.1` the one before, and so on. Rotation happens between
 //! records, never inside one, so every file holds whole lines, and a failed write is cut back to
 //! the last whole record.
+//!
+//! The file follows its path: when it is renamed away (logrotate's default `create`) or
+//! deleted, the next batch starts a new file at the path, as `tail -F` and Python's
+//! `WatchedFileHandler` expect, so that no rotation tool needs to signal kcpwatch and no record
+//! goes on into a file nobody can see.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -29,18 +34,33 @@ pub struct RotatingFile {
     opened: SystemTime,
     /// A fragment of a record could not be removed after a failed write.
     torn: bool,
+    /// Which file is open (device, inode), to see that the path names another one.
+    id: FileId,
 }
 
-fn open(path: &Path) -> io::Result<(File, u64)> {
+type FileId = Option<(u64, u64)>;
+
+#[cfg(unix)]
+fn file_id(meta: &fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_meta: &fs::Metadata) -> FileId {
+    None
+}
+
+fn open(path: &Path) -> io::Result<(File, u64, FileId)> {
     let file = OpenOptions::new().create(true).append(true).open(path)?;
-    let size = file.metadata()?.len();
-    Ok((file, size))
+    let meta = file.metadata()?;
+    Ok((file, meta.len(), file_id(&meta)))
 }
 
 impl RotatingFile {
     /// Opens (or creates) `path` for appending.
     pub fn open(path: PathBuf, rotation: Rotation) -> io::Result<Self> {
-        let (file, size) = open(&path)?;
+        let (file, size, id) = open(&path)?;
         // An existing file keeps its age: a restart must not postpone a time rotation forever.
         let opened = file
             .metadata()
@@ -53,7 +73,33 @@ impl RotatingFile {
             size,
             opened,
             torn: false,
+            id,
         })
+    }
+
+    /// Starts a new file at the path when the open one was renamed away or deleted (one
+    /// `stat` per batch). A path that cannot be opened fails the write: those records are lost
+    /// and counted, rather than written to a file nobody can read, and the next batch tries
+    /// again.
+    fn follow_path(&mut self) -> io::Result<()> {
+        let Some(id) = self.id else {
+            return Ok(());
+        };
+        match fs::metadata(&self.path) {
+            Ok(meta) if file_id(&meta) == Some(id) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Not knowable now (permissions on the directory, ...): keep the open file.
+            Err(_) => return Ok(()),
+        }
+        let (file, size, id) = open(&self.path)?;
+        self.file = file;
+        self.size = size;
+        self.id = id;
+        self.opened = SystemTime::now();
+        // A fragment left in the old file stays there.
+        self.torn = false;
+        Ok(())
     }
 
     /// The file being written.
@@ -100,9 +146,10 @@ impl RotatingFile {
             }
             fs::rename(&self.path, self.rotated_path(1))?;
         }
-        let (file, size) = open(&self.path)?;
+        let (file, size, id) = open(&self.path)?;
         self.file = file;
         self.size = size;
+        self.id = id;
         self.opened = SystemTime::now();
         Ok(())
     }
@@ -115,6 +162,8 @@ impl RotatingFile {
     /// last whole record, so that a torn line never stays in it; [`WriteFailure::written`] says
     /// how many bytes of `bytes` (whole records) are in the files.
     pub fn write_records(&mut self, bytes: &[u8]) -> Result<(), WriteFailure> {
+        self.follow_path()
+            .map_err(|error| WriteFailure { written: 0, error })?;
         let mut done = 0;
         let mut chunk = 0..0;
         for record in bytes.split_inclusive(|b| *b == b'\n') {

@@ -34,8 +34,10 @@
 //! UDP has no delivery to know: records are sent once, one per datagram, cut to
 //! [`NetworkSinkConfig::max_udp_datagram`] (counted in [`SinkStats::truncated`]): an RFC 5424
 //! record between whole SD-PARAMs, its element closed and marked `truncated_from="<size>"`, so
-//! that it still parses; anything else at a UTF-8 boundary. Only refused sends are counted as
-//! lost. There is no UDP spool.
+//! that it still parses; anything else at a UTF-8 boundary. Counted as lost: sends that fail,
+//! and datagrams the receiver's host refused (each ICMP error in the socket's error queue,
+//! `IP_RECVERR` on Linux: the receiver is down). A receiver that is up but does not read, or
+//! whose buffer is full, loses datagrams where the sender cannot see it. There is no UDP spool.
 //!
 //! Records are the formatted bytes without transport framing. A trailing line end (the formats
 //! end each record with one for files) is removed, since in syslog the frame delimits.

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkStats {
     /// Records the receiver has: for TCP and TLS on Linux, acknowledged by the receiver's TCP
-    /// (elsewhere, accepted by the local socket); for UDP, handed to the socket.
+    /// (elsewhere, accepted by the local socket); for UDP, handed to the socket and not
+    /// refused by the receiver's host.
     pub delivered: u64,
     /// Records in memory: the queue, plus those the sink thread holds (written on the current
     /// connection but not acknowledged yet, or to be retried).
@@ -32,7 +33,7 @@ pub struct SinkStats {
     pub dropped_on_close: u64,
     /// Refused by `send`: empty, or longer than [`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES).
     pub dropped_invalid: u64,
-    /// Lost to I/O errors: UDP sends that failed, spool files that could not be written or
+    /// Lost to I/O errors: UDP sends that failed or were refused (ICMP), spool files that could not be written or
     /// read, torn records cut off a spool after a crash.
     pub dropped_io: u64,
     /// UDP datagrams cut to `max_udp_datagram` (delivered, but not whole; an RFC 5424 record

@@ -531,6 +531,7 @@ impl Worker {
                 }
                 Err(TryRecvError::Disconnected) => break,
             };
+            self.take_refusals(sock);
             let datagram = cut_datagram(&record, self.cfg.max_udp_datagram);
             if datagram.len() < record.len() {
                 Shared::add(&self.shared.truncated, 1);
@@ -538,12 +539,16 @@ impl Worker {
             match sock.send(&datagram) {
                 Ok(_) => Shared::add(&self.shared.delivered, 1),
                 Err(e) => {
-                    // A datagram sink cannot know delivery; a refused send (often the ICMP
-                    // "port unreachable" of an earlier datagram) is all it ever learns.
+                    // Not sent: a local error, or a refusal that arrived between
+                    // `take_refusals` and this send (that earlier datagram is still in the
+                    // error queue, and counted from there).
                     self.shared.lose(Loss::Io, 1);
                     self.shared.set_error(format!("UDP send to {addr}: {e}"));
                 }
             }
+        }
+        if let Some(sock) = socket.as_ref() {
+            self.last_refusals(sock);
         }
         self.shared.connected.store(false, Ordering::Relaxed);
         let left = self.rx.try_iter().count() as u64;
@@ -554,6 +559,38 @@ impl Worker {
         Finished {
             spooled_on_close: 0,
         }
+    }
+
+    /// Datagrams the receiver's host refused (ICMP "port unreachable": the receiver is down)
+    /// were counted as delivered when the socket took them: they are lost, and counted so.
+    /// Each refusal is one entry of the socket's error queue (`IP_RECVERR`). Taking them
+    /// before every send also clears the socket's pending error, so that the next datagram
+    /// is sent rather than refused locally: every record to a receiver that is down is counted
+    /// exactly once, however the ICMP messages and the sends interleave.
+    fn take_refusals(&self, sock: &UdpSocket) {
+        let refused = udp_refusals(sock);
+        if refused > 0 {
+            let _ = self
+                .shared
+                .delivered
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                    Some(d.saturating_sub(refused))
+                });
+            self.shared.lose(Loss::Io, refused);
+            self.shared.set_error(format!(
+                "UDP to {}: {refused} datagrams refused (port unreachable)",
+                self.cfg.target.addr()
+            ));
+        }
+    }
+
+    /// On close: the refusals of the last datagrams, which may still be on their way (on
+    /// loopback they come back within the send; across a network, within a round trip). Waits
+    /// at most [`LAST_REFUSALS`], and not past the close deadline.
+    fn last_refusals(&self, sock: &UdpSocket) {
+        let until = self.cap(Instant::now() + LAST_REFUSALS);
+        wait_for_udp_error(sock, until);
+        self.take_refusals(sock);
     }
 
     fn check_control(&mut self) {
@@ -615,6 +652,121 @@ impl Worker {
     }
 }
 
+/// How long closing a UDP sink waits for the refusals of the last datagrams.
+const LAST_REFUSALS: Duration = Duration::from_millis(20);
+
+/// Takes the socket's error queue, returning how many datagrams it says were refused (ICMP
+/// or ICMPv6 errors about them).
+#[cfg(target_os = "linux")]
+fn udp_refusals(sock: &UdpSocket) -> u64 {
+    use std::os::unix::io::AsRawFd;
+    let mut refused = 0;
+    // Bounded: the queue is limited by the socket's receive buffer.
+    for _ in 0..10_000 {
+        let mut data = [0u8; 64];
+        let mut control = [0u64; 64];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: a zeroed msghdr pointing at live buffers of the given sizes.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: recvmsg on our socket into the msghdr above; never blocks.
+        let n = unsafe {
+            libc::recvmsg(
+                sock.as_raw_fd(),
+                &mut msg,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            break;
+        }
+        // SAFETY: walking the control messages recvmsg filled in, within msg_controllen.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let level = (*cmsg).cmsg_level;
+                let kind = (*cmsg).cmsg_type;
+                if (level == libc::SOL_IP && kind == libc::IP_RECVERR)
+                    || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR)
+                {
+                    let err: libc::sock_extended_err =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    // Only errors from the network are refusals of a datagram that was sent;
+                    // a local error was also the failed send's own result, counted there.
+                    if err.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                        || err.ee_origin == libc::SO_EE_ORIGIN_ICMP6
+                    {
+                        refused += 1;
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+    }
+    refused
+}
+
+#[cfg(not(target_os = "linux"))]
+fn udp_refusals(_sock: &UdpSocket) -> u64 {
+    0
+}
+
+/// Waits until the socket has an error pending, or `until`.
+#[cfg(target_os = "linux")]
+fn wait_for_udp_error(sock: &UdpSocket, until: Instant) {
+    use std::os::unix::io::AsRawFd;
+    let left = until.saturating_duration_since(Instant::now());
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        // POLLERR is reported whatever is asked; nothing else is wanted.
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll on one live pollfd.
+    unsafe { libc::poll(&mut pfd, 1, left.as_millis() as libc::c_int) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn wait_for_udp_error(_sock: &UdpSocket, _until: Instant) {}
+
+/// Asks for the socket's ICMP errors in its error queue, one per refused datagram.
+#[cfg(target_os = "linux")]
+fn recv_errors(sock: &UdpSocket, v6: bool) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let one: libc::c_int = 1;
+    let (level, name) = if v6 {
+        (libc::SOL_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::SOL_IP, libc::IP_RECVERR)
+    };
+    // SAFETY: setsockopt with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn recv_errors(_sock: &UdpSocket, _v6: bool) -> io::Result<()> {
+    Ok(())
+}
+
 fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = if addr.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
@@ -622,6 +774,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let sock = UdpSocket::bind(local)?;
+    recv_errors(&sock, addr.is_ipv6())?;
     // Connected, so that the kernel reports "port unreachable" back to us as a send error.
     sock.connect(addr)?;
     Ok(sock)
