@@ -3,7 +3,7 @@
 // fail listen(), a silent throwing authenticate, the secure maxMessageSize ceiling, and the
 // server's public surface (connections view, broadcast lists, error wording).
 import test from 'ava';
-import { kcpwatch, until } from './helpers/util.mjs';
+import { kcpwatch, next, until } from './helpers/util.mjs';
 
 const quiet = { log: { destination: 'none' } };
 
@@ -266,7 +266,7 @@ test('error messages quote strings alike; an empty host is named as such', (t) =
     message: /got an empty string/,
   });
   const server = kcpwatch.createServer(quiet);
-  t.throws(() => server.close({ force: 'yes' }), { instanceOf: kcpwatch.KcpInvalidOptionError, message: /got the string "yes"/ });
+  return t.throwsAsync(server.close({ force: 'yes' }), { instanceOf: kcpwatch.KcpInvalidOptionError, message: /got the string "yes"/ });
 });
 
 test('close(code) with a string code says it got a string', async (t) => {
@@ -294,4 +294,148 @@ test.serial('a throwing onEvent does not hide the record from server.on("event")
   t.true(seen.length > 0);
   await within(new Promise((resolve) => setImmediate(resolve)), 1000, 'a tick');
   t.deepEqual(errors.map((e) => e.message), ['onEvent boom']);
+});
+
+// A second outside pass: values the library cannot turn into text, broadcasts that half-send,
+// identity fields that could be reassigned, habits from net/dgram.
+
+test.serial('authenticate throwing values that cannot become text refuses each client, warns once per distinct message, and never crashes', async (t) => {
+  const uncaught = captureUncaught(t);
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  const throwingToString = {
+    toString() {
+      throw new Error('toString boom');
+    },
+  };
+  const throwingMessage = Object.create(Error.prototype, {
+    message: {
+      get() {
+        throw new Error('message getter boom');
+      },
+    },
+  });
+  const cases = {
+    nullProto: () => {
+      throw Object.create(null);
+    },
+    rejectNullProto: () => Promise.reject(Object.create(null)),
+    badToString: () => {
+      throw throwingToString;
+    },
+    badMessage: () => {
+      throw throwingMessage;
+    },
+    symbol: () => {
+      throw Symbol('s');
+    },
+    rejectSymbol: () => Promise.reject(Symbol('r')),
+    huge: () => {
+      throw new Error('x'.repeat(100_000));
+    },
+  };
+  const server = kcpwatch.createServer({ ...quiet, authenticate: (token) => cases[token.toString()]() });
+  const address = await server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close({ force: true }));
+  for (const name of [...Object.keys(cases), 'nullProto']) {
+    const c = kcpwatch.connect({ ...quiet, host: '127.0.0.1', port: address.port, serverKey: server.publicKey, token: name });
+    t.teardown(() => c.close());
+    await t.throwsAsync(c.ready(), { instanceOf: kcpwatch.KcpAuthRejectedError }, name);
+  }
+  await within(new Promise((resolve) => setImmediate(resolve)), 1000, 'a tick');
+  t.deepEqual(uncaught.map(String), [], 'nothing escaped to uncaughtException');
+  const ours = warnings.filter((w) => w.name === 'KcpAuthenticateWarning');
+  // Two cases throw the same thing (an empty null-prototype object): one message, one warning.
+  t.is(ours.length, Object.keys(cases).length - 1, ours.map((w) => w.message).join('\n'));
+  t.true(ours.some((w) => /\[Object: null prototype\] \{\}/.test(w.message)));
+  t.true(ours.every((w) => w.message.length < 1000), 'a huge message is cut short');
+  t.true(ours.some((w) => /Symbol\(s\)/.test(w.message)));
+  t.is(server.address().port, address.port, 'still listening');
+});
+
+test('broadcast with a throwing filter sends to nobody; server.connections (a Map view) is a target', async (t) => {
+  const server = kcpwatch.createServer(quiet);
+  const address = await server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close({ force: true }));
+  const client = kcpwatch.createClient({ ...quiet, host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
+  t.teardown(() => client.close());
+  const conns = [client.connect(), client.connect(), client.connect()];
+  await Promise.all(conns.map((c) => c.ready()));
+  await poll(() => server.connectionCount === 3, 5000, 'three accepted');
+  const got = [];
+  conns.forEach((c, i) => c.on('message', (m) => got.push(`${i}:${m}`)));
+  let calls = 0;
+  t.throws(
+    () =>
+      server.broadcast('half', () => {
+        calls += 1;
+        if (calls === 2) throw new Error('filter bug');
+        return true;
+      }),
+    { message: 'filter bug' },
+  );
+  t.is(server.broadcast('all', server.connections), 3);
+  await poll(() => got.length >= 3, 5000, 'three deliveries');
+  t.deepEqual(got.sort(), ['0:all', '1:all', '2:all'], 'the throwing broadcast reached nobody');
+});
+
+test('a connection\'s identity fields cannot be reassigned, and the server\'s connections stay keyed by the real id', async (t) => {
+  const { server, client, sconn } = await pair(t);
+  const id = sconn.id;
+  for (const field of ['id', 'remoteAddress', 'remotePort', 'localAddress', 'localPort', 'auth', 'stream']) {
+    t.throws(() => {
+      sconn[field] = 'renamed';
+    }, { instanceOf: TypeError }, field);
+    t.throws(() => {
+      client[field] = 'renamed';
+    }, { instanceOf: TypeError }, `client ${field}`);
+  }
+  t.is(sconn.id, id);
+  t.deepEqual([...server.connections.keys()], [id]);
+  const closed = next(sconn, 'close');
+  client.close();
+  await closed;
+  t.is(server.connections.size, 0);
+});
+
+test('listen(port, host, callback) calls the callback once listening, as net and dgram do', async (t) => {
+  const server = kcpwatch.createServer(quiet);
+  t.teardown(() => server.close({ force: true }));
+  const called = new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = await within(called, 5000, 'the listen callback');
+  t.is(address.port, server.address().port);
+  const other = kcpwatch.createServer(quiet);
+  t.teardown(() => other.close({ force: true }));
+  const second = await within(new Promise((resolve) => other.listen(0, resolve)), 5000, 'listen(port, cb)');
+  t.is(second.port, other.address().port);
+  const third = kcpwatch.createServer(quiet);
+  t.teardown(() => third.close({ force: true }));
+  await within(new Promise((resolve) => third.listen({ port: 0, host: '127.0.0.1' }, resolve)), 5000, 'listen(options, cb)');
+  const fourth = kcpwatch.createServer(quiet);
+  t.teardown(() => fourth.close({ force: true }));
+  await t.throwsAsync(fourth.listen(0, '127.0.0.1', 'cb'), { instanceOf: kcpwatch.KcpInvalidOptionError, message: /callback/ });
+});
+
+test('async methods reject, never throw: close() and listen() with bad options', async (t) => {
+  const server = kcpwatch.createServer(quiet);
+  let closing;
+  t.notThrows(() => {
+    closing = server.close({ forc: true });
+  });
+  await t.throwsAsync(closing, { instanceOf: kcpwatch.KcpInvalidOptionError, message: /did you mean "force"/ });
+  let listening;
+  t.notThrows(() => {
+    listening = server.listen({ prot: 1 });
+  });
+  await t.throwsAsync(listening, { instanceOf: kcpwatch.KcpInvalidOptionError, message: /did you mean "port"/ });
+  await server.close();
+});
+
+test('connect without a port says what it got', (t) => {
+  t.throws(() => kcpwatch.connect({ ...quiet, serverKey: Buffer.alloc(32, 7) }), {
+    instanceOf: kcpwatch.KcpInvalidOptionError,
+    message: /port must be .*1\.\.65535.*got undefined/,
+  });
 });

@@ -219,7 +219,7 @@ test('unknown or misspelt option keys throw KcpInvalidOptionError naming the clo
   const server = kcpwatch.createServer(quiet);
   const e = await t.throwsAsync(server.listen({ prot: 0 }), { instanceOf: kcpwatch.KcpInvalidOptionError });
   t.regex(e.message, /did you mean "port"/);
-  t.throws(() => server.close({ forse: true }), { instanceOf: kcpwatch.KcpInvalidOptionError, message: /did you mean "force"/ });
+  await t.throwsAsync(server.close({ forse: true }), { instanceOf: kcpwatch.KcpInvalidOptionError, message: /did you mean "force"/ });
 });
 
 test('createServer(handler) works; createServer(null) and listen(null) are typed errors', async (t) => {
@@ -378,5 +378,5 @@ test('connect() to a name that does not resolve fails the connection with KcpRes
   const [earlyReason] = await Promise.all([next(early, 'close').then(([r]) => r), Promise.resolve(early.close())]);
   t.is(earlyReason, 'local_closed');
   await t.throwsAsync(early.ready(), { instanceOf: kcpwatch.KcpClosedError });
-  t.throws(() => kcpwatch.createClient({ host: 'no-such-host.invalid', port: 1 }), { instanceOf: kcpwatch.KcpInvalidOptionError, message: /connect\(\) resolves names/ });
+  // createClient() resolves names the same way (__test__/client-host.test.mjs).
 });

@@ -279,7 +279,10 @@ test('demo: secure clients echo through the lossy relay while a wrong token and 
 test('bench --help runs the checkout\'s benchmark script and lists its scenarios', async (t) => {
   const { code, out } = await runProcess(t, process.execPath, [bin, 'bench', '--help'], { timeoutMs: 20_000 });
   t.is(code, 0);
-  t.regex(out, /usage: npm run bench -- \[--quick\] \[--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast\]/);
+  const only = /usage: npm run bench -- \[--quick\] \[--only ([a-z,-]+)\]/.exec(out);
+  t.truthy(only, out);
+  const listed = only[1].split(',');
+  for (const name of ['events', 'echo', 'latency', 'logging', 'scale', 'secure', 'handshake', 'fec']) t.true(listed.includes(name), name);
 });
 
 test('bench with an unknown scenario fails before measuring anything', async (t) => {
@@ -521,4 +524,42 @@ test('serve without a key makes an ephemeral one and says so; key misuse is refu
     t.regex(stderr, message);
     t.false(stderr.includes('not-a-key'), 'a bad key is never echoed');
   }
+});
+
+test('negative numbers, a too-small secure --mtu, a repeated sink and a missing log directory are refused at once with the flag named', async (t) => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-cli-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const missing = join(dir, 'no', 'such', 'sec.log');
+  for (const [args, says] of [
+    [['serve', '--port', '-1'], /--port must be an integer in 0\.\.65535, got -1/],
+    [['serve', '--rcv-wnd', '-5'], /--rcv-wnd must be an integer in 1\.\.65535, got -5/],
+    [['demo', '--loss', '-0.1'], /--loss must be a probability in 0\.\.0\.5 .*got -0\.1/],
+    [['demo', '--clients', '-3'], /--clients must be an integer in 1\.\.100, got -3/],
+    [['serve', '--mtu', '54'], /--mtu must be at least 79 in secure mode .*got 54/],
+    [['serve', '--log', 'stdout', '--log', 'stdout'], /--log: stdout is given twice/],
+    [['serve', '--log', 'file:/tmp/a.log', '--log', 'file:/tmp/a.log,format=ecs'], /--log: file:\/tmp\/a\.log is given twice/],
+    [['serve', '--port', '1', '--port', '2'], /--port is given twice/],
+    [['serve', '--log-file', missing], new RegExp(`--log-file ${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: .*does not exist`)],
+    [['serve', '--log-file', dir], /--log-file .*: .*is a directory/],
+  ]) {
+    const r = await cli(t, args, 10_000);
+    t.is(r.code, 1, args.join(' '));
+    t.regex(r.err, says, args.join(' '));
+    t.notRegex(r.err, /ambiguous/, args.join(' '));
+  }
+});
+
+test('keygen --out given twice is refused and writes nothing', async (t) => {
+  const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'kcpwatch-cli-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const r = await cli(t, ['keygen', '--out', join(dir, 'a'), '--out', join(dir, 'b')]);
+  t.is(r.code, 1);
+  t.regex(r.err, /--out is given twice/);
+  t.deepEqual(await readdir(dir), []);
 });

@@ -105,7 +105,8 @@ test('createClient() and client.connect() validate their options with typed erro
   const invalid = { instanceOf: kcpwatch.KcpInvalidOptionError, code: 'KCP_ERR_INVALID_OPTION' };
   t.throws(() => kcpwatch.createClient(), invalid);
   t.throws(() => kcpwatch.createClient({ port: 0 }), invalid);
-  t.throws(() => kcpwatch.createClient({ host: 'example.invalid', port: 1 }), invalid);
+  t.throws(() => kcpwatch.createClient({ host: '', port: 1, mode: 'raw' }), invalid);
+  t.throws(() => kcpwatch.createClient({ host: 42, port: 1, mode: 'raw' }), invalid);
   t.throws(() => kcpwatch.createClient({ port: 1, mode: 'tls' }), invalid);
   t.throws(() => kcpwatch.createClient({ port: 1, maxConnections: 0 }), invalid);
   t.throws(() => kcpwatch.createClient({ port: 1, maxConnections: 1.5 }), invalid);

@@ -67,6 +67,40 @@ test('a kcpwatch raw FEC client echoes 1,000 messages through a kcp-go FEC serve
   t.log(`relay dropped ${relay.stats().dropped}; kcpwatch recovered ${stats.fecRecovered}, kcp-go recovered ${stopped.snmp.FECRecovered}`);
 });
 
+test('several FEC connections of one createClient to one kcpwatch server each get their own echoes at 10% loss', async (t) => {
+  // FEC state is per UDP peer: the connections share one socket, so their shards share one
+  // seqid sequence each way, and parity never rebuilds one connection's datagram from another's.
+  const CONNECTIONS = 8;
+  const PER_CONNECTION = 150;
+  const { server, address } = await echoServer({ mode: 'raw', preset: 'game', fec: FEC });
+  t.teardown(() => server.close());
+  const relay = await lossyRelay(t, address.port, 9);
+  const client = kcpwatch.createClient({ host: '127.0.0.1', port: relay.port, mode: 'raw', preset: 'game', fec: FEC });
+  t.teardown(() => client.close());
+  // Alike but for the numbers, as game state updates are: content is what tells them apart.
+  const body = (k, i) => Buffer.from(`conn ${String(k).padStart(2, '0')} seq ${String(i).padStart(5, '0')} ${'.'.repeat(40)}`);
+  const received = [];
+  const done = [];
+  for (let k = 0; k < CONNECTIONS; k++) {
+    const conn = client.connect();
+    const got = [];
+    received.push(got);
+    conn.on('message', (m) => got.push(Buffer.from(m).toString()));
+    for (let i = 0; i < PER_CONNECTION; i++) conn.send(body(k, i));
+    done.push(until(conn, 'message', () => got.length >= PER_CONNECTION, 60_000));
+  }
+  await Promise.all(done);
+  for (let k = 0; k < CONNECTIONS; k++) {
+    t.deepEqual(received[k], Array.from({ length: PER_CONNECTION }, (_, i) => body(k, i).toString()), `conn ${k}`);
+  }
+  t.true(relay.stats().dropped > 0, 'the relay lost datagrams');
+  const [c, s] = [client.stats(), server.stats()];
+  t.log(`relay dropped ${relay.stats().dropped}; client recovered ${c.fecRecovered}, server recovered ${s.fecRecovered}`);
+  t.true(c.fecRecovered + s.fecRecovered > 0, JSON.stringify({ c, s }));
+  t.is(c.fecErrs, 0, JSON.stringify(c));
+  t.is(s.fecErrs, 0, JSON.stringify(s));
+});
+
 test('fec is checked at creation: raw mode only, kcp-go shard limits, mtu at most 1500', (t) => {
   const invalid = { instanceOf: kcpwatch.KcpInvalidOptionError };
   t.throws(() => kcpwatch.createServer({ fec: FEC }), { ...invalid, message: /fec needs mode 'raw'/ });

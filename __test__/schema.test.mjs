@@ -194,6 +194,13 @@ const valid = {
     rule: 'handshake_timeout',
     suppressed: 0,
   }),
+  connection_failed_unreachable: record('connection_failed', 'notice', {
+    ...outbound6,
+    conv: 0,
+    reason: 'unreachable',
+    rule: 'icmp_unreachable',
+    suppressed: 0,
+  }),
   connection_failed_server_rejected: record('connection_failed', 'notice', {
     ...outbound6,
     conv: 0,
@@ -689,8 +696,9 @@ test('vocabularies that belong together are checked together', (t) => {
   t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'too_short', rule: 'hello_too_short' })), []);
   t.deepEqual(errorsOf(failed(valid.connection_failed_per_ip_limit, { rule: 'max_pending_auth' })), []);
   // A REJECT can say any reason but the two a side finds out alone: a HELLO that does not
-  // decrypt gets no answer, and an ACCEPT that does not decrypt is the client's own finding.
-  const ownFindings = ['decrypt_failed', 'server_auth_failed'];
+  // decrypt gets no answer, and an ACCEPT that does not decrypt or ICMP about our HELLOs is the
+  // client's own finding.
+  const ownFindings = ['decrypt_failed', 'server_auth_failed', 'unreachable'];
   for (const reason of schema.$defs.fail_reason.enum.filter((r) => !ownFindings.includes(r))) {
     t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason })), [], `server_rejected, ${reason}`);
   }
@@ -713,6 +721,10 @@ test('vocabularies that belong together are checked together', (t) => {
   t.not(errorsOf(failed(valid.connection_failed_handshake_timeout, { ...inbound })).length, 0, "a client's own handshake");
   t.not(errorsOf(failed(valid.connection_failed_handshake_timeout, { reason: 'capacity' })).length, 0);
   t.not(errorsOf(failed(valid.connection_failed_handshake_timeout, { trigger: 'too_short' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_unreachable, { ...inbound })).length, 0, "a client's own handshake");
+  t.not(errorsOf(failed(valid.connection_failed_unreachable, { rule: 'handshake_timeout' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_unreachable, { reason: 'handshake_timeout' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_unreachable, { trigger: 'too_short' })).length, 0);
   t.not(errorsOf(failed(valid.connection_failed_server_rejected, { ...inbound })).length, 0, 'a REJECT reaches a client');
   t.not(errorsOf(failed(valid.connection_failed_server_rejected, { trigger: 'over_limit' })).length, 0);
   t.not(errorsOf(failed(valid.connection_failed_server_rejected, { rule: 'max_connections' })).length, 0);

@@ -1,4 +1,7 @@
 import test from 'ava';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { echoServer, kcpwatch, message, next, until } from './helpers/util.mjs';
 
 test('listen binds an ephemeral port and address() reports it', async (t) => {
@@ -148,3 +151,55 @@ for (const bind of ['0.0.0.0', '::']) {
     }
   });
 }
+
+test('a log file in a directory that does not exist, or a directory as the file, is refused by createServer naming the option and the path', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kcpwatch-logpath-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const missing = join(dir, 'no', 'such', 'dir', 'sec.log');
+  let e = t.throws(() => kcpwatch.createServer({ log: { destination: { file: missing } } }), { instanceOf: kcpwatch.KcpInvalidOptionError });
+  t.true(e.message.startsWith('log.destination.file'), e.message);
+  t.true(e.message.includes(missing), e.message);
+  t.regex(e.message, /does not exist/);
+  e = t.throws(() => kcpwatch.createServer({ log: { outputs: [{ destination: 'none' }, { destination: { file: dir } }] } }), {
+    instanceOf: kcpwatch.KcpInvalidOptionError,
+  });
+  t.true(e.message.startsWith('log.outputs[1].destination.file'), e.message);
+  t.true(e.message.includes(dir), e.message);
+  t.regex(e.message, /is a directory/);
+});
+
+test('a log file that cannot be opened at listen() rejects with a typed error naming the path, not an internal one', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kcpwatch-logpath-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sub = join(dir, 'gone');
+  mkdirSync(sub);
+  const file = join(sub, 'sec.log');
+  const server = kcpwatch.createServer({ log: { destination: { file } } });
+  t.teardown(() => server.close());
+  rmSync(sub, { recursive: true });
+  const e = await t.throwsAsync(server.listen(0, '127.0.0.1'), { instanceOf: kcpwatch.KcpInvalidOptionError });
+  t.true(e.message.includes(file), e.message);
+  t.true(e.message.startsWith('log.destination.file'), e.message);
+  // Nothing was bound: the server can listen once the directory is back.
+  mkdirSync(sub);
+  await t.notThrowsAsync(server.listen(0, '127.0.0.1'));
+});
+
+test('a CA, certificate or key file of a log output that does not exist is refused by createServer naming the option and the path', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kcpwatch-logpath-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = join(dir, 'missing-ca.pem');
+  let e = t.throws(() => kcpwatch.createServer({ log: { destination: { syslog: 'tls://127.0.0.1:6514', caFile: ca } } }), {
+    instanceOf: kcpwatch.KcpInvalidOptionError,
+  });
+  t.true(e.message.startsWith(`log.destination.caFile ${ca}`), e.message);
+  e = t.throws(
+    () =>
+      kcpwatch.createServer({
+        log: { outputs: [{ destination: { http: 'https://127.0.0.1:9/x', kind: 'otlp', caFile: dir } }] },
+      }),
+    { instanceOf: kcpwatch.KcpInvalidOptionError },
+  );
+  t.true(e.message.startsWith(`log.outputs[0].destination.caFile ${dir}`), e.message);
+  t.regex(e.message, /is a directory/);
+});

@@ -439,6 +439,7 @@ const CEF_KEYS = {
   spt: ['port'],
   src: ['ipv4'],
   start: ['time'],
+  suser: ['string', 1023],
   c6a1: ['ipv6'],
   c6a2: ['ipv6'],
   c6a3: ['ipv6'],

@@ -14,9 +14,9 @@ import type { CloseInfo } from './records';
 import { runDemo } from './demo';
 import { KcpAddressInUseError, KcpError, KcpInvalidOptionError } from './errors';
 import { logFormats, severities, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
-import { messageSizeLimit, presets, type PresetName } from './options';
+import { KCP_MIN_MTU, messageSizeLimit, minimumMtu, presets, type PresetName } from './options';
 import { metricsContentType } from './metrics';
-import { createServer, type Server } from './server';
+import { checkLogFilePath, createServer, type Server } from './server';
 import { generateKeyPair, keyIdOf, parseKey, readKeyFile, writeKeyFiles } from './keys';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -146,17 +146,43 @@ function flagError(message: string): KcpInvalidOptionError {
   return new KcpInvalidOptionError(message);
 }
 
-/** Parses a command's flags; unknown flags and missing values name the flag and the help. */
+/**
+ * Parses a command's flags; unknown flags and missing values name the flag and the help. A
+ * negative number after a flag that takes a value is that value (`--port -1` reaches the range
+ * check rather than the parser's "ambiguous"), and a flag that takes one value given twice is
+ * refused (the last one would win unseen).
+ */
 function parseFlags(name: keyof typeof commands, args: string[]): Record<string, FlagValue> {
+  const flags = commands[name].flags;
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string }> = {};
-  for (const [flag, f] of Object.entries(commands[name].flags)) {
+  for (const [flag, f] of Object.entries(flags)) {
     options[flag] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}), ...(f.default !== undefined ? { default: f.default } : {}) };
   }
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const flag = arg.startsWith('--') && !arg.includes('=') ? flags[arg.slice(2)] : undefined;
+    const value = args[i + 1];
+    if (flag?.type === 'string' && value !== undefined && /^-\.?\d/.test(value)) {
+      joined.push(`${arg}=${value}`);
+      i += 1;
+    } else {
+      joined.push(arg);
+    }
+  }
+  let parsed;
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, FlagValue>;
+    parsed = parseArgs({ args: joined, options, strict: true, allowPositionals: false, tokens: true });
   } catch (err) {
     throw flagError(`${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '')} (see kcpwatch ${name} --help)`);
   }
+  const seen = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || flags[token.name]?.multiple) continue;
+    if (seen.has(token.name)) throw flagError(`--${token.name} is given twice; it takes one value (see kcpwatch ${name} --help)`);
+    seen.add(token.name);
+  }
+  return parsed.values as Record<string, FlagValue>;
 }
 
 /** An integer flag within bounds, or undefined when absent. */
@@ -287,22 +313,34 @@ async function serve(args: string[]): Promise<number> {
     sndWnd: intFlag(values, 'snd-wnd', 1, 65535),
     mtu: intFlag(values, 'mtu', 50, 65507),
   };
-  const overhead = mode === 'secure' ? 45 : 24;
-  if (knobs.mtu !== undefined && knobs.mtu <= overhead) {
-    throw flagError(`--mtu must be above ${overhead} in ${mode} mode (KCP's header${mode === 'secure' ? ' and the session header and tag' : ''}), got ${knobs.mtu}`);
+  const minimum = minimumMtu(mode);
+  if (knobs.mtu !== undefined && knobs.mtu < minimum) {
+    throw flagError(
+      `--mtu must be at least ${minimum} in ${mode} mode (KCP's smallest MTU, ${KCP_MIN_MTU}${mode === 'secure' ? ', plus the session header and tag' : ''}), got ${knobs.mtu}`,
+    );
   }
   // An echo server takes what its windows and MTU can carry: small ones for interop tests
   // lower the message ceiling rather than refusing to start.
   const limit = messageSizeLimit({ mtu: knobs.mtu ?? presets[preset].mtu, rcvWnd: knobs.rcvWnd ?? presets[preset].rcvWnd }, mode);
   const ipPrivacy = privacyFromCli(choiceFlag(values, 'ip-privacy', ['full', 'truncate', 'hmac', 'cryptopan', 'omit'] as const), String(values['ip-privacy-key-id']));
   const logFile = values['log-file'] as string | undefined;
+  if (logFile !== undefined) checkLogFilePath(logFile, '--log-file');
   const certFile = values['log-cert'] as string | undefined;
   const keyFile = values['log-key'] as string | undefined;
   if ((certFile === undefined) !== (keyFile === undefined)) throw flagError('--log-cert and --log-key go together');
   const client = certFile !== undefined ? { certFile, keyFile } : {};
-  const outputs = (values.log as string[] | undefined)?.map((spec) =>
+  const specs = values.log as string[] | undefined;
+  const outputs = specs?.map((spec) =>
     outputFromCli(spec, format === 'none' ? 'json' : format, values['syslog-ca'] as string | undefined, values['spool-dir'] as string | undefined, client),
   );
+  // The same sink twice would get every record twice (interleaved, in one format or two).
+  const sinks = new Set<string>();
+  for (const spec of specs ?? []) {
+    const sink = spec.split(',')[0]!;
+    if (sinks.has(sink)) throw flagError(`--log: ${sink} is given twice; give each sink once`);
+    sinks.add(sink);
+    if (sink.startsWith('file:')) checkLogFilePath(sink.slice(5), '--log');
+  }
   const serverKeys = serverKeysFromCli(values['key-file'] as string[] | undefined, mode);
   const server = createServer({
     ...knobs,

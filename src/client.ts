@@ -10,6 +10,7 @@ import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 
 import { Connection, PendingTransport, emptyCloseInfo } from './connection';
+import { maxDatagramSize } from './datagram';
 import { KcpClosedError, KcpConnectError, KcpConnectionLimitError, KcpError, KcpInvalidOptionError, KcpResolveError, fromNative } from './errors';
 import {
   checkKeys,
@@ -31,7 +32,7 @@ import { rethrowLater, type AuthRequestRecord, type FailReason } from './records
 import type { KcpEvent } from './event-types';
 import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo } from './records';
-import { endpointOptions, resolveHost, type AddressInfo, type ServerStats } from './server';
+import { endpointOptions, resolveHost, resolveHostOption, type AddressInfo, type ServerStats } from './server';
 import { Transport } from './transport';
 
 /**
@@ -45,8 +46,9 @@ import { Transport } from './transport';
  */
 export interface ClientOptions extends KcpOptions {
   /**
-   * Server address (default `'127.0.0.1'`). `createClient()`: an IP address or `'localhost'`
-   * (127.0.0.1). `connect()`: also a host name, resolved as the server's `listen()` resolves it.
+   * Server address (default `'127.0.0.1'`): an IP address or a host name (`'localhost'`
+   * included), resolved as the server's `listen()` resolves it (the first address the system's
+   * resolver gives, IPv6 or IPv4). Connections opened while it resolves are `connecting`.
    */
   host?: string;
   /** Server port. */
@@ -181,20 +183,24 @@ export interface Client {
  */
 export class Client extends EventEmitter<ClientEvents> {
   readonly mode: Mode;
-  /** The server. */
-  readonly remoteAddress: string;
   readonly remotePort: number;
   /** The most connections open at once. */
   readonly maxConnections: number;
-  private readonly transport: Transport;
+  /** Undefined while the host name resolves, and for good if it did not resolve. */
+  private transport: Transport | undefined;
+  private server: string;
   private readonly kcp: ResolvedKcpOptions;
   private readonly highWaterMark: number;
   private readonly maxReceiveQueueBytes: number;
   private readonly connections = new Map<number, Connection>();
-  /** Raw mode: the convs in use, so each connection is its own session at the server. */
-  private readonly convs = new Map<number, number>();
+  /** Raw mode: the convs in use (a waiting connection's too), so each is its own session at the server. */
+  private readonly convs = new Set<number>();
+  /** Connections opened while the host name resolves, opened on the socket once it has. */
+  private waiting: { connection: Connection; pending: PendingTransport; token: Buffer | undefined; conv: number }[] = [];
+  /** Why the host name did not resolve (or the socket did not bind): every connection fails with it. */
+  private failure: KcpError | undefined;
   private readonly onEvent: ((event: KcpEvent) => void) | undefined;
-  private readonly local: AddressInfo;
+  private local: AddressInfo | undefined;
   private closing: Promise<void> | undefined;
   private refWanted = true;
   private refd = true;
@@ -212,57 +218,96 @@ export class Client extends EventEmitter<ClientEvents> {
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark, this.kcp.maxSendQueueBytes);
     this.maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
     const port = resolvePort(options.port);
-    if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
-    const requested = options.host ?? '127.0.0.1';
-    if (typeof requested !== 'string' || requested.length === 0) {
-      throw new KcpInvalidOptionError(`host must be a non-empty string (an IP address${where === 'createClient()' ? " or 'localhost'" : ' or a host name'}), got ${requested === '' ? 'an empty string' : describe(requested)}`);
-    }
-    const host = requested === 'localhost' && where === 'createClient()' ? '127.0.0.1' : requested;
-    if (!isIP(host)) {
-      throw new KcpInvalidOptionError(
-        `${where}: host must be an IP address${where === 'createClient()' ? " or 'localhost'" : ''}, got ${describe(requested)} (connect() resolves names; for createClient, resolve with dns.promises.lookup first)`,
-      );
-    }
-    this.remoteAddress = host;
+    if (port === 0) throw new KcpInvalidOptionError(`port must be an integer in 1..65535 (the server's port), got ${describe(options.port)}`);
+    const host = resolveHostOption(options.host ?? '127.0.0.1');
+    this.server = host;
     this.remotePort = port;
     const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
     this.onEvent = eventCallback(options.log);
-    const native = endpointOptions(
-      isIP(host) === 6 ? '::' : '0.0.0.0',
-      0,
-      this.kcp,
-      { maxConnections: options.maxConnections, mode: this.mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive, fec: options.fec, serverKey: requireServerKey(options.serverKey, this.mode) },
-      log && { ...log, deliverToJs: this.onEvent !== undefined },
-    );
-    this.maxConnections = native.maxConnections;
-    this.transport = Transport.client(this, native, host, port);
-    const bound = this.transport.native.address();
-    this.local = { address: bound.address, family: bound.family as AddressInfo['family'], port: bound.port };
+    const native = (address: string) =>
+      endpointOptions(
+        isIP(address) === 6 ? '::' : '0.0.0.0',
+        0,
+        this.kcp,
+        { maxConnections: options.maxConnections, mode: this.mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive, fec: options.fec, serverKey: requireServerKey(options.serverKey, this.mode) },
+        log && { ...log, deliverToJs: this.onEvent !== undefined },
+      );
+    // Every option is checked now, whether or not the host is a name.
+    this.maxConnections = native('0.0.0.0').maxConnections;
     // Idle: the process may exit. The first connection takes the reference again.
-    this.setRef(false);
+    this.refd = false;
+    if (isIP(host)) {
+      this.bind(native(host), host);
+      return;
+    }
+    // A name resolves as connect()'s and the server's listen() do; connections opened
+    // meanwhile wait, `connecting`, and open on the socket once it is bound.
+    void resolveHost(host).then(
+      (address) => {
+        if (this.closing) return;
+        try {
+          this.bind(native(address), address);
+        } catch (err) {
+          this.fail(err instanceof KcpError ? err : fromNative(err));
+          return;
+        }
+        const waiting = this.waiting;
+        this.waiting = [];
+        for (const w of waiting) {
+          if (w.pending.cancelled) continue;
+          try {
+            this.attach(w.token, w.conv, w.connection);
+          } catch (err) {
+            this.convs.delete(w.conv);
+            w.connection._fail(err instanceof KcpError ? err : fromNative(err));
+          }
+        }
+      },
+      (err: unknown) => {
+        if (!this.closing) this.fail(err instanceof KcpError ? err : new KcpResolveError(`cannot resolve ${host}`, { cause: err }));
+      },
+    );
+  }
+
+  /** The server: its address once the host name resolved (the name until then). */
+  get remoteAddress(): string {
+    return this.server;
+  }
+
+  private bind(native: ReturnType<typeof endpointOptions>, address: string): void {
+    const transport = Transport.client(this, native, address, this.remotePort);
+    this.transport = transport;
+    this.server = address;
+    const bound = transport.native.address();
+    this.local = { address: bound.address, family: bound.family as AddressInfo['family'], port: bound.port };
+    transport.native.unref();
+    this.setRef(this.refWanted && this.connectionCount > 0);
+  }
+
+  /** The host name did not resolve (or the socket did not bind): every waiting connection fails. */
+  private fail(error: KcpError): void {
+    this.failure = error;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) {
+      this.convs.delete(w.conv);
+      if (!w.pending.cancelled) w.connection._fail(error);
+    }
+    if (this._closeWhenIdle) void this.close();
   }
 
   /**
    * Opens a connection to the server on this client's socket. In secure mode the handshake
    * starts and the connection is `connecting` (see {@link connect} for what follows); a failed
-   * handshake ends that connection only. Throws `KcpClosedError` once `close()` was called,
-   * `KcpConnectionLimitError` at `maxConnections`, `KcpInvalidOptionError` for bad options,
-   * `KcpConnectError` for a raw-mode conv already used by another connection of this client.
+   * handshake ends that connection only. While a host name resolves the connection is
+   * `connecting` in either mode (what is sent meanwhile leaves once it is open); a name that
+   * does not resolve fails it with `KcpResolveError`. Throws `KcpClosedError` once `close()`
+   * was called, `KcpConnectionLimitError` at `maxConnections`, `KcpInvalidOptionError` for bad
+   * options, `KcpConnectError` for a raw-mode conv already used by another connection of this
+   * client.
    */
   connect(options: ClientConnectOptions = {}): Connection {
-    return this.open(options);
-  }
-
-  /**
-   * @internal Opens a connection; with `pending`, that connection (made by {@link connect} while
-   * it resolved the host) becomes it.
-   */
-  _open(options: ClientConnectOptions, pending: Connection): Connection {
-    return this.open(options, pending);
-  }
-
-  private open(options: ClientConnectOptions, pending?: Connection): Connection {
-    if (this.closing || this.transport.native.closed) throw new KcpClosedError('client is closed');
+    if (this.closing || this.transport?.native.closed) throw new KcpClosedError('client is closed');
     if (!options || typeof options !== 'object') throw new KcpInvalidOptionError(`client.connect() takes an options object, got ${describe(options)}`);
     checkKeys(options, clientConnectOptionKeys, 'client.connect()');
     const token = resolveToken(options.token, this.mode);
@@ -278,26 +323,69 @@ export class Client extends EventEmitter<ClientEvents> {
     } else if (options.conv !== undefined) {
       throw new KcpInvalidOptionError("conv needs mode 'raw': in secure mode the server assigns it");
     }
-    if (this.connections.size >= this.maxConnections) {
+    if (this.connectionCount >= this.maxConnections) {
       throw new KcpConnectionLimitError(`client is at maxConnections (${this.maxConnections})`);
     }
+    if (this.transport) return this.attach(token, conv);
+    return this.wait(token, conv);
+  }
+
+  /** A connection opened before the socket exists: `connecting`, its sends queued. */
+  private wait(token: Buffer | undefined, conv: number): Connection {
+    const entry = { token, conv } as (typeof this.waiting)[number];
+    entry.pending = new PendingTransport(() => {
+      this.waiting = this.waiting.filter((w) => w !== entry);
+      this.convs.delete(conv);
+      process.nextTick(() => entry.connection._closed(emptyCloseInfo('local_closed', 'local')));
+      if (this.connectionCount === 0 && this._closeWhenIdle) void this.close();
+    });
+    entry.connection = new Connection({
+      transport: entry.pending,
+      handle: 0,
+      id: '',
+      conv,
+      remoteAddress: this.server,
+      remotePort: this.remotePort,
+      localAddress: '',
+      localPort: 0,
+      maxMessageSize: this.kcp.maxMessageSize,
+      maxDatagramSize: maxDatagramSize(this.kcp.mtu, this.mode),
+      maxSendQueueBytes: this.kcp.maxSendQueueBytes,
+      highWaterMark: this.highWaterMark,
+      maxReceiveQueueBytes: this.maxReceiveQueueBytes,
+      stream: this.kcp.stream,
+      connecting: true,
+    });
+    const failure = this.failure;
+    if (failure) {
+      process.nextTick(() => entry.connection._fail(failure));
+      return entry.connection;
+    }
+    if (this.mode === 'raw') this.convs.add(conv);
+    this.waiting.push(entry);
+    return entry.connection;
+  }
+
+  /** Opens a connection on the socket; with `pending`, that waiting connection becomes it. */
+  private attach(token: Buffer | undefined, conv: number, pending?: Connection): Connection {
+    const transport = this.transport!;
     let info;
     try {
-      info = this.transport.native.connect(this.remoteAddress, this.remotePort, conv, undefined, token);
+      info = transport.native.connect(this.server, this.remotePort, conv, undefined, token);
     } catch (err) {
       throw fromNative(err);
     }
     const handle = info.handle;
+    if (this.mode === 'raw') this.convs.add(conv);
     if (pending) {
       this.connections.set(handle, pending);
-      if (this.mode === 'raw') this.convs.set(conv, handle);
       pending._onClosed(() => this.forget(handle));
-      pending._attach(this.transport, info, this.mode === 'raw');
+      pending._attach(transport, info, this.mode === 'raw');
       if (this.connections.size === 1) this.setRef(this.refWanted);
       return pending;
     }
     const connection = new Connection({
-      transport: this.transport,
+      transport,
       handle,
       id: info.uid,
       conv: info.conv,
@@ -306,6 +394,7 @@ export class Client extends EventEmitter<ClientEvents> {
       localAddress: info.localAddress,
       localPort: info.localPort,
       maxMessageSize: this.kcp.maxMessageSize,
+      maxDatagramSize: maxDatagramSize(this.kcp.mtu, this.mode),
       maxSendQueueBytes: this.kcp.maxSendQueueBytes,
       highWaterMark: this.highWaterMark,
       maxReceiveQueueBytes: this.maxReceiveQueueBytes,
@@ -314,23 +403,29 @@ export class Client extends EventEmitter<ClientEvents> {
       onClosed: () => this.forget(handle),
     });
     this.connections.set(handle, connection);
-    if (this.mode === 'raw') this.convs.set(conv, handle);
     if (this.connections.size === 1) this.setRef(this.refWanted);
     return connection;
   }
 
   /** Connections open now (`connecting`, `established` or `closing`). */
   get connectionCount(): number {
-    return this.connections.size;
+    return this.connections.size + this.waiting.length;
   }
 
-  /** The local address of the client's socket (every connection shares it); null once closed. */
+  /**
+   * The local address of the client's socket (every connection shares it); null once closed,
+   * and while the host name resolves (or if it did not).
+   */
   address(): AddressInfo | null {
-    return this.transport.native.closed ? null : { ...this.local };
+    return !this.transport || this.transport.native.closed || !this.local ? null : { ...this.local };
   }
 
-  /** Counters of the socket and its engines (as `server.stats()`). */
+  /**
+   * Counters of the socket and its engines (as `server.stats()`). Throws `KcpClosedError` once
+   * closed, and while the host name resolves (there is no socket yet).
+   */
   stats(): ServerStats {
+    if (!this.transport) throw new KcpClosedError(this.failure ? `client has no socket: ${this.failure.message}` : `client has no socket yet: resolving ${this.server}`);
     if (this.transport.native.closed) throw new KcpClosedError('client is closed');
     return this.transport.native.stats();
   }
@@ -345,7 +440,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Keeps the process alive while connections are open (the default). */
   ref(): this {
     this.refWanted = true;
-    this.setRef(this.connections.size > 0);
+    this.setRef(this.connectionCount > 0);
     return this;
   }
 
@@ -357,7 +452,14 @@ export class Client extends EventEmitter<ClientEvents> {
   close(): Promise<void> {
     if (!this.closing) {
       this.closing = Promise.resolve().then(() => {
-        this.transport.close();
+        // Connections still waiting for the name close as the others do, before the client.
+        const waiting = this.waiting;
+        this.waiting = [];
+        for (const w of waiting) {
+          this.convs.delete(w.conv);
+          if (!w.pending.cancelled) w.connection._closed(emptyCloseInfo('shutdown', 'local'));
+        }
+        this.transport?.close();
         this.emit('close');
       });
     }
@@ -365,7 +467,8 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   private setRef(want: boolean): void {
-    if (want === this.refd || this.transport.native.closed) return;
+    // Without a socket, the pending name lookup is what keeps the process alive.
+    if (want === this.refd || !this.transport || this.transport.native.closed) return;
     this.refd = want;
     if (want) this.transport.native.ref();
     else this.transport.native.unref();
@@ -375,8 +478,8 @@ export class Client extends EventEmitter<ClientEvents> {
     const connection = this.connections.get(handle);
     if (!connection) return;
     this.connections.delete(handle);
-    if (this.mode === 'raw' && this.convs.get(connection.conv) === handle) this.convs.delete(connection.conv);
-    if (this.connections.size === 0) {
+    if (this.mode === 'raw') this.convs.delete(connection.conv);
+    if (this.connectionCount === 0) {
       if (this._closeWhenIdle) void this.close();
       else this.setRef(false);
     }
@@ -401,6 +504,11 @@ export class Client extends EventEmitter<ClientEvents> {
   /** @internal */
   message(handle: number, data: Buffer): void {
     this.connections.get(handle)?._message(data);
+  }
+
+  /** @internal */
+  datagram(handle: number, channel: number, data: Buffer): void {
+    this.connections.get(handle)?._datagram(data, channel);
   }
 
   /** @internal */
@@ -436,7 +544,13 @@ export class Client extends EventEmitter<ClientEvents> {
  * Creates a client endpoint for many connections to one server over one UDP socket and one
  * native I/O thread: `client.connect({ token?, conv? })` opens each, `client.close()` ends
  * them all. Options are those of {@link connect} (less the per-connection `token` and `conv`)
- * plus `maxConnections`.
+ * plus `maxConnections`. A host name resolves once, in the background: connections opened
+ * meanwhile are `connecting` and open once it has; a name that does not resolve fails each
+ * with `KcpResolveError`.
+ *
+ * The server sees every connection of one client from one address and port, so its
+ * per-address limits (`limits.maxConnectionsPerIp`, the handshake rate per address) apply to
+ * all of them together.
  */
 export function createClient(options: ClientOptions): Client {
   return new Client(options);
@@ -446,9 +560,9 @@ export function createClient(options: ClientOptions): Client {
  * Opens a connection on its own UDP socket (a client of one connection, closed with it). In
  * secure mode (the default) the handshake starts and the connection is `connecting`: messages
  * sent now leave once it completes; `connect` (or `await ready()`) says it did, and a failure
- * is a typed error (`KcpHandshakeTimeoutError`, `KcpAuthRejectedError`, `KcpServerFullError`,
- * `KcpRateLimitedError`, `KcpVersionMismatchError`) on `error` and from `ready()`, then `close`
- * with reason `connect_failed`. Nothing reconnects by itself: call `connect()` again to retry.
+ * is a typed error (`KcpHandshakeTimeoutError`, also for a server over its handshake rate, which
+ * does not answer; `KcpAuthRejectedError`, `KcpServerFullError`, `KcpVersionMismatchError`) on
+ * `error` and from `ready()`, then `close` with reason `connect_failed`. Nothing reconnects by itself: call `connect()` again to retry.
  * In raw mode data may be sent at once; there is no handshake.
  *
  * `host` may be a name (`localhost` included): the connection is returned at once, `connecting`,
@@ -465,8 +579,7 @@ export function connect(options: ConnectOptions): Connection {
   if (conv !== undefined && mode !== 'raw') throw new KcpInvalidOptionError("conv needs mode 'raw': in secure mode the server assigns it");
   const { token, conv: _conv, ...rest } = options;
   const per: ClientConnectOptions = mode === 'raw' ? { conv } : { token };
-  const host = rest.host ?? '127.0.0.1';
-  if (typeof host === 'string' && host.length > 0 && !isIP(host)) return connectByName({ ...rest, host }, per);
+  // A host name resolves inside the client, as createClient()'s does.
   const client = new Client({ ...rest, maxConnections: 1 } as ClientOptions, 'connect()', clientOptionKeys);
   client._closeWhenIdle = true;
   try {
@@ -475,72 +588,4 @@ export function connect(options: ConnectOptions): Connection {
     void client.close();
     throw err;
   }
-}
-
-/**
- * `connect()` to a host name (`localhost` included): the connection is returned at once, in
- * state `connecting`, and the name resolves as the server's `listen()` resolves it (the first
- * address the system's resolver gives, IPv6 or IPv4). Messages sent meanwhile queue and leave
- * once it is open; a name that does not resolve, or a socket that cannot bind, fails the
- * connection (`error`, `close` with `connect_failed`, `ready()` rejects with the typed error).
- */
-function connectByName(options: Omit<ConnectOptions, 'token' | 'conv'> & { host: string }, per: ClientConnectOptions): Connection {
-  // Every option is checked now, on a stand-in address of the same kind of host.
-  const checked = checkOnly({ ...options, host: '127.0.0.1', maxConnections: 1 } as ClientOptions);
-  const pending = new PendingTransport(() => process.nextTick(() => connection._closed(emptyCloseInfo('local_closed', 'local'))));
-  const connection = new Connection({
-    transport: pending,
-    handle: 0,
-    id: '',
-    conv: per.conv ?? 0,
-    remoteAddress: options.host,
-    remotePort: checked.port,
-    localAddress: '',
-    localPort: 0,
-    maxMessageSize: checked.kcp.maxMessageSize,
-    maxSendQueueBytes: checked.kcp.maxSendQueueBytes,
-    highWaterMark: checked.highWaterMark,
-    maxReceiveQueueBytes: checked.maxReceiveQueueBytes,
-    stream: checked.kcp.stream,
-    connecting: true,
-  });
-  void resolveHost(options.host).then(
-    (address) => {
-      if (pending.cancelled) return;
-      let client: Client | undefined;
-      try {
-        client = new Client({ ...options, host: address, maxConnections: 1 } as ClientOptions, 'connect()', clientOptionKeys);
-        client._closeWhenIdle = true;
-        client._open(per, connection);
-      } catch (err) {
-        if (client) void client.close();
-        connection._fail(err instanceof KcpError ? err : fromNative(err));
-      }
-    },
-    (err: unknown) => {
-      if (!pending.cancelled) connection._fail(err instanceof KcpError ? err : new KcpResolveError(`cannot resolve ${options.host}`, { cause: err }));
-    },
-  );
-  return connection;
-}
-
-/** Checks a client's options as its constructor would, without binding a socket. */
-function checkOnly(options: ClientOptions): { kcp: ResolvedKcpOptions; highWaterMark: number; maxReceiveQueueBytes: number; port: number } {
-  const mode = resolveMode(options.mode);
-  const kcp = resolveKcpOptions(options);
-  checkMessageSize(kcp, mode);
-  const highWaterMark = resolveHighWaterMark(options.highWaterMark, kcp.maxSendQueueBytes);
-  const maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
-  const port = resolvePort(options.port);
-  if (port === 0) throw new KcpInvalidOptionError('port must be 1..65535');
-  const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
-  eventCallback(options.log);
-  endpointOptions(
-    '0.0.0.0',
-    0,
-    kcp,
-    { maxConnections: options.maxConnections, mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive, fec: options.fec, serverKey: requireServerKey(options.serverKey, mode) },
-    log,
-  );
-  return { kcp, highWaterMark, maxReceiveQueueBytes, port };
 }

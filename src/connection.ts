@@ -2,10 +2,12 @@
 
 import { EventEmitter } from 'node:events';
 
+import { datagramHeader, datagramIterator, HeldDatagrams, MAX_DATAGRAM_QUEUE_BYTES, type Datagram, type DatagramOptions } from './datagram';
 import {
   KcpClosedError,
   KcpInvalidOptionError,
   KcpMessageTooLargeError,
+  KcpNotSupportedError,
   KcpQueueFullError,
   errorFor,
   handshakeError,
@@ -34,6 +36,9 @@ export interface ConnectionTransport {
     injectFault(handle: number): void;
   };
   send(handle: number, data: Uint8Array): void;
+  sendDatagram(handle: number, data: Uint8Array, flags: number, channel: number, limit: number): boolean;
+  reportDatagramTooLarge(handle: number, size: number): void;
+  reportDatagramDrops(handle: number, count: number): void;
   reportRefusal(handle: number, refusal: Refusal, size: number): void;
   setDeliveryPaused(handle: number, paused: boolean): void;
   closeConnection(handle: number, code?: number, text?: string): void;
@@ -58,6 +63,9 @@ export function emptyCloseInfo(reason: CloseReason, initiator: CloseInfo['initia
     srttMs: 0,
     rttvarMs: 0,
     rtoMs: 0,
+    unreliableSent: 0,
+    unreliableReceived: 0,
+    unreliableDropped: 0,
   };
 }
 
@@ -74,6 +82,8 @@ export interface ConnectionInit {
   localAddress: string;
   localPort: number;
   maxMessageSize: number;
+  /** Secure mode: the largest datagram payload (`mtu` − 31); 0 in raw mode (no datagrams). */
+  maxDatagramSize?: number;
   maxSendQueueBytes: number;
   highWaterMark: number;
   maxReceiveQueueBytes: number;
@@ -88,6 +98,8 @@ export interface ConnectionEvents {
   /** A client connection is open: its secure handshake completed (or, in raw mode, its host name resolved). */
   connect: [];
   message: [data: Buffer];
+  /** Secure mode: an unreliable datagram (`sendDatagram()` on the other side) and its channel. */
+  datagram: [data: Buffer, channel: number];
   close: [reason: CloseReason, info: CloseInfo];
   drain: [];
   error: [error: KcpError];
@@ -185,18 +197,15 @@ export interface Connection<Auth = unknown> {
  * the peer. Nothing is dropped.
  */
 export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
-  /** Connection id: unique across processes and restarts, time-sortable. */
-  readonly id: string;
-  /**
-   * On a server: what its `authenticate` returned for this client (the player's identity or
-   * context). `undefined` without `authenticate` (raw mode included) and on client connections.
-   */
-  readonly auth: Auth;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  readonly localAddress: string;
-  readonly localPort: number;
-  readonly stream: boolean;
+  // Identity fields are getters over private state: read-only at runtime too (an assignment
+  // throws in strict code), so no application can rename a connection under the server's maps.
+  private _id: string;
+  private readonly _auth: Auth;
+  private _remoteAddress: string;
+  private _remotePort: number;
+  private _localAddress: string;
+  private _localPort: number;
+  private readonly _stream: boolean;
   private _state: ConnectionState;
   private _conv: number;
   private failure: KcpError | undefined;
@@ -224,32 +233,74 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private flowScheduled = false;
   private iterators = 0;
   private waiters: (() => void)[] = [];
+  private readonly maxDatagramSize: number;
+  private readonly heldDatagrams: HeldDatagrams;
+  private datagramFlowScheduled = false;
 
   /** @internal */
   constructor(init: ConnectionInit) {
     super();
     this.transport = init.transport;
     this.handle = init.handle;
-    this.id = init.id;
+    this._id = init.id;
     this._conv = init.conv;
     this._state = init.connecting ? 'connecting' : 'established';
     this.wasEstablished = !init.connecting;
-    this.auth = init.auth as Auth;
-    this.remoteAddress = init.remoteAddress;
-    this.remotePort = init.remotePort;
-    this.localAddress = init.localAddress;
-    this.localPort = init.localPort;
-    this.stream = init.stream;
+    this._auth = init.auth as Auth;
+    this._remoteAddress = init.remoteAddress;
+    this._remotePort = init.remotePort;
+    this._localAddress = init.localAddress;
+    this._localPort = init.localPort;
+    this._stream = init.stream;
     this.maxMessageSize = init.maxMessageSize;
     this.maxSendQueueBytes = init.maxSendQueueBytes;
     this.highWaterMark = init.highWaterMark;
     this.onClosed = init.onClosed;
     this.maxReceiveQueueBytes = init.maxReceiveQueueBytes;
+    this.maxDatagramSize = init.maxDatagramSize ?? 0;
+    this.heldDatagrams = new HeldDatagrams((count) => this.transport.reportDatagramDrops(this.handle, count));
+    (this as EventEmitter).on('newListener', (name: string | symbol) => {
+      if (name === 'datagram' && this.heldDatagrams.size > 0) this.scheduleDatagramFlow();
+    });
     // A `message` listener added later gets what was held, in order, on the next tick (like
     // a stream's `on('data')`).
     (this as EventEmitter).on('newListener', (name: string | symbol) => {
       if (name === 'message' && this.heldHead < this.held.length) this.scheduleFlow();
     });
+  }
+
+  /** Connection id: unique across processes and restarts, time-sortable. */
+  get id(): string {
+    return this._id;
+  }
+
+  /**
+   * On a server: what its `authenticate` returned for this client (the player's identity or
+   * context). `undefined` without `authenticate` (raw mode included) and on client connections.
+   */
+  get auth(): Auth {
+    return this._auth;
+  }
+
+  get remoteAddress(): string {
+    return this._remoteAddress;
+  }
+
+  get remotePort(): number {
+    return this._remotePort;
+  }
+
+  get localAddress(): string {
+    return this._localAddress;
+  }
+
+  get localPort(): number {
+    return this._localPort;
+  }
+
+  /** Stream mode: no message boundaries, `message` events carry chunks. */
+  get stream(): boolean {
+    return this._stream;
   }
 
   get state(): ConnectionState {
@@ -314,6 +365,80 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    */
   send(data: SendData): boolean {
     return this.queue(bytesOf(data));
+  }
+
+  /**
+   * Secure mode: sends `data` as one unreliable datagram, outside the reliable stream: never
+   * retransmitted, never waiting for (or holding back) anything. For updates that are worthless
+   * once a newer one exists (positions, inputs). `options.channel` (0..255) tags it;
+   * `options.sequenced` makes the receiver drop it if a newer datagram of that channel was
+   * already delivered. Same buffer rules as `send()` (copied at the call). At most
+   * `mtu − 31` bytes (1169 with the `game` preset): larger throws `KcpMessageTooLargeError`.
+   * Returns false, without blocking or queueing, when the datagram queue is full (about 1 MiB
+   * waiting to be sealed) or while a secure client is still `connecting`. Throws
+   * `KcpClosedError` once closing, and `KcpNotSupportedError` in raw mode: no plain KCP peer
+   * understands datagrams.
+   */
+  sendDatagram(data: SendData, options?: DatagramOptions): boolean {
+    if (this.maxDatagramSize === 0) {
+      throw new KcpNotSupportedError('sendDatagram() needs secure mode: raw KCP has no datagrams (no plain KCP peer understands them)');
+    }
+    const [flags, channel] = datagramHeader(options);
+    const bytes = bytesOf(data, 'sendDatagram()');
+    if (this._state !== 'established' && this._state !== 'connecting') {
+      throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
+    }
+    if (bytes.length > this.maxDatagramSize) {
+      this.transport.reportDatagramTooLarge(this.handle, bytes.length);
+      throw new KcpMessageTooLargeError(`datagram of ${bytes.length} bytes exceeds ${this.maxDatagramSize}, the most one datagram carries (mtu - 31)`);
+    }
+    if (this._state === 'connecting') return false;
+    return this.transport.sendDatagram(this.handle, bytes, flags, channel, MAX_DATAGRAM_QUEUE_BYTES);
+  }
+
+  /**
+   * Secure mode: received datagrams as an async iterator of `{ data, channel }`. Like
+   * `messages()`: it takes over from `datagram` listeners from its first `next()` until it ends,
+   * and ends when the connection has closed and every held datagram was read. A reader that
+   * falls behind holds at most 256 datagrams; older ones are dropped (a late datagram is
+   * worthless) and counted.
+   */
+  datagrams(): AsyncIterableIterator<Datagram> {
+    return datagramIterator(
+      this.heldDatagrams,
+      () => this._state === 'closed',
+      () => {
+        if (this.heldDatagrams.iterators === 0 && this.heldDatagrams.size > 0 && this.listenerCount('datagram') > 0) this.scheduleDatagramFlow();
+      },
+    );
+  }
+
+  /** @internal `data` is a view of a record batch: copied when held. */
+  _datagram(data: Buffer, channel: number): void {
+    if (this._state === 'closed') return;
+    if (this.heldDatagrams.iterators === 0 && this.listenerCount('datagram') > 0 && this.heldDatagrams.size === 0) {
+      this.emit('datagram', data, channel);
+      return;
+    }
+    this.heldDatagrams.push({ data: Buffer.from(data), channel });
+    if (this.heldDatagrams.iterators === 0 && this.listenerCount('datagram') > 0) this.scheduleDatagramFlow();
+  }
+
+  private scheduleDatagramFlow(): void {
+    if (this.datagramFlowScheduled) return;
+    this.datagramFlowScheduled = true;
+    process.nextTick(() => {
+      this.datagramFlowScheduled = false;
+      while (this.heldDatagrams.iterators === 0 && this.listenerCount('datagram') > 0) {
+        const item = this.heldDatagrams.shift();
+        if (item === undefined) break;
+        try {
+          this.emit('datagram', item.data, item.channel);
+        } catch (error) {
+          rethrowLater(error);
+        }
+      }
+    });
   }
 
   /** @internal The connection's handle on its transport. */
@@ -578,7 +703,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
 
   /** @internal The secure handshake failed: `error` (if listened to), then `close`. */
   _connectFailed(reason: FailReason, appCode?: number): void {
-    this._fail(handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`, appCode), reason === 'handshake_timeout' ? 'local' : 'remote');
+    this._fail(handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`, appCode), reason === 'handshake_timeout' || reason === 'unreachable' ? 'local' : 'remote');
   }
 
   /**
@@ -598,12 +723,11 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    * the connection is that session. What was sent meanwhile goes out, in order.
    */
   _attach(transport: ConnectionTransport, info: NativeConnectedInfo, established: boolean): void {
-    const self = this as { -readonly [K in 'id' | 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort']: Connection[K] };
-    self.id = info.uid;
-    self.remoteAddress = info.remoteAddress;
-    self.remotePort = info.remotePort;
-    self.localAddress = info.localAddress;
-    self.localPort = info.localPort;
+    this._id = info.uid;
+    this._remoteAddress = info.remoteAddress;
+    this._remotePort = info.remotePort;
+    this._localAddress = info.localAddress;
+    this._localPort = info.localPort;
     this._conv = info.conv;
     const pending = this.transport;
     this.transport = transport;
@@ -622,6 +746,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this.deliveryPaused = false;
     // Iterators end once they have read what is held.
     this.wakeIterators();
+    this.heldDatagrams.wake();
     try {
       this.emit('close', info.reason, info);
     } finally {
@@ -657,6 +782,19 @@ export class PendingTransport implements ConnectionTransport {
   }
 
   setDeliveryPaused(): void {
+    // Nothing can arrive before the connection is open.
+  }
+
+  sendDatagram(): boolean {
+    // Unreliable and worthless late: not queued while the host resolves.
+    return false;
+  }
+
+  reportDatagramTooLarge(_handle: number, size: number): void {
+    this.queued.push((t, handle) => t.reportDatagramTooLarge(handle, size));
+  }
+
+  reportDatagramDrops(): void {
     // Nothing can arrive before the connection is open.
   }
 

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 
 import { KcpInvalidOptionError } from './errors';
-import { checkKeys, keysOf } from './options';
+import { checkKeys, describe, keysOf } from './options';
 import { native } from './native';
 
 /** The rules' stable ids. */
@@ -68,7 +68,7 @@ export function detectorRules(): DetectionRule[] {
 
 function count(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new KcpInvalidOptionError(`${name} must be an integer in ${min}..${max}, got ${String(value)}`);
+    throw new KcpInvalidOptionError(`${name} must be an integer in ${min}..${max}, got ${describe(value)}`);
   }
   return value;
 }
@@ -126,17 +126,18 @@ export function resolveDetection(options: DetectionOptions | false | undefined):
   const enforceRules = enforce?.rules ?? [];
   for (const id of enforceRules) {
     const rule = byId.get(id);
-    if (!rule) throw new KcpInvalidOptionError(`detection.enforce.rules: unknown rule ${String(id)}`);
+    if (!rule) throw new KcpInvalidOptionError(`detection.enforce.rules: unknown rule ${describe(id)}`);
     if (rule.key !== 'source') throw new KcpInvalidOptionError(`detection.enforce.rules: ${id} is listener-wide; only per-source rules can refuse a source`);
   }
   const allowList = o.allowList ?? [];
   if (!Array.isArray(allowList)) throw new KcpInvalidOptionError('detection.allowList must be an array of ADDRESS/PREFIX strings');
   for (const net of allowList) {
-    const [address, prefix] = String(net).split('/');
+    if (typeof net !== 'string') throw new KcpInvalidOptionError(`detection.allowList entries must be ADDRESS/PREFIX strings, got ${describe(net)}`);
+    const [address, prefix] = net.split('/');
     const family = isIP(address ?? '');
     const max = family === 6 ? 128 : 32;
     if (!family || (prefix !== undefined && !(/^\d+$/.test(prefix) && Number(prefix) <= max))) {
-      throw new KcpInvalidOptionError(`detection.allowList entry ${String(net)} is not ADDRESS/PREFIX`);
+      throw new KcpInvalidOptionError(`detection.allowList entry ${JSON.stringify(net)} is not ADDRESS/PREFIX`);
     }
   }
   return {

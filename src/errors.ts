@@ -70,8 +70,14 @@ export class KcpNotSupportedError extends coded('KCP_ERR_NOT_SUPPORTED') {}
 /** Secure mode: the server did not answer the handshake in time (down, unreachable, or rate-limiting us). */
 export class KcpHandshakeTimeoutError extends coded('KCP_ERR_HANDSHAKE_TIMEOUT') {}
 /**
+ * Secure mode: ICMP reported the server's address unreachable (nothing listens on that port, or
+ * no route to it) for the first HELLO and its retransmission, with no answer from the server
+ * between: the wrong address or port, or a server that is down. Comes within about 300 ms.
+ */
+export class KcpUnreachableError extends coded('KCP_ERR_UNREACHABLE') {}
+/**
  * Secure mode: the server's `authenticate` refused our token (or did not answer in time).
- * `appCode` is the code it refused with (`{ reject: code }`), when it gave one.
+ * `appCode` is the code it refused with (`return rejectAuth(code)`), when it gave one.
  */
 export class KcpAuthRejectedError extends coded('KCP_ERR_AUTH_REJECTED') {
   /** The server application's refusal code (1..65535), absent when it gave none. */
@@ -79,7 +85,10 @@ export class KcpAuthRejectedError extends coded('KCP_ERR_AUTH_REJECTED') {
 }
 /** Secure mode: the server refused us for a connection limit (total, per address or per prefix). */
 export class KcpServerFullError extends coded('KCP_ERR_SERVER_FULL') {}
-/** Secure mode: the server refused us for opening handshakes too fast. */
+/**
+ * Reserved: a REJECT for opening handshakes too fast, which the protocol defines but no server
+ * sends (a rate-limited HELLO gets no answer, so the client sees `KcpHandshakeTimeoutError`).
+ */
 export class KcpRateLimitedError extends coded('KCP_ERR_RATE_LIMITED') {}
 /** Secure mode: the server speaks another protocol version. */
 export class KcpVersionMismatchError extends coded('KCP_ERR_VERSION_MISMATCH') {}
@@ -116,6 +125,7 @@ const errorClasses = [
   KcpConnectionLimitError,
   KcpNotSupportedError,
   KcpHandshakeTimeoutError,
+  KcpUnreachableError,
   KcpAuthRejectedError,
   KcpServerFullError,
   KcpRateLimitedError,
@@ -136,7 +146,11 @@ const byCode = new Map<string, KcpErrorClass<KcpErrorCode>>(errorClasses.map((cl
 export function handshakeError(reason: string, server: string, appCode?: number): KcpError {
   switch (reason) {
     case 'handshake_timeout':
-      return new KcpHandshakeTimeoutError(`no answer from ${server} to the handshake`);
+      return new KcpHandshakeTimeoutError(
+        `no answer from ${server} to the handshake: is the server in secure mode (a raw-mode server ignores the handshake), are the address and port right, is a firewall dropping UDP?`,
+      );
+    case 'unreachable':
+      return new KcpUnreachableError(`${server} is unreachable: nothing listens on that UDP port, or there is no route to it (ICMP)`);
     case 'auth_rejected': {
       const error = new KcpAuthRejectedError(appCode === undefined ? `${server} rejected the token` : `${server} rejected the token with code ${appCode}`);
       if (appCode !== undefined) error.appCode = appCode;

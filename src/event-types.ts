@@ -65,7 +65,9 @@ export type FailReason =
   /** The HELLO named a server key the server does not hold: the client pinned an old or wrong key. */
   | 'unknown_server_key'
   /** Client: the ACCEPT did not decrypt with the pinned key (rule `accept_noise`): not that server. */
-  | 'server_auth_failed';
+  | 'server_auth_failed'
+  /** Client: ICMP reported the server's address unreachable for two HELLOs (rule `icmp_unreachable`). */
+  | 'unreachable';
 
 /**
  * Why a datagram was dropped whole. `decrypt_failed` (a session datagram's AEAD tag did not
@@ -125,6 +127,8 @@ export type SecureRule =
   | 'session_too_short'
   /** `bad_cmd`: an unknown datagram type. */
   | 'unknown_type'
+  /** `bad_cmd`: a datagram of the other mode (a secure HELLO at a raw server, plain KCP at a secure one). */
+  | 'mode_mismatch'
   /** `bad_cmd`: a HELLO with a protocol version this server does not speak. */
   | 'unsupported_version'
   /** `bad_cmd`: a HELLO sent to a client endpoint. */
@@ -170,10 +174,11 @@ export type DropRule =
  * The rule of a `kcp:connection_failed` that refused no datagram (it has no `trigger`):
  * `authenticate` / `auth_timeout` (a server: the application refused the client's token, or did
  * not answer in time; reason `auth_rejected`), `handshake_timeout` (a client: its handshake did
- * not complete in time) and `server_rejected` (a client: the server answered with a REJECT,
- * whose reason is `reason`).
+ * not complete in time), `icmp_unreachable` (a client: ICMP said nothing answers at the server's
+ * address; reason `unreachable`) and `server_rejected` (a client: the server answered with a
+ * REJECT, whose reason is `reason`).
  */
-export type FailRule = 'authenticate' | 'auth_timeout' | 'handshake_timeout' | 'server_rejected';
+export type FailRule = 'authenticate' | 'auth_timeout' | 'handshake_timeout' | 'icmp_unreachable' | 'server_rejected';
 
 /** How the application misused a connection. */
 export type Violation = 'oversized_message' | 'message_on_closed_connection' | 'empty_message' | 'send_queue_full';
@@ -259,6 +264,14 @@ export interface EventBase {
 export interface ConnectionFields {
   /** Connection id: `K` + 22 base62 digits of a UUIDv7, shared by every record of the connection. */
   uid: string;
+  /**
+   * Secure mode, server: the user `authenticate` named (a string answer, or `userId` / `user` /
+   * `id` / `user.id` of its answer; at most 128 bytes), on every record from the
+   * establishment on. Only without `ipPrivacy` (mode full).
+   */
+  user_id?: string;
+  /** `user_id` under `ipPrivacy` hmac: its keyed pseudonym (`keyId:` + base64url). */
+  user_id_pseudonym?: string;
   /** KCP conversation id (u32). */
   conv: number;
   /** Who opened it. */
@@ -281,6 +294,8 @@ export interface ConnectionFields {
 /** The connection fields, absent (the record is not about a known connection). */
 export interface NoConnectionFields {
   uid?: never;
+  user_id?: never;
+  user_id_pseudonym?: never;
   conv?: never;
   direction?: never;
   src_ip?: never;
@@ -425,6 +440,7 @@ export interface RefusedAttempt {
 export type UnrefusedAttempt =
   | { trigger?: never; reason: 'auth_rejected'; rule: 'authenticate' | 'auth_timeout'; direction: 'inbound' }
   | { trigger?: never; reason: 'handshake_timeout'; rule: 'handshake_timeout'; direction: 'outbound' }
+  | { trigger?: never; reason: 'unreachable'; rule: 'icmp_unreachable'; direction: 'outbound' }
   | { trigger?: never; rule: 'server_rejected'; direction: 'outbound' };
 
 /** `kcp:connection_state_updated`: one lifecycle transition. Lane bulk, severity info. */

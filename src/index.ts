@@ -23,6 +23,7 @@ export { Client, connect, createClient } from './client';
 export type { ClientConnectOptions, ClientEvents, ClientOptions, ConnectOptions, RawConnectOptions, SecureConnectOptions } from './client';
 export { Connection } from './connection';
 export type { ConnectionEvents, ConnectionState, ConnectionStats, SendData } from './connection';
+export type { Datagram, DatagramOptions } from './datagram';
 export { metricsContentType, renderMetrics } from './metrics';
 export type { MetricsLabels } from './metrics';
 export type { CloseInfo, CloseReason } from './records';

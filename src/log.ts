@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 
 import { KcpInvalidOptionError } from './errors';
-import { checkKeys, keysOf } from './options';
+import { checkKeys, describe, keysOf } from './options';
 import type { KcpEvent } from './event-types';
 
 /** Output formats of the destination (the `'event'` listener always gets canonical records). */
@@ -318,6 +318,10 @@ function keyBytes(key: unknown, name: string): Buffer {
 function resolvePrivacy(p: IpPrivacy | undefined): Pick<NativeLogOptions, 'ipPrivacy' | 'ipV4Prefix' | 'ipV6Prefix' | 'ipKeyId' | 'ipKey'> {
   const privacy = p ?? { mode: 'full' };
   if (typeof privacy !== 'object' || privacy === null) throw new KcpInvalidOptionError('log.ipPrivacy must be an object with a mode');
+  // Checked before it is used as a key: an object without a prototype would throw a TypeError there.
+  if (typeof privacy.mode !== 'string') {
+    throw new KcpInvalidOptionError(`log.ipPrivacy.mode must be full, truncate, hmac, cryptopan or omit, got ${describe((privacy as { mode: unknown }).mode)}`);
+  }
   const base = { ipPrivacy: privacy.mode, ipV4Prefix: 24, ipV6Prefix: 48 };
   const keys = privacyKeys[privacy.mode];
   if (keys && Object.hasOwn(privacyKeys, privacy.mode)) checkKeys(privacy, keys, `log.ipPrivacy (mode ${privacy.mode})`);
@@ -346,7 +350,7 @@ function resolvePrivacy(p: IpPrivacy | undefined): Pick<NativeLogOptions, 'ipPri
     }
     default:
       throw new KcpInvalidOptionError(
-        `log.ipPrivacy.mode must be full, truncate, hmac, cryptopan or omit, got ${String((privacy as { mode: unknown }).mode)}`,
+        `log.ipPrivacy.mode must be full, truncate, hmac, cryptopan or omit, got ${describe((privacy as { mode: unknown }).mode)}`,
       );
   }
 }
@@ -357,7 +361,7 @@ const version: string = (require('../package.json') as { version: string }).vers
 function integer(value: unknown, name: string, fallback: number, min: number, max: number): number {
   const v = value ?? fallback;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new KcpInvalidOptionError(`log.${name} must be an integer in ${min}..${max}, got ${String(v)}`);
+    throw new KcpInvalidOptionError(`log.${name} must be an integer in ${min}..${max}, got ${describe(v)}`);
   }
   return v;
 }
@@ -375,7 +379,7 @@ export function resolveLogOptions(
   checkKeys(o, logOptionKeys, 'log');
   const level = o.level ?? 'info';
   if (!severities.includes(level)) {
-    throw new KcpInvalidOptionError(`log.level must be one of ${severities.join(', ')}, got ${String(level)}`);
+    throw new KcpInvalidOptionError(`log.level must be one of ${severities.join(', ')}, got ${describe(level)}`);
   }
   let outputs: NativeOutputOptions[];
   if (o.outputs !== undefined) {
@@ -420,7 +424,7 @@ export function resolveLogOptions(
 function resolveOutput(dest: unknown, format: unknown, level: unknown, name: string): NativeOutputOptions {
   const lvl = level ?? 'debug';
   if (!severities.includes(lvl as SeverityName)) {
-    throw new KcpInvalidOptionError(`log.${name} level must be one of ${severities.join(', ')}, got ${String(lvl)}`);
+    throw new KcpInvalidOptionError(`log.${name} level must be one of ${severities.join(', ')}, got ${describe(lvl)}`);
   }
   const common = { format: resolveFormat(format), level: lvl as string };
   if (dest === 'stdout' || dest === 'stderr' || dest === 'none') return { destination: dest, ...common };
@@ -477,7 +481,7 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
       throw new KcpInvalidOptionError(`log.${name}.http must be http(s)://HOST:PORT/path, got ${d.http}`);
     }
     const formats: Record<HttpDestination['kind'], LogFormat> = { hec: 'hec', elastic: 'ecs', otlp: 'otlp' };
-    if (!(d.kind in formats)) throw new KcpInvalidOptionError(`log.${name}.kind must be hec, elastic or otlp`);
+    if (typeof d.kind !== 'string' || !Object.hasOwn(formats, d.kind)) throw new KcpInvalidOptionError(`log.${name}.kind must be hec, elastic or otlp`);
     if (d.kind === 'hec' && typeof d.token !== 'string') throw new KcpInvalidOptionError(`log.${name}: a hec output needs token`);
     if (url.protocol === 'https:' && typeof d.caFile !== 'string') throw new KcpInvalidOptionError(`log.${name}: an https output needs caFile`);
     if ((d.certFile === undefined) !== (d.keyFile === undefined)) throw new KcpInvalidOptionError(`log.${name}: certFile and keyFile go together`);
@@ -502,13 +506,13 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
       format: formats[d.kind],
     };
   }
-  throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none', { file }, { syslog } or { http }, got ${JSON.stringify(dest)}`);
+  throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none', { file }, { syslog } or { http }, got ${describe(dest)}`);
 }
 
 function resolveFormat(format: unknown): LogFormat {
   const f = format ?? 'json';
   if (!logFormats.includes(f as LogFormat)) {
-    throw new KcpInvalidOptionError(`log.format must be one of ${logFormats.join(', ')}, got ${String(f)}`);
+    throw new KcpInvalidOptionError(`log.format must be one of ${logFormats.join(', ')}, got ${describe(f)}`);
   }
   return f as LogFormat;
 }

@@ -105,6 +105,7 @@ function families(s: NativeStats): Family[] {
       ['decrypt_failed', s.failedDecryptFailed],
       ['unknown_server_key', s.failedUnknownServerKey],
       ['server_auth_failed', s.failedServerAuthFailed],
+      ['unreachable', s.failedUnreachable],
     ]),
     // Handshakes (secure mode).
     counter('kcpwatch_handshake_hellos_received_total', 'Secure mode: HELLOs received, with or without a cookie.', s.hellosReceived),
@@ -127,6 +128,7 @@ function families(s: NativeStats): Family[] {
   list.push(
     counter('kcpwatch_alerts_total', 'Alerts raised by the detectors, first alerts and updates (kcp:alert).', s.alerts),
     counter('kcpwatch_connections_refused_by_detector_total', 'New connections refused by detector enforcement.', s.refusedByDetector),
+    counter('kcpwatch_mode_mismatch_datagrams_total', 'Datagrams of the other mode (secure HELLO at a raw server, plain KCP at a secure one), dropped.', s.modeMismatch),
     counter('kcpwatch_panics_total', 'Panics caught inside a connection\'s engine (each closed that connection with internal_error).', s.panics),
     // The security record pipeline.
     counter('kcpwatch_events_produced_total', 'Security records produced.', s.eventsProduced),
@@ -159,6 +161,16 @@ function families(s: NativeStats): Family[] {
     counter('kcpwatch_acks_received_total', 'KCP ACK segments received.', s.acksReceived),
     counter('kcpwatch_window_probes_sent_total', 'KCP window probes (WASK) sent.', s.windowProbesSent),
     counter('kcpwatch_window_probes_received_total', 'KCP window probes (WASK) received.', s.windowProbesReceived),
+    // Secure mode: unreliable datagrams (sendDatagram), apart from the messages.
+    counter('kcpwatch_unreliable_sent_total', 'Secure mode: unreliable datagrams sealed and queued for the socket (sendDatagram).', s.unreliableSent),
+    counter('kcpwatch_unreliable_received_total', 'Secure mode: unreliable datagrams handed to the application.', s.unreliableReceived),
+    byLabel('kcpwatch_unreliable_dropped_total', 'Secure mode: unreliable datagrams dropped, by reason: stale (older than one delivered on its sequenced channel), queue_full (a send or receive queue was full), too_large (refused at sendDatagram), no_session (closed or unknown connection), malformed.', 'reason', [
+      ['stale', s.unreliableDroppedStale],
+      ['queue_full', s.unreliableDroppedQueueFull],
+      ['too_large', s.unreliableDroppedTooLarge],
+      ['no_session', s.unreliableDroppedNoSession],
+      ['malformed', s.unreliableDroppedMalformed],
+    ]),
     // kcp-go FEC (raw mode): only when it is on, so a 0 never reads as "on and idle".
     ...(s.fecEnabled
       ? [

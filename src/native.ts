@@ -106,6 +106,8 @@ export interface NativeStats {
   alerts: number;
   /** New connections refused by detector enforcement. */
   refusedByDetector: number;
+  /** Datagrams of the other mode (a secure HELLO at a raw server, plain KCP at a secure one): rule `mode_mismatch`. */
+  modeMismatch: number;
   /** Failed attempts by reason (`kcp:connection_failed`). */
   failedHandshakeTimeout: number;
   failedInvalidCookie: number;
@@ -118,6 +120,7 @@ export interface NativeStats {
   failedDecryptFailed: number;
   failedUnknownServerKey: number;
   failedServerAuthFailed: number;
+  failedUnreachable: number;
   sendErrors: number;
   recvErrors: number;
   truncated: number;
@@ -180,6 +183,21 @@ export interface NativeStats {
   fecParityShards: number;
   /** Raw mode with FEC: data shards of groups dropped before they could rebuild what was missing (kcp-go `FECShortShards`). */
   fecShortShards: number;
+  // Secure mode: unreliable datagrams (`sendDatagram`), apart from the messages.
+  /** Datagrams sealed and queued for the socket. */
+  unreliableSent: number;
+  /** Datagrams handed to JavaScript. */
+  unreliableReceived: number;
+  /** Received on a sequenced channel after a newer one was delivered. */
+  unreliableDroppedStale: number;
+  /** Dropped because a queue was full: the send queue, the receive queue of the I/O thread, or a connection nobody read (held datagrams past their bound). */
+  unreliableDroppedQueueFull: number;
+  /** Refused at `sendDatagram()`: larger than one datagram. */
+  unreliableDroppedTooLarge: number;
+  /** For a connection that does not exist (closed, or an unknown conv), or not established yet. */
+  unreliableDroppedNoSession: number;
+  /** Authentic datagrams whose content was not a datagram (too short, unknown flags). */
+  unreliableDroppedMalformed: number;
   // Per-connection counters summed over every connection so far (closed and live).
   /** Connections the sums cover. */
   sessionsCounted: number;
@@ -242,6 +260,10 @@ export interface NativeConnectionStats {
   acksReceived: number;
   windowProbesSent: number;
   windowProbesReceived: number;
+  /** Secure mode: unreliable datagrams sent, received (handed to JavaScript) and dropped (stale, or a full queue). */
+  unreliableSent: number;
+  unreliableReceived: number;
+  unreliableDropped: number;
 }
 
 export interface NativeEndpointHandle {
@@ -255,9 +277,12 @@ export interface NativeEndpointHandle {
     session?: NativeSessionOptions,
     token?: Buffer,
   ): NativeConnectedInfo;
-  resolveAuth(id: number, accept: boolean): void;
+  resolveAuth(id: number, accept: boolean, user?: string): void;
   rejectAuth(id: number, appCode: number): void;
   sendBatch(batch: Buffer): void;
+  /** Queues a batch of datagrams; returns the datagram bytes the I/O thread has not taken yet. */
+  sendDatagramBatch(batch: Buffer): number;
+  datagramBacklog(): number;
   closeConnection(handle: number, code?: number, text?: string): void;
   closeAll(lingerMs?: number): void;
   injectFault(handle: number): void;

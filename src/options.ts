@@ -1,5 +1,7 @@
 /** Presets, defaults and validation of every KCP knob. */
 
+import { inspect } from 'node:util';
+
 import { KcpInvalidOptionError } from './errors';
 
 export type PresetName = 'normal' | 'fast' | 'fast2' | 'fast3' | 'game';
@@ -102,6 +104,40 @@ export function describe(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'object') return 'an object';
   return String(value);
+}
+
+/** Longest text {@link describeThrown} gives: a thrown value's message can be any size. */
+const MAX_THROWN_TEXT = 500;
+
+/**
+ * What the application threw or rejected with, as text for a warning or a message, whatever it
+ * is: an `Error` whose `name` or `message` getter throws, an object without a prototype (no
+ * `toString`), a symbol, or one whose `toString` throws would make `String(value)` itself throw
+ * (and crash a server that was only reporting it). Cut to 500 characters.
+ */
+export function describeThrown(value: unknown): string {
+  let text: string;
+  try {
+    if (value instanceof Error) {
+      const name: unknown = value.name;
+      const message: unknown = value.message;
+      text = `${typeof name === 'string' ? name : 'Error'}: ${typeof message === 'string' ? message : describeThrown(message)}`;
+    } else if (typeof value === 'object' && value !== null) {
+      // inspect calls no toString and no getter: a null-prototype object shows as such.
+      text = inspect(value, { depth: 1, breakLength: Infinity, maxArrayLength: 10, maxStringLength: MAX_THROWN_TEXT });
+    } else {
+      // Primitives and symbols: String() takes them all (a template literal refuses symbols).
+      text = String(value);
+    }
+  } catch {
+    // Only the tag is left to say: `[object Object]`, `[object Error]`, ...
+    try {
+      text = Object.prototype.toString.call(value);
+    } catch {
+      text = 'a value that cannot be shown';
+    }
+  }
+  return text.length > MAX_THROWN_TEXT ? `${text.slice(0, MAX_THROWN_TEXT)}... (${text.length} characters)` : text;
 }
 
 function int(value: unknown, name: string, min: number, max: number): number {
@@ -210,27 +246,57 @@ const KCP_MAX_FRAGMENTS = 127;
  */
 export const SECURE_OVERHEAD_BYTES = 1 + 4 + 8 + 16;
 
+/** KCP's smallest MTU: the engine refuses a smaller one. */
+export const KCP_MIN_MTU = 50;
+
+/** What FEC adds before KCP's header in every datagram: kcp-go's seqid, type and size fields. */
+const FEC_OVERHEAD_BYTES = 8;
+
+/** Bytes of each datagram that are not KCP's: the secure session's header and tag, FEC's header. */
+function envelopeBytes(mode: Mode, fec: boolean): number {
+  return (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0) + (fec ? FEC_OVERHEAD_BYTES : 0);
+}
+
+/**
+ * The smallest `mtu` a mode takes: KCP inside the envelope still needs its own smallest MTU
+ * (50), so secure mode needs 50 + 29 = 79, and raw mode with FEC 50 + 8 = 58.
+ */
+export function minimumMtu(mode: Mode, fec = false): number {
+  return KCP_MIN_MTU + envelopeBytes(mode, fec);
+}
+
 /**
  * The largest message these knobs can carry in message mode:
- * `min(127, rcvWnd) × (mtu − 24 − (secure ? 29 : 0))`: a message travels as at most 127
- * fragments, and no more than the receive window, each at most one segment's payload.
+ * `min(127, rcvWnd) × (mtu − 24 − (secure ? 29 : 0) − (fec ? 8 : 0))`: a message travels as at
+ * most 127 fragments, and no more than the receive window, each at most one segment's payload.
  */
-export function messageSizeLimit(kcp: Pick<ResolvedKcpOptions, 'mtu' | 'rcvWnd'>, mode: Mode): number {
-  const mss = kcp.mtu - KCP_HEADER_BYTES - (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0);
+export function messageSizeLimit(kcp: Pick<ResolvedKcpOptions, 'mtu' | 'rcvWnd'>, mode: Mode, fec = false): number {
+  const mss = kcp.mtu - KCP_HEADER_BYTES - envelopeBytes(mode, fec);
   return Math.max(0, Math.min(KCP_MAX_FRAGMENTS, kcp.rcvWnd) * mss);
 }
 
-/** Checks `maxMessageSize` against what the MTU, window and mode can carry. */
-export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode): void {
-  if (kcp.mtu - KCP_HEADER_BYTES - (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0) < 1) {
-    throw new KcpInvalidOptionError(`mtu ${kcp.mtu} leaves no room for data in ${mode} mode (at least ${KCP_HEADER_BYTES + (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0) + 1})`);
+/**
+ * Checks `mtu` against the mode's envelope (the error names the user's `mtu` and the real
+ * minimum, never the inner MTU the engine would run with) and `maxMessageSize` against what
+ * the MTU, window and mode can carry.
+ */
+export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode, fec = false): void {
+  const minimum = minimumMtu(mode, fec);
+  if (kcp.mtu < minimum) {
+    const envelope = [mode === 'secure' ? `the ${SECURE_OVERHEAD_BYTES} bytes of the session header and tag` : '', fec ? `the ${FEC_OVERHEAD_BYTES}-byte FEC header` : '']
+      .filter(Boolean)
+      .join(' and ');
+    throw new KcpInvalidOptionError(
+      `mtu ${kcp.mtu} is too small for ${mode} mode${fec ? ' with fec' : ''}: at least ${minimum} (KCP's smallest MTU, ${KCP_MIN_MTU}, plus ${envelope})`,
+    );
   }
   if (kcp.stream) return;
-  const limit = messageSizeLimit(kcp, mode);
+  const limit = messageSizeLimit(kcp, mode, fec);
   if (kcp.maxMessageSize > limit) {
+    const envelope = envelopeBytes(mode, fec);
     throw new KcpInvalidOptionError(
-      `maxMessageSize ${kcp.maxMessageSize} exceeds ${limit}, the most that mtu ${kcp.mtu} and rcvWnd ${kcp.rcvWnd} carry in ${mode} mode ` +
-        `(min(127, rcvWnd) x (mtu - 24${mode === 'secure' ? ` - ${SECURE_OVERHEAD_BYTES}` : ''})): lower maxMessageSize, raise mtu or rcvWnd, ` +
+      `maxMessageSize ${kcp.maxMessageSize} exceeds ${limit}, the most that mtu ${kcp.mtu} and rcvWnd ${kcp.rcvWnd} carry in ${mode} mode${fec ? ' with fec' : ''} ` +
+        `(min(127, rcvWnd) x (mtu - 24${envelope > 0 ? ` - ${envelope}` : ''})): lower maxMessageSize, raise mtu or rcvWnd, ` +
         'or use stream: true for payloads of any size',
     );
   }
@@ -239,7 +305,7 @@ export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode): void {
 /** Applies the preset, then each explicit knob, and checks every value. */
 export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions {
   const presetName = options.preset ?? 'game';
-  const preset = Object.hasOwn(presets, presetName) ? presets[presetName] : undefined;
+  const preset = typeof presetName === 'string' && Object.hasOwn(presets, presetName) ? presets[presetName] : undefined;
   if (!preset) {
     throw new KcpInvalidOptionError(`preset must be one of ${Object.keys(presets).join(', ')}, got ${describe(presetName)}`);
   }
@@ -264,9 +330,6 @@ export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions 
   return resolved;
 }
 
-/** What FEC adds before KCP's header in every datagram: kcp-go's seqid, type and size fields. */
-const FEC_OVERHEAD_BYTES = 8;
-
 /**
  * Checks the `fec` option: raw mode only, kcp-go's shard limits, an MTU kcp-go's FEC handles
  * (at most 1500) and room for `maxMessageSize` with the 8 bytes each datagram gives up to FEC.
@@ -289,7 +352,7 @@ export function resolveFec(value: unknown, mode: Mode, kcp: ResolvedKcpOptions):
     throw new KcpInvalidOptionError(`fec.dataShards + fec.parityShards must be at most 256 (kcp-go's limit), got ${dataShards + parityShards}`);
   }
   if (kcp.mtu > 1500) throw new KcpInvalidOptionError(`fec needs mtu <= 1500 (the largest datagram kcp-go's FEC handles), got ${kcp.mtu}`);
-  checkMessageSize({ ...kcp, mtu: kcp.mtu - FEC_OVERHEAD_BYTES }, mode);
+  checkMessageSize(kcp, mode, true);
   return { dataShards, parityShards };
 }
 
@@ -300,7 +363,10 @@ export function resolveMode(mode: unknown): Mode {
   return value;
 }
 
-/** Admission limits (docs/security.md, "Limits"). Each refusal is counted and logged with its rule. */
+/**
+ * Admission limits (docs/security.md, "Limits"). Each refusal is counted and logged with its
+ * rule. Each is 1 or more: 0 is refused (for no limit, give a large number).
+ */
 export interface LimitOptions {
   /** Live connections from one IP address (default 64: room for players behind one NAT). */
   maxConnectionsPerIp?: number;
@@ -338,7 +404,9 @@ export function resolveLimits(limits: unknown): ResolvedLimits {
   checkKeys(given, Object.keys(defaultLimits), 'limits');
   for (const key of Object.keys(given)) {
     if (given[key] === undefined) continue;
-    out[key as keyof ResolvedLimits] = int(given[key], `limits.${key}`, 0, 2 ** 31 - 1);
+    // 0 has no meaning a user would guess (a rate of 0 lets each source open its burst once,
+    // for ever after nothing): a limit is 1 or more, and no limit is a large number.
+    out[key as keyof ResolvedLimits] = int(given[key], `limits.${key}`, 1, 2 ** 31 - 1);
   }
   return out;
 }

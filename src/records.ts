@@ -12,6 +12,7 @@ export const enum RecordKind {
   Established = 6,
   ConnectFailed = 7,
   AuthRequest = 8,
+  Datagram = 9,
 }
 
 /** Why a secure-mode handshake failed (the `reason` of `kcp:connection_failed`). */
@@ -29,7 +30,9 @@ export type FailReason =
   /** The server's answer did not authenticate against the pinned key: not that server. */
   | 'server_auth_failed'
   /** A handshake message did not decrypt. */
-  | 'decrypt_failed';
+  | 'decrypt_failed'
+  /** Client: ICMP reported the server's address unreachable for two HELLOs (rule `icmp_unreachable`). */
+  | 'unreachable';
 
 /** A validated client's token, waiting for the server application's `authenticate`. */
 export interface AuthRequestRecord {
@@ -101,6 +104,12 @@ export interface CloseInfo {
    * (its server or client is closing), `protocol_violation`, `idle_timeout`, ...
    */
   peerReason?: CloseReason;
+  /** Secure mode: unreliable datagrams sent with `sendDatagram()` (0 in raw mode). */
+  unreliableSent: number;
+  /** Secure mode: unreliable datagrams received and handed to JavaScript. */
+  unreliableReceived: number;
+  /** Secure mode: received datagrams not delivered: stale on a sequenced channel, or a full queue. */
+  unreliableDropped: number;
 }
 
 /** Why a secure handshake failed, with the server application's refusal code when it gave one. */
@@ -122,6 +131,7 @@ export interface AcceptedRecord {
 export interface RecordVisitor {
   accepted(handle: number, record: AcceptedRecord): void;
   message(handle: number, data: Buffer): void;
+  datagram(handle: number, channel: number, data: Buffer): void;
   closed(handle: number, info: CloseInfo): void;
   progress(handle: number, ackedBytes: number): void;
   error(handle: number, code: string, message: string): void;
@@ -177,6 +187,9 @@ function dispatch(buf: Buffer, kind: number, handle: number, start: number, end:
       case RecordKind.Message:
         visit.message(handle, buf.subarray(start, end));
         break;
+      case RecordKind.Datagram:
+        visit.datagram(handle, buf[start]!, buf.subarray(start + 1, end));
+        break;
       case RecordKind.Accepted: {
         const conv = buf.readUInt32LE(start);
         const remotePort = buf.readUInt16LE(start + 4);
@@ -211,13 +224,22 @@ function dispatch(buf: Buffer, kind: number, handle: number, start: number, end:
           srttMs: buf.readUInt32LE(p),
           rttvarMs: buf.readUInt32LE(p + 4),
           rtoMs: buf.readUInt32LE(p + 8),
+          unreliableSent: 0,
+          unreliableReceived: 0,
+          unreliableDropped: 0,
         };
         p += 12;
         // Older addons end here; newer ones add the peer's reason and the application's close.
         if (p + 4 <= end) {
           const peerReason = buf[p]!;
           const code = buf.readUInt16LE(p + 1);
-          const [text] = shortString(buf, p + 3);
+          const [text, afterText] = shortString(buf, p + 3);
+          if (afterText + 24 <= end) {
+            p = afterText;
+            info.unreliableSent = next();
+            info.unreliableReceived = next();
+            info.unreliableDropped = next();
+          }
           if (peerReason !== 0) info.peerReason = closeReasonFromCode(peerReason);
           if (code !== 0) {
             info.code = code;

@@ -10,6 +10,8 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 
+import { describe } from './options';
+
 export interface ImpairmentOptions {
   /** Probability 0..1 that a datagram is dropped. */
   loss?: number;
@@ -206,14 +208,14 @@ function before(x: Pending, y: Pending): boolean {
 function checkProbability(name: string, v: unknown): void {
   if (v === undefined) return;
   if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
-    throw new RangeError(`${name} must be a number in [0, 1], got ${String(v)}`);
+    throw new RangeError(`${name} must be a number in [0, 1], got ${describe(v)}`);
   }
 }
 
 function checkDuration(name: string, v: unknown): void {
   if (v === undefined) return;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new RangeError(`${name} must be a finite number >= 0, got ${String(v)}`);
+    throw new RangeError(`${name} must be a finite number >= 0, got ${describe(v)}`);
   }
 }
 
@@ -226,14 +228,14 @@ function checkImpairment(prefix: string, o: ImpairmentOptions | undefined): void
   checkDuration(`${prefix}jitterMs`, o.jitterMs);
   checkDuration(`${prefix}reorderDelayMs`, o.reorderDelayMs);
   if (o.seed !== undefined && (typeof o.seed !== 'number' || !Number.isFinite(o.seed))) {
-    throw new RangeError(`${prefix}seed must be a finite number, got ${String(o.seed)}`);
+    throw new RangeError(`${prefix}seed must be a finite number, got ${describe(o.seed)}`);
   }
 }
 
 function checkCount(name: string, v: unknown, min: number): void {
   if (v === undefined) return;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new RangeError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+    throw new RangeError(`${name} must be an integer >= ${min}, got ${describe(v)}`);
   }
 }
 
@@ -290,7 +292,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   checkCount('maxClients', opts.maxClients, 1);
   checkCount('maxQueued', opts.maxQueued, 0);
   if (opts.idleMs !== undefined && (typeof opts.idleMs !== 'number' || !(opts.idleMs > 0))) {
-    throw new RangeError(`idleMs must be > 0 (Infinity disables expiry), got ${String(opts.idleMs)}`);
+    throw new RangeError(`idleMs must be > 0 (Infinity disables expiry), got ${describe(opts.idleMs)}`);
   }
 
   const targetAddress = await resolveHost(opts.target.host);
@@ -586,7 +588,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     stats: () => ({ ...stats }),
     setImpairment(dir: RelayDirection | 'both', patch: ImpairmentOptions): void {
       if (dir !== 'up' && dir !== 'down' && dir !== 'both') {
-        throw new RangeError(`setImpairment: dir must be 'up', 'down' or 'both', got ${String(dir)}`);
+        throw new RangeError(`setImpairment: dir must be 'up', 'down' or 'both', got ${describe(dir)}`);
       }
       checkImpairment('', patch);
       const dirs: RelayDirection[] = dir === 'both' ? ['up', 'down'] : [dir];

@@ -1,11 +1,14 @@
 /** The server: one UDP socket accepting KCP conversations. */
 
-import { parseKey, readKeyFile } from './keys';
+import { keyPairFromPrivate, parseKey, readKeyFile } from './keys';
 import { EventEmitter } from 'node:events';
+import { closeSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 
 import { Connection, bytesOf, type SendData } from './connection';
+import { maxDatagramSize } from './datagram';
 import {
   KcpAlreadyListeningError,
   KcpAuthenticateError,
@@ -21,6 +24,7 @@ import {
   checkKeys,
   checkMessageSize,
   describe,
+  describeThrown,
   kcpOptionKeys,
   keysOf,
   optionsObject,
@@ -199,8 +203,14 @@ const closeOptionKeys = keysOf<ServerCloseOptions>({ linger: true, force: true }
 /** The counters of `server.stats()` and `client.stats()` (`docs/metrics.md`). */
 export type ServerStats = NativeStats;
 
-/** Which connections `server.broadcast()` sends to: a test on each, or the connections themselves. */
-export type BroadcastTarget<Auth = unknown> = ((connection: Connection<Auth>) => boolean) | Iterable<Connection<Auth>>;
+/**
+ * Which connections `server.broadcast()` sends to: a test on each, the connections themselves,
+ * or a map whose values they are (`server.connections`).
+ */
+export type BroadcastTarget<Auth = unknown> =
+  | ((connection: Connection<Auth>) => boolean)
+  | Iterable<Connection<Auth>>
+  | ReadonlyMap<unknown, Connection<Auth>>;
 
 /**
  * A live read-only view of a map: the reads of `ReadonlyMap`, and no `set`, `delete` or
@@ -246,6 +256,30 @@ const MAX_AUTH_WARNINGS = 100;
 
 /** Largest number of accepted identities waiting for their connection's `accepted` record. */
 const MAX_PENDING_IDENTITIES = 65_536;
+
+/** The longest user id records carry, in bytes of UTF-8 (the native side's bound). */
+const MAX_USER_ID_BYTES = 128;
+
+/**
+ * @internal The user id the records of a connection carry, from what `authenticate` answered:
+ * a string (or finite number) answer itself; else, of an object, the first string or number of
+ * `userId`, `user`, `id`, or `user.id` when `user` is an object. `true` and other answers name
+ * no user. Empty strings name none either.
+ */
+export function userIdOf(verdict: unknown): string | undefined {
+  const text = (v: unknown): string | undefined =>
+    typeof v === 'string' ? v || undefined : typeof v === 'number' && Number.isFinite(v) ? String(v) : typeof v === 'bigint' ? String(v) : undefined;
+  const direct = text(verdict);
+  if (direct !== undefined || typeof verdict !== 'object' || verdict === null) return direct;
+  try {
+    const o = verdict as Record<string, unknown>;
+    const nested = typeof o.user === 'object' && o.user !== null ? (o.user as Record<string, unknown>).id : undefined;
+    return text(o.userId) ?? text(o.user) ?? text(o.id) ?? text(nested);
+  } catch {
+    // A getter that throws (a proxy, a lazy model) names no user; the answer still stands.
+    return undefined;
+  }
+}
 
 /** Margin over the linger bound for the last close records to arrive before the hard stop. */
 const CLOSE_MARGIN_MS = 1000;
@@ -365,8 +399,113 @@ function resolveKeys(extra: { serverKeys?: unknown; keyFile?: unknown; serverKey
     if (files.length === 0 || files.some((f) => typeof f !== 'string')) throw new KcpInvalidOptionError('keyFile must be a path or an array of paths');
     out.serverKeys = (files as string[]).map(readKeyFile);
   }
+  if (out.serverKeys) checkServerKeys(out.serverKeys, extra.serverKeys !== undefined ? 'serverKeys' : 'keyFile');
   if (extra.serverKey !== undefined) out.serverKey = parseKey(extra.serverKey, 'serverKey');
   return out;
+}
+
+/** Server static keys held at once (the native core's limit: the current, the next, one more). */
+const MAX_SERVER_KEYS = 4;
+
+/**
+ * What the native core would refuse at `listen()`, refused at `createServer()` instead: more
+ * keys than a rotation needs, or one key twice (the same key id).
+ */
+function checkServerKeys(keys: Buffer[], name: 'serverKeys' | 'keyFile'): void {
+  if (keys.length > MAX_SERVER_KEYS) {
+    throw new KcpInvalidOptionError(`${name}: at most ${MAX_SERVER_KEYS} keys (two during a rotation), got ${keys.length}`);
+  }
+  const seen = new Map<string, number>();
+  keys.forEach((key, i) => {
+    const { keyId } = keyPairFromPrivate(key);
+    const first = seen.get(keyId);
+    if (first !== undefined) throw new KcpInvalidOptionError(`${name}[${i}] is the same key as ${name}[${first}] (key id ${keyId})`);
+    seen.set(keyId, i);
+  });
+}
+
+/** A log file output and the option that named it, for errors. */
+interface LogFileOption {
+  option: string;
+  path: string;
+}
+
+/**
+ * The files resolved log options name, each with the option name the user wrote: the log files
+ * the outputs append to, and the CA, certificate and key files they read.
+ */
+function logPaths(given: unknown, log: NativeLogOptions | undefined): { appended: LogFileOption[]; read: LogFileOption[] } {
+  const appended: LogFileOption[] = [];
+  const read: LogFileOption[] = [];
+  if (!log) return { appended, read };
+  const viaOutputs = typeof given === 'object' && given !== null && (given as LogOptions).outputs !== undefined;
+  log.outputs.forEach((output, i) => {
+    const prefix = viaOutputs ? `log.outputs[${i}].destination` : 'log.destination';
+    if (output.destination === 'file' && typeof output.file === 'string') appended.push({ option: `${prefix}.file`, path: output.file });
+    for (const key of ['caFile', 'certFile', 'keyFile'] as const) {
+      const path = output[key];
+      if (typeof path === 'string') read.push({ option: `${prefix}.${key}`, path });
+    }
+  });
+  return { appended, read };
+}
+
+/** A file an output reads (a CA, a certificate, a key) exists and is a file. */
+function checkReadableFile(path: string, option: string): void {
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch (err) {
+    throw new KcpInvalidOptionError(`${option} ${path}: does not exist or cannot be read (${codeOf(err)})`, { cause: err });
+  }
+  if (stat.isDirectory()) throw new KcpInvalidOptionError(`${option} ${path}: is a directory, not a file`);
+}
+
+/**
+ * @internal What can be known of a log file's path without opening it: its directory exists
+ * and is one, and the path itself is not a directory. `option` names it in the error
+ * (`log.destination.file`, `--log-file`).
+ */
+export function checkLogFilePath(path: string, option: string): void {
+  const dir = dirname(path);
+  let dirStat;
+  try {
+    dirStat = statSync(dir);
+  } catch (err) {
+    throw new KcpInvalidOptionError(`${option} ${path}: the directory ${dir} does not exist or cannot be read (${codeOf(err)})`, { cause: err });
+  }
+  if (!dirStat.isDirectory()) throw new KcpInvalidOptionError(`${option} ${path}: ${dir} is not a directory`);
+  let stat;
+  try {
+    stat = statSync(path, { throwIfNoEntry: false });
+  } catch (err) {
+    throw new KcpInvalidOptionError(`${option} ${path}: cannot be read (${codeOf(err)})`, { cause: err });
+  }
+  if (stat?.isDirectory()) throw new KcpInvalidOptionError(`${option} ${path}: is a directory, not a file`);
+}
+
+/**
+ * @internal Opens (creating, as the log thread will) each log file once, so that a path the
+ * process cannot write is a typed error naming it rather than the runtime's unnamed failure.
+ */
+function openLogFiles(files: LogFileOption[]): void {
+  for (const { option, path } of files) {
+    try {
+      // Only a regular file or a new one: opening a FIFO for writing would wait for a reader.
+      const stat = statSync(path, { throwIfNoEntry: false });
+      if (stat && !stat.isFile()) continue;
+      closeSync(openSync(path, 'a'));
+    } catch (err) {
+      throw new KcpInvalidOptionError(`${option} ${path}: cannot open it for appending (${codeOf(err)})`, { cause: err });
+    }
+  }
+}
+
+/** An fs error's code and text (`ENOENT: no such file or directory`), or what was thrown. */
+function codeOf(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof Error && typeof e.code === 'string') return e.message.startsWith(e.code) ? e.message.split(',')[0]! : e.code;
+  return describeThrown(err);
 }
 
 // Typed listener methods: a misspelt event name is an error naming the event map, and each
@@ -398,6 +537,8 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   private onLastClose: (() => void) | undefined;
   private readonly byHandle = new Map<number, Connection<Auth>>();
   private readonly byId = new Map<string, Connection<Auth>>();
+  /** Each live connection's id as it was accepted: the key of `byId`, whatever the application does. */
+  private readonly idByHandle = new Map<number, string>();
   private readonly connectionsView = new ReadonlyMapView(this.byId);
   /** `authenticate` failures already warned about (no `error` listener), by message. */
   private readonly authWarnings = new Set<string>();
@@ -406,6 +547,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   private _address: AddressInfo | null = null;
   private closing: Promise<void> | undefined;
   private readonly log: NativeLogOptions | undefined;
+  private readonly logFiles: LogFileOption[];
   private readonly onEvent: ((event: KcpEvent) => void) | undefined;
 
   /** Prefer {@link createServer}, which also takes a connection handler. */
@@ -434,6 +576,10 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     if (options.port !== undefined) resolvePort(options.port);
     if (options.host !== undefined) resolveHostOption(options.host);
     this.log = resolveLogOptions(options.log, { destination: 'stdout' });
+    const paths = logPaths(options.log, this.log);
+    this.logFiles = paths.appended;
+    for (const { path, option } of this.logFiles) checkLogFilePath(path, option);
+    for (const { path, option } of paths.read) checkReadableFile(path, option);
     this.onEvent = eventCallback(options.log);
     // Records cross into JavaScript only while someone wants them.
     const emitter = this as EventEmitter;
@@ -449,10 +595,19 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     return this.onEvent !== undefined || this.listenerCount('event') > 0;
   }
 
-  /** Binds the socket. Resolves with the bound address. */
-  async listen(port?: number, host?: string): Promise<AddressInfo>;
-  async listen(options?: ListenOptions): Promise<AddressInfo>;
-  async listen(portOrOptions?: number | ListenOptions, host?: string): Promise<AddressInfo> {
+  /**
+   * Binds the socket. Resolves with the bound address. As with `net` and `dgram`, a callback
+   * may be given last: it is called with the address once listening (a `listening` listener);
+   * a failure still rejects the returned promise.
+   */
+  async listen(port?: number, host?: string, callback?: (address: AddressInfo) => void): Promise<AddressInfo>;
+  async listen(port: number, callback: (address: AddressInfo) => void): Promise<AddressInfo>;
+  async listen(options?: ListenOptions, callback?: (address: AddressInfo) => void): Promise<AddressInfo>;
+  async listen(
+    portOrOptions?: number | ListenOptions,
+    hostOrCallback?: string | ((address: AddressInfo) => void),
+    lastCallback?: (address: AddressInfo) => void,
+  ): Promise<AddressInfo> {
     if (this.closing) throw new KcpClosedError('server is closed');
     if (this.listenClaimed) {
       throw new KcpAlreadyListeningError(this.transport ? 'server is already listening' : 'server is already binding (listen() was called before)');
@@ -460,10 +615,34 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     if (portOrOptions === null || (typeof portOrOptions !== 'object' && typeof portOrOptions !== 'number' && portOrOptions !== undefined)) {
       throw new KcpInvalidOptionError(`listen() takes a port number or { port, host }, got ${describe(portOrOptions)}`);
     }
+    let host: string | undefined;
+    let callback: unknown = lastCallback;
+    if (typeof hostOrCallback === 'function') {
+      if (lastCallback !== undefined) throw new KcpInvalidOptionError('listen(port, callback) takes nothing after the callback');
+      callback = hostOrCallback;
+    } else if (typeof portOrOptions === 'object' && hostOrCallback !== undefined) {
+      throw new KcpInvalidOptionError(`listen(options, callback): the second argument is the callback, got ${describe(hostOrCallback)}`);
+    } else {
+      host = hostOrCallback;
+    }
+    if (callback !== undefined && typeof callback !== 'function') {
+      throw new KcpInvalidOptionError(`listen()'s callback must be a function (called with the address once listening), got ${describe(callback)}`);
+    }
     if (typeof portOrOptions === 'object') checkKeys(portOrOptions, listenOptionKeys, 'listen()');
     const opts = typeof portOrOptions === 'object' ? portOrOptions : { port: portOrOptions, host };
     const port = resolvePort(opts.port ?? this.options.port);
     const requested = resolveHostOption(opts.host ?? this.options.host ?? '0.0.0.0');
+    const onListening = callback as ((address: AddressInfo) => void) | undefined;
+    if (onListening) this.once('listening', onListening);
+    try {
+      return await this.bind(port, requested);
+    } catch (err) {
+      if (onListening) this.off('listening', onListening);
+      throw err;
+    }
+  }
+
+  private async bind(port: number, requested: string): Promise<AddressInfo> {
     // Claimed before the first await: a second listen() or a close() during the lookup
     // cannot make a second listener.
     this.listenClaimed = true;
@@ -478,10 +657,11 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     const log = this.log && { ...this.log, deliverToJs: this.wantsEvents() };
     const native = endpointOptions(address, port, this.kcp, this.options, log);
     try {
+      openLogFiles(this.logFiles);
       this.transport = Transport.listen(this, native);
     } catch (err) {
       this.listenClaimed = false;
-      const error = err instanceof KcpError ? err : new KcpInternalError(String(err), { cause: err });
+      const error = err instanceof KcpError ? err : new KcpInternalError(describeThrown(err), { cause: err });
       // The bind failure's `kcp:error` record went to the log destination already; event
       // listeners get it too.
       const record = securityRecordOf(error);
@@ -543,9 +723,11 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
 
   /**
    * Sends one message to many connections: every established connection, those `target`
-   * accepts (a function), or those it lists (an iterable). The bytes are taken once (a string
-   * is encoded once) and the whole broadcast crosses into Rust with this turn's other sends,
-   * in one native call. Returns how many connections it was queued for.
+   * accepts (a function), those it lists (an iterable), or the values of a map
+   * (`server.connections`). The bytes are taken once (a string is encoded once) and the whole
+   * broadcast crosses into Rust with this turn's other sends, in one native call. Returns how
+   * many connections it was queued for. All or nothing: the target is evaluated whole before
+   * anything is queued, so a filter that throws (its error is rethrown) sends to nobody.
    *
    * Throws only what concerns the message itself (`KcpMessageTooLargeError`, `KcpInvalidOptionError` for a bad `data` or `target`). A
    * connection that is not established (connecting, closing, closed, or another server's) is
@@ -558,41 +740,39 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     if (!this.kcp.stream && bytes.length > this.kcp.maxMessageSize) {
       throw new KcpMessageTooLargeError(`message of ${bytes.length} bytes exceeds maxMessageSize ${this.kcp.maxMessageSize}`);
     }
-    let targets: Iterable<Connection<Auth>>;
-    let test: ((connection: Connection<Auth>) => boolean) | undefined;
-    if (target === undefined) targets = this.byHandle.values();
-    else if (typeof target === 'function') {
-      targets = this.byHandle.values();
-      test = target;
+    const transport = this.transport;
+    if (target === undefined) {
+      if (!transport || transport.native.closed) return 0;
+      transport.expect(this.byHandle.size, bytes.length);
+      let sent = 0;
+      for (const connection of this.byHandle.values()) if (connection._offer(bytes)) sent += 1;
+      return sent;
+    }
+    // The whole target is known before anything is queued: a filter that throws, or a bad
+    // entry in a list, sends to nobody.
+    const chosen = new Set<Connection<Auth>>();
+    if (typeof target === 'function') {
+      for (const connection of this.byHandle.values()) if (target(connection)) chosen.add(connection);
     } else if (target !== null && typeof target === 'object' && typeof (target as Iterable<unknown>)[Symbol.iterator] === 'function') {
-      targets = target;
+      // A Map (`server.connections`, or the application's own map by id) yields [key, value]
+      // pairs: its values are the connections.
+      const entries: Iterable<unknown> = target instanceof Map || target instanceof ReadonlyMapView ? target.values() : target;
+      let index = 0;
+      for (const connection of entries) {
+        if (!(connection instanceof Connection)) {
+          throw new KcpInvalidOptionError(`broadcast() target entry ${index} is not a Connection, got ${describe(connection)}`);
+        }
+        chosen.add(connection as Connection<Auth>);
+        index += 1;
+      }
     } else {
       throw new KcpInvalidOptionError(`broadcast() takes a filter function or an iterable of connections as its target, got ${describe(target)}`);
     }
-    const transport = this.transport;
     if (!transport || transport.native.closed) return 0;
-    if (target === undefined) transport.expect(this.byHandle.size, bytes.length);
     let sent = 0;
-    if (target === undefined || test) {
-      for (const connection of targets) {
-        if (test && !test(connection)) continue;
-        if (connection._offer(bytes)) sent += 1;
-      }
-      return sent;
-    }
-    // Checked whole before anything is queued: a bad entry sends to nobody.
-    const listed = new Set<Connection<Auth>>();
-    let index = 0;
-    for (const connection of targets) {
-      if (!(connection instanceof Connection)) {
-        throw new KcpInvalidOptionError(`broadcast() target entry ${index} is not a Connection, got ${describe(connection)}`);
-      }
-      listed.add(connection);
-      index += 1;
-    }
-    for (const connection of listed) {
-      // Only this server's live connections (another server's, or a closed one, is skipped);
-      // a connection listed twice gets the message once.
+    for (const connection of chosen) {
+      // Only this server's live connections (another server's, or one closed meanwhile, is
+      // skipped); a connection listed twice gets the message once.
       if (this.byHandle.get(connection._handle) !== connection) continue;
       if (connection._offer(bytes)) sent += 1;
     }
@@ -635,14 +815,17 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
    * everything, or after `linger` ms (default: the `linger` option), whichever comes first.
    * `{ force: true }` (or `linger: 0`) ends them at once. Never blocks the event loop: the
    * I/O thread flushes and waits. Every connection's `close` fires before the server's.
-   * Idempotent: later calls return the first call's promise.
+   * Idempotent: later calls return the first call's promise. Bad options reject the returned
+   * promise (`KcpInvalidOptionError`); `close()` never throws.
    */
   close(options: ServerCloseOptions = {}): Promise<void> {
-    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError('close() takes an options object');
-    checkKeys(options, closeOptionKeys, 'server.close()');
-    const force = options.force ?? false;
-    if (typeof force !== 'boolean') throw new KcpInvalidOptionError(`force must be a boolean, got ${describe(force)}`);
-    const linger = force ? 0 : options.linger === undefined ? this.kcp.linger : resolveLinger(options.linger);
+    let linger: number;
+    try {
+      linger = this.closeLinger(options);
+    } catch (err) {
+      // An async method reports every failure through its promise, bad options included.
+      return Promise.reject(err);
+    }
     if (!this.closing) {
       this.closing = Promise.resolve().then(async () => {
         const transport = this.transport;
@@ -656,6 +839,14 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
       });
     }
     return this.closing;
+  }
+
+  private closeLinger(options: ServerCloseOptions): number {
+    if (!options || typeof options !== 'object') throw new KcpInvalidOptionError(`close() takes an options object, got ${describe(options)}`);
+    checkKeys(options, closeOptionKeys, 'server.close()');
+    const force = options.force ?? false;
+    if (typeof force !== 'boolean') throw new KcpInvalidOptionError(`force must be a boolean, got ${describe(force)}`);
+    return force ? 0 : options.linger === undefined ? this.kcp.linger : resolveLinger(options.linger);
   }
 
   /** Resolves when no connection is left, or after `timeoutMs`. */
@@ -690,13 +881,15 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
       localAddress: r.localAddress,
       localPort: r.localPort,
       maxMessageSize: this.kcp.maxMessageSize,
+      maxDatagramSize: maxDatagramSize(this.kcp.mtu, this.mode),
       maxSendQueueBytes: this.kcp.maxSendQueueBytes,
       highWaterMark: this.highWaterMark,
       maxReceiveQueueBytes: this.maxReceiveQueueBytes,
       stream: this.kcp.stream,
     });
     this.byHandle.set(handle, connection);
-    this.byId.set(connection.id, connection);
+    this.byId.set(r.uid, connection);
+    this.idByHandle.set(handle, r.uid);
     // Accepted just before close(): the native side closes it with the rest; the application
     // is not handed a connection that is already ending.
     if (this.closing) return;
@@ -709,11 +902,18 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   }
 
   /** @internal */
+  datagram(handle: number, channel: number, data: Buffer): void {
+    this.byHandle.get(handle)?._datagram(data, channel);
+  }
+
+  /** @internal */
   closed(handle: number, info: CloseInfo): void {
     const connection = this.byHandle.get(handle);
     if (!connection) return;
     this.byHandle.delete(handle);
-    this.byId.delete(connection.id);
+    const id = this.idByHandle.get(handle);
+    this.idByHandle.delete(handle);
+    if (id !== undefined) this.byId.delete(id);
     if (this.byHandle.size === 0) this.onLastClose?.();
     connection._closed(info);
   }
@@ -740,8 +940,23 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     const transport = this.transport;
     if (!transport) return;
     const answer = (verdict: unknown) => {
-      const rejection = verdict instanceof AuthRejection ? verdict : undefined;
+      let rejection: AuthRejection | undefined;
+      try {
+        // A Proxy's getPrototypeOf trap can throw here: that refuses, as a throw would.
+        rejection = verdict instanceof AuthRejection ? verdict : undefined;
+      } catch (err) {
+        refused(err);
+        return;
+      }
       const accept = verdict !== false && verdict !== null && verdict !== undefined && rejection === undefined;
+      const user = accept ? userIdOf(verdict) : undefined;
+      if (user !== undefined && Buffer.byteLength(user) > MAX_USER_ID_BYTES) {
+        refused(
+          new RangeError(`authenticate answered a user id of ${Buffer.byteLength(user)} bytes of UTF-8; at most ${MAX_USER_ID_BYTES}`),
+          `authenticate answered a user id longer than ${MAX_USER_ID_BYTES} bytes; the client was refused`,
+        );
+        return;
+      }
       try {
         if (transport.native.closed) return;
         if (rejection) {
@@ -755,7 +970,9 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
           }
           this.identities.set(request.uid, verdict as Auth);
         }
-        transport.native.resolveAuth(request.id, accept);
+        // The user id crosses once, here: the native side puts it in every record of the
+        // connection.
+        transport.native.resolveAuth(request.id, accept, user);
       } catch {
         // Closed meanwhile: the pending handshake ended with the endpoint.
         this.identities.delete(request.uid);
@@ -768,11 +985,17 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
       localAddress: request.localAddress,
       localPort: request.localPort,
     };
-    const refused = (err: unknown) => {
+    const refused = (err: unknown, message = 'authenticate threw; the client was refused') => {
       answer(false);
-      const error = new KcpAuthenticateError('authenticate threw; the client was refused', { cause: err });
+      const error = new KcpAuthenticateError(message, { cause: err });
       if (this.listenerCount('error') > 0) {
-        this.emit('error', error);
+        // A throwing `error` listener surfaces on its own tick, as other handlers' errors do,
+        // not as an unhandled rejection of the authenticate promise.
+        try {
+          this.emit('error', error);
+        } catch (listenerError) {
+          rethrowLater(listenerError);
+        }
         return;
       }
       this.warnAuthenticateFailure(err);
@@ -795,7 +1018,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
    * message so that a failing database does not flood stderr.
    */
   private warnAuthenticateFailure(err: unknown): void {
-    const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    const detail = describeThrown(err);
     if (this.authWarnings.has(detail)) return;
     if (this.authWarnings.size >= MAX_AUTH_WARNINGS) return;
     this.authWarnings.add(detail);

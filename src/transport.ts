@@ -13,6 +13,8 @@ import { decodeRecords, type AcceptedRecord, type AuthRequestRecord, type CloseI
 export interface TransportOwner {
   accepted(handle: number, record: AcceptedRecord): void;
   message(handle: number, data: Buffer): void;
+  /** Secure mode: one unreliable datagram (a view of the batch). */
+  datagram(handle: number, channel: number, data: Buffer): void;
   closed(handle: number, info: CloseInfo): void;
   progress(handle: number, ackedBytes: number): void;
   error(handle: number, code: string, message: string): void;
@@ -32,6 +34,10 @@ const REPORT_ONLY = 2;
 const CONTROL = 4;
 const DELIVERY_PAUSE = 1;
 const DELIVERY_RESUME = 2;
+const DATAGRAMS_DROPPED = 3;
+/** A datagram batch entry: handle u32, len u32, flags u8, channel u8 (`crates/kcpwatch/src/datagram_batch.rs`). */
+const DATAGRAM_HEADER = 10;
+const DATAGRAM_REPORT_TOO_LARGE = 0x80;
 /** The send batch is kept between turns up to this size; a larger one is let go after use. */
 const KEEP_BATCH_BYTES = 1024 * 1024;
 
@@ -55,6 +61,12 @@ export class Transport {
   private flushScheduled = false;
   private readonly visitor: TransportOwner;
   private eventDelivery = false;
+  /** This turn's datagrams (secure mode), apart from the messages so they can be bounded alone. */
+  private datagrams: Buffer = Buffer.alloc(0);
+  private datagramBytes = 0;
+  /** Datagram bytes the I/O thread had not taken yet when last asked. */
+  private datagramBacklog = 0;
+  private backlogFresh = false;
 
   private constructor(
     owner: TransportOwner,
@@ -94,6 +106,60 @@ export class Transport {
       throw err;
     }
     this.header(at, handle, data.length, WANT_PROGRESS);
+    this.schedule();
+  }
+
+  /**
+   * Queues one unreliable datagram (copied now; sent with this turn's batch). False when the
+   * datagram queue is full: more than `MAX_DATAGRAM_QUEUE_BYTES` wait to be sealed.
+   */
+  sendDatagram(handle: number, data: Uint8Array, flags: number, channel: number, limit: number): boolean {
+    const need = DATAGRAM_HEADER + data.length;
+    if (this.datagramBacklog + this.datagramBytes + need > limit) {
+      // The backlog read last may be stale: ask once per turn.
+      if (this.backlogFresh || this.native.closed) return false;
+      this.datagramBacklog = this.native.datagramBacklog();
+      this.backlogFresh = true;
+      queueMicrotask(() => (this.backlogFresh = false));
+      if (this.datagramBacklog + this.datagramBytes + need > limit) return false;
+    }
+    const at = this.datagramBytes;
+    if (at + need > this.datagrams.length) {
+      const grown = Buffer.allocUnsafe(Math.max(at + need, this.datagrams.length * 2, 16 * 1024));
+      this.datagrams.copy(grown, 0, 0, at);
+      this.datagrams = grown;
+    }
+    this.datagrams.set(data, at + DATAGRAM_HEADER);
+    this.datagrams.writeUInt32LE(handle, at);
+    this.datagrams.writeUInt32LE(data.length, at + 4);
+    this.datagrams[at + 8] = flags;
+    this.datagrams[at + 9] = channel;
+    this.datagramBytes = at + need;
+    this.schedule();
+    return true;
+  }
+
+  /** Tells the native side a datagram was refused here as too large, so it is counted. */
+  reportDatagramTooLarge(handle: number, size: number): void {
+    if (this.native.closed) return;
+    if (this.datagramBytes + DATAGRAM_HEADER > this.datagrams.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.datagramBytes + DATAGRAM_HEADER, this.datagrams.length * 2, 1024));
+      this.datagrams.copy(grown, 0, 0, this.datagramBytes);
+      this.datagrams = grown;
+    }
+    const at = this.datagramBytes;
+    this.datagrams.writeUInt32LE(handle, at);
+    this.datagrams.writeUInt32LE(size, at + 4);
+    this.datagrams[at + 8] = DATAGRAM_REPORT_TOO_LARGE;
+    this.datagrams[at + 9] = 0;
+    this.datagramBytes = at + DATAGRAM_HEADER;
+    this.schedule();
+  }
+
+  /** Counts datagrams a connection dropped because nobody read them. */
+  reportDatagramDrops(handle: number, count: number): void {
+    if (this.native.closed) return;
+    this.header(this.reserve(HEADER), handle, count, CONTROL | (DATAGRAMS_DROPPED << 4));
     this.schedule();
   }
 
@@ -180,6 +246,16 @@ export class Transport {
   /** Sends everything queued so far. */
   flush(): void {
     this.flushScheduled = false;
+    if (this.datagramBytes > 0) {
+      const datagramBytes = this.datagramBytes;
+      this.datagramBytes = 0;
+      try {
+        if (!this.native.closed) this.datagramBacklog = this.native.sendDatagramBatch(this.datagrams.subarray(0, datagramBytes));
+      } catch {
+        // Closed underneath us.
+      }
+      if (this.datagrams.length > KEEP_BATCH_BYTES) this.datagrams = Buffer.alloc(0);
+    }
     const bytes = this.batchBytes;
     this.batchBytes = 0;
     if (bytes === 0 || this.native.closed) return;

@@ -126,3 +126,20 @@ declare const someConnection: Connection;
 someConnection.close(4001, 'kicked');
 // @ts-expect-error a close code is a number
 someConnection.close('kicked');
+
+// The net/dgram habit: listen's callback gets the bound address.
+void server.listen(0, '127.0.0.1', (address) => void address.port.toFixed());
+void server.listen(0, (address) => void address.family);
+void server.listen({ port: 0 }, (address) => void address.address.length);
+// @ts-expect-error listen's callback is a function of the address
+void server.listen(0, '127.0.0.1', 'done');
+// @ts-expect-error the address is an AddressInfo, not a string
+void server.listen(0, (address: string) => void address);
+
+// Identity fields are read-only (at runtime too: getters without setters).
+// @ts-expect-error a connection's id cannot be reassigned
+someConnection.id = 'renamed';
+// @ts-expect-error nor its address
+someConnection.remoteAddress = '10.0.0.1';
+// A map of connections (server.connections) is a broadcast target.
+server.broadcast('tick', server.connections);

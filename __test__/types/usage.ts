@@ -18,6 +18,8 @@ import {
   type CloseReason,
   type Connection,
   type ConnectionStats,
+  type Datagram,
+  type DatagramOptions,
   type KcpEvent,
   type KcpEventMap,
   type MitreTechnique,
@@ -39,7 +41,30 @@ const server = createServer(options, (conn: Connection) => {
   conn.on('drain', () => undefined);
   // @ts-expect-error 'message' listeners receive a Buffer, not a string
   conn.on('message', (data: number) => data);
+  // Unreliable datagrams (secure mode): a typed event and iterator, options checked.
+  conn.on('datagram', (data: Buffer, channel: number) => {
+    const sent: boolean = conn.sendDatagram(data, { channel, sequenced: true });
+    void sent;
+  });
+  void (async () => {
+    for await (const datagram of conn.datagrams()) {
+      const d: Datagram = datagram;
+      const bytes: Buffer = d.data;
+      const channel: number = d.channel;
+      void bytes, channel;
+    }
+  })();
+  const opts: DatagramOptions = { channel: 3 };
+  conn.sendDatagram('pos', opts);
+  conn.sendDatagram(new Float32Array(3));
+  const unreliable: number = info().unreliableSent + info().unreliableReceived + info().unreliableDropped;
+  void unreliable;
+  // @ts-expect-error a channel is a number
+  conn.sendDatagram('x', { channel: '1' });
+  // @ts-expect-error 'datagram' listeners receive a Buffer and a channel number
+  conn.on('datagram', (data: string) => data);
 });
+declare function info(): CloseInfo;
 
 async function main(): Promise<void> {
   const address = await server.listen(0, '127.0.0.1');

@@ -194,6 +194,7 @@ commands:
   bench-client  many concurrent echo sessions (raw KCP, secure mode or plain UDP), closed loop
                 or paced, latency percentiles; or hold sessions open and idle
   secure-client like client, against a kcpwatch server in secure mode (docs/protocol.md)
+  secure-datagram sends unreliable datagrams (DATAGRAM, docs/protocol.md) to a secure server and prints what comes back
   flood         a bounded handshake / garbage / KCP-looking datagram flood
   fec-vectors   Reed-Solomon test vectors from klauspost/reedsolomon (kcp-go's FEC codec)
 
@@ -216,6 +217,8 @@ func main() {
 		runBench(args)
 	case "secure-client":
 		runSecureClient(args)
+	case "secure-datagram":
+		runSecureDatagram(args)
 	case "flood":
 		runFlood(args)
 	case "fec-vectors":

@@ -365,7 +365,7 @@ var (
 // authenticates the header, the packet number and the body) in place, and returns its type,
 // packet number and plaintext (a slice of b). It does not look at the replay window.
 func openSession(b []byte, conv uint32, c noise.Cipher) (typ byte, pn uint64, body []byte, err error) {
-	if len(b) == 0 || b[0] < typeData || b[0] > typeDisconnect {
+	if len(b) == 0 || b[0] < typeData || b[0] > typeDatagram {
 		return 0, 0, nil, errNotSession
 	}
 	if len(b) < sessionOverhead {
@@ -489,6 +489,8 @@ type secureSession struct {
 		echo [tagEchoLen]byte
 	}
 	keepalivesReceived uint64
+	// datagrams is the DATAGRAM receive side (datagram.go).
+	datagrams datagramState
 }
 
 func (s *secureSession) write(b []byte) error {
@@ -702,6 +704,8 @@ func (s *secureSession) receive(d []byte) (data []byte) {
 		return body
 	case typeKeepalive:
 		s.keepalivesReceived++
+	case typeDatagram:
+		s.onDatagram(pn, body)
 	case typeDisconnect:
 		s.peerClose = parseDisconnect(body)
 		s.peerDisconnect = reasonName(disconnectReasons, s.peerClose.reason)

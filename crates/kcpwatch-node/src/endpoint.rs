@@ -90,6 +90,7 @@ pub struct NativeStats {
     pub late_after_close: f64,
     pub alerts: f64,
     pub refused_by_detector: f64,
+    pub mode_mismatch: f64,
     pub failed_handshake_timeout: f64,
     pub failed_invalid_cookie: f64,
     pub failed_expired_cookie: f64,
@@ -101,6 +102,7 @@ pub struct NativeStats {
     pub failed_decrypt_failed: f64,
     pub failed_unknown_server_key: f64,
     pub failed_server_auth_failed: f64,
+    pub failed_unreachable: f64,
     pub send_errors: f64,
     pub recv_errors: f64,
     pub truncated: f64,
@@ -135,6 +137,14 @@ pub struct NativeStats {
     pub fec_errs: f64,
     pub fec_parity_shards: f64,
     pub fec_short_shards: f64,
+    // Secure mode: unreliable datagrams (`sendDatagram`), apart from the messages.
+    pub unreliable_sent: f64,
+    pub unreliable_received: f64,
+    pub unreliable_dropped_stale: f64,
+    pub unreliable_dropped_queue_full: f64,
+    pub unreliable_dropped_too_large: f64,
+    pub unreliable_dropped_no_session: f64,
+    pub unreliable_dropped_malformed: f64,
     // Per-session counters summed over closed and live sessions.
     pub sessions_counted: f64,
     pub session_datagrams_in: f64,
@@ -191,6 +201,9 @@ pub struct NativeConnectionStats {
     pub acks_received: f64,
     pub window_probes_sent: f64,
     pub window_probes_received: f64,
+    pub unreliable_sent: f64,
+    pub unreliable_received: f64,
+    pub unreliable_dropped: f64,
 }
 
 fn address_info(addr: SocketAddr) -> AddressInfo {
@@ -437,18 +450,27 @@ impl NativeEndpoint {
         })
     }
 
-    /// Answers an authentication request record: its id and whether the token is accepted.
-    /// An answer after the timeout, or a second one, is ignored.
+    /// Answers an authentication request record: its id and whether the token is accepted,
+    /// with the user id every record of an accepted connection carries (at most 128 bytes of
+    /// UTF-8; one call per authentication). An answer after the timeout, or a second one, is
+    /// ignored.
     #[napi]
-    pub fn resolve_auth(&self, id: f64, accept: bool) -> Result<()> {
+    pub fn resolve_auth(&self, id: f64, accept: bool, user: Option<String>) -> Result<()> {
         if !(id >= 0.0 && id.fract() == 0.0) {
             return Err(crate::errors::invalid(format!(
                 "auth request id must be a non-negative integer, got {id}"
             )));
         }
-        self.runtime()?
-            .resolve_auth(id as u64, accept)
-            .map_err(to_js)
+        let runtime = self.runtime()?;
+        match user.filter(|_| accept) {
+            Some(user) => {
+                let user =
+                    kcpwatch_proto::events::UserId::new(&user).map_err(crate::errors::invalid)?;
+                runtime.resolve_auth_as(id as u64, user)
+            }
+            None => runtime.resolve_auth(id as u64, accept),
+        }
+        .map_err(to_js)
     }
 
     /// Refuses an authentication request with the application's reason code (1..=65535),
@@ -475,6 +497,25 @@ impl NativeEndpoint {
     #[napi]
     pub fn send_batch(&self, batch: Buffer) -> Result<()> {
         self.runtime()?.send_batch(batch.to_vec()).map_err(to_js)
+    }
+
+    /// Queues a packed batch of unreliable datagrams (see `kcpwatch::datagram_batch`); returns
+    /// the bytes of datagram batches the I/O thread has not applied yet, this one included.
+    #[napi]
+    pub fn send_datagram_batch(&self, batch: Buffer) -> Result<u32> {
+        let backlog = self
+            .runtime()?
+            .send_datagram_batch(batch.to_vec())
+            .map_err(to_js)?;
+        Ok(backlog.min(u32::MAX as usize) as u32)
+    }
+
+    /// Bytes of datagram batches the I/O thread has not applied yet (0 once closed).
+    #[napi]
+    pub fn datagram_backlog(&self) -> u32 {
+        self.live.as_ref().map_or(0, |l| {
+            l.runtime.datagram_backlog().min(u32::MAX as usize) as u32
+        })
     }
 
     /// Closes one connection gracefully; with `code` (1..=65535) and `text`, a secure
@@ -596,6 +637,7 @@ impl NativeEndpoint {
             late_after_close: s.endpoint.late_after_close as f64,
             alerts: s.endpoint.alerts as f64,
             refused_by_detector: s.endpoint.refused_by_detector as f64,
+            mode_mismatch: s.endpoint.mode_mismatch as f64,
             failed_handshake_timeout: f[0] as f64,
             failed_invalid_cookie: f[1] as f64,
             failed_expired_cookie: f[2] as f64,
@@ -607,6 +649,7 @@ impl NativeEndpoint {
             failed_decrypt_failed: f[8] as f64,
             failed_unknown_server_key: f[9] as f64,
             failed_server_auth_failed: f[10] as f64,
+            failed_unreachable: f[11] as f64,
             send_errors: s.send_errors as f64,
             recv_errors: s.recv_errors as f64,
             truncated: s.truncated as f64,
@@ -640,6 +683,13 @@ impl NativeEndpoint {
             fec_errs: s.endpoint.fec.errors as f64,
             fec_parity_shards: s.endpoint.fec.parity_shards as f64,
             fec_short_shards: s.endpoint.fec.short_shards as f64,
+            unreliable_sent: s.endpoint.unreliable.sent as f64,
+            unreliable_received: s.endpoint.unreliable.received as f64,
+            unreliable_dropped_stale: s.endpoint.unreliable.dropped_stale as f64,
+            unreliable_dropped_queue_full: s.endpoint.unreliable.dropped_queue_full as f64,
+            unreliable_dropped_too_large: s.endpoint.unreliable.dropped_too_large as f64,
+            unreliable_dropped_no_session: s.endpoint.unreliable.dropped_no_session as f64,
+            unreliable_dropped_malformed: s.endpoint.unreliable.dropped_malformed as f64,
             sessions_counted: t.sessions as f64,
             session_datagrams_in: t.datagrams_in as f64,
             session_bytes_in: t.bytes_in as f64,
@@ -700,6 +750,9 @@ impl NativeEndpoint {
             acks_received: e.acks_received as f64,
             window_probes_sent: e.window_probes_sent as f64,
             window_probes_received: e.window_probes_received as f64,
+            unreliable_sent: c.unreliable.sent as f64,
+            unreliable_received: c.unreliable.received as f64,
+            unreliable_dropped: c.unreliable.dropped as f64,
         }))
     }
 

@@ -149,6 +149,9 @@ pub struct ConnectionRef {
     pub local: SocketAddr,
     /// Who opened it.
     pub direction: Direction,
+    /// Secure mode, server: the user id the application's `authenticate` answered for this
+    /// connection ([`UserId::NONE`] when there is none).
+    pub user: UserId,
 }
 
 impl ConnectionRef {
@@ -197,6 +200,9 @@ pub enum FailReason {
     /// Secure mode, client: the ACCEPT did not decrypt, so whoever answered does not hold the
     /// server key the client pinned.
     ServerAuthFailed,
+    /// Secure mode, client: ICMP reported the server's address unreachable (nothing listens
+    /// there, or no route) for two different HELLOs, with no answer from the server between.
+    Unreachable,
 }
 
 impl FailReason {
@@ -214,6 +220,7 @@ impl FailReason {
             Self::DecryptFailed => "decrypt_failed",
             Self::UnknownServerKey => "unknown_server_key",
             Self::ServerAuthFailed => "server_auth_failed",
+            Self::Unreachable => "unreachable",
         }
     }
 }
@@ -277,6 +284,66 @@ impl ErrorType {
 
 /// Bytes kept of an error message; longer ones are cut at a character boundary.
 pub const MESSAGE_CAPACITY: usize = 160;
+
+/// The longest user id, in bytes of UTF-8.
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// The application's id of the user behind a connection (from its `authenticate` answer),
+/// stored inline so that events never allocate. Every record of the connection carries it,
+/// through the privacy mode (docs/privacy.md).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId {
+    len: u8,
+    bytes: [u8; MAX_USER_ID_LEN],
+}
+
+/// A user id that cannot be carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UserIdError {
+    /// Longer than [`MAX_USER_ID_LEN`] bytes of UTF-8.
+    #[error("a user id is at most 128 bytes of UTF-8, got {0} bytes")]
+    TooLong(usize),
+}
+
+impl UserId {
+    /// No user id.
+    pub const NONE: Self = Self {
+        len: 0,
+        bytes: [0; MAX_USER_ID_LEN],
+    };
+
+    /// The id `text`; an empty text is [`UserId::NONE`].
+    pub fn new(text: &str) -> Result<Self, UserIdError> {
+        let len = text.len();
+        if len > MAX_USER_ID_LEN {
+            return Err(UserIdError::TooLong(len));
+        }
+        let mut id = Self::NONE;
+        id.bytes[..len].copy_from_slice(text.as_bytes());
+        id.len = len as u8;
+        Ok(id)
+    }
+
+    /// The id, if there is one.
+    pub fn as_str(&self) -> Option<&str> {
+        // Only a whole `&str` is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
+            .ok()
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl Default for UserId {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.as_str(), f)
+    }
+}
 
 /// Text stored inline and capped at [`MESSAGE_CAPACITY`] bytes, so events never allocate.
 #[derive(Clone, Copy, PartialEq, Eq)]

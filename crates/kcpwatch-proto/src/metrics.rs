@@ -155,6 +155,7 @@ mod tests {
             peer: addr,
             local: addr,
             direction: Direction::Inbound,
+            user: crate::events::UserId::NONE,
         });
         s.srtt_ms = srtt;
         s.engine.acks_received = u64::from(srtt != 0);

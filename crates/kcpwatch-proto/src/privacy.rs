@@ -162,6 +162,35 @@ impl IpPrivacy {
     }
 }
 
+/// What the HMAC of a user id starts with: 17 bytes, so the input is never 4 or 16 bytes long
+/// like an address's.
+const USER_ID_LABEL: &[u8] = b"kcpwatch user id:";
+
+/// A user id as it may leave the addon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrivateUser<'a> {
+    /// The id as the application gave it (mode `full`).
+    Text(&'a str),
+    /// A keyed pseudonym of the id (mode `hmac`).
+    Pseudonym(Pseudonym),
+    /// Nothing may be written (`truncate`, `cryptopan`, `omit`: their address transforms mean
+    /// nothing for a name, and an id in clear would identify the player they hide).
+    Omitted,
+}
+
+impl IpPrivacy {
+    /// What may be written for a user id under this mode.
+    pub fn apply_user<'a>(&self, user: &'a str) -> PrivateUser<'a> {
+        match self {
+            Self::Full => PrivateUser::Text(user),
+            Self::Hmac(h) => h
+                .user_pseudonym(user)
+                .map_or(PrivateUser::Omitted, PrivateUser::Pseudonym),
+            Self::Truncate(_) | Self::CryptoPan(_) | Self::Omit => PrivateUser::Omitted,
+        }
+    }
+}
+
 /// An address as it may leave the addon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PrivateIp {
@@ -343,10 +372,22 @@ impl HmacPseudonymizer {
     /// The pseudonym of `ip`; `None` only if the text could not be encoded, which the fixed
     /// lengths rule out.
     pub fn pseudonym(&self, ip: IpAddr) -> Option<Pseudonym> {
-        let mut mac = self.mac.clone();
         match unmap(ip) {
-            IpAddr::V4(v4) => mac.update(&v4.octets()),
-            IpAddr::V6(v6) => mac.update(&v6.octets()),
+            IpAddr::V4(v4) => self.pseudonym_of(&[&v4.octets()]),
+            IpAddr::V6(v6) => self.pseudonym_of(&[&v6.octets()]),
+        }
+    }
+
+    /// The pseudonym of a user id: the same key, over a label that makes the input longer than
+    /// any address (so no user id and address ever share a pseudonym).
+    pub fn user_pseudonym(&self, user: &str) -> Option<Pseudonym> {
+        self.pseudonym_of(&[USER_ID_LABEL, user.as_bytes()])
+    }
+
+    fn pseudonym_of(&self, parts: &[&[u8]]) -> Option<Pseudonym> {
+        let mut mac = self.mac.clone();
+        for part in parts {
+            mac.update(part);
         }
         let digest = mac.finalize().into_bytes();
         let mut buf = [0u8; MAX_PSEUDONYM_LEN];
@@ -476,6 +517,36 @@ fn unmap(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_id_is_written_in_clear_only_in_full_and_pseudonymised_apart_from_addresses() {
+        let h = IpPrivacy::hmac("k1", &[7; 16]).unwrap();
+        let PrivateUser::Pseudonym(alice) = h.apply_user("alice") else {
+            panic!("hmac pseudonymises a user id");
+        };
+        assert!(alice.as_str().starts_with("k1:"));
+        assert_eq!(h.apply_user("alice"), PrivateUser::Pseudonym(alice));
+        assert_ne!(h.apply_user("bob"), PrivateUser::Pseudonym(alice));
+        // A user id made of an address's bytes does not share the address's pseudonym.
+        let ip: IpAddr = "1.2.3.4".parse().unwrap();
+        let as_text = std::str::from_utf8(&[1, 2, 3, 4]).unwrap();
+        let (IpPrivacy::Hmac(inner), PrivateUser::Pseudonym(user)) = (&h, h.apply_user(as_text))
+        else {
+            unreachable!()
+        };
+        assert_ne!(inner.pseudonym(ip), Some(user));
+        assert_eq!(
+            IpPrivacy::Full.apply_user("alice"),
+            PrivateUser::Text("alice")
+        );
+        for hidden in [
+            IpPrivacy::truncate(24, 48).unwrap(),
+            IpPrivacy::cryptopan(&[9; 32]).unwrap(),
+            IpPrivacy::Omit,
+        ] {
+            assert_eq!(hidden.apply_user("alice"), PrivateUser::Omitted);
+        }
+    }
 
     #[test]
     fn longest_key_id_fits_the_inline_buffer() {

@@ -101,6 +101,8 @@ pub struct ConnectionSummary {
     pub history: History,
     /// Who opened the connection.
     pub direction: Direction,
+    /// Secure mode: unreliable datagrams (`sendDatagram`), apart from the messages.
+    pub unreliable: crate::secure::datagram::DatagramCounters,
 }
 
 impl ConnectionSummary {
@@ -127,6 +129,7 @@ impl ConnectionSummary {
             engine: kcp::KcpCounters::default(),
             history: History::default(),
             direction: conn.direction,
+            unreliable: Default::default(),
         }
     }
 }
@@ -211,12 +214,16 @@ pub(crate) struct Session {
     /// The current episode of ICMP unreachable reports about the peer (see
     /// [`crate::Endpoint::peer_unreachable`]).
     pub(crate) unreachable: Unreachability,
+    /// The user id the application's `authenticate` named (secure mode, server).
+    pub(crate) user: crate::events::UserId,
     /// Secure mode's per-session state; `None` in raw mode.
     pub(crate) secure: Option<Box<SecureState>>,
     /// The application's close code and text (secure mode: carried by DISCONNECT).
     app_close: AppClose,
     /// Secure mode: why the peer said it closed (its DISCONNECT's reason).
     peer_reason: Option<CloseReason>,
+    /// Secure mode: unreliable datagrams sent, received and dropped.
+    pub(crate) unreliable: crate::secure::datagram::DatagramCounters,
 }
 
 /// An application close code and text (`conn.close(code, reason)`), carried by a secure
@@ -273,6 +280,8 @@ pub(crate) struct SecureState {
     pub(crate) accept: Option<Box<[u8]>>,
     /// Client: the handshake in progress.
     pub(crate) handshake: Option<ClientHandshake>,
+    /// Newest datagram delivered per sequenced channel.
+    pub(crate) sequencer: crate::secure::datagram::Sequencer,
 }
 
 /// A client's handshake: what to send next and until when to try.
@@ -286,6 +295,12 @@ pub(crate) struct ClientHandshake {
     pub(crate) deadline: Millis,
     /// HELLOs sent, for the record of a timeout.
     pub(crate) hellos: u32,
+    /// Distinct HELLOs that drew an ICMP unreachable report since the server last answered
+    /// (see [`crate::Endpoint::peer_unreachable`]).
+    pub(crate) unreachable_hellos: u32,
+    /// The value of `hellos` at the last counted report: more reports about the same HELLO
+    /// count once.
+    pub(crate) unreachable_at_hello: u32,
 }
 
 /// The first HELLO retransmission comes this soon; each later one waits twice as long.
@@ -365,15 +380,18 @@ impl Session {
             flush_pending: false,
             poisoned: false,
             unreachable: Unreachability::default(),
+            user: crate::events::UserId::NONE,
             secure: None,
             app_close: AppClose::NONE,
             peer_reason: None,
+            unreliable: Default::default(),
         }
     }
 
-    /// Raw mode with FEC: every datagram from here on leaves as a kcp-go FEC data shard.
-    pub(crate) fn enable_fec(&mut self, encoder: crate::fec::Encoder) {
-        self.kcp.output_mut().fec = Some(Box::new(encoder));
+    /// Raw mode with FEC: every datagram from here on leaves as a kcp-go FEC data shard of
+    /// `encoder`, which every session to the same remote shares (one seqid sequence per peer).
+    pub(crate) fn enable_fec(&mut self, encoder: Rc<RefCell<crate::fec::Encoder>>) {
+        self.kcp.output_mut().fec = Some(encoder);
     }
 
     /// Makes this a secure session. A client starts in `Handshaking` with `handshake`; a server
@@ -401,6 +419,7 @@ impl Session {
             last_sent_at: now,
             accept: None,
             handshake,
+            sequencer: Default::default(),
         }));
     }
 
@@ -442,6 +461,14 @@ impl Session {
     /// Whether a RESET echoing `packet_number` and `tag` answers a datagram we sent.
     pub(crate) fn reset_matches(&self, packet_number: u64, tag: &[u8; TAG_LEN]) -> bool {
         self.kcp.output_ref().sent(packet_number, tag)
+    }
+
+    /// Seals `body` (a DATAGRAM plaintext) as the session's next datagram, outside the engine;
+    /// false if the session has no keys yet.
+    pub(crate) fn send_sealed_datagram(&mut self, body: &[u8]) -> bool {
+        self.kcp
+            .output_mut()
+            .send_sealed(crate::secure::wire::TYPE_DATAGRAM, body)
     }
 
     /// Sends a datagram outside the engine (a handshake reply, a HELLO).
@@ -588,6 +615,7 @@ impl Session {
             peer: self.remote,
             local: self.local,
             direction: self.direction,
+            user: self.user,
         }
     }
 
@@ -929,6 +957,7 @@ impl Session {
             engine: self.kcp.counters(),
             history: self.history,
             direction: self.direction,
+            unreliable: self.unreliable,
         }
     }
 }

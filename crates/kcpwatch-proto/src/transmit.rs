@@ -79,6 +79,11 @@ impl Transmits {
         self.entries.len()
     }
 
+    /// Bytes of every datagram waiting.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -202,8 +207,9 @@ pub(crate) struct TxSink {
     pub(crate) source: SocketAddr,
     /// Secure mode: the session's sending key and packet numbers.
     pub(crate) sealer: Option<Sealer>,
-    /// Raw mode with FEC: every datagram leaves as a kcp-go FEC data shard.
-    pub(crate) fec: Option<Box<crate::fec::Encoder>>,
+    /// Raw mode with FEC: every datagram leaves as a kcp-go FEC data shard of the encoder the
+    /// sessions to this remote share.
+    pub(crate) fec: Option<Rc<RefCell<crate::fec::Encoder>>>,
     /// Datagrams and bytes this session wrote, for its summary.
     pub(crate) datagrams: u64,
     pub(crate) bytes: u64,
@@ -301,11 +307,13 @@ impl io::Write for TxSink {
         if self.send_sealed(TYPE_DATA, datagram) {
             return Ok(datagram.len());
         }
-        if let Some(encoder) = self.fec.as_mut() {
-            let (datagrams, bytes) =
-                self.queue
-                    .borrow_mut()
-                    .push_fec(self.destination, self.source, encoder, datagram);
+        if let Some(encoder) = self.fec.as_ref() {
+            let (datagrams, bytes) = self.queue.borrow_mut().push_fec(
+                self.destination,
+                self.source,
+                &mut encoder.borrow_mut(),
+                datagram,
+            );
             self.datagrams += datagrams;
             self.bytes += bytes;
         } else {

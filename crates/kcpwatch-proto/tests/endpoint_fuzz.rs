@@ -86,6 +86,26 @@ fn the_fec_seeds_rebuild_refuse_and_drop() {
     assert_eq!(stray.fec.parity_shards, rebuilt.fec.parity_shards - 2);
 }
 
+/// The datagram seeds reach what they were made for: two datagrams delivered, one stale, one
+/// replayed, two malformed (and the harness's datagram invariants held on the way).
+#[test]
+fn the_datagram_seeds_reach_their_cases() {
+    for config in [
+        fuzz_harness::CFG_SECURE,
+        fuzz_harness::CFG_SECURE | fuzz_harness::CFG_T_CLIENT,
+    ] {
+        let input = fuzz_harness::datagram_input(config);
+        let stats = fuzz_harness::run_for_stats(&input).expect("stats");
+        let u = stats.unreliable;
+        assert_eq!(
+            (u.received, u.dropped_stale, u.dropped_malformed),
+            (3, 1, 2),
+            "{config:#x}: {u:?}"
+        );
+        assert_eq!(stats.dropped_by(kcpwatch_proto::DropTrigger::Replayed), 1);
+    }
+}
+
 /// The secure-mode seeds made for protocol v2 reach what they were made for: bit-flipped and
 /// forged AEAD datagrams dropped as `decrypt_failed`, a RESET sent by the server and matched
 /// by the client, HELLOs for an unknown key, of another version and with an altered Noise

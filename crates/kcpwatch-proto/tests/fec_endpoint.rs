@@ -133,8 +133,9 @@ fn a_forged_parity_shard_is_counted_and_never_applied() {
     let mut pair = established_pair_with_a_group();
     let mut group = a_group_moved_to(&pair, 1_000);
     for parity in &mut group[10..] {
-        // Garble the rebuilt datagram's conv and command bytes.
-        for b in &mut parity[fec::OVERHEAD..fec::OVERHEAD + 6] {
+        // Garble the rebuilt datagram's command and fragment bytes (its conv stays the
+        // session's, so the session's guard is what refuses it).
+        for b in &mut parity[fec::OVERHEAD + 4..fec::OVERHEAD + 6] {
             *b ^= 0xa5;
         }
     }

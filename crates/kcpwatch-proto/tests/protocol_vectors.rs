@@ -21,6 +21,8 @@ fn the_documented_vectors_are_what_the_code_produces() {
         (r#"client DISCONNECT, packet number 8, reason 4, code 4000, text "bye""#, "12443322110800000000000000acc3ed2ae78b809d5a67a6159eb457b830b3b472a69f"),
         (r#"RESET answering the client DATA above"#, "0544332211000000000000000070b0a77e4e409873"),
         (r#"REJECT auth_rejected, application code 7"#, "04020200a0a1a2a3a4a5a6a7a8a9aaabacadaeaf0700"),
+        (r#"client DATAGRAM, packet number 9, sequenced, channel 3, payload "pos""#, "13443322110900000000000000425cace38fcc6545d2624ef80cd52f866ba4a625e9"),
+        (r#"server DATAGRAM, packet number 8, unsequenced, channel 0, payload "hi""#, "134433221108000000000000007484ebf2139a15d053f331c47fba2f94b5e31f11"),
     ];
     let got = protocol_v2::vectors();
     assert_eq!(got.len(), pinned.len());

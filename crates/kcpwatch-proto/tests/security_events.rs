@@ -508,6 +508,7 @@ fn malformed_opening_datagrams_fail_without_a_session() {
                 peer: addr(ATTACKER),
                 local: addr(SERVER),
                 direction: Direction::Inbound,
+                user: kcpwatch_proto::events::UserId::NONE,
             }
         );
         // Nothing was allocated or announced.

@@ -6,7 +6,12 @@
 //! Record layout, little endian: `kind: u8, handle: u32, len: u32, payload[len]`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+/// Bytes of datagram records waiting for JavaScript past which the I/O thread drops new
+/// datagrams (and counts them): a stalled event loop holds at most this much of them.
+pub const DATAGRAM_DELIVERY_LIMIT: usize = 1 << 20;
 
 use kcpwatch_proto::{AppClose, ConnectionSummary, Initiator};
 
@@ -24,7 +29,8 @@ pub enum RecordKind {
     /// payload_bytes_out, messages_in, messages_out, retransmitted segments, guard drops) and
     /// u32s (srtt, rttvar, rto), then the peer's DISCONNECT reason code u8 (0: none; secure
     /// mode), the application's close code u16 (0: none) and its text, u8-length-prefixed
-    /// (ours when we closed, the peer's when its DISCONNECT carried them).
+    /// (ours when we closed, the peer's when its DISCONNECT carried them), then the unreliable
+    /// datagram counters as u64s (sent, received, dropped; secure mode).
     Closed = 3,
     /// Bytes the peer acknowledged over the connection's life: u64. Sent, at most once per
     /// published batch, for connections with bytes JavaScript sent and the peer has not
@@ -42,12 +48,17 @@ pub enum RecordKind {
     /// remote port u16, local port u16, then u8-length-prefixed remote ip, local ip and uid,
     /// then the token with a u16 length.
     AuthRequest = 8,
+    /// Secure mode: one unreliable datagram: channel u8, then the payload.
+    Datagram = 9,
 }
 
 /// Staging area the I/O thread fills during one loop iteration, published in one step.
 #[derive(Debug, Default)]
 pub struct RecordWriter {
     bytes: Vec<u8>,
+    /// Bytes of datagram records staged (they have their own budget, see
+    /// [`DeliveryQueue::datagram_room`]).
+    datagram_bytes: usize,
 }
 
 impl RecordWriter {
@@ -142,7 +153,8 @@ impl RecordWriter {
                 + 1
                 + 2
                 + 1
-                + app_close.text.as_str().len().min(255),
+                + app_close.text.as_str().len().min(255)
+                + 3 * 8,
         );
         self.bytes.push(reason);
         self.bytes.push(match initiator {
@@ -158,6 +170,29 @@ impl RecordWriter {
         self.bytes.push(peer_reason.unwrap_or(0));
         self.bytes.extend_from_slice(&app_close.code.to_le_bytes());
         self.short_str(app_close.text.as_str());
+        let u = &s.unreliable;
+        for v in [u.sent, u.received, u.dropped] {
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// One unreliable datagram, copied in.
+    pub fn datagram(&mut self, handle: u32, channel: u8, payload: &[u8]) {
+        let before = self.bytes.len();
+        self.header(RecordKind::Datagram, handle, 1 + payload.len());
+        self.bytes.push(channel);
+        self.bytes.extend_from_slice(payload);
+        self.datagram_bytes += self.bytes.len() - before;
+    }
+
+    /// Bytes a datagram record of `payload_len` bytes takes.
+    pub fn datagram_record_len(payload_len: usize) -> usize {
+        9 + 1 + payload_len
+    }
+
+    /// Bytes of datagram records staged.
+    pub fn datagram_bytes(&self) -> usize {
+        self.datagram_bytes
     }
 
     /// A client's handshake completed.
@@ -227,6 +262,9 @@ pub struct DeliveryQueue {
     inner: Mutex<Vec<u8>>,
     notify: Box<dyn Fn() + Send + Sync>,
     limit: usize,
+    /// Bytes of datagram records published and not taken yet (changed under `inner`'s lock).
+    datagram_bytes: AtomicUsize,
+    datagram_limit: usize,
 }
 
 impl DeliveryQueue {
@@ -237,7 +275,18 @@ impl DeliveryQueue {
             inner: Mutex::new(Vec::new()),
             notify,
             limit,
+            datagram_bytes: AtomicUsize::new(0),
+            datagram_limit: DATAGRAM_DELIVERY_LIMIT,
         }
+    }
+
+    /// How many more bytes of datagram records may be staged before JavaScript takes what is
+    /// there (`staged`: already in the writer). Datagrams are not held back like messages
+    /// (they are worthless late, and nothing pushes back on their sender): past this budget the
+    /// I/O thread drops them and counts them.
+    pub fn datagram_room(&self, staged: usize) -> usize {
+        self.datagram_limit
+            .saturating_sub(self.datagram_bytes.load(Ordering::Acquire) + staged)
     }
 
     /// Publishes staged records. Returns false when the queue is above its limit, so the
@@ -252,6 +301,9 @@ impl DeliveryQueue {
         let (was_empty, room) = {
             let mut queue = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let was_empty = queue.is_empty();
+            self.datagram_bytes
+                .fetch_add(staged.datagram_bytes, Ordering::AcqRel);
+            staged.datagram_bytes = 0;
             if was_empty {
                 std::mem::swap(&mut *queue, &mut staged.bytes);
             } else {
@@ -285,6 +337,7 @@ impl DeliveryQueue {
     /// Takes everything published so far.
     pub fn take(&self) -> Vec<u8> {
         let mut queue = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.datagram_bytes.store(0, Ordering::Release);
         std::mem::take(&mut *queue)
     }
 }

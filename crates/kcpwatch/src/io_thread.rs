@@ -43,6 +43,8 @@ pub(crate) enum Command {
         reply: Sender<Result<ConnectedInfo, RuntimeError>>,
     },
     Send(Vec<u8>),
+    /// Unreliable datagrams (secure mode), packed as `datagram_batch` describes.
+    SendDatagrams(Vec<u8>),
     Close(u32),
     /// Closes a connection gracefully with the application's close code and text, which a
     /// secure session's DISCONNECT carries to the peer.
@@ -53,6 +55,9 @@ pub(crate) enum Command {
     CloseAll(Option<u32>),
     /// Answers an authentication request: its id and whether the token is accepted.
     ResolveAuth(u64, bool),
+    /// Accepts an authentication request naming the connection's user (boxed: one per
+    /// authentication, and the other commands stay small).
+    ResolveAuthAs(u64, Box<kcpwatch_proto::events::UserId>),
     /// Refuses an authentication request with the application's reason code (1..=65535),
     /// which the client receives in the REJECT.
     RejectAuth(u64, u16),
@@ -70,6 +75,9 @@ pub(crate) struct Shared {
     pub(crate) paused: AtomicBool,
     /// The security event ring and the thread consuming it, when logging is on.
     pub(crate) events: Option<EventsLink>,
+    /// Bytes of datagram batches sent to this thread and not applied yet: the binding refuses
+    /// more datagrams past its bound, so a stalled thread cannot make the queue grow.
+    pub(crate) datagram_backlog: std::sync::atomic::AtomicUsize,
 }
 
 /// The producer's view of the logging pipeline.
@@ -91,6 +99,8 @@ const CONTROL: u8 = 4;
 const DELIVERY_PAUSE: u8 = 1;
 /// JavaScript has room again for this connection's messages.
 const DELIVERY_RESUME: u8 = 2;
+/// JavaScript dropped `len` of this connection's datagrams nobody read: count them.
+const DATAGRAMS_DROPPED: u8 = 3;
 
 /// The violation codes JavaScript uses in a report-only send entry.
 fn violation_from_code(code: u8) -> Option<Violation> {
@@ -463,6 +473,7 @@ impl IoThread {
             self.endpoint.flush(now);
             self.transmit();
             self.collect_events();
+            self.deliver_datagrams();
             self.maybe_stats();
             self.report_suppressed_errors();
             self.publish_events();
@@ -515,6 +526,12 @@ impl IoThread {
             match command {
                 Command::Shutdown => return true,
                 Command::Send(batch) => self.apply_sends(now, &batch),
+                Command::SendDatagrams(batch) => {
+                    crate::datagram_batch::apply(&mut self.endpoint, now, &batch);
+                    self.shared
+                        .datagram_backlog
+                        .fetch_sub(batch.len(), Ordering::AcqRel);
+                }
                 Command::Close(handle) => self
                     .endpoint
                     .close(now, ConnectionHandle::from_bits(handle)),
@@ -529,6 +546,9 @@ impl IoThread {
                 }
                 Command::ResolveAuth(id, accept) => {
                     self.endpoint.resolve_auth(id, accept);
+                }
+                Command::ResolveAuthAs(id, user) => {
+                    self.endpoint.resolve_auth_as(id, *user);
                 }
                 Command::RejectAuth(id, app_code) => {
                     self.endpoint.reject_auth(id, app_code);
@@ -616,6 +636,7 @@ impl IoThread {
                     DELIVERY_RESUME => {
                         self.delivery_paused.remove(&conn);
                     }
+                    DATAGRAMS_DROPPED => self.endpoint.note_datagram_drops(conn, len as u64),
                     _ => {}
                 }
                 continue;
@@ -868,7 +889,9 @@ impl IoThread {
                     // Messages that arrived before the close are delivered first: the engine
                     // handed over what it still held (acknowledged to the peer), paused
                     // connection or not, and whether or not delivery is past its limit (the
-                    // excess is bounded by the receive window).
+                    // excess is bounded by the receive window). Its datagrams too, within
+                    // their budget.
+                    self.deliver_datagrams_of(Some(handle));
                     for message in unread.iter() {
                         self.writer
                             .message_slot(handle.to_bits(), message.len())
@@ -898,6 +921,35 @@ impl IoThread {
                     );
                 }
             }
+        }
+    }
+
+    fn deliver_datagrams(&mut self) {
+        if self.endpoint.has_datagrams() {
+            self.deliver_datagrams_of(None);
+        }
+    }
+
+    /// Stages received datagrams (of one connection, or all) as records while their budget
+    /// lasts; the rest are dropped, and the endpoint counts them.
+    fn deliver_datagrams_of(&mut self, handle: Option<ConnectionHandle>) {
+        let mut room = self
+            .shared
+            .delivery
+            .datagram_room(self.writer.datagram_bytes());
+        let writer = &mut self.writer;
+        let deliver = |h: ConnectionHandle, channel: u8, payload: &[u8]| {
+            let need = RecordWriter::datagram_record_len(payload.len());
+            if need > room {
+                return false;
+            }
+            room -= need;
+            writer.datagram(h.to_bits(), channel, payload);
+            true
+        };
+        match handle {
+            Some(h) => self.endpoint.take_datagrams_of(h, deliver),
+            None => self.endpoint.take_datagrams(deliver),
         }
     }
 

@@ -3,6 +3,7 @@
 //! batches of connection events and messages; nothing on the packet path calls into JavaScript.
 #![warn(missing_docs)]
 
+pub mod datagram_batch;
 pub mod delivery;
 pub mod errno;
 pub mod error;

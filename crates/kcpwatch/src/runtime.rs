@@ -218,6 +218,7 @@ impl Runtime {
             waker,
             delivery: DeliveryQueue::new(config.delivery_limit, notify),
             paused: AtomicBool::new(false),
+            datagram_backlog: Default::default(),
             events,
         });
         let (tx, rx) = unbounded();
@@ -277,6 +278,16 @@ impl Runtime {
         self.command(Command::ResolveAuth(id, accept))
     }
 
+    /// Accepts an authentication request naming the user: every record of the connection
+    /// carries it (`user_id`, through the privacy mode).
+    pub fn resolve_auth_as(
+        &self,
+        id: u64,
+        user: kcpwatch_proto::events::UserId,
+    ) -> Result<(), RuntimeError> {
+        self.command(Command::ResolveAuthAs(id, Box::new(user)))
+    }
+
     /// Refuses an authentication request with the application's reason code (1..=65535),
     /// which the client receives in the REJECT.
     pub fn reject_auth(&self, id: u64, app_code: u16) -> Result<(), RuntimeError> {
@@ -310,6 +321,30 @@ impl Runtime {
     /// 1 pauses the connection's message delivery, 2 resumes it).
     pub fn send_batch(&self, batch: Vec<u8>) -> Result<(), RuntimeError> {
         self.command(Command::Send(batch))
+    }
+
+    /// Queues a batch of unreliable datagrams (secure mode; layout in `datagram_batch`).
+    /// Returns the bytes of datagram batches not yet applied by the I/O thread, this one
+    /// included, so the binding can refuse more while the thread is behind.
+    pub fn send_datagram_batch(&self, batch: Vec<u8>) -> Result<usize, RuntimeError> {
+        let len = batch.len();
+        let backlog = self
+            .shared
+            .datagram_backlog
+            .fetch_add(len, Ordering::AcqRel)
+            + len;
+        if let Err(e) = self.command(Command::SendDatagrams(batch)) {
+            self.shared
+                .datagram_backlog
+                .fetch_sub(len, Ordering::AcqRel);
+            return Err(e);
+        }
+        Ok(backlog)
+    }
+
+    /// Bytes of datagram batches the I/O thread has not applied yet.
+    pub fn datagram_backlog(&self) -> usize {
+        self.shared.datagram_backlog.load(Ordering::Acquire)
     }
 
     /// Closes a connection gracefully.

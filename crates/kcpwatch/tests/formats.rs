@@ -1390,6 +1390,7 @@ fn conn(uid: u128, conv: u32, peer: &str, local: &str, direction: Direction) -> 
         peer: addr(peer),
         local: addr(local),
         direction,
+        user: kcpwatch_proto::events::UserId::NONE,
     }
 }
 
@@ -2594,6 +2595,18 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
             "connection_established",
             SecurityEvent::ConnectionEstablished(ConnectionEstablished {
                 conn: inbound,
+                secure: None,
+            }),
+        ),
+        (
+            // The user `authenticate` named, with characters every format must escape.
+            "connection_established_user",
+            SecurityEvent::ConnectionEstablished(ConnectionEstablished {
+                conn: ConnectionRef {
+                    user: kcpwatch_proto::events::UserId::new("player|42 = \"Zoë\" [東京] 100%")
+                        .unwrap(),
+                    ..inbound
+                },
                 secure: None,
             }),
         ),

@@ -48,7 +48,7 @@ const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 const SECURITY_QUEUE_LIMIT: usize = 16_384;
 const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 const DROP_KEYS: usize = 11;
-const FAIL_KEYS: usize = 11;
+const FAIL_KEYS: usize = 12;
 
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
@@ -56,10 +56,16 @@ pub const STALE_SESSION: &str = "stale_session";
 /// The `unknown_connection` rule of a raw datagram from an (address, conv) whose session was
 /// closed for a protocol violation less than an idle timeout ago (`raw_closed.rs`).
 pub const RECENTLY_CLOSED: &str = "recently_closed";
+/// The drop rule (trigger `bad_cmd`) of a datagram of the other mode: a secure HELLO at a raw
+/// server, plain KCP at a secure one (`mode_mismatch.rs`).
+pub const MODE_MISMATCH: &str = "mode_mismatch";
 
 /// ICMP unreachable reports in a row (with nothing received from the peer, over at least a
 /// third of the idle timeout) after which a session ends as `dead_link`.
 pub const UNREACHABLE_REPORTS_TO_CLOSE: u32 = 3;
+/// A secure client's handshake fails as `unreachable` once ICMP reports came for this many
+/// different HELLOs (the first and its retransmission 250 ms later) with no answer between.
+pub const HANDSHAKE_UNREACHABLE_HELLOS: u32 = 2;
 
 /// What [`Endpoint::peer_unreachable`] made of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +168,8 @@ pub enum EndpointEvent {
     },
 }
 
+pub use datagram::{DatagramSendError, MAX_DATAGRAM_INBOX_BYTES, MAX_DATAGRAM_TX_BYTES};
+
 /// Why `send` refused a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -210,7 +218,7 @@ pub struct EndpointStats {
     pub dropped: [u64; 11],
     /// Attempts that never became connections, by reason, indexed like `fail_key`
     /// (see [`EndpointStats::failed_by`]).
-    pub failed_by_reason: [u64; 11],
+    pub failed_by_reason: [u64; FAIL_KEYS],
     /// Secure mode: HELLOs received (with or without a cookie).
     pub hellos_received: u64,
     /// Secure mode: COOKIE replies sent.
@@ -241,6 +249,9 @@ pub struct EndpointStats {
     /// ICMP unreachable reports about a live session's peer (see
     /// [`Endpoint::peer_unreachable`]).
     pub unreachable_reports: u64,
+    /// Datagrams of the other mode: a secure HELLO at a raw server, plain KCP at a secure one
+    /// (rule `mode_mismatch`).
+    pub mode_mismatch: u64,
     /// Sessions opened by peers.
     pub passive_opens: u64,
     /// Sessions opened by `connect`.
@@ -257,6 +268,8 @@ pub struct EndpointStats {
     pub events_lost_by_severity: [u64; 8],
     /// Raw mode with FEC: kcp-go's FEC counters.
     pub fec: crate::fec::FecStats,
+    /// Secure mode: unreliable datagrams, apart from the messages.
+    pub unreliable: crate::secure::datagram::DatagramStats,
 }
 
 impl EndpointStats {
@@ -366,8 +379,12 @@ pub struct Endpoint {
     fec: Option<raw_fec::FecState>,
     /// Raw mode: (address, conv) pairs closed for a protocol violation, refused for a while.
     raw_closed: raw_closed::RawClosed,
+    /// Secure mode: received datagrams waiting for the application.
+    inbox: datagram::DatagramInbox,
 }
 
+mod datagram;
+mod mode_mismatch;
 mod raw_closed;
 mod raw_fec;
 mod secure;
@@ -426,6 +443,7 @@ impl Endpoint {
             totals: Default::default(),
             fec,
             raw_closed: Default::default(),
+            inbox: Default::default(),
             reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
                 .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
             started_at: u64::from(now),
@@ -537,6 +555,19 @@ impl Endpoint {
         local: SocketAddr,
         datagram: &[u8],
     ) -> Option<ConnectionHandle> {
+        self.raw_deliver(now, remote, local, datagram, false)
+    }
+
+    /// [`Endpoint::raw_input`]; a datagram FEC `rebuilt` counts as `fec.recovered` instead of
+    /// an accepted datagram (the datagram that completed its group is counted already).
+    fn raw_deliver(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+        rebuilt: bool,
+    ) -> Option<ConnectionHandle> {
         let Some(conv) = datagram_conv(datagram) else {
             self.drop_datagram(
                 remote,
@@ -555,7 +586,11 @@ impl Endpoint {
         let outcome = self.with_session(handle, |s| s.input(now, datagram));
         match outcome {
             Some(Ok(engine_error)) => {
-                self.stats.datagrams_accepted += 1;
+                if rebuilt {
+                    self.stats.fec.recovered += 1;
+                } else {
+                    self.stats.datagrams_accepted += 1;
+                }
                 if let Some(error) = engine_error {
                     self.engine_error(handle, error);
                 }
@@ -642,6 +677,10 @@ impl Endpoint {
                     crate::segment::CMD_ACK | crate::segment::CMD_WASK | crate::segment::CMD_WINS
                 )
             {
+                if mode_mismatch::secure_hello(datagram) {
+                    self.mode_mismatch(remote, local, Some(conv), datagram.len());
+                    return None;
+                }
                 let rule = self.stale_rule();
                 self.drop_trigger(
                     remote,
@@ -655,6 +694,7 @@ impl Endpoint {
                 return None;
             }
         }
+
         let now_ms = self.unix_ms();
         self.detectors.handshake(remote.ip(), now_ms);
         self.report_alerts();
@@ -678,6 +718,10 @@ impl Endpoint {
             in_flight: &no_flight,
         };
         if let Err(violation) = guard::validate(&ctx, datagram) {
+            if mode_mismatch::secure_hello(datagram) {
+                self.mode_mismatch(remote, local, Some(conv), datagram.len());
+                return None;
+            }
             self.failed_attempt(
                 remote,
                 local,
@@ -794,6 +838,7 @@ impl Endpoint {
             peer: remote,
             local,
             direction: Direction::Inbound,
+            user: crate::events::UserId::NONE,
         };
         let failed = ConnectionFailed {
             conn,
@@ -887,8 +932,9 @@ impl Endpoint {
             direction,
             self.tx.clone(),
         );
-        if let Some(fec) = &self.fec {
-            session.enable_fec(crate::fec::Encoder::new(fec.codec.clone()));
+        if let Some(fec) = self.fec.as_mut() {
+            // One encoder per remote: every session to it shares one seqid sequence.
+            session.enable_fec(fec.attach(remote));
         }
         let index = match self.free.pop() {
             Some(index) => index,
@@ -1382,7 +1428,7 @@ impl Endpoint {
             self.by_key.remove(&(session.remote, session.conv));
         }
         if let Some(fec) = self.fec.as_mut() {
-            fec.forget(handle, session.remote);
+            fec.forget(session.remote);
         }
         if let Some(secure) = session.secure.as_ref() {
             if self.by_conv.get(&session.conv) == Some(&handle) {
@@ -1545,6 +1591,20 @@ impl Endpoint {
             let Some(session) = slot.session.as_mut() else {
                 continue;
             };
+            if session.remote == peer
+                && session.state == ConnectionState::Handshaking
+                && session.direction == Direction::Outbound
+            {
+                self.stats.unreachable_reports += 1;
+                let handle = ConnectionHandle::new(index as u32, generation);
+                match self.handshake_unreachable(handle) {
+                    Some(closed @ Unreachable::Closed(_)) => outcome = closed,
+                    Some(first) if outcome == Unreachable::NoSession => outcome = first,
+                    None if outcome == Unreachable::NoSession => outcome = Unreachable::Repeat,
+                    _ => {}
+                }
+                continue;
+            }
             if session.remote != peer
                 || !matches!(
                     session.state,
@@ -1584,6 +1644,27 @@ impl Endpoint {
             }
         }
         outcome
+    }
+
+    /// A datagram of the other mode (a secure HELLO at a raw server, plain KCP at a secure
+    /// one): dropped, counted and recorded as `bad_cmd` / `mode_mismatch`, never answered.
+    fn mode_mismatch(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: Option<u32>,
+        len: usize,
+    ) {
+        self.stats.mode_mismatch += 1;
+        self.drop_trigger(
+            remote,
+            local,
+            conv,
+            None,
+            DropTrigger::BadCmd,
+            MODE_MISMATCH,
+            len,
+        );
     }
 
     /// Unix time in milliseconds by the endpoint's clock.
@@ -1807,5 +1888,6 @@ fn fail_key(reason: FailReason) -> usize {
         FailReason::DecryptFailed => 8,
         FailReason::UnknownServerKey => 9,
         FailReason::ServerAuthFailed => 10,
+        FailReason::Unreachable => 11,
     }
 }

@@ -1,26 +1,41 @@
 //! Raw mode with kcp-go's FEC (see [`crate::fec`]): data shards go to KCP through the guard at
 //! once, like any datagram; parity shards and kept data shards rebuild lost datagrams, which
 //! take the same guard path before the engine sees them.
+//!
+//! FEC sits below KCP, per UDP peer, as in kcp-go (one session per socket pair there): every
+//! session to a remote address shares one encoder, so the shards this endpoint sends there form
+//! one seqid sequence, and the shards from a remote address (to one of our addresses) go to one
+//! decoder. A parity shard names no conv, so it must never meet data shards of another seqid
+//! sequence: with an encoder per session, several connections on one socket interleaved their
+//! groups and parity rebuilt one connection's bytes from another's datagrams. A rebuilt
+//! datagram is routed by its own conv, never assumed to belong to a session.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use super::{ConnectionHandle, Endpoint};
+use super::Endpoint;
 use crate::clock::Millis;
-use crate::fec::{Codec, DecodeScratch, Decoder, Packet};
+use crate::fec::{Codec, DecodeScratch, Decoder, Encoder, Packet};
 use crate::lifecycle::DropTrigger;
 
-/// An endpoint's FEC state: the codec its sessions share, their decoders and reused buffers.
+/// The FEC state of one remote address; it lives while a session to it does.
+struct Peer {
+    /// Shared by every session to this remote: one seqid sequence on the wire.
+    encoder: Rc<RefCell<Encoder>>,
+    /// One decoder per our address the remote sends to (each is a separate sequence at a
+    /// kcpwatch peer); made at the first shard. Nearly always one.
+    decoders: Vec<(SocketAddr, Box<Decoder>)>,
+    /// Live sessions to this remote.
+    sessions: u32,
+}
+
+/// An endpoint's FEC state: the codec, the per-remote encoders and decoders, reused buffers.
 pub(super) struct FecState {
-    pub(super) codec: Rc<Codec>,
+    codec: Rc<Codec>,
     scratch: DecodeScratch,
-    /// Each session's decoder, by slot index, with the slot generation it belongs to;
-    /// made at a session's first shard, dropped when it closes.
-    decoders: Vec<Option<(u32, Box<Decoder>)>>,
-    /// Parity shards carry no conv: the session at an address that last got a data shard
-    /// (kcp-go sends a group's parity right after its last data shard).
-    route: HashMap<SocketAddr, ConnectionHandle>,
+    peers: HashMap<SocketAddr, Peer>,
 }
 
 impl FecState {
@@ -28,36 +43,45 @@ impl FecState {
         Self {
             codec: Rc::new(codec),
             scratch: DecodeScratch::default(),
+            peers: HashMap::new(),
+        }
+    }
+
+    /// A session to `remote` opened: the encoder it writes through, shared with every other
+    /// session to `remote`.
+    pub(super) fn attach(&mut self, remote: SocketAddr) -> Rc<RefCell<Encoder>> {
+        let codec = &self.codec;
+        let peer = self.peers.entry(remote).or_insert_with(|| Peer {
+            encoder: Rc::new(RefCell::new(Encoder::new(codec.clone()))),
             decoders: Vec::new(),
-            route: HashMap::new(),
-        }
+            sessions: 0,
+        });
+        peer.sessions += 1;
+        peer.encoder.clone()
     }
 
-    fn decoder(&mut self, handle: ConnectionHandle) -> &mut Decoder {
-        let index = handle.index() as usize;
-        if self.decoders.len() <= index {
-            self.decoders.resize_with(index + 1, || None);
-        }
-        let entry = &mut self.decoders[index];
-        if entry.as_ref().map(|e| e.0) != Some(handle.generation()) {
-            *entry = Some((
-                handle.generation(),
-                Box::new(Decoder::new(self.codec.clone())),
-            ));
-        }
-        &mut entry.as_mut().expect("just set").1
-    }
-
-    /// A session closed: its decoder and route go.
-    pub(super) fn forget(&mut self, handle: ConnectionHandle, remote: SocketAddr) {
-        if let Some(entry) = self.decoders.get_mut(handle.index() as usize) {
-            if entry.as_ref().map(|e| e.0) == Some(handle.generation()) {
-                *entry = None;
+    /// A session to `remote` closed: the remote's encoder and decoders go with its last one.
+    pub(super) fn forget(&mut self, remote: SocketAddr) {
+        if let Some(peer) = self.peers.get_mut(&remote) {
+            peer.sessions = peer.sessions.saturating_sub(1);
+            if peer.sessions == 0 {
+                self.peers.remove(&remote);
             }
         }
-        if self.route.get(&remote) == Some(&handle) {
-            self.route.remove(&remote);
-        }
+    }
+
+    /// The decoder for shards from `remote` to our `local`; `None` with no session to `remote`.
+    fn decoder(&mut self, remote: SocketAddr, local: SocketAddr) -> Option<&mut Decoder> {
+        let peer = self.peers.get_mut(&remote)?;
+        let index = match peer.decoders.iter().position(|d| d.0 == local) {
+            Some(index) => index,
+            None => {
+                peer.decoders
+                    .push((local, Box::new(Decoder::new(self.codec.clone()))));
+                peer.decoders.len() - 1
+            }
+        };
+        Some(&mut peer.decoders[index].1)
     }
 }
 
@@ -71,23 +95,22 @@ impl Endpoint {
         local: SocketAddr,
         datagram: &[u8],
     ) -> bool {
-        let (seqid, parity, shard, handle) = match crate::fec::parse(datagram) {
+        let (seqid, parity, shard) = match crate::fec::parse(datagram) {
             Packet::Plain => return false,
             Packet::Data { seqid, shard, kcp } => {
                 // Exactly as if the KCP datagram had come alone; only a datagram the guard
                 // accepted is kept for rebuilding others.
-                let Some(handle) = self.raw_input(now, remote, local, kcp) else {
+                if self.raw_input(now, remote, local, kcp).is_none() {
                     return true;
-                };
-                (seqid, false, shard, handle)
+                }
+                (seqid, false, shard)
             }
             Packet::Parity { seqid, shard } => {
-                let Some(handle) = self
+                if !self
                     .fec
                     .as_ref()
-                    .and_then(|f| f.route.get(&remote).copied())
-                    .filter(|&h| self.session(h).is_some())
-                else {
+                    .is_some_and(|f| f.peers.contains_key(&remote))
+                {
                     self.drop_trigger(
                         remote,
                         local,
@@ -98,8 +121,8 @@ impl Endpoint {
                         datagram.len(),
                     );
                     return true;
-                };
-                (seqid, true, shard, handle)
+                }
+                (seqid, true, shard)
             }
             Packet::Oob => {
                 self.drop_trigger(
@@ -129,16 +152,20 @@ impl Endpoint {
         let Some(fec) = self.fec.as_mut() else {
             return true;
         };
-        if parity {
-            self.stats.fec.parity_shards += 1;
-        } else {
-            fec.route.insert(remote, handle);
-        }
         let mut scratch = std::mem::take(&mut fec.scratch);
-        fec.decoder(handle)
-            .decode(seqid, parity, shard, &mut scratch, &mut self.stats.fec);
-        if scratch.recovered_count() > 0 {
-            self.feed_recovered(now, handle, &scratch);
+        // The data shard's session may have closed on it (and with it the remote's state).
+        let decoded = match fec.decoder(remote, local) {
+            Some(decoder) => {
+                if parity {
+                    self.stats.fec.parity_shards += 1;
+                }
+                decoder.decode(seqid, parity, shard, &mut scratch, &mut self.stats.fec);
+                true
+            }
+            None => false,
+        };
+        if decoded && scratch.recovered_count() > 0 {
+            self.feed_recovered(now, remote, local, &scratch);
         }
         if let Some(fec) = self.fec.as_mut() {
             fec.scratch = scratch;
@@ -146,31 +173,27 @@ impl Endpoint {
         true
     }
 
-    /// Rebuilt datagrams go through the session's guard like received ones: one the guard
-    /// refuses (a forged or garbled shard rebuilds garbage) is counted as `FECErrs`, dropped
-    /// with the guard's trigger and rule, and never reaches the engine.
-    fn feed_recovered(&mut self, now: Millis, handle: ConnectionHandle, scratch: &DecodeScratch) {
+    /// Rebuilt datagrams go, by their own conv, the way a received datagram goes: to the
+    /// session of `remote` with that conv (or one it may open) through its guard. One the guard
+    /// or the endpoint refuses (a forged or garbled shard rebuilds garbage) is counted as
+    /// `FECErrs`, dropped with the trigger and rule a received one would get, and never reaches
+    /// an engine.
+    fn feed_recovered(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        scratch: &DecodeScratch,
+    ) {
         for datagram in scratch.recovered() {
-            let Some((remote, local, conv)) =
-                self.session(handle).map(|s| (s.remote, s.local, s.conv))
-            else {
-                return;
-            };
-            match self.with_session(handle, |s| s.input(now, datagram)) {
-                Some(Ok(engine_error)) => {
-                    self.stats.fec.recovered += 1;
-                    if let Some(error) = engine_error {
-                        self.engine_error(handle, error);
-                    }
-                    self.after_activity(handle, now);
-                }
-                Some(Err(violation)) => {
-                    self.stats.fec.errors += 1;
-                    self.stats.fec.rebuilt_refused += 1;
-                    let uid = self.session(handle).map(|s| s.uid);
-                    self.drop_datagram(remote, local, Some(conv), uid, violation, datagram.len());
-                }
-                None => return,
+            let dropped = self.stats.dropped_total();
+            if self
+                .raw_deliver(now, remote, local, datagram, true)
+                .is_none()
+                && self.stats.dropped_total() > dropped
+            {
+                self.stats.fec.errors += 1;
+                self.stats.fec.rebuilt_refused += 1;
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::config::{Mode, SessionConfig};
 use crate::events::{
     ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
     ConnectionStateUpdated, Direction, FailReason, PeerAddressChanged, SecureSession,
-    SecurityEvent,
+    SecurityEvent, UserId,
 };
 use crate::guard::GuardViolation;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
@@ -25,8 +25,8 @@ use crate::secure::noise::{ClientNoise, ServerNoise};
 use crate::secure::wire::{
     self, AcceptPayload, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, KEY_ID_LEN, MAX_TOKEN_LEN,
     REJECT_LEN, RESET_LEN, SESSION_OVERHEAD, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, TYPE_ACCEPT,
-    TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
-    VERSION,
+    TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_HELLO, TYPE_KEEPALIVE,
+    TYPE_REJECT, TYPE_RESET, VERSION,
 };
 use crate::secure::CookieCheck;
 use crate::session::{AppClose, ClientHandshake, HELLO_RETRY_MS};
@@ -46,6 +46,8 @@ pub(super) struct PendingAuth {
     key_id: [u8; KEY_ID_LEN],
     /// Extended clock reading after which the answer is too late.
     pub(super) deadline: u64,
+    /// The user id the application's answer names ([`Endpoint::resolve_auth_as`]).
+    user: UserId,
 }
 
 /// Stateless RESETs per second and burst, per source and overall. A restarted server's
@@ -106,10 +108,13 @@ impl Endpoint {
             Some(&(TYPE_COOKIE | TYPE_ACCEPT | TYPE_REJECT)) => {
                 self.client_reply(now, remote, local, datagram)
             }
-            Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT)) => {
+            Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM)) => {
                 self.session_datagram(now, remote, local, datagram)
             }
             Some(&TYPE_RESET) => self.client_reset(remote, local, datagram),
+            Some(_) if super::mode_mismatch::raw_kcp(datagram) => {
+                self.mode_mismatch(remote, local, None, datagram.len())
+            }
             Some(_) => self.drop_trigger(
                 remote,
                 local,
@@ -388,6 +393,7 @@ impl Endpoint {
             peer: remote,
             local,
             direction: Direction::Inbound,
+            user: UserId::NONE,
         };
         self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
             conn,
@@ -399,7 +405,17 @@ impl Endpoint {
         );
         if !self.config.require_auth {
             self.token_buf = token;
-            self.establish_server(now, uid, conv, remote, local, nonce, noise, key_id);
+            self.establish_server(
+                now,
+                uid,
+                conv,
+                remote,
+                local,
+                nonce,
+                noise,
+                key_id,
+                UserId::NONE,
+            );
             return;
         }
         if self.pending_auth.len() >= self.config.max_pending_auth {
@@ -425,6 +441,7 @@ impl Endpoint {
             noise,
             key_id,
             deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
+            user: UserId::NONE,
         });
         self.stats.auth_requests += 1;
         self.events.push_back(EndpointEvent::AuthRequest {
@@ -494,6 +511,7 @@ impl Endpoint {
         nonce: [u8; 16],
         noise: ServerNoise,
         key_id: [u8; KEY_ID_LEN],
+        user: UserId,
     ) {
         let mut accept = [0; ACCEPT_LEN];
         let payload = AcceptPayload {
@@ -518,6 +536,7 @@ impl Endpoint {
         );
         let now_extended = self.clock.extended();
         if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+            session.user = user;
             session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
             let keys = SessionKeys::from_split(&split, Role::Server);
             session.start_session(conv, keys, now, now_extended);
@@ -554,6 +573,15 @@ impl Endpoint {
         self.answer_auth(id, accept, 0, "authenticate")
     }
 
+    /// Accepts an [`EndpointEvent::AuthRequest`] as [`Endpoint::resolve_auth`] does, naming
+    /// the user: every record of the connection carries `user` (docs/events.md, `user_id`).
+    pub fn resolve_auth_as(&mut self, id: u64, user: UserId) -> bool {
+        if let Some(pending) = self.pending_auth.iter_mut().find(|p| p.id == id) {
+            pending.user = user;
+        }
+        self.answer_auth(id, true, 0, "authenticate")
+    }
+
     /// Refuses an [`EndpointEvent::AuthRequest`] with the application's reason code (1 to
     /// 65535; 0 is none), which the client receives in the REJECT. False if the request is
     /// unknown.
@@ -572,6 +600,7 @@ impl Endpoint {
             peer: pending.remote,
             local: pending.local,
             direction: Direction::Inbound,
+            user: UserId::NONE,
         };
         if !accept {
             self.send_reject(
@@ -613,6 +642,7 @@ impl Endpoint {
             pending.nonce,
             pending.noise,
             pending.key_id,
+            pending.user,
         );
         true
     }
@@ -683,6 +713,8 @@ impl Endpoint {
                 retry_ms: HELLO_RETRY_MS,
                 deadline,
                 hellos: 0,
+                unreachable_hellos: 0,
+                unreachable_at_hello: 0,
             };
             let key_id = crate::secure::key_id(&server_key);
             session.make_secure(Role::Client, nonce, key_id, keepalive, Some(handshake), now);
@@ -761,6 +793,29 @@ impl Endpoint {
         });
     }
 
+    /// An ICMP unreachable report about a handshaking client's server address. Reports about
+    /// [`super::HANDSHAKE_UNREACHABLE_HELLOS`] different HELLOs, with no COOKIE in between, fail the
+    /// attempt as `unreachable` (docs/security.md, "ICMP during the handshake"). `None` for a
+    /// repeat about a HELLO already counted.
+    pub(super) fn handshake_unreachable(
+        &mut self,
+        handle: ConnectionHandle,
+    ) -> Option<super::Unreachable> {
+        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        let conn = session.conn_ref();
+        let h = session.secure.as_mut()?.handshake.as_mut()?;
+        if h.unreachable_hellos > 0 && h.unreachable_at_hello == h.hellos {
+            return None;
+        }
+        h.unreachable_at_hello = h.hellos;
+        h.unreachable_hellos += 1;
+        if h.unreachable_hellos < super::HANDSHAKE_UNREACHABLE_HELLOS {
+            return Some(super::Unreachable::FirstReport(conn));
+        }
+        self.fail_connect(handle, FailReason::Unreachable, "icmp_unreachable", 0);
+        Some(super::Unreachable::Closed(conn))
+    }
+
     /// COOKIE, ACCEPT or REJECT at a client: each answers a HELLO of ours, named by its nonce.
     fn client_reply(
         &mut self,
@@ -819,6 +874,8 @@ impl Endpoint {
                 {
                     wire::set_hello_cookie(&mut h.hello, &cookie);
                     h.retry_ms = HELLO_RETRY_MS;
+                    // The server answered: earlier ICMP reports were stale or forged.
+                    h.unreachable_hellos = 0;
                 }
                 self.send_hello(handle, now);
                 self.reschedule(handle, now);
@@ -937,6 +994,9 @@ impl Endpoint {
             }
             // DATA or KEEPALIVE for a session this process does not have (it restarted, or
             // closed the session long ago): a stateless RESET ends the client's session.
+            if header.kind == TYPE_DATAGRAM {
+                self.datagram_without_session();
+            }
             let answer = header.kind != TYPE_DISCONNECT && self.reset_allowed(remote);
             let rule = if header.kind == TYPE_DISCONNECT {
                 "no_session"
@@ -1038,6 +1098,9 @@ impl Endpoint {
                     s.note_control_in(now, len);
                 }
                 self.reschedule(handle, now);
+            }
+            TYPE_DATAGRAM => {
+                self.datagram_in(now, handle, remote, local, header, body, len);
             }
             _ => {
                 self.stats.datagrams_accepted += 1;

@@ -426,6 +426,8 @@ pub struct Decoder {
     sets: [Set; MAX_SETS],
     /// The newest group seen (kcp-go's newestShardId, which also starts at 0).
     newest: u32,
+    /// Shards in a row from groups too far behind to keep.
+    stale: u32,
 }
 
 impl Decoder {
@@ -435,6 +437,7 @@ impl Decoder {
             codec,
             sets: Default::default(),
             newest: 0,
+            stale: 0,
         }
     }
 
@@ -471,8 +474,22 @@ impl Decoder {
             Some(index) => index,
             None => {
                 if behind(self.newest, id) > (MAX_SHARD_SETS * total) as i32 {
-                    // kcp-go would open it and drop it on the same call.
-                    return;
+                    // kcp-go would open it and drop it on the same call. A decoder serves a
+                    // remote address for as long as any session to it lives, so a peer that
+                    // started over there (a new kcp-go session, seqids from 0) sends only such
+                    // shards: after more than a window of them in a row, follow it.
+                    self.stale += 1;
+                    if self.stale <= MAX_SETS as u32 * total {
+                        return;
+                    }
+                    for i in 0..MAX_SETS {
+                        if self.sets[i].live {
+                            self.retire(i, stats);
+                        }
+                    }
+                }
+                if behind(self.newest, id) > (MAX_SHARD_SETS * total) as i32 {
+                    self.newest = id;
                 }
                 if behind(self.newest, id) < 0 {
                     self.newest = id;
@@ -494,6 +511,7 @@ impl Decoder {
                 index
             }
         };
+        self.stale = 0;
         let set = &mut self.sets[index];
         if set.done || set.has(position) {
             return;
@@ -691,6 +709,54 @@ mod tests {
         // A shard of a group that far behind is not kept.
         dec.decode(2, false, &shard, &mut ds, &mut stats);
         assert_eq!(dec.sets.iter().filter(|s| s.live).count(), 1);
+    }
+
+    #[test]
+    fn a_peer_that_restarts_its_seqids_is_followed_after_a_window_of_old_shards() {
+        let codec = Rc::new(
+            Codec::new(FecConfig {
+                data_shards: 2,
+                parity_shards: 1,
+            })
+            .unwrap(),
+        );
+        let mut enc = Encoder::new(codec.clone());
+        let mut dec = Decoder::new(codec);
+        let (mut ds, mut stats) = (DecodeScratch::default(), FecStats::default());
+        let shard = [30u8, 0, 1, 2];
+        dec.decode(3 * 1000, false, &shard, &mut ds, &mut stats);
+        // The peer starts over at seqid 0: 4 groups of 3 shards in a row are ignored...
+        let (mut scratch, mut out, mut sink) = (Vec::new(), Vec::new(), Collect(Vec::new()));
+        for t in 0..20 {
+            enc.encode(
+                t,
+                &kcp_datagram(t as u8, 30),
+                &mut scratch,
+                &mut out,
+                &mut sink,
+            );
+        }
+        let mut rebuilt = 0;
+        for (n, &(s, l)) in sink.0.iter().enumerate() {
+            // ...then, losing the first data shard of every group, its groups are rebuilt.
+            if n % 3 == 0 {
+                continue;
+            }
+            match parse(&out[s..s + l]) {
+                Packet::Data { seqid, shard, .. } => {
+                    dec.decode(seqid, false, shard, &mut ds, &mut stats)
+                }
+                Packet::Parity { seqid, shard } => {
+                    dec.decode(seqid, true, shard, &mut ds, &mut stats)
+                }
+                other => panic!("{other:?}"),
+            }
+            rebuilt += ds.recovered_count();
+        }
+        assert_eq!(stats.errors, 0);
+        // Two shards arrive per group: groups 0-5 are the 12 ignored, the decoder follows at
+        // group 6's first, and groups 6-9 are rebuilt.
+        assert_eq!(rebuilt, 4);
     }
 
     #[test]

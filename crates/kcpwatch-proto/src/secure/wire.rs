@@ -31,6 +31,8 @@ pub const TYPE_DATA: u8 = 0x10;
 pub const TYPE_KEEPALIVE: u8 = 0x11;
 /// Either way: the session ends, with a reason code (and an application code and text).
 pub const TYPE_DISCONNECT: u8 = 0x12;
+/// Either way: one unreliable application datagram, outside KCP (`secure::datagram`).
+pub const TYPE_DATAGRAM: u8 = 0x13;
 
 /// Random bytes a client picks per connection attempt; every server reply echoes them.
 pub const NONCE_LEN: usize = 16;
@@ -372,7 +374,7 @@ pub fn parse_reset(datagram: &[u8]) -> Option<(u32, u64, [u8; TAG_LEN])> {
 /// The header of a session datagram (DATA, KEEPALIVE, DISCONNECT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionHeader {
-    /// [`TYPE_DATA`], [`TYPE_KEEPALIVE`] or [`TYPE_DISCONNECT`].
+    /// [`TYPE_DATA`], [`TYPE_KEEPALIVE`], [`TYPE_DISCONNECT`] or [`TYPE_DATAGRAM`].
     pub kind: u8,
     /// The session's conv.
     pub conv: u32,
@@ -398,7 +400,10 @@ pub fn parse_session(datagram: &[u8]) -> Option<(SessionHeader, &[u8])> {
         return None;
     }
     let kind = datagram[0];
-    if !matches!(kind, TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT) {
+    if !matches!(
+        kind,
+        TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM
+    ) {
         return None;
     }
     let header = SessionHeader {

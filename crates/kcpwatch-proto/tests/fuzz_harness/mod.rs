@@ -17,12 +17,12 @@
 //! | op | name | argument | data |
 //! |---|---|---|---|
 //! | 0 | INJECT | source `& 7`, our-alternate-address `>> 3 & 1`, time step `>> 4` | datagram |
-//! | 1 | SEALED | session `& 3`, kind `>> 2 & 3`, packet number `>> 4 & 3`, source `>> 6` | body |
+//! | 1 | SEALED | session `& 3`, kind `>> 2 & 3` (DATA, DATAGRAM, KEEPALIVE, DISCONNECT), packet number `>> 4 & 3`, source `>> 6` | body |
 //! | 2 | ADVANCE | time step `& 15` (1 ms to 12 days) | |
 //! | 3 | PUMP | rounds `& 7` + 1, NAT rebinding `& 8` | |
 //! | 4 | PEER | P: send (`& 3 == 0`), close, connect again, connect with a refused token | |
 //! | 5 | LOCAL | T: send (`& 3 == 0`), close, answer an auth request, connect out | |
-//! | 6 | FORGE | like SEALED: one KCP segment from 14 structured bytes, sealed or raw | fields |
+//! | 6 | FORGE | like SEALED: one KCP segment from 14 structured bytes, sealed or raw; with `& 0x80` (secure mode) a DATAGRAM whose flags and channel are the first 2 bytes | fields |
 //! | 7 | REPLAY | a datagram P already delivered to T, index `& 31`, source `>> 5` | |
 //!
 //! After every datagram and every operation the invariants below are checked; a violation
@@ -53,6 +53,10 @@
 //!   no more bytes back than it sent; a HELLO without a valid cookie creates no state.
 //! - **Replays never move a session** (secure mode): a session datagram T already saw,
 //!   delivered again from any address, is dropped and changes no peer address.
+//! - **Datagrams** (secure mode): an unreliable datagram is handed to the application only
+//!   while one arrives (at most one per DATAGRAM), never twice (by packet number, per
+//!   connection), and on a sequenced channel only if its packet number is higher than that of
+//!   the last one delivered on that channel.
 //! - **No busy loop.** After `handle_timeout(now)`, `poll_timeout` is `None` or after `now`.
 //! - **State is reclaimed.** When the input ends, time runs on without traffic: every session
 //!   and pending authentication ends, and no timer stays armed.
@@ -64,8 +68,8 @@ use kcpwatch_proto::detect::{DetectorConfig, Threshold};
 use kcpwatch_proto::fec::FecConfig;
 use kcpwatch_proto::limits::Limits;
 use kcpwatch_proto::secure::wire::{
-    self, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DISCONNECT,
-    TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
+    self, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM,
+    TYPE_DISCONNECT, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
 };
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS};
 use kcpwatch_proto::{
@@ -267,6 +271,8 @@ struct Side {
     answer_drops: u64,
     /// Messages delivered by `recv`.
     received: u64,
+    /// Unreliable datagrams taken since the last look: (connection, channel).
+    datagrams_now: Vec<(ConnectionHandle, u8)>,
 }
 
 impl Side {
@@ -280,6 +286,7 @@ impl Side {
             answered: 0,
             answer_drops: 0,
             received: 0,
+            datagrams_now: Vec::new(),
         }
     }
 
@@ -323,6 +330,11 @@ impl Side {
         while self.ep.poll_security_event().is_some() {
             seen.security += 1;
         }
+        let now = &mut self.datagrams_now;
+        self.ep.take_datagrams(|handle, channel, _| {
+            now.push((handle, channel));
+            true
+        });
         let stats = self.ep.stats();
         assert_eq!(
             stats.events_lost, 0,
@@ -406,6 +418,12 @@ pub struct Harness {
     /// Datagrams injected into T while tracing, each with the trace length just after it (for
     /// the seed generator).
     pub injected: Vec<(usize, Vec<u8>)>,
+    /// DATAGRAM flags the harness sealed, by (conv, packet number): which ones are sequenced.
+    sealed_flags: std::collections::HashMap<(u32, u64), u8>,
+    /// Datagrams T delivered: (connection, packet number).
+    dgram_delivered: std::collections::HashSet<(ConnectionHandle, u64)>,
+    /// Per (connection, channel): the packet number of the last sequenced datagram delivered.
+    dgram_newest: std::collections::HashMap<(ConnectionHandle, u8), u64>,
 }
 
 // `..EndpointConfig::default()` keeps the harness compiling when a field is added.
@@ -579,6 +597,9 @@ impl Harness {
             t_connects: 0,
             trace: None,
             injected: Vec::new(),
+            sealed_flags: Default::default(),
+            dgram_delivered: Default::default(),
+            dgram_newest: Default::default(),
         };
         if !setup.secure {
             h.known.push(Known {
@@ -727,7 +748,7 @@ impl Harness {
             }
             OP_SEALED => {
                 let data = take_data(input);
-                let kind = [TYPE_DATA, TYPE_DATA, TYPE_KEEPALIVE, TYPE_DISCONNECT]
+                let kind = [TYPE_DATA, TYPE_DATAGRAM, TYPE_KEEPALIVE, TYPE_DISCONNECT]
                     [usize::from((arg >> 2) & 3)];
                 self.speak_for_p(arg & 3, kind, (arg >> 4) & 3, arg >> 6, data);
             }
@@ -741,6 +762,12 @@ impl Harness {
                     0 => RAW_CONV,
                     n => self.known[usize::from(arg & 3) % n].conv,
                 };
+                if arg & 0x80 != 0 && self.setup.secure {
+                    // A DATAGRAM: flags and channel as given (reserved bits included), then the
+                    // payload.
+                    self.speak_for_p(arg & 3, TYPE_DATAGRAM, (arg >> 2) & 3, arg >> 4, fields);
+                    return;
+                }
                 let segment = self.forge(conv, fields);
                 self.speak_for_p(arg & 3, TYPE_DATA, (arg >> 2) & 3, arg >> 4, &segment);
             }
@@ -756,7 +783,7 @@ impl Harness {
                 let outcome = self.t_inject(from, local, 0, &bytes, true);
                 let session_kind = matches!(
                     bytes.first(),
-                    Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT))
+                    Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM))
                 );
                 if self.setup.secure && session_kind {
                     assert!(
@@ -818,11 +845,19 @@ impl Harness {
             Some(handle) => {
                 let pn = match pn_mode {
                     0 => known.next_pn,
+                    // A DATAGRAM goes one further back: after a skip that number was never
+                    // used, so it is authentic, fresh to the window and older than the last.
+                    1 if kind == TYPE_DATAGRAM => known.next_pn.saturating_sub(2),
                     1 => known.next_pn.saturating_sub(1),
                     2 => known.next_pn + 64,
                     _ => known.next_pn + (1 << 20),
                 };
                 known.next_pn = known.next_pn.max(pn + 1);
+                let conv = known.conv;
+                if kind == TYPE_DATAGRAM {
+                    self.sealed_flags
+                        .insert((conv, pn), body.first().copied().unwrap_or(0));
+                }
                 let mut out = Vec::with_capacity(body.len() + wire::SESSION_OVERHEAD);
                 if self
                     .p
@@ -1116,7 +1151,11 @@ impl Harness {
         );
         let late = d(|s| s.late_after_close);
         let kind = bytes.first().copied();
-        let session_kind = matches!(kind, Some(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT));
+        let session_kind = matches!(
+            kind,
+            Some(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM)
+        );
+        let datagrams_now = std::mem::take(&mut side.datagrams_now);
         let ctx = || {
             format!(
                 "{who:?} secure={secure} from={from} len={} kind={kind:?} delta={:?}",
@@ -1218,6 +1257,7 @@ impl Harness {
         if !outcome.counted() {
             side.answered += 1;
         }
+        self.check_datagrams(who, bytes, outcome, &datagrams_now);
         assert!(
             d(|s| s.bytes_sent_unvalidated) <= bytes.len() as u64,
             "more bytes sent unvalidated than received: {}",
@@ -1241,6 +1281,10 @@ impl Harness {
         side.ep.flush(now);
         let mut seen = Seen::default();
         side.drain(who, &mut seen);
+        assert!(
+            side.datagrams_now.is_empty(),
+            "{who:?}: a datagram delivered with none arriving"
+        );
         // Answering auth requests (P) or reading messages may have queued more.
         side.ep.flush(now);
         // No busy loop: once the timers due now have run, the next one is in the future (a
@@ -1307,6 +1351,49 @@ impl Harness {
                 Who::P if self.to_t.len() < WIRE_LIMIT => self.to_t.push(w),
                 _ => {}
             }
+        }
+    }
+
+    /// What T handed to the application while one datagram arrived: at most one unreliable
+    /// datagram, only for an accepted DATAGRAM, never the same packet number twice on a
+    /// connection, and on a sequenced channel only newer than the last delivered there.
+    fn check_datagrams(
+        &mut self,
+        who: Who,
+        bytes: &[u8],
+        outcome: Outcome,
+        delivered: &[(ConnectionHandle, u8)],
+    ) {
+        if delivered.is_empty() {
+            return;
+        }
+        assert!(
+            delivered.len() == 1
+                && outcome == Outcome::Accepted
+                && bytes.first() == Some(&TYPE_DATAGRAM),
+            "{who:?}: {} datagrams delivered for one {outcome:?} datagram of type {:?}",
+            delivered.len(),
+            bytes.first()
+        );
+        let (handle, channel) = delivered[0];
+        let conv = u32::from_le_bytes(bytes[1..5].try_into().unwrap());
+        let pn = u64::from_le_bytes(bytes[5..13].try_into().unwrap());
+        assert!(
+            self.dgram_delivered.insert((handle, pn)),
+            "{who:?}: datagram with packet number {pn} delivered twice"
+        );
+        let sequenced = self
+            .sealed_flags
+            .get(&(conv, pn))
+            .is_some_and(|f| f & kcpwatch_proto::secure::datagram::FLAG_SEQUENCED != 0);
+        if sequenced {
+            if let Some(&newest) = self.dgram_newest.get(&(handle, channel)) {
+                assert!(
+                    pn > newest,
+                    "{who:?}: sequenced datagram {pn} delivered after {newest} on channel {channel}"
+                );
+            }
+            self.dgram_newest.insert((handle, channel), pn);
         }
     }
 
@@ -1938,7 +2025,39 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     }
     out.extend(fec_seeds());
     out.push(("secure-server-late-datagram".into(), late_datagram_input()));
+    for (name, config) in [
+        ("secure-server-datagrams", CFG_SECURE),
+        ("secure-client-datagrams", CFG_SECURE | CFG_T_CLIENT),
+    ] {
+        out.push((name.into(), datagram_input(config)));
+    }
     out
+}
+
+/// Unreliable datagrams P seals in the live session (`docs/protocol.md`, DATAGRAM), through
+/// SEALED so the harness knows which are sequenced: channel 1 sequenced 64 packet numbers ahead
+/// (N), one older on the same channel (N - 1: stale), an unsequenced one on channel 2 (N + 1),
+/// the first number again (replayed), one with a reserved flag bit, one shorter than its
+/// header, and an empty sequenced one on channel 1 (N + 4).
+pub fn datagram_input(config: u8) -> Vec<u8> {
+    // SEALED, session 0, kind 1 (DATAGRAM), packet number mode, source 0 (the peer).
+    let sealed = |pn_mode: u8| [OP_SEALED, (1 << 2) | (pn_mode << 4)];
+    let cases: [(u8, &[u8]); 7] = [
+        (2, b"\x01\x01new position"),
+        (1, b"\x01\x01stale position"),
+        (0, b"\x00\x02input"),
+        (1, b"\x01\x01new position again"),
+        (0, b"\x80\x01reserved flag"),
+        (0, b"\x01"),
+        (0, b"\x01\x01"),
+    ];
+    let mut input = vec![config];
+    for (pn_mode, body) in cases {
+        input.extend_from_slice(&sealed(pn_mode));
+        input.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        input.extend_from_slice(body);
+    }
+    input
 }
 
 /// Finding 1 of `docs/security.md` ("Fuzzing") in protocol version 2: a secure server, and 10 s
@@ -1998,7 +2117,9 @@ fn fec_seeds() -> Vec<(String, Vec<u8>)> {
     let moved = |garble: bool, to_group: u32, source: u8| -> Vec<u8> {
         let mut ops = Vec::new();
         for (i, d) in group.iter().enumerate() {
-            if i == 1 {
+            // From a stranger, parity alone: the group's data shards (of any of the
+            // conversation's connections, which share one FEC sequence) could open a session.
+            if i == 1 || (source != 0 && i < usize::from(FUZZ_FEC.data_shards)) {
                 continue;
             }
             let mut d = d.to_vec();

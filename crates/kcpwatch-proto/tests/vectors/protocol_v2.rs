@@ -2,9 +2,11 @@
 //! ephemerals and inputs. Shared by the test that pins it (`tests/protocol_vectors.rs`) and the
 //! example that prints it (`examples/protocol_vectors.rs`).
 
+use kcpwatch_proto::secure::datagram::DatagramHeader;
 use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys};
 use kcpwatch_proto::secure::wire::{
-    self, AcceptPayload, DisconnectBody, RejectReason, TYPE_DATA, TYPE_DISCONNECT, TYPE_KEEPALIVE,
+    self, AcceptPayload, DisconnectBody, RejectReason, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT,
+    TYPE_KEEPALIVE,
 };
 use kcpwatch_proto::secure::{ClientNoise, ServerNoise, StaticKey};
 
@@ -112,6 +114,41 @@ pub fn vectors() -> Vec<(&'static str, String)> {
     out.push((
         "REJECT auth_rejected, application code 7",
         hex(&reject[..len]),
+    ));
+    let mut dgram_body = DatagramHeader {
+        channel: 3,
+        sequenced: true,
+    }
+    .to_bytes()
+    .to_vec();
+    dgram_body.extend_from_slice(b"pos");
+    let mut dgram = Vec::new();
+    seal_into(
+        &mut dgram,
+        &client_keys.send,
+        TYPE_DATAGRAM,
+        conv,
+        9,
+        &dgram_body,
+    );
+    out.push((
+        "client DATAGRAM, packet number 9, sequenced, channel 3, payload \"pos\"",
+        hex(&dgram),
+    ));
+    let mut dgram_body = DatagramHeader::default().to_bytes().to_vec();
+    dgram_body.extend_from_slice(b"hi");
+    let mut dgram = Vec::new();
+    seal_into(
+        &mut dgram,
+        &server_keys.send,
+        TYPE_DATAGRAM,
+        conv,
+        8,
+        &dgram_body,
+    );
+    out.push((
+        "server DATAGRAM, packet number 8, unsequenced, channel 0, payload \"hi\"",
+        hex(&dgram),
     ));
     out
 }

@@ -13,7 +13,7 @@ use kcpwatch_proto::community_id::{community_id, CommunityId, PROTO_UDP};
 use kcpwatch_proto::events::{
     ConnectionRef, ErrorEvent, ListenerSettings, LogLoss, PacketDropped, Severity, StatsEvent,
 };
-use kcpwatch_proto::privacy::{IpPrivacy, PrivateIp};
+use kcpwatch_proto::privacy::{IpPrivacy, PrivateIp, PrivateUser};
 use kcpwatch_proto::{SecurityEvent, SessionConfig};
 
 use super::ring::Record;
@@ -465,6 +465,15 @@ impl CanonicalWriter {
 
     fn connection(&mut self, line: &mut Line<'_>, conn: &ConnectionRef) {
         line.str("uid", conn.uid.as_str());
+        if let Some(user) = conn.user.as_str() {
+            // Through the privacy mode, like an address: `user_id` in clear (full),
+            // `user_id_pseudonym` (hmac), nothing otherwise.
+            match line.privacy.apply_user(user) {
+                PrivateUser::Text(text) => line.str("user_id", text),
+                PrivateUser::Pseudonym(p) => line.str("user_id_pseudonym", p.as_str()),
+                PrivateUser::Omitted => {}
+            }
+        }
         line.num("conv", conn.conv);
         line.str("direction", conn.direction.as_str());
         line.addr("src", conn.src());

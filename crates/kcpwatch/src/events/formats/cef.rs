@@ -26,6 +26,7 @@
 //! | `duration_ms` of a close | `cn3`, and `start` / `end` (epoch ms) |
 //! | `conv`, `suppressed` | `cn1`, `cn2` (labels `conv`, `suppressed`) |
 //! | `uid`, `community_id`, `rule`, `trigger`, `history`, `observer_service` | `cs1` .. `cs6` (labels: the field names) |
+//! | `user_id`, or `user_id_pseudonym` under hmac | `suser` (sourceUserName: the connection's user) |
 //! | `reason` | `reason` |
 //! | `observer_host` / `observer_instance` | `dvchost` / `deviceExternalId` |
 //! | `msg` | `msg` |
@@ -273,6 +274,7 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             ("suppressed", _, Some(n)) => labeled_num(&mut ext, "cn2", key, n),
             ("duration_ms", _, Some(n)) => labeled_num(&mut ext, "cn3", key, n),
             ("uid", Some(s), _) => ext.labeled("cs1", key, s),
+            ("user_id" | "user_id_pseudonym", Some(s), _) => ext.str("suser", s),
             ("community_id", Some(s), _) => ext.labeled("cs2", key, s),
             ("rule", Some(s), _) => ext.labeled("cs3", key, s),
             ("trigger", Some(s), _) => ext.labeled("cs4", key, s),

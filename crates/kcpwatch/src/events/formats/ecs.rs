@@ -24,6 +24,7 @@
 //! | `observer_service` / `observer_instance` | `service.name` / `service.ephemeral_id` |
 //! | `observer_version` | `observer.version` |
 //! | `old_peer_ip`, `old_local_ip` | `related.ip` (also kept in `kcp.*`) |
+//! | `user_id`, or `user_id_pseudonym` under hmac | `user.id` |
 //! | `rule_id` / `rule_name` (alert) | `rule.id` / `rule.name` |
 //! | `mitre_technique` (alert) | `threat.framework` "MITRE ATT&CK", `threat.technique.id` / `name` (the parent technique of a sub-technique), `threat.technique.subtechnique.id` / `name`, `threat.tactic.id` / `name` |
 //! | `first_seen` / `last_seen` (alert) | `event.start` / `event.end` |
@@ -41,7 +42,7 @@
 //! | listener_stopped | event | end | success |
 //! | connection_attempted | event | connection | unknown |
 //! | connection_established | event | connection, start | success |
-//! | connection_failed | event | connection, denied (a client's `handshake_timeout`: connection) | failure |
+//! | connection_failed | event | connection, denied (a client's `handshake_timeout` or `unreachable`: connection) | failure |
 //! | connection_state_updated | event | connection | success (failure for attempted or handshaking -> closed) |
 //! | connection_closed | event | connection, end | success (failure for dead_link, internal_error, protocol_violation, evicted) |
 //! | peer_address_changed | event | connection | success |
@@ -77,7 +78,7 @@ use std::net::IpAddr;
 
 use super::{
     action, attack, get_str, get_u64, ip_of, is_wildcard, json_escape, outcome, push_u64, severity,
-    timestamp, Fields, Obj, PRODUCT,
+    timestamp, user_id, Fields, Obj, PRODUCT,
 };
 
 /// The ECS version the documents follow (`ecs.version`).
@@ -98,7 +99,12 @@ fn categorize(r: &Fields<'_>, action: &str) -> Categories {
         "listener_stopped" => ("event", NETWORK, &["end"]),
         "connection_attempted" | "connection_state_updated" => ("event", NETWORK, &["connection"]),
         "connection_established" => ("event", NETWORK, &["connection", "start"]),
-        "connection_failed" if get_str(r, "reason") == Some("handshake_timeout") => {
+        "connection_failed"
+            if matches!(
+                get_str(r, "reason"),
+                Some("handshake_timeout" | "unreachable")
+            ) =>
+        {
             ("event", NETWORK, &["connection"])
         }
         "connection_failed" => ("event", NETWORK, &["connection", "denied"]),
@@ -180,6 +186,7 @@ fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
         | "observer_host" | "observer_service" | "observer_instance" | "observer_version"
         | "community_id" | "duration_ms" | "reason" | "error_code" | "error_message"
         | "error_type" => true,
+        "user_id" | "user_id_pseudonym" => r.get(key).is_some_and(|v| v.is_string()),
         "transport" => r.get(key).is_some_and(|v| v.is_string()),
         "direction" => matches!(get_str(r, key), Some("inbound" | "outbound")),
         "src_ip" => a.src.is_some(),
@@ -322,6 +329,10 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             o.opt_num("packets", sum("datagrams_received", "datagrams_sent"));
         }
     });
+    // The user `authenticate` named, or its pseudonym under hmac: an opaque, stable id either way.
+    if let Some(user) = user_id(r) {
+        o.object("user", |o| o.str("id", user));
+    }
     // The previous addresses of a session that moved (peer_address_changed).
     let old_ips = [ip_of(r, "old_peer_ip"), ip_of(r, "old_local_ip")];
     o.object("related", |o| {

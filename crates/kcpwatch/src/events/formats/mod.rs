@@ -409,21 +409,30 @@ fn outcome(r: &Fields<'_>) -> Option<Outcome> {
 
 /// Whether this endpoint itself turned away what the record is about: a dropped datagram, or
 /// an attempt it refused (by a guard or limit rule, or the application's token check). Not a
-/// client's own attempt that timed out (`handshake_timeout`) or that the server refused
+/// client's own attempt that timed out (`handshake_timeout`), that ICMP said nothing answers
+/// (`unreachable`) or that the server refused
 /// (rule `server_rejected`): nothing was blocked here, so the formats' "blocked" / "denied"
 /// control fields are left out for those.
 fn refused_here(r: &Fields<'_>) -> bool {
     match action(r) {
         "packet_dropped" => true,
         "connection_failed" => {
-            get_str(r, "reason") != Some("handshake_timeout")
-                && !matches!(
-                    get_str(r, "rule"),
-                    Some("server_rejected" | "handshake_timeout")
-                )
+            !matches!(
+                get_str(r, "reason"),
+                Some("handshake_timeout" | "unreachable")
+            ) && !matches!(
+                get_str(r, "rule"),
+                Some("server_rejected" | "handshake_timeout")
+            )
         }
         _ => false,
     }
+}
+
+/// The user `authenticate` named (`user_id`), or its keyed pseudonym (`user_id_pseudonym`,
+/// under hmac): what each format's user id field carries.
+fn user_id<'a>(r: &Fields<'a>) -> Option<&'a str> {
+    get_str(r, "user_id").or_else(|| get_str(r, "user_id_pseudonym"))
 }
 
 /// A MITRE ATT&CK technique as the alert formats spell it out (`mitre_technique` carries only

@@ -25,7 +25,7 @@
 //! |---|---|---|
 //! | connection_established | 1 Open | "a new network connection was opened" |
 //! | connection_closed | 2 Close | every reason; the reason is in `status_detail` and `status_id` says whether it broke. Reset (3) means a middlebox tore it down, which kcpwatch cannot see |
-//! | connection_failed | 5 Refuse (4 Fail for `handshake_timeout`) | we refused the attempt (or, rule `server_rejected`, the server refused ours); a timeout is a failure, not a refusal |
+//! | connection_failed | 5 Refuse (4 Fail for `handshake_timeout`, `unreachable`) | we refused the attempt (or, rule `server_rejected`, the server refused ours); a timeout is a failure, not a refusal |
 //! | packet_dropped | 5 Refuse | the datagram was refused (action Denied, disposition Blocked) |
 //! | error | 4 Fail | a send, an ICMP report or a bind failed ("no route to host") |
 //! | stats | 6 Traffic | a traffic report |
@@ -59,6 +59,7 @@
 //! | `rule` / `trigger` | `firewall_rule.name` / `category` (also in `unmapped`), with `action` Denied and `disposition` Blocked when this endpoint refused the datagram or attempt (not for a client's attempt that timed out or that the server rejected: those only go to `unmapped`) |
 //! | `old_peer_*` / `old_local_*` (peer_address_changed) | `unmapped`; the old IPs are also `observables` (`unmapped.old_peer_ip`, `unmapped.old_local_ip`) |
 //! | `observer_host` | `device.hostname` |
+//! | `user_id`, or `user_id_pseudonym` under hmac | `actor.user.uid` (host profile: with `observer_host`; else `unmapped`) |
 //! | `observer_service` | `app_name` |
 //! | `observer_version` | `metadata.product.version` |
 //! | everything else | `unmapped.<field>` |
@@ -105,7 +106,7 @@ use std::net::IpAddr;
 
 use super::{
     action, attack, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64,
-    refused_here, rfc3339_millis, severity, timestamp, Fields, Obj, Outcome, PRODUCT,
+    refused_here, rfc3339_millis, severity, timestamp, user_id, Fields, Obj, Outcome, PRODUCT,
 };
 
 /// OCSF schema version of the events (`metadata.version`).
@@ -121,7 +122,14 @@ fn activity<'a>(r: &Fields<'a>) -> (u64, &'a str) {
     match action(r) {
         "connection_established" => (1, "Open"),
         "connection_closed" => (2, "Close"),
-        "connection_failed" if get_str(r, "reason") == Some("handshake_timeout") => (4, "Fail"),
+        "connection_failed"
+            if matches!(
+                get_str(r, "reason"),
+                Some("handshake_timeout" | "unreachable")
+            ) =>
+        {
+            (4, "Fail")
+        }
         "connection_failed" | "packet_dropped" => (5, "Refuse"),
         "error" => (4, "Fail"),
         "stats" => (6, "Traffic"),
@@ -220,6 +228,11 @@ fn mapped(r: &Fields<'_>, e: &Endpoints<'_>, key: &str) -> bool {
         "ts" | "time" | "level" | "level_name" | "severity" | "name" | "seq" | "msg"
         | "observer_host" | "observer_service" | "observer_version" | "uid" | "community_id"
         | "duration_ms" | "error_code" | "error_message" => true,
+        // `actor` belongs to the host profile, written when the host is named.
+        "user_id" | "user_id_pseudonym" => {
+            r.get(key).is_some_and(|v| v.is_string())
+                && get_str(r, "observer_host").is_some_and(|h| !h.is_empty())
+        }
         "transport" => r.get(key).is_some_and(|v| v.is_string()),
         "direction" => matches!(get_str(r, key), Some("inbound" | "outbound")),
         "reason" => !r.has("error_message"),
@@ -481,6 +494,11 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             o.num("type_id", 0);
             o.str("type", "Unknown");
         });
+        if let Some(user) = user_id(r) {
+            o.object("actor", |o| {
+                o.object("user", |o| o.str("uid", user));
+            });
+        }
     }
 
     let mark = o.out.len();

@@ -24,7 +24,8 @@
 //!   receivers older than that field.
 //! - Attributes: `src_*` -> `source.address` / `source.port`, `dst_*` -> `destination.*`,
 //!   `peer_*` -> `network.peer.*`, `local_*` -> `network.local.*`, `transport` ->
-//!   `network.transport`; every other field as `kcp.<field>`. Integers are `intValue` strings,
+//!   `network.transport`, `user_id` (or `user_id_pseudonym` under hmac) -> `user.id`; every
+//!   other field as `kcp.<field>`. Integers are `intValue` strings,
 //!   booleans `boolValue`, text `stringValue` (a counter beyond 2^63 would be a `stringValue`).
 
 use std::fmt::Write as _;
@@ -105,6 +106,7 @@ fn attribute_name(key: &str) -> [&str; 2] {
         "local_ip" => "network.local.address",
         "local_port" => "network.local.port",
         "transport" => "network.transport",
+        "user_id" | "user_id_pseudonym" => "user.id",
         _ => return ["kcp.", key],
     };
     ["", semconv]
