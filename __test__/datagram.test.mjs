@@ -4,7 +4,7 @@
 // simulated network by crates/kcpwatch-proto/tests/secure_datagram.rs.
 import test from 'ava';
 import { Worker } from 'node:worker_threads';
-import { echoServer, kcpwatch, next, require, secureConnect, until } from './helpers/util.mjs';
+import { echoServer, EventLog, kcpwatch, next, require, secureConnect, until } from './helpers/util.mjs';
 import { requireKcpgo, runKcpgo } from './helpers/kcpgo.mjs';
 
 const { createRelay } = require('../../dist/relay.js');
@@ -59,6 +59,49 @@ test('datagrams flow both ways with their channel, counted apart from messages',
   t.is(info.unreliableReceived, 20);
   t.is(info.unreliableDropped, 0);
   t.is(info.messagesOut, 0);
+});
+
+test("both sides' kcp:connection_closed records count the datagrams sent, received and dropped, apart from messages", async (t) => {
+  const serverLog = new EventLog();
+  const { server, address, key, connections } = await datagramServer(t, { log: { destination: 'none', onEvent: serverLog.push } });
+  server.on('connection', (conn) => conn.on('message', (m) => conn.send(m)));
+  // Upstream reordering makes some sequenced datagrams arrive behind a newer one: dropped (stale).
+  const relay = await createRelay({
+    target: { host: '127.0.0.1', port: address.port },
+    upstream: { reorder: 0.3, reorderDelayMs: 20, seed: 7 },
+  });
+  t.teardown(() => relay.close());
+  const clientLog = new EventLog();
+  const client = secureConnect(relay.port, key, { log: { destination: 'none', onEvent: clientLog.push } });
+  t.teardown(() => client.close());
+  await client.ready();
+  let echoed = 0;
+  client.on('datagram', () => echoed++);
+  client.send('one message');
+  await next(client, 'message');
+  const SENT = 60;
+  for (let i = 0; i < SENT; i++) t.true(client.sendDatagram(Buffer.alloc(16, i), { channel: 4, sequenced: true }));
+  const conn = connections[0] ?? (await next(server, 'connection'))[0];
+  // Every datagram is either delivered (and echoed) or dropped as stale: loopback loses none.
+  let s = conn.stats();
+  for (let i = 0; i < 500 && s.unreliableReceived + s.unreliableDropped < SENT; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    s = conn.stats();
+  }
+  const received = s.unreliableReceived;
+  t.is(received + s.unreliableDropped, SENT);
+  t.true(s.unreliableDropped > 0, 'the reordering made some stale');
+  await until(client, 'datagram', () => echoed === received);
+  const closing = next(client, 'close');
+  client.close();
+  const [, info] = await closing;
+  const mine = await clientLog.waitFor((e) => e.name === 'kcp:connection_closed');
+  const theirs = await serverLog.waitFor((e) => e.name === 'kcp:connection_closed');
+  t.like(mine, { unreliable_sent: SENT, unreliable_received: received, unreliable_dropped: 0, messages_sent: 1, messages_received: 1 });
+  t.like(theirs, { unreliable_sent: received, unreliable_received: received, unreliable_dropped: SENT - received, messages_sent: 1, messages_received: 1 });
+  // The record and the close info agree.
+  t.like(mine, { unreliable_sent: info.unreliableSent, unreliable_received: info.unreliableReceived, unreliable_dropped: info.unreliableDropped });
+  t.log(`${SENT} sent, ${received} delivered, ${SENT - received} stale`);
 });
 
 test('datagrams() iterates { data, channel } and ends when the connection closes', async (t) => {

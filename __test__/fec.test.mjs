@@ -71,7 +71,7 @@ test('several FEC connections of one createClient to one kcpwatch server each ge
   // FEC state is per UDP peer: the connections share one socket, so their shards share one
   // seqid sequence each way, and parity never rebuilds one connection's datagram from another's.
   const CONNECTIONS = 8;
-  const PER_CONNECTION = 150;
+  const PER_CONNECTION = 300;
   const { server, address } = await echoServer({ mode: 'raw', preset: 'game', fec: FEC });
   t.teardown(() => server.close());
   const relay = await lossyRelay(t, address.port, 9);
@@ -86,7 +86,14 @@ test('several FEC connections of one createClient to one kcpwatch server each ge
     const got = [];
     received.push(got);
     conn.on('message', (m) => got.push(Buffer.from(m).toString()));
-    for (let i = 0; i < PER_CONNECTION; i++) conn.send(body(k, i));
+    // One message every 10 ms per connection: a steady stream, so the connections' datagrams
+    // interleave on the shared socket (a burst would mostly fill groups with one connection's).
+    let i = 0;
+    const timer = setInterval(() => {
+      if (i < PER_CONNECTION) conn.send(body(k, i++));
+      else clearInterval(timer);
+    }, 10);
+    t.teardown(() => clearInterval(timer));
     done.push(until(conn, 'message', () => got.length >= PER_CONNECTION, 60_000));
   }
   await Promise.all(done);

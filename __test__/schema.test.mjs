@@ -88,6 +88,9 @@ const summary = {
   payload_bytes_sent: 782044,
   messages_received: 2204,
   messages_sent: 2290,
+  unreliable_received: 0,
+  unreliable_sent: 0,
+  unreliable_dropped: 0,
   segments_received: 6920,
   segments_sent: 7385,
   segments_retransmitted: 31,
@@ -695,10 +698,10 @@ test('vocabularies that belong together are checked together', (t) => {
   );
   t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'too_short', rule: 'hello_too_short' })), []);
   t.deepEqual(errorsOf(failed(valid.connection_failed_per_ip_limit, { rule: 'max_pending_auth' })), []);
-  // A REJECT can say any reason but the two a side finds out alone: a HELLO that does not
-  // decrypt gets no answer, and an ACCEPT that does not decrypt or ICMP about our HELLOs is the
-  // client's own finding.
-  const ownFindings = ['decrypt_failed', 'server_auth_failed', 'unreachable'];
+  // A REJECT can say any reason but those a side finds out alone: a HELLO that does not
+  // decrypt gets no answer, an ACCEPT that does not decrypt or ICMP about our HELLOs is the
+  // client's own finding, and an ACCEPT the client never confirmed is the server's.
+  const ownFindings = ['decrypt_failed', 'server_auth_failed', 'unreachable', 'handshake_abandoned'];
   for (const reason of schema.$defs.fail_reason.enum.filter((r) => !ownFindings.includes(r))) {
     t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason })), [], `server_rejected, ${reason}`);
   }

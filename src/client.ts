@@ -528,6 +528,9 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /** @internal */
   established(handle: number, conv: number): void {
+    // close() ends every connection at once: an ACCEPT that the I/O thread read before it
+    // stopped does not make one `connect` after the application closed the client.
+    if (this.closing) return;
     this.connections.get(handle)?._established(conv);
   }
 

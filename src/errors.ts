@@ -83,6 +83,11 @@ export class KcpAuthRejectedError extends coded('KCP_ERR_AUTH_REJECTED') {
   /** The server application's refusal code (1..65535), absent when it gave none. */
   appCode?: number;
 }
+/**
+ * Secure mode: the server shut down (or restarted) during our handshake, before it judged our
+ * token: the token may well be valid. Connecting again later, or to another server, may work.
+ */
+export class KcpServerShutdownError extends coded('KCP_ERR_SERVER_SHUTDOWN') {}
 /** Secure mode: the server refused us for a connection limit (total, per address or per prefix). */
 export class KcpServerFullError extends coded('KCP_ERR_SERVER_FULL') {}
 /**
@@ -127,6 +132,7 @@ const errorClasses = [
   KcpHandshakeTimeoutError,
   KcpUnreachableError,
   KcpAuthRejectedError,
+  KcpServerShutdownError,
   KcpServerFullError,
   KcpRateLimitedError,
   KcpVersionMismatchError,
@@ -156,6 +162,8 @@ export function handshakeError(reason: string, server: string, appCode?: number)
       if (appCode !== undefined) error.appCode = appCode;
       return error;
     }
+    case 'shutdown':
+      return new KcpServerShutdownError(`${server} shut down during the handshake, before it judged the token: connect again later`);
     case 'capacity':
       return new KcpServerFullError(`${server} is at a connection limit`);
     case 'rate_limited':

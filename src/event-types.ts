@@ -67,7 +67,11 @@ export type FailReason =
   /** Client: the ACCEPT did not decrypt with the pinned key (rule `accept_noise`): not that server. */
   | 'server_auth_failed'
   /** Client: ICMP reported the server's address unreachable for two HELLOs (rule `icmp_unreachable`). */
-  | 'unreachable';
+  | 'unreachable'
+  /** The server shut down during the handshake (server: rule `shutdown`; client: a REJECT `shutdown`, rule `server_rejected`). */
+  | 'shutdown'
+  /** Server: the client never confirmed the ACCEPT within the handshake timeout, or said DISCONNECT first (rule `handshake_abandoned` or `peer_disconnect`); never announced. */
+  | 'handshake_abandoned';
 
 /**
  * Why a datagram was dropped whole. `decrypt_failed` (a session datagram's AEAD tag did not
@@ -178,7 +182,7 @@ export type DropRule =
  * address; reason `unreachable`) and `server_rejected` (a client: the server answered with a
  * REJECT, whose reason is `reason`).
  */
-export type FailRule = 'authenticate' | 'auth_timeout' | 'handshake_timeout' | 'icmp_unreachable' | 'server_rejected';
+export type FailRule = 'authenticate' | 'auth_timeout' | 'handshake_timeout' | 'icmp_unreachable' | 'server_rejected' | 'shutdown' | 'handshake_abandoned' | 'peer_disconnect';
 
 /** How the application misused a connection. */
 export type Violation = 'oversized_message' | 'message_on_closed_connection' | 'empty_message' | 'send_queue_full';
@@ -441,6 +445,8 @@ export type UnrefusedAttempt =
   | { trigger?: never; reason: 'auth_rejected'; rule: 'authenticate' | 'auth_timeout'; direction: 'inbound' }
   | { trigger?: never; reason: 'handshake_timeout'; rule: 'handshake_timeout'; direction: 'outbound' }
   | { trigger?: never; reason: 'unreachable'; rule: 'icmp_unreachable'; direction: 'outbound' }
+  | { trigger?: never; reason: 'shutdown'; rule: 'shutdown'; direction: 'inbound' }
+  | { trigger?: never; reason: 'handshake_abandoned'; rule: 'handshake_abandoned' | 'peer_disconnect'; direction: 'inbound' }
   | { trigger?: never; rule: 'server_rejected'; direction: 'outbound' };
 
 /** `kcp:connection_state_updated`: one lifecycle transition. Lane bulk, severity info. */
@@ -496,6 +502,12 @@ export interface ConnectionClosedEvent extends EventBase, ConnectionFields, KcpP
   messages_received: number;
   /** Messages accepted by `send()`. */
   messages_sent: number;
+  /** Secure mode: unreliable datagrams (`sendDatagram()` on the peer) handed to the application; 0 in raw mode. */
+  unreliable_received: number;
+  /** Secure mode: unreliable datagrams sent with `sendDatagram()`; 0 in raw mode. */
+  unreliable_sent: number;
+  /** Secure mode: authentic unreliable datagrams not delivered (stale on a sequenced channel, or the receive queue full). */
+  unreliable_dropped: number;
   /** KCP segments of any kind accepted by the engine. */
   segments_received: number;
   /** KCP segments of any kind sent. */

@@ -106,6 +106,8 @@ function families(s: NativeStats): Family[] {
       ['unknown_server_key', s.failedUnknownServerKey],
       ['server_auth_failed', s.failedServerAuthFailed],
       ['unreachable', s.failedUnreachable],
+      ['shutdown', s.failedShutdown],
+      ['handshake_abandoned', s.failedHandshakeAbandoned],
     ]),
     // Handshakes (secure mode).
     counter('kcpwatch_handshake_hellos_received_total', 'Secure mode: HELLOs received, with or without a cookie.', s.hellosReceived),

@@ -121,6 +121,8 @@ export interface NativeStats {
   failedUnknownServerKey: number;
   failedServerAuthFailed: number;
   failedUnreachable: number;
+  failedShutdown: number;
+  failedHandshakeAbandoned: number;
   sendErrors: number;
   recvErrors: number;
   truncated: number;
@@ -149,7 +151,7 @@ export interface NativeStats {
   currEstab: number;
   /** Receive calls that failed (kcp-go `InErrs`; the same as `recvErrors`). */
   inErrs: number;
-  /** Secure mode: datagrams whose authentication tag failed (kcp-go `InCsumErrors`; the same as `droppedBadTag`). */
+  /** Secure mode: datagrams whose integrity check failed (kcp-go `InCsumErrors`): `droppedDecryptFailed` (the AEAD refused them) + `droppedBadTag` (a HELLO cookie's MAC or age, a RESET's tag). */
   inCsumErrors: number;
   /** Datagrams the segment guard refused as malformed (kcp-go `KCPInErrors`: too_short + bad_conv + bad_length + bad_cmd + guard_violation). */
   kcpInErrors: number;

@@ -32,7 +32,11 @@ export type FailReason =
   /** A handshake message did not decrypt. */
   | 'decrypt_failed'
   /** Client: ICMP reported the server's address unreachable for two HELLOs (rule `icmp_unreachable`). */
-  | 'unreachable';
+  | 'unreachable'
+  /** The server shut down during the handshake (server: rule `shutdown`; client: a REJECT `shutdown`, rule `server_rejected`). */
+  | 'shutdown'
+  /** Server: the client never confirmed the ACCEPT within the handshake timeout, or said DISCONNECT first (rule `handshake_abandoned` or `peer_disconnect`); never announced. */
+  | 'handshake_abandoned';
 
 /** A validated client's token, waiting for the server application's `authenticate`. */
 export interface AuthRequestRecord {

@@ -137,6 +137,12 @@ export interface SecureServerOptions<Auth = unknown> extends CommonServerOptions
   /** Milliseconds `authenticate` has to answer (default 5000). */
   authTimeout?: number;
   /**
+   * Milliseconds a client has, after the server's ACCEPT, to confirm the handshake with its
+   * first encrypted datagram (default 10000): until then there is no `connection` event, and
+   * without it the attempt fails as `handshake_abandoned` (`docs/protocol.md`).
+   */
+  handshakeTimeout?: number;
+  /**
    * The server's static private keys (32 bytes each, Buffer or base64/hex text; two during a
    * rotation, `docs/security.md`). Without them (and without `keyFile`) the server generates
    * one at `listen()`: clients must then pin `server.publicKey` of this run. A production
@@ -154,6 +160,8 @@ export interface RawServerOptions extends CommonServerOptions {
   authenticate?: never;
   /** Raw KCP has no handshake: there is nothing to time out. */
   authTimeout?: never;
+  /** Raw KCP has no handshake: there is nothing to time out. */
+  handshakeTimeout?: never;
 }
 
 /** The options of {@link createServer}: by mode, so that raw mode cannot be given `authenticate`. */
@@ -174,6 +182,7 @@ const serverOptionKeys = keysOf<Omit<SecureServerOptions, keyof KcpOptions>>({
   mode: true,
   authenticate: true,
   authTimeout: true,
+  handshakeTimeout: true,
   serverKeys: true,
   keyFile: true,
 }).concat(kcpOptionKeys);
@@ -566,6 +575,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     resolveLimits(options.limits);
     resolveDetection(options.detection);
     resolveTimeout(options.authTimeout, 'authTimeout', 5000);
+    resolveTimeout(options.handshakeTimeout, 'handshakeTimeout', 10000);
     if (options.keepalive !== undefined) resolveTimeout(options.keepalive, 'keepalive', 0);
     this.kcp = resolveKcpOptions(options);
     checkMessageSize(this.kcp, this.mode);

@@ -188,6 +188,7 @@ func (b *benchSession) dial(deadline time.Time) *benchErr {
 			return sessionErr("socket", "conn %d: handshake: %v", b.id, err)
 		}
 		sec.establish(a)
+		sec.confirm()
 		pc.sec = sec
 		conv = a.conv
 	}

@@ -120,6 +120,7 @@ var rejectReasons = map[byte]string{
 	3: "capacity",
 	4: "rate_limited",
 	5: "unknown_server_key",
+	6: "shutdown",
 }
 
 func reasonName(names map[byte]string, code byte) string {
@@ -482,6 +483,8 @@ type secureSession struct {
 	// peerClose is the server's DISCONNECT (its code and text), when one came.
 	peerClose     closeInfo
 	handshakeTime time.Duration
+	// heardServer: an authentic session datagram arrived since the ACCEPT.
+	heardServer bool
 	// sentTags holds the packet number + 1 (0: empty) and tag echo of the latest session
 	// datagrams sent, by packet number modulo sentTagsLen (protocol.md, "RESET").
 	sentTags [sentTagsLen]struct {
@@ -637,10 +640,20 @@ func (s *secureSession) establish(a acceptInfo) {
 	s.lastValid = s.lastSent
 }
 
+// confirm sends the KEEPALIVE that confirms the ACCEPT: the server announces the connection
+// only when an authenticated datagram from us arrives (protocol.md, "Handshake
+// confirmation"), so it goes at once, before any DATA, whatever the application does next.
+func (s *secureSession) confirm() {
+	if err := s.send(typeKeepalive, nil); err != nil && s.sendErr == nil {
+		s.sendErr = err
+	}
+}
+
 // start establishes the session and gives it its own low-level engine (MTU = wire MTU - 29),
 // whose output leaves in DATA datagrams.
 func (s *secureSession) start(a acceptInfo, opts *kcpOpts) {
 	s.establish(a)
+	s.confirm()
 	s.engine = kcp.NewKCP(a.conv, func(buf []byte, size int) {
 		// buf is the engine's own buffer, reused after we return: seal (copies) and send now.
 		if err := s.send(typeData, buf[:size]); err != nil && s.sendErr == nil {
@@ -664,8 +677,19 @@ func (s *secureSession) send(typ byte, body []byte) error {
 	return s.write(d)
 }
 
-// keepaliveEvery is a quarter of the server's idle timeout (0: the server announced none).
-func (s *secureSession) keepaliveEvery() time.Duration { return s.idleTimeout / 4 }
+// confirmRetry is how often the confirming KEEPALIVE repeats until the server is heard from.
+const confirmRetry = 500 * time.Millisecond
+
+// keepaliveEvery is a quarter of the server's idle timeout (0: the server announced none);
+// at most confirmRetry until something authentic came from the server, whose confirmation of
+// the handshake may be waiting for our lost KEEPALIVE.
+func (s *secureSession) keepaliveEvery() time.Duration {
+	every := s.idleTimeout / 4
+	if !s.heardServer && (every == 0 || every > confirmRetry) {
+		return confirmRetry
+	}
+	return every
+}
 
 // receive handles one datagram after the handshake: session datagrams are decrypted, checked
 // against the replay window and then acted on; a RESET is checked against the tags sent;
@@ -695,6 +719,7 @@ func (s *secureSession) receive(d []byte) (data []byte) {
 	}
 	s.replay.record(pn)
 	s.lastValid = time.Now()
+	s.heardServer = true
 	switch typ {
 	case typeData:
 		if len(body) == 0 {

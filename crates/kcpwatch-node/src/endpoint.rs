@@ -103,6 +103,8 @@ pub struct NativeStats {
     pub failed_unknown_server_key: f64,
     pub failed_server_auth_failed: f64,
     pub failed_unreachable: f64,
+    pub failed_shutdown: f64,
+    pub failed_handshake_abandoned: f64,
     pub send_errors: f64,
     pub recv_errors: f64,
     pub truncated: f64,
@@ -650,6 +652,8 @@ impl NativeEndpoint {
             failed_unknown_server_key: f[9] as f64,
             failed_server_auth_failed: f[10] as f64,
             failed_unreachable: f[11] as f64,
+            failed_shutdown: f[12] as f64,
+            failed_handshake_abandoned: f[13] as f64,
             send_errors: s.send_errors as f64,
             recv_errors: s.recv_errors as f64,
             truncated: s.truncated as f64,
@@ -666,7 +670,10 @@ impl NativeEndpoint {
             max_conn: t.max_live as f64,
             curr_estab: s.connections as u32,
             in_errs: s.recv_errors as f64,
-            in_csum_errors: d[7] as f64,
+            // kcp-go's InCsumErrors is every datagram whose integrity check failed: in protocol
+            // v2 that is the AEAD (`decrypt_failed`), besides a HELLO cookie's MAC and a RESET's
+            // tag (`bad_tag`).
+            in_csum_errors: (d[7] + d[10]) as f64,
             kcp_in_errors: d[..5].iter().sum::<u64>() as f64,
             in_pkts: s.endpoint.datagrams_in as f64,
             out_pkts: s.datagrams_out as f64,

@@ -203,6 +203,15 @@ pub enum FailReason {
     /// Secure mode, client: ICMP reported the server's address unreachable (nothing listens
     /// there, or no route) for two different HELLOs, with no answer from the server between.
     Unreachable,
+    /// Secure mode: the server shut down during the handshake (while the application checked
+    /// the token, or before the client confirmed the ACCEPT). The server records it; the
+    /// client reads it from a REJECT `shutdown`.
+    Shutdown,
+    /// Secure mode, server: the ACCEPT went out but no authenticated datagram from the client
+    /// confirmed it within the handshake timeout (the client gave up, closed, or never got the
+    /// ACCEPT and went away), or the client's first datagram was a DISCONNECT. The connection
+    /// was never announced.
+    HandshakeAbandoned,
 }
 
 impl FailReason {
@@ -221,6 +230,8 @@ impl FailReason {
             Self::UnknownServerKey => "unknown_server_key",
             Self::ServerAuthFailed => "server_auth_failed",
             Self::Unreachable => "unreachable",
+            Self::Shutdown => "shutdown",
+            Self::HandshakeAbandoned => "handshake_abandoned",
         }
     }
 }

@@ -282,6 +282,26 @@ pub(crate) struct SecureState {
     pub(crate) handshake: Option<ClientHandshake>,
     /// Newest datagram delivered per sequenced channel.
     pub(crate) sequencer: crate::secure::datagram::Sequencer,
+    /// Server: the ACCEPT went out and the session waits, unannounced, for the client's first
+    /// authenticated datagram until this time (docs/protocol.md, "Handshake confirmation").
+    pub(crate) confirm_by: Option<Millis>,
+    /// Client: nothing authentic has come from the server since the ACCEPT, so the server may
+    /// not have our confirmation yet; keepalives repeat quickly until something does.
+    pub(crate) awaiting_peer: bool,
+}
+
+/// How often a client repeats its confirming KEEPALIVE until the server is heard from.
+pub(crate) const CONFIRM_RETRY_MS: u32 = 500;
+
+impl SecureState {
+    /// The keepalive interval now: short while a client's confirmation may be lost.
+    fn keepalive_interval(&self) -> u32 {
+        if self.awaiting_peer {
+            self.keepalive_ms.min(CONFIRM_RETRY_MS)
+        } else {
+            self.keepalive_ms
+        }
+    }
 }
 
 /// A client's handshake: what to send next and until when to try.
@@ -420,6 +440,8 @@ impl Session {
             accept: None,
             handshake,
             sequencer: Default::default(),
+            confirm_by: None,
+            awaiting_peer: false,
         }));
     }
 
@@ -456,6 +478,59 @@ impl Session {
         self.started_at_extended = now_extended;
         self.last_received = now;
         self.kcp.set_current(now);
+    }
+
+    /// Server: the ACCEPT is out; the session stays `Handshaking` (unannounced, its engine
+    /// idle) until the client confirms it or `by` passes.
+    pub(crate) fn await_confirmation(&mut self, by: Millis) {
+        if let Some(secure) = self.secure.as_mut() {
+            secure.confirm_by = Some(by);
+            self.state = ConnectionState::Handshaking;
+        }
+    }
+
+    /// Server: whether the session still waits for the client's confirmation.
+    pub(crate) fn unconfirmed(&self) -> bool {
+        self.secure.as_ref().is_some_and(|s| s.confirm_by.is_some())
+    }
+
+    /// Server: the client confirmed the handshake; the connection starts now.
+    pub(crate) fn confirm(&mut self, now: Millis, now_extended: u64) {
+        if let Some(secure) = self.secure.as_mut() {
+            secure.confirm_by = None;
+            secure.last_sent_at = now;
+        }
+        self.state = ConnectionState::Established;
+        self.started_at = now;
+        self.started_at_extended = now_extended;
+        self.last_received = now;
+        self.kcp.set_current(now);
+    }
+
+    /// Client: the ACCEPT was read; confirms it to the server at once with a KEEPALIVE (before
+    /// any queued data, so even an application with nothing to say confirms), and keeps
+    /// repeating it until the server is heard from.
+    pub(crate) fn send_confirmation(&mut self, now: Millis) {
+        let Some(secure) = self.secure.as_mut() else {
+            return;
+        };
+        secure.awaiting_peer = true;
+        self.kcp.output_mut().send_sealed(TYPE_KEEPALIVE, &[]);
+        secure.sent_seen = self.kcp.output_ref().datagrams;
+        secure.last_sent_at = now;
+    }
+
+    /// Server: answers the client's confirmation with a KEEPALIVE, so it stops repeating it.
+    pub(crate) fn send_confirmation_ack(&mut self) {
+        self.kcp.output_mut().send_sealed(TYPE_KEEPALIVE, &[]);
+        self.note_sent(self.last_received);
+    }
+
+    /// An authentic datagram came from the peer: a client's confirmation has arrived.
+    pub(crate) fn heard_peer(&mut self) {
+        if let Some(secure) = self.secure.as_mut() {
+            secure.awaiting_peer = false;
+        }
     }
 
     /// Whether a RESET echoing `packet_number` and `tag` answers a datagram we sent.
@@ -590,7 +665,7 @@ impl Session {
         if secure.receive.is_none() {
             return;
         }
-        if diff(now, secure.last_sent_at) >= secure.keepalive_ms as i32 {
+        if diff(now, secure.last_sent_at) >= secure.keepalive_interval() as i32 {
             self.kcp.output_mut().send_sealed(TYPE_KEEPALIVE, &[]);
             secure.sent_seen = self.kcp.output_ref().datagrams;
             secure.last_sent_at = now;
@@ -890,6 +965,10 @@ impl Session {
                 h.next_hello_at
             };
         }
+        // An unconfirmed server session has nothing to send: only its confirmation deadline.
+        if let Some(by) = self.secure.as_ref().and_then(|s| s.confirm_by) {
+            return by;
+        }
         // A closing session whose last byte was acknowledged ends now (see `liveness`).
         if self.state == ConnectionState::Closing && self.kcp.waiting_bytes() == 0 {
             return now;
@@ -918,7 +997,9 @@ impl Session {
             }
         }
         if let Some(secure) = self.secure.as_ref().filter(|s| s.receive.is_some()) {
-            let keepalive = secure.last_sent_at.wrapping_add(secure.keepalive_ms);
+            let keepalive = secure
+                .last_sent_at
+                .wrapping_add(secure.keepalive_interval());
             if diff(keepalive, deadline) < 0 {
                 deadline = keepalive;
             }

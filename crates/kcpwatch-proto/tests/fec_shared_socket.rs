@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use common::{addr, endpoint_configs, recv_all, Link, Pair, CLIENT, SERVER};
 use kcpwatch_proto::fec::FecConfig;
-use kcpwatch_proto::{ConnectionHandle, EndpointEvent};
+use kcpwatch_proto::{CloseReason, ConnectionHandle, EndpointEvent, SecurityEvent};
 
 const FEC: FecConfig = FecConfig {
     data_shards: 10,
@@ -51,7 +51,7 @@ fn run(seed: u64) {
     let mut echoed: Vec<Vec<Vec<u8>>> = vec![Vec::new(); CONNECTIONS as usize];
     let mut next = 0u32;
     let finished = pair.run_until(600_000, |p| {
-        // Every connection sends a few messages per step, so their datagrams interleave.
+        // Every connection sends one message every 10 ms, so their datagrams interleave.
         if next < MESSAGES && p.now >= u64::from(next) * 10 {
             let now = p.clock();
             for (k, &conn) in conns.iter().enumerate() {
@@ -120,4 +120,72 @@ fn eight_connections_on_one_socket_get_their_own_messages_through_10_percent_los
     for seed in 31..35 {
         run(seed);
     }
+}
+
+/// The shards of every connection to one peer form one seqid sequence (as kcp-go's, whose FEC
+/// sits below KCP per socket pair), and the peer's FEC state goes with its last connection.
+#[test]
+fn connections_to_one_peer_share_one_seqid_sequence_that_ends_with_the_last() {
+    let session = kcpwatch_proto::Preset::Game.config();
+    let (mut server, mut client) = endpoint_configs(40, session);
+    server.fec = Some(FEC);
+    client.fec = Some(FEC);
+    let mut pair = Pair::with_configs(server, client, Link::clean(), 1_000);
+    pair.record = true;
+    let mut conns = vec![pair.client_conn];
+    for k in 1..3 {
+        let now = pair.clock();
+        conns.push(
+            pair.client
+                .connect(now, addr(SERVER), addr(CLIENT), 0x1234_5678 + k, None)
+                .unwrap(),
+        );
+    }
+    for i in 0..40u32 {
+        let now = pair.clock();
+        let conn = conns[i as usize % conns.len()];
+        pair.client.send(now, conn, &i.to_le_bytes()).unwrap();
+        pair.advance(5);
+    }
+    pair.advance(500);
+    let seqids: Vec<u32> = pair
+        .client_datagrams
+        .iter()
+        .map(|d| u32::from_le_bytes(d[..4].try_into().unwrap()))
+        .collect();
+    assert!(seqids.len() > 40);
+    let expected: Vec<u32> = (0..seqids.len() as u32).collect();
+    assert_eq!(seqids, expected, "one sequence across the connections");
+    // Two connections closed: the third keeps the peer's decoder, so parity is still taken.
+    let parity = pair
+        .client_datagrams
+        .iter()
+        .find(|d| d[4] == 0xf2)
+        .unwrap()
+        .clone();
+    let servers: Vec<ConnectionHandle> = pair
+        .server_events
+        .iter()
+        .filter_map(|e| match e {
+            EndpointEvent::Accepted { handle } => Some(*handle),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(servers.len(), 3);
+    for &handle in &servers[..2] {
+        pair.server.close_now(handle, CloseReason::LocalClosed);
+    }
+    pair.drain();
+    let before = pair.server.stats().fec.parity_shards;
+    pair.inject_to_server(addr(CLIENT), &parity);
+    assert_eq!(pair.server.stats().fec.parity_shards, before + 1);
+    // With the last one, the peer's FEC state goes: its parity finds no session.
+    pair.server.close_now(servers[2], CloseReason::LocalClosed);
+    pair.drain();
+    pair.server_security.clear();
+    pair.inject_to_server(addr(CLIENT), &parity);
+    assert_eq!(pair.server.stats().fec.parity_shards, before + 1);
+    assert!(pair.server_security.iter().any(
+        |e| matches!(e, SecurityEvent::PacketDropped(d) if d.rule == "fec_parity_no_session")
+    ));
 }

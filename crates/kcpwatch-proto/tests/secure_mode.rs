@@ -45,10 +45,13 @@ fn secure_pair_with(
     Pair::with_configs(server, client, link, 1_000)
 }
 
+/// Both ends have the connection: the client read the ACCEPT, and the server announced it
+/// when the client's confirmation arrived.
 fn established(p: &mut Pair) -> bool {
     p.client_events
         .iter()
         .any(|e| matches!(e, EndpointEvent::Established { .. }))
+        && p.server_conn.is_some()
 }
 
 fn connect_failure(p: &Pair) -> Option<FailReason> {
@@ -966,7 +969,10 @@ fn a_client_whose_accepts_are_lost_keeps_its_session_while_it_retries() {
             }
             client.handle_datagram(now, addr(SERVER), addr(CLIENT), &d);
         }
-        if client.connection_info(conn).unwrap().state == ConnectionState::Established {
+        // Until the server has announced it: the client's confirmation reached it.
+        if client.connection_info(conn).unwrap().state == ConnectionState::Established
+            && server.connection_count() == 1
+        {
             break;
         }
         now = client.poll_timeout().unwrap_or(now + 50).max(now + 1);

@@ -43,10 +43,13 @@ fn pair_with_token(seed: u64, token: &[u8]) -> Pair {
     p
 }
 
+/// Both ends have the connection: the client read the ACCEPT, and the server announced it
+/// when the client's confirmation arrived.
 fn established(p: &mut Pair) -> bool {
     p.client_events
         .iter()
         .any(|e| matches!(e, EndpointEvent::Established { .. }))
+        && p.server_conn.is_some()
 }
 
 fn exchange(p: &mut Pair, count: usize) {

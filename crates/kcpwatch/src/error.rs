@@ -4,6 +4,8 @@ use std::io;
 
 use thiserror::Error;
 
+use crate::events::sinks::SinkError;
+
 /// A runtime operation failed.
 #[derive(Debug, Error)]
 pub enum RuntimeError {
@@ -33,6 +35,28 @@ pub enum RuntimeError {
     /// Starting the I/O thread or the poller failed.
     #[error("runtime setup failed: {0}")]
     Setup(io::Error),
+    /// A log output could not be opened when the runtime started: a matter of the host (a
+    /// path that is gone, not writable or not a file), not of kcpwatch.
+    #[error("log output {output}: {source}")]
+    LogOutput {
+        /// The output, as loss reports name it (`file:/var/log/kcpwatch.ndjson`,
+        /// `syslog+tls://host:port`, ...).
+        output: String,
+        /// Why it could not be opened.
+        source: OutputError,
+    },
+}
+
+/// Why a log output could not be opened.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    /// The log file could not be opened (or created) for appending.
+    #[error("cannot open it for appending: {0}")]
+    File(#[source] io::Error),
+    /// A network output could not start: its CA, certificate, key or spool directory cannot be
+    /// used, or its configuration is refused.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 impl RuntimeError {
@@ -50,6 +74,13 @@ impl RuntimeError {
             Self::Connect(_) => "KCP_ERR_CONNECT",
             Self::Closed => "KCP_ERR_CLOSED",
             Self::Setup(_) => "KCP_ERR_INTERNAL",
+            // Only a thread that cannot be spawned is ours; the rest is what the options name
+            // (the same class as the option checks at createServer give for these paths).
+            Self::LogOutput {
+                source: OutputError::Sink(SinkError::Spawn(_)),
+                ..
+            } => "KCP_ERR_INTERNAL",
+            Self::LogOutput { .. } => "KCP_ERR_INVALID_OPTION",
         }
     }
 }

@@ -682,7 +682,13 @@ impl IoThread {
                     // Longer than any datagram we accept: never parsed, but counted, recorded
                     // and seen by the detectors like every refused datagram.
                     stats.truncated += 1;
-                    endpoint.handle_truncated(now, datagram.from, datagram.local, datagram.len);
+                    endpoint.handle_truncated(
+                        now,
+                        datagram.from,
+                        datagram.local,
+                        datagram.data,
+                        datagram.len,
+                    );
                     return;
                 }
                 endpoint.handle_datagram(now, datagram.from, datagram.local, datagram.data);

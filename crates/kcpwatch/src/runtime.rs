@@ -200,8 +200,7 @@ impl Runtime {
                     log.outputs.clone(),
                     outbox.clone(),
                     format!("{}-log", config.thread_name),
-                )
-                .map_err(RuntimeError::Setup)?;
+                )?;
                 let link = EventsLink {
                     ring,
                     consumer: thread.thread().clone(),

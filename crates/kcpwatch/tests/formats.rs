@@ -2545,6 +2545,11 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
             payload_bytes_out: 100_000,
             messages_in: 700,
             messages_out: 690,
+            unreliable: kcpwatch_proto::secure::datagram::DatagramCounters {
+                sent: 95,
+                received: 101,
+                dropped: 3,
+            },
             srtt_ms: 23,
             rttvar_ms: 4,
             rto_ms: 60,

@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::clock::{ExtendedClock, Millis};
-use crate::config::{ConfigError, EndpointConfig, SessionConfig};
+use crate::config::{ConfigError, EndpointConfig, Mode, SessionConfig};
 use crate::detect::Detectors;
 use crate::events::{
     CappedText, ConnectionAttempted, ConnectionClosed, ConnectionEstablished, ConnectionFailed,
@@ -48,7 +48,7 @@ const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 const SECURITY_QUEUE_LIMIT: usize = 16_384;
 const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 const DROP_KEYS: usize = 11;
-const FAIL_KEYS: usize = 12;
+const FAIL_KEYS: usize = 14;
 
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
@@ -332,6 +332,8 @@ pub struct Endpoint {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// Secure server sessions whose ACCEPT the client has not confirmed yet (part of `live`).
+    unconfirmed: usize,
     by_key: HashMap<(SocketAddr, u32), ConnectionHandle>,
     timers: crate::timer::TimerQueue,
     tx: Rc<RefCell<Transmits>>,
@@ -455,6 +457,7 @@ impl Endpoint {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            unconfirmed: 0,
             by_key: HashMap::new(),
             timers: Default::default(),
             tx: Transmits::shared(),
@@ -519,9 +522,10 @@ impl Endpoint {
         &self.stats
     }
 
-    /// Live sessions.
+    /// Live connections: sessions the application was told of (a secure server session the
+    /// client has not confirmed yet holds a place under the limits but is not one).
     pub fn connection_count(&self) -> usize {
-        self.live
+        self.live - self.unconfirmed
     }
 
     /// Handles a datagram from `remote` that arrived on our address `local`.
@@ -607,24 +611,41 @@ impl Endpoint {
     }
 
     /// A datagram of `len` bytes from `remote` that was longer than the runtime's receive
-    /// buffer, so only its start was read: no endpoint accepts a datagram that large, so it is
-    /// dropped (`bad_length` / `datagram_truncated`), counted, sampled into the log and fed to
-    /// the detectors like every invalid datagram, without being parsed.
+    /// buffer, so only its start (`head`) was read: no endpoint accepts a datagram that large,
+    /// so it is dropped (`bad_length` / `datagram_truncated`), counted, sampled into the log and
+    /// fed to the detectors like every invalid datagram. The record names the connection the
+    /// datagram's conv belongs to, if any (a peer whose `mtu` is larger than ours: raw mode
+    /// cannot agree one, docs/protocol.md), so the loss is visible where it happens.
     pub fn handle_truncated(
         &mut self,
         now: Millis,
         remote: SocketAddr,
         local: SocketAddr,
+        head: &[u8],
         len: usize,
     ) {
         self.clock.advance(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += len as u64;
+        let conv = match self.config.mode {
+            Mode::Raw => head
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            Mode::Secure => head
+                .get(1..5)
+                .filter(|_| head[0] & 0xF0 == 0x10)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        };
+        let handle = conv.and_then(|conv| match self.config.mode {
+            Mode::Raw => self.by_key.get(&(remote, conv)).copied(),
+            Mode::Secure => self.by_conv.get(&conv).copied(),
+        });
+        let uid = handle.and_then(|h| self.session(h)).map(|s| s.uid);
         self.drop_trigger(
             remote,
             local,
-            None,
-            None,
+            uid.and(conv),
+            uid,
             DropTrigger::BadLength,
             "datagram_truncated",
             len,
@@ -1347,10 +1368,7 @@ impl Endpoint {
         for handle in handles {
             self.close_as(now, handle, linger_ms, CloseReason::Shutdown);
         }
-        let pending: Vec<u64> = self.pending_auth.iter().map(|p| p.id).collect();
-        for id in pending {
-            self.resolve_auth(id, false);
-        }
+        self.refuse_pending_auth_for_shutdown();
     }
 
     fn close_as(
@@ -1408,10 +1426,7 @@ impl Endpoint {
         for handle in handles {
             self.close_now(handle, CloseReason::Shutdown);
         }
-        let pending: Vec<u64> = self.pending_auth.iter().map(|p| p.id).collect();
-        for id in pending {
-            self.resolve_auth(id, false);
-        }
+        self.refuse_pending_auth_for_shutdown();
     }
 
     /// Takes a session out of its slot and every index; the handle is stale afterwards.
@@ -1452,6 +1467,11 @@ impl Endpoint {
 
     /// Ends a connection at once.
     pub fn close_now(&mut self, handle: ConnectionHandle, reason: CloseReason) {
+        if self.session(handle).is_some_and(Session::unconfirmed) {
+            // Never announced: it ends as a failed attempt, not as a connection.
+            self.abandon_unconfirmed(handle, reason);
+            return;
+        }
         let Some(mut session) = self.remove_session(handle) else {
             return;
         };
@@ -1889,5 +1909,7 @@ fn fail_key(reason: FailReason) -> usize {
         FailReason::UnknownServerKey => 9,
         FailReason::ServerAuthFailed => 10,
         FailReason::Unreachable => 11,
+        FailReason::Shutdown => 12,
+        FailReason::HandshakeAbandoned => 13,
     }
 }

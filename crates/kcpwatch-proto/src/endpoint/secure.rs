@@ -544,9 +544,29 @@ impl Endpoint {
             if let Some(secure) = session.secure.as_mut() {
                 secure.accept = Some(accept.into());
             }
+            // Not a connection yet: the client may have given up while the application
+            // thought, or may never get the ACCEPT. Its first authenticated datagram proves it
+            // holds the keys and is still there (QUIC's handshake confirmation).
+            session.await_confirmation(now.wrapping_add(self.config.handshake_timeout_ms));
+            self.unconfirmed += 1;
         }
         self.by_conv.insert(conv, handle);
         self.by_nonce.insert(nonce, handle);
+        self.reschedule(handle, now);
+    }
+
+    /// The client's first authenticated datagram after the ACCEPT: the connection exists from
+    /// now on, and the application hears of it. A KEEPALIVE tells the client its confirmation
+    /// arrived, so it stops repeating it.
+    fn confirm_server(&mut self, handle: ConnectionHandle, now: Millis) {
+        let now_extended = self.clock.extended();
+        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+            return;
+        };
+        session.confirm(now, now_extended);
+        session.send_confirmation_ack();
+        self.unconfirmed -= 1;
+        let remote = session.remote;
         self.stats.passive_opens += 1;
         let now_ms = self.unix_ms();
         self.detectors.established(remote.ip(), now_ms);
@@ -563,7 +583,32 @@ impl Endpoint {
             ));
         }
         self.events.push_back(EndpointEvent::Accepted { handle });
-        self.reschedule(handle, now);
+    }
+
+    /// Ends a server session the client never confirmed: a failed attempt (never a connection,
+    /// so no close record and no `Closed` event). `reason` is what would have closed it.
+    pub(super) fn abandon_unconfirmed(&mut self, handle: ConnectionHandle, reason: CloseReason) {
+        let Some(mut session) = self.remove_session(handle) else {
+            return;
+        };
+        self.unconfirmed -= 1;
+        // The client may believe it is connected (it read the ACCEPT): tell it, unless it is
+        // the one that said goodbye.
+        if reason != CloseReason::PeerClosed {
+            session.send_disconnect(reason);
+        }
+        let conn = session.conn_ref();
+        self.slots[handle.index() as usize].last_conn = Some(conn);
+        let abandoned = FailReason::HandshakeAbandoned;
+        match reason {
+            CloseReason::Shutdown => {
+                self.validated_failure(conn, FailReason::Shutdown, None, "shutdown")
+            }
+            CloseReason::PeerClosed => {
+                self.validated_failure(conn, abandoned, None, "peer_disconnect")
+            }
+            _ => self.validated_failure(conn, abandoned, None, "handshake_abandoned"),
+        }
     }
 
     /// Answers an [`EndpointEvent::AuthRequest`]: `accept` opens the session, otherwise the
@@ -645,6 +690,31 @@ impl Endpoint {
             pending.user,
         );
         true
+    }
+
+    /// Ends every authentication in progress because the server is shutting down: the client
+    /// gets a REJECT `shutdown` (its token was not judged) and the attempt fails as
+    /// `shutdown`, not as a refusal.
+    pub(super) fn refuse_pending_auth_for_shutdown(&mut self) {
+        for pending in std::mem::take(&mut self.pending_auth) {
+            self.send_reject(
+                pending.remote,
+                pending.local,
+                &pending.nonce,
+                RejectReason::Shutdown,
+                0,
+                true,
+            );
+            let conn = ConnectionRef {
+                uid: pending.uid,
+                conv: pending.conv,
+                peer: pending.remote,
+                local: pending.local,
+                direction: Direction::Inbound,
+                user: UserId::NONE,
+            };
+            self.validated_failure(conn, FailReason::Shutdown, None, "shutdown");
+        }
     }
 
     /// Rejects every authentication request whose answer is overdue.
@@ -754,6 +824,19 @@ impl Endpoint {
     /// Runs a client's handshake timer. True if the session is still handshaking (so its
     /// engine must not run).
     pub(super) fn client_handshake_tick(&mut self, handle: ConnectionHandle, now: Millis) -> bool {
+        if let Some(by) = self
+            .session(handle)
+            .and_then(|s| s.secure.as_ref())
+            .and_then(|s| s.confirm_by)
+        {
+            // A server session waiting for the client's confirmation.
+            if diff(now, by) >= 0 {
+                self.abandon_unconfirmed(handle, CloseReason::IdleTimeout);
+            } else {
+                self.reschedule(handle, now);
+            }
+            return true;
+        }
         let Some((deadline, next_hello)) = self
             .session(handle)
             .and_then(|s| s.secure.as_ref())
@@ -908,6 +991,8 @@ impl Endpoint {
                 if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
                     let keys = SessionKeys::from_split(&split, Role::Client);
                     session.start_session(accept.conv, keys, now, now_extended);
+                    // The server announces the connection only once this arrives.
+                    session.send_confirmation(now);
                     if let Some(secure) = session.secure.as_mut() {
                         // Keep the server's idle clock fed even if ours is longer.
                         let server_quarter = (accept.idle_timeout_ms / 4).max(50);
@@ -947,6 +1032,7 @@ impl Endpoint {
                     Some(RejectReason::Capacity) => FailReason::Capacity,
                     Some(RejectReason::RateLimited) => FailReason::RateLimited,
                     Some(RejectReason::UnknownServerKey) => FailReason::UnknownServerKey,
+                    Some(RejectReason::Shutdown) => FailReason::Shutdown,
                     None => FailReason::Malformed,
                 };
                 self.fail_connect(handle, reason, "server_rejected", reject.app_code);
@@ -1068,6 +1154,19 @@ impl Endpoint {
             return;
         };
         let uid = Some(session.uid);
+        session.heard_peer();
+        if session.unconfirmed() {
+            if header.kind == TYPE_DISCONNECT {
+                // The client left before its session started: never a connection.
+                self.stats.datagrams_accepted += 1;
+                self.abandon_unconfirmed(handle, CloseReason::PeerClosed);
+                return;
+            }
+            self.confirm_server(handle, now);
+        }
+        let Some(session) = self.slots[handle.index() as usize].session.as_ref() else {
+            return;
+        };
         let (old_peer, old_local) = (session.remote, session.local);
         if (remote, local) != (old_peer, old_local) && freshness == Freshness::Newest {
             self.migrate(handle, remote, local);

@@ -13,9 +13,13 @@
 //!
 //! The receiver hands data shards to KCP at once (through the guard) and keeps them, with parity
 //! shards, per group; once a group holds `data_shards` shards it rebuilds the missing data
-//! shards. At most [`MAX_SETS`] groups are kept per session: a group more than
+//! shards. At most [`MAX_SETS`] groups are kept per decoder: a group more than
 //! [`MAX_SHARD_SETS`] groups behind the newest is dropped (kcp-go's `maxShardSets`), so the
-//! memory is bounded by `MAX_SETS × (data + parity) × MAX_SHARD_LEN` per session.
+//! memory is bounded by `MAX_SETS × (data + parity) × MAX_SHARD_LEN` per decoder.
+//!
+//! As in kcp-go, FEC sits below KCP per UDP peer: an endpoint has one [`Encoder`] per remote
+//! address, shared by every session to it, and one [`Decoder`] per remote (and local) address;
+//! a parity shard names no session, so two seqid sequences must never meet in one decoder.
 //!
 //! The Reed-Solomon code is `reed-solomon-erasure`'s GF(2^8) codec, which builds the same
 //! systematic Vandermonde matrix over the same field as klauspost/reedsolomon (kcp-go's codec);
@@ -243,7 +247,8 @@ impl Codec {
     }
 }
 
-/// One session's sending side: numbers data shards and emits parity after each full group.
+/// The sending side of one UDP peer (shared by its sessions): numbers data shards and emits
+/// parity after each full group.
 #[derive(Debug)]
 pub struct Encoder {
     codec: Rc<Codec>,
@@ -419,7 +424,7 @@ impl DecodeScratch {
     }
 }
 
-/// One session's receiving side.
+/// The receiving side of one UDP peer: every shard it sends, whatever session it carries.
 #[derive(Debug)]
 pub struct Decoder {
     codec: Rc<Codec>,

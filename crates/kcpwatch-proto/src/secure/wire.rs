@@ -95,6 +95,9 @@ pub enum RejectReason {
     RateLimited,
     /// The HELLO names a server key (by its id) the server does not hold.
     UnknownServerKey,
+    /// The server is shutting down: the token was not judged, and connecting again later (or
+    /// to another server) may work.
+    Shutdown,
 }
 
 impl RejectReason {
@@ -106,6 +109,7 @@ impl RejectReason {
             Self::Capacity => 3,
             Self::RateLimited => 4,
             Self::UnknownServerKey => 5,
+            Self::Shutdown => 6,
         }
     }
 
@@ -117,6 +121,7 @@ impl RejectReason {
             3 => Self::Capacity,
             4 => Self::RateLimited,
             5 => Self::UnknownServerKey,
+            6 => Self::Shutdown,
             _ => return None,
         })
     }

@@ -285,6 +285,11 @@ impl CanonicalWriter {
                 line.num("payload_bytes_sent", s.payload_bytes_out);
                 line.num("messages_received", s.messages_in);
                 line.num("messages_sent", s.messages_out);
+                // Secure mode's unreliable datagrams (`sendDatagram`), apart from the messages
+                // and from the UDP datagrams above (0 in raw mode, which has none).
+                line.num("unreliable_received", s.unreliable.received);
+                line.num("unreliable_sent", s.unreliable.sent);
+                line.num("unreliable_dropped", s.unreliable.dropped);
                 line.num("segments_received", s.engine.in_segs);
                 line.num("segments_sent", s.engine.out_segs);
                 line.num("segments_retransmitted", s.engine.retrans_segs);

@@ -31,6 +31,7 @@ use super::sinks::{
     wait_for_thread, HttpSink, HttpSinkConfig, NetworkSink, NetworkSinkConfig, SinkTarget,
     STOP_SLACK,
 };
+use crate::error::{OutputError, RuntimeError};
 
 /// How long the log thread sleeps when nobody wakes it: a bound on how late a record can be
 /// written if a wake-up is missed.
@@ -270,21 +271,46 @@ struct Control {
     abandon: AtomicBool,
 }
 
+/// What loss reports and errors call an output.
+fn output_name(destination: &LogDestination) -> String {
+    match destination {
+        LogDestination::Network(config) => {
+            let scheme = match config.target {
+                SinkTarget::SyslogUdp(_) => "syslog+udp",
+                SinkTarget::SyslogTcp(_) => "syslog+tcp",
+                SinkTarget::SyslogTls { .. } => "syslog+tls",
+            };
+            format!("{scheme}://{}", config.target.addr())
+        }
+        LogDestination::Http(config) => format!("http:{}", config.url),
+        LogDestination::File { path, .. } => format!("file:{}", path.display()),
+        LogDestination::Stdout => "stdout".into(),
+        LogDestination::Stderr => "stderr".into(),
+        LogDestination::None => "none".into(),
+    }
+}
+
 impl Destination {
-    fn open(output: LogOutput) -> io::Result<Self> {
+    /// Opens the output. A failure names it (and so its path) for the error the application
+    /// gets from `listen()` or `connect()`.
+    fn open(output: LogOutput) -> Result<Self, RuntimeError> {
+        let failed = |source: OutputError| RuntimeError::LogOutput {
+            output: output_name(&output.destination),
+            source,
+        };
         let file = match &output.destination {
-            LogDestination::File { path, rotation } => {
-                Some(RotatingFile::open(path.clone(), *rotation)?)
-            }
+            LogDestination::File { path, rotation } => Some(
+                RotatingFile::open(path.clone(), *rotation)
+                    .map_err(|e| failed(OutputError::File(e)))?,
+            ),
             _ => None,
         };
-        let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
         let network = match &output.destination {
             LogDestination::Network(config) => Some(Remote::Syslog(
-                NetworkSink::start(config.clone()).map_err(invalid)?,
+                NetworkSink::start(config.clone()).map_err(|e| failed(e.into()))?,
             )),
             LogDestination::Http(config) => Some(Remote::Http(
-                HttpSink::start(config.clone()).map_err(invalid)?,
+                HttpSink::start(config.clone()).map_err(|e| failed(e.into()))?,
             )),
             _ => None,
         };
@@ -313,21 +339,7 @@ impl Destination {
 
     /// What a loss report calls this output.
     fn name(&self) -> String {
-        match &self.output.destination {
-            LogDestination::Network(config) => {
-                let scheme = match config.target {
-                    SinkTarget::SyslogUdp(_) => "syslog+udp",
-                    SinkTarget::SyslogTcp(_) => "syslog+tcp",
-                    SinkTarget::SyslogTls { .. } => "syslog+tls",
-                };
-                format!("{scheme}://{}", config.target.addr())
-            }
-            LogDestination::Http(config) => format!("http:{}", config.url),
-            LogDestination::File { path, .. } => format!("file:{}", path.display()),
-            LogDestination::Stdout => "stdout".into(),
-            LogDestination::Stderr => "stderr".into(),
-            LogDestination::None => "none".into(),
-        }
+        output_name(&self.output.destination)
     }
 
     fn lose(&mut self, n: u64, lost: &AtomicU64) {
@@ -825,17 +837,17 @@ impl LogThread {
         outputs: Vec<LogOutput>,
         outbox: Arc<Outbox>,
         name: String,
-    ) -> io::Result<Self> {
+    ) -> Result<Self, RuntimeError> {
         let mut outputs = outputs
             .into_iter()
             .map(Destination::open)
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let control = Arc::new(Control::default());
         let (thread_stop, thread_paused, control_) =
             (stop.clone(), paused.clone(), control.clone());
-        let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
             let control = control_;
             let mut batch = Vec::with_capacity(256);
             let mut text = String::with_capacity(64 * 1024);
@@ -918,7 +930,8 @@ impl LogThread {
                     text.shrink_to(64 * 1024);
                 }
             }
-        })?;
+        });
+        let thread = spawned.map_err(RuntimeError::Setup)?;
         let handle = thread.thread().clone();
         Ok(Self {
             stop,

@@ -102,7 +102,7 @@ fn categorize(r: &Fields<'_>, action: &str) -> Categories {
         "connection_failed"
             if matches!(
                 get_str(r, "reason"),
-                Some("handshake_timeout" | "unreachable")
+                Some("handshake_timeout" | "unreachable" | "handshake_abandoned" | "shutdown")
             ) =>
         {
             ("event", NETWORK, &["connection"])

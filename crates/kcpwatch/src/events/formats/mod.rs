@@ -419,7 +419,7 @@ fn refused_here(r: &Fields<'_>) -> bool {
         "connection_failed" => {
             !matches!(
                 get_str(r, "reason"),
-                Some("handshake_timeout" | "unreachable")
+                Some("handshake_timeout" | "unreachable" | "handshake_abandoned" | "shutdown")
             ) && !matches!(
                 get_str(r, "rule"),
                 Some("server_rejected" | "handshake_timeout")

@@ -125,7 +125,7 @@ fn activity<'a>(r: &Fields<'a>) -> (u64, &'a str) {
         "connection_failed"
             if matches!(
                 get_str(r, "reason"),
-                Some("handshake_timeout" | "unreachable")
+                Some("handshake_timeout" | "unreachable" | "handshake_abandoned" | "shutdown")
             ) =>
         {
             (4, "Fail")
