@@ -150,5 +150,9 @@ test('bad privacy options are refused before anything is bound', (t) => {
   ];
   for (const ipPrivacy of bad) {
     t.throws(() => kcpwatch.createServer({ log: { ipPrivacy } }), { instanceOf: kcpwatch.KcpInvalidOptionError }, JSON.stringify(ipPrivacy));
-  }
+  }  // The README lists the modes by name: a bare name is the likely slip, and the error says what it got.
+  t.throws(() => kcpwatch.createServer({ log: { ipPrivacy: 'hmac' } }), {
+    instanceOf: kcpwatch.KcpInvalidOptionError,
+    message: /log\.ipPrivacy must be an object with a mode \(for example \{ mode: 'hmac', key \}\), got the string "hmac"/,
+  });
 });

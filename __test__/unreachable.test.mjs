@@ -5,6 +5,9 @@
 // (docs/security.md, "ICMP during the handshake"). The sans-IO rules are in
 // crates/kcpwatch-proto/tests/handshake_unreachable.rs.
 import test from 'ava';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+
 import { EventLog, closedPort, kcpwatch, next } from './helpers/util.mjs';
 
 const quiet = { destination: 'none', sampleBurst: 1000 };
@@ -51,4 +54,17 @@ test('a raw client to a closed port opens at once and ends as dead_link while it
   t.is(reason, 'dead_link');
   const record = await log.waitFor((e) => e.name === 'kcp:connection_closed', 5000, 'the close record');
   t.is(record.reason, 'dead_link');
+});
+
+test('over IPv6 the error names the server as [address]:port', async (t) => {
+  const socket = createSocket('udp6');
+  socket.bind(0, '::1');
+  await once(socket, 'listening');
+  const { port } = socket.address();
+  await new Promise((resolve) => socket.close(resolve));
+  const c = kcpwatch.connect({ host: '::1', port, serverKey: kcpwatch.generateKeyPair().publicKey, log: false });
+  t.teardown(() => c.close());
+  c.on('error', () => {});
+  const error = await t.throwsAsync(c.ready(), { instanceOf: kcpwatch.KcpUnreachableError });
+  t.true(error.message.startsWith(`[::1]:${port} is unreachable`), error.message);
 });

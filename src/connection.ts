@@ -13,11 +13,14 @@ import {
   handshakeError,
   type KcpError,
 } from './errors';
-import { rethrowLater, type CloseInfo, type CloseReason, type FailReason } from './records';
+import { rethrowLater, type CloseInfo, type CloseReason, type ConnectionLimits, type FailReason } from './records';
 import type { NativeConnectionStats } from './native';
 import { Refusal } from './transport';
 import type { NativeConnectedInfo } from './native';
 import { describe } from './options';
+
+/** `host:port`, with an IPv6 host in brackets as in a URL (`[::1]:4000`). */
+const hostPort = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
 
 /** One connection's counters so far (`connection.stats()`; `docs/metrics.md`). */
 export type ConnectionStats = NativeConnectionStats;
@@ -215,7 +218,8 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private closeDescription: string | undefined;
   private transport: ConnectionTransport;
   private handle: number;
-  private readonly maxMessageSize: number;
+  /** Lowered when a secure handshake agrees an MTU smaller than this side's. */
+  private maxMessageSize: number;
   private readonly maxSendQueueBytes: number;
   private readonly highWaterMark: number;
   private onClosed: (() => void) | undefined;
@@ -233,7 +237,8 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private flowScheduled = false;
   private iterators = 0;
   private waiters: (() => void)[] = [];
-  private readonly maxDatagramSize: number;
+  /** `mtu − 31` in secure mode (the agreed MTU once established), 0 in raw mode. */
+  private maxDatagramSize: number;
   private readonly heldDatagrams: HeldDatagrams;
   private datagramFlowScheduled = false;
 
@@ -390,7 +395,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     }
     if (bytes.length > this.maxDatagramSize) {
       this.transport.reportDatagramTooLarge(this.handle, bytes.length);
-      throw new KcpMessageTooLargeError(`datagram of ${bytes.length} bytes exceeds ${this.maxDatagramSize}, the most one datagram carries (mtu - 31)`);
+      throw new KcpMessageTooLargeError(`datagram of ${bytes.length} bytes exceeds ${this.maxDatagramSize}, the most one datagram carries (the agreed mtu - 31)`);
     }
     if (this._state === 'connecting') return false;
     return this.transport.sendDatagram(this.handle, bytes, flags, channel, MAX_DATAGRAM_QUEUE_BYTES);
@@ -692,10 +697,14 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
-  /** @internal The secure handshake completed. */
-  _established(conv: number): void {
+  /** @internal The secure handshake completed; `limits` follow the MTU it agreed. */
+  _established(conv: number, limits?: ConnectionLimits): void {
     if (this._state !== 'connecting') return;
     this._conv = conv;
+    if (limits) {
+      this.maxMessageSize = limits.maxMessageSize;
+      this.maxDatagramSize = limits.maxDatagramSize;
+    }
     this._state = 'established';
     this.wasEstablished = true;
     this.emit('connect');
@@ -703,7 +712,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
 
   /** @internal The secure handshake failed: `error` (if listened to), then `close`. */
   _connectFailed(reason: FailReason, appCode?: number): void {
-    this._fail(handshakeError(reason, `${this.remoteAddress}:${this.remotePort}`, appCode), reason === 'handshake_timeout' || reason === 'unreachable' ? 'local' : 'remote');
+    this._fail(handshakeError(reason, hostPort(this.remoteAddress, this.remotePort), appCode), reason === 'handshake_timeout' || reason === 'unreachable' ? 'local' : 'remote');
   }
 
   /**

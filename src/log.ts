@@ -317,7 +317,7 @@ function keyBytes(key: unknown, name: string): Buffer {
 
 function resolvePrivacy(p: IpPrivacy | undefined): Pick<NativeLogOptions, 'ipPrivacy' | 'ipV4Prefix' | 'ipV6Prefix' | 'ipKeyId' | 'ipKey'> {
   const privacy = p ?? { mode: 'full' };
-  if (typeof privacy !== 'object' || privacy === null) throw new KcpInvalidOptionError('log.ipPrivacy must be an object with a mode');
+  if (typeof privacy !== 'object' || privacy === null) throw new KcpInvalidOptionError(`log.ipPrivacy must be an object with a mode (for example { mode: 'hmac', key }), got ${describe(privacy)}`);
   // Checked before it is used as a key: an object without a prototype would throw a TypeError there.
   if (typeof privacy.mode !== 'string') {
     throw new KcpInvalidOptionError(`log.ipPrivacy.mode must be full, truncate, hmac, cryptopan or omit, got ${describe((privacy as { mode: unknown }).mode)}`);
