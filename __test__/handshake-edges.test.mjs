@@ -139,3 +139,34 @@ test('after client.close() no connection of that client fires connect, and ready
   t.is(seen.readyResolved, 0);
   t.deepEqual(seen.otherError, []);
 });
+
+test('secure mode agrees the MTU: a server with mtu 9000 and a default client (1200) echo 5000-byte messages both ways, nothing truncated', async (t) => {
+  const { s, port } = await server(t, { mtu: 9000 });
+  const atServer = [];
+  s.on('connection', (c) =>
+    c.on('message', (m) => {
+      atServer.push(Buffer.from(m));
+      c.send(m);
+    }),
+  );
+  // createClient: its stats() are the socket's, where a truncated datagram is counted.
+  const endpoint = kcpwatch.createClient({ host: '127.0.0.1', port, serverKey: s.publicKey, log: { destination: 'none' } });
+  t.teardown(() => endpoint.close());
+  const client = endpoint.connect();
+  const atClient = [];
+  client.on('message', (m) => atClient.push(Buffer.from(m)));
+  await client.ready();
+  const sent = Buffer.alloc(5000, 0);
+  for (let i = 0; i < sent.length; i++) sent[i] = (i * 7) & 0xff;
+  client.send(sent);
+  await poll(() => atClient.length === 1, 5000, 'the echo of a 5000-byte message');
+  t.deepEqual(atServer, [sent]);
+  t.deepEqual(atClient, [sent]);
+  t.is(s.stats().truncated, 0);
+  t.is(endpoint.stats().truncated, 0);
+  // The server's connection takes its datagram ceiling from the agreed MTU (1200 - 31), not
+  // from its own 9000.
+  const [conn] = s.connections.values();
+  t.true(conn.sendDatagram(Buffer.alloc(1169)));
+  t.throws(() => conn.sendDatagram(Buffer.alloc(1170)), { instanceOf: kcpwatch.KcpMessageTooLargeError });
+});

@@ -98,6 +98,18 @@ test('a secure-mode client written from docs/protocol.md echoes 1,000 messages t
   await server.close();
 });
 
+test('the Go secure client (mtu 1200) and a kcpwatch server with mtu 9000 agree 1200: 5000-byte messages echo, nothing truncated', async (t) => {
+  const { server } = await echoServer({ mode: 'secure', log: false, preset: 'game', mtu: 9000 });
+  t.teardown(() => server.close());
+  const r = await secureClient(t, server, ['--count', '50', '--min-size', '4000', '--max-size', '5000', '--seed', '13']);
+  t.is(r.code, 0, r.why);
+  t.true(r.result.ok, r.why);
+  t.is(r.result.received, 50);
+  t.is(r.result.bytes_received, r.result.bytes_sent);
+  t.is(server.stats().truncated, 0);
+  await server.close();
+});
+
 test('a secure-mode kcp-go client with a wrong token gets auth_rejected; with the right one it echoes', async (t) => {
   const tokens = [];
   const { server, address } = await echoServer({

@@ -710,6 +710,14 @@ test('vocabularies that belong together are checked together', (t) => {
   }
   t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'server_auth_failed', rule: 'accept_noise' })), []);
   t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'decrypt_failed', trigger: 'decrypt_failed', rule: 'hello_noise' })), []);
+  // The MTU agreement: a HELLO stating too small an MTU is refused for its length; a client's
+  // own finding about the ACCEPT's MTU comes without a trigger, no datagram being refused.
+  t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'bad_length', rule: 'hello_mtu' })), []);
+  t.not(errorsOf(failed(valid.connection_failed, { trigger: 'bad_cmd', rule: 'hello_mtu' })).length, 0);
+  for (const rule of ['accept_mtu', 'queued_message_over_mtu']) {
+    t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'malformed', rule })), [], rule);
+    t.not(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'malformed', rule, trigger: 'bad_length' })).length, 0, rule);
+  }
   t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'unknown_server_key', trigger: 'bad_cmd', rule: 'unknown_key_id' })), []);
   t.not(errorsOf(failed(valid.connection_failed, { reason: 'decrypt_failed', trigger: 'bad_tag', rule: 'cookie_mac' })).length, 0);
   t.not(errorsOf(failed(valid.connection_failed, { trigger: undefined })).length, 0, 'malformed needs its trigger');

@@ -31,7 +31,7 @@ import {
 import { rethrowLater, type AuthRequestRecord, type FailReason } from './records';
 import type { KcpEvent } from './event-types';
 import { eventCallback, resolveLogOptions, type LogOptions } from './log';
-import type { AcceptedRecord, CloseInfo } from './records';
+import type { AcceptedRecord, CloseInfo, ConnectionLimits } from './records';
 import { endpointOptions, resolveHost, resolveHostOption, type AddressInfo, type ServerStats } from './server';
 import { Transport } from './transport';
 
@@ -527,11 +527,11 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** @internal */
-  established(handle: number, conv: number): void {
+  established(handle: number, conv: number, limits?: ConnectionLimits): void {
     // close() ends every connection at once: an ACCEPT that the I/O thread read before it
     // stopped does not make one `connect` after the application closed the client.
     if (this.closing) return;
-    this.connections.get(handle)?._established(conv);
+    this.connections.get(handle)?._established(conv, limits);
   }
 
   /** @internal */

@@ -139,6 +139,8 @@ export type SecureRule =
   | 'hello_to_client'
   /** `bad_length`: a HELLO whose token length does not match the datagram. */
   | 'token_length'
+  /** `bad_length`: a HELLO stating an MTU below 79, the smallest a secure session works with (reason `malformed`; the client gets a REJECT `malformed`). */
+  | 'hello_mtu'
   /** `bad_length`: a COOKIE, ACCEPT or REJECT of the wrong size. */
   | 'handshake_length'
   /** `unknown_connection`: a COOKIE, ACCEPT or REJECT that answers no handshake in progress. */
@@ -182,7 +184,19 @@ export type DropRule =
  * address; reason `unreachable`) and `server_rejected` (a client: the server answered with a
  * REJECT, whose reason is `reason`).
  */
-export type FailRule = 'authenticate' | 'auth_timeout' | 'handshake_timeout' | 'icmp_unreachable' | 'server_rejected' | 'shutdown' | 'handshake_abandoned' | 'peer_disconnect';
+export type FailRule =
+  | 'authenticate'
+  | 'auth_timeout'
+  | 'handshake_timeout'
+  | 'icmp_unreachable'
+  | 'server_rejected'
+  | 'shutdown'
+  | 'handshake_abandoned'
+  | 'peer_disconnect'
+  /** A client, reason `malformed`: the ACCEPT agreed an MTU above the one its HELLO stated. */
+  | 'accept_mtu'
+  /** A client, reason `malformed`: a message queued during the handshake needs more than 127 fragments at the smaller MTU the server agreed. */
+  | 'queued_message_over_mtu';
 
 /** How the application misused a connection. */
 export type Violation = 'oversized_message' | 'message_on_closed_connection' | 'empty_message' | 'send_queue_full';

@@ -123,6 +123,17 @@ export interface ConnectFailedRecord {
   appCode?: number;
 }
 
+/**
+ * A connection's size ceilings as its session has them: in secure mode they follow the MTU the
+ * handshake agreed, which may be smaller than this side's `mtu`.
+ */
+export interface ConnectionLimits {
+  /** The largest message (message mode). */
+  maxMessageSize: number;
+  /** The largest unreliable datagram payload (secure mode: agreed MTU − 31; 0 in raw mode). */
+  maxDatagramSize: number;
+}
+
 export interface AcceptedRecord {
   conv: number;
   remotePort: number;
@@ -130,6 +141,8 @@ export interface AcceptedRecord {
   remoteAddress: string;
   localAddress: string;
   uid: string;
+  /** Absent from older addons. */
+  limits?: ConnectionLimits;
 }
 
 export interface RecordVisitor {
@@ -139,7 +152,7 @@ export interface RecordVisitor {
   closed(handle: number, info: CloseInfo): void;
   progress(handle: number, ackedBytes: number): void;
   error(handle: number, code: string, message: string): void;
-  established(handle: number, conv: number): void;
+  established(handle: number, conv: number, limits?: ConnectionLimits): void;
   connectFailed(handle: number, reason: FailReason, appCode?: number): void;
   authRequest(request: AuthRequestRecord): void;
 }
@@ -147,6 +160,10 @@ export interface RecordVisitor {
 function shortString(buf: Buffer, at: number): [string, number] {
   const len = buf[at]!;
   return [buf.toString('utf8', at + 1, at + 1 + len), at + 1 + len];
+}
+
+function readLimits(buf: Buffer, at: number): ConnectionLimits {
+  return { maxMessageSize: buf.readUInt32LE(at), maxDatagramSize: buf.readUInt32LE(at + 4) };
 }
 
 function u64(buf: Buffer, at: number): number {
@@ -200,8 +217,10 @@ function dispatch(buf: Buffer, kind: number, handle: number, start: number, end:
         const localPort = buf.readUInt16LE(start + 6);
         const [remoteAddress, a] = shortString(buf, start + 8);
         const [localAddress, b] = shortString(buf, a);
-        const [uid] = shortString(buf, b);
-        visit.accepted(handle, { conv, remotePort, localPort, remoteAddress, localAddress, uid });
+        const [uid, c] = shortString(buf, b);
+        const record: AcceptedRecord = { conv, remotePort, localPort, remoteAddress, localAddress, uid };
+        if (c + 8 <= end) record.limits = readLimits(buf, c);
+        visit.accepted(handle, record);
         break;
       }
       case RecordKind.Closed: {
@@ -263,7 +282,7 @@ function dispatch(buf: Buffer, kind: number, handle: number, start: number, end:
         break;
       }
       case RecordKind.Established:
-        visit.established(handle, buf.readUInt32LE(start));
+        visit.established(handle, buf.readUInt32LE(start), start + 12 <= end ? readLimits(buf, start + 4) : undefined);
         break;
       case RecordKind.ConnectFailed: {
         const [reason, p] = shortString(buf, start);

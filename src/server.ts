@@ -890,8 +890,9 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
       remotePort: r.remotePort,
       localAddress: r.localAddress,
       localPort: r.localPort,
-      maxMessageSize: this.kcp.maxMessageSize,
-      maxDatagramSize: maxDatagramSize(this.kcp.mtu, this.mode),
+      // The session's own ceilings: a secure handshake may have agreed an MTU below ours.
+      maxMessageSize: r.limits?.maxMessageSize ?? this.kcp.maxMessageSize,
+      maxDatagramSize: r.limits?.maxDatagramSize ?? maxDatagramSize(this.kcp.mtu, this.mode),
       maxSendQueueBytes: this.kcp.maxSendQueueBytes,
       highWaterMark: this.highWaterMark,
       maxReceiveQueueBytes: this.maxReceiveQueueBytes,

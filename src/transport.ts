@@ -7,7 +7,7 @@ import { fromNative } from './errors';
 import type { KcpEvent } from './event-types';
 import { parseEvents } from './log';
 import { native, type NativeEndpointHandle, type NativeEndpointOptions } from './native';
-import { decodeRecords, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type FailReason } from './records';
+import { decodeRecords, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type ConnectionLimits, type FailReason } from './records';
 
 /** What a transport tells its owner (a Server or a client Connection). */
 export interface TransportOwner {
@@ -18,8 +18,11 @@ export interface TransportOwner {
   closed(handle: number, info: CloseInfo): void;
   progress(handle: number, ackedBytes: number): void;
   error(handle: number, code: string, message: string): void;
-  /** Secure mode, client: the handshake completed with the server-assigned conv. */
-  established(handle: number, conv: number): void;
+  /**
+   * Secure mode, client: the handshake completed with the server-assigned conv, and the
+   * connection's size ceilings from the agreed MTU (absent from older addons).
+   */
+  established(handle: number, conv: number, limits?: ConnectionLimits): void;
   /** Secure mode, client: the handshake failed. */
   connectFailed(handle: number, reason: FailReason, appCode?: number): void;
   /** Secure mode, server: a validated client's token waits for `authenticate`. */

@@ -176,9 +176,11 @@ func (b *benchSession) dial(deadline time.Time) *benchErr {
 	}
 	pc := &pushConn{conn: conn, server: cfg.raddr}
 	conv := randomConv()
+	agreedMTU := 0
 	if cfg.mode == modeSecure {
 		sec := &secureSession{conn: conn, server: cfg.raddr, serverKey: cfg.serverKey}
-		a, err := sec.handshake(protocolVersion, cfg.token, min(cfg.handshakeTimeout, time.Until(deadline)))
+		// cfg.opts.mtu is already the engine's (the wire MTU minus the framing).
+		a, err := sec.handshake(protocolVersion, cfg.opts.mtu+sessionOverhead, cfg.token, min(cfg.handshakeTimeout, time.Until(deadline)))
 		if err != nil {
 			conn.Close()
 			var he *handshakeError
@@ -191,6 +193,7 @@ func (b *benchSession) dial(deadline time.Time) *benchErr {
 		sec.confirm()
 		pc.sec = sec
 		conv = a.conv
+		agreedMTU = a.mtu
 	}
 	s, err := kcp.NewConn4(conv, cfg.raddr, cfg.block, cfg.fec.data, cfg.fec.parity, true, pc)
 	if err != nil {
@@ -198,6 +201,10 @@ func (b *benchSession) dial(deadline time.Time) *benchErr {
 		return sessionErr("socket", "conn %d: kcp session: %v", b.id, err)
 	}
 	cfg.opts.apply(s)
+	if agreedMTU != 0 {
+		// The server may have agreed less than we stated.
+		s.SetMtu(agreedMTU - sessionOverhead)
+	}
 	b.t, b.pc, b.kcp = s, pc, s
 	return nil
 }

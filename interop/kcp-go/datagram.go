@@ -82,7 +82,8 @@ func (s *secureSession) onDatagram(pn uint64, body []byte) {
 
 var errDatagramTooLarge = errors.New("datagram larger than one datagram carries (mtu - 31)")
 
-// sendDatagram seals payload as one DATAGRAM (at most mtu - 31 bytes) and sends it.
+// sendDatagram seals payload as one DATAGRAM (at most mtu - 31 bytes, mtu the agreed one)
+// and sends it.
 func (s *secureSession) sendDatagram(mtu int, channel byte, sequenced bool, payload []byte) error {
 	if len(payload) > mtu-datagramOverhead {
 		return errDatagramTooLarge
@@ -147,7 +148,7 @@ func runSecureDatagram(args []string) {
 	}
 	defer conn.Close()
 	s := &secureSession{conn: conn, server: raddr, serverKey: key}
-	accept, err := s.handshake(protocolVersion, nil, 10*time.Second)
+	accept, err := s.handshake(protocolVersion, *mtu, nil, 10*time.Second)
 	if err != nil {
 		res.Error = err.Error()
 		return
@@ -162,7 +163,7 @@ func runSecureDatagram(args []string) {
 		now := time.Now()
 		if res.Sent < *count && !now.Before(next) {
 			payload := []byte(fmt.Sprintf("%s%d", *prefix, res.Sent))
-			if err := s.sendDatagram(*mtu, byte(*channel), *sequenced, payload); err != nil {
+			if err := s.sendDatagram(accept.mtu, byte(*channel), *sequenced, payload); err != nil {
 				res.Error = err.Error()
 				return
 			}

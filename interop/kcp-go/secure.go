@@ -54,14 +54,20 @@ const (
 	// noiseKeyLen is an X25519 public key; noiseTagLen a ChaCha20-Poly1305 tag.
 	noiseKeyLen = 32
 	noiseTagLen = 16
-	// helloMinLen is a HELLO with an empty token: header, e, the encrypted empty payload.
-	helloMinLen = helloHeaderLen + noiseKeyLen + noiseTagLen
+	// mtuFieldLen is the MTU that opens the HELLO's payload and closes the ACCEPT's.
+	mtuFieldLen = 2
+	// minMTU is the smallest MTU a session works with: KCP's smallest (50) plus the session
+	// framing. A HELLO or ACCEPT stating less is malformed.
+	minMTU = 50 + sessionOverhead
+	// helloMinLen is a HELLO with an empty token: header, e, the encrypted payload (the MTU).
+	helloMinLen = helloHeaderLen + noiseKeyLen + mtuFieldLen + noiseTagLen
 	maxTokenLen = 1024
 	cookieLen   = 36
-	// acceptLen: header (4), nonce (16), e (32), encrypted conv + idle timeout (8 + 16).
-	acceptLen = 76
-	// acceptPayloadLen is the ACCEPT's plaintext payload: conv, idle_timeout_ms.
-	acceptPayloadLen = 8
+	// acceptLen: header (4), nonce (16), e (32), encrypted conv + idle timeout + mtu
+	// (10 + 16).
+	acceptLen = 78
+	// acceptPayloadLen is the ACCEPT's plaintext payload: conv, idle_timeout_ms, mtu.
+	acceptPayloadLen = 10
 	rejectLen        = 22
 	// rejectShortLen is the version_mismatch REJECT, the prefix every version reads.
 	rejectShortLen = 20
@@ -121,6 +127,7 @@ var rejectReasons = map[byte]string{
 	4: "rate_limited",
 	5: "unknown_server_key",
 	6: "shutdown",
+	7: "malformed",
 }
 
 func reasonName(names map[byte]string, code byte) string {
@@ -162,14 +169,17 @@ type helloAttempt struct {
 }
 
 // newHelloAttempt starts the Noise initiator for serverKey with the prologue the page fixes
-// and writes its first message (e, es) with the token as payload. rng supplies the
-// ephemeral key (nil: crypto/rand); tests fix it.
-func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, token []byte, rng io.Reader) (*helloAttempt, error) {
+// and writes its first message (e, es) with mtu (the largest datagram we accept) and the
+// token as payload. rng supplies the ephemeral key (nil: crypto/rand); tests fix it.
+func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, mtu int, token []byte, rng io.Reader) (*helloAttempt, error) {
 	if len(serverKey) != noiseKeyLen {
 		return nil, fmt.Errorf("server key is %d bytes, want %d", len(serverKey), noiseKeyLen)
 	}
 	if len(token) > maxTokenLen {
 		return nil, fmt.Errorf("token is %d bytes, at most %d", len(token), maxTokenLen)
+	}
+	if mtu < minMTU || mtu > 65507 {
+		return nil, fmt.Errorf("mtu %d outside %d..65507", mtu, minMTU)
 	}
 	a := &helloAttempt{}
 	a.header[0], a.header[1], a.header[2], a.header[3] = typeHello, version, suiteNK, 0
@@ -190,7 +200,8 @@ func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, token []byt
 	if err != nil {
 		return nil, err
 	}
-	a.msg1, _, _, err = hs.WriteMessage(nil, token)
+	payload := binary.LittleEndian.AppendUint16(make([]byte, 0, mtuFieldLen+len(token)), uint16(mtu))
+	a.msg1, _, _, err = hs.WriteMessage(nil, append(payload, token...))
 	if err != nil {
 		return nil, err
 	}
@@ -209,11 +220,13 @@ func (a *helloAttempt) datagram(cookie [16]byte) []byte {
 	return append(b, a.msg1...)
 }
 
-// acceptInfo is a verified ACCEPT: the session's conv and the server's idle timeout, and the
-// two directions' ciphers from the Noise split.
+// acceptInfo is a verified ACCEPT: the session's conv, the server's idle timeout and the
+// agreed MTU (the largest datagram either side sends), and the two directions' ciphers from
+// the Noise split.
 type acceptInfo struct {
 	conv          uint32
 	idleTimeoutMs uint32
+	mtu           int
 	send, recv    noise.Cipher
 	// keyC2S and keyS2C are the split's keys, for the test vectors only.
 	keyC2S, keyS2C [32]byte
@@ -237,6 +250,7 @@ func (a *helloAttempt) readAccept(b []byte) (acceptInfo, error) {
 	info := acceptInfo{
 		conv:          binary.LittleEndian.Uint32(payload[0:4]),
 		idleTimeoutMs: binary.LittleEndian.Uint32(payload[4:8]),
+		mtu:           int(binary.LittleEndian.Uint16(payload[8:10])),
 		send:          c2s.Cipher(),
 		recv:          s2c.Cipher(),
 		keyC2S:        c2s.UnsafeKey(),
@@ -244,6 +258,9 @@ func (a *helloAttempt) readAccept(b []byte) (acceptInfo, error) {
 	}
 	if info.conv == 0 {
 		return acceptInfo{}, errors.New("ACCEPT with conv 0")
+	}
+	if info.mtu < minMTU {
+		return acceptInfo{}, fmt.Errorf("ACCEPT with mtu %d, below %d", info.mtu, minMTU)
 	}
 	return info, nil
 }
@@ -528,11 +545,12 @@ const (
 	helloMaxWait   = 2 * time.Second
 )
 
-// handshake runs HELLO → (COOKIE → HELLO) → ACCEPT. It retransmits the current HELLO after
+// handshake runs HELLO → (COOKIE → HELLO) → ACCEPT, stating mtu (the largest UDP payload
+// we accept); the ACCEPT's agreed MTU is never larger. It retransmits the current HELLO after
 // 250 ms, 500 ms, 1 s, then every 2 s, restarts at 250 ms on a COOKIE, and gives up after
 // timeout. A REJECT ends it with the REJECT's reason, an ACCEPT that does not decrypt with
 // server_auth_failed. Replies are taken from any source address.
-func (s *secureSession) handshake(version byte, token []byte, timeout time.Duration) (acceptInfo, error) {
+func (s *secureSession) handshake(version byte, mtu int, token []byte, timeout time.Duration) (acceptInfo, error) {
 	start := time.Now()
 	giveUp := start.Add(timeout)
 	rng := s.rng
@@ -543,7 +561,7 @@ func (s *secureSession) handshake(version byte, token []byte, timeout time.Durat
 	if _, err := io.ReadFull(rng, nonce[:]); err != nil {
 		return acceptInfo{}, err
 	}
-	attempt, err := newHelloAttempt(version, s.serverKey, nonce, token, rng)
+	attempt, err := newHelloAttempt(version, s.serverKey, nonce, mtu, token, rng)
 	if err != nil {
 		return acceptInfo{}, err
 	}
@@ -553,7 +571,7 @@ func (s *secureSession) handshake(version byte, token []byte, timeout time.Durat
 		return acceptInfo{}, err
 	}
 	resendAt := time.Now().Add(wait)
-	// Every reply has an exact length of at most 76 bytes; a larger datagram, truncated here,
+	// Every reply has an exact length of at most 78 bytes; a larger datagram, truncated here,
 	// is dropped for its length all the same. (bench-client runs thousands of handshakes at
 	// once: keep this small.)
 	buf := make([]byte, 256)
@@ -607,6 +625,9 @@ func (s *secureSession) handshake(version byte, token []byte, timeout time.Durat
 				// A conv of 0: the page fails the attempt with the same reason.
 				return acceptInfo{}, &handshakeError{reason: "server_auth_failed", detail: err.Error()}
 			}
+			if a.mtu > mtu {
+				return acceptInfo{}, &handshakeError{reason: "malformed", detail: fmt.Sprintf("the ACCEPT agrees mtu %d, above our %d", a.mtu, mtu)}
+			}
 			s.handshakeTime = time.Since(start)
 			return a, nil
 		case typeReject:
@@ -649,8 +670,8 @@ func (s *secureSession) confirm() {
 	}
 }
 
-// start establishes the session and gives it its own low-level engine (MTU = wire MTU - 29),
-// whose output leaves in DATA datagrams.
+// start establishes the session and gives it its own low-level engine (MTU = the agreed MTU
+// - 29), whose output leaves in DATA datagrams.
 func (s *secureSession) start(a acceptInfo, opts *kcpOpts) {
 	s.establish(a)
 	s.confirm()
@@ -662,7 +683,7 @@ func (s *secureSession) start(a acceptInfo, opts *kcpOpts) {
 	})
 	s.engine.NoDelay(opts.nodelay, opts.interval, opts.resend, opts.nc)
 	s.engine.WndSize(opts.sndwnd, opts.rcvwnd)
-	s.engine.SetMtu(opts.mtu - sessionOverhead)
+	s.engine.SetMtu(a.mtu - sessionOverhead)
 	s.ackNoDelay = opts.ackNoDel
 }
 
@@ -904,7 +925,7 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 	}()
 
 	handshakeTimeout := min(cfg.handshakeTimeout, time.Until(deadline))
-	accept, err := s.handshake(cfg.helloVersion, cfg.token, handshakeTimeout)
+	accept, err := s.handshake(cfg.helloVersion, cfg.opts.mtu, cfg.token, handshakeTimeout)
 	if err != nil {
 		var he *handshakeError
 		if errors.As(err, &he) {

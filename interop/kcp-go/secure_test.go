@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -33,16 +34,17 @@ var (
 const (
 	vecConv   = 0x11223344
 	vecIdleMs = 30000
+	vecMTU    = 1200
 )
 
 // The expected bytes, copied from docs/protocol.md.
 const (
 	vecServerPublic = "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f"
 	vecKeyID        = "eedd883d"
-	vecHelloZero    = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeaf00000000000000000000000000000000358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662544a0e3987aafaa1eb81e1fcd4046960e1e94915ee62e5"
+	vecHelloZero    = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeaf00000000000000000000000000000000358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662548e632e85ace5f253da3d46d88deb492eb0aa13d72cc5c290"
 	vecCookieDgram  = "02020000a0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
-	vecHelloCookie  = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662544a0e3987aafaa1eb81e1fcd4046960e1e94915ee62e5"
-	vecAccept       = "03020100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf79a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a0e142d2554cbb1d05476524ad52fc16481dc9c6ed8d93731"
+	vecHelloCookie  = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662548e632e85ace5f253da3d46d88deb492eb0aa13d72cc5c290"
+	vecAccept       = "03020100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf79a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a0e142d2554cbb1d0f07a65efcb47d20dc5c9361e7a0401299464"
 	vecKeyC2S       = "bb74860fe000c03af83f8523bbf8c8959cebf3e12abf6cbfc74323b03d4de1ff"
 	vecKeyS2C       = "b67bf8f0ace9eae3a1da287d2bb4c15ec3550c0f81152c7097559db0f9d15347"
 	vecData         = "104433221100000000000000000e810470b0a77e4e409873909dbf20485916e6"
@@ -91,7 +93,7 @@ var vecServer = staticKey(vecServerPrivate)
 // vecAttempt is the vectors' HELLO attempt (fixed nonce and client ephemeral).
 func vecAttempt(t *testing.T) *helloAttempt {
 	t.Helper()
-	a, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecToken, bytes.NewReader(vecClientEph))
+	a, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, vecToken, bytes.NewReader(vecClientEph))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,21 +145,24 @@ func TestVectorHellos(t *testing.T) {
 	zero := a.datagram([16]byte{})
 	checkHex(t, "HELLO, zero cookie", zero, vecHelloZero)
 	if len(zero) != helloMinLen+len(vecToken) {
-		t.Errorf("HELLO length %d, want 88 + 6", len(zero))
+		t.Errorf("HELLO length %d, want 90 + 6", len(zero))
 	}
 	// The same Noise message in the HELLO with the cookie: only bytes 24..40 change.
 	checkHex(t, "HELLO, cookie c0..cf", a.datagram(vecCookie), vecHelloCookie)
 	// The smallest and largest HELLO.
-	empty, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, nil, nil)
-	if err != nil || len(empty.datagram(vecCookie)) != 88 {
+	empty, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, nil, nil)
+	if err != nil || len(empty.datagram(vecCookie)) != 90 {
 		t.Errorf("empty-token HELLO: %v", err)
 	}
-	full, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, bytes.Repeat([]byte{'x'}, 1024), nil)
-	if err != nil || len(full.datagram(vecCookie)) != 1112 {
+	full, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, bytes.Repeat([]byte{'x'}, 1024), nil)
+	if err != nil || len(full.datagram(vecCookie)) != 1114 {
 		t.Errorf("1024-byte token HELLO: %v", err)
 	}
-	if _, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, make([]byte, 1025), nil); err == nil {
+	if _, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, make([]byte, 1025), nil); err == nil {
 		t.Error("1025-byte token accepted")
+	}
+	if _, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, minMTU-1, nil, nil); err == nil {
+		t.Error("an mtu below the secure minimum accepted")
 	}
 }
 
@@ -185,10 +190,10 @@ func TestVectorAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(r.token) != "ticket" {
-		t.Errorf("token %q", r.token)
+	if string(r.token) != "ticket" || r.mtu != vecMTU {
+		t.Errorf("token %q mtu %d", r.token, r.mtu)
 	}
-	accept, c2s, s2c, err := r.accept(vecConv, vecIdleMs)
+	accept, c2s, s2c, err := r.accept(vecConv, vecIdleMs, vecMTU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +209,8 @@ func TestVectorAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.conv != vecConv || info.idleTimeoutMs != vecIdleMs {
-		t.Errorf("conv %#x idle %d", info.conv, info.idleTimeoutMs)
+	if info.conv != vecConv || info.idleTimeoutMs != vecIdleMs || info.mtu != vecMTU {
+		t.Errorf("conv %#x idle %d mtu %d", info.conv, info.idleTimeoutMs, info.mtu)
 	}
 	checkHex(t, "client key_c2s", info.keyC2S[:], vecKeyC2S)
 	checkHex(t, "client key_s2c", info.keyS2C[:], vecKeyS2C)
@@ -227,8 +232,8 @@ func TestAcceptRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	accept, _, _, _ := r.accept(vecConv, vecIdleMs)
-	other, err := newHelloAttempt(protocolVersion, staticKey(seq(0x99, 32)).Public, vecNonce, vecToken, bytes.NewReader(vecClientEph))
+	accept, _, _, _ := r.accept(vecConv, vecIdleMs, vecMTU)
+	other, err := newHelloAttempt(protocolVersion, staticKey(seq(0x99, 32)).Public, vecNonce, vecMTU, vecToken, bytes.NewReader(vecClientEph))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +242,8 @@ func TestAcceptRefusals(t *testing.T) {
 	}
 	// Header checks before the Noise message: length, version, suite.
 	for name, mutate := range map[string]func([]byte) []byte{
-		"75 bytes":  func(b []byte) []byte { return b[:75] },
-		"77 bytes":  func(b []byte) []byte { return append(b, 0) },
+		"77 bytes":  func(b []byte) []byte { return b[:77] },
+		"79 bytes":  func(b []byte) []byte { return append(b, 0) },
 		"version 1": func(b []byte) []byte { b[1] = 1; return b },
 		"suite 2":   func(b []byte) []byte { b[2] = 2; return b },
 	} {
@@ -251,12 +256,24 @@ func TestAcceptRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zero, _, _, err := r.accept(0, vecIdleMs)
+	zero, _, _, err := r.accept(0, vecIdleMs, vecMTU)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := vecAttempt(t).readAccept(zero); err == nil || err == errServerAuth {
 		t.Errorf("conv 0: %v", err)
+	}
+	// And one agreeing an MTU below the secure minimum.
+	r, err = respond(unhex(t, vecHelloCookie), vecServer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiny, _, _, err := r.accept(vecConv, vecIdleMs, minMTU-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vecAttempt(t).readAccept(tiny); err == nil || err == errServerAuth {
+		t.Errorf("mtu %d: %v", minMTU-1, err)
 	}
 }
 
@@ -461,6 +478,7 @@ func rejectDatagram(nonce [16]byte, reason byte, code uint16) []byte {
 type responder struct {
 	header [helloPrologueLen]byte
 	token  []byte
+	mtu    int // the largest datagram the client accepts (its HELLO)
 	hs     *noise.HandshakeState
 }
 
@@ -481,18 +499,23 @@ func respond(hello []byte, static noise.DHKey, rng *bytes.Reader) (*responder, e
 	if err != nil {
 		return nil, err
 	}
-	r.token, _, _, err = hs.ReadMessage(nil, hello[helloHeaderLen:])
+	payload, _, _, err := hs.ReadMessage(nil, hello[helloHeaderLen:])
 	if err != nil {
 		return nil, err
 	}
+	if len(payload) < mtuFieldLen {
+		return nil, errors.New("HELLO payload shorter than its MTU field")
+	}
+	r.mtu, r.token = int(binary.LittleEndian.Uint16(payload)), payload[mtuFieldLen:]
 	r.hs = hs
 	return r, nil
 }
 
-// accept writes the ACCEPT and returns the split: c2s, s2c.
-func (r *responder) accept(conv, idleMs uint32) ([]byte, *noise.CipherState, *noise.CipherState, error) {
+// accept writes the ACCEPT agreeing mtu and returns the split: c2s, s2c.
+func (r *responder) accept(conv, idleMs uint32, mtu int) ([]byte, *noise.CipherState, *noise.CipherState, error) {
 	b := append([]byte{typeAccept, protocolVersion, suiteNK, 0}, r.header[8:24]...)
 	payload := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, conv), idleMs)
+	payload = binary.LittleEndian.AppendUint16(payload, uint16(mtu))
 	return r.hs.WriteMessage(b, payload)
 }
 
@@ -623,7 +646,7 @@ func (f *fakeServer) serve() {
 					reply = rejectDatagram(nonce, reason, code)
 					break
 				}
-				a, cs1, cs2, err := r.accept(conv, f.idleMs)
+				a, cs1, cs2, err := r.accept(conv, f.idleMs, min(r.mtu, 1200))
 				if err != nil {
 					continue
 				}

@@ -1436,6 +1436,27 @@ impl<Output> Kcp<Output> {
         self.waiting_bytes
     }
 
+    /// PATCH(14): splits the messages queued before the first flush again at the current MSS,
+    /// after `set_mtu` lowered it (an MTU agreed in a handshake while messages waited).
+    /// Segments already sent are not touched. Returns how many messages no longer fit
+    /// KCP's fragment limit at the new MSS and were dropped.
+    pub fn resegment_queue(&mut self) -> usize {
+        let queued = std::mem::take(&mut self.snd_queue);
+        self.waiting_bytes -= queued.iter().map(|s| s.data.len()).sum::<usize>();
+        let mut message = Vec::new();
+        let mut dropped = 0;
+        for segment in queued {
+            message.extend_from_slice(&segment.data);
+            let last = self.stream || segment.frg == 0;
+            self.recycle(segment);
+            if last {
+                dropped += usize::from(self.send(&message).is_err());
+                message.clear();
+            }
+        }
+        dropped
+    }
+
     /// Total payload bytes acknowledged by the peer so far (monotonic).
     #[inline]
     pub fn acked_bytes(&self) -> u64 {

@@ -445,6 +445,16 @@ impl Session {
         }));
     }
 
+    /// A client's handshake agreed an MTU (`config` from `agreed_session_config`): the engine
+    /// uses it from now on, and the messages queued meanwhile are split again to fit. Returns
+    /// how many queued messages no longer fit and were dropped.
+    pub(crate) fn set_agreed_mtu(&mut self, config: &SessionConfig) -> usize {
+        self.config = *config;
+        // validate() bounded our MTU and agreed_session_config keeps it at least KCP's minimum.
+        let _ = self.kcp.set_mtu(config.mtu);
+        self.kcp.resegment_queue()
+    }
+
     /// Starts sealing: from here on every datagram is an encrypted session datagram.
     pub(crate) fn start_session(
         &mut self,

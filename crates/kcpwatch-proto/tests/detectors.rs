@@ -64,6 +64,7 @@ fn hello(nonce: u32, cookie: Option<[u8; 16]>) -> Vec<u8> {
     kcpwatch_proto::secure::ClientNoise::start(
         common::test_server_key().public(),
         &n,
+        1200,
         b"",
         &mut out,
     )

@@ -96,7 +96,7 @@ fn server_public() -> [u8; 32] {
 
 fn hello(nonce: [u8; 16], cookie: Option<[u8; 16]>, token: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    ClientNoise::start(&server_public(), &nonce, token, &mut out).unwrap();
+    ClientNoise::start(&server_public(), &nonce, 1200, token, &mut out).unwrap();
     if let Some(cookie) = cookie {
         wire::set_hello_cookie(&mut out, &cookie);
     }

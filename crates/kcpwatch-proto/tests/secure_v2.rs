@@ -169,6 +169,7 @@ fn a_client_pinning_another_key_fails_with_a_server_auth_reason() {
     kcpwatch_proto::secure::ClientNoise::start(
         test_server_key().public(),
         &[3; 16],
+        1200,
         b"",
         &mut good,
     )
@@ -199,9 +200,10 @@ fn an_accept_from_a_server_without_the_pinned_key_fails_the_handshake() {
     let nonce = wire::parse_hello(&hello).unwrap().nonce;
     let impostor = StaticKey::from_private([0x42; 32]);
     let mut own = Vec::new();
-    kcpwatch_proto::secure::ClientNoise::start(impostor.public(), &nonce, b"", &mut own).unwrap();
+    kcpwatch_proto::secure::ClientNoise::start(impostor.public(), &nonce, 1200, b"", &mut own)
+        .unwrap();
     let mut token = Vec::new();
-    let theirs =
+    let (theirs, _) =
         ServerNoise::read_hello(&impostor, &wire::parse_hello(&own).unwrap(), &mut token).unwrap();
     let mut accept = [0; wire::ACCEPT_LEN];
     theirs
@@ -210,6 +212,7 @@ fn an_accept_from_a_server_without_the_pinned_key_fails_the_handshake() {
             wire::AcceptPayload {
                 conv: 7,
                 idle_timeout_ms: 10_000,
+                mtu: 1200,
             },
             &mut accept,
         )
@@ -264,7 +267,7 @@ fn the_static_key_does_not_decrypt_a_recorded_session() {
     let parsed = wire::parse_hello(&hello).unwrap();
     let (nonce, _) = wire::parse_accept(&accept).unwrap();
     let mut token = Vec::new();
-    let replay = ServerNoise::read_hello(&stolen, &parsed, &mut token).unwrap();
+    let (replay, _) = ServerNoise::read_hello(&stolen, &parsed, &mut token).unwrap();
     assert_eq!(token, b"ticket");
     let conv = p.client.connection_info(p.client_conn).unwrap().conv;
     let mut forged = [0; wire::ACCEPT_LEN];
@@ -274,6 +277,7 @@ fn the_static_key_does_not_decrypt_a_recorded_session() {
             wire::AcceptPayload {
                 conv,
                 idle_timeout_ms: 10_000,
+                mtu: 1200,
             },
             &mut forged,
         )

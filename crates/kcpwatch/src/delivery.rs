@@ -84,7 +84,8 @@ impl RecordWriter {
         self.bytes.extend_from_slice(s);
     }
 
-    /// A new connection.
+    /// A new connection, with its size ceilings (`limits`: the largest message and the largest
+    /// unreliable datagram, which a secure handshake's agreed MTU may have lowered).
     pub fn accepted(
         &mut self,
         handle: u32,
@@ -92,10 +93,11 @@ impl RecordWriter {
         remote: SocketAddr,
         local: SocketAddr,
         uid: &str,
+        limits: (usize, usize),
     ) {
         let remote_ip = remote.ip().to_string();
         let local_ip = local.ip().to_string();
-        let len = 4 + 2 + 2 + 3 + remote_ip.len() + local_ip.len() + uid.len();
+        let len = 4 + 2 + 2 + 3 + remote_ip.len() + local_ip.len() + uid.len() + 8;
         self.header(RecordKind::Accepted, handle, len);
         self.bytes.extend_from_slice(&conv.to_le_bytes());
         self.bytes.extend_from_slice(&remote.port().to_le_bytes());
@@ -103,6 +105,15 @@ impl RecordWriter {
         self.short_str(&remote_ip);
         self.short_str(&local_ip);
         self.short_str(uid);
+        self.limits(limits);
+    }
+
+    /// A connection's message and datagram ceilings, each a u32 (at most 2^32 - 1).
+    fn limits(&mut self, (message, datagram): (usize, usize)) {
+        for v in [message, datagram] {
+            let v = u32::try_from(v).unwrap_or(u32::MAX);
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
     }
 
     /// Reserves room for a message of `len` bytes and returns it to be filled in place.
@@ -195,10 +206,12 @@ impl RecordWriter {
         self.datagram_bytes
     }
 
-    /// A client's handshake completed.
-    pub fn established(&mut self, handle: u32, conv: u32) {
-        self.header(RecordKind::Established, handle, 4);
+    /// A client's handshake completed, with the connection's size ceilings from the agreed
+    /// MTU (as [`RecordWriter::accepted`]).
+    pub fn established(&mut self, handle: u32, conv: u32, limits: (usize, usize)) {
+        self.header(RecordKind::Established, handle, 4 + 8);
         self.bytes.extend_from_slice(&conv.to_le_bytes());
+        self.limits(limits);
     }
 
     /// A client's handshake failed.

@@ -857,13 +857,18 @@ impl IoThread {
                             info.remote,
                             info.local,
                             info.uid.as_str(),
+                            (info.max_message_size, info.max_datagram_size),
                         );
                     }
                 }
                 EndpointEvent::Readable { handle } => self.readable.push(handle),
                 EndpointEvent::Established { handle } => {
                     if let Some(info) = self.endpoint.connection_info(handle) {
-                        self.writer.established(handle.to_bits(), info.conv);
+                        self.writer.established(
+                            handle.to_bits(),
+                            info.conv,
+                            (info.max_message_size, info.max_datagram_size),
+                        );
                     }
                 }
                 EndpointEvent::ConnectFailed {

@@ -1783,6 +1783,15 @@ impl Endpoint {
             remote: s.remote,
             local: s.local,
             state: s.state,
+            max_message_size: s.config.max_message_size,
+            max_datagram_size: if s.secure.is_some() {
+                // The session's MTU already leaves room for the session framing.
+                s.config
+                    .mtu
+                    .saturating_sub(crate::secure::datagram::DATAGRAM_HEADER_LEN)
+            } else {
+                0
+            },
         })
     }
 
@@ -1893,6 +1902,13 @@ pub struct ConnectionInfo {
     pub local: SocketAddr,
     /// Lifecycle state.
     pub state: ConnectionState,
+    /// The largest message this connection sends (message mode): the configured
+    /// `max_message_size`, lowered when a secure handshake agreed an MTU too small to carry it.
+    pub max_message_size: usize,
+    /// The largest unreliable datagram payload this connection sends (secure mode: the agreed
+    /// MTU minus 31 once the handshake completed, a client's own MTU minus 31 before); 0 in raw
+    /// mode.
+    pub max_datagram_size: usize,
 }
 
 fn fail_key(reason: FailReason) -> usize {

@@ -44,6 +44,8 @@ pub(super) struct PendingAuth {
     /// The handshake, between reading the HELLO and writing the ACCEPT.
     noise: ServerNoise,
     key_id: [u8; KEY_ID_LEN],
+    /// The largest datagram the client accepts (its HELLO), at least [`wire::MIN_MTU`].
+    client_mtu: u16,
     /// Extended clock reading after which the answer is too late.
     pub(super) deadline: u64,
     /// The user id the application's answer names ([`Endpoint::resolve_auth_as`]).
@@ -85,6 +87,22 @@ pub(super) fn secure_session_config(config: &SessionConfig) -> SessionConfig {
         mtu: config.mtu.saturating_sub(SESSION_OVERHEAD),
         ..*config
     }
+}
+
+/// The engine's configuration for a session whose handshake agreed `agreed_mtu` (on the wire,
+/// at least [`wire::MIN_MTU`], at most our own): the engine's MTU shrinks to it, and the message
+/// ceiling with it when fewer bytes per fragment no longer carry the largest message.
+pub(super) fn agreed_session_config(config: &SessionConfig, agreed_mtu: u16) -> SessionConfig {
+    let mut agreed = SessionConfig {
+        mtu: usize::from(agreed_mtu)
+            .min(config.mtu + SESSION_OVERHEAD)
+            .saturating_sub(SESSION_OVERHEAD),
+        ..*config
+    };
+    if !agreed.stream {
+        agreed.max_message_size = agreed.max_message_size.min(agreed.message_size_limit());
+    }
+    agreed
 }
 
 impl Endpoint {
@@ -369,8 +387,8 @@ impl Endpoint {
             None => ServerNoise::read_hello(&self.server_keys[key_index], &hello, &mut token),
         };
         let key_id = hello.key_id;
-        let noise = match noise {
-            Ok(noise) => noise,
+        let (noise, client_mtu) = match noise {
+            Ok(done) => done,
             Err(_) => {
                 self.token_buf = token;
                 self.failed_attempt(
@@ -384,6 +402,20 @@ impl Endpoint {
                 return;
             }
         };
+        if client_mtu < wire::MIN_MTU {
+            // Authentic (it decrypted) but unusable: no KCP engine fits in so small a datagram.
+            self.token_buf = token;
+            self.send_reject(remote, local, &nonce, RejectReason::Malformed, 0, true);
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::Malformed,
+                DropTrigger::BadLength,
+                "hello_mtu",
+            );
+            return;
+        }
         let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
         let uid = self.uids.next(unix_ms);
         let conv = self.fresh_conv();
@@ -414,6 +446,7 @@ impl Endpoint {
                 nonce,
                 noise,
                 key_id,
+                client_mtu,
                 UserId::NONE,
             );
             return;
@@ -440,6 +473,7 @@ impl Endpoint {
             nonce,
             noise,
             key_id,
+            client_mtu,
             deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
             user: UserId::NONE,
         });
@@ -511,19 +545,25 @@ impl Endpoint {
         nonce: [u8; 16],
         noise: ServerNoise,
         key_id: [u8; KEY_ID_LEN],
+        client_mtu: u16,
         user: UserId,
     ) {
         let mut accept = [0; ACCEPT_LEN];
+        // validate() bounds our MTU to 65,507, so it fits the field.
+        let own_mtu = u16::try_from(self.config.session.mtu).unwrap_or(u16::MAX);
+        let agreed_mtu = client_mtu.min(own_mtu);
         let payload = AcceptPayload {
             conv,
             idle_timeout_ms: self.config.session.idle_timeout_ms,
+            mtu: agreed_mtu,
         };
         let Ok(split) = noise.accept(&nonce, payload, &mut accept) else {
             // snow refused to write a message it has all it needs for: not reachable with a
             // state that read the HELLO; the client times out.
             return;
         };
-        let config = secure_session_config(&self.config.session);
+        let config =
+            agreed_session_config(&secure_session_config(&self.config.session), agreed_mtu);
         let keepalive = self.keepalive_ms();
         let handle = self.insert_session(
             now,
@@ -687,6 +727,7 @@ impl Endpoint {
             pending.nonce,
             pending.noise,
             pending.key_id,
+            pending.client_mtu,
             pending.user,
         );
         true
@@ -760,16 +801,19 @@ impl Endpoint {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
         let nonce: [u8; 16] = self.rng.gen();
+        // The largest datagram we accept: the MTU on the wire (validate() bounds it to 65,507).
+        let mtu = u16::try_from(config.mtu + SESSION_OVERHEAD).unwrap_or(u16::MAX);
         let mut hello = Vec::new();
         let noise = match self.test_ephemeral() {
             Some(e) => ClientNoise::start_with_ephemeral_for_tests(
                 &server_key,
                 &nonce,
+                mtu,
                 token,
                 &mut hello,
                 &e,
             ),
-            None => ClientNoise::start(&server_key, &nonce, token, &mut hello),
+            None => ClientNoise::start(&server_key, &nonce, mtu, token, &mut hello),
         }
         .map_err(|_| ConnectError::NoServerKey)?;
         let keepalive = self.keepalive_ms();
@@ -987,6 +1031,30 @@ impl Endpoint {
                         return;
                     }
                 };
+                let own_mtu = self
+                    .session(handle)
+                    .map_or(0, |s| s.config.mtu + SESSION_OVERHEAD);
+                if usize::from(accept.mtu) > own_mtu {
+                    // The server must agree no more than we said we accept: its datagrams would
+                    // be cut short by our receive buffer.
+                    self.fail_connect(handle, FailReason::Malformed, "accept_mtu", 0);
+                    return;
+                }
+                let dropped =
+                    self.slots[handle.index() as usize]
+                        .session
+                        .as_mut()
+                        .map_or(0, |session| {
+                            let agreed = agreed_session_config(&session.config, accept.mtu);
+                            session.set_agreed_mtu(&agreed)
+                        });
+                if dropped > 0 {
+                    // A message queued during the handshake needs more fragments than KCP
+                    // allows at the smaller MTU the server agreed: failing the attempt says so,
+                    // where sending the rest would lose it silently.
+                    self.fail_connect(handle, FailReason::Malformed, "queued_message_over_mtu", 0);
+                    return;
+                }
                 let now_extended = self.clock.extended();
                 if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
                     let keys = SessionKeys::from_split(&split, Role::Client);
@@ -1033,7 +1101,7 @@ impl Endpoint {
                     Some(RejectReason::RateLimited) => FailReason::RateLimited,
                     Some(RejectReason::UnknownServerKey) => FailReason::UnknownServerKey,
                     Some(RejectReason::Shutdown) => FailReason::Shutdown,
-                    None => FailReason::Malformed,
+                    Some(RejectReason::Malformed) | None => FailReason::Malformed,
                 };
                 self.fail_connect(handle, reason, "server_rejected", reject.app_code);
             }

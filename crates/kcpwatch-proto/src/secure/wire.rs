@@ -52,21 +52,26 @@ pub const SESSION_HEADER_LEN: usize = 1 + 4 + 8;
 pub const SESSION_OVERHEAD: usize = SESSION_HEADER_LEN + AEAD_TAG_LEN;
 /// The longest application token a HELLO may carry.
 pub const MAX_TOKEN_LEN: usize = 1024;
+/// The smallest MTU a secure session works with: KCP's smallest (50 bytes) plus the session
+/// framing. A HELLO or ACCEPT stating less is malformed.
+pub const MIN_MTU: u16 = 50 + SESSION_OVERHEAD as u16;
+/// The MTU field that opens the HELLO's Noise payload and closes the ACCEPT's.
+pub const MTU_FIELD_LEN: usize = 2;
 /// `type | version | suite | reserved | key id | nonce | cookie`, then the Noise message.
 pub const HELLO_HEADER_LEN: usize = 4 + KEY_ID_LEN + NONCE_LEN + COOKIE_LEN;
 /// The part of the HELLO the Noise prologue covers: everything before the cookie.
 pub const HELLO_PROLOGUE_LEN: usize = 4 + KEY_ID_LEN + NONCE_LEN;
-/// A HELLO with an empty token: its header, the client's ephemeral key and the empty payload's
-/// tag. No reply is larger than this.
-pub const HELLO_MIN_LEN: usize = HELLO_HEADER_LEN + DH_LEN + AEAD_TAG_LEN;
+/// A HELLO with an empty token: its header, the client's ephemeral key and the payload (the
+/// client's MTU alone) with its tag. No reply is larger than this.
+pub const HELLO_MIN_LEN: usize = HELLO_HEADER_LEN + DH_LEN + MTU_FIELD_LEN + AEAD_TAG_LEN;
 /// The longest HELLO.
 pub const HELLO_MAX_LEN: usize = HELLO_MIN_LEN + MAX_TOKEN_LEN;
 /// The ASCII label the Noise prologue starts with.
 pub const PROLOGUE_LABEL: &[u8] = b"kcpwatch secure v2";
 /// COOKIE datagram length.
 pub const COOKIE_DATAGRAM_LEN: usize = 4 + NONCE_LEN + COOKIE_LEN;
-/// The ACCEPT's Noise payload: conv and the server's idle timeout.
-pub const ACCEPT_PAYLOAD_LEN: usize = 8;
+/// The ACCEPT's Noise payload: conv, the server's idle timeout and the agreed MTU.
+pub const ACCEPT_PAYLOAD_LEN: usize = 4 + 4 + MTU_FIELD_LEN;
 /// ACCEPT datagram length: header, nonce, the server's ephemeral key, the encrypted payload.
 pub const ACCEPT_LEN: usize = 4 + NONCE_LEN + DH_LEN + ACCEPT_PAYLOAD_LEN + AEAD_TAG_LEN;
 /// REJECT datagram length (with the application's reason code).
@@ -98,6 +103,8 @@ pub enum RejectReason {
     /// The server is shutting down: the token was not judged, and connecting again later (or
     /// to another server) may work.
     Shutdown,
+    /// The HELLO decrypted but its payload is not valid (an MTU below [`MIN_MTU`]).
+    Malformed,
 }
 
 impl RejectReason {
@@ -110,6 +117,7 @@ impl RejectReason {
             Self::RateLimited => 4,
             Self::UnknownServerKey => 5,
             Self::Shutdown => 6,
+            Self::Malformed => 7,
         }
     }
 
@@ -122,6 +130,7 @@ impl RejectReason {
             4 => Self::RateLimited,
             5 => Self::UnknownServerKey,
             6 => Self::Shutdown,
+            7 => Self::Malformed,
             _ => return None,
         })
     }
@@ -262,6 +271,9 @@ pub struct AcceptPayload {
     pub conv: u32,
     /// The server's idle timeout in milliseconds, so the client can pace its keepalives.
     pub idle_timeout_ms: u32,
+    /// The agreed MTU: the largest datagram either side sends in this session, the smaller of
+    /// the client's (its HELLO) and the server's.
+    pub mtu: u16,
 }
 
 impl AcceptPayload {
@@ -269,18 +281,21 @@ impl AcceptPayload {
     pub fn to_bytes(self) -> [u8; ACCEPT_PAYLOAD_LEN] {
         let mut out = [0; ACCEPT_PAYLOAD_LEN];
         out[..4].copy_from_slice(&self.conv.to_le_bytes());
-        out[4..].copy_from_slice(&self.idle_timeout_ms.to_le_bytes());
+        out[4..8].copy_from_slice(&self.idle_timeout_ms.to_le_bytes());
+        out[8..].copy_from_slice(&self.mtu.to_le_bytes());
         out
     }
 
-    /// Reads a decrypted payload; `None` if it is not one (wrong length, conv 0).
+    /// Reads a decrypted payload; `None` if it is not one (wrong length, conv 0, an MTU below
+    /// [`MIN_MTU`]).
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         (bytes.len() == ACCEPT_PAYLOAD_LEN)
             .then(|| Self {
                 conv: u32::from_le_bytes(array(bytes)),
                 idle_timeout_ms: u32::from_le_bytes(array(&bytes[4..])),
+                mtu: u16::from_le_bytes(array(&bytes[8..])),
             })
-            .filter(|p| p.conv != 0)
+            .filter(|p| p.conv != 0 && p.mtu >= MIN_MTU)
     }
 }
 
@@ -504,7 +519,7 @@ mod tests {
         out.resize(HELLO_MIN_LEN, 0);
         let hello = parse_hello(&out).unwrap();
         assert_eq!((hello.version, hello.cookie), (VERSION, None));
-        assert_eq!(hello.noise.len(), DH_LEN + AEAD_TAG_LEN);
+        assert_eq!(hello.noise.len(), DH_LEN + MTU_FIELD_LEN + AEAD_TAG_LEN);
         set_hello_cookie(&mut out, &[9; COOKIE_LEN]);
         assert_eq!(parse_hello(&out).unwrap().cookie, Some([9; COOKIE_LEN]));
     }

@@ -33,6 +33,7 @@ pub fn vectors() -> Vec<(&'static str, String)> {
     let client = ClientNoise::start_with_ephemeral_for_tests(
         server.public(),
         &nonce,
+        1200,
         b"ticket",
         &mut hello,
         &client_e,
@@ -47,18 +48,19 @@ pub fn vectors() -> Vec<(&'static str, String)> {
 
     let parsed = wire::parse_hello(&hello).unwrap();
     let mut token = Vec::new();
-    let responder =
+    let (responder, mtu) =
         ServerNoise::read_hello_with_ephemeral_for_tests(&server, &parsed, &mut token, &server_e)
             .unwrap();
-    assert_eq!(token, b"ticket");
+    assert_eq!((token.as_slice(), mtu), (&b"ticket"[..], 1200));
     let mut accept = [0; wire::ACCEPT_LEN];
     let payload = AcceptPayload {
         conv: 0x1122_3344,
         idle_timeout_ms: 30_000,
+        mtu: 1200,
     };
     let split = responder.accept(&nonce, payload, &mut accept).unwrap();
     out.push((
-        "ACCEPT (conv 0x11223344, idle timeout 30000 ms)",
+        "ACCEPT (conv 0x11223344, idle timeout 30000 ms, mtu 1200)",
         hex(&accept),
     ));
     let (_, noise) = wire::parse_accept(&accept).unwrap();
