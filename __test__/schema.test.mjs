@@ -6,6 +6,8 @@ import test from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
+import ts from 'typescript';
+import { join } from 'node:path';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const read = (path) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
@@ -987,6 +989,21 @@ test('the TypeScript types name the same events', (t) => {
   const source = read('src/event-types.ts');
   const names = new Set([...source.matchAll(/\bname: '(kcp:[a-z_]+)'/g)].map((m) => m[1]));
   t.deepEqual([...names].sort(), [...eventNames].sort());
+});
+
+test('the TypeScript rule unions (DropRule, FailRule) name exactly the schema rules', (t) => {
+  // Read through the compiler's own type checker, so that formatting cannot hide a member.
+  const file = join(root, 'src/event-types.ts');
+  const program = ts.createProgram([file], { strict: true, noEmit: true });
+  const checker = program.getTypeChecker();
+  const source = program.getSourceFile(file);
+  const literals = (alias) => {
+    const decl = source.statements.find((s) => ts.isTypeAliasDeclaration(s) && s.name.text === alias);
+    const type = checker.getTypeAtLocation(decl.name);
+    return (type.isUnion() ? type.types : [type]).filter((m) => m.isStringLiteral()).map((m) => m.value);
+  };
+  const rules = [...new Set([...literals('DropRule'), ...literals('FailRule')])].sort();
+  t.deepEqual(rules, [...schema.$defs.rule.enum].sort());
 });
 
 test('every example in docs/events.md is a valid record, and every event is documented', (t) => {

@@ -137,8 +137,12 @@ export type SecureRule =
   | 'unsupported_version'
   /** `bad_cmd`: a HELLO sent to a client endpoint. */
   | 'hello_to_client'
-  /** `bad_length`: a HELLO whose token length does not match the datagram. */
-  | 'token_length'
+  /** `bad_cmd`: a HELLO naming a cipher suite this server does not speak (reason `version_mismatch`). */
+  | 'unsupported_suite'
+  /** `bad_cmd`: a HELLO naming (by key id) a server key this server does not hold (reason `unknown_server_key`). */
+  | 'unknown_key_id'
+  /** `bad_length`: a HELLO longer than its largest size (a token over 1024 bytes). */
+  | 'hello_too_long'
   /** `bad_length`: a HELLO stating an MTU below 79, the smallest a secure session works with (reason `malformed`; the client gets a REJECT `malformed`). */
   | 'hello_mtu'
   /** `bad_length`: a COOKIE, ACCEPT or REJECT of the wrong size. */
@@ -151,8 +155,10 @@ export type SecureRule =
   | 'cookie_mac'
   /** `bad_tag`: a HELLO cookie whose time slot has passed. */
   | 'cookie_expired'
-  /** `bad_tag`: a session datagram whose tag did not verify. */
-  | 'session_tag'
+  /** `decrypt_failed`: a HELLO with a valid cookie whose Noise message does not decrypt with the named key (no answer). */
+  | 'hello_noise'
+  /** `decrypt_failed`: a session datagram whose AEAD tag does not verify under the session's key. */
+  | 'session_aead'
   /** `replayed`: a packet number seen before, or behind the replay window. */
   | 'replay_window'
   /** `bad_length`: a RESET of the wrong size (a client). */
@@ -193,6 +199,8 @@ export type FailRule =
   | 'shutdown'
   | 'handshake_abandoned'
   | 'peer_disconnect'
+  /** A client, reason `server_auth_failed`: the ACCEPT did not decrypt with the pinned server key, or its payload is not valid (`KcpServerAuthError`). */
+  | 'accept_noise'
   /** A client, reason `malformed`: the ACCEPT agreed an MTU above the one its HELLO stated. */
   | 'accept_mtu'
   /** A client, reason `malformed`: a message queued during the handshake needs more than 127 fragments at the smaller MTU the server agreed. */
