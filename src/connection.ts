@@ -219,7 +219,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private transport: ConnectionTransport;
   private handle: number;
   /** Lowered when a secure handshake agrees an MTU smaller than this side's. */
-  private maxMessageSize: number;
+  private _maxMessageSize: number;
   private readonly maxSendQueueBytes: number;
   private readonly highWaterMark: number;
   private onClosed: (() => void) | undefined;
@@ -238,7 +238,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private iterators = 0;
   private waiters: (() => void)[] = [];
   /** `mtu − 31` in secure mode (the agreed MTU once established), 0 in raw mode. */
-  private maxDatagramSize: number;
+  private _maxDatagramSize: number;
   private readonly heldDatagrams: HeldDatagrams;
   private datagramFlowScheduled = false;
 
@@ -257,12 +257,12 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this._localAddress = init.localAddress;
     this._localPort = init.localPort;
     this._stream = init.stream;
-    this.maxMessageSize = init.maxMessageSize;
+    this._maxMessageSize = init.maxMessageSize;
     this.maxSendQueueBytes = init.maxSendQueueBytes;
     this.highWaterMark = init.highWaterMark;
     this.onClosed = init.onClosed;
     this.maxReceiveQueueBytes = init.maxReceiveQueueBytes;
-    this.maxDatagramSize = init.maxDatagramSize ?? 0;
+    this._maxDatagramSize = init.maxDatagramSize ?? 0;
     this.heldDatagrams = new HeldDatagrams((count) => this.transport.reportDatagramDrops(this.handle, count));
     (this as EventEmitter).on('newListener', (name: string | symbol) => {
       if (name === 'datagram' && this.heldDatagrams.size > 0) this.scheduleDatagramFlow();
@@ -315,6 +315,23 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   /** The KCP conversation id (secure mode: assigned by the server when the handshake completes; 0 before). */
   get conv(): number {
     return this._conv;
+  }
+
+  /**
+   * The largest message `send()` takes (message mode). In secure mode it follows the MTU the
+   * handshake agreed, which may be below this side's `mtu`: a client's value is final once
+   * `ready()` resolves.
+   */
+  get maxMessageSize(): number {
+    return this._maxMessageSize;
+  }
+
+  /**
+   * The largest payload `sendDatagram()` takes: the agreed MTU − 31 in secure mode (final once
+   * `ready()` resolves), 0 in raw mode, which has no datagrams.
+   */
+  get maxDatagramSize(): number {
+    return this._maxDatagramSize;
   }
 
   /**
@@ -385,7 +402,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    * understands datagrams.
    */
   sendDatagram(data: SendData, options?: DatagramOptions): boolean {
-    if (this.maxDatagramSize === 0) {
+    if (this._maxDatagramSize === 0) {
       throw new KcpNotSupportedError('sendDatagram() needs secure mode: raw KCP has no datagrams (no plain KCP peer understands them)');
     }
     const [flags, channel] = datagramHeader(options);
@@ -393,9 +410,9 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     if (this._state !== 'established' && this._state !== 'connecting') {
       throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
     }
-    if (bytes.length > this.maxDatagramSize) {
+    if (bytes.length > this._maxDatagramSize) {
       this.transport.reportDatagramTooLarge(this.handle, bytes.length);
-      throw new KcpMessageTooLargeError(`datagram of ${bytes.length} bytes exceeds ${this.maxDatagramSize}, the most one datagram carries (the agreed mtu - 31)`);
+      throw new KcpMessageTooLargeError(`datagram of ${bytes.length} bytes exceeds ${this._maxDatagramSize}, the most one datagram carries (the agreed mtu - 31)`);
     }
     if (this._state === 'connecting') return false;
     return this.transport.sendDatagram(this.handle, bytes, flags, channel, MAX_DATAGRAM_QUEUE_BYTES);
@@ -458,6 +475,12 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    */
   _offer(bytes: Uint8Array): boolean {
     if (this._state !== 'established') return false;
+    // A broadcast is checked against the server's ceiling; a secure session may have agreed a
+    // smaller MTU, and is then skipped with the refusal logged, as send() would refuse it.
+    if (!this.stream && bytes.length > this._maxMessageSize) {
+      this.transport.reportRefusal(this.handle, Refusal.OversizedMessage, bytes.length);
+      return false;
+    }
     if (this.queuedBytes + bytes.length > this.maxSendQueueBytes) {
       this.transport.reportRefusal(this.handle, Refusal.SendQueueFull, bytes.length);
       return false;
@@ -474,9 +497,9 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
       this.transport.reportRefusal(this.handle, Refusal.MessageOnClosedConnection, bytes.length);
       throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
     }
-    if (!this.stream && bytes.length > this.maxMessageSize) {
+    if (!this.stream && bytes.length > this._maxMessageSize) {
       this.transport.reportRefusal(this.handle, Refusal.OversizedMessage, bytes.length);
-      throw new KcpMessageTooLargeError(`message of ${bytes.length} bytes exceeds maxMessageSize ${this.maxMessageSize}`);
+      throw new KcpMessageTooLargeError(`message of ${bytes.length} bytes exceeds maxMessageSize ${this._maxMessageSize}`);
     }
     if (this.queuedBytes + bytes.length > this.maxSendQueueBytes) {
       this.transport.reportRefusal(this.handle, Refusal.SendQueueFull, bytes.length);
@@ -702,8 +725,8 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     if (this._state !== 'connecting') return;
     this._conv = conv;
     if (limits) {
-      this.maxMessageSize = limits.maxMessageSize;
-      this.maxDatagramSize = limits.maxDatagramSize;
+      this._maxMessageSize = limits.maxMessageSize;
+      this._maxDatagramSize = limits.maxDatagramSize;
     }
     this._state = 'established';
     this.wasEstablished = true;

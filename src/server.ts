@@ -741,8 +741,9 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
    *
    * Throws only what concerns the message itself (`KcpMessageTooLargeError`, `KcpInvalidOptionError` for a bad `data` or `target`). A
    * connection that is not established (connecting, closing, closed, or another server's) is
-   * skipped; one whose queue cannot take the message (`maxSendQueueBytes`) is skipped and the
-   * refusal logged as for `send()`. A connection at its high-water mark gets the message and
+   * skipped; one whose queue cannot take the message (`maxSendQueueBytes`), or whose own
+   * `maxMessageSize` it exceeds (a secure session that agreed a smaller MTU), is skipped and
+   * the refusal logged as for `send()`. A connection at its high-water mark gets the message and
    * emits `drain` later, as with `send()`.
    */
   broadcast(data: SendData, target?: BroadcastTarget<Auth>): number {

@@ -141,5 +141,9 @@ void server.listen(0, (address: string) => void address);
 someConnection.id = 'renamed';
 // @ts-expect-error nor its address
 someConnection.remoteAddress = '10.0.0.1';
+// @ts-expect-error nor the ceilings its handshake agreed
+someConnection.maxMessageSize = 1 << 20;
+const ceilings: [number, number] = [someConnection.maxMessageSize, someConnection.maxDatagramSize];
+void ceilings;
 // A map of connections (server.connections) is a broadcast target.
 server.broadcast('tick', server.connections);
