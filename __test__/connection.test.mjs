@@ -76,6 +76,8 @@ test('the server sees a vanished raw client as idle_timeout with the byte counts
 test('close() on the client reports local_closed after queued data is acknowledged', async (t) => {
   const { server, address } = await echoServer();
   const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, serverKey: server.publicKey });
+  // Established first: a close() before ready() abandons the handshake and sends nothing.
+  await client.ready();
   for (let i = 0; i < 20; i++) client.send(message(i, 3000));
   client.close();
   const [reason, info] = await next(client, 'close');

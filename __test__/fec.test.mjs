@@ -108,17 +108,19 @@ test('several FEC connections of one createClient to one kcpwatch server each ge
   t.is(s.fecErrs, 0, JSON.stringify(s));
 });
 
-test('fec is checked at creation: raw mode only, kcp-go shard limits, mtu at most 1500', (t) => {
+test('fec is checked at creation: kcp-go shard limits and mtu at most 1500 in raw mode, 64 shards in secure mode', (t) => {
   const invalid = { instanceOf: kcpwatch.KcpInvalidOptionError };
-  t.throws(() => kcpwatch.createServer({ fec: FEC }), { ...invalid, message: /fec needs mode 'raw'/ });
+  // Secure mode has FEC of its own (secure-fec.test.mjs), at most 64 shards a group.
+  t.throws(() => kcpwatch.createServer({ fec: { dataShards: 50, parityShards: 15 } }), { ...invalid, message: /at most 64 in secure mode/ });
   t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 0, parityShards: 3 } }), invalid);
   t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 200, parityShards: 100 } }), { ...invalid, message: /at most 256/ });
   t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 10 } }), invalid);
   t.throws(() => kcpwatch.createServer({ mode: 'raw', fec: { dataShards: 10, parityShards: 3, ratio: 1 } }), invalid);
   t.throws(() => kcpwatch.createServer({ mode: 'raw', mtu: 9000, fec: FEC }), { ...invalid, message: /mtu <= 1500/ });
-  t.throws(() => kcpwatch.connect({ port: 9, serverKey: Buffer.alloc(32, 1), fec: FEC }), { ...invalid, message: /fec needs mode 'raw'/ });
+  t.throws(() => kcpwatch.connect({ port: 9, serverKey: Buffer.alloc(32, 1), fec: { dataShards: 60, parityShards: 5 } }), { ...invalid, message: /at most 64 in secure mode/ });
   const server = kcpwatch.createServer({ mode: 'raw', fec: FEC });
   t.truthy(server);
+  t.truthy(kcpwatch.createServer({ fec: FEC }));
 });
 
 test('without fec the FEC metrics are absent, not zero', async (t) => {

@@ -11,7 +11,7 @@
 //                         clients over the shards by address hash
 //   secure mode takes its static key from KCPWATCH_SERVER_KEY (base64 or hex private key),
 //                         as `kcpwatch serve` does; without it, a fresh key every run
-//   --fec D,P             raw mode: kcp-go's Reed-Solomon FEC with D data and P parity shards
+//   --fec D,P             Reed-Solomon FEC with D data and P parity shards (raw: kcp-go's; secure: FEC_PARITY)
 //                         (docs/fec.md), for the FEC latency scenario
 //   --flood-limits        keep the Internet-facing handshake limits (the flood scenario);
 //                         otherwise they are opened because every load client is 127.0.0.1

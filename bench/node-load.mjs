@@ -18,8 +18,8 @@
 // to raw (what the kcp-go driver speaks); in secure mode every handshake completes before the
 // clock starts, as the kcp-go driver dials every session first. Secure mode needs
 // `--server-key`: the server's public key (base64 or hex, as `server.publicKey` or
-// `kcpwatch keygen` prints it), which every connection pins. `--fec D,P` (raw mode) turns on
-// kcp-go's Reed-Solomon FEC with D data and P parity shards (docs/fec.md).
+// `kcpwatch keygen` prints it), which every connection pins. `--fec D,P` turns on Reed-Solomon
+// FEC with D data and P parity shards (docs/fec.md: kcp-go's in raw mode, FEC_PARITY in secure).
 //
 // The hot path allocates nothing of its own: per connection, W preallocated payloads (a slot is
 // rewritten only after its echo came back, so a message still queued is never changed) and
@@ -83,7 +83,6 @@ if (clientCount > conns) usage('--clients must not exceed --conns');
 let fec;
 if (args.fec !== undefined) {
   const [dataShards, parityShards] = args.fec.split(',').map(Number);
-  if (mode !== 'raw') usage('--fec needs --mode raw');
   if (!Number.isInteger(dataShards) || !Number.isInteger(parityShards)) usage(`--fec must be D,P (data and parity shards), got ${args.fec}`);
   fec = { dataShards, parityShards };
 }

@@ -225,6 +225,12 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private onClosed: (() => void) | undefined;
   private sentBytes = 0;
   private ackedBytes = 0;
+  /**
+   * Messages sent while `connecting` (copies), handed to the native side only once JavaScript
+   * hears the handshake completed: a `close()` before then must be able to take them back, and
+   * the I/O thread sends what it holds the moment the server's ACCEPT arrives.
+   */
+  private unsent: Uint8Array[] = [];
   private waitingForDrain = false;
   private _closeInfo: CloseInfo | undefined;
   private readonly maxReceiveQueueBytes: number;
@@ -492,7 +498,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private queue(bytes: Uint8Array): boolean {
     // Each refusal is also reported to the native side, so it is logged with the connection's
     // identity (`kcp:protocol_violation`); the report rides in the next send batch.
-    // While a secure handshake runs, messages queue and leave when it completes.
+    // While a secure handshake runs, messages wait here and leave when it completes.
     if (this._state !== 'established' && this._state !== 'connecting') {
       this.transport.reportRefusal(this.handle, Refusal.MessageOnClosedConnection, bytes.length);
       throw new KcpClosedError(`connection ${this.id} is ${this._state}`);
@@ -514,8 +520,15 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this.sentBytes += bytes.length;
     const full = this.queuedBytes >= this.highWaterMark;
     if (full) this.waitingForDrain = true;
-    this.transport.send(this.handle, bytes);
+    if (this._state === 'connecting') this.unsent.push(Buffer.from(bytes));
+    else this.transport.send(this.handle, bytes);
     return !full;
+  }
+
+  /** Forgets what was sent while `connecting`: it never left, and is no longer queued. */
+  private dropUnsent(): void {
+    for (const bytes of this.unsent) this.sentBytes -= bytes.length;
+    this.unsent = [];
   }
 
   /**
@@ -558,6 +571,10 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     if (this._state !== 'established' && this._state !== 'connecting') return;
     this.closeCode = code;
     this.closeDescription = reason;
+    // Closed before it was ready: the handshake is abandoned and nothing sent meanwhile leaves
+    // (nor is counted), even if the handshake completes on the I/O thread before it hears of
+    // this close (the server then sees the connection close at once, as `peer_closed`).
+    if (this._state === 'connecting') this.dropUnsent();
     this._state = 'closing';
     this.transport.closeConnection(this.handle, code, reason);
   }
@@ -728,8 +745,26 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
       this._maxMessageSize = limits.maxMessageSize;
       this._maxDatagramSize = limits.maxDatagramSize;
     }
+    // A secure handshake may agree an MTU below ours: a message sent meanwhile that no longer
+    // fits fails the connection, and nothing sent meanwhile leaves (none is lost or cut alone).
+    const tooLarge = this.stream ? undefined : this.unsent.find((bytes) => bytes.length > this._maxMessageSize);
+    if (tooLarge !== undefined) {
+      this.dropUnsent();
+      this.transport.reportRefusal(this.handle, Refusal.OversizedMessage, tooLarge.length);
+      this.transport.closeConnection(this.handle);
+      this._fail(
+        new KcpMessageTooLargeError(
+          `a message of ${tooLarge.length} bytes sent while connecting exceeds maxMessageSize ${this._maxMessageSize} at the MTU the server agreed; nothing was sent`,
+        ),
+      );
+      return;
+    }
     this._state = 'established';
     this.wasEstablished = true;
+    // What was sent while connecting leaves first, in order, ahead of anything sent on `connect`.
+    const unsent = this.unsent;
+    this.unsent = [];
+    for (const bytes of unsent) this.transport.send(this.handle, bytes);
     this.emit('connect');
   }
 
@@ -746,6 +781,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   _fail(error: KcpError, initiator: CloseInfo['initiator'] = 'local'): void {
     if (this._state === 'closed') return;
     this.failure = error;
+    this.dropUnsent();
     if (this.listenerCount('error') > 0) this.emit('error', error);
     this._closed(emptyCloseInfo('connect_failed', initiator));
   }
@@ -776,6 +812,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this._state = 'closed';
     this._closeInfo = info;
     this.deliveryPaused = false;
+    this.dropUnsent();
     // Iterators end once they have read what is held.
     this.wakeIterators();
     this.heldDatagrams.wake();
@@ -789,8 +826,8 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
 
 /**
  * @internal Stands in for a client connection's transport while its host name resolves:
- * messages sent meanwhile are copied and queued (they go out, in order, once the connection
- * is open), and a `close()` ends the connection at once.
+ * refusals reported meanwhile are replayed once the connection is open (the connection itself
+ * holds the messages sent while `connecting`), and a `close()` ends the connection at once.
  */
 export class PendingTransport implements ConnectionTransport {
   readonly native = {

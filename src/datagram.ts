@@ -34,7 +34,9 @@ export const DATAGRAM_OVERHEAD_BYTES = 31;
 /**
  * Received datagrams a connection holds while nobody reads them (no `datagram` listener, or an
  * iterator that is behind); past this the oldest is dropped (and counted: stats
- * `unreliableDroppedQueueFull`). A late datagram is worthless, so the newest are kept.
+ * `unreliableDroppedQueueFull`, and moved from `unreliableReceived` to `unreliableDropped` of
+ * the connection, so that the two add up to what arrived). A late datagram is worthless, so the
+ * newest are kept.
  */
 export const MAX_HELD_DATAGRAMS = 256;
 

@@ -159,6 +159,10 @@ export type SecureRule =
   | 'hello_noise'
   /** `decrypt_failed`: a session datagram whose AEAD tag does not verify under the session's key. */
   | 'session_aead'
+  /** `decrypt_failed`: a datagram rebuilt from FEC parity that does not authenticate (never applied; counted in `fecErrs`). */
+  | 'fec_rebuilt_aead'
+  /** `bad_length`: a FEC_PARITY datagram with an impossible header (counted in `fecErrs`). */
+  | 'fec_parity_malformed'
   /** `replayed`: a packet number seen before, or behind the replay window. */
   | 'replay_window'
   /** `bad_length`: a RESET of the wrong size (a client). */

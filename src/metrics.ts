@@ -176,10 +176,10 @@ function families(s: NativeStats): Family[] {
     // kcp-go FEC (raw mode): only when it is on, so a 0 never reads as "on and idle".
     ...(s.fecEnabled
       ? [
-          counter('kcpwatch_fec_recovered_total', 'Raw mode with FEC: datagrams rebuilt from parity that the guard accepted (kcp-go FECRecovered).', s.fecRecovered),
-          counter('kcpwatch_fec_errors_total', 'Raw mode with FEC: failed recoveries, rebuilt datagrams the guard refused, shards of the wrong type for their position (kcp-go FECErrs).', s.fecErrs),
-          counter('kcpwatch_fec_parity_shards_received_total', 'Raw mode with FEC: parity shards received (kcp-go FECParityShards).', s.fecParityShards),
-          counter('kcpwatch_fec_short_shards_total', 'Raw mode with FEC: data shards of groups dropped before they could rebuild what was missing (kcp-go FECShortShards).', s.fecShortShards),
+          counter('kcpwatch_fec_recovered_total', 'FEC: datagrams rebuilt from parity that the guard accepted, or in secure mode that authenticated (kcp-go FECRecovered).', s.fecRecovered),
+          counter('kcpwatch_fec_errors_total', 'FEC: failed recoveries, rebuilt datagrams the guard refused or that did not authenticate, malformed parity, shards of the wrong type for their position (kcp-go FECErrs).', s.fecErrs),
+          counter('kcpwatch_fec_parity_shards_received_total', 'FEC: parity shards received (kcp-go FECParityShards).', s.fecParityShards),
+          counter('kcpwatch_fec_short_shards_total', 'FEC: data shards of groups dropped before they could rebuild what was missing (kcp-go FECShortShards).', s.fecShortShards),
         ]
       : []),
     // Round-trip times.

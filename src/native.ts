@@ -175,15 +175,15 @@ export interface NativeStats {
   lostSegs: number;
   /** Duplicate segments received (kcp-go `RepeatSegs`). */
   repeatSegs: number;
-  /** Raw mode: FEC is on (the four `fec*` counters mean something). */
+  /** FEC is on (the four `fec*` counters mean something): raw mode with `fec`; secure mode with `fec` or once a peer's parity arrived. */
   fecEnabled: boolean;
-  /** Raw mode with FEC: datagrams rebuilt from parity that the guard accepted (kcp-go `FECRecovered`). */
+  /** FEC: datagrams rebuilt from parity that the guard accepted (kcp-go `FECRecovered`). */
   fecRecovered: number;
-  /** Raw mode with FEC: failed recoveries, rebuilt datagrams the guard refused, shards of the wrong type for their position (kcp-go `FECErrs`). */
+  /** FEC: failed recoveries, rebuilt datagrams the guard refused, shards of the wrong type for their position (kcp-go `FECErrs`). */
   fecErrs: number;
-  /** Raw mode with FEC: parity shards received (kcp-go `FECParityShards`). */
+  /** FEC: parity shards received (kcp-go `FECParityShards`). */
   fecParityShards: number;
-  /** Raw mode with FEC: data shards of groups dropped before they could rebuild what was missing (kcp-go `FECShortShards`). */
+  /** FEC: data shards of groups dropped before they could rebuild what was missing (kcp-go `FECShortShards`). */
   fecShortShards: number;
   // Secure mode: unreliable datagrams (`sendDatagram`), apart from the messages.
   /** Datagrams sealed and queued for the socket. */

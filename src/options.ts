@@ -51,9 +51,10 @@ export interface KcpOptions {
   /** How long a closed connection keeps flushing queued data, in ms (default 3000). */
   linger?: number;
   /**
-   * Raw mode: kcp-go's Reed-Solomon forward error correction (`docs/fec.md`), the same shard
+   * Forward error correction (`docs/fec.md`). Raw mode: kcp-go's Reed-Solomon FEC, the same shard
    * counts as the kcp-go peer's `DialWithOptions(addr, nil, dataShards, parityShards)`.
-   * Secure mode refuses it.
+   * Secure mode: this side sends authenticated parity (FEC_PARITY) after every `dataShards`
+   * datagrams; the peer needs no option (at most 64 shards a group).
    */
   fec?: FecOptions;
 }
@@ -252,9 +253,24 @@ export const KCP_MIN_MTU = 50;
 /** What FEC adds before KCP's header in every datagram: kcp-go's seqid, type and size fields. */
 const FEC_OVERHEAD_BYTES = 8;
 
-/** Bytes of each datagram that are not KCP's: the secure session's header and tag, FEC's header. */
+/**
+ * Secure mode with FEC (`docs/fec.md`, "Secure mode"): every datagram leaves room for a parity
+ * datagram over it (the FEC_PARITY framing and header, less the conv and packet number a shard
+ * leaves out); the native side's `secure::fec::OVERHEAD`.
+ */
+const SECURE_FEC_OVERHEAD_BYTES = 30;
+
+/** Secure mode's limit on data + parity shards (it bounds what a receiver keeps). */
+const SECURE_FEC_MAX_SHARDS = 64;
+
+/** What FEC takes from each datagram in a mode. */
+function fecBytes(mode: Mode): number {
+  return mode === 'secure' ? SECURE_FEC_OVERHEAD_BYTES : FEC_OVERHEAD_BYTES;
+}
+
+/** Bytes of each datagram that are not KCP's: the secure session's header and tag, FEC's room. */
 function envelopeBytes(mode: Mode, fec: boolean): number {
-  return (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0) + (fec ? FEC_OVERHEAD_BYTES : 0);
+  return (mode === 'secure' ? SECURE_OVERHEAD_BYTES : 0) + (fec ? fecBytes(mode) : 0);
 }
 
 /**
@@ -283,7 +299,10 @@ export function messageSizeLimit(kcp: Pick<ResolvedKcpOptions, 'mtu' | 'rcvWnd'>
 export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode, fec = false): void {
   const minimum = minimumMtu(mode, fec);
   if (kcp.mtu < minimum) {
-    const envelope = [mode === 'secure' ? `the ${SECURE_OVERHEAD_BYTES} bytes of the session header and tag` : '', fec ? `the ${FEC_OVERHEAD_BYTES}-byte FEC header` : '']
+    const envelope = [
+      mode === 'secure' ? `the ${SECURE_OVERHEAD_BYTES} bytes of the session header and tag` : '',
+      fec ? (mode === 'secure' ? `the ${SECURE_FEC_OVERHEAD_BYTES} bytes FEC parity needs` : `the ${FEC_OVERHEAD_BYTES}-byte FEC header`) : '',
+    ]
       .filter(Boolean)
       .join(' and ');
     throw new KcpInvalidOptionError(
@@ -331,8 +350,10 @@ export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions 
 }
 
 /**
- * Checks the `fec` option: raw mode only, kcp-go's shard limits, an MTU kcp-go's FEC handles
- * (at most 1500) and room for `maxMessageSize` with the 8 bytes each datagram gives up to FEC.
+ * Checks the `fec` option. Raw mode: kcp-go's shard limits, an MTU kcp-go's FEC handles (at
+ * most 1500) and room for `maxMessageSize` with the 8 bytes each datagram gives up to FEC.
+ * Secure mode: at most 64 shards a group, and room with the 30 bytes each datagram leaves for
+ * parity (only the sender needs the option; every secure peer reads parity).
  */
 export function resolveFec(value: unknown, mode: Mode, kcp: ResolvedKcpOptions): FecOptions | undefined {
   if (value === undefined) return undefined;
@@ -340,14 +361,18 @@ export function resolveFec(value: unknown, mode: Mode, kcp: ResolvedKcpOptions):
     throw new KcpInvalidOptionError(`fec must be an object { dataShards, parityShards }, got ${describe(value)}`);
   }
   checkKeys(value, keysOf<FecOptions>({ dataShards: true, parityShards: true }), 'fec');
-  if (mode !== 'raw') {
-    throw new KcpInvalidOptionError(
-      "fec needs mode 'raw': secure mode would have to carry the shards inside its authenticated envelope, which the protocol does not define yet",
-    );
-  }
   const given = value as Record<string, unknown>;
   const dataShards = int(given.dataShards, 'fec.dataShards', 1, 255);
   const parityShards = int(given.parityShards, 'fec.parityShards', 1, 255);
+  if (mode === 'secure') {
+    if (dataShards + parityShards > SECURE_FEC_MAX_SHARDS) {
+      throw new KcpInvalidOptionError(
+        `fec.dataShards + fec.parityShards must be at most ${SECURE_FEC_MAX_SHARDS} in secure mode (it bounds what a receiver keeps), got ${dataShards + parityShards}`,
+      );
+    }
+    checkMessageSize(kcp, mode, true);
+    return { dataShards, parityShards };
+  }
   if (dataShards + parityShards > 256) {
     throw new KcpInvalidOptionError(`fec.dataShards + fec.parityShards must be at most 256 (kcp-go's limit), got ${dataShards + parityShards}`);
   }

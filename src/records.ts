@@ -110,9 +110,9 @@ export interface CloseInfo {
   peerReason?: CloseReason;
   /** Secure mode: unreliable datagrams sent with `sendDatagram()` (0 in raw mode). */
   unreliableSent: number;
-  /** Secure mode: unreliable datagrams received and handed to JavaScript. */
+  /** Secure mode: unreliable datagrams delivered to the application or held for it; with `unreliableDropped`, every one that arrived. */
   unreliableReceived: number;
-  /** Secure mode: received datagrams not delivered: stale on a sequenced channel, or a full queue. */
+  /** Secure mode: datagrams that arrived and were discarded unread: stale on a sequenced channel, or a full queue (the connection's 256 unread ones included). */
   unreliableDropped: number;
 }
 

@@ -3,8 +3,9 @@
 // second per connection, 64 B, paced), with kcp-go's Reed-Solomon FEC 10/3 (docs/fec.md) and
 // without, for kcpwatch (raw mode, `fec: { dataShards: 10, parityShards: 3 }`, its own Node
 // client) and for kcp-go (`ListenWithOptions` / `NewConn4` with 10, 3, its own Go client) in the
-// same run. The four runs alternate (kcpwatch off, on, kcp-go off, on) so that the machine's
-// load changes land on all of them.
+// same run, and for kcpwatch in secure mode (FEC_PARITY inside the authenticated envelope,
+// docs/fec.md "Secure mode"). The runs alternate (off, on for each) so that the machine's load
+// changes land on all of them.
 //
 // FEC sends its parity after every 10 data datagrams of a session and direction: at 30 messages
 // a second that is a group every few hundred ms, so whether parity arrives before KCP's own
@@ -19,6 +20,8 @@ const runsFor = [
   { name: 'kcpwatch FEC 10/3', server: 'kcpwatch', driver: 'node', mode: 'raw', fec: FEC },
   { name: 'kcp-go', server: 'kcp-go', driver: 'go', fec: undefined },
   { name: 'kcp-go FEC 10/3', server: 'kcp-go', driver: 'go', fec: FEC },
+  { name: 'kcpwatch secure', server: 'kcpwatch', driver: 'node', mode: 'secure', fec: undefined },
+  { name: 'kcpwatch secure FEC 10/3', server: 'kcpwatch', driver: 'node', mode: 'secure', fec: FEC },
 ];
 
 export async function fec(ctx) {
@@ -61,6 +64,7 @@ export async function fec(ctx) {
     kcpwatch_p99_fec_vs_off: ratio('kcpwatch FEC 10/3', 'kcpwatch'),
     kcpgo_p99_fec_vs_off: ratio('kcp-go FEC 10/3', 'kcp-go'),
     kcpwatch_fec_vs_kcpgo_fec_p99: ratio('kcpwatch FEC 10/3', 'kcp-go FEC 10/3'),
+    kcpwatch_secure_p99_fec_vs_off: ratio('kcpwatch secure FEC 10/3', 'kcpwatch secure'),
   };
   const counters = (r) => {
     const f = r.server_fec;
@@ -77,6 +81,7 @@ export async function fec(ctx) {
       ['fec: p99 with FEC 10/3 / without, kcpwatch', `${ratios.kcpwatch_p99_fec_vs_off.toFixed(2)}x`],
       ['fec: p99 with FEC 10/3 / without, kcp-go', `${ratios.kcpgo_p99_fec_vs_off.toFixed(2)}x`],
       ['fec: p99 with FEC 10/3, kcpwatch / kcp-go', `${ratios.kcpwatch_fec_vs_kcpgo_fec_p99.toFixed(2)}x`],
+      ['fec: p99 with FEC 10/3 / without, kcpwatch secure mode', `${ratios.kcpwatch_secure_p99_fec_vs_off.toFixed(2)}x`],
     ],
     chart: rows.map((r) => ({ panel: 'Round-trip p99, 10% loss, 40 ms each way, 30 msg/s', unit: 'ms', group: r.fec === 'off' ? 'no FEC' : 'FEC 10/3', peer: r.peer.replace(/ FEC 10\/3$/, ''), value: r.p99_us / 1000 })),
   };

@@ -157,10 +157,9 @@ pub enum ConfigError {
     /// More server static keys than a rotation needs.
     #[error("{0} server keys given; at most {MAX_SERVER_KEYS} (two during a rotation)")]
     TooManyServerKeys(usize),
-    /// FEC is for raw mode: secure mode would have to carry shards inside its authenticated
-    /// envelope, which the protocol does not define yet.
-    #[error("fec is only available in raw mode: secure mode would need the shards inside its authenticated envelope (not defined yet)")]
-    FecInSecureMode,
+    /// The FEC shard counts are outside secure mode's limits (at most 64 shards a group).
+    #[error(transparent)]
+    SecureFec(#[from] crate::secure::fec::SecureFecConfigError),
     /// The FEC shard counts are outside kcp-go's limits.
     #[error(transparent)]
     Fec(#[from] crate::fec::FecConfigError),
@@ -294,6 +293,8 @@ pub struct EndpointConfig {
     pub detectors: crate::detect::DetectorConfig,
     /// Raw mode: kcp-go's Reed-Solomon FEC with these shard counts (the peer must use the
     /// same). Every datagram then carries an 8-byte FEC header, so KCP's MTU is `mtu - 8`.
+    /// Secure mode: this endpoint sends FEC_PARITY after every `data_shards` session datagrams
+    /// (any peer reads them); KCP's MTU is 30 bytes less to leave room for the parity.
     pub fec: Option<crate::fec::FecConfig>,
 }
 
@@ -305,8 +306,16 @@ impl EndpointConfig {
         let Some(fec) = self.fec else {
             return Ok(());
         };
-        if self.mode != Mode::Raw {
-            return Err(ConfigError::FecInSecureMode);
+        if self.mode == Mode::Secure {
+            // Only the sender needs the option; its data datagrams leave room for parity.
+            crate::secure::fec::validate(&fec)?;
+            return SessionConfig {
+                mtu: session.mtu.saturating_sub(
+                    crate::secure::wire::SESSION_OVERHEAD + crate::secure::fec::OVERHEAD,
+                ),
+                ..*session
+            }
+            .validate();
         }
         fec.validate()?;
         if session.mtu > crate::fec::MAX_SHARD_LEN {

@@ -288,6 +288,8 @@ pub(crate) struct SecureState {
     /// Client: nothing authentic has come from the server since the ACCEPT, so the server may
     /// not have our confirmation yet; keepalives repeat quickly until something does.
     pub(crate) awaiting_peer: bool,
+    /// FEC: the peer's recent datagrams, kept once it sent parity (`secure::fec`).
+    pub(crate) fec: Option<Box<crate::secure::fec::Decoder>>,
 }
 
 /// How often a client repeats its confirming KEEPALIVE until the server is heard from.
@@ -442,6 +444,7 @@ impl Session {
             sequencer: Default::default(),
             confirm_by: None,
             awaiting_peer: false,
+            fec: None,
         }));
     }
 
@@ -477,6 +480,7 @@ impl Session {
             key: keys.send,
             conv,
             next_packet_number: 0,
+            fec: None,
         });
         if client {
             // To recognise a server's stateless RESET (docs/protocol.md).
@@ -488,6 +492,28 @@ impl Session {
         self.started_at_extended = now_extended;
         self.last_received = now;
         self.kcp.set_current(now);
+    }
+
+    /// Secure mode with FEC: from now on every sealed datagram is a data shard, and each full
+    /// group is followed by its parity (`mtu`: the largest datagram on the wire).
+    pub(crate) fn enable_secure_fec(&mut self, codec: Rc<crate::fec::Codec>, mtu: usize) {
+        if let Some(sealer) = self.kcp.output_mut().sealer.as_mut() {
+            sealer.fec = Some(Box::new(crate::secure::fec::Encoder::new(codec, mtu)));
+        }
+    }
+
+    /// Secure mode: the largest datagram on the wire (the agreed MTU): the engine's MTU, the
+    /// session framing and, when this side sends FEC, the room it leaves for parity.
+    pub(crate) fn secure_wire_mtu(&self) -> usize {
+        let fec = self
+            .kcp
+            .output_ref()
+            .sealer
+            .as_ref()
+            .is_some_and(|s| s.fec.is_some());
+        self.config.mtu
+            + crate::secure::wire::SESSION_OVERHEAD
+            + if fec { crate::secure::fec::OVERHEAD } else { 0 }
     }
 
     /// Server: the ACCEPT is out; the session stays `Handshaking` (unannounced, its engine

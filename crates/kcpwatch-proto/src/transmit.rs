@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use crate::secure::keys::{seal_into, SessionCipher, MAX_PACKET_NUMBER};
-use crate::secure::wire::{reset_tag, TAG_LEN, TYPE_DATA};
+use crate::secure::wire::{reset_tag, TAG_LEN, TYPE_DATA, TYPE_FEC_PARITY};
 
 /// A buffer larger than this after a burst is given back when it empties, so one burst does not
 /// pin memory forever.
@@ -198,6 +198,8 @@ pub(crate) struct Sealer {
     pub(crate) key: SessionCipher,
     pub(crate) conv: u32,
     pub(crate) next_packet_number: u64,
+    /// Secure mode with FEC: every datagram sealed is a data shard of this encoder.
+    pub(crate) fec: Option<Box<crate::secure::fec::Encoder>>,
 }
 
 /// The KCP engine's output: every `write` is one datagram for the session that is running.
@@ -274,10 +276,33 @@ impl TxSink {
                 tags[(pn % SENT_TAGS as u64) as usize] = (pn + 1, tag);
             }
         }
+        let packet_number = sealer.next_packet_number;
         sealer.next_packet_number += 1;
         self.datagrams += 1;
         self.bytes += len as u64;
+        if kind != TYPE_FEC_PARITY {
+            self.protect(packet_number, len);
+        }
         true
+    }
+
+    /// Secure mode with FEC: the datagram just sealed (`len` bytes, the last queued) joins the
+    /// encoder's group; when it completes one, the group's parity is sealed after it.
+    fn protect(&mut self, packet_number: u64, len: usize) {
+        let Some(mut fec) = self.sealer.as_mut().and_then(|s| s.fec.take()) else {
+            return;
+        };
+        let parity = {
+            let queue = self.queue.borrow();
+            let sealed = &queue.bytes[queue.bytes.len() - len..];
+            fec.add(queue.now, packet_number, sealed)
+        };
+        for k in 0..parity {
+            self.send_sealed(TYPE_FEC_PARITY, fec.parity_body(k));
+        }
+        if let Some(sealer) = self.sealer.as_mut() {
+            sealer.fec = Some(fec);
+        }
     }
 
     /// Whether a RESET's `packet_number` and `tag` are those of a datagram this session sent

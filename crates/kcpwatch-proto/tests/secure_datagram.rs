@@ -399,9 +399,18 @@ fn a_full_inbox_drops_and_counts_instead_of_growing() {
         offered % 2 == 0
     });
     assert_eq!(offered, count - 50);
+    let refused = (count as u64 - 50).div_ceil(2);
+    assert_eq!(p.server.stats().unreliable.dropped_queue_full, 50 + refused);
+    // What could not be handed on is no longer counted as received: received + dropped is
+    // what arrived, on the connection and endpoint-wide.
+    let handed = count as u64 - 50 - refused;
+    assert_eq!(p.server.stats().unreliable.received, handed);
+    let summary = p.server.connection_summary(p.server_conn.unwrap()).unwrap();
+    assert_eq!(summary.unreliable.received, handed);
+    assert_eq!(summary.unreliable.dropped, 50 + refused);
     assert_eq!(
-        p.server.stats().unreliable.dropped_queue_full,
-        50 + (count as u64 - 50).div_ceil(2)
+        summary.unreliable.received + summary.unreliable.dropped,
+        count as u64
     );
 }
 

@@ -786,10 +786,19 @@ impl IoThread {
                 Ok(n) => {
                     self.stats.datagrams_out += n as u64;
                     self.endpoint.consume_transmits(n);
-                    if n < waiting {
+                    if n == 0 {
                         // Kernel buffer full: wait for the writable edge.
                         self.socket_writable = false;
                         return;
+                    }
+                    if n < waiting {
+                        // A batch cut short after some went out is not a full buffer: an ICMP
+                        // port unreachable for one of them (a peer whose socket is gone) fails
+                        // the next send with that earlier error. Stopping here would leave the
+                        // rest for a writable edge that need not come, and on shutdown lose
+                        // them (the REJECTs of every other pending handshake). Go on: a full
+                        // buffer shows as a send of nothing.
+                        socket_errors = 0;
                     }
                 }
                 Err(e)

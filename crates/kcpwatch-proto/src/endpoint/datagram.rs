@@ -88,6 +88,8 @@ impl Endpoint {
         payload: &[u8],
     ) -> Result<(), DatagramSendError> {
         self.clock.advance(now);
+        // FEC's encoder reads the time (its gap rule).
+        self.tx.borrow_mut().now = now;
         let result = self.seal_datagram(handle, header, payload);
         let stats = &mut self.stats.unreliable;
         match result {
@@ -253,11 +255,17 @@ impl Endpoint {
     }
 
     /// Counts datagrams of a connection that were received but dropped before the application
-    /// read them (a full queue in the runtime or the binding).
+    /// read them (a full queue in the runtime or the binding). They were counted as received
+    /// when they entered the inbox; they move to dropped, so that received is what the
+    /// application got (or holds) and received + dropped is what arrived.
     pub fn note_datagram_drops(&mut self, handle: ConnectionHandle, count: u64) {
-        self.stats.unreliable.dropped_queue_full += count;
+        let stats = &mut self.stats.unreliable;
+        let moved = count.min(stats.received);
+        stats.received -= moved;
+        stats.dropped_queue_full += count;
         if self.slot(handle).is_some() {
             if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                s.unreliable.received = s.unreliable.received.saturating_sub(count);
                 s.unreliable.dropped += count;
             }
         }

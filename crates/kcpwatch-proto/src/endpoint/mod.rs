@@ -379,6 +379,8 @@ pub struct Endpoint {
     totals: crate::metrics::SessionTotals,
     /// Raw mode with FEC (`config.fec`).
     fec: Option<raw_fec::FecState>,
+    /// Secure mode: the FEC codec this endpoint sends with (`config.fec`) and its peers'.
+    secure_fec: crate::secure::fec::Codecs,
     /// Raw mode: (address, conv) pairs closed for a protocol violation, refused for a while.
     raw_closed: raw_closed::RawClosed,
     /// Secure mode: received datagrams waiting for the application.
@@ -397,9 +399,16 @@ impl Endpoint {
         config.session.validate()?;
         config.validate_fec(&config.session)?;
         let fec = match config.fec {
-            Some(fec) => Some(raw_fec::FecState::new(crate::fec::Codec::new(fec)?)),
-            None => None,
+            Some(fec) if config.mode == crate::config::Mode::Raw => {
+                Some(raw_fec::FecState::new(crate::fec::Codec::new(fec)?))
+            }
+            _ => None,
         };
+        let secure_fec = crate::secure::fec::Codecs::new(
+            config
+                .fec
+                .filter(|_| config.mode == crate::config::Mode::Secure),
+        )?;
         if config.mode == crate::config::Mode::Secure {
             secure::secure_session_config(&config.session).validate()?;
         }
@@ -444,6 +453,7 @@ impl Endpoint {
             recently_closed: VecDeque::new(),
             totals: Default::default(),
             fec,
+            secure_fec,
             raw_closed: Default::default(),
             inbox: Default::default(),
             reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
@@ -539,11 +549,11 @@ impl Endpoint {
         self.clock.advance(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        self.tx.borrow_mut().now = now;
         if self.config.mode == crate::config::Mode::Secure {
             self.handle_secure_datagram(now, remote, local, datagram);
             return;
         }
-        self.tx.borrow_mut().now = now;
         if self.fec.is_some() && self.handle_fec_datagram(now, remote, local, datagram) {
             return;
         }

@@ -25,8 +25,8 @@ use crate::secure::noise::{ClientNoise, ServerNoise};
 use crate::secure::wire::{
     self, AcceptPayload, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, KEY_ID_LEN, MAX_TOKEN_LEN,
     REJECT_LEN, RESET_LEN, SESSION_OVERHEAD, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, TYPE_ACCEPT,
-    TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_HELLO, TYPE_KEEPALIVE,
-    TYPE_REJECT, TYPE_RESET, VERSION,
+    TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_FEC_PARITY, TYPE_HELLO,
+    TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET, VERSION,
 };
 use crate::secure::CookieCheck;
 use crate::session::{AppClose, ClientHandshake, HELLO_RETRY_MS};
@@ -105,7 +105,41 @@ pub(super) fn agreed_session_config(config: &SessionConfig, agreed_mtu: u16) -> 
     agreed
 }
 
+/// The engine's configuration when this side sends FEC (`secure::fec`): its datagrams leave
+/// room for a parity datagram over them within the agreed MTU. `None` if the agreed MTU is too
+/// small for that (the session then runs without sending FEC).
+fn with_fec_room(config: &SessionConfig) -> Option<SessionConfig> {
+    let mut fec = SessionConfig {
+        mtu: config.mtu.checked_sub(crate::secure::fec::OVERHEAD)?,
+        ..*config
+    };
+    // KCP's smallest MTU.
+    if fec.mtu < 50 {
+        return None;
+    }
+    if !fec.stream {
+        fec.max_message_size = fec.max_message_size.min(fec.message_size_limit());
+    }
+    Some(fec)
+}
+
 impl Endpoint {
+    /// The session config and FEC codec of a session whose handshake agreed `agreed` (its
+    /// engine config without FEC): FEC is sent when configured and the MTU leaves room.
+    fn fec_for(
+        &self,
+        agreed: SessionConfig,
+    ) -> (SessionConfig, Option<std::rc::Rc<crate::fec::Codec>>) {
+        match self
+            .secure_fec
+            .own()
+            .and_then(|codec| with_fec_room(&agreed).map(|c| (c, codec.clone())))
+        {
+            Some((config, codec)) => (config, Some(codec)),
+            None => (agreed, None),
+        }
+    }
+
     fn keepalive_ms(&self) -> u32 {
         self.config
             .keepalive_ms
@@ -126,9 +160,9 @@ impl Endpoint {
             Some(&(TYPE_COOKIE | TYPE_ACCEPT | TYPE_REJECT)) => {
                 self.client_reply(now, remote, local, datagram)
             }
-            Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM)) => {
-                self.session_datagram(now, remote, local, datagram)
-            }
+            Some(
+                &(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM | TYPE_FEC_PARITY),
+            ) => self.session_datagram(now, remote, local, datagram, false),
             Some(&TYPE_RESET) => self.client_reset(remote, local, datagram),
             Some(_) if super::mode_mismatch::raw_kcp(datagram) => {
                 self.mode_mismatch(remote, local, None, datagram.len())
@@ -562,8 +596,10 @@ impl Endpoint {
             // state that read the HELLO; the client times out.
             return;
         };
-        let config =
-            agreed_session_config(&secure_session_config(&self.config.session), agreed_mtu);
+        let (config, fec) = self.fec_for(agreed_session_config(
+            &secure_session_config(&self.config.session),
+            agreed_mtu,
+        ));
         let keepalive = self.keepalive_ms();
         let handle = self.insert_session(
             now,
@@ -580,6 +616,9 @@ impl Endpoint {
             session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
             let keys = SessionKeys::from_split(&split, Role::Server);
             session.start_session(conv, keys, now, now_extended);
+            if let Some(codec) = fec {
+                session.enable_secure_fec(codec, usize::from(agreed_mtu));
+            }
             session.send_plain(&accept);
             if let Some(secure) = session.secure.as_mut() {
                 secure.accept = Some(accept.into());
@@ -1040,14 +1079,16 @@ impl Endpoint {
                     self.fail_connect(handle, FailReason::Malformed, "accept_mtu", 0);
                     return;
                 }
-                let dropped =
-                    self.slots[handle.index() as usize]
-                        .session
-                        .as_mut()
-                        .map_or(0, |session| {
-                            let agreed = agreed_session_config(&session.config, accept.mtu);
-                            session.set_agreed_mtu(&agreed)
-                        });
+                let agreed = self.session(handle).map(|session| {
+                    self.fec_for(agreed_session_config(&session.config, accept.mtu))
+                });
+                let (dropped, fec) =
+                    match (agreed, self.slots[handle.index() as usize].session.as_mut()) {
+                        (Some((agreed, fec)), Some(session)) => {
+                            (session.set_agreed_mtu(&agreed), fec)
+                        }
+                        _ => (0, None),
+                    };
                 if dropped > 0 {
                     // A message queued during the handshake needs more fragments than KCP
                     // allows at the smaller MTU the server agreed: failing the attempt says so,
@@ -1059,6 +1100,9 @@ impl Endpoint {
                 if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
                     let keys = SessionKeys::from_split(&split, Role::Client);
                     session.start_session(accept.conv, keys, now, now_extended);
+                    if let Some(codec) = fec {
+                        session.enable_secure_fec(codec, usize::from(accept.mtu));
+                    }
                     // The server announces the connection only once this arrives.
                     session.send_confirmation(now);
                     if let Some(secure) = session.secure.as_mut() {
@@ -1108,14 +1152,16 @@ impl Endpoint {
         }
     }
 
-    /// DATA, KEEPALIVE or DISCONNECT: found by conv, checked by tag and packet number before
-    /// anything else looks at it.
+    /// DATA, KEEPALIVE, DISCONNECT, DATAGRAM or FEC_PARITY: found by conv, checked by tag and
+    /// packet number before anything else looks at it. `rebuilt`: FEC rebuilt it from parity
+    /// (it takes the same path; a forgery is counted as an FEC error too).
     fn session_datagram(
         &mut self,
         now: Millis,
         remote: SocketAddr,
         local: SocketAddr,
         datagram: &[u8],
+        rebuilt: bool,
     ) {
         let len = datagram.len();
         let Some((header, _)) = wire::parse_session(datagram) else {
@@ -1187,21 +1233,121 @@ impl Endpoint {
         let Some(key) = secure.receive.as_ref() else {
             return;
         };
+        if rebuilt && secure.window.check(header.packet_number) == Freshness::Replayed {
+            // It arrived after all (or before the peer's first parity): nothing was lost.
+            return;
+        }
         let mut plain = std::mem::take(&mut self.plain);
         let freshness = match open(key, &mut secure.window, datagram, &header, &mut plain) {
             Ok(freshness) => freshness,
             Err(error) => {
                 self.plain = plain;
-                let (trigger, rule) = match error {
-                    OpenError::DecryptFailed => (DropTrigger::DecryptFailed, "session_aead"),
-                    OpenError::Replayed => (DropTrigger::Replayed, "replay_window"),
+                let (trigger, rule) = match (error, rebuilt) {
+                    (OpenError::DecryptFailed, false) => {
+                        (DropTrigger::DecryptFailed, "session_aead")
+                    }
+                    (OpenError::DecryptFailed, true) => {
+                        // Garbage rebuilt from a parity that does not fit the group: never
+                        // applied, as a forged datagram.
+                        self.stats.fec.errors += 1;
+                        self.stats.fec.rebuilt_refused += 1;
+                        (DropTrigger::DecryptFailed, "fec_rebuilt_aead")
+                    }
+                    (OpenError::Replayed, _) => (DropTrigger::Replayed, "replay_window"),
                 };
                 self.drop_trigger(remote, local, conv, uid, trigger, rule, len);
                 return;
             }
         };
+        if rebuilt {
+            self.stats.fec.recovered += 1;
+        }
+        let recovered = match self.fec_input(handle, &header, datagram, &plain) {
+            Ok(recovered) => recovered,
+            Err(()) => {
+                self.plain = plain;
+                self.stats.fec.errors += 1;
+                self.drop_trigger(
+                    remote,
+                    local,
+                    conv,
+                    uid,
+                    DropTrigger::BadLength,
+                    "fec_parity_malformed",
+                    len,
+                );
+                return;
+            }
+        };
         self.session_plaintext(now, handle, remote, local, &header, &plain, freshness, len);
         self.plain = plain;
+        if let Some(buffers) = recovered {
+            for &(at, len) in &buffers.1 {
+                if self.session(handle).is_none() {
+                    break;
+                }
+                let datagram = &buffers.0[at as usize..(at + len) as usize];
+                self.session_datagram(now, remote, local, datagram, true);
+            }
+            if let Some(decoder) = self.slots[handle.index() as usize]
+                .session
+                .as_mut()
+                .and_then(|s| s.secure.as_mut())
+                .and_then(|s| s.fec.as_mut())
+            {
+                decoder.put_back(buffers);
+            }
+        }
+    }
+
+    /// FEC (`secure::fec`): keeps an authentic, fresh datagram for rebuilding its group's lost
+    /// ones (once the peer has sent parity), or takes a parity datagram; returns the datagrams
+    /// this rebuilt, to be opened like received ones. `Err` for a parity whose header or length
+    /// cannot be right.
+    #[allow(clippy::type_complexity)]
+    fn fec_input(
+        &mut self,
+        handle: ConnectionHandle,
+        header: &wire::SessionHeader,
+        datagram: &[u8],
+        plain: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<(u32, u32)>)>, ()> {
+        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+            return Ok(None);
+        };
+        let mtu = session.secure_wire_mtu();
+        let Some(secure) = session.secure.as_mut() else {
+            return Ok(None);
+        };
+        let stats = &mut self.stats.fec;
+        let pn = header.packet_number;
+        let rebuilt = if header.kind == TYPE_FEC_PARITY {
+            stats.enabled = true;
+            stats.parity_shards += 1;
+            let (parity, bytes) = crate::secure::fec::parse_parity(plain).ok_or(())?;
+            if secure.fec.is_none() {
+                // The peer sends FEC: keep its datagrams from now on, in buffers made once.
+                let codec = self
+                    .secure_fec
+                    .for_peer(parity.data, parity.parity)
+                    .ok_or(())?;
+                secure.fec = Some(Box::new(crate::secure::fec::Decoder::new(
+                    codec,
+                    header.conv,
+                    mtu,
+                )));
+            }
+            let decoder = secure.fec.as_mut().ok_or(())?;
+            decoder.parity(pn, &parity, bytes, stats).map_err(|_| ())?
+        } else {
+            match secure.fec.as_mut() {
+                Some(decoder) => decoder.data(pn, datagram, stats),
+                None => false,
+            }
+        };
+        Ok(rebuilt
+            .then(|| secure.fec.as_mut().map(|d| d.take_rebuilt()))
+            .flatten())
     }
 
     /// An authenticated session datagram's content.
@@ -1268,6 +1414,14 @@ impl Endpoint {
             }
             TYPE_DATAGRAM => {
                 self.datagram_in(now, handle, remote, local, header, body, len);
+            }
+            TYPE_FEC_PARITY => {
+                // Taken by `fec_input`; an authentic datagram all the same.
+                self.stats.datagrams_accepted += 1;
+                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                    s.note_control_in(now, len);
+                }
+                self.reschedule(handle, now);
             }
             _ => {
                 self.stats.datagrams_accepted += 1;

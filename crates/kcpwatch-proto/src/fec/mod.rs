@@ -245,6 +245,12 @@ impl Codec {
     pub fn encode(&self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> bool {
         self.rs.encode_sep(data, parity).is_ok()
     }
+
+    /// Rebuilds the data shards marked absent from the others (klauspost's `ReconstructData`),
+    /// every shard the same length; false if too few are present.
+    pub fn reconstruct_data(&self, shards: &mut [(&mut [u8], bool)]) -> bool {
+        self.rs.reconstruct_data(shards).is_ok()
+    }
 }
 
 /// The sending side of one UDP peer (shared by its sessions): numbers data shards and emits

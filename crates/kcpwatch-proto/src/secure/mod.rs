@@ -5,12 +5,14 @@
 //! - [`noise`]: the Noise NK handshake (snow), server static keys and key ids.
 //! - [`keys`]: the session AEAD and the replay window.
 //! - [`datagram`]: the DATAGRAM body (channel header) and per-channel sequencing.
+//! - [`fec`]: forward error correction, FEC_PARITY over the sealed datagrams.
 //! - [`mac`]: HMAC-SHA256 for cookies and internal key derivation.
 //!
 //! The handshake itself runs in the endpoint (`endpoint/secure.rs`), which owns the sessions.
 
 pub mod cookie;
 pub mod datagram;
+pub mod fec;
 pub mod keys;
 pub mod mac;
 pub mod noise;

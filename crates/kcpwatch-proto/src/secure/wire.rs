@@ -33,6 +33,9 @@ pub const TYPE_KEEPALIVE: u8 = 0x11;
 pub const TYPE_DISCONNECT: u8 = 0x12;
 /// Either way: one unreliable application datagram, outside KCP (`secure::datagram`).
 pub const TYPE_DATAGRAM: u8 = 0x13;
+/// Either way: Reed-Solomon parity over the sender's preceding session datagrams
+/// (`secure::fec`), sent only by a sender with FEC on.
+pub const TYPE_FEC_PARITY: u8 = 0x14;
 
 /// Random bytes a client picks per connection attempt; every server reply echoes them.
 pub const NONCE_LEN: usize = 16;
@@ -394,7 +397,8 @@ pub fn parse_reset(datagram: &[u8]) -> Option<(u32, u64, [u8; TAG_LEN])> {
 /// The header of a session datagram (DATA, KEEPALIVE, DISCONNECT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionHeader {
-    /// [`TYPE_DATA`], [`TYPE_KEEPALIVE`], [`TYPE_DISCONNECT`] or [`TYPE_DATAGRAM`].
+    /// [`TYPE_DATA`], [`TYPE_KEEPALIVE`], [`TYPE_DISCONNECT`], [`TYPE_DATAGRAM`] or
+    /// [`TYPE_FEC_PARITY`].
     pub kind: u8,
     /// The session's conv.
     pub conv: u32,
@@ -422,7 +426,7 @@ pub fn parse_session(datagram: &[u8]) -> Option<(SessionHeader, &[u8])> {
     let kind = datagram[0];
     if !matches!(
         kind,
-        TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM
+        TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM | TYPE_FEC_PARITY
     ) {
         return None;
     }
