@@ -563,3 +563,49 @@ test('keygen --out given twice is refused and writes nothing', async (t) => {
   t.regex(r.err, /--out is given twice/);
   t.deepEqual(await readdir(dir), []);
 });
+
+test('serve --log, --log-file and the sink files: a bad value is refused naming the flag the user typed, never log.outputs', async (t) => {
+  for (const [args, says] of [
+    [['serve', '--log', 'file:'], /--log file: needs a path \(file:PATH\)/],
+    [['serve', '--log', 'file:,format=ecs'], /--log file:,format=ecs needs a path \(file:PATH\)/],
+    [['serve', '--log-file', ''], /--log-file needs a path/],
+    [['serve', '--log', 'syslog+udp://nothost:514'], /--log syslog\+udp:\/\/nothost:514: .*IP:PORT/],
+    [['serve', '--log', 'syslog+tls://127.0.0.1:6514'], /--log syslog\+tls:\/\/127\.0\.0\.1:6514: .*needs --syslog-ca/],
+    [['serve', '--syslog-ca', '/nonexistent/ca.pem', '--log', 'syslog+tls://127.0.0.1:6514'], /--syslog-ca \/nonexistent\/ca\.pem: does not exist/],
+    [['serve', '--log', 'elastic+http://'], /--log elastic\+http:\/\/: .*URL/],
+    [['serve', '--log', 'otlp+https://127.0.0.1:4318'], /--log otlp\+https:\/\/127\.0\.0\.1:4318: .*needs --syslog-ca/],
+    [['serve', '--log', 'stdout,format'], /--log stdout,format: format needs a value/],
+  ]) {
+    const r = await cli(t, args, 10_000);
+    t.is(r.code, 1, args.join(' '));
+    t.regex(r.err, says, args.join(' '));
+    t.notRegex(r.err, /log\.outputs|log\.destination|Invalid URL/, args.join(' '));
+  }
+});
+
+test('serve echoes datagrams in secure mode, on the channel they came on', async (t) => {
+  const s = serve(t, ['--port', '0', '--host', '127.0.0.1', '--log-format', 'none']);
+  const [, port] = /^listening [\d.]+:(\d+)$/.exec(await s.line(/^listening /));
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: Number(port), serverKey: await s.publicKey(), log: false });
+  t.teardown(() => client.close());
+  await client.ready();
+  // Datagrams are unreliable: resend (a bounded number of times) until one echo is back.
+  const echoed = new Promise((resolve) => client.once('datagram', (data, channel) => resolve([data.toString(), channel])));
+  let sent = 0;
+  client.sendDatagram('ping', { channel: 7 });
+  const timer = setInterval(() => {
+    if (++sent < 50) client.sendDatagram('ping', { channel: 7 });
+  }, 100);
+  t.teardown(() => clearInterval(timer));
+  let timeout;
+  const gaveUp = new Promise((resolve) => (timeout = setTimeout(resolve, 10_000, ['no echo within 10 s', -1])));
+  const [data, channel] = await Promise.race([echoed, gaveUp]);
+  clearTimeout(timeout);
+  clearInterval(timer);
+  t.is(data, 'ping');
+  t.is(channel, 7);
+  // Reliable messages still echo alongside.
+  client.send('hello');
+  const [m] = await next(client, 'message');
+  t.is(m.toString(), 'hello');
+});

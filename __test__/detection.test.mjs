@@ -16,13 +16,13 @@ import { EventLog, kcpwatch } from './helpers/util.mjs';
  * COOKIE without reading the Noise message).
  */
 function hello(i, s) {
-  const d = Buffer.alloc(90);
+  const d = Buffer.alloc(97);
   d[0] = 1;
   d[1] = 2;
   d[2] = 1;
   createHash('sha256').update(Buffer.from(s.publicKey, 'base64')).digest().copy(d, 4, 0, 4);
   d.writeUInt32LE(i + 1, 8);
-  randomBytes(50).copy(d, 40);
+  randomBytes(57).copy(d, 40);
   return d;
 }
 

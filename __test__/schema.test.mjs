@@ -716,10 +716,18 @@ test('vocabularies that belong together are checked together', (t) => {
   // own finding about the ACCEPT's MTU comes without a trigger, no datagram being refused.
   t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'bad_length', rule: 'hello_mtu' })), []);
   t.not(errorsOf(failed(valid.connection_failed, { trigger: 'bad_cmd', rule: 'hello_mtu' })).length, 0);
-  for (const rule of ['accept_mtu', 'queued_message_over_mtu']) {
+  for (const rule of ['accept_mtu', 'queued_message_too_large']) {
     t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'malformed', rule })), [], rule);
     t.not(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'malformed', rule, trigger: 'bad_length' })).length, 0, rule);
   }
+  // The parameter agreement: a HELLO with an empty window is refused for its length; a stream
+  // mode mismatch is refused as a datagram of the other mode, and only as stream_mismatch.
+  t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'bad_length', rule: 'hello_window' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'stream_mismatch', trigger: 'bad_cmd', rule: 'hello_stream' })), []);
+  t.not(errorsOf(failed(valid.connection_failed, { reason: 'malformed', trigger: 'bad_cmd', rule: 'hello_stream' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed, { reason: 'stream_mismatch', trigger: 'bad_cmd', rule: 'mode_mismatch' })).length, 0);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'stream_mismatch', rule: 'accept_stream' })), []);
+  t.not(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'stream_mismatch', rule: 'accept_stream', trigger: 'bad_cmd' })).length, 0);
   t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'unknown_server_key', trigger: 'bad_cmd', rule: 'unknown_key_id' })), []);
   t.not(errorsOf(failed(valid.connection_failed, { reason: 'decrypt_failed', trigger: 'bad_tag', rule: 'cookie_mac' })).length, 0);
   t.not(errorsOf(failed(valid.connection_failed, { trigger: undefined })).length, 0, 'malformed needs its trigger');

@@ -144,7 +144,7 @@ test('handshake floods from one source are rate-limited silently and counted', a
   // a nonce; the server answers a zero cookie statelessly, without reading the Noise part.
   const keyId = createHash('sha256').update(Buffer.from(server.publicKey, 'base64')).digest().subarray(0, 4);
   for (let i = 0; i < 10; i++) {
-    const hello = Buffer.alloc(90);
+    const hello = Buffer.alloc(97);
     hello[0] = 1;
     hello[1] = 2;
     hello[2] = 1;

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo as NetAddressInfo } from 'node:net';
+import { isIP, type AddressInfo as NetAddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -47,7 +47,7 @@ const commands: Record<'serve' | 'demo' | 'keygen', Command> = {
   serve: {
     synopsis: 'kcpwatch serve [flags]',
     description: `A KCP echo server, in secure mode (docs/protocol.md) unless --mode raw asks for plain KCP
-(for kcp-go, ikcp and other KCP clients). Security events go to stdout (or --log-file), one record
+(for kcp-go, ikcp and other KCP clients). It echoes messages and, in secure mode, datagrams (on their channel). Security events go to stdout (or --log-file), one record
 per line, in the chosen format (json: the canonical NDJSON). hmac and cryptopan read their key (hex)
 from KCPWATCH_IP_PRIVACY_KEY, never from the command line. --log (repeatable) replaces the single
 output: SINK is stdout, stderr, file:PATH, syslog+udp://IP:PORT, syslog+tcp://IP:PORT,
@@ -142,8 +142,8 @@ commands:
 `;
 
 /** A refused flag value: the message names the flag, as the user typed it. */
-function flagError(message: string): KcpInvalidOptionError {
-  return new KcpInvalidOptionError(message);
+function flagError(message: string, cause?: unknown): KcpInvalidOptionError {
+  return new KcpInvalidOptionError(message, cause === undefined ? undefined : { cause });
 }
 
 /**
@@ -255,9 +255,11 @@ function outputFromCli(
   client: { certFile?: string; keyFile?: string } = {},
 ): LogOutputOptions {
   const [target, ...params] = spec.split(',');
-  const opts = Object.fromEntries(params.map((p) => p.split('=', 2) as [string, string]));
-  for (const key of Object.keys(opts)) {
+  const opts = Object.fromEntries(params.map((p) => p.split('=', 2) as [string, string | undefined]));
+  for (const [key, value] of Object.entries(opts)) {
     if (key !== 'format' && key !== 'level') throw flagError(`--log ${spec}: unknown parameter ${key}`);
+    // `,format` alone would silently mean the default.
+    if (!value) throw flagError(`--log ${spec}: ${key} needs a value (${key}=${key === 'format' ? 'F' : 'L'})`);
   }
   const format = (opts.format ?? defaultFormat) as LogFormat;
   if (!logFormats.includes(format)) throw flagError(`--log ${spec}: format must be one of ${logFormats.join(', ')}, got ${format}`);
@@ -265,15 +267,33 @@ function outputFromCli(
   if (level !== undefined && !severities.includes(level)) throw flagError(`--log ${spec}: level must be one of ${severities.join(', ')}, got ${level}`);
   let destination: LogOutputOptions['destination'];
   if (target === 'stdout' || target === 'stderr') destination = target;
-  else if (target?.startsWith('file:')) destination = { file: target.slice(5) };
-  else if (target && /^syslog\+(udp|tcp|tls):\/\//.test(target)) {
+  else if (target?.startsWith('file:')) {
+    if (target.length === 5) throw flagError(`--log ${spec} needs a path (file:PATH)`);
+    destination = { file: target.slice(5) };
+  } else if (target && /^syslog\+(udp|tcp|tls):\/\//.test(target)) {
     const url = target.slice('syslog+'.length);
+    const address = /^\w+:\/\/(\[[^\]]+\]|[^:/]+):(\d+)$/.exec(url);
+    if (!address || !isIP(address[1]!.replace(/^\[|\]$/g, '')) || Number(address[2]) < 1 || Number(address[2]) > 65535) {
+      throw flagError(`--log ${spec}: the receiver must be IP:PORT (an IP address, not a host name; a port in 1..65535)`);
+    }
+    if (url.startsWith('tls') && ca === undefined) {
+      throw flagError(`--log ${spec}: syslog+tls needs --syslog-ca (the CA certificates the receiver's certificate is checked against)`);
+    }
     // One spool directory per sink: a spool belongs to one sink at a time.
     const spoolDir = spool && !url.startsWith('udp') ? join(spool, url.replace(/[^A-Za-z0-9]+/g, '_')) : undefined;
     destination = { syslog: url, caFile: ca, spoolDir, ...(url.startsWith('tls') ? client : {}) };
   } else if (target && /^(hec|elastic|otlp)\+https?:\/\//.test(target)) {
     const kind = target.slice(0, target.indexOf('+')) as 'hec' | 'elastic' | 'otlp';
-    const url = new URL(target.slice(kind.length + 1));
+    let url: URL;
+    try {
+      url = new URL(target.slice(kind.length + 1));
+    } catch {
+      throw flagError(`--log ${spec}: not a URL; the sink is ${kind}+http(s)://HOST:PORT[/path]`);
+    }
+    if (!url.port) throw flagError(`--log ${spec}: the URL needs its port (${kind}+http(s)://HOST:PORT[/path])`);
+    if (url.protocol === 'https:' && ca === undefined) {
+      throw flagError(`--log ${spec}: https needs --syslog-ca (the CA certificates the collector's certificate is checked against)`);
+    }
     // The usual endpoint of each collector when the URL names none.
     if (url.pathname === '/') url.pathname = { hec: '/services/collector/event', elastic: '/_bulk', otlp: '/v1/logs' }[kind];
     const token = process.env.KCPWATCH_HEC_TOKEN;
@@ -288,6 +308,28 @@ function outputFromCli(
     );
   }
   return { destination, format, ...(level ? { level } : {}) };
+}
+
+/** The flag that sets each file of a log output, for errors about it. */
+const fileFlags: Record<string, string> = { caFile: '--syslog-ca', certFile: '--log-cert', keyFile: '--log-key', file: '--log-file' };
+
+/**
+ * Runs `make` (createServer), saying an option error in the words of the flags the user typed:
+ * `log.outputs[0]...` is the `--log` given first, `log.outputs[0].destination.caFile` is
+ * `--syslog-ca`. The flags are checked before; this catches what only the API checks.
+ */
+function inFlagWords<T>(specs: readonly string[] | undefined, make: () => T): T {
+  try {
+    return make();
+  } catch (err) {
+    if (!(err instanceof KcpInvalidOptionError)) throw err;
+    const file = /^log\.(?:outputs\[\d+\]\.destination|destination)\.(caFile|certFile|keyFile|file)\b/.exec(err.message);
+    const output = /^log\.outputs\[(\d+)\](?:\.destination)?[.:]? ?/.exec(err.message);
+    let message: string | undefined;
+    if (file) message = `${fileFlags[file[1]!]!}${err.message.slice(file[0].length)}`;
+    else if (output && specs?.[Number(output[1])] !== undefined) message = `--log ${specs[Number(output[1])]!}: ${err.message.slice(output[0].length)}`;
+    throw message === undefined ? err : flagError(message, err);
+  }
 }
 
 async function serve(args: string[]): Promise<number> {
@@ -324,6 +366,7 @@ async function serve(args: string[]): Promise<number> {
   const limit = messageSizeLimit({ mtu: knobs.mtu ?? presets[preset].mtu, rcvWnd: knobs.rcvWnd ?? presets[preset].rcvWnd }, mode);
   const ipPrivacy = privacyFromCli(choiceFlag(values, 'ip-privacy', ['full', 'truncate', 'hmac', 'cryptopan', 'omit'] as const), String(values['ip-privacy-key-id']));
   const logFile = values['log-file'] as string | undefined;
+  if (logFile === '') throw flagError('--log-file needs a path');
   if (logFile !== undefined) checkLogFilePath(logFile, '--log-file');
   const certFile = values['log-cert'] as string | undefined;
   const keyFile = values['log-key'] as string | undefined;
@@ -342,21 +385,23 @@ async function serve(args: string[]): Promise<number> {
     if (sink.startsWith('file:')) checkLogFilePath(sink.slice(5), '--log');
   }
   const serverKeys = serverKeysFromCli(values['key-file'] as string[] | undefined, mode);
-  const server = createServer({
-    ...knobs,
-    ...(serverKeys ? { serverKeys } : {}),
-    ...(knobs.stream ? {} : { maxMessageSize: Math.min(65536, limit) }),
-    log:
-      format === 'none' && !outputs
-        ? false
-        : {
-            ...(outputs ? { outputs } : { destination: logFile ? { file: logFile } : 'stdout', format: format as LogFormat }),
-            level,
-            statsInterval: intFlag(values, 'stats-interval', 0, 2 ** 31 - 1),
-            service: 'kcpwatch-serve',
-            ipPrivacy,
-          },
-  });
+  const server = inFlagWords(specs, () =>
+    createServer({
+      ...knobs,
+      ...(serverKeys ? { serverKeys } : {}),
+      ...(knobs.stream ? {} : { maxMessageSize: Math.min(65536, limit) }),
+      log:
+        format === 'none' && !outputs
+          ? false
+          : {
+              ...(outputs ? { outputs } : { destination: logFile ? { file: logFile } : 'stdout', format: format as LogFormat }),
+              level,
+              statsInterval: intFlag(values, 'stats-interval', 0, 2 ** 31 - 1),
+              service: 'kcpwatch-serve',
+              ipPrivacy,
+            },
+    }),
+  );
   const log = (line: string) => process.stderr.write(`${line}\n`);
   server.on('connection', (conn) => {
     log(`connection ${conn.id} from ${conn.remoteAddress}:${conn.remotePort} to ${conn.localAddress}:${conn.localPort} conv=${conn.conv}`);
@@ -367,6 +412,19 @@ async function serve(args: string[]): Promise<number> {
         log(`send failed on ${conn.id}: ${(err as Error).message}`);
       }
     });
+    if (mode === 'secure') {
+      // Datagrams echo too, on their channel: unreliable, so a full queue (false) drops the echo
+      // as the network might; a failure is told once per connection, not once per datagram.
+      let told = false;
+      conn.on('datagram', (data, channel) => {
+        try {
+          conn.sendDatagram(data, { channel });
+        } catch (err) {
+          if (!told && conn.state === 'established') log(`datagram echo failed on ${conn.id}: ${(err as Error).message}`);
+          told = true;
+        }
+      });
+    }
     conn.on('close', (_reason, info) => log(`close ${conn.id} ${describeClose(info)}`));
   });
   // Signal handlers go in before anything is announced: once "listening" is out, a supervisor

@@ -208,9 +208,10 @@ export class Client extends EventEmitter<ClientEvents> {
   _closeWhenIdle = false;
 
   /** @internal Use {@link createClient}. */
-  constructor(options: ClientOptions, where = 'createClient()', keys: readonly string[] = clientOptionKeys) {
+  constructor(given: ClientOptions, where = 'createClient()', keys: readonly string[] = clientOptionKeys) {
     super();
-    if (optionsObject(options, where) === undefined) throw new KcpInvalidOptionError(`${where} takes an options object with at least a port`);
+    const options = optionsObject(given, where) as ClientOptions | undefined;
+    if (options === undefined) throw new KcpInvalidOptionError(`${where} takes an options object with at least a port`);
     checkKeys(options, keys, where);
     this.mode = resolveMode(options.mode);
     this.kcp = resolveKcpOptions(options);
@@ -572,8 +573,10 @@ export function createClient(options: ClientOptions): Client {
  * while the name resolves as the server's `listen()` resolves it; what is sent meanwhile leaves
  * once it is open, and a name that does not resolve fails it with `KcpResolveError`.
  */
-export function connect(options: ConnectOptions): Connection {
-  if (!options || typeof options !== 'object') throw new KcpInvalidOptionError(`connect() takes an options object with at least a port, got ${describe(options)}`);
+export function connect(given: ConnectOptions): Connection {
+  if (!given || typeof given !== 'object') throw new KcpInvalidOptionError(`connect() takes an options object with at least a port, got ${describe(given)}`);
+  // Inherited options are read (and checked) like own ones: the spread below would drop them.
+  const options = optionsObject(given, 'connect()') as unknown as ConnectOptions;
   checkKeys(options, connectOptionKeys, 'connect()');
   const mode = resolveMode(options.mode);
   // Checked before the socket is bound, as before.

@@ -324,9 +324,11 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   }
 
   /**
-   * The largest message `send()` takes (message mode). In secure mode it follows the MTU the
-   * handshake agreed, which may be below this side's `mtu`: a client's value is final once
-   * `ready()` resolves.
+   * The largest message `send()` takes (message mode). In secure mode the handshake agrees it:
+   * the smallest of this side's `maxMessageSize`, the peer's, and what the peer's receive
+   * window (`rcvWnd`, at most 127 fragments) holds at the agreed MTU, so the peer can always
+   * receive it. A client's value is final once `ready()` resolves. Raw mode cannot agree it:
+   * both sides must be configured alike.
    */
   get maxMessageSize(): number {
     return this._maxMessageSize;
@@ -552,9 +554,11 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    * range) and `reason` (at most 123 bytes of UTF-8) are the application's own and appear in
    * this side's `close` info as `code` and `description`. In secure mode the DISCONNECT carries
    * them, so the peer's `close` info (reason `peer_closed`) has them too; raw KCP cannot carry
-   * them, so a raw peer sees its usual close. Idempotent.
+   * them, so a raw peer sees its usual close. Idempotent: once closing or closed, a further
+   * call does nothing whatever its arguments (the first call's code and reason stand).
    */
   close(code?: number, reason?: string): void {
+    if (this._state !== 'established' && this._state !== 'connecting') return;
     if (code !== undefined) {
       if (typeof code !== 'number' || !Number.isInteger(code) || (code !== CLOSE_CODE_NORMAL && (code < CLOSE_CODE_MIN || code > CLOSE_CODE_MAX))) {
         throw new KcpInvalidOptionError(`close code must be ${CLOSE_CODE_NORMAL} or an integer in ${CLOSE_CODE_MIN}..${CLOSE_CODE_MAX}, got ${describe(code)}`);
@@ -568,7 +572,6 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
         throw new KcpInvalidOptionError(`close reason is ${length} bytes of UTF-8; at most ${CLOSE_REASON_MAX_BYTES}`);
       }
     }
-    if (this._state !== 'established' && this._state !== 'connecting') return;
     this.closeCode = code;
     this.closeDescription = reason;
     // Closed before it was ready: the handshake is abandoned and nothing sent meanwhile leaves
@@ -745,8 +748,9 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
       this._maxMessageSize = limits.maxMessageSize;
       this._maxDatagramSize = limits.maxDatagramSize;
     }
-    // A secure handshake may agree an MTU below ours: a message sent meanwhile that no longer
-    // fits fails the connection, and nothing sent meanwhile leaves (none is lost or cut alone).
+    // A secure handshake may agree a ceiling below ours (a smaller MTU, the server's
+    // maxMessageSize or its receive window): a message sent meanwhile that no longer fits fails
+    // the connection, and nothing sent meanwhile leaves (none is lost or cut alone).
     const tooLarge = this.stream ? undefined : this.unsent.find((bytes) => bytes.length > this._maxMessageSize);
     if (tooLarge !== undefined) {
       this.dropUnsent();
@@ -754,7 +758,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
       this.transport.closeConnection(this.handle);
       this._fail(
         new KcpMessageTooLargeError(
-          `a message of ${tooLarge.length} bytes sent while connecting exceeds maxMessageSize ${this._maxMessageSize} at the MTU the server agreed; nothing was sent`,
+          `a message of ${tooLarge.length} bytes sent while connecting exceeds maxMessageSize ${this._maxMessageSize} as agreed with the server (its maxMessageSize, its receive window and the MTU); nothing was sent`,
         ),
       );
       return;

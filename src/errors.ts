@@ -103,6 +103,12 @@ export class KcpVersionMismatchError extends coded('KCP_ERR_VERSION_MISMATCH') {
  * server), or whoever answered does not hold it (`server_auth_failed`).
  */
 export class KcpServerAuthError extends coded('KCP_ERR_SERVER_AUTH') {}
+/**
+ * Secure mode: `stream: true` is set on one side only. Stream mode keeps no message
+ * boundaries, so a stream side and a message side would cut each other's bytes differently;
+ * the server refuses the handshake (REJECT `stream_mismatch`). Set the same `stream` on both.
+ */
+export class KcpStreamMismatchError extends coded('KCP_ERR_STREAM_MISMATCH') {}
 /** Secure mode: the handshake failed for another reason. */
 export class KcpHandshakeError extends coded('KCP_ERR_HANDSHAKE') {}
 /** Server: the application's `authenticate` threw or rejected; the client was refused (`error` event). */
@@ -137,6 +143,7 @@ const errorClasses = [
   KcpRateLimitedError,
   KcpVersionMismatchError,
   KcpServerAuthError,
+  KcpStreamMismatchError,
   KcpHandshakeError,
   KcpAuthenticateError,
   KcpAlreadyListeningError,
@@ -174,6 +181,10 @@ export function handshakeError(reason: string, server: string, appCode?: number)
       return new KcpServerAuthError(`${server} does not hold the server key this client pinned (serverKey): an old key after a rotation, or another server`);
     case 'server_auth_failed':
       return new KcpServerAuthError(`whoever answered for ${server} does not hold the pinned server key (serverKey)`);
+    case 'stream_mismatch':
+      return new KcpStreamMismatchError(
+        `${server} refused the handshake: \`stream: true\` is set on one side only (one side is in stream mode, the other in message mode); give the client and the server the same \`stream\` option`,
+      );
     default:
       return new KcpHandshakeError(`handshake with ${server} failed: ${reason}`);
   }

@@ -71,7 +71,9 @@ export type FailReason =
   /** The server shut down during the handshake (server: rule `shutdown`; client: a REJECT `shutdown`, rule `server_rejected`). */
   | 'shutdown'
   /** Server: the client never confirmed the ACCEPT within the handshake timeout, or said DISCONNECT first (rule `handshake_abandoned` or `peer_disconnect`); never announced. */
-  | 'handshake_abandoned';
+  | 'handshake_abandoned'
+  /** `stream: true` on one side only: the server refuses the HELLO with a REJECT `stream_mismatch` (server: trigger `bad_cmd`, rule `hello_stream`; client: rule `server_rejected`). */
+  | 'stream_mismatch';
 
 /**
  * Why a datagram was dropped whole. `decrypt_failed` (a session datagram's AEAD tag did not
@@ -145,6 +147,10 @@ export type SecureRule =
   | 'hello_too_long'
   /** `bad_length`: a HELLO stating an MTU below 79, the smallest a secure session works with (reason `malformed`; the client gets a REJECT `malformed`). */
   | 'hello_mtu'
+  /** `bad_length`: a HELLO stating a receive window of 0 segments (reason `malformed`; the client gets a REJECT `malformed`). */
+  | 'hello_window'
+  /** `bad_cmd`: a HELLO from a client in the other KCP mode (`stream: true` on one side only; reason `stream_mismatch`; the client gets a REJECT `stream_mismatch`). */
+  | 'hello_stream'
   /** `bad_length`: a COOKIE, ACCEPT or REJECT of the wrong size. */
   | 'handshake_length'
   /** `unknown_connection`: a COOKIE, ACCEPT or REJECT that answers no handshake in progress. */
@@ -207,8 +213,10 @@ export type FailRule =
   | 'accept_noise'
   /** A client, reason `malformed`: the ACCEPT agreed an MTU above the one its HELLO stated. */
   | 'accept_mtu'
-  /** A client, reason `malformed`: a message queued during the handshake needs more than 127 fragments at the smaller MTU the server agreed. */
-  | 'queued_message_over_mtu';
+  /** A client, reason `malformed`: a message queued during the handshake is larger than the handshake's ceiling (the server's `maxMessageSize`, or more fragments than its receive window or KCP's 127 at the agreed MTU). */
+  | 'queued_message_too_large'
+  /** A client, reason `stream_mismatch`: the ACCEPT states the other KCP mode (a server refuses a mismatch with a REJECT instead). */
+  | 'accept_stream';
 
 /** How the application misused a connection. */
 export type Violation = 'oversized_message' | 'message_on_closed_connection' | 'empty_message' | 'send_queue_full';

@@ -108,6 +108,7 @@ function families(s: NativeStats): Family[] {
       ['unreachable', s.failedUnreachable],
       ['shutdown', s.failedShutdown],
       ['handshake_abandoned', s.failedHandshakeAbandoned],
+      ['stream_mismatch', s.failedStreamMismatch],
     ]),
     // Handshakes (secure mode).
     counter('kcpwatch_handshake_hellos_received_total', 'Secure mode: HELLOs received, with or without a cookie.', s.hellosReceived),

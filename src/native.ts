@@ -123,6 +123,7 @@ export interface NativeStats {
   failedUnreachable: number;
   failedShutdown: number;
   failedHandshakeAbandoned: number;
+  failedStreamMismatch: number;
   sendErrors: number;
   recvErrors: number;
   truncated: number;

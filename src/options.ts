@@ -23,7 +23,7 @@ export interface KcpOptions {
   sndWnd?: number;
   /** Receive window in segments. */
   rcvWnd?: number;
-  /** Largest datagram KCP produces (50..65507). */
+  /** Largest datagram KCP produces: 79..65507 in secure mode, 50..65507 in raw mode (more with `fec`, `docs/fec.md`). */
   mtu?: number;
   /** Minimum retransmission timeout in ms. */
   minRto?: number;
@@ -195,7 +195,7 @@ export function keysOf<T>(keys: { [K in keyof Required<T>]: true }): readonly st
  * one: a misspelt option must not be silently ignored (`idleTimout` would leave the default).
  */
 export function checkKeys(options: object, valid: readonly string[], where: string): void {
-  for (const key of Object.keys(options)) {
+  for (const key of optionKeys(options)) {
     if (valid.includes(key)) continue;
     const near = closest(key, valid);
     throw new KcpInvalidOptionError(
@@ -204,13 +204,32 @@ export function checkKeys(options: object, valid: readonly string[], where: stri
   }
 }
 
-/** An options argument: an object (or undefined, for all defaults). */
+/**
+ * The keys an options object gives: its own and inherited enumerable string keys, as a `for..in`
+ * (and a property read such as `options.mtu`) sees them. Options read as properties take a value
+ * from a prototype (`Object.create(defaults)`, as Node's own `createServer` options do), so the
+ * key check must see the same keys: a misspelt inherited key would otherwise pass unchecked.
+ */
+export function optionKeys(options: object): string[] {
+  const keys: string[] = [];
+  for (const key in options) keys.push(key);
+  return keys;
+}
+
+/**
+ * An options argument (or undefined, for all defaults) as one flat snapshot of
+ * {@link optionKeys}: what is checked is what is read, once (a getter runs once, and a spread
+ * of the snapshot keeps inherited options that a spread of the argument would drop).
+ */
 export function optionsObject(value: unknown, where: string): Record<string, unknown> | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new KcpInvalidOptionError(`${where} takes an options object, got ${describe(value)}`);
   }
-  return value as Record<string, unknown>;
+  // No prototype: an own "__proto__" key (JSON.parse makes them) stays a key, checked and refused.
+  const flat: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const key of optionKeys(value)) flat[key] = (value as Record<string, unknown>)[key];
+  return flat;
 }
 
 /** Every engine knob's name. */
@@ -297,18 +316,7 @@ export function messageSizeLimit(kcp: Pick<ResolvedKcpOptions, 'mtu' | 'rcvWnd'>
  * the MTU, window and mode can carry.
  */
 export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode, fec = false): void {
-  const minimum = minimumMtu(mode, fec);
-  if (kcp.mtu < minimum) {
-    const envelope = [
-      mode === 'secure' ? `the ${SECURE_OVERHEAD_BYTES} bytes of the session header and tag` : '',
-      fec ? (mode === 'secure' ? `the ${SECURE_FEC_OVERHEAD_BYTES} bytes FEC parity needs` : `the ${FEC_OVERHEAD_BYTES}-byte FEC header`) : '',
-    ]
-      .filter(Boolean)
-      .join(' and ');
-    throw new KcpInvalidOptionError(
-      `mtu ${kcp.mtu} is too small for ${mode} mode${fec ? ' with fec' : ''}: at least ${minimum} (KCP's smallest MTU, ${KCP_MIN_MTU}, plus ${envelope})`,
-    );
-  }
+  checkMinimumMtu(kcp.mtu, mode, fec);
   if (kcp.stream) return;
   const limit = messageSizeLimit(kcp, mode, fec);
   if (kcp.maxMessageSize > limit) {
@@ -321,8 +329,50 @@ export function checkMessageSize(kcp: ResolvedKcpOptions, mode: Mode, fec = fals
   }
 }
 
-/** Applies the preset, then each explicit knob, and checks every value. */
-export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions {
+/** kcp-go's FEC handles datagrams of at most this many bytes (raw mode). */
+const RAW_FEC_MAX_MTU = 1500;
+
+/** The largest `mtu`: a UDP payload over IPv4; kcp-go's FEC limit in raw mode with `fec`. */
+function maximumMtu(mode: Mode, fec: boolean): number {
+  return mode === 'raw' && fec ? RAW_FEC_MAX_MTU : 65507;
+}
+
+/** Refuses an `mtu` below the mode's minimum, saying where the bytes go. */
+function checkMinimumMtu(mtu: number, mode: Mode, fec: boolean): void {
+  const minimum = minimumMtu(mode, fec);
+  if (mtu >= minimum) return;
+  const envelope = [
+    mode === 'secure' ? `the ${SECURE_OVERHEAD_BYTES} bytes of the session header and tag` : '',
+    fec ? (mode === 'secure' ? `the ${SECURE_FEC_OVERHEAD_BYTES} bytes FEC parity needs` : `the ${FEC_OVERHEAD_BYTES}-byte FEC header`) : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  throw new KcpInvalidOptionError(
+    `mtu ${mtu} is too small for ${mode} mode${fec ? ' with fec' : ''}: at least ${minimum} (KCP's smallest MTU, ${KCP_MIN_MTU}, plus ${envelope})`,
+  );
+}
+
+/**
+ * `mtu`: an integer in the range of the mode (and of `fec`), which the message names: 79..65507
+ * in secure mode, 50..65507 raw, 58..1500 raw with fec, 109..65507 secure with fec.
+ */
+function resolveMtu(value: unknown, mode: Mode, fec: boolean): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < KCP_MIN_MTU || value > 65507) {
+    const range = `${minimumMtu(mode, fec)}..${maximumMtu(mode, fec)}`;
+    throw new KcpInvalidOptionError(`mtu must be an integer in ${range} in ${mode} mode${fec ? ' with fec' : ''}, got ${describe(value)}`);
+  }
+  // An integer under the mode's minimum: the message says where the bytes go. Above kcp-go's
+  // limit with raw fec, resolveFec says so in its own words.
+  checkMinimumMtu(value, mode, fec);
+  return value;
+}
+
+/**
+ * Applies the preset, then each explicit knob, and checks every value; `mtu` against the range
+ * of the mode the options ask for (`mode`, `fec`).
+ */
+export function resolveKcpOptions(options: KcpOptions & { mode?: unknown } = {}): ResolvedKcpOptions {
+  const mode = resolveMode(options.mode);
   const presetName = options.preset ?? 'game';
   const preset = typeof presetName === 'string' && Object.hasOwn(presets, presetName) ? presets[presetName] : undefined;
   if (!preset) {
@@ -337,7 +387,7 @@ export function resolveKcpOptions(options: KcpOptions = {}): ResolvedKcpOptions 
     nc: bool(pick('nc', preset.nc), 'nc'),
     sndWnd: int(pick('sndWnd', preset.sndWnd), 'sndWnd', 1, 65535),
     rcvWnd: int(pick('rcvWnd', preset.rcvWnd), 'rcvWnd', 1, 65535),
-    mtu: int(pick('mtu', preset.mtu), 'mtu', 50, 65507),
+    mtu: resolveMtu(pick('mtu', preset.mtu), mode, options.fec !== undefined),
     stream: bool(pick('stream', false), 'stream'),
     deadLink: int(pick('deadLink', 20), 'deadLink', 2, 1000),
     idleTimeout: int(pick('idleTimeout', 30000), 'idleTimeout', 1, 2 ** 31 - 1),
@@ -376,9 +426,40 @@ export function resolveFec(value: unknown, mode: Mode, kcp: ResolvedKcpOptions):
   if (dataShards + parityShards > 256) {
     throw new KcpInvalidOptionError(`fec.dataShards + fec.parityShards must be at most 256 (kcp-go's limit), got ${dataShards + parityShards}`);
   }
-  if (kcp.mtu > 1500) throw new KcpInvalidOptionError(`fec needs mtu <= 1500 (the largest datagram kcp-go's FEC handles), got ${kcp.mtu}`);
+  if (kcp.mtu > RAW_FEC_MAX_MTU) {
+    throw new KcpInvalidOptionError(`fec needs mtu <= ${RAW_FEC_MAX_MTU} (the largest datagram kcp-go's FEC handles), got ${kcp.mtu}`);
+  }
   checkMessageSize(kcp, mode, true);
   return { dataShards, parityShards };
+}
+
+/**
+ * The options only secure mode has, and why raw mode has no use for each. Raw mode refuses
+ * them, naming the option (the types forbid them too, `never`): ignored, they would look
+ * like protection that is not there.
+ */
+const SECURE_ONLY_OPTIONS: Readonly<Record<string, string>> = Object.freeze({
+  authenticate: 'raw KCP has no handshake to carry a token',
+  authTimeout: 'raw KCP has no handshake, so nothing waits for authenticate',
+  handshakeTimeout: 'raw KCP has no handshake to time out',
+  keepalive: 'raw KCP has no keepalive a plain KCP peer understands',
+  serverKeys: 'raw KCP has no handshake, so no keys',
+  keyFile: 'raw KCP has no handshake, so no keys',
+  serverKey: 'raw KCP has no handshake, so no keys',
+  token: 'raw KCP has no handshake to carry it',
+});
+
+/** Refuses, in raw mode, each option of {@link SECURE_ONLY_OPTIONS} and `limits.maxPendingAuth`. */
+export function checkSecureOnly(options: object, mode: Mode): void {
+  if (mode !== 'raw') return;
+  const given = options as Record<string, unknown>;
+  for (const [key, why] of Object.entries(SECURE_ONLY_OPTIONS)) {
+    if (given[key] !== undefined) throw new KcpInvalidOptionError(`${key} needs mode 'secure': ${why}`);
+  }
+  const limits = given.limits;
+  if (typeof limits === 'object' && limits !== null && (limits as LimitOptions).maxPendingAuth !== undefined) {
+    throw new KcpInvalidOptionError("limits.maxPendingAuth needs mode 'secure': raw KCP has no handshake, so nothing waits for authenticate");
+  }
 }
 
 /** `'secure'` unless asked otherwise: the handshake, tags and limits of docs/protocol.md. */
@@ -427,7 +508,7 @@ export function resolveLimits(limits: unknown): ResolvedLimits {
   const given = limits as Record<string, unknown>;
   const out = { ...defaultLimits };
   checkKeys(given, Object.keys(defaultLimits), 'limits');
-  for (const key of Object.keys(given)) {
+  for (const key of optionKeys(given)) {
     if (given[key] === undefined) continue;
     // 0 has no meaning a user would guess (a rate of 0 lets each source open its burst once,
     // for ever after nothing): a limit is 1 or more, and no limit is a large number.

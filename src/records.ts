@@ -36,7 +36,9 @@ export type FailReason =
   /** The server shut down during the handshake (server: rule `shutdown`; client: a REJECT `shutdown`, rule `server_rejected`). */
   | 'shutdown'
   /** Server: the client never confirmed the ACCEPT within the handshake timeout, or said DISCONNECT first (rule `handshake_abandoned` or `peer_disconnect`); never announced. */
-  | 'handshake_abandoned';
+  | 'handshake_abandoned'
+  /** `stream: true` on one side only: the server refuses the HELLO with a REJECT `stream_mismatch` (server: trigger `bad_cmd`, rule `hello_stream`; client: rule `server_rejected`). */
+  | 'stream_mismatch';
 
 /** A validated client's token, waiting for the server application's `authenticate`. */
 export interface AuthRequestRecord {

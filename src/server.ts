@@ -22,6 +22,7 @@ import {
 } from './errors';
 import {
   checkKeys,
+  checkSecureOnly,
   checkMessageSize,
   describe,
   describeThrown,
@@ -362,9 +363,7 @@ export function endpointOptions(
     throw new KcpInvalidOptionError('authenticate must be a function');
   }
   const mode = resolveMode(extra.mode);
-  if (mode === 'raw' && extra.authenticate !== undefined) {
-    throw new KcpInvalidOptionError("authenticate needs mode 'secure': raw KCP has no handshake to carry a token");
-  }
+  checkSecureOnly(extra, mode);
   const count = (v: unknown, name: string, fallback: number) => {
     const value = v ?? fallback;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
@@ -389,14 +388,12 @@ export function endpointOptions(
     limits: resolveLimits(extra.limits),
     detection: resolveDetection(extra.detection),
     fec: resolveFec(extra.fec, mode, kcp),
-    ...resolveKeys(extra, mode),
+    ...resolveKeys(extra),
   };
 }
 
 /** Secure mode's keys: a server's static private keys, a client's pinned server key. */
-function resolveKeys(extra: { serverKeys?: unknown; keyFile?: unknown; serverKey?: unknown }, mode: Mode): { serverKeys?: Buffer[]; serverKey?: Buffer } {
-  const given = [extra.serverKeys, extra.keyFile, extra.serverKey].some((v) => v !== undefined);
-  if (mode === 'raw' && given) throw new KcpInvalidOptionError("serverKeys, keyFile and serverKey need mode 'secure': raw KCP has no handshake");
+function resolveKeys(extra: { serverKeys?: unknown; keyFile?: unknown; serverKey?: unknown }): { serverKeys?: Buffer[]; serverKey?: Buffer } {
   if (extra.serverKeys !== undefined && extra.keyFile !== undefined) throw new KcpInvalidOptionError('give serverKeys or keyFile, not both');
   const out: { serverKeys?: Buffer[]; serverKey?: Buffer } = {};
   if (extra.serverKeys !== undefined) {
@@ -569,9 +566,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
       throw new KcpInvalidOptionError('authenticate must be a function');
     }
-    if (this.mode === 'raw' && options.authenticate !== undefined) {
-      throw new KcpInvalidOptionError("authenticate needs mode 'secure': raw KCP has no handshake to carry a token");
-    }
+    checkSecureOnly(options, this.mode);
     resolveLimits(options.limits);
     resolveDetection(options.detection);
     resolveTimeout(options.authTimeout, 'authTimeout', 5000);

@@ -180,7 +180,7 @@ func (b *benchSession) dial(deadline time.Time) *benchErr {
 	if cfg.mode == modeSecure {
 		sec := &secureSession{conn: conn, server: cfg.raddr, serverKey: cfg.serverKey}
 		// cfg.opts.mtu is already the engine's (the wire MTU minus the framing).
-		a, err := sec.handshake(protocolVersion, cfg.opts.mtu+sessionOverhead, cfg.token, min(cfg.handshakeTimeout, time.Until(deadline)))
+		a, err := sec.handshake(protocolVersion, paramsFor(&cfg.opts, cfg.opts.mtu+sessionOverhead), cfg.token, min(cfg.handshakeTimeout, time.Until(deadline)))
 		if err != nil {
 			conn.Close()
 			var he *handshakeError

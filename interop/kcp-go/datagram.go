@@ -148,13 +148,13 @@ func runSecureDatagram(args []string) {
 	}
 	defer conn.Close()
 	s := &secureSession{conn: conn, server: raddr, serverKey: key}
-	accept, err := s.handshake(protocolVersion, *mtu, nil, 10*time.Second)
+	// The engine answers the DATA the server may send; datagrams never go through it.
+	opts := kcpOpts{mtu: *mtu, nodelay: 1, interval: 10, resend: 2, nc: 1, sndwnd: 256, rcvwnd: 256}
+	accept, err := s.handshake(protocolVersion, paramsFor(&opts, *mtu), nil, 10*time.Second)
 	if err != nil {
 		res.Error = err.Error()
 		return
 	}
-	// The engine answers the DATA the server may send; datagrams never go through it.
-	opts := kcpOpts{mtu: *mtu, nodelay: 1, interval: 10, resend: 2, nc: 1, sndwnd: 256, rcvwnd: 256}
 	s.start(accept, &opts)
 	buf := make([]byte, 65536)
 	next := time.Now()

@@ -41,7 +41,7 @@ var floodKindNames = [floodKinds]string{"hello", "garbage", "conv"}
 
 // floodHello writes into buf a well-formed first HELLO (docs/protocol.md): version 2, suite
 // 1, the key id given, a random nonce, a zero cookie, and a random first Noise message for an
-// empty token (the server reads it only once the cookie verifies), 90 bytes. buf must hold 90
+// empty token (the server reads it only once the cookie verifies), 97 bytes. buf must hold 97
 // bytes.
 func floodHello(rng *rand.Rand, keyID [4]byte, buf []byte) []byte {
 	b := buf[:helloMinLen]
@@ -51,7 +51,8 @@ func floodHello(rng *rand.Rand, keyID [4]byte, buf []byte) []byte {
 	for i := 8; i < 24; i += 8 {
 		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
 	}
-	// Cookie (24..40) zero; the Noise message (e, the encrypted MTU and its tag) random.
+	// Cookie (24..40) zero; the Noise message (e, the encrypted KCP parameters and their tag)
+	// random.
 	for i := helloHeaderLen; i < helloMinLen; i += 8 {
 		var w [8]byte
 		binary.LittleEndian.PutUint64(w[:], rng.Uint64())

@@ -35,14 +35,14 @@ func parseHello(b []byte) (h parsedHello, ok bool) {
 
 func TestParseHelloAgainstTheVectors(t *testing.T) {
 	h, ok := parseHello(unhex(t, vecHelloZero))
-	if !ok || h.version != 2 || h.suite != 1 || hex.EncodeToString(h.keyID[:]) != vecKeyID || h.nonce != vecNonce || h.cookie != [16]byte{} || len(h.noise) != 50+len("ticket") {
+	if !ok || h.version != 2 || h.suite != 1 || hex.EncodeToString(h.keyID[:]) != vecKeyID || h.nonce != vecNonce || h.cookie != [16]byte{} || len(h.noise) != 57+len("ticket") {
 		t.Fatalf("zero-cookie vector: %v %+v", ok, h)
 	}
 	h, ok = parseHello(unhex(t, vecHelloCookie))
 	if !ok || h.cookie != vecCookie {
 		t.Fatalf("cookie vector: %v %+v", ok, h)
 	}
-	if _, ok := parseHello(unhex(t, vecHelloZero)[:89]); ok {
+	if _, ok := parseHello(unhex(t, vecHelloZero)[:helloMinLen-1]); ok {
 		t.Error("89-byte HELLO parsed")
 	}
 	if _, ok := parseHello(make([]byte, 1115)); ok {
@@ -62,7 +62,7 @@ func TestFloodHello(t *testing.T) {
 			t.Fatalf("% x", d)
 		}
 		// The same header as the client's own HELLO builder (pinned by the vectors).
-		a, err := newHelloAttempt(protocolVersion, vecServer.Public, h.nonce, 1200, nil, nil)
+		a, err := newHelloAttempt(protocolVersion, vecServer.Public, h.nonce, vecParams, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -54,20 +54,27 @@ const (
 	// noiseKeyLen is an X25519 public key; noiseTagLen a ChaCha20-Poly1305 tag.
 	noiseKeyLen = 32
 	noiseTagLen = 16
-	// mtuFieldLen is the MTU that opens the HELLO's payload and closes the ACCEPT's.
-	mtuFieldLen = 2
+	// paramsLen is the KCP parameters that open the HELLO's payload and close the ACCEPT's:
+	// mtu (u16), receive window (u16), max message size (u32), flags (u8; bit 0 stream).
+	paramsLen = 9
+	// flagStream is the parameters' flags bit of a side in KCP stream mode.
+	flagStream = 1
+	// maxFragments is the most fragments a KCP message has (its frg byte, and kcpwatch's
+	// bound): a message is at most min(maxFragments, the receiver's window) segments.
+	maxFragments = 127
 	// minMTU is the smallest MTU a session works with: KCP's smallest (50) plus the session
 	// framing. A HELLO or ACCEPT stating less is malformed.
 	minMTU = 50 + sessionOverhead
-	// helloMinLen is a HELLO with an empty token: header, e, the encrypted payload (the MTU).
-	helloMinLen = helloHeaderLen + noiseKeyLen + mtuFieldLen + noiseTagLen
+	// helloMinLen is a HELLO with an empty token: header, e, the encrypted payload (the KCP
+	// parameters).
+	helloMinLen = helloHeaderLen + noiseKeyLen + paramsLen + noiseTagLen
 	maxTokenLen = 1024
 	cookieLen   = 36
-	// acceptLen: header (4), nonce (16), e (32), encrypted conv + idle timeout + mtu
-	// (10 + 16).
-	acceptLen = 78
-	// acceptPayloadLen is the ACCEPT's plaintext payload: conv, idle_timeout_ms, mtu.
-	acceptPayloadLen = 10
+	// acceptLen: header (4), nonce (16), e (32), encrypted conv + idle timeout + the server's
+	// KCP parameters (17 + 16).
+	acceptLen = 85
+	// acceptPayloadLen is the ACCEPT's plaintext payload: conv, idle_timeout_ms, parameters.
+	acceptPayloadLen = 8 + paramsLen
 	rejectLen        = 22
 	// rejectShortLen is the version_mismatch REJECT, the prefix every version reads.
 	rejectShortLen = 20
@@ -128,6 +135,7 @@ var rejectReasons = map[byte]string{
 	5: "unknown_server_key",
 	6: "shutdown",
 	7: "malformed",
+	8: "stream_mismatch",
 }
 
 func reasonName(names map[byte]string, code byte) string {
@@ -168,10 +176,66 @@ type helloAttempt struct {
 	hs     *noise.HandshakeState
 }
 
+// kcpParams are the KCP parameters a side states in the handshake (protocol.md, "KCP
+// parameters"): the client in its HELLO, the server in its ACCEPT.
+type kcpParams struct {
+	mtu        int    // HELLO: the largest datagram we accept; ACCEPT: the agreed MTU
+	rcvWnd     int    // the side's KCP receive window in segments (1..65535)
+	maxMessage uint32 // the largest message the side accepts
+	stream     bool   // the side runs KCP in stream mode
+}
+
+// appendTo appends the parameters' 9 bytes.
+func (p kcpParams) appendTo(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint16(b, uint16(p.mtu))
+	b = binary.LittleEndian.AppendUint16(b, uint16(p.rcvWnd))
+	b = binary.LittleEndian.AppendUint32(b, p.maxMessage)
+	var flags byte
+	if p.stream {
+		flags |= flagStream
+	}
+	return append(b, flags)
+}
+
+// parseParams reads 9 bytes of parameters (reserved flag bits ignored).
+func parseParams(b []byte) kcpParams {
+	return kcpParams{
+		mtu:        int(binary.LittleEndian.Uint16(b[0:2])),
+		rcvWnd:     int(binary.LittleEndian.Uint16(b[2:4])),
+		maxMessage: binary.LittleEndian.Uint32(b[4:8]),
+		stream:     b[8]&flagStream != 0,
+	}
+}
+
+// paramsFor are the parameters of a client whose engine runs opts, accepting datagrams of up
+// to mtu bytes on the wire: it takes any message its window reassembles at that MTU.
+func paramsFor(opts *kcpOpts, mtu int) kcpParams {
+	return kcpParams{
+		mtu:        mtu,
+		rcvWnd:     opts.rcvwnd,
+		maxMessage: uint32(min(maxFragments, opts.rcvwnd) * (mtu - sessionOverhead - kcpOverhead)),
+		stream:     opts.stream,
+	}
+}
+
+// sendCeiling is the largest message a side stating own may send to a peer stating peer
+// over a session of the agreed MTU: no more than either side's maxMessage, and no more
+// fragments than the peer's receive window (and KCP) reassemble. Stream mode keeps no
+// messages: 0, no ceiling.
+func sendCeiling(own, peer kcpParams, agreedMTU int) int {
+	if own.stream {
+		return 0
+	}
+	mss := agreedMTU - sessionOverhead - kcpOverhead
+	return min(int(own.maxMessage), int(peer.maxMessage), min(maxFragments, peer.rcvWnd)*mss)
+}
+
 // newHelloAttempt starts the Noise initiator for serverKey with the prologue the page fixes
-// and writes its first message (e, es) with mtu (the largest datagram we accept) and the
-// token as payload. rng supplies the ephemeral key (nil: crypto/rand); tests fix it.
-func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, mtu int, token []byte, rng io.Reader) (*helloAttempt, error) {
+// and writes its first message (e, es) with our KCP parameters (params.mtu: the largest
+// datagram we accept) and the token as payload. rng supplies the ephemeral key (nil:
+// crypto/rand); tests fix it.
+func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, params kcpParams, token []byte, rng io.Reader) (*helloAttempt, error) {
+	mtu := params.mtu
 	if len(serverKey) != noiseKeyLen {
 		return nil, fmt.Errorf("server key is %d bytes, want %d", len(serverKey), noiseKeyLen)
 	}
@@ -180,6 +244,9 @@ func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, mtu int, to
 	}
 	if mtu < minMTU || mtu > 65507 {
 		return nil, fmt.Errorf("mtu %d outside %d..65507", mtu, minMTU)
+	}
+	if params.rcvWnd < 1 || params.rcvWnd > 65535 {
+		return nil, fmt.Errorf("receive window %d outside 1..65535", params.rcvWnd)
 	}
 	a := &helloAttempt{}
 	a.header[0], a.header[1], a.header[2], a.header[3] = typeHello, version, suiteNK, 0
@@ -200,7 +267,7 @@ func newHelloAttempt(version byte, serverKey []byte, nonce [16]byte, mtu int, to
 	if err != nil {
 		return nil, err
 	}
-	payload := binary.LittleEndian.AppendUint16(make([]byte, 0, mtuFieldLen+len(token)), uint16(mtu))
+	payload := params.appendTo(make([]byte, 0, paramsLen+len(token)))
 	a.msg1, _, _, err = hs.WriteMessage(nil, append(payload, token...))
 	if err != nil {
 		return nil, err
@@ -220,14 +287,18 @@ func (a *helloAttempt) datagram(cookie [16]byte) []byte {
 	return append(b, a.msg1...)
 }
 
-// acceptInfo is a verified ACCEPT: the session's conv, the server's idle timeout and the
-// agreed MTU (the largest datagram either side sends), and the two directions' ciphers from
-// the Noise split.
+// acceptInfo is a verified ACCEPT: the session's conv, the server's idle timeout, the agreed
+// MTU (the largest datagram either side sends) and the server's other KCP parameters, and the
+// two directions' ciphers from the Noise split.
 type acceptInfo struct {
 	conv          uint32
 	idleTimeoutMs uint32
 	mtu           int
-	send, recv    noise.Cipher
+	server        kcpParams // the ACCEPT's parameters (server.mtu == mtu)
+	// maxMessage is the largest message we may send (sendCeiling; 0 in stream mode), set by
+	// handshake.
+	maxMessage int
+	send, recv noise.Cipher
 	// keyC2S and keyS2C are the split's keys, for the test vectors only.
 	keyC2S, keyS2C [32]byte
 }
@@ -250,14 +321,18 @@ func (a *helloAttempt) readAccept(b []byte) (acceptInfo, error) {
 	info := acceptInfo{
 		conv:          binary.LittleEndian.Uint32(payload[0:4]),
 		idleTimeoutMs: binary.LittleEndian.Uint32(payload[4:8]),
-		mtu:           int(binary.LittleEndian.Uint16(payload[8:10])),
+		server:        parseParams(payload[8:]),
 		send:          c2s.Cipher(),
 		recv:          s2c.Cipher(),
 		keyC2S:        c2s.UnsafeKey(),
 		keyS2C:        s2c.UnsafeKey(),
 	}
+	info.mtu = info.server.mtu
 	if info.conv == 0 {
 		return acceptInfo{}, errors.New("ACCEPT with conv 0")
+	}
+	if info.server.rcvWnd < 1 {
+		return acceptInfo{}, errors.New("ACCEPT with a receive window of 0")
 	}
 	if info.mtu < minMTU {
 		return acceptInfo{}, fmt.Errorf("ACCEPT with mtu %d, below %d", info.mtu, minMTU)
@@ -545,12 +620,14 @@ const (
 	helloMaxWait   = 2 * time.Second
 )
 
-// handshake runs HELLO → (COOKIE → HELLO) → ACCEPT, stating mtu (the largest UDP payload
-// we accept); the ACCEPT's agreed MTU is never larger. It retransmits the current HELLO after
+// handshake runs HELLO → (COOKIE → HELLO) → ACCEPT, stating params (params.mtu: the largest
+// UDP payload we accept); the ACCEPT's agreed MTU is never larger, and its stream mode is
+// ours (a server refuses a mismatch with a REJECT stream_mismatch). It retransmits the current HELLO after
 // 250 ms, 500 ms, 1 s, then every 2 s, restarts at 250 ms on a COOKIE, and gives up after
 // timeout. A REJECT ends it with the REJECT's reason, an ACCEPT that does not decrypt with
 // server_auth_failed. Replies are taken from any source address.
-func (s *secureSession) handshake(version byte, mtu int, token []byte, timeout time.Duration) (acceptInfo, error) {
+func (s *secureSession) handshake(version byte, params kcpParams, token []byte, timeout time.Duration) (acceptInfo, error) {
+	mtu := params.mtu
 	start := time.Now()
 	giveUp := start.Add(timeout)
 	rng := s.rng
@@ -561,7 +638,7 @@ func (s *secureSession) handshake(version byte, mtu int, token []byte, timeout t
 	if _, err := io.ReadFull(rng, nonce[:]); err != nil {
 		return acceptInfo{}, err
 	}
-	attempt, err := newHelloAttempt(version, s.serverKey, nonce, mtu, token, rng)
+	attempt, err := newHelloAttempt(version, s.serverKey, nonce, params, token, rng)
 	if err != nil {
 		return acceptInfo{}, err
 	}
@@ -571,7 +648,7 @@ func (s *secureSession) handshake(version byte, mtu int, token []byte, timeout t
 		return acceptInfo{}, err
 	}
 	resendAt := time.Now().Add(wait)
-	// Every reply has an exact length of at most 78 bytes; a larger datagram, truncated here,
+	// Every reply has an exact length of at most 85 bytes; a larger datagram, truncated here,
 	// is dropped for its length all the same. (bench-client runs thousands of handshakes at
 	// once: keep this small.)
 	buf := make([]byte, 256)
@@ -628,6 +705,10 @@ func (s *secureSession) handshake(version byte, mtu int, token []byte, timeout t
 			if a.mtu > mtu {
 				return acceptInfo{}, &handshakeError{reason: "malformed", detail: fmt.Sprintf("the ACCEPT agrees mtu %d, above our %d", a.mtu, mtu)}
 			}
+			if a.server.stream != params.stream {
+				return acceptInfo{}, &handshakeError{reason: "stream_mismatch", detail: "the ACCEPT states the other KCP mode (stream on one side only)"}
+			}
+			a.maxMessage = sendCeiling(params, a.server, a.mtu)
 			s.handshakeTime = time.Since(start)
 			return a, nil
 		case typeReject:
@@ -925,7 +1006,7 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 	}()
 
 	handshakeTimeout := min(cfg.handshakeTimeout, time.Until(deadline))
-	accept, err := s.handshake(cfg.helloVersion, cfg.opts.mtu, cfg.token, handshakeTimeout)
+	accept, err := s.handshake(cfg.helloVersion, paramsFor(&cfg.opts, cfg.opts.mtu), cfg.token, handshakeTimeout)
 	if err != nil {
 		var he *handshakeError
 		if errors.As(err, &he) {
@@ -975,6 +1056,11 @@ func secureEcho(cfg echoConfig) (res echoResult) {
 		}
 		for res.Sent < cfg.count && len(pending) < cfg.window {
 			m := message(rng, res.Sent, cfg.minSize, cfg.maxSize)
+			if accept.maxMessage > 0 && len(m) > accept.maxMessage {
+				// The server could never receive it (its maxMessageSize or receive window).
+				res.Error = fmt.Sprintf("message %d (%d bytes) exceeds the %d bytes the handshake agreed", res.Sent, len(m), accept.maxMessage)
+				break
+			}
 			if r := s.engine.Send(m); r < 0 {
 				res.Error = fmt.Sprintf("kcp send of message %d (%d bytes) refused: %d", res.Sent, len(m), r)
 				break

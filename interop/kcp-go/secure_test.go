@@ -37,14 +37,18 @@ const (
 	vecMTU    = 1200
 )
 
+// vecParams are the vectors' KCP parameters, the client's in the HELLO and the server's in
+// the ACCEPT (the game preset's: window 256, 64 KiB messages, message mode).
+var vecParams = kcpParams{mtu: vecMTU, rcvWnd: 256, maxMessage: 65536}
+
 // The expected bytes, copied from docs/protocol.md.
 const (
 	vecServerPublic = "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f"
 	vecKeyID        = "eedd883d"
-	vecHelloZero    = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeaf00000000000000000000000000000000358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662548e632e85ace5f253da3d46d88deb492eb0aa13d72cc5c290"
+	vecHelloZero    = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeaf00000000000000000000000000000000358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662548e635aedcf8e96273ac95df4d35da86101c310507621b189ace09aba77bd86"
 	vecCookieDgram  = "02020000a0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
-	vecHelloCookie  = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662548e632e85ace5f253da3d46d88deb492eb0aa13d72cc5c290"
-	vecAccept       = "03020100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf79a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a0e142d2554cbb1d0f07a65efcb47d20dc5c9361e7a0401299464"
+	vecHelloCookie  = "01020100eedd883da0a1a2a3a4a5a6a7a8a9aaabacadaeafc0c1c2c3c4c5c6c7c8c9cacbcccdcecf358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd1662548e635aedcf8e96273ac95df4d35da86101c310507621b189ace09aba77bd86"
+	vecAccept       = "03020100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf79a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a0e142d2554cbb1d0f07a66317bbfa7fa305bdf6ef81d71cb6355fedb78d48d8058"
 	vecKeyC2S       = "bb74860fe000c03af83f8523bbf8c8959cebf3e12abf6cbfc74323b03d4de1ff"
 	vecKeyS2C       = "b67bf8f0ace9eae3a1da287d2bb4c15ec3550c0f81152c7097559db0f9d15347"
 	vecData         = "104433221100000000000000000e810470b0a77e4e409873909dbf20485916e6"
@@ -93,7 +97,7 @@ var vecServer = staticKey(vecServerPrivate)
 // vecAttempt is the vectors' HELLO attempt (fixed nonce and client ephemeral).
 func vecAttempt(t *testing.T) *helloAttempt {
 	t.Helper()
-	a, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, vecToken, bytes.NewReader(vecClientEph))
+	a, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecParams, vecToken, bytes.NewReader(vecClientEph))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,23 +149,23 @@ func TestVectorHellos(t *testing.T) {
 	zero := a.datagram([16]byte{})
 	checkHex(t, "HELLO, zero cookie", zero, vecHelloZero)
 	if len(zero) != helloMinLen+len(vecToken) {
-		t.Errorf("HELLO length %d, want 90 + 6", len(zero))
+		t.Errorf("HELLO length %d, want 97 + 6", len(zero))
 	}
 	// The same Noise message in the HELLO with the cookie: only bytes 24..40 change.
 	checkHex(t, "HELLO, cookie c0..cf", a.datagram(vecCookie), vecHelloCookie)
 	// The smallest and largest HELLO.
-	empty, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, nil, nil)
-	if err != nil || len(empty.datagram(vecCookie)) != 90 {
+	empty, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecParams, nil, nil)
+	if err != nil || len(empty.datagram(vecCookie)) != 97 {
 		t.Errorf("empty-token HELLO: %v", err)
 	}
-	full, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, bytes.Repeat([]byte{'x'}, 1024), nil)
-	if err != nil || len(full.datagram(vecCookie)) != 1114 {
+	full, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecParams, bytes.Repeat([]byte{'x'}, 1024), nil)
+	if err != nil || len(full.datagram(vecCookie)) != 1121 {
 		t.Errorf("1024-byte token HELLO: %v", err)
 	}
-	if _, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecMTU, make([]byte, 1025), nil); err == nil {
+	if _, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, vecParams, make([]byte, 1025), nil); err == nil {
 		t.Error("1025-byte token accepted")
 	}
-	if _, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, minMTU-1, nil, nil); err == nil {
+	if _, err := newHelloAttempt(protocolVersion, vecServer.Public, vecNonce, kcpParams{mtu: minMTU - 1, rcvWnd: 256, maxMessage: 65536}, nil, nil); err == nil {
 		t.Error("an mtu below the secure minimum accepted")
 	}
 }
@@ -190,8 +194,8 @@ func TestVectorAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(r.token) != "ticket" || r.mtu != vecMTU {
-		t.Errorf("token %q mtu %d", r.token, r.mtu)
+	if string(r.token) != "ticket" || r.params != vecParams {
+		t.Errorf("token %q params %+v", r.token, r.params)
 	}
 	accept, c2s, s2c, err := r.accept(vecConv, vecIdleMs, vecMTU)
 	if err != nil {
@@ -209,8 +213,8 @@ func TestVectorAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.conv != vecConv || info.idleTimeoutMs != vecIdleMs || info.mtu != vecMTU {
-		t.Errorf("conv %#x idle %d mtu %d", info.conv, info.idleTimeoutMs, info.mtu)
+	if info.conv != vecConv || info.idleTimeoutMs != vecIdleMs || info.mtu != vecMTU || info.server != vecParams {
+		t.Errorf("conv %#x idle %d mtu %d server %+v", info.conv, info.idleTimeoutMs, info.mtu, info.server)
 	}
 	checkHex(t, "client key_c2s", info.keyC2S[:], vecKeyC2S)
 	checkHex(t, "client key_s2c", info.keyS2C[:], vecKeyS2C)
@@ -233,7 +237,7 @@ func TestAcceptRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	accept, _, _, _ := r.accept(vecConv, vecIdleMs, vecMTU)
-	other, err := newHelloAttempt(protocolVersion, staticKey(seq(0x99, 32)).Public, vecNonce, vecMTU, vecToken, bytes.NewReader(vecClientEph))
+	other, err := newHelloAttempt(protocolVersion, staticKey(seq(0x99, 32)).Public, vecNonce, vecParams, vecToken, bytes.NewReader(vecClientEph))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,8 +246,8 @@ func TestAcceptRefusals(t *testing.T) {
 	}
 	// Header checks before the Noise message: length, version, suite.
 	for name, mutate := range map[string]func([]byte) []byte{
-		"77 bytes":  func(b []byte) []byte { return b[:77] },
-		"79 bytes":  func(b []byte) []byte { return append(b, 0) },
+		"84 bytes":  func(b []byte) []byte { return b[:acceptLen-1] },
+		"86 bytes":  func(b []byte) []byte { return append(b, 0) },
 		"version 1": func(b []byte) []byte { b[1] = 1; return b },
 		"suite 2":   func(b []byte) []byte { b[2] = 2; return b },
 	} {
@@ -478,7 +482,8 @@ func rejectDatagram(nonce [16]byte, reason byte, code uint16) []byte {
 type responder struct {
 	header [helloPrologueLen]byte
 	token  []byte
-	mtu    int // the largest datagram the client accepts (its HELLO)
+	mtu    int       // the largest datagram the client accepts (its HELLO)
+	params kcpParams // the HELLO's KCP parameters (params.mtu == mtu)
 	hs     *noise.HandshakeState
 }
 
@@ -503,19 +508,30 @@ func respond(hello []byte, static noise.DHKey, rng *bytes.Reader) (*responder, e
 	if err != nil {
 		return nil, err
 	}
-	if len(payload) < mtuFieldLen {
-		return nil, errors.New("HELLO payload shorter than its MTU field")
+	if len(payload) < paramsLen {
+		return nil, errors.New("HELLO payload shorter than its KCP parameters")
 	}
-	r.mtu, r.token = int(binary.LittleEndian.Uint16(payload)), payload[mtuFieldLen:]
+	r.params, r.token = parseParams(payload), payload[paramsLen:]
+	r.mtu = r.params.mtu
 	r.hs = hs
 	return r, nil
 }
 
-// accept writes the ACCEPT agreeing mtu and returns the split: c2s, s2c.
+// serverParams are the fake server's KCP parameters besides the MTU (the game preset's).
+var serverParams = kcpParams{rcvWnd: 256, maxMessage: 65536}
+
+// accept writes the ACCEPT agreeing mtu (with serverParams) and returns the split: c2s, s2c.
 func (r *responder) accept(conv, idleMs uint32, mtu int) ([]byte, *noise.CipherState, *noise.CipherState, error) {
+	p := serverParams
+	p.mtu = mtu
+	return r.acceptWith(conv, idleMs, p)
+}
+
+// acceptWith writes the ACCEPT stating p (p.mtu: the agreed MTU) and returns the split.
+func (r *responder) acceptWith(conv, idleMs uint32, p kcpParams) ([]byte, *noise.CipherState, *noise.CipherState, error) {
 	b := append([]byte{typeAccept, protocolVersion, suiteNK, 0}, r.header[8:24]...)
 	payload := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, conv), idleMs)
-	payload = binary.LittleEndian.AppendUint16(payload, uint16(mtu))
+	payload = p.appendTo(payload)
 	return r.hs.WriteMessage(b, payload)
 }
 
@@ -539,6 +555,7 @@ type fakeServer struct {
 	kickCode   uint16        //
 	kickText   string        //
 	silent     bool          // after the ACCEPT, answer nothing (DISCONNECTs are still read)
+	stream     bool          // the ACCEPT states stream mode (a server that ignores a mismatch)
 	mu         sync.Mutex    // guards the fields below
 	hellos     []time.Time   // arrival of every HELLO
 	tokens     []string      // token of each cookie HELLO
@@ -646,7 +663,9 @@ func (f *fakeServer) serve() {
 					reply = rejectDatagram(nonce, reason, code)
 					break
 				}
-				a, cs1, cs2, err := r.accept(conv, f.idleMs, min(r.mtu, 1200))
+				p := serverParams
+				p.mtu, p.stream = min(r.mtu, 1200), f.stream
+				a, cs1, cs2, err := r.acceptWith(conv, f.idleMs, p)
 				if err != nil {
 					continue
 				}
@@ -861,6 +880,48 @@ func TestEveryRejectReason(t *testing.T) {
 	f := &fakeServer{reject: 9}
 	if res := secureEcho(testConfig(startFakeServer(t, f))); res.Reason != "unknown_9" {
 		t.Errorf("unknown reason: %+v", res)
+	}
+}
+
+// An ACCEPT stating the other KCP mode fails the attempt as stream_mismatch (kcpwatch's
+// server refuses a mismatch with a REJECT stream_mismatch, which TestEveryRejectReason covers).
+func TestAcceptInTheOtherStreamMode(t *testing.T) {
+	f := &fakeServer{stream: true}
+	res := secureEcho(testConfig(startFakeServer(t, f)))
+	if res.OK || res.Reason != "stream_mismatch" {
+		t.Errorf("%+v", res)
+	}
+}
+
+// The HELLO states the engine's receive window, the largest message it reassembles and its
+// mode; the ceiling on what we send follows the server's window and maxMessage.
+func TestKcpParams(t *testing.T) {
+	opts := kcpOpts{rcvwnd: 32, mtu: 1200}
+	p := paramsFor(&opts, 1200)
+	if p != (kcpParams{mtu: 1200, rcvWnd: 32, maxMessage: 32 * 1147}) {
+		t.Errorf("paramsFor: %+v", p)
+	}
+	if got := parseParams(p.appendTo(nil)); got != p || len(p.appendTo(nil)) != paramsLen {
+		t.Errorf("round trip: %+v", got)
+	}
+	if b := (kcpParams{stream: true}).appendTo(nil); b[8] != flagStream {
+		t.Errorf("stream flag: %x", b)
+	}
+	own := kcpParams{mtu: 9000, rcvWnd: 256, maxMessage: 100000}
+	for _, c := range []struct {
+		server kcpParams
+		mtu    int
+		want   int
+	}{
+		{kcpParams{rcvWnd: 32, maxMessage: 65536}, 1200, 32 * 1147},  // the server's window
+		{kcpParams{rcvWnd: 256, maxMessage: 65536}, 9000, 65536},     // the server's maxMessage
+		{kcpParams{rcvWnd: 256, maxMessage: 1 << 20}, 9000, 100000},  // our own
+		{kcpParams{rcvWnd: 1000, maxMessage: 1 << 30}, 1200, 100000}, // 127 x 1147 is more
+		{kcpParams{rcvWnd: 1000, maxMessage: 1 << 30}, 200, 127 * 147},
+	} {
+		if got := sendCeiling(own, c.server, c.mtu); got != c.want {
+			t.Errorf("sendCeiling(%+v, mtu %d) = %d, want %d", c.server, c.mtu, got, c.want)
+		}
 	}
 }
 

@@ -199,6 +199,21 @@ impl SessionConfig {
         self.max_fragments() * self.mss()
     }
 
+    /// The largest message this side may send to a peer that stated `peer_receive_window` and
+    /// `peer_max_message_size` (secure mode's handshake, `docs/protocol.md`): our own
+    /// `max_message_size`, the peer's, and what the peer's window reassembles at our MSS (a
+    /// message of more fragments than the receiver's window can never be received). Stream
+    /// mode keeps no messages, so nothing lowers it there.
+    pub fn send_ceiling(&self, peer_receive_window: u16, peer_max_message_size: usize) -> usize {
+        if self.stream {
+            return self.max_message_size;
+        }
+        let fragments = (KCP_MAX_FRAGMENTS - 1).min(usize::from(peer_receive_window));
+        self.max_message_size
+            .min(peer_max_message_size)
+            .min(fragments * self.mss())
+    }
+
     /// Checks that the configuration can work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(50..=65_507).contains(&self.mtu) {

@@ -212,6 +212,10 @@ pub enum FailReason {
     /// ACCEPT and went away), or the client's first datagram was a DISCONNECT. The connection
     /// was never announced.
     HandshakeAbandoned,
+    /// Secure mode: one side runs KCP in stream mode and the other in message mode (`stream`
+    /// differs), so no session can carry their data. The server refuses the HELLO with a
+    /// REJECT `stream_mismatch` and records it; the client reports it.
+    StreamMismatch,
 }
 
 impl FailReason {
@@ -232,6 +236,7 @@ impl FailReason {
             Self::Unreachable => "unreachable",
             Self::Shutdown => "shutdown",
             Self::HandshakeAbandoned => "handshake_abandoned",
+            Self::StreamMismatch => "stream_mismatch",
         }
     }
 }

@@ -186,6 +186,13 @@ pub(crate) struct Session {
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
     pub(crate) config: SessionConfig,
+    /// The largest message `send` accepts (message mode): `config.max_message_size` until a
+    /// secure handshake agreed less from the peer's parameters (its `max_message_size`, and its
+    /// receive window times our MSS). `config.max_message_size` stays the receive limit.
+    pub(crate) send_ceiling: usize,
+    /// The largest message queued while a client's handshake ran, checked against the
+    /// ceiling the handshake agrees.
+    largest_queued: usize,
     pub(crate) state: ConnectionState,
     pub(crate) direction: Direction,
     history: History,
@@ -382,6 +389,8 @@ impl Session {
             remote,
             local,
             config: *config,
+            send_ceiling: config.max_message_size,
+            largest_queued: 0,
             state: ConnectionState::Established,
             direction,
             history: History::default(),
@@ -453,9 +462,15 @@ impl Session {
     /// how many queued messages no longer fit and were dropped.
     pub(crate) fn set_agreed_mtu(&mut self, config: &SessionConfig) -> usize {
         self.config = *config;
+        self.send_ceiling = config.max_message_size;
         // validate() bounded our MTU and agreed_session_config keeps it at least KCP's minimum.
         let _ = self.kcp.set_mtu(config.mtu);
         self.kcp.resegment_queue()
+    }
+
+    /// The largest message queued while the handshake ran (0: none).
+    pub(crate) fn largest_queued(&self) -> usize {
+        self.largest_queued
     }
 
     /// Starts sealing: from here on every datagram is an encrypted session datagram.
@@ -859,10 +874,10 @@ impl Session {
         }
         // An empty message is a PUSH of length 0 (ikcp sends and delivers one the same way);
         // in stream mode it adds nothing.
-        if !self.config.stream && data.len() > self.config.max_message_size {
+        if !self.config.stream && data.len() > self.send_ceiling {
             return Err(SessionSendError::TooLarge {
                 size: data.len(),
-                limit: self.config.max_message_size,
+                limit: self.send_ceiling,
             });
         }
         let queued = self.kcp.waiting_bytes();
@@ -884,6 +899,9 @@ impl Session {
             self.kcp
                 .send(data)
                 .map_err(|e| SessionSendError::Engine(EngineError::from_kcp(&e).code))?;
+        }
+        if self.handshaking() {
+            self.largest_queued = self.largest_queued.max(data.len());
         }
         self.payload_bytes_out += data.len() as u64;
         self.messages_out += 1;

@@ -64,7 +64,10 @@ fn hello(nonce: u32, cookie: Option<[u8; 16]>) -> Vec<u8> {
     kcpwatch_proto::secure::ClientNoise::start(
         common::test_server_key().public(),
         &n,
-        1200,
+        kcpwatch_proto::secure::wire::KcpParams {
+            mtu: 1200,
+            ..Default::default()
+        },
         b"",
         &mut out,
     )

@@ -344,3 +344,58 @@ fn write_seed_corpus() {
         fs::write(dir.join(format!("seed-{name}")), seed).unwrap();
     }
 }
+
+/// Secure-mode FEC seeds reach their cases: datagrams rebuilt from genuine parity, a rebuilt
+/// datagram refused by the AEAD (garbled parity; and parity bytes of the input's choosing), a
+/// malformed parity, forged parity dropped before FEC sees it, and a rebuilt shard whose type
+/// is no session datagram's discarded as an FEC error.
+#[test]
+fn the_secure_fec_seeds_reach_their_cases() {
+    use kcpwatch_proto::DropTrigger;
+    for config in [
+        fuzz_harness::CFG_SECURE,
+        fuzz_harness::CFG_SECURE | fuzz_harness::CFG_T_CLIENT,
+    ] {
+        let stats = |input: &[u8]| fuzz_harness::run_for_stats(input).expect("stats");
+        let s = stats(&fuzz_harness::fec_input(config | fuzz_harness::CFG_EPOCH_0));
+        let f = s.fec;
+        // Two groups rebuilt (one datagram each), one garbled (refused by the AEAD), one
+        // malformed parity; the forged ones never reach FEC.
+        assert_eq!(f.recovered, 2, "{config:#x}: {f:?}");
+        assert_eq!(f.rebuilt_refused, 1, "{config:#x}: {f:?}");
+        assert_eq!(f.errors, 2, "{config:#x}: {f:?}");
+        assert!(
+            s.dropped_by(DropTrigger::BadLength) >= 1,
+            "{config:#x}: {s:?}"
+        );
+        // The garbled group's rebuilt datagram, and the three forged parity.
+        assert_eq!(
+            s.dropped_by(DropTrigger::DecryptFailed),
+            4,
+            "{config:#x}: {s:?}"
+        );
+        // The two datagrams arriving after their rebuild.
+        assert_eq!(s.dropped_by(DropTrigger::Replayed), 2, "{config:#x}: {s:?}");
+        // Every datagram of the groups delivered once: 3 + 3, then 2 of the garbled group (its
+        // third was never rebuilt) and 2 of the forged group's (its lost one stays lost).
+        assert_eq!(s.unreliable.received, 10, "{config:#x}: {:?}", s.unreliable);
+
+        let s = stats(&fuzz_harness::fec_chosen_input(
+            config,
+            kcpwatch_proto::secure::wire::TYPE_DATAGRAM,
+        ));
+        assert_eq!(
+            (s.fec.recovered, s.fec.rebuilt_refused, s.fec.errors),
+            (0, 1, 1),
+            "{config:#x}: {:?}",
+            s.fec
+        );
+        let s = stats(&fuzz_harness::fec_chosen_input(config, 0x99));
+        assert_eq!(
+            (s.fec.recovered, s.fec.rebuilt_refused, s.fec.errors),
+            (0, 0, 1),
+            "{config:#x}: {:?}",
+            s.fec
+        );
+    }
+}

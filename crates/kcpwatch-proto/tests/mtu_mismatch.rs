@@ -168,7 +168,17 @@ fn a_hello_stating_an_mtu_below_the_secure_minimum_is_rejected_as_malformed() {
     };
     let from = addr("10.1.1.1:4000");
     let mut hello = Vec::new();
-    ClientNoise::start(&key, &[5; 16], wire::MIN_MTU - 1, b"", &mut hello).unwrap();
+    ClientNoise::start(
+        &key,
+        &[5; 16],
+        wire::KcpParams {
+            mtu: wire::MIN_MTU - 1,
+            ..Default::default()
+        },
+        b"",
+        &mut hello,
+    )
+    .unwrap();
     p.inject_to_server(from, &hello);
     let replies = server_reply(&mut p);
     let (_, cookie) = wire::parse_cookie(&replies[0]).unwrap();
@@ -188,7 +198,17 @@ fn a_hello_stating_an_mtu_below_the_secure_minimum_is_rejected_as_malformed() {
     assert_eq!(p.server.stats().failed_by(FailReason::Malformed), 1);
     // The smallest usable MTU is accepted.
     let mut hello = Vec::new();
-    ClientNoise::start(&key, &[6; 16], wire::MIN_MTU, b"", &mut hello).unwrap();
+    ClientNoise::start(
+        &key,
+        &[6; 16],
+        wire::KcpParams {
+            mtu: wire::MIN_MTU,
+            ..Default::default()
+        },
+        b"",
+        &mut hello,
+    )
+    .unwrap();
     p.inject_to_server(from, &hello);
     let (_, cookie) = wire::parse_cookie(&server_reply(&mut p)[0]).unwrap();
     wire::set_hello_cookie(&mut hello, &cookie);

@@ -210,7 +210,10 @@ fn forged_cookies_from_one_source_still_use_up_its_handshake_rate() {
         kcpwatch_proto::secure::ClientNoise::start(
             common::test_server_key().public(),
             &[i; 16],
-            1200,
+            kcpwatch_proto::secure::wire::KcpParams {
+                mtu: 1200,
+                ..Default::default()
+            },
             b"",
             &mut hello,
         )

@@ -96,7 +96,17 @@ fn server_public() -> [u8; 32] {
 
 fn hello(nonce: [u8; 16], cookie: Option<[u8; 16]>, token: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    ClientNoise::start(&server_public(), &nonce, 1200, token, &mut out).unwrap();
+    ClientNoise::start(
+        &server_public(),
+        &nonce,
+        kcpwatch_proto::secure::wire::KcpParams {
+            mtu: 1200,
+            ..Default::default()
+        },
+        token,
+        &mut out,
+    )
+    .unwrap();
     if let Some(cookie) = cookie {
         wire::set_hello_cookie(&mut out, &cookie);
     }
@@ -1005,6 +1015,13 @@ fn a_peer_assembling_a_message_past_our_limit_is_closed_as_a_protocol_violation(
     assert!(p.run_until(5_000, established));
     echo_round(&mut p, 3, 27);
     let now = p.clock();
+    // The handshake agreed the server's 64 KiB: an honest client refuses the message ...
+    assert!(p
+        .client
+        .send(now, p.client_conn, &vec![7u8; 70_000])
+        .is_err());
+    // ... so this one plays a peer that ignores the agreement.
+    p.client.set_send_ceiling_for_tests(p.client_conn, 100_000);
     p.client
         .send(now, p.client_conn, &vec![7u8; 70_000])
         .unwrap();

@@ -169,7 +169,10 @@ fn a_client_pinning_another_key_fails_with_a_server_auth_reason() {
     kcpwatch_proto::secure::ClientNoise::start(
         test_server_key().public(),
         &[3; 16],
-        1200,
+        kcpwatch_proto::secure::wire::KcpParams {
+            mtu: 1200,
+            ..Default::default()
+        },
         b"",
         &mut good,
     )
@@ -200,8 +203,17 @@ fn an_accept_from_a_server_without_the_pinned_key_fails_the_handshake() {
     let nonce = wire::parse_hello(&hello).unwrap().nonce;
     let impostor = StaticKey::from_private([0x42; 32]);
     let mut own = Vec::new();
-    kcpwatch_proto::secure::ClientNoise::start(impostor.public(), &nonce, 1200, b"", &mut own)
-        .unwrap();
+    kcpwatch_proto::secure::ClientNoise::start(
+        impostor.public(),
+        &nonce,
+        kcpwatch_proto::secure::wire::KcpParams {
+            mtu: 1200,
+            ..Default::default()
+        },
+        b"",
+        &mut own,
+    )
+    .unwrap();
     let mut token = Vec::new();
     let (theirs, _) =
         ServerNoise::read_hello(&impostor, &wire::parse_hello(&own).unwrap(), &mut token).unwrap();
@@ -212,7 +224,10 @@ fn an_accept_from_a_server_without_the_pinned_key_fails_the_handshake() {
             wire::AcceptPayload {
                 conv: 7,
                 idle_timeout_ms: 10_000,
-                mtu: 1200,
+                params: kcpwatch_proto::secure::wire::KcpParams {
+                    mtu: 1200,
+                    ..Default::default()
+                },
             },
             &mut accept,
         )
@@ -277,7 +292,10 @@ fn the_static_key_does_not_decrypt_a_recorded_session() {
             wire::AcceptPayload {
                 conv,
                 idle_timeout_ms: 10_000,
-                mtu: 1200,
+                params: kcpwatch_proto::secure::wire::KcpParams {
+                    mtu: 1200,
+                    ..Default::default()
+                },
             },
             &mut forged,
         )

@@ -48,7 +48,7 @@ const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 const SECURITY_QUEUE_LIMIT: usize = 16_384;
 const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 const DROP_KEYS: usize = 11;
-const FAIL_KEYS: usize = 14;
+const FAIL_KEYS: usize = 15;
 
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
@@ -520,6 +520,24 @@ impl Endpoint {
     ) -> Option<u32> {
         self.session(handle)?
             .seal_for_tests(kind, packet_number, body, out)
+    }
+
+    /// The FEC receiver of `handle`'s secure session, or `None` before the peer's first
+    /// parity. For tests and the fuzz harness only, which check its memory bound.
+    #[cfg(feature = "test-keys")]
+    #[doc(hidden)]
+    pub fn fec_receiver_for_tests(
+        &self,
+        handle: ConnectionHandle,
+    ) -> Option<crate::secure::fec::Footprint> {
+        Some(
+            self.session(handle)?
+                .secure
+                .as_ref()?
+                .fec
+                .as_ref()?
+                .footprint(),
+        )
     }
 
     /// The endpoint's configuration.
@@ -1266,7 +1284,7 @@ impl Endpoint {
         let session = self.session(handle);
         let conn = self.known_conn(handle);
         let limit = match (violation, session) {
-            (Violation::OversizedMessage, Some(s)) => s.config.max_message_size as u64,
+            (Violation::OversizedMessage, Some(s)) => s.send_ceiling as u64,
             (Violation::SendQueueFull, Some(s)) => s.config.max_send_queue_bytes as u64,
             _ => 0,
         };
@@ -1793,7 +1811,7 @@ impl Endpoint {
             remote: s.remote,
             local: s.local,
             state: s.state,
-            max_message_size: s.config.max_message_size,
+            max_message_size: s.send_ceiling,
             max_datagram_size: if s.secure.is_some() {
                 // The session's MTU already leaves room for the session framing.
                 s.config
@@ -1913,7 +1931,9 @@ pub struct ConnectionInfo {
     /// Lifecycle state.
     pub state: ConnectionState,
     /// The largest message this connection sends (message mode): the configured
-    /// `max_message_size`, lowered when a secure handshake agreed an MTU too small to carry it.
+    /// `max_message_size`, lowered by a secure handshake to the peer's `max_message_size` and
+    /// to what the peer's receive window reassembles at the agreed MTU (a client's is final
+    /// once established).
     pub max_message_size: usize,
     /// The largest unreliable datagram payload this connection sends (secure mode: the agreed
     /// MTU minus 31 once the handshake completed, a client's own MTU minus 31 before); 0 in raw
@@ -1937,5 +1957,6 @@ fn fail_key(reason: FailReason) -> usize {
         FailReason::Unreachable => 11,
         FailReason::Shutdown => 12,
         FailReason::HandshakeAbandoned => 13,
+        FailReason::StreamMismatch => 14,
     }
 }

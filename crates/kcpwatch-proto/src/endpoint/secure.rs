@@ -23,10 +23,10 @@ use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::secure::keys::{open, Freshness, OpenError, Role, SessionKeys};
 use crate::secure::noise::{ClientNoise, ServerNoise};
 use crate::secure::wire::{
-    self, AcceptPayload, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, KEY_ID_LEN, MAX_TOKEN_LEN,
-    REJECT_LEN, RESET_LEN, SESSION_OVERHEAD, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, TYPE_ACCEPT,
-    TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_FEC_PARITY, TYPE_HELLO,
-    TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET, VERSION,
+    self, AcceptPayload, KcpParams, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, KEY_ID_LEN,
+    MAX_TOKEN_LEN, REJECT_LEN, RESET_LEN, SESSION_OVERHEAD, SUITE_NK_25519_CHACHAPOLY_BLAKE2S,
+    TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_FEC_PARITY,
+    TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET, VERSION,
 };
 use crate::secure::CookieCheck;
 use crate::session::{AppClose, ClientHandshake, HELLO_RETRY_MS};
@@ -44,8 +44,8 @@ pub(super) struct PendingAuth {
     /// The handshake, between reading the HELLO and writing the ACCEPT.
     noise: ServerNoise,
     key_id: [u8; KEY_ID_LEN],
-    /// The largest datagram the client accepts (its HELLO), at least [`wire::MIN_MTU`].
-    client_mtu: u16,
+    /// The client's KCP parameters (its HELLO): usable, and in our stream mode.
+    client: KcpParams,
     /// Extended clock reading after which the answer is too late.
     pub(super) deadline: u64,
     /// The user id the application's answer names ([`Endpoint::resolve_auth_as`]).
@@ -90,35 +90,48 @@ pub(super) fn secure_session_config(config: &SessionConfig) -> SessionConfig {
 }
 
 /// The engine's configuration for a session whose handshake agreed `agreed_mtu` (on the wire,
-/// at least [`wire::MIN_MTU`], at most our own): the engine's MTU shrinks to it, and the message
-/// ceiling with it when fewer bytes per fragment no longer carry the largest message.
+/// at least [`wire::MIN_MTU`], at most our own): the engine's MTU shrinks to it.
+/// `max_message_size` stays ours: it is what we accept from the peer, whose own ceiling
+/// ([`SessionConfig::send_ceiling`]) keeps its messages within it and within our window.
 pub(super) fn agreed_session_config(config: &SessionConfig, agreed_mtu: u16) -> SessionConfig {
-    let mut agreed = SessionConfig {
+    SessionConfig {
         mtu: usize::from(agreed_mtu)
             .min(config.mtu + SESSION_OVERHEAD)
             .saturating_sub(SESSION_OVERHEAD),
         ..*config
-    };
-    if !agreed.stream {
-        agreed.max_message_size = agreed.max_message_size.min(agreed.message_size_limit());
     }
-    agreed
+}
+
+/// The KCP parameters this side states in its HELLO or ACCEPT (`config` is the engine's, the
+/// session framing already taken off its MTU; `mtu` is the one to state on the wire).
+fn own_params(config: &SessionConfig, mtu: u16) -> KcpParams {
+    KcpParams {
+        mtu,
+        receive_window: config.receive_window,
+        max_message_size: u32::try_from(config.max_message_size).unwrap_or(u32::MAX),
+        stream: config.stream,
+    }
+}
+
+/// The largest message a session with engine `config` may send to a peer that stated `peer`.
+fn peer_ceiling(config: &SessionConfig, peer: &KcpParams) -> usize {
+    config.send_ceiling(
+        peer.receive_window,
+        usize::try_from(peer.max_message_size).unwrap_or(usize::MAX),
+    )
 }
 
 /// The engine's configuration when this side sends FEC (`secure::fec`): its datagrams leave
 /// room for a parity datagram over them within the agreed MTU. `None` if the agreed MTU is too
 /// small for that (the session then runs without sending FEC).
 fn with_fec_room(config: &SessionConfig) -> Option<SessionConfig> {
-    let mut fec = SessionConfig {
+    let fec = SessionConfig {
         mtu: config.mtu.checked_sub(crate::secure::fec::OVERHEAD)?,
         ..*config
     };
     // KCP's smallest MTU.
     if fec.mtu < 50 {
         return None;
-    }
-    if !fec.stream {
-        fec.max_message_size = fec.max_message_size.min(fec.message_size_limit());
     }
     Some(fec)
 }
@@ -421,7 +434,7 @@ impl Endpoint {
             None => ServerNoise::read_hello(&self.server_keys[key_index], &hello, &mut token),
         };
         let key_id = hello.key_id;
-        let (noise, client_mtu) = match noise {
+        let (noise, client) = match noise {
             Ok(done) => done,
             Err(_) => {
                 self.token_buf = token;
@@ -436,17 +449,40 @@ impl Endpoint {
                 return;
             }
         };
-        if client_mtu < wire::MIN_MTU {
-            // Authentic (it decrypted) but unusable: no KCP engine fits in so small a datagram.
+        if !client.usable() {
+            // Authentic (it decrypted) but unusable: no KCP engine fits in so small a datagram,
+            // or no message fits in an empty window.
             self.token_buf = token;
             self.send_reject(remote, local, &nonce, RejectReason::Malformed, 0, true);
+            let rule = if client.mtu < wire::MIN_MTU {
+                "hello_mtu"
+            } else {
+                "hello_window"
+            };
             self.failed_attempt(
                 remote,
                 local,
                 0,
                 FailReason::Malformed,
                 DropTrigger::BadLength,
-                "hello_mtu",
+                rule,
+            );
+            return;
+        }
+        if client.stream != self.config.session.stream {
+            // Stream mode keeps no message boundaries: the two sides would cut each other's
+            // bytes differently, so no session can work. The HELLO is authentic, so the client
+            // is told why (before its token is judged); like a datagram of the other mode
+            // (`mode_mismatch`), it is refused as `bad_cmd`.
+            self.token_buf = token;
+            self.send_reject(remote, local, &nonce, RejectReason::StreamMismatch, 0, true);
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::StreamMismatch,
+                DropTrigger::BadCmd,
+                "hello_stream",
             );
             return;
         }
@@ -480,7 +516,7 @@ impl Endpoint {
                 nonce,
                 noise,
                 key_id,
-                client_mtu,
+                client,
                 UserId::NONE,
             );
             return;
@@ -507,7 +543,7 @@ impl Endpoint {
             nonce,
             noise,
             key_id,
-            client_mtu,
+            client,
             deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
             user: UserId::NONE,
         });
@@ -579,17 +615,17 @@ impl Endpoint {
         nonce: [u8; 16],
         noise: ServerNoise,
         key_id: [u8; KEY_ID_LEN],
-        client_mtu: u16,
+        client: KcpParams,
         user: UserId,
     ) {
         let mut accept = [0; ACCEPT_LEN];
         // validate() bounds our MTU to 65,507, so it fits the field.
         let own_mtu = u16::try_from(self.config.session.mtu).unwrap_or(u16::MAX);
-        let agreed_mtu = client_mtu.min(own_mtu);
+        let agreed_mtu = client.mtu.min(own_mtu);
         let payload = AcceptPayload {
             conv,
             idle_timeout_ms: self.config.session.idle_timeout_ms,
-            mtu: agreed_mtu,
+            params: own_params(&self.config.session, agreed_mtu),
         };
         let Ok(split) = noise.accept(&nonce, payload, &mut accept) else {
             // snow refused to write a message it has all it needs for: not reachable with a
@@ -612,6 +648,7 @@ impl Endpoint {
         );
         let now_extended = self.clock.extended();
         if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+            session.send_ceiling = peer_ceiling(&config, &client);
             session.user = user;
             session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
             let keys = SessionKeys::from_split(&split, Role::Server);
@@ -766,7 +803,7 @@ impl Endpoint {
             pending.nonce,
             pending.noise,
             pending.key_id,
-            pending.client_mtu,
+            pending.client,
             pending.user,
         );
         true
@@ -814,6 +851,17 @@ impl Endpoint {
         self.pending_auth.len()
     }
 
+    /// Raises (or lowers) the largest message `handle`'s session sends, whatever the
+    /// handshake agreed: for tests only, to play a peer that ignores the agreement (another
+    /// implementation, or a hostile one) and check what the receiver does.
+    #[cfg(feature = "test-keys")]
+    #[doc(hidden)]
+    pub fn set_send_ceiling_for_tests(&mut self, handle: ConnectionHandle, ceiling: usize) {
+        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+            session.send_ceiling = ceiling;
+        }
+    }
+
     /// Opens a secure session to a server: sends the first HELLO now. The handle is usable at
     /// once (messages queue until the handshake completes);
     /// [`EndpointEvent::Established`] or [`EndpointEvent::ConnectFailed`] follows.
@@ -842,17 +890,18 @@ impl Endpoint {
         let nonce: [u8; 16] = self.rng.gen();
         // The largest datagram we accept: the MTU on the wire (validate() bounds it to 65,507).
         let mtu = u16::try_from(config.mtu + SESSION_OVERHEAD).unwrap_or(u16::MAX);
+        let params = own_params(&config, mtu);
         let mut hello = Vec::new();
         let noise = match self.test_ephemeral() {
             Some(e) => ClientNoise::start_with_ephemeral_for_tests(
                 &server_key,
                 &nonce,
-                mtu,
+                params,
                 token,
                 &mut hello,
                 &e,
             ),
-            None => ClientNoise::start(&server_key, &nonce, mtu, token, &mut hello),
+            None => ClientNoise::start(&server_key, &nonce, params, token, &mut hello),
         }
         .map_err(|_| ConnectError::NoServerKey)?;
         let keepalive = self.keepalive_ms();
@@ -1070,30 +1119,45 @@ impl Endpoint {
                         return;
                     }
                 };
-                let own_mtu = self
-                    .session(handle)
-                    .map_or(0, |s| s.config.mtu + SESSION_OVERHEAD);
-                if usize::from(accept.mtu) > own_mtu {
+                let (own_mtu, own_stream) = self.session(handle).map_or((0, false), |s| {
+                    (s.config.mtu + SESSION_OVERHEAD, s.config.stream)
+                });
+                let server = accept.params;
+                if usize::from(server.mtu) > own_mtu {
                     // The server must agree no more than we said we accept: its datagrams would
                     // be cut short by our receive buffer.
                     self.fail_connect(handle, FailReason::Malformed, "accept_mtu", 0);
                     return;
                 }
+                if server.stream != own_stream {
+                    // The server refuses a mismatch with a REJECT; one that accepts anyway
+                    // would read our bytes with other boundaries than we write them.
+                    self.fail_connect(handle, FailReason::StreamMismatch, "accept_stream", 0);
+                    return;
+                }
                 let agreed = self.session(handle).map(|session| {
-                    self.fec_for(agreed_session_config(&session.config, accept.mtu))
+                    let (config, fec) =
+                        self.fec_for(agreed_session_config(&session.config, server.mtu));
+                    let ceiling = peer_ceiling(&config, &server);
+                    let fits = config.stream || session.largest_queued() <= ceiling;
+                    (config, fec, ceiling, fits)
                 });
                 let (dropped, fec) =
                     match (agreed, self.slots[handle.index() as usize].session.as_mut()) {
-                        (Some((agreed, fec)), Some(session)) => {
-                            (session.set_agreed_mtu(&agreed), fec)
+                        (Some((agreed, fec, ceiling, true)), Some(session)) => {
+                            let dropped = session.set_agreed_mtu(&agreed);
+                            session.send_ceiling = ceiling;
+                            (dropped, fec)
                         }
+                        (Some((_, _, _, false)), Some(_)) => (1, None),
                         _ => (0, None),
                     };
                 if dropped > 0 {
-                    // A message queued during the handshake needs more fragments than KCP
-                    // allows at the smaller MTU the server agreed: failing the attempt says so,
-                    // where sending the rest would lose it silently.
-                    self.fail_connect(handle, FailReason::Malformed, "queued_message_over_mtu", 0);
+                    // A message queued during the handshake is larger than the server takes
+                    // (its max_message_size, or more fragments than its receive window or KCP
+                    // allow at the agreed MTU): failing the attempt says so, where sending the
+                    // rest would lose it silently or stall the session.
+                    self.fail_connect(handle, FailReason::Malformed, "queued_message_too_large", 0);
                     return;
                 }
                 let now_extended = self.clock.extended();
@@ -1101,7 +1165,7 @@ impl Endpoint {
                     let keys = SessionKeys::from_split(&split, Role::Client);
                     session.start_session(accept.conv, keys, now, now_extended);
                     if let Some(codec) = fec {
-                        session.enable_secure_fec(codec, usize::from(accept.mtu));
+                        session.enable_secure_fec(codec, usize::from(server.mtu));
                     }
                     // The server announces the connection only once this arrives.
                     session.send_confirmation(now);
@@ -1145,6 +1209,7 @@ impl Endpoint {
                     Some(RejectReason::RateLimited) => FailReason::RateLimited,
                     Some(RejectReason::UnknownServerKey) => FailReason::UnknownServerKey,
                     Some(RejectReason::Shutdown) => FailReason::Shutdown,
+                    Some(RejectReason::StreamMismatch) => FailReason::StreamMismatch,
                     Some(RejectReason::Malformed) | None => FailReason::Malformed,
                 };
                 self.fail_connect(handle, reason, "server_rejected", reject.app_code);

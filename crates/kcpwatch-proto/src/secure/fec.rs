@@ -22,7 +22,9 @@ use std::rc::Rc;
 
 use thiserror::Error;
 
-use super::wire::{SESSION_HEADER_LEN, SESSION_OVERHEAD, TYPE_FEC_PARITY};
+use super::wire::{
+    SESSION_HEADER_LEN, SESSION_OVERHEAD, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_KEEPALIVE,
+};
 use crate::clock::{diff, Millis};
 use crate::fec::{Codec, FecConfig, FecStats, MAX_ENCODE_LATENCY_MS};
 
@@ -329,6 +331,19 @@ struct Group {
     done: bool,
 }
 
+/// A receiver's memory and what it was sized for ([`Decoder::footprint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Bytes held ([`Decoder::memory`]).
+    pub bytes: usize,
+    /// Data shards per group (fixed by the session's first parity).
+    pub data: usize,
+    /// Parity shards per group.
+    pub parity: usize,
+    /// The largest session datagram (the agreed MTU) its slots are sized for.
+    pub mtu: usize,
+}
+
 /// Why an authentic parity datagram is not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParityError {
@@ -388,6 +403,17 @@ impl Decoder {
             + self.work.capacity()
             + self.rebuilt.capacity()
             + self.rebuilt_at.capacity() * 8
+    }
+
+    /// What this decoder holds and was sized for (tests and the fuzz harness check it against
+    /// the documented bound).
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            bytes: self.memory(),
+            data: self.codec.data_shards(),
+            parity: self.codec.parity_shards(),
+            mtu: self.slot + SESSION_OVERHEAD + PARITY_HEADER_LEN,
+        }
     }
 
     /// Whether this decoder's counts are `data` and `parity`.
@@ -572,8 +598,14 @@ impl Decoder {
             }
             let shard = &self.work[i * max..(i + 1) * max];
             let len = u16::from_le_bytes([shard[0], shard[1]]) as usize;
-            if len < SESSION_OVERHEAD || len - SHARD_SAVING > max || shard[2] == TYPE_FEC_PARITY {
-                // Not a shard a sender wrote: garbage from a parity that does not fit.
+            let data_type = matches!(
+                shard[2],
+                TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM
+            );
+            if len < SESSION_OVERHEAD || len - SHARD_SAVING > max || !data_type {
+                // Not a shard a sender wrote (only those four types are data shards): garbage
+                // from a parity that does not fit. Never handed on, where a type no session
+                // datagram has would be one more drop for the datagram that completed the group.
                 stats.errors += 1;
                 continue;
             }

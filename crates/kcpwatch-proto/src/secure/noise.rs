@@ -12,9 +12,9 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::{Builder, HandshakeState};
 
 use super::wire::{
-    self, AcceptPayload, Hello, ACCEPT_LEN, ACCEPT_NOISE_AT, ACCEPT_PAYLOAD_LEN, AEAD_TAG_LEN,
-    DH_LEN, HELLO_HEADER_LEN, HELLO_PROLOGUE_LEN, KEY_ID_LEN, MAX_TOKEN_LEN, MTU_FIELD_LEN,
-    NONCE_LEN, SUITE_NAME,
+    self, AcceptPayload, Hello, KcpParams, ACCEPT_LEN, ACCEPT_NOISE_AT, ACCEPT_PAYLOAD_LEN,
+    AEAD_TAG_LEN, DH_LEN, HELLO_HEADER_LEN, HELLO_PROLOGUE_LEN, KEY_ID_LEN, MAX_TOKEN_LEN,
+    NONCE_LEN, PARAMS_LEN, SUITE_NAME,
 };
 
 /// The split of a finished handshake: (client → server key, server → client key).
@@ -119,16 +119,16 @@ impl std::fmt::Debug for ClientNoise {
 
 impl ClientNoise {
     /// Writes the HELLO for an attempt (zero cookie) into `hello` and returns the state that
-    /// reads the answer. `mtu` is the largest datagram the client accepts; the ephemeral key
-    /// comes from the operating system.
+    /// reads the answer. `kcp` are the client's KCP parameters (its `mtu` the largest
+    /// datagram the client accepts); the ephemeral key comes from the operating system.
     pub fn start(
         server_public: &[u8; DH_LEN],
         nonce: &[u8; NONCE_LEN],
-        mtu: u16,
+        kcp: KcpParams,
         token: &[u8],
         hello: &mut Vec<u8>,
     ) -> Result<Self, HandshakeError> {
-        Self::start_with(server_public, nonce, mtu, token, hello, None)
+        Self::start_with(server_public, nonce, kcp, token, hello, None)
     }
 
     /// [`ClientNoise::start`] with a fixed ephemeral private key: for the test vectors of
@@ -137,18 +137,18 @@ impl ClientNoise {
     pub fn start_with_ephemeral_for_tests(
         server_public: &[u8; DH_LEN],
         nonce: &[u8; NONCE_LEN],
-        mtu: u16,
+        kcp: KcpParams,
         token: &[u8],
         hello: &mut Vec<u8>,
         ephemeral: &[u8; DH_LEN],
     ) -> Result<Self, HandshakeError> {
-        Self::start_with(server_public, nonce, mtu, token, hello, Some(ephemeral))
+        Self::start_with(server_public, nonce, kcp, token, hello, Some(ephemeral))
     }
 
     fn start_with(
         server_public: &[u8; DH_LEN],
         nonce: &[u8; NONCE_LEN],
-        mtu: u16,
+        kcp: KcpParams,
         token: &[u8],
         hello: &mut Vec<u8>,
         ephemeral: Option<&[u8; DH_LEN]>,
@@ -156,11 +156,11 @@ impl ClientNoise {
         if token.len() > MAX_TOKEN_LEN {
             return Err(HandshakeError::Payload);
         }
-        // The Noise payload is `mtu ‖ token`: built once per attempt, so one small copy.
-        let mut payload = [0u8; MTU_FIELD_LEN + MAX_TOKEN_LEN];
-        payload[..MTU_FIELD_LEN].copy_from_slice(&mtu.to_le_bytes());
-        payload[MTU_FIELD_LEN..MTU_FIELD_LEN + token.len()].copy_from_slice(token);
-        let payload = &payload[..MTU_FIELD_LEN + token.len()];
+        // The Noise payload is `params ‖ token`: built once per attempt, so one small copy.
+        let mut payload = [0u8; PARAMS_LEN + MAX_TOKEN_LEN];
+        payload[..PARAMS_LEN].copy_from_slice(&kcp.to_bytes());
+        payload[PARAMS_LEN..PARAMS_LEN + token.len()].copy_from_slice(token);
+        let payload = &payload[..PARAMS_LEN + token.len()];
         wire::write_hello_header(hello, &key_id(server_public), nonce, None);
         let prologue = wire::prologue(&hello[..HELLO_PROLOGUE_LEN]);
         let mut builder = Builder::new(params())
@@ -182,8 +182,8 @@ impl ClientNoise {
         })
     }
 
-    /// Reads the ACCEPT's Noise message: the session's conv, the server's idle timeout and the
-    /// agreed MTU, and the split. Fails if the server does not hold the static key we pinned.
+    /// Reads the ACCEPT's Noise message: the session's conv, the server's idle timeout and its
+    /// KCP parameters (with the agreed MTU), and the split. Fails if the server does not hold the static key we pinned.
     pub fn finish(mut self, noise: &[u8]) -> Result<(AcceptPayload, Split), HandshakeError> {
         let mut payload = [0; ACCEPT_LEN];
         let n = self
@@ -209,14 +209,14 @@ impl std::fmt::Debug for ServerNoise {
 
 impl ServerNoise {
     /// Reads a HELLO's Noise message with `key` (the one its key id names): returns the
-    /// client's MTU (not checked here: the caller refuses one too small), and the token goes to
+    /// client's KCP parameters (not checked here: the caller refuses unusable ones), and the token goes to
     /// `token` (cleared first). This is the first Diffie-Hellman the server does for a client,
     /// only after its cookie verified.
     pub fn read_hello(
         key: &StaticKey,
         hello: &Hello<'_>,
         token: &mut Vec<u8>,
-    ) -> Result<(Self, u16), HandshakeError> {
+    ) -> Result<(Self, KcpParams), HandshakeError> {
         Self::read_with(key, hello, token, None)
     }
 
@@ -227,7 +227,7 @@ impl ServerNoise {
         hello: &Hello<'_>,
         token: &mut Vec<u8>,
         ephemeral: &[u8; DH_LEN],
-    ) -> Result<(Self, u16), HandshakeError> {
+    ) -> Result<(Self, KcpParams), HandshakeError> {
         Self::read_with(key, hello, token, Some(ephemeral))
     }
 
@@ -236,7 +236,7 @@ impl ServerNoise {
         hello: &Hello<'_>,
         token: &mut Vec<u8>,
         ephemeral: Option<&[u8; DH_LEN]>,
-    ) -> Result<(Self, u16), HandshakeError> {
+    ) -> Result<(Self, KcpParams), HandshakeError> {
         let prologue = wire::prologue(hello.prologue);
         let mut builder = Builder::new(params())
             .local_private_key(&key.private)
@@ -253,18 +253,20 @@ impl ServerNoise {
         let n = state
             .read_message(hello.noise, token)
             .map_err(|_| HandshakeError::Decrypt)?;
-        if n < MTU_FIELD_LEN {
+        if n < PARAMS_LEN {
             return Err(HandshakeError::Payload);
         }
-        let mtu = u16::from_le_bytes([token[0], token[1]]);
+        let mut bytes = [0; PARAMS_LEN];
+        bytes.copy_from_slice(&token[..PARAMS_LEN]);
+        let kcp = KcpParams::from_bytes(&bytes);
         // Within the buffer's capacity: a move, no allocation.
-        token.copy_within(MTU_FIELD_LEN..n, 0);
-        token.truncate(n - MTU_FIELD_LEN);
+        token.copy_within(PARAMS_LEN..n, 0);
+        token.truncate(n - PARAMS_LEN);
         Ok((
             Self {
                 state: Box::new(state),
             },
-            mtu,
+            kcp,
         ))
     }
 
@@ -288,23 +290,31 @@ impl ServerNoise {
 mod tests {
     use super::*;
 
+    fn mtu(mtu: u16) -> KcpParams {
+        KcpParams {
+            mtu,
+            ..KcpParams::default()
+        }
+    }
+
     #[test]
     fn a_handshake_agrees_on_the_split_and_carries_token_and_conv() {
         let server = StaticKey::from_private([7; 32]);
         let mut hello = Vec::new();
         let client =
-            ClientNoise::start(server.public(), &[1; 16], 1200, b"ticket", &mut hello).unwrap();
+            ClientNoise::start(server.public(), &[1; 16], mtu(1200), b"ticket", &mut hello)
+                .unwrap();
         assert!(!hello.windows(6).any(|w| w == b"ticket"));
         let parsed = wire::parse_hello(&hello).unwrap();
         assert_eq!(parsed.key_id, server.id());
         let mut token = Vec::new();
-        let (noise, mtu) = ServerNoise::read_hello(&server, &parsed, &mut token).unwrap();
-        assert_eq!((token.as_slice(), mtu), (&b"ticket"[..], 1200));
+        let (noise, params) = ServerNoise::read_hello(&server, &parsed, &mut token).unwrap();
+        assert_eq!((token.as_slice(), params), (&b"ticket"[..], mtu(1200)));
         let mut accept = [0; ACCEPT_LEN];
         let payload = AcceptPayload {
             conv: 9,
             idle_timeout_ms: 30_000,
-            mtu: 1200,
+            params: mtu(1200),
         };
         let split = noise.accept(&[1; 16], payload, &mut accept).unwrap();
         let (_, body) = wire::parse_accept(&accept).unwrap();
@@ -317,7 +327,8 @@ mod tests {
         let server = StaticKey::from_private([7; 32]);
         let impostor = StaticKey::from_private([8; 32]);
         let mut hello = Vec::new();
-        let client = ClientNoise::start(server.public(), &[1; 16], 1200, b"", &mut hello).unwrap();
+        let client =
+            ClientNoise::start(server.public(), &[1; 16], mtu(1200), b"", &mut hello).unwrap();
         let parsed = wire::parse_hello(&hello).unwrap();
         let mut token = Vec::new();
         assert_eq!(
@@ -326,7 +337,8 @@ mod tests {
         );
         // An impostor that answers anyway (a fresh handshake of its own) is refused.
         let mut other = Vec::new();
-        let _ = ClientNoise::start(impostor.public(), &[1; 16], 1200, b"", &mut other).unwrap();
+        let _ =
+            ClientNoise::start(impostor.public(), &[1; 16], mtu(1200), b"", &mut other).unwrap();
         let (theirs, _) =
             ServerNoise::read_hello(&impostor, &wire::parse_hello(&other).unwrap(), &mut token)
                 .unwrap();
@@ -334,7 +346,7 @@ mod tests {
         let payload = AcceptPayload {
             conv: 9,
             idle_timeout_ms: 1,
-            mtu: 1200,
+            params: mtu(1200),
         };
         theirs.accept(&[1; 16], payload, &mut accept).unwrap();
         assert_eq!(
@@ -347,7 +359,7 @@ mod tests {
     fn an_altered_prologue_fails_the_hello() {
         let server = StaticKey::from_private([7; 32]);
         let mut hello = Vec::new();
-        ClientNoise::start(server.public(), &[1; 16], 1200, b"t", &mut hello).unwrap();
+        ClientNoise::start(server.public(), &[1; 16], mtu(1200), b"t", &mut hello).unwrap();
         hello[10] ^= 1; // a nonce byte
         let parsed = wire::parse_hello(&hello).unwrap();
         let mut token = Vec::new();

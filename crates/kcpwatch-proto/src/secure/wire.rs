@@ -58,23 +58,29 @@ pub const MAX_TOKEN_LEN: usize = 1024;
 /// The smallest MTU a secure session works with: KCP's smallest (50 bytes) plus the session
 /// framing. A HELLO or ACCEPT stating less is malformed.
 pub const MIN_MTU: u16 = 50 + SESSION_OVERHEAD as u16;
-/// The MTU field that opens the HELLO's Noise payload and closes the ACCEPT's.
+/// The MTU field that opens the KCP parameters ([`KcpParams`]).
 pub const MTU_FIELD_LEN: usize = 2;
+/// The KCP parameters that open the HELLO's Noise payload and close the ACCEPT's: `mtu (u16) |
+/// receive window (u16) | max message size (u32) | flags (u8)`, little-endian.
+pub const PARAMS_LEN: usize = MTU_FIELD_LEN + 2 + 4 + 1;
+/// [`KcpParams`] flags bit 0: the side runs KCP in stream mode.
+pub const FLAG_STREAM: u8 = 1;
 /// `type | version | suite | reserved | key id | nonce | cookie`, then the Noise message.
 pub const HELLO_HEADER_LEN: usize = 4 + KEY_ID_LEN + NONCE_LEN + COOKIE_LEN;
 /// The part of the HELLO the Noise prologue covers: everything before the cookie.
 pub const HELLO_PROLOGUE_LEN: usize = 4 + KEY_ID_LEN + NONCE_LEN;
 /// A HELLO with an empty token: its header, the client's ephemeral key and the payload (the
-/// client's MTU alone) with its tag. No reply is larger than this.
-pub const HELLO_MIN_LEN: usize = HELLO_HEADER_LEN + DH_LEN + MTU_FIELD_LEN + AEAD_TAG_LEN;
+/// client's KCP parameters alone) with its tag. No reply is larger than this.
+pub const HELLO_MIN_LEN: usize = HELLO_HEADER_LEN + DH_LEN + PARAMS_LEN + AEAD_TAG_LEN;
 /// The longest HELLO.
 pub const HELLO_MAX_LEN: usize = HELLO_MIN_LEN + MAX_TOKEN_LEN;
 /// The ASCII label the Noise prologue starts with.
 pub const PROLOGUE_LABEL: &[u8] = b"kcpwatch secure v2";
 /// COOKIE datagram length.
 pub const COOKIE_DATAGRAM_LEN: usize = 4 + NONCE_LEN + COOKIE_LEN;
-/// The ACCEPT's Noise payload: conv, the server's idle timeout and the agreed MTU.
-pub const ACCEPT_PAYLOAD_LEN: usize = 4 + 4 + MTU_FIELD_LEN;
+/// The ACCEPT's Noise payload: conv, the server's idle timeout and its KCP parameters (with the
+/// agreed MTU).
+pub const ACCEPT_PAYLOAD_LEN: usize = 4 + 4 + PARAMS_LEN;
 /// ACCEPT datagram length: header, nonce, the server's ephemeral key, the encrypted payload.
 pub const ACCEPT_LEN: usize = 4 + NONCE_LEN + DH_LEN + ACCEPT_PAYLOAD_LEN + AEAD_TAG_LEN;
 /// REJECT datagram length (with the application's reason code).
@@ -106,8 +112,12 @@ pub enum RejectReason {
     /// The server is shutting down: the token was not judged, and connecting again later (or
     /// to another server) may work.
     Shutdown,
-    /// The HELLO decrypted but its payload is not valid (an MTU below [`MIN_MTU`]).
+    /// The HELLO decrypted but its payload is not valid (an MTU below [`MIN_MTU`], a receive
+    /// window of 0).
     Malformed,
+    /// The client runs KCP in stream mode and the server in message mode, or the other way
+    /// round: the two cannot share a session (`stream` must be the same on both sides).
+    StreamMismatch,
 }
 
 impl RejectReason {
@@ -121,6 +131,7 @@ impl RejectReason {
             Self::UnknownServerKey => 5,
             Self::Shutdown => 6,
             Self::Malformed => 7,
+            Self::StreamMismatch => 8,
         }
     }
 
@@ -134,6 +145,7 @@ impl RejectReason {
             5 => Self::UnknownServerKey,
             6 => Self::Shutdown,
             7 => Self::Malformed,
+            8 => Self::StreamMismatch,
             _ => return None,
         })
     }
@@ -267,16 +279,74 @@ pub fn parse_cookie(datagram: &[u8]) -> Option<([u8; NONCE_LEN], [u8; COOKIE_LEN
         .then(|| (array(&datagram[4..]), array(&datagram[4 + NONCE_LEN..])))
 }
 
-/// The ACCEPT's payload, carried encrypted in the second Noise message.
+/// The KCP parameters a side states in the handshake (the client in its HELLO, the server in
+/// its ACCEPT), from which each side works out the largest message it may send: a message
+/// can only be received if it has no more fragments than the receiver's window and no more
+/// bytes than the receiver's `max_message_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KcpParams {
+    /// HELLO: the largest datagram the client accepts. ACCEPT: the agreed MTU, the smaller
+    /// of the client's and the server's.
+    pub mtu: u16,
+    /// The sender's KCP receive window in segments (at least 1).
+    pub receive_window: u16,
+    /// The largest message the sender accepts from its peer.
+    pub max_message_size: u32,
+    /// The sender runs KCP in stream mode ([`FLAG_STREAM`]).
+    pub stream: bool,
+}
+
+impl Default for KcpParams {
+    /// KCP's defaults (MTU 1400, window 128, 64 KiB messages, message mode).
+    fn default() -> Self {
+        Self {
+            mtu: 1400,
+            receive_window: 128,
+            max_message_size: 64 * 1024,
+            stream: false,
+        }
+    }
+}
+
+impl KcpParams {
+    /// The parameters' bytes.
+    pub fn to_bytes(self) -> [u8; PARAMS_LEN] {
+        let mut out = [0; PARAMS_LEN];
+        out[..2].copy_from_slice(&self.mtu.to_le_bytes());
+        out[2..4].copy_from_slice(&self.receive_window.to_le_bytes());
+        out[4..8].copy_from_slice(&self.max_message_size.to_le_bytes());
+        out[8] = if self.stream { FLAG_STREAM } else { 0 };
+        out
+    }
+
+    /// Reads [`PARAMS_LEN`] bytes. Flag bits other than [`FLAG_STREAM`] are reserved: sent as
+    /// 0, ignored. Values are not checked here ([`KcpParams::usable`]).
+    pub fn from_bytes(bytes: &[u8; PARAMS_LEN]) -> Self {
+        Self {
+            mtu: u16::from_le_bytes(array(bytes)),
+            receive_window: u16::from_le_bytes(array(&bytes[2..])),
+            max_message_size: u32::from_le_bytes(array(&bytes[4..])),
+            stream: bytes[8] & FLAG_STREAM != 0,
+        }
+    }
+
+    /// Whether a session can work with these: an MTU of at least [`MIN_MTU`] and a receive
+    /// window of at least one segment.
+    pub fn usable(&self) -> bool {
+        self.mtu >= MIN_MTU && self.receive_window >= 1
+    }
+}
+
+/// The ACCEPT's decrypted payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AcceptPayload {
     /// The conv the server assigned (never 0).
     pub conv: u32,
     /// The server's idle timeout in milliseconds, so the client can pace its keepalives.
     pub idle_timeout_ms: u32,
-    /// The agreed MTU: the largest datagram either side sends in this session, the smaller of
-    /// the client's (its HELLO) and the server's.
-    pub mtu: u16,
+    /// The server's KCP parameters; their `mtu` is the agreed MTU: the largest datagram either
+    /// side sends in this session, the smaller of the client's (its HELLO) and the server's.
+    pub params: KcpParams,
 }
 
 impl AcceptPayload {
@@ -285,20 +355,20 @@ impl AcceptPayload {
         let mut out = [0; ACCEPT_PAYLOAD_LEN];
         out[..4].copy_from_slice(&self.conv.to_le_bytes());
         out[4..8].copy_from_slice(&self.idle_timeout_ms.to_le_bytes());
-        out[8..].copy_from_slice(&self.mtu.to_le_bytes());
+        out[8..].copy_from_slice(&self.params.to_bytes());
         out
     }
 
-    /// Reads a decrypted payload; `None` if it is not one (wrong length, conv 0, an MTU below
-    /// [`MIN_MTU`]).
+    /// Reads a decrypted payload; `None` if it is not one (wrong length, conv 0, parameters a
+    /// session cannot work with).
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         (bytes.len() == ACCEPT_PAYLOAD_LEN)
             .then(|| Self {
                 conv: u32::from_le_bytes(array(bytes)),
                 idle_timeout_ms: u32::from_le_bytes(array(&bytes[4..])),
-                mtu: u16::from_le_bytes(array(&bytes[8..])),
+                params: KcpParams::from_bytes(&array(&bytes[8..])),
             })
-            .filter(|p| p.conv != 0 && p.mtu >= MIN_MTU)
+            .filter(|p| p.conv != 0 && p.params.usable())
     }
 }
 
@@ -523,7 +593,7 @@ mod tests {
         out.resize(HELLO_MIN_LEN, 0);
         let hello = parse_hello(&out).unwrap();
         assert_eq!((hello.version, hello.cookie), (VERSION, None));
-        assert_eq!(hello.noise.len(), DH_LEN + MTU_FIELD_LEN + AEAD_TAG_LEN);
+        assert_eq!(hello.noise.len(), DH_LEN + PARAMS_LEN + AEAD_TAG_LEN);
         set_hello_cookie(&mut out, &[9; COOKIE_LEN]);
         assert_eq!(parse_hello(&out).unwrap().cookie, Some([9; COOKIE_LEN]));
     }

@@ -22,13 +22,14 @@
 //! | 3 | PUMP | rounds `& 7` + 1, NAT rebinding `& 8` | |
 //! | 4 | PEER | P: send (`& 3 == 0`), close, connect again, connect with a refused token | |
 //! | 5 | LOCAL | T: send (`& 3 == 0`), close, answer an auth request, connect out | |
-//! | 6 | FORGE | like SEALED: one KCP segment from 14 structured bytes, sealed or raw; with `& 0x80` (secure mode) a DATAGRAM whose flags and channel are the first 2 bytes | fields |
+//! | 6 | FORGE | like SEALED: one KCP segment from 14 structured bytes, sealed or raw; with `& 0x80` (secure mode) a DATAGRAM whose flags and channel are the first 2 bytes; with `& 0x40` (secure mode) FEC ([`Harness::fec_op`]): a group P really sends with its parity, or one parity whose header and bytes are the input's, sealed or forged | fields |
 //! | 7 | REPLAY | a datagram P already delivered to T, index `& 31`, source `>> 5` | |
 //!
 //! After every datagram and every operation the invariants below are checked; a violation
 //! panics with a message saying which.
 //!
-//! Raw mode with the `CFG_AUTH` bit runs kcp-go FEC ([`FUZZ_FEC`]) on both sides.
+//! Raw mode with the `CFG_AUTH` bit runs kcp-go FEC ([`FUZZ_FEC`]) on both sides; secure mode
+//! with the clock at 0 (`CFG_EPOCH_0`) has both sides send FEC with the same counts.
 //!
 //! - **Accounting.** Every datagram handed to an endpoint is counted exactly once: accepted,
 //!   dropped (any trigger), `late_after_close`, a parity shard kept by a session (FEC; what
@@ -57,6 +58,14 @@
 //!   while one arrives (at most one per DATAGRAM), never twice (by packet number, per
 //!   connection), and on a sequenced channel only if its packet number is higher than that of
 //!   the last one delivered on that channel.
+//! - **Secure FEC.** A rebuilt datagram T accepts (`fec.recovered`) is one P sealed and T had
+//!   not opened (where the harness knows every number P sealed), an unreliable datagram T
+//!   delivers is one P sealed, never twice; a genuine group rebuilds exactly what it should
+//!   with no error, garbled parity never rebuilds an accepted datagram; a rebuilt datagram
+//!   that opens counts as recovered and once more as accepted or dropped, every refused one as
+//!   an FEC error, a malformed parity as one, and no FEC counter moves for a datagram that did
+//!   not open; each session's FEC receiver stays within `(4 × (data + parity) + data) × MTU`
+//!   bytes and never changes once made.
 //! - **No busy loop.** After `handle_timeout(now)`, `poll_timeout` is `None` or after `now`.
 //! - **State is reclaimed.** When the input ends, time runs on without traffic: every session
 //!   and pending authentication ends, and no timer stays armed.
@@ -67,9 +76,10 @@ use std::net::{Ipv6Addr, SocketAddr};
 use kcpwatch_proto::detect::{DetectorConfig, Threshold};
 use kcpwatch_proto::fec::FecConfig;
 use kcpwatch_proto::limits::Limits;
+use kcpwatch_proto::secure::fec::{Footprint, ParityHeader};
 use kcpwatch_proto::secure::wire::{
     self, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM,
-    TYPE_DISCONNECT, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
+    TYPE_DISCONNECT, TYPE_FEC_PARITY, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET,
 };
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS};
 use kcpwatch_proto::{
@@ -167,6 +177,9 @@ pub struct Setup {
     /// Raw mode with kcp-go FEC ([`FUZZ_FEC`]) on both sides (`CFG_AUTH` in raw mode, where
     /// authentication has no meaning).
     pub fec: bool,
+    /// Secure mode with FEC ([`FUZZ_FEC`]) sent by both sides (`CFG_EPOCH_0` in secure mode:
+    /// the clock starts at 0 and both encoders run).
+    pub secure_fec: bool,
 }
 
 /// FEC shard counts of a raw FEC input: small, so short inputs complete groups.
@@ -196,6 +209,7 @@ impl Setup {
             session,
             max_connections: if b & CFG_ROOMY != 0 { 32 } else { 4 },
             fec: b & CFG_SECURE == 0 && b & CFG_AUTH != 0,
+            secure_fec: b & CFG_SECURE != 0 && (b >> 3) & 3 == 3,
         }
     }
 }
@@ -271,8 +285,8 @@ struct Side {
     answer_drops: u64,
     /// Messages delivered by `recv`.
     received: u64,
-    /// Unreliable datagrams taken since the last look: (connection, channel).
-    datagrams_now: Vec<(ConnectionHandle, u8)>,
+    /// Unreliable datagrams taken since the last look: (connection, channel, payload).
+    datagrams_now: Vec<(ConnectionHandle, u8, Vec<u8>)>,
 }
 
 impl Side {
@@ -331,8 +345,8 @@ impl Side {
             seen.security += 1;
         }
         let now = &mut self.datagrams_now;
-        self.ep.take_datagrams(|handle, channel, _| {
-            now.push((handle, channel));
+        self.ep.take_datagrams(|handle, channel, payload| {
+            now.push((handle, channel, payload.to_vec()));
             true
         });
         let stats = self.ep.stats();
@@ -418,8 +432,23 @@ pub struct Harness {
     /// Datagrams injected into T while tracing, each with the trace length just after it (for
     /// the seed generator).
     pub injected: Vec<(usize, Vec<u8>)>,
-    /// DATAGRAM flags the harness sealed, by (conv, packet number): which ones are sequenced.
-    sealed_flags: std::collections::HashMap<(u32, u64), u8>,
+    /// DATAGRAM bodies (flags, channel, payload) the harness sealed, by (conv, packet number):
+    /// which ones are sequenced, and what a delivered one may be (a number sealed twice, by
+    /// the "repeated" packet number, has two).
+    sealed_dgrams: std::collections::HashMap<(u32, u64), Vec<Vec<u8>>>,
+    /// Secure mode: the packet numbers sealed with P's key for T, by conv (by the harness, and
+    /// P's own datagrams once delivered to T or lost on the wire).
+    sealed_pns: std::collections::HashMap<u32, std::collections::HashSet<u64>>,
+    /// Secure mode: the packet numbers T certainly opened (an authentic datagram T accepted,
+    /// or dropped as replayed or by the guard after opening it), by conv. A datagram FEC
+    /// rebuilds and T accepts must be one of `sealed_pns` not in here.
+    opened_pns: std::collections::HashMap<u32, std::collections::HashSet<u64>>,
+    /// Secure mode: sessions in which T opened a datagram the harness did not see sealed (an
+    /// INJECT of one recorded in an earlier run, as the seeds' traces hold): the harness does
+    /// not know every number P sealed there, so the checks that rely on it are skipped.
+    foreign_convs: std::collections::HashSet<u32>,
+    /// The FEC receiver of each session as first seen (T: true), which must never change.
+    fec_footprints: std::collections::HashMap<(bool, ConnectionHandle), Footprint>,
     /// Datagrams T delivered: (connection, packet number).
     dgram_delivered: std::collections::HashSet<(ConnectionHandle, u64)>,
     /// Per (connection, channel): the packet number of the last sequenced datagram delivered.
@@ -439,7 +468,7 @@ fn fuzz_server_key() -> kcpwatch_proto::secure::StaticKey {
 
 fn endpoint_config(setup: &Setup, server: bool, t: bool) -> EndpointConfig {
     let mut config = endpoint_config_without_fec(setup, server, t);
-    config.fec = setup.fec.then_some(FUZZ_FEC);
+    config.fec = (setup.fec || setup.secure_fec).then_some(FUZZ_FEC);
     config
 }
 
@@ -597,7 +626,11 @@ impl Harness {
             t_connects: 0,
             trace: None,
             injected: Vec::new(),
-            sealed_flags: Default::default(),
+            sealed_dgrams: Default::default(),
+            sealed_pns: Default::default(),
+            opened_pns: Default::default(),
+            foreign_convs: Default::default(),
+            fec_footprints: Default::default(),
             dgram_delivered: Default::default(),
             dgram_newest: Default::default(),
         };
@@ -762,6 +795,10 @@ impl Harness {
                     0 => RAW_CONV,
                     n => self.known[usize::from(arg & 3) % n].conv,
                 };
+                if arg & 0x40 != 0 && self.setup.secure {
+                    self.fec_op(arg, fields);
+                    return;
+                }
                 if arg & 0x80 != 0 && self.setup.secure {
                     // A DATAGRAM: flags and channel as given (reserved bits included), then the
                     // payload.
@@ -783,7 +820,13 @@ impl Harness {
                 let outcome = self.t_inject(from, local, 0, &bytes, true);
                 let session_kind = matches!(
                     bytes.first(),
-                    Some(&(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM))
+                    Some(
+                        &(TYPE_DATA
+                            | TYPE_KEEPALIVE
+                            | TYPE_DISCONNECT
+                            | TYPE_DATAGRAM
+                            | TYPE_FEC_PARITY)
+                    )
                 );
                 if self.setup.secure && session_kind {
                     assert!(
@@ -854,22 +897,8 @@ impl Harness {
                 };
                 known.next_pn = known.next_pn.max(pn + 1);
                 let conv = known.conv;
-                if kind == TYPE_DATAGRAM {
-                    self.sealed_flags
-                        .insert((conv, pn), body.first().copied().unwrap_or(0));
-                }
-                let mut out = Vec::with_capacity(body.len() + wire::SESSION_OVERHEAD);
-                if self
-                    .p
-                    .ep
-                    .seal_for_tests(handle, kind, pn, body, &mut out)
-                    .is_none()
-                {
-                    // P's session is gone: what it would have sent cannot be made any more.
-                    out.clear();
-                    out.extend_from_slice(body);
-                }
-                out
+                self.seal_as_p(handle, conv, kind, pn, body)
+                    .unwrap_or_else(|| body.to_vec())
             }
             None => {
                 let mut out = body.to_vec();
@@ -880,6 +909,301 @@ impl Harness {
             }
         };
         self.t_inject(from, local, 0, &datagram, false);
+    }
+
+    /// `body` sealed by P's endpoint as a datagram of `kind` with packet number `pn` in P's
+    /// session `handle` (conv `conv`), noted as sealed for T; `None` once P's session is gone
+    /// (what it would have sent cannot be made any more).
+    fn seal_as_p(
+        &mut self,
+        handle: ConnectionHandle,
+        conv: u32,
+        kind: u8,
+        pn: u64,
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(body.len() + wire::SESSION_OVERHEAD);
+        self.p.ep.seal_for_tests(handle, kind, pn, body, &mut out)?;
+        self.sealed_pns.entry(conv).or_default().insert(pn);
+        if kind == TYPE_DATAGRAM {
+            self.sealed_dgrams
+                .entry((conv, pn))
+                .or_default()
+                .push(body.to_vec());
+        }
+        Some(out)
+    }
+
+    /// An FEC_PARITY as someone without the key makes it: the session's conv and a packet
+    /// number, the plaintext where the ciphertext goes and a tag of zeros.
+    fn unsealed_parity(conv: u32, pn: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![TYPE_FEC_PARITY];
+        out.extend_from_slice(&conv.to_le_bytes());
+        out.extend_from_slice(&pn.to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&[0; 16]);
+        out
+    }
+
+    /// The packet number P's next datagram in a known session gets for a packet number mode
+    /// (next, last used again, 64 ahead, 2^20 ahead; see [`Harness::speak_for_p`]).
+    fn pn_for(known: &Known, pn_mode: u8) -> u64 {
+        match pn_mode & 3 {
+            0 => known.next_pn,
+            1 => known.next_pn.saturating_sub(1),
+            2 => known.next_pn + 64,
+            _ => known.next_pn + (1 << 20),
+        }
+    }
+
+    /// Secure-mode FEC as P (FORGE with `arg & 0x40`; `docs/protocol.md`, FEC_PARITY): session
+    /// `arg & 3`, packet number mode `arg >> 2 & 3`, from the peer or its NAT's other port
+    /// (`arg >> 4 & 1`), the parity left unsealed (forged) with `arg & 0x20`; with
+    /// `arg & 0x80` one parity whose header and bytes the input chooses
+    /// ([`Harness::fec_chosen`]), else a group P really sends ([`Harness::fec_group`]).
+    fn fec_op(&mut self, arg: u8, fields: &[u8]) {
+        let from = self.sources()[usize::from((arg >> 4) & 1)];
+        if self.known.is_empty() {
+            return;
+        }
+        let index = usize::from(arg & 3) % self.known.len();
+        let Some(handle) = self.known[index].p_handle else {
+            return;
+        };
+        let forged = arg & 0x20 != 0;
+        if arg & 0x80 != 0 {
+            self.fec_chosen(index, handle, (arg >> 2) & 3, from, forged, fields);
+        } else {
+            self.fec_group(index, handle, (arg >> 2) & 3, from, forged, fields);
+        }
+    }
+
+    /// One authentic FEC_PARITY (unless `forged`) whose plaintext the input chooses: the group's
+    /// first packet number as a distance back from its own (`fields[0]`), the counts
+    /// (`fields[1]`, `fields[2]`), the index (`fields[3]`), and the parity bytes (the rest). A
+    /// parity that does not fit a group rebuilds garbage, which must fail the AEAD.
+    fn fec_chosen(
+        &mut self,
+        index: usize,
+        handle: ConnectionHandle,
+        pn_mode: u8,
+        from: SocketAddr,
+        forged: bool,
+        fields: &[u8],
+    ) {
+        let mut f = [0u8; 4];
+        let n = fields.len().min(4);
+        f[..n].copy_from_slice(&fields[..n]);
+        let known = &mut self.known[index];
+        let pn = Self::pn_for(known, pn_mode);
+        known.next_pn = known.next_pn.max(pn + 1);
+        let conv = known.conv;
+        let mut body = ParityHeader {
+            first: pn.wrapping_sub(u64::from(f[0])),
+            data: f[1],
+            parity: f[2],
+            index: f[3],
+        }
+        .to_bytes()
+        .to_vec();
+        body.extend_from_slice(&fields[n..]);
+        let datagram = if forged {
+            Self::unsealed_parity(conv, pn, &body)
+        } else {
+            match self.seal_as_p(handle, conv, TYPE_FEC_PARITY, pn, &body) {
+                Some(d) => d,
+                None => return,
+            }
+        };
+        let local = self.t_locals()[0];
+        let outcome = self.t_inject(from, local, 0, &datagram, false);
+        if forged {
+            assert!(
+                matches!(outcome, Outcome::Dropped | Outcome::LateAfterClose),
+                "a forged FEC_PARITY was not refused: {outcome:?}"
+            );
+        }
+    }
+
+    /// A group P really sends in a known session: [`FUZZ_FEC`]'s data shards (unsequenced
+    /// DATAGRAMs on channels 0x40.., with the input's bytes, at most 200, as payload) with
+    /// consecutive packet numbers from the packet number mode's, and their parity as P's
+    /// encoder computes it. `fields[0]`: data shards withheld (bits 0-2), parity shards sent
+    /// (bits 3-4), parity first (bit 5), the withheld shards delivered at the end (bit 6),
+    /// the parity's bytes garbled (bit 7: XORed with the payload, past each rebuilt shard's
+    /// length and type; a wrong reconstruction that must fail the AEAD). With genuine parity
+    /// and every shard accepted, each withheld shard is rebuilt (as many as parity came) and
+    /// delivered once, with no FEC error; one arriving after its rebuild is a replay.
+    fn fec_group(
+        &mut self,
+        index: usize,
+        handle: ConnectionHandle,
+        pn_mode: u8,
+        from: SocketAddr,
+        forged: bool,
+        fields: &[u8],
+    ) {
+        let (d, p) = (
+            usize::from(FUZZ_FEC.data_shards),
+            usize::from(FUZZ_FEC.parity_shards),
+        );
+        let plan = fields.first().copied().unwrap_or(0);
+        let payload = &fields[fields.len().min(1)..fields.len().min(201)];
+        let garble = plan & 0x80 != 0;
+        let known = &mut self.known[index];
+        let first = Self::pn_for(known, pn_mode);
+        known.next_pn = known.next_pn.max(first + (d + p) as u64);
+        let conv = known.conv;
+        let codec = std::rc::Rc::new(kcpwatch_proto::fec::Codec::new(FUZZ_FEC).expect("codec"));
+        let mut encoder = kcpwatch_proto::secure::fec::Encoder::new(codec, self.setup.session.mtu);
+        let mut data = Vec::new();
+        let mut ready = 0;
+        for i in 0..d {
+            let mut body = vec![0, 0x40 | i as u8];
+            body.extend_from_slice(payload);
+            let pn = first + i as u64;
+            let Some(sealed) = self.seal_as_p(handle, conv, TYPE_DATAGRAM, pn, &body) else {
+                return;
+            };
+            ready = encoder.add(0, pn, &sealed);
+            data.push(sealed);
+        }
+        let mut parity = Vec::new();
+        for k in 0..ready {
+            let mut body = encoder.parity_body(k).to_vec();
+            if garble {
+                // Past the header and the rebuilt shards' length and type: only their sealed
+                // bytes come out wrong.
+                for (j, b) in body
+                    .iter_mut()
+                    .skip(kcpwatch_proto::secure::fec::PARITY_HEADER_LEN + 3)
+                    .enumerate()
+                {
+                    *b ^= payload
+                        .get(j % payload.len().max(1))
+                        .copied()
+                        .unwrap_or(0x5a)
+                        | 1;
+                }
+            }
+            let pn = first + (d + k) as u64;
+            let datagram = if forged {
+                Self::unsealed_parity(conv, pn, &body)
+            } else {
+                match self.seal_as_p(handle, conv, TYPE_FEC_PARITY, pn, &body) {
+                    Some(sealed) => sealed,
+                    None => return,
+                }
+            };
+            parity.push(datagram);
+        }
+        let withheld: Vec<usize> = (0..d).filter(|&i| plan & (1 << i) != 0).collect();
+        let sent_parity: Vec<usize> = (0..parity.len())
+            .filter(|&k| plan & (1 << (3 + k)) != 0)
+            .collect();
+        let mut order: Vec<&[u8]> = Vec::new();
+        let data_sent = (0..d)
+            .filter(|i| !withheld.contains(i))
+            .map(|i| &data[i][..]);
+        let parity_sent = sent_parity.iter().map(|&k| &parity[k][..]);
+        if plan & 0x20 != 0 {
+            order.extend(parity_sent.chain(data_sent));
+        } else {
+            order.extend(data_sent.chain(parity_sent));
+        }
+        let order: Vec<Vec<u8>> = order.into_iter().map(<[u8]>::to_vec).collect();
+        // T's receiver for the session before: a genuine group is exact for one with our
+        // counts, or for none yet if the parity comes first (a receiver keeps nothing before
+        // the session's first parity).
+        let t_handle = self
+            .t
+            .handles
+            .iter()
+            .copied()
+            .find(|&h| self.t.ep.connection_info(h).is_some_and(|i| i.conv == conv));
+        let counts_ours = match t_handle.map(|h| self.t.ep.fec_receiver_for_tests(h)) {
+            Some(Some(f)) => (f.data, f.parity) == (d, p),
+            Some(None) => plan & 0x20 != 0,
+            None => false,
+        };
+        // The group's numbers are fresh to T as far as the harness knows (mode 1 starts at a
+        // number already used, and recorded datagrams an input injects may have used them):
+        // else a rebuild may be a replay, silently discarded.
+        let fresh = pn_mode != 1
+            && !self.foreign_convs.contains(&conv)
+            && (first..first + (d + p) as u64)
+                .all(|n| !self.opened_pns.get(&conv).is_some_and(|o| o.contains(&n)));
+        let before = self.t.ep.stats().fec;
+        let live = self.t.ep.connection_count();
+        let local = self.t_locals()[0];
+        let mut all_accepted = true;
+        for datagram in &order {
+            all_accepted &= self.t_inject(from, local, 0, datagram, false) == Outcome::Accepted;
+        }
+        let after = self.t.ep.stats().fec;
+        if forged {
+            assert_eq!(
+                (after.parity_shards, after.recovered, after.errors),
+                (before.parity_shards, before.recovered, before.errors),
+                "a forged FEC_PARITY moved the FEC counters"
+            );
+        }
+        let exact = all_accepted
+            && fresh
+            && counts_ours
+            && !forged
+            && !garble
+            && parity.len() == p
+            && live == self.t.ep.connection_count();
+        let rebuilt = if withheld.len() <= sent_parity.len() {
+            withheld.len() as u64
+        } else {
+            0
+        };
+        if exact {
+            assert_eq!(
+                (
+                    after.recovered - before.recovered,
+                    after.errors - before.errors
+                ),
+                (rebuilt, 0),
+                "a genuine FEC group (withheld {withheld:?}, parity {sent_parity:?}) rebuilt \
+                 a different number of datagrams, or counted an error: {before:?} -> {after:?}"
+            );
+        }
+        // Garbled parity rebuilding one lost datagram alters its sealed bytes (each rebuilt
+        // byte follows its parity byte), so it must fail the AEAD: refused, never accepted.
+        let garbled_exact = all_accepted
+            && fresh
+            && counts_ours
+            && !forged
+            && garble
+            && withheld.len() == 1
+            && !sent_parity.is_empty()
+            && live == self.t.ep.connection_count();
+        if garbled_exact {
+            // Refused at each parity that arrives for the group, never accepted.
+            let refused = after.rebuilt_refused - before.rebuilt_refused;
+            assert!(
+                after.recovered == before.recovered
+                    && refused >= 1
+                    && refused <= sent_parity.len() as u64,
+                "a datagram rebuilt from garbled parity was not refused by the AEAD: \
+                 {before:?} -> {after:?}"
+            );
+        }
+        if plan & 0x40 != 0 {
+            for i in withheld {
+                let outcome = self.t_inject(from, local, 0, &data[i].clone(), false);
+                if exact && rebuilt > 0 {
+                    assert_eq!(
+                        outcome,
+                        Outcome::Dropped,
+                        "a datagram FEC rebuilt was accepted again when it arrived"
+                    );
+                }
+            }
+        }
     }
 
     /// Advances the clock and lets both endpoints run their timers.
@@ -916,6 +1240,12 @@ impl Harness {
                 if let Some((header, _)) = wire::parse_session(&w.bytes) {
                     if let Some(k) = self.known.iter_mut().find(|k| k.conv == header.conv) {
                         k.next_pn = k.next_pn.max(header.packet_number + 1);
+                    }
+                    if self.setup.secure {
+                        self.sealed_pns
+                            .entry(header.conv)
+                            .or_default()
+                            .insert(header.packet_number);
                     }
                 }
                 self.t_inject(from, w.to, 0, &w.bytes, false);
@@ -1140,10 +1470,23 @@ impl Harness {
         // that completed their group.
         let refused = d(|s| s.fec.rebuilt_refused);
         let dropped = after.dropped_total() - before.dropped_total() - refused;
-        let rebuilt = d(|s| s.fec.recovered) + refused;
+        let recovered = d(|s| s.fec.recovered);
+        let rebuilt = recovered + refused;
+        // Raw: one group's data shards. Secure: a rebuilt datagram may complete another group
+        // the peer's parity named (at most one per group a receiver tracks).
+        let rebuilt_bound = if secure {
+            (kcpwatch_proto::secure::fec::RING_GROUPS as u64 + 1)
+                * (kcpwatch_proto::secure::fec::MAX_SHARDS as u64 - 1)
+        } else {
+            u64::from(FUZZ_FEC.data_shards)
+        };
         assert!(
-            rebuilt <= u64::from(FUZZ_FEC.data_shards),
+            rebuilt <= rebuilt_bound,
             "one datagram rebuilt more than a group's data shards: {rebuilt}"
+        );
+        assert!(
+            d(|s| s.fec.errors) >= refused,
+            "a rebuilt datagram refused without an FEC error"
         );
         assert!(
             rebuilt == 0 || self_fec(&after),
@@ -1153,9 +1496,16 @@ impl Harness {
         let kind = bytes.first().copied();
         let session_kind = matches!(
             kind,
-            Some(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM)
+            Some(TYPE_DATA | TYPE_KEEPALIVE | TYPE_DISCONNECT | TYPE_DATAGRAM | TYPE_FEC_PARITY)
         );
         let datagrams_now = std::mem::take(&mut side.datagrams_now);
+        // Secure FEC: a rebuilt datagram that opens counts as recovered and, processed as if it
+        // had arrived (docs/protocol.md, FEC_PARITY), as accepted or dropped too.
+        let secure_recovered = if secure { recovered } else { 0 };
+        let trigger = |t: DropTrigger| {
+            let i = EndpointStats::trigger_index(t);
+            after.dropped[i] - before.dropped[i]
+        };
         let ctx = || {
             format!(
                 "{who:?} secure={secure} from={from} len={} kind={kind:?} delta={:?}",
@@ -1166,11 +1516,59 @@ impl Harness {
         assert_eq!(after.datagrams_in, before.datagrams_in + 1);
         assert_eq!(after.panics, 0, "a session panicked: {}", ctx());
         assert!(
-            accepted + dropped + late <= 1,
+            accepted + dropped + late <= 1 + secure_recovered,
             "datagram counted twice: {}",
             ctx()
         );
-        let outcome = if accepted == 1 {
+        let fec_moved = d(|s| s.fec.parity_shards + s.fec.errors + s.fec.recovered) > 0;
+        if secure {
+            // Parity is counted once it opened, and nothing FEC does follows from a datagram
+            // that did not open.
+            assert!(
+                d(|s| s.fec.parity_shards) == 0
+                    || (d(|s| s.fec.parity_shards) == 1 && kind == Some(TYPE_FEC_PARITY)),
+                "parity counted for a {kind:?}: {}",
+                ctx()
+            );
+            let unopened = accepted == 0
+                && late + trigger(DropTrigger::DecryptFailed) - refused
+                    + trigger(DropTrigger::UnknownConnection)
+                    + trigger(DropTrigger::TooShort)
+                    == 1;
+            assert!(
+                !(unopened && fec_moved),
+                "FEC counters moved for a datagram that did not open: {} {:?} -> {:?}",
+                ctx(),
+                before.fec,
+                after.fec
+            );
+            if kind == Some(TYPE_FEC_PARITY)
+                && accepted == 0
+                && trigger(DropTrigger::BadLength) == 1
+            {
+                assert!(
+                    d(|s| s.fec.errors) >= 1,
+                    "a malformed FEC_PARITY dropped without an FEC error: {}",
+                    ctx()
+                );
+            }
+        }
+        let outcome = if secure_recovered > 0 {
+            // The datagram that completed the group opened (nothing is rebuilt otherwise) and
+            // was counted once, each rebuilt one once more.
+            assert_eq!(
+                accepted + dropped + late,
+                1 + secure_recovered,
+                "rebuilt datagrams not counted as received ones: {}",
+                ctx()
+            );
+            assert!(session_kind && late == 0, "{}", ctx());
+            if accepted > 0 {
+                Outcome::Accepted
+            } else {
+                Outcome::Dropped
+            }
+        } else if accepted == 1 {
             // A RESET is accepted only when it echoes one of our own datagrams, and then it
             // ends that session.
             // (Raw datagrams have no type byte: an FEC seqid may start with any.)
@@ -1258,7 +1656,13 @@ impl Harness {
         if !outcome.counted() {
             side.answered += 1;
         }
-        self.check_datagrams(who, bytes, outcome, &datagrams_now);
+        let opened = accepted > 0
+            || rebuilt > 0
+            || trigger(DropTrigger::Replayed) + trigger(DropTrigger::GuardViolation) > 0;
+        if secure && who == Who::T {
+            self.check_rebuilt_sealed(bytes, recovered, opened);
+        }
+        self.check_datagrams(who, bytes, outcome, secure_recovered, &datagrams_now);
         assert!(
             d(|s| s.bytes_sent_unvalidated) <= bytes.len() as u64,
             "more bytes sent unvalidated than received: {}",
@@ -1350,64 +1754,170 @@ impl Harness {
                     self.to_p.push(w);
                 }
                 Who::P if self.to_t.len() < WIRE_LIMIT => self.to_t.push(w),
+                Who::P => {
+                    // Lost on the way: sealed for T all the same (FEC may rebuild it).
+                    if let Some((header, _)) = wire::parse_session(&w.bytes) {
+                        self.sealed_pns
+                            .entry(header.conv)
+                            .or_default()
+                            .insert(header.packet_number);
+                    }
+                }
                 _ => {}
             }
         }
     }
 
+    /// Secure mode, T: a datagram FEC rebuilt is accepted (`fec.recovered`) only if it
+    /// authenticates, so only for a packet number P sealed and T never opened; then notes the
+    /// arriving datagram's number as opened.
+    fn check_rebuilt_sealed(&mut self, bytes: &[u8], recovered: u64, opened: bool) {
+        let Some((header, _)) = wire::parse_session(bytes) else {
+            assert_eq!(
+                recovered, 0,
+                "FEC rebuilt from a datagram that is no session's"
+            );
+            return;
+        };
+        let (conv, pn) = (header.conv, header.packet_number);
+        if opened && !self.sealed_pns.get(&conv).is_some_and(|s| s.contains(&pn)) {
+            self.foreign_convs.insert(conv);
+        }
+        if recovered > 0 && !self.foreign_convs.contains(&conv) {
+            let opened_pns = self.opened_pns.get(&conv);
+            let unopened = self.sealed_pns.get(&conv).map_or(0, |sealed| {
+                sealed
+                    .iter()
+                    .filter(|&&p| p != pn && !opened_pns.is_some_and(|o| o.contains(&p)))
+                    .count()
+            }) as u64;
+            assert!(
+                recovered <= unopened,
+                "{recovered} datagram(s) rebuilt by FEC accepted on conv {conv:#x}, but P sealed \
+                 only {unopened} that T has not opened: a rebuilt datagram was applied without \
+                 authenticating"
+            );
+        }
+        if opened {
+            self.opened_pns.entry(conv).or_default().insert(pn);
+        }
+    }
+
     /// What T handed to the application while one datagram arrived: at most one unreliable
-    /// datagram, only for an accepted DATAGRAM, never the same packet number twice on a
-    /// connection, and on a sequenced channel only newer than the last delivered there.
+    /// datagram for an accepted DATAGRAM, plus at most one for each datagram FEC rebuilt
+    /// (`recovered`, secure mode); each one P sealed (same channel and payload), never the same
+    /// packet number twice on a connection, and on a sequenced channel only newer than the
+    /// last delivered there.
     fn check_datagrams(
         &mut self,
         who: Who,
         bytes: &[u8],
         outcome: Outcome,
-        delivered: &[(ConnectionHandle, u8)],
+        recovered: u64,
+        delivered: &[(ConnectionHandle, u8, Vec<u8>)],
     ) {
         if delivered.is_empty() {
             return;
         }
+        let arrived = outcome == Outcome::Accepted && bytes.first() == Some(&TYPE_DATAGRAM);
         assert!(
-            delivered.len() == 1
-                && outcome == Outcome::Accepted
-                && bytes.first() == Some(&TYPE_DATAGRAM),
-            "{who:?}: {} datagrams delivered for one {outcome:?} datagram of type {:?}",
+            delivered.len() as u64 <= u64::from(arrived) + recovered,
+            "{who:?}: {} datagrams delivered for one {outcome:?} datagram of type {:?} \
+             ({recovered} rebuilt)",
             delivered.len(),
             bytes.first()
         );
-        let (handle, channel) = delivered[0];
         let conv = u32::from_le_bytes(bytes[1..5].try_into().unwrap());
-        let pn = u64::from_le_bytes(bytes[5..13].try_into().unwrap());
-        assert!(
-            self.dgram_delivered.insert((handle, pn)),
-            "{who:?}: datagram with packet number {pn} delivered twice"
-        );
-        let sequenced = self
-            .sealed_flags
-            .get(&(conv, pn))
-            .is_some_and(|f| f & kcpwatch_proto::secure::datagram::FLAG_SEQUENCED != 0);
-        if sequenced {
-            if let Some(&newest) = self.dgram_newest.get(&(handle, channel)) {
+        let pn_in = u64::from_le_bytes(bytes[5..13].try_into().unwrap());
+        if self.foreign_convs.contains(&conv) {
+            // Not every datagram P sealed here is known: only the one that arrived is checked.
+            if arrived {
+                let handle = delivered[0].0;
                 assert!(
-                    pn > newest,
-                    "{who:?}: sequenced datagram {pn} delivered after {newest} on channel {channel}"
+                    self.dgram_delivered.insert((handle, pn_in)),
+                    "{who:?}: datagram with packet number {pn_in} delivered twice"
                 );
             }
-            self.dgram_newest.insert((handle, channel), pn);
+            return;
+        }
+        for (i, (handle, channel, payload)) in delivered.iter().enumerate() {
+            let (handle, channel) = (*handle, *channel);
+            // The flags of what P sealed at `pn` with this channel and payload.
+            let sealed_as = |pn: u64| {
+                self.sealed_dgrams.get(&(conv, pn)).and_then(|bodies| {
+                    bodies
+                        .iter()
+                        .find(|b| b.len() >= 2 && b[1] == channel && b[2..] == payload[..])
+                        .map(|b| b[0])
+                })
+            };
+            let sequenced =
+                |flags: u8| flags & kcpwatch_proto::secure::datagram::FLAG_SEQUENCED != 0;
+            let fits = |pn: u64| {
+                sealed_as(pn).is_some_and(|f| {
+                    !self.dgram_delivered.contains(&(handle, pn))
+                        && (!sequenced(f)
+                            || self
+                                .dgram_newest
+                                .get(&(handle, channel))
+                                .map_or(true, |&n| pn > n))
+                })
+            };
+            let pn = if i == 0 && arrived && (recovered == 0 || fits(pn_in)) {
+                // The datagram that arrived is delivered first.
+                assert!(
+                    sealed_as(pn_in).is_some(),
+                    "{who:?}: datagram {pn_in} delivered with a payload P never sealed"
+                );
+                pn_in
+            } else {
+                // One FEC rebuilt: any number P sealed with that content, not delivered yet.
+                let mut candidates: Vec<u64> = self
+                    .sealed_dgrams
+                    .keys()
+                    .filter(|&&(c, p)| c == conv && fits(p))
+                    .map(|&(_, p)| p)
+                    .collect();
+                candidates.sort_unstable();
+                *candidates.first().unwrap_or_else(|| {
+                    panic!(
+                        "{who:?}: a rebuilt datagram on channel {channel} ({} bytes) was \
+                         delivered that P never sealed, or delivered twice",
+                        payload.len()
+                    )
+                })
+            };
+            assert!(
+                self.dgram_delivered.insert((handle, pn)),
+                "{who:?}: datagram with packet number {pn} delivered twice"
+            );
+            if sealed_as(pn).is_some_and(sequenced) {
+                if let Some(&newest) = self.dgram_newest.get(&(handle, channel)) {
+                    assert!(
+                        pn > newest,
+                        "{who:?}: sequenced datagram {pn} delivered after {newest} on channel {channel}"
+                    );
+                }
+                self.dgram_newest.insert((handle, channel), pn);
+            }
         }
     }
 
     /// Invariants that hold between operations.
     fn check(&mut self, who: Who) {
+        let secure = self.setup.secure;
+        self.check_fec_memory(who);
         let side = self.side(who);
         let ep = &side.ep;
         let stats = ep.stats();
         let config = ep.config();
+        // Secure mode counts a rebuilt datagram that opened as received too.
+        let recovered_as_received = if secure { stats.fec.recovered } else { 0 };
         assert_eq!(
             stats.datagrams_in,
             stats.datagrams_accepted + stats.dropped_total()
                 - stats.fec.rebuilt_refused
+                - recovered_as_received
                 - side.answer_drops
                 + stats.late_after_close
                 + side.answered,
@@ -1440,6 +1950,50 @@ impl Harness {
             if let Some(waiting) = ep.waiting_bytes(handle) {
                 assert!(waiting <= config.session.max_send_queue_bytes);
             }
+        }
+    }
+
+    /// Secure mode: each session's FEC receiver is made once, at the peer's first authentic
+    /// parity, sized by its counts and the agreed MTU, and never grows (docs/fec.md, "Memory"):
+    /// at most `(4 × (data + parity) + data) × MTU` bytes, with at most 64 shards a group.
+    fn check_fec_memory(&mut self, who: Who) {
+        let mtu = self.setup.session.mtu;
+        let side = match who {
+            Who::T => &self.t,
+            Who::P => &self.p,
+        };
+        for &handle in &side.handles {
+            let Some(now) = side.ep.fec_receiver_for_tests(handle) else {
+                continue;
+            };
+            let total = now.data + now.parity;
+            assert!(
+                now.data >= 1
+                    && now.parity >= 1
+                    && total <= kcpwatch_proto::secure::fec::MAX_SHARDS,
+                "{who:?}: FEC receiver with {} + {} shards",
+                now.data,
+                now.parity
+            );
+            assert!(
+                now.mtu <= mtu,
+                "{who:?}: FEC receiver sized for MTU {}",
+                now.mtu
+            );
+            let bound = (4 * total + now.data) * now.mtu;
+            assert!(
+                now.bytes <= bound,
+                "{who:?}: FEC receiver holds {} bytes, bound {bound} ({now:?})",
+                now.bytes
+            );
+            let first = *self
+                .fec_footprints
+                .entry((who == Who::T, handle))
+                .or_insert(now);
+            assert_eq!(
+                now, first,
+                "{who:?}: FEC receiver changed after it was made"
+            );
         }
     }
 
@@ -1556,6 +2110,9 @@ pub const SEED_CONFIGS: &[(&str, u8)] = &[
         "secure-client-wrap32",
         CFG_SECURE | CFG_T_CLIENT | CFG_EPOCH_2_32,
     ),
+    // Secure mode with FEC sent by both sides (the clock starts at 0).
+    ("secure-server-fec", CFG_SECURE | CFG_EPOCH_0),
+    ("secure-client-fec", CFG_SECURE | CFG_T_CLIENT | CFG_EPOCH_0),
 ];
 
 /// A real conversation: messages both ways (small and fragmented), NAT rebinding, a quiet spell
@@ -1650,6 +2207,7 @@ fn label(secure: bool, d: &[u8]) -> String {
         Some(&TYPE_REJECT) => "reject".into(),
         Some(&TYPE_KEEPALIVE) => "keepalive".into(),
         Some(&TYPE_DISCONNECT) => "disconnect".into(),
+        Some(&TYPE_FEC_PARITY) => "fec-parity".into(),
         // Secure DATA is ciphertext: its KCP content has no label.
         Some(&TYPE_DATA) if secure => "data".into(),
         Some(&TYPE_DATA) => match wire::parse_session(d) {
@@ -2032,7 +2590,74 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     ] {
         out.push((name.into(), datagram_input(config)));
     }
+    for (side, config) in [
+        ("secure-server", CFG_SECURE),
+        ("secure-client", CFG_SECURE | CFG_T_CLIENT),
+    ] {
+        out.push((
+            format!("{side}-fec-parity-cases"),
+            fec_input(config | CFG_EPOCH_0),
+        ));
+        out.push((
+            format!("{side}-fec-rebuilt-aead"),
+            fec_chosen_input(config, TYPE_DATAGRAM),
+        ));
+        out.push((
+            format!("{side}-fec-rebuilt-not-a-shard"),
+            fec_chosen_input(config, 0x99),
+        ));
+    }
     out
+}
+
+/// One operation with data, as an input holds it.
+fn op_with_data(op: u8, arg: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = vec![op, arg];
+    out.extend_from_slice(&(data.len() as u16).to_le_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// FORGE's FEC operations (`Harness::fec_op`): a group P really sends (with the `plan` byte
+/// of [`Harness::fec_group`]), or one parity with the given header fields and bytes.
+fn fec_group_op(pn_mode: u8, forged: bool, plan: u8, payload: &[u8]) -> Vec<u8> {
+    let arg = 0x40 | (pn_mode << 2) | if forged { 0x20 } else { 0 };
+    op_with_data(OP_FORGE, arg, &[&[plan][..], payload].concat())
+}
+
+fn fec_chosen_op(pn_mode: u8, forged: bool, fields: [u8; 4], bytes: &[u8]) -> Vec<u8> {
+    let arg = 0xC0 | (pn_mode << 2) | if forged { 0x20 } else { 0 };
+    op_with_data(OP_FORGE, arg, &[&fields[..], bytes].concat())
+}
+
+/// Secure-mode FEC (`docs/protocol.md`, FEC_PARITY), with FEC sent by both sides: a group with
+/// one datagram lost, rebuilt from its two parity (the lost one arriving afterwards is a
+/// replay); one whose single parity comes first and rebuilds the group's first datagram; one
+/// whose parity's bytes are garbled (authentic parity that does not fit: the rebuilt datagram
+/// fails the AEAD); a parity whose index is past its count (malformed); then a forged
+/// (unsealed) parity, alone and after a group.
+pub fn fec_input(config: u8) -> Vec<u8> {
+    [
+        vec![config],
+        fec_group_op(0, false, 0x02 | 0x18 | 0x40, b"lost and rebuilt"),
+        fec_group_op(0, false, 0x01 | 0x08 | 0x20 | 0x40, b"parity first"),
+        fec_group_op(0, false, 0x04 | 0x08 | 0x80, b"garbled parity"),
+        fec_chosen_op(0, false, [5, 3, 2, 2], &[0x33; 40]),
+        fec_chosen_op(0, true, [3, 3, 2, 0], &[0x33; 40]),
+        fec_group_op(0, true, 0x02 | 0x18, b"forged parity"),
+    ]
+    .concat()
+}
+
+/// Authentic parity with header fields and bytes of the input's choosing, naming a group of
+/// one data datagram P never sealed: the datagram rebuilt from it (the parity's bytes, a
+/// shard whose length field fits and whose type byte is `kind`) must be refused: by the AEAD
+/// for a session type, as not a shard a sender writes for any other.
+pub fn fec_chosen_input(config: u8, kind: u8) -> Vec<u8> {
+    let mut shard = vec![0x5c; 40];
+    shard[..2].copy_from_slice(&50u16.to_le_bytes());
+    shard[2] = kind;
+    [vec![config], fec_chosen_op(2, false, [1, 1, 1, 0], &shard)].concat()
 }
 
 /// Unreliable datagrams P seals in the live session (`docs/protocol.md`, DATAGRAM), through

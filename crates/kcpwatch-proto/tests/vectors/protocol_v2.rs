@@ -5,8 +5,8 @@
 use kcpwatch_proto::secure::datagram::DatagramHeader;
 use kcpwatch_proto::secure::keys::{seal_into, Role, SessionKeys};
 use kcpwatch_proto::secure::wire::{
-    self, AcceptPayload, DisconnectBody, RejectReason, TYPE_DATA, TYPE_DATAGRAM, TYPE_DISCONNECT,
-    TYPE_KEEPALIVE,
+    self, AcceptPayload, DisconnectBody, KcpParams, RejectReason, TYPE_DATA, TYPE_DATAGRAM,
+    TYPE_DISCONNECT, TYPE_KEEPALIVE,
 };
 use kcpwatch_proto::secure::{ClientNoise, ServerNoise, StaticKey};
 
@@ -29,11 +29,18 @@ pub fn vectors() -> Vec<(&'static str, String)> {
     out.push(("server static public key", hex(server.public())));
     out.push(("key id", hex(&server.id())));
 
+    // The client's and the server's KCP parameters: the `game` preset's.
+    let params = KcpParams {
+        mtu: 1200,
+        receive_window: 256,
+        max_message_size: 65_536,
+        stream: false,
+    };
     let mut hello = Vec::new();
     let client = ClientNoise::start_with_ephemeral_for_tests(
         server.public(),
         &nonce,
-        1200,
+        params,
         b"ticket",
         &mut hello,
         &client_e,
@@ -48,19 +55,19 @@ pub fn vectors() -> Vec<(&'static str, String)> {
 
     let parsed = wire::parse_hello(&hello).unwrap();
     let mut token = Vec::new();
-    let (responder, mtu) =
+    let (responder, stated) =
         ServerNoise::read_hello_with_ephemeral_for_tests(&server, &parsed, &mut token, &server_e)
             .unwrap();
-    assert_eq!((token.as_slice(), mtu), (&b"ticket"[..], 1200));
+    assert_eq!((token.as_slice(), stated), (&b"ticket"[..], params));
     let mut accept = [0; wire::ACCEPT_LEN];
     let payload = AcceptPayload {
         conv: 0x1122_3344,
         idle_timeout_ms: 30_000,
-        mtu: 1200,
+        params,
     };
     let split = responder.accept(&nonce, payload, &mut accept).unwrap();
     out.push((
-        "ACCEPT (conv 0x11223344, idle timeout 30000 ms, mtu 1200)",
+        "ACCEPT (conv 0x11223344, idle timeout 30000 ms, mtu 1200, window 256, max message 65536, message mode)",
         hex(&accept),
     ));
     let (_, noise) = wire::parse_accept(&accept).unwrap();
