@@ -243,7 +243,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private flowScheduled = false;
   private iterators = 0;
   private waiters: (() => void)[] = [];
-  /** `mtu − 31` in secure mode (the agreed MTU once established), 0 in raw mode. */
+  /** The agreed MTU − 31 in secure mode (− 61 with `fec`; this side's MTU until established), 0 in raw mode. */
   private _maxDatagramSize: number;
   private readonly heldDatagrams: HeldDatagrams;
   private datagramFlowScheduled = false;
@@ -335,8 +335,9 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   }
 
   /**
-   * The largest payload `sendDatagram()` takes: the agreed MTU − 31 in secure mode (final once
-   * `ready()` resolves), 0 in raw mode, which has no datagrams.
+   * The largest payload `sendDatagram()` takes: the agreed MTU − 31 in secure mode, − 61 when
+   * this side sends `fec` parity (final once `ready()` resolves); 0 in raw mode, which has no
+   * datagrams.
    */
   get maxDatagramSize(): number {
     return this._maxDatagramSize;
@@ -403,7 +404,8 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    * once a newer one exists (positions, inputs). `options.channel` (0..255) tags it;
    * `options.sequenced` makes the receiver drop it if a newer datagram of that channel was
    * already delivered. Same buffer rules as `send()` (copied at the call). At most
-   * `mtu − 31` bytes (1169 with the `game` preset): larger throws `KcpMessageTooLargeError`.
+   * `maxDatagramSize` bytes: the agreed MTU − 31 (1169 with the `game` preset), or − 61 when
+   * this side sends `fec` parity; larger throws `KcpMessageTooLargeError`.
    * Returns false, without blocking or queueing, when the datagram queue is full (about 1 MiB
    * waiting to be sealed) or while a secure client is still `connecting`. Throws
    * `KcpClosedError` once closing, and `KcpNotSupportedError` in raw mode: no plain KCP peer
@@ -420,7 +422,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     }
     if (bytes.length > this._maxDatagramSize) {
       this.transport.reportDatagramTooLarge(this.handle, bytes.length);
-      throw new KcpMessageTooLargeError(`datagram of ${bytes.length} bytes exceeds ${this._maxDatagramSize}, the most one datagram carries (the agreed mtu - 31)`);
+      throw new KcpMessageTooLargeError(`datagram of ${bytes.length} bytes exceeds ${this._maxDatagramSize}, the most one datagram carries at the agreed MTU (maxDatagramSize)`);
     }
     if (this._state === 'connecting') return false;
     return this.transport.sendDatagram(this.handle, bytes, flags, channel, MAX_DATAGRAM_QUEUE_BYTES);
