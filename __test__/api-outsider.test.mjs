@@ -3,7 +3,7 @@
 // fail listen(), a silent throwing authenticate, the secure maxMessageSize ceiling, and the
 // server's public surface (connections view, broadcast lists, error wording).
 import test from 'ava';
-import { kcpwatch, next, until } from './helpers/util.mjs';
+import { kcpwatch, next, poll, until } from './helpers/util.mjs';
 
 const quiet = { log: { destination: 'none' } };
 
@@ -33,15 +33,6 @@ function within(promise, ms, what) {
     promise,
     new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms))),
   ]).finally(() => clearTimeout(timer));
-}
-
-/** Resolves once `predicate()` holds, checking every 5 ms; rejects after `ms`. */
-async function poll(predicate, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 test('messages held before any reader go to the reader that takes them; a forgotten iterator takes none', async (t) => {

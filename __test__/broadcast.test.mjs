@@ -1,16 +1,7 @@
 // server.broadcast() against connections whose limits differ: in secure mode each session's
 // message ceiling follows the MTU its handshake agreed, not the server's own.
 import test from 'ava';
-import { kcpwatch } from './helpers/util.mjs';
-
-/** Resolves once `predicate()` holds, checking every 5 ms; rejects after `ms`. */
-async function poll(predicate, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+import { kcpwatch, poll } from './helpers/util.mjs';
 
 test('broadcast skips, and logs, a connection whose agreed MTU makes the message too large for it; the others get it', async (t) => {
   const records = [];

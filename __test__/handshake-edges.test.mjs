@@ -3,22 +3,13 @@
 // ran never becomes a ("ghost") connection on the server; closing a client stops its
 // connections from firing `connect` afterwards (docs/protocol.md, "Handshake confirmation").
 import test from 'ava';
-import { kcpwatch } from './helpers/util.mjs';
+import { kcpwatch, poll } from './helpers/util.mjs';
 
 /** A promise with its resolve function, for answers the test gives at a chosen moment. */
 function deferred() {
   let resolve;
   const promise = new Promise((r) => (resolve = r));
   return { promise, resolve };
-}
-
-/** Resolves once `predicate()` holds, checking every 5 ms; rejects after `ms`. */
-async function poll(predicate, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 /** A secure server whose records are collected; its connection events are counted. */

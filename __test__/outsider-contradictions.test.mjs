@@ -3,16 +3,7 @@
 // that added up to more than arrived; and a server shutdown during `authenticate` reported to a
 // client as "unreachable" because another client had abandoned its handshake just before.
 import test from 'ava';
-import { kcpwatch } from './helpers/util.mjs';
-
-/** Resolves once `predicate()` holds, checking every 5 ms; rejects after `ms`. */
-async function poll(predicate, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+import { kcpwatch, poll } from './helpers/util.mjs';
 
 /** A server whose connections, their messages and its records are collected. */
 async function collectingServer(t, options = {}) {

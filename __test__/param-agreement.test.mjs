@@ -3,16 +3,7 @@
 // stream mode, so conn.maxMessageSize is a message the peer can always receive, and a
 // stream/message mismatch is refused in the handshake with a clear error.
 import test from 'ava';
-import { kcpwatch } from './helpers/util.mjs';
-
-/** Resolves once `predicate()` holds, checking every 5 ms; rejects after `ms`. */
-async function poll(predicate, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+import { kcpwatch, poll } from './helpers/util.mjs';
 
 /** A secure server whose records and connections are collected. */
 async function server(t, options = {}) {

@@ -10,6 +10,18 @@ export async function next(emitter, event, ms = 10_000) {
   return once(emitter, event, { signal: AbortSignal.timeout(ms) });
 }
 
+/**
+ * Resolves once `predicate()` holds, checking every 5 ms; rejects after `ms` naming `what`.
+ * For state no event announces (a counter, a map's size).
+ */
+export async function poll(predicate, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /** Resolves when `predicate()` holds, re-checking on each emitted `event`. */
 export function until(emitter, event, predicate, ms = 10_000) {
   return new Promise((resolve, reject) => {
