@@ -91,8 +91,9 @@ impl FecConfig {
 pub struct FecStats {
     /// FEC is configured (the counters below mean something).
     pub enabled: bool,
-    /// Datagrams rebuilt from parity that the guard accepted and KCP received
-    /// (`FECRecovered`).
+    /// Datagrams rebuilt from parity and used (`FECRecovered`): in raw mode those the guard
+    /// accepted and KCP received; in secure mode those that authenticated (AEAD and replay
+    /// window), which then count once more as accepted or dropped like any datagram.
     pub recovered: u64,
     /// Recoveries that failed or gave a datagram the guard refused, and shards whose type does
     /// not fit their position (the peer's shard counts differ) (`FECErrs`).
