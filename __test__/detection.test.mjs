@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 
 import test from 'ava';
 import { segment } from './helpers/kcpwire.mjs';
-import { EventLog, kcpwatch } from './helpers/util.mjs';
+import { EventLog, kcpwatch, next } from './helpers/util.mjs';
 
 /**
  * A first HELLO (docs/protocol.md, version 2) to server `s`: its key id, nonce `i`, zero cookie
@@ -259,13 +259,43 @@ test('KCPW-007 on loopback: most attempts failing', async (t) => {
   t.deepEqual(alerts.map((a) => [a.rule_id, a.observed, a.threshold]), [['KCPW-007', 75, 50]]);
 });
 
+/** A raw server that does not answer its connections' messages (so a close has nothing to wait for). */
+async function quietServer(t, options) {
+  const log = new EventLog();
+  const s = kcpwatch.createServer({ log: { destination: 'none', sampleBurst: 1000, onEvent: log.push }, ...options });
+  t.teardown(() => s.close());
+  const { port } = await s.listen(0, '127.0.0.1');
+  return { s, port, log };
+}
+
 test('KCPW-008 on loopback: one address opening connection after connection', async (t) => {
-  const { s, port, log } = await server(t, { mode: 'raw', detection: { rules: rule('KCPW-008', 5) } });
+  const { s, port, log } = await quietServer(t, { mode: 'raw', detection: { rules: rule('KCPW-008', 5) } });
   const list = await Promise.all(Array.from({ length: 6 }, () => source('127.0.26.1')));
   t.teardown(() => list.forEach((x) => x.close()));
-  await deliver(s, list.map((x, i) => [x, segment({ conv: 10 + i, payload: Buffer.from('hi') })]), port);
+  // Each connection is closed by the server before the next opens: churn.
+  for (const [i, x] of list.entries()) {
+    const opened = next(s, 'connection');
+    await deliver(s, [[x, segment({ conv: 10 + i, payload: Buffer.from('hi') })]], port);
+    const [conn] = await opened;
+    const closed = next(conn, 'close');
+    conn.close();
+    await closed;
+  }
   const alerts = await alertsOf(s, log, 1);
   t.deepEqual(alerts.map((a) => [a.rule_id, a.group_ip, a.observed]), [['KCPW-008', '127.0.26.1', 5]]);
+});
+
+test('KCPW-008 on loopback: players that stay behind one address are not churn', async (t) => {
+  const { s, port, log } = await quietServer(t, { mode: 'raw', detection: { rules: rule('KCPW-008', 5) } });
+  const list = await Promise.all(Array.from({ length: 12 }, () => source('127.0.26.2')));
+  t.teardown(() => list.forEach((x) => x.close()));
+  await deliver(s, list.map((x, i) => [x, segment({ conv: 10 + i, payload: Buffer.from('hi') })]), port);
+  // All twelve are established and stay; the old rule counted establishments alone.
+  await log.waitForCount((e) => e.name === 'kcp:connection_established', 12);
+  t.is(s.connections.size, 12);
+  await s.close();
+  assertStopped(log);
+  t.deepEqual(log.records.filter((e) => e.name === 'kcp:alert'), []);
 });
 
 test('KCPW-009 on loopback: a source held at its connection cap', async (t) => {

@@ -294,7 +294,7 @@ function envelopeBytes(mode: Mode, fec: boolean): number {
 
 /**
  * The smallest `mtu` a mode takes: KCP inside the envelope still needs its own smallest MTU
- * (50), so secure mode needs 50 + 29 = 79, and raw mode with FEC 50 + 8 = 58.
+ * (50), so secure mode needs 50 + 29 = 79 (109 with FEC), and raw mode with FEC 50 + 8 = 58.
  */
 export function minimumMtu(mode: Mode, fec = false): number {
   return KCP_MIN_MTU + envelopeBytes(mode, fec);
@@ -302,8 +302,10 @@ export function minimumMtu(mode: Mode, fec = false): number {
 
 /**
  * The largest message these knobs can carry in message mode:
- * `min(127, rcvWnd) × (mtu − 24 − (secure ? 29 : 0) − (fec ? 8 : 0))`: a message travels as at
- * most 127 fragments, and no more than the receive window, each at most one segment's payload.
+ * `min(127, rcvWnd) × (mtu − 24 − envelope)`, where the envelope is 29 bytes in secure mode
+ * (59 when this side sends `fec` parity) and 8 in raw mode with `fec` (0 without): a message
+ * travels as at most 127 fragments, and no more than the receive window, each at most one
+ * segment's payload.
  */
 export function messageSizeLimit(kcp: Pick<ResolvedKcpOptions, 'mtu' | 'rcvWnd'>, mode: Mode, fec = false): number {
   const mss = kcp.mtu - KCP_HEADER_BYTES - envelopeBytes(mode, fec);

@@ -12,8 +12,8 @@ use kcpwatch_proto::events::Alert;
 use kcpwatch_proto::secure::wire;
 use kcpwatch_proto::segment::{SegmentHeader, CMD_PUSH};
 use kcpwatch_proto::{
-    ConnectionHandle, Endpoint, EndpointConfig, Mode, Preset, SecurityEvent, SessionConfig,
-    Severity,
+    CloseReason, ConnectionHandle, Endpoint, EndpointConfig, Mode, Preset, SecurityEvent,
+    SessionConfig, Severity,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -239,10 +239,28 @@ fn kcpw_007_error_rate_spike() {
 fn kcpw_008_connection_churn_from_one_source() {
     let mut ep = server(Mode::Raw, |_| {});
     let ip: IpAddr = "192.0.2.50".parse().unwrap();
-    raw_sessions(&mut ep, 35, |i| SocketAddr::new(ip, 2000 + i as u16));
+    // Each connection comes and goes before the next one opens.
+    for i in 0..35u32 {
+        for handle in raw_sessions(&mut ep, 1, |_| SocketAddr::new(ip, 2000 + i as u16)) {
+            ep.close_now(handle, CloseReason::LocalClosed);
+        }
+    }
     let a = alerts(&mut ep);
     assert_eq!(rules(&a), ["KCPW-008"]);
+    // Raised at the 31st: 30 of the connections established in the window had ended.
     assert_eq!((a[0].key, a[0].observed), (Some(ip), 30));
+}
+
+#[test]
+fn kcpw_008_players_that_stay_behind_one_address_are_not_churn() {
+    // 40 players behind one NAT (the handshake burst per address), all still connected: an
+    // outside user saw the old rule (establishments alone) alert at 30 and, with enforcement,
+    // lock out the 31st player.
+    let mut ep = server(Mode::Raw, |_| {});
+    let ip: IpAddr = "192.0.2.51".parse().unwrap();
+    let handles = raw_sessions(&mut ep, 40, |i| SocketAddr::new(ip, 2000 + i as u16));
+    assert_eq!(handles.len(), 40);
+    assert_eq!(rules(&alerts(&mut ep)), Vec::<&str>::new());
 }
 
 #[test]

@@ -500,17 +500,21 @@ impl Detectors {
         }
     }
 
-    /// A connection from `ip` established.
-    pub fn established(&mut self, ip: IpAddr, now_ms: u64) {
+    /// A connection from `ip` established; `live` is how many sessions `ip` has now, this one
+    /// included.
+    pub fn established(&mut self, ip: IpAddr, live: u32, now_ms: u64) {
         if !self.config.enabled {
             return;
         }
         let t = self.config.churn_source;
-        let observed = self
+        let established = self
             .sources
             .entry(ip, now_ms)
             .churn
             .add(now_ms, t.window_ms, 1);
+        // Churn is connections that came and went: players behind one address (a NAT, or one
+        // client endpoint's many connections) stay, and are not churn however many they are.
+        let observed = established.saturating_sub(live);
         self.source_rule(Rule::ChurnSource, ip, now_ms, observed, t);
         self.established
             .add(now_ms, self.config.error_rate_window_ms, 1);

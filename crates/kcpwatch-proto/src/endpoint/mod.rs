@@ -812,7 +812,8 @@ impl Endpoint {
         self.stats.passive_opens += 1;
         self.opened(handle);
         let now_ms = self.unix_ms();
-        self.detectors.established(remote.ip(), now_ms);
+        let live = self.counts.for_ip(remote.ip());
+        self.detectors.established(remote.ip(), live, now_ms);
         self.report_alerts();
         self.events.push_back(EndpointEvent::Accepted { handle });
         Some(handle)

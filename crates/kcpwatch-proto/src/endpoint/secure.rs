@@ -685,7 +685,8 @@ impl Endpoint {
         let remote = session.remote;
         self.stats.passive_opens += 1;
         let now_ms = self.unix_ms();
-        self.detectors.established(remote.ip(), now_ms);
+        let live = self.counts.for_ip(remote.ip());
+        self.detectors.established(remote.ip(), live, now_ms);
         self.report_alerts();
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
             self.state_change(
