@@ -362,6 +362,16 @@ fn drop_everything(sock: socket2::SockRef<'_>) {
     sock.attach_filter(&[drop_all]).expect("attach filter");
 }
 
+/// The network cells run one at a time. A killed receiver's port is free during its outage,
+/// and the kernel may hand it to another cell's new receiver, which that cell's sink then
+/// shares with the first cell's reconnecting sink; and every cell's waits share two cores. A
+/// cell that panics poisons the lock; the next one takes it anyway.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Records received, by `seq` (TCP may deliver one twice after a reconnect).
 type Seqs = Arc<Mutex<HashSet<u64>>>;
 
@@ -775,6 +785,7 @@ fn udp_output(addr: SocketAddr) -> (LogOutput, String) {
 /// unreachable". The sender counts every datagram refused so, and what is then refused at once.
 #[test]
 fn udp_receiver_killed() {
+    let _serial = serial();
     let seqs = Seqs::default();
     let rx = UdpRx::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&seqs), None);
     let (output, name) = udp_output(rx.addr());
@@ -801,6 +812,7 @@ fn udp_receiver_killed() {
 /// Killed, then restarted on the same port: records flow again, and the total adds up.
 #[test]
 fn udp_receiver_killed_then_restarted() {
+    let _serial = serial();
     let seqs = Seqs::default();
     let rx = UdpRx::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&seqs), None);
     let addr = rx.addr();
@@ -866,11 +878,13 @@ fn udp_stalled(cell: &str, rcvbuf: Option<usize>) {
 
 #[test]
 fn udp_receiver_stalled() {
+    let _serial = serial();
     udp_stalled("syslog UDP, stalled", None);
 }
 
 #[test]
 fn udp_receiver_full() {
+    let _serial = serial();
     udp_stalled("syslog UDP, full (4 KiB receive buffer)", Some(4096));
 }
 
@@ -1098,21 +1112,25 @@ fn stream_stalled(s: Stream, what: &str) {
 
 #[test]
 fn tcp_receiver_killed() {
+    let _serial = serial();
     stream_killed(tcp());
 }
 
 #[test]
 fn tcp_receiver_killed_then_restarted() {
+    let _serial = serial();
     stream_restarted(tcp());
 }
 
 #[test]
 fn tcp_receiver_stalled() {
+    let _serial = serial();
     stream_stalled(tcp(), "stalled");
 }
 
 #[test]
 fn tcp_receiver_full() {
+    let _serial = serial();
     let mut s = tcp();
     s.rcvbuf = Some(4096);
     stream_stalled(s, "full (4 KiB receive buffer)");
@@ -1120,21 +1138,25 @@ fn tcp_receiver_full() {
 
 #[test]
 fn tls_receiver_killed() {
+    let _serial = serial();
     stream_killed(tls());
 }
 
 #[test]
 fn tls_receiver_killed_then_restarted() {
+    let _serial = serial();
     stream_restarted(tls());
 }
 
 #[test]
 fn tls_receiver_stalled() {
+    let _serial = serial();
     stream_stalled(tls(), "stalled");
 }
 
 #[test]
 fn tls_receiver_full() {
+    let _serial = serial();
     let mut s = tls();
     s.rcvbuf = Some(4096);
     stream_stalled(s, "full (4 KiB receive buffer)");
