@@ -33,23 +33,7 @@ fn an_echo_over_10_percent_loss_is_whole_and_uses_parity() {
     pair.record = true;
     let mut rng = StdRng::seed_from_u64(21);
     let sent: Vec<Vec<u8>> = (0..1000).map(|i| message(&mut rng, i, 8192)).collect();
-    for m in &sent {
-        let now = pair.clock();
-        pair.client.send(now, pair.client_conn, m).unwrap();
-    }
-    let mut echoed = Vec::new();
-    assert!(pair.run_until(300_000, |p| {
-        let mut at_server = Vec::new();
-        p.server_recv_all(&mut at_server);
-        if let Some(conn) = p.server_conn {
-            for m in at_server {
-                let now = p.clock();
-                p.server.send(now, conn, &m).unwrap();
-            }
-        }
-        p.client_recv_all(&mut echoed);
-        echoed.len() == sent.len()
-    }));
+    let echoed = pair.echo(&sent);
     assert_eq!(echoed, sent);
     let (server, client) = (pair.server.stats().fec, pair.client.stats().fec);
     assert!(server.recovered > 0, "server {server:?}");

@@ -44,23 +44,7 @@ fn pair(seed: u64, link: Link, server_fec: bool, client_fec: bool) -> Pair {
 fn echo(p: &mut Pair, seed: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let sent: Vec<Vec<u8>> = (0..1000).map(|i| message(&mut rng, i, 8192)).collect();
-    for m in &sent {
-        let now = p.clock();
-        p.client.send(now, p.client_conn, m).unwrap();
-    }
-    let mut echoed = Vec::new();
-    assert!(p.run_until(300_000, |p| {
-        let mut at_server = Vec::new();
-        p.server_recv_all(&mut at_server);
-        if let Some(conn) = p.server_conn {
-            for m in at_server {
-                let now = p.clock();
-                p.server.send(now, conn, &m).unwrap();
-            }
-        }
-        p.client_recv_all(&mut echoed);
-        echoed.len() >= sent.len()
-    }));
+    let echoed = p.echo(&sent);
     (sent, echoed)
 }
 

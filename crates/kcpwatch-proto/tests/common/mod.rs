@@ -380,6 +380,29 @@ impl Pair {
         true
     }
 
+    /// Sends `sent` from the client, has the server echo every message it reads, and returns
+    /// what came back once as many arrived (within 300 s of virtual time).
+    pub fn echo(&mut self, sent: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        for m in sent {
+            let now = self.clock();
+            self.client.send(now, self.client_conn, m).unwrap();
+        }
+        let mut echoed = Vec::new();
+        assert!(self.run_until(300_000, |p| {
+            let mut at_server = Vec::new();
+            p.server_recv_all(&mut at_server);
+            if let Some(conn) = p.server_conn {
+                for m in at_server {
+                    let now = p.clock();
+                    p.server.send(now, conn, &m).unwrap();
+                }
+            }
+            p.client_recv_all(&mut echoed);
+            echoed.len() >= sent.len()
+        }));
+        echoed
+    }
+
     /// Runs until `until` says stop or virtual time passes `limit_ms`.
     pub fn run_until(&mut self, limit_ms: u64, mut until: impl FnMut(&mut Self) -> bool) -> bool {
         let deadline = self.now + limit_ms;
