@@ -10,8 +10,8 @@ import { isIP, type AddressInfo as NetAddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import type { CloseInfo } from './records';
 import { runDemo } from './demo';
+import { describeClose } from './describe-close';
 import { KcpAddressInUseError, KcpError, KcpInvalidOptionError } from './errors';
 import { logFormats, severities, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
 import { KCP_MIN_MTU, messageSizeLimit, minimumMtu, presets, type PresetName } from './options';
@@ -210,19 +210,6 @@ function bench(args: string[]): number {
     return 1;
   }
   return spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' }).status ?? 1;
-}
-
-export function describeClose(info: CloseInfo): string {
-  return (
-    `reason=${info.reason} initiator=${info.initiator} duration_ms=${info.durationMs} ` +
-    `datagrams_in=${info.datagramsIn} bytes_in=${info.bytesIn} datagrams_out=${info.datagramsOut} ` +
-    `bytes_out=${info.bytesOut} messages_in=${info.messagesIn} messages_out=${info.messagesOut} ` +
-    `retransmitted=${info.retransmittedSegments} guard_drops=${info.guardDrops} srtt_ms=${info.srttMs} rto_ms=${info.rtoMs}` +
-    (info.peerReason !== undefined ? ` peer_reason=${info.peerReason}` : '') +
-    (info.code !== undefined ? ` code=${info.code}` : '') +
-    // The peer's application wrote the text: quoted, so it cannot pose as another field or line.
-    (info.description !== undefined ? ` text=${JSON.stringify(info.description)}` : '')
-  );
 }
 
 function privacyFromCli(mode: string, keyId: string): IpPrivacy {

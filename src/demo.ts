@@ -12,7 +12,7 @@ import { once } from 'node:events';
 
 import { connect } from './client';
 import type { Connection } from './connection';
-import { describeClose } from './cli';
+import { describeClose } from './describe-close';
 import { createRelay } from './relay';
 import { keyIdOf } from './keys';
 import { createServer } from './server';

@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 
 import { KcpInvalidOptionError } from './errors';
 import { checkKeys, describe, keysOf } from './options';
-import { native } from './native';
+import { native, type NativeDetectionOptions } from './native';
 
 /** The rules' stable ids. */
 export type DetectionRuleId =
@@ -83,18 +83,6 @@ const detectionKeys = keysOf<DetectionOptions>({
   enforce: true,
   allowList: true,
 });
-
-export interface NativeDetectionOptions {
-  enabled: boolean;
-  tableCapacity: number;
-  updateInterval: number;
-  thresholds: { rule: string; threshold: number; window: number }[];
-  spikeFactor: number;
-  errorRateMinAttempts: number;
-  refuseMs: number;
-  enforceRules: string[];
-  allowList: string[];
-}
 
 /** Checks the options and fills in the defaults; `false` turns the detectors off. */
 export function resolveDetection(options: DetectionOptions | false | undefined): NativeDetectionOptions {

@@ -1,6 +1,5 @@
 import type { NativeLogOptions } from './log';
 import { loadNative } from './native-loader';
-import type { NativeDetectionOptions } from './detection';
 import type { Mode, ResolvedKcpOptions, ResolvedLimits } from './options';
 
 /**
@@ -318,3 +317,16 @@ interface NativeModule {
 }
 
 export const native: NativeModule = loadNative() as NativeModule;
+
+/** The detectors' options as the addon takes them (`resolveDetection` makes them). */
+export interface NativeDetectionOptions {
+  enabled: boolean;
+  tableCapacity: number;
+  updateInterval: number;
+  thresholds: { rule: string; threshold: number; window: number }[];
+  spikeFactor: number;
+  errorRateMinAttempts: number;
+  refuseMs: number;
+  enforceRules: string[];
+  allowList: string[];
+}

@@ -21,11 +21,12 @@ use kcpwatch_proto::{
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, debug_span, warn};
 
+use crate::config::RuntimeConfig;
 use crate::delivery::{DeliveryQueue, RecordWriter};
 use crate::error::RuntimeError;
 use crate::events::log_thread::unix_micros;
 use crate::events::EventRing;
-use crate::runtime::{ConnectedInfo, RuntimeConfig, RuntimeStats};
+use crate::stats::RuntimeStats;
 use crate::udp::{SendFailure, UdpIo};
 
 const SOCKET: Token = Token(0);
@@ -1035,4 +1036,19 @@ impl IoThread {
             endpoint.waiting_bytes(handle).unwrap_or(0) > 0
         });
     }
+}
+
+/// What `connect` returns.
+#[derive(Debug, Clone)]
+pub struct ConnectedInfo {
+    /// The connection handle.
+    pub handle: u32,
+    /// The connection id.
+    pub uid: String,
+    /// Our address.
+    pub local: SocketAddr,
+    /// The peer.
+    pub remote: SocketAddr,
+    /// The conv.
+    pub conv: u32,
 }

@@ -3,6 +3,7 @@
 //! batches of connection events and messages; nothing on the packet path calls into JavaScript.
 #![warn(missing_docs)]
 
+mod config;
 pub mod datagram_batch;
 pub mod delivery;
 pub mod errno;
@@ -11,6 +12,7 @@ pub mod events;
 mod io_thread;
 pub mod runtime;
 pub mod socket;
+mod stats;
 mod udp;
 
 pub use delivery::{DeliveryQueue, RecordKind};

@@ -7,98 +7,24 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
-use kcpwatch_proto::{EndpointConfig, EndpointStats, SessionConfig};
+use kcpwatch_proto::SessionConfig;
 
 use kcpwatch_proto::events::{CappedText, ErrorEvent, ErrorType};
 use kcpwatch_proto::uid::UidGenerator;
 use kcpwatch_proto::SecurityEvent;
 
+pub use crate::config::RuntimeConfig;
 use crate::delivery::DeliveryQueue;
 use crate::error::RuntimeError;
 use crate::events::log_thread::{unix_micros, write_one};
-use crate::events::{EventRing, LogConfig, LogThread, Outbox};
+use crate::events::{EventRing, LogThread, Outbox};
+pub use crate::io_thread::ConnectedInfo;
 use crate::io_thread::{Command, EventsLink, IoThread, Shared};
-use crate::socket::{self, SocketOptions};
+use crate::socket;
+pub use crate::stats::RuntimeStats;
 
 /// Called on a background thread when something is ready for JavaScript.
 pub type Notify = Box<dyn Fn() + Send + Sync>;
-
-/// Everything needed to start one endpoint.
-#[derive(Debug, Clone)]
-pub struct RuntimeConfig {
-    /// Address to bind; port 0 picks a free one.
-    pub bind: SocketAddr,
-    /// Socket options.
-    pub socket: SocketOptions,
-    /// Endpoint limits and session knobs.
-    pub endpoint: EndpointConfig,
-    /// Largest datagram received whole; longer ones are dropped and counted.
-    pub max_datagram: usize,
-    /// Bytes of undelivered records after which the I/O thread stops pulling messages out of
-    /// the engines until JavaScript drains.
-    pub delivery_limit: usize,
-    /// Thread name, for debuggers and `top -H`.
-    pub thread_name: String,
-    /// Security event logging; `None` produces no events at all.
-    pub log: Option<LogConfig>,
-}
-
-impl RuntimeConfig {
-    /// A configuration with defaults for `bind`.
-    pub fn new(bind: SocketAddr, endpoint: EndpointConfig) -> Self {
-        let max_datagram = endpoint.session.mtu.max(1500) + 64;
-        Self {
-            bind,
-            socket: SocketOptions::default(),
-            endpoint,
-            max_datagram,
-            delivery_limit: 64 << 20,
-            thread_name: "kcpwatch-io".into(),
-            log: None,
-        }
-    }
-}
-
-/// Counters of one runtime.
-#[derive(Debug, Clone, Default)]
-pub struct RuntimeStats {
-    /// The endpoint's counters.
-    pub endpoint: EndpointStats,
-    /// Per-session counters summed over every session so far (closed and live), with the
-    /// smoothed-RTT histogram.
-    pub sessions: kcpwatch_proto::metrics::SessionTotals,
-    /// Live connections.
-    pub connections: usize,
-    /// Secure mode: handshakes waiting for the application's authentication answer.
-    pub pending_auth: usize,
-    /// Datagrams the socket sent.
-    pub datagrams_out: u64,
-    /// Bytes the socket sent.
-    pub bytes_out: u64,
-    /// Datagrams the OS refused to send (counted, then dropped; KCP retransmits data).
-    pub send_errors: u64,
-    /// Receive calls that failed (not counting ICMP errors, see `icmp_errors`).
-    pub recv_errors: u64,
-    /// ICMP errors the OS reported for datagrams sent earlier (port or host unreachable, ...).
-    /// Linux only.
-    pub icmp_errors: u64,
-    /// Datagrams longer than the receive buffer, dropped.
-    pub truncated: u64,
-    /// Messages JavaScript sent to connections that had already closed.
-    pub sends_to_closed: u64,
-    /// Times delivery paused because JavaScript had not drained.
-    pub delivery_pauses: u64,
-    /// Security records produced (offered to the ring).
-    pub events_produced: u64,
-    /// Security records lost before the log thread (ring full, or the endpoint's queue).
-    pub events_lost: u64,
-    /// Security records JavaScript did not take in time.
-    pub events_lost_js: u64,
-    /// Security records the log outputs lost (a write that failed, a network output that could
-    /// not deliver), loss reports included; each is reported by a `kcp:log_loss` naming the
-    /// output.
-    pub events_lost_output: u64,
-}
 
 /// A running endpoint: one socket, one I/O thread.
 pub struct Runtime {
@@ -472,21 +398,6 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// What `connect` returns.
-#[derive(Debug, Clone)]
-pub struct ConnectedInfo {
-    /// The connection handle.
-    pub handle: u32,
-    /// The connection id.
-    pub uid: String,
-    /// Our address.
-    pub local: SocketAddr,
-    /// The peer.
-    pub remote: SocketAddr,
-    /// The conv.
-    pub conv: u32,
 }
 
 /// An id for this listener's run, written as `observer_instance`: time-sortable and unique
