@@ -34,6 +34,7 @@ import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo, ConnectionLimits } from './records';
 import { endpointOptions, resolveHost, resolveHostOption, type AddressInfo, type ServerStats } from './server';
 import { Transport } from './transport';
+import type { NativeEndpointOptions } from './native';
 
 /**
  * The options of {@link createClient}: the server, the mode, and what every connection shares.
@@ -225,16 +226,17 @@ export class Client extends EventEmitter<ClientEvents> {
     this.remotePort = port;
     const log = resolveLogOptions(options.log ?? false, { destination: 'none' });
     this.onEvent = eventCallback(options.log);
-    const native = (address: string) =>
-      endpointOptions(
-        isIP(address) === 6 ? '::' : '0.0.0.0',
-        0,
-        this.kcp,
-        { maxConnections: options.maxConnections, mode: this.mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive, fec: options.fec, serverKey: requireServerKey(options.serverKey, this.mode) },
-        log && { ...log, deliverToJs: this.onEvent !== undefined },
-      );
-    // Every option is checked now, whether or not the host is a name.
-    this.maxConnections = native('0.0.0.0').maxConnections;
+    // Every option is checked and resolved now, once, whether or not the host is a name; the
+    // bind address follows the family the host resolves to.
+    const endpoint = endpointOptions(
+      '0.0.0.0',
+      0,
+      this.kcp,
+      { maxConnections: options.maxConnections, mode: this.mode, handshakeTimeout: options.handshakeTimeout, keepalive: options.keepalive, fec: options.fec, serverKey: requireServerKey(options.serverKey, this.mode) },
+      log && { ...log, deliverToJs: this.onEvent !== undefined },
+    );
+    const native = (address: string): NativeEndpointOptions => ({ ...endpoint, host: isIP(address) === 6 ? '::' : '0.0.0.0' });
+    this.maxConnections = endpoint.maxConnections;
     // Idle: the process may exit. The first connection takes the reference again.
     this.refd = false;
     if (isIP(host)) {

@@ -553,6 +553,8 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   private _address: AddressInfo | null = null;
   private closing: Promise<void> | undefined;
   private readonly log: NativeLogOptions | undefined;
+  /** Every endpoint option, checked and resolved by the constructor (address and log aside). */
+  private readonly endpoint: NativeEndpointOptions;
   private readonly logFiles: LogFileOption[];
   private readonly onEvent: ((event: KcpEvent) => void) | undefined;
 
@@ -563,21 +565,13 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     checkKeys(options, serverOptionKeys, 'createServer()');
     this.options = { ...options };
     this.mode = resolveMode(options.mode);
-    if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
-      throw new KcpInvalidOptionError('authenticate must be a function');
-    }
-    checkSecureOnly(options, this.mode);
-    resolveLimits(options.limits);
-    resolveDetection(options.detection);
-    resolveTimeout(options.authTimeout, 'authTimeout', 5000);
-    resolveTimeout(options.handshakeTimeout, 'handshakeTimeout', 10000);
-    if (options.keepalive !== undefined) resolveTimeout(options.keepalive, 'keepalive', 0);
     this.kcp = resolveKcpOptions(options);
     checkMessageSize(this.kcp, this.mode);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark, this.kcp.maxSendQueueBytes);
     this.maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
-    // Every option is checked here, not first at listen().
-    endpointOptions('0.0.0.0', 0, this.kcp, this.options, undefined);
+    // Every option is checked and resolved here, once, not first at listen(); listen() adds
+    // only the address and the log's delivery.
+    this.endpoint = endpointOptions('0.0.0.0', 0, this.kcp, this.options, undefined);
     if (options.port !== undefined) resolvePort(options.port);
     if (options.host !== undefined) resolveHostOption(options.host);
     this.log = resolveLogOptions(options.log, { destination: 'stdout' });
@@ -660,7 +654,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     }
     if (this.closing) throw new KcpClosedError('server was closed while listen() resolved its host');
     const log = this.log && { ...this.log, deliverToJs: this.wantsEvents() };
-    const native = endpointOptions(address, port, this.kcp, this.options, log);
+    const native: NativeEndpointOptions = { ...this.endpoint, host: address, port, log };
     try {
       openLogFiles(this.logFiles);
       this.transport = Transport.listen(this, native);
