@@ -1,0 +1,232 @@
+//! How sessions end: an application close, a shutdown, or an immediate close with a reason.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::{secure, ConnectionHandle, Endpoint, EndpointEvent, GENERATION_MASK};
+use crate::clock::Millis;
+use crate::events::{
+    CappedText, ConnectionClosed, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType,
+    SecurityEvent,
+};
+use crate::lifecycle::{CloseReason, ConnectionState};
+use crate::session::{ConnectionSummary, Session};
+
+impl Endpoint {
+    /// Closes a connection gracefully: queued data keeps flowing for up to the linger time,
+    /// then the connection closes with `local_closed`.
+    pub fn close(&mut self, now: Millis, handle: ConnectionHandle) {
+        self.close_as(now, handle, None, CloseReason::LocalClosed);
+    }
+
+    /// [`Endpoint::close`] with the application's close code and text: a secure session's
+    /// DISCONNECT carries them to the peer, and both sides' close records show them. Raw KCP
+    /// has no way to carry them; they are only recorded locally.
+    pub fn close_with(&mut self, now: Millis, handle: ConnectionHandle, close: crate::AppClose) {
+        if self.slot(handle).is_some() {
+            if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+                session.set_app_close(close);
+            }
+        }
+        self.close_as(now, handle, None, CloseReason::LocalClosed);
+    }
+
+    /// Ends every connection gracefully with `shutdown`: queued data keeps flowing for up to
+    /// `linger_ms` (each connection's own linger when `None`), then each closes; no new
+    /// connection is accepted from now on. Handshakes in progress and pending authentications
+    /// end at once. [`Endpoint::shutdown`] still ends whatever is left.
+    pub fn shutdown_gracefully(&mut self, now: Millis, linger_ms: Option<u32>) {
+        self.clock.advance(now);
+        self.config.accept_inbound = false;
+        let handles: Vec<ConnectionHandle> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.session.is_some())
+            .map(|(index, slot)| ConnectionHandle::new(index as u32, slot.generation))
+            .collect();
+        for handle in handles {
+            self.close_as(now, handle, linger_ms, CloseReason::Shutdown);
+        }
+        self.refuse_pending_auth_for_shutdown();
+    }
+
+    pub(super) fn close_as(
+        &mut self,
+        now: Millis,
+        handle: ConnectionHandle,
+        linger_ms: Option<u32>,
+        reason: CloseReason,
+    ) {
+        self.clock.advance(now);
+        // A handshake in progress has nothing to flush: it ends now.
+        if self
+            .session(handle)
+            .is_some_and(|s| s.state == ConnectionState::Handshaking)
+        {
+            self.close_now(handle, reason);
+            return;
+        }
+        let was_established = self
+            .session(handle)
+            .is_some_and(|s| s.state == ConnectionState::Established);
+        let reason = self.with_session(handle, |s| {
+            let linger = linger_ms.unwrap_or(s.config.linger_ms);
+            s.begin_close_as(now, linger, reason);
+            s.liveness(now)
+        });
+        if was_established && reason.is_some() {
+            if let Some(conn) = self.session(handle).map(Session::conn_ref) {
+                self.emit(SecurityEvent::ConnectionStateUpdated(
+                    ConnectionStateUpdated {
+                        conn,
+                        old: ConnectionState::Established,
+                        new: ConnectionState::Closing,
+                    },
+                ));
+            }
+        }
+        match reason {
+            Some(Some(reason)) => self.close_now(handle, reason),
+            Some(None) => self.reschedule(handle, now),
+            None => {}
+        }
+    }
+
+    /// Ends every connection with `shutdown`.
+    pub fn shutdown(&mut self, now: Millis) {
+        self.clock.advance(now);
+        let handles: Vec<ConnectionHandle> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.session.is_some())
+            .map(|(index, slot)| ConnectionHandle::new(index as u32, slot.generation))
+            .collect();
+        for handle in handles {
+            self.close_now(handle, CloseReason::Shutdown);
+        }
+        self.refuse_pending_auth_for_shutdown();
+    }
+
+    /// Takes a session out of its slot and every index; the handle is stale afterwards.
+    pub(super) fn remove_session(&mut self, handle: ConnectionHandle) -> Option<Session> {
+        let slot = self.slots.get_mut(handle.index() as usize)?;
+        if slot.generation & GENERATION_MASK != handle.generation() {
+            return None;
+        }
+        let session = slot.session.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.deadline = None;
+        self.free.push(handle.index());
+        if self.by_key.get(&(session.remote, session.conv)) == Some(&handle) {
+            self.by_key.remove(&(session.remote, session.conv));
+        }
+        if let Some(fec) = self.fec.as_mut() {
+            fec.forget(session.remote);
+        }
+        if let Some(secure) = session.secure.as_ref() {
+            if self.by_conv.get(&session.conv) == Some(&handle) {
+                self.by_conv.remove(&session.conv);
+                secure::remember_closed(
+                    &mut self.recently_closed,
+                    session.conv,
+                    self.clock.extended(),
+                );
+            }
+            if self.by_nonce.get(&secure.nonce) == Some(&handle) {
+                self.by_nonce.remove(&secure.nonce);
+            }
+        }
+        if session.direction == Direction::Inbound {
+            self.counts.remove(session.remote.ip());
+        }
+        self.live -= 1;
+        Some(session)
+    }
+
+    /// Ends a connection at once.
+    pub fn close_now(&mut self, handle: ConnectionHandle, reason: CloseReason) {
+        if self.session(handle).is_some_and(Session::unconfirmed) {
+            // Never announced: it ends as a failed attempt, not as a connection.
+            self.abandon_unconfirmed(handle, reason);
+            return;
+        }
+        let Some(mut session) = self.remove_session(handle) else {
+            return;
+        };
+        if reason == CloseReason::ProtocolViolation
+            && session.secure.is_none()
+            && session.direction == Direction::Inbound
+        {
+            let until = self.clock.extended() + u64::from(session.config.idle_timeout_ms);
+            self.raw_closed
+                .insert((session.remote, session.conv), until);
+        }
+        if reason == CloseReason::DeadLink {
+            let now_ms = self.unix_ms();
+            self.detectors.dead_link(now_ms);
+            self.report_alerts();
+        }
+        // Before the summary, so that its message counters include them. A panicked engine
+        // is not read again.
+        let unread = if reason == CloseReason::InternalError {
+            Vec::new()
+        } else {
+            catch_unwind(AssertUnwindSafe(|| session.take_unread())).unwrap_or_default()
+        };
+        if reason != CloseReason::PeerClosed {
+            // The engine may be what panicked; the DISCONNECT only touches the sink.
+            let _ = catch_unwind(AssertUnwindSafe(|| session.send_disconnect(reason)));
+        }
+        self.stats.closed += 1;
+        // A panicking engine may have left its state inconsistent; the summary only reads
+        // plain counters, but guard it all the same.
+        let now_extended = self.clock.extended();
+        let old_state = session.state;
+        session.state = ConnectionState::Closed;
+        let conn = session.conn_ref();
+        self.slots[handle.index() as usize].last_conn = Some(conn);
+        let params = session.config;
+        let summary = catch_unwind(AssertUnwindSafe(|| session.summary(now_extended)));
+        if reason == CloseReason::InternalError {
+            self.emit(SecurityEvent::Error(ErrorEvent {
+                conn: Some(conn),
+                peer: None,
+                local: None,
+                error_type: ErrorType::Library,
+                code: "KCP_ENGINE_PANIC",
+                message: CappedText::format("the KCP engine panicked; the session was discarded"),
+                suppressed: 0,
+            }));
+        }
+        self.emit(SecurityEvent::ConnectionStateUpdated(
+            ConnectionStateUpdated {
+                conn,
+                old: old_state,
+                new: ConnectionState::Closed,
+            },
+        ));
+        // A panicking engine may have left counters unreadable; the close is recorded all the
+        // same, with what could be read.
+        let summary = summary.unwrap_or_else(|_| ConnectionSummary::empty(conn));
+        self.totals.add(&summary);
+        let (peer_reason, app_close) = (session.peer_reason(), session.app_close());
+        self.emit(SecurityEvent::ConnectionClosed(ConnectionClosed {
+            conn,
+            reason,
+            initiator: reason.initiator(),
+            peer_reason,
+            app_close,
+            summary,
+            params,
+        }));
+        self.events.push_back(EndpointEvent::Closed {
+            handle,
+            reason,
+            peer_reason,
+            app_close: Box::new(app_close),
+            summary: Box::new(summary),
+            unread,
+        });
+    }
+}

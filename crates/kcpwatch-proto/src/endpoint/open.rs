@@ -1,0 +1,291 @@
+//! How sessions begin: a raw peer's first datagram, or `connect`, within the limits.
+
+use std::net::SocketAddr;
+
+use super::{
+    mode_mismatch, ConnectError, ConnectionHandle, Endpoint, EndpointEvent, Slot, MAX_SLOTS,
+    RECENTLY_CLOSED,
+};
+use crate::clock::Millis;
+use crate::config::{EndpointConfig, SessionConfig};
+use crate::events::{
+    ConnectionAttempted, ConnectionEstablished, ConnectionStateUpdated, Direction, FailReason,
+    SecurityEvent,
+};
+use crate::guard::{self, GuardContext};
+use crate::lifecycle::{ConnectionState, DropTrigger};
+use crate::session::Session;
+use crate::uid::Uid;
+
+impl Endpoint {
+    /// Validates the first datagram of an unknown (address, conv) and opens a session for it.
+    pub(super) fn open_inbound(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: u32,
+        datagram: &[u8],
+    ) -> Option<ConnectionHandle> {
+        if !self.config.accept_inbound {
+            self.drop_trigger(
+                remote,
+                local,
+                Some(conv),
+                None,
+                DropTrigger::UnknownConnection,
+                "no_session",
+                datagram.len(),
+            );
+            return None;
+        }
+        if self
+            .raw_closed
+            .blocks(&(remote, conv), self.clock.extended())
+        {
+            self.drop_trigger(
+                remote,
+                local,
+                Some(conv),
+                None,
+                DropTrigger::UnknownConnection,
+                RECENTLY_CLOSED,
+                datagram.len(),
+            );
+            return None;
+        }
+        // ACKs and window probes cannot start a conversation: they answer one. Nor can a PUSH
+        // that acknowledges our data (una > 0) when we have sent none. A client of a
+        // restarted server sends exactly these; they are not handshakes (see `stale_rule`).
+        if let Some(first) = crate::segment::SegmentHeader::parse(datagram) {
+            if first.una != 0
+                || matches!(
+                    first.cmd,
+                    crate::segment::CMD_ACK | crate::segment::CMD_WASK | crate::segment::CMD_WINS
+                )
+            {
+                if mode_mismatch::secure_hello(datagram) {
+                    self.mode_mismatch(remote, local, Some(conv), datagram.len());
+                    return None;
+                }
+                let rule = self.stale_rule();
+                self.drop_trigger(
+                    remote,
+                    local,
+                    Some(conv),
+                    None,
+                    DropTrigger::UnknownConnection,
+                    rule,
+                    datagram.len(),
+                );
+                return None;
+            }
+        }
+
+        let now_ms = self.unix_ms();
+        self.detectors.handshake(remote.ip(), now_ms);
+        self.report_alerts();
+        if self.refused_by_detector(remote, local, conv) {
+            return None;
+        }
+        // Validate against the state a fresh session would have before allocating anything.
+        let session = &self.config.session;
+        let no_flight = |_| None;
+        let ctx = GuardContext {
+            conv,
+            mss: session.receive_mss(),
+            max_fragments: session.max_fragments(),
+            rcv_nxt: 0,
+            rcv_wnd: session.receive_window,
+            max_ahead: guard::ENGINE_MIN_WINDOW.max(u32::from(session.receive_window)),
+            snd_una: 0,
+            snd_nxt: 0,
+            now,
+            session_start: now,
+            in_flight: &no_flight,
+        };
+        if let Err(violation) = guard::validate(&ctx, datagram) {
+            if mode_mismatch::secure_hello(datagram) {
+                self.mode_mismatch(remote, local, Some(conv), datagram.len());
+                return None;
+            }
+            self.failed_attempt(
+                remote,
+                local,
+                conv,
+                FailReason::Malformed,
+                violation.trigger(),
+                violation.rule(),
+            );
+            return None;
+        }
+        if let Err(hit) = self
+            .rate
+            .admit(&self.config.limits, remote.ip(), self.clock.extended())
+        {
+            self.failed_attempt(
+                remote,
+                local,
+                conv,
+                FailReason::RateLimited,
+                DropTrigger::RateLimited,
+                hit.rule(),
+            );
+            return None;
+        }
+        if let Err(rule) = self.admits(remote) {
+            self.failed_attempt(
+                remote,
+                local,
+                conv,
+                FailReason::Capacity,
+                DropTrigger::OverLimit,
+                rule,
+            );
+            return None;
+        }
+        let config = self.config.session;
+        let handle =
+            self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
+        self.stats.passive_opens += 1;
+        self.opened(handle);
+        let now_ms = self.unix_ms();
+        let live = self.counts.for_ip(remote.ip());
+        self.detectors.established(remote.ip(), live, now_ms);
+        self.report_alerts();
+        self.events.push_back(EndpointEvent::Accepted { handle });
+        Some(handle)
+    }
+
+    /// Whether a new inbound session from `remote` fits every connection limit; the rule
+    /// that refuses it otherwise.
+    pub(super) fn admits(&self, remote: SocketAddr) -> Result<(), &'static str> {
+        if self.live + self.pending_auth.len() >= self.config.max_connections
+            || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
+        {
+            return Err("max_connections");
+        }
+        self.counts
+            .admits(&self.config.limits, remote.ip())
+            .map_err(|hit| hit.rule())
+    }
+
+    /// Records the opening of a connection: attempted, then established (raw mode has no
+    /// handshake in between).
+    pub(super) fn opened(&mut self, handle: ConnectionHandle) {
+        if !self.events_on() {
+            return;
+        }
+        let Some(conn) = self.session(handle).map(Session::conn_ref) else {
+            return;
+        };
+        self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+            conn,
+        }));
+        self.emit(SecurityEvent::ConnectionStateUpdated(
+            ConnectionStateUpdated {
+                conn,
+                old: ConnectionState::Attempted,
+                new: ConnectionState::Established,
+            },
+        ));
+        self.emit(SecurityEvent::ConnectionEstablished(
+            ConnectionEstablished { conn, secure: None },
+        ));
+    }
+
+    /// Opens a session to `remote` (a client, or a server talking first).
+    pub fn connect(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: u32,
+        config: Option<&SessionConfig>,
+    ) -> Result<ConnectionHandle, ConnectError> {
+        self.clock.advance(now);
+        if self.config.mode != crate::config::Mode::Raw {
+            return Err(ConnectError::WrongMode(self.config.mode.as_str()));
+        }
+        let config = *config.unwrap_or(&self.config.session);
+        config.validate()?;
+        self.config.validate_fec(&config)?;
+        if self.by_key.contains_key(&(remote, conv)) {
+            return Err(ConnectError::Duplicate(remote, conv));
+        }
+        // Pending authentications hold a place too.
+        if self.live + self.pending_auth.len() >= self.config.max_connections {
+            return Err(ConnectError::Capacity(self.config.max_connections));
+        }
+        let handle =
+            self.insert_session(now, remote, local, conv, &config, Direction::Outbound, None);
+        self.stats.active_opens += 1;
+        self.opened(handle);
+        Ok(handle)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_session(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        conv: u32,
+        config: &SessionConfig,
+        direction: Direction,
+        uid: Option<Uid>,
+    ) -> ConnectionHandle {
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let uid = uid.unwrap_or_else(|| self.uids.next(unix_ms));
+        // FEC puts its header before KCP's in every datagram: KCP gets the rest of the MTU.
+        let fec_config;
+        let config = match &self.fec {
+            Some(_) => {
+                fec_config = EndpointConfig::fec_session(config);
+                &fec_config
+            }
+            None => config,
+        };
+        let mut session = Session::new(
+            uid,
+            conv,
+            remote,
+            local,
+            config,
+            now,
+            self.clock.extended(),
+            direction,
+            self.tx.clone(),
+        );
+        if let Some(fec) = self.fec.as_mut() {
+            // One encoder per remote: every session to it shares one seqid sequence.
+            session.enable_fec(fec.attach(remote));
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    session: None,
+                    deadline: None,
+                    last_conn: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.session = Some(session);
+        slot.deadline = None;
+        let handle = ConnectionHandle::new(index, slot.generation);
+        if self.config.mode == crate::config::Mode::Raw {
+            self.by_key.insert((remote, conv), handle);
+        }
+        if direction == Direction::Inbound {
+            self.counts.add(remote.ip());
+        }
+        self.live += 1;
+        self.totals.note_live(self.live);
+        self.reschedule(handle, now);
+        handle
+    }
+}
