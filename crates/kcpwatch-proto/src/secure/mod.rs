@@ -8,7 +8,7 @@
 //! - [`fec`]: forward error correction, FEC_PARITY over the sealed datagrams.
 //! - [`mac`]: HMAC-SHA256 for cookies and internal key derivation.
 //!
-//! The handshake itself runs in the endpoint (`endpoint/secure.rs`), which owns the sessions.
+//! The handshake itself runs in the endpoint (`endpoint/secure/`), which owns the sessions.
 
 pub mod cookie;
 pub mod datagram;

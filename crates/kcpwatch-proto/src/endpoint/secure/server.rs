@@ -1,0 +1,679 @@
+//! Secure mode, server side: the cookie, the HELLO, the application's answer to the token,
+//! the ACCEPT and its confirmation.
+
+use std::net::SocketAddr;
+
+use super::{
+    agreed_session_config, own_params, peer_ceiling, secure_session_config, ExtendedNow,
+    PendingAuth, RESET_RATES,
+};
+use crate::clock::Millis;
+use crate::endpoint::{
+    fail_key, ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, Session,
+};
+use crate::events::{
+    ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef, Direction,
+    FailReason, SecurityEvent, UserId,
+};
+use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
+use crate::secure::keys::{Role, SessionKeys};
+use crate::secure::noise::ServerNoise;
+use crate::secure::wire::{
+    self, AcceptPayload, KcpParams, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, KEY_ID_LEN,
+    REJECT_LEN, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, VERSION,
+};
+use crate::secure::CookieCheck;
+use crate::uid::Uid;
+
+impl Endpoint {
+    pub(in crate::endpoint) fn send_reject(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        nonce: &[u8; 16],
+        reason: RejectReason,
+        app_code: u16,
+        validated: bool,
+    ) {
+        let mut reject = [0; REJECT_LEN];
+        let len = wire::write_reject(&mut reject, nonce, reason, app_code);
+        self.send_unbound(remote, local, &reject[..len], validated);
+        self.stats.rejects_sent += 1;
+    }
+
+    pub(in crate::endpoint) fn send_cookie(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        nonce: &[u8; 16],
+    ) {
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let cookie = self.cookies.mint(unix_ms, remote, nonce);
+        let mut reply = [0; COOKIE_DATAGRAM_LEN];
+        wire::write_cookie(&mut reply, nonce, &cookie);
+        self.send_unbound(remote, local, &reply, false);
+        self.stats.cookies_sent += 1;
+    }
+
+    /// A HELLO at a server: the stateless half until the cookie checks out.
+    pub(in crate::endpoint) fn server_hello(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        local: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let len = datagram.len();
+        if !self.config.accept_inbound {
+            self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::BadCmd,
+                "hello_to_client",
+                len,
+            );
+            return;
+        }
+        self.stats.hellos_received += 1;
+        self.stats.bytes_received_unvalidated += len as u64;
+        let now_ms = self.unix_ms();
+        self.detectors.handshake(remote.ip(), now_ms);
+        self.report_alerts();
+        if self.refused_by_detector(remote, local, 0) {
+            return;
+        }
+        let hello = match wire::parse_hello(datagram) {
+            Ok(hello) => hello,
+            Err(error) => {
+                let (trigger, rule) = match error {
+                    wire::WireError::TooShort => (DropTrigger::TooShort, "hello_too_short"),
+                    wire::WireError::BadLength => (DropTrigger::BadLength, "hello_too_long"),
+                    wire::WireError::BadType => (DropTrigger::BadCmd, "unknown_type"),
+                };
+                self.failed_attempt(remote, local, 0, FailReason::Malformed, trigger, rule);
+                return;
+            }
+        };
+        // The rates count handshakes, and a handshake is two HELLOs: the first (zero cookie)
+        // takes a token, the one bringing our cookie back does not if the cookie verifies
+        // (its first HELLO paid). A HELLO with a cookie that does not verify pays, so forged
+        // cookies use up the rate like first HELLOs. Whatever else a first HELLO costs (a
+        // reply) is only spent within the rate, and a flood of them from one source is refused
+        // for the price of a lookup; a HELLO with a cookie costs one MAC first, as much as
+        // checking a session datagram's tag.
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let cookie_check = match (&hello.cookie, hello.version == VERSION) {
+            (Some(cookie), true) => Some(self.cookies.check(unix_ms, remote, &hello.nonce, cookie)),
+            _ => None,
+        };
+        if !matches!(cookie_check, Some(CookieCheck::Valid)) {
+            if let Err(hit) =
+                self.rate
+                    .admit(&self.config.limits, remote.ip(), self.clock.extended())
+            {
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::RateLimited,
+                    DropTrigger::RateLimited,
+                    hit.rule(),
+                );
+                return;
+            }
+        }
+        if hello.version != VERSION || hello.suite != SUITE_NK_25519_CHACHAPOLY_BLAKE2S {
+            self.send_reject(
+                remote,
+                local,
+                &hello.nonce,
+                RejectReason::VersionMismatch,
+                0,
+                false,
+            );
+            let rule = if hello.version != VERSION {
+                "unsupported_version"
+            } else {
+                "unsupported_suite"
+            };
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::VersionMismatch,
+                DropTrigger::BadCmd,
+                rule,
+            );
+            return;
+        }
+        let Some(key_index) = self.server_keys.iter().position(|k| k.id() == hello.key_id) else {
+            // The client pinned a key this server does not hold (an old one after a rotation,
+            // or another server's): say so at once rather than let it time out.
+            self.send_reject(
+                remote,
+                local,
+                &hello.nonce,
+                RejectReason::UnknownServerKey,
+                0,
+                false,
+            );
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::UnknownServerKey,
+                DropTrigger::BadCmd,
+                "unknown_key_id",
+            );
+            return;
+        };
+        let Some(cookie_check) = cookie_check else {
+            self.send_cookie(remote, local, &hello.nonce);
+            return;
+        };
+        match cookie_check {
+            CookieCheck::Invalid => {
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::InvalidCookie,
+                    DropTrigger::BadTag,
+                    "cookie_mac",
+                );
+                return;
+            }
+            CookieCheck::Expired => {
+                // A genuine but slow client: a fresh cookie lets it finish on its next HELLO.
+                self.send_cookie(remote, local, &hello.nonce);
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::ExpiredCookie,
+                    DropTrigger::BadTag,
+                    "cookie_expired",
+                );
+                return;
+            }
+            CookieCheck::Valid => {}
+        }
+        // The source is validated from here on: it received our COOKIE at this address.
+        let nonce = hello.nonce;
+        if let Some(&handle) = self.by_nonce.get(&nonce) {
+            let accept = self
+                .session(handle)
+                .filter(|s| s.remote == remote)
+                .and_then(|s| s.secure.as_ref())
+                .and_then(|s| s.accept.clone());
+            match accept {
+                // The ACCEPT was lost: the same answer again. The client is alive and trying,
+                // so its session must not idle out meanwhile.
+                Some(accept) => {
+                    if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                        s.note_alive(now);
+                    }
+                    self.send_unbound(remote, local, &accept, true);
+                    self.reschedule(handle, now);
+                }
+                None => self.drop_trigger(
+                    remote,
+                    local,
+                    None,
+                    None,
+                    DropTrigger::UnknownConnection,
+                    "nonce_in_use",
+                    len,
+                ),
+            }
+            return;
+        }
+        if self.pending_auth.iter().any(|p| p.nonce == nonce) {
+            // Still waiting for the application; the answer will come.
+            return;
+        }
+        if let Err(rule) = self.admits(remote) {
+            self.send_reject(remote, local, &nonce, RejectReason::Capacity, 0, true);
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::Capacity,
+                DropTrigger::OverLimit,
+                rule,
+            );
+            return;
+        }
+        // The first Diffie-Hellman for this client: its address is validated and the limits
+        // admit it. The token is decrypted into a buffer kept for the purpose.
+        let mut token = std::mem::take(&mut self.token_buf);
+        let noise = match self.test_ephemeral() {
+            Some(e) => ServerNoise::read_hello_with_ephemeral_for_tests(
+                &self.server_keys[key_index],
+                &hello,
+                &mut token,
+                &e,
+            ),
+            None => ServerNoise::read_hello(&self.server_keys[key_index], &hello, &mut token),
+        };
+        let key_id = hello.key_id;
+        let (noise, client) = match noise {
+            Ok(done) => done,
+            Err(_) => {
+                self.token_buf = token;
+                self.failed_attempt(
+                    remote,
+                    local,
+                    0,
+                    FailReason::DecryptFailed,
+                    DropTrigger::DecryptFailed,
+                    "hello_noise",
+                );
+                return;
+            }
+        };
+        if !client.usable() {
+            // Authentic (it decrypted) but unusable: no KCP engine fits in so small a datagram,
+            // or no message fits in an empty window.
+            self.token_buf = token;
+            self.send_reject(remote, local, &nonce, RejectReason::Malformed, 0, true);
+            let rule = if client.mtu < wire::MIN_MTU {
+                "hello_mtu"
+            } else {
+                "hello_window"
+            };
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::Malformed,
+                DropTrigger::BadLength,
+                rule,
+            );
+            return;
+        }
+        if client.stream != self.config.session.stream {
+            // Stream mode keeps no message boundaries: the two sides would cut each other's
+            // bytes differently, so no session can work. The HELLO is authentic, so the client
+            // is told why (before its token is judged); like a datagram of the other mode
+            // (`mode_mismatch`), it is refused as `bad_cmd`.
+            self.token_buf = token;
+            self.send_reject(remote, local, &nonce, RejectReason::StreamMismatch, 0, true);
+            self.failed_attempt(
+                remote,
+                local,
+                0,
+                FailReason::StreamMismatch,
+                DropTrigger::BadCmd,
+                "hello_stream",
+            );
+            return;
+        }
+        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let uid = self.uids.next(unix_ms);
+        let conv = self.fresh_conv();
+        let conn = ConnectionRef {
+            uid,
+            conv,
+            peer: remote,
+            local,
+            direction: Direction::Inbound,
+            user: UserId::NONE,
+        };
+        self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
+            conn,
+        }));
+        self.state_change(
+            conn,
+            ConnectionState::Attempted,
+            ConnectionState::Handshaking,
+        );
+        if !self.config.require_auth {
+            self.token_buf = token;
+            self.establish_server(
+                now,
+                uid,
+                conv,
+                remote,
+                local,
+                nonce,
+                noise,
+                key_id,
+                client,
+                UserId::NONE,
+            );
+            return;
+        }
+        if self.pending_auth.len() >= self.config.max_pending_auth {
+            self.token_buf = token;
+            self.send_reject(remote, local, &nonce, RejectReason::Capacity, 0, true);
+            self.validated_failure(
+                conn,
+                FailReason::Capacity,
+                Some(DropTrigger::OverLimit),
+                "max_pending_auth",
+            );
+            return;
+        }
+        let id = self.next_auth_id;
+        self.next_auth_id += 1;
+        self.pending_auth.push(PendingAuth {
+            id,
+            uid,
+            conv,
+            remote,
+            local,
+            nonce,
+            noise,
+            key_id,
+            client,
+            deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
+            user: UserId::NONE,
+        });
+        self.stats.auth_requests += 1;
+        self.events.push_back(EndpointEvent::AuthRequest {
+            id,
+            uid,
+            remote,
+            local,
+            token: token.as_slice().into(),
+        });
+        self.token_buf = token;
+    }
+
+    /// A handshake that was logged as attempted ends without a connection.
+    pub(in crate::endpoint) fn validated_failure(
+        &mut self,
+        conn: ConnectionRef,
+        reason: FailReason,
+        trigger: Option<DropTrigger>,
+        rule: &'static str,
+    ) {
+        self.stats.failed += 1;
+        self.stats.failed_by_reason[fail_key(reason)] += 1;
+        if conn.direction == Direction::Inbound {
+            self.detect_failure(conn.peer, reason, rule);
+        }
+        if let Some(trigger) = trigger {
+            self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
+        }
+        self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Closed);
+        self.emit(SecurityEvent::ConnectionFailed(ConnectionFailed {
+            conn,
+            reason,
+            trigger,
+            rule,
+            suppressed: 0,
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::endpoint) fn establish_server(
+        &mut self,
+        now: Millis,
+        uid: Uid,
+        conv: u32,
+        remote: SocketAddr,
+        local: SocketAddr,
+        nonce: [u8; 16],
+        noise: ServerNoise,
+        key_id: [u8; KEY_ID_LEN],
+        client: KcpParams,
+        user: UserId,
+    ) {
+        let mut accept = [0; ACCEPT_LEN];
+        // validate() bounds our MTU to 65,507, so it fits the field.
+        let own_mtu = u16::try_from(self.config.session.mtu).unwrap_or(u16::MAX);
+        let agreed_mtu = client.mtu.min(own_mtu);
+        let payload = AcceptPayload {
+            conv,
+            idle_timeout_ms: self.config.session.idle_timeout_ms,
+            params: own_params(&self.config.session, agreed_mtu),
+        };
+        let Ok(split) = noise.accept(&nonce, payload, &mut accept) else {
+            // snow refused to write a message it has all it needs for: not reachable with a
+            // state that read the HELLO; the client times out.
+            return;
+        };
+        let (config, fec) = self.fec_for(agreed_session_config(
+            &secure_session_config(&self.config.session),
+            agreed_mtu,
+        ));
+        let keepalive = self.keepalive_ms();
+        let handle = self.insert_session(
+            now,
+            remote,
+            local,
+            conv,
+            &config,
+            Direction::Inbound,
+            Some(uid),
+        );
+        let now_extended = self.clock.extended();
+        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+            session.send_ceiling = peer_ceiling(&config, &client);
+            session.user = user;
+            session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
+            let keys = SessionKeys::from_split(&split, Role::Server);
+            session.start_session(conv, keys, now, now_extended);
+            if let Some(codec) = fec {
+                session.enable_secure_fec(codec, usize::from(agreed_mtu));
+            }
+            session.send_plain(&accept);
+            if let Some(secure) = session.secure.as_mut() {
+                secure.accept = Some(accept.into());
+            }
+            // Not a connection yet: the client may have given up while the application
+            // thought, or may never get the ACCEPT. Its first authenticated datagram proves it
+            // holds the keys and is still there (QUIC's handshake confirmation).
+            session.await_confirmation(now.wrapping_add(self.config.handshake_timeout_ms));
+            self.unconfirmed += 1;
+        }
+        self.by_conv.insert(conv, handle);
+        self.by_nonce.insert(nonce, handle);
+        self.reschedule(handle, now);
+    }
+
+    /// The client's first authenticated datagram after the ACCEPT: the connection exists from
+    /// now on, and the application hears of it. A KEEPALIVE tells the client its confirmation
+    /// arrived, so it stops repeating it.
+    pub(in crate::endpoint) fn confirm_server(&mut self, handle: ConnectionHandle, now: Millis) {
+        let now_extended = self.clock.extended();
+        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+            return;
+        };
+        session.confirm(now, now_extended);
+        session.send_confirmation_ack();
+        self.unconfirmed -= 1;
+        let remote = session.remote;
+        self.stats.passive_opens += 1;
+        let now_ms = self.unix_ms();
+        let live = self.counts.for_ip(remote.ip());
+        self.detectors.established(remote.ip(), live, now_ms);
+        self.report_alerts();
+        if let Some(conn) = self.session(handle).map(Session::conn_ref) {
+            self.state_change(
+                conn,
+                ConnectionState::Handshaking,
+                ConnectionState::Established,
+            );
+            let secure = self.secure_session_info(handle);
+            self.emit(SecurityEvent::ConnectionEstablished(
+                ConnectionEstablished { conn, secure },
+            ));
+        }
+        self.events.push_back(EndpointEvent::Accepted { handle });
+    }
+
+    /// Ends a server session the client never confirmed: a failed attempt (never a connection,
+    /// so no close record and no `Closed` event). `reason` is what would have closed it.
+    pub(in crate::endpoint) fn abandon_unconfirmed(
+        &mut self,
+        handle: ConnectionHandle,
+        reason: CloseReason,
+    ) {
+        let Some(mut session) = self.remove_session(handle) else {
+            return;
+        };
+        self.unconfirmed -= 1;
+        // The client may believe it is connected (it read the ACCEPT): tell it, unless it is
+        // the one that said goodbye.
+        if reason != CloseReason::PeerClosed {
+            session.send_disconnect(reason);
+        }
+        let conn = session.conn_ref();
+        self.slots[handle.index() as usize].last_conn = Some(conn);
+        let abandoned = FailReason::HandshakeAbandoned;
+        match reason {
+            CloseReason::Shutdown => {
+                self.validated_failure(conn, FailReason::Shutdown, None, "shutdown")
+            }
+            CloseReason::PeerClosed => {
+                self.validated_failure(conn, abandoned, None, "peer_disconnect")
+            }
+            _ => self.validated_failure(conn, abandoned, None, "handshake_abandoned"),
+        }
+    }
+
+    /// Answers an [`EndpointEvent::AuthRequest`]: `accept` opens the session, otherwise the
+    /// client gets a REJECT and the attempt fails with `auth_rejected`. False if the request
+    /// is unknown (already answered, or timed out).
+    pub fn resolve_auth(&mut self, id: u64, accept: bool) -> bool {
+        self.answer_auth(id, accept, 0, "authenticate")
+    }
+
+    /// Accepts an [`EndpointEvent::AuthRequest`] as [`Endpoint::resolve_auth`] does, naming
+    /// the user: every record of the connection carries `user` (docs/events.md, `user_id`).
+    pub fn resolve_auth_as(&mut self, id: u64, user: UserId) -> bool {
+        if let Some(pending) = self.pending_auth.iter_mut().find(|p| p.id == id) {
+            pending.user = user;
+        }
+        self.answer_auth(id, true, 0, "authenticate")
+    }
+
+    /// Refuses an [`EndpointEvent::AuthRequest`] with the application's reason code (1 to
+    /// 65535; 0 is none), which the client receives in the REJECT. False if the request is
+    /// unknown.
+    pub fn reject_auth(&mut self, id: u64, app_code: u16) -> bool {
+        self.answer_auth(id, false, app_code, "authenticate")
+    }
+
+    pub(in crate::endpoint) fn answer_auth(
+        &mut self,
+        id: u64,
+        accept: bool,
+        app_code: u16,
+        rule: &'static str,
+    ) -> bool {
+        let Some(index) = self.pending_auth.iter().position(|p| p.id == id) else {
+            return false;
+        };
+        let pending = self.pending_auth.swap_remove(index);
+        let conn = ConnectionRef {
+            uid: pending.uid,
+            conv: pending.conv,
+            peer: pending.remote,
+            local: pending.local,
+            direction: Direction::Inbound,
+            user: UserId::NONE,
+        };
+        if !accept {
+            self.send_reject(
+                pending.remote,
+                pending.local,
+                &pending.nonce,
+                RejectReason::AuthRejected,
+                app_code,
+                true,
+            );
+            self.validated_failure(conn, FailReason::AuthRejected, None, rule);
+            return true;
+        }
+        // Limits may have filled while the application thought.
+        if let Err(rule) = self.admits(pending.remote) {
+            self.send_reject(
+                pending.remote,
+                pending.local,
+                &pending.nonce,
+                RejectReason::Capacity,
+                0,
+                true,
+            );
+            self.validated_failure(
+                conn,
+                FailReason::Capacity,
+                Some(DropTrigger::OverLimit),
+                rule,
+            );
+            return true;
+        }
+        let now = ExtendedNow::wrap(self.clock.extended());
+        self.establish_server(
+            now,
+            pending.uid,
+            pending.conv,
+            pending.remote,
+            pending.local,
+            pending.nonce,
+            pending.noise,
+            pending.key_id,
+            pending.client,
+            pending.user,
+        );
+        true
+    }
+
+    /// Ends every authentication in progress because the server is shutting down: the client
+    /// gets a REJECT `shutdown` (its token was not judged) and the attempt fails as
+    /// `shutdown`, not as a refusal.
+    pub(in crate::endpoint) fn refuse_pending_auth_for_shutdown(&mut self) {
+        for pending in std::mem::take(&mut self.pending_auth) {
+            self.send_reject(
+                pending.remote,
+                pending.local,
+                &pending.nonce,
+                RejectReason::Shutdown,
+                0,
+                true,
+            );
+            let conn = ConnectionRef {
+                uid: pending.uid,
+                conv: pending.conv,
+                peer: pending.remote,
+                local: pending.local,
+                direction: Direction::Inbound,
+                user: UserId::NONE,
+            };
+            self.validated_failure(conn, FailReason::Shutdown, None, "shutdown");
+        }
+    }
+
+    /// Rejects every authentication request whose answer is overdue.
+    pub(in crate::endpoint) fn expire_pending_auth(&mut self, now_extended: u64) {
+        while let Some(id) = self
+            .pending_auth
+            .iter()
+            .find(|p| p.deadline <= now_extended)
+            .map(|p| p.id)
+        {
+            self.answer_auth(id, false, 0, "auth_timeout");
+        }
+    }
+
+    /// Authentication requests waiting for an answer.
+    pub fn pending_auth_count(&self) -> usize {
+        self.pending_auth.len()
+    }
+
+    /// Whether a RESET may go to `remote` now: a server only, within the reset rates (per
+    /// source and overall), so spoofed session datagrams cannot aim a stream of RESETs at a
+    /// victim beyond what they cost the attacker.
+    pub(in crate::endpoint) fn reset_allowed(&mut self, remote: SocketAddr) -> bool {
+        let now = self.clock.extended();
+        self.reset_rate
+            .as_mut()
+            .is_some_and(|rate| rate.admit(&RESET_RATES, remote.ip(), now).is_ok())
+    }
+}
