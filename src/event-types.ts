@@ -1,9 +1,12 @@
 /**
  * The security event types (`kcp:*`), one interface per event, mirroring the canonical JSON
  * records written by the Rust canonical writer (in the repository, `crates/kcpwatch/src/events/canonical.rs`)
- * field for field. The same contract is `schema/events.schema.json` (JSON Schema 2020-12);
- * `docs/events.md` is the catalog for analysts. Keep the three in step: a field added to the
- * canonical record without the schema fails the repository's `__test__/schema.test.mjs`.
+ * field for field. Each event is declared once, in the repository's Rust catalogue
+ * (`crates/kcpwatch-proto/src/events/catalog`); `npm run codegen` writes
+ * `schema/events.schema.json`, `./generated/event-catalog.ts` and `./generated/event-checks.ts`
+ * from it. These hand-written types keep the prose and the refinements (which fields come
+ * together); the generated checks make `tsc` fail when they name other events or fields than
+ * the catalogue, or wider types.
  *
  * Counters are u64 in Rust and plain numbers here: exact up to 2^53, far beyond any realistic
  * count.

@@ -18,6 +18,15 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
+    /// Every variant, in declaration order.
+    pub const ALL: [ConnectionState; 5] = [
+        Self::Attempted,
+        Self::Handshaking,
+        Self::Established,
+        Self::Closing,
+        Self::Closed,
+    ];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +61,18 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every variant, in declaration order.
+    pub const ALL: [CloseReason; 8] = [
+        Self::IdleTimeout,
+        Self::DeadLink,
+        Self::PeerClosed,
+        Self::LocalClosed,
+        Self::Shutdown,
+        Self::Evicted,
+        Self::ProtocolViolation,
+        Self::InternalError,
+    ];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,6 +135,9 @@ pub enum Initiator {
 }
 
 impl Initiator {
+    /// Every variant, in declaration order.
+    pub const ALL: [Initiator; 2] = [Self::Local, Self::Remote];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -153,6 +177,21 @@ pub enum DropTrigger {
 }
 
 impl DropTrigger {
+    /// Every variant, in declaration order.
+    pub const ALL: [DropTrigger; 11] = [
+        Self::TooShort,
+        Self::BadConv,
+        Self::BadLength,
+        Self::BadCmd,
+        Self::GuardViolation,
+        Self::UnknownConnection,
+        Self::OverLimit,
+        Self::BadTag,
+        Self::Replayed,
+        Self::RateLimited,
+        Self::DecryptFailed,
+    ];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -232,6 +232,15 @@ impl Rule {
         }
     }
 
+    /// What it counts per (`group`): `source` (one address, or an IPv6 /64) or `listener`.
+    pub fn group(self) -> &'static str {
+        if self.source_slot().is_some() {
+            "source"
+        } else {
+            "listener"
+        }
+    }
+
     fn source_slot(self) -> Option<usize> {
         match self {
             Self::HandshakeFloodSource => Some(0),

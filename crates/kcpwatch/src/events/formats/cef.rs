@@ -53,6 +53,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use kcpwatch_proto::events::EventKind;
+
 use super::{
     action, escape_ascii, event_name, get_str, get_u64, outcome, push_u64, refused_here,
     scalar_text, severity, timestamp, Fields, PRODUCT,
@@ -64,24 +66,9 @@ pub(super) const CUSTOM_PREFIX: &str = "KcpwatchKcpwatch";
 /// Syslog severity 0-7 -> CEF severity 0-10.
 const SEVERITY: [u8; 8] = [10, 9, 8, 7, 6, 4, 2, 0];
 
-fn title(action: &str) -> &str {
-    match action {
-        "listener_started" => "Listener started",
-        "listener_stopped" => "Listener stopped",
-        "connection_attempted" => "Connection attempted",
-        "connection_established" => "Connection established",
-        "connection_failed" => "Connection failed",
-        "connection_state_updated" => "Connection state updated",
-        "connection_closed" => "Connection closed",
-        "peer_address_changed" => "Peer address changed",
-        "packet_dropped" => "Packet dropped",
-        "protocol_violation" => "Protocol violation",
-        "error" => "Error",
-        "stats" => "Statistics",
-        "log_loss" => "Security records lost",
-        "alert" => "Alert",
-        other => other,
-    }
+/// The CEF header's name column: the catalogue's title, or the action of an unknown event.
+fn title<'a>(r: &Fields<'a>, action: &'a str) -> &'a str {
+    r.kind.map_or(action, |kind| kind.spec().cef_title)
 }
 
 fn header_escape(out: &mut String, s: &str) {
@@ -175,10 +162,33 @@ fn address(ext: &mut Ext<'_>, v4_key: &str, v6: (&str, &str), field: &str, text:
     }
 }
 
+/// `act`: what this endpoint did about it, where it did something.
+fn act(r: &Fields<'_>) -> Option<&'static str> {
+    match r.kind? {
+        EventKind::PacketDropped | EventKind::ConnectionFailed if refused_here(r) => {
+            Some("blocked")
+        }
+        EventKind::ProtocolViolation => Some("refused"),
+        EventKind::PacketDropped
+        | EventKind::ConnectionFailed
+        | EventKind::ListenerStarted
+        | EventKind::ListenerStopped
+        | EventKind::ConnectionAttempted
+        | EventKind::ConnectionEstablished
+        | EventKind::ConnectionStateUpdated
+        | EventKind::ConnectionClosed
+        | EventKind::PeerAddressChanged
+        | EventKind::Error
+        | EventKind::Stats
+        | EventKind::LogLoss
+        | EventKind::Alert => None,
+    }
+}
+
 pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     let action = action(r);
     // An alert is known by its rule: the rule id and name are its signature id and name.
-    let alert = action == "alert";
+    let alert = r.kind == Some(EventKind::Alert);
     let rule_header = if alert {
         get_str(r, "rule_id").zip(get_str(r, "rule_name"))
     } else {
@@ -200,12 +210,12 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         None => {
             header_escape(out, event_name(r));
             out.push('|');
-            header_escape(out, title(action));
+            header_escape(out, title(r, action));
         }
     }
     let _ = write!(out, "|{}|", SEVERITY[usize::from(severity(r))]);
 
-    let closed_direction = if action == "connection_closed" {
+    let closed_direction = if r.kind == Some(EventKind::ConnectionClosed) {
         get_str(r, "direction").filter(|d| matches!(*d, "inbound" | "outbound"))
     } else {
         None
@@ -294,10 +304,8 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             ext.num("end", end.unix_millis());
         }
     }
-    match action {
-        "packet_dropped" | "connection_failed" if refused_here(r) => ext.str("act", "blocked"),
-        "protocol_violation" => ext.str("act", "refused"),
-        _ => {}
+    if let Some(act) = act(r) {
+        ext.str("act", act);
     }
     if let Some(outcome) = outcome(r) {
         ext.str("outcome", outcome.as_str());

@@ -76,9 +76,11 @@
 
 use std::net::IpAddr;
 
+use kcpwatch_proto::events::EventKind;
+
 use super::{
     action, attack, get_str, get_u64, ip_of, is_wildcard, json_escape, outcome, push_u64, severity,
-    timestamp, user_id, Fields, Obj, PRODUCT,
+    timestamp, unrefused_failure, user_id, Fields, Obj, PRODUCT,
 };
 
 /// The ECS version the documents follow (`ecs.version`).
@@ -92,33 +94,22 @@ struct Categories {
     types: &'static [&'static str],
 }
 
-fn categorize(r: &Fields<'_>, action: &str) -> Categories {
-    const NETWORK: &[&str] = &["network"];
-    let (kind, category, types): (_, _, &'static [&'static str]) = match action {
-        "listener_started" => ("event", NETWORK, &["start"]),
-        "listener_stopped" => ("event", NETWORK, &["end"]),
-        "connection_attempted" | "connection_state_updated" => ("event", NETWORK, &["connection"]),
-        "connection_established" => ("event", NETWORK, &["connection", "start"]),
-        "connection_failed"
-            if matches!(
-                get_str(r, "reason"),
-                Some("handshake_timeout" | "unreachable" | "handshake_abandoned" | "shutdown")
-            ) =>
-        {
-            ("event", NETWORK, &["connection"])
-        }
-        "connection_failed" => ("event", NETWORK, &["connection", "denied"]),
-        "connection_closed" => ("event", NETWORK, &["connection", "end"]),
-        "peer_address_changed" => ("event", NETWORK, &["connection"]),
-        "packet_dropped" | "protocol_violation" => ("event", NETWORK, &["denied"]),
-        "error" => ("event", NETWORK, &["info"]),
-        "stats" => ("metric", NETWORK, &["info"]),
-        "alert" => ("alert", &["intrusion_detection", "network"], &["info"]),
-        _ => ("event", NETWORK, &["info"]),
+fn categorize(r: &Fields<'_>) -> Categories {
+    let Some(kind) = r.kind else {
+        return Categories {
+            kind: "event",
+            category: &["network"],
+            types: &["info"],
+        };
+    };
+    let ecs = kind.spec().ecs;
+    let types = match ecs.types_unrefused {
+        Some(types) if unrefused_failure(r) => types,
+        _ => ecs.types,
     };
     Categories {
-        kind,
-        category,
+        kind: ecs.kind,
+        category: ecs.category,
         types,
     }
 }
@@ -126,7 +117,7 @@ fn categorize(r: &Fields<'_>, action: &str) -> Categories {
 /// Which side the originator's byte counts go to: `Some(true)` when the originator is the
 /// peer (inbound: `source.bytes` = what we received).
 fn originator_is_peer(r: &Fields<'_>) -> Option<bool> {
-    if action(r) != "connection_closed" {
+    if r.kind != Some(EventKind::ConnectionClosed) {
         return None;
     }
     match get_str(r, "direction") {
@@ -158,7 +149,7 @@ impl<'a> Addresses<'a> {
         Addresses {
             // An alert about one source: the source is the address it groups by.
             src: ip_of(r, "src_ip").or_else(|| {
-                if action(r) == "alert" {
+                if r.kind == Some(EventKind::Alert) {
                     ip_of(r, "group_ip")
                 } else {
                     None
@@ -192,7 +183,7 @@ fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
         "src_ip" => a.src.is_some(),
         "group_ip" => !r.has("src_ip") && a.src.is_some(),
         "rule_id" | "rule_name" | "mitre_technique" | "first_seen" | "last_seen" => {
-            action(r) == "alert" && r.get(key).is_some_and(|v| v.is_string())
+            r.kind == Some(EventKind::Alert) && r.get(key).is_some_and(|v| v.is_string())
         }
         "dst_ip" => !a.peer_is_destination && a.dst.is_some(),
         "peer_ip" => a.peer_is_destination && a.dst.is_some(),
@@ -206,9 +197,29 @@ fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
     }
 }
 
+/// The field that stands for `event.reason` in records without a `reason`.
+fn reason_field(r: &Fields<'_>) -> Option<&'static str> {
+    match r.kind? {
+        EventKind::PacketDropped => Some("trigger"),
+        EventKind::ProtocolViolation => Some("violation"),
+        EventKind::ListenerStarted
+        | EventKind::ListenerStopped
+        | EventKind::ConnectionAttempted
+        | EventKind::ConnectionEstablished
+        | EventKind::ConnectionFailed
+        | EventKind::ConnectionStateUpdated
+        | EventKind::ConnectionClosed
+        | EventKind::PeerAddressChanged
+        | EventKind::Error
+        | EventKind::Stats
+        | EventKind::LogLoss
+        | EventKind::Alert => None,
+    }
+}
+
 pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     let action = action(r);
-    let cats = categorize(r, action);
+    let cats = categorize(r);
     let time = timestamp(r);
     let mut o = Obj::begin(out);
     match get_str(r, "ts") {
@@ -231,13 +242,9 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         if let Some(outcome) = outcome(r) {
             o.str("outcome", outcome.as_str());
         }
-        let reason = get_str(r, "reason").or_else(|| match action {
-            "packet_dropped" => get_str(r, "trigger"),
-            "protocol_violation" => get_str(r, "violation"),
-            _ => None,
-        });
+        let reason = get_str(r, "reason").or_else(|| reason_field(r).and_then(|k| get_str(r, k)));
         o.opt_str("reason", reason);
-        if action == "alert" {
+        if r.kind == Some(EventKind::Alert) {
             o.opt_str("start", get_str(r, "first_seen"));
             o.opt_str("end", get_str(r, "last_seen"));
         }
@@ -313,13 +320,13 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         if let Some((_, ip)) = ips.iter().flatten().next() {
             o.str("type", if ip.is_ipv6() { "ipv6" } else { "ipv4" });
         }
-        if action != "log_loss" {
+        if r.kind != Some(EventKind::LogLoss) {
             o.str("protocol", "kcp");
         }
         o.opt_str("community_id", get_str(r, "community_id"));
         let direction = match get_str(r, "direction") {
             Some(d @ ("inbound" | "outbound")) => Some(d),
-            _ if action == "packet_dropped" => Some("inbound"),
+            _ if r.kind == Some(EventKind::PacketDropped) => Some("inbound"),
             _ => None,
         };
         o.opt_str("direction", direction);
@@ -348,7 +355,7 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
             o.strs("ip", &related[..n]);
         }
     });
-    let alert = action == "alert";
+    let alert = r.kind == Some(EventKind::Alert);
     o.object("rule", |o| {
         if alert {
             o.opt_str("id", get_str(r, "rule_id"));

@@ -50,6 +50,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
+use kcpwatch_proto::events::{abnormal_close, EventKind, OutcomeRule, UNREFUSED_FAILURES};
+use kcpwatch_proto::CloseReason;
 use serde_json::{Map, Value};
 
 /// One output format of the security records.
@@ -223,6 +225,9 @@ const PRODUCT: &str = "kcpwatch";
 struct Fields<'a> {
     record: &'a Record,
     slots: [Option<&'a Value>; SLOTS],
+    /// The event, parsed once from `name`; `None` for a name not in the catalogue (a record
+    /// from a newer version, or none at all).
+    kind: Option<EventKind>,
 }
 
 const SLOTS: usize = 42;
@@ -284,7 +289,14 @@ impl<'a> Fields<'a> {
                 *s = Some(value);
             }
         }
-        Fields { record, slots }
+        let kind = slots[slot("name")]
+            .and_then(Value::as_str)
+            .and_then(|name| EventKind::from_action(name.strip_prefix("kcp:").unwrap_or(name)));
+        Fields {
+            record,
+            slots,
+            kind,
+        }
     }
 
     fn get(&self, key: &str) -> Option<&'a Value> {
@@ -368,25 +380,30 @@ impl Outcome {
     }
 }
 
-/// Close reasons that mean the connection broke rather than ended.
-fn abnormal_close(reason: &str) -> bool {
-    matches!(
-        reason,
-        "dead_link" | "internal_error" | "protocol_violation" | "evicted"
-    )
+/// Whether `reason` is a close reason that means the connection broke rather than ended.
+fn abnormal_close_reason(reason: &str) -> bool {
+    CloseReason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == reason)
+        .is_some_and(abnormal_close)
+}
+
+/// A `connection_failed` whose reason says this endpoint refused nothing
+/// ([`UNREFUSED_FAILURES`]): a client's own attempt that timed out or that ICMP said nothing
+/// answers, a handshake the client abandoned, a shutdown.
+fn unrefused_failure(r: &Fields<'_>) -> bool {
+    get_str(r, "reason")
+        .is_some_and(|reason| UNREFUSED_FAILURES.iter().any(|f| f.as_str() == reason))
 }
 
 /// `None` for records that report rather than do something (`stats`, `alert`, unknown ones).
 fn outcome(r: &Fields<'_>) -> Option<Outcome> {
-    Some(match action(r) {
-        "listener_started" | "listener_stopped" | "connection_established" => Outcome::Success,
-        // The session followed its peer to a new address on an authentic, fresh datagram.
-        "peer_address_changed" => Outcome::Success,
-        "connection_attempted" => Outcome::Unknown,
-        "connection_failed" | "packet_dropped" | "protocol_violation" | "error" | "log_loss" => {
-            Outcome::Failure
-        }
-        "connection_state_updated" => {
+    Some(match r.kind?.spec().outcome {
+        OutcomeRule::None => return None,
+        OutcomeRule::Success => Outcome::Success,
+        OutcomeRule::Failure => Outcome::Failure,
+        OutcomeRule::Unknown => Outcome::Unknown,
+        OutcomeRule::ByStateTransition => {
             // An attempt or a handshake that ended without a connection.
             if matches!(get_str(r, "prev_state"), Some("attempted" | "handshaking"))
                 && get_str(r, "state") == Some("closed")
@@ -396,14 +413,13 @@ fn outcome(r: &Fields<'_>) -> Option<Outcome> {
                 Outcome::Success
             }
         }
-        "connection_closed" => {
-            if get_str(r, "reason").is_some_and(abnormal_close) {
+        OutcomeRule::ByCloseReason => {
+            if get_str(r, "reason").is_some_and(abnormal_close_reason) {
                 Outcome::Failure
             } else {
                 Outcome::Success
             }
         }
-        _ => return None,
     })
 }
 
@@ -414,18 +430,30 @@ fn outcome(r: &Fields<'_>) -> Option<Outcome> {
 /// (rule `server_rejected`): nothing was blocked here, so the formats' "blocked" / "denied"
 /// control fields are left out for those.
 fn refused_here(r: &Fields<'_>) -> bool {
-    match action(r) {
-        "packet_dropped" => true,
-        "connection_failed" => {
-            !matches!(
-                get_str(r, "reason"),
-                Some("handshake_timeout" | "unreachable" | "handshake_abandoned" | "shutdown")
-            ) && !matches!(
-                get_str(r, "rule"),
-                Some("server_rejected" | "handshake_timeout")
-            )
+    let Some(kind) = r.kind else {
+        return false;
+    };
+    match kind {
+        EventKind::PacketDropped => true,
+        EventKind::ConnectionFailed => {
+            !unrefused_failure(r)
+                && !matches!(
+                    get_str(r, "rule"),
+                    Some("server_rejected" | "handshake_timeout")
+                )
         }
-        _ => false,
+        EventKind::ListenerStarted
+        | EventKind::ListenerStopped
+        | EventKind::ConnectionAttempted
+        | EventKind::ConnectionEstablished
+        | EventKind::ConnectionStateUpdated
+        | EventKind::ConnectionClosed
+        | EventKind::PeerAddressChanged
+        | EventKind::ProtocolViolation
+        | EventKind::Error
+        | EventKind::Stats
+        | EventKind::LogLoss
+        | EventKind::Alert => false,
     }
 }
 

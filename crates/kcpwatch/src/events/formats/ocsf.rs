@@ -104,9 +104,12 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use kcpwatch_proto::events::{EventKind, OcsfSpec};
+
 use super::{
     action, attack, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64,
-    refused_here, rfc3339_millis, severity, timestamp, user_id, Fields, Obj, Outcome, PRODUCT,
+    refused_here, rfc3339_millis, severity, timestamp, unrefused_failure, user_id, Fields, Obj,
+    Outcome, PRODUCT,
 };
 
 /// OCSF schema version of the events (`metadata.version`).
@@ -119,31 +122,20 @@ const CATEGORY_UID: u64 = 4;
 const CLASS_NAME: &str = "Network Activity";
 
 fn activity<'a>(r: &Fields<'a>) -> (u64, &'a str) {
-    match action(r) {
-        "connection_established" => (1, "Open"),
-        "connection_closed" => (2, "Close"),
-        "connection_failed"
-            if matches!(
-                get_str(r, "reason"),
-                Some("handshake_timeout" | "unreachable" | "handshake_abandoned" | "shutdown")
-            ) =>
-        {
-            (4, "Fail")
-        }
-        "connection_failed" | "packet_dropped" => (5, "Refuse"),
-        "error" => (4, "Fail"),
-        "stats" => (6, "Traffic"),
-        "listener_started" => (7, "Listen"),
-        "listener_stopped" => (99, "Stop Listening"),
-        "connection_attempted" => (99, "Attempt"),
-        "connection_state_updated" => (99, "State Change"),
-        "protocol_violation" => (99, "Protocol Violation"),
-        "log_loss" => (99, "Log Loss"),
-        // See the table above: OCSF has no activity for a connection changing endpoints.
-        "peer_address_changed" => (99, "Peer Address Change"),
-        "alert" => (99, "Alert"),
-        "" => (0, "Unknown"),
-        other => (99, other),
+    let Some(kind) = r.kind else {
+        return match action(r) {
+            "" => (0, "Unknown"),
+            other => (99, other),
+        };
+    };
+    match kind.spec().ocsf {
+        OcsfSpec::NetworkActivity {
+            activity_unrefused: Some(activity),
+            ..
+        } if unrefused_failure(r) => activity,
+        OcsfSpec::NetworkActivity { activity, .. } => activity,
+        // Written as a finding (`write_finding`); the activity of its Network Activity form.
+        OcsfSpec::DetectionFinding => (99, "Alert"),
     }
 }
 
@@ -211,14 +203,25 @@ fn endpoints<'a>(r: &Fields<'a>) -> Endpoints<'a> {
 /// Whether byte counts are oriented peer -> us (`Some(true)`) or us -> peer: closes by their
 /// direction, stats like inbound traffic (the listener is the responder).
 fn traffic_from_peer(r: &Fields<'_>) -> Option<bool> {
-    match action(r) {
-        "connection_closed" => match get_str(r, "direction") {
+    match r.kind? {
+        EventKind::ConnectionClosed => match get_str(r, "direction") {
             Some("inbound") => Some(true),
             Some("outbound") => Some(false),
             _ => None,
         },
-        "stats" => Some(true),
-        _ => None,
+        EventKind::Stats => Some(true),
+        EventKind::ListenerStarted
+        | EventKind::ListenerStopped
+        | EventKind::ConnectionAttempted
+        | EventKind::ConnectionEstablished
+        | EventKind::ConnectionFailed
+        | EventKind::ConnectionStateUpdated
+        | EventKind::PeerAddressChanged
+        | EventKind::PacketDropped
+        | EventKind::ProtocolViolation
+        | EventKind::Error
+        | EventKind::LogLoss
+        | EventKind::Alert => None,
     }
 }
 
@@ -265,7 +268,9 @@ fn mapped(r: &Fields<'_>, e: &Endpoints<'_>, key: &str) -> bool {
 fn is_local(r: &Fields<'_>, prefix: &str) -> bool {
     match prefix {
         "local" => true,
-        "dst" => get_str(r, "direction") == Some("inbound") || action(r) == "packet_dropped",
+        "dst" => {
+            get_str(r, "direction") == Some("inbound") || r.kind == Some(EventKind::PacketDropped)
+        }
         "src" => get_str(r, "direction") == Some("outbound"),
         _ => false,
     }
@@ -333,15 +338,41 @@ fn endpoint_ip<'a>(r: &Fields<'a>, prefix: Option<&str>) -> Option<(&'a str, IpA
     }
 }
 
+/// The firewall control fields (`action_id`, `action`, `disposition_id`, `disposition`):
+/// what this endpoint let in or turned away.
+fn control(r: &Fields<'_>) -> Option<(u64, &'static str, u64, &'static str)> {
+    match r.kind? {
+        EventKind::PacketDropped | EventKind::ConnectionFailed if refused_here(r) => {
+            Some((2, "Denied", 2, "Blocked"))
+        }
+        EventKind::ConnectionEstablished => Some((1, "Allowed", 1, "Allowed")),
+        EventKind::PacketDropped
+        | EventKind::ConnectionFailed
+        | EventKind::ListenerStarted
+        | EventKind::ListenerStopped
+        | EventKind::ConnectionAttempted
+        | EventKind::ConnectionStateUpdated
+        | EventKind::ConnectionClosed
+        | EventKind::PeerAddressChanged
+        | EventKind::ProtocolViolation
+        | EventKind::Error
+        | EventKind::Stats
+        | EventKind::LogLoss
+        | EventKind::Alert => None,
+    }
+}
+
 pub(super) fn write(r: &Fields<'_>, out: &mut String) {
-    if action(r) == "alert" {
+    if matches!(
+        r.kind.map(|k| k.spec().ocsf),
+        Some(OcsfSpec::DetectionFinding)
+    ) {
         return write_finding(r, out);
     }
     let (activity_id, activity_name) = activity(r);
     let severity_id = SEVERITY_ID[usize::from(severity(r))];
     let ends = endpoints(r);
     let time = timestamp(r);
-    let action = action(r);
     let mut o = Obj::begin(out);
     o.num("activity_id", activity_id);
     o.str("activity_name", activity_name);
@@ -388,13 +419,7 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     }
     o.opt_str("app_name", get_str(r, "observer_service"));
 
-    let control = match action {
-        "packet_dropped" | "connection_failed" if refused_here(r) => {
-            Some((2, "Denied", 2, "Blocked"))
-        }
-        "connection_established" => Some((1, "Allowed", 1, "Allowed")),
-        _ => None,
-    };
+    let control = control(r);
     if let Some((action_id, action_caption, disposition_id, disposition)) = control {
         o.num("action_id", action_id);
         o.str("action", action_caption);
@@ -445,7 +470,7 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         let direction = match get_str(r, "direction") {
             Some("inbound") => Some((1, "Inbound")),
             Some("outbound") => Some((2, "Outbound")),
-            _ if action == "packet_dropped" => Some((1, "Inbound")),
+            _ if r.kind == Some(EventKind::PacketDropped) => Some((1, "Inbound")),
             _ => None,
         };
         if let Some((id, caption)) = direction {

@@ -1,13 +1,27 @@
-//! The security event catalog (docs/events.md): every `kcp:*` event as a typed struct, declared here
-//! and only here. Output formats (canonical JSON in the runtime, the JSON Schema in `schema/`,
-//! the TypeScript types) are derived from these definitions; `docs/events.md` documents them.
+//! The security events (docs/events.md): every `kcp:*` event as a typed struct. What each event
+//! is called, how severe it is, its lane, its meaning in each output format and the fields of
+//! its record are declared once, in [`catalog`](EventKind::spec); `npm run codegen` writes the
+//! JSON Schema, the TypeScript types and the catalogue tables of `docs/events.md` from it.
 //!
 //! Events are plain `Copy` values with no heap data, so the runtime can move them through a
 //! fixed-size ring without allocating: text that can vary (error messages) is capped and stored
 //! inline, everything else is an enum with a stable name.
 
+mod catalog;
+mod sampler;
+mod spec;
+mod text;
+
 use std::fmt;
 use std::net::SocketAddr;
+
+pub use catalog::{abnormal_close, close_severity, EventKind, BASE_FIELDS, UNREFUSED_FAILURES};
+pub use sampler::Sampler;
+pub use spec::{
+    EcsSpec, EventSpec, ExpandedField, Field, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
+    SeverityRule, Vocab, WireType,
+};
+pub use text::{CappedText, History, UserId, UserIdError, MAX_USER_ID_LEN, MESSAGE_CAPACITY};
 
 use crate::config::SessionConfig;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
@@ -107,6 +121,9 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// Every variant, in declaration order.
+    pub const ALL: [Lane; 2] = [Self::Critical, Self::Bulk];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -126,6 +143,9 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Every variant, in declaration order.
+    pub const ALL: [Direction; 2] = [Self::Inbound, Self::Outbound];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -219,6 +239,25 @@ pub enum FailReason {
 }
 
 impl FailReason {
+    /// Every variant, in declaration order.
+    pub const ALL: [FailReason; 15] = [
+        Self::HandshakeTimeout,
+        Self::InvalidCookie,
+        Self::ExpiredCookie,
+        Self::AuthRejected,
+        Self::RateLimited,
+        Self::Capacity,
+        Self::VersionMismatch,
+        Self::Malformed,
+        Self::DecryptFailed,
+        Self::UnknownServerKey,
+        Self::ServerAuthFailed,
+        Self::Unreachable,
+        Self::Shutdown,
+        Self::HandshakeAbandoned,
+        Self::StreamMismatch,
+    ];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -255,6 +294,14 @@ pub enum Violation {
 }
 
 impl Violation {
+    /// Every variant, in declaration order.
+    pub const ALL: [Violation; 4] = [
+        Self::OversizedMessage,
+        Self::MessageOnClosedConnection,
+        Self::EmptyMessage,
+        Self::SendQueueFull,
+    ];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -288,6 +335,9 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
+    /// Every variant, in declaration order.
+    pub const ALL: [ErrorType; 3] = [Self::Library, Self::Network, Self::Application];
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -295,159 +345,6 @@ impl ErrorType {
             Self::Network => "network",
             Self::Application => "application",
         }
-    }
-}
-
-/// Bytes kept of an error message; longer ones are cut at a character boundary.
-pub const MESSAGE_CAPACITY: usize = 160;
-
-/// The longest user id, in bytes of UTF-8.
-pub const MAX_USER_ID_LEN: usize = 128;
-
-/// The application's id of the user behind a connection (from its `authenticate` answer),
-/// stored inline so that events never allocate. Every record of the connection carries it,
-/// through the privacy mode (docs/privacy.md).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UserId {
-    len: u8,
-    bytes: [u8; MAX_USER_ID_LEN],
-}
-
-/// A user id that cannot be carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum UserIdError {
-    /// Longer than [`MAX_USER_ID_LEN`] bytes of UTF-8.
-    #[error("a user id is at most 128 bytes of UTF-8, got {0} bytes")]
-    TooLong(usize),
-}
-
-impl UserId {
-    /// No user id.
-    pub const NONE: Self = Self {
-        len: 0,
-        bytes: [0; MAX_USER_ID_LEN],
-    };
-
-    /// The id `text`; an empty text is [`UserId::NONE`].
-    pub fn new(text: &str) -> Result<Self, UserIdError> {
-        let len = text.len();
-        if len > MAX_USER_ID_LEN {
-            return Err(UserIdError::TooLong(len));
-        }
-        let mut id = Self::NONE;
-        id.bytes[..len].copy_from_slice(text.as_bytes());
-        id.len = len as u8;
-        Ok(id)
-    }
-
-    /// The id, if there is one.
-    pub fn as_str(&self) -> Option<&str> {
-        // Only a whole `&str` is ever stored.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
-            .ok()
-            .filter(|s| !s.is_empty())
-    }
-}
-
-impl Default for UserId {
-    fn default() -> Self {
-        Self::NONE
-    }
-}
-
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.as_str(), f)
-    }
-}
-
-/// Text stored inline and capped at [`MESSAGE_CAPACITY`] bytes, so events never allocate.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct CappedText {
-    len: u8,
-    bytes: [u8; MESSAGE_CAPACITY],
-}
-
-impl CappedText {
-    /// Empty text.
-    pub const EMPTY: Self = Self {
-        len: 0,
-        bytes: [0; MESSAGE_CAPACITY],
-    };
-
-    /// Formats `value` into the buffer, cutting what does not fit.
-    pub fn format(value: impl fmt::Display) -> Self {
-        use fmt::Write;
-        let mut text = Self::EMPTY;
-        let _ = write!(text, "{value}");
-        text
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        // Only whole characters are ever written.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
-    }
-}
-
-impl fmt::Write for CappedText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let used = usize::from(self.len);
-        let room = MESSAGE_CAPACITY - used;
-        let mut take = s.len().min(room);
-        while !s.is_char_boundary(take) {
-            take -= 1;
-        }
-        self.bytes[used..used + take].copy_from_slice(&s.as_bytes()[..take]);
-        self.len += take as u8;
-        Ok(())
-    }
-}
-
-impl Default for CappedText {
-    fn default() -> Self {
-        Self::EMPTY
-    }
-}
-
-impl fmt::Debug for CappedText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-/// A Zeek-style history: one letter per kind of activity, in the order each kind first
-/// happened. Upper case is the originator, lower case the responder (see `docs/events.md`).
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct History {
-    len: u8,
-    letters: [u8; 16],
-}
-
-impl History {
-    /// Records `letter` for the originator (`originator == true`) or the responder, once.
-    pub fn note(&mut self, letter: u8, originator: bool) {
-        let letter = if originator {
-            letter.to_ascii_uppercase()
-        } else {
-            letter.to_ascii_lowercase()
-        };
-        let used = usize::from(self.len);
-        if used < self.letters.len() && !self.letters[..used].contains(&letter) {
-            self.letters[used] = letter;
-            self.len += 1;
-        }
-    }
-
-    /// The letters.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.letters[..usize::from(self.len)]).unwrap_or("")
-    }
-}
-
-impl fmt::Debug for History {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -761,55 +658,46 @@ pub enum SecurityEvent {
 }
 
 impl SecurityEvent {
-    /// The qlog-style name.
+    /// Which event it is.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::ListenerStarted(_) => EventKind::ListenerStarted,
+            Self::ListenerStopped(_) => EventKind::ListenerStopped,
+            Self::ConnectionAttempted(_) => EventKind::ConnectionAttempted,
+            Self::ConnectionEstablished(_) => EventKind::ConnectionEstablished,
+            Self::ConnectionFailed(_) => EventKind::ConnectionFailed,
+            Self::ConnectionStateUpdated(_) => EventKind::ConnectionStateUpdated,
+            Self::ConnectionClosed(_) => EventKind::ConnectionClosed,
+            Self::PeerAddressChanged(_) => EventKind::PeerAddressChanged,
+            Self::PacketDropped(_) => EventKind::PacketDropped,
+            Self::Alert(_) => EventKind::Alert,
+            Self::ProtocolViolation(_) => EventKind::ProtocolViolation,
+            Self::Error(_) => EventKind::Error,
+            Self::Stats(_) => EventKind::Stats,
+            Self::LogLoss(_) => EventKind::LogLoss,
+        }
+    }
+
+    /// The qlog-style name (from the catalogue).
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::ListenerStarted(_) => "kcp:listener_started",
-            Self::ListenerStopped(_) => "kcp:listener_stopped",
-            Self::ConnectionAttempted(_) => "kcp:connection_attempted",
-            Self::ConnectionEstablished(_) => "kcp:connection_established",
-            Self::ConnectionFailed(_) => "kcp:connection_failed",
-            Self::ConnectionStateUpdated(_) => "kcp:connection_state_updated",
-            Self::ConnectionClosed(_) => "kcp:connection_closed",
-            Self::PeerAddressChanged(_) => "kcp:peer_address_changed",
-            Self::PacketDropped(_) => "kcp:packet_dropped",
-            Self::Alert(_) => "kcp:alert",
-            Self::ProtocolViolation(_) => "kcp:protocol_violation",
-            Self::Error(_) => "kcp:error",
-            Self::Stats(_) => "kcp:stats",
-            Self::LogLoss(_) => "kcp:log_loss",
-        }
+        self.kind().name()
     }
 
-    /// How severe it is.
+    /// How severe it is (the catalogue's rule, applied to this record).
     pub fn severity(&self) -> Severity {
-        match self {
-            Self::ListenerStarted(_)
-            | Self::ListenerStopped(_)
-            | Self::ConnectionAttempted(_)
-            | Self::ConnectionEstablished(_)
-            | Self::ConnectionStateUpdated(_)
-            | Self::Stats(_) => Severity::Informational,
-            Self::ConnectionClosed(c) => match c.reason {
-                CloseReason::DeadLink | CloseReason::Evicted => Severity::Notice,
-                CloseReason::ProtocolViolation | CloseReason::InternalError => Severity::Warning,
-                _ => Severity::Informational,
-            },
-            Self::ConnectionFailed(_) | Self::PacketDropped(_) | Self::PeerAddressChanged(_) => {
-                Severity::Notice
-            }
-            Self::ProtocolViolation(_) | Self::LogLoss(_) => Severity::Warning,
-            Self::Alert(a) => a.rule.severity(),
-            Self::Error(_) => Severity::Error,
+        match (self.kind().spec().severity, self) {
+            (SeverityRule::Fixed(severity), _) => severity,
+            (SeverityRule::ByCloseReason, Self::ConnectionClosed(c)) => close_severity(c.reason),
+            (SeverityRule::ByAlertRule, Self::Alert(a)) => a.rule.severity(),
+            // A rule that reads a field this event does not have: the catalogue is wrong, and
+            // the catalogue's tests say so; the record still goes out.
+            _ => Severity::Notice,
         }
     }
 
-    /// Which ring lane carries it.
+    /// Which ring lane carries it (from the catalogue).
     pub fn lane(&self) -> Lane {
-        match self {
-            Self::PacketDropped(_) | Self::ConnectionStateUpdated(_) | Self::Stats(_) => Lane::Bulk,
-            _ => Lane::Critical,
-        }
+        self.kind().spec().lane
     }
 
     /// The connection it is about, if any.
@@ -828,124 +716,9 @@ impl SecurityEvent {
     }
 }
 
-/// Rate-limits per-datagram records: per key, the first `burst` records of each window are
-/// logged one by one; later ones are counted, and the last of them is kept to be reported as
-/// one aggregate record at the end of the window. Memory is one small entry per key (a fixed
-/// set), whatever the attacker sends.
-#[derive(Debug, Clone)]
-pub struct Sampler<T: Copy, const KEYS: usize> {
-    burst: u32,
-    window_ms: u64,
-    slots: [SampleSlot<T>; KEYS],
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SampleSlot<T: Copy> {
-    window_start: u64,
-    seen: u32,
-    suppressed: u64,
-    /// The latest record only counted, for the aggregate.
-    last: Option<T>,
-}
-
-impl<T: Copy, const KEYS: usize> Sampler<T, KEYS> {
-    /// A sampler logging `burst` records per key per `window_ms`.
-    pub fn new(burst: u32, window_ms: u64) -> Self {
-        Self {
-            burst,
-            window_ms: window_ms.max(1),
-            slots: [SampleSlot {
-                window_start: 0,
-                seen: 0,
-                suppressed: 0,
-                last: None,
-            }; KEYS],
-        }
-    }
-
-    /// Offers one record of `key` at `now_ms` (an extended, never-wrapping clock). Returns it
-    /// with the number of earlier records only counted, when it is to be logged.
-    pub fn sample(&mut self, key: usize, now_ms: u64, record: T) -> Option<(T, u64)> {
-        let window = self.window_ms;
-        let slot = &mut self.slots[key];
-        if now_ms >= slot.window_start + window {
-            slot.window_start = now_ms;
-            slot.seen = 0;
-        }
-        slot.seen = slot.seen.saturating_add(1);
-        if slot.seen <= self.burst {
-            slot.last = None;
-            Some((record, std::mem::take(&mut slot.suppressed)))
-        } else {
-            slot.suppressed += 1;
-            slot.last = Some(record);
-            None
-        }
-    }
-
-    /// Every key whose window has ended with records only counted: the last of them and how
-    /// many it stands for. Each is returned once. (Owned, so the caller may emit while
-    /// iterating.)
-    pub fn take_expired(&mut self, now_ms: u64) -> impl Iterator<Item = (T, u64)> {
-        let window = self.window_ms;
-        let mut expired = [None; KEYS];
-        for (slot, out) in self.slots.iter_mut().zip(expired.iter_mut()) {
-            if slot.suppressed > 0 && now_ms >= slot.window_start + window {
-                let count = std::mem::take(&mut slot.suppressed);
-                *out = slot.last.take().map(|last| (last, count));
-            }
-        }
-        expired.into_iter().flatten()
-    }
-
-    /// When the earliest window with records only counted ends, if any.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.slots
-            .iter()
-            .filter(|s| s.suppressed > 0)
-            .map(|s| s.window_start + self.window_ms)
-            .min()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capped_text_cuts_at_a_character_boundary() {
-        let long = "é".repeat(200);
-        let text = CappedText::format(&long);
-        assert!(text.as_str().len() <= MESSAGE_CAPACITY);
-        assert_eq!(text.as_str().len() % 2, 0);
-        assert_eq!(CappedText::format("bind failed").as_str(), "bind failed");
-    }
-
-    #[test]
-    fn history_keeps_first_occurrences_in_order() {
-        let mut h = History::default();
-        h.note(b'd', true);
-        h.note(b'a', false);
-        h.note(b'd', true);
-        h.note(b'd', false);
-        assert_eq!(h.as_str(), "Dad");
-    }
-
-    #[test]
-    fn sampler_logs_a_burst_then_aggregates() {
-        let mut s = Sampler::<u32, 2>::new(2, 1000);
-        assert_eq!(s.sample(0, 0, 10), Some((10, 0)));
-        assert_eq!(s.sample(0, 1, 11), Some((11, 0)));
-        assert_eq!(s.sample(0, 2, 12), None);
-        assert_eq!(s.sample(0, 3, 13), None);
-        assert_eq!(s.sample(1, 3, 20), Some((20, 0)));
-        assert_eq!(s.next_deadline(), Some(1000));
-        assert_eq!(s.take_expired(999).count(), 0);
-        assert_eq!(s.take_expired(1000).collect::<Vec<_>>(), vec![(13, 2)]);
-        assert_eq!(s.next_deadline(), None);
-        // A new window logs again.
-        assert_eq!(s.sample(0, 1500, 14), Some((14, 0)));
-    }
 
     #[test]
     fn severity_names_round_trip() {

@@ -1,0 +1,100 @@
+//! The files derived from the event catalogue (`kcpwatch_proto::events`, `EventKind::spec`):
+//!
+//! | file | what is generated |
+//! |---|---|
+//! | `schema/events.schema.json` | the name enum and dispatch, the vocabularies, the severity table, every event's and field group's properties and required lists, severities, the detector rules; merged into `templates/events.schema.json`, which holds what the catalogue cannot say (shared definitions, prose, cross-field constraints) |
+//! | `src/generated/event-catalog.ts` | the vocabularies, one record interface per event, `EventRecords` |
+//! | `src/generated/event-checks.ts` | compile-time checks that the hand-written types of `src/event-types.ts` name the same events and fields, with compatible types |
+//! | `docs/events.md` | the catalogue table between its `BEGIN`/`END generated` markers |
+//!
+//! Every generated file says it is generated, and from what.
+
+#![warn(missing_docs)]
+
+mod docs;
+mod schema;
+mod ts;
+
+use std::path::Path;
+
+/// Where the catalogue is declared, for the "generated from" markers.
+pub const SOURCE: &str = "crates/kcpwatch-proto/src/events/catalog";
+
+/// One generated file.
+#[derive(Debug)]
+pub struct Generated {
+    /// Its path from the repository root.
+    pub path: &'static str,
+    /// What it must contain.
+    pub contents: String,
+}
+
+/// Every generated file, read from the catalogue and the hand-written parts under `root`.
+pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
+    let read = |path: &str| {
+        std::fs::read_to_string(root.join(path)).map_err(|e| format!("cannot read {path}: {e}"))
+    };
+    let template = read(schema::TEMPLATE)?;
+    let docs = read(docs::PATH)?;
+    Ok(vec![
+        Generated {
+            path: schema::PATH,
+            contents: schema::generate(&template)?,
+        },
+        Generated {
+            path: ts::CATALOG_PATH,
+            contents: ts::catalog(),
+        },
+        Generated {
+            path: ts::CHECKS_PATH,
+            contents: ts::checks(),
+        },
+        Generated {
+            path: docs::PATH,
+            contents: docs::generate(&docs)?,
+        },
+    ])
+}
+
+/// The files under `root` that differ from what [`generate`] makes.
+pub fn stale(root: &Path) -> Result<Vec<&'static str>, String> {
+    Ok(generate(root)?
+        .into_iter()
+        .filter(|f| std::fs::read_to_string(root.join(f.path)).ok().as_deref() != Some(&f.contents))
+        .map(|f| f.path)
+        .collect())
+}
+
+/// `snake_case` -> `PascalCase`.
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI fails on drift: `cargo test --workspace` runs this.
+    #[test]
+    fn committed_files_match_the_catalogue() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let stale = stale(&root).unwrap();
+        assert!(
+            stale.is_empty(),
+            "generated files differ from the catalogue: {stale:?}; run `npm run codegen` and commit the result"
+        );
+    }
+
+    #[test]
+    fn pascal_case() {
+        assert_eq!(pascal("connection_state_updated"), "ConnectionStateUpdated");
+    }
+}

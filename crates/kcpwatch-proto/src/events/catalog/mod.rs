@@ -1,0 +1,342 @@
+//! The event catalogue: every `kcp:*` event declared once, as one static [`EventSpec`] per
+//! [`EventKind`]. Everything else that depends on the list of events reads this:
+//!
+//! - [`SecurityEvent::kind`](super::SecurityEvent::kind), `name()`, `lane()` and
+//!   `severity()`;
+//! - the output formats (ECS categories and outcome, OCSF class and activity, CEF title), whose
+//!   per-event tables `match` on [`EventKind`] without a catch-all;
+//! - `npm run codegen` (crates/kcpwatch-codegen), which writes the TypeScript types, the JSON
+//!   Schema and the catalogue tables of `docs/events.md` from it;
+//! - the canonical writer's test, which checks every key it writes is declared here.
+//!
+//! Vocabularies ([`Vocab`]) are read from the Rust enums themselves (their `ALL` lists), never
+//! retyped.
+
+mod incidents;
+mod lifecycle;
+
+use incidents::*;
+use lifecycle::*;
+
+use super::spec::{opt, req, EventSpec, Field, Group, GroupUse, Presence, Vocab, WireType};
+use super::{FailReason, Severity};
+use crate::lifecycle::CloseReason;
+
+/// Which event a record is, without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `kcp:listener_started`
+    ListenerStarted,
+    /// `kcp:listener_stopped`
+    ListenerStopped,
+    /// `kcp:connection_attempted`
+    ConnectionAttempted,
+    /// `kcp:connection_established`
+    ConnectionEstablished,
+    /// `kcp:connection_failed`
+    ConnectionFailed,
+    /// `kcp:connection_state_updated`
+    ConnectionStateUpdated,
+    /// `kcp:connection_closed`
+    ConnectionClosed,
+    /// `kcp:peer_address_changed`
+    PeerAddressChanged,
+    /// `kcp:packet_dropped`
+    PacketDropped,
+    /// `kcp:protocol_violation`
+    ProtocolViolation,
+    /// `kcp:error`
+    Error,
+    /// `kcp:stats`
+    Stats,
+    /// `kcp:log_loss`
+    LogLoss,
+    /// `kcp:alert`
+    Alert,
+}
+
+impl EventKind {
+    /// Every kind, in catalogue order.
+    pub const ALL: [EventKind; 14] = [
+        Self::ListenerStarted,
+        Self::ListenerStopped,
+        Self::ConnectionAttempted,
+        Self::ConnectionEstablished,
+        Self::ConnectionFailed,
+        Self::ConnectionStateUpdated,
+        Self::ConnectionClosed,
+        Self::PeerAddressChanged,
+        Self::PacketDropped,
+        Self::ProtocolViolation,
+        Self::Error,
+        Self::Stats,
+        Self::LogLoss,
+        Self::Alert,
+    ];
+
+    /// Its declaration.
+    pub fn spec(self) -> &'static EventSpec {
+        match self {
+            Self::ListenerStarted => &LISTENER_STARTED,
+            Self::ListenerStopped => &LISTENER_STOPPED,
+            Self::ConnectionAttempted => &CONNECTION_ATTEMPTED,
+            Self::ConnectionEstablished => &CONNECTION_ESTABLISHED,
+            Self::ConnectionFailed => &CONNECTION_FAILED,
+            Self::ConnectionStateUpdated => &CONNECTION_STATE_UPDATED,
+            Self::ConnectionClosed => &CONNECTION_CLOSED,
+            Self::PeerAddressChanged => &PEER_ADDRESS_CHANGED,
+            Self::PacketDropped => &PACKET_DROPPED,
+            Self::ProtocolViolation => &PROTOCOL_VIOLATION,
+            Self::Error => &ERROR,
+            Self::Stats => &STATS,
+            Self::LogLoss => &LOG_LOSS,
+            Self::Alert => &ALERT,
+        }
+    }
+
+    /// The record name, `kcp:<action>`.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The name without its `kcp:` prefix (ECS `event.action`).
+    pub fn action(self) -> &'static str {
+        let name = self.name();
+        name.strip_prefix("kcp:").unwrap_or(name)
+    }
+
+    /// The kind named `name` (`kcp:connection_closed`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The kind whose [`action`](Self::action) is `action` (`connection_closed`).
+    pub fn from_action(action: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.action() == action)
+    }
+}
+
+/// The severity of a `kcp:connection_closed` record: a broken link or an eviction is notable,
+/// a violation or an internal error a warning, every other close informational.
+pub fn close_severity(reason: CloseReason) -> Severity {
+    match reason {
+        CloseReason::DeadLink | CloseReason::Evicted => Severity::Notice,
+        CloseReason::ProtocolViolation | CloseReason::InternalError => Severity::Warning,
+        CloseReason::IdleTimeout
+        | CloseReason::PeerClosed
+        | CloseReason::LocalClosed
+        | CloseReason::Shutdown => Severity::Informational,
+    }
+}
+
+/// Close reasons that mean the connection broke rather than ended (outcome `failure`).
+pub fn abnormal_close(reason: CloseReason) -> bool {
+    close_severity(reason) <= Severity::Notice
+}
+
+/// Failure reasons where this endpoint refused nothing: a client's own attempt that timed out
+/// or that ICMP said nothing answers, a server's handshake the client abandoned, a shutdown.
+pub const UNREFUSED_FAILURES: [FailReason; 4] = [
+    FailReason::HandshakeTimeout,
+    FailReason::Unreachable,
+    FailReason::HandshakeAbandoned,
+    FailReason::Shutdown,
+];
+
+// ---------------------------------------------------------------------------------------------
+// The fields.
+
+use WireType::*;
+
+/// Fields every record carries.
+pub const BASE_FIELDS: &[Field] = &[
+    req(
+        "ts",
+        Timestamp,
+        "RFC 3339 UTC time with exactly 6 fractional digits.",
+    ),
+    req("time", Count, "Unix time in milliseconds (pino time)."),
+    req("level", PinoLevel, "pino level, following severity."),
+    req(
+        "level_name",
+        Vocab(Vocab::SeverityName),
+        "Syslog severity name.",
+    ),
+    req(
+        "severity",
+        SeverityCode,
+        "Syslog severity 0-7 (lower is more severe).",
+    ),
+    req("name", Vocab(Vocab::EventName), "The event, kcp:<event>."),
+    req(
+        "seq",
+        Count,
+        "Per-listener sequence number; a gap means loss. (observer_instance, seq) is unique.",
+    ),
+    req("observer_host", Text, "Host name."),
+    req(
+        "observer_service",
+        Text,
+        "The service name the application configured.",
+    ),
+    req(
+        "observer_instance",
+        Text,
+        "This listener's run (default \"L\" + 22 base62 digits; may be set by the application).",
+    ),
+    req("observer_version", Text, "kcpwatch version."),
+    req("msg", Text, "Human-readable summary (pino msg)."),
+    opt(
+        "ip_privacy",
+        IpPrivacy,
+        "The privacy mode that transformed the addresses; absent in mode full.",
+    ),
+];
+
+pub(super) const CONNECTION_FIELDS: &[Field] = &[
+    req("uid", Uid, "Connection id, shared by every record of the connection."),
+    opt(
+        "user_id",
+        Custom {
+            schema: r#"{"type":"string","minLength":1,"maxLength":128}"#,
+            ts: "string",
+        },
+        "Secure mode, server: the user the application's authenticate named for this connection (at most 128 bytes of UTF-8), on every record from its establishment on. Written in clear only without ip_privacy (mode full); see user_id_pseudonym.",
+    ),
+    opt(
+        "user_id_pseudonym",
+        Pseudonym,
+        "user_id under ip_privacy hmac: a keyed pseudonym made with the address key (its key id first). truncate, cryptopan and omit write neither.",
+    ),
+    req("conv", Conv, "KCP conversation id."),
+    req("direction", Vocab(Vocab::Direction), "Who opened the connection."),
+    opt(
+        "src_ip",
+        Ip,
+        "The originator: the peer for an inbound connection, this endpoint for an outbound one.",
+    ),
+    req("src_port", Port, "The originator's port."),
+    opt(
+        "dst_ip",
+        Ip,
+        "The responder; for an inbound connection, the address the datagrams really arrived on (also on a wildcard bind).",
+    ),
+    req("dst_port", Port, "The responder's port."),
+    req("transport", Transport, "Always udp."),
+    opt(
+        "community_id",
+        CommunityId,
+        "Community ID v1 of the flow; absent when the addresses are of different families.",
+    ),
+    opt("src_ip_pseudonym", Pseudonym, "src_ip under ip_privacy hmac."),
+    opt("dst_ip_pseudonym", Pseudonym, "dst_ip under ip_privacy hmac."),
+];
+
+pub(super) const LOCAL_ADDRESS_FIELDS: &[Field] = &[
+    opt(
+        "local_ip",
+        Ip,
+        "The bound address (may be a wildcard such as 0.0.0.0 or ::).",
+    ),
+    req("local_port", Port, "The bound port."),
+    opt(
+        "local_ip_pseudonym",
+        Pseudonym,
+        "local_ip under ip_privacy hmac.",
+    ),
+];
+
+pub(super) const KCP_PARAMS_FIELDS: &[Field] = &[
+    req("kcp_nodelay", Bool, "KCP nodelay mode."),
+    req(
+        "kcp_interval_ms",
+        Custom {
+            schema: r#"{"type":"integer","minimum":10,"maximum":5000}"#,
+            ts: "number",
+        },
+        "Internal flush interval.",
+    ),
+    req(
+        "kcp_resend",
+        U32,
+        "Fast retransmit after this many duplicate ACKs (0 = off).",
+    ),
+    req("kcp_nc", Bool, "Congestion window disabled."),
+    req("kcp_snd_wnd", U16, "Send window in segments."),
+    req("kcp_rcv_wnd", U16, "Receive window in segments."),
+    req(
+        "kcp_mtu",
+        Custom {
+            schema: r#"{"type":"integer","minimum":50,"maximum":65507}"#,
+            ts: "number",
+        },
+        "Largest datagram KCP produces, header included.",
+    ),
+    req(
+        "kcp_stream",
+        Bool,
+        "Stream mode (message boundaries not kept).",
+    ),
+    req(
+        "dead_link",
+        U32,
+        "Transmissions of one segment after which the link is dead.",
+    ),
+    req("idle_timeout_ms", U32, "Idle timeout."),
+    req("max_message_size", Count, "Largest message accepted."),
+];
+
+pub(super) const CONNECTION: &[GroupUse] = &[GroupUse {
+    group: Group::Connection,
+    presence: Presence::Required,
+}];
+
+pub(super) const NETWORK: &[&str] = &["network"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_names_are_unique() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_name(kind.name()), Some(kind));
+            assert_eq!(EventKind::from_action(kind.action()), Some(kind));
+            assert!(kind.name().starts_with("kcp:"));
+        }
+        let names = Vocab::EventName.values();
+        assert_eq!(names.len(), EventKind::ALL.len());
+        assert_eq!(EventKind::from_name("kcp:nothing"), None);
+    }
+
+    #[test]
+    fn no_event_declares_a_field_twice() {
+        for kind in EventKind::ALL {
+            let fields = kind.spec().all_fields();
+            let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+            names.sort_unstable();
+            let before = names.len();
+            names.dedup();
+            assert_eq!(
+                names.len(),
+                before,
+                "{} declares a field twice",
+                kind.name()
+            );
+        }
+    }
+
+    #[test]
+    fn close_severities_match_abnormal_closes() {
+        for reason in CloseReason::ALL {
+            let abnormal = matches!(
+                reason,
+                CloseReason::DeadLink
+                    | CloseReason::InternalError
+                    | CloseReason::ProtocolViolation
+                    | CloseReason::Evicted
+            );
+            assert_eq!(abnormal_close(reason), abnormal, "{}", reason.as_str());
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The shape of an event's declaration ([`EventSpec`]) and of its fields; the declarations
+//! themselves are in `catalog.rs`.
+
+use super::catalog::{
+    close_severity, BASE_FIELDS, CONNECTION_FIELDS, KCP_PARAMS_FIELDS, LOCAL_ADDRESS_FIELDS,
+};
+use super::{Direction, ErrorType, EventKind, FailReason, Lane, Severity, Violation};
+use crate::detect::Rule;
+use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
+
+/// One event, declared: what it is called, where it travels, how severe it is, what each
+/// output format makes of it, and the fields of its canonical record.
+#[derive(Debug)]
+pub struct EventSpec {
+    /// `kcp:<action>`.
+    pub name: &'static str,
+    /// One sentence for the catalogue.
+    pub summary: &'static str,
+    /// The ring lane that carries it.
+    pub lane: Lane,
+    /// Its severity, fixed or derived from the record.
+    pub severity: SeverityRule,
+    /// The CEF header's name column.
+    pub cef_title: &'static str,
+    /// Its ECS categorization.
+    pub ecs: EcsSpec,
+    /// Its OCSF class and activity.
+    pub ocsf: OcsfSpec,
+    /// How it turned out (ECS `event.outcome`, OCSF `status_id`, CEF `outcome`).
+    pub outcome: OutcomeRule,
+    /// Field groups shared with other events, each present whole or not at all.
+    pub groups: &'static [GroupUse],
+    /// Its own fields, after the groups.
+    pub fields: &'static [Field],
+}
+
+impl EventSpec {
+    /// Every field a record of this kind may carry: the base fields, its groups', its own;
+    /// field families expanded. Optional groups make their fields optional.
+    pub fn all_fields(&self) -> Vec<ExpandedField> {
+        let mut out = Vec::new();
+        expand(BASE_FIELDS, Presence::Required, &mut out);
+        for group in self.groups {
+            expand(group.group.fields(), group.presence, &mut out);
+        }
+        expand(self.fields, Presence::Required, &mut out);
+        out
+    }
+}
+
+fn expand(fields: &'static [Field], group: Presence, out: &mut Vec<ExpandedField>) {
+    for field in fields {
+        let presence = match group {
+            Presence::Required => field.presence,
+            Presence::Optional => Presence::Optional,
+        };
+        if field.per_severity {
+            for severity in Severity::ALL {
+                out.push(ExpandedField {
+                    name: format!("{}{}", field.name, severity.as_str()),
+                    presence,
+                    field,
+                });
+            }
+        } else {
+            out.push(ExpandedField {
+                name: field.name.to_string(),
+                presence,
+                field,
+            });
+        }
+    }
+}
+
+/// A field of a record with its family expanded and its group's presence applied.
+#[derive(Debug, Clone)]
+pub struct ExpandedField {
+    /// The key.
+    pub name: String,
+    /// Whether every record of the kind carries it.
+    pub presence: Presence,
+    /// Its declaration.
+    pub field: &'static Field,
+}
+
+/// How an event's severity is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeverityRule {
+    /// Always this one.
+    Fixed(Severity),
+    /// By the close reason ([`close_severity`]).
+    ByCloseReason,
+    /// By the detector rule ([`Rule::severity`]).
+    ByAlertRule,
+}
+
+impl SeverityRule {
+    /// Every severity a record of the event can have, most severe first.
+    pub fn possible(self) -> Vec<Severity> {
+        let mut all: Vec<Severity> = match self {
+            Self::Fixed(s) => vec![s],
+            Self::ByCloseReason => CloseReason::ALL.map(close_severity).to_vec(),
+            Self::ByAlertRule => Rule::ALL.map(Rule::severity).to_vec(),
+        };
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// How an event turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeRule {
+    /// It reports rather than does something: no outcome.
+    None,
+    /// Always `success`.
+    Success,
+    /// Always `failure`.
+    Failure,
+    /// Always `unknown` (an attempt, not yet decided).
+    Unknown,
+    /// `failure` when an attempt or a handshake ended without a connection
+    /// (`attempted`/`handshaking` -> `closed`), else `success`.
+    ByStateTransition,
+    /// `failure` for an abnormal close reason ([`abnormal_close`]), else `success`.
+    ByCloseReason,
+}
+
+/// ECS `event.kind`, `event.category` and `event.type`.
+#[derive(Debug, Clone, Copy)]
+pub struct EcsSpec {
+    /// `event.kind`.
+    pub kind: &'static str,
+    /// `event.category`.
+    pub category: &'static [&'static str],
+    /// `event.type`.
+    pub types: &'static [&'static str],
+    /// `event.type` when this endpoint refused nothing ([`UNREFUSED_FAILURES`]), if different.
+    pub types_unrefused: Option<&'static [&'static str]>,
+}
+
+/// The OCSF class and activity.
+#[derive(Debug, Clone, Copy)]
+pub enum OcsfSpec {
+    /// Network Activity (4001) with this activity.
+    NetworkActivity {
+        /// `activity_id` and `activity_name` (99 is "Other").
+        activity: (u64, &'static str),
+        /// The activity when this endpoint refused nothing ([`UNREFUSED_FAILURES`]), if
+        /// different.
+        activity_unrefused: Option<(u64, &'static str)>,
+    },
+    /// Detection Finding (2004): Create, or Update for an `update: true` record.
+    DetectionFinding,
+}
+
+/// Whether a field or group is always there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Always.
+    Required,
+    /// Only when it applies.
+    Optional,
+}
+
+/// A set of fields several events share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Who a connection-scoped record is about.
+    Connection,
+    /// The listener's bound address.
+    LocalAddress,
+    /// The KCP session parameters.
+    KcpParams,
+}
+
+impl Group {
+    /// Every group.
+    pub const ALL: [Group; 3] = [Self::Connection, Self::LocalAddress, Self::KcpParams];
+
+    /// Its fields.
+    pub fn fields(self) -> &'static [Field] {
+        match self {
+            Self::Connection => CONNECTION_FIELDS,
+            Self::LocalAddress => LOCAL_ADDRESS_FIELDS,
+            Self::KcpParams => KCP_PARAMS_FIELDS,
+        }
+    }
+
+    /// Its name in the schema's `$defs` (the optional form adds `_optional`).
+    pub fn def_name(self) -> &'static str {
+        match self {
+            Self::Connection => "connection",
+            Self::LocalAddress => "local_address",
+            Self::KcpParams => "kcp_params",
+        }
+    }
+}
+
+/// A group as one event uses it.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupUse {
+    /// The group.
+    pub group: Group,
+    /// Always there, or whole-or-nothing.
+    pub presence: Presence,
+}
+
+/// One field of a canonical record.
+#[derive(Debug)]
+pub struct Field {
+    /// The key (for a family, its prefix).
+    pub name: &'static str,
+    /// What its value is.
+    pub ty: WireType,
+    /// Whether every record carries it.
+    pub presence: Presence,
+    /// One line for the schema and the types (`{severity}` in a family's doc is each name).
+    pub doc: &'static str,
+    /// A family: one field per severity name (`lost_severity_<name>`).
+    pub per_severity: bool,
+}
+
+pub(super) const fn req(name: &'static str, ty: WireType, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        presence: Presence::Required,
+        doc,
+        per_severity: false,
+    }
+}
+
+pub(super) const fn opt(name: &'static str, ty: WireType, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        presence: Presence::Optional,
+        doc,
+        per_severity: false,
+    }
+}
+
+/// What a field's value is. Most name a shared definition of the schema; [`WireType::Custom`]
+/// spells out a constraint only one field has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireType {
+    /// An unsigned counter or size (u64).
+    Count,
+    /// A u32.
+    U32,
+    /// A u16.
+    U16,
+    /// A UDP port.
+    Port,
+    /// A KCP conversation id.
+    Conv,
+    /// `true` or `false`.
+    Bool,
+    /// Any text.
+    Text,
+    /// RFC 3339 UTC with microseconds.
+    Timestamp,
+    /// An IP address.
+    Ip,
+    /// A keyed pseudonym (privacy mode hmac).
+    Pseudonym,
+    /// A connection id.
+    Uid,
+    /// A Community ID.
+    CommunityId,
+    /// A Zeek-style history.
+    History,
+    /// Always `udp`.
+    Transport,
+    /// A syslog severity number.
+    SeverityCode,
+    /// A pino level number.
+    PinoLevel,
+    /// One name of a vocabulary.
+    Vocab(Vocab),
+    /// One name of a vocabulary, except one.
+    VocabExcept(Vocab, &'static str),
+    /// A guard, limit or handshake rule (`rule`): the names are spread over the guard, the
+    /// limits and the endpoint, so the schema lists them by hand.
+    DropRule,
+    /// `raw` or `secure`.
+    ListenerMode,
+    /// `server` or `client`.
+    ListenerRole,
+    /// The privacy mode's name.
+    IpPrivacy,
+    /// A constraint of this field alone: its JSON Schema and its TypeScript type.
+    Custom {
+        /// The JSON Schema, as JSON text.
+        schema: &'static str,
+        /// The TypeScript type.
+        ts: &'static str,
+    },
+}
+
+/// A closed list of names that a Rust enum defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vocab {
+    /// [`EventKind::name`].
+    EventName,
+    /// [`Severity::as_str`].
+    SeverityName,
+    /// [`Lane::as_str`].
+    Lane,
+    /// [`Direction::as_str`].
+    Direction,
+    /// [`ConnectionState::as_str`].
+    ConnectionState,
+    /// [`CloseReason::as_str`].
+    CloseReason,
+    /// [`Initiator::as_str`].
+    Initiator,
+    /// [`FailReason::as_str`].
+    FailReason,
+    /// [`DropTrigger::as_str`].
+    DropTrigger,
+    /// [`Violation::as_str`].
+    Violation,
+    /// [`ErrorType::as_str`].
+    ErrorType,
+    /// [`Violation::error_code`].
+    ApplicationErrorCode,
+    /// [`Rule::id`].
+    AlertRuleId,
+    /// [`Rule::name`].
+    AlertRuleName,
+    /// [`Rule::technique`].
+    MitreTechnique,
+}
+
+impl Vocab {
+    /// Every vocabulary.
+    pub const ALL: [Vocab; 15] = [
+        Self::EventName,
+        Self::SeverityName,
+        Self::Lane,
+        Self::Direction,
+        Self::ConnectionState,
+        Self::CloseReason,
+        Self::Initiator,
+        Self::FailReason,
+        Self::DropTrigger,
+        Self::Violation,
+        Self::ErrorType,
+        Self::ApplicationErrorCode,
+        Self::AlertRuleId,
+        Self::AlertRuleName,
+        Self::MitreTechnique,
+    ];
+
+    /// Its names, in the enum's order, each once.
+    pub fn values(self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = match self {
+            Self::EventName => EventKind::ALL.map(EventKind::name).to_vec(),
+            Self::SeverityName => Severity::ALL.map(Severity::as_str).to_vec(),
+            Self::Lane => Lane::ALL.map(Lane::as_str).to_vec(),
+            Self::Direction => Direction::ALL.map(Direction::as_str).to_vec(),
+            Self::ConnectionState => ConnectionState::ALL.map(ConnectionState::as_str).to_vec(),
+            Self::CloseReason => CloseReason::ALL.map(CloseReason::as_str).to_vec(),
+            Self::Initiator => Initiator::ALL.map(Initiator::as_str).to_vec(),
+            Self::FailReason => FailReason::ALL.map(FailReason::as_str).to_vec(),
+            Self::DropTrigger => DropTrigger::ALL.map(DropTrigger::as_str).to_vec(),
+            Self::Violation => Violation::ALL.map(Violation::as_str).to_vec(),
+            Self::ErrorType => ErrorType::ALL.map(ErrorType::as_str).to_vec(),
+            Self::ApplicationErrorCode => Violation::ALL.map(Violation::error_code).to_vec(),
+            Self::AlertRuleId => Rule::ALL.map(Rule::id).to_vec(),
+            Self::AlertRuleName => Rule::ALL.map(Rule::name).to_vec(),
+            Self::MitreTechnique => Rule::ALL.iter().filter_map(|r| r.technique()).collect(),
+        };
+        let mut seen = Vec::with_capacity(names.len());
+        names.retain(|n| {
+            let new = !seen.contains(n);
+            seen.push(*n);
+            new
+        });
+        names
+    }
+
+    /// Its name in the schema's `$defs`.
+    pub fn def_name(self) -> &'static str {
+        match self {
+            Self::EventName => "event_name",
+            Self::SeverityName => "severity_name",
+            Self::Lane => "lane",
+            Self::Direction => "direction",
+            Self::ConnectionState => "connection_state",
+            Self::CloseReason => "close_reason",
+            Self::Initiator => "initiator",
+            Self::FailReason => "fail_reason",
+            Self::DropTrigger => "drop_trigger",
+            Self::Violation => "violation",
+            Self::ErrorType => "error_type",
+            Self::ApplicationErrorCode => "application_error_code",
+            Self::AlertRuleId => "alert_rule_id",
+            Self::AlertRuleName => "alert_rule_name",
+            Self::MitreTechnique => "mitre_technique",
+        }
+    }
+
+    /// Its name in the TypeScript types.
+    pub fn ts_name(self) -> &'static str {
+        match self {
+            Self::EventName => "EventName",
+            Self::SeverityName => "EventSeverityName",
+            Self::Lane => "EventLane",
+            Self::Direction => "EventDirection",
+            Self::ConnectionState => "EventConnectionState",
+            Self::CloseReason => "EventCloseReason",
+            Self::Initiator => "EventInitiator",
+            Self::FailReason => "FailReason",
+            Self::DropTrigger => "DropTrigger",
+            Self::Violation => "Violation",
+            Self::ErrorType => "ErrorType",
+            Self::ApplicationErrorCode => "ApplicationErrorCode",
+            Self::AlertRuleId => "AlertRuleId",
+            Self::AlertRuleName => "AlertRuleName",
+            Self::MitreTechnique => "MitreTechnique",
+        }
+    }
+}
