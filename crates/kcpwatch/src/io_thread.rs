@@ -24,7 +24,7 @@ use tracing::{debug, debug_span, warn};
 use crate::config::RuntimeConfig;
 use crate::delivery::{DeliveryQueue, RecordWriter};
 use crate::error::RuntimeError;
-use crate::events::log_thread::unix_micros;
+use crate::events::clock::unix_micros;
 use crate::events::EventRing;
 use crate::stats::RuntimeStats;
 use crate::udp::{SendFailure, UdpIo};

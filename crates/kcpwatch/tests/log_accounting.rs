@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kcpwatch::events::log_thread::unix_micros;
-use kcpwatch::events::sinks::{HttpKind, HttpSinkConfig, NetworkSinkConfig, SinkTarget};
+use kcpwatch::events::clock::unix_micros;
+use kcpwatch::events::sinks::{HttpKind, HttpSinkConfig, SyslogSinkConfig, SyslogTarget};
 use kcpwatch::events::{
     CanonicalWriter, EventRing, LogDestination, LogOutput, LogThread, Observer, Outbox, Rotation,
 };
@@ -349,10 +349,10 @@ fn closed_port() -> SocketAddr {
 }
 
 fn syslog_tcp(addr: SocketAddr, queue: usize) -> LogOutput {
-    let mut c = NetworkSinkConfig::new(SinkTarget::SyslogTcp(addr));
+    let mut c = SyslogSinkConfig::new(SyslogTarget::Tcp(addr));
     c.queue_records = queue;
     c.backoff = (Duration::from_millis(20), Duration::from_millis(100));
-    output(LogDestination::Network(c))
+    output(LogDestination::Syslog(c))
 }
 
 #[test]
@@ -542,14 +542,14 @@ fn closing_with_a_tls_receiver_that_never_answers_is_bounded_and_counted() {
     let receiver = Silent::start();
     let dir = TempDir::new("close-tls");
     let certs = support::certs::Certs::generate(dir.path());
-    let mut c = NetworkSinkConfig::new(SinkTarget::SyslogTls {
+    let mut c = SyslogSinkConfig::new(SyslogTarget::Tls {
         addr: receiver.addr,
         server_name: "localhost".into(),
         ca_file: certs.ca.clone(),
         client_cert: None,
     });
     c.queue_records = 100_000;
-    let mut log = Log::start(vec![output(LogDestination::Network(c))]);
+    let mut log = Log::start(vec![output(LogDestination::Syslog(c))]);
     wait_for("the connection", Duration::from_secs(5), || {
         (receiver.connections() > 0).then_some(())
     });

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kcpwatch::events::log_thread::unix_micros;
-use kcpwatch::events::sinks::{NetworkSinkConfig, SinkTarget};
+use kcpwatch::events::clock::unix_micros;
+use kcpwatch::events::sinks::{SyslogSinkConfig, SyslogTarget};
 use kcpwatch::events::{
     CanonicalWriter, EventRing, LogDestination, LogOutput, LogThread, Observer, Outbox, Rotation,
 };
@@ -338,12 +338,12 @@ fn check_network(
     counts
 }
 
-fn network(config: NetworkSinkConfig) -> LogOutput {
-    LogOutput::canonical(LogDestination::Network(config))
+fn network(config: SyslogSinkConfig) -> LogOutput {
+    LogOutput::canonical(LogDestination::Syslog(config))
 }
 
-fn quick(target: SinkTarget, queue: usize) -> NetworkSinkConfig {
-    let mut c = NetworkSinkConfig::new(target);
+fn quick(target: SyslogTarget, queue: usize) -> SyslogSinkConfig {
+    let mut c = SyslogSinkConfig::new(target);
     c.queue_records = queue;
     c.backoff = (Duration::from_millis(20), Duration::from_millis(100));
     c.connect_timeout = Duration::from_secs(2);
@@ -779,7 +779,7 @@ fn count(seqs: &Seqs) -> usize {
 
 fn udp_output(addr: SocketAddr) -> (LogOutput, String) {
     (
-        network(quick(SinkTarget::SyslogUdp(addr), 10_000)),
+        network(quick(SyslogTarget::Udp(addr), 10_000)),
         format!("syslog+udp://{addr}"),
     )
 }
@@ -956,12 +956,12 @@ impl Stream {
     fn output(&self, addr: SocketAddr) -> (LogOutput, String) {
         match &self.tls {
             None => (
-                network(quick(SinkTarget::SyslogTcp(addr), self.queue)),
+                network(quick(SyslogTarget::Tcp(addr), self.queue)),
                 format!("syslog+tcp://{addr}"),
             ),
             Some(tls) => (
                 network(quick(
-                    SinkTarget::SyslogTls {
+                    SyslogTarget::Tls {
                         addr,
                         server_name: "localhost".into(),
                         ca_file: tls.certs.ca.clone(),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcpwatch::events::formats::{self, Format};
-use kcpwatch::events::sinks::{NetworkSink, NetworkSinkConfig, SinkStats, SinkTarget, SpoolConfig};
+use kcpwatch::events::sinks::{SinkStats, SpoolConfig, SyslogSink, SyslogSinkConfig, SyslogTarget};
 use serde_json::{json, Map, Value};
 
 use support::certs::Certs;
@@ -22,8 +22,8 @@ use support::{wait_for, TempDir};
 
 const SD_ID: &str = "kcp@32473";
 
-fn config(target: SinkTarget) -> NetworkSinkConfig {
-    let mut c = NetworkSinkConfig::new(target);
+fn config(target: SyslogTarget) -> SyslogSinkConfig {
+    let mut c = SyslogSinkConfig::new(target);
     c.connect_timeout = Duration::from_secs(2);
     c.write_timeout = Duration::from_secs(5);
     // Short, so that the outage tests reconnect promptly.
@@ -126,7 +126,7 @@ fn assert_parsed_back(rs: &Rsyslog, marker: &str, sent: &[Map<String, Value>], i
 }
 
 fn send_canonical(
-    sink: &NetworkSink,
+    sink: &SyslogSink,
     marker: &str,
     seqs: std::ops::Range<u64>,
 ) -> Vec<Map<String, Value>> {
@@ -144,7 +144,7 @@ fn send_canonical(
 /// fcntl(O_NONBLOCK) on tcp socket 11: Bad file descriptor", and the first 46 records gone) are
 /// lost where no sender can see it (docs/siem.md). This test is about the round trip, so it
 /// starts once a record is known to be read.
-fn until_read(sink: &NetworkSink, rs: &Rsyslog, marker: &str) -> u64 {
+fn until_read(sink: &SyslogSink, rs: &Rsyslog, marker: &str) -> u64 {
     for attempt in 0..20u64 {
         let probe = format!("{marker}w{attempt}");
         assert!(sink.send(&rfc5424(&canonical(attempt, &probe))));
@@ -186,10 +186,8 @@ fn udp_delivers_rfc5424_that_rsyslog_parses_back_exactly() {
     let dir = TempDir::new("syslog-udp");
     let certs = Certs::generate(dir.path());
     let rs = Rsyslog::start(dir.path(), &certs);
-    let sink = NetworkSink::start(config(SinkTarget::SyslogUdp(
-        ([127, 0, 0, 1], rs.udp).into(),
-    )))
-    .expect("start");
+    let sink = SyslogSink::start(config(SyslogTarget::Udp(([127, 0, 0, 1], rs.udp).into())))
+        .expect("start");
     let marker = unique("udp");
     let sent = send_canonical(&sink, &marker, 0..20);
     assert_parsed_back(&rs, &marker, &sent, "imudp");
@@ -204,10 +202,8 @@ fn tcp_octet_counted_delivers_rfc5424_that_rsyslog_parses_back_exactly() {
     let dir = TempDir::new("syslog-tcp");
     let certs = Certs::generate(dir.path());
     let rs = Rsyslog::start(dir.path(), &certs);
-    let sink = NetworkSink::start(config(SinkTarget::SyslogTcp(
-        ([127, 0, 0, 1], rs.tcp).into(),
-    )))
-    .expect("start");
+    let sink = SyslogSink::start(config(SyslogTarget::Tcp(([127, 0, 0, 1], rs.tcp).into())))
+        .expect("start");
     let marker = unique("tcp");
     let warm_ups = until_read(&sink, &rs, &marker);
     let sent = send_canonical(&sink, &marker, 0..200);
@@ -223,8 +219,8 @@ fn tls_target(
     server_name: &str,
     ca: &std::path::Path,
     client: Option<(&std::path::Path, &std::path::Path)>,
-) -> SinkTarget {
-    SinkTarget::SyslogTls {
+) -> SyslogTarget {
+    SyslogTarget::Tls {
         addr: ([127, 0, 0, 1], port).into(),
         server_name: server_name.to_owned(),
         ca_file: ca.to_path_buf(),
@@ -255,7 +251,7 @@ fn tls_delivers_rfc5424_that_rsyslog_parses_back_exactly() {
     ];
     for (label, target) in cases {
         let started = Instant::now();
-        let sink = NetworkSink::start(config(target)).expect("start");
+        let sink = SyslogSink::start(config(target)).expect("start");
         let marker = unique(label);
         let sent = send_canonical(&sink, &marker, 0..100);
         assert_parsed_back(&rs, &marker, &sent, "imtcp");
@@ -289,7 +285,7 @@ fn tls_delivers_rfc5424_that_rsyslog_parses_back_exactly() {
         ),
     ];
     for (label, target, error_has) in refused {
-        let sink = NetworkSink::start(config(target)).expect("start");
+        let sink = SyslogSink::start(config(target)).expect("start");
         let marker = unique("refused");
         send_canonical(&sink, &marker, 0..5);
         let error = wait_for(label, Duration::from_secs(10), || {
@@ -359,12 +355,12 @@ fn outage_tcp_every_record_arrives_once_in_order_or_is_counted_lost() {
     let collected: Arc<Mutex<Collected>> = Arc::default();
     let first = Receiver::start(([127, 0, 0, 1], 0).into(), Arc::clone(&collected));
     let addr = first.addr();
-    let mut cfg = config(SinkTarget::SyslogTcp(addr));
+    let mut cfg = config(SyslogTarget::Tcp(addr));
     cfg.spool = Some(SpoolConfig {
         dir: dir.path().join("spool"),
         max_bytes: 64 << 20,
     });
-    let sink = NetworkSink::start(cfg).expect("start");
+    let sink = SyslogSink::start(cfg).expect("start");
 
     // Up, then down for the middle of the run, then up again.
     for i in 0..3_000 {
@@ -442,10 +438,10 @@ fn close_with_receiver_down_spools_the_rest_and_the_next_sink_replays_it_first()
     let collected: Arc<Mutex<Collected>> = Arc::default();
     let first = Receiver::start(([127, 0, 0, 1], 0).into(), Arc::clone(&collected));
     let addr = first.addr();
-    let mut cfg = config(SinkTarget::SyslogTcp(addr));
+    let mut cfg = config(SyslogTarget::Tcp(addr));
     cfg.spool = Some(spool.clone());
 
-    let sink = NetworkSink::start(cfg.clone()).expect("start");
+    let sink = SyslogSink::start(cfg.clone()).expect("start");
     for i in 0..100 {
         assert!(sink.send(&numbered(i)));
     }
@@ -464,7 +460,7 @@ fn close_with_receiver_down_spools_the_rest_and_the_next_sink_replays_it_first()
     assert_eq!(report.stats.dropped, 0);
     assert_eq!(received_count(&collected), 100);
 
-    let sink = NetworkSink::start(cfg).expect("start on the same spool");
+    let sink = SyslogSink::start(cfg).expect("start on the same spool");
     assert_eq!(sink.stats().spooled, 500, "the spool survived");
     let second = Receiver::start(addr, Arc::clone(&collected));
     for i in 600..700 {
@@ -500,9 +496,9 @@ fn send_never_blocks_with_the_receiver_down_and_the_queue_full() {
     let record = numbered(1);
 
     // No spool: the queue fills and stays full; every further record is dropped and counted.
-    let mut cfg = config(SinkTarget::SyslogTcp(closed_port()));
+    let mut cfg = config(SyslogTarget::Tcp(closed_port()));
     cfg.queue_records = 1_000;
-    let sink = NetworkSink::start(cfg).expect("start");
+    let sink = SyslogSink::start(cfg).expect("start");
     let started = Instant::now();
     let accepted = (0..CALLS).filter(|_| sink.send(&record)).count() as u64;
     let elapsed = started.elapsed();
@@ -523,13 +519,13 @@ fn send_never_blocks_with_the_receiver_down_and_the_queue_full() {
     // With a small spool: the thread moves records to disk while `send` keeps going; what
     // neither holds is dropped, and the books balance.
     let dir = TempDir::new("syslog-noblock");
-    let mut cfg = config(SinkTarget::SyslogTcp(closed_port()));
+    let mut cfg = config(SyslogTarget::Tcp(closed_port()));
     cfg.queue_records = 1_000;
     cfg.spool = Some(SpoolConfig {
         dir: dir.path().join("spool"),
         max_bytes: 1 << 20,
     });
-    let sink = NetworkSink::start(cfg).expect("start");
+    let sink = SyslogSink::start(cfg).expect("start");
     let started = Instant::now();
     let accepted = (0..CALLS).filter(|_| sink.send(&record)).count() as u64;
     let elapsed = started.elapsed();
@@ -554,9 +550,9 @@ fn udp_truncates_long_records_at_a_utf8_boundary_and_counts_them() {
     receiver
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut cfg = config(SinkTarget::SyslogUdp(receiver.local_addr().unwrap()));
+    let mut cfg = config(SyslogTarget::Udp(receiver.local_addr().unwrap()));
     cfg.max_udp_datagram = 480;
-    let sink = NetworkSink::start(cfg).expect("start");
+    let sink = SyslogSink::start(cfg).expect("start");
     // 479 ASCII bytes, then 3-byte characters: byte 480 falls inside the first of them.
     let long = format!(
         "<134>1 - - kcpwatch - - - {}{}",
@@ -592,27 +588,27 @@ fn start_refuses_what_it_cannot_use() {
         max_bytes: 1 << 20,
     };
 
-    let mut cfg = config(SinkTarget::SyslogUdp(closed_port()));
+    let mut cfg = config(SyslogTarget::Udp(closed_port()));
     cfg.spool = Some(spool.clone());
     assert!(matches!(
-        NetworkSink::start(cfg),
+        SyslogSink::start(cfg),
         Err(SinkError::InvalidConfig(_))
     ));
 
-    let mut cfg = config(SinkTarget::SyslogTcp(closed_port()));
+    let mut cfg = config(SyslogTarget::Tcp(closed_port()));
     cfg.spool = Some(spool);
-    let first = NetworkSink::start(cfg.clone()).expect("start");
+    let first = SyslogSink::start(cfg.clone()).expect("start");
     assert!(matches!(
-        NetworkSink::start(cfg.clone()),
+        SyslogSink::start(cfg.clone()),
         Err(SinkError::SpoolLocked(_))
     ));
     drop(first);
-    NetworkSink::start(cfg).expect("the directory is free again");
+    SyslogSink::start(cfg).expect("the directory is free again");
 
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "not a certificate").unwrap();
     let tls = |name: &str, ca: &std::path::Path| {
-        NetworkSink::start(config(tls_target(closed_port().port(), name, ca, None)))
+        SyslogSink::start(config(tls_target(closed_port().port(), name, ca, None)))
     };
     let missing = dir.path().join("missing.pem");
     let e = tls("localhost", &missing).unwrap_err();
@@ -635,12 +631,12 @@ fn outage_rsyslog_restart_keeps_order_and_bounds_the_uncountable_loss() {
     let dir = TempDir::new("syslog-restart");
     let certs = Certs::generate(dir.path());
     let mut rs = Rsyslog::start(dir.path(), &certs);
-    let mut cfg = config(SinkTarget::SyslogTcp(([127, 0, 0, 1], rs.tcp).into()));
+    let mut cfg = config(SyslogTarget::Tcp(([127, 0, 0, 1], rs.tcp).into()));
     cfg.spool = Some(SpoolConfig {
         dir: dir.path().join("spool"),
         max_bytes: 64 << 20,
     });
-    let sink = Arc::new(NetworkSink::start(cfg).expect("start"));
+    let sink = Arc::new(SyslogSink::start(cfg).expect("start"));
     let received = |rs: &Rsyslog| -> Vec<Vec<u8>> {
         rs.lines()
             .into_iter()
@@ -650,11 +646,16 @@ fn outage_rsyslog_restart_keeps_order_and_bounds_the_uncountable_loss() {
     };
 
     // Records keep coming while rsyslog goes down and comes back, so that the stop hits
-    // connections with records in flight.
+    // connections with records in flight. The second half waits for the stop: on a loaded
+    // machine the producer could otherwise finish before it, and nothing would reach the spool.
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let producer = {
         let sink = Arc::clone(&sink);
         std::thread::spawn(move || {
             for i in 0..N {
+                if i == N / 2 {
+                    stopped_rx.recv().expect("rsyslog stopped");
+                }
                 assert!(sink.send(&numbered(i)));
                 if i % 10 == 0 {
                     std::thread::sleep(Duration::from_micros(500));
@@ -666,6 +667,7 @@ fn outage_rsyslog_restart_keeps_order_and_bounds_the_uncountable_loss() {
         (received(&rs).len() >= 2_000).then_some(())
     });
     rs.stop();
+    stopped_tx.send(()).expect("producer waits");
     wait_for(
         "the outage to reach the spool",
         Duration::from_secs(20),
@@ -727,9 +729,9 @@ fn udp_cut_keeps_rfc5424_parseable_marked_and_counted_in_rsyslog() {
     let certs = Certs::generate(dir.path());
     let rs = Rsyslog::start(dir.path(), &certs);
     for limit in [2048usize, 480] {
-        let mut cfg = config(SinkTarget::SyslogUdp(([127, 0, 0, 1], rs.udp).into()));
+        let mut cfg = config(SyslogTarget::Udp(([127, 0, 0, 1], rs.udp).into()));
         cfg.max_udp_datagram = limit;
-        let sink = NetworkSink::start(cfg).expect("start");
+        let sink = SyslogSink::start(cfg).expect("start");
         let marker = unique(&format!("cut{limit}-"));
         let mut long = canonical(0, &marker);
         long.insert("error_message".into(), json!("Grüße 🎮 ".repeat(300)));

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kcpwatch_proto::events::LogLoss;
 use kcpwatch_proto::SecurityEvent;
@@ -24,11 +24,12 @@ use kcpwatch_proto::events::CappedText;
 use kcpwatch_proto::Severity;
 
 use super::canonical::CanonicalWriter;
+use super::clock::unix_micros;
 use super::formats::{self, Format};
 use super::ring::{EventRing, Record};
 use super::rotating_file::{RotatingFile, Rotation};
 use super::sinks::{
-    wait_for_thread, HttpSink, HttpSinkConfig, NetworkSink, NetworkSinkConfig, SinkTarget,
+    wait_for_thread, HttpSink, HttpSinkConfig, SyslogSink, SyslogSinkConfig, SyslogTarget,
     STOP_SLACK,
 };
 use crate::error::{OutputError, RuntimeError};
@@ -54,7 +55,7 @@ pub enum LogDestination {
         rotation: Rotation,
     },
     /// A syslog receiver over UDP, TCP or TLS, with its own thread, queue and spool.
-    Network(NetworkSinkConfig),
+    Syslog(SyslogSinkConfig),
     /// An HTTP collector taking batches (Splunk HEC, Elasticsearch `_bulk`, OTLP/HTTP), with
     /// its own thread, queue and spool.
     Http(HttpSinkConfig),
@@ -62,7 +63,7 @@ pub enum LogDestination {
 
 /// A network output: either kind has its own thread and the same delivery accounting.
 enum Remote {
-    Syslog(NetworkSink),
+    Syslog(SyslogSink),
     Http(HttpSink),
 }
 
@@ -136,14 +137,6 @@ impl LogOutput {
             level: Severity::Debug,
         }
     }
-}
-
-/// Unix time now in microseconds.
-pub fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// Lines waiting for JavaScript, with the same loss accounting as the ring: a consumer that
@@ -274,11 +267,11 @@ struct Control {
 /// What loss reports and errors call an output.
 fn output_name(destination: &LogDestination) -> String {
     match destination {
-        LogDestination::Network(config) => {
+        LogDestination::Syslog(config) => {
             let scheme = match config.target {
-                SinkTarget::SyslogUdp(_) => "syslog+udp",
-                SinkTarget::SyslogTcp(_) => "syslog+tcp",
-                SinkTarget::SyslogTls { .. } => "syslog+tls",
+                SyslogTarget::Udp(_) => "syslog+udp",
+                SyslogTarget::Tcp(_) => "syslog+tcp",
+                SyslogTarget::Tls { .. } => "syslog+tls",
             };
             format!("{scheme}://{}", config.target.addr())
         }
@@ -306,8 +299,8 @@ impl Destination {
             _ => None,
         };
         let network = match &output.destination {
-            LogDestination::Network(config) => Some(Remote::Syslog(
-                NetworkSink::start(config.clone()).map_err(|e| failed(e.into()))?,
+            LogDestination::Syslog(config) => Some(Remote::Syslog(
+                SyslogSink::start(config.clone()).map_err(|e| failed(e.into()))?,
             )),
             LogDestination::Http(config) => Some(Remote::Http(
                 HttpSink::start(config.clone()).map_err(|e| failed(e.into()))?,

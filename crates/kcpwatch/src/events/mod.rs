@@ -2,6 +2,7 @@
 //! [`canonical`] NDJSON form, and the [`log_thread`] that writes it and hands it to JavaScript.
 
 pub mod canonical;
+pub mod clock;
 pub mod formats;
 pub mod log_thread;
 pub mod ring;

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// What a sink has done so far. Every record given to [`send`](super::NetworkSink::send)
+/// What a sink has done so far. Every record given to [`send`](super::Sink::send)
 /// ends up in exactly one of `delivered`, `dropped`, or still `queued`/`spooled`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkStats {
@@ -47,14 +47,14 @@ pub struct SinkStats {
     pub last_error: Option<String>,
 }
 
-/// What [`close`](super::NetworkSink::close) did, and where everything ended up.
+/// What [`close`](super::Sink::close) did, and where everything ended up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkReport {
     /// The counters after the thread ended (`queued` is 0).
     pub stats: SinkStats,
     /// Records written to the spool during the close (not delivered within the grace period).
     pub spooled_on_close: u64,
-    /// Losses not yet taken by [`take_unreported_loss`](super::NetworkSink::take_unreported_loss):
+    /// Losses not yet taken by [`take_unreported_loss`](super::Sink::take_unreported_loss):
     /// the caller reports them some other way, since the sink is gone.
     pub unreported_loss: u64,
 }
@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) dropped_io: AtomicU64,
     pub(crate) truncated: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    /// Records the receiver refused for good (also in `dropped_invalid`).
+    pub(crate) rejected: AtomicU64,
     pub(crate) connected: AtomicBool,
     pub(crate) unreported: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use rustls::ClientConnection;
 
-use super::framing::octet_counted;
-use super::tls::TlsSetup;
+use super::super::framing::octet_counted;
+use super::super::tls::TlsSetup;
 
 /// What the receiver has said on its side of the connection.
 pub(crate) enum PeerState {
@@ -326,22 +326,7 @@ fn no_sigpipe(sock: &TcpStream) -> io::Result<()> {
     use std::os::unix::io::AsRawFd;
     // Inside Node (or any host that did not ignore SIGPIPE), a write to a reset connection
     // would kill the process.
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a pointer to a live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NOSIGPIPE,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::sockopt::enable(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE)
 }
 
 #[cfg(not(any(
