@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kcpwatch::events::formats::Format;
 use kcpwatch::events::sinks::{
-    HttpKind, HttpSinkConfig, NetworkSinkConfig, SinkTarget, SpoolConfig,
+    HttpKind, HttpSinkConfig, SpoolConfig, SyslogSinkConfig, SyslogTarget,
 };
 use kcpwatch::events::{LogConfig, LogDestination, LogOutput, Observer, Rotation};
 use kcpwatch::socket::SocketOptions;
@@ -224,7 +224,7 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
                 keep: o.keep.unwrap_or(5),
             },
         },
-        ("syslog", _) => LogDestination::Network(network_sink(o)?),
+        ("syslog", _) => LogDestination::Syslog(network_sink(o)?),
         ("http", _) => LogDestination::Http(http_sink(o)?),
         (other, _) => {
             return Err(invalid(format!(
@@ -241,7 +241,7 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
     })
 }
 
-fn network_sink(o: &OutputOptions) -> napi::Result<NetworkSinkConfig> {
+fn network_sink(o: &OutputOptions) -> napi::Result<SyslogSinkConfig> {
     let url = o.url.as_deref().unwrap_or_default();
     let (scheme, rest) = url
         .split_once("://")
@@ -250,9 +250,9 @@ fn network_sink(o: &OutputOptions) -> napi::Result<NetworkSinkConfig> {
         .parse()
         .map_err(|_| invalid(format!("syslog url {url:?} needs an IP address and a port")))?;
     let target = match scheme {
-        "udp" => SinkTarget::SyslogUdp(addr),
-        "tcp" => SinkTarget::SyslogTcp(addr),
-        "tls" => SinkTarget::SyslogTls {
+        "udp" => SyslogTarget::Udp(addr),
+        "tcp" => SyslogTarget::Tcp(addr),
+        "tls" => SyslogTarget::Tls {
             addr,
             server_name: o
                 .server_name
@@ -271,7 +271,7 @@ fn network_sink(o: &OutputOptions) -> napi::Result<NetworkSinkConfig> {
             )))
         }
     };
-    let mut config = NetworkSinkConfig::new(target);
+    let mut config = SyslogSinkConfig::new(target);
     config.spool = spool(o);
     if let Some(n) = o.queue_records {
         config.queue_records = n.max(1) as usize;
