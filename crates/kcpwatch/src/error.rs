@@ -5,6 +5,8 @@ use std::io;
 use thiserror::Error;
 
 use crate::events::sinks::SinkError;
+use crate::events::LogStartError;
+pub use crate::events::OutputError;
 
 /// A runtime operation failed.
 #[derive(Debug, Error)]
@@ -47,18 +49,6 @@ pub enum RuntimeError {
     },
 }
 
-/// Why a log output could not be opened.
-#[derive(Debug, Error)]
-pub enum OutputError {
-    /// The log file could not be opened (or created) for appending.
-    #[error("cannot open it for appending: {0}")]
-    File(#[source] io::Error),
-    /// A network output could not start: its CA, certificate, key or spool directory cannot be
-    /// used, or its configuration is refused.
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-}
-
 impl RuntimeError {
     /// The stable code the JavaScript error classes carry.
     pub fn code(&self) -> &'static str {
@@ -81,6 +71,15 @@ impl RuntimeError {
                 ..
             } => "KCP_ERR_INTERNAL",
             Self::LogOutput { .. } => "KCP_ERR_INVALID_OPTION",
+        }
+    }
+}
+
+impl From<LogStartError> for RuntimeError {
+    fn from(error: LogStartError) -> Self {
+        match error {
+            LogStartError::Output { output, source } => Self::LogOutput { output, source },
+            LogStartError::Thread(source) => Self::Setup(source),
         }
     }
 }

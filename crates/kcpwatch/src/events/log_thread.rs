@@ -25,6 +25,7 @@ use kcpwatch_proto::Severity;
 
 use super::canonical::CanonicalWriter;
 use super::clock::unix_micros;
+use super::error::{LogStartError, OutputError};
 use super::formats::{self, Format};
 use super::ring::{EventRing, Record};
 use super::rotating_file::{RotatingFile, Rotation};
@@ -32,7 +33,6 @@ use super::sinks::{
     wait_for_thread, HttpSink, HttpSinkConfig, SyslogSink, SyslogSinkConfig, SyslogTarget,
     STOP_SLACK,
 };
-use crate::error::{OutputError, RuntimeError};
 
 /// How long the log thread sleeps when nobody wakes it: a bound on how late a record can be
 /// written if a wake-up is missed.
@@ -286,8 +286,8 @@ fn output_name(destination: &LogDestination) -> String {
 impl Destination {
     /// Opens the output. A failure names it (and so its path) for the error the application
     /// gets from `listen()` or `connect()`.
-    fn open(output: LogOutput) -> Result<Self, RuntimeError> {
-        let failed = |source: OutputError| RuntimeError::LogOutput {
+    fn open(output: LogOutput) -> Result<Self, LogStartError> {
+        let failed = |source: OutputError| LogStartError::Output {
             output: output_name(&output.destination),
             source,
         };
@@ -830,7 +830,7 @@ impl LogThread {
         outputs: Vec<LogOutput>,
         outbox: Arc<Outbox>,
         name: String,
-    ) -> Result<Self, RuntimeError> {
+    ) -> Result<Self, LogStartError> {
         let mut outputs = outputs
             .into_iter()
             .map(Destination::open)
@@ -924,7 +924,7 @@ impl LogThread {
                 }
             }
         });
-        let thread = spawned.map_err(RuntimeError::Setup)?;
+        let thread = spawned.map_err(LogStartError::Thread)?;
         let handle = thread.thread().clone();
         Ok(Self {
             stop,

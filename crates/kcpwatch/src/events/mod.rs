@@ -3,6 +3,7 @@
 
 pub mod canonical;
 pub mod clock;
+mod error;
 pub mod formats;
 pub mod log_thread;
 pub mod ring;
@@ -13,6 +14,7 @@ use kcpwatch_proto::privacy::IpPrivacy;
 use kcpwatch_proto::Severity;
 
 pub use canonical::{CanonicalWriter, Observer};
+pub use error::{LogStartError, OutputError};
 pub use log_thread::{LogDestination, LogOutput, LogThread, Outbox};
 pub use ring::{EventRing, Record};
 pub use rotating_file::Rotation;
