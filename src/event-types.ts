@@ -13,6 +13,7 @@
  */
 
 import type { CloseReason } from './records';
+import type { DropRule, UnrefusedAttempt } from './generated/rules';
 
 // ---- vocabularies ----------------------------------------------------------------------------
 
@@ -97,129 +98,9 @@ export type DropTrigger =
   | 'rate_limited'
   | 'decrypt_failed';
 
-/** The segment guard's rules (`GuardViolation::rule`). */
-export type GuardRule =
-  | 'too_short'
-  | 'trailing_bytes'
-  | 'bad_conv'
-  | 'bad_cmd'
-  | 'length_beyond_datagram'
-  | 'length_beyond_mss'
-  | 'control_with_payload'
-  | 'fragment_beyond_window'
-  | 'sequence_outside_window'
-  | 'ack_unsent'
-  | 'ack_stale'
-  | 'ack_from_future'
-  | 'ack_before_session'
-  | 'ack_timestamp_mismatch'
-  | 'una_beyond_sent';
-
-/** The limits' rules: connection limits (trigger `over_limit`), handshake rates and detector enforcement (`rate_limited`). */
-export type LimitRule =
-  | 'max_connections'
-  | 'max_connections_per_ip'
-  | 'max_connections_per_prefix'
-  | 'max_pending_auth'
-  | 'handshake_rate_per_ip'
-  | 'handshake_rate_global'
-  /** `rate_limited`: detector enforcement refused a source a per-source rule fired for (`docs/detection.md`). */
-  | 'refused_by_detector';
-
-/** Secure mode's checks of a datagram before any engine sees it (with their trigger). */
-export type SecureRule =
-  /** `too_short`: an empty datagram. */
-  | 'empty'
-  /** `too_short`: a HELLO shorter than its fixed part. */
-  | 'hello_too_short'
-  /** `too_short`: a session datagram shorter than its header and tag. */
-  | 'session_too_short'
-  /** `bad_cmd`: an unknown datagram type. */
-  | 'unknown_type'
-  /** `bad_cmd`: a datagram of the other mode (a secure HELLO at a raw server, plain KCP at a secure one). */
-  | 'mode_mismatch'
-  /** `bad_cmd`: a HELLO with a protocol version this server does not speak. */
-  | 'unsupported_version'
-  /** `bad_cmd`: a HELLO sent to a client endpoint. */
-  | 'hello_to_client'
-  /** `bad_cmd`: a HELLO naming a cipher suite this server does not speak (reason `version_mismatch`). */
-  | 'unsupported_suite'
-  /** `bad_cmd`: a HELLO naming (by key id) a server key this server does not hold (reason `unknown_server_key`). */
-  | 'unknown_key_id'
-  /** `bad_length`: a HELLO longer than its largest size (a token over 1024 bytes). */
-  | 'hello_too_long'
-  /** `bad_length`: a HELLO stating an MTU below 79, the smallest a secure session works with (reason `malformed`; the client gets a REJECT `malformed`). */
-  | 'hello_mtu'
-  /** `bad_length`: a HELLO stating a receive window of 0 segments (reason `malformed`; the client gets a REJECT `malformed`). */
-  | 'hello_window'
-  /** `bad_cmd`: a HELLO from a client in the other KCP mode (`stream: true` on one side only; reason `stream_mismatch`; the client gets a REJECT `stream_mismatch`). */
-  | 'hello_stream'
-  /** `bad_length`: a COOKIE, ACCEPT or REJECT of the wrong size. */
-  | 'handshake_length'
-  /** `unknown_connection`: a COOKIE, ACCEPT or REJECT that answers no handshake in progress. */
-  | 'no_handshake'
-  /** `unknown_connection`: a HELLO whose nonce a session from another address already uses. */
-  | 'nonce_in_use'
-  /** `bad_tag`: a HELLO cookie whose MAC did not verify. */
-  | 'cookie_mac'
-  /** `bad_tag`: a HELLO cookie whose time slot has passed. */
-  | 'cookie_expired'
-  /** `decrypt_failed`: a HELLO with a valid cookie whose Noise message does not decrypt with the named key (no answer). */
-  | 'hello_noise'
-  /** `decrypt_failed`: a session datagram whose AEAD tag does not verify under the session's key. */
-  | 'session_aead'
-  /** `decrypt_failed`: a datagram rebuilt from FEC parity that does not authenticate (never applied; counted in `fecErrs`). */
-  | 'fec_rebuilt_aead'
-  /** `bad_length`: a FEC_PARITY datagram with an impossible header (counted in `fecErrs`). */
-  | 'fec_parity_malformed'
-  /** `replayed`: a packet number seen before, or behind the replay window. */
-  | 'replay_window'
-  /** `bad_length`: a RESET of the wrong size (a client). */
-  | 'reset_length'
-  /** `bad_tag`: a RESET that echoes no datagram this client sent recently. */
-  | 'reset_tag';
-
-/**
- * The exact rule behind a drop or failed attempt that refused a datagram: a guard rule,
- * `no_session` (trigger `unknown_connection`), a limit, or a secure-mode check.
- */
-export type DropRule =
-  | GuardRule
-  | 'no_session'
-  /** `unknown_connection`: a datagram only an existing session sends, for one this endpoint does not have, soon after it started (a restarted server's returning player). */
-  | 'stale_session'
-  /** `unknown_connection`, raw mode: from an address and conv whose session was closed for a protocol violation less than an idle timeout ago. */
-  | 'recently_closed'
-  /** `bad_length`: longer than the receive buffer, so never read whole. */
-  | 'datagram_truncated'
-  | LimitRule
-  | SecureRule;
-
-/**
- * The rule of a `kcp:connection_failed` that refused no datagram (it has no `trigger`):
- * `authenticate` / `auth_timeout` (a server: the application refused the client's token, or did
- * not answer in time; reason `auth_rejected`), `handshake_timeout` (a client: its handshake did
- * not complete in time), `icmp_unreachable` (a client: ICMP said nothing answers at the server's
- * address; reason `unreachable`) and `server_rejected` (a client: the server answered with a
- * REJECT, whose reason is `reason`).
- */
-export type FailRule =
-  | 'authenticate'
-  | 'auth_timeout'
-  | 'handshake_timeout'
-  | 'icmp_unreachable'
-  | 'server_rejected'
-  | 'shutdown'
-  | 'handshake_abandoned'
-  | 'peer_disconnect'
-  /** A client, reason `server_auth_failed`: the ACCEPT did not decrypt with the pinned server key, or its payload is not valid (`KcpServerAuthError`). */
-  | 'accept_noise'
-  /** A client, reason `malformed`: the ACCEPT agreed an MTU above the one its HELLO stated. */
-  | 'accept_mtu'
-  /** A client, reason `malformed`: a message queued during the handshake is larger than the handshake's ceiling (the server's `maxMessageSize`, or more fragments than its receive window or KCP's 127 at the agreed MTU). */
-  | 'queued_message_too_large'
-  /** A client, reason `stream_mismatch`: the ACCEPT states the other KCP mode (a server refuses a mismatch with a REJECT instead). */
-  | 'accept_stream';
+// The rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`) are generated
+// from the Rust declaration of every rule with its trigger (`npm run codegen`).
+export type { DropRule, FailRule, GuardRule, LimitRule, SecureRule } from './generated/rules';
 
 /** How the application misused a connection. */
 export type Violation = 'oversized_message' | 'message_on_closed_connection' | 'empty_message' | 'send_queue_full';
@@ -477,14 +358,8 @@ export interface RefusedAttempt {
   rule: DropRule;
 }
 
-/** A failed attempt without a refused datagram: the application, a timeout or the server said no. */
-export type UnrefusedAttempt =
-  | { trigger?: never; reason: 'auth_rejected'; rule: 'authenticate' | 'auth_timeout'; direction: 'inbound' }
-  | { trigger?: never; reason: 'handshake_timeout'; rule: 'handshake_timeout'; direction: 'outbound' }
-  | { trigger?: never; reason: 'unreachable'; rule: 'icmp_unreachable'; direction: 'outbound' }
-  | { trigger?: never; reason: 'shutdown'; rule: 'shutdown'; direction: 'inbound' }
-  | { trigger?: never; reason: 'handshake_abandoned'; rule: 'handshake_abandoned' | 'peer_disconnect'; direction: 'inbound' }
-  | { trigger?: never; rule: 'server_rejected'; direction: 'outbound' };
+/** A failed attempt without a refused datagram: the application, a timeout or the server said no (generated with the rules). */
+export type { UnrefusedAttempt } from './generated/rules';
 
 /** `kcp:connection_state_updated`: one lifecycle transition. Lane bulk, severity info. */
 export interface ConnectionStateUpdatedEvent extends EventBase, ConnectionFields {

@@ -3,8 +3,18 @@
 import { inspect } from 'node:util';
 
 import { KcpInvalidOptionError } from './errors';
+import {
+  defaultPresetName,
+  kcpKnobs,
+  kcpPresets,
+  type KcpKnob,
+  type KcpKnobName,
+  type KcpKnobValues,
+  type PresetKnobs,
+  type PresetName,
+} from './generated/kcp-options';
 
-export type PresetName = 'normal' | 'fast' | 'fast2' | 'fast3' | 'game';
+export type { PresetName };
 export type Mode = 'raw' | 'secure';
 
 /** Every engine knob; each overrides the preset's value. */
@@ -67,33 +77,29 @@ export interface FecOptions {
   parityShards: number;
 }
 
-export interface ResolvedKcpOptions {
-  nodelay: boolean;
-  interval: number;
-  resend: number;
-  nc: boolean;
-  sndWnd: number;
-  rcvWnd: number;
-  mtu: number;
-  minRto?: number;
-  stream: boolean;
-  deadLink: number;
-  idleTimeout: number;
-  maxMessageSize: number;
-  maxSendQueueBytes: number;
-  linger: number;
+/** Every knob's value once the preset, defaults and options are applied (declared in Rust, `src/generated/kcp-options.ts`). */
+export type ResolvedKcpOptions = KcpKnobValues;
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+/**
+ * Compile-time check that every knob of the generated table is an option of {@link KcpOptions}
+ * with the same type: `tsc` fails here when a knob is added in Rust and not documented above.
+ * @internal
+ */
+export type KnobsAreOptions = Assert<Same<Required<Pick<KcpOptions, KcpKnobName>>, Required<KcpKnobValues>>>;
+
+/** The presets: (nodelay, interval, resend, nc) plus windows and MTU; declared in Rust (`Preset::values`). */
+export const presets: Readonly<Record<PresetName, Readonly<PresetKnobs>>> = kcpPresets;
+
+/** An integer knob's declaration. */
+function intKnob(name: KcpKnobName): Extract<KcpKnob, { type: 'integer' }> {
+  const knob = kcpKnobs.find((k) => k.name === name);
+  if (knob?.type !== 'integer') throw new Error(`${name} is not an integer knob`);
+  return knob;
 }
 
-type PresetKnobs = Pick<ResolvedKcpOptions, 'nodelay' | 'interval' | 'resend' | 'nc' | 'sndWnd' | 'rcvWnd' | 'mtu'>;
-
-/** The presets: (nodelay, interval, resend, nc) plus windows and MTU. */
-export const presets: Readonly<Record<PresetName, Readonly<PresetKnobs>>> = Object.freeze({
-  normal: { nodelay: false, interval: 40, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
-  fast: { nodelay: false, interval: 30, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
-  fast2: { nodelay: true, interval: 20, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
-  fast3: { nodelay: true, interval: 10, resend: 2, nc: true, sndWnd: 32, rcvWnd: 128, mtu: 1400 },
-  game: { nodelay: true, interval: 10, resend: 2, nc: true, sndWnd: 256, rcvWnd: 256, mtu: 1200 },
-});
+const MTU = intKnob('mtu');
 
 export const DEFAULT_HIGH_WATER_MARK = 256 * 1024;
 
@@ -267,7 +273,7 @@ const KCP_MAX_FRAGMENTS = 127;
 export const SECURE_OVERHEAD_BYTES = 1 + 4 + 8 + 16;
 
 /** KCP's smallest MTU: the engine refuses a smaller one. */
-export const KCP_MIN_MTU = 50;
+export const KCP_MIN_MTU = MTU.min;
 
 /** What FEC adds before KCP's header in every datagram: kcp-go's seqid, type and size fields. */
 const FEC_OVERHEAD_BYTES = 8;
@@ -336,7 +342,7 @@ const RAW_FEC_MAX_MTU = 1500;
 
 /** The largest `mtu`: a UDP payload over IPv4; kcp-go's FEC limit in raw mode with `fec`. */
 function maximumMtu(mode: Mode, fec: boolean): number {
-  return mode === 'raw' && fec ? RAW_FEC_MAX_MTU : 65507;
+  return mode === 'raw' && fec ? RAW_FEC_MAX_MTU : MTU.max;
 }
 
 /** Refuses an `mtu` below the mode's minimum, saying where the bytes go. */
@@ -359,7 +365,7 @@ function checkMinimumMtu(mtu: number, mode: Mode, fec: boolean): void {
  * in secure mode, 50..65507 raw, 58..1500 raw with fec, 109..65507 secure with fec.
  */
 function resolveMtu(value: unknown, mode: Mode, fec: boolean): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < KCP_MIN_MTU || value > 65507) {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MTU.min || value > MTU.max) {
     const range = `${minimumMtu(mode, fec)}..${maximumMtu(mode, fec)}`;
     throw new KcpInvalidOptionError(`mtu must be an integer in ${range} in ${mode} mode${fec ? ' with fec' : ''}, got ${describe(value)}`);
   }
@@ -375,30 +381,25 @@ function resolveMtu(value: unknown, mode: Mode, fec: boolean): number {
  */
 export function resolveKcpOptions(options: KcpOptions & { mode?: unknown } = {}): ResolvedKcpOptions {
   const mode = resolveMode(options.mode);
-  const presetName = options.preset ?? 'game';
+  const presetName = options.preset ?? defaultPresetName;
   const preset = typeof presetName === 'string' && Object.hasOwn(presets, presetName) ? presets[presetName] : undefined;
   if (!preset) {
     throw new KcpInvalidOptionError(`preset must be one of ${Object.keys(presets).join(', ')}, got ${describe(presetName)}`);
   }
-  const pick = <K extends keyof KcpOptions>(key: K, fallback: NonNullable<KcpOptions[K]>): NonNullable<KcpOptions[K]> =>
-    (options[key] ?? fallback) as NonNullable<KcpOptions[K]>;
-  const resolved: ResolvedKcpOptions = {
-    nodelay: bool(pick('nodelay', preset.nodelay), 'nodelay'),
-    interval: int(pick('interval', preset.interval), 'interval', 10, 5000),
-    resend: int(pick('resend', preset.resend), 'resend', 0, 1000),
-    nc: bool(pick('nc', preset.nc), 'nc'),
-    sndWnd: int(pick('sndWnd', preset.sndWnd), 'sndWnd', 1, 65535),
-    rcvWnd: int(pick('rcvWnd', preset.rcvWnd), 'rcvWnd', 1, 65535),
-    mtu: resolveMtu(pick('mtu', preset.mtu), mode, options.fec !== undefined),
-    stream: bool(pick('stream', false), 'stream'),
-    deadLink: int(pick('deadLink', 20), 'deadLink', 2, 1000),
-    idleTimeout: int(pick('idleTimeout', 30000), 'idleTimeout', 1, 2 ** 31 - 1),
-    maxMessageSize: int(pick('maxMessageSize', 65536), 'maxMessageSize', 1, 2 ** 31 - 1),
-    maxSendQueueBytes: int(pick('maxSendQueueBytes', 4 * 1024 * 1024), 'maxSendQueueBytes', 1, 2 ** 31 - 1),
-    linger: int(pick('linger', 3000), 'linger', 0, 2 ** 31 - 1),
-  };
-  if (options.minRto !== undefined) resolved.minRto = int(options.minRto, 'minRto', 1, 60000);
-  return resolved;
+  const given = options as Partial<Record<KcpKnobName, unknown>>;
+  const fromPreset: Partial<Record<KcpKnobName, unknown>> = preset;
+  const resolved: Partial<Record<KcpKnobName, number | boolean>> = {};
+  for (const knob of kcpKnobs) {
+    // Unset (undefined or null) takes the preset's value, then the default. A knob without a
+    // default (minRto) is left unset only when undefined: null is a value, and refused.
+    const value = knob.default === undefined ? given[knob.name] : (given[knob.name] ?? fromPreset[knob.name] ?? knob.default);
+    if (value === undefined) continue;
+    if (knob.type === 'boolean') resolved[knob.name] = bool(value, knob.name);
+    else if (knob.name === 'mtu') resolved.mtu = resolveMtu(value, mode, options.fec !== undefined);
+    else resolved[knob.name] = int(value, knob.name, knob.min, knob.max);
+  }
+  // Every knob with a default was set above, each checked against its type.
+  return resolved as ResolvedKcpOptions;
 }
 
 /**

@@ -6,12 +6,16 @@
 //! | `src/generated/event-catalog.ts` | the vocabularies, one record interface per event, `EventRecords` |
 //! | `src/generated/event-checks.ts` | compile-time checks that the hand-written types of `src/event-types.ts` name the same events and fields, with compatible types |
 //! | `docs/events.md` | the catalogue table between its `BEGIN`/`END generated` markers |
+//! | `src/generated/rules.ts` | from `kcpwatch_proto::events::DropRule`: the rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`, `UnrefusedAttempt`); the same declaration gives the schema its `rule` vocabulary, `trigger_rule` and the rule constraints of `kcp:connection_failed`, and codegen fails if `docs/events.md` has no row for a rule |
+//! | `src/generated/kcp-options.ts` | from `kcpwatch_proto::config` (`Knob`, `Preset`), not the catalogue: each KCP knob's type, default and range, and the presets |
 //!
 //! Every generated file says it is generated, and from what.
 
 #![warn(missing_docs)]
 
 mod docs;
+mod options;
+mod rules;
 mod schema;
 mod ts;
 
@@ -35,7 +39,9 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
         std::fs::read_to_string(root.join(path)).map_err(|e| format!("cannot read {path}: {e}"))
     };
     let template = read(schema::TEMPLATE)?;
+    rules::check_template(&template)?;
     let docs = read(docs::PATH)?;
+    rules::check_docs(&docs)?;
     Ok(vec![
         Generated {
             path: schema::PATH,
@@ -52,6 +58,11 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
         Generated {
             path: docs::PATH,
             contents: docs::generate(&docs)?,
+        },
+        options::generated(),
+        Generated {
+            path: rules::TS_PATH,
+            contents: rules::ts(),
         },
     ])
 }

@@ -77,6 +77,8 @@ fn merge_defs(template: Object) -> Result<Object, String> {
                 "base" => with_fields(def, BASE_FIELDS, true),
                 "severity_levels" => append(def, [("allOf", severity_levels())]),
                 "alert_rule" => append(def, [("oneOf", alert_rules())]),
+                "rule" => crate::rules::rule_def(def),
+                "trigger_rule" => crate::rules::trigger_rule(def),
                 _ => match Group::ALL.into_iter().find(|g| {
                     name == g.def_name() || name.strip_suffix("_optional") == Some(g.def_name())
                 }) {
@@ -278,6 +280,9 @@ fn event(kind: EventKind, template: Object) -> Object {
     let mut template = template;
     if let Some(Value::Array(extra)) = template.remove("allOf") {
         all_of.extend(extra);
+    }
+    if kind == EventKind::ConnectionFailed {
+        all_of.extend(crate::rules::connection_failed());
     }
     def.insert("allOf".into(), Value::Array(all_of));
     def.insert("properties".into(), Value::Object(properties));

@@ -45,11 +45,11 @@ fn ts_type(ty: WireType) -> String {
         | WireType::Uid
         | WireType::CommunityId
         | WireType::History
-        | WireType::DropRule
         | WireType::ListenerMode
         | WireType::ListenerRole
         | WireType::IpPrivacy => "string".into(),
         WireType::Transport => "'udp'".into(),
+        WireType::DropRule => "DropRule | FailRule".into(),
         WireType::Vocab(vocab) => vocab.ts_name().into(),
         WireType::VocabExcept(vocab, except) => format!("Exclude<{}, '{except}'>", vocab.ts_name()),
         WireType::Custom { ts, .. } => ts.into(),
@@ -81,6 +81,7 @@ fn members(out: &mut String, fields: &'static [Field]) {
 /// `src/generated/event-catalog.ts`.
 pub fn catalog() -> String {
     let mut out = marker();
+    out.push_str("import type { DropRule, FailRule } from './rules';\n\n");
     out.push_str(
         "/**\n * The security event catalogue as types: each vocabulary, and each event's record with every\n * field it may carry. `src/event-types.ts` holds the documented types applications use; these\n * are what they are checked against (`src/generated/event-checks.ts`).\n */\n\n",
     );

@@ -54,8 +54,8 @@ pub struct EndpointOptions {
     pub session: SessionOptions,
     /// Security event logging; absent for none.
     pub log: Option<LogOptions>,
-    /// `raw` or `secure`.
-    pub mode: String,
+    /// `raw` or `secure`, checked by `resolveMode` (src/options.ts): napi converts the string.
+    pub mode: ModeOption,
     /// Secure mode, server: handshakes wait for `resolveAuth`.
     pub require_auth: bool,
     /// Secure mode, server: milliseconds the application has to answer an authentication.
@@ -76,6 +76,25 @@ pub struct EndpointOptions {
     pub detection: Option<crate::detection::DetectionOptions>,
     /// Raw mode: kcp-go's Reed-Solomon FEC; absent for none.
     pub fec: Option<FecOptions>,
+}
+
+/// What an endpoint puts in front of KCP, as JavaScript names it (`'raw'` or `'secure'`).
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy)]
+pub enum ModeOption {
+    /// Plain KCP.
+    Raw,
+    /// The secure handshake and session layer.
+    Secure,
+}
+
+impl From<ModeOption> for Mode {
+    fn from(mode: ModeOption) -> Self {
+        match mode {
+            ModeOption::Raw => Mode::Raw,
+            ModeOption::Secure => Mode::Secure,
+        }
+    }
 }
 
 /// kcp-go's FEC shard counts (`DialWithOptions(addr, nil, dataShards, parityShards)`).
@@ -397,15 +416,7 @@ pub(crate) fn runtime_config(
 ) -> napi::Result<RuntimeConfig> {
     let session = session_config(&o.session)?;
     let bind = SocketAddr::new(ip(&o.host)?, port(o.port)?);
-    let mode = match o.mode.as_str() {
-        "raw" => Mode::Raw,
-        "secure" => Mode::Secure,
-        other => {
-            return Err(invalid(format!(
-                "mode must be raw or secure, got {other:?}"
-            )))
-        }
-    };
+    let mode = Mode::from(o.mode);
     let l = &o.limits;
     let mut server_keys = Vec::new();
     for key in o.server_keys.iter().flatten() {

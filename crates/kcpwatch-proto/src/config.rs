@@ -5,14 +5,20 @@ use thiserror::Error;
 use crate::events::Severity;
 use crate::limits::Limits;
 
+mod knobs;
+
+use knobs::{default_bool, default_int};
+pub use knobs::{Knob, KnobKind, KnobSpec, KnobValue, MAX_I32, PRESET_KNOBS};
+
 /// The KCP header length in bytes.
 pub const KCP_HEADER_LEN: usize = 24;
 /// KCP refuses to fragment a message into this many segments or more; a peer that claims a
 /// larger fragment count is lying (defect case K in docs/security.md).
 pub const KCP_MAX_FRAGMENTS: usize = 128;
 
-/// A named set of KCP knobs. `Game` is `Fast3` with larger windows and a 1200-byte
-/// MTU that survives tunnels and mobile networks without IP fragmentation.
+/// A named set of KCP knobs, declared with their values in [`Preset::values`] (config/knobs.rs).
+/// `Game` is `Fast3` with larger windows and a 1200-byte MTU that survives tunnels and mobile
+/// networks without IP fragmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     /// nodelay 0, interval 40 ms, resend 2, no congestion window.
@@ -30,36 +36,14 @@ pub enum Preset {
 impl Preset {
     /// Parses a preset name as used in options and the CLI.
     pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "normal" => Self::Normal,
-            "fast" => Self::Fast,
-            "fast2" => Self::Fast2,
-            "fast3" => Self::Fast3,
-            "game" => Self::Game,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|p| p.name() == name)
     }
 
-    /// The knobs of this preset.
+    /// The knobs of this preset: the defaults, with the preset's values of [`PRESET_KNOBS`].
     pub fn config(self) -> SessionConfig {
-        let base = SessionConfig::default();
-        let (nodelay, interval) = match self {
-            Self::Normal => (false, 40),
-            Self::Fast => (false, 30),
-            Self::Fast2 => (true, 20),
-            Self::Fast3 | Self::Game => (true, 10),
-        };
-        let mut config = SessionConfig {
-            nodelay,
-            interval_ms: interval,
-            fast_resend: 2,
-            no_congestion_window: true,
-            ..base
-        };
-        if self == Self::Game {
-            config.send_window = 256;
-            config.receive_window = 256;
-            config.mtu = 1200;
+        let mut config = SessionConfig::DEFAULT;
+        for (knob, value) in PRESET_KNOBS.into_iter().zip(self.values()) {
+            knob.set(&mut config, value);
         }
         config
     }
@@ -102,40 +86,51 @@ pub struct SessionConfig {
     pub linger_ms: u32,
 }
 
+impl SessionConfig {
+    /// Every knob at its declared default ([`Knob::spec`]); evaluated at compile time, so a
+    /// default of the wrong type does not build.
+    pub const DEFAULT: SessionConfig = SessionConfig {
+        nodelay: default_bool(Knob::Nodelay),
+        interval_ms: default_int(Knob::Interval) as u32,
+        fast_resend: default_int(Knob::Resend) as u32,
+        no_congestion_window: default_bool(Knob::Nc),
+        send_window: default_int(Knob::SndWnd) as u16,
+        receive_window: default_int(Knob::RcvWnd) as u16,
+        mtu: default_int(Knob::Mtu) as usize,
+        min_rto_ms: None,
+        stream: default_bool(Knob::Stream),
+        dead_link: default_int(Knob::DeadLink) as u32,
+        dead_link_ms: None,
+        idle_timeout_ms: default_int(Knob::IdleTimeout) as u32,
+        max_message_size: default_int(Knob::MaxMessageSize) as usize,
+        max_send_queue_bytes: default_int(Knob::MaxSendQueueBytes) as usize,
+        linger_ms: default_int(Knob::Linger) as u32,
+    };
+}
+
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self {
-            nodelay: false,
-            interval_ms: 100,
-            fast_resend: 0,
-            no_congestion_window: false,
-            send_window: 32,
-            receive_window: 128,
-            mtu: 1400,
-            min_rto_ms: None,
-            stream: false,
-            dead_link: 20,
-            dead_link_ms: None,
-            idle_timeout_ms: 30_000,
-            max_message_size: 64 * 1024,
-            max_send_queue_bytes: 4 * 1024 * 1024,
-            linger_ms: 3_000,
-        }
+        Self::DEFAULT
     }
 }
 
 /// A configuration that cannot work.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    /// The MTU is outside 50..=65507 (KCP's minimum, the largest UDP payload).
-    #[error("mtu {0} is outside 50..=65507")]
-    Mtu(usize),
-    /// The interval is outside 10..=5000 ms, the range KCP clamps to.
-    #[error("interval {0} ms is outside 10..=5000")]
-    Interval(u32),
-    /// A window of zero segments can never carry data.
-    #[error("send and receive windows must be at least 1 segment")]
-    Window,
+    /// A knob is outside its declared range ([`Knob::spec`]).
+    #[error("{field} {value} is outside {min}..={max}")]
+    OutOfRange {
+        /// The knob.
+        knob: Knob,
+        /// Its field in [`SessionConfig`].
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
     /// The largest message does not fit in the fragments KCP can reassemble with this MTU and
     /// receive window.
     #[error("max message size {size} exceeds {limit} bytes (fragments x mss for this mtu and receive window)")]
@@ -145,15 +140,6 @@ pub enum ConfigError {
         /// The largest size that can work.
         limit: usize,
     },
-    /// The dead-link threshold must allow at least one retransmission.
-    #[error("dead link threshold must be at least 2 transmissions")]
-    DeadLink,
-    /// The idle timeout must be positive.
-    #[error("idle timeout must be at least 1 ms")]
-    IdleTimeout,
-    /// The dead-link time bound must leave room for at least one retransmission.
-    #[error("dead link time bound {0} ms is below 100 ms")]
-    DeadLinkMs(u32),
     /// More server static keys than a rotation needs.
     #[error("{0} server keys given; at most {MAX_SERVER_KEYS} (two during a rotation)")]
     TooManyServerKeys(usize),
@@ -214,31 +200,30 @@ impl SessionConfig {
             .min(fragments * self.mss())
     }
 
-    /// Checks that the configuration can work.
+    /// Checks that the configuration can work: every knob within its declared range
+    /// ([`Knob::spec`], the ranges `src/options.ts` checks too), and the largest message within
+    /// what the MTU and receive window carry.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(50..=65_507).contains(&self.mtu) {
-            return Err(ConfigError::Mtu(self.mtu));
-        }
-        if !(10..=5_000).contains(&self.interval_ms) {
-            return Err(ConfigError::Interval(self.interval_ms));
-        }
-        if self.send_window == 0 || self.receive_window == 0 {
-            return Err(ConfigError::Window);
+        for knob in Knob::ALL {
+            if let (KnobKind::Int { min, max, .. }, Some(KnobValue::Int(value))) =
+                (knob.spec().kind, knob.get(self))
+            {
+                if !(min..=max).contains(&value) {
+                    return Err(ConfigError::OutOfRange {
+                        knob,
+                        field: knob.spec().field,
+                        value,
+                        min,
+                        max,
+                    });
+                }
+            }
         }
         if !self.stream && self.max_message_size > self.message_size_limit() {
             return Err(ConfigError::MessageSize {
                 size: self.max_message_size,
                 limit: self.message_size_limit(),
             });
-        }
-        if self.dead_link < 2 {
-            return Err(ConfigError::DeadLink);
-        }
-        if self.idle_timeout_ms == 0 {
-            return Err(ConfigError::IdleTimeout);
-        }
-        if let Some(ms) = self.dead_link_ms.filter(|&ms| ms < 100) {
-            return Err(ConfigError::DeadLinkMs(ms));
         }
         Ok(())
     }
@@ -427,13 +412,7 @@ mod tests {
         assert_eq!(Preset::Fast2.config().interval_ms, 20);
         assert_eq!(Preset::from_name("fast3"), Some(Preset::Fast3));
         assert_eq!(Preset::from_name("turbo"), None);
-        for preset in [
-            Preset::Normal,
-            Preset::Fast,
-            Preset::Fast2,
-            Preset::Fast3,
-            Preset::Game,
-        ] {
+        for preset in Preset::ALL {
             preset.config().validate().unwrap();
         }
     }
@@ -444,7 +423,16 @@ mod tests {
             mtu: 20,
             ..SessionConfig::default()
         };
-        assert_eq!(bad_mtu.validate(), Err(ConfigError::Mtu(20)));
+        assert_eq!(
+            bad_mtu.validate(),
+            Err(ConfigError::OutOfRange {
+                knob: Knob::Mtu,
+                field: "mtu",
+                value: 20,
+                min: 50,
+                max: 65_507
+            })
+        );
         let too_big = SessionConfig {
             receive_window: 8,
             ..SessionConfig::default()
@@ -453,5 +441,91 @@ mod tests {
             too_big.validate(),
             Err(ConfigError::MessageSize { .. })
         ));
+    }
+
+    /// What `resolveKcpOptions` (src/options.ts) refuses, `validate` refuses too: a config
+    /// built in Rust (tests, the runtime) has the same ranges as one from JavaScript.
+    #[test]
+    fn refuses_what_typescript_refuses() {
+        let base = SessionConfig::default();
+        let cases = [
+            (
+                "deadLink 5000",
+                SessionConfig {
+                    dead_link: 5000,
+                    ..base
+                },
+            ),
+            (
+                "resend 1001",
+                SessionConfig {
+                    fast_resend: 1001,
+                    ..base
+                },
+            ),
+            (
+                "minRto 0",
+                SessionConfig {
+                    min_rto_ms: Some(0),
+                    ..base
+                },
+            ),
+            (
+                "minRto 60001",
+                SessionConfig {
+                    min_rto_ms: Some(60_001),
+                    ..base
+                },
+            ),
+            (
+                "idleTimeout 2^31",
+                SessionConfig {
+                    idle_timeout_ms: 1 << 31,
+                    ..base
+                },
+            ),
+            (
+                "maxMessageSize 0",
+                SessionConfig {
+                    max_message_size: 0,
+                    ..base
+                },
+            ),
+            (
+                "maxMessageSize 2^31 in stream mode",
+                SessionConfig {
+                    stream: true,
+                    max_message_size: 1 << 31,
+                    ..base
+                },
+            ),
+            (
+                "maxSendQueueBytes 0",
+                SessionConfig {
+                    max_send_queue_bytes: 0,
+                    ..base
+                },
+            ),
+            (
+                "maxSendQueueBytes 2^31",
+                SessionConfig {
+                    max_send_queue_bytes: 1 << 31,
+                    ..base
+                },
+            ),
+            (
+                "linger 2^31",
+                SessionConfig {
+                    linger_ms: 1 << 31,
+                    ..base
+                },
+            ),
+        ];
+        let accepted: Vec<&str> = cases
+            .iter()
+            .filter(|(_, config)| config.validate().is_ok())
+            .map(|(name, _)| *name)
+            .collect();
+        assert!(accepted.is_empty(), "accepted out of range: {accepted:?}");
     }
 }

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::clock::{diff, Millis};
 use crate::config::KCP_HEADER_LEN;
+use crate::events::DropRule;
 use crate::lifecycle::DropTrigger;
 use crate::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS};
 
@@ -148,23 +149,23 @@ impl GuardViolation {
     }
 
     /// The stable name of the rule that refused the datagram.
-    pub fn rule(&self) -> &'static str {
+    pub fn rule(&self) -> DropRule {
         match self {
-            Self::TooShort(_) => "too_short",
-            Self::TrailingBytes(_) => "trailing_bytes",
-            Self::BadConv { .. } => "bad_conv",
-            Self::BadCmd(_) => "bad_cmd",
-            Self::LengthBeyondDatagram { .. } => "length_beyond_datagram",
-            Self::LengthBeyondMss { .. } => "length_beyond_mss",
-            Self::ControlWithPayload(_) => "control_with_payload",
-            Self::FragmentBeyondWindow { .. } => "fragment_beyond_window",
-            Self::SequenceOutsideWindow { .. } => "sequence_outside_window",
-            Self::AckUnsent { .. } => "ack_unsent",
-            Self::AckStale { .. } => "ack_stale",
-            Self::AckFromFuture { .. } => "ack_from_future",
-            Self::AckBeforeSession { .. } => "ack_before_session",
-            Self::AckTimestampMismatch { .. } => "ack_timestamp_mismatch",
-            Self::UnaBeyondSent { .. } => "una_beyond_sent",
+            Self::TooShort(_) => DropRule::TooShort,
+            Self::TrailingBytes(_) => DropRule::TrailingBytes,
+            Self::BadConv { .. } => DropRule::BadConv,
+            Self::BadCmd(_) => DropRule::BadCmd,
+            Self::LengthBeyondDatagram { .. } => DropRule::LengthBeyondDatagram,
+            Self::LengthBeyondMss { .. } => DropRule::LengthBeyondMss,
+            Self::ControlWithPayload(_) => DropRule::ControlWithPayload,
+            Self::FragmentBeyondWindow { .. } => DropRule::FragmentBeyondWindow,
+            Self::SequenceOutsideWindow { .. } => DropRule::SequenceOutsideWindow,
+            Self::AckUnsent { .. } => DropRule::AckUnsent,
+            Self::AckStale { .. } => DropRule::AckStale,
+            Self::AckFromFuture { .. } => DropRule::AckFromFuture,
+            Self::AckBeforeSession { .. } => DropRule::AckBeforeSession,
+            Self::AckTimestampMismatch { .. } => DropRule::AckTimestampMismatch,
+            Self::UnaBeyondSent { .. } => DropRule::UnaBeyondSent,
         }
     }
 }

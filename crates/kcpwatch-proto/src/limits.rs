@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
+use crate::events::DropRule;
+
 /// Buckets in the per-source rate table.
 const RATE_TABLE_SIZE: usize = 4096;
 
@@ -78,10 +80,10 @@ pub enum LimitHit {
 
 impl LimitHit {
     /// The rule name in records.
-    pub fn rule(self) -> &'static str {
+    pub fn rule(self) -> DropRule {
         match self {
-            Self::PerIp => "max_connections_per_ip",
-            Self::PerPrefix => "max_connections_per_prefix",
+            Self::PerIp => DropRule::MaxConnectionsPerIp,
+            Self::PerPrefix => DropRule::MaxConnectionsPerPrefix,
         }
     }
 }
@@ -177,10 +179,10 @@ pub enum RateHit {
 
 impl RateHit {
     /// The rule name in records.
-    pub fn rule(self) -> &'static str {
+    pub fn rule(self) -> DropRule {
         match self {
-            Self::PerIp => "handshake_rate_per_ip",
-            Self::Global => "handshake_rate_global",
+            Self::PerIp => DropRule::HandshakeRatePerIp,
+            Self::Global => DropRule::HandshakeRateGlobal,
         }
     }
 }

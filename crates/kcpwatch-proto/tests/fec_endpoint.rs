@@ -172,7 +172,7 @@ fn shards_that_cannot_be_right_are_dropped_as_bad_length_or_unknown() {
         .server_security
         .iter()
         .filter_map(|e| match e {
-            SecurityEvent::PacketDropped(d) => Some(d.rule),
+            SecurityEvent::PacketDropped(d) => Some(d.rule.as_str()),
             _ => None,
         })
         .collect();

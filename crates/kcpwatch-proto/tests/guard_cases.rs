@@ -65,9 +65,9 @@ fn established(pending: usize) -> Pair {
 /// session, a `kcp:connection_failed` for an opening datagram.
 fn last_drop(pair: &Pair) -> Option<(DropTrigger, &'static str)> {
     pair.server_security.iter().rev().find_map(|e| match e {
-        SecurityEvent::PacketDropped(d) => Some((d.trigger, d.rule)),
+        SecurityEvent::PacketDropped(d) => Some((d.trigger, d.rule.as_str())),
         SecurityEvent::ConnectionFailed(f) => {
-            Some((f.trigger.expect("a refused datagram"), f.rule))
+            Some((f.trigger.expect("a refused datagram"), f.rule.as_str()))
         }
         _ => None,
     })

@@ -45,7 +45,7 @@ fn server_failures(p: &Pair) -> Vec<(&'static str, &'static str)> {
     p.server_security
         .iter()
         .filter_map(|e| match e {
-            SecurityEvent::ConnectionFailed(f) => Some((f.reason.as_str(), f.rule)),
+            SecurityEvent::ConnectionFailed(f) => Some((f.reason.as_str(), f.rule.as_str())),
             _ => None,
         })
         .collect()

@@ -75,7 +75,7 @@ fn icmp_for_two_hellos_fails_the_handshake_as_unreachable_well_before_the_timeou
         .client_security
         .iter()
         .filter_map(|e| match e {
-            SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule)),
+            SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule.as_str())),
             _ => None,
         })
         .collect();

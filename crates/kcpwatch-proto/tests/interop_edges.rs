@@ -93,8 +93,8 @@ fn refusals(pair: &Pair) -> Vec<(DropTrigger, &'static str)> {
     pair.server_security
         .iter()
         .filter_map(|e| match e {
-            SecurityEvent::PacketDropped(d) => Some((d.trigger, d.rule)),
-            SecurityEvent::ConnectionFailed(f) => f.trigger.map(|t| (t, f.rule)),
+            SecurityEvent::PacketDropped(d) => Some((d.trigger, d.rule.as_str())),
+            SecurityEvent::ConnectionFailed(f) => f.trigger.map(|t| (t, f.rule.as_str())),
             _ => None,
         })
         .collect()

@@ -191,7 +191,7 @@ fn a_hello_stating_an_mtu_below_the_secure_minimum_is_rejected_as_malformed() {
         Some(wire::RejectReason::Malformed)
     );
     let failed = p.server_security.iter().find_map(|e| match e {
-        SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule)),
+        SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule.as_str())),
         _ => None,
     });
     assert_eq!(failed, Some((FailReason::Malformed, "hello_mtu")));

@@ -323,7 +323,7 @@ fn a_restarted_servers_returning_players_raise_no_alert_level_finding() {
             .iter()
             .filter_map(|e| match e {
                 SecurityEvent::PacketDropped(d) if d.trigger == DropTrigger::UnknownConnection => {
-                    Some(d.rule)
+                    Some(d.rule.as_str())
                 }
                 _ => None,
             })

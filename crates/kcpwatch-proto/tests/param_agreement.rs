@@ -169,7 +169,7 @@ fn stream_mismatch(client_stream: bool, seed: u64) {
         Some(FailReason::StreamMismatch)
     );
     let failed = p.server_security.iter().find_map(|e| match e {
-        SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule)),
+        SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule.as_str())),
         _ => None,
     });
     assert_eq!(failed, Some((FailReason::StreamMismatch, "hello_stream")));
@@ -229,7 +229,7 @@ fn a_message_queued_during_the_handshake_over_the_agreed_ceiling_fails_the_attem
         Some(FailReason::Malformed)
     );
     let rule = p.client_security.iter().find_map(|e| match e {
-        SecurityEvent::ConnectionFailed(f) => Some(f.rule),
+        SecurityEvent::ConnectionFailed(f) => Some(f.rule.as_str()),
         _ => None,
     });
     assert_eq!(rule, Some("queued_message_too_large"));
@@ -269,7 +269,7 @@ fn a_hello_stating_an_empty_receive_window_is_rejected_as_malformed() {
         Some(wire::RejectReason::Malformed)
     );
     let failed = p.server_security.iter().find_map(|e| match e {
-        SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule)),
+        SecurityEvent::ConnectionFailed(f) => Some((f.reason, f.rule.as_str())),
         _ => None,
     });
     assert_eq!(failed, Some((FailReason::Malformed, "hello_window")));
@@ -314,7 +314,7 @@ fn an_accept_in_the_other_stream_mode_fails_the_client() {
         Some(FailReason::StreamMismatch)
     );
     let rule = p.client_security.iter().find_map(|e| match e {
-        SecurityEvent::ConnectionFailed(f) => Some(f.rule),
+        SecurityEvent::ConnectionFailed(f) => Some(f.rule.as_str()),
         _ => None,
     });
     assert_eq!(rule, Some("accept_stream"));

@@ -160,7 +160,7 @@ fn drop_rules(p: &Pair) -> Vec<&'static str> {
     p.server_security
         .iter()
         .filter_map(|e| match e {
-            SecurityEvent::PacketDropped(d) => Some(d.rule),
+            SecurityEvent::PacketDropped(d) => Some(d.rule.as_str()),
             _ => None,
         })
         .collect()

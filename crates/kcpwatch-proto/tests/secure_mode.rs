@@ -83,8 +83,10 @@ fn drops(events: &[SecurityEvent], trigger: DropTrigger) -> Vec<&'static str> {
     events
         .iter()
         .filter_map(|e| match e {
-            SecurityEvent::PacketDropped(d) if d.trigger == trigger => Some(d.rule),
-            SecurityEvent::ConnectionFailed(f) if f.trigger == Some(trigger) => Some(f.rule),
+            SecurityEvent::PacketDropped(d) if d.trigger == trigger => Some(d.rule.as_str()),
+            SecurityEvent::ConnectionFailed(f) if f.trigger == Some(trigger) => {
+                Some(f.rule.as_str())
+            }
             _ => None,
         })
         .collect()

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use common::{addr, endpoint_configs, Link, Pair, CLIENT, SERVER};
 use kcpwatch_proto::events::{
-    ConnectionClosed, ConnectionFailed, ConnectionRef, Direction, ErrorType, FailReason,
+    ConnectionClosed, ConnectionFailed, ConnectionRef, Direction, DropRule, ErrorType, FailReason,
     PacketDropped, ProtocolViolation, Violation,
 };
 use kcpwatch_proto::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS};
@@ -498,7 +498,10 @@ fn malformed_opening_datagrams_fail_without_a_session() {
         assert_eq!(transitions(events), [(Attempted, Closed)]);
         let failed = failures(events)[0];
         assert_eq!(failed.reason, FailReason::Malformed);
-        assert_eq!((failed.trigger, failed.rule), (Some(trigger), rule));
+        assert_eq!(
+            (failed.trigger, failed.rule.as_str()),
+            (Some(trigger), rule)
+        );
         assert_eq!(failed.suppressed, 0);
         assert_eq!(
             failed.conn,
@@ -570,7 +573,7 @@ fn drops_from_unknown_sources_carry_no_uid() {
                 conv: None,
                 uid: None,
                 trigger: DropTrigger::TooShort,
-                rule: "too_short",
+                rule: DropRule::TooShort,
                 len: len as u32,
                 suppressed: 0,
             }
@@ -592,7 +595,7 @@ fn drops_from_unknown_sources_carry_no_uid() {
                 trigger: DropTrigger::UnknownConnection,
                 // Right after the server started: most likely a restarted server's returning
                 // player (docs/detection.md); `no_session` after the grace period.
-                rule: "stale_session",
+                rule: DropRule::StaleSession,
                 len: 24,
                 suppressed: 0,
             }
@@ -611,7 +614,7 @@ fn drops_from_unknown_sources_carry_no_uid() {
             conv: Some(7),
             uid: None,
             trigger: DropTrigger::UnknownConnection,
-            rule: "no_session",
+            rule: DropRule::NoSession,
             len: 26,
             suppressed: 0,
         }
@@ -705,7 +708,7 @@ fn drops_on_an_established_connection_carry_its_uid() {
                 conv: Some(CONV),
                 uid: Some(uid),
                 trigger: *trigger,
-                rule,
+                rule: DropRule::from_name(rule).unwrap(),
                 len: datagram.len() as u32,
                 suppressed: 0,
             }),
@@ -766,7 +769,7 @@ fn dropped_datagrams_are_sampled_per_window() {
     // It carries the addresses of the last drop it stands for.
     assert_eq!((aggregate.remote, aggregate.len), (source(9), 9));
     assert_eq!(
-        (aggregate.trigger, aggregate.rule),
+        (aggregate.trigger, aggregate.rule.as_str()),
         (DropTrigger::TooShort, "too_short")
     );
     let stats = pair.server.stats();
@@ -805,7 +808,7 @@ fn failed_attempts_are_sampled_per_window() {
     assert_eq!(aggregate.conn.peer, source(9));
     assert_eq!(aggregate.reason, FailReason::Malformed);
     assert_eq!(
-        (aggregate.trigger, aggregate.rule),
+        (aggregate.trigger, aggregate.rule.as_str()),
         (Some(DropTrigger::GuardViolation), "fragment_beyond_window")
     );
     let stats = pair.server.stats();

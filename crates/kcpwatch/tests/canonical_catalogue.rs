@@ -10,8 +10,8 @@ use kcpwatch::events::{CanonicalWriter, Observer, Record};
 use kcpwatch_proto::detect::Rule;
 use kcpwatch_proto::events::{
     Alert, CappedText, ConnectionAttempted, ConnectionClosed, ConnectionEstablished,
-    ConnectionFailed, ConnectionRef, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType,
-    EventKind, FailReason, ListenerSettings, ListenerStarted, ListenerStopped, LogLoss,
+    ConnectionFailed, ConnectionRef, ConnectionStateUpdated, Direction, DropRule, ErrorEvent,
+    ErrorType, EventKind, FailReason, ListenerSettings, ListenerStarted, ListenerStopped, LogLoss,
     PacketDropped, PeerAddressChanged, Presence, ProtocolViolation, SecureSession, StatsEvent,
     UserId, Violation,
 };
@@ -87,9 +87,9 @@ fn event(kind: EventKind, full: bool) -> SecurityEvent {
             },
             trigger: full.then_some(DropTrigger::RateLimited),
             rule: if full {
-                "handshake_rate_per_ip"
+                DropRule::HandshakeRatePerIp
             } else {
-                "authenticate"
+                DropRule::Authenticate
             },
             suppressed: u64::from(full),
         }),
@@ -132,7 +132,7 @@ fn event(kind: EventKind, full: bool) -> SecurityEvent {
             conv: full.then_some(7),
             uid: full.then_some(Uid::from_uuid(UID)),
             trigger: DropTrigger::DecryptFailed,
-            rule: "session_aead",
+            rule: DropRule::SessionAead,
             len: 64,
             suppressed: u64::from(full),
         }),

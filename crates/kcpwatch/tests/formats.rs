@@ -32,7 +32,7 @@ use kcpwatch::events::{CanonicalWriter, Observer};
 use kcpwatch_proto::detect::Rule;
 use kcpwatch_proto::events::{
     Alert, ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
-    ConnectionStateUpdated, Direction, FailReason, ListenerSettings, ListenerStarted,
+    ConnectionStateUpdated, Direction, DropRule, FailReason, ListenerSettings, ListenerStarted,
     PacketDropped, PeerAddressChanged,
 };
 use kcpwatch_proto::privacy::{IpPrivacy, PrivateIp};
@@ -1405,7 +1405,7 @@ fn failed(
         conn,
         reason,
         trigger,
-        rule,
+        rule: DropRule::from_name(rule).expect("a declared rule"),
         suppressed,
     })
 }
@@ -1429,7 +1429,7 @@ fn dropped(
         conv,
         uid: uid.map(Uid::from_uuid),
         trigger,
-        rule,
+        rule: DropRule::from_name(rule).expect("a declared rule"),
         len,
         suppressed,
     })
@@ -2687,7 +2687,7 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
                 conv: Some(7),
                 uid: Some(Uid::from_uuid(A)),
                 trigger: DropTrigger::DecryptFailed,
-                rule: "session_aead",
+                rule: DropRule::SessionAead,
                 len: 64,
                 suppressed: 0,
             }),
@@ -2700,7 +2700,7 @@ fn matrix_events(f: &Family) -> Vec<(&'static str, SecurityEvent)> {
                 conv: None,
                 uid: None,
                 trigger: DropTrigger::TooShort,
-                rule: "too_short",
+                rule: DropRule::TooShort,
                 len: 3,
                 suppressed: 118,
             }),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use super::{ConnectionHandle, Endpoint};
 use crate::clock::Millis;
+use crate::events::DropRule;
 use crate::lifecycle::{ConnectionState, DropTrigger};
 use crate::secure::datagram::{parse_body, DatagramBodyError, DatagramHeader, DATAGRAM_HEADER_LEN};
 use crate::secure::wire::SessionHeader;
@@ -172,8 +173,12 @@ impl Endpoint {
             Err(error) => {
                 self.stats.unreliable.dropped_malformed += 1;
                 let (trigger, rule) = match error {
-                    DatagramBodyError::TooShort => (DropTrigger::TooShort, "datagram_too_short"),
-                    DatagramBodyError::UnknownFlags(_) => (DropTrigger::BadCmd, "datagram_flags"),
+                    DatagramBodyError::TooShort => {
+                        (DropTrigger::TooShort, DropRule::DatagramTooShort)
+                    }
+                    DatagramBodyError::UnknownFlags(_) => {
+                        (DropTrigger::BadCmd, DropRule::DatagramFlags)
+                    }
                 };
                 self.drop_trigger(remote, local, Some(header.conv), uid, trigger, rule, len);
                 self.reschedule(handle, now);

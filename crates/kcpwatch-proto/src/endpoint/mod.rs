@@ -24,7 +24,7 @@ use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, Mode};
 use crate::detect::Detectors;
 use crate::events::{
-    ConnectionFailed, ConnectionRef, Direction, PacketDropped, Sampler, SecurityEvent,
+    ConnectionFailed, ConnectionRef, Direction, DropRule, PacketDropped, Sampler, SecurityEvent,
 };
 use crate::guard::GuardViolation;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
@@ -43,13 +43,13 @@ const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
-pub const STALE_SESSION: &str = "stale_session";
+pub const STALE_SESSION: DropRule = DropRule::StaleSession;
 /// The `unknown_connection` rule of a raw datagram from an (address, conv) whose session was
 /// closed for a protocol violation less than an idle timeout ago (`raw_closed.rs`).
-pub const RECENTLY_CLOSED: &str = "recently_closed";
+pub const RECENTLY_CLOSED: DropRule = DropRule::RecentlyClosed;
 /// The drop rule (trigger `bad_cmd`) of a datagram of the other mode: a secure HELLO at a raw
 /// server, plain KCP at a secure one (`mode_mismatch.rs`).
-pub const MODE_MISMATCH: &str = "mode_mismatch";
+pub const MODE_MISMATCH: DropRule = DropRule::ModeMismatch;
 
 /// ICMP unreachable reports in a row (with nothing received from the peer, over at least a
 /// third of the idle timeout) after which a session ends as `dead_link`.
@@ -434,7 +434,7 @@ impl Endpoint {
             uid.and(conv),
             uid,
             DropTrigger::BadLength,
-            "datagram_truncated",
+            DropRule::DatagramTruncated,
             len,
         );
     }
@@ -712,12 +712,12 @@ impl Endpoint {
     /// player of the process before a restart, still retransmitting, so it is dropped as
     /// `stale_session`, which the detectors count only for conv scanning (KCPW-004), not as an
     /// invalid datagram (KCPW-005) or a handshake; later it is `no_session` and counts fully.
-    fn stale_rule(&self) -> &'static str {
+    fn stale_rule(&self) -> DropRule {
         let grace = 2 * u64::from(self.config.session.idle_timeout_ms);
         if self.clock.extended().saturating_sub(self.started_at) < grace {
             STALE_SESSION
         } else {
-            "no_session"
+            DropRule::NoSession
         }
     }
 

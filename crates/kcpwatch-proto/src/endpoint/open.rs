@@ -9,8 +9,8 @@ use super::{
 use crate::clock::Millis;
 use crate::config::{EndpointConfig, SessionConfig};
 use crate::events::{
-    ConnectionAttempted, ConnectionEstablished, ConnectionStateUpdated, Direction, FailReason,
-    SecurityEvent,
+    ConnectionAttempted, ConnectionEstablished, ConnectionStateUpdated, Direction, DropRule,
+    FailReason, SecurityEvent,
 };
 use crate::guard::{self, GuardContext};
 use crate::lifecycle::{ConnectionState, DropTrigger};
@@ -34,7 +34,7 @@ impl Endpoint {
                 Some(conv),
                 None,
                 DropTrigger::UnknownConnection,
-                "no_session",
+                DropRule::NoSession,
                 datagram.len(),
             );
             return None;
@@ -159,11 +159,11 @@ impl Endpoint {
 
     /// Whether a new inbound session from `remote` fits every connection limit; the rule
     /// that refuses it otherwise.
-    pub(super) fn admits(&self, remote: SocketAddr) -> Result<(), &'static str> {
+    pub(super) fn admits(&self, remote: SocketAddr) -> Result<(), DropRule> {
         if self.live + self.pending_auth.len() >= self.config.max_connections
             || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
         {
-            return Err("max_connections");
+            return Err(DropRule::MaxConnections);
         }
         self.counts
             .admits(&self.config.limits, remote.ip())

@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 use super::Endpoint;
 use crate::clock::Millis;
+use crate::events::DropRule;
 use crate::fec::{Codec, DecodeScratch, Decoder, Encoder, Packet};
 use crate::lifecycle::DropTrigger;
 
@@ -117,7 +118,7 @@ impl Endpoint {
                         None,
                         None,
                         DropTrigger::UnknownConnection,
-                        "fec_parity_no_session",
+                        DropRule::FecParityNoSession,
                         datagram.len(),
                     );
                     return true;
@@ -131,7 +132,7 @@ impl Endpoint {
                     None,
                     None,
                     DropTrigger::BadCmd,
-                    "fec_oob_unsupported",
+                    DropRule::FecOobUnsupported,
                     datagram.len(),
                 );
                 return true;
@@ -143,7 +144,7 @@ impl Endpoint {
                     None,
                     None,
                     DropTrigger::BadLength,
-                    "fec_bad_size",
+                    DropRule::FecBadSize,
                     datagram.len(),
                 );
                 return true;

@@ -10,8 +10,8 @@ use super::{
 use crate::detect::Detectors;
 use crate::events::{
     CappedText, ConnectionAttempted, ConnectionFailed, ConnectionRef, ConnectionStateUpdated,
-    Direction, ErrorEvent, ErrorType, FailReason, PacketDropped, ProtocolViolation, SecurityEvent,
-    Violation,
+    Direction, DropRule, ErrorEvent, ErrorType, FailReason, PacketDropped, ProtocolViolation,
+    SecurityEvent, Violation,
 };
 use crate::guard::GuardViolation;
 use crate::lifecycle::{ConnectionState, DropTrigger};
@@ -27,7 +27,7 @@ impl Endpoint {
         conv: u32,
         reason: FailReason,
         trigger: DropTrigger,
-        rule: &'static str,
+        rule: DropRule,
     ) {
         self.stats.failed += 1;
         self.stats.failed_by_reason[fail_key(reason)] += 1;
@@ -194,11 +194,11 @@ impl Endpoint {
         &mut self,
         remote: SocketAddr,
         reason: FailReason,
-        rule: &'static str,
+        rule: DropRule,
     ) {
         let cap = matches!(
             rule,
-            "max_connections_per_ip" | "max_connections_per_prefix"
+            DropRule::MaxConnectionsPerIp | DropRule::MaxConnectionsPerPrefix
         );
         let now_ms = self.unix_ms();
         self.detectors.failed(remote.ip(), reason, cap, now_ms);
@@ -222,7 +222,7 @@ impl Endpoint {
             conv,
             FailReason::RateLimited,
             DropTrigger::RateLimited,
-            "refused_by_detector",
+            DropRule::RefusedByDetector,
         );
         true
     }
@@ -293,7 +293,7 @@ impl Endpoint {
         conv: Option<u32>,
         uid: Option<crate::uid::Uid>,
         trigger: DropTrigger,
-        rule: &'static str,
+        rule: DropRule,
         len: usize,
     ) {
         let key = EndpointStats::trigger_index(trigger);

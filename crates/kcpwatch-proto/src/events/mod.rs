@@ -8,6 +8,7 @@
 //! inline, everything else is an enum with a stable name.
 
 mod catalog;
+mod rule;
 mod sampler;
 mod spec;
 mod text;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub use catalog::{abnormal_close, close_severity, EventKind, BASE_FIELDS, UNREFUSED_FAILURES};
+pub use rule::{DropRule, Refused, RuleSource};
 pub use sampler::Sampler;
 pub use spec::{
     EcsSpec, EventSpec, ExpandedField, Field, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
@@ -432,8 +434,8 @@ pub struct ConnectionFailed {
     /// refused (the application rejected the token, or a client's handshake timed out or was
     /// refused by the server).
     pub trigger: Option<DropTrigger>,
-    /// The exact guard or limit rule.
-    pub rule: &'static str,
+    /// The exact guard, limit or handshake rule; its trigger is `trigger`.
+    pub rule: DropRule,
     /// Attempts that failed the same way in the sampling window and were not logged one by
     /// one (0 for an individual record; see [`PacketDropped::suppressed`]).
     pub suppressed: u64,
@@ -524,8 +526,8 @@ pub struct PacketDropped {
     pub uid: Option<Uid>,
     /// Why.
     pub trigger: DropTrigger,
-    /// The exact rule.
-    pub rule: &'static str,
+    /// The exact rule (one of `trigger`'s).
+    pub rule: DropRule,
     /// Its length in bytes.
     pub len: u32,
     /// Drops of this trigger not logged one by one since the last record of this trigger.

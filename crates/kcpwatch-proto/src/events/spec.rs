@@ -281,8 +281,8 @@ pub enum WireType {
     Vocab(Vocab),
     /// One name of a vocabulary, except one.
     VocabExcept(Vocab, &'static str),
-    /// A guard, limit or handshake rule (`rule`): the names are spread over the guard, the
-    /// limits and the endpoint, so the schema lists them by hand.
+    /// A guard, limit or handshake rule (`rule`): a [`DropRule`](super::DropRule), whose
+    /// declaration gives the schema's `rule` vocabulary and its pairing with `trigger`.
     DropRule,
     /// `raw` or `secure`.
     ListenerMode,

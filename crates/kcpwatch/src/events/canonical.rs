@@ -237,7 +237,7 @@ impl CanonicalWriter {
                 if let Some(trigger) = e.trigger {
                     line.str("trigger", trigger.as_str());
                 }
-                line.str("rule", e.rule);
+                line.str("rule", e.rule.as_str());
                 line.num("suppressed", e.suppressed);
                 let _ = write!(
                     msg,
@@ -503,7 +503,7 @@ impl CanonicalWriter {
             line.str("community_id", id.as_str());
         }
         line.str("trigger", e.trigger.as_str());
-        line.str("rule", e.rule);
+        line.str("rule", e.rule.as_str());
         line.num("datagram_bytes", e.len);
         line.num("suppressed", e.suppressed);
     }

@@ -13,7 +13,7 @@ use crate::endpoint::{
     HANDSHAKE_UNREACHABLE_HELLOS,
 };
 use crate::events::{
-    ConnectionAttempted, ConnectionEstablished, Direction, FailReason, SecurityEvent,
+    ConnectionAttempted, ConnectionEstablished, Direction, DropRule, FailReason, SecurityEvent,
 };
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::secure::keys::{Role, SessionKeys};
@@ -144,7 +144,12 @@ impl Endpoint {
             return false;
         };
         if diff(now, deadline) >= 0 {
-            self.fail_connect(handle, FailReason::HandshakeTimeout, "handshake_timeout", 0);
+            self.fail_connect(
+                handle,
+                FailReason::HandshakeTimeout,
+                DropRule::HandshakeTimeout,
+                0,
+            );
             return true;
         }
         if diff(now, next_hello) >= 0 {
@@ -158,7 +163,7 @@ impl Endpoint {
         &mut self,
         handle: ConnectionHandle,
         reason: FailReason,
-        rule: &'static str,
+        rule: DropRule,
         app_code: u16,
     ) {
         let Some(session) = self.remove_session(handle) else {
@@ -193,7 +198,12 @@ impl Endpoint {
         if h.unreachable_hellos < HANDSHAKE_UNREACHABLE_HELLOS {
             return Some(Unreachable::FirstReport(conn));
         }
-        self.fail_connect(handle, FailReason::Unreachable, "icmp_unreachable", 0);
+        self.fail_connect(
+            handle,
+            FailReason::Unreachable,
+            DropRule::IcmpUnreachable,
+            0,
+        );
         Some(Unreachable::Closed(conn))
     }
 
@@ -218,7 +228,7 @@ impl Endpoint {
                 None,
                 None,
                 DropTrigger::BadLength,
-                "handshake_length",
+                DropRule::HandshakeLength,
                 len,
             );
             return;
@@ -237,7 +247,7 @@ impl Endpoint {
                 None,
                 None,
                 DropTrigger::UnknownConnection,
-                "no_handshake",
+                DropRule::NoHandshake,
                 len,
             );
             return;
@@ -281,7 +291,12 @@ impl Endpoint {
                         // ACCEPT was altered): the handshake state is spent, the attempt ends.
                         self.stats.dropped
                             [EndpointStats::trigger_index(DropTrigger::DecryptFailed)] += 1;
-                        self.fail_connect(handle, FailReason::ServerAuthFailed, "accept_noise", 0);
+                        self.fail_connect(
+                            handle,
+                            FailReason::ServerAuthFailed,
+                            DropRule::AcceptNoise,
+                            0,
+                        );
                         return;
                     }
                 };
@@ -292,13 +307,18 @@ impl Endpoint {
                 if usize::from(server.mtu) > own_mtu {
                     // The server must agree no more than we said we accept: its datagrams would
                     // be cut short by our receive buffer.
-                    self.fail_connect(handle, FailReason::Malformed, "accept_mtu", 0);
+                    self.fail_connect(handle, FailReason::Malformed, DropRule::AcceptMtu, 0);
                     return;
                 }
                 if server.stream != own_stream {
                     // The server refuses a mismatch with a REJECT; one that accepts anyway
                     // would read our bytes with other boundaries than we write them.
-                    self.fail_connect(handle, FailReason::StreamMismatch, "accept_stream", 0);
+                    self.fail_connect(
+                        handle,
+                        FailReason::StreamMismatch,
+                        DropRule::AcceptStream,
+                        0,
+                    );
                     return;
                 }
                 let agreed = self.session(handle).map(|session| {
@@ -323,7 +343,12 @@ impl Endpoint {
                     // (its max_message_size, or more fragments than its receive window or KCP
                     // allow at the agreed MTU): failing the attempt says so, where sending the
                     // rest would lose it silently or stall the session.
-                    self.fail_connect(handle, FailReason::Malformed, "queued_message_too_large", 0);
+                    self.fail_connect(
+                        handle,
+                        FailReason::Malformed,
+                        DropRule::QueuedMessageTooLarge,
+                        0,
+                    );
                     return;
                 }
                 let now_extended = self.clock.extended();
@@ -378,7 +403,7 @@ impl Endpoint {
                     Some(RejectReason::StreamMismatch) => FailReason::StreamMismatch,
                     Some(RejectReason::Malformed) | None => FailReason::Malformed,
                 };
-                self.fail_connect(handle, reason, "server_rejected", reject.app_code);
+                self.fail_connect(handle, reason, DropRule::ServerRejected, reject.app_code);
             }
         }
     }
@@ -400,7 +425,7 @@ impl Endpoint {
                 None,
                 None,
                 DropTrigger::BadLength,
-                "reset_length",
+                DropRule::ResetLength,
                 len,
             );
             return;
@@ -417,7 +442,7 @@ impl Endpoint {
                 Some(conv),
                 None,
                 DropTrigger::UnknownConnection,
-                "no_session",
+                DropRule::NoSession,
                 len,
             );
             return;
@@ -431,7 +456,7 @@ impl Endpoint {
                 Some(conv),
                 uid,
                 DropTrigger::BadTag,
-                "reset_tag",
+                DropRule::ResetTag,
                 len,
             );
             return;

@@ -13,7 +13,9 @@ use rand::Rng;
 use super::{ConnectionHandle, Endpoint, Session};
 use crate::clock::Millis;
 use crate::config::SessionConfig;
-use crate::events::{ConnectionRef, ConnectionStateUpdated, SecureSession, SecurityEvent, UserId};
+use crate::events::{
+    ConnectionRef, ConnectionStateUpdated, DropRule, SecureSession, SecurityEvent, UserId,
+};
 use crate::guard::GuardViolation;
 use crate::lifecycle::{ConnectionState, DropTrigger};
 use crate::secure::noise::ServerNoise;
@@ -164,7 +166,15 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         match datagram.first() {
-            None => self.drop_trigger(remote, local, None, None, DropTrigger::TooShort, "empty", 0),
+            None => self.drop_trigger(
+                remote,
+                local,
+                None,
+                None,
+                DropTrigger::TooShort,
+                DropRule::Empty,
+                0,
+            ),
             Some(&TYPE_HELLO) => self.server_hello(now, remote, local, datagram),
             Some(&(TYPE_COOKIE | TYPE_ACCEPT | TYPE_REJECT)) => {
                 self.client_reply(now, remote, local, datagram)
@@ -182,7 +192,7 @@ impl Endpoint {
                 None,
                 None,
                 DropTrigger::BadCmd,
-                "unknown_type",
+                DropRule::UnknownType,
                 datagram.len(),
             ),
         }

@@ -13,7 +13,7 @@ use crate::endpoint::{
 };
 use crate::events::{
     ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef, Direction,
-    FailReason, SecurityEvent, UserId,
+    DropRule, FailReason, SecurityEvent, UserId,
 };
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::secure::keys::{Role, SessionKeys};
@@ -71,7 +71,7 @@ impl Endpoint {
                 None,
                 None,
                 DropTrigger::BadCmd,
-                "hello_to_client",
+                DropRule::HelloToClient,
                 len,
             );
             return;
@@ -88,9 +88,9 @@ impl Endpoint {
             Ok(hello) => hello,
             Err(error) => {
                 let (trigger, rule) = match error {
-                    wire::WireError::TooShort => (DropTrigger::TooShort, "hello_too_short"),
-                    wire::WireError::BadLength => (DropTrigger::BadLength, "hello_too_long"),
-                    wire::WireError::BadType => (DropTrigger::BadCmd, "unknown_type"),
+                    wire::WireError::TooShort => (DropTrigger::TooShort, DropRule::HelloTooShort),
+                    wire::WireError::BadLength => (DropTrigger::BadLength, DropRule::HelloTooLong),
+                    wire::WireError::BadType => (DropTrigger::BadCmd, DropRule::UnknownType),
                 };
                 self.failed_attempt(remote, local, 0, FailReason::Malformed, trigger, rule);
                 return;
@@ -134,9 +134,9 @@ impl Endpoint {
                 false,
             );
             let rule = if hello.version != VERSION {
-                "unsupported_version"
+                DropRule::UnsupportedVersion
             } else {
-                "unsupported_suite"
+                DropRule::UnsupportedSuite
             };
             self.failed_attempt(
                 remote,
@@ -165,7 +165,7 @@ impl Endpoint {
                 0,
                 FailReason::UnknownServerKey,
                 DropTrigger::BadCmd,
-                "unknown_key_id",
+                DropRule::UnknownKeyId,
             );
             return;
         };
@@ -181,7 +181,7 @@ impl Endpoint {
                     0,
                     FailReason::InvalidCookie,
                     DropTrigger::BadTag,
-                    "cookie_mac",
+                    DropRule::CookieMac,
                 );
                 return;
             }
@@ -194,7 +194,7 @@ impl Endpoint {
                     0,
                     FailReason::ExpiredCookie,
                     DropTrigger::BadTag,
-                    "cookie_expired",
+                    DropRule::CookieExpired,
                 );
                 return;
             }
@@ -224,7 +224,7 @@ impl Endpoint {
                     None,
                     None,
                     DropTrigger::UnknownConnection,
-                    "nonce_in_use",
+                    DropRule::NonceInUse,
                     len,
                 ),
             }
@@ -269,7 +269,7 @@ impl Endpoint {
                     0,
                     FailReason::DecryptFailed,
                     DropTrigger::DecryptFailed,
-                    "hello_noise",
+                    DropRule::HelloNoise,
                 );
                 return;
             }
@@ -280,9 +280,9 @@ impl Endpoint {
             self.token_buf = token;
             self.send_reject(remote, local, &nonce, RejectReason::Malformed, 0, true);
             let rule = if client.mtu < wire::MIN_MTU {
-                "hello_mtu"
+                DropRule::HelloMtu
             } else {
-                "hello_window"
+                DropRule::HelloWindow
             };
             self.failed_attempt(
                 remote,
@@ -307,7 +307,7 @@ impl Endpoint {
                 0,
                 FailReason::StreamMismatch,
                 DropTrigger::BadCmd,
-                "hello_stream",
+                DropRule::HelloStream,
             );
             return;
         }
@@ -353,7 +353,7 @@ impl Endpoint {
                 conn,
                 FailReason::Capacity,
                 Some(DropTrigger::OverLimit),
-                "max_pending_auth",
+                DropRule::MaxPendingAuth,
             );
             return;
         }
@@ -389,7 +389,7 @@ impl Endpoint {
         conn: ConnectionRef,
         reason: FailReason,
         trigger: Option<DropTrigger>,
-        rule: &'static str,
+        rule: DropRule,
     ) {
         self.stats.failed += 1;
         self.stats.failed_by_reason[fail_key(reason)] += 1;
@@ -528,12 +528,12 @@ impl Endpoint {
         let abandoned = FailReason::HandshakeAbandoned;
         match reason {
             CloseReason::Shutdown => {
-                self.validated_failure(conn, FailReason::Shutdown, None, "shutdown")
+                self.validated_failure(conn, FailReason::Shutdown, None, DropRule::Shutdown)
             }
             CloseReason::PeerClosed => {
-                self.validated_failure(conn, abandoned, None, "peer_disconnect")
+                self.validated_failure(conn, abandoned, None, DropRule::PeerDisconnect)
             }
-            _ => self.validated_failure(conn, abandoned, None, "handshake_abandoned"),
+            _ => self.validated_failure(conn, abandoned, None, DropRule::HandshakeAbandoned),
         }
     }
 
@@ -541,7 +541,7 @@ impl Endpoint {
     /// client gets a REJECT and the attempt fails with `auth_rejected`. False if the request
     /// is unknown (already answered, or timed out).
     pub fn resolve_auth(&mut self, id: u64, accept: bool) -> bool {
-        self.answer_auth(id, accept, 0, "authenticate")
+        self.answer_auth(id, accept, 0, DropRule::Authenticate)
     }
 
     /// Accepts an [`EndpointEvent::AuthRequest`] as [`Endpoint::resolve_auth`] does, naming
@@ -550,14 +550,14 @@ impl Endpoint {
         if let Some(pending) = self.pending_auth.iter_mut().find(|p| p.id == id) {
             pending.user = user;
         }
-        self.answer_auth(id, true, 0, "authenticate")
+        self.answer_auth(id, true, 0, DropRule::Authenticate)
     }
 
     /// Refuses an [`EndpointEvent::AuthRequest`] with the application's reason code (1 to
     /// 65535; 0 is none), which the client receives in the REJECT. False if the request is
     /// unknown.
     pub fn reject_auth(&mut self, id: u64, app_code: u16) -> bool {
-        self.answer_auth(id, false, app_code, "authenticate")
+        self.answer_auth(id, false, app_code, DropRule::Authenticate)
     }
 
     pub(in crate::endpoint) fn answer_auth(
@@ -565,7 +565,7 @@ impl Endpoint {
         id: u64,
         accept: bool,
         app_code: u16,
-        rule: &'static str,
+        rule: DropRule,
     ) -> bool {
         let Some(index) = self.pending_auth.iter().position(|p| p.id == id) else {
             return false;
@@ -646,7 +646,7 @@ impl Endpoint {
                 direction: Direction::Inbound,
                 user: UserId::NONE,
             };
-            self.validated_failure(conn, FailReason::Shutdown, None, "shutdown");
+            self.validated_failure(conn, FailReason::Shutdown, None, DropRule::Shutdown);
         }
     }
 
@@ -658,7 +658,7 @@ impl Endpoint {
             .find(|p| p.deadline <= now_extended)
             .map(|p| p.id)
         {
-            self.answer_auth(id, false, 0, "auth_timeout");
+            self.answer_auth(id, false, 0, DropRule::AuthTimeout);
         }
     }
 

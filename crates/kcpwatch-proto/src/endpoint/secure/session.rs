@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::RECENTLY_CLOSED_MS;
 use crate::clock::Millis;
 use crate::endpoint::{ConnectionHandle, Endpoint};
-use crate::events::{Direction, PeerAddressChanged, SecurityEvent};
+use crate::events::{Direction, DropRule, PeerAddressChanged, SecurityEvent};
 use crate::lifecycle::{CloseReason, DropTrigger};
 use crate::secure::keys::{open, Freshness, OpenError};
 use crate::secure::wire::{
@@ -35,7 +35,7 @@ impl Endpoint {
                 None,
                 None,
                 DropTrigger::TooShort,
-                "session_too_short",
+                DropRule::SessionTooShort,
                 len,
             );
             return;
@@ -63,7 +63,7 @@ impl Endpoint {
             }
             let answer = header.kind != TYPE_DISCONNECT && self.reset_allowed(remote);
             let rule = if header.kind == TYPE_DISCONNECT {
-                "no_session"
+                DropRule::NoSession
             } else {
                 self.stale_rule()
             };
@@ -108,16 +108,16 @@ impl Endpoint {
                 self.plain = plain;
                 let (trigger, rule) = match (error, rebuilt) {
                     (OpenError::DecryptFailed, false) => {
-                        (DropTrigger::DecryptFailed, "session_aead")
+                        (DropTrigger::DecryptFailed, DropRule::SessionAead)
                     }
                     (OpenError::DecryptFailed, true) => {
                         // Garbage rebuilt from a parity that does not fit the group: never
                         // applied, as a forged datagram.
                         self.stats.fec.errors += 1;
                         self.stats.fec.rebuilt_refused += 1;
-                        (DropTrigger::DecryptFailed, "fec_rebuilt_aead")
+                        (DropTrigger::DecryptFailed, DropRule::FecRebuiltAead)
                     }
-                    (OpenError::Replayed, _) => (DropTrigger::Replayed, "replay_window"),
+                    (OpenError::Replayed, _) => (DropTrigger::Replayed, DropRule::ReplayWindow),
                 };
                 self.drop_trigger(remote, local, conv, uid, trigger, rule, len);
                 return;
@@ -137,7 +137,7 @@ impl Endpoint {
                     conv,
                     uid,
                     DropTrigger::BadLength,
-                    "fec_parity_malformed",
+                    DropRule::FecParityMalformed,
                     len,
                 );
                 return;
