@@ -151,7 +151,7 @@ function checkRustCrate(src) {
       // One contains the other: a child using its parent, or a parent its child.
       if (common === a.length || common === b.length) continue;
       const level = a.slice(0, common).join('::');
-      if (process.env.CYCLES_VERBOSE) console.log(`${from} -> ${to} (${path})`);
+      if (process.env.CYCLES_VERBOSE) console.log(`${relative(root, src)}: ${from} -> ${to} (${path})`);
       if (!levels.has(level)) levels.set(level, new Map());
       addEdge(levels.get(level), a.slice(0, common + 1).join('::'), b.slice(0, common + 1).join('::'));
     }

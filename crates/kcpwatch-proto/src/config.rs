@@ -1,20 +1,15 @@
 //! Engine knobs, presets and endpoint limits.
 
+pub use crate::segment::{KCP_HEADER_LEN, KCP_MAX_FRAGMENTS};
 use thiserror::Error;
 
-use crate::events::Severity;
 use crate::limits::Limits;
+use crate::severity::Severity;
 
 mod knobs;
 
 use knobs::{default_bool, default_int};
 pub use knobs::{Knob, KnobKind, KnobSpec, KnobValue, MAX_I32, PRESET_KNOBS};
-
-/// The KCP header length in bytes.
-pub const KCP_HEADER_LEN: usize = 24;
-/// KCP refuses to fragment a message into this many segments or more; a peer that claims a
-/// larger fragment count is lying (defect case K in docs/security.md).
-pub const KCP_MAX_FRAGMENTS: usize = 128;
 
 /// A named set of KCP knobs, declared with their values in [`Preset::values`] (config/knobs.rs).
 /// `Game` is `Fast3` with larger windows and a 1200-byte MTU that survives tunnels and mobile

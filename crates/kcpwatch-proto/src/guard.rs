@@ -6,9 +6,9 @@
 use thiserror::Error;
 
 use crate::clock::{diff, Millis};
-use crate::config::KCP_HEADER_LEN;
-use crate::events::DropRule;
+use crate::drop_rule::DropRule;
 use crate::lifecycle::DropTrigger;
+use crate::segment::KCP_HEADER_LEN;
 use crate::segment::{SegmentHeader, CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS};
 
 /// How far behind `rcv_nxt` a retransmitted PUSH may still be acknowledged, and how far behind
@@ -383,4 +383,50 @@ fn check_ack(ctx: &GuardContext<'_>, h: &SegmentHeader) -> Result<(), GuardViola
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_guard_rules_are_the_guard_violations() {
+        use super::GuardViolation as G;
+        use crate::drop_rule::{DropRule, RuleSource};
+        let violations = [
+            G::TooShort(0),
+            G::TrailingBytes(0),
+            G::BadConv {
+                expected: 0,
+                found: 0,
+            },
+            G::BadCmd(0),
+            G::LengthBeyondDatagram {
+                len: 0,
+                remaining: 0,
+            },
+            G::LengthBeyondMss { len: 0, mss: 0 },
+            G::ControlWithPayload(0),
+            G::FragmentBeyondWindow { frg: 0, limit: 0 },
+            G::SequenceOutsideWindow { sn: 0, rcv_nxt: 0 },
+            G::AckUnsent { sn: 0, snd_nxt: 0 },
+            G::AckStale { sn: 0, snd_una: 0 },
+            G::AckFromFuture { ts: 0, now: 0 },
+            G::AckBeforeSession { ts: 0, start: 0 },
+            G::AckTimestampMismatch { sn: 0, ts: 0 },
+            G::UnaBeyondSent { una: 0, snd_nxt: 0 },
+        ];
+        let rules: Vec<DropRule> = violations.iter().map(G::rule).collect();
+        let guard: Vec<DropRule> = DropRule::ALL
+            .iter()
+            .copied()
+            .filter(|r| r.source() == RuleSource::Guard)
+            .collect();
+        assert_eq!(rules, guard);
+        for violation in violations {
+            assert_eq!(
+                violation.rule().trigger(),
+                Some(violation.trigger()),
+                "{violation}"
+            );
+        }
+    }
 }

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod community_id;
 pub mod config;
 pub mod detect;
+pub mod drop_rule;
 pub mod endpoint;
 pub mod events;
 pub mod fec;
@@ -33,6 +34,7 @@ pub mod privacy;
 pub mod secure;
 pub mod segment;
 pub mod session;
+pub mod severity;
 mod timer;
 mod transmit;
 pub mod uid;
@@ -42,8 +44,9 @@ pub use config::{EndpointConfig, Mode, Preset, SessionConfig};
 pub use endpoint::{
     ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, SendError, Unreachable,
 };
-pub use events::{SecurityEvent, Severity};
+pub use events::SecurityEvent;
 pub use guard::GuardViolation;
 pub use lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
 pub use session::{AppClose, ConnectionSummary};
+pub use severity::Severity;
 pub use transmit::{Transmit, Transmits};

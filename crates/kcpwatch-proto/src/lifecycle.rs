@@ -209,3 +209,113 @@ impl DropTrigger {
         }
     }
 }
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The peer opened it (a server's connection): the peer is the source.
+    Inbound,
+    /// We opened it (`connect`): we are the source.
+    Outbound,
+}
+
+impl Direction {
+    /// Every variant, in declaration order.
+    pub const ALL: [Direction; 2] = [Self::Inbound, Self::Outbound];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// Why a connection was never established (docs/events.md vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailReason {
+    /// Secure mode: the handshake did not complete in time.
+    HandshakeTimeout,
+    /// Secure mode: the cookie's MAC did not verify.
+    InvalidCookie,
+    /// Secure mode: the cookie's time slot has passed.
+    ExpiredCookie,
+    /// Secure mode: the application's token check refused the client.
+    AuthRejected,
+    /// A handshake rate limit refused the source.
+    RateLimited,
+    /// The connection limit was reached.
+    Capacity,
+    /// Secure mode: an unsupported protocol version.
+    VersionMismatch,
+    /// The first datagram was not a valid opening (raw mode: it failed the segment guard).
+    Malformed,
+    /// Secure mode, server: a HELLO's Noise message did not decrypt (sent for another server
+    /// key with the same id, altered on the way, or forged).
+    DecryptFailed,
+    /// Secure mode: the HELLO names a server key the server does not hold (the client pinned
+    /// an old or wrong key); the server refuses it, the client reports it.
+    UnknownServerKey,
+    /// Secure mode, client: the ACCEPT did not decrypt, so whoever answered does not hold the
+    /// server key the client pinned.
+    ServerAuthFailed,
+    /// Secure mode, client: ICMP reported the server's address unreachable (nothing listens
+    /// there, or no route) for two different HELLOs, with no answer from the server between.
+    Unreachable,
+    /// Secure mode: the server shut down during the handshake (while the application checked
+    /// the token, or before the client confirmed the ACCEPT). The server records it; the
+    /// client reads it from a REJECT `shutdown`.
+    Shutdown,
+    /// Secure mode, server: the ACCEPT went out but no authenticated datagram from the client
+    /// confirmed it within the handshake timeout (the client gave up, closed, or never got the
+    /// ACCEPT and went away), or the client's first datagram was a DISCONNECT. The connection
+    /// was never announced.
+    HandshakeAbandoned,
+    /// Secure mode: one side runs KCP in stream mode and the other in message mode (`stream`
+    /// differs), so no session can carry their data. The server refuses the HELLO with a
+    /// REJECT `stream_mismatch` and records it; the client reports it.
+    StreamMismatch,
+}
+
+impl FailReason {
+    /// Every variant, in declaration order.
+    pub const ALL: [FailReason; 15] = [
+        Self::HandshakeTimeout,
+        Self::InvalidCookie,
+        Self::ExpiredCookie,
+        Self::AuthRejected,
+        Self::RateLimited,
+        Self::Capacity,
+        Self::VersionMismatch,
+        Self::Malformed,
+        Self::DecryptFailed,
+        Self::UnknownServerKey,
+        Self::ServerAuthFailed,
+        Self::Unreachable,
+        Self::Shutdown,
+        Self::HandshakeAbandoned,
+        Self::StreamMismatch,
+    ];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::InvalidCookie => "invalid_cookie",
+            Self::ExpiredCookie => "expired_cookie",
+            Self::AuthRejected => "auth_rejected",
+            Self::RateLimited => "rate_limited",
+            Self::Capacity => "capacity",
+            Self::VersionMismatch => "version_mismatch",
+            Self::Malformed => "malformed",
+            Self::DecryptFailed => "decrypt_failed",
+            Self::UnknownServerKey => "unknown_server_key",
+            Self::ServerAuthFailed => "server_auth_failed",
+            Self::Unreachable => "unreachable",
+            Self::Shutdown => "shutdown",
+            Self::HandshakeAbandoned => "handshake_abandoned",
+            Self::StreamMismatch => "stream_mismatch",
+        }
+    }
+}

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::events::DropRule;
+use crate::drop_rule::DropRule;
 
 /// Buckets in the per-source rate table.
 const RATE_TABLE_SIZE: usize = 4096;

@@ -3,7 +3,11 @@
 //! Layout (little endian): conv u32, cmd u8, frg u8, wnd u16, ts u32, sn u32, una u32, len u32,
 //! then `len` payload bytes. Several segments may share one datagram.
 
-use crate::config::KCP_HEADER_LEN;
+/// The KCP header length in bytes.
+pub const KCP_HEADER_LEN: usize = 24;
+/// KCP refuses to fragment a message into this many segments or more; a peer that claims a
+/// larger fragment count is lying (defect case K in docs/security.md).
+pub const KCP_MAX_FRAGMENTS: usize = 128;
 
 /// KCP command: data.
 pub const CMD_PUSH: u8 = 81;

@@ -9,6 +9,7 @@
 //! One ongoing attack yields one alert and then an update per `update_interval_ms` while it
 //! lasts (with the observed value of the latest window), never a record per datagram.
 
+mod alert;
 pub mod table;
 pub mod window;
 
@@ -17,9 +18,10 @@ use std::net::IpAddr;
 use table::{SourceTable, PER_SOURCE_RULES};
 use window::Window;
 
-use crate::events::{Alert, FailReason};
 use crate::lifecycle::DropTrigger;
-use crate::Severity;
+use crate::lifecycle::FailReason;
+use crate::severity::Severity;
+pub use alert::Alert;
 
 /// One threshold rule: fire when the count in `window_ms` reaches `threshold`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! Only datagrams the server refuses anyway are classified: a genuine raw opening whose conv
 //! happens to start like a HELLO is still served (docs/security.md, "Mode mismatch").
 
-use crate::config::KCP_HEADER_LEN;
 use crate::secure::wire::{HELLO_MAX_LEN, HELLO_PROLOGUE_LEN, TYPE_HELLO};
+use crate::segment::KCP_HEADER_LEN;
 use crate::segment::{SegmentHeader, CMD_PUSH, CMD_WINS};
 
 /// A secure-mode HELLO of any version, as a raw-mode server sees it: type 1, a non-zero

@@ -8,109 +8,30 @@
 //! inline, everything else is an enum with a stable name.
 
 mod catalog;
-mod rule;
 mod sampler;
 mod spec;
+mod summary;
 mod text;
 
 use std::fmt;
 use std::net::SocketAddr;
 
+pub use crate::detect::Alert;
+pub use crate::drop_rule::{DropRule, Refused, RuleSource};
+pub use crate::lifecycle::{Direction, FailReason};
+pub use crate::severity::Severity;
 pub use catalog::{abnormal_close, close_severity, EventKind, BASE_FIELDS, UNREFUSED_FAILURES};
-pub use rule::{DropRule, Refused, RuleSource};
 pub use sampler::Sampler;
 pub use spec::{
     EcsSpec, EventSpec, ExpandedField, Field, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
     SeverityRule, Vocab, WireType,
 };
+pub use summary::{AppClose, ConnectionSummary};
 pub use text::{CappedText, History, UserId, UserIdError, MAX_USER_ID_LEN, MESSAGE_CAPACITY};
 
 use crate::config::SessionConfig;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
-use crate::session::ConnectionSummary;
 use crate::uid::Uid;
-
-/// Syslog severity (RFC 5424); lower is more severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Severity {
-    /// 0: the system is unusable.
-    Emergency = 0,
-    /// 1: act immediately.
-    Alert = 1,
-    /// 2: critical conditions.
-    Critical = 2,
-    /// 3: error conditions.
-    Error = 3,
-    /// 4: warning conditions.
-    Warning = 4,
-    /// 5: normal but significant.
-    Notice = 5,
-    /// 6: informational.
-    Informational = 6,
-    /// 7: debug-level.
-    Debug = 7,
-}
-
-impl Severity {
-    /// Every severity, indexed by its syslog number.
-    pub const ALL: [Severity; 8] = [
-        Self::Emergency,
-        Self::Alert,
-        Self::Critical,
-        Self::Error,
-        Self::Warning,
-        Self::Notice,
-        Self::Informational,
-        Self::Debug,
-    ];
-
-    /// The syslog number.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The name used in `level_name` and in the `level` option.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Emergency => "emergency",
-            Self::Alert => "alert",
-            Self::Critical => "critical",
-            Self::Error => "error",
-            Self::Warning => "warning",
-            Self::Notice => "notice",
-            Self::Informational => "info",
-            Self::Debug => "debug",
-        }
-    }
-
-    /// Parses a name as [`Severity::as_str`] prints it.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "emergency" => Self::Emergency,
-            "alert" => Self::Alert,
-            "critical" => Self::Critical,
-            "error" => Self::Error,
-            "warning" => Self::Warning,
-            "notice" => Self::Notice,
-            "info" => Self::Informational,
-            "debug" => Self::Debug,
-            _ => return None,
-        })
-    }
-
-    /// The pino level number (pino has no notice, alert or emergency: they map to the
-    /// nearest pino level at or above their urgency).
-    pub fn pino_level(self) -> u8 {
-        match self {
-            Self::Debug => 20,
-            Self::Informational | Self::Notice => 30,
-            Self::Warning => 40,
-            Self::Error => 50,
-            Self::Critical | Self::Alert | Self::Emergency => 60,
-        }
-    }
-}
 
 /// Which ring lane carries an event. The critical lane holds what an analyst cannot
 /// reconstruct (lifecycle, closes, errors); the bulk lane holds what is sampled or periodic.
@@ -131,28 +52,6 @@ impl Lane {
         match self {
             Self::Critical => "critical",
             Self::Bulk => "bulk",
-        }
-    }
-}
-
-/// Which side opened a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// The peer opened it (a server's connection): the peer is the source.
-    Inbound,
-    /// We opened it (`connect`): we are the source.
-    Outbound,
-}
-
-impl Direction {
-    /// Every variant, in declaration order.
-    pub const ALL: [Direction; 2] = [Self::Inbound, Self::Outbound];
-
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Inbound => "inbound",
-            Self::Outbound => "outbound",
         }
     }
 }
@@ -190,94 +89,6 @@ impl ConnectionRef {
         match self.direction {
             Direction::Inbound => self.local,
             Direction::Outbound => self.peer,
-        }
-    }
-}
-
-/// Why a connection was never established (docs/events.md vocabulary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailReason {
-    /// Secure mode: the handshake did not complete in time.
-    HandshakeTimeout,
-    /// Secure mode: the cookie's MAC did not verify.
-    InvalidCookie,
-    /// Secure mode: the cookie's time slot has passed.
-    ExpiredCookie,
-    /// Secure mode: the application's token check refused the client.
-    AuthRejected,
-    /// A handshake rate limit refused the source.
-    RateLimited,
-    /// The connection limit was reached.
-    Capacity,
-    /// Secure mode: an unsupported protocol version.
-    VersionMismatch,
-    /// The first datagram was not a valid opening (raw mode: it failed the segment guard).
-    Malformed,
-    /// Secure mode, server: a HELLO's Noise message did not decrypt (sent for another server
-    /// key with the same id, altered on the way, or forged).
-    DecryptFailed,
-    /// Secure mode: the HELLO names a server key the server does not hold (the client pinned
-    /// an old or wrong key); the server refuses it, the client reports it.
-    UnknownServerKey,
-    /// Secure mode, client: the ACCEPT did not decrypt, so whoever answered does not hold the
-    /// server key the client pinned.
-    ServerAuthFailed,
-    /// Secure mode, client: ICMP reported the server's address unreachable (nothing listens
-    /// there, or no route) for two different HELLOs, with no answer from the server between.
-    Unreachable,
-    /// Secure mode: the server shut down during the handshake (while the application checked
-    /// the token, or before the client confirmed the ACCEPT). The server records it; the
-    /// client reads it from a REJECT `shutdown`.
-    Shutdown,
-    /// Secure mode, server: the ACCEPT went out but no authenticated datagram from the client
-    /// confirmed it within the handshake timeout (the client gave up, closed, or never got the
-    /// ACCEPT and went away), or the client's first datagram was a DISCONNECT. The connection
-    /// was never announced.
-    HandshakeAbandoned,
-    /// Secure mode: one side runs KCP in stream mode and the other in message mode (`stream`
-    /// differs), so no session can carry their data. The server refuses the HELLO with a
-    /// REJECT `stream_mismatch` and records it; the client reports it.
-    StreamMismatch,
-}
-
-impl FailReason {
-    /// Every variant, in declaration order.
-    pub const ALL: [FailReason; 15] = [
-        Self::HandshakeTimeout,
-        Self::InvalidCookie,
-        Self::ExpiredCookie,
-        Self::AuthRejected,
-        Self::RateLimited,
-        Self::Capacity,
-        Self::VersionMismatch,
-        Self::Malformed,
-        Self::DecryptFailed,
-        Self::UnknownServerKey,
-        Self::ServerAuthFailed,
-        Self::Unreachable,
-        Self::Shutdown,
-        Self::HandshakeAbandoned,
-        Self::StreamMismatch,
-    ];
-
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HandshakeTimeout => "handshake_timeout",
-            Self::InvalidCookie => "invalid_cookie",
-            Self::ExpiredCookie => "expired_cookie",
-            Self::AuthRejected => "auth_rejected",
-            Self::RateLimited => "rate_limited",
-            Self::Capacity => "capacity",
-            Self::VersionMismatch => "version_mismatch",
-            Self::Malformed => "malformed",
-            Self::DecryptFailed => "decrypt_failed",
-            Self::UnknownServerKey => "unknown_server_key",
-            Self::ServerAuthFailed => "server_auth_failed",
-            Self::Unreachable => "unreachable",
-            Self::Shutdown => "shutdown",
-            Self::HandshakeAbandoned => "handshake_abandoned",
-            Self::StreamMismatch => "stream_mismatch",
         }
     }
 }
@@ -466,7 +277,7 @@ pub struct ConnectionClosed {
     pub peer_reason: Option<CloseReason>,
     /// The application's close code and text: ours when we closed, the peer's when its
     /// DISCONNECT carried them.
-    pub app_close: crate::session::AppClose,
+    pub app_close: AppClose,
     /// Counters, timings, RTT figures and the activity history.
     pub summary: ConnectionSummary,
     /// The session's parameters.
@@ -483,30 +294,6 @@ pub struct PeerAddressChanged {
     pub old_peer: SocketAddr,
     /// Our address the peer talked to before the move.
     pub old_local: SocketAddr,
-}
-
-/// `kcp:alert`: a detector fired (`docs/detection.md`). One per episode and key,
-/// then an update (`update: true`) per update interval while it lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Alert {
-    /// The rule (id, name, severity and technique come from it).
-    pub rule: crate::detect::Rule,
-    /// The source it is about (an address, or an IPv6 /64's first address), or `None` for a
-    /// listener-wide rule. Written through the privacy mode like every address.
-    pub key: Option<std::net::IpAddr>,
-    /// The rule's threshold (for KCPW-002 the effective one, baseline included; for KCPW-007 a
-    /// percentage).
-    pub threshold: u64,
-    /// The rule's window in milliseconds.
-    pub window_ms: u64,
-    /// What the window held when the alert was raised.
-    pub observed: u64,
-    /// Unix ms the episode started (at most a window before it fired).
-    pub first_seen_ms: u64,
-    /// Unix ms of this alert.
-    pub last_seen_ms: u64,
-    /// A periodic update of an episode already alerted on.
-    pub update: bool,
 }
 
 /// `kcp:packet_dropped`: a datagram dropped whole before reaching any engine.

@@ -1,9 +1,6 @@
 //! The shape of an event's declaration ([`EventSpec`]) and of its fields; the declarations
 //! themselves are in `catalog.rs`.
 
-use super::catalog::{
-    close_severity, BASE_FIELDS, CONNECTION_FIELDS, KCP_PARAMS_FIELDS, LOCAL_ADDRESS_FIELDS,
-};
 use super::{Direction, ErrorType, EventKind, FailReason, Lane, Severity, Violation};
 use crate::detect::Rule;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
@@ -34,44 +31,6 @@ pub struct EventSpec {
     pub fields: &'static [Field],
 }
 
-impl EventSpec {
-    /// Every field a record of this kind may carry: the base fields, its groups', its own;
-    /// field families expanded. Optional groups make their fields optional.
-    pub fn all_fields(&self) -> Vec<ExpandedField> {
-        let mut out = Vec::new();
-        expand(BASE_FIELDS, Presence::Required, &mut out);
-        for group in self.groups {
-            expand(group.group.fields(), group.presence, &mut out);
-        }
-        expand(self.fields, Presence::Required, &mut out);
-        out
-    }
-}
-
-fn expand(fields: &'static [Field], group: Presence, out: &mut Vec<ExpandedField>) {
-    for field in fields {
-        let presence = match group {
-            Presence::Required => field.presence,
-            Presence::Optional => Presence::Optional,
-        };
-        if field.per_severity {
-            for severity in Severity::ALL {
-                out.push(ExpandedField {
-                    name: format!("{}{}", field.name, severity.as_str()),
-                    presence,
-                    field,
-                });
-            }
-        } else {
-            out.push(ExpandedField {
-                name: field.name.to_string(),
-                presence,
-                field,
-            });
-        }
-    }
-}
-
 /// A field of a record with its family expanded and its group's presence applied.
 #[derive(Debug, Clone)]
 pub struct ExpandedField {
@@ -88,24 +47,10 @@ pub struct ExpandedField {
 pub enum SeverityRule {
     /// Always this one.
     Fixed(Severity),
-    /// By the close reason ([`close_severity`]).
+    /// By the close reason ([`close_severity`](super::close_severity)).
     ByCloseReason,
     /// By the detector rule ([`Rule::severity`]).
     ByAlertRule,
-}
-
-impl SeverityRule {
-    /// Every severity a record of the event can have, most severe first.
-    pub fn possible(self) -> Vec<Severity> {
-        let mut all: Vec<Severity> = match self {
-            Self::Fixed(s) => vec![s],
-            Self::ByCloseReason => CloseReason::ALL.map(close_severity).to_vec(),
-            Self::ByAlertRule => Rule::ALL.map(Rule::severity).to_vec(),
-        };
-        all.sort();
-        all.dedup();
-        all
-    }
 }
 
 /// How an event turned out.
@@ -177,15 +122,6 @@ pub enum Group {
 impl Group {
     /// Every group.
     pub const ALL: [Group; 3] = [Self::Connection, Self::LocalAddress, Self::KcpParams];
-
-    /// Its fields.
-    pub fn fields(self) -> &'static [Field] {
-        match self {
-            Self::Connection => CONNECTION_FIELDS,
-            Self::LocalAddress => LOCAL_ADDRESS_FIELDS,
-            Self::KcpParams => KCP_PARAMS_FIELDS,
-        }
-    }
 
     /// Its name in the schema's `$defs` (the optional form adds `_optional`).
     pub fn def_name(self) -> &'static str {

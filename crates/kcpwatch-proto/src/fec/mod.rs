@@ -607,7 +607,7 @@ impl Decoder {
             }
             // kcp-go's check of a rebuilt size field: at least itself, at most the shard.
             let size = u16::from_le_bytes([shard[0], shard[1]]) as usize;
-            if size < 2 + crate::config::KCP_HEADER_LEN || size > shard.len() {
+            if size < 2 + crate::segment::KCP_HEADER_LEN || size > shard.len() {
                 stats.errors += 1;
                 continue;
             }

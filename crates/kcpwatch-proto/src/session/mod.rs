@@ -18,10 +18,9 @@ mod error;
 mod secure;
 mod summary;
 
+pub use crate::events::{AppClose, ConnectionSummary};
 pub use error::{EngineError, SessionSendError};
-pub use secure::AppClose;
 pub(crate) use secure::{ClientHandshake, SecureState, HELLO_RETRY_MS};
-pub use summary::ConnectionSummary;
 
 /// Window probes start this soon after the peer advertises a zero window and back off to at
 /// most `PROBE_LIMIT_MS`: a forged zero window (defect case E in docs/security.md) then stalls the sender for

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use super::Session;
 use crate::clock::{diff, Millis};
 use crate::config::SessionConfig;
-use crate::events::CappedText;
+use crate::events::AppClose;
 use crate::lifecycle::{CloseReason, ConnectionState};
 use crate::secure::keys::{ReplayWindow, Role, SessionCipher, SessionKeys};
 use crate::secure::noise::ClientNoise;
@@ -99,41 +99,6 @@ impl ClientHandshake {
         self.hellos += 1;
         self.next_hello_at = now.wrapping_add(self.retry_ms);
         self.retry_ms = (self.retry_ms * 2).min(HELLO_RETRY_MAX_MS);
-    }
-}
-
-/// An application close code and text (`conn.close(code, reason)`), carried by a secure
-/// DISCONNECT and recorded on both sides. Inline, so records never allocate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppClose {
-    /// The code (0: none given).
-    pub code: u16,
-    /// The text (at most 123 bytes of UTF-8 on the wire).
-    pub text: CappedText,
-}
-
-impl AppClose {
-    /// Nothing said.
-    pub const NONE: Self = Self {
-        code: 0,
-        text: CappedText::EMPTY,
-    };
-
-    /// A code and text; the text is cut to the 123 bytes a DISCONNECT carries.
-    pub fn new(code: u16, text: &str) -> Self {
-        let mut end = text.len().min(crate::secure::wire::MAX_CLOSE_TEXT);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        Self {
-            code,
-            text: CappedText::format(&text[..end]),
-        }
-    }
-
-    /// Whether anything was said.
-    pub fn is_none(&self) -> bool {
-        self.code == 0 && self.text.as_str().is_empty()
     }
 }
 

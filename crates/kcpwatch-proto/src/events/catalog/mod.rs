@@ -18,8 +18,12 @@ mod lifecycle;
 use incidents::*;
 use lifecycle::*;
 
-use super::spec::{opt, req, EventSpec, Field, Group, GroupUse, Presence, Vocab, WireType};
+use super::spec::{
+    opt, req, EventSpec, ExpandedField, Field, Group, GroupUse, Presence, SeverityRule, Vocab,
+    WireType,
+};
 use super::{FailReason, Severity};
+use crate::detect::Rule;
 use crate::lifecycle::CloseReason;
 
 /// Which event a record is, without its data.
@@ -292,6 +296,69 @@ pub(super) const CONNECTION: &[GroupUse] = &[GroupUse {
 }];
 
 pub(super) const NETWORK: &[&str] = &["network"];
+
+impl EventSpec {
+    /// Every field a record of this kind may carry: the base fields, its groups', its own;
+    /// field families expanded. Optional groups make their fields optional.
+    pub fn all_fields(&self) -> Vec<ExpandedField> {
+        let mut out = Vec::new();
+        expand(BASE_FIELDS, Presence::Required, &mut out);
+        for group in self.groups {
+            expand(group.group.fields(), group.presence, &mut out);
+        }
+        expand(self.fields, Presence::Required, &mut out);
+        out
+    }
+}
+
+fn expand(fields: &'static [Field], group: Presence, out: &mut Vec<ExpandedField>) {
+    for field in fields {
+        let presence = match group {
+            Presence::Required => field.presence,
+            Presence::Optional => Presence::Optional,
+        };
+        if field.per_severity {
+            for severity in Severity::ALL {
+                out.push(ExpandedField {
+                    name: format!("{}{}", field.name, severity.as_str()),
+                    presence,
+                    field,
+                });
+            }
+        } else {
+            out.push(ExpandedField {
+                name: field.name.to_string(),
+                presence,
+                field,
+            });
+        }
+    }
+}
+
+impl SeverityRule {
+    /// Every severity a record of the event can have, most severe first.
+    pub fn possible(self) -> Vec<Severity> {
+        let mut all: Vec<Severity> = match self {
+            Self::Fixed(s) => vec![s],
+            Self::ByCloseReason => CloseReason::ALL.map(close_severity).to_vec(),
+            Self::ByAlertRule => Rule::ALL.map(Rule::severity).to_vec(),
+        };
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+impl Group {
+    /// Its fields.
+    pub fn fields(self) -> &'static [Field] {
+        match self {
+            Self::Connection => CONNECTION_FIELDS,
+            Self::LocalAddress => LOCAL_ADDRESS_FIELDS,
+            Self::KcpParams => KCP_PARAMS_FIELDS,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
