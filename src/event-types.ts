@@ -1,8 +1,8 @@
 /**
  * The security event types (`kcp:*`), one interface per event, mirroring the canonical JSON
  * records written by the Rust canonical writer (in the repository, `crates/kcpwatch/src/events/canonical.rs`)
- * field for field. Each event is declared once, in the repository's Rust catalogue
- * (`crates/kcpwatch-proto/src/events/catalog`); `npm run codegen` writes
+ * field for field. Each event is declared once, in the Rust catalogue
+ * (the repository's `crates/kcpwatch-proto/src/events/catalog`); `npm run codegen` writes
  * `schema/events.schema.json`, `./generated/event-catalog.ts` and `./generated/event-checks.ts`
  * from it. These hand-written types keep the prose and the refinements (which fields come
  * together); the generated checks make `tsc` fail when they name other events or fields than

@@ -77,7 +77,7 @@ export interface FecOptions {
   parityShards: number;
 }
 
-/** Every knob's value once the preset, defaults and options are applied (declared in Rust, `src/generated/kcp-options.ts`). */
+/** Every knob's value once the preset, defaults and options are applied (declared in Rust, generated as `generated/kcp-options.ts`). */
 export type ResolvedKcpOptions = KcpKnobValues;
 
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

@@ -3,8 +3,8 @@ import type { DropRule, FailRule } from './rules';
 
 /**
  * The security event catalogue as types: each vocabulary, and each event's record with every
- * field it may carry. `src/event-types.ts` holds the documented types applications use; these
- * are what they are checked against (`src/generated/event-checks.ts`).
+ * field it may carry. `event-types.ts` holds the documented types applications use; these
+ * are what they are checked against (`event-checks.ts`, beside this file).
  */
 
 /** `event_name` in the schema. */

@@ -83,7 +83,7 @@ pub fn catalog() -> String {
     let mut out = marker();
     out.push_str("import type { DropRule, FailRule } from './rules';\n\n");
     out.push_str(
-        "/**\n * The security event catalogue as types: each vocabulary, and each event's record with every\n * field it may carry. `src/event-types.ts` holds the documented types applications use; these\n * are what they are checked against (`src/generated/event-checks.ts`).\n */\n\n",
+        "/**\n * The security event catalogue as types: each vocabulary, and each event's record with every\n * field it may carry. `event-types.ts` holds the documented types applications use; these\n * are what they are checked against (`event-checks.ts`, beside this file).\n */\n\n",
     );
     for vocab in Vocab::ALL {
         let _ = writeln!(
@@ -141,7 +141,7 @@ pub fn catalog() -> String {
 pub fn checks() -> String {
     let mut out = marker();
     out.push_str(
-        "/**\n * Compile-time checks (`tsc`, `npm run build:ts`) that the documented types of\n * `src/event-types.ts` say what the catalogue says: the same event names, for each event the\n * same field names (over all its variants), each no wider and no more optional than declared,\n * and the same vocabularies. A failing check is a type error on the line that names it.\n */\n\n",
+        "/**\n * Compile-time checks (`tsc`, `npm run build:ts`) that the documented types of\n * `event-types.ts` say what the catalogue says: the same event names, for each event the\n * same field names (over all its variants), each no wider and no more optional than declared,\n * and the same vocabularies. A failing check is a type error on the line that names it.\n */\n\n",
     );
     out.push_str("import type * as catalog from './event-catalog';\nimport type * as types from '../event-types';\n\n");
     out.push_str(
