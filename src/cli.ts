@@ -16,7 +16,8 @@ import { KcpAddressInUseError, KcpError, KcpInvalidOptionError } from './errors'
 import { logFormats, severities, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
 import { KCP_MIN_MTU, messageSizeLimit, minimumMtu, presets, type PresetName } from './options';
 import { metricsContentType } from './metrics';
-import { checkLogFilePath, createServer, type Server } from './server';
+import { checkLogFilePath } from './log-files';
+import { createServer, type Server } from './server';
 import { generateKeyPair, keyIdOf, parseKey, readKeyFile, writeKeyFiles } from './keys';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -32,7 +32,8 @@ import { rethrowLater, type AuthRequestRecord, type FailReason } from './records
 import type { KcpEvent } from './event-types';
 import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo, ConnectionLimits } from './records';
-import { endpointOptions, resolveHost, resolveHostOption, type AddressInfo, type ServerStats } from './server';
+import { endpointOptions, resolveHost, resolveHostOption } from './endpoint-options';
+import type { AddressInfo, ServerStats } from './server';
 import { Transport } from './transport';
 import type { NativeEndpointOptions } from './native';
 

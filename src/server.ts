@@ -1,11 +1,6 @@
 /** The server: one UDP socket accepting KCP conversations. */
 
-import { keyPairFromPrivate, parseKey, readKeyFile } from './keys';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { isIP } from 'node:net';
-import { lookup } from 'node:dns/promises';
 
 import { Connection, bytesOf, type SendData } from './connection';
 import { maxDatagramSize } from './datagram';
@@ -17,12 +12,10 @@ import {
   KcpInternalError,
   KcpInvalidOptionError,
   KcpMessageTooLargeError,
-  KcpResolveError,
   securityRecordOf,
 } from './errors';
 import {
   checkKeys,
-  checkSecureOnly,
   checkMessageSize,
   describe,
   describeThrown,
@@ -31,12 +24,9 @@ import {
   optionsObject,
   resolveHighWaterMark,
   resolveKcpOptions,
-  resolveLimits,
   resolveMaxReceiveQueueBytes,
   resolveMode,
-  resolveFec,
   resolvePort,
-  resolveTimeout,
   type KcpOptions,
   type LimitOptions,
   type Mode,
@@ -45,8 +35,10 @@ import {
 import type { KcpEvent } from './event-types';
 import { eventCallback, parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
 import { rethrowLater, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type FailReason } from './records';
-import { resolveDetection, type DetectionOptions } from './detection';
+import type { DetectionOptions } from './detection';
 import type { NativeEndpointOptions, NativeStats } from './native';
+import { endpointOptions, resolveHost, resolveHostOption } from './endpoint-options';
+import { checkLogFilePath, checkReadableFile, logPaths, openLogFiles, type LogFileOption } from './log-files';
 import { Transport } from './transport';
 import { renderMetrics } from './metrics';
 
@@ -309,209 +301,11 @@ export interface ServerEvents<Auth = unknown> {
   event: [event: KcpEvent];
 }
 
-/** A host option: a non-empty string (an IP literal or a name to resolve). */
-export function resolveHostOption(host: unknown): string {
-  if (typeof host !== 'string' || host.length === 0) {
-    throw new KcpInvalidOptionError(`host must be a non-empty string (an IP address or a host name), got ${typeof host === 'string' ? 'an empty string' : describe(host)}`);
-  }
-  return host;
-}
-
 function resolveLinger(value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
     throw new KcpInvalidOptionError(`linger must be an integer in 0..${2 ** 31 - 1}, got ${describe(value)}`);
   }
   return value;
-}
-
-/** @internal Resolves a host name (an IP literal as it is). */
-export async function resolveHost(host: string): Promise<string> {
-  if (isIP(host)) return host;
-  try {
-    const { address } = await lookup(host);
-    return address;
-  } catch (err) {
-    throw new KcpResolveError(`cannot resolve ${host}`, { cause: err });
-  }
-}
-
-/** @internal */
-export function endpointOptions(
-  host: string,
-  port: number,
-  kcp: ResolvedKcpOptions,
-  extra: {
-    ipv6Only?: boolean;
-    reusePort?: boolean;
-    maxConnections?: number;
-    deliveryLimit?: number;
-    mode?: Mode;
-    authenticate?: unknown;
-    authTimeout?: number;
-    handshakeTimeout?: number;
-    keepalive?: number;
-    limits?: LimitOptions;
-    detection?: DetectionOptions | false;
-    fec?: unknown;
-    serverKeys?: unknown;
-    keyFile?: unknown;
-    serverKey?: unknown;
-  },
-  log?: NativeLogOptions,
-): NativeEndpointOptions {
-  if (extra.authenticate !== undefined && typeof extra.authenticate !== 'function') {
-    throw new KcpInvalidOptionError('authenticate must be a function');
-  }
-  const mode = resolveMode(extra.mode);
-  checkSecureOnly(extra, mode);
-  const count = (v: unknown, name: string, fallback: number) => {
-    const value = v ?? fallback;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
-      throw new KcpInvalidOptionError(`${name} must be a positive integer, got ${describe(value)}`);
-    }
-    return value;
-  };
-  return {
-    host,
-    port,
-    ipv6Only: extra.ipv6Only ?? false,
-    reusePort: extra.reusePort ?? false,
-    maxConnections: count(extra.maxConnections, 'maxConnections', 10000),
-    deliveryLimit: count(extra.deliveryLimit, 'deliveryLimit', 64 * 1024 * 1024),
-    session: kcp,
-    log,
-    mode,
-    requireAuth: extra.authenticate !== undefined,
-    authTimeout: resolveTimeout(extra.authTimeout, 'authTimeout', 5000),
-    handshakeTimeout: resolveTimeout(extra.handshakeTimeout, 'handshakeTimeout', 10000),
-    keepalive: extra.keepalive === undefined ? 0 : resolveTimeout(extra.keepalive, 'keepalive', 0),
-    limits: resolveLimits(extra.limits),
-    detection: resolveDetection(extra.detection),
-    fec: resolveFec(extra.fec, mode, kcp),
-    ...resolveKeys(extra),
-  };
-}
-
-/** Secure mode's keys: a server's static private keys, a client's pinned server key. */
-function resolveKeys(extra: { serverKeys?: unknown; keyFile?: unknown; serverKey?: unknown }): { serverKeys?: Buffer[]; serverKey?: Buffer } {
-  if (extra.serverKeys !== undefined && extra.keyFile !== undefined) throw new KcpInvalidOptionError('give serverKeys or keyFile, not both');
-  const out: { serverKeys?: Buffer[]; serverKey?: Buffer } = {};
-  if (extra.serverKeys !== undefined) {
-    if (!Array.isArray(extra.serverKeys) || extra.serverKeys.length === 0) throw new KcpInvalidOptionError('serverKeys must be a non-empty array of private keys');
-    out.serverKeys = extra.serverKeys.map((k, i) => parseKey(k, `serverKeys[${i}]`));
-  }
-  if (extra.keyFile !== undefined) {
-    const files = Array.isArray(extra.keyFile) ? extra.keyFile : [extra.keyFile];
-    if (files.length === 0 || files.some((f) => typeof f !== 'string')) throw new KcpInvalidOptionError('keyFile must be a path or an array of paths');
-    out.serverKeys = (files as string[]).map(readKeyFile);
-  }
-  if (out.serverKeys) checkServerKeys(out.serverKeys, extra.serverKeys !== undefined ? 'serverKeys' : 'keyFile');
-  if (extra.serverKey !== undefined) out.serverKey = parseKey(extra.serverKey, 'serverKey');
-  return out;
-}
-
-/** Server static keys held at once (the native core's limit: the current, the next, one more). */
-const MAX_SERVER_KEYS = 4;
-
-/**
- * What the native core would refuse at `listen()`, refused at `createServer()` instead: more
- * keys than a rotation needs, or one key twice (the same key id).
- */
-function checkServerKeys(keys: Buffer[], name: 'serverKeys' | 'keyFile'): void {
-  if (keys.length > MAX_SERVER_KEYS) {
-    throw new KcpInvalidOptionError(`${name}: at most ${MAX_SERVER_KEYS} keys (two during a rotation), got ${keys.length}`);
-  }
-  const seen = new Map<string, number>();
-  keys.forEach((key, i) => {
-    const { keyId } = keyPairFromPrivate(key);
-    const first = seen.get(keyId);
-    if (first !== undefined) throw new KcpInvalidOptionError(`${name}[${i}] is the same key as ${name}[${first}] (key id ${keyId})`);
-    seen.set(keyId, i);
-  });
-}
-
-/** A log file output and the option that named it, for errors. */
-interface LogFileOption {
-  option: string;
-  path: string;
-}
-
-/**
- * The files resolved log options name, each with the option name the user wrote: the log files
- * the outputs append to, and the CA, certificate and key files they read.
- */
-function logPaths(given: unknown, log: NativeLogOptions | undefined): { appended: LogFileOption[]; read: LogFileOption[] } {
-  const appended: LogFileOption[] = [];
-  const read: LogFileOption[] = [];
-  if (!log) return { appended, read };
-  const viaOutputs = typeof given === 'object' && given !== null && (given as LogOptions).outputs !== undefined;
-  log.outputs.forEach((output, i) => {
-    const prefix = viaOutputs ? `log.outputs[${i}].destination` : 'log.destination';
-    if (output.destination === 'file' && typeof output.file === 'string') appended.push({ option: `${prefix}.file`, path: output.file });
-    for (const key of ['caFile', 'certFile', 'keyFile'] as const) {
-      const path = output[key];
-      if (typeof path === 'string') read.push({ option: `${prefix}.${key}`, path });
-    }
-  });
-  return { appended, read };
-}
-
-/** A file an output reads (a CA, a certificate, a key) exists and is a file. */
-function checkReadableFile(path: string, option: string): void {
-  let stat;
-  try {
-    stat = statSync(path);
-  } catch (err) {
-    throw new KcpInvalidOptionError(`${option} ${path}: does not exist or cannot be read (${codeOf(err)})`, { cause: err });
-  }
-  if (stat.isDirectory()) throw new KcpInvalidOptionError(`${option} ${path}: is a directory, not a file`);
-}
-
-/**
- * @internal What can be known of a log file's path without opening it: its directory exists
- * and is one, and the path itself is not a directory. `option` names it in the error
- * (`log.destination.file`, `--log-file`).
- */
-export function checkLogFilePath(path: string, option: string): void {
-  const dir = dirname(path);
-  let dirStat;
-  try {
-    dirStat = statSync(dir);
-  } catch (err) {
-    throw new KcpInvalidOptionError(`${option} ${path}: the directory ${dir} does not exist or cannot be read (${codeOf(err)})`, { cause: err });
-  }
-  if (!dirStat.isDirectory()) throw new KcpInvalidOptionError(`${option} ${path}: ${dir} is not a directory`);
-  let stat;
-  try {
-    stat = statSync(path, { throwIfNoEntry: false });
-  } catch (err) {
-    throw new KcpInvalidOptionError(`${option} ${path}: cannot be read (${codeOf(err)})`, { cause: err });
-  }
-  if (stat?.isDirectory()) throw new KcpInvalidOptionError(`${option} ${path}: is a directory, not a file`);
-}
-
-/**
- * @internal Opens (creating, as the log thread will) each log file once, so that a path the
- * process cannot write is a typed error naming it rather than the runtime's unnamed failure.
- */
-function openLogFiles(files: LogFileOption[]): void {
-  for (const { option, path } of files) {
-    try {
-      // Only a regular file or a new one: opening a FIFO for writing would wait for a reader.
-      const stat = statSync(path, { throwIfNoEntry: false });
-      if (stat && !stat.isFile()) continue;
-      closeSync(openSync(path, 'a'));
-    } catch (err) {
-      throw new KcpInvalidOptionError(`${option} ${path}: cannot open it for appending (${codeOf(err)})`, { cause: err });
-    }
-  }
-}
-
-/** An fs error's code and text (`ENOENT: no such file or directory`), or what was thrown. */
-function codeOf(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (err instanceof Error && typeof e.code === 'string') return e.message.startsWith(e.code) ? e.message.split(',')[0]! : e.code;
-  return describeThrown(err);
 }
 
 // Typed listener methods: a misspelt event name is an error naming the event map, and each
