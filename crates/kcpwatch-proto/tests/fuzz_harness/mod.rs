@@ -1542,10 +1542,19 @@ impl Harness {
                 "parity counted for a {kind:?}: {}",
                 ctx()
             );
+            // `too_short` is an unopened datagram only below the session framing: a datagram
+            // of the framing's length or more that is too short opened (its body is empty or
+            // too short for KCP or a DATAGRAM header), and an opened datagram feeds FEC.
+            let too_short_unopened = if bytes.len() < kcpwatch_proto::secure::wire::SESSION_OVERHEAD
+            {
+                trigger(DropTrigger::TooShort)
+            } else {
+                0
+            };
             let unopened = accepted == 0
                 && late + trigger(DropTrigger::DecryptFailed) - refused
                     + trigger(DropTrigger::UnknownConnection)
-                    + trigger(DropTrigger::TooShort)
+                    + too_short_unopened
                     == 1;
             assert!(
                 !(unopened && fec_moved),
@@ -2051,13 +2060,22 @@ impl StatsDelta {
             ("moved", |s| s.peer_address_changes),
             ("panics", |s| s.panics),
         ];
-        Self(
-            fields
+        let mut moved: Vec<(&'static str, u64)> = fields
+            .iter()
+            .map(|&(name, f)| (name, f(b) - f(a)))
+            .filter(|&(_, v)| v != 0)
+            .collect();
+        // Which drop triggers moved, so a failure says why the datagram was dropped.
+        moved.extend(
+            DropTrigger::ALL
                 .iter()
-                .map(|&(name, f)| (name, f(b) - f(a)))
-                .filter(|&(_, v)| v != 0)
-                .collect(),
-        )
+                .map(|&t| {
+                    let i = EndpointStats::trigger_index(t);
+                    (t.as_str(), b.dropped[i] - a.dropped[i])
+                })
+                .filter(|&(_, v)| v != 0),
+        );
+        Self(moved)
     }
 }
 
