@@ -15,6 +15,7 @@ import { describeClose } from './describe-close';
 import { KcpAddressInUseError, KcpError, KcpInvalidOptionError } from './errors';
 import { logFormats, severities, type IpPrivacy, type LogFormat, type LogOutputOptions, type SeverityName } from './log';
 import { KCP_MIN_MTU, messageSizeLimit, minimumMtu, presets, type PresetName } from './options';
+import { defaultPresetName } from './generated/kcp-options';
 import { metricsContentType } from './metrics';
 import { checkLogFilePath } from './log-files';
 import { createServer, type Server } from './server';
@@ -68,7 +69,7 @@ makes an ephemeral key for this run. Its public key follows the listening line o
       port: { type: 'string', value: 'N', default: '0', help: 'UDP port (0: any free port)' },
       host: { type: 'string', value: 'H', default: '0.0.0.0', help: "address to bind ('::' is dual-stack)" },
       mode: { type: 'string', value: 'secure|raw', default: 'secure', help: 'secure handshake, or plain KCP' },
-      preset: { type: 'string', value: 'NAME', default: 'game', help: `KCP preset: ${Object.keys(presets).join(', ')}` },
+      preset: { type: 'string', value: 'NAME', default: defaultPresetName, help: `KCP preset: ${Object.keys(presets).join(', ')}` },
       'idle-timeout': { type: 'string', value: 'MS', default: '30000', help: 'close a connection after this long without a datagram' },
       stream: { type: 'boolean', help: 'stream mode (no message boundaries)' },
       'rcv-wnd': { type: 'string', value: 'N', help: "receive window in segments (default: the preset's)" },

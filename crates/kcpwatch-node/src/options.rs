@@ -243,7 +243,7 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
                 keep: o.keep.unwrap_or(5),
             },
         },
-        ("syslog", _) => LogDestination::Syslog(network_sink(o)?),
+        ("syslog", _) => LogDestination::Syslog(syslog_sink(o)?),
         ("http", _) => LogDestination::Http(http_sink(o)?),
         (other, _) => {
             return Err(invalid(format!(
@@ -260,7 +260,7 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
     })
 }
 
-fn network_sink(o: &OutputOptions) -> napi::Result<SyslogSinkConfig> {
+fn syslog_sink(o: &OutputOptions) -> napi::Result<SyslogSinkConfig> {
     let url = o.url.as_deref().unwrap_or_default();
     let (scheme, rest) = url
         .split_once("://")
