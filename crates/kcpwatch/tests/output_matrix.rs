@@ -1077,13 +1077,27 @@ fn stream_restarted(s: Stream) {
     );
 }
 
+/// The shortest record a stream sink writes (framing included): bounds how many records fill
+/// a number of bytes.
+const MIN_RECORD_BYTES: u64 = 300;
+
 /// Stalled: the receiver accepts and stops reading, so the window closes and the sink's
 /// writes block. Each blocked write gives up after `write_timeout`, the sink reconnects
 /// (and the receiver, still alive, accepts and does not read either); what the queue cannot
 /// hold meanwhile is reported lost, and at close what was not acknowledged is too. What the
 /// receiver's kernel acknowledged is the receiver's: it reads it when it resumes (here, at the
 /// end, after taking nothing more).
-fn stream_stalled(s: Stream, what: &str) {
+fn stream_stalled(mut s: Stream, what: &str) {
+    // A fixed receive buffer: left to autotuning (up to tcp_rmem's maximum, 32 MiB here) the
+    // receiver's kernel could take the whole stall's worth, and nothing would block.
+    let rcvbuf = *s.rcvbuf.get_or_insert(64 * 1024) as u64;
+    // After the stall, more than both kernels can hold: the receiver's buffer (which the kernel
+    // doubles) and the sender's send buffer at its largest (tcp_wmem's maximum).
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .unwrap_or(4 << 20);
+    let after_stall = ((wmem_max + 2 * rcvbuf) / MIN_RECORD_BYTES + 1_000).max(2_500);
     let cell = format!("{}, {what}", s.label());
     let seqs = Seqs::default();
     let rx = s.receiver("127.0.0.1:0".parse().unwrap(), &seqs);
@@ -1094,7 +1108,7 @@ fn stream_stalled(s: Stream, what: &str) {
         (count(&seqs) >= 500).then_some(())
     });
     rx.stall();
-    log.produce_in_batches(2_500, 50);
+    log.produce_in_batches(after_stall, 50);
     let out = log.finish();
     let connections = rx.connections();
     let read_before = count(&seqs);
