@@ -774,6 +774,25 @@ fn count(seqs: &Seqs) -> usize {
     seqs.lock().unwrap().len()
 }
 
+/// Produces `n` records in batches of 50, each batch once the receiver has every record before
+/// it, so the sink's queue never holds more than one batch. Producing first and waiting after
+/// lost records to a full queue whenever the sink's first connection came up late (a TLS
+/// handshake on a loaded CI machine), and then the count never came.
+fn produce_received(log: &mut Log, n: u64, seqs: &Seqs) {
+    let target = count(seqs) as u64;
+    let mut left = n;
+    let mut sent = 0;
+    while left > 0 {
+        let k = left.min(50);
+        log.produce(k);
+        left -= k;
+        sent += k;
+        wait_for("the first records", Duration::from_secs(20), || {
+            (count(seqs) as u64 >= target + sent).then_some(())
+        });
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // syslog UDP
 
@@ -999,10 +1018,7 @@ fn stream_killed(s: Stream) {
     let rx = s.receiver("127.0.0.1:0".parse().unwrap(), &seqs);
     let (output, name) = s.output(rx.addr);
     let mut log = Log::start(output);
-    log.produce_in_batches(1_000, 50);
-    wait_for("the first records", Duration::from_secs(10), || {
-        (count(&seqs) >= 1_000).then_some(())
-    });
+    produce_received(&mut log, 1_000, &seqs);
     // It hangs, then is killed with records acknowledged by its kernel and not read.
     rx.stall();
     log.produce(500);
@@ -1029,10 +1045,7 @@ fn stream_restarted(s: Stream) {
     let addr = rx.addr;
     let (output, name) = s.output(addr);
     let mut log = Log::start(output);
-    log.produce_in_batches(1_000, 50);
-    wait_for("the first records", Duration::from_secs(10), || {
-        (count(&seqs) >= 1_000).then_some(())
-    });
+    produce_received(&mut log, 1_000, &seqs);
     // It hangs, then is killed with records acknowledged by its kernel and not read.
     rx.stall();
     log.produce(500);
@@ -1103,10 +1116,7 @@ fn stream_stalled(mut s: Stream, what: &str) {
     let rx = s.receiver("127.0.0.1:0".parse().unwrap(), &seqs);
     let (output, name) = s.output(rx.addr);
     let mut log = Log::start(output);
-    log.produce_in_batches(500, 50);
-    wait_for("the first records", Duration::from_secs(10), || {
-        (count(&seqs) >= 500).then_some(())
-    });
+    produce_received(&mut log, 500, &seqs);
     rx.stall();
     log.produce_in_batches(after_stall, 50);
     let out = log.finish();
