@@ -36,6 +36,8 @@ export interface DetectionRule {
   severity: string;
   /** MITRE ATT&CK technique, where one fits. */
   technique?: string;
+  /** A rate rule (KCPW-007): the attempts in its window below which it does not fire. */
+  minAttempts?: number;
 }
 
 export interface DetectionOptions {

@@ -14,6 +14,7 @@
 
 import type { CloseReason } from './records';
 import type { DropRule, UnrefusedAttempt } from './generated/rules';
+import type { LibraryErrorCode } from './generated/event-catalog';
 
 // ---- vocabularies ----------------------------------------------------------------------------
 
@@ -108,21 +109,10 @@ export type Violation = 'oversized_message' | 'message_on_closed_connection' | '
 /** Which layer an error comes from. */
 export type ErrorType = 'library' | 'network' | 'application';
 
-/** A KCP engine call failed although the segment guard had accepted its input. */
-export type EngineErrorCode =
-  | 'KCP_INPUT_BAD_CONV'
-  | 'KCP_INVALID_MTU'
-  | 'KCP_INPUT_TOO_SHORT'
-  | 'KCP_INPUT_BAD_LENGTH'
-  | 'KCP_OUTPUT_FAILED'
-  | 'KCP_NEED_UPDATE'
-  | 'KCP_RECV_EMPTY'
-  | 'KCP_INPUT_BAD_CMD'
-  | 'KCP_SEND_TOO_BIG'
-  | 'KCP_RECV_BUFFER_TOO_SMALL';
-
-/** `error_code` of a `library` error: an engine error, or a caught engine panic. */
-export type LibraryErrorCode = EngineErrorCode | 'KCP_ENGINE_PANIC';
+// The engine's error codes (`EngineErrorCode`: a KCP engine call failed although the segment
+// guard had accepted its input; `LibraryErrorCode`: those or a caught engine panic) are
+// generated from the Rust mapping of every engine error (`npm run codegen`).
+export type { EngineErrorCode, LibraryErrorCode } from './generated/event-catalog';
 
 /** `error_code` of an application error (the code the API's thrown error carries too). */
 export type ApplicationErrorCode =

@@ -303,7 +303,7 @@ export interface NativeEndpointHandle {
 interface NativeModule {
   generateKeyPair(): { privateKey: Buffer; publicKey: Buffer; keyId: string };
   keyPairFromPrivate(privateKey: Buffer): { privateKey: Buffer; publicKey: Buffer; keyId: string };
-  detectorRules(): { id: string; name: string; threshold: number; window: number; key: string; severity: string; technique?: string }[];
+  detectorRules(): { id: string; name: string; threshold: number; window: number; key: string; severity: string; technique?: string; minAttempts?: number }[];
   NativeEndpoint: {
     listen(options: NativeEndpointOptions, onRecords: () => void, onEvents: () => void): NativeEndpointHandle;
     client(

@@ -52,6 +52,12 @@ export type AlertRuleName = 'handshake_flood_source' | 'handshake_flood_global' 
 /** `mitre_technique` in the schema. */
 export type MitreTechnique = 'T1498.001' | 'T1110' | 'T1046' | 'T1499.002' | 'T1565.002';
 
+/** `engine_error_code` in the schema (`EngineError::from_kcp`). */
+export type EngineErrorCode = 'KCP_INPUT_BAD_CONV' | 'KCP_INVALID_MTU' | 'KCP_INPUT_TOO_SHORT' | 'KCP_INPUT_BAD_LENGTH' | 'KCP_OUTPUT_FAILED' | 'KCP_NEED_UPDATE' | 'KCP_RECV_EMPTY' | 'KCP_INPUT_BAD_CMD' | 'KCP_SEND_TOO_BIG' | 'KCP_RECV_BUFFER_TOO_SMALL';
+
+/** `library_error_code` in the schema: an engine error, or a caught engine panic. */
+export type LibraryErrorCode = 'KCP_INPUT_BAD_CONV' | 'KCP_INVALID_MTU' | 'KCP_INPUT_TOO_SHORT' | 'KCP_INPUT_BAD_LENGTH' | 'KCP_OUTPUT_FAILED' | 'KCP_NEED_UPDATE' | 'KCP_RECV_EMPTY' | 'KCP_INPUT_BAD_CMD' | 'KCP_SEND_TOO_BIG' | 'KCP_RECV_BUFFER_TOO_SMALL' | 'KCP_ENGINE_PANIC';
+
 /** Fields every record carries. */
 export interface BaseRecord {
   /** RFC 3339 UTC time with exactly 6 fractional digits. */

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `schema/events.schema.json` | the name enum and dispatch, the vocabularies, the severity table, every event's and field group's properties and required lists, severities, the detector rules; merged into `templates/events.schema.json`, which holds what the catalogue cannot say (shared definitions, prose, cross-field constraints) |
 //! | `src/generated/event-catalog.ts` | the vocabularies, one record interface per event, `EventRecords` |
+//! | (both of the above) | the engine's error codes, read from `EngineError::from_kcp` applied to every `kcp::Error` (`engine_error_code`, `library_error_code`, `EngineErrorCode`, `LibraryErrorCode`) |
 //! | `src/generated/event-checks.ts` | compile-time checks that the hand-written types of `src/event-types.ts` name the same events and fields, with compatible types |
 //! | `docs/events.md` | the catalogue table between its `BEGIN`/`END generated` markers |
 //! | `src/generated/rules.ts` | from `kcpwatch_proto::events::DropRule`: the rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`, `UnrefusedAttempt`); the same declaration gives the schema its `rule` vocabulary, `trigger_rule` and the rule constraints of `kcp:connection_failed`, and codegen fails if `docs/events.md` has no row for a rule |
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod docs;
+mod engine_errors;
 mod options;
 mod rules;
 mod schema;

@@ -8,6 +8,8 @@ use kcpwatch_proto::events::{
 use kcpwatch_proto::{CloseReason, Severity};
 use serde_json::{json, Map, Value};
 
+use crate::engine_errors;
+
 /// The generated schema.
 pub const PATH: &str = "schema/events.schema.json";
 /// What the catalogue cannot say.
@@ -75,6 +77,10 @@ fn merge_defs(template: Object) -> Result<Object, String> {
         } else {
             match name.as_str() {
                 "base" => with_fields(def, BASE_FIELDS, true),
+                "engine_error_code" => prepend(def, [("enum", json!(engine_errors::codes()))]),
+                "library_error_code" => {
+                    prepend(def, [("enum", json!(engine_errors::library_codes()))])
+                }
                 "severity_levels" => append(def, [("allOf", severity_levels())]),
                 "alert_rule" => append(def, [("oneOf", alert_rules())]),
                 "rule" => crate::rules::rule_def(def),

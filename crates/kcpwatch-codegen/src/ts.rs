@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use kcpwatch_proto::events::{EventKind, Field, Group, Presence, Vocab, WireType, BASE_FIELDS};
 
-use crate::pascal;
 use crate::schema::{expand, lane_and_severity};
+use crate::{engine_errors, pascal};
 
 /// The catalogue as types.
 pub const CATALOG_PATH: &str = "src/generated/event-catalog.ts";
@@ -94,6 +94,16 @@ pub fn catalog() -> String {
             quoted(&vocab.values())
         );
     }
+    let _ = writeln!(
+        out,
+        "/** `engine_error_code` in the schema (`EngineError::from_kcp`). */\nexport type EngineErrorCode = {};\n",
+        quoted(&engine_errors::codes())
+    );
+    let _ = writeln!(
+        out,
+        "/** `library_error_code` in the schema: an engine error, or a caught engine panic. */\nexport type LibraryErrorCode = {};\n",
+        quoted(&engine_errors::library_codes())
+    );
     out.push_str("/** Fields every record carries. */\nexport interface BaseRecord {\n");
     members(&mut out, BASE_FIELDS);
     out.push_str("}\n");

@@ -54,6 +54,8 @@ pub struct RuleInfo {
     /// Syslog severity name of its alert.
     pub severity: String,
     pub technique: Option<String>,
+    /// A rate rule (KCPW-007): the attempts in its window below which it does not fire.
+    pub min_attempts: Option<u32>,
 }
 
 fn rule_by_id(id: &str) -> napi::Result<Rule> {
@@ -156,6 +158,8 @@ pub fn detector_rules() -> Vec<RuleInfo> {
         .into_iter()
         .map(|rule| {
             let (threshold, window) = read(&mut defaults, rule);
+            let min_attempts = matches!(slot(&mut defaults, rule), ThresholdSlot::Rate(..))
+                .then_some(defaults.error_rate_min_attempts);
             let per_source = matches!(
                 rule,
                 Rule::HandshakeFloodSource
@@ -173,6 +177,7 @@ pub fn detector_rules() -> Vec<RuleInfo> {
                 key: if per_source { "source" } else { "listener" }.into(),
                 severity: rule.severity().as_str().into(),
                 technique: rule.technique().map(Into::into),
+                min_attempts,
             }
         })
         .collect()
