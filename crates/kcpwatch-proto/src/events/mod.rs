@@ -20,7 +20,7 @@ pub use crate::detect::Alert;
 pub use crate::drop_rule::{DropRule, Refused, RuleSource};
 pub use crate::lifecycle::{Direction, FailReason};
 pub use crate::severity::Severity;
-pub use catalog::{abnormal_close, close_severity, EventKind, BASE_FIELDS, UNREFUSED_FAILURES};
+pub use catalog::{abnormal_close, close_severity, BASE_FIELDS, UNREFUSED_FAILURES};
 pub use sampler::Sampler;
 pub use spec::{
     EcsSpec, EventSpec, ExpandedField, Field, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
@@ -410,63 +410,94 @@ pub struct LogLoss {
     pub output: CappedText,
 }
 
-/// One security event.
-// The close record carries the application's close text inline: records are `Copy` and never
-// allocate (a boxed variant would allocate per close), so the largest variant sets the size.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecurityEvent {
+/// Declares the events: for each, its [`SecurityEvent`] variant and record type, its
+/// [`EventKind`], and its entry in the catalogue (the static [`EventSpec`] in `catalog/`).
+/// `EventKind::ALL`, `EventKind::spec`, `SecurityEvent::kind` and the `From` conversions are
+/// written from this one list, so a new event is a line here, its record type and its
+/// `EventSpec`; the canonical writer and the formats then fail to compile until they handle it
+/// (their `match`es have no catch-all), and `npm run codegen` writes the rest.
+macro_rules! declare_events {
+    ($($(#[$doc:meta])* $variant:ident($record:ty) => $spec:ident,)*) => {
+        /// One security event.
+        // The close record carries the application's close text inline: records are `Copy`
+        // and never allocate (a boxed variant would allocate per close), so the largest
+        // variant sets the size.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum SecurityEvent {
+            $($(#[$doc])* $variant($record),)*
+        }
+
+        /// Which event a record is, without its data.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in catalogue order.
+            pub const ALL: [EventKind; declare_events!(@count $($variant)*)] =
+                [$(Self::$variant,)*];
+
+            /// Its declaration.
+            pub fn spec(self) -> &'static EventSpec {
+                match self {
+                    $(Self::$variant => &catalog::$spec,)*
+                }
+            }
+        }
+
+        impl SecurityEvent {
+            /// Which event it is.
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $(Self::$variant(_) => EventKind::$variant,)*
+                }
+            }
+        }
+
+        $(impl From<$record> for SecurityEvent {
+            fn from(event: $record) -> Self {
+                Self::$variant(event)
+            }
+        })*
+    };
+    (@count) => { 0 };
+    (@count $head:ident $($tail:ident)*) => { 1 + declare_events!(@count $($tail)*) };
+}
+
+declare_events! {
     /// `kcp:listener_started`
-    ListenerStarted(ListenerStarted),
+    ListenerStarted(ListenerStarted) => LISTENER_STARTED,
     /// `kcp:listener_stopped`
-    ListenerStopped(ListenerStopped),
+    ListenerStopped(ListenerStopped) => LISTENER_STOPPED,
     /// `kcp:connection_attempted`
-    ConnectionAttempted(ConnectionAttempted),
+    ConnectionAttempted(ConnectionAttempted) => CONNECTION_ATTEMPTED,
     /// `kcp:connection_established`
-    ConnectionEstablished(ConnectionEstablished),
+    ConnectionEstablished(ConnectionEstablished) => CONNECTION_ESTABLISHED,
     /// `kcp:connection_failed`
-    ConnectionFailed(ConnectionFailed),
+    ConnectionFailed(ConnectionFailed) => CONNECTION_FAILED,
     /// `kcp:connection_state_updated`
-    ConnectionStateUpdated(ConnectionStateUpdated),
+    ConnectionStateUpdated(ConnectionStateUpdated) => CONNECTION_STATE_UPDATED,
     /// `kcp:connection_closed`
-    ConnectionClosed(ConnectionClosed),
+    ConnectionClosed(ConnectionClosed) => CONNECTION_CLOSED,
     /// `kcp:peer_address_changed`
-    PeerAddressChanged(PeerAddressChanged),
+    PeerAddressChanged(PeerAddressChanged) => PEER_ADDRESS_CHANGED,
     /// `kcp:packet_dropped`
-    PacketDropped(PacketDropped),
-    /// `kcp:alert`
-    Alert(Alert),
+    PacketDropped(PacketDropped) => PACKET_DROPPED,
     /// `kcp:protocol_violation`
-    ProtocolViolation(ProtocolViolation),
+    ProtocolViolation(ProtocolViolation) => PROTOCOL_VIOLATION,
     /// `kcp:error`
-    Error(ErrorEvent),
+    Error(ErrorEvent) => ERROR,
     /// `kcp:stats`
-    Stats(StatsEvent),
+    Stats(StatsEvent) => STATS,
     /// `kcp:log_loss`
-    LogLoss(LogLoss),
+    LogLoss(LogLoss) => LOG_LOSS,
+    /// `kcp:alert`
+    Alert(Alert) => ALERT,
 }
 
 impl SecurityEvent {
-    /// Which event it is.
-    pub fn kind(&self) -> EventKind {
-        match self {
-            Self::ListenerStarted(_) => EventKind::ListenerStarted,
-            Self::ListenerStopped(_) => EventKind::ListenerStopped,
-            Self::ConnectionAttempted(_) => EventKind::ConnectionAttempted,
-            Self::ConnectionEstablished(_) => EventKind::ConnectionEstablished,
-            Self::ConnectionFailed(_) => EventKind::ConnectionFailed,
-            Self::ConnectionStateUpdated(_) => EventKind::ConnectionStateUpdated,
-            Self::ConnectionClosed(_) => EventKind::ConnectionClosed,
-            Self::PeerAddressChanged(_) => EventKind::PeerAddressChanged,
-            Self::PacketDropped(_) => EventKind::PacketDropped,
-            Self::Alert(_) => EventKind::Alert,
-            Self::ProtocolViolation(_) => EventKind::ProtocolViolation,
-            Self::Error(_) => EventKind::Error,
-            Self::Stats(_) => EventKind::Stats,
-            Self::LogLoss(_) => EventKind::LogLoss,
-        }
-    }
-
     /// The qlog-style name (from the catalogue).
     pub fn name(&self) -> &'static str {
         self.kind().name()

@@ -7,7 +7,7 @@ use super::super::spec::{
 use super::super::{Lane, Severity};
 use super::NETWORK;
 
-pub(super) static PACKET_DROPPED: EventSpec = EventSpec {
+pub(in crate::events) static PACKET_DROPPED: EventSpec = EventSpec {
     name: "kcp:packet_dropped",
     summary: "A datagram dropped whole before reaching any engine. Sampled per trigger.",
     lane: Lane::Bulk,
@@ -63,7 +63,7 @@ pub(super) static PACKET_DROPPED: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
+pub(in crate::events) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
     name: "kcp:protocol_violation",
     summary: "The application misused a connection.",
     lane: Lane::Critical,
@@ -108,7 +108,7 @@ pub(super) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static ERROR: EventSpec = EventSpec {
+pub(in crate::events) static ERROR: EventSpec = EventSpec {
     name: "kcp:error",
     summary: "Something failed: a send, an ICMP report, a bind, the engine.",
     lane: Lane::Critical,
@@ -168,7 +168,7 @@ pub(super) static ERROR: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static STATS: EventSpec = EventSpec {
+pub(in crate::events) static STATS: EventSpec = EventSpec {
     name: "kcp:stats",
     summary: "Periodic counters of one listener.",
     lane: Lane::Bulk,
@@ -224,7 +224,7 @@ pub(super) static STATS: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static LOG_LOSS: EventSpec = EventSpec {
+pub(in crate::events) static LOG_LOSS: EventSpec = EventSpec {
     name: "kcp:log_loss",
     summary: "Security records were lost (never itself lost: the consumer side writes it).",
     lane: Lane::Critical,
@@ -271,7 +271,7 @@ pub(super) static LOG_LOSS: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static ALERT: EventSpec = EventSpec {
+pub(in crate::events) static ALERT: EventSpec = EventSpec {
     name: "kcp:alert",
     summary: "A detector fired (docs/detection.md): one per episode and key, then periodic updates.",
     lane: Lane::Critical,

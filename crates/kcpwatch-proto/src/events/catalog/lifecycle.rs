@@ -7,7 +7,7 @@ use super::super::spec::{
 use super::super::{Lane, Severity};
 use super::{CONNECTION, NETWORK};
 
-pub(super) static LISTENER_STARTED: EventSpec = EventSpec {
+pub(in crate::events) static LISTENER_STARTED: EventSpec = EventSpec {
     name: "kcp:listener_started",
     summary: "The socket is bound.",
     lane: Lane::Critical,
@@ -45,7 +45,7 @@ pub(super) static LISTENER_STARTED: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static LISTENER_STOPPED: EventSpec = EventSpec {
+pub(in crate::events) static LISTENER_STOPPED: EventSpec = EventSpec {
     name: "kcp:listener_stopped",
     summary: "The socket is closed (after every connection closed with shutdown).",
     lane: Lane::Critical,
@@ -76,7 +76,7 @@ pub(super) static LISTENER_STOPPED: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static CONNECTION_ATTEMPTED: EventSpec = EventSpec {
+pub(in crate::events) static CONNECTION_ATTEMPTED: EventSpec = EventSpec {
     name: "kcp:connection_attempted",
     summary: "The first datagram of a new (address, conv), or connect().",
     lane: Lane::Critical,
@@ -97,7 +97,7 @@ pub(super) static CONNECTION_ATTEMPTED: EventSpec = EventSpec {
     fields: &[],
 };
 
-pub(super) static CONNECTION_ESTABLISHED: EventSpec = EventSpec {
+pub(in crate::events) static CONNECTION_ESTABLISHED: EventSpec = EventSpec {
     name: "kcp:connection_established",
     summary: "Data may flow (raw mode: the first valid datagram; outbound: connect()).",
     lane: Lane::Critical,
@@ -143,7 +143,7 @@ pub(super) static CONNECTION_ESTABLISHED: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static CONNECTION_FAILED: EventSpec = EventSpec {
+pub(in crate::events) static CONNECTION_FAILED: EventSpec = EventSpec {
     name: "kcp:connection_failed",
     summary: "An attempt that never became a connection. Sampled per reason.",
     lane: Lane::Critical,
@@ -177,7 +177,7 @@ pub(super) static CONNECTION_FAILED: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static CONNECTION_STATE_UPDATED: EventSpec = EventSpec {
+pub(in crate::events) static CONNECTION_STATE_UPDATED: EventSpec = EventSpec {
     name: "kcp:connection_state_updated",
     summary: "One lifecycle transition.",
     lane: Lane::Bulk,
@@ -209,7 +209,7 @@ pub(super) static CONNECTION_STATE_UPDATED: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static CONNECTION_CLOSED: EventSpec = EventSpec {
+pub(in crate::events) static CONNECTION_CLOSED: EventSpec = EventSpec {
     name: "kcp:connection_closed",
     summary: "Terminal, with the whole-connection summary.",
     lane: Lane::Critical,
@@ -344,7 +344,7 @@ pub(super) static CONNECTION_CLOSED: EventSpec = EventSpec {
     ],
 };
 
-pub(super) static PEER_ADDRESS_CHANGED: EventSpec = EventSpec {
+pub(in crate::events) static PEER_ADDRESS_CHANGED: EventSpec = EventSpec {
     name: "kcp:peer_address_changed",
     summary: "A secure session moved to a new peer address (NAT rebinding); the connection fields carry the new addresses.",
     lane: Lane::Critical,

@@ -15,89 +15,18 @@
 mod incidents;
 mod lifecycle;
 
-use incidents::*;
-use lifecycle::*;
+pub(super) use incidents::*;
+pub(super) use lifecycle::*;
 
 use super::spec::{
     opt, req, EventSpec, ExpandedField, Field, Group, GroupUse, Presence, SeverityRule, Vocab,
     WireType,
 };
-use super::{FailReason, Severity};
+use super::{EventKind, FailReason, Severity};
 use crate::detect::Rule;
 use crate::lifecycle::CloseReason;
 
-/// Which event a record is, without its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// `kcp:listener_started`
-    ListenerStarted,
-    /// `kcp:listener_stopped`
-    ListenerStopped,
-    /// `kcp:connection_attempted`
-    ConnectionAttempted,
-    /// `kcp:connection_established`
-    ConnectionEstablished,
-    /// `kcp:connection_failed`
-    ConnectionFailed,
-    /// `kcp:connection_state_updated`
-    ConnectionStateUpdated,
-    /// `kcp:connection_closed`
-    ConnectionClosed,
-    /// `kcp:peer_address_changed`
-    PeerAddressChanged,
-    /// `kcp:packet_dropped`
-    PacketDropped,
-    /// `kcp:protocol_violation`
-    ProtocolViolation,
-    /// `kcp:error`
-    Error,
-    /// `kcp:stats`
-    Stats,
-    /// `kcp:log_loss`
-    LogLoss,
-    /// `kcp:alert`
-    Alert,
-}
-
 impl EventKind {
-    /// Every kind, in catalogue order.
-    pub const ALL: [EventKind; 14] = [
-        Self::ListenerStarted,
-        Self::ListenerStopped,
-        Self::ConnectionAttempted,
-        Self::ConnectionEstablished,
-        Self::ConnectionFailed,
-        Self::ConnectionStateUpdated,
-        Self::ConnectionClosed,
-        Self::PeerAddressChanged,
-        Self::PacketDropped,
-        Self::ProtocolViolation,
-        Self::Error,
-        Self::Stats,
-        Self::LogLoss,
-        Self::Alert,
-    ];
-
-    /// Its declaration.
-    pub fn spec(self) -> &'static EventSpec {
-        match self {
-            Self::ListenerStarted => &LISTENER_STARTED,
-            Self::ListenerStopped => &LISTENER_STOPPED,
-            Self::ConnectionAttempted => &CONNECTION_ATTEMPTED,
-            Self::ConnectionEstablished => &CONNECTION_ESTABLISHED,
-            Self::ConnectionFailed => &CONNECTION_FAILED,
-            Self::ConnectionStateUpdated => &CONNECTION_STATE_UPDATED,
-            Self::ConnectionClosed => &CONNECTION_CLOSED,
-            Self::PeerAddressChanged => &PEER_ADDRESS_CHANGED,
-            Self::PacketDropped => &PACKET_DROPPED,
-            Self::ProtocolViolation => &PROTOCOL_VIOLATION,
-            Self::Error => &ERROR,
-            Self::Stats => &STATS,
-            Self::LogLoss => &LOG_LOSS,
-            Self::Alert => &ALERT,
-        }
-    }
-
     /// The record name, `kcp:<action>`.
     pub fn name(self) -> &'static str {
         self.spec().name
