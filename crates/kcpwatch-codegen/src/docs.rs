@@ -58,6 +58,7 @@ fn table() -> String {
             OcsfSpec::NetworkActivity {
                 activity,
                 activity_unrefused,
+                ..
             } => {
                 let mut s = format!("Network Activity: {} {}", activity.0, activity.1);
                 if let Some((id, name)) = activity_unrefused {

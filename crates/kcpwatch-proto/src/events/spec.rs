@@ -25,6 +25,8 @@ pub struct EventSpec {
     pub ocsf: OcsfSpec,
     /// How it turned out (ECS `event.outcome`, OCSF `status_id`, CEF `outcome`).
     pub outcome: OutcomeRule,
+    /// What this endpoint did about it (CEF `act`, OCSF `action` and `disposition`).
+    pub control: Control,
     /// Field groups shared with other events, each present whole or not at all.
     pub groups: &'static [GroupUse],
     /// Its own fields, after the groups.
@@ -82,6 +84,8 @@ pub struct EcsSpec {
     pub types: &'static [&'static str],
     /// `event.type` when this endpoint refused nothing ([`UNREFUSED_FAILURES`]), if different.
     pub types_unrefused: Option<&'static [&'static str]>,
+    /// The field that stands for `event.reason` in a record without a `reason`.
+    pub reason_field: Option<&'static str>,
 }
 
 /// The OCSF class and activity.
@@ -94,9 +98,41 @@ pub enum OcsfSpec {
         /// The activity when this endpoint refused nothing ([`UNREFUSED_FAILURES`]), if
         /// different.
         activity_unrefused: Option<(u64, &'static str)>,
+        /// How its byte counts are oriented (`traffic` against the peer).
+        traffic: Traffic,
     },
     /// Detection Finding (2004): Create, or Update for an `update: true` record.
     DetectionFinding,
+}
+
+/// What this endpoint did about what a record reports: the formats' control fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Nothing: the record reports rather than decides.
+    None,
+    /// Let in (OCSF `Allowed`).
+    Allowed,
+    /// Turned away here, always: a datagram dropped whole (CEF `blocked`, OCSF `Denied` /
+    /// `Blocked`).
+    Blocked,
+    /// Turned away here unless this endpoint refused nothing: not for the failures of
+    /// [`UNREFUSED_FAILURES`], nor for a client's attempt the server refused (rule
+    /// `server_rejected`) or that timed out (rule `handshake_timeout`).
+    BlockedUnlessUnrefused,
+    /// A message the application tried to send, refused (CEF `refused`; OCSF's firewall
+    /// controls do not apply to it).
+    RefusedMessage,
+}
+
+/// How an OCSF Network Activity record's byte counts are oriented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// It carries none, or they have no direction.
+    Unoriented,
+    /// By the connection's `direction`: an inbound connection's bytes came from the peer.
+    ByDirection,
+    /// Like inbound traffic: the listener is the responder.
+    FromPeer,
 }
 
 /// Whether a field or group is always there.

@@ -1,8 +1,8 @@
 //! Drops, violations, errors, statistics, loss and alerts.
 
 use super::super::spec::{
-    opt, req, EcsSpec, EventSpec, Field, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
-    SeverityRule, Vocab, WireType::*,
+    opt, req, Control, EcsSpec, EventSpec, Field, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
+    SeverityRule, Traffic, Vocab, WireType::*,
 };
 use super::super::{Lane, Severity};
 use super::NETWORK;
@@ -18,12 +18,15 @@ pub(in crate::events) static PACKET_DROPPED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["denied"],
         types_unrefused: None,
+        reason_field: Some("trigger"),
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (5, "Refuse"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Failure,
+    control: Control::Blocked,
     groups: &[],
     fields: &[
         opt(
@@ -74,12 +77,15 @@ pub(in crate::events) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
         category: NETWORK,
         types: &["denied"],
         types_unrefused: None,
+        reason_field: Some("violation"),
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (99, "Protocol Violation"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Failure,
+    control: Control::RefusedMessage,
     groups: &[GroupUse {
         group: Group::Connection,
         presence: Presence::Optional,
@@ -119,12 +125,15 @@ pub(in crate::events) static ERROR: EventSpec = EventSpec {
         category: NETWORK,
         types: &["info"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (4, "Fail"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Failure,
+    control: Control::None,
     groups: &[
         GroupUse {
             group: Group::Connection,
@@ -179,12 +188,15 @@ pub(in crate::events) static STATS: EventSpec = EventSpec {
         category: NETWORK,
         types: &["info"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (6, "Traffic"),
         activity_unrefused: None,
+        traffic: Traffic::FromPeer,
     },
     outcome: OutcomeRule::None,
+    control: Control::None,
     groups: &[GroupUse {
         group: Group::LocalAddress,
         presence: Presence::Optional,
@@ -235,12 +247,15 @@ pub(in crate::events) static LOG_LOSS: EventSpec = EventSpec {
         category: NETWORK,
         types: &["info"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (99, "Log Loss"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Failure,
+    control: Control::None,
     groups: &[],
     fields: &[
         req("lost_total", Count, "lost_critical + lost_bulk + lost_output."),
@@ -282,9 +297,11 @@ pub(in crate::events) static ALERT: EventSpec = EventSpec {
         category: &["intrusion_detection", "network"],
         types: &["info"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::DetectionFinding,
     outcome: OutcomeRule::None,
+    control: Control::None,
     groups: &[],
     fields: &[
         req("rule_id", Vocab(Vocab::AlertRuleId), "The detector rule's id."),

@@ -1,8 +1,8 @@
 //! The listener and connection lifecycle events.
 
 use super::super::spec::{
-    opt, req, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Presence, SeverityRule,
-    Vocab, WireType::*,
+    opt, req, Control, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
+    SeverityRule, Traffic, Vocab, WireType::*,
 };
 use super::super::{Lane, Severity};
 use super::{CONNECTION, NETWORK};
@@ -18,12 +18,15 @@ pub(in crate::events) static LISTENER_STARTED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["start"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (7, "Listen"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Success,
+    control: Control::None,
     groups: &[
         GroupUse {
             group: Group::LocalAddress,
@@ -56,12 +59,15 @@ pub(in crate::events) static LISTENER_STOPPED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["end"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (99, "Stop Listening"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Success,
+    control: Control::None,
     groups: &[GroupUse {
         group: Group::LocalAddress,
         presence: Presence::Required,
@@ -87,12 +93,15 @@ pub(in crate::events) static CONNECTION_ATTEMPTED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["connection"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (99, "Attempt"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Unknown,
+    control: Control::None,
     groups: CONNECTION,
     fields: &[],
 };
@@ -108,12 +117,15 @@ pub(in crate::events) static CONNECTION_ESTABLISHED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["connection", "start"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (1, "Open"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Success,
+    control: Control::Allowed,
     groups: CONNECTION,
     fields: &[
         opt(
@@ -154,12 +166,15 @@ pub(in crate::events) static CONNECTION_FAILED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["connection", "denied"],
         types_unrefused: Some(&["connection"]),
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (5, "Refuse"),
         activity_unrefused: Some((4, "Fail")),
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::Failure,
+    control: Control::BlockedUnlessUnrefused,
     groups: CONNECTION,
     fields: &[
         req("reason", Vocab(Vocab::FailReason), "Why the attempt failed."),
@@ -188,12 +203,15 @@ pub(in crate::events) static CONNECTION_STATE_UPDATED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["connection"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (99, "State Change"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     outcome: OutcomeRule::ByStateTransition,
+    control: Control::None,
     groups: CONNECTION,
     fields: &[
         req(
@@ -220,12 +238,15 @@ pub(in crate::events) static CONNECTION_CLOSED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["connection", "end"],
         types_unrefused: None,
+        reason_field: None,
     },
     ocsf: OcsfSpec::NetworkActivity {
         activity: (2, "Close"),
         activity_unrefused: None,
+        traffic: Traffic::ByDirection,
     },
     outcome: OutcomeRule::ByCloseReason,
+    control: Control::None,
     groups: &[
         GroupUse {
             group: Group::Connection,
@@ -355,14 +376,17 @@ pub(in crate::events) static PEER_ADDRESS_CHANGED: EventSpec = EventSpec {
         category: NETWORK,
         types: &["connection"],
         types_unrefused: None,
+        reason_field: None,
     },
     // OCSF has no activity for a connection changing endpoints.
     ocsf: OcsfSpec::NetworkActivity {
         activity: (99, "Peer Address Change"),
         activity_unrefused: None,
+        traffic: Traffic::Unoriented,
     },
     // The session followed its peer to a new address on an authentic, fresh datagram.
     outcome: OutcomeRule::Success,
+    control: Control::None,
     groups: CONNECTION,
     fields: &[
         opt("old_peer_ip", Ip, "The peer's address before the move."),

@@ -53,7 +53,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use kcpwatch_proto::events::EventKind;
+use kcpwatch_proto::events::{Control, EventKind};
 
 use super::{
     action, escape_ascii, event_name, get_str, get_u64, outcome, push_u64, refused_here,
@@ -164,24 +164,12 @@ fn address(ext: &mut Ext<'_>, v4_key: &str, v6: (&str, &str), field: &str, text:
 
 /// `act`: what this endpoint did about it, where it did something.
 fn act(r: &Fields<'_>) -> Option<&'static str> {
-    match r.kind? {
-        EventKind::PacketDropped | EventKind::ConnectionFailed if refused_here(r) => {
-            Some("blocked")
+    match r.kind?.spec().control {
+        Control::Blocked | Control::BlockedUnlessUnrefused if refused_here(r) => Some("blocked"),
+        Control::RefusedMessage => Some("refused"),
+        Control::Blocked | Control::BlockedUnlessUnrefused | Control::None | Control::Allowed => {
+            None
         }
-        EventKind::ProtocolViolation => Some("refused"),
-        EventKind::PacketDropped
-        | EventKind::ConnectionFailed
-        | EventKind::ListenerStarted
-        | EventKind::ListenerStopped
-        | EventKind::ConnectionAttempted
-        | EventKind::ConnectionEstablished
-        | EventKind::ConnectionStateUpdated
-        | EventKind::ConnectionClosed
-        | EventKind::PeerAddressChanged
-        | EventKind::Error
-        | EventKind::Stats
-        | EventKind::LogLoss
-        | EventKind::Alert => None,
     }
 }
 

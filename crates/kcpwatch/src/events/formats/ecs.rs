@@ -199,22 +199,7 @@ fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
 
 /// The field that stands for `event.reason` in records without a `reason`.
 fn reason_field(r: &Fields<'_>) -> Option<&'static str> {
-    match r.kind? {
-        EventKind::PacketDropped => Some("trigger"),
-        EventKind::ProtocolViolation => Some("violation"),
-        EventKind::ListenerStarted
-        | EventKind::ListenerStopped
-        | EventKind::ConnectionAttempted
-        | EventKind::ConnectionEstablished
-        | EventKind::ConnectionFailed
-        | EventKind::ConnectionStateUpdated
-        | EventKind::ConnectionClosed
-        | EventKind::PeerAddressChanged
-        | EventKind::Error
-        | EventKind::Stats
-        | EventKind::LogLoss
-        | EventKind::Alert => None,
-    }
+    r.kind?.spec().ecs.reason_field
 }
 
 pub(super) fn write(r: &Fields<'_>, out: &mut String) {

@@ -50,7 +50,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use kcpwatch_proto::events::{abnormal_close, EventKind, OutcomeRule, UNREFUSED_FAILURES};
+use kcpwatch_proto::events::{abnormal_close, Control, EventKind, OutcomeRule, UNREFUSED_FAILURES};
 use kcpwatch_proto::CloseReason;
 use serde_json::{Map, Value};
 
@@ -433,27 +433,16 @@ fn refused_here(r: &Fields<'_>) -> bool {
     let Some(kind) = r.kind else {
         return false;
     };
-    match kind {
-        EventKind::PacketDropped => true,
-        EventKind::ConnectionFailed => {
+    match kind.spec().control {
+        Control::Blocked => true,
+        Control::BlockedUnlessUnrefused => {
             !unrefused_failure(r)
                 && !matches!(
                     get_str(r, "rule"),
                     Some("server_rejected" | "handshake_timeout")
                 )
         }
-        EventKind::ListenerStarted
-        | EventKind::ListenerStopped
-        | EventKind::ConnectionAttempted
-        | EventKind::ConnectionEstablished
-        | EventKind::ConnectionStateUpdated
-        | EventKind::ConnectionClosed
-        | EventKind::PeerAddressChanged
-        | EventKind::ProtocolViolation
-        | EventKind::Error
-        | EventKind::Stats
-        | EventKind::LogLoss
-        | EventKind::Alert => false,
+        Control::None | Control::Allowed | Control::RefusedMessage => false,
     }
 }
 

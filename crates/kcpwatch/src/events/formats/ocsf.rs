@@ -104,7 +104,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use kcpwatch_proto::events::{EventKind, OcsfSpec};
+use kcpwatch_proto::events::{Control, EventKind, OcsfSpec, Traffic};
 
 use super::{
     action, attack, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64,
@@ -203,25 +203,24 @@ fn endpoints<'a>(r: &Fields<'a>) -> Endpoints<'a> {
 /// Whether byte counts are oriented peer -> us (`Some(true)`) or us -> peer: closes by their
 /// direction, stats like inbound traffic (the listener is the responder).
 fn traffic_from_peer(r: &Fields<'_>) -> Option<bool> {
-    match r.kind? {
-        EventKind::ConnectionClosed => match get_str(r, "direction") {
+    match r.kind?.spec().ocsf {
+        OcsfSpec::NetworkActivity {
+            traffic: Traffic::ByDirection,
+            ..
+        } => match get_str(r, "direction") {
             Some("inbound") => Some(true),
             Some("outbound") => Some(false),
             _ => None,
         },
-        EventKind::Stats => Some(true),
-        EventKind::ListenerStarted
-        | EventKind::ListenerStopped
-        | EventKind::ConnectionAttempted
-        | EventKind::ConnectionEstablished
-        | EventKind::ConnectionFailed
-        | EventKind::ConnectionStateUpdated
-        | EventKind::PeerAddressChanged
-        | EventKind::PacketDropped
-        | EventKind::ProtocolViolation
-        | EventKind::Error
-        | EventKind::LogLoss
-        | EventKind::Alert => None,
+        OcsfSpec::NetworkActivity {
+            traffic: Traffic::FromPeer,
+            ..
+        } => Some(true),
+        OcsfSpec::NetworkActivity {
+            traffic: Traffic::Unoriented,
+            ..
+        }
+        | OcsfSpec::DetectionFinding => None,
     }
 }
 
@@ -341,24 +340,15 @@ fn endpoint_ip<'a>(r: &Fields<'a>, prefix: Option<&str>) -> Option<(&'a str, IpA
 /// The firewall control fields (`action_id`, `action`, `disposition_id`, `disposition`):
 /// what this endpoint let in or turned away.
 fn control(r: &Fields<'_>) -> Option<(u64, &'static str, u64, &'static str)> {
-    match r.kind? {
-        EventKind::PacketDropped | EventKind::ConnectionFailed if refused_here(r) => {
+    match r.kind?.spec().control {
+        Control::Blocked | Control::BlockedUnlessUnrefused if refused_here(r) => {
             Some((2, "Denied", 2, "Blocked"))
         }
-        EventKind::ConnectionEstablished => Some((1, "Allowed", 1, "Allowed")),
-        EventKind::PacketDropped
-        | EventKind::ConnectionFailed
-        | EventKind::ListenerStarted
-        | EventKind::ListenerStopped
-        | EventKind::ConnectionAttempted
-        | EventKind::ConnectionStateUpdated
-        | EventKind::ConnectionClosed
-        | EventKind::PeerAddressChanged
-        | EventKind::ProtocolViolation
-        | EventKind::Error
-        | EventKind::Stats
-        | EventKind::LogLoss
-        | EventKind::Alert => None,
+        Control::Allowed => Some((1, "Allowed", 1, "Allowed")),
+        Control::Blocked
+        | Control::BlockedUnlessUnrefused
+        | Control::None
+        | Control::RefusedMessage => None,
     }
 }
 
