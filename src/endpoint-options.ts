@@ -9,8 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { resolveDetection, type DetectionOptions } from './detection';
 import { KcpInvalidOptionError, KcpResolveError } from './errors';
 import { keyPairFromPrivate, parseKey, readKeyFile } from './keys';
-import type { NativeLogOptions } from './log';
-import type { NativeEndpointOptions } from './native';
+import type { NativeEndpointOptions, NativeLogOptions } from './native';
 import {
   checkSecureOnly,
   describe,

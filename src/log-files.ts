@@ -7,7 +7,8 @@ import { closeSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import { KcpInvalidOptionError } from './errors';
-import type { LogOptions, NativeLogOptions } from './log';
+import type { LogOptions } from './log';
+import type { NativeLogOptions } from './native';
 import { describeThrown } from './options';
 
 /** A log file output and the option that named it, for errors. */

@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { KcpInvalidOptionError } from './errors';
 import { checkKeys, describe, keysOf } from './options';
 import type { KcpEvent } from './event-types';
+import type { NativeLogOptions, NativeOutputOptions } from './native';
 
 /** Output formats of the destination (the `'event'` listener always gets canonical records). */
 export const logFormats = ['json', 'ecs', 'ocsf', 'cef', 'rfc5424', 'gelf', 'hec', 'otlp'] as const;
@@ -259,55 +260,6 @@ const privacyKeys: Record<string, readonly string[]> = {
   hmac: ['mode', 'keyId', 'key'],
   cryptopan: ['mode', 'key'],
 };
-
-/** One output as the native layer takes it. */
-export interface NativeOutputOptions {
-  destination: string;
-  file?: string;
-  maxBytes?: number;
-  maxAgeMs?: number;
-  keep?: number;
-  url?: string;
-  caFile?: string;
-  serverName?: string;
-  certFile?: string;
-  keyFile?: string;
-  spoolDir?: string;
-  spoolMaxBytes?: number;
-  queueRecords?: number;
-  httpKind?: string;
-  token?: string;
-  index?: string;
-  gzip?: boolean;
-  batchRecords?: number;
-  batchDelayMs?: number;
-  format: string;
-  level: string;
-}
-
-/** What the native layer takes. */
-export interface NativeLogOptions {
-  level: string;
-  outputs: NativeOutputOptions[];
-  ringCapacity: number;
-  outboxLimit: number;
-  statsInterval: number;
-  sampleBurst: number;
-  sampleWindow: number;
-  observerHost: string;
-  observerService: string;
-  observerInstance?: string;
-  observerVersion: string;
-  communityIdSeed: number;
-  /** Hand records to JavaScript from the start (an `'event'` listener or `onEvent` exists). */
-  deliverToJs?: boolean;
-  ipPrivacy: string;
-  ipV4Prefix: number;
-  ipV6Prefix: number;
-  ipKeyId?: string;
-  ipKey?: Buffer;
-  communityIdOverTransformed: boolean;
-}
 
 function keyBytes(key: unknown, name: string): Buffer {
   if (key instanceof Uint8Array) return Buffer.from(key);

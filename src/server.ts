@@ -33,10 +33,10 @@ import {
   type ResolvedKcpOptions,
 } from './options';
 import type { KcpEvent } from './event-types';
-import { eventCallback, parseEvents, resolveLogOptions, type LogOptions, type NativeLogOptions } from './log';
+import { eventCallback, parseEvents, resolveLogOptions, type LogOptions } from './log';
 import { rethrowLater, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type FailReason } from './records';
 import type { DetectionOptions } from './detection';
-import type { NativeEndpointOptions, NativeStats } from './native';
+import type { NativeEndpointOptions, NativeLogOptions, NativeStats } from './native';
 import { endpointOptions, resolveHost, resolveHostOption } from './endpoint-options';
 import { checkLogFilePath, checkReadableFile, logPaths, openLogFiles, type LogFileOption } from './log-files';
 import { Transport } from './transport';

@@ -27,7 +27,8 @@ use crate::options::{self, EndpointOptions, SessionOptions};
 /// callbacks only take records, and a throw there is a bug in the library.
 type Notify = ThreadsafeFunction<(), (), (), Status, false>;
 
-/// The JavaScript side of a [`Notify`].
+/// The JavaScript side of a [`Notify`]. `#[napi]` signatures spell it out: napi writes an
+/// alias's name into native.d.ts, which declares no such type.
 type Callback<'a> = Function<'a, (), ()>;
 
 /// The address an endpoint is bound to.
@@ -70,27 +71,46 @@ pub struct NativeStats {
     pub dropped_guard_violation: f64,
     pub dropped_unknown_connection: f64,
     pub dropped_over_limit: f64,
+    /// Secure mode: datagrams whose tag (or HELLO cookie) did not verify.
     pub dropped_bad_tag: f64,
+    /// Secure mode: datagrams refused by the replay window.
     pub dropped_replayed: f64,
+    /// Handshakes refused by a rate limit.
     pub dropped_rate_limited: f64,
     /// Secure mode: datagrams the AEAD refused (and HELLOs whose Noise message did not decrypt).
     pub dropped_decrypt_failed: f64,
+    /// Secure mode: HELLOs received, with or without a cookie.
     pub hellos_received: f64,
+    /// Secure mode: COOKIE replies sent.
     pub cookies_sent: f64,
+    /// Secure mode: REJECT replies sent.
     pub rejects_sent: f64,
+    /// Secure mode: bytes sent to sources not yet validated (never more than received from them).
     pub bytes_sent_unvalidated: f64,
+    /// Secure mode: handshake bytes received from sources not yet validated.
     pub bytes_received_unvalidated: f64,
+    /// Secure mode: tokens handed to `authenticate`.
     pub auth_requests: f64,
+    /// Secure mode: handshakes waiting for `authenticate` now.
     pub pending_auth: u32,
+    /// Secure mode: sessions that moved to a new peer address.
     pub peer_address_changes: f64,
+    /// Sends refused by a limit or misuse (`kcp:protocol_violation`), by kind.
     pub violations_oversized_message: f64,
     pub violations_message_on_closed_connection: f64,
     pub violations_empty_message: f64,
     pub violations_send_queue_full: f64,
+    /// Secure mode: datagrams of sessions that had just closed (the peer's remaining
+    /// DISCONNECT copies).
     pub late_after_close: f64,
+    /// `kcp:alert` records raised by the detectors (first alerts and updates).
     pub alerts: f64,
+    /// New connections refused by detector enforcement.
     pub refused_by_detector: f64,
+    /// Datagrams of the other mode (a secure HELLO at a raw server, plain KCP at a secure
+    /// one): rule `mode_mismatch`.
     pub mode_mismatch: f64,
+    /// Failed attempts by reason (`kcp:connection_failed`).
     pub failed_handshake_timeout: f64,
     pub failed_invalid_cookie: f64,
     pub failed_expired_cookie: f64,
@@ -111,51 +131,99 @@ pub struct NativeStats {
     pub truncated: f64,
     pub sends_to_closed: f64,
     pub delivery_pauses: f64,
+    /// Connection attempts that never became connections (malformed first datagram, capacity).
     pub connections_failed: f64,
+    /// ICMP errors (port or host unreachable) reported for earlier sends.
     pub icmp_errors: f64,
+    /// Security records produced.
     pub events_produced: f64,
+    /// Security records lost before the log thread (each reported by a `kcp:log_loss` record).
     pub events_lost: f64,
+    /// Security records an `'event'` consumer did not take in time.
     pub events_lost_js: f64,
+    /// Security records a log output lost (a failed write, a network output that could not
+    /// deliver), loss reports included; each is reported by a `kcp:log_loss` naming the
+    /// output.
     pub events_lost_output: f64,
     // kcp-go SNMP names (docs/metrics.md has the mapping).
+    /// Payload bytes accepted from the application (kcp-go `BytesSent`).
     pub bytes_sent: f64,
+    /// Payload bytes delivered to the application (kcp-go `BytesReceived`).
     pub bytes_received: f64,
+    /// Most connections live at once (kcp-go `MaxConn`).
     pub max_conn: f64,
+    /// Live connections (kcp-go `CurrEstab`; the same as `connections`).
     pub curr_estab: u32,
+    /// Receive calls that failed (kcp-go `InErrs`; the same as `recvErrors`).
     pub in_errs: f64,
+    /// Secure mode: datagrams whose integrity check failed (kcp-go `InCsumErrors`):
+    /// `droppedDecryptFailed` (the AEAD refused them) + `droppedBadTag` (a HELLO cookie's
+    /// MAC or age, a RESET's tag).
     pub in_csum_errors: f64,
+    /// Datagrams the segment guard refused as malformed (kcp-go `KCPInErrors`: too_short +
+    /// bad_conv + bad_length + bad_cmd + guard_violation).
     pub kcp_in_errors: f64,
+    /// Datagrams received (kcp-go `InPkts`; the same as `datagramsIn`).
     pub in_pkts: f64,
+    /// Datagrams sent (kcp-go `OutPkts`; the same as `datagramsOut`).
     pub out_pkts: f64,
+    /// KCP segments accepted by the engines (kcp-go `InSegs`).
     pub in_segs: f64,
+    /// KCP segments the engines encoded (kcp-go `OutSegs`).
     pub out_segs: f64,
+    /// UDP bytes received (kcp-go `InBytes`; the same as `bytesIn`).
     pub in_bytes: f64,
+    /// UDP bytes sent (kcp-go `OutBytes`; the same as `bytesOut`).
     pub out_bytes: f64,
+    /// Timeout retransmissions (kcp-go `RetransSegs`).
     pub retrans_segs: f64,
+    /// Fast (duplicate-ack) retransmissions (kcp-go `FastRetransSegs`).
     pub fast_retrans_segs: f64,
+    /// Segments inferred lost (kcp-go `LostSegs`).
     pub lost_segs: f64,
+    /// Duplicate segments received (kcp-go `RepeatSegs`).
     pub repeat_segs: f64,
+    /// FEC is on (the four `fec*` counters mean something): raw mode with `fec`; secure
+    /// mode with `fec` or once a peer's parity arrived.
     pub fec_enabled: bool,
+    /// FEC: datagrams rebuilt from parity that the guard accepted (kcp-go `FECRecovered`).
     pub fec_recovered: f64,
+    /// FEC: failed recoveries, rebuilt datagrams the guard refused, shards of the wrong
+    /// type for their position (kcp-go `FECErrs`).
     pub fec_errs: f64,
+    /// FEC: parity shards received (kcp-go `FECParityShards`).
     pub fec_parity_shards: f64,
+    /// FEC: data shards of groups dropped before they could rebuild what was missing
+    /// (kcp-go `FECShortShards`).
     pub fec_short_shards: f64,
     // Secure mode: unreliable datagrams (`sendDatagram`), apart from the messages.
+    /// Datagrams sealed and queued for the socket.
     pub unreliable_sent: f64,
+    /// Datagrams handed to JavaScript.
     pub unreliable_received: f64,
+    /// Received on a sequenced channel after a newer one was delivered.
     pub unreliable_dropped_stale: f64,
+    /// Dropped because a queue was full: the send queue, the receive queue of the I/O
+    /// thread, or a connection nobody read (held datagrams past their bound).
     pub unreliable_dropped_queue_full: f64,
+    /// Refused at `sendDatagram()`: larger than one datagram.
     pub unreliable_dropped_too_large: f64,
+    /// For a connection that does not exist (closed, or an unknown conv), or not established yet.
     pub unreliable_dropped_no_session: f64,
+    /// Authentic datagrams whose content was not a datagram (too short, unknown flags).
     pub unreliable_dropped_malformed: f64,
     // Per-session counters summed over closed and live sessions.
+    /// Connections the sums cover.
     pub sessions_counted: f64,
+    /// Datagrams accepted by the connections' guards, and their bytes.
     pub session_datagrams_in: f64,
     pub session_bytes_in: f64,
+    /// Datagrams the connections produced, and their bytes (handshake replies are not in these).
     pub session_datagrams_out: f64,
     pub session_bytes_out: f64,
     pub messages_in: f64,
     pub messages_out: f64,
+    /// Datagrams of a known connection refused by its guard.
     pub session_guard_drops: f64,
     pub in_push_segs: f64,
     pub out_push_segs: f64,
@@ -163,9 +231,12 @@ pub struct NativeStats {
     pub acks_received: f64,
     pub window_probes_sent: f64,
     pub window_probes_received: f64,
+    /// Smallest and largest single RTT sample of any connection, in ms (0 before any).
     pub rtt_min_ms: u32,
     pub rtt_max_ms: u32,
     // Smoothed RTT of each session (at close, or now for live ones).
+    /// Smoothed RTT per connection that received an ACK (at its close, or now while it
+    /// lives): samples, sum and quantiles in ms.
     pub srtt_count: f64,
     pub srtt_sum_ms: f64,
     pub srtt_p50_ms: u32,
@@ -178,8 +249,10 @@ pub struct NativeStats {
 #[napi(object)]
 pub struct NativeConnectionStats {
     pub duration_ms: f64,
+    /// Datagrams accepted by the guard, and their bytes.
     pub datagrams_in: f64,
     pub bytes_in: f64,
+    /// Datagrams produced, and their bytes.
     pub datagrams_out: f64,
     pub bytes_out: f64,
     pub payload_bytes_in: f64,
@@ -204,6 +277,8 @@ pub struct NativeConnectionStats {
     pub acks_received: f64,
     pub window_probes_sent: f64,
     pub window_probes_received: f64,
+    /// Secure mode: unreliable datagrams sent, received (handed to JavaScript) and dropped
+    /// (stale, or a full queue).
     pub unreliable_sent: f64,
     pub unreliable_received: f64,
     pub unreliable_dropped: f64,
@@ -384,8 +459,8 @@ impl NativeEndpoint {
     pub fn listen(
         env: Env,
         options: EndpointOptions,
-        on_records: Callback<'_>,
-        on_events: Callback<'_>,
+        on_records: Function<'_, (), ()>,
+        on_events: Function<'_, (), ()>,
     ) -> Result<Self> {
         start(env, options, on_records, on_events, None)
     }
@@ -397,8 +472,8 @@ impl NativeEndpoint {
         options: EndpointOptions,
         remote_address: String,
         remote_port: u32,
-        on_records: Callback<'_>,
-        on_events: Callback<'_>,
+        on_records: Function<'_, (), ()>,
+        on_events: Function<'_, (), ()>,
     ) -> Result<Self> {
         let remote = SocketAddr::new(options::ip(&remote_address)?, options::port(remote_port)?);
         start(env, options, on_records, on_events, Some(remote))
