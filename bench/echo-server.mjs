@@ -1,6 +1,7 @@
 // The kcpwatch echo server of the benchmarks, in its own process so its event loop and threads
 // are measured alone. Prints its port as the first stdout line; stdin EOF stops it, and it then
-// prints one JSON line: event-loop delay, CPU time, peak RSS and what its endpoint counted.
+// prints one JSON line: event-loop delay, CPU time, peak RSS and what its endpoint counted
+// (connections, datagrams in and out).
 //
 //   --mode raw|secure     raw (default) for the plain-KCP drivers (kcp-go), secure for the
 //                         handshake drivers and the flood scenario
@@ -92,6 +93,9 @@ process.stdin.on('end', async () => {
     cpu_system_ms: usage.systemCPUTime / 1000,
     max_rss_kib: usage.maxRSS,
     connections,
+    // What the listener received and sent: the datagrams/s of `--only floor`.
+    datagrams_in: server.stats().datagramsIn,
+    datagrams_out: server.stats().datagramsOut,
     ...(fec ? { fec: (({ fecRecovered, fecErrs, fecParityShards, fecShortShards }) => ({ fecRecovered, fecErrs, fecParityShards, fecShortShards }))(server.stats()) } : {}),
   };
   await server.close();

@@ -18,6 +18,9 @@
 //   handshake   protocol-v2 handshakes per second per core (server, sans-IO), cookie halves apart
 //   scale-idle  the idle half of `scale` alone: memory per connection, secure vs raw vs kcp-go
 //   fec         p50/p99 through the relay at 10% loss, 40 ms each way: FEC 10/3 vs none, both stacks
+//   floor       the loopback's own round trip (issue #19): ping-pong p50/p99/max of a plain Rust
+//               recvmmsg/sendmmsg echo, Node dgram, kcpwatch and kcp-go; echo peak in datagrams/s,
+//               kcpwatch's as a fraction of the plain Rust echo's
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -34,16 +37,17 @@ import { scale, scaleIdle } from './scenarios/scale.mjs';
 import { secure } from './scenarios/secure.mjs';
 import { handshake } from './scenarios/handshake.mjs';
 import { fec } from './scenarios/fec.mjs';
+import { floor } from './scenarios/floor.mjs';
 import { sinks } from './scenarios/sinks.mjs';
 
-const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks, broadcast, secure, handshake, 'scale-idle': scaleIdle, fec };
+const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks, broadcast, secure, handshake, 'scale-idle': scaleIdle, fec, floor };
 const argv = process.argv.slice(2);
 const option = (name) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
 if (argv.includes('--help') || argv.includes('-h')) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast,secure,handshake,scale-idle,fec] [--json FILE] [--chart FILE]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast,secure,handshake,scale-idle,fec,floor] [--json FILE] [--chart FILE]\n');
   process.exit(0);
 }
 const quick = argv.includes('--quick');

@@ -12,6 +12,8 @@ export const root = fileURLToPath(new URL('../..', import.meta.url));
 const node = process.execPath;
 const goBin = join(root, 'interop/kcp-go/bin/kcpgo');
 const nodeKcpDir = join(root, 'bench/peers/node-kcp');
+const udpEchoDir = join(root, 'bench/peers/udp-echo');
+const udpEchoBin = join(udpEchoDir, 'target/release/udp-echo');
 
 // One static key for every secure-mode server of a benchmark run (shards on one port must share
 // it); the private key reaches the server through its environment, never its command line.
@@ -19,7 +21,10 @@ const benchKey = createRequire(import.meta.url)('../../index.js').generateKeyPai
 const benchServerEnv = { KCPWATCH_SERVER_KEY: benchKey.privateKey.toString('base64') };
 export const benchServerKey = benchKey.publicKey.toString('base64');
 
-/** Builds the kcp-go peer (cached by go) and, once, tries to install node-kcp. */
+/**
+ * Builds the kcp-go peer (cached by go) and the plain Rust UDP echo (cached by cargo) and, once,
+ * tries to install node-kcp.
+ */
 export function preparePeers() {
   execFileSync('bash', [join(root, 'interop/kcp-go/build.sh')], { stdio: 'inherit' });
   const nodeKcp = { available: false, reason: '' };
@@ -40,7 +45,15 @@ export function preparePeers() {
       nodeKcp.reason = `did not build: ${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' ')}`.slice(0, 300);
     }
   }
-  return { nodeKcp };
+  // The loopback floor of `--only floor`: a standalone crate, outside the root workspace.
+  const udpEcho = { available: false, reason: '' };
+  try {
+    execFileSync('cargo', ['build', '--release', '--quiet', '--manifest-path', join(udpEchoDir, 'Cargo.toml')], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 });
+    udpEcho.available = true;
+  } catch (err) {
+    udpEcho.reason = `did not build: ${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' ')}`.slice(0, 300);
+  }
+  return { nodeKcp, udpEcho };
 }
 
 const loadArgs = ({ port, conns, size, durationMs, window, rate, drainMs = 3000 }) => {
@@ -48,6 +61,12 @@ const loadArgs = ({ port, conns, size, durationMs, window, rate, drainMs = 3000 
   if (rate) args.push('--rate', String(rate));
   return args;
 };
+
+const countArgs = ({ count, warmup, timeoutMs }) => [
+  ...(count ? ['--count', String(count)] : []),
+  ...(warmup !== undefined ? ['--warmup', String(warmup)] : []),
+  ...(timeoutMs ? ['--timeout-ms', String(timeoutMs)] : []),
+];
 
 // kcp-go's optional layers, the same flags on its server and its driver.
 const kcpGoLayers = ({ crypt, fec } = {}) => [
@@ -69,6 +88,8 @@ export const servers = {
   'kcp-go': (options = {}) => startServer(goBin, ['server', '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-eof', ...kcpGoLayers(options)], { portFrom: 'stderr' }),
   'node-kcp': () => startServer(node, [join(nodeKcpDir, 'server.mjs')]),
   dgram: () => startServer(node, [join(root, 'bench/peers/udp/server.mjs')]),
+  // Plain UDP, recvmmsg/sendmmsg on one thread: the floor (bench/peers/udp-echo).
+  'udp-echo': () => startServer(udpEchoBin, ['server']),
 };
 
 /**
@@ -98,6 +119,14 @@ export const drivers = {
   },
   'node-kcp': (shape, extra = {}) => runDriver(node, [join(nodeKcpDir, 'load.mjs'), ...loadArgs(shape)], extra),
   dgram: (shape, extra = {}) => runDriver(node, [join(root, 'bench/peers/udp/load.mjs'), ...loadArgs(shape)], extra),
+  // The plain Rust client of bench/peers/udp-echo: a blocking ping-pong with conns 1 and window
+  // 1 (`count` round trips after `warmup`, `durationMs` the bound), otherwise a poll/recvmmsg
+  // load for `durationMs`; `timeoutMs`: how long one echo may take.
+  'udp-echo': (shape, extra = {}) => runDriver(udpEchoBin, ['client', ...loadArgs(shape), ...countArgs(shape)], extra),
+  // One message in flight over one connection, a fixed count after a warm-up (`durationMs` is
+  // the bound), on Node's dgram or kcpwatch's own client: `shape.stack` = 'dgram' | 'kcpwatch'.
+  pingpong: (shape, extra = {}) =>
+    runDriver(node, [join(udpEchoDir, 'pingpong.mjs'), '--stack', shape.stack, '--addr', `127.0.0.1:${shape.port}`, '--size', String(shape.size), '--duration-ms', String(shape.durationMs), ...countArgs(shape)], extra),
   flood: ({ port, count, rate, sources = 256, sourceIps = 1, kind = 'hello', maxMs }, extra = {}) =>
     runDriver(
       goBin,
