@@ -103,7 +103,14 @@ for (const version of [10, 11]) {
     const lines = run.out.trim().split('\n');
     t.true(lines.includes('through the tarball'));
     // By default the server writes its security records to stdout as NDJSON, from its log thread.
-    const records = lines.filter((l) => l !== 'through the tarball').map((l) => JSON.parse(l));
+    const all = lines.filter((l) => l !== 'through the tarball').map((l) => JSON.parse(l));
+    // Another process on the shared loopback can send a stray datagram to the freshly bound
+    // port (a retransmission meant for the port's last owner): the server rightly records it as
+    // kcp:packet_dropped. Such records are about another peer, not this connection.
+    const attempt = all.find((r) => r.name === 'kcp:connection_attempted');
+    const stray = all.filter((r) => r.name === 'kcp:packet_dropped' && r.src_port !== attempt?.src_port);
+    if (stray.length > 0) t.log(`ignored ${stray.length} record(s) of stray datagrams: ${JSON.stringify(stray)}`);
+    const records = all.filter((r) => !stray.includes(r));
     t.deepEqual(
       records.map((r) => r.name),
       [
