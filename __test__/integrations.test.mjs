@@ -2,7 +2,7 @@
 // machine without Elasticsearch or Splunk allows:
 //   elasticsearch/kcpwatch-ecs-template.json  a composable index template: valid JSON of the
 //     shape PUT _index_template takes; every field of every ECS record in the SIEM matrix
-//     (crates/kcpwatch/tests/fixtures/siem/ecs.ndjson, the whole format matrix) mapped explicitly, ECS
+//     (crates/kcpwatch-log/tests/fixtures/siem/ecs.ndjson, the whole format matrix) mapped explicitly, ECS
 //     fields with their ECS 9.0.0 type (schema/official/ecs-9.0.0/ecs_flat.yml), every value
 //     compatible with its mapped type.
 //   splunk/props.conf, splunk/transforms.conf  parsed as Splunk .conf files; only settings of
@@ -20,7 +20,7 @@ import YAML from 'yaml';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const read = (...p) => readFileSync(path.join(root, ...p), 'utf8');
 const ndjson = (name) =>
-  read('crates', 'kcpwatch', 'tests', 'fixtures', 'siem', name)
+  read('crates', 'kcpwatch-log', 'tests', 'fixtures', 'siem', name)
     .split('\n')
     .filter((l) => l.length > 0)
     .map((l) => JSON.parse(l));
@@ -238,7 +238,7 @@ test('the HEC output sends the sourcetype props.conf configures', (t) => {
 });
 
 test('TIME_PREFIX and TIME_FORMAT read every canonical record back to its time', (t) => {
-  const lines = read('crates', 'kcpwatch', 'tests', 'fixtures', 'siem', 'json.ndjson').split('\n').filter(Boolean);
+  const lines = read('crates', 'kcpwatch-log', 'tests', 'fixtures', 'siem', 'json.ndjson').split('\n').filter(Boolean);
   const hecLines = ndjson('hec.ndjson').map((e) => JSON.stringify(e.event));
   const prefix = new RegExp(stanza.get('TIME_PREFIX'));
   const format = splunkTimeRegex(stanza.get('TIME_FORMAT'));
@@ -260,7 +260,7 @@ test('TIME_PREFIX and TIME_FORMAT read every canonical record back to its time',
 });
 
 test('LINE_BREAKER splits an NDJSON file into its records and TRUNCATE leaves them whole', (t) => {
-  const text = read('crates', 'kcpwatch', 'tests', 'fixtures', 'siem', 'json.ndjson');
+  const text = read('crates', 'kcpwatch-log', 'tests', 'fixtures', 'siem', 'json.ndjson');
   const breaker = new RegExp(stanza.get('LINE_BREAKER'), 'g');
   t.is(new RegExp(`${breaker.source}|`).exec('').length, 2, 'LINE_BREAKER has the one capturing group Splunk requires');
   const events = text.split(breaker).filter((s, i) => i % 2 === 0 && s.length > 0);
@@ -271,7 +271,7 @@ test('LINE_BREAKER splits an NDJSON file into its records and TRUNCATE leaves th
 });
 
 test('the host transform and the field aliases use fields every record has', (t) => {
-  const lines = read('crates', 'kcpwatch', 'tests', 'fixtures', 'siem', 'json.ndjson').split('\n').filter(Boolean);
+  const lines = read('crates', 'kcpwatch-log', 'tests', 'fixtures', 'siem', 'json.ndjson').split('\n').filter(Boolean);
   const host = transforms.get('kcpwatch_host_from_record');
   t.is(host.get('DEST_KEY'), 'MetaData:Host');
   t.is(host.get('FORMAT'), 'host::$1');

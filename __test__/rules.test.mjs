@@ -319,6 +319,6 @@ test('the ECS pipeline parses and maps every field the rules use', (t) => {
     if (rule.correlation?.condition?.field) used.add(rule.correlation.condition.field);
   }
   for (const f of used) t.truthy(mapping[f], `${f} has no ECS mapping`);
-  // The ECS formatter keeps unmapped fields under kcp.* (crates/kcpwatch/src/events/formats/ecs.rs).
+  // The ECS formatter keeps unmapped fields under kcp.* (crates/kcpwatch-log/src/formats/ecs.rs).
   for (const [from, to] of Object.entries(mapping)) t.regex(to, /^[a-z_@]+(\.[a-z_]+)+$|^message$/, `${from} → ${to}`);
 });

@@ -850,8 +850,8 @@ test('kcp:alert: rule id, name, severity, group and technique belong together', 
   }
 });
 
-test('the records the canonical writer makes in tests (crates/kcpwatch/tests/fixtures) are valid', (t) => {
-  const dir = `${root}/crates/kcpwatch/tests/fixtures`;
+test('the records the canonical writer makes in tests (crates/kcpwatch-log/tests/fixtures) are valid', (t) => {
+  const dir = `${root}/crates/kcpwatch-log/tests/fixtures`;
   if (!existsSync(dir)) {
     t.pass('Rust tests not present (installed package)');
     return;
@@ -877,7 +877,7 @@ test('the records the canonical writer makes in tests (crates/kcpwatch/tests/fix
 // drop and failure rules (the `rule` vocabulary, its pairing with `trigger`, the rules without
 // one) are generated from their Rust declarations by `npm run codegen`, whose drift check runs
 // in `cargo test` and `npm run lint`. The canonical writer is checked against the catalogue by
-// crates/kcpwatch/tests/canonical_catalogue.rs.
+// crates/kcpwatch-log/tests/canonical_catalogue.rs.
 
 test('the TypeScript rule unions (DropRule, FailRule) name exactly the schema rules', (t) => {
   // Read through the compiler's own type checker, as the public types export them.

@@ -1,8 +1,8 @@
 // Every SIEM format, validated against the official definitions pinned in schema/official/
 // (see schema/official/README.md for versions, sources and licences), for every event kind,
 // IP privacy mode and IP family. The records are the matrix that
-// crates/kcpwatch/tests/formats.rs (`siem_matrix_fixtures_are_up_to_date`) renders into
-// crates/kcpwatch/tests/fixtures/siem/ and keeps equal to what the Rust writers produce:
+// crates/kcpwatch-log/tests/formats.rs (`siem_matrix_fixtures_are_up_to_date`) renders into
+// crates/kcpwatch-log/tests/fixtures/siem/ and keeps equal to what the Rust writers produce:
 //
 //   cases.ndjson   which event, variant, privacy mode and family each line is
 //   json.ndjson    the canonical record (also checked against schema/events.schema.json)
@@ -28,7 +28,7 @@ import YAML from 'yaml';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const official = path.join(root, 'schema', 'official');
-const fixtures = path.join(root, 'crates', 'kcpwatch', 'tests', 'fixtures', 'siem');
+const fixtures = path.join(root, 'crates', 'kcpwatch-log', 'tests', 'fixtures', 'siem');
 const lines = (file) => readFileSync(path.join(fixtures, file), 'utf8').split('\n').filter((l) => l !== '');
 const cases = lines('cases.ndjson').map((l) => JSON.parse(l));
 const canonical = lines('json.ndjson').map((l) => JSON.parse(l));

@@ -1,6 +1,6 @@
 /**
  * The security event types (`kcp:*`), one interface per event, mirroring the canonical JSON
- * records written by the Rust canonical writer (in the repository, `crates/kcpwatch/src/events/canonical.rs`)
+ * records written by the Rust canonical writer (in the repository, `crates/kcpwatch-log/src/canonical.rs`)
  * field for field. Each event is declared once, in the Rust catalogue
  * (the repository's `crates/kcpwatch-proto/src/events/catalog`); `npm run codegen` writes
  * `schema/events.schema.json`, `./generated/event-catalog.ts` and `./generated/event-checks.ts`

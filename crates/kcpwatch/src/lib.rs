@@ -8,7 +8,8 @@ pub mod datagram_batch;
 pub mod delivery;
 pub mod errno;
 pub mod error;
-pub mod events;
+/// The security records (the `kcpwatch-log` crate), under the name the runtime's users know.
+pub use kcpwatch_log as events;
 mod io_thread;
 pub mod runtime;
 pub mod socket;

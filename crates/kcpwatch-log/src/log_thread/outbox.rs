@@ -6,9 +6,9 @@ use std::sync::Mutex;
 
 use kcpwatch_proto::events::LogLoss;
 
-use crate::events::canonical::CanonicalWriter;
-use crate::events::clock::unix_micros;
-use crate::events::ring::{EventRing, Record};
+use crate::canonical::CanonicalWriter;
+use crate::clock::unix_micros;
+use crate::ring::{EventRing, Record};
 
 /// Lines waiting for JavaScript, with the same loss accounting as the ring: a consumer that
 /// falls behind loses the newest lines, counted, and is told by a `kcp:log_loss` line.

@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kcpwatch::events::clock::unix_micros;
-use kcpwatch::events::sinks::{SyslogSinkConfig, SyslogTarget};
-use kcpwatch::events::{
+use kcpwatch_log::clock::unix_micros;
+use kcpwatch_log::sinks::{SyslogSinkConfig, SyslogTarget};
+use kcpwatch_log::{
     CanonicalWriter, EventRing, LogDestination, LogOutput, LogThread, Observer, Outbox, Rotation,
 };
 use kcpwatch_proto::events::{CappedText, ErrorEvent, ErrorType};

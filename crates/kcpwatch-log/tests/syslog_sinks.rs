@@ -11,8 +11,8 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kcpwatch::events::formats::{self, Format};
-use kcpwatch::events::sinks::{SinkStats, SpoolConfig, SyslogSink, SyslogSinkConfig, SyslogTarget};
+use kcpwatch_log::formats::{self, Format};
+use kcpwatch_log::sinks::{SinkStats, SpoolConfig, SyslogSink, SyslogSinkConfig, SyslogTarget};
 use serde_json::{json, Map, Value};
 
 use support::certs::Certs;
@@ -581,7 +581,7 @@ fn udp_truncates_long_records_at_a_utf8_boundary_and_counts_them() {
 
 #[test]
 fn start_refuses_what_it_cannot_use() {
-    use kcpwatch::events::sinks::SinkError;
+    use kcpwatch_log::sinks::SinkError;
     let dir = TempDir::new("syslog-config");
     let spool = SpoolConfig {
         dir: dir.path().join("spool"),

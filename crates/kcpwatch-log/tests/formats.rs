@@ -27,8 +27,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use kcpwatch::events::formats::{write, write_with, Format, FormatOptions};
-use kcpwatch::events::{CanonicalWriter, Observer};
+use kcpwatch_log::formats::{write, write_with, Format, FormatOptions};
+use kcpwatch_log::{CanonicalWriter, Observer};
 use kcpwatch_proto::detect::Rule;
 use kcpwatch_proto::events::{
     Alert, ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
@@ -1822,7 +1822,7 @@ fn secure_lines() -> String {
     let mut seq = 0;
     let mut write_all = |writer: &mut CanonicalWriter, events: Vec<SecurityEvent>| {
         for event in events {
-            let record = kcpwatch::events::Record {
+            let record = kcpwatch_log::Record {
                 seq,
                 time_us: 1_764_170_005_412_305 + seq * 1000,
                 event,
@@ -2807,7 +2807,7 @@ fn siem_matrix() -> Vec<(String, String)> {
         for family in &FAMILIES {
             let mut writer = CanonicalWriter::with_privacy(observer(), 0, privacy.clone(), false);
             for (case, event) in matrix_events(family) {
-                let record = kcpwatch::events::Record {
+                let record = kcpwatch_log::Record {
                     seq,
                     time_us: 1_764_170_005_412_305 + seq * 1000,
                     event,

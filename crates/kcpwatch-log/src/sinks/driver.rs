@@ -582,7 +582,7 @@ fn append(spool: &mut Spool, shared: &Shared, record: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::sinks::transport::Learned;
+    use crate::sinks::transport::Learned;
     use std::sync::Mutex;
 
     /// A stream-like receiver that records what it was given: the first time anything is in

@@ -1,5 +1,6 @@
 //! Security events from the I/O thread to the logs (docs/architecture.md, "Security events"): the lock-free [`ring`], the
 //! [`canonical`] NDJSON form, and the [`log_thread`] that writes it and hands it to JavaScript.
+#![warn(missing_docs)]
 
 pub mod canonical;
 pub mod clock;

@@ -16,8 +16,7 @@ impl Backoff {
         let mut seed = [0u8; 8];
         if getrandom::getrandom(&mut seed).is_err() {
             // Jitter needs no secrecy; any per-process difference will do.
-            seed =
-                (crate::events::clock::unix_micros() ^ u64::from(std::process::id())).to_le_bytes();
+            seed = (crate::clock::unix_micros() ^ u64::from(std::process::id())).to_le_bytes();
         }
         Self {
             initial,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kcpwatch::events::sinks::{HttpKind, HttpSink, HttpSinkConfig, SinkStats, SpoolConfig};
+use kcpwatch_log::sinks::{HttpKind, HttpSink, HttpSinkConfig, SinkStats, SpoolConfig};
 use serde_json::{json, Value};
 
 use support::certs::Certs;
@@ -797,7 +797,7 @@ fn https_mutual_tls_presents_the_client_certificate_and_is_refused_without_one()
 
 #[test]
 fn start_refuses_client_certificates_it_cannot_use() {
-    use kcpwatch::events::sinks::SinkError;
+    use kcpwatch_log::sinks::SinkError;
     let dir = TempDir::new("https-config");
     let certs = Certs::generate(dir.path());
     let url = "https://127.0.0.1:9/services/collector/event";
@@ -925,7 +925,7 @@ fn outage_accounting(kind: HttpKind, spool: bool) {
     }
 }
 
-fn sink_report_loss(report: &kcpwatch::events::sinks::SinkReport) -> u64 {
+fn sink_report_loss(report: &kcpwatch_log::sinks::SinkReport) -> u64 {
     report.unreported_loss
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
-use kcpwatch::events::{CanonicalWriter, Observer, Record};
+use kcpwatch_log::{CanonicalWriter, Observer, Record};
 use kcpwatch_proto::detect::Rule;
 use kcpwatch_proto::events::{
     Alert, CappedText, ConnectionAttempted, ConnectionClosed, ConnectionEstablished,

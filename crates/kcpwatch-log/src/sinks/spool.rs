@@ -586,7 +586,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!(
             "kcpwatch-spool-{name}-{}-{}",
             std::process::id(),
-            crate::events::clock::unix_micros()
+            crate::clock::unix_micros()
         ));
         let _ = fs::remove_dir_all(&d);
         d

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kcpwatch::events::clock::unix_micros;
-use kcpwatch::events::sinks::{HttpKind, HttpSinkConfig, SyslogSinkConfig, SyslogTarget};
-use kcpwatch::events::{
+use kcpwatch_log::clock::unix_micros;
+use kcpwatch_log::sinks::{HttpKind, HttpSinkConfig, SyslogSinkConfig, SyslogTarget};
+use kcpwatch_log::{
     CanonicalWriter, EventRing, LogDestination, LogOutput, LogThread, Observer, Outbox, Rotation,
 };
 use kcpwatch_proto::events::{CappedText, ErrorEvent, ErrorType};
