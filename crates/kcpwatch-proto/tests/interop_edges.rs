@@ -52,9 +52,12 @@ fn pushes(sns: impl IntoIterator<Item = u32>) -> Vec<u8> {
         .collect()
 }
 
-/// Flushes the server and returns the sequence numbers it acknowledged to `PEER`.
+/// Lets the server's ACK delay (a millisecond: owed ACKs wait that long for a reply to carry
+/// them) run out, and returns the sequence numbers it acknowledged to `PEER`.
 fn acks_to_peer(pair: &mut Pair) -> Vec<u32> {
+    pair.now += 1;
     let now = pair.clock();
+    pair.server.handle_timeout(now);
     pair.server.flush(now);
     let mut acked = Vec::new();
     for t in pair.server.transmits().iter() {

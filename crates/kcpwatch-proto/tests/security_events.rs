@@ -963,6 +963,9 @@ fn noisy_run(event_level: Option<Severity>) -> Pair {
     client.event_level = event_level;
     let mut pair = Pair::with_configs(server, client, Link::clean(), 1_000);
     pair.establish();
+    // The server's ACK of the client's hello waits up to a millisecond for a reply to carry
+    // it; it must reach the client before the link goes dead, or the client dies too.
+    pair.advance(5);
     pair.inject_to_server(addr(ATTACKER), &[0; 5]);
     pair.inject_to_server(addr(ATTACKER), &segment(7, CMD_PUSH, 200, 0, 0, b"x"));
     pair.link.loss = 1.0;

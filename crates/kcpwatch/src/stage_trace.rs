@@ -56,7 +56,7 @@ hops! {
     WakeToApplied => "io_wakeup_to_sends_applied",
     /// Sends applied to the engine flush that puts their datagrams in the send queue.
     AppliedToFlushed => "sends_applied_to_engine_flush",
-    /// The flush to `sendmmsg` returning, for turns that received or applied sends.
+    /// The flush to `sendmmsg` returning, for turns that had datagrams to send.
     FlushedToSent => "engine_flush_to_sendmmsg",
 }
 
@@ -163,7 +163,10 @@ impl Turn {
             }
         };
         if turn.command_at != 0 {
-            put(Hop::CommandToWake, Some(turn.woke.saturating_sub(turn.command_at)));
+            put(
+                Hop::CommandToWake,
+                Some(turn.woke.saturating_sub(turn.command_at)),
+            );
             put(Hop::WakeToApplied, span(turn.woke, turn.applied));
             put(Hop::AppliedToFlushed, span(turn.applied, turn.flushed));
         }
@@ -172,9 +175,7 @@ impl Turn {
             put(Hop::InputToStaged, span(turn.input_done, turn.staged));
             put(Hop::Publish, span(turn.staged, turn.published));
         }
-        if turn.command_at != 0 || turn.received != 0 {
-            put(Hop::FlushedToSent, span(turn.flushed, turn.sent));
-        }
+        put(Hop::FlushedToSent, span(turn.flushed, turn.sent));
     }
 }
 

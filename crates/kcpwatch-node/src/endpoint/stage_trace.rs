@@ -2,7 +2,6 @@
 //! `bench/echo-server.mjs` and src/stage-trace.ts call these, and only with
 //! `KCPWATCH_STAGE_TRACE=1` in the environment.
 
-
 use super::NativeEndpoint;
 
 /// One hop of the I/O thread's part of a round trip, with its durations in nanoseconds.

@@ -172,7 +172,11 @@ impl Endpoint {
         let unread = if reason == CloseReason::InternalError {
             Vec::new()
         } else {
-            catch_unwind(AssertUnwindSafe(|| session.take_unread())).unwrap_or_default()
+            catch_unwind(AssertUnwindSafe(|| {
+                session.send_owed_acks();
+                session.take_unread()
+            }))
+            .unwrap_or_default()
         };
         if reason != CloseReason::PeerClosed {
             // The engine may be what panicked; the DISCONNECT only touches the sink.

@@ -41,6 +41,14 @@ pub(crate) struct Unreachability {
     pub(crate) last_received: Millis,
 }
 
+/// How long owed ACKs wait for data to carry them. Sent at once, each message of an echo costs
+/// the server a datagram of ACKs before its reply (a quarter of an echo's datagrams, and a
+/// system call on the path of each message); held this long, the reply carries them, as
+/// ikcp and kcp-go do by default (they hold ACKs until the next interval tick, 10-40 ms). One
+/// millisecond bounds what a peer that gets no reply waits for its ACK, and so what it adds to
+/// its round-trip estimate.
+pub(crate) const ACK_DELAY_MS: Millis = 1;
+
 pub(crate) struct Session {
     kcp: Kcp<TxSink>,
     pub(crate) uid: Uid,
@@ -78,6 +86,8 @@ pub(crate) struct Session {
     pub(crate) readable_signalled: bool,
     /// The session produced or accepted something that should go out before the next tick.
     pub(crate) flush_pending: bool,
+    /// ACKs are owed, and wait until this time for a reply to carry them (see `ACK_DELAY_MS`).
+    ack_due: Option<Millis>,
     /// Fault injection for tests of the panic containment: the next engine call panics.
     pub(crate) poisoned: bool,
     /// The current episode of ICMP unreachable reports about the peer (see
@@ -157,6 +167,7 @@ impl Session {
             guard_drops: 0,
             readable_signalled: false,
             flush_pending: false,
+            ack_due: None,
             poisoned: false,
             unreachable: Unreachability::default(),
             user: crate::events::UserId::NONE,
@@ -268,7 +279,12 @@ impl Session {
         self.datagrams_in += 1;
         self.bytes_in += datagram.len() as u64;
         self.last_received = now;
-        self.flush_pending = true;
+        if self.kcp.snd_queue_len() > 0 {
+            // The input may have opened the window for queued data: it leaves now, with the ACKs.
+            self.flush_pending = true;
+        } else if self.ack_due.is_none() {
+            self.ack_due = Some(now.wrapping_add(ACK_DELAY_MS));
+        }
         self.update_history();
         Ok(engine_error)
     }
@@ -278,6 +294,9 @@ impl Session {
         self.check_poison();
         if self.handshaking() {
             return;
+        }
+        if self.ack_due.is_some_and(|due| diff(now, due) >= 0) {
+            self.flush(now);
         }
         let _ = self.kcp.update(now);
         // ikcp's check() reports a due retransmission as "now" even when update() will not
@@ -294,6 +313,7 @@ impl Session {
     pub(crate) fn flush(&mut self, now: Millis) {
         self.check_poison();
         self.flush_pending = false;
+        self.ack_due = None;
         if self.handshaking() {
             return;
         }
@@ -360,11 +380,15 @@ impl Session {
     /// Moves the next message into `buf`, which must hold `peek_size()` bytes.
     pub(crate) fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
         self.check_poison();
+        let window_was_full = self.kcp.rcv_queue_len() >= self.kcp.rcv_wnd() as usize;
         let n = self.kcp.recv(buf).ok()?;
         self.payload_bytes_in += n as u64;
         self.messages_in += 1;
-        // Reading may reopen the receive window; tell the peer promptly.
-        self.flush_pending = true;
+        // Reading reopened a full receive window: the engine tells the peer at its next flush,
+        // which should not wait (a peer facing a zero window only probes every few seconds).
+        if window_was_full {
+            self.flush_pending = true;
+        }
         Some(n)
     }
 
@@ -407,6 +431,9 @@ impl Session {
     /// A graceful close that lingers at most `linger_ms` and then reports `reason`. A session
     /// already closing keeps the earlier of the two deadlines.
     pub(crate) fn begin_close_as(&mut self, now: Millis, linger_ms: u32, reason: CloseReason) {
+        // A session closed right after a message came in still acknowledges it, or the peer
+        // would resend it to a socket that may be gone.
+        self.send_owed_acks();
         let deadline = now.wrapping_add(linger_ms);
         match self.state {
             ConnectionState::Established => {
@@ -420,6 +447,14 @@ impl Session {
                 self.close_deadline = Some(deadline);
             }
             _ => {}
+        }
+    }
+
+    /// Flushes ACKs still waiting for a reply to carry them (see `ACK_DELAY_MS`), as the
+    /// session ends or starts to.
+    pub(crate) fn send_owed_acks(&mut self) {
+        if self.ack_due.is_some() {
+            self.flush(self.kcp.current());
         }
     }
 
@@ -471,9 +506,10 @@ impl Session {
             return now;
         }
         let idle = self.last_received.wrapping_add(self.config.idle_timeout_ms);
-        // ACKs and new data leave eagerly (the endpoint flushes after every input and send), so
-        // the engine needs a visit only for its next retransmission, and none when it has nothing
-        // to send (kcp PATCH(10), PATCH(11)); any input or send reschedules the session.
+        // New data leaves eagerly (the endpoint flushes after every send) and owed ACKs by
+        // `ack_due` (below), so the engine needs a visit only for its next retransmission, and
+        // none when it has nothing to send (kcp PATCH(10), PATCH(11)); any input or send
+        // reschedules the session.
         let mut deadline = idle;
         let wait = self.kcp.next_flush_in(now);
         if wait != u32::MAX && wait <= i32::MAX as u32 {
@@ -485,6 +521,11 @@ impl Session {
         if let Some(close) = self.close_deadline {
             if diff(close, deadline) < 0 {
                 deadline = close;
+            }
+        }
+        if let Some(due) = self.ack_due {
+            if diff(due, deadline) < 0 {
+                deadline = due;
             }
         }
         if let Some(since) = self.kcp.oldest_unacked_since() {

@@ -3,6 +3,7 @@
 //! turns endpoint events into records and publishes them to JavaScript in one step.
 
 mod report;
+mod stages;
 
 use report::{
     UnreachableRepeats, ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS, ICMP_ERROR, SEND_FAILURE,
@@ -30,7 +31,7 @@ use crate::delivery::{DeliveryQueue, RecordWriter};
 use crate::error::RuntimeError;
 use crate::events::clock::unix_micros;
 use crate::events::EventRing;
-use crate::stage_trace::{monotonic_ns, realtime_ns, Hop, StageShared, Turn};
+use crate::stage_trace::{StageShared, Turn};
 use crate::stats::RuntimeStats;
 use crate::udp::{SendFailure, UdpIo};
 
@@ -276,8 +277,6 @@ impl IoThread {
             self.endpoint.handle_timeout(now);
             self.endpoint.flush(now);
             self.stamp(|turn| &mut turn.flushed);
-            self.transmit();
-            self.stamp(|turn| &mut turn.sent);
             self.collect_events();
             self.deliver_datagrams();
             self.maybe_stats();
@@ -293,6 +292,17 @@ impl IoThread {
             if staged {
                 self.stamp(|turn| &mut turn.published);
             }
+            // After the hand-over to JavaScript, not before: the turn's datagrams (the ACKs of
+            // what it received, mostly) go out while JavaScript wakes and handles the messages,
+            // instead of holding the messages back by a system call (the stage breakdown in
+            // docs/performance.md measured it at a sixth of the server's part of a round trip).
+            if self.turn.is_some() && !self.endpoint.transmits().is_empty() {
+                self.transmit();
+                self.stamp(|turn| &mut turn.sent);
+            } else {
+                self.transmit();
+            }
+            self.report_transmit_failures();
             if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
                 turn.finish(stages);
             }
@@ -303,35 +313,13 @@ impl IoThread {
         }
     }
 
-    /// Stage trace: stamps one moment of the turn (nothing when the trace is off).
-    fn stamp(&mut self, at: fn(&mut Turn) -> &mut u64) {
-        if let Some(turn) = self.turn.as_mut() {
-            *at(turn) = monotonic_ns();
-        }
-    }
-
-    /// Stage trace: the turn applied a send batch queued at the time the handle noted.
-    fn stamp_commands(&mut self) {
-        if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
-            let queued = stages.command_at.swap(0, Ordering::AcqRel);
-            if queued != 0 {
-                turn.command_at = queued;
-                turn.applied = monotonic_ns();
-            }
-        }
-    }
-
-    /// Stage trace: records are about to be published; JavaScript measures its wake-up from
-    /// the oldest staging it has not seen.
-    fn stamp_staged(&mut self) {
-        if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
-            turn.staged = monotonic_ns();
-            let _ = stages.staged_at.compare_exchange(
-                0,
-                turn.staged,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+    /// A send that failed in `transmit` turned into records (and maybe closed sessions) after
+    /// the turn's publish: publish them now rather than at the next wake-up.
+    fn report_transmit_failures(&mut self) {
+        self.collect_events();
+        self.publish_events();
+        if !self.writer.is_empty() {
+            self.shared.delivery.publish(&mut self.writer);
         }
     }
 
@@ -529,7 +517,7 @@ impl IoThread {
             let stages = self.shared.stages.as_ref();
             let result = self.io.recv_batch(|datagram| {
                 if let (Some(turn), Some(stages)) = (turn.as_mut(), stages) {
-                    stage_received(turn, stages, datagram.kernel_ns);
+                    stages::received(turn, stages, datagram.kernel_ns);
                 }
                 if datagram.truncated {
                     // Longer than any datagram we accept: never parsed, but counted, recorded
@@ -903,16 +891,4 @@ pub struct ConnectedInfo {
     pub remote: SocketAddr,
     /// The conv.
     pub conv: u32,
-}
-
-/// Stage trace: one datagram came out of `recvmmsg`.
-fn stage_received(turn: &mut Turn, stages: &StageShared, kernel_ns: u64) {
-    if turn.received == 0 {
-        turn.received = monotonic_ns();
-    }
-    if kernel_ns != 0 {
-        if let Ok(mut samples) = stages.samples.lock() {
-            samples.record(Hop::KernelToRecv, realtime_ns().saturating_sub(kernel_ns));
-        }
-    }
 }
