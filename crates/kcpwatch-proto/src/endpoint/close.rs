@@ -9,7 +9,7 @@ use crate::events::{
     SecurityEvent,
 };
 use crate::lifecycle::{CloseReason, ConnectionState};
-use crate::session::{ConnectionSummary, Session};
+use crate::session::{ConnectionSummary, EngineError, Session};
 
 impl Endpoint {
     /// Closes a connection gracefully: queued data keeps flowing for up to the linger time,
@@ -194,7 +194,7 @@ impl Endpoint {
                 peer: None,
                 local: None,
                 error_type: ErrorType::Library,
-                code: "KCP_ENGINE_PANIC",
+                code: EngineError::PANIC_CODE,
                 message: CappedText::format("the KCP engine panicked; the session was discarded"),
                 suppressed: 0,
             }));
