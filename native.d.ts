@@ -11,6 +11,14 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One UDP socket with its I/O thread. */
 export declare class NativeEndpoint {
+  /** The I/O thread's stage samples so far; `null` when the trace is off or once closed. */
+  stageTrace(): StageTrace | null
+  /**
+   * When the oldest records `takeRecords()` is about to return were staged, in
+   * `CLOCK_MONOTONIC` nanoseconds (`process.hrtime.bigint()`'s clock); 0 when the trace is
+   * off or nothing new was staged.
+   */
+  takeStagedAt(): number
   /**
    * Binds a server endpoint. `onRecords` is called (with no arguments) whenever records
    * become available.
@@ -580,4 +588,16 @@ export interface SessionOptions {
   maxMessageSize: number
   maxSendQueueBytes: number
   linger: number
+}
+
+/** One hop of the I/O thread's part of a round trip, with its durations in nanoseconds. */
+export interface StageHop {
+  name: string
+  nanos: Array<number>
+}
+
+/** The I/O thread's samples, and how many were left out once a hop's vector was full. */
+export interface StageTrace {
+  hops: Array<StageHop>
+  overflow: number
 }

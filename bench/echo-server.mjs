@@ -16,6 +16,9 @@
 //                         (docs/fec.md), for the FEC latency scenario
 //   --flood-limits        keep the Internet-facing handshake limits (the flood scenario);
 //                         otherwise they are opened because every load client is 127.0.0.1
+//   KCPWATCH_STAGE_TRACE=1 in the environment: the report adds `stages`, each hop of the round
+//                         trip through the server with its count and p50/p90/p99/max in µs
+//                         (`--only stages`; the hops are described in docs/performance.md)
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
@@ -96,9 +99,22 @@ process.stdin.on('end', async () => {
     // What the listener received and sent: the datagrams/s of `--only floor`.
     datagrams_in: server.stats().datagramsIn,
     datagrams_out: server.stats().datagramsOut,
+    ...(process.env.KCPWATCH_STAGE_TRACE === '1' ? { stages: summarizeStages(server._stageTrace()) } : {}),
     ...(fec ? { fec: (({ fecRecovered, fecErrs, fecParityShards, fecShortShards }) => ({ fecRecovered, fecErrs, fecParityShards, fecShortShards }))(server.stats()) } : {}),
   };
   await server.close();
   process.stdout.write(`${JSON.stringify(report)}\n`);
   process.exit(0);
 });
+
+/** Each hop's count and percentiles in microseconds, in the order of a round trip. */
+function summarizeStages(trace) {
+  if (!trace) return { error: 'no stage trace: the addon or the transport did not record one' };
+  const hops = {};
+  for (const [name, nanos] of Object.entries(trace.hops)) {
+    const sorted = Float64Array.from(nanos).sort();
+    const at = (q) => (sorted.length === 0 ? null : Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] / 100) / 10);
+    hops[name] = { count: sorted.length, p50_us: at(0.5), p90_us: at(0.9), p99_us: at(0.99), max_us: at(1) };
+  }
+  return { hops, overflow: trace.overflow };
+}

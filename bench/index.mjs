@@ -38,16 +38,17 @@ import { secure } from './scenarios/secure.mjs';
 import { handshake } from './scenarios/handshake.mjs';
 import { fec } from './scenarios/fec.mjs';
 import { floor } from './scenarios/floor.mjs';
+import { stages } from './scenarios/stages.mjs';
 import { sinks } from './scenarios/sinks.mjs';
 
-const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks, broadcast, secure, handshake, 'scale-idle': scaleIdle, fec, floor };
+const scenarios = { events, echo, latency, logging, scale, flood, cores, sinks, broadcast, secure, handshake, 'scale-idle': scaleIdle, fec, floor, stages };
 const argv = process.argv.slice(2);
 const option = (name) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
 if (argv.includes('--help') || argv.includes('-h')) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast,secure,handshake,scale-idle,fec,floor] [--json FILE] [--chart FILE]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only events,echo,latency,logging,scale,flood,cores,sinks,broadcast,secure,handshake,scale-idle,fec,floor,stages] [--json FILE] [--chart FILE]\n');
   process.exit(0);
 }
 const quick = argv.includes('--quick');

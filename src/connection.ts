@@ -15,6 +15,7 @@ import {
 } from './errors';
 import { rethrowLater, type CloseInfo, type CloseReason, type ConnectionLimits, type FailReason } from './records';
 import type { NativeConnectionStats } from './native';
+import type { JsStages } from './stage-trace';
 import { Refusal } from './transport';
 import type { NativeConnectedInfo } from './native';
 import { describe } from './options';
@@ -45,6 +46,8 @@ export interface ConnectionTransport {
   reportRefusal(handle: number, refusal: Refusal, size: number): void;
   setDeliveryPaused(handle: number, paused: boolean): void;
   closeConnection(handle: number, code?: number, text?: string): void;
+  /** The bench's stage trace, when on. */
+  readonly stages?: JsStages | undefined;
 }
 
 /** @internal A summary with nothing counted: a connection that never reached the network. */
@@ -658,6 +661,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
       return;
     }
     if (listening && this.heldHead === this.held.length) {
+      this.transport.stages?.handler();
       this.emit('message', data);
       return;
     }

@@ -573,6 +573,20 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     return sent;
   }
 
+  /**
+   * @internal The bench's stage trace (`KCPWATCH_STAGE_TRACE=1`): each hop's durations in
+   * nanoseconds, the I/O thread's and JavaScript's; undefined when off or not listening.
+   */
+  _stageTrace(): { hops: Record<string, number[]>; overflow: number } | undefined {
+    const transport = this.transport;
+    const io = transport && !transport.native.closed ? transport.native.stageTrace() : null;
+    if (!transport?.stages || !io) return undefined;
+    const hops: Record<string, number[]> = {};
+    for (const hop of io.hops) hops[hop.name] = hop.nanos;
+    Object.assign(hops, transport.stages.hops);
+    return { hops, overflow: io.overflow + transport.stages.overflow };
+  }
+
   /** Counters of the socket and its engines. */
   stats(): ServerStats {
     if (!this.transport || this.transport.native.closed) throw new KcpClosedError('server is not listening');

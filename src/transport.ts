@@ -7,6 +7,7 @@ import { fromNative } from './errors';
 import type { KcpEvent } from './event-types';
 import { parseEvents } from './log';
 import { native, type NativeEndpointHandle, type NativeEndpointOptions } from './native';
+import { JsStages, stageTraceOn } from './stage-trace';
 import { decodeRecords, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type ConnectionLimits, type FailReason } from './records';
 
 /** What a transport tells its owner (a Server or a client Connection). */
@@ -70,6 +71,8 @@ export class Transport {
   /** Datagram bytes the I/O thread had not taken yet when last asked. */
   private datagramBacklog = 0;
   private backlogFresh = false;
+  /** @internal The bench's stage trace (`KCPWATCH_STAGE_TRACE=1`), else undefined. */
+  readonly stages: JsStages | undefined = stageTraceOn ? new JsStages() : undefined;
 
   private constructor(
     owner: TransportOwner,
@@ -109,6 +112,7 @@ export class Transport {
       throw err;
     }
     this.header(at, handle, data.length, WANT_PROGRESS);
+    this.stages?.send();
     this.schedule();
   }
 
@@ -264,6 +268,7 @@ export class Transport {
     if (bytes === 0 || this.native.closed) return;
     try {
       this.native.sendBatch(this.batch.subarray(0, bytes));
+      this.stages?.queued();
     } catch {
       // Closed underneath us: the close records explain what happened to each connection.
     }
@@ -276,6 +281,7 @@ export class Transport {
    * `uncaughtException` sees it as it would any handler's error.
    */
   drain(): void {
+    this.stages?.woke(this.native.takeStagedAt());
     for (;;) {
       const records = this.native.takeRecords();
       if (!records) return;

@@ -82,7 +82,8 @@ export const servers = {
     if (options.reusePort) args.push('--reuse-port');
     if (options.floodLimits) args.push('--flood-limits');
     if (options.fec) args.push('--fec', `${options.fec.dataShards},${options.fec.parityShards}`);
-    return startServer(node, args, options.mode === 'secure' ? { env: benchServerEnv } : {});
+    const env = { ...(options.mode === 'secure' ? benchServerEnv : {}), ...(options.stageTrace ? { KCPWATCH_STAGE_TRACE: '1' } : {}) };
+    return startServer(node, args, Object.keys(env).length > 0 ? { env } : {});
   },
   // `crypt: 'aes'`: kcp-go's own AES block cipher (kcp.NewAESBlockCrypt); `fec`: its FEC.
   'kcp-go': (options = {}) => startServer(goBin, ['server', '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-eof', ...kcpGoLayers(options)], { portFrom: 'stderr' }),

@@ -23,6 +23,8 @@ use napi::{sys, Env};
 use crate::errors::{self, to_js, Result};
 use crate::options::{self, EndpointOptions, SessionOptions};
 
+mod stage_trace;
+
 /// A JavaScript callback of no arguments, callable from the I/O thread. Not callee-handled: the
 /// callbacks only take records, and a throw there is a bug in the library.
 type Notify = ThreadsafeFunction<(), (), (), Status, false>;

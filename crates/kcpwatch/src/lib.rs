@@ -13,6 +13,7 @@ pub use kcpwatch_log as events;
 mod io_thread;
 pub mod runtime;
 pub mod socket;
+pub mod stage_trace;
 mod stats;
 mod udp;
 

@@ -146,6 +146,7 @@ impl Runtime {
             paused: AtomicBool::new(false),
             datagram_backlog: Default::default(),
             events,
+            stages: crate::stage_trace::StageShared::from_env(),
         });
         let (tx, rx) = unbounded();
         // The endpoint is single-threaded by design (no locks on the packet path), so it is
@@ -246,7 +247,31 @@ impl Runtime {
     /// a refusal report (no bytes follow); bit 2 a delivery control (no bytes follow; bits 4..8:
     /// 1 pauses the connection's message delivery, 2 resumes it).
     pub fn send_batch(&self, batch: Vec<u8>) -> Result<(), RuntimeError> {
+        if let Some(stages) = &self.shared.stages {
+            stages.command_queued();
+        }
         self.command(Command::Send(batch))
+    }
+
+    /// The bench's stage trace so far (see `stage_trace`): each hop's name and durations in
+    /// nanoseconds, and how many samples were left out; `None` when the trace is off.
+    pub fn stage_samples(&self) -> Option<(Vec<(&'static str, Vec<u32>)>, u64)> {
+        let stages = self.shared.stages.as_ref()?;
+        let samples = stages.samples.lock().ok()?;
+        let hops = crate::stage_trace::Hop::ALL
+            .iter()
+            .map(|&hop| (hop.name(), samples.of(hop).to_vec()))
+            .collect();
+        Some((hops, samples.overflow))
+    }
+
+    /// Stage trace: when the oldest records JavaScript is about to take were staged, in
+    /// `CLOCK_MONOTONIC` nanoseconds (0: the trace is off or nothing new).
+    pub fn take_staged_at(&self) -> u64 {
+        self.shared
+            .stages
+            .as_ref()
+            .map_or(0, |stages| stages.take_staged_at())
     }
 
     /// Queues a batch of unreliable datagrams (secure mode; layout in `datagram_batch`).

@@ -30,6 +30,7 @@ use crate::delivery::{DeliveryQueue, RecordWriter};
 use crate::error::RuntimeError;
 use crate::events::clock::unix_micros;
 use crate::events::EventRing;
+use crate::stage_trace::{monotonic_ns, realtime_ns, Hop, StageShared, Turn};
 use crate::stats::RuntimeStats;
 use crate::udp::{SendFailure, UdpIo};
 
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     /// Bytes of datagram batches sent to this thread and not applied yet: the binding refuses
     /// more datagrams past its bound, so a stalled thread cannot make the queue grow.
     pub(crate) datagram_backlog: std::sync::atomic::AtomicUsize,
+    /// The bench's stage trace, when the environment asked for it (see `stage_trace`).
+    pub(crate) stages: Option<StageShared>,
 }
 
 /// The producer's view of the logging pipeline.
@@ -152,6 +155,8 @@ pub(crate) struct IoThread {
     send_failures: Vec<SendFailure>,
     /// Send failures not kept because `send_failures` was full.
     send_failures_dropped: u64,
+    /// The current turn's stamps, while the stage trace is on.
+    turn: Option<Turn>,
 }
 
 impl IoThread {
@@ -183,9 +188,14 @@ impl IoThread {
                 .map_err(|e| RuntimeError::Setup(std::io::Error::other(e.to_string())))?;
         }
         let endpoint = Endpoint::new(endpoint_config, 0)?;
+        let mut io = UdpIo::new(socket, config.max_datagram).map_err(RuntimeError::Setup)?;
+        let turn = shared.stages.as_ref().map(|_| Turn::default());
+        if turn.is_some() {
+            io.enable_kernel_stamps().map_err(RuntimeError::Setup)?;
+        }
         Ok(Self {
             poll,
-            io: UdpIo::new(socket, config.max_datagram).map_err(RuntimeError::Setup)?,
+            io,
             local,
             endpoint,
             commands,
@@ -207,6 +217,7 @@ impl IoThread {
             iteration_time_us: unix_micros(),
             send_failures: Vec::new(),
             send_failures_dropped: 0,
+            turn,
         })
     }
 
@@ -231,6 +242,7 @@ impl IoThread {
                     warn!(error = %e, "poll failed");
                 }
             }
+            self.stamp(|turn| &mut turn.woke);
             for event in events.iter() {
                 if event.token() == SOCKET {
                     // An ICMP error alone raises only the error flag; reading is what drains it.
@@ -239,6 +251,7 @@ impl IoThread {
                 }
             }
             let shutdown = self.take_commands();
+            self.stamp_commands();
             let now = self.now();
             // Records are stamped with the time their iteration began, the moment their
             // datagrams and timers were taken in, not when they were handed to the ring.
@@ -257,9 +270,14 @@ impl IoThread {
                 return;
             }
             self.receive(now);
+            if self.turn.as_ref().is_some_and(|turn| turn.received != 0) {
+                self.stamp(|turn| &mut turn.input_done);
+            }
             self.endpoint.handle_timeout(now);
             self.endpoint.flush(now);
+            self.stamp(|turn| &mut turn.flushed);
             self.transmit();
+            self.stamp(|turn| &mut turn.sent);
             self.collect_events();
             self.deliver_datagrams();
             self.maybe_stats();
@@ -267,11 +285,53 @@ impl IoThread {
             self.publish_events();
             self.deliver_messages();
             self.report_progress();
+            let staged = !self.writer.is_empty();
+            if staged {
+                self.stamp_staged();
+            }
             let room = self.shared.delivery.publish(&mut self.writer);
+            if staged {
+                self.stamp(|turn| &mut turn.published);
+            }
+            if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
+                turn.finish(stages);
+            }
             if !room && !self.readable.is_empty() {
                 self.stats.delivery_pauses += 1;
                 self.shared.paused.store(true, Ordering::Release);
             }
+        }
+    }
+
+    /// Stage trace: stamps one moment of the turn (nothing when the trace is off).
+    fn stamp(&mut self, at: fn(&mut Turn) -> &mut u64) {
+        if let Some(turn) = self.turn.as_mut() {
+            *at(turn) = monotonic_ns();
+        }
+    }
+
+    /// Stage trace: the turn applied a send batch queued at the time the handle noted.
+    fn stamp_commands(&mut self) {
+        if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
+            let queued = stages.command_at.swap(0, Ordering::AcqRel);
+            if queued != 0 {
+                turn.command_at = queued;
+                turn.applied = monotonic_ns();
+            }
+        }
+    }
+
+    /// Stage trace: records are about to be published; JavaScript measures its wake-up from
+    /// the oldest staging it has not seen.
+    fn stamp_staged(&mut self) {
+        if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
+            turn.staged = monotonic_ns();
+            let _ = stages.staged_at.compare_exchange(
+                0,
+                turn.staged,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 
@@ -466,7 +526,12 @@ impl IoThread {
         for _ in 0..RECV_BATCHES_PER_TURN {
             let endpoint = &mut self.endpoint;
             let stats = &mut self.stats;
+            let turn = &mut self.turn;
+            let stages = self.shared.stages.as_ref();
             let result = self.io.recv_batch(|datagram| {
+                if let (Some(turn), Some(stages)) = (turn.as_mut(), stages) {
+                    stage_received(turn, stages, datagram.kernel_ns);
+                }
                 if datagram.truncated {
                     // Longer than any datagram we accept: never parsed, but counted, recorded
                     // and seen by the detectors like every refused datagram.
@@ -839,4 +904,16 @@ pub struct ConnectedInfo {
     pub remote: SocketAddr,
     /// The conv.
     pub conv: u32,
+}
+
+/// Stage trace: one datagram came out of `recvmmsg`.
+fn stage_received(turn: &mut Turn, stages: &StageShared, kernel_ns: u64) {
+    if turn.received == 0 {
+        turn.received = monotonic_ns();
+    }
+    if kernel_ns != 0 {
+        if let Ok(mut samples) = stages.samples.lock() {
+            samples.record(Hop::KernelToRecv, realtime_ns().saturating_sub(kernel_ns));
+        }
+    }
 }

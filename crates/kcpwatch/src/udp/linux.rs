@@ -35,8 +35,12 @@ const ERRORS_PER_DRAIN: usize = 256;
 /// retry use these up.
 const RECV_ATTEMPTS: usize = 4;
 
-const _: () =
-    assert!(cmsg_space::<libc::in_pktinfo>() + cmsg_space::<libc::in6_pktinfo>() <= CONTROL_LEN);
+const _: () = assert!(
+    cmsg_space::<libc::in_pktinfo>()
+        + cmsg_space::<libc::in6_pktinfo>()
+        + cmsg_space::<libc::timespec>()
+        <= CONTROL_LEN
+);
 const _: () = assert!(mem::align_of::<Control>() >= mem::align_of::<libc::cmsghdr>());
 
 /// `cmsg_len` of a control message carrying a `T`.
@@ -68,6 +72,8 @@ pub(crate) struct State {
     local: SocketAddr,
     /// Bound to `0.0.0.0` or `::`: packet info is on, and replies name their source address.
     wildcard: bool,
+    /// The kernel stamps each datagram's arrival (`SO_TIMESTAMPNS`): the bench's stage trace.
+    kernel_stamps: bool,
     /// A receive returned the socket's error flag, which the kernel raises with every ICMP
     /// error it queues; or a send failed in a way the kernel also queues. Until drained, the
     /// queue may hold reports (each one taking room from the receive buffer).
@@ -115,6 +121,7 @@ impl State {
             is_v6,
             local: normalize(local),
             wildcard,
+            kernel_stamps: false,
             errors_pending: false,
             buffers: vec![0; max_datagram * BATCH],
             addresses: vec![zero_storage; BATCH],
@@ -155,6 +162,19 @@ fn enable(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Asks the kernel to stamp each datagram's arrival, for the stage trace.
+pub(crate) fn enable_kernel_stamps(
+    socket: &mio::net::UdpSocket,
+    state: &mut State,
+) -> io::Result<()> {
+    enable(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS)?;
+    state.kernel_stamps = true;
+    if state.controls.is_empty() {
+        state.controls = vec![Control::ZERO; BATCH];
+    }
+    Ok(())
 }
 
 pub(crate) fn recv_batch(
@@ -240,12 +260,19 @@ pub(crate) fn recv_batch(
         } else {
             state.local
         };
+        let kernel_ns = if state.kernel_stamps {
+            // SAFETY: as for `packet_destination` above.
+            unsafe { arrival_stamp(&header.msg_hdr) }.unwrap_or(0)
+        } else {
+            0
+        };
         each(Received {
             from: normalize(from),
             local,
             data: &state.buffers[i * size..i * size + len.min(size)],
             truncated,
             len,
+            kernel_ns,
         });
     }
     Ok(n + notifications)
@@ -280,6 +307,23 @@ unsafe fn packet_destination(msg: &libc::msghdr, port: u16) -> Option<SocketAddr
                 0
             };
             Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope)))
+        }
+        _ => None,
+    };
+    // SAFETY: passed on to our caller.
+    unsafe { find_cmsg(msg, find) }
+}
+
+/// The kernel's arrival stamp of a datagram (`SO_TIMESTAMPNS`), in wall-clock nanoseconds.
+///
+/// # Safety
+/// As for [`find_cmsg`].
+unsafe fn arrival_stamp(msg: &libc::msghdr) -> Option<u64> {
+    let find = |level, kind, data: &[u8]| match (level, kind) {
+        (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+            // SAFETY: timespec is integers only.
+            let at: libc::timespec = unsafe { read_c_struct(data) }?;
+            Some(at.tv_sec as u64 * 1_000_000_000 + at.tv_nsec as u64)
         }
         _ => None,
     };

@@ -39,6 +39,9 @@ pub(crate) struct Received<'a> {
     /// The datagram's length on the wire: `data.len()` unless truncated, then its real length
     /// where the platform reports it (Linux), else at least the buffer's size.
     pub(crate) len: usize,
+    /// When the kernel received it, in wall-clock nanoseconds; 0 unless kernel stamps were
+    /// asked for ([`UdpIo::enable_kernel_stamps`]) and the platform gives them.
+    pub(crate) kernel_ns: u64,
 }
 
 /// The OS reported that an earlier datagram could not be delivered (an ICMP error such as
@@ -70,6 +73,15 @@ impl UdpIo {
     pub(crate) fn new(socket: mio::net::UdpSocket, max_datagram: usize) -> io::Result<Self> {
         let state = platform::State::new(&socket, max_datagram)?;
         Ok(Self { socket, state })
+    }
+
+    /// Asks the kernel to stamp each datagram's arrival (the bench's stage trace). Where the
+    /// platform has no such stamps, datagrams keep `kernel_ns` 0.
+    pub(crate) fn enable_kernel_stamps(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        return platform::enable_kernel_stamps(&self.socket, &mut self.state);
+        #[cfg(not(target_os = "linux"))]
+        Ok(())
     }
 
     /// Receives up to one batch, calling `each` per datagram. Returns how many datagrams and

@@ -47,6 +47,7 @@ pub(crate) fn recv_batch(
                     data: &state.buffer[..len.min(limit)],
                     truncated: len > limit,
                     len,
+                    kernel_ns: 0,
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
