@@ -163,9 +163,8 @@ impl Endpoint {
                 .insert((session.remote, session.conv), until);
         }
         if reason == CloseReason::DeadLink {
-            let now_ms = self.unix_ms();
-            self.detectors.dead_link(now_ms);
-            self.report_alerts();
+            let now = self.clock.extended();
+            self.reporter.detect(now, |d, now_ms| d.dead_link(now_ms));
         }
         // Before the summary, so that its message counters include them. A panicked engine
         // is not read again.
@@ -178,7 +177,7 @@ impl Endpoint {
             // The engine may be what panicked; the DISCONNECT only touches the sink.
             let _ = catch_unwind(AssertUnwindSafe(|| session.send_disconnect(reason)));
         }
-        self.stats.closed += 1;
+        self.reporter.stats.closed += 1;
         // A panicking engine may have left its state inconsistent; the summary only reads
         // plain counters, but guard it all the same.
         let now_extended = self.clock.extended();

@@ -2,6 +2,7 @@
 //! transmit queue on send, and on receipt checked (tag, replay window, sequencing) and queued
 //! for the application in a bounded inbox. They never touch the KCP engine.
 
+use super::Dropped;
 use std::net::SocketAddr;
 
 use super::{ConnectionHandle, Endpoint};
@@ -92,7 +93,7 @@ impl Endpoint {
         // FEC's encoder reads the time (its gap rule).
         self.tx.borrow_mut().now = now;
         let result = self.seal_datagram(handle, header, payload);
-        let stats = &mut self.stats.unreliable;
+        let stats = &mut self.reporter.stats.unreliable;
         match result {
             Ok(()) => stats.sent += 1,
             Err(DatagramSendError::TooLarge { .. }) => stats.dropped_too_large += 1,
@@ -171,7 +172,7 @@ impl Endpoint {
         let (dgram, payload) = match parse_body(body) {
             Ok(parsed) => parsed,
             Err(error) => {
-                self.stats.unreliable.dropped_malformed += 1;
+                self.reporter.stats.unreliable.dropped_malformed += 1;
                 let (trigger, rule) = match error {
                     DatagramBodyError::TooShort => {
                         (DropTrigger::TooShort, DropRule::DatagramTooShort)
@@ -180,13 +181,19 @@ impl Endpoint {
                         (DropTrigger::BadCmd, DropRule::DatagramFlags)
                     }
                 };
-                self.drop_trigger(remote, local, Some(header.conv), uid, trigger, rule, len);
+                self.drop_trigger(
+                    Dropped::new(remote, local, len)
+                        .conv(Some(header.conv))
+                        .uid(uid),
+                    trigger,
+                    rule,
+                );
                 self.reschedule(handle, now);
                 return;
             }
         };
         // Accepted (stale or not): a malformed plaintext is counted as a drop instead.
-        self.stats.datagrams_accepted += 1;
+        self.reporter.stats.datagrams_accepted += 1;
         let fresh = !dgram.sequenced
             || session
                 .secure
@@ -194,13 +201,13 @@ impl Endpoint {
                 .is_some_and(|s| s.sequencer.admit(dgram.channel, header.packet_number));
         if !fresh {
             session.unreliable.dropped += 1;
-            self.stats.unreliable.dropped_stale += 1;
+            self.reporter.stats.unreliable.dropped_stale += 1;
         } else if self.inbox.push(handle, dgram.channel, payload) {
             session.unreliable.received += 1;
-            self.stats.unreliable.received += 1;
+            self.reporter.stats.unreliable.received += 1;
         } else {
             session.unreliable.dropped += 1;
-            self.stats.unreliable.dropped_queue_full += 1;
+            self.reporter.stats.unreliable.dropped_queue_full += 1;
         }
         self.reschedule(handle, now);
     }
@@ -264,7 +271,7 @@ impl Endpoint {
     /// when they entered the inbox; they move to dropped, so that received is what the
     /// application got (or holds) and received + dropped is what arrived.
     pub fn note_datagram_drops(&mut self, handle: ConnectionHandle, count: u64) {
-        let stats = &mut self.stats.unreliable;
+        let stats = &mut self.reporter.stats.unreliable;
         let moved = count.min(stats.received);
         stats.received -= moved;
         stats.dropped_queue_full += count;
@@ -278,12 +285,12 @@ impl Endpoint {
 
     /// Counts a datagram the application layer refused as too large before it got here.
     pub fn note_datagram_too_large(&mut self) {
-        self.stats.unreliable.dropped_too_large += 1;
+        self.reporter.stats.unreliable.dropped_too_large += 1;
     }
 
     /// A datagram for a conv with no session (counted apart from the drop record every
     /// unknown session datagram gets).
     pub(super) fn datagram_without_session(&mut self) {
-        self.stats.unreliable.dropped_no_session += 1;
+        self.reporter.stats.unreliable.dropped_no_session += 1;
     }
 }

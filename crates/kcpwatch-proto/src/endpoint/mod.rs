@@ -22,10 +22,7 @@ use rand::SeedableRng;
 
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, Mode};
-use crate::detect::Detectors;
-use crate::events::{
-    ConnectionFailed, ConnectionRef, Direction, DropRule, PacketDropped, Sampler, SecurityEvent,
-};
+use crate::events::{ConnectionRef, Direction, DropRule};
 use crate::guard::GuardViolation;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::limits::{ConnectionCounts, HandshakeRate};
@@ -34,12 +31,6 @@ use crate::segment::datagram_conv;
 use crate::session::{ConnectionSummary, Session};
 use crate::transmit::Transmits;
 use crate::uid::UidGenerator;
-
-/// Security events held between two drains; beyond it they are counted as lost. The runtime
-/// drains after every batch, so this is only reached by a burst inside one batch; a shutdown
-/// records two events per connection at once, so the limit grows with the connection limit.
-const SECURITY_QUEUE_LIMIT: usize = 16_384;
-const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
@@ -64,8 +55,8 @@ pub use event::{EndpointEvent, Unreachable};
 pub use handle::ConnectionHandle;
 use handle::{GENERATION_MASK, MAX_SLOTS};
 pub use info::ConnectionInfo;
+use reporter::{Attempt, Dropped, Reporter};
 pub use stats::EndpointStats;
-use stats::{fail_key, DROP_KEYS, FAIL_KEYS};
 
 struct Slot {
     generation: u32,
@@ -92,10 +83,8 @@ pub struct Endpoint {
     dirty: Vec<ConnectionHandle>,
     clock: ExtendedClock,
     uids: UidGenerator,
-    stats: EndpointStats,
-    security: VecDeque<SecurityEvent>,
-    drop_sampler: Sampler<PacketDropped, DROP_KEYS>,
-    fail_sampler: Sampler<ConnectionFailed, FAIL_KEYS>,
+    /// Counters, security records, samplers and detectors.
+    reporter: Reporter,
     /// Secure sessions by conv: they are found by conv alone so they can move address.
     by_conv: HashMap<u32, ConnectionHandle>,
     /// Secure sessions by HELLO nonce: a repeated HELLO gets the same answer, a client's
@@ -121,7 +110,6 @@ pub struct Endpoint {
     test_ephemerals: Option<StdRng>,
     /// Secure mode: convs of sessions that closed recently, oldest first, with when.
     recently_closed: VecDeque<(u32, u64)>,
-    detectors: Detectors,
     /// Secure mode, server: the rate of stateless RESETs per source and overall.
     reset_rate: Option<HandshakeRate>,
     /// The extended clock when the endpoint started, for the restart grace period.
@@ -149,6 +137,7 @@ mod open;
 mod raw_closed;
 mod raw_fec;
 mod report;
+mod reporter;
 mod secure;
 mod stats;
 
@@ -218,10 +207,7 @@ impl Endpoint {
             reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
                 .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
             started_at: u64::from(now),
-            detectors: Detectors::new(
-                config.detectors.clone(),
-                u64::from_le_bytes(rate_key) ^ 0x5bd1_e995,
-            ),
+            reporter: Reporter::new(&config, u64::from_le_bytes(rate_key) ^ 0x5bd1_e995),
             uids: UidGenerator::new(config.rng_seed),
             slots: Vec::new(),
             free: Vec::new(),
@@ -233,16 +219,6 @@ impl Endpoint {
             events: VecDeque::new(),
             dirty: Vec::new(),
             clock: ExtendedClock::new(now),
-            stats: EndpointStats {
-                fec: crate::fec::FecStats {
-                    enabled: config.fec.is_some(),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            security: VecDeque::new(),
-            drop_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
-            fail_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
             config,
         })
     }
@@ -306,7 +282,7 @@ impl Endpoint {
 
     /// Counters.
     pub fn stats(&self) -> &EndpointStats {
-        &self.stats
+        &self.reporter.stats
     }
 
     /// Live connections: sessions the application was told of (a secure server session the
@@ -324,8 +300,8 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         self.clock.advance(now);
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += datagram.len() as u64;
+        self.reporter.stats.datagrams_in += 1;
+        self.reporter.stats.bytes_in += datagram.len() as u64;
         self.tx.borrow_mut().now = now;
         if self.config.mode == crate::config::Mode::Secure {
             self.handle_secure_datagram(now, remote, local, datagram);
@@ -361,12 +337,8 @@ impl Endpoint {
     ) -> Option<ConnectionHandle> {
         let Some(conv) = datagram_conv(datagram) else {
             self.drop_datagram(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, datagram.len()),
                 GuardViolation::TooShort(datagram.len()),
-                datagram.len(),
             );
             return None;
         };
@@ -378,9 +350,9 @@ impl Endpoint {
         match outcome {
             Some(Ok(engine_error)) => {
                 if rebuilt {
-                    self.stats.fec.recovered += 1;
+                    self.reporter.stats.fec.recovered += 1;
                 } else {
-                    self.stats.datagrams_accepted += 1;
+                    self.reporter.stats.datagrams_accepted += 1;
                 }
                 if let Some(error) = engine_error {
                     self.engine_error(handle, error);
@@ -390,7 +362,12 @@ impl Endpoint {
             }
             Some(Err(violation)) => {
                 let uid = self.session(handle).map(|s| s.uid);
-                self.drop_datagram(remote, local, Some(conv), uid, violation, datagram.len());
+                self.drop_datagram(
+                    Dropped::new(remote, local, datagram.len())
+                        .conv(Some(conv))
+                        .uid(uid),
+                    violation,
+                );
                 None
             }
             None => None,
@@ -412,8 +389,8 @@ impl Endpoint {
         len: usize,
     ) {
         self.clock.advance(now);
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += len as u64;
+        self.reporter.stats.datagrams_in += 1;
+        self.reporter.stats.bytes_in += len as u64;
         let conv = match self.config.mode {
             Mode::Raw => head
                 .get(..4)
@@ -429,13 +406,11 @@ impl Endpoint {
         });
         let uid = handle.and_then(|h| self.session(h)).map(|s| s.uid);
         self.drop_trigger(
-            remote,
-            local,
-            uid.and(conv),
-            uid,
+            Dropped::new(remote, local, len)
+                .conv(uid.and(conv))
+                .uid(uid),
             DropTrigger::BadLength,
             DropRule::DatagramTruncated,
-            len,
         );
     }
 
@@ -461,7 +436,7 @@ impl Endpoint {
         match catch_unwind(AssertUnwindSafe(|| f(session))) {
             Ok(result) => Some(result),
             Err(_) => {
-                self.stats.panics += 1;
+                self.reporter.stats.panics += 1;
                 self.close_now(handle, CloseReason::InternalError);
                 None
             }
@@ -537,8 +512,7 @@ impl Endpoint {
     /// sampling window has counted drops to report.
     pub fn poll_timeout(&mut self) -> Option<Millis> {
         let samples = [
-            self.drop_sampler.next_deadline(),
-            self.fail_sampler.next_deadline(),
+            self.reporter.next_deadline(),
             self.pending_auth.iter().map(|p| p.deadline).min(),
         ]
         .into_iter()
@@ -567,7 +541,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Millis) {
         let now_extended = self.clock.advance(now);
         self.tx.borrow_mut().now = now;
-        self.report_sampled(now_extended);
+        self.reporter.report_sampled(now_extended);
         self.expire_pending_auth(now_extended);
         while let Some((deadline, index, generation)) = self.timers.peek() {
             if deadline > now_extended {
@@ -743,7 +717,7 @@ impl Endpoint {
                 && session.state == ConnectionState::Handshaking
                 && session.direction == Direction::Outbound
             {
-                self.stats.unreachable_reports += 1;
+                self.reporter.stats.unreachable_reports += 1;
                 let handle = ConnectionHandle::new(index as u32, generation);
                 match self.handshake_unreachable(handle) {
                     Some(closed @ Unreachable::Closed(_)) => outcome = closed,
@@ -761,7 +735,7 @@ impl Endpoint {
             {
                 continue;
             }
-            self.stats.unreachable_reports += 1;
+            self.reporter.stats.unreachable_reports += 1;
             let last_received = session.last_received();
             let episode = &mut session.unreachable;
             if episode.reports == 0 || episode.last_received != last_received {
@@ -803,15 +777,11 @@ impl Endpoint {
         conv: Option<u32>,
         len: usize,
     ) {
-        self.stats.mode_mismatch += 1;
+        self.reporter.stats.mode_mismatch += 1;
         self.drop_trigger(
-            remote,
-            local,
-            conv,
-            None,
+            Dropped::new(remote, local, len).conv(conv),
             DropTrigger::BadCmd,
             MODE_MISMATCH,
-            len,
         );
     }
 

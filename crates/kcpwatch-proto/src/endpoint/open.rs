@@ -1,5 +1,6 @@
 //! How sessions begin: a raw peer's first datagram, or `connect`, within the limits.
 
+use super::{Attempt, Dropped};
 use std::net::SocketAddr;
 
 use super::{
@@ -29,13 +30,9 @@ impl Endpoint {
     ) -> Option<ConnectionHandle> {
         if !self.config.accept_inbound {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                None,
+                Dropped::new(remote, local, datagram.len()).conv(Some(conv)),
                 DropTrigger::UnknownConnection,
                 DropRule::NoSession,
-                datagram.len(),
             );
             return None;
         }
@@ -44,13 +41,9 @@ impl Endpoint {
             .blocks(&(remote, conv), self.clock.extended())
         {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                None,
+                Dropped::new(remote, local, datagram.len()).conv(Some(conv)),
                 DropTrigger::UnknownConnection,
                 RECENTLY_CLOSED,
-                datagram.len(),
             );
             return None;
         }
@@ -70,22 +63,22 @@ impl Endpoint {
                 }
                 let rule = self.stale_rule();
                 self.drop_trigger(
-                    remote,
-                    local,
-                    Some(conv),
-                    None,
+                    Dropped::new(remote, local, datagram.len()).conv(Some(conv)),
                     DropTrigger::UnknownConnection,
                     rule,
-                    datagram.len(),
                 );
                 return None;
             }
         }
 
-        let now_ms = self.unix_ms();
-        self.detectors.handshake(remote.ip(), now_ms);
-        self.report_alerts();
-        if self.refused_by_detector(remote, local, conv) {
+        let now_extended = self.clock.extended();
+        self.reporter
+            .detect(now_extended, |d, now_ms| d.handshake(remote.ip(), now_ms));
+        if self.refused_by_detector(Attempt {
+            remote,
+            local,
+            conv,
+        }) {
             return None;
         }
         // Validate against the state a fresh session would have before allocating anything.
@@ -110,9 +103,11 @@ impl Endpoint {
                 return None;
             }
             self.failed_attempt(
-                remote,
-                local,
-                conv,
+                Attempt {
+                    remote,
+                    local,
+                    conv,
+                },
                 FailReason::Malformed,
                 violation.trigger(),
                 violation.rule(),
@@ -124,9 +119,11 @@ impl Endpoint {
             .admit(&self.config.limits, remote.ip(), self.clock.extended())
         {
             self.failed_attempt(
-                remote,
-                local,
-                conv,
+                Attempt {
+                    remote,
+                    local,
+                    conv,
+                },
                 FailReason::RateLimited,
                 DropTrigger::RateLimited,
                 hit.rule(),
@@ -135,9 +132,11 @@ impl Endpoint {
         }
         if let Err(rule) = self.admits(remote) {
             self.failed_attempt(
-                remote,
-                local,
-                conv,
+                Attempt {
+                    remote,
+                    local,
+                    conv,
+                },
                 FailReason::Capacity,
                 DropTrigger::OverLimit,
                 rule,
@@ -147,12 +146,13 @@ impl Endpoint {
         let config = self.config.session;
         let handle =
             self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
-        self.stats.passive_opens += 1;
+        self.reporter.stats.passive_opens += 1;
         self.opened(handle);
-        let now_ms = self.unix_ms();
         let live = self.counts.for_ip(remote.ip());
-        self.detectors.established(remote.ip(), live, now_ms);
-        self.report_alerts();
+        let now_extended = self.clock.extended();
+        self.reporter.detect(now_extended, |d, now_ms| {
+            d.established(remote.ip(), live, now_ms)
+        });
         self.events.push_back(EndpointEvent::Accepted { handle });
         Some(handle)
     }
@@ -173,7 +173,7 @@ impl Endpoint {
     /// Records the opening of a connection: attempted, then established (raw mode has no
     /// handshake in between).
     pub(super) fn opened(&mut self, handle: ConnectionHandle) {
-        if !self.events_on() {
+        if !self.reporter.events_on() {
             return;
         }
         let Some(conn) = self.session(handle).map(Session::conn_ref) else {
@@ -219,7 +219,7 @@ impl Endpoint {
         }
         let handle =
             self.insert_session(now, remote, local, conv, &config, Direction::Outbound, None);
-        self.stats.active_opens += 1;
+        self.reporter.stats.active_opens += 1;
         self.opened(handle);
         Ok(handle)
     }

@@ -1,6 +1,7 @@
 //! Secure mode, client side: the HELLO and its retries, the server's replies, a failed
 //! handshake, and RESETs from a server that lost the session.
 
+use crate::endpoint::Dropped;
 use std::net::SocketAddr;
 
 use rand::Rng;
@@ -84,7 +85,7 @@ impl Endpoint {
             session.make_secure(Role::Client, nonce, key_id, keepalive, Some(handshake), now);
         }
         self.by_nonce.insert(nonce, handle);
-        self.stats.active_opens += 1;
+        self.reporter.stats.active_opens += 1;
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
             self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
                 conn,
@@ -223,13 +224,9 @@ impl Endpoint {
         };
         let Some(nonce) = parsed_nonce else {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::BadLength,
                 DropRule::HandshakeLength,
-                len,
             );
             return;
         };
@@ -242,13 +239,9 @@ impl Endpoint {
         let Some(handle) = handle else {
             // Not an answer to a handshake in progress: late, duplicated or forged.
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::UnknownConnection,
                 DropRule::NoHandshake,
-                len,
             );
             return;
         };
@@ -289,7 +282,7 @@ impl Endpoint {
                     Err(_) => {
                         // Whoever answered does not hold the server key we pinned (or the
                         // ACCEPT was altered): the handshake state is spent, the attempt ends.
-                        self.stats.dropped
+                        self.reporter.stats.dropped
                             [EndpointStats::trigger_index(DropTrigger::DecryptFailed)] += 1;
                         self.fail_connect(
                             handle,
@@ -420,13 +413,9 @@ impl Endpoint {
         let len = datagram.len();
         let Some((conv, packet_number, tag)) = wire::parse_reset(datagram) else {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::BadLength,
                 DropRule::ResetLength,
-                len,
             );
             return;
         };
@@ -437,13 +426,9 @@ impl Endpoint {
         });
         let Some(handle) = handle else {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                None,
+                Dropped::new(remote, local, len).conv(Some(conv)),
                 DropTrigger::UnknownConnection,
                 DropRule::NoSession,
-                len,
             );
             return;
         };
@@ -451,18 +436,14 @@ impl Endpoint {
         let uid = session.map(|s| s.uid);
         if !session.is_some_and(|s| s.reset_matches(packet_number, &tag)) {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                uid,
+                Dropped::new(remote, local, len).conv(Some(conv)).uid(uid),
                 DropTrigger::BadTag,
                 DropRule::ResetTag,
-                len,
             );
             return;
         }
-        self.stats.datagrams_accepted += 1;
-        self.stats.resets_received += 1;
+        self.reporter.stats.datagrams_accepted += 1;
+        self.reporter.stats.resets_received += 1;
         // The server's end of the session is gone: it ended there, as far as we can tell.
         self.close_now(handle, CloseReason::PeerClosed);
     }

@@ -6,6 +6,7 @@
 //! a valid cookie; every reply before that is a fixed-size datagram no larger than the HELLO
 //! that caused it.
 
+use crate::endpoint::Dropped;
 use std::net::SocketAddr;
 
 use rand::Rng;
@@ -13,10 +14,7 @@ use rand::Rng;
 use super::{ConnectionHandle, Endpoint, Session};
 use crate::clock::Millis;
 use crate::config::SessionConfig;
-use crate::events::{
-    ConnectionRef, ConnectionStateUpdated, DropRule, SecureSession, SecurityEvent, UserId,
-};
-use crate::guard::GuardViolation;
+use crate::events::{ConnectionRef, DropRule, SecureSession, UserId};
 use crate::lifecycle::{ConnectionState, DropTrigger};
 use crate::secure::noise::ServerNoise;
 use crate::secure::wire::{
@@ -167,13 +165,9 @@ impl Endpoint {
     ) {
         match datagram.first() {
             None => self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, 0),
                 DropTrigger::TooShort,
                 DropRule::Empty,
-                0,
             ),
             Some(&TYPE_HELLO) => self.server_hello(now, remote, local, datagram),
             Some(&(TYPE_COOKIE | TYPE_ACCEPT | TYPE_REJECT)) => {
@@ -187,13 +181,9 @@ impl Endpoint {
                 self.mode_mismatch(remote, local, None, datagram.len())
             }
             Some(_) => self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, datagram.len()),
                 DropTrigger::BadCmd,
                 DropRule::UnknownType,
-                datagram.len(),
             ),
         }
     }
@@ -208,7 +198,7 @@ impl Endpoint {
     ) {
         self.tx.borrow_mut().push(remote, local, datagram);
         if !validated {
-            self.stats.bytes_sent_unvalidated += datagram.len() as u64;
+            self.reporter.stats.bytes_sent_unvalidated += datagram.len() as u64;
         }
     }
 
@@ -227,9 +217,7 @@ impl Endpoint {
     }
 
     fn state_change(&mut self, conn: ConnectionRef, old: ConnectionState, new: ConnectionState) {
-        self.emit(SecurityEvent::ConnectionStateUpdated(
-            ConnectionStateUpdated { conn, old, new },
-        ));
+        self.reporter.state_change(conn, old, new);
     }
 
     /// The public facts of a secure session's protection, for `kcp:connection_established`.
@@ -241,18 +229,6 @@ impl Endpoint {
                 suite: wire::SUITE_NAME,
                 key_id,
             })
-    }
-
-    fn drop_guarded(
-        &mut self,
-        remote: SocketAddr,
-        local: SocketAddr,
-        conv: Option<u32>,
-        uid: Option<Uid>,
-        violation: GuardViolation,
-        len: usize,
-    ) {
-        self.drop_datagram(remote, local, conv, uid, violation, len);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Secure mode, server side: the cookie, the HELLO, the application's answer to the token,
 //! the ACCEPT and its confirmation.
 
+use crate::endpoint::{Attempt, Dropped};
 use std::net::SocketAddr;
 
 use super::{
@@ -8,9 +9,7 @@ use super::{
     PendingAuth, RESET_RATES,
 };
 use crate::clock::Millis;
-use crate::endpoint::{
-    fail_key, ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, Session,
-};
+use crate::endpoint::{ConnectionHandle, Endpoint, EndpointEvent, Session};
 use crate::events::{
     ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef, Direction,
     DropRule, FailReason, SecurityEvent, UserId,
@@ -38,7 +37,7 @@ impl Endpoint {
         let mut reject = [0; REJECT_LEN];
         let len = wire::write_reject(&mut reject, nonce, reason, app_code);
         self.send_unbound(remote, local, &reject[..len], validated);
-        self.stats.rejects_sent += 1;
+        self.reporter.stats.rejects_sent += 1;
     }
 
     pub(in crate::endpoint) fn send_cookie(
@@ -52,7 +51,7 @@ impl Endpoint {
         let mut reply = [0; COOKIE_DATAGRAM_LEN];
         wire::write_cookie(&mut reply, nonce, &cookie);
         self.send_unbound(remote, local, &reply, false);
-        self.stats.cookies_sent += 1;
+        self.reporter.stats.cookies_sent += 1;
     }
 
     /// A HELLO at a server: the stateless half until the cookie checks out.
@@ -66,22 +65,22 @@ impl Endpoint {
         let len = datagram.len();
         if !self.config.accept_inbound {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::BadCmd,
                 DropRule::HelloToClient,
-                len,
             );
             return;
         }
-        self.stats.hellos_received += 1;
-        self.stats.bytes_received_unvalidated += len as u64;
-        let now_ms = self.unix_ms();
-        self.detectors.handshake(remote.ip(), now_ms);
-        self.report_alerts();
-        if self.refused_by_detector(remote, local, 0) {
+        self.reporter.stats.hellos_received += 1;
+        self.reporter.stats.bytes_received_unvalidated += len as u64;
+        let now_extended = self.clock.extended();
+        self.reporter
+            .detect(now_extended, |d, now_ms| d.handshake(remote.ip(), now_ms));
+        if self.refused_by_detector(Attempt {
+            remote,
+            local,
+            conv: 0,
+        }) {
             return;
         }
         let hello = match wire::parse_hello(datagram) {
@@ -92,7 +91,16 @@ impl Endpoint {
                     wire::WireError::BadLength => (DropTrigger::BadLength, DropRule::HelloTooLong),
                     wire::WireError::BadType => (DropTrigger::BadCmd, DropRule::UnknownType),
                 };
-                self.failed_attempt(remote, local, 0, FailReason::Malformed, trigger, rule);
+                self.failed_attempt(
+                    Attempt {
+                        remote,
+                        local,
+                        conv: 0,
+                    },
+                    FailReason::Malformed,
+                    trigger,
+                    rule,
+                );
                 return;
             }
         };
@@ -114,9 +122,11 @@ impl Endpoint {
                     .admit(&self.config.limits, remote.ip(), self.clock.extended())
             {
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    Attempt {
+                        remote,
+                        local,
+                        conv: 0,
+                    },
                     FailReason::RateLimited,
                     DropTrigger::RateLimited,
                     hit.rule(),
@@ -139,9 +149,11 @@ impl Endpoint {
                 DropRule::UnsupportedSuite
             };
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                Attempt {
+                    remote,
+                    local,
+                    conv: 0,
+                },
                 FailReason::VersionMismatch,
                 DropTrigger::BadCmd,
                 rule,
@@ -160,9 +172,11 @@ impl Endpoint {
                 false,
             );
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                Attempt {
+                    remote,
+                    local,
+                    conv: 0,
+                },
                 FailReason::UnknownServerKey,
                 DropTrigger::BadCmd,
                 DropRule::UnknownKeyId,
@@ -176,9 +190,11 @@ impl Endpoint {
         match cookie_check {
             CookieCheck::Invalid => {
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    Attempt {
+                        remote,
+                        local,
+                        conv: 0,
+                    },
                     FailReason::InvalidCookie,
                     DropTrigger::BadTag,
                     DropRule::CookieMac,
@@ -189,9 +205,11 @@ impl Endpoint {
                 // A genuine but slow client: a fresh cookie lets it finish on its next HELLO.
                 self.send_cookie(remote, local, &hello.nonce);
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    Attempt {
+                        remote,
+                        local,
+                        conv: 0,
+                    },
                     FailReason::ExpiredCookie,
                     DropTrigger::BadTag,
                     DropRule::CookieExpired,
@@ -219,13 +237,9 @@ impl Endpoint {
                     self.reschedule(handle, now);
                 }
                 None => self.drop_trigger(
-                    remote,
-                    local,
-                    None,
-                    None,
+                    Dropped::new(remote, local, len),
                     DropTrigger::UnknownConnection,
                     DropRule::NonceInUse,
-                    len,
                 ),
             }
             return;
@@ -237,9 +251,11 @@ impl Endpoint {
         if let Err(rule) = self.admits(remote) {
             self.send_reject(remote, local, &nonce, RejectReason::Capacity, 0, true);
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                Attempt {
+                    remote,
+                    local,
+                    conv: 0,
+                },
                 FailReason::Capacity,
                 DropTrigger::OverLimit,
                 rule,
@@ -264,9 +280,11 @@ impl Endpoint {
             Err(_) => {
                 self.token_buf = token;
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    Attempt {
+                        remote,
+                        local,
+                        conv: 0,
+                    },
                     FailReason::DecryptFailed,
                     DropTrigger::DecryptFailed,
                     DropRule::HelloNoise,
@@ -285,9 +303,11 @@ impl Endpoint {
                 DropRule::HelloWindow
             };
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                Attempt {
+                    remote,
+                    local,
+                    conv: 0,
+                },
                 FailReason::Malformed,
                 DropTrigger::BadLength,
                 rule,
@@ -302,9 +322,11 @@ impl Endpoint {
             self.token_buf = token;
             self.send_reject(remote, local, &nonce, RejectReason::StreamMismatch, 0, true);
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                Attempt {
+                    remote,
+                    local,
+                    conv: 0,
+                },
                 FailReason::StreamMismatch,
                 DropTrigger::BadCmd,
                 DropRule::HelloStream,
@@ -372,7 +394,7 @@ impl Endpoint {
             deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
             user: UserId::NONE,
         });
-        self.stats.auth_requests += 1;
+        self.reporter.stats.auth_requests += 1;
         self.events.push_back(EndpointEvent::AuthRequest {
             id,
             uid,
@@ -391,13 +413,11 @@ impl Endpoint {
         trigger: Option<DropTrigger>,
         rule: DropRule,
     ) {
-        self.stats.failed += 1;
-        self.stats.failed_by_reason[fail_key(reason)] += 1;
+        self.reporter.count_failure(reason, trigger);
         if conn.direction == Direction::Inbound {
-            self.detect_failure(conn.peer, reason, rule);
-        }
-        if let Some(trigger) = trigger {
-            self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
+            let now = self.clock.extended();
+            self.reporter
+                .detect_failure(conn.peer.ip(), reason, rule, now);
         }
         self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Closed);
         self.emit(SecurityEvent::ConnectionFailed(ConnectionFailed {
@@ -488,11 +508,12 @@ impl Endpoint {
         session.send_confirmation_ack();
         self.unconfirmed -= 1;
         let remote = session.remote;
-        self.stats.passive_opens += 1;
-        let now_ms = self.unix_ms();
+        self.reporter.stats.passive_opens += 1;
         let live = self.counts.for_ip(remote.ip());
-        self.detectors.established(remote.ip(), live, now_ms);
-        self.report_alerts();
+        let now_extended = self.clock.extended();
+        self.reporter.detect(now_extended, |d, now_ms| {
+            d.established(remote.ip(), live, now_ms)
+        });
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
             self.state_change(
                 conn,

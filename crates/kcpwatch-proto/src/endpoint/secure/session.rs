@@ -1,6 +1,7 @@
 //! Secure mode, both sides, once established: session datagrams opened, checked against the
 //! replay window, fed to the engine (FEC included), and the peer's address moves.
 
+use crate::endpoint::Dropped;
 use std::net::SocketAddr;
 
 use super::RECENTLY_CLOSED_MS;
@@ -30,13 +31,9 @@ impl Endpoint {
         let len = datagram.len();
         let Some((header, _)) = wire::parse_session(datagram) else {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::TooShort,
                 DropRule::SessionTooShort,
-                len,
             );
             return;
         };
@@ -53,7 +50,7 @@ impl Endpoint {
             if self.recently_closed.iter().any(|&(c, _)| c == header.conv) {
                 // The peer's remaining DISCONNECT copies or data in flight: expected after every
                 // close, so counted without a record each.
-                self.stats.late_after_close += 1;
+                self.reporter.stats.late_after_close += 1;
                 return;
             }
             // DATA or KEEPALIVE for a session this process does not have (it restarted, or
@@ -68,22 +65,18 @@ impl Endpoint {
                 self.stale_rule()
             };
             self.drop_trigger(
-                remote,
-                local,
-                conv,
-                None,
+                Dropped::new(remote, local, len).conv(conv),
                 DropTrigger::UnknownConnection,
                 rule,
-                len,
             );
             if let (true, Some(tag)) = (answer, wire::reset_tag(datagram)) {
                 let mut reset = [0; RESET_LEN];
                 wire::write_reset(&mut reset, &header, &tag);
                 // The source is not validated: counted like a COOKIE, and never larger than the
                 // datagram it answers (a session datagram is at least RESET_LEN bytes).
-                self.stats.bytes_received_unvalidated += len as u64;
+                self.reporter.stats.bytes_received_unvalidated += len as u64;
                 self.send_unbound(remote, local, &reset, false);
-                self.stats.resets_sent += 1;
+                self.reporter.stats.resets_sent += 1;
             }
             return;
         };
@@ -113,32 +106,32 @@ impl Endpoint {
                     (OpenError::DecryptFailed, true) => {
                         // Garbage rebuilt from a parity that does not fit the group: never
                         // applied, as a forged datagram.
-                        self.stats.fec.errors += 1;
-                        self.stats.fec.rebuilt_refused += 1;
+                        self.reporter.stats.fec.errors += 1;
+                        self.reporter.stats.fec.rebuilt_refused += 1;
                         (DropTrigger::DecryptFailed, DropRule::FecRebuiltAead)
                     }
                     (OpenError::Replayed, _) => (DropTrigger::Replayed, DropRule::ReplayWindow),
                 };
-                self.drop_trigger(remote, local, conv, uid, trigger, rule, len);
+                self.drop_trigger(
+                    Dropped::new(remote, local, len).conv(conv).uid(uid),
+                    trigger,
+                    rule,
+                );
                 return;
             }
         };
         if rebuilt {
-            self.stats.fec.recovered += 1;
+            self.reporter.stats.fec.recovered += 1;
         }
         let recovered = match self.fec_input(handle, &header, datagram, &plain) {
             Ok(recovered) => recovered,
             Err(()) => {
                 self.plain = plain;
-                self.stats.fec.errors += 1;
+                self.reporter.stats.fec.errors += 1;
                 self.drop_trigger(
-                    remote,
-                    local,
-                    conv,
-                    uid,
+                    Dropped::new(remote, local, len).conv(conv).uid(uid),
                     DropTrigger::BadLength,
                     DropRule::FecParityMalformed,
-                    len,
                 );
                 return;
             }
@@ -183,7 +176,7 @@ impl Endpoint {
         let Some(secure) = session.secure.as_mut() else {
             return Ok(None);
         };
-        let stats = &mut self.stats.fec;
+        let stats = &mut self.reporter.stats.fec;
         let pn = header.packet_number;
         let rebuilt = if header.kind == TYPE_FEC_PARITY {
             stats.enabled = true;
@@ -236,7 +229,7 @@ impl Endpoint {
         if session.unconfirmed() {
             if header.kind == TYPE_DISCONNECT {
                 // The client left before its session started: never a connection.
-                self.stats.datagrams_accepted += 1;
+                self.reporter.stats.datagrams_accepted += 1;
                 self.abandon_unconfirmed(handle, CloseReason::PeerClosed);
                 return;
             }
@@ -254,7 +247,7 @@ impl Endpoint {
                 let outcome = self.with_session(handle, |s| s.input(now, body));
                 match outcome {
                     Some(Ok(engine_error)) => {
-                        self.stats.datagrams_accepted += 1;
+                        self.reporter.stats.datagrams_accepted += 1;
                         if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
                             s.note_framing_in(SESSION_OVERHEAD);
                         }
@@ -263,14 +256,15 @@ impl Endpoint {
                         }
                         self.after_activity(handle, now);
                     }
-                    Some(Err(violation)) => {
-                        self.drop_guarded(remote, local, conv, uid, violation, len)
-                    }
+                    Some(Err(violation)) => self.drop_datagram(
+                        Dropped::new(remote, local, len).conv(conv).uid(uid),
+                        violation,
+                    ),
                     None => {}
                 }
             }
             TYPE_KEEPALIVE => {
-                self.stats.datagrams_accepted += 1;
+                self.reporter.stats.datagrams_accepted += 1;
                 if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
                     s.note_control_in(now, len);
                 }
@@ -281,14 +275,14 @@ impl Endpoint {
             }
             TYPE_FEC_PARITY => {
                 // Taken by `fec_input`; an authentic datagram all the same.
-                self.stats.datagrams_accepted += 1;
+                self.reporter.stats.datagrams_accepted += 1;
                 if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
                     s.note_control_in(now, len);
                 }
                 self.reschedule(handle, now);
             }
             _ => {
-                self.stats.datagrams_accepted += 1;
+                self.reporter.stats.datagrams_accepted += 1;
                 let said = wire::parse_disconnect_body(body);
                 if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
                     s.note_control_in(now, len);
@@ -320,7 +314,7 @@ impl Endpoint {
             self.counts.remove(old_peer.ip());
             self.counts.add(remote.ip());
         }
-        self.stats.peer_address_changes += 1;
+        self.reporter.stats.peer_address_changes += 1;
         self.emit(SecurityEvent::PeerAddressChanged(PeerAddressChanged {
             conn,
             old_peer,
