@@ -114,11 +114,11 @@ impl Endpoint {
         payload: &[u8],
     ) -> Result<(), DatagramSendError> {
         let waiting = self.tx.borrow().byte_len();
-        self.slot(handle)
+        self.session(handle)
             .ok_or(DatagramSendError::UnknownConnection)?;
-        let session = self.slots[handle.index() as usize]
-            .session
-            .as_mut()
+        let session = self
+            .sessions
+            .get_mut(handle)
             .ok_or(DatagramSendError::UnknownConnection)?;
         if session.secure.is_none() {
             return Err(DatagramSendError::RawMode);
@@ -163,7 +163,7 @@ impl Endpoint {
         body: &[u8],
         len: usize,
     ) {
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         // Any authentic datagram is activity, whatever becomes of its content.
@@ -275,8 +275,8 @@ impl Endpoint {
         let moved = count.min(stats.received);
         stats.received -= moved;
         stats.dropped_queue_full += count;
-        if self.slot(handle).is_some() {
-            if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+        if self.session(handle).is_some() {
+            if let Some(s) = self.sessions.get_mut(handle) {
                 s.unreliable.received = s.unreliable.received.saturating_sub(count);
                 s.unreliable.dropped += count;
             }

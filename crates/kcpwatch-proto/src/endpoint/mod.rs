@@ -12,7 +12,7 @@
 //! 5. sleep until [`Endpoint::poll_timeout`] or the next datagram.
 
 use std::cell::{Ref, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -53,31 +53,16 @@ pub use datagram::{DatagramSendError, MAX_DATAGRAM_INBOX_BYTES, MAX_DATAGRAM_TX_
 pub use error::{ConnectError, SendError};
 pub use event::{EndpointEvent, Unreachable};
 pub use handle::ConnectionHandle;
-use handle::{GENERATION_MASK, MAX_SLOTS};
 pub use info::ConnectionInfo;
 use reporter::{Attempt, Dropped, Reporter};
+use sessions::Sessions;
 pub use stats::EndpointStats;
-
-struct Slot {
-    generation: u32,
-    session: Option<Session>,
-    /// The deadline this slot is queued for; older queue entries are stale.
-    deadline: Option<u64>,
-    /// Who last lived here: a send to a connection that has just closed (the common case of
-    /// writing to a player who left) is still logged with that connection's identity.
-    last_conn: Option<ConnectionRef>,
-}
 
 /// One UDP socket's worth of KCP sessions.
 pub struct Endpoint {
     config: EndpointConfig,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    live: usize,
-    /// Secure server sessions whose ACCEPT the client has not confirmed yet (part of `live`).
-    unconfirmed: usize,
-    by_key: HashMap<(SocketAddr, u32), ConnectionHandle>,
-    timers: crate::timer::TimerQueue,
+    /// Slots, the indexes that find a session, timers, recently closed sessions.
+    sessions: Sessions,
     tx: Rc<RefCell<Transmits>>,
     events: VecDeque<EndpointEvent>,
     dirty: Vec<ConnectionHandle>,
@@ -85,11 +70,6 @@ pub struct Endpoint {
     uids: UidGenerator,
     /// Counters, security records, samplers and detectors.
     reporter: Reporter,
-    /// Secure sessions by conv: they are found by conv alone so they can move address.
-    by_conv: HashMap<u32, ConnectionHandle>,
-    /// Secure sessions by HELLO nonce: a repeated HELLO gets the same answer, a client's
-    /// pending handshake gets its replies.
-    by_nonce: HashMap<[u8; 16], ConnectionHandle>,
     cookies: CookieJar,
     /// Session secrets, convs and nonces (ChaCha, seeded from `config.secret`).
     rng: StdRng,
@@ -108,20 +88,14 @@ pub struct Endpoint {
     /// Tests only: where handshake ephemerals come from instead of the OS.
     #[cfg(feature = "test-keys")]
     test_ephemerals: Option<StdRng>,
-    /// Secure mode: convs of sessions that closed recently, oldest first, with when.
-    recently_closed: VecDeque<(u32, u64)>,
     /// Secure mode, server: the rate of stateless RESETs per source and overall.
     reset_rate: Option<HandshakeRate>,
     /// The extended clock when the endpoint started, for the restart grace period.
     started_at: u64,
-    /// Counters of closed sessions, summed, and the live-session high-water mark (metrics).
-    totals: crate::metrics::SessionTotals,
     /// Raw mode with FEC (`config.fec`).
     fec: Option<raw_fec::FecState>,
     /// Secure mode: the FEC codec this endpoint sends with (`config.fec`) and its peers'.
     secure_fec: crate::secure::fec::Codecs,
-    /// Raw mode: (address, conv) pairs closed for a protocol violation, refused for a while.
-    raw_closed: raw_closed::RawClosed,
     /// Secure mode: received datagrams waiting for the application.
     inbox: datagram::DatagramInbox,
 }
@@ -139,6 +113,7 @@ mod raw_fec;
 mod report;
 mod reporter;
 mod secure;
+mod sessions;
 mod stats;
 
 impl Endpoint {
@@ -184,8 +159,6 @@ impl Endpoint {
             )));
         }
         Ok(Self {
-            by_conv: HashMap::new(),
-            by_nonce: HashMap::new(),
             cookies: CookieJar::new(&derive(b"cookies"), config.cookie_slot_ms),
             rng: StdRng::from_seed(derive(b"session rng")),
             rate: HandshakeRate::new(u64::from_le_bytes(rate_key)),
@@ -198,23 +171,15 @@ impl Endpoint {
             server_keys,
             #[cfg(feature = "test-keys")]
             test_ephemerals: config.test_ephemeral_seed.map(StdRng::from_seed),
-            recently_closed: VecDeque::new(),
-            totals: Default::default(),
             fec,
             secure_fec,
-            raw_closed: Default::default(),
             inbox: Default::default(),
             reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
                 .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
             started_at: u64::from(now),
             reporter: Reporter::new(&config, u64::from_le_bytes(rate_key) ^ 0x5bd1_e995),
             uids: UidGenerator::new(config.rng_seed),
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            unconfirmed: 0,
-            by_key: HashMap::new(),
-            timers: Default::default(),
+            sessions: Sessions::default(),
             tx: Transmits::shared(),
             events: VecDeque::new(),
             dirty: Vec::new(),
@@ -288,7 +253,7 @@ impl Endpoint {
     /// Live connections: sessions the application was told of (a secure server session the
     /// client has not confirmed yet holds a place under the limits but is not one).
     pub fn connection_count(&self) -> usize {
-        self.live - self.unconfirmed
+        self.sessions.connection_count()
     }
 
     /// Handles a datagram from `remote` that arrived on our address `local`.
@@ -342,8 +307,8 @@ impl Endpoint {
             );
             return None;
         };
-        let handle = match self.by_key.get(&(remote, conv)) {
-            Some(&handle) => handle,
+        let handle = match self.sessions.by_key(remote, conv) {
+            Some(handle) => handle,
             None => self.open_inbound(now, remote, local, conv, datagram)?,
         };
         let outcome = self.with_session(handle, |s| s.input(now, datagram));
@@ -401,8 +366,8 @@ impl Endpoint {
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         };
         let handle = conv.and_then(|conv| match self.config.mode {
-            Mode::Raw => self.by_key.get(&(remote, conv)).copied(),
-            Mode::Secure => self.by_conv.get(&conv).copied(),
+            Mode::Raw => self.sessions.by_key(remote, conv),
+            Mode::Secure => self.sessions.by_conv(conv),
         });
         let uid = handle.and_then(|h| self.session(h)).map(|s| s.uid);
         self.drop_trigger(
@@ -414,14 +379,8 @@ impl Endpoint {
         );
     }
 
-    fn slot(&self, handle: ConnectionHandle) -> Option<&Slot> {
-        let slot = self.slots.get(handle.index() as usize)?;
-        (slot.generation & GENERATION_MASK == handle.generation() && slot.session.is_some())
-            .then_some(slot)
-    }
-
     fn session(&self, handle: ConnectionHandle) -> Option<&Session> {
-        self.slot(handle).and_then(|s| s.session.as_ref())
+        self.sessions.get(handle)
     }
 
     /// Runs `f` on a session; a panic inside it ends that session with `internal_error` and
@@ -431,8 +390,7 @@ impl Endpoint {
         handle: ConnectionHandle,
         f: impl FnOnce(&mut Session) -> R,
     ) -> Option<R> {
-        self.slot(handle)?;
-        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        let session = self.sessions.get_mut(handle)?;
         match catch_unwind(AssertUnwindSafe(|| f(session))) {
             Ok(result) => Some(result),
             Err(_) => {
@@ -468,7 +426,7 @@ impl Endpoint {
             && session.peek_size().is_some();
         let flush = session.flush_pending;
         if readable {
-            if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+            if let Some(s) = self.sessions.get_mut(handle) {
                 s.readable_signalled = true;
             }
             self.events.push_back(EndpointEvent::Readable { handle });
@@ -489,23 +447,7 @@ impl Endpoint {
         // ahead and the session would never be visited again.
         let ahead = crate::clock::diff(deadline, now).max(0) as u64;
         let extended = self.clock.extended() + ahead;
-        let slot = &mut self.slots[handle.index() as usize];
-        // A deadline that moves later keeps the earlier timer: that visit finds nothing due and
-        // arms the real deadline then. Most reschedules move later (each ACK, each input while
-        // idle), so this keeps the heap to about one entry per session instead of one per event.
-        if slot.deadline.is_some_and(|armed| armed <= extended) {
-            return;
-        }
-        slot.deadline = Some(extended);
-        self.timers
-            .schedule(extended, handle.index(), slot.generation);
-        if self.timers.len() > 4 * self.live + 64 {
-            let slots = &self.slots;
-            self.timers.compact(|d, s, g| {
-                let slot = &slots[s as usize];
-                slot.generation == g && slot.deadline == Some(d)
-            });
-        }
+        self.sessions.schedule(handle, extended);
     }
 
     /// The next time [`Endpoint::handle_timeout`] must run, if any session is live or a
@@ -518,18 +460,7 @@ impl Endpoint {
         .into_iter()
         .flatten()
         .min();
-        let mut session = None;
-        while let Some((deadline, index, generation)) = self.timers.peek() {
-            let slot = &self.slots[index as usize];
-            if slot.generation == generation
-                && slot.deadline == Some(deadline)
-                && slot.session.is_some()
-            {
-                session = Some(deadline);
-                break;
-            }
-            self.timers.pop();
-        }
+        let session = self.sessions.next_deadline();
         [session, samples]
             .into_iter()
             .flatten()
@@ -543,20 +474,7 @@ impl Endpoint {
         self.tx.borrow_mut().now = now;
         self.reporter.report_sampled(now_extended);
         self.expire_pending_auth(now_extended);
-        while let Some((deadline, index, generation)) = self.timers.peek() {
-            if deadline > now_extended {
-                break;
-            }
-            self.timers.pop();
-            let slot = &mut self.slots[index as usize];
-            if slot.generation != generation
-                || slot.deadline != Some(deadline)
-                || slot.session.is_none()
-            {
-                continue;
-            }
-            slot.deadline = None;
-            let handle = ConnectionHandle::new(index, generation);
+        while let Some(handle) = self.sessions.pop_due(now_extended) {
             if self.client_handshake_tick(handle, now) {
                 continue;
             }
@@ -607,7 +525,7 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<(), SendError> {
         self.clock.advance(now);
-        let existed = self.slot(handle).is_some();
+        let existed = self.session(handle).is_some();
         let result = match self.with_session(handle, |s| s.send(data)) {
             // The engine panicked: the session is closed with `internal_error`, which is the
             // record of what happened; the send itself was no misuse.
@@ -639,13 +557,13 @@ impl Endpoint {
     /// Moves the next message of a connection into `buf` (at least [`Endpoint::peek_size`]
     /// bytes). `None` when no message is ready; then the next arrival signals `Readable` again.
     pub fn recv(&mut self, handle: ConnectionHandle, buf: &mut [u8]) -> Option<usize> {
-        self.slot(handle)?;
+        self.session(handle)?;
         let ready = self.peek_size(handle);
         if ready.is_none() && self.oversized_head(handle) {
             self.close_now(handle, CloseReason::ProtocolViolation);
             return None;
         }
-        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        let session = self.sessions.get_mut(handle)?;
         if ready.is_none() {
             session.readable_signalled = false;
             return None;
@@ -673,9 +591,8 @@ impl Endpoint {
     /// The connection a peer address and conv belong to, for events about a peer (an ICMP
     /// error names only the address).
     pub fn connection_for_peer(&self, peer: SocketAddr) -> Option<ConnectionRef> {
-        self.slots
+        self.sessions
             .iter()
-            .filter_map(|slot| slot.session.as_ref())
             .find(|session| session.remote == peer)
             .map(Session::conn_ref)
     }
@@ -707,10 +624,11 @@ impl Endpoint {
     pub fn peer_unreachable(&mut self, now: Millis, peer: SocketAddr) -> Unreachable {
         self.clock.advance(now);
         let mut outcome = Unreachable::NoSession;
-        for index in 0..self.slots.len() {
-            let slot = &mut self.slots[index];
-            let generation = slot.generation;
-            let Some(session) = slot.session.as_mut() else {
+        for index in 0..self.sessions.slot_count() {
+            let Some(handle) = self.sessions.handle_at(index) else {
+                continue;
+            };
+            let Some(session) = self.sessions.get_mut(handle) else {
                 continue;
             };
             if session.remote == peer
@@ -718,7 +636,6 @@ impl Endpoint {
                 && session.direction == Direction::Outbound
             {
                 self.reporter.stats.unreachable_reports += 1;
-                let handle = ConnectionHandle::new(index as u32, generation);
                 match self.handshake_unreachable(handle) {
                     Some(closed @ Unreachable::Closed(_)) => outcome = closed,
                     Some(first) if outcome == Unreachable::NoSession => outcome = first,
@@ -756,10 +673,7 @@ impl Endpoint {
                 && i64::from(lasted) >= i64::from(span)
             {
                 let conn = session.conn_ref();
-                self.close_now(
-                    ConnectionHandle::new(index as u32, generation),
-                    CloseReason::DeadLink,
-                );
+                self.close_now(handle, CloseReason::DeadLink);
                 outcome = Unreachable::Closed(conn);
             } else if outcome == Unreachable::NoSession {
                 outcome = Unreachable::Repeat;
@@ -825,12 +739,7 @@ impl Endpoint {
     /// Per-session counters summed over every session so far: the closed ones, plus the live
     /// ones as they are now (O(live sessions), for metrics reads).
     pub fn session_totals(&self) -> crate::metrics::SessionTotals {
-        let now = self.clock.extended();
-        let mut totals = self.totals;
-        for session in self.slots.iter().filter_map(|slot| slot.session.as_ref()) {
-            totals.add(&session.summary(now));
-        }
-        totals
+        self.sessions.totals(self.clock.extended())
     }
 
     /// A connection's summary so far.
@@ -842,13 +751,11 @@ impl Endpoint {
     /// Makes the next engine call of a connection panic, to exercise the containment that
     /// turns an engine failure into an `internal_error` close. For tests and fault drills.
     pub fn inject_engine_fault(&mut self, handle: ConnectionHandle) -> bool {
-        if self.slot(handle).is_none() {
+        let Some(s) = self.sessions.get_mut(handle) else {
             return false;
-        }
-        if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
-            s.poisoned = true;
-            s.flush_pending = true;
-        }
+        };
+        s.poisoned = true;
+        s.flush_pending = true;
         self.dirty.push(handle);
         true
     }

@@ -4,8 +4,7 @@ use super::{Attempt, Dropped};
 use std::net::SocketAddr;
 
 use super::{
-    mode_mismatch, ConnectError, ConnectionHandle, Endpoint, EndpointEvent, Slot, MAX_SLOTS,
-    RECENTLY_CLOSED,
+    mode_mismatch, ConnectError, ConnectionHandle, Endpoint, EndpointEvent, RECENTLY_CLOSED,
 };
 use crate::clock::Millis;
 use crate::config::{EndpointConfig, SessionConfig};
@@ -37,8 +36,8 @@ impl Endpoint {
             return None;
         }
         if self
-            .raw_closed
-            .blocks(&(remote, conv), self.clock.extended())
+            .sessions
+            .raw_blocked(remote, conv, self.clock.extended())
         {
             self.drop_trigger(
                 Dropped::new(remote, local, datagram.len()).conv(Some(conv)),
@@ -160,8 +159,8 @@ impl Endpoint {
     /// Whether a new inbound session from `remote` fits every connection limit; the rule
     /// that refuses it otherwise.
     pub(super) fn admits(&self, remote: SocketAddr) -> Result<(), DropRule> {
-        if self.live + self.pending_auth.len() >= self.config.max_connections
-            || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
+        if self.sessions.live() + self.pending_auth.len() >= self.config.max_connections
+            || self.sessions.is_full()
         {
             return Err(DropRule::MaxConnections);
         }
@@ -210,11 +209,11 @@ impl Endpoint {
         let config = *config.unwrap_or(&self.config.session);
         config.validate()?;
         self.config.validate_fec(&config)?;
-        if self.by_key.contains_key(&(remote, conv)) {
+        if self.sessions.by_key(remote, conv).is_some() {
             return Err(ConnectError::Duplicate(remote, conv));
         }
         // Pending authentications hold a place too.
-        if self.live + self.pending_auth.len() >= self.config.max_connections {
+        if self.sessions.live() + self.pending_auth.len() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
         let handle =
@@ -261,30 +260,11 @@ impl Endpoint {
             // One encoder per remote: every session to it shares one seqid sequence.
             session.enable_fec(fec.attach(remote));
         }
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    session: None,
-                    deadline: None,
-                    last_conn: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.session = Some(session);
-        slot.deadline = None;
-        let handle = ConnectionHandle::new(index, slot.generation);
-        if self.config.mode == crate::config::Mode::Raw {
-            self.by_key.insert((remote, conv), handle);
-        }
+        let raw = self.config.mode == crate::config::Mode::Raw;
+        let handle = self.sessions.insert(session, raw);
         if direction == Direction::Inbound {
             self.counts.add(remote.ip());
         }
-        self.live += 1;
-        self.totals.note_live(self.live);
         self.reschedule(handle, now);
         handle
     }

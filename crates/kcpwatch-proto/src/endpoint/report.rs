@@ -110,14 +110,7 @@ impl Endpoint {
 
     /// The identity of a live connection, or of the one that last closed in the handle's slot.
     pub(super) fn known_conn(&self, handle: ConnectionHandle) -> Option<ConnectionRef> {
-        if let Some(session) = self.session(handle) {
-            return Some(session.conn_ref());
-        }
-        let slot = self.slots.get(handle.index() as usize)?;
-        let next = handle.generation().wrapping_add(1) & super::GENERATION_MASK;
-        (slot.generation & super::GENERATION_MASK == next)
-            .then_some(slot.last_conn)
-            .flatten()
+        self.sessions.known_conn(handle)
     }
 
     pub(super) fn engine_error(&mut self, handle: ConnectionHandle, error: EngineError) {

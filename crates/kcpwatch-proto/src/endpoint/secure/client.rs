@@ -47,7 +47,7 @@ impl Endpoint {
         let config = secure_session_config(config.unwrap_or(&self.config.session));
         config.validate()?;
         // Pending authentications hold a place too.
-        if self.live + self.pending_auth.len() >= self.config.max_connections {
+        if self.sessions.live() + self.pending_auth.len() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
         let nonce: [u8; 16] = self.rng.gen();
@@ -70,7 +70,7 @@ impl Endpoint {
         let keepalive = self.keepalive_ms();
         let handle = self.insert_session(now, remote, local, 0, &config, Direction::Outbound, None);
         let deadline = now.wrapping_add(self.config.handshake_timeout_ms);
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             let handshake = ClientHandshake {
                 hello: hello.into(),
                 noise: Some(noise),
@@ -84,7 +84,7 @@ impl Endpoint {
             let key_id = crate::secure::key_id(&server_key);
             session.make_secure(Role::Client, nonce, key_id, keepalive, Some(handshake), now);
         }
-        self.by_nonce.insert(nonce, handle);
+        self.sessions.index_nonce(nonce, handle);
         self.reporter.stats.active_opens += 1;
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
             self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
@@ -104,7 +104,7 @@ impl Endpoint {
     /// Sends the client's HELLO (with the cookie once it has one) and backs off the next.
     pub(in crate::endpoint) fn send_hello(&mut self, handle: ConnectionHandle, now: Millis) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             let handshake = session.secure.as_mut().and_then(|s| s.handshake.as_mut());
             if let Some(h) = handshake {
                 scratch.clear();
@@ -171,7 +171,6 @@ impl Endpoint {
             return;
         };
         let conn = session.conn_ref();
-        self.slots[handle.index() as usize].last_conn = Some(conn);
         self.validated_failure(conn, reason, None, rule);
         self.events.push_back(EndpointEvent::ConnectFailed {
             handle,
@@ -188,7 +187,7 @@ impl Endpoint {
         &mut self,
         handle: ConnectionHandle,
     ) -> Option<Unreachable> {
-        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        let session = self.sessions.get_mut(handle)?;
         let conn = session.conn_ref();
         let h = session.secure.as_mut()?.handshake.as_mut()?;
         if h.unreachable_hellos > 0 && h.unreachable_at_hello == h.hellos {
@@ -230,7 +229,7 @@ impl Endpoint {
             );
             return;
         };
-        let handle = self.by_nonce.get(&nonce).copied().filter(|&h| {
+        let handle = self.sessions.by_nonce(&nonce).filter(|&h| {
             // From any address: the nonce authenticates the reply (docs/protocol.md).
             self.session(h).is_some_and(|s| {
                 s.direction == Direction::Outbound && s.state == ConnectionState::Handshaking
@@ -250,9 +249,9 @@ impl Endpoint {
                 let Some((_, cookie)) = wire::parse_cookie(datagram) else {
                     return;
                 };
-                if let Some(h) = self.slots[handle.index() as usize]
-                    .session
-                    .as_mut()
+                if let Some(h) = self
+                    .sessions
+                    .get_mut(handle)
                     .and_then(|s| s.secure.as_mut())
                     .and_then(|s| s.handshake.as_mut())
                 {
@@ -268,9 +267,9 @@ impl Endpoint {
                 let Some((_, noise_message)) = wire::parse_accept(datagram) else {
                     return;
                 };
-                let noise = self.slots[handle.index() as usize]
-                    .session
-                    .as_mut()
+                let noise = self
+                    .sessions
+                    .get_mut(handle)
                     .and_then(|s| s.secure.as_mut())
                     .and_then(|s| s.handshake.as_mut())
                     .and_then(|h| h.noise.take());
@@ -321,16 +320,15 @@ impl Endpoint {
                     let fits = config.stream || session.largest_queued() <= ceiling;
                     (config, fec, ceiling, fits)
                 });
-                let (dropped, fec) =
-                    match (agreed, self.slots[handle.index() as usize].session.as_mut()) {
-                        (Some((agreed, fec, ceiling, true)), Some(session)) => {
-                            let dropped = session.set_agreed_mtu(&agreed);
-                            session.send_ceiling = ceiling;
-                            (dropped, fec)
-                        }
-                        (Some((_, _, _, false)), Some(_)) => (1, None),
-                        _ => (0, None),
-                    };
+                let (dropped, fec) = match (agreed, self.sessions.get_mut(handle)) {
+                    (Some((agreed, fec, ceiling, true)), Some(session)) => {
+                        let dropped = session.set_agreed_mtu(&agreed);
+                        session.send_ceiling = ceiling;
+                        (dropped, fec)
+                    }
+                    (Some((_, _, _, false)), Some(_)) => (1, None),
+                    _ => (0, None),
+                };
                 if dropped > 0 {
                     // A message queued during the handshake is larger than the server takes
                     // (its max_message_size, or more fragments than its receive window or KCP
@@ -345,7 +343,7 @@ impl Endpoint {
                     return;
                 }
                 let now_extended = self.clock.extended();
-                if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+                if let Some(session) = self.sessions.get_mut(handle) {
                     let keys = SessionKeys::from_split(&split, Role::Client);
                     session.start_session(accept.conv, keys, now, now_extended);
                     if let Some(codec) = fec {
@@ -360,12 +358,10 @@ impl Endpoint {
                     }
                     session.flush_pending = true;
                 }
-                if let Some(old) = self.by_conv.insert(accept.conv, handle) {
+                if let Some(old) = self.sessions.index_conv(accept.conv, handle) {
                     // Two servers gave one client endpoint the same conv: the newer wins.
-                    if old != handle {
-                        self.close_now(old, CloseReason::ProtocolViolation);
-                        self.by_conv.insert(accept.conv, handle);
-                    }
+                    self.close_now(old, CloseReason::ProtocolViolation);
+                    self.sessions.index_conv(accept.conv, handle);
                 }
                 if let Some(conn) = self.session(handle).map(Session::conn_ref) {
                     self.state_change(
@@ -419,7 +415,7 @@ impl Endpoint {
             );
             return;
         };
-        let handle = self.by_conv.get(&conv).copied().filter(|&h| {
+        let handle = self.sessions.by_conv(conv).filter(|&h| {
             self.session(h).is_some_and(|s| {
                 s.direction == Direction::Outbound && s.state != ConnectionState::Handshaking
             })

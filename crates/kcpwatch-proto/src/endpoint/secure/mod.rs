@@ -59,23 +59,6 @@ const RESET_RATES: crate::limits::Limits = crate::limits::Limits {
     handshake_burst_global: 2_000,
 };
 
-/// How long datagrams for a closed session are recognised as its stragglers.
-const RECENTLY_CLOSED_MS: u64 = 10_000;
-/// Closed convs remembered at most (a burst of closes only shortens how long each is kept).
-const RECENTLY_CLOSED_CAP: usize = 1024;
-
-/// Notes that `conv` closed at `now`, so its peer's last datagrams are not mistaken for probes.
-pub(super) fn remember_closed(
-    list: &mut std::collections::VecDeque<(u32, u64)>,
-    conv: u32,
-    now: u64,
-) {
-    if list.len() >= RECENTLY_CLOSED_CAP {
-        list.pop_front();
-    }
-    list.push_back((conv, now));
-}
-
 /// The engine's configuration in secure mode: the MTU leaves room for the session framing, so
 /// datagrams on the wire are no larger than the configured MTU.
 pub(super) fn secure_session_config(config: &SessionConfig) -> SessionConfig {
@@ -208,7 +191,7 @@ impl Endpoint {
         loop {
             let conv: u32 = self.rng.gen();
             if conv != 0
-                && !self.by_conv.contains_key(&conv)
+                && self.sessions.by_conv(conv).is_none()
                 && !self.pending_auth.iter().any(|p| p.conv == conv)
             {
                 return conv;

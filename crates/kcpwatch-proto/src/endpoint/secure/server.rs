@@ -220,7 +220,7 @@ impl Endpoint {
         }
         // The source is validated from here on: it received our COOKIE at this address.
         let nonce = hello.nonce;
-        if let Some(&handle) = self.by_nonce.get(&nonce) {
+        if let Some(handle) = self.sessions.by_nonce(&nonce) {
             let accept = self
                 .session(handle)
                 .filter(|s| s.remote == remote)
@@ -230,7 +230,7 @@ impl Endpoint {
                 // The ACCEPT was lost: the same answer again. The client is alive and trying,
                 // so its session must not idle out meanwhile.
                 Some(accept) => {
-                    if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                    if let Some(s) = self.sessions.get_mut(handle) {
                         s.note_alive(now);
                     }
                     self.send_unbound(remote, local, &accept, true);
@@ -472,7 +472,7 @@ impl Endpoint {
             Some(uid),
         );
         let now_extended = self.clock.extended();
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             session.send_ceiling = peer_ceiling(&config, &client);
             session.user = user;
             session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
@@ -485,14 +485,14 @@ impl Endpoint {
             if let Some(secure) = session.secure.as_mut() {
                 secure.accept = Some(accept.into());
             }
-            // Not a connection yet: the client may have given up while the application
-            // thought, or may never get the ACCEPT. Its first authenticated datagram proves it
-            // holds the keys and is still there (QUIC's handshake confirmation).
-            session.await_confirmation(now.wrapping_add(self.config.handshake_timeout_ms));
-            self.unconfirmed += 1;
         }
-        self.by_conv.insert(conv, handle);
-        self.by_nonce.insert(nonce, handle);
+        // Not a connection yet: the client may have given up while the application thought,
+        // or may never get the ACCEPT. Its first authenticated datagram proves it holds the
+        // keys and is still there (QUIC's handshake confirmation).
+        let confirm_by = now.wrapping_add(self.config.handshake_timeout_ms);
+        self.sessions.await_confirmation(handle, confirm_by);
+        self.sessions.index_conv(conv, handle);
+        self.sessions.index_nonce(nonce, handle);
         self.reschedule(handle, now);
     }
 
@@ -501,12 +501,10 @@ impl Endpoint {
     /// arrived, so it stops repeating it.
     pub(in crate::endpoint) fn confirm_server(&mut self, handle: ConnectionHandle, now: Millis) {
         let now_extended = self.clock.extended();
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.confirm(handle, now, now_extended) else {
             return;
         };
-        session.confirm(now, now_extended);
         session.send_confirmation_ack();
-        self.unconfirmed -= 1;
         let remote = session.remote;
         self.reporter.stats.passive_opens += 1;
         let live = self.counts.for_ip(remote.ip());
@@ -538,14 +536,12 @@ impl Endpoint {
         let Some(mut session) = self.remove_session(handle) else {
             return;
         };
-        self.unconfirmed -= 1;
         // The client may believe it is connected (it read the ACCEPT): tell it, unless it is
         // the one that said goodbye.
         if reason != CloseReason::PeerClosed {
             session.send_disconnect(reason);
         }
         let conn = session.conn_ref();
-        self.slots[handle.index() as usize].last_conn = Some(conn);
         let abandoned = FailReason::HandshakeAbandoned;
         match reason {
             CloseReason::Shutdown => {

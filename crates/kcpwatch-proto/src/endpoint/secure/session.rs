@@ -4,7 +4,6 @@
 use crate::endpoint::Dropped;
 use std::net::SocketAddr;
 
-use super::RECENTLY_CLOSED_MS;
 use crate::clock::Millis;
 use crate::endpoint::{ConnectionHandle, Endpoint};
 use crate::events::{Direction, DropRule, PeerAddressChanged, SecurityEvent};
@@ -38,16 +37,9 @@ impl Endpoint {
             return;
         };
         let conv = Some(header.conv);
-        let Some(&handle) = self.by_conv.get(&header.conv) else {
+        let Some(handle) = self.sessions.by_conv(header.conv) else {
             let now_extended = self.clock.extended();
-            while self
-                .recently_closed
-                .front()
-                .is_some_and(|&(_, at)| at + RECENTLY_CLOSED_MS < now_extended)
-            {
-                self.recently_closed.pop_front();
-            }
-            if self.recently_closed.iter().any(|&(c, _)| c == header.conv) {
+            if self.sessions.recently_closed(header.conv, now_extended) {
                 // The peer's remaining DISCONNECT copies or data in flight: expected after every
                 // close, so counted without a record each.
                 self.reporter.stats.late_after_close += 1;
@@ -80,7 +72,7 @@ impl Endpoint {
             }
             return;
         };
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         let uid = Some(session.uid);
@@ -146,9 +138,9 @@ impl Endpoint {
                 let datagram = &buffers.0[at as usize..(at + len) as usize];
                 self.session_datagram(now, remote, local, datagram, true);
             }
-            if let Some(decoder) = self.slots[handle.index() as usize]
-                .session
-                .as_mut()
+            if let Some(decoder) = self
+                .sessions
+                .get_mut(handle)
                 .and_then(|s| s.secure.as_mut())
                 .and_then(|s| s.fec.as_mut())
             {
@@ -169,7 +161,7 @@ impl Endpoint {
         datagram: &[u8],
         plain: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<(u32, u32)>)>, ()> {
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return Ok(None);
         };
         let mtu = session.secure_wire_mtu();
@@ -221,7 +213,7 @@ impl Endpoint {
         len: usize,
     ) {
         let conv = Some(header.conv);
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         let uid = Some(session.uid);
@@ -235,7 +227,7 @@ impl Endpoint {
             }
             self.confirm_server(handle, now);
         }
-        let Some(session) = self.slots[handle.index() as usize].session.as_ref() else {
+        let Some(session) = self.sessions.get(handle) else {
             return;
         };
         let (old_peer, old_local) = (session.remote, session.local);
@@ -248,7 +240,7 @@ impl Endpoint {
                 match outcome {
                     Some(Ok(engine_error)) => {
                         self.reporter.stats.datagrams_accepted += 1;
-                        if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                        if let Some(s) = self.sessions.get_mut(handle) {
                             s.note_framing_in(SESSION_OVERHEAD);
                         }
                         if let Some(error) = engine_error {
@@ -265,7 +257,7 @@ impl Endpoint {
             }
             TYPE_KEEPALIVE => {
                 self.reporter.stats.datagrams_accepted += 1;
-                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                if let Some(s) = self.sessions.get_mut(handle) {
                     s.note_control_in(now, len);
                 }
                 self.reschedule(handle, now);
@@ -276,7 +268,7 @@ impl Endpoint {
             TYPE_FEC_PARITY => {
                 // Taken by `fec_input`; an authentic datagram all the same.
                 self.reporter.stats.datagrams_accepted += 1;
-                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                if let Some(s) = self.sessions.get_mut(handle) {
                     s.note_control_in(now, len);
                 }
                 self.reschedule(handle, now);
@@ -284,7 +276,7 @@ impl Endpoint {
             _ => {
                 self.reporter.stats.datagrams_accepted += 1;
                 let said = wire::parse_disconnect_body(body);
-                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                if let Some(s) = self.sessions.get_mut(handle) {
                     s.note_control_in(now, len);
                     s.set_peer_close(
                         CloseReason::from_code(said.reason),
@@ -303,7 +295,7 @@ impl Endpoint {
         remote: SocketAddr,
         local: SocketAddr,
     ) {
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         let (old_peer, old_local) = (session.remote, session.local);
@@ -328,7 +320,7 @@ impl Endpoint {
     #[cfg(feature = "test-keys")]
     #[doc(hidden)]
     pub fn set_send_ceiling_for_tests(&mut self, handle: ConnectionHandle, ceiling: usize) {
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             session.send_ceiling = ceiling;
         }
     }
