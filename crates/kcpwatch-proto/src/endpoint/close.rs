@@ -100,7 +100,7 @@ impl Endpoint {
             fec.forget(session.remote);
         }
         if session.direction == Direction::Inbound {
-            self.counts.remove(session.remote.ip());
+            self.handshake.inbound_closed(session.remote.ip());
         }
         Some(session)
     }

@@ -17,16 +17,12 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, Mode};
 use crate::events::{ConnectionRef, Direction, DropRule};
 use crate::guard::GuardViolation;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
-use crate::limits::{ConnectionCounts, HandshakeRate};
-use crate::secure::{CookieJar, TagKey};
+use crate::secure::TagKey;
 use crate::segment::datagram_conv;
 use crate::session::{ConnectionSummary, Session};
 use crate::transmit::Transmits;
@@ -53,6 +49,7 @@ pub use datagram::{DatagramSendError, MAX_DATAGRAM_INBOX_BYTES, MAX_DATAGRAM_TX_
 pub use error::{ConnectError, SendError};
 pub use event::{EndpointEvent, Unreachable};
 pub use handle::ConnectionHandle;
+use handshake::{Handshake, HelloFrom, Validated};
 pub use info::ConnectionInfo;
 use reporter::{Attempt, Dropped, Reporter};
 use sessions::Sessions;
@@ -63,33 +60,21 @@ pub struct Endpoint {
     config: EndpointConfig,
     /// Slots, the indexes that find a session, timers, recently closed sessions.
     sessions: Sessions,
+    /// Admission (rates, per-address counts, cookies) and handshakes without a session yet.
+    handshake: Handshake,
+    /// Counters, security records, samplers and detectors.
+    reporter: Reporter,
+    /// Datagrams waiting to be sent, shared with every session's engine.
     tx: Rc<RefCell<Transmits>>,
     events: VecDeque<EndpointEvent>,
+    /// Sessions with something to flush in [`Endpoint::flush`].
     dirty: Vec<ConnectionHandle>,
     clock: ExtendedClock,
     uids: UidGenerator,
-    /// Counters, security records, samplers and detectors.
-    reporter: Reporter,
-    cookies: CookieJar,
-    /// Session secrets, convs and nonces (ChaCha, seeded from `config.secret`).
-    rng: StdRng,
-    rate: HandshakeRate,
-    counts: ConnectionCounts,
-    pending_auth: Vec<secure::PendingAuth>,
-    next_auth_id: u64,
     /// Reused to build handshake datagrams without allocating each time.
     scratch: Vec<u8>,
     /// Reused for the plaintext of each session datagram.
     plain: Vec<u8>,
-    /// Reused for the token a HELLO carries.
-    token_buf: Vec<u8>,
-    /// Secure mode, server: the static keys HELLOs name by key id.
-    server_keys: Vec<crate::secure::StaticKey>,
-    /// Tests only: where handshake ephemerals come from instead of the OS.
-    #[cfg(feature = "test-keys")]
-    test_ephemerals: Option<StdRng>,
-    /// Secure mode, server: the rate of stateless RESETs per source and overall.
-    reset_rate: Option<HandshakeRate>,
     /// The extended clock when the endpoint started, for the restart grace period.
     started_at: u64,
     /// Raw mode with FEC (`config.fec`).
@@ -105,6 +90,7 @@ mod datagram;
 mod error;
 mod event;
 mod handle;
+mod handshake;
 mod info;
 mod mode_mismatch;
 mod open;
@@ -139,45 +125,16 @@ impl Endpoint {
         let derive = |label: &[u8]| TagKey::new(&config.secret).mac(label);
         let mut rate_key = [0u8; 8];
         rate_key.copy_from_slice(&derive(b"rate table")[..8]);
-        if config.server_keys.len() > crate::config::MAX_SERVER_KEYS {
-            return Err(ConfigError::TooManyServerKeys(config.server_keys.len()));
-        }
-        let mut server_keys = config.server_keys.clone();
-        for (i, key) in server_keys.iter().enumerate() {
-            if server_keys[..i].iter().any(|k| k.id() == key.id()) {
-                return Err(ConfigError::DuplicateServerKey);
-            }
-        }
-        if server_keys.is_empty()
-            && config.mode == crate::config::Mode::Secure
-            && config.accept_inbound
-        {
-            // No key configured: one for this endpoint's life, from its secret (the runtime
-            // fills that from the OS), so clients must pin its public key each run.
-            server_keys.push(crate::secure::StaticKey::from_private(derive(
-                b"kcpwatch v2 static key",
-            )));
-        }
+        let rate_key = u64::from_le_bytes(rate_key);
         Ok(Self {
-            cookies: CookieJar::new(&derive(b"cookies"), config.cookie_slot_ms),
-            rng: StdRng::from_seed(derive(b"session rng")),
-            rate: HandshakeRate::new(u64::from_le_bytes(rate_key)),
-            counts: ConnectionCounts::default(),
-            pending_auth: Vec::new(),
-            next_auth_id: 1,
+            handshake: Handshake::new(&config, derive, rate_key)?,
             scratch: Vec::new(),
             plain: Vec::new(),
-            token_buf: Vec::new(),
-            server_keys,
-            #[cfg(feature = "test-keys")]
-            test_ephemerals: config.test_ephemeral_seed.map(StdRng::from_seed),
             fec,
             secure_fec,
             inbox: Default::default(),
-            reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
-                .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
             started_at: u64::from(now),
-            reporter: Reporter::new(&config, u64::from_le_bytes(rate_key) ^ 0x5bd1_e995),
+            reporter: Reporter::new(&config, rate_key ^ 0x5bd1_e995),
             uids: UidGenerator::new(config.rng_seed),
             sessions: Sessions::default(),
             tx: Transmits::shared(),
@@ -188,20 +145,10 @@ impl Endpoint {
         })
     }
 
-    /// A handshake ephemeral private key from the test generator, if a test set one; `None`
-    /// (the operating system's random source, through snow) otherwise.
-    pub(crate) fn test_ephemeral(&mut self) -> Option<[u8; 32]> {
-        #[cfg(feature = "test-keys")]
-        if let Some(rng) = self.test_ephemerals.as_mut() {
-            return Some(rand::Rng::gen(rng));
-        }
-        None
-    }
-
     /// Secure mode, server: the static keys it answers for (the configured ones, or the one it
     /// made for itself). Clients pin a public key of one of them.
     pub fn server_keys(&self) -> &[crate::secure::StaticKey] {
-        &self.server_keys
+        self.handshake.server_keys()
     }
 
     /// Appends to `out` a session datagram of `kind` with `body` and `packet_number`, sealed
@@ -455,7 +402,7 @@ impl Endpoint {
     pub fn poll_timeout(&mut self) -> Option<Millis> {
         let samples = [
             self.reporter.next_deadline(),
-            self.pending_auth.iter().map(|p| p.deadline).min(),
+            self.handshake.next_auth_deadline(),
         ]
         .into_iter()
         .flatten()

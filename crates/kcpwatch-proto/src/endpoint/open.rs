@@ -113,10 +113,8 @@ impl Endpoint {
             );
             return None;
         }
-        if let Err(hit) = self
-            .rate
-            .admit(&self.config.limits, remote.ip(), self.clock.extended())
-        {
+        let now_extended = self.clock.extended();
+        if let Err(hit) = self.handshake.admit_rate(remote.ip(), now_extended) {
             self.failed_attempt(
                 Attempt {
                     remote,
@@ -147,7 +145,7 @@ impl Endpoint {
             self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
         self.reporter.stats.passive_opens += 1;
         self.opened(handle);
-        let live = self.counts.for_ip(remote.ip());
+        let live = self.handshake.inbound_from(remote.ip());
         let now_extended = self.clock.extended();
         self.reporter.detect(now_extended, |d, now_ms| {
             d.established(remote.ip(), live, now_ms)
@@ -159,13 +157,13 @@ impl Endpoint {
     /// Whether a new inbound session from `remote` fits every connection limit; the rule
     /// that refuses it otherwise.
     pub(super) fn admits(&self, remote: SocketAddr) -> Result<(), DropRule> {
-        if self.sessions.live() + self.pending_auth.len() >= self.config.max_connections
+        if self.sessions.live() + self.handshake.pending_count() >= self.config.max_connections
             || self.sessions.is_full()
         {
             return Err(DropRule::MaxConnections);
         }
-        self.counts
-            .admits(&self.config.limits, remote.ip())
+        self.handshake
+            .counts_admit(remote.ip())
             .map_err(|hit| hit.rule())
     }
 
@@ -213,7 +211,7 @@ impl Endpoint {
             return Err(ConnectError::Duplicate(remote, conv));
         }
         // Pending authentications hold a place too.
-        if self.sessions.live() + self.pending_auth.len() >= self.config.max_connections {
+        if self.sessions.live() + self.handshake.pending_count() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
         let handle =
@@ -263,7 +261,7 @@ impl Endpoint {
         let raw = self.config.mode == crate::config::Mode::Raw;
         let handle = self.sessions.insert(session, raw);
         if direction == Direction::Inbound {
-            self.counts.add(remote.ip());
+            self.handshake.inbound_opened(remote.ip());
         }
         self.reschedule(handle, now);
         handle

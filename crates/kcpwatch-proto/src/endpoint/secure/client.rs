@@ -4,8 +4,6 @@
 use crate::endpoint::Dropped;
 use std::net::SocketAddr;
 
-use rand::Rng;
-
 use super::{agreed_session_config, own_params, peer_ceiling, secure_session_config};
 use crate::clock::{diff, Millis};
 use crate::config::{Mode, SessionConfig};
@@ -47,15 +45,15 @@ impl Endpoint {
         let config = secure_session_config(config.unwrap_or(&self.config.session));
         config.validate()?;
         // Pending authentications hold a place too.
-        if self.sessions.live() + self.pending_auth.len() >= self.config.max_connections {
+        if self.sessions.live() + self.handshake.pending_count() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
-        let nonce: [u8; 16] = self.rng.gen();
+        let nonce = self.handshake.random_nonce();
         // The largest datagram we accept: the MTU on the wire (validate() bounds it to 65,507).
         let mtu = u16::try_from(config.mtu + SESSION_OVERHEAD).unwrap_or(u16::MAX);
         let params = own_params(&config, mtu);
         let mut hello = Vec::new();
-        let noise = match self.test_ephemeral() {
+        let noise = match self.handshake.test_ephemeral() {
             Some(e) => ClientNoise::start_with_ephemeral_for_tests(
                 &server_key,
                 &nonce,

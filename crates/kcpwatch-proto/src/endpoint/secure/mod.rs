@@ -9,55 +9,19 @@
 use crate::endpoint::Dropped;
 use std::net::SocketAddr;
 
-use rand::Rng;
-
 use super::{ConnectionHandle, Endpoint, Session};
 use crate::clock::Millis;
 use crate::config::SessionConfig;
-use crate::events::{ConnectionRef, DropRule, SecureSession, UserId};
+use crate::events::{ConnectionRef, DropRule, SecureSession};
 use crate::lifecycle::{ConnectionState, DropTrigger};
-use crate::secure::noise::ServerNoise;
 use crate::secure::wire::{
-    self, KcpParams, KEY_ID_LEN, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA,
-    TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_FEC_PARITY, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT,
-    TYPE_RESET, VERSION,
+    self, KcpParams, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM,
+    TYPE_DISCONNECT, TYPE_FEC_PARITY, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET, VERSION,
 };
-use crate::uid::Uid;
 
 mod client;
 mod server;
 mod session;
-
-/// A validated client waiting for the application's answer to its token.
-#[derive(Debug)]
-pub(super) struct PendingAuth {
-    pub(super) id: u64,
-    uid: Uid,
-    conv: u32,
-    remote: SocketAddr,
-    local: SocketAddr,
-    nonce: [u8; 16],
-    /// The handshake, between reading the HELLO and writing the ACCEPT.
-    noise: ServerNoise,
-    key_id: [u8; KEY_ID_LEN],
-    /// The client's KCP parameters (its HELLO): usable, and in our stream mode.
-    client: KcpParams,
-    /// Extended clock reading after which the answer is too late.
-    pub(super) deadline: u64,
-    /// The user id the application's answer names ([`Endpoint::resolve_auth_as`]).
-    user: UserId,
-}
-
-/// Stateless RESETs per second and burst, per source and overall. A restarted server's
-/// players each need one; a NAT in front of many players gets them within a few seconds.
-const RESET_RATES: crate::limits::Limits = crate::limits::Limits {
-    max_per_ip: 0,
-    max_per_prefix: 0,
-    handshakes_per_ip: 10,
-    handshake_burst_per_ip: 20,
-    handshakes_global: 1_000,
-    handshake_burst_global: 2_000,
-};
 
 /// The engine's configuration in secure mode: the MTU leaves room for the session framing, so
 /// datagrams on the wire are no larger than the configured MTU.
@@ -189,10 +153,10 @@ impl Endpoint {
     /// client's session carries before its ACCEPT).
     fn fresh_conv(&mut self) -> u32 {
         loop {
-            let conv: u32 = self.rng.gen();
+            let conv = self.handshake.random_conv();
             if conv != 0
                 && self.sessions.by_conv(conv).is_none()
-                && !self.pending_auth.iter().any(|p| p.conv == conv)
+                && !self.handshake.pending_conv(conv)
             {
                 return conv;
             }

@@ -303,8 +303,8 @@ impl Endpoint {
         let inbound = session.direction == Direction::Inbound;
         let conn = session.conn_ref();
         if inbound {
-            self.counts.remove(old_peer.ip());
-            self.counts.add(remote.ip());
+            self.handshake.inbound_closed(old_peer.ip());
+            self.handshake.inbound_opened(remote.ip());
         }
         self.reporter.stats.peer_address_changes += 1;
         self.emit(SecurityEvent::PeerAddressChanged(PeerAddressChanged {
