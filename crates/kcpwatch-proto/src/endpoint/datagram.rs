@@ -3,14 +3,12 @@
 //! for the application in a bounded inbox. They never touch the KCP engine.
 
 use super::Dropped;
-use std::net::SocketAddr;
 
-use super::{ConnectionHandle, Endpoint};
+use super::{ConnectionHandle, Endpoint, Opened};
 use crate::clock::Millis;
 use crate::events::DropRule;
 use crate::lifecycle::{ConnectionState, DropTrigger};
 use crate::secure::datagram::{parse_body, DatagramBodyError, DatagramHeader, DATAGRAM_HEADER_LEN};
-use crate::secure::wire::SessionHeader;
 
 /// Bytes of received datagrams the inbox holds for the application; past it, new ones are
 /// dropped and counted (`dropped_queue_full`). The runtime empties it every loop iteration,
@@ -152,17 +150,20 @@ impl Endpoint {
 
     /// An authenticated DATAGRAM (its tag and packet number already checked): sequencing, then
     /// the inbox.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn datagram_in(
         &mut self,
         now: Millis,
         handle: ConnectionHandle,
-        remote: SocketAddr,
-        local: SocketAddr,
-        header: &SessionHeader,
-        body: &[u8],
-        len: usize,
+        opened: &Opened<'_>,
     ) {
+        let Opened {
+            remote,
+            local,
+            header,
+            body,
+            len,
+            ..
+        } = *opened;
         let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };

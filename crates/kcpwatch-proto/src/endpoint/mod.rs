@@ -52,6 +52,7 @@ pub use handle::ConnectionHandle;
 use handshake::{Handshake, HelloFrom, Validated};
 pub use info::ConnectionInfo;
 use reporter::{Attempt, Dropped, Reporter};
+use secure::Opened;
 use sessions::Sessions;
 pub use stats::EndpointStats;
 

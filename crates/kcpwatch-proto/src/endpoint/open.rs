@@ -14,8 +14,7 @@ use crate::events::{
 };
 use crate::guard::{self, GuardContext};
 use crate::lifecycle::{ConnectionState, DropTrigger};
-use crate::session::Session;
-use crate::uid::Uid;
+use crate::session::{Opening, Session};
 
 impl Endpoint {
     /// Validates the first datagram of an unknown (address, conv) and opens a session for it.
@@ -141,8 +140,14 @@ impl Endpoint {
             return None;
         }
         let config = self.config.session;
-        let handle =
-            self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
+        let opening = Opening {
+            uid: self.uids.next(self.unix_ms()),
+            conv,
+            remote,
+            local,
+            direction: Direction::Inbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
         self.reporter.stats.passive_opens += 1;
         self.opened(handle);
         let live = self.handshake.inbound_from(remote.ip());
@@ -214,26 +219,30 @@ impl Endpoint {
         if self.sessions.live() + self.handshake.pending_count() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
-        let handle =
-            self.insert_session(now, remote, local, conv, &config, Direction::Outbound, None);
+        let opening = Opening {
+            uid: self.uids.next(self.unix_ms()),
+            conv,
+            remote,
+            local,
+            direction: Direction::Outbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
         self.reporter.stats.active_opens += 1;
         self.opened(handle);
         Ok(handle)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Opens a session for `opening` with engine `config` (FEC's room taken off when raw FEC
+    /// is on), counted and indexed, its timer armed.
     pub(super) fn insert_session(
         &mut self,
         now: Millis,
-        remote: SocketAddr,
-        local: SocketAddr,
-        conv: u32,
         config: &SessionConfig,
-        direction: Direction,
-        uid: Option<Uid>,
+        opening: Opening,
     ) -> ConnectionHandle {
-        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
-        let uid = uid.unwrap_or_else(|| self.uids.next(unix_ms));
+        let Opening {
+            remote, direction, ..
+        } = opening;
         // FEC puts its header before KCP's in every datagram: KCP gets the rest of the MTU.
         let fec_config;
         let config = match &self.fec {
@@ -243,17 +252,8 @@ impl Endpoint {
             }
             None => config,
         };
-        let mut session = Session::new(
-            uid,
-            conv,
-            remote,
-            local,
-            config,
-            now,
-            self.clock.extended(),
-            direction,
-            self.tx.clone(),
-        );
+        let mut session =
+            Session::new(opening, config, now, self.clock.extended(), self.tx.clone());
         if let Some(fec) = self.fec.as_mut() {
             // One encoder per remote: every session to it shares one seqid sequence.
             session.enable_fec(fec.attach(remote));

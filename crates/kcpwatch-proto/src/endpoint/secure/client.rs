@@ -20,7 +20,7 @@ use crate::secure::noise::ClientNoise;
 use crate::secure::wire::{
     self, RejectReason, MAX_TOKEN_LEN, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE,
 };
-use crate::session::{ClientHandshake, HELLO_RETRY_MS};
+use crate::session::{ClientHandshake, Opening, Protection, HELLO_RETRY_MS};
 
 impl Endpoint {
     /// Opens a secure session to a server: sends the first HELLO now. The handle is usable at
@@ -66,7 +66,14 @@ impl Endpoint {
         }
         .map_err(|_| ConnectError::NoServerKey)?;
         let keepalive = self.keepalive_ms();
-        let handle = self.insert_session(now, remote, local, 0, &config, Direction::Outbound, None);
+        let opening = Opening {
+            uid: self.uids.next(self.unix_ms()),
+            conv: 0,
+            remote,
+            local,
+            direction: Direction::Outbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
         let deadline = now.wrapping_add(self.config.handshake_timeout_ms);
         if let Some(session) = self.sessions.get_mut(handle) {
             let handshake = ClientHandshake {
@@ -80,7 +87,13 @@ impl Endpoint {
                 unreachable_at_hello: 0,
             };
             let key_id = crate::secure::key_id(&server_key);
-            session.make_secure(Role::Client, nonce, key_id, keepalive, Some(handshake), now);
+            let protection = Protection {
+                role: Role::Client,
+                nonce,
+                key_id,
+                keepalive_ms: keepalive,
+            };
+            session.make_secure(protection, Some(handshake), now);
         }
         self.sessions.index_nonce(nonce, handle);
         self.reporter.stats.active_opens += 1;

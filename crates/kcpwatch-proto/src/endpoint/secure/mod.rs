@@ -23,6 +23,8 @@ mod client;
 mod server;
 mod session;
 
+pub(super) use session::Opened;
+
 /// The engine's configuration in secure mode: the MTU leaves room for the session framing, so
 /// datagrams on the wire are no larger than the configured MTU.
 pub(super) fn secure_session_config(config: &SessionConfig) -> SessionConfig {

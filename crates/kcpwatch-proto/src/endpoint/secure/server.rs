@@ -19,6 +19,7 @@ use crate::secure::wire::{
     SUITE_NK_25519_CHACHAPOLY_BLAKE2S, VERSION,
 };
 use crate::secure::CookieCheck;
+use crate::session::{Opening, Protection};
 
 impl Endpoint {
     /// Sends a REJECT with `reason` and the application's `app_code` (0 for none) to the
@@ -364,20 +365,25 @@ impl Endpoint {
             agreed_mtu,
         ));
         let keepalive = self.keepalive_ms();
-        let handle = self.insert_session(
-            now,
+        let opening = Opening {
+            uid,
+            conv,
             remote,
             local,
-            conv,
-            &config,
-            Direction::Inbound,
-            Some(uid),
-        );
+            direction: Direction::Inbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
         let now_extended = self.clock.extended();
         if let Some(session) = self.sessions.get_mut(handle) {
             session.send_ceiling = peer_ceiling(&config, &client);
             session.user = user;
-            session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
+            let protection = Protection {
+                role: Role::Server,
+                nonce,
+                key_id,
+                keepalive_ms: keepalive,
+            };
+            session.make_secure(protection, None, now);
             let keys = SessionKeys::from_split(&split, Role::Server);
             session.start_session(conv, keys, now, now_extended);
             if let Some(codec) = fec {

@@ -15,6 +15,19 @@ use crate::secure::wire::{
 };
 use crate::session::AppClose;
 
+/// An authentic, fresh session datagram, opened: where it came from and reached us, its
+/// header, its plaintext body, whether it is the newest the peer sent, and its length on the
+/// wire.
+#[derive(Clone, Copy)]
+pub(in crate::endpoint) struct Opened<'a> {
+    pub(in crate::endpoint) remote: SocketAddr,
+    pub(in crate::endpoint) local: SocketAddr,
+    pub(in crate::endpoint) header: &'a wire::SessionHeader,
+    pub(in crate::endpoint) body: &'a [u8],
+    pub(in crate::endpoint) freshness: Freshness,
+    pub(in crate::endpoint) len: usize,
+}
+
 impl Endpoint {
     /// DATA, KEEPALIVE, DISCONNECT, DATAGRAM or FEC_PARITY: found by conv, checked by tag and
     /// packet number before anything else looks at it. `rebuilt`: FEC rebuilt it from parity
@@ -128,7 +141,15 @@ impl Endpoint {
                 return;
             }
         };
-        self.session_plaintext(now, handle, remote, local, &header, &plain, freshness, len);
+        let opened = Opened {
+            remote,
+            local,
+            header: &header,
+            body: &plain,
+            freshness,
+            len,
+        };
+        self.session_plaintext(now, handle, &opened);
         self.plain = plain;
         if let Some(buffers) = recovered {
             for &(at, len) in &buffers.1 {
@@ -200,18 +221,20 @@ impl Endpoint {
     }
 
     /// An authenticated session datagram's content.
-    #[allow(clippy::too_many_arguments)]
     pub(in crate::endpoint) fn session_plaintext(
         &mut self,
         now: Millis,
         handle: ConnectionHandle,
-        remote: SocketAddr,
-        local: SocketAddr,
-        header: &wire::SessionHeader,
-        body: &[u8],
-        freshness: Freshness,
-        len: usize,
+        opened: &Opened<'_>,
     ) {
+        let Opened {
+            remote,
+            local,
+            header,
+            body,
+            freshness,
+            len,
+        } = *opened;
         let conv = Some(header.conv);
         let Some(session) = self.sessions.get_mut(handle) else {
             return;
@@ -263,7 +286,7 @@ impl Endpoint {
                 self.reschedule(handle, now);
             }
             TYPE_DATAGRAM => {
-                self.datagram_in(now, handle, remote, local, header, body, len);
+                self.datagram_in(now, handle, opened);
             }
             TYPE_FEC_PARITY => {
                 // Taken by `fec_input`; an authentic datagram all the same.
