@@ -54,7 +54,7 @@ pub(super) struct Validated {
 
 impl Validated {
     /// Where REJECTs to this client go.
-    pub(super) fn from(&self) -> HelloFrom {
+    pub(super) fn reply_to(&self) -> HelloFrom {
         HelloFrom {
             remote: self.remote,
             local: self.local,

@@ -10,6 +10,11 @@
 //! 4. drain [`Endpoint::poll_event`] and read messages of readable connections with
 //!    [`Endpoint::recv`];
 //! 5. sleep until [`Endpoint::poll_timeout`] or the next datagram.
+//!
+//! `Endpoint` routes and glues; three parts own the state (each says why in its own doc):
+//! `Sessions` (`sessions.rs`: slots, the indexes by key/conv/nonce, timers, recently closed),
+//! `Handshake` (`handshake.rs`: admission, cookies, pending authentications, server keys) and
+//! `Reporter` (`reporter.rs`: stats, the security queue, samplers, detectors).
 
 use std::cell::{Ref, RefCell};
 use std::collections::VecDeque;

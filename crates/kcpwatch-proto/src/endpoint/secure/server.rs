@@ -495,13 +495,18 @@ impl Endpoint {
         };
         let conn = pending.conn();
         if !accept {
-            self.send_reject(pending.from(), RejectReason::AuthRejected, app_code, true);
+            self.send_reject(
+                pending.reply_to(),
+                RejectReason::AuthRejected,
+                app_code,
+                true,
+            );
             self.validated_failure(conn, FailReason::AuthRejected, None, rule);
             return true;
         }
         // Limits may have filled while the application thought.
         if let Err(rule) = self.admits(pending.remote) {
-            self.send_reject(pending.from(), RejectReason::Capacity, 0, true);
+            self.send_reject(pending.reply_to(), RejectReason::Capacity, 0, true);
             self.validated_failure(
                 conn,
                 FailReason::Capacity,
@@ -521,7 +526,7 @@ impl Endpoint {
     pub(in crate::endpoint) fn refuse_pending_auth_for_shutdown(&mut self) {
         let pending: Vec<Validated> = self.handshake.take_all_auth().collect();
         for pending in pending {
-            self.send_reject(pending.from(), RejectReason::Shutdown, 0, true);
+            self.send_reject(pending.reply_to(), RejectReason::Shutdown, 0, true);
             let conn = pending.conn();
             self.validated_failure(conn, FailReason::Shutdown, None, DropRule::Shutdown);
         }
