@@ -1,10 +1,14 @@
 /**
- * One error class per failure, each with a stable `code` (undici style). Errors raised in Rust
- * arrive as `[CODE] message` and are mapped onto these classes by {@link fromNative}.
- *
- * Each class is declared once, with its code; `KcpErrorCode` and the code-to-class map are
- * derived from that one list, so a new failure cannot be half-registered.
+ * One error class per failure, each with a stable `code` (undici style). The codes are declared
+ * once, in Rust (`ErrorCode` in kcpwatch-proto), and generated into `generated/error-codes.ts`;
+ * `errorClasses` gives each its class, and tsc fails when a code has none. Errors raised in
+ * Rust arrive with the code as their `code` property and are mapped onto these classes by
+ * {@link fromNative}.
  */
+
+import type { KcpErrorCode } from './generated/error-codes';
+
+export type { KcpErrorCode };
 
 /** Options every error constructor takes (as `Error`'s). */
 export interface KcpErrorOptions {
@@ -29,11 +33,11 @@ export interface KcpErrorClass<C extends string> {
 }
 
 /** The base class of one failure. */
-function coded<C extends string>(code: C): KcpErrorClass<C> {
+function coded<C extends KcpErrorCode>(code: C): KcpErrorClass<C> {
   return class extends KcpError {
     static readonly code = code;
     constructor(message: string, options?: KcpErrorOptions) {
-      super(message, code as string as KcpErrorCode, options);
+      super(message, code, options);
     }
   } as unknown as KcpErrorClass<C>;
 }
@@ -120,41 +124,43 @@ export class KcpNativeBindingError extends coded('KCP_ERR_NATIVE_BINDING') {}
 /** A failure inside the library itself. */
 export class KcpInternalError extends coded('KCP_ERR_INTERNAL') {}
 
-/** Every failure class, the one list the codes and the lookup derive from. */
-const errorClasses = [
-  KcpInvalidOptionError,
-  KcpAddressInUseError,
-  KcpAddressNotAvailableError,
-  KcpPermissionDeniedError,
-  KcpBindError,
-  KcpResolveError,
-  KcpClosedError,
-  KcpMessageTooLargeError,
-  KcpQueueFullError,
-  KcpEmptyMessageError,
-  KcpConnectError,
-  KcpConnectionLimitError,
-  KcpNotSupportedError,
-  KcpHandshakeTimeoutError,
-  KcpUnreachableError,
-  KcpAuthRejectedError,
-  KcpServerShutdownError,
-  KcpServerFullError,
-  KcpRateLimitedError,
-  KcpVersionMismatchError,
-  KcpServerAuthError,
-  KcpStreamMismatchError,
-  KcpHandshakeError,
-  KcpAuthenticateError,
-  KcpAlreadyListeningError,
-  KcpNativeBindingError,
-  KcpInternalError,
-] as const;
+/**
+ * Each code's class. The type makes tsc fail when a code of `generated/error-codes.ts` has no
+ * class here, or a class carries another code than its key (`KCP_ERR_GENERIC` is the base
+ * `KcpError`'s).
+ */
+const errorClasses: { readonly [C in Exclude<KcpErrorCode, 'KCP_ERR_GENERIC'>]: KcpErrorClass<C> } = {
+  KCP_ERR_INVALID_OPTION: KcpInvalidOptionError,
+  KCP_ERR_ADDR_IN_USE: KcpAddressInUseError,
+  KCP_ERR_ADDR_NOT_AVAILABLE: KcpAddressNotAvailableError,
+  KCP_ERR_PERMISSION_DENIED: KcpPermissionDeniedError,
+  KCP_ERR_BIND: KcpBindError,
+  KCP_ERR_RESOLVE: KcpResolveError,
+  KCP_ERR_CLOSED: KcpClosedError,
+  KCP_ERR_MESSAGE_TOO_LARGE: KcpMessageTooLargeError,
+  KCP_ERR_QUEUE_FULL: KcpQueueFullError,
+  KCP_ERR_EMPTY_MESSAGE: KcpEmptyMessageError,
+  KCP_ERR_CONNECT: KcpConnectError,
+  KCP_ERR_CONNECTION_LIMIT: KcpConnectionLimitError,
+  KCP_ERR_NOT_SUPPORTED: KcpNotSupportedError,
+  KCP_ERR_HANDSHAKE_TIMEOUT: KcpHandshakeTimeoutError,
+  KCP_ERR_UNREACHABLE: KcpUnreachableError,
+  KCP_ERR_AUTH_REJECTED: KcpAuthRejectedError,
+  KCP_ERR_SERVER_SHUTDOWN: KcpServerShutdownError,
+  KCP_ERR_SERVER_FULL: KcpServerFullError,
+  KCP_ERR_RATE_LIMITED: KcpRateLimitedError,
+  KCP_ERR_VERSION_MISMATCH: KcpVersionMismatchError,
+  KCP_ERR_SERVER_AUTH: KcpServerAuthError,
+  KCP_ERR_STREAM_MISMATCH: KcpStreamMismatchError,
+  KCP_ERR_HANDSHAKE: KcpHandshakeError,
+  KCP_ERR_AUTHENTICATE: KcpAuthenticateError,
+  KCP_ERR_ALREADY_LISTENING: KcpAlreadyListeningError,
+  KCP_ERR_NATIVE_BINDING: KcpNativeBindingError,
+  KCP_ERR_INTERNAL: KcpInternalError,
+};
 
-/** Every stable error code (`KCP_ERR_GENERIC`: a `KcpError` of no more specific class). */
-export type KcpErrorCode = 'KCP_ERR_GENERIC' | (typeof errorClasses)[number]['code'];
-
-const byCode = new Map<string, KcpErrorClass<KcpErrorCode>>(errorClasses.map((cls) => [cls.code, cls]));
+/** The classes by code, as a Map: a code from outside (`constructor`, ...) never reaches `Object.prototype`. */
+const byCode = new Map<string, KcpErrorClass<KcpErrorCode>>(Object.entries(errorClasses));
 /** @internal The error a client's failed handshake reports, by the failure reason. */
 export function handshakeError(reason: string, server: string, appCode?: number): KcpError {
   switch (reason) {
@@ -208,16 +214,16 @@ export function securityRecordOf(error: KcpError): string | undefined {
 }
 
 /**
- * @internal Maps an error thrown by the native addon onto its class. A record line after the message
- * (see `crates/kcpwatch-node/src/errors.rs`) is taken off and kept for event listeners.
+ * @internal Maps an error thrown by the native addon onto its class: its `code` property is the
+ * stable code (see `crates/kcpwatch-node/src/errors.rs`); any other error (napi's own, with a
+ * status as its code) is internal. A bind failure's `kcp:error` record comes as its
+ * `securityRecord` property and is kept for event listeners.
  */
 export function fromNative(err: unknown): KcpError {
-  const text = err instanceof Error ? err.message : String(err);
-  const newline = text.indexOf('\n{');
-  const message = newline < 0 ? text : text.slice(0, newline);
-  const match = /^\[(KCP_ERR_[A-Z_]+)\] (.*)$/s.exec(message);
-  if (!match) return new KcpInternalError(message, { cause: err });
-  const error = errorFor(match[1]!, match[2]!, err);
-  if (newline >= 0) securityRecords.set(error, text.slice(newline + 1));
+  if (!(err instanceof Error)) return new KcpInternalError(String(err), { cause: err });
+  const { code, securityRecord } = err as Error & { code?: unknown; securityRecord?: unknown };
+  if (typeof code !== 'string' || !code.startsWith('KCP_ERR_')) return new KcpInternalError(err.message, { cause: err });
+  const error = errorFor(code, err.message, err);
+  if (typeof securityRecord === 'string') securityRecords.set(error, securityRecord);
   return error;
 }

@@ -43,6 +43,13 @@ async function join(): Promise<void> {
 // @ts-expect-error codes are a closed union of literals
 const typo: KcpErrorCode = 'KCP_ERR_INVALID_OPTIONS';
 void typo, join;
+// The union is the generated list of the Rust `ErrorCode`: the base class's code, codes only
+// Rust raises and codes only TypeScript raises are all in it.
+const listed: KcpErrorCode[] = ['KCP_ERR_GENERIC', 'KCP_ERR_ADDR_NOT_AVAILABLE', 'KCP_ERR_ALREADY_LISTENING'];
+void listed;
+// @ts-expect-error an engine code of a `kcp:error` record is not an API error code
+const engine: KcpErrorCode = 'KCP_ENGINE_PANIC';
+void engine;
 
 // Identity from authenticate, typed through the server.
 const server = createServer({

@@ -5,7 +5,7 @@
 use kcpwatch_proto::session::EngineError;
 
 /// The code of a caught engine panic, which no `kcp::Error` maps to.
-pub const ENGINE_PANIC: &str = "KCP_ENGINE_PANIC";
+pub const ENGINE_PANIC: &str = EngineError::PANIC_CODE;
 
 /// One value of every `kcp::Error` variant. The `match` has no catch-all, so a variant the
 /// engine gains is a compile error here until it is listed.

@@ -1,4 +1,4 @@
-//! The files derived from the event catalogue (`kcpwatch_proto::events`, `EventKind::spec`):
+//! The files derived from the event catalogue and the other Rust declarations (`kcpwatch_proto::events`, `EventKind::spec`):
 //!
 //! | file | what is generated |
 //! |---|---|
@@ -8,6 +8,7 @@
 //! | `src/generated/event-checks.ts` | compile-time checks that the hand-written types of `src/event-types.ts` name the same events and fields, with compatible types |
 //! | `docs/events.md` | the catalogue table between its `BEGIN`/`END generated` markers |
 //! | `src/generated/rules.ts` | from `kcpwatch_proto::events::DropRule`: the rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`, `UnrefusedAttempt`); the same declaration gives the schema its `rule` vocabulary, `trigger_rule` and the rule constraints of `kcp:connection_failed`, and codegen fails if `docs/events.md` has no row for a rule |
+//! | `src/generated/error-codes.ts` | from `kcpwatch_proto::ErrorCode`, not the catalogue: every stable failure code (`KCP_ERR_*`) with its doc line; `src/errors.ts` registers one class per code |
 //! | `src/generated/kcp-options.ts` | from `kcpwatch_proto::config` (`Knob`, `Preset`), not the catalogue: each KCP knob's type, default and range, and the presets |
 //!
 //! Every generated file says it is generated, and from what.
@@ -16,6 +17,7 @@
 
 mod docs;
 mod engine_errors;
+mod error_codes;
 mod options;
 mod rules;
 mod schema;
@@ -62,6 +64,7 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
             contents: docs::generate(&docs)?,
         },
         options::generated(),
+        error_codes::generated(),
         Generated {
             path: rules::TS_PATH,
             contents: rules::ts(),

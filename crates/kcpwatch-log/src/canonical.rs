@@ -401,7 +401,7 @@ impl CanonicalWriter {
                 }
                 line.str("violation", e.violation.as_str());
                 line.str("error_type", "application");
-                line.str("error_code", e.violation.error_code());
+                line.str("error_code", e.violation.error_code().as_str());
                 line.num("size", e.size);
                 if e.limit > 0 {
                     line.num("limit", e.limit);

@@ -58,7 +58,7 @@ pub struct RuleInfo {
     pub min_attempts: Option<u32>,
 }
 
-fn rule_by_id(id: &str) -> napi::Result<Rule> {
+fn rule_by_id(id: &str) -> crate::errors::Result<Rule> {
     Rule::ALL.into_iter().find(|r| r.id() == id).ok_or_else(|| {
         invalid(format!(
             "unknown detection rule {id:?} (KCPW-001 to KCPW-010)"
@@ -97,7 +97,7 @@ fn read(config: &mut DetectorConfig, rule: Rule) -> (u32, u64) {
 }
 
 /// The runtime's detector configuration.
-pub(crate) fn detector_config(o: &DetectionOptions) -> napi::Result<DetectorConfig> {
+pub(crate) fn detector_config(o: &DetectionOptions) -> crate::errors::Result<DetectorConfig> {
     let mut config = DetectorConfig {
         enabled: o.enabled,
         table_capacity: o.table_capacity.max(8) as usize,
@@ -126,7 +126,7 @@ pub(crate) fn detector_config(o: &DetectionOptions) -> napi::Result<DetectorConf
         .enforce_rules
         .iter()
         .map(|id| rule_by_id(id))
-        .collect::<napi::Result<_>>()?;
+        .collect::<crate::errors::Result<_>>()?;
     config.allow_list = o
         .allow_list
         .iter()
@@ -146,7 +146,7 @@ pub(crate) fn detector_config(o: &DetectionOptions) -> napi::Result<DetectorConf
             };
             Ok((ip, len))
         })
-        .collect::<napi::Result<_>>()?;
+        .collect::<crate::errors::Result<_>>()?;
     Ok(config)
 }
 

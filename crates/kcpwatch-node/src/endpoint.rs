@@ -20,7 +20,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env};
 
-use crate::errors::to_js;
+use crate::errors::{self, to_js, Result};
 use crate::options::{self, EndpointOptions, SessionOptions};
 
 mod stage_trace;
@@ -322,7 +322,7 @@ unsafe extern "C" fn shutdown_at_exit(data: *mut c_void) {
 }
 
 impl ExitHook {
-    fn add(env: &Env, runtime: Arc<Runtime>) -> Result<Self> {
+    fn add(env: &Env, runtime: Arc<Runtime>) -> napi::Result<Self> {
         let data = Box::into_raw(Box::new(runtime));
         // SAFETY: a live env on its own thread; `data` stays valid until the hook runs or is
         // removed (see `shutdown_at_exit`).
@@ -341,7 +341,7 @@ impl ExitHook {
     }
 
     /// Unregisters the hook and frees its reference to the runtime.
-    fn remove(self, env: &Env) -> Result<()> {
+    fn remove(self, env: &Env) -> napi::Result<()> {
         // SAFETY: the same (function, data) pair `add` registered, on the env's thread.
         let status = unsafe {
             sys::napi_remove_env_cleanup_hook(env.raw(), Some(shutdown_at_exit), self.data.cast())
@@ -381,7 +381,7 @@ pub struct NativeEndpoint {
 /// for as long as it exists.
 fn notifier(
     callback: &Callback<'_>,
-) -> Result<(Arc<Mutex<Option<Notify>>>, kcpwatch::runtime::Notify)> {
+) -> napi::Result<(Arc<Mutex<Option<Notify>>>, kcpwatch::runtime::Notify)> {
     let tsfn: Notify = callback
         .build_threadsafe_function()
         .callee_handled::<false>()
@@ -402,7 +402,7 @@ fn notifier(
 /// notification keeps the event loop alive. napi-rs 3 deprecates its wrappers in favour of
 /// cloning for reference counting, which is another matter; `ref()`/`unref()` need Node's.
 #[allow(deprecated)]
-fn keep_alive(tsfn: &mut Notify, env: &Env, keep: bool) -> Result<()> {
+fn keep_alive(tsfn: &mut Notify, env: &Env, keep: bool) -> napi::Result<()> {
     if keep {
         tsfn.refer(env)
     } else {
@@ -419,24 +419,24 @@ fn start(
 ) -> Result<NativeEndpoint> {
     let config = options::runtime_config(&options, remote.is_none())?;
     let public_keys = options::public_keys(&config);
-    let (notify, callback) = notifier(&on_records)?;
-    let (notify_events, events_callback) = notifier(&on_events)?;
+    let (notify, callback) = notifier(&on_records).map_err(errors::napi)?;
+    let (notify_events, events_callback) = notifier(&on_events).map_err(errors::napi)?;
     // The events notification must not keep the process alive by itself: records do that
     // while the endpoint is open.
     if let Ok(mut guard) = notify_events.lock() {
         if let Some(tsfn) = guard.as_mut() {
-            keep_alive(tsfn, &env, false)?;
+            keep_alive(tsfn, &env, false).map_err(errors::napi)?;
         }
     }
     let runtime = match remote {
         Some(remote) => Runtime::start_client(remote, config, callback, events_callback),
         None => Runtime::start(config, callback, events_callback),
     }
-    .map_err(to_js)?;
+    .map_err(|e| errors::throw_runtime(&env, e))?;
     let runtime = Arc::new(runtime);
     // Registered after the threadsafe function, so it runs before Node finalises it (cleanup
     // hooks run in reverse order of registration).
-    let exit_hook = ExitHook::add(&env, runtime.clone())?;
+    let exit_hook = ExitHook::add(&env, runtime.clone()).map_err(errors::napi)?;
     let local = runtime.local_addr();
     Ok(NativeEndpoint {
         live: Some(Live {
@@ -537,15 +537,14 @@ impl NativeEndpoint {
     #[napi]
     pub fn resolve_auth(&self, id: f64, accept: bool, user: Option<String>) -> Result<()> {
         if !(id >= 0.0 && id.fract() == 0.0) {
-            return Err(crate::errors::invalid(format!(
+            return Err(errors::invalid(format!(
                 "auth request id must be a non-negative integer, got {id}"
             )));
         }
         let runtime = self.runtime()?;
         match user.filter(|_| accept) {
             Some(user) => {
-                let user =
-                    kcpwatch_proto::events::UserId::new(&user).map_err(crate::errors::invalid)?;
+                let user = kcpwatch_proto::events::UserId::new(&user).map_err(errors::invalid)?;
                 runtime.resolve_auth_as(id as u64, user)
             }
             None => runtime.resolve_auth(id as u64, accept),
@@ -558,7 +557,7 @@ impl NativeEndpoint {
     #[napi]
     pub fn reject_auth(&self, id: f64, app_code: u32) -> Result<()> {
         if !(id >= 0.0 && id.fract() == 0.0) {
-            return Err(crate::errors::invalid(format!(
+            return Err(errors::invalid(format!(
                 "auth request id must be a non-negative integer, got {id}"
             )));
         }
@@ -566,7 +565,7 @@ impl NativeEndpoint {
             .ok()
             .filter(|c| *c != 0)
             .ok_or_else(|| {
-                crate::errors::invalid(format!(
+                errors::invalid(format!(
                     "an authentication refusal code must be an integer in 1..65535, got {app_code}"
                 ))
             })?;
@@ -611,7 +610,7 @@ impl NativeEndpoint {
             None | Some(0) => self.runtime()?.close_connection(handle).map_err(to_js),
             Some(code) => {
                 let code = u16::try_from(code).map_err(|_| {
-                    crate::errors::invalid(format!("close code must be at most 65535, got {code}"))
+                    errors::invalid(format!("close code must be at most 65535, got {code}"))
                 })?;
                 let close = kcpwatch_proto::AppClose::new(code, text.as_deref().unwrap_or(""));
                 self.runtime()?
@@ -848,7 +847,7 @@ impl NativeEndpoint {
         if let Some(live) = &self.live {
             if let Ok(mut guard) = live.notify.lock() {
                 if let Some(tsfn) = guard.as_mut() {
-                    keep_alive(tsfn, &env, false)?;
+                    keep_alive(tsfn, &env, false).map_err(errors::napi)?;
                 }
             }
         }
@@ -861,7 +860,7 @@ impl NativeEndpoint {
         if let Some(live) = &self.live {
             if let Ok(mut guard) = live.notify.lock() {
                 if let Some(tsfn) = guard.as_mut() {
-                    keep_alive(tsfn, &env, true)?;
+                    keep_alive(tsfn, &env, true).map_err(errors::napi)?;
                 }
             }
         }
@@ -889,7 +888,7 @@ impl NativeEndpoint {
         // The last reference, unless the hook could not be removed: the runtime is dropped
         // here, closing its descriptors and freeing its buffers.
         drop(live);
-        removed.transpose().map(|_| ())
+        removed.transpose().map(|_| ()).map_err(errors::napi)
     }
 
     /// Whether `close()` has run.

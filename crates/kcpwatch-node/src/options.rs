@@ -190,7 +190,7 @@ pub struct LogOptions {
     pub community_id_over_transformed: bool,
 }
 
-fn ip_privacy(o: &LogOptions) -> napi::Result<IpPrivacy> {
+fn ip_privacy(o: &LogOptions) -> crate::errors::Result<IpPrivacy> {
     let prefix = |v: u32, name: &str| {
         u8::try_from(v).map_err(|_| invalid(format!("ipPrivacy.{name} {v} is out of range")))
     };
@@ -222,12 +222,12 @@ fn ip_privacy(o: &LogOptions) -> napi::Result<IpPrivacy> {
     }
 }
 
-fn severity(name: &str) -> napi::Result<Severity> {
+fn severity(name: &str) -> crate::errors::Result<Severity> {
     Severity::from_name(name)
         .ok_or_else(|| invalid(format!("log level {name:?} is not a syslog severity name")))
 }
 
-fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
+fn output(o: &OutputOptions) -> crate::errors::Result<LogOutput> {
     let destination = match (o.destination.as_str(), &o.file) {
         ("stdout", _) => LogDestination::Stdout,
         ("stderr", _) => LogDestination::Stderr,
@@ -260,7 +260,7 @@ fn output(o: &OutputOptions) -> napi::Result<LogOutput> {
     })
 }
 
-fn syslog_sink(o: &OutputOptions) -> napi::Result<SyslogSinkConfig> {
+fn syslog_sink(o: &OutputOptions) -> crate::errors::Result<SyslogSinkConfig> {
     let url = o.url.as_deref().unwrap_or_default();
     let (scheme, rest) = url
         .split_once("://")
@@ -298,7 +298,7 @@ fn syslog_sink(o: &OutputOptions) -> napi::Result<SyslogSinkConfig> {
     Ok(config)
 }
 
-fn client_cert(o: &OutputOptions) -> napi::Result<Option<(PathBuf, PathBuf)>> {
+fn client_cert(o: &OutputOptions) -> crate::errors::Result<Option<(PathBuf, PathBuf)>> {
     match (&o.cert_file, &o.key_file) {
         (Some(cert), Some(key)) => Ok(Some((cert.into(), key.into()))),
         (None, None) => Ok(None),
@@ -313,7 +313,7 @@ fn spool(o: &OutputOptions) -> Option<SpoolConfig> {
     })
 }
 
-fn http_sink(o: &OutputOptions) -> napi::Result<HttpSinkConfig> {
+fn http_sink(o: &OutputOptions) -> crate::errors::Result<HttpSinkConfig> {
     let url = o
         .url
         .clone()
@@ -352,10 +352,14 @@ fn http_sink(o: &OutputOptions) -> napi::Result<HttpSinkConfig> {
     Ok(config)
 }
 
-pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
+pub(crate) fn log_config(o: &LogOptions) -> crate::errors::Result<LogConfig> {
     Ok(LogConfig {
         level: severity(&o.level)?,
-        outputs: o.outputs.iter().map(output).collect::<napi::Result<_>>()?,
+        outputs: o
+            .outputs
+            .iter()
+            .map(output)
+            .collect::<crate::errors::Result<_>>()?,
         ring_capacity: (o.ring_capacity as usize).max(2),
         outbox_limit: o.outbox_limit as usize,
         stats_interval_ms: u64::from(o.stats_interval),
@@ -375,11 +379,11 @@ pub(crate) fn log_config(o: &LogOptions) -> napi::Result<LogConfig> {
     })
 }
 
-fn window(value: u32, name: &str) -> napi::Result<u16> {
+fn window(value: u32, name: &str) -> crate::errors::Result<u16> {
     u16::try_from(value).map_err(|_| invalid(format!("{name} {value} is above 65535")))
 }
 
-pub(crate) fn session_config(o: &SessionOptions) -> napi::Result<SessionConfig> {
+pub(crate) fn session_config(o: &SessionOptions) -> crate::errors::Result<SessionConfig> {
     let config = SessionConfig {
         nodelay: o.nodelay,
         interval_ms: o.interval,
@@ -401,19 +405,19 @@ pub(crate) fn session_config(o: &SessionOptions) -> napi::Result<SessionConfig> 
     Ok(config)
 }
 
-pub(crate) fn ip(text: &str) -> napi::Result<IpAddr> {
+pub(crate) fn ip(text: &str) -> crate::errors::Result<IpAddr> {
     text.parse()
         .map_err(|_| invalid(format!("{text:?} is not an IP address")))
 }
 
-pub(crate) fn port(value: u32) -> napi::Result<u16> {
+pub(crate) fn port(value: u32) -> crate::errors::Result<u16> {
     u16::try_from(value).map_err(|_| invalid(format!("port {value} is above 65535")))
 }
 
 pub(crate) fn runtime_config(
     o: &EndpointOptions,
     accept_inbound: bool,
-) -> napi::Result<RuntimeConfig> {
+) -> crate::errors::Result<RuntimeConfig> {
     let session = session_config(&o.session)?;
     let bind = SocketAddr::new(ip(&o.host)?, port(o.port)?);
     let mode = Mode::from(o.mode);
@@ -506,7 +510,7 @@ fn key_pair_info(key: &StaticKey) -> KeyPairInfo {
 /// A fresh server static key pair from the operating system's random source.
 #[cfg_attr(test, allow(dead_code))]
 #[napi]
-pub fn generate_key_pair() -> napi::Result<KeyPairInfo> {
+pub fn generate_key_pair() -> crate::errors::Result<KeyPairInfo> {
     Ok(key_pair_info(
         &StaticKey::generate().map_err(|e| invalid(e.to_string()))?,
     ))
@@ -515,7 +519,7 @@ pub fn generate_key_pair() -> napi::Result<KeyPairInfo> {
 /// The key pair of a 32-byte private key.
 #[cfg_attr(test, allow(dead_code))]
 #[napi]
-pub fn key_pair_from_private(private_key: Buffer) -> napi::Result<KeyPairInfo> {
+pub fn key_pair_from_private(private_key: Buffer) -> crate::errors::Result<KeyPairInfo> {
     let private: [u8; 32] = private_key[..].try_into().map_err(|_| {
         invalid(format!(
             "a server private key is 32 bytes, got {}",

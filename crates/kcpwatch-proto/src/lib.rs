@@ -10,6 +10,7 @@
 //! - [`session`]: one KCP conversation behind the guard, with liveness and counters.
 //! - [`endpoint`]: demultiplexes datagrams by (address, conv) into sessions and runs their timers.
 //! - [`fec`]: kcp-go-compatible forward error correction (Reed-Solomon shards), raw mode.
+//! - [`error_code`]: the stable `KCP_ERR_*` codes of every failure an application is told about.
 //! - [`events`]: the security event catalog (`kcp:*`), one typed struct per event.
 //! - [`community_id`]: Community ID v1 flow hashes for joining records with other sensors.
 //! - [`secure`]: secure mode's wire format, cookies, keys and replay window.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod detect;
 pub mod drop_rule;
 pub mod endpoint;
+pub mod error_code;
 pub mod events;
 pub mod fec;
 pub mod guard;
@@ -44,6 +46,7 @@ pub use config::{EndpointConfig, Mode, Preset, SessionConfig};
 pub use endpoint::{
     ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, SendError, Unreachable,
 };
+pub use error_code::ErrorCode;
 pub use events::SecurityEvent;
 pub use guard::GuardViolation;
 pub use lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};

@@ -169,20 +169,25 @@ impl Transmits {
         )
     }
 
-    /// Appends a secure-mode session datagram, built and sealed in place.
-    #[allow(clippy::too_many_arguments)]
+    /// Appends a secure-mode session datagram of `kind` with `body`, built and sealed in place
+    /// by `sealer` with its next packet number (which the caller then advances).
     pub(crate) fn push_sealed(
         &mut self,
         destination: SocketAddr,
         source: SocketAddr,
-        key: &SessionCipher,
+        sealer: &Sealer,
         kind: u8,
-        conv: u32,
-        packet_number: u64,
         body: &[u8],
     ) -> usize {
         let start = self.bytes.len() as u32;
-        let len = seal_into(&mut self.bytes, key, kind, conv, packet_number, body);
+        let len = seal_into(
+            &mut self.bytes,
+            &sealer.key,
+            kind,
+            sealer.conv,
+            sealer.next_packet_number,
+            body,
+        );
         self.entries.push(Entry {
             destination,
             source,
@@ -255,15 +260,10 @@ impl TxSink {
             // Never reuse a nonce: an exhausted session sends nothing more (and idles out).
             return true;
         }
-        let len = self.queue.borrow_mut().push_sealed(
-            self.destination,
-            self.source,
-            &sealer.key,
-            kind,
-            sealer.conv,
-            sealer.next_packet_number,
-            body,
-        );
+        let len =
+            self.queue
+                .borrow_mut()
+                .push_sealed(self.destination, self.source, sealer, kind, body);
         if let Some(tags) = self.sent_tags.as_mut() {
             let queue = self.queue.borrow();
             if let Some(tag) = queue

@@ -1,7 +1,8 @@
-//! Runtime failures, each with a stable code that the binding turns into a `KCP_ERR_*` class.
+//! Runtime failures, each with a stable [`ErrorCode`] that the binding turns into a `KCP_ERR_*` class.
 
 use std::io;
 
+use kcpwatch_proto::ErrorCode;
 use thiserror::Error;
 
 use crate::events::sinks::SinkError;
@@ -51,26 +52,35 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     /// The stable code the JavaScript error classes carry.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::Bind { source, .. } => match source.kind() {
-                io::ErrorKind::AddrInUse => "KCP_ERR_ADDR_IN_USE",
-                io::ErrorKind::AddrNotAvailable => "KCP_ERR_ADDR_NOT_AVAILABLE",
-                io::ErrorKind::PermissionDenied => "KCP_ERR_PERMISSION_DENIED",
-                _ => "KCP_ERR_BIND",
+                io::ErrorKind::AddrInUse => ErrorCode::AddrInUse,
+                io::ErrorKind::AddrNotAvailable => ErrorCode::AddrNotAvailable,
+                io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+                _ => ErrorCode::Bind,
             },
-            Self::Resolve(_) => "KCP_ERR_RESOLVE",
-            Self::Config(_) => "KCP_ERR_INVALID_OPTION",
-            Self::Connect(_) => "KCP_ERR_CONNECT",
-            Self::Closed => "KCP_ERR_CLOSED",
-            Self::Setup(_) => "KCP_ERR_INTERNAL",
+            Self::Resolve(_) => ErrorCode::Resolve,
+            Self::Config(_) => ErrorCode::InvalidOption,
+            Self::Connect(_) => ErrorCode::Connect,
+            Self::Closed => ErrorCode::Closed,
+            Self::Setup(_) => ErrorCode::Internal,
             // Only a thread that cannot be spawned is ours; the rest is what the options name
             // (the same class as the option checks at createServer give for these paths).
             Self::LogOutput {
                 source: OutputError::Sink(SinkError::Spawn(_)),
                 ..
-            } => "KCP_ERR_INTERNAL",
-            Self::LogOutput { .. } => "KCP_ERR_INVALID_OPTION",
+            } => ErrorCode::Internal,
+            Self::LogOutput { .. } => ErrorCode::InvalidOption,
+        }
+    }
+
+    /// The `kcp:error` record (canonical JSON, one line) already written about this failure,
+    /// for the application's event listeners: a bind failure's, when logging is on.
+    pub fn security_record(&self) -> Option<&str> {
+        match self {
+            Self::Bind { record, .. } => record.as_deref().map(str::trim_end),
+            _ => None,
         }
     }
 }

@@ -359,15 +359,16 @@ impl Detectors {
         }
         let is_update = firing.last_emit != 0 && firing.last_emit >= first_seen;
         firing.last_emit = now_ms;
-        self.push(
+        self.push(Alert {
             rule,
-            Some(ip),
-            t,
-            u64::from(observed),
-            first_seen,
-            now_ms,
-            is_update,
-        );
+            key: Some(ip),
+            threshold: u64::from(t.threshold),
+            window_ms: t.window_ms,
+            observed: u64::from(observed),
+            first_seen_ms: first_seen,
+            last_seen_ms: now_ms,
+            update: is_update,
+        });
         self.enforce(rule, ip, now_ms);
     }
 
@@ -421,31 +422,21 @@ impl Detectors {
             threshold: threshold.min(u64::from(u32::MAX)) as u32,
             window_ms,
         };
-        self.push(rule, None, t, observed, first_seen, now_ms, is_update);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        rule: Rule,
-        key: Option<IpAddr>,
-        t: Threshold,
-        observed: u64,
-        first_seen_ms: u64,
-        last_seen_ms: u64,
-        update: bool,
-    ) {
-        self.alerts_total += 1;
-        self.alerts.push(Alert {
+        self.push(Alert {
             rule,
-            key,
+            key: None,
             threshold: u64::from(t.threshold),
             window_ms: t.window_ms,
             observed,
-            first_seen_ms,
-            last_seen_ms,
-            update,
+            first_seen_ms: first_seen,
+            last_seen_ms: now_ms,
+            update: is_update,
         });
+    }
+
+    fn push(&mut self, alert: Alert) {
+        self.alerts_total += 1;
+        self.alerts.push(alert);
     }
 
     /// A handshake from `ip` (a HELLO in secure mode, a new source's first datagram in raw).

@@ -2,14 +2,14 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::{secure, ConnectionHandle, Endpoint, EndpointEvent, GENERATION_MASK};
+use super::{ConnectionHandle, Endpoint, EndpointEvent};
 use crate::clock::Millis;
 use crate::events::{
     CappedText, ConnectionClosed, ConnectionStateUpdated, Direction, ErrorEvent, ErrorType,
     SecurityEvent,
 };
 use crate::lifecycle::{CloseReason, ConnectionState};
-use crate::session::{ConnectionSummary, Session};
+use crate::session::{ConnectionSummary, EngineError, Session};
 
 impl Endpoint {
     /// Closes a connection gracefully: queued data keeps flowing for up to the linger time,
@@ -22,10 +22,8 @@ impl Endpoint {
     /// DISCONNECT carries them to the peer, and both sides' close records show them. Raw KCP
     /// has no way to carry them; they are only recorded locally.
     pub fn close_with(&mut self, now: Millis, handle: ConnectionHandle, close: crate::AppClose) {
-        if self.slot(handle).is_some() {
-            if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
-                session.set_app_close(close);
-            }
+        if let Some(session) = self.sessions.get_mut(handle) {
+            session.set_app_close(close);
         }
         self.close_as(now, handle, None, CloseReason::LocalClosed);
     }
@@ -37,14 +35,7 @@ impl Endpoint {
     pub fn shutdown_gracefully(&mut self, now: Millis, linger_ms: Option<u32>) {
         self.clock.advance(now);
         self.config.accept_inbound = false;
-        let handles: Vec<ConnectionHandle> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.session.is_some())
-            .map(|(index, slot)| ConnectionHandle::new(index as u32, slot.generation))
-            .collect();
-        for handle in handles {
+        for handle in self.sessions.handles() {
             self.close_as(now, handle, linger_ms, CloseReason::Shutdown);
         }
         self.refuse_pending_auth_for_shutdown();
@@ -95,52 +86,22 @@ impl Endpoint {
     /// Ends every connection with `shutdown`.
     pub fn shutdown(&mut self, now: Millis) {
         self.clock.advance(now);
-        let handles: Vec<ConnectionHandle> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.session.is_some())
-            .map(|(index, slot)| ConnectionHandle::new(index as u32, slot.generation))
-            .collect();
-        for handle in handles {
+        for handle in self.sessions.handles() {
             self.close_now(handle, CloseReason::Shutdown);
         }
         self.refuse_pending_auth_for_shutdown();
     }
 
-    /// Takes a session out of its slot and every index; the handle is stale afterwards.
+    /// Takes a session out of the sessions and everything that counts it (FEC peers, the
+    /// per-address counts); the handle is stale afterwards.
     pub(super) fn remove_session(&mut self, handle: ConnectionHandle) -> Option<Session> {
-        let slot = self.slots.get_mut(handle.index() as usize)?;
-        if slot.generation & GENERATION_MASK != handle.generation() {
-            return None;
-        }
-        let session = slot.session.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.deadline = None;
-        self.free.push(handle.index());
-        if self.by_key.get(&(session.remote, session.conv)) == Some(&handle) {
-            self.by_key.remove(&(session.remote, session.conv));
-        }
+        let session = self.sessions.remove(handle, self.clock.extended())?;
         if let Some(fec) = self.fec.as_mut() {
             fec.forget(session.remote);
         }
-        if let Some(secure) = session.secure.as_ref() {
-            if self.by_conv.get(&session.conv) == Some(&handle) {
-                self.by_conv.remove(&session.conv);
-                secure::remember_closed(
-                    &mut self.recently_closed,
-                    session.conv,
-                    self.clock.extended(),
-                );
-            }
-            if self.by_nonce.get(&secure.nonce) == Some(&handle) {
-                self.by_nonce.remove(&secure.nonce);
-            }
-        }
         if session.direction == Direction::Inbound {
-            self.counts.remove(session.remote.ip());
+            self.handshake.inbound_closed(session.remote.ip());
         }
-        self.live -= 1;
         Some(session)
     }
 
@@ -159,13 +120,11 @@ impl Endpoint {
             && session.direction == Direction::Inbound
         {
             let until = self.clock.extended() + u64::from(session.config.idle_timeout_ms);
-            self.raw_closed
-                .insert((session.remote, session.conv), until);
+            self.sessions.block_raw(session.remote, session.conv, until);
         }
         if reason == CloseReason::DeadLink {
-            let now_ms = self.unix_ms();
-            self.detectors.dead_link(now_ms);
-            self.report_alerts();
+            let now = self.clock.extended();
+            self.reporter.detect(now, |d, now_ms| d.dead_link(now_ms));
         }
         // Before the summary, so that its message counters include them. A panicked engine
         // is not read again.
@@ -182,14 +141,13 @@ impl Endpoint {
             // The engine may be what panicked; the DISCONNECT only touches the sink.
             let _ = catch_unwind(AssertUnwindSafe(|| session.send_disconnect(reason)));
         }
-        self.stats.closed += 1;
+        self.reporter.stats.closed += 1;
         // A panicking engine may have left its state inconsistent; the summary only reads
         // plain counters, but guard it all the same.
         let now_extended = self.clock.extended();
         let old_state = session.state;
         session.state = ConnectionState::Closed;
         let conn = session.conn_ref();
-        self.slots[handle.index() as usize].last_conn = Some(conn);
         let params = session.config;
         let summary = catch_unwind(AssertUnwindSafe(|| session.summary(now_extended)));
         if reason == CloseReason::InternalError {
@@ -198,7 +156,7 @@ impl Endpoint {
                 peer: None,
                 local: None,
                 error_type: ErrorType::Library,
-                code: "KCP_ENGINE_PANIC",
+                code: EngineError::PANIC_CODE,
                 message: CappedText::format("the KCP engine panicked; the session was discarded"),
                 suppressed: 0,
             }));
@@ -213,7 +171,7 @@ impl Endpoint {
         // A panicking engine may have left counters unreadable; the close is recorded all the
         // same, with what could be read.
         let summary = summary.unwrap_or_else(|_| ConnectionSummary::empty(conn));
-        self.totals.add(&summary);
+        self.sessions.add_closed(&summary);
         let (peer_reason, app_close) = (session.peer_reason(), session.app_close());
         self.emit(SecurityEvent::ConnectionClosed(ConnectionClosed {
             conn,

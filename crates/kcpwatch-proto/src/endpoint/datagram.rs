@@ -2,14 +2,13 @@
 //! transmit queue on send, and on receipt checked (tag, replay window, sequencing) and queued
 //! for the application in a bounded inbox. They never touch the KCP engine.
 
-use std::net::SocketAddr;
+use super::Dropped;
 
-use super::{ConnectionHandle, Endpoint};
+use super::{ConnectionHandle, Endpoint, Opened};
 use crate::clock::Millis;
 use crate::events::DropRule;
 use crate::lifecycle::{ConnectionState, DropTrigger};
 use crate::secure::datagram::{parse_body, DatagramBodyError, DatagramHeader, DATAGRAM_HEADER_LEN};
-use crate::secure::wire::SessionHeader;
 
 /// Bytes of received datagrams the inbox holds for the application; past it, new ones are
 /// dropped and counted (`dropped_queue_full`). The runtime empties it every loop iteration,
@@ -92,7 +91,7 @@ impl Endpoint {
         // FEC's encoder reads the time (its gap rule).
         self.tx.borrow_mut().now = now;
         let result = self.seal_datagram(handle, header, payload);
-        let stats = &mut self.stats.unreliable;
+        let stats = &mut self.reporter.stats.unreliable;
         match result {
             Ok(()) => stats.sent += 1,
             Err(DatagramSendError::TooLarge { .. }) => stats.dropped_too_large += 1,
@@ -113,11 +112,11 @@ impl Endpoint {
         payload: &[u8],
     ) -> Result<(), DatagramSendError> {
         let waiting = self.tx.borrow().byte_len();
-        self.slot(handle)
+        self.session(handle)
             .ok_or(DatagramSendError::UnknownConnection)?;
-        let session = self.slots[handle.index() as usize]
-            .session
-            .as_mut()
+        let session = self
+            .sessions
+            .get_mut(handle)
             .ok_or(DatagramSendError::UnknownConnection)?;
         if session.secure.is_none() {
             return Err(DatagramSendError::RawMode);
@@ -151,18 +150,21 @@ impl Endpoint {
 
     /// An authenticated DATAGRAM (its tag and packet number already checked): sequencing, then
     /// the inbox.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn datagram_in(
         &mut self,
         now: Millis,
         handle: ConnectionHandle,
-        remote: SocketAddr,
-        local: SocketAddr,
-        header: &SessionHeader,
-        body: &[u8],
-        len: usize,
+        opened: &Opened<'_>,
     ) {
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Opened {
+            remote,
+            local,
+            header,
+            body,
+            len,
+            ..
+        } = *opened;
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         // Any authentic datagram is activity, whatever becomes of its content.
@@ -171,7 +173,7 @@ impl Endpoint {
         let (dgram, payload) = match parse_body(body) {
             Ok(parsed) => parsed,
             Err(error) => {
-                self.stats.unreliable.dropped_malformed += 1;
+                self.reporter.stats.unreliable.dropped_malformed += 1;
                 let (trigger, rule) = match error {
                     DatagramBodyError::TooShort => {
                         (DropTrigger::TooShort, DropRule::DatagramTooShort)
@@ -180,13 +182,19 @@ impl Endpoint {
                         (DropTrigger::BadCmd, DropRule::DatagramFlags)
                     }
                 };
-                self.drop_trigger(remote, local, Some(header.conv), uid, trigger, rule, len);
+                self.drop_trigger(
+                    Dropped::new(remote, local, len)
+                        .conv(Some(header.conv))
+                        .uid(uid),
+                    trigger,
+                    rule,
+                );
                 self.reschedule(handle, now);
                 return;
             }
         };
         // Accepted (stale or not): a malformed plaintext is counted as a drop instead.
-        self.stats.datagrams_accepted += 1;
+        self.reporter.stats.datagrams_accepted += 1;
         let fresh = !dgram.sequenced
             || session
                 .secure
@@ -194,13 +202,13 @@ impl Endpoint {
                 .is_some_and(|s| s.sequencer.admit(dgram.channel, header.packet_number));
         if !fresh {
             session.unreliable.dropped += 1;
-            self.stats.unreliable.dropped_stale += 1;
+            self.reporter.stats.unreliable.dropped_stale += 1;
         } else if self.inbox.push(handle, dgram.channel, payload) {
             session.unreliable.received += 1;
-            self.stats.unreliable.received += 1;
+            self.reporter.stats.unreliable.received += 1;
         } else {
             session.unreliable.dropped += 1;
-            self.stats.unreliable.dropped_queue_full += 1;
+            self.reporter.stats.unreliable.dropped_queue_full += 1;
         }
         self.reschedule(handle, now);
     }
@@ -264,12 +272,12 @@ impl Endpoint {
     /// when they entered the inbox; they move to dropped, so that received is what the
     /// application got (or holds) and received + dropped is what arrived.
     pub fn note_datagram_drops(&mut self, handle: ConnectionHandle, count: u64) {
-        let stats = &mut self.stats.unreliable;
+        let stats = &mut self.reporter.stats.unreliable;
         let moved = count.min(stats.received);
         stats.received -= moved;
         stats.dropped_queue_full += count;
-        if self.slot(handle).is_some() {
-            if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+        if self.session(handle).is_some() {
+            if let Some(s) = self.sessions.get_mut(handle) {
                 s.unreliable.received = s.unreliable.received.saturating_sub(count);
                 s.unreliable.dropped += count;
             }
@@ -278,12 +286,12 @@ impl Endpoint {
 
     /// Counts a datagram the application layer refused as too large before it got here.
     pub fn note_datagram_too_large(&mut self) {
-        self.stats.unreliable.dropped_too_large += 1;
+        self.reporter.stats.unreliable.dropped_too_large += 1;
     }
 
     /// A datagram for a conv with no session (counted apart from the drop record every
     /// unknown session datagram gets).
     pub(super) fn datagram_without_session(&mut self) {
-        self.stats.unreliable.dropped_no_session += 1;
+        self.reporter.stats.unreliable.dropped_no_session += 1;
     }
 }

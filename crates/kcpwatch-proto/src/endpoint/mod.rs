@@ -10,36 +10,28 @@
 //! 4. drain [`Endpoint::poll_event`] and read messages of readable connections with
 //!    [`Endpoint::recv`];
 //! 5. sleep until [`Endpoint::poll_timeout`] or the next datagram.
+//!
+//! `Endpoint` routes and glues; three parts own the state (each says why in its own doc):
+//! `Sessions` (`sessions.rs`: slots, the indexes by key/conv/nonce, timers, recently closed),
+//! `Handshake` (`handshake.rs`: admission, cookies, pending authentications, server keys) and
+//! `Reporter` (`reporter.rs`: stats, the security queue, samplers, detectors).
 
 use std::cell::{Ref, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, Mode};
-use crate::detect::Detectors;
-use crate::events::{
-    ConnectionFailed, ConnectionRef, Direction, DropRule, PacketDropped, Sampler, SecurityEvent,
-};
+use crate::events::{ConnectionRef, Direction, DropRule};
 use crate::guard::GuardViolation;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
-use crate::limits::{ConnectionCounts, HandshakeRate};
-use crate::secure::{CookieJar, TagKey};
+use crate::secure::TagKey;
 use crate::segment::datagram_conv;
 use crate::session::{ConnectionSummary, Session};
 use crate::transmit::Transmits;
 use crate::uid::UidGenerator;
-
-/// Security events held between two drains; beyond it they are counted as lost. The runtime
-/// drains after every batch, so this is only reached by a burst inside one batch; a shutdown
-/// records two events per connection at once, so the limit grows with the connection limit.
-const SECURITY_QUEUE_LIMIT: usize = 16_384;
-const SECURITY_EVENTS_PER_CONNECTION: usize = 3;
 
 /// The drop rule of a datagram that only an existing session sends, for a session this endpoint
 /// does not have, in the restart grace period (see [`Endpoint::stale_rule`]).
@@ -62,78 +54,39 @@ pub use datagram::{DatagramSendError, MAX_DATAGRAM_INBOX_BYTES, MAX_DATAGRAM_TX_
 pub use error::{ConnectError, SendError};
 pub use event::{EndpointEvent, Unreachable};
 pub use handle::ConnectionHandle;
-use handle::{GENERATION_MASK, MAX_SLOTS};
+use handshake::{Handshake, HelloFrom, Validated};
 pub use info::ConnectionInfo;
+use reporter::{Attempt, Dropped, Reporter};
+use secure::Opened;
+use sessions::Sessions;
 pub use stats::EndpointStats;
-use stats::{fail_key, DROP_KEYS, FAIL_KEYS};
-
-struct Slot {
-    generation: u32,
-    session: Option<Session>,
-    /// The deadline this slot is queued for; older queue entries are stale.
-    deadline: Option<u64>,
-    /// Who last lived here: a send to a connection that has just closed (the common case of
-    /// writing to a player who left) is still logged with that connection's identity.
-    last_conn: Option<ConnectionRef>,
-}
 
 /// One UDP socket's worth of KCP sessions.
 pub struct Endpoint {
     config: EndpointConfig,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    live: usize,
-    /// Secure server sessions whose ACCEPT the client has not confirmed yet (part of `live`).
-    unconfirmed: usize,
-    by_key: HashMap<(SocketAddr, u32), ConnectionHandle>,
-    timers: crate::timer::TimerQueue,
+    /// Slots, the indexes that find a session, timers, recently closed sessions.
+    sessions: Sessions,
+    /// Admission (rates, per-address counts, cookies) and handshakes without a session yet.
+    handshake: Handshake,
+    /// Counters, security records, samplers and detectors.
+    reporter: Reporter,
+    /// Datagrams waiting to be sent, shared with every session's engine.
     tx: Rc<RefCell<Transmits>>,
     events: VecDeque<EndpointEvent>,
+    /// Sessions with something to flush in [`Endpoint::flush`].
     dirty: Vec<ConnectionHandle>,
     clock: ExtendedClock,
     uids: UidGenerator,
-    stats: EndpointStats,
-    security: VecDeque<SecurityEvent>,
-    drop_sampler: Sampler<PacketDropped, DROP_KEYS>,
-    fail_sampler: Sampler<ConnectionFailed, FAIL_KEYS>,
-    /// Secure sessions by conv: they are found by conv alone so they can move address.
-    by_conv: HashMap<u32, ConnectionHandle>,
-    /// Secure sessions by HELLO nonce: a repeated HELLO gets the same answer, a client's
-    /// pending handshake gets its replies.
-    by_nonce: HashMap<[u8; 16], ConnectionHandle>,
-    cookies: CookieJar,
-    /// Session secrets, convs and nonces (ChaCha, seeded from `config.secret`).
-    rng: StdRng,
-    rate: HandshakeRate,
-    counts: ConnectionCounts,
-    pending_auth: Vec<secure::PendingAuth>,
-    next_auth_id: u64,
     /// Reused to build handshake datagrams without allocating each time.
     scratch: Vec<u8>,
     /// Reused for the plaintext of each session datagram.
     plain: Vec<u8>,
-    /// Reused for the token a HELLO carries.
-    token_buf: Vec<u8>,
-    /// Secure mode, server: the static keys HELLOs name by key id.
-    server_keys: Vec<crate::secure::StaticKey>,
-    /// Tests only: where handshake ephemerals come from instead of the OS.
-    #[cfg(feature = "test-keys")]
-    test_ephemerals: Option<StdRng>,
-    /// Secure mode: convs of sessions that closed recently, oldest first, with when.
-    recently_closed: VecDeque<(u32, u64)>,
-    detectors: Detectors,
-    /// Secure mode, server: the rate of stateless RESETs per source and overall.
-    reset_rate: Option<HandshakeRate>,
     /// The extended clock when the endpoint started, for the restart grace period.
     started_at: u64,
-    /// Counters of closed sessions, summed, and the live-session high-water mark (metrics).
-    totals: crate::metrics::SessionTotals,
     /// Raw mode with FEC (`config.fec`).
     fec: Option<raw_fec::FecState>,
     /// Secure mode: the FEC codec this endpoint sends with (`config.fec`) and its peers'.
     secure_fec: crate::secure::fec::Codecs,
-    /// Raw mode: (address, conv) pairs closed for a protocol violation, refused for a while.
-    raw_closed: raw_closed::RawClosed,
     /// Secure mode: received datagrams waiting for the application.
     inbox: datagram::DatagramInbox,
 }
@@ -143,13 +96,16 @@ mod datagram;
 mod error;
 mod event;
 mod handle;
+mod handshake;
 mod info;
 mod mode_mismatch;
 mod open;
 mod raw_closed;
 mod raw_fec;
 mod report;
+mod reporter;
 mod secure;
+mod sessions;
 mod stats;
 
 impl Endpoint {
@@ -175,92 +131,30 @@ impl Endpoint {
         let derive = |label: &[u8]| TagKey::new(&config.secret).mac(label);
         let mut rate_key = [0u8; 8];
         rate_key.copy_from_slice(&derive(b"rate table")[..8]);
-        if config.server_keys.len() > crate::config::MAX_SERVER_KEYS {
-            return Err(ConfigError::TooManyServerKeys(config.server_keys.len()));
-        }
-        let mut server_keys = config.server_keys.clone();
-        for (i, key) in server_keys.iter().enumerate() {
-            if server_keys[..i].iter().any(|k| k.id() == key.id()) {
-                return Err(ConfigError::DuplicateServerKey);
-            }
-        }
-        if server_keys.is_empty()
-            && config.mode == crate::config::Mode::Secure
-            && config.accept_inbound
-        {
-            // No key configured: one for this endpoint's life, from its secret (the runtime
-            // fills that from the OS), so clients must pin its public key each run.
-            server_keys.push(crate::secure::StaticKey::from_private(derive(
-                b"kcpwatch v2 static key",
-            )));
-        }
+        let rate_key = u64::from_le_bytes(rate_key);
         Ok(Self {
-            by_conv: HashMap::new(),
-            by_nonce: HashMap::new(),
-            cookies: CookieJar::new(&derive(b"cookies"), config.cookie_slot_ms),
-            rng: StdRng::from_seed(derive(b"session rng")),
-            rate: HandshakeRate::new(u64::from_le_bytes(rate_key)),
-            counts: ConnectionCounts::default(),
-            pending_auth: Vec::new(),
-            next_auth_id: 1,
+            handshake: Handshake::new(&config, derive, rate_key)?,
             scratch: Vec::new(),
             plain: Vec::new(),
-            token_buf: Vec::new(),
-            server_keys,
-            #[cfg(feature = "test-keys")]
-            test_ephemerals: config.test_ephemeral_seed.map(StdRng::from_seed),
-            recently_closed: VecDeque::new(),
-            totals: Default::default(),
             fec,
             secure_fec,
-            raw_closed: Default::default(),
             inbox: Default::default(),
-            reset_rate: (config.mode == crate::config::Mode::Secure && config.accept_inbound)
-                .then(|| HandshakeRate::new(u64::from_le_bytes(rate_key).rotate_left(17))),
             started_at: u64::from(now),
-            detectors: Detectors::new(
-                config.detectors.clone(),
-                u64::from_le_bytes(rate_key) ^ 0x5bd1_e995,
-            ),
+            reporter: Reporter::new(&config, rate_key ^ 0x5bd1_e995),
             uids: UidGenerator::new(config.rng_seed),
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            unconfirmed: 0,
-            by_key: HashMap::new(),
-            timers: Default::default(),
+            sessions: Sessions::default(),
             tx: Transmits::shared(),
             events: VecDeque::new(),
             dirty: Vec::new(),
             clock: ExtendedClock::new(now),
-            stats: EndpointStats {
-                fec: crate::fec::FecStats {
-                    enabled: config.fec.is_some(),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            security: VecDeque::new(),
-            drop_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
-            fail_sampler: Sampler::new(config.sample_burst, u64::from(config.sample_window_ms)),
             config,
         })
-    }
-
-    /// A handshake ephemeral private key from the test generator, if a test set one; `None`
-    /// (the operating system's random source, through snow) otherwise.
-    pub(crate) fn test_ephemeral(&mut self) -> Option<[u8; 32]> {
-        #[cfg(feature = "test-keys")]
-        if let Some(rng) = self.test_ephemerals.as_mut() {
-            return Some(rand::Rng::gen(rng));
-        }
-        None
     }
 
     /// Secure mode, server: the static keys it answers for (the configured ones, or the one it
     /// made for itself). Clients pin a public key of one of them.
     pub fn server_keys(&self) -> &[crate::secure::StaticKey] {
-        &self.server_keys
+        self.handshake.server_keys()
     }
 
     /// Appends to `out` a session datagram of `kind` with `body` and `packet_number`, sealed
@@ -306,13 +200,13 @@ impl Endpoint {
 
     /// Counters.
     pub fn stats(&self) -> &EndpointStats {
-        &self.stats
+        &self.reporter.stats
     }
 
     /// Live connections: sessions the application was told of (a secure server session the
     /// client has not confirmed yet holds a place under the limits but is not one).
     pub fn connection_count(&self) -> usize {
-        self.live - self.unconfirmed
+        self.sessions.connection_count()
     }
 
     /// Handles a datagram from `remote` that arrived on our address `local`.
@@ -324,8 +218,8 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         self.clock.advance(now);
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += datagram.len() as u64;
+        self.reporter.stats.datagrams_in += 1;
+        self.reporter.stats.bytes_in += datagram.len() as u64;
         self.tx.borrow_mut().now = now;
         if self.config.mode == crate::config::Mode::Secure {
             self.handle_secure_datagram(now, remote, local, datagram);
@@ -361,26 +255,22 @@ impl Endpoint {
     ) -> Option<ConnectionHandle> {
         let Some(conv) = datagram_conv(datagram) else {
             self.drop_datagram(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, datagram.len()),
                 GuardViolation::TooShort(datagram.len()),
-                datagram.len(),
             );
             return None;
         };
-        let handle = match self.by_key.get(&(remote, conv)) {
-            Some(&handle) => handle,
+        let handle = match self.sessions.by_key(remote, conv) {
+            Some(handle) => handle,
             None => self.open_inbound(now, remote, local, conv, datagram)?,
         };
         let outcome = self.with_session(handle, |s| s.input(now, datagram));
         match outcome {
             Some(Ok(engine_error)) => {
                 if rebuilt {
-                    self.stats.fec.recovered += 1;
+                    self.reporter.stats.fec.recovered += 1;
                 } else {
-                    self.stats.datagrams_accepted += 1;
+                    self.reporter.stats.datagrams_accepted += 1;
                 }
                 if let Some(error) = engine_error {
                     self.engine_error(handle, error);
@@ -390,7 +280,12 @@ impl Endpoint {
             }
             Some(Err(violation)) => {
                 let uid = self.session(handle).map(|s| s.uid);
-                self.drop_datagram(remote, local, Some(conv), uid, violation, datagram.len());
+                self.drop_datagram(
+                    Dropped::new(remote, local, datagram.len())
+                        .conv(Some(conv))
+                        .uid(uid),
+                    violation,
+                );
                 None
             }
             None => None,
@@ -412,8 +307,8 @@ impl Endpoint {
         len: usize,
     ) {
         self.clock.advance(now);
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += len as u64;
+        self.reporter.stats.datagrams_in += 1;
+        self.reporter.stats.bytes_in += len as u64;
         let conv = match self.config.mode {
             Mode::Raw => head
                 .get(..4)
@@ -424,29 +319,21 @@ impl Endpoint {
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         };
         let handle = conv.and_then(|conv| match self.config.mode {
-            Mode::Raw => self.by_key.get(&(remote, conv)).copied(),
-            Mode::Secure => self.by_conv.get(&conv).copied(),
+            Mode::Raw => self.sessions.by_key(remote, conv),
+            Mode::Secure => self.sessions.by_conv(conv),
         });
         let uid = handle.and_then(|h| self.session(h)).map(|s| s.uid);
         self.drop_trigger(
-            remote,
-            local,
-            uid.and(conv),
-            uid,
+            Dropped::new(remote, local, len)
+                .conv(uid.and(conv))
+                .uid(uid),
             DropTrigger::BadLength,
             DropRule::DatagramTruncated,
-            len,
         );
     }
 
-    fn slot(&self, handle: ConnectionHandle) -> Option<&Slot> {
-        let slot = self.slots.get(handle.index() as usize)?;
-        (slot.generation & GENERATION_MASK == handle.generation() && slot.session.is_some())
-            .then_some(slot)
-    }
-
     fn session(&self, handle: ConnectionHandle) -> Option<&Session> {
-        self.slot(handle).and_then(|s| s.session.as_ref())
+        self.sessions.get(handle)
     }
 
     /// Runs `f` on a session; a panic inside it ends that session with `internal_error` and
@@ -456,12 +343,11 @@ impl Endpoint {
         handle: ConnectionHandle,
         f: impl FnOnce(&mut Session) -> R,
     ) -> Option<R> {
-        self.slot(handle)?;
-        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        let session = self.sessions.get_mut(handle)?;
         match catch_unwind(AssertUnwindSafe(|| f(session))) {
             Ok(result) => Some(result),
             Err(_) => {
-                self.stats.panics += 1;
+                self.reporter.stats.panics += 1;
                 self.close_now(handle, CloseReason::InternalError);
                 None
             }
@@ -493,7 +379,7 @@ impl Endpoint {
             && session.peek_size().is_some();
         let flush = session.flush_pending;
         if readable {
-            if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+            if let Some(s) = self.sessions.get_mut(handle) {
                 s.readable_signalled = true;
             }
             self.events.push_back(EndpointEvent::Readable { handle });
@@ -514,48 +400,20 @@ impl Endpoint {
         // ahead and the session would never be visited again.
         let ahead = crate::clock::diff(deadline, now).max(0) as u64;
         let extended = self.clock.extended() + ahead;
-        let slot = &mut self.slots[handle.index() as usize];
-        // A deadline that moves later keeps the earlier timer: that visit finds nothing due and
-        // arms the real deadline then. Most reschedules move later (each ACK, each input while
-        // idle), so this keeps the heap to about one entry per session instead of one per event.
-        if slot.deadline.is_some_and(|armed| armed <= extended) {
-            return;
-        }
-        slot.deadline = Some(extended);
-        self.timers
-            .schedule(extended, handle.index(), slot.generation);
-        if self.timers.len() > 4 * self.live + 64 {
-            let slots = &self.slots;
-            self.timers.compact(|d, s, g| {
-                let slot = &slots[s as usize];
-                slot.generation == g && slot.deadline == Some(d)
-            });
-        }
+        self.sessions.schedule(handle, extended);
     }
 
     /// The next time [`Endpoint::handle_timeout`] must run, if any session is live or a
     /// sampling window has counted drops to report.
     pub fn poll_timeout(&mut self) -> Option<Millis> {
         let samples = [
-            self.drop_sampler.next_deadline(),
-            self.fail_sampler.next_deadline(),
-            self.pending_auth.iter().map(|p| p.deadline).min(),
+            self.reporter.next_deadline(),
+            self.handshake.next_auth_deadline(),
         ]
         .into_iter()
         .flatten()
         .min();
-        let mut session = None;
-        while let Some((deadline, index, generation)) = self.timers.peek() {
-            let slot = &self.slots[index as usize];
-            if slot.generation == generation
-                && slot.deadline == Some(deadline)
-                && slot.session.is_some()
-            {
-                session = Some(deadline);
-                break;
-            }
-            self.timers.pop();
-        }
+        let session = self.sessions.next_deadline();
         [session, samples]
             .into_iter()
             .flatten()
@@ -567,22 +425,9 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Millis) {
         let now_extended = self.clock.advance(now);
         self.tx.borrow_mut().now = now;
-        self.report_sampled(now_extended);
+        self.reporter.report_sampled(now_extended);
         self.expire_pending_auth(now_extended);
-        while let Some((deadline, index, generation)) = self.timers.peek() {
-            if deadline > now_extended {
-                break;
-            }
-            self.timers.pop();
-            let slot = &mut self.slots[index as usize];
-            if slot.generation != generation
-                || slot.deadline != Some(deadline)
-                || slot.session.is_none()
-            {
-                continue;
-            }
-            slot.deadline = None;
-            let handle = ConnectionHandle::new(index, generation);
+        while let Some(handle) = self.sessions.pop_due(now_extended) {
             if self.client_handshake_tick(handle, now) {
                 continue;
             }
@@ -633,7 +478,7 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<(), SendError> {
         self.clock.advance(now);
-        let existed = self.slot(handle).is_some();
+        let existed = self.session(handle).is_some();
         let result = match self.with_session(handle, |s| s.send(data)) {
             // The engine panicked: the session is closed with `internal_error`, which is the
             // record of what happened; the send itself was no misuse.
@@ -665,13 +510,13 @@ impl Endpoint {
     /// Moves the next message of a connection into `buf` (at least [`Endpoint::peek_size`]
     /// bytes). `None` when no message is ready; then the next arrival signals `Readable` again.
     pub fn recv(&mut self, handle: ConnectionHandle, buf: &mut [u8]) -> Option<usize> {
-        self.slot(handle)?;
+        self.session(handle)?;
         let ready = self.peek_size(handle);
         if ready.is_none() && self.oversized_head(handle) {
             self.close_now(handle, CloseReason::ProtocolViolation);
             return None;
         }
-        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        let session = self.sessions.get_mut(handle)?;
         if ready.is_none() {
             session.readable_signalled = false;
             return None;
@@ -699,9 +544,8 @@ impl Endpoint {
     /// The connection a peer address and conv belong to, for events about a peer (an ICMP
     /// error names only the address).
     pub fn connection_for_peer(&self, peer: SocketAddr) -> Option<ConnectionRef> {
-        self.slots
+        self.sessions
             .iter()
-            .filter_map(|slot| slot.session.as_ref())
             .find(|session| session.remote == peer)
             .map(Session::conn_ref)
     }
@@ -733,18 +577,18 @@ impl Endpoint {
     pub fn peer_unreachable(&mut self, now: Millis, peer: SocketAddr) -> Unreachable {
         self.clock.advance(now);
         let mut outcome = Unreachable::NoSession;
-        for index in 0..self.slots.len() {
-            let slot = &mut self.slots[index];
-            let generation = slot.generation;
-            let Some(session) = slot.session.as_mut() else {
+        for index in 0..self.sessions.slot_count() {
+            let Some(handle) = self.sessions.handle_at(index) else {
+                continue;
+            };
+            let Some(session) = self.sessions.get_mut(handle) else {
                 continue;
             };
             if session.remote == peer
                 && session.state == ConnectionState::Handshaking
                 && session.direction == Direction::Outbound
             {
-                self.stats.unreachable_reports += 1;
-                let handle = ConnectionHandle::new(index as u32, generation);
+                self.reporter.stats.unreachable_reports += 1;
                 match self.handshake_unreachable(handle) {
                     Some(closed @ Unreachable::Closed(_)) => outcome = closed,
                     Some(first) if outcome == Unreachable::NoSession => outcome = first,
@@ -761,7 +605,7 @@ impl Endpoint {
             {
                 continue;
             }
-            self.stats.unreachable_reports += 1;
+            self.reporter.stats.unreachable_reports += 1;
             let last_received = session.last_received();
             let episode = &mut session.unreachable;
             if episode.reports == 0 || episode.last_received != last_received {
@@ -782,10 +626,7 @@ impl Endpoint {
                 && i64::from(lasted) >= i64::from(span)
             {
                 let conn = session.conn_ref();
-                self.close_now(
-                    ConnectionHandle::new(index as u32, generation),
-                    CloseReason::DeadLink,
-                );
+                self.close_now(handle, CloseReason::DeadLink);
                 outcome = Unreachable::Closed(conn);
             } else if outcome == Unreachable::NoSession {
                 outcome = Unreachable::Repeat;
@@ -803,15 +644,11 @@ impl Endpoint {
         conv: Option<u32>,
         len: usize,
     ) {
-        self.stats.mode_mismatch += 1;
+        self.reporter.stats.mode_mismatch += 1;
         self.drop_trigger(
-            remote,
-            local,
-            conv,
-            None,
+            Dropped::new(remote, local, len).conv(conv),
             DropTrigger::BadCmd,
             MODE_MISMATCH,
-            len,
         );
     }
 
@@ -855,12 +692,7 @@ impl Endpoint {
     /// Per-session counters summed over every session so far: the closed ones, plus the live
     /// ones as they are now (O(live sessions), for metrics reads).
     pub fn session_totals(&self) -> crate::metrics::SessionTotals {
-        let now = self.clock.extended();
-        let mut totals = self.totals;
-        for session in self.slots.iter().filter_map(|slot| slot.session.as_ref()) {
-            totals.add(&session.summary(now));
-        }
-        totals
+        self.sessions.totals(self.clock.extended())
     }
 
     /// A connection's summary so far.
@@ -872,13 +704,11 @@ impl Endpoint {
     /// Makes the next engine call of a connection panic, to exercise the containment that
     /// turns an engine failure into an `internal_error` close. For tests and fault drills.
     pub fn inject_engine_fault(&mut self, handle: ConnectionHandle) -> bool {
-        if self.slot(handle).is_none() {
+        let Some(s) = self.sessions.get_mut(handle) else {
             return false;
-        }
-        if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
-            s.poisoned = true;
-            s.flush_pending = true;
-        }
+        };
+        s.poisoned = true;
+        s.flush_pending = true;
         self.dirty.push(handle);
         true
     }

@@ -1,10 +1,10 @@
 //! How sessions begin: a raw peer's first datagram, or `connect`, within the limits.
 
+use super::{Attempt, Dropped};
 use std::net::SocketAddr;
 
 use super::{
-    mode_mismatch, ConnectError, ConnectionHandle, Endpoint, EndpointEvent, Slot, MAX_SLOTS,
-    RECENTLY_CLOSED,
+    mode_mismatch, ConnectError, ConnectionHandle, Endpoint, EndpointEvent, RECENTLY_CLOSED,
 };
 use crate::clock::Millis;
 use crate::config::{EndpointConfig, SessionConfig};
@@ -14,8 +14,7 @@ use crate::events::{
 };
 use crate::guard::{self, GuardContext};
 use crate::lifecycle::{ConnectionState, DropTrigger};
-use crate::session::Session;
-use crate::uid::Uid;
+use crate::session::{Opening, Session};
 
 impl Endpoint {
     /// Validates the first datagram of an unknown (address, conv) and opens a session for it.
@@ -29,28 +28,20 @@ impl Endpoint {
     ) -> Option<ConnectionHandle> {
         if !self.config.accept_inbound {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                None,
+                Dropped::new(remote, local, datagram.len()).conv(Some(conv)),
                 DropTrigger::UnknownConnection,
                 DropRule::NoSession,
-                datagram.len(),
             );
             return None;
         }
         if self
-            .raw_closed
-            .blocks(&(remote, conv), self.clock.extended())
+            .sessions
+            .raw_blocked(remote, conv, self.clock.extended())
         {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                None,
+                Dropped::new(remote, local, datagram.len()).conv(Some(conv)),
                 DropTrigger::UnknownConnection,
                 RECENTLY_CLOSED,
-                datagram.len(),
             );
             return None;
         }
@@ -70,22 +61,22 @@ impl Endpoint {
                 }
                 let rule = self.stale_rule();
                 self.drop_trigger(
-                    remote,
-                    local,
-                    Some(conv),
-                    None,
+                    Dropped::new(remote, local, datagram.len()).conv(Some(conv)),
                     DropTrigger::UnknownConnection,
                     rule,
-                    datagram.len(),
                 );
                 return None;
             }
         }
 
-        let now_ms = self.unix_ms();
-        self.detectors.handshake(remote.ip(), now_ms);
-        self.report_alerts();
-        if self.refused_by_detector(remote, local, conv) {
+        let now_extended = self.clock.extended();
+        self.reporter
+            .detect(now_extended, |d, now_ms| d.handshake(remote.ip(), now_ms));
+        if self.refused_by_detector(Attempt {
+            remote,
+            local,
+            conv,
+        }) {
             return None;
         }
         // Validate against the state a fresh session would have before allocating anything.
@@ -110,23 +101,25 @@ impl Endpoint {
                 return None;
             }
             self.failed_attempt(
-                remote,
-                local,
-                conv,
+                Attempt {
+                    remote,
+                    local,
+                    conv,
+                },
                 FailReason::Malformed,
                 violation.trigger(),
                 violation.rule(),
             );
             return None;
         }
-        if let Err(hit) = self
-            .rate
-            .admit(&self.config.limits, remote.ip(), self.clock.extended())
-        {
+        let now_extended = self.clock.extended();
+        if let Err(hit) = self.handshake.admit_rate(remote.ip(), now_extended) {
             self.failed_attempt(
-                remote,
-                local,
-                conv,
+                Attempt {
+                    remote,
+                    local,
+                    conv,
+                },
                 FailReason::RateLimited,
                 DropTrigger::RateLimited,
                 hit.rule(),
@@ -135,9 +128,11 @@ impl Endpoint {
         }
         if let Err(rule) = self.admits(remote) {
             self.failed_attempt(
-                remote,
-                local,
-                conv,
+                Attempt {
+                    remote,
+                    local,
+                    conv,
+                },
                 FailReason::Capacity,
                 DropTrigger::OverLimit,
                 rule,
@@ -145,14 +140,21 @@ impl Endpoint {
             return None;
         }
         let config = self.config.session;
-        let handle =
-            self.insert_session(now, remote, local, conv, &config, Direction::Inbound, None);
-        self.stats.passive_opens += 1;
+        let opening = Opening {
+            uid: self.uids.next(self.unix_ms()),
+            conv,
+            remote,
+            local,
+            direction: Direction::Inbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
+        self.reporter.stats.passive_opens += 1;
         self.opened(handle);
-        let now_ms = self.unix_ms();
-        let live = self.counts.for_ip(remote.ip());
-        self.detectors.established(remote.ip(), live, now_ms);
-        self.report_alerts();
+        let live = self.handshake.inbound_from(remote.ip());
+        let now_extended = self.clock.extended();
+        self.reporter.detect(now_extended, |d, now_ms| {
+            d.established(remote.ip(), live, now_ms)
+        });
         self.events.push_back(EndpointEvent::Accepted { handle });
         Some(handle)
     }
@@ -160,20 +162,20 @@ impl Endpoint {
     /// Whether a new inbound session from `remote` fits every connection limit; the rule
     /// that refuses it otherwise.
     pub(super) fn admits(&self, remote: SocketAddr) -> Result<(), DropRule> {
-        if self.live + self.pending_auth.len() >= self.config.max_connections
-            || self.slots.len() >= MAX_SLOTS && self.free.is_empty()
+        if self.sessions.live() + self.handshake.pending_count() >= self.config.max_connections
+            || self.sessions.is_full()
         {
             return Err(DropRule::MaxConnections);
         }
-        self.counts
-            .admits(&self.config.limits, remote.ip())
+        self.handshake
+            .counts_admit(remote.ip())
             .map_err(|hit| hit.rule())
     }
 
     /// Records the opening of a connection: attempted, then established (raw mode has no
     /// handshake in between).
     pub(super) fn opened(&mut self, handle: ConnectionHandle) {
-        if !self.events_on() {
+        if !self.reporter.events_on() {
             return;
         }
         let Some(conn) = self.session(handle).map(Session::conn_ref) else {
@@ -210,33 +212,37 @@ impl Endpoint {
         let config = *config.unwrap_or(&self.config.session);
         config.validate()?;
         self.config.validate_fec(&config)?;
-        if self.by_key.contains_key(&(remote, conv)) {
+        if self.sessions.by_key(remote, conv).is_some() {
             return Err(ConnectError::Duplicate(remote, conv));
         }
         // Pending authentications hold a place too.
-        if self.live + self.pending_auth.len() >= self.config.max_connections {
+        if self.sessions.live() + self.handshake.pending_count() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
-        let handle =
-            self.insert_session(now, remote, local, conv, &config, Direction::Outbound, None);
-        self.stats.active_opens += 1;
+        let opening = Opening {
+            uid: self.uids.next(self.unix_ms()),
+            conv,
+            remote,
+            local,
+            direction: Direction::Outbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
+        self.reporter.stats.active_opens += 1;
         self.opened(handle);
         Ok(handle)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Opens a session for `opening` with engine `config` (FEC's room taken off when raw FEC
+    /// is on), counted and indexed, its timer armed.
     pub(super) fn insert_session(
         &mut self,
         now: Millis,
-        remote: SocketAddr,
-        local: SocketAddr,
-        conv: u32,
         config: &SessionConfig,
-        direction: Direction,
-        uid: Option<Uid>,
+        opening: Opening,
     ) -> ConnectionHandle {
-        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
-        let uid = uid.unwrap_or_else(|| self.uids.next(unix_ms));
+        let Opening {
+            remote, direction, ..
+        } = opening;
         // FEC puts its header before KCP's in every datagram: KCP gets the rest of the MTU.
         let fec_config;
         let config = match &self.fec {
@@ -246,45 +252,17 @@ impl Endpoint {
             }
             None => config,
         };
-        let mut session = Session::new(
-            uid,
-            conv,
-            remote,
-            local,
-            config,
-            now,
-            self.clock.extended(),
-            direction,
-            self.tx.clone(),
-        );
+        let mut session =
+            Session::new(opening, config, now, self.clock.extended(), self.tx.clone());
         if let Some(fec) = self.fec.as_mut() {
             // One encoder per remote: every session to it shares one seqid sequence.
             session.enable_fec(fec.attach(remote));
         }
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    session: None,
-                    deadline: None,
-                    last_conn: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.session = Some(session);
-        slot.deadline = None;
-        let handle = ConnectionHandle::new(index, slot.generation);
-        if self.config.mode == crate::config::Mode::Raw {
-            self.by_key.insert((remote, conv), handle);
-        }
+        let raw = self.config.mode == crate::config::Mode::Raw;
+        let handle = self.sessions.insert(session, raw);
         if direction == Direction::Inbound {
-            self.counts.add(remote.ip());
+            self.handshake.inbound_opened(remote.ip());
         }
-        self.live += 1;
-        self.totals.note_live(self.live);
         self.reschedule(handle, now);
         handle
     }

@@ -10,6 +10,7 @@
 //! groups and parity rebuilt one connection's bytes from another's datagrams. A rebuilt
 //! datagram is routed by its own conv, never assumed to belong to a session.
 
+use super::Dropped;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -113,13 +114,9 @@ impl Endpoint {
                     .is_some_and(|f| f.peers.contains_key(&remote))
                 {
                     self.drop_trigger(
-                        remote,
-                        local,
-                        None,
-                        None,
+                        Dropped::new(remote, local, datagram.len()),
                         DropTrigger::UnknownConnection,
                         DropRule::FecParityNoSession,
-                        datagram.len(),
                     );
                     return true;
                 }
@@ -127,25 +124,17 @@ impl Endpoint {
             }
             Packet::Oob => {
                 self.drop_trigger(
-                    remote,
-                    local,
-                    None,
-                    None,
+                    Dropped::new(remote, local, datagram.len()),
                     DropTrigger::BadCmd,
                     DropRule::FecOobUnsupported,
-                    datagram.len(),
                 );
                 return true;
             }
             Packet::Malformed => {
                 self.drop_trigger(
-                    remote,
-                    local,
-                    None,
-                    None,
+                    Dropped::new(remote, local, datagram.len()),
                     DropTrigger::BadLength,
                     DropRule::FecBadSize,
-                    datagram.len(),
                 );
                 return true;
             }
@@ -158,9 +147,15 @@ impl Endpoint {
         let decoded = match fec.decoder(remote, local) {
             Some(decoder) => {
                 if parity {
-                    self.stats.fec.parity_shards += 1;
+                    self.reporter.stats.fec.parity_shards += 1;
                 }
-                decoder.decode(seqid, parity, shard, &mut scratch, &mut self.stats.fec);
+                decoder.decode(
+                    seqid,
+                    parity,
+                    shard,
+                    &mut scratch,
+                    &mut self.reporter.stats.fec,
+                );
                 true
             }
             None => false,
@@ -187,14 +182,14 @@ impl Endpoint {
         scratch: &DecodeScratch,
     ) {
         for datagram in scratch.recovered() {
-            let dropped = self.stats.dropped_total();
+            let dropped = self.reporter.stats.dropped_total();
             if self
                 .raw_deliver(now, remote, local, datagram, true)
                 .is_none()
-                && self.stats.dropped_total() > dropped
+                && self.reporter.stats.dropped_total() > dropped
             {
-                self.stats.fec.errors += 1;
-                self.stats.fec.rebuilt_refused += 1;
+                self.reporter.stats.fec.errors += 1;
+                self.reporter.stats.fec.rebuilt_refused += 1;
             }
         }
     }

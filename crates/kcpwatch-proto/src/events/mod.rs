@@ -30,6 +30,7 @@ pub use summary::{AppClose, ConnectionSummary};
 pub use text::{CappedText, History, UserId, UserIdError, MAX_USER_ID_LEN, MESSAGE_CAPACITY};
 
 use crate::config::SessionConfig;
+use crate::error_code::ErrorCode;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger, Initiator};
 use crate::uid::Uid;
 
@@ -126,12 +127,12 @@ impl Violation {
     }
 
     /// The `error_code` the application also sees on the thrown or emitted error.
-    pub fn error_code(self) -> &'static str {
+    pub fn error_code(self) -> ErrorCode {
         match self {
-            Self::OversizedMessage => "KCP_ERR_MESSAGE_TOO_LARGE",
-            Self::MessageOnClosedConnection => "KCP_ERR_CLOSED",
-            Self::EmptyMessage => "KCP_ERR_EMPTY_MESSAGE",
-            Self::SendQueueFull => "KCP_ERR_QUEUE_FULL",
+            Self::OversizedMessage => ErrorCode::MessageTooLarge,
+            Self::MessageOnClosedConnection => ErrorCode::Closed,
+            Self::EmptyMessage => ErrorCode::EmptyMessage,
+            Self::SendQueueFull => ErrorCode::QueueFull,
         }
     }
 }

@@ -340,7 +340,7 @@ impl Vocab {
             Self::DropTrigger => DropTrigger::ALL.map(DropTrigger::as_str).to_vec(),
             Self::Violation => Violation::ALL.map(Violation::as_str).to_vec(),
             Self::ErrorType => ErrorType::ALL.map(ErrorType::as_str).to_vec(),
-            Self::ApplicationErrorCode => Violation::ALL.map(Violation::error_code).to_vec(),
+            Self::ApplicationErrorCode => Violation::ALL.map(|v| v.error_code().as_str()).to_vec(),
             Self::AlertRuleId => Rule::ALL.map(Rule::id).to_vec(),
             Self::AlertRuleName => Rule::ALL.map(Rule::name).to_vec(),
             Self::MitreTechnique => Rule::ALL.iter().filter_map(|r| r.technique()).collect(),

@@ -45,6 +45,10 @@ pub struct EngineError {
 }
 
 impl EngineError {
+    /// The code of a caught engine panic (the session is discarded), which no `kcp::Error`
+    /// maps to.
+    pub const PANIC_CODE: &'static str = "KCP_ENGINE_PANIC";
+
     /// Maps every error of the `kcp` crate to a stable code.
     pub fn from_kcp(error: &kcp::Error) -> Self {
         let code = match error {

@@ -20,7 +20,7 @@ mod summary;
 
 pub use crate::events::{AppClose, ConnectionSummary};
 pub use error::{EngineError, SessionSendError};
-pub(crate) use secure::{ClientHandshake, SecureState, HELLO_RETRY_MS};
+pub(crate) use secure::{ClientHandshake, Protection, SecureState, HELLO_RETRY_MS};
 
 /// Window probes start this soon after the peer advertises a zero window and back off to at
 /// most `PROBE_LIMIT_MS`: a forged zero window (defect case E in docs/security.md) then stalls the sender for
@@ -105,19 +105,34 @@ pub(crate) struct Session {
     pub(crate) unreliable: crate::secure::datagram::DatagramCounters,
 }
 
+/// Who a new session is: its id, its conv, the peer's address and ours, and which side opened
+/// it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opening {
+    pub(crate) uid: Uid,
+    pub(crate) conv: u32,
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) direction: Direction,
+}
+
 impl Session {
-    #[allow(clippy::too_many_arguments)]
+    /// A session for `opening` with engine `config`, started at `now` (`now_extended` on the
+    /// endpoint's extended clock), whose datagrams go to `tx`.
     pub(crate) fn new(
-        uid: Uid,
-        conv: u32,
-        remote: SocketAddr,
-        local: SocketAddr,
+        opening: Opening,
         config: &SessionConfig,
         now: Millis,
         now_extended: u64,
-        direction: Direction,
         tx: Rc<RefCell<Transmits>>,
     ) -> Self {
+        let Opening {
+            uid,
+            conv,
+            remote,
+            local,
+            direction,
+        } = opening;
         let sink = TxSink::new(tx, remote, local);
         let mut kcp = if config.stream {
             Kcp::new_stream(conv, sink)

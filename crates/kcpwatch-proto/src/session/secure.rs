@@ -102,18 +102,31 @@ impl ClientHandshake {
     }
 }
 
+/// What protects a secure session: our side of the handshake, the HELLO nonce that named it,
+/// the server key it used, and how often to send a keepalive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Protection {
+    pub(crate) role: Role,
+    pub(crate) nonce: [u8; NONCE_LEN],
+    pub(crate) key_id: [u8; KEY_ID_LEN],
+    pub(crate) keepalive_ms: u32,
+}
+
 impl Session {
     /// Makes this a secure session. A client starts in `Handshaking` with `handshake`; a server
     /// session passes its keys at once.
     pub(crate) fn make_secure(
         &mut self,
-        role: Role,
-        nonce: [u8; NONCE_LEN],
-        key_id: [u8; KEY_ID_LEN],
-        keepalive_ms: u32,
+        protection: Protection,
         handshake: Option<ClientHandshake>,
         now: Millis,
     ) {
+        let Protection {
+            role,
+            nonce,
+            key_id,
+            keepalive_ms,
+        } = protection;
         if handshake.is_some() {
             self.state = ConnectionState::Handshaking;
         }

@@ -493,11 +493,12 @@ impl IoThread {
                 Err(SendError::UnknownConnection) => self.stats.sends_to_closed += 1,
                 Err(SendError::Session(e)) => {
                     use kcpwatch_proto::session::SessionSendError as E;
+                    use kcpwatch_proto::ErrorCode;
                     let code = match e {
-                        E::TooLarge { .. } => "KCP_ERR_MESSAGE_TOO_LARGE",
-                        E::QueueFull { .. } => "KCP_ERR_QUEUE_FULL",
-                        E::NotOpen => "KCP_ERR_CLOSED",
-                        E::Empty => "KCP_ERR_EMPTY_MESSAGE",
+                        E::TooLarge { .. } => ErrorCode::MessageTooLarge.as_str(),
+                        E::QueueFull { .. } => ErrorCode::QueueFull.as_str(),
+                        E::NotOpen => ErrorCode::Closed.as_str(),
+                        E::Empty => ErrorCode::EmptyMessage.as_str(),
                         E::Engine(code) => code,
                     };
                     self.writer.error(handle, code, &e.to_string());

@@ -1,9 +1,8 @@
 //! Secure mode, client side: the HELLO and its retries, the server's replies, a failed
 //! handshake, and RESETs from a server that lost the session.
 
+use crate::endpoint::Dropped;
 use std::net::SocketAddr;
-
-use rand::Rng;
 
 use super::{agreed_session_config, own_params, peer_ceiling, secure_session_config};
 use crate::clock::{diff, Millis};
@@ -21,7 +20,7 @@ use crate::secure::noise::ClientNoise;
 use crate::secure::wire::{
     self, RejectReason, MAX_TOKEN_LEN, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE,
 };
-use crate::session::{ClientHandshake, HELLO_RETRY_MS};
+use crate::session::{ClientHandshake, Opening, Protection, HELLO_RETRY_MS};
 
 impl Endpoint {
     /// Opens a secure session to a server: sends the first HELLO now. The handle is usable at
@@ -46,15 +45,15 @@ impl Endpoint {
         let config = secure_session_config(config.unwrap_or(&self.config.session));
         config.validate()?;
         // Pending authentications hold a place too.
-        if self.live + self.pending_auth.len() >= self.config.max_connections {
+        if self.sessions.live() + self.handshake.pending_count() >= self.config.max_connections {
             return Err(ConnectError::Capacity(self.config.max_connections));
         }
-        let nonce: [u8; 16] = self.rng.gen();
+        let nonce = self.handshake.random_nonce();
         // The largest datagram we accept: the MTU on the wire (validate() bounds it to 65,507).
         let mtu = u16::try_from(config.mtu + SESSION_OVERHEAD).unwrap_or(u16::MAX);
         let params = own_params(&config, mtu);
         let mut hello = Vec::new();
-        let noise = match self.test_ephemeral() {
+        let noise = match self.handshake.test_ephemeral() {
             Some(e) => ClientNoise::start_with_ephemeral_for_tests(
                 &server_key,
                 &nonce,
@@ -67,9 +66,16 @@ impl Endpoint {
         }
         .map_err(|_| ConnectError::NoServerKey)?;
         let keepalive = self.keepalive_ms();
-        let handle = self.insert_session(now, remote, local, 0, &config, Direction::Outbound, None);
+        let opening = Opening {
+            uid: self.uids.next(self.unix_ms()),
+            conv: 0,
+            remote,
+            local,
+            direction: Direction::Outbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
         let deadline = now.wrapping_add(self.config.handshake_timeout_ms);
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             let handshake = ClientHandshake {
                 hello: hello.into(),
                 noise: Some(noise),
@@ -81,10 +87,16 @@ impl Endpoint {
                 unreachable_at_hello: 0,
             };
             let key_id = crate::secure::key_id(&server_key);
-            session.make_secure(Role::Client, nonce, key_id, keepalive, Some(handshake), now);
+            let protection = Protection {
+                role: Role::Client,
+                nonce,
+                key_id,
+                keepalive_ms: keepalive,
+            };
+            session.make_secure(protection, Some(handshake), now);
         }
-        self.by_nonce.insert(nonce, handle);
-        self.stats.active_opens += 1;
+        self.sessions.index_nonce(nonce, handle);
+        self.reporter.stats.active_opens += 1;
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
             self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
                 conn,
@@ -103,7 +115,7 @@ impl Endpoint {
     /// Sends the client's HELLO (with the cookie once it has one) and backs off the next.
     pub(in crate::endpoint) fn send_hello(&mut self, handle: ConnectionHandle, now: Millis) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             let handshake = session.secure.as_mut().and_then(|s| s.handshake.as_mut());
             if let Some(h) = handshake {
                 scratch.clear();
@@ -170,7 +182,6 @@ impl Endpoint {
             return;
         };
         let conn = session.conn_ref();
-        self.slots[handle.index() as usize].last_conn = Some(conn);
         self.validated_failure(conn, reason, None, rule);
         self.events.push_back(EndpointEvent::ConnectFailed {
             handle,
@@ -187,7 +198,7 @@ impl Endpoint {
         &mut self,
         handle: ConnectionHandle,
     ) -> Option<Unreachable> {
-        let session = self.slots[handle.index() as usize].session.as_mut()?;
+        let session = self.sessions.get_mut(handle)?;
         let conn = session.conn_ref();
         let h = session.secure.as_mut()?.handshake.as_mut()?;
         if h.unreachable_hellos > 0 && h.unreachable_at_hello == h.hellos {
@@ -223,17 +234,13 @@ impl Endpoint {
         };
         let Some(nonce) = parsed_nonce else {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::BadLength,
                 DropRule::HandshakeLength,
-                len,
             );
             return;
         };
-        let handle = self.by_nonce.get(&nonce).copied().filter(|&h| {
+        let handle = self.sessions.by_nonce(&nonce).filter(|&h| {
             // From any address: the nonce authenticates the reply (docs/protocol.md).
             self.session(h).is_some_and(|s| {
                 s.direction == Direction::Outbound && s.state == ConnectionState::Handshaking
@@ -242,13 +249,9 @@ impl Endpoint {
         let Some(handle) = handle else {
             // Not an answer to a handshake in progress: late, duplicated or forged.
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::UnknownConnection,
                 DropRule::NoHandshake,
-                len,
             );
             return;
         };
@@ -257,9 +260,9 @@ impl Endpoint {
                 let Some((_, cookie)) = wire::parse_cookie(datagram) else {
                     return;
                 };
-                if let Some(h) = self.slots[handle.index() as usize]
-                    .session
-                    .as_mut()
+                if let Some(h) = self
+                    .sessions
+                    .get_mut(handle)
                     .and_then(|s| s.secure.as_mut())
                     .and_then(|s| s.handshake.as_mut())
                 {
@@ -275,9 +278,9 @@ impl Endpoint {
                 let Some((_, noise_message)) = wire::parse_accept(datagram) else {
                     return;
                 };
-                let noise = self.slots[handle.index() as usize]
-                    .session
-                    .as_mut()
+                let noise = self
+                    .sessions
+                    .get_mut(handle)
                     .and_then(|s| s.secure.as_mut())
                     .and_then(|s| s.handshake.as_mut())
                     .and_then(|h| h.noise.take());
@@ -289,7 +292,7 @@ impl Endpoint {
                     Err(_) => {
                         // Whoever answered does not hold the server key we pinned (or the
                         // ACCEPT was altered): the handshake state is spent, the attempt ends.
-                        self.stats.dropped
+                        self.reporter.stats.dropped
                             [EndpointStats::trigger_index(DropTrigger::DecryptFailed)] += 1;
                         self.fail_connect(
                             handle,
@@ -328,16 +331,15 @@ impl Endpoint {
                     let fits = config.stream || session.largest_queued() <= ceiling;
                     (config, fec, ceiling, fits)
                 });
-                let (dropped, fec) =
-                    match (agreed, self.slots[handle.index() as usize].session.as_mut()) {
-                        (Some((agreed, fec, ceiling, true)), Some(session)) => {
-                            let dropped = session.set_agreed_mtu(&agreed);
-                            session.send_ceiling = ceiling;
-                            (dropped, fec)
-                        }
-                        (Some((_, _, _, false)), Some(_)) => (1, None),
-                        _ => (0, None),
-                    };
+                let (dropped, fec) = match (agreed, self.sessions.get_mut(handle)) {
+                    (Some((agreed, fec, ceiling, true)), Some(session)) => {
+                        let dropped = session.set_agreed_mtu(&agreed);
+                        session.send_ceiling = ceiling;
+                        (dropped, fec)
+                    }
+                    (Some((_, _, _, false)), Some(_)) => (1, None),
+                    _ => (0, None),
+                };
                 if dropped > 0 {
                     // A message queued during the handshake is larger than the server takes
                     // (its max_message_size, or more fragments than its receive window or KCP
@@ -352,7 +354,7 @@ impl Endpoint {
                     return;
                 }
                 let now_extended = self.clock.extended();
-                if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+                if let Some(session) = self.sessions.get_mut(handle) {
                     let keys = SessionKeys::from_split(&split, Role::Client);
                     session.start_session(accept.conv, keys, now, now_extended);
                     if let Some(codec) = fec {
@@ -367,12 +369,10 @@ impl Endpoint {
                     }
                     session.flush_pending = true;
                 }
-                if let Some(old) = self.by_conv.insert(accept.conv, handle) {
+                if let Some(old) = self.sessions.index_conv(accept.conv, handle) {
                     // Two servers gave one client endpoint the same conv: the newer wins.
-                    if old != handle {
-                        self.close_now(old, CloseReason::ProtocolViolation);
-                        self.by_conv.insert(accept.conv, handle);
-                    }
+                    self.close_now(old, CloseReason::ProtocolViolation);
+                    self.sessions.index_conv(accept.conv, handle);
                 }
                 if let Some(conn) = self.session(handle).map(Session::conn_ref) {
                     self.state_change(
@@ -420,30 +420,22 @@ impl Endpoint {
         let len = datagram.len();
         let Some((conv, packet_number, tag)) = wire::parse_reset(datagram) else {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::BadLength,
                 DropRule::ResetLength,
-                len,
             );
             return;
         };
-        let handle = self.by_conv.get(&conv).copied().filter(|&h| {
+        let handle = self.sessions.by_conv(conv).filter(|&h| {
             self.session(h).is_some_and(|s| {
                 s.direction == Direction::Outbound && s.state != ConnectionState::Handshaking
             })
         });
         let Some(handle) = handle else {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                None,
+                Dropped::new(remote, local, len).conv(Some(conv)),
                 DropTrigger::UnknownConnection,
                 DropRule::NoSession,
-                len,
             );
             return;
         };
@@ -451,18 +443,14 @@ impl Endpoint {
         let uid = session.map(|s| s.uid);
         if !session.is_some_and(|s| s.reset_matches(packet_number, &tag)) {
             self.drop_trigger(
-                remote,
-                local,
-                Some(conv),
-                uid,
+                Dropped::new(remote, local, len).conv(Some(conv)).uid(uid),
                 DropTrigger::BadTag,
                 DropRule::ResetTag,
-                len,
             );
             return;
         }
-        self.stats.datagrams_accepted += 1;
-        self.stats.resets_received += 1;
+        self.reporter.stats.datagrams_accepted += 1;
+        self.reporter.stats.resets_received += 1;
         // The server's end of the session is gone: it ended there, as far as we can tell.
         self.close_now(handle, CloseReason::PeerClosed);
     }

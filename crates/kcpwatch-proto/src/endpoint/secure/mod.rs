@@ -6,77 +6,24 @@
 //! a valid cookie; every reply before that is a fixed-size datagram no larger than the HELLO
 //! that caused it.
 
+use crate::endpoint::Dropped;
 use std::net::SocketAddr;
-
-use rand::Rng;
 
 use super::{ConnectionHandle, Endpoint, Session};
 use crate::clock::Millis;
 use crate::config::SessionConfig;
-use crate::events::{
-    ConnectionRef, ConnectionStateUpdated, DropRule, SecureSession, SecurityEvent, UserId,
-};
-use crate::guard::GuardViolation;
+use crate::events::{ConnectionRef, DropRule, SecureSession};
 use crate::lifecycle::{ConnectionState, DropTrigger};
-use crate::secure::noise::ServerNoise;
 use crate::secure::wire::{
-    self, KcpParams, KEY_ID_LEN, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA,
-    TYPE_DATAGRAM, TYPE_DISCONNECT, TYPE_FEC_PARITY, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT,
-    TYPE_RESET, VERSION,
+    self, KcpParams, SESSION_OVERHEAD, TYPE_ACCEPT, TYPE_COOKIE, TYPE_DATA, TYPE_DATAGRAM,
+    TYPE_DISCONNECT, TYPE_FEC_PARITY, TYPE_HELLO, TYPE_KEEPALIVE, TYPE_REJECT, TYPE_RESET, VERSION,
 };
-use crate::uid::Uid;
 
 mod client;
 mod server;
 mod session;
 
-/// A validated client waiting for the application's answer to its token.
-#[derive(Debug)]
-pub(super) struct PendingAuth {
-    pub(super) id: u64,
-    uid: Uid,
-    conv: u32,
-    remote: SocketAddr,
-    local: SocketAddr,
-    nonce: [u8; 16],
-    /// The handshake, between reading the HELLO and writing the ACCEPT.
-    noise: ServerNoise,
-    key_id: [u8; KEY_ID_LEN],
-    /// The client's KCP parameters (its HELLO): usable, and in our stream mode.
-    client: KcpParams,
-    /// Extended clock reading after which the answer is too late.
-    pub(super) deadline: u64,
-    /// The user id the application's answer names ([`Endpoint::resolve_auth_as`]).
-    user: UserId,
-}
-
-/// Stateless RESETs per second and burst, per source and overall. A restarted server's
-/// players each need one; a NAT in front of many players gets them within a few seconds.
-const RESET_RATES: crate::limits::Limits = crate::limits::Limits {
-    max_per_ip: 0,
-    max_per_prefix: 0,
-    handshakes_per_ip: 10,
-    handshake_burst_per_ip: 20,
-    handshakes_global: 1_000,
-    handshake_burst_global: 2_000,
-};
-
-/// How long datagrams for a closed session are recognised as its stragglers.
-const RECENTLY_CLOSED_MS: u64 = 10_000;
-/// Closed convs remembered at most (a burst of closes only shortens how long each is kept).
-const RECENTLY_CLOSED_CAP: usize = 1024;
-
-/// Notes that `conv` closed at `now`, so its peer's last datagrams are not mistaken for probes.
-pub(super) fn remember_closed(
-    list: &mut std::collections::VecDeque<(u32, u64)>,
-    conv: u32,
-    now: u64,
-) {
-    if list.len() >= RECENTLY_CLOSED_CAP {
-        list.pop_front();
-    }
-    list.push_back((conv, now));
-}
+pub(super) use session::Opened;
 
 /// The engine's configuration in secure mode: the MTU leaves room for the session framing, so
 /// datagrams on the wire are no larger than the configured MTU.
@@ -167,13 +114,9 @@ impl Endpoint {
     ) {
         match datagram.first() {
             None => self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, 0),
                 DropTrigger::TooShort,
                 DropRule::Empty,
-                0,
             ),
             Some(&TYPE_HELLO) => self.server_hello(now, remote, local, datagram),
             Some(&(TYPE_COOKIE | TYPE_ACCEPT | TYPE_REJECT)) => {
@@ -187,13 +130,9 @@ impl Endpoint {
                 self.mode_mismatch(remote, local, None, datagram.len())
             }
             Some(_) => self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, datagram.len()),
                 DropTrigger::BadCmd,
                 DropRule::UnknownType,
-                datagram.len(),
             ),
         }
     }
@@ -208,7 +147,7 @@ impl Endpoint {
     ) {
         self.tx.borrow_mut().push(remote, local, datagram);
         if !validated {
-            self.stats.bytes_sent_unvalidated += datagram.len() as u64;
+            self.reporter.stats.bytes_sent_unvalidated += datagram.len() as u64;
         }
     }
 
@@ -216,10 +155,10 @@ impl Endpoint {
     /// client's session carries before its ACCEPT).
     fn fresh_conv(&mut self) -> u32 {
         loop {
-            let conv: u32 = self.rng.gen();
+            let conv = self.handshake.random_conv();
             if conv != 0
-                && !self.by_conv.contains_key(&conv)
-                && !self.pending_auth.iter().any(|p| p.conv == conv)
+                && self.sessions.by_conv(conv).is_none()
+                && !self.handshake.pending_conv(conv)
             {
                 return conv;
             }
@@ -227,9 +166,7 @@ impl Endpoint {
     }
 
     fn state_change(&mut self, conn: ConnectionRef, old: ConnectionState, new: ConnectionState) {
-        self.emit(SecurityEvent::ConnectionStateUpdated(
-            ConnectionStateUpdated { conn, old, new },
-        ));
+        self.reporter.state_change(conn, old, new);
     }
 
     /// The public facts of a secure session's protection, for `kcp:connection_established`.
@@ -241,18 +178,6 @@ impl Endpoint {
                 suite: wire::SUITE_NAME,
                 key_id,
             })
-    }
-
-    fn drop_guarded(
-        &mut self,
-        remote: SocketAddr,
-        local: SocketAddr,
-        conv: Option<u32>,
-        uid: Option<Uid>,
-        violation: GuardViolation,
-        len: usize,
-    ) {
-        self.drop_datagram(remote, local, conv, uid, violation, len);
     }
 }
 

@@ -3,13 +3,10 @@
 
 use std::net::SocketAddr;
 
-use super::{
-    agreed_session_config, own_params, peer_ceiling, secure_session_config, ExtendedNow,
-    PendingAuth, RESET_RATES,
-};
+use super::{agreed_session_config, own_params, peer_ceiling, secure_session_config, ExtendedNow};
 use crate::clock::Millis;
 use crate::endpoint::{
-    fail_key, ConnectionHandle, Endpoint, EndpointEvent, EndpointStats, Session,
+    Attempt, ConnectionHandle, Dropped, Endpoint, EndpointEvent, HelloFrom, Session, Validated,
 };
 use crate::events::{
     ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef, Direction,
@@ -17,42 +14,36 @@ use crate::events::{
 };
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::secure::keys::{Role, SessionKeys};
-use crate::secure::noise::ServerNoise;
 use crate::secure::wire::{
-    self, AcceptPayload, KcpParams, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, KEY_ID_LEN,
-    REJECT_LEN, SUITE_NK_25519_CHACHAPOLY_BLAKE2S, VERSION,
+    self, AcceptPayload, RejectReason, ACCEPT_LEN, COOKIE_DATAGRAM_LEN, REJECT_LEN,
+    SUITE_NK_25519_CHACHAPOLY_BLAKE2S, VERSION,
 };
 use crate::secure::CookieCheck;
-use crate::uid::Uid;
+use crate::session::{Opening, Protection};
 
 impl Endpoint {
+    /// Sends a REJECT with `reason` and the application's `app_code` (0 for none) to the
+    /// client `to`; `validated` once its address returned our cookie.
     pub(in crate::endpoint) fn send_reject(
         &mut self,
-        remote: SocketAddr,
-        local: SocketAddr,
-        nonce: &[u8; 16],
+        to: HelloFrom,
         reason: RejectReason,
         app_code: u16,
         validated: bool,
     ) {
         let mut reject = [0; REJECT_LEN];
-        let len = wire::write_reject(&mut reject, nonce, reason, app_code);
-        self.send_unbound(remote, local, &reject[..len], validated);
-        self.stats.rejects_sent += 1;
+        let len = wire::write_reject(&mut reject, &to.nonce, reason, app_code);
+        self.send_unbound(to.remote, to.local, &reject[..len], validated);
+        self.reporter.stats.rejects_sent += 1;
     }
 
-    pub(in crate::endpoint) fn send_cookie(
-        &mut self,
-        remote: SocketAddr,
-        local: SocketAddr,
-        nonce: &[u8; 16],
-    ) {
-        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
-        let cookie = self.cookies.mint(unix_ms, remote, nonce);
+    pub(in crate::endpoint) fn send_cookie(&mut self, to: HelloFrom) {
+        let unix_ms = self.unix_ms();
         let mut reply = [0; COOKIE_DATAGRAM_LEN];
-        wire::write_cookie(&mut reply, nonce, &cookie);
-        self.send_unbound(remote, local, &reply, false);
-        self.stats.cookies_sent += 1;
+        self.handshake
+            .cookie_reply(unix_ms, to.remote, &to.nonce, &mut reply);
+        self.send_unbound(to.remote, to.local, &reply, false);
+        self.reporter.stats.cookies_sent += 1;
     }
 
     /// A HELLO at a server: the stateless half until the cookie checks out.
@@ -64,24 +55,25 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         let len = datagram.len();
+        let attempt = Attempt {
+            remote,
+            local,
+            conv: 0,
+        };
         if !self.config.accept_inbound {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::BadCmd,
                 DropRule::HelloToClient,
-                len,
             );
             return;
         }
-        self.stats.hellos_received += 1;
-        self.stats.bytes_received_unvalidated += len as u64;
-        let now_ms = self.unix_ms();
-        self.detectors.handshake(remote.ip(), now_ms);
-        self.report_alerts();
-        if self.refused_by_detector(remote, local, 0) {
+        self.reporter.stats.hellos_received += 1;
+        self.reporter.stats.bytes_received_unvalidated += len as u64;
+        let now_extended = self.clock.extended();
+        self.reporter
+            .detect(now_extended, |d, now_ms| d.handshake(remote.ip(), now_ms));
+        if self.refused_by_detector(attempt) {
             return;
         }
         let hello = match wire::parse_hello(datagram) {
@@ -92,7 +84,7 @@ impl Endpoint {
                     wire::WireError::BadLength => (DropTrigger::BadLength, DropRule::HelloTooLong),
                     wire::WireError::BadType => (DropTrigger::BadCmd, DropRule::UnknownType),
                 };
-                self.failed_attempt(remote, local, 0, FailReason::Malformed, trigger, rule);
+                self.failed_attempt(attempt, FailReason::Malformed, trigger, rule);
                 return;
             }
         };
@@ -103,20 +95,26 @@ impl Endpoint {
         // reply) is only spent within the rate, and a flood of them from one source is refused
         // for the price of a lookup; a HELLO with a cookie costs one MAC first, as much as
         // checking a session datagram's tag.
-        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
+        let from = HelloFrom {
+            remote,
+            local,
+            nonce: hello.nonce,
+        };
+        let unix_ms = self.unix_ms();
         let cookie_check = match (&hello.cookie, hello.version == VERSION) {
-            (Some(cookie), true) => Some(self.cookies.check(unix_ms, remote, &hello.nonce, cookie)),
+            (Some(cookie), true) => {
+                Some(
+                    self.handshake
+                        .check_cookie(unix_ms, remote, &hello.nonce, cookie),
+                )
+            }
             _ => None,
         };
         if !matches!(cookie_check, Some(CookieCheck::Valid)) {
-            if let Err(hit) =
-                self.rate
-                    .admit(&self.config.limits, remote.ip(), self.clock.extended())
-            {
+            let now_extended = self.clock.extended();
+            if let Err(hit) = self.handshake.admit_rate(remote.ip(), now_extended) {
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    attempt,
                     FailReason::RateLimited,
                     DropTrigger::RateLimited,
                     hit.rule(),
@@ -125,60 +123,40 @@ impl Endpoint {
             }
         }
         if hello.version != VERSION || hello.suite != SUITE_NK_25519_CHACHAPOLY_BLAKE2S {
-            self.send_reject(
-                remote,
-                local,
-                &hello.nonce,
-                RejectReason::VersionMismatch,
-                0,
-                false,
-            );
+            self.send_reject(from, RejectReason::VersionMismatch, 0, false);
             let rule = if hello.version != VERSION {
                 DropRule::UnsupportedVersion
             } else {
                 DropRule::UnsupportedSuite
             };
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                attempt,
                 FailReason::VersionMismatch,
                 DropTrigger::BadCmd,
                 rule,
             );
             return;
         }
-        let Some(key_index) = self.server_keys.iter().position(|k| k.id() == hello.key_id) else {
+        if self.handshake.server_key(&hello.key_id).is_none() {
             // The client pinned a key this server does not hold (an old one after a rotation,
             // or another server's): say so at once rather than let it time out.
-            self.send_reject(
-                remote,
-                local,
-                &hello.nonce,
-                RejectReason::UnknownServerKey,
-                0,
-                false,
-            );
+            self.send_reject(from, RejectReason::UnknownServerKey, 0, false);
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                attempt,
                 FailReason::UnknownServerKey,
                 DropTrigger::BadCmd,
                 DropRule::UnknownKeyId,
             );
             return;
-        };
+        }
         let Some(cookie_check) = cookie_check else {
-            self.send_cookie(remote, local, &hello.nonce);
+            self.send_cookie(from);
             return;
         };
         match cookie_check {
             CookieCheck::Invalid => {
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    attempt,
                     FailReason::InvalidCookie,
                     DropTrigger::BadTag,
                     DropRule::CookieMac,
@@ -187,11 +165,9 @@ impl Endpoint {
             }
             CookieCheck::Expired => {
                 // A genuine but slow client: a fresh cookie lets it finish on its next HELLO.
-                self.send_cookie(remote, local, &hello.nonce);
+                self.send_cookie(from);
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    attempt,
                     FailReason::ExpiredCookie,
                     DropTrigger::BadTag,
                     DropRule::CookieExpired,
@@ -202,7 +178,7 @@ impl Endpoint {
         }
         // The source is validated from here on: it received our COOKIE at this address.
         let nonce = hello.nonce;
-        if let Some(&handle) = self.by_nonce.get(&nonce) {
+        if let Some(handle) = self.sessions.by_nonce(&nonce) {
             let accept = self
                 .session(handle)
                 .filter(|s| s.remote == remote)
@@ -212,61 +188,40 @@ impl Endpoint {
                 // The ACCEPT was lost: the same answer again. The client is alive and trying,
                 // so its session must not idle out meanwhile.
                 Some(accept) => {
-                    if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                    if let Some(s) = self.sessions.get_mut(handle) {
                         s.note_alive(now);
                     }
                     self.send_unbound(remote, local, &accept, true);
                     self.reschedule(handle, now);
                 }
                 None => self.drop_trigger(
-                    remote,
-                    local,
-                    None,
-                    None,
+                    Dropped::new(remote, local, len),
                     DropTrigger::UnknownConnection,
                     DropRule::NonceInUse,
-                    len,
                 ),
             }
             return;
         }
-        if self.pending_auth.iter().any(|p| p.nonce == nonce) {
+        if self.handshake.pending_nonce(&nonce) {
             // Still waiting for the application; the answer will come.
             return;
         }
         if let Err(rule) = self.admits(remote) {
-            self.send_reject(remote, local, &nonce, RejectReason::Capacity, 0, true);
-            self.failed_attempt(
-                remote,
-                local,
-                0,
-                FailReason::Capacity,
-                DropTrigger::OverLimit,
-                rule,
-            );
+            self.send_reject(from, RejectReason::Capacity, 0, true);
+            self.failed_attempt(attempt, FailReason::Capacity, DropTrigger::OverLimit, rule);
             return;
         }
         // The first Diffie-Hellman for this client: its address is validated and the limits
         // admit it. The token is decrypted into a buffer kept for the purpose.
-        let mut token = std::mem::take(&mut self.token_buf);
-        let noise = match self.test_ephemeral() {
-            Some(e) => ServerNoise::read_hello_with_ephemeral_for_tests(
-                &self.server_keys[key_index],
-                &hello,
-                &mut token,
-                &e,
-            ),
-            None => ServerNoise::read_hello(&self.server_keys[key_index], &hello, &mut token),
-        };
+        let mut token = self.handshake.take_token_buf();
         let key_id = hello.key_id;
-        let (noise, client) = match noise {
-            Ok(done) => done,
-            Err(_) => {
-                self.token_buf = token;
+        let (noise, client) = match self.handshake.read_hello(&hello, &mut token) {
+            Some(Ok(done)) => done,
+            // The key was found above; `None` cannot happen here.
+            Some(Err(_)) | None => {
+                self.handshake.put_token_buf(token);
                 self.failed_attempt(
-                    remote,
-                    local,
-                    0,
+                    attempt,
                     FailReason::DecryptFailed,
                     DropTrigger::DecryptFailed,
                     DropRule::HelloNoise,
@@ -277,21 +232,14 @@ impl Endpoint {
         if !client.usable() {
             // Authentic (it decrypted) but unusable: no KCP engine fits in so small a datagram,
             // or no message fits in an empty window.
-            self.token_buf = token;
-            self.send_reject(remote, local, &nonce, RejectReason::Malformed, 0, true);
+            self.handshake.put_token_buf(token);
+            self.send_reject(from, RejectReason::Malformed, 0, true);
             let rule = if client.mtu < wire::MIN_MTU {
                 DropRule::HelloMtu
             } else {
                 DropRule::HelloWindow
             };
-            self.failed_attempt(
-                remote,
-                local,
-                0,
-                FailReason::Malformed,
-                DropTrigger::BadLength,
-                rule,
-            );
+            self.failed_attempt(attempt, FailReason::Malformed, DropTrigger::BadLength, rule);
             return;
         }
         if client.stream != self.config.session.stream {
@@ -299,29 +247,30 @@ impl Endpoint {
             // bytes differently, so no session can work. The HELLO is authentic, so the client
             // is told why (before its token is judged); like a datagram of the other mode
             // (`mode_mismatch`), it is refused as `bad_cmd`.
-            self.token_buf = token;
-            self.send_reject(remote, local, &nonce, RejectReason::StreamMismatch, 0, true);
+            self.handshake.put_token_buf(token);
+            self.send_reject(from, RejectReason::StreamMismatch, 0, true);
             self.failed_attempt(
-                remote,
-                local,
-                0,
+                attempt,
                 FailReason::StreamMismatch,
                 DropTrigger::BadCmd,
                 DropRule::HelloStream,
             );
             return;
         }
-        let unix_ms = self.config.unix_ms_at_zero + self.clock.extended();
-        let uid = self.uids.next(unix_ms);
+        let uid = self.uids.next(self.unix_ms());
         let conv = self.fresh_conv();
-        let conn = ConnectionRef {
+        let validated = Validated {
             uid,
             conv,
-            peer: remote,
+            remote,
             local,
-            direction: Direction::Inbound,
+            nonce,
+            noise,
+            key_id,
+            client,
             user: UserId::NONE,
         };
+        let conn = validated.conn();
         self.emit(SecurityEvent::ConnectionAttempted(ConnectionAttempted {
             conn,
         }));
@@ -331,24 +280,13 @@ impl Endpoint {
             ConnectionState::Handshaking,
         );
         if !self.config.require_auth {
-            self.token_buf = token;
-            self.establish_server(
-                now,
-                uid,
-                conv,
-                remote,
-                local,
-                nonce,
-                noise,
-                key_id,
-                client,
-                UserId::NONE,
-            );
+            self.handshake.put_token_buf(token);
+            self.establish_server(now, validated);
             return;
         }
-        if self.pending_auth.len() >= self.config.max_pending_auth {
-            self.token_buf = token;
-            self.send_reject(remote, local, &nonce, RejectReason::Capacity, 0, true);
+        if self.handshake.pending_count() >= self.config.max_pending_auth {
+            self.handshake.put_token_buf(token);
+            self.send_reject(from, RejectReason::Capacity, 0, true);
             self.validated_failure(
                 conn,
                 FailReason::Capacity,
@@ -357,22 +295,9 @@ impl Endpoint {
             );
             return;
         }
-        let id = self.next_auth_id;
-        self.next_auth_id += 1;
-        self.pending_auth.push(PendingAuth {
-            id,
-            uid,
-            conv,
-            remote,
-            local,
-            nonce,
-            noise,
-            key_id,
-            client,
-            deadline: self.clock.extended() + u64::from(self.config.auth_timeout_ms),
-            user: UserId::NONE,
-        });
-        self.stats.auth_requests += 1;
+        let deadline = self.clock.extended() + u64::from(self.config.auth_timeout_ms);
+        let id = self.handshake.await_auth(validated, deadline);
+        self.reporter.stats.auth_requests += 1;
         self.events.push_back(EndpointEvent::AuthRequest {
             id,
             uid,
@@ -380,7 +305,7 @@ impl Endpoint {
             local,
             token: token.as_slice().into(),
         });
-        self.token_buf = token;
+        self.handshake.put_token_buf(token);
     }
 
     /// A handshake that was logged as attempted ends without a connection.
@@ -391,13 +316,11 @@ impl Endpoint {
         trigger: Option<DropTrigger>,
         rule: DropRule,
     ) {
-        self.stats.failed += 1;
-        self.stats.failed_by_reason[fail_key(reason)] += 1;
+        self.reporter.count_failure(reason, trigger);
         if conn.direction == Direction::Inbound {
-            self.detect_failure(conn.peer, reason, rule);
-        }
-        if let Some(trigger) = trigger {
-            self.stats.dropped[EndpointStats::trigger_index(trigger)] += 1;
+            let now = self.clock.extended();
+            self.reporter
+                .detect_failure(conn.peer.ip(), reason, rule, now);
         }
         self.state_change(conn, ConnectionState::Handshaking, ConnectionState::Closed);
         self.emit(SecurityEvent::ConnectionFailed(ConnectionFailed {
@@ -409,20 +332,20 @@ impl Endpoint {
         }));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(in crate::endpoint) fn establish_server(
-        &mut self,
-        now: Millis,
-        uid: Uid,
-        conv: u32,
-        remote: SocketAddr,
-        local: SocketAddr,
-        nonce: [u8; 16],
-        noise: ServerNoise,
-        key_id: [u8; KEY_ID_LEN],
-        client: KcpParams,
-        user: UserId,
-    ) {
+    /// Writes the ACCEPT for `client` and opens its session, unconfirmed until the client's
+    /// first authenticated datagram.
+    pub(in crate::endpoint) fn establish_server(&mut self, now: Millis, client: Validated) {
+        let Validated {
+            uid,
+            conv,
+            remote,
+            local,
+            nonce,
+            noise,
+            key_id,
+            client,
+            user,
+        } = client;
         let mut accept = [0; ACCEPT_LEN];
         // validate() bounds our MTU to 65,507, so it fits the field.
         let own_mtu = u16::try_from(self.config.session.mtu).unwrap_or(u16::MAX);
@@ -442,20 +365,25 @@ impl Endpoint {
             agreed_mtu,
         ));
         let keepalive = self.keepalive_ms();
-        let handle = self.insert_session(
-            now,
+        let opening = Opening {
+            uid,
+            conv,
             remote,
             local,
-            conv,
-            &config,
-            Direction::Inbound,
-            Some(uid),
-        );
+            direction: Direction::Inbound,
+        };
+        let handle = self.insert_session(now, &config, opening);
         let now_extended = self.clock.extended();
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             session.send_ceiling = peer_ceiling(&config, &client);
             session.user = user;
-            session.make_secure(Role::Server, nonce, key_id, keepalive, None, now);
+            let protection = Protection {
+                role: Role::Server,
+                nonce,
+                key_id,
+                keepalive_ms: keepalive,
+            };
+            session.make_secure(protection, None, now);
             let keys = SessionKeys::from_split(&split, Role::Server);
             session.start_session(conv, keys, now, now_extended);
             if let Some(codec) = fec {
@@ -465,14 +393,14 @@ impl Endpoint {
             if let Some(secure) = session.secure.as_mut() {
                 secure.accept = Some(accept.into());
             }
-            // Not a connection yet: the client may have given up while the application
-            // thought, or may never get the ACCEPT. Its first authenticated datagram proves it
-            // holds the keys and is still there (QUIC's handshake confirmation).
-            session.await_confirmation(now.wrapping_add(self.config.handshake_timeout_ms));
-            self.unconfirmed += 1;
         }
-        self.by_conv.insert(conv, handle);
-        self.by_nonce.insert(nonce, handle);
+        // Not a connection yet: the client may have given up while the application thought,
+        // or may never get the ACCEPT. Its first authenticated datagram proves it holds the
+        // keys and is still there (QUIC's handshake confirmation).
+        let confirm_by = now.wrapping_add(self.config.handshake_timeout_ms);
+        self.sessions.await_confirmation(handle, confirm_by);
+        self.sessions.index_conv(conv, handle);
+        self.sessions.index_nonce(nonce, handle);
         self.reschedule(handle, now);
     }
 
@@ -481,18 +409,17 @@ impl Endpoint {
     /// arrived, so it stops repeating it.
     pub(in crate::endpoint) fn confirm_server(&mut self, handle: ConnectionHandle, now: Millis) {
         let now_extended = self.clock.extended();
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.confirm(handle, now, now_extended) else {
             return;
         };
-        session.confirm(now, now_extended);
         session.send_confirmation_ack();
-        self.unconfirmed -= 1;
         let remote = session.remote;
-        self.stats.passive_opens += 1;
-        let now_ms = self.unix_ms();
-        let live = self.counts.for_ip(remote.ip());
-        self.detectors.established(remote.ip(), live, now_ms);
-        self.report_alerts();
+        self.reporter.stats.passive_opens += 1;
+        let live = self.handshake.inbound_from(remote.ip());
+        let now_extended = self.clock.extended();
+        self.reporter.detect(now_extended, |d, now_ms| {
+            d.established(remote.ip(), live, now_ms)
+        });
         if let Some(conn) = self.session(handle).map(Session::conn_ref) {
             self.state_change(
                 conn,
@@ -517,14 +444,12 @@ impl Endpoint {
         let Some(mut session) = self.remove_session(handle) else {
             return;
         };
-        self.unconfirmed -= 1;
         // The client may believe it is connected (it read the ACCEPT): tell it, unless it is
         // the one that said goodbye.
         if reason != CloseReason::PeerClosed {
             session.send_disconnect(reason);
         }
         let conn = session.conn_ref();
-        self.slots[handle.index() as usize].last_conn = Some(conn);
         let abandoned = FailReason::HandshakeAbandoned;
         match reason {
             CloseReason::Shutdown => {
@@ -547,9 +472,7 @@ impl Endpoint {
     /// Accepts an [`EndpointEvent::AuthRequest`] as [`Endpoint::resolve_auth`] does, naming
     /// the user: every record of the connection carries `user` (docs/events.md, `user_id`).
     pub fn resolve_auth_as(&mut self, id: u64, user: UserId) -> bool {
-        if let Some(pending) = self.pending_auth.iter_mut().find(|p| p.id == id) {
-            pending.user = user;
-        }
+        self.handshake.name_user(id, user);
         self.answer_auth(id, true, 0, DropRule::Authenticate)
     }
 
@@ -567,23 +490,13 @@ impl Endpoint {
         app_code: u16,
         rule: DropRule,
     ) -> bool {
-        let Some(index) = self.pending_auth.iter().position(|p| p.id == id) else {
+        let Some(pending) = self.handshake.take_auth(id) else {
             return false;
         };
-        let pending = self.pending_auth.swap_remove(index);
-        let conn = ConnectionRef {
-            uid: pending.uid,
-            conv: pending.conv,
-            peer: pending.remote,
-            local: pending.local,
-            direction: Direction::Inbound,
-            user: UserId::NONE,
-        };
+        let conn = pending.conn();
         if !accept {
             self.send_reject(
-                pending.remote,
-                pending.local,
-                &pending.nonce,
+                pending.reply_to(),
                 RejectReason::AuthRejected,
                 app_code,
                 true,
@@ -593,14 +506,7 @@ impl Endpoint {
         }
         // Limits may have filled while the application thought.
         if let Err(rule) = self.admits(pending.remote) {
-            self.send_reject(
-                pending.remote,
-                pending.local,
-                &pending.nonce,
-                RejectReason::Capacity,
-                0,
-                true,
-            );
+            self.send_reject(pending.reply_to(), RejectReason::Capacity, 0, true);
             self.validated_failure(
                 conn,
                 FailReason::Capacity,
@@ -610,18 +516,7 @@ impl Endpoint {
             return true;
         }
         let now = ExtendedNow::wrap(self.clock.extended());
-        self.establish_server(
-            now,
-            pending.uid,
-            pending.conv,
-            pending.remote,
-            pending.local,
-            pending.nonce,
-            pending.noise,
-            pending.key_id,
-            pending.client,
-            pending.user,
-        );
+        self.establish_server(now, pending);
         true
     }
 
@@ -629,42 +524,24 @@ impl Endpoint {
     /// gets a REJECT `shutdown` (its token was not judged) and the attempt fails as
     /// `shutdown`, not as a refusal.
     pub(in crate::endpoint) fn refuse_pending_auth_for_shutdown(&mut self) {
-        for pending in std::mem::take(&mut self.pending_auth) {
-            self.send_reject(
-                pending.remote,
-                pending.local,
-                &pending.nonce,
-                RejectReason::Shutdown,
-                0,
-                true,
-            );
-            let conn = ConnectionRef {
-                uid: pending.uid,
-                conv: pending.conv,
-                peer: pending.remote,
-                local: pending.local,
-                direction: Direction::Inbound,
-                user: UserId::NONE,
-            };
+        let pending: Vec<Validated> = self.handshake.take_all_auth().collect();
+        for pending in pending {
+            self.send_reject(pending.reply_to(), RejectReason::Shutdown, 0, true);
+            let conn = pending.conn();
             self.validated_failure(conn, FailReason::Shutdown, None, DropRule::Shutdown);
         }
     }
 
     /// Rejects every authentication request whose answer is overdue.
     pub(in crate::endpoint) fn expire_pending_auth(&mut self, now_extended: u64) {
-        while let Some(id) = self
-            .pending_auth
-            .iter()
-            .find(|p| p.deadline <= now_extended)
-            .map(|p| p.id)
-        {
+        while let Some(id) = self.handshake.overdue_auth(now_extended) {
             self.answer_auth(id, false, 0, DropRule::AuthTimeout);
         }
     }
 
     /// Authentication requests waiting for an answer.
     pub fn pending_auth_count(&self) -> usize {
-        self.pending_auth.len()
+        self.handshake.pending_count()
     }
 
     /// Whether a RESET may go to `remote` now: a server only, within the reset rates (per
@@ -672,8 +549,6 @@ impl Endpoint {
     /// victim beyond what they cost the attacker.
     pub(in crate::endpoint) fn reset_allowed(&mut self, remote: SocketAddr) -> bool {
         let now = self.clock.extended();
-        self.reset_rate
-            .as_mut()
-            .is_some_and(|rate| rate.admit(&RESET_RATES, remote.ip(), now).is_ok())
+        self.handshake.reset_allowed(remote.ip(), now)
     }
 }

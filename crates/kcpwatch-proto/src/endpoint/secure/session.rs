@@ -1,9 +1,9 @@
 //! Secure mode, both sides, once established: session datagrams opened, checked against the
 //! replay window, fed to the engine (FEC included), and the peer's address moves.
 
+use crate::endpoint::Dropped;
 use std::net::SocketAddr;
 
-use super::RECENTLY_CLOSED_MS;
 use crate::clock::Millis;
 use crate::endpoint::{ConnectionHandle, Endpoint};
 use crate::events::{Direction, DropRule, PeerAddressChanged, SecurityEvent};
@@ -14,6 +14,19 @@ use crate::secure::wire::{
     TYPE_KEEPALIVE,
 };
 use crate::session::AppClose;
+
+/// An authentic, fresh session datagram, opened: where it came from and reached us, its
+/// header, its plaintext body, whether it is the newest the peer sent, and its length on the
+/// wire.
+#[derive(Clone, Copy)]
+pub(in crate::endpoint) struct Opened<'a> {
+    pub(in crate::endpoint) remote: SocketAddr,
+    pub(in crate::endpoint) local: SocketAddr,
+    pub(in crate::endpoint) header: &'a wire::SessionHeader,
+    pub(in crate::endpoint) body: &'a [u8],
+    pub(in crate::endpoint) freshness: Freshness,
+    pub(in crate::endpoint) len: usize,
+}
 
 impl Endpoint {
     /// DATA, KEEPALIVE, DISCONNECT, DATAGRAM or FEC_PARITY: found by conv, checked by tag and
@@ -30,30 +43,19 @@ impl Endpoint {
         let len = datagram.len();
         let Some((header, _)) = wire::parse_session(datagram) else {
             self.drop_trigger(
-                remote,
-                local,
-                None,
-                None,
+                Dropped::new(remote, local, len),
                 DropTrigger::TooShort,
                 DropRule::SessionTooShort,
-                len,
             );
             return;
         };
         let conv = Some(header.conv);
-        let Some(&handle) = self.by_conv.get(&header.conv) else {
+        let Some(handle) = self.sessions.by_conv(header.conv) else {
             let now_extended = self.clock.extended();
-            while self
-                .recently_closed
-                .front()
-                .is_some_and(|&(_, at)| at + RECENTLY_CLOSED_MS < now_extended)
-            {
-                self.recently_closed.pop_front();
-            }
-            if self.recently_closed.iter().any(|&(c, _)| c == header.conv) {
+            if self.sessions.recently_closed(header.conv, now_extended) {
                 // The peer's remaining DISCONNECT copies or data in flight: expected after every
                 // close, so counted without a record each.
-                self.stats.late_after_close += 1;
+                self.reporter.stats.late_after_close += 1;
                 return;
             }
             // DATA or KEEPALIVE for a session this process does not have (it restarted, or
@@ -68,26 +70,22 @@ impl Endpoint {
                 self.stale_rule()
             };
             self.drop_trigger(
-                remote,
-                local,
-                conv,
-                None,
+                Dropped::new(remote, local, len).conv(conv),
                 DropTrigger::UnknownConnection,
                 rule,
-                len,
             );
             if let (true, Some(tag)) = (answer, wire::reset_tag(datagram)) {
                 let mut reset = [0; RESET_LEN];
                 wire::write_reset(&mut reset, &header, &tag);
                 // The source is not validated: counted like a COOKIE, and never larger than the
                 // datagram it answers (a session datagram is at least RESET_LEN bytes).
-                self.stats.bytes_received_unvalidated += len as u64;
+                self.reporter.stats.bytes_received_unvalidated += len as u64;
                 self.send_unbound(remote, local, &reset, false);
-                self.stats.resets_sent += 1;
+                self.reporter.stats.resets_sent += 1;
             }
             return;
         };
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         let uid = Some(session.uid);
@@ -113,37 +111,45 @@ impl Endpoint {
                     (OpenError::DecryptFailed, true) => {
                         // Garbage rebuilt from a parity that does not fit the group: never
                         // applied, as a forged datagram.
-                        self.stats.fec.errors += 1;
-                        self.stats.fec.rebuilt_refused += 1;
+                        self.reporter.stats.fec.errors += 1;
+                        self.reporter.stats.fec.rebuilt_refused += 1;
                         (DropTrigger::DecryptFailed, DropRule::FecRebuiltAead)
                     }
                     (OpenError::Replayed, _) => (DropTrigger::Replayed, DropRule::ReplayWindow),
                 };
-                self.drop_trigger(remote, local, conv, uid, trigger, rule, len);
+                self.drop_trigger(
+                    Dropped::new(remote, local, len).conv(conv).uid(uid),
+                    trigger,
+                    rule,
+                );
                 return;
             }
         };
         if rebuilt {
-            self.stats.fec.recovered += 1;
+            self.reporter.stats.fec.recovered += 1;
         }
         let recovered = match self.fec_input(handle, &header, datagram, &plain) {
             Ok(recovered) => recovered,
             Err(()) => {
                 self.plain = plain;
-                self.stats.fec.errors += 1;
+                self.reporter.stats.fec.errors += 1;
                 self.drop_trigger(
-                    remote,
-                    local,
-                    conv,
-                    uid,
+                    Dropped::new(remote, local, len).conv(conv).uid(uid),
                     DropTrigger::BadLength,
                     DropRule::FecParityMalformed,
-                    len,
                 );
                 return;
             }
         };
-        self.session_plaintext(now, handle, remote, local, &header, &plain, freshness, len);
+        let opened = Opened {
+            remote,
+            local,
+            header: &header,
+            body: &plain,
+            freshness,
+            len,
+        };
+        self.session_plaintext(now, handle, &opened);
         self.plain = plain;
         if let Some(buffers) = recovered {
             for &(at, len) in &buffers.1 {
@@ -153,9 +159,9 @@ impl Endpoint {
                 let datagram = &buffers.0[at as usize..(at + len) as usize];
                 self.session_datagram(now, remote, local, datagram, true);
             }
-            if let Some(decoder) = self.slots[handle.index() as usize]
-                .session
-                .as_mut()
+            if let Some(decoder) = self
+                .sessions
+                .get_mut(handle)
                 .and_then(|s| s.secure.as_mut())
                 .and_then(|s| s.fec.as_mut())
             {
@@ -176,14 +182,14 @@ impl Endpoint {
         datagram: &[u8],
         plain: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<(u32, u32)>)>, ()> {
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return Ok(None);
         };
         let mtu = session.secure_wire_mtu();
         let Some(secure) = session.secure.as_mut() else {
             return Ok(None);
         };
-        let stats = &mut self.stats.fec;
+        let stats = &mut self.reporter.stats.fec;
         let pn = header.packet_number;
         let rebuilt = if header.kind == TYPE_FEC_PARITY {
             stats.enabled = true;
@@ -215,20 +221,22 @@ impl Endpoint {
     }
 
     /// An authenticated session datagram's content.
-    #[allow(clippy::too_many_arguments)]
     pub(in crate::endpoint) fn session_plaintext(
         &mut self,
         now: Millis,
         handle: ConnectionHandle,
-        remote: SocketAddr,
-        local: SocketAddr,
-        header: &wire::SessionHeader,
-        body: &[u8],
-        freshness: Freshness,
-        len: usize,
+        opened: &Opened<'_>,
     ) {
+        let Opened {
+            remote,
+            local,
+            header,
+            body,
+            freshness,
+            len,
+        } = *opened;
         let conv = Some(header.conv);
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         let uid = Some(session.uid);
@@ -236,13 +244,13 @@ impl Endpoint {
         if session.unconfirmed() {
             if header.kind == TYPE_DISCONNECT {
                 // The client left before its session started: never a connection.
-                self.stats.datagrams_accepted += 1;
+                self.reporter.stats.datagrams_accepted += 1;
                 self.abandon_unconfirmed(handle, CloseReason::PeerClosed);
                 return;
             }
             self.confirm_server(handle, now);
         }
-        let Some(session) = self.slots[handle.index() as usize].session.as_ref() else {
+        let Some(session) = self.sessions.get(handle) else {
             return;
         };
         let (old_peer, old_local) = (session.remote, session.local);
@@ -254,8 +262,8 @@ impl Endpoint {
                 let outcome = self.with_session(handle, |s| s.input(now, body));
                 match outcome {
                     Some(Ok(engine_error)) => {
-                        self.stats.datagrams_accepted += 1;
-                        if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                        self.reporter.stats.datagrams_accepted += 1;
+                        if let Some(s) = self.sessions.get_mut(handle) {
                             s.note_framing_in(SESSION_OVERHEAD);
                         }
                         if let Some(error) = engine_error {
@@ -263,34 +271,35 @@ impl Endpoint {
                         }
                         self.after_activity(handle, now);
                     }
-                    Some(Err(violation)) => {
-                        self.drop_guarded(remote, local, conv, uid, violation, len)
-                    }
+                    Some(Err(violation)) => self.drop_datagram(
+                        Dropped::new(remote, local, len).conv(conv).uid(uid),
+                        violation,
+                    ),
                     None => {}
                 }
             }
             TYPE_KEEPALIVE => {
-                self.stats.datagrams_accepted += 1;
-                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                self.reporter.stats.datagrams_accepted += 1;
+                if let Some(s) = self.sessions.get_mut(handle) {
                     s.note_control_in(now, len);
                 }
                 self.reschedule(handle, now);
             }
             TYPE_DATAGRAM => {
-                self.datagram_in(now, handle, remote, local, header, body, len);
+                self.datagram_in(now, handle, opened);
             }
             TYPE_FEC_PARITY => {
                 // Taken by `fec_input`; an authentic datagram all the same.
-                self.stats.datagrams_accepted += 1;
-                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                self.reporter.stats.datagrams_accepted += 1;
+                if let Some(s) = self.sessions.get_mut(handle) {
                     s.note_control_in(now, len);
                 }
                 self.reschedule(handle, now);
             }
             _ => {
-                self.stats.datagrams_accepted += 1;
+                self.reporter.stats.datagrams_accepted += 1;
                 let said = wire::parse_disconnect_body(body);
-                if let Some(s) = self.slots[handle.index() as usize].session.as_mut() {
+                if let Some(s) = self.sessions.get_mut(handle) {
                     s.note_control_in(now, len);
                     s.set_peer_close(
                         CloseReason::from_code(said.reason),
@@ -309,7 +318,7 @@ impl Endpoint {
         remote: SocketAddr,
         local: SocketAddr,
     ) {
-        let Some(session) = self.slots[handle.index() as usize].session.as_mut() else {
+        let Some(session) = self.sessions.get_mut(handle) else {
             return;
         };
         let (old_peer, old_local) = (session.remote, session.local);
@@ -317,10 +326,10 @@ impl Endpoint {
         let inbound = session.direction == Direction::Inbound;
         let conn = session.conn_ref();
         if inbound {
-            self.counts.remove(old_peer.ip());
-            self.counts.add(remote.ip());
+            self.handshake.inbound_closed(old_peer.ip());
+            self.handshake.inbound_opened(remote.ip());
         }
-        self.stats.peer_address_changes += 1;
+        self.reporter.stats.peer_address_changes += 1;
         self.emit(SecurityEvent::PeerAddressChanged(PeerAddressChanged {
             conn,
             old_peer,
@@ -334,7 +343,7 @@ impl Endpoint {
     #[cfg(feature = "test-keys")]
     #[doc(hidden)]
     pub fn set_send_ceiling_for_tests(&mut self, handle: ConnectionHandle, ceiling: usize) {
-        if let Some(session) = self.slots[handle.index() as usize].session.as_mut() {
+        if let Some(session) = self.sessions.get_mut(handle) {
             session.send_ceiling = ceiling;
         }
     }
