@@ -253,16 +253,11 @@ impl Runtime {
         self.command(Command::Send(batch))
     }
 
-    /// The bench's stage trace so far (see `stage_trace`): each hop's name and durations in
-    /// nanoseconds, and how many samples were left out; `None` when the trace is off.
-    pub fn stage_samples(&self) -> Option<(Vec<(&'static str, Vec<u32>)>, u64)> {
+    /// The bench's stage trace so far (see `stage_trace`); `None` when the trace is off.
+    pub fn stage_samples(&self) -> Option<crate::stage_trace::StageReport> {
         let stages = self.shared.stages.as_ref()?;
         let samples = stages.samples.lock().ok()?;
-        let hops = crate::stage_trace::Hop::ALL
-            .iter()
-            .map(|&hop| (hop.name(), samples.of(hop).to_vec()))
-            .collect();
-        Some((hops, samples.overflow))
+        Some(samples.report())
     }
 
     /// Stage trace: when the oldest records JavaScript is about to take were staged, in

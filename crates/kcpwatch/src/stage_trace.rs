@@ -93,6 +93,26 @@ impl StageSamples {
     pub fn of(&self, hop: Hop) -> &[u32] {
         &self.samples[hop as usize]
     }
+
+    /// A copy of everything kept, for the bench to read.
+    pub fn report(&self) -> StageReport {
+        StageReport {
+            hops: Hop::ALL
+                .iter()
+                .map(|&hop| (hop.name(), self.of(hop).to_vec()))
+                .collect(),
+            overflow: self.overflow,
+        }
+    }
+}
+
+/// Each hop's name and durations in nanoseconds, and how many samples were left out.
+#[derive(Debug)]
+pub struct StageReport {
+    /// Every hop in [`Hop::ALL`]'s order, with its durations.
+    pub hops: Vec<(&'static str, Vec<u32>)>,
+    /// Samples left out because their hop's vector was full.
+    pub overflow: u64,
 }
 
 /// What the I/O thread and the endpoint's handle share while tracing.

@@ -23,16 +23,17 @@ impl NativeEndpoint {
     /// The I/O thread's stage samples so far; `null` when the trace is off or once closed.
     #[napi]
     pub fn stage_trace(&self) -> Option<StageTrace> {
-        let (hops, overflow) = self.live.as_ref()?.runtime.stage_samples()?;
+        let report = self.live.as_ref()?.runtime.stage_samples()?;
         Some(StageTrace {
-            hops: hops
+            hops: report
+                .hops
                 .into_iter()
                 .map(|(name, nanos)| StageHop {
                     name: name.to_owned(),
                     nanos,
                 })
                 .collect(),
-            overflow: overflow as f64,
+            overflow: report.overflow as f64,
         })
     }
 
