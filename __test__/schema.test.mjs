@@ -492,7 +492,7 @@ test('the schema is draft 2020-12 with the published $id and compiles under stri
 });
 
 test('every event name has a definition that refuses undeclared fields, and a valid example here', (t) => {
-  t.is(eventNames.length, 14);
+  t.true(eventNames.length >= 14, 'the event names are read from the schema');
   const examples = new Set(Object.values(valid).map((r) => r.name));
   for (const name of eventNames) {
     const def = schema.$defs[name.slice('kcp:'.length)];

@@ -71,7 +71,7 @@ const eventSchema = JSON.parse(readFileSync(path.join(root, 'schema', 'events.sc
 
 test('the matrix has every event kind under every privacy mode over both IP families', (t) => {
   const events = eventSchema.$defs.event_name.enum;
-  t.is(events.length, 14);
+  t.true(events.length >= 14, 'the event names are read from the schema');
   const missing = [];
   for (const event of events) {
     for (const privacy of PRIVACY_MODES) {

@@ -3,9 +3,10 @@
 //! | file | what is generated |
 //! |---|---|
 //! | `schema/events.schema.json` | the name enum and dispatch, the vocabularies, the severity table, every event's and field group's properties and required lists, severities, the detector rules; merged into `templates/events.schema.json`, which holds what the catalogue cannot say (shared definitions, prose, cross-field constraints) |
-//! | `src/generated/event-catalog.ts` | the vocabularies, one record interface per event, `EventRecords` |
+//! | `src/generated/event-catalog.ts` | the vocabularies, the field groups, one record interface per event with every field the schema allows, `EventRecords` |
+//! | `src/event-types.ts` | the public event types: each event's record with its severities and the unions its `shapes` declare (which fields come together), `KcpEvent`, `KcpEventMap` |
 //! | (both of the above) | the engine's error codes, read from `EngineError::from_kcp` applied to every `kcp::Error` (`engine_error_code`, `library_error_code`, `EngineErrorCode`, `LibraryErrorCode`) |
-//! | `src/generated/event-checks.ts` | compile-time checks that the hand-written types of `src/event-types.ts` name the same events and fields, with compatible types |
+//! | `src/generated/event-checks.ts` | compile-time checks that the unions of `src/event-types.ts` name the same events and fields as the records, with compatible types |
 //! | `docs/events.md` | the catalogue table between its `BEGIN`/`END generated` markers |
 //! | `src/generated/rules.ts` | from `kcpwatch_proto::events::DropRule`: the rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`, `UnrefusedAttempt`); the same declaration gives the schema its `rule` vocabulary, `trigger_rule` and the rule constraints of `kcp:connection_failed`, and codegen fails if `docs/events.md` has no row for a rule |
 //! | `src/generated/error-codes.ts` | from `kcpwatch_proto::ErrorCode`, not the catalogue: every stable failure code (`KCP_ERR_*`) with its doc line; `src/errors.ts` registers one class per code |
@@ -44,6 +45,7 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
     };
     let template = read(schema::TEMPLATE)?;
     rules::check_template(&template)?;
+    let ts_template = ts::Template::parse(&template)?;
     let docs = read(docs::PATH)?;
     rules::check_docs(&docs)?;
     Ok(vec![
@@ -53,7 +55,11 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
         },
         Generated {
             path: ts::CATALOG_PATH,
-            contents: ts::catalog(),
+            contents: ts::catalog(&ts_template)?,
+        },
+        Generated {
+            path: ts::TYPES_PATH,
+            contents: ts::types(&ts_template)?,
         },
         Generated {
             path: ts::CHECKS_PATH,

@@ -32,8 +32,8 @@ use kcpwatch_log::{CanonicalWriter, Observer};
 use kcpwatch_proto::detect::Rule;
 use kcpwatch_proto::events::{
     Alert, ConnectionAttempted, ConnectionEstablished, ConnectionFailed, ConnectionRef,
-    ConnectionStateUpdated, Direction, DropRule, FailReason, ListenerSettings, ListenerStarted,
-    PacketDropped, PeerAddressChanged,
+    ConnectionStateUpdated, Direction, DropRule, EventKind, FailReason, ListenerSettings,
+    ListenerStarted, PacketDropped, PeerAddressChanged,
 };
 use kcpwatch_proto::privacy::{IpPrivacy, PrivateIp};
 use kcpwatch_proto::uid::Uid;
@@ -42,23 +42,10 @@ use serde_json::{json, Map, Value};
 
 type Record = Map<String, Value>;
 
-/// Every event of the catalog (docs/events.md).
-const EVENTS: [&str; 14] = [
-    "kcp:listener_started",
-    "kcp:listener_stopped",
-    "kcp:connection_attempted",
-    "kcp:connection_established",
-    "kcp:connection_failed",
-    "kcp:connection_state_updated",
-    "kcp:connection_closed",
-    "kcp:peer_address_changed",
-    "kcp:packet_dropped",
-    "kcp:protocol_violation",
-    "kcp:error",
-    "kcp:stats",
-    "kcp:log_loss",
-    "kcp:alert",
-];
+/// Every event of the catalogue, as declared.
+fn events() -> Vec<&'static str> {
+    EventKind::ALL.map(EventKind::name).to_vec()
+}
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -134,7 +121,7 @@ fn fixtures_cover_every_event() {
         .iter()
         .map(|(_, r)| r["name"].as_str().unwrap().to_owned())
         .collect();
-    let expected: BTreeSet<String> = EVENTS.iter().map(|s| s.to_string()).collect();
+    let expected: BTreeSet<String> = events().into_iter().map(String::from).collect();
     assert_eq!(names, expected);
 }
 
@@ -2882,7 +2869,7 @@ fn siem_matrix_covers_every_event_mode_and_family() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for event in EVENTS {
+    for event in events() {
         for mode in ["full", "truncate", "hmac", "cryptopan", "omit"] {
             for family in ["ipv4", "ipv6"] {
                 assert!(

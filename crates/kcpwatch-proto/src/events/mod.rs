@@ -23,8 +23,8 @@ pub use crate::severity::Severity;
 pub use catalog::{abnormal_close, close_severity, BASE_FIELDS, UNREFUSED_FAILURES};
 pub use sampler::Sampler;
 pub use spec::{
-    Control, EcsSpec, EventSpec, ExpandedField, Field, Group, GroupUse, OcsfSpec, OutcomeRule,
-    Presence, SeverityRule, Traffic, Vocab, WireType,
+    Case, Control, EcsSpec, EventSpec, ExpandedField, Field, Group, GroupUse, OcsfSpec,
+    OutcomeRule, Part, Presence, SeverityRule, Shape, Traffic, Vocab, WireType,
 };
 pub use summary::{AppClose, ConnectionSummary};
 pub use text::{CappedText, History, UserId, UserIdError, MAX_USER_ID_LEN, MESSAGE_CAPACITY};

@@ -31,6 +31,71 @@ pub struct EventSpec {
     pub groups: &'static [GroupUse],
     /// Its own fields, after the groups.
     pub fields: &'static [Field],
+    /// Which of its fields come together, beyond each field's own presence: the TypeScript
+    /// types spell each out as a union (the schema's template says the same in JSON).
+    pub shapes: &'static [Shape],
+}
+
+/// Fields of one event that come together: one of several alternatives. The TypeScript
+/// generator writes it as a union and leaves the fields it names out of the event's other
+/// fields; a field group it names is not written as whole-or-nothing on its own.
+#[derive(Debug)]
+pub enum Shape {
+    /// Exactly one of these.
+    OneOf {
+        /// Its exported TypeScript name; empty to write the union inline.
+        name: &'static str,
+        /// Its TSDoc.
+        doc: &'static str,
+        /// The alternatives.
+        cases: &'static [Case],
+    },
+    /// Narrower types of some of its fields, for every record (`Part::Is`): the event's
+    /// TypeScript type redeclares them.
+    Narrow(&'static [Part]),
+    /// Named alternatives that other shapes' cases use ([`Part::Named`]), not a union of the
+    /// event on their own.
+    Parts(&'static [Case]),
+    /// One alternative per detector rule ([`Rule`]): its `rule_id`, `rule_name`,
+    /// `mitre_technique` and severity, with the part named `Alert<Group>Group` for its
+    /// [`Rule::group`].
+    PerAlertRule {
+        /// Its exported TypeScript name.
+        name: &'static str,
+        /// Its TSDoc.
+        doc: &'static str,
+    },
+}
+
+/// One alternative of a [`Shape`].
+#[derive(Debug)]
+pub struct Case {
+    /// Its exported TypeScript name; empty to write it inline.
+    pub name: &'static str,
+    /// Its TSDoc (for a named case).
+    pub doc: &'static str,
+    /// What it holds.
+    pub parts: &'static [Part],
+}
+
+/// A part of a [`Case`]. A field is named by its key, and must be one of the event's own.
+#[derive(Debug)]
+pub enum Part {
+    /// The field, present or not as declared.
+    Field(&'static str),
+    /// The field, always present.
+    Present(&'static str),
+    /// The field, always present, with this narrower TypeScript type.
+    Is(&'static str, &'static str),
+    /// The field, absent.
+    Absent(&'static str),
+    /// The group's fields, whole.
+    Group(Group),
+    /// The group's fields, absent.
+    NoGroup(Group),
+    /// A named case of another shape of this event, or a type generated beside the events
+    /// (`UnrefusedAttempt`, from the drop rules).
+    Named(&'static str),
 }
 
 /// A field of a record with its family expanded and its group's presence applied.

@@ -1,8 +1,8 @@
 //! Drops, violations, errors, statistics, loss and alerts.
 
 use super::super::spec::{
-    opt, req, Control, EcsSpec, EventSpec, Field, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
-    SeverityRule, Traffic, Vocab, WireType::*,
+    opt, req, Case, Control, EcsSpec, EventSpec, Field, Group, GroupUse, OcsfSpec, OutcomeRule,
+    Part, Presence, SeverityRule, Shape, Traffic, Vocab, WireType::*,
 };
 use super::super::{Lane, Severity};
 use super::NETWORK;
@@ -64,6 +64,26 @@ pub(in crate::events) static PACKET_DROPPED: EventSpec = EventSpec {
         opt("src_ip_pseudonym", Pseudonym, "src_ip under ip_privacy hmac."),
         opt("dst_ip_pseudonym", Pseudonym, "dst_ip under ip_privacy hmac."),
     ],
+    shapes: &[
+        // A dropped datagram's rule is always one with a trigger.
+        Shape::Narrow(&[Part::Is("rule", "DropRule")]),
+        Shape::OneOf {
+        name: "DroppedDatagramSession",
+        doc: "The datagram's session, when it had a header and a session exists for it: a uid always comes with its conv.",
+        cases: &[
+            Case {
+                name: "",
+                doc: "",
+                parts: &[Part::Present("uid"), Part::Present("conv")],
+            },
+            Case {
+                name: "",
+                doc: "",
+                parts: &[Part::Absent("uid"), Part::Field("conv")],
+            },
+        ],
+    },
+    ],
 };
 
 pub(in crate::events) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
@@ -112,6 +132,7 @@ pub(in crate::events) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
             "The limit it broke (absent where there is none).",
         ),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static ERROR: EventSpec = EventSpec {
@@ -175,6 +196,75 @@ pub(in crate::events) static ERROR: EventSpec = EventSpec {
         ),
         opt("peer_ip_pseudonym", Pseudonym, "peer_ip under ip_privacy hmac."),
     ],
+    shapes: &[
+        Shape::Parts(&[
+            Case {
+                name: "PeerAddressFields",
+                doc: "The peer an error concerns when no connection is known for it.",
+                parts: &[Part::Field("peer_ip"), Part::Field("peer_ip_pseudonym"), Part::Present("peer_port")],
+            },
+            Case {
+                name: "NoPeerAddressFields",
+                doc: "No peer address.",
+                parts: &[
+                    Part::Absent("peer_ip"),
+                    Part::Absent("peer_ip_pseudonym"),
+                    Part::Absent("peer_port"),
+                ],
+            },
+        ]),
+        Shape::OneOf {
+            name: "ErrorSubject",
+            doc: "What a `kcp:error` is about: a connection, a peer without one, or neither.",
+            cases: &[
+                Case {
+                    name: "",
+                    doc: "",
+                    parts: &[Part::Group(Group::Connection), Part::Named("NoPeerAddressFields")],
+                },
+                Case {
+                    name: "",
+                    doc: "",
+                    parts: &[Part::NoGroup(Group::Connection), Part::Named("PeerAddressFields")],
+                },
+                Case {
+                    name: "",
+                    doc: "",
+                    parts: &[Part::NoGroup(Group::Connection), Part::Named("NoPeerAddressFields")],
+                },
+            ],
+        },
+        Shape::OneOf {
+            name: "ErrorKind",
+            doc: "`error_type` and `error_code`, which belong together.",
+            cases: &[
+                Case {
+                    name: "",
+                    doc: "",
+                    parts: &[
+                        Part::Is("error_type", "'library'"),
+                        Part::Is("error_code", "LibraryErrorCode"),
+                    ],
+                },
+                Case {
+                    name: "",
+                    doc: "",
+                    parts: &[
+                        Part::Is("error_type", "'network'"),
+                        Part::Is("error_code", "NetworkErrorCode"),
+                    ],
+                },
+                Case {
+                    name: "",
+                    doc: "",
+                    parts: &[
+                        Part::Is("error_type", "'application'"),
+                        Part::Is("error_code", "ApplicationErrorCode"),
+                    ],
+                },
+            ],
+        },
+    ],
 };
 
 pub(in crate::events) static STATS: EventSpec = EventSpec {
@@ -234,6 +324,7 @@ pub(in crate::events) static STATS: EventSpec = EventSpec {
             "Security records lost so far (all lanes).",
         ),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static LOG_LOSS: EventSpec = EventSpec {
@@ -284,6 +375,7 @@ pub(in crate::events) static LOG_LOSS: EventSpec = EventSpec {
             "The output that lost lost_output records, e.g. syslog+tcp://192.0.2.10:6514.",
         ),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static ALERT: EventSpec = EventSpec {
@@ -359,5 +451,27 @@ pub(in crate::events) static ALERT: EventSpec = EventSpec {
             Pseudonym,
             "group_ip under ip_privacy hmac.",
         ),
+    ],
+    shapes: &[
+        Shape::Parts(&[
+            Case {
+                name: "AlertSourceGroup",
+                doc: "An alert about one source (an address, or an IPv6 /64 keyed by its first address).",
+                parts: &[Part::Is("group", "'source'"), Part::Field("group_ip"), Part::Field("group_ip_pseudonym")],
+            },
+            Case {
+                name: "AlertListenerGroup",
+                doc: "An alert about the whole listener.",
+                parts: &[
+                    Part::Is("group", "'listener'"),
+                    Part::Absent("group_ip"),
+                    Part::Absent("group_ip_pseudonym"),
+                ],
+            },
+        ]),
+        Shape::PerAlertRule {
+            name: "AlertRule",
+            doc: "Each rule with its name, group, severity and technique (`detect::Rule` in Rust).",
+        },
     ],
 };

@@ -1,8 +1,8 @@
 //! The listener and connection lifecycle events.
 
 use super::super::spec::{
-    opt, req, Control, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
-    SeverityRule, Traffic, Vocab, WireType::*,
+    opt, req, Case, Control, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Part,
+    Presence, SeverityRule, Shape, Traffic, Vocab, WireType::*,
 };
 use super::super::{Lane, Severity};
 use super::{CONNECTION, NETWORK};
@@ -46,6 +46,7 @@ pub(in crate::events) static LISTENER_STARTED: EventSpec = EventSpec {
         ),
         req("max_connections", U32, "Connection limit."),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static LISTENER_STOPPED: EventSpec = EventSpec {
@@ -80,6 +81,7 @@ pub(in crate::events) static LISTENER_STOPPED: EventSpec = EventSpec {
             "Connections it carried in total (inbound + outbound).",
         ),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static CONNECTION_ATTEMPTED: EventSpec = EventSpec {
@@ -104,6 +106,7 @@ pub(in crate::events) static CONNECTION_ATTEMPTED: EventSpec = EventSpec {
     control: Control::None,
     groups: CONNECTION,
     fields: &[],
+    shapes: &[],
 };
 
 pub(in crate::events) static CONNECTION_ESTABLISHED: EventSpec = EventSpec {
@@ -153,6 +156,7 @@ pub(in crate::events) static CONNECTION_ESTABLISHED: EventSpec = EventSpec {
             "Secure mode: the id of the server static key the handshake used (the first 4 bytes of SHA-256 of its public key, hex). During a key rotation it tells which key each client pinned.",
         ),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static CONNECTION_FAILED: EventSpec = EventSpec {
@@ -190,6 +194,22 @@ pub(in crate::events) static CONNECTION_FAILED: EventSpec = EventSpec {
             "0 for an individual record; for the aggregate record at the end of a sampling window, the attempts it stands for that were not logged one by one (its addresses and uid are those of the last one).",
         ),
     ],
+    shapes: &[Shape::OneOf {
+        name: "",
+        doc: "",
+        cases: &[
+            Case {
+                name: "RefusedAttempt",
+                doc: "A failed attempt whose opening datagram was refused: the drop trigger that refused it and the exact guard, limit or secure-mode rule.",
+                parts: &[Part::Is("trigger", "DropTrigger"), Part::Is("rule", "DropRule")],
+            },
+            Case {
+                name: "",
+                doc: "",
+                parts: &[Part::Named("UnrefusedAttempt")],
+            },
+        ],
+    }],
 };
 
 pub(in crate::events) static CONNECTION_STATE_UPDATED: EventSpec = EventSpec {
@@ -225,6 +245,7 @@ pub(in crate::events) static CONNECTION_STATE_UPDATED: EventSpec = EventSpec {
             "The state after.",
         ),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static CONNECTION_CLOSED: EventSpec = EventSpec {
@@ -363,6 +384,7 @@ pub(in crate::events) static CONNECTION_CLOSED: EventSpec = EventSpec {
             "The application's close text that came with close_code (at most 123 bytes of UTF-8). Written by the application, so treat it as untrusted text.",
         ),
     ],
+    shapes: &[],
 };
 
 pub(in crate::events) static PEER_ADDRESS_CHANGED: EventSpec = EventSpec {
@@ -412,4 +434,5 @@ pub(in crate::events) static PEER_ADDRESS_CHANGED: EventSpec = EventSpec {
             "old_local_ip under ip_privacy hmac.",
         ),
     ],
+    shapes: &[],
 };
