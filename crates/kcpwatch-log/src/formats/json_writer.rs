@@ -8,18 +8,8 @@ use serde_json::{Map, Value};
 
 /// Appends a decimal integer without going through `fmt`: records carry dozens of integers,
 /// and the formatting machinery was most of a record's cost.
-pub(super) fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+pub(super) fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Appends a JSON number as JSON writes it.
@@ -27,8 +17,7 @@ pub(super) fn push_number(out: &mut String, n: &serde_json::Number) {
     if let Some(u) = n.as_u64() {
         push_u64(out, u);
     } else if let Some(i) = n.as_i64() {
-        out.push('-');
-        push_u64(out, i.unsigned_abs());
+        out.push_str(itoa::Buffer::new().format(i));
     } else {
         let _ = write!(out, "{n}");
     }

@@ -503,13 +503,8 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         });
     }
 
-    let host = get_str(r, "observer_host").filter(|h| !h.is_empty());
-    if let Some(host) = host {
-        o.object("device", |o| {
-            o.str("hostname", host);
-            o.num("type_id", 0);
-            o.str("type", "Unknown");
-        });
+    let host = device(&mut o, r);
+    if host.is_some() {
         if let Some(user) = user_id(r) {
             o.object("actor", |o| {
                 o.object("user", |o| o.str("uid", user));
@@ -574,6 +569,17 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     });
     o.end();
     out.push('\n');
+}
+
+/// The host profile's `device`, written when the host is named; returns its name.
+fn device<'a>(o: &mut Obj<'_>, r: &Fields<'a>) -> Option<&'a str> {
+    let host = get_str(r, "observer_host").filter(|h| !h.is_empty())?;
+    o.object("device", |o| {
+        o.str("hostname", host);
+        o.num("type_id", 0);
+        o.str("type", "Unknown");
+    });
+    Some(host)
 }
 
 fn metadata(o: &mut Obj<'_>, r: &Fields<'_>, profiles: &[&str]) {
@@ -718,14 +724,7 @@ fn write_finding(r: &Fields<'_>, out: &mut String) {
         super::json_writer::json_str(o.out, text);
         o.out.push_str("}}]");
     }
-    let host = get_str(r, "observer_host").filter(|h| !h.is_empty());
-    if let Some(host) = host {
-        o.object("device", |o| {
-            o.str("hostname", host);
-            o.num("type_id", 0);
-            o.str("type", "Unknown");
-        });
-    }
+    let host = device(&mut o, r);
     let entries: [Option<(&str, u64, &str, &str)>; 2] = [
         group_ip.map(|(text, _)| ("evidences.src_endpoint.ip", 2, "IP Address", text)),
         host.map(|h| ("device.hostname", 1, "Hostname", h)),
