@@ -13,7 +13,7 @@ use std::sync::Mutex;
 /// datagrams (and counts them): a stalled event loop holds at most this much of them.
 pub const DATAGRAM_DELIVERY_LIMIT: usize = 1 << 20;
 
-use kcpwatch_proto::{AppClose, ConnectionSummary, Initiator};
+use kcpwatch_proto::{AppClose, CloseReason, ConnectionSummary, Initiator};
 
 /// What a record carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,30 @@ pub struct RecordWriter {
     datagram_bytes: usize,
 }
 
+/// Whom a new connection or an authentication request is with, as its record carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The local address the peer reached.
+    pub local: SocketAddr,
+    /// The connection's uid.
+    pub uid: &'a str,
+}
+
+/// How a connection ended, as its `Closed` record carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Closing<'a> {
+    /// Why it ended.
+    pub reason: CloseReason,
+    /// The reason the peer's DISCONNECT gave, if it sent one.
+    pub peer_reason: Option<CloseReason>,
+    /// Its counters and timings.
+    pub summary: &'a ConnectionSummary,
+    /// The application's close code and text.
+    pub app_close: &'a AppClose,
+}
+
 impl RecordWriter {
     /// Bytes staged.
     pub fn len(&self) -> usize {
@@ -84,27 +108,34 @@ impl RecordWriter {
         self.bytes.extend_from_slice(s);
     }
 
-    /// A new connection, with its size ceilings (`limits`: the largest message and the largest
-    /// unreliable datagram, which a secure handshake's agreed MTU may have lowered).
-    pub fn accepted(
+    /// The start of a record about `peer`: the header, `head`, then the peer's ports,
+    /// addresses and uid. `tail` bytes follow, written by the caller.
+    fn peer_record(
         &mut self,
+        kind: RecordKind,
         handle: u32,
-        conv: u32,
-        remote: SocketAddr,
-        local: SocketAddr,
-        uid: &str,
-        limits: (usize, usize),
+        head: &[u8],
+        peer: &Peer<'_>,
+        tail: usize,
     ) {
-        let remote_ip = remote.ip().to_string();
-        let local_ip = local.ip().to_string();
-        let len = 4 + 2 + 2 + 3 + remote_ip.len() + local_ip.len() + uid.len() + 8;
-        self.header(RecordKind::Accepted, handle, len);
-        self.bytes.extend_from_slice(&conv.to_le_bytes());
-        self.bytes.extend_from_slice(&remote.port().to_le_bytes());
-        self.bytes.extend_from_slice(&local.port().to_le_bytes());
+        let remote_ip = peer.remote.ip().to_string();
+        let local_ip = peer.local.ip().to_string();
+        let len = head.len() + 2 + 2 + 3 + remote_ip.len() + local_ip.len() + peer.uid.len() + tail;
+        self.header(kind, handle, len);
+        self.bytes.extend_from_slice(head);
+        self.bytes
+            .extend_from_slice(&peer.remote.port().to_le_bytes());
+        self.bytes
+            .extend_from_slice(&peer.local.port().to_le_bytes());
         self.short_str(&remote_ip);
         self.short_str(&local_ip);
-        self.short_str(uid);
+        self.short_str(peer.uid);
+    }
+
+    /// A new connection, with its size ceilings (`limits`: the largest message and the largest
+    /// unreliable datagram, which a secure handshake's agreed MTU may have lowered).
+    pub fn accepted(&mut self, handle: u32, conv: u32, peer: &Peer<'_>, limits: (usize, usize)) {
+        self.peer_record(RecordKind::Accepted, handle, &conv.to_le_bytes(), peer, 8);
         self.limits(limits);
     }
 
@@ -132,16 +163,14 @@ impl RecordWriter {
         self.bytes[len_at..start].copy_from_slice(&(written as u32).to_le_bytes());
     }
 
-    /// A connection ended; `peer_reason` is the code of the reason the peer's DISCONNECT gave.
-    pub fn closed(
-        &mut self,
-        handle: u32,
-        reason: u8,
-        initiator: Initiator,
-        s: &ConnectionSummary,
-        peer_reason: Option<u8>,
-        app_close: &AppClose,
-    ) {
+    /// A connection ended.
+    pub fn closed(&mut self, handle: u32, closing: &Closing<'_>) {
+        let Closing {
+            reason,
+            peer_reason,
+            summary: s,
+            app_close,
+        } = *closing;
         let u64s = [
             s.duration_ms,
             s.datagrams_in,
@@ -167,8 +196,8 @@ impl RecordWriter {
                 + app_close.text.as_str().len().min(255)
                 + 3 * 8,
         );
-        self.bytes.push(reason);
-        self.bytes.push(match initiator {
+        self.bytes.push(reason.code());
+        self.bytes.push(match reason.initiator() {
             Initiator::Local => 0,
             Initiator::Remote => 1,
         });
@@ -178,7 +207,7 @@ impl RecordWriter {
         for v in u32s {
             self.bytes.extend_from_slice(&v.to_le_bytes());
         }
-        self.bytes.push(peer_reason.unwrap_or(0));
+        self.bytes.push(peer_reason.map_or(0, CloseReason::code));
         self.bytes.extend_from_slice(&app_close.code.to_le_bytes());
         self.short_str(app_close.text.as_str());
         let u = &s.unreliable;
@@ -226,24 +255,9 @@ impl RecordWriter {
     }
 
     /// A token for the application's `authenticate`.
-    pub fn auth_request(
-        &mut self,
-        id: u64,
-        remote: SocketAddr,
-        local: SocketAddr,
-        uid: &str,
-        token: &[u8],
-    ) {
-        let remote_ip = remote.ip().to_string();
-        let local_ip = local.ip().to_string();
-        let len = 8 + 2 + 2 + 3 + remote_ip.len() + local_ip.len() + uid.len() + 2 + token.len();
-        self.header(RecordKind::AuthRequest, 0, len);
-        self.bytes.extend_from_slice(&id.to_le_bytes());
-        self.bytes.extend_from_slice(&remote.port().to_le_bytes());
-        self.bytes.extend_from_slice(&local.port().to_le_bytes());
-        self.short_str(&remote_ip);
-        self.short_str(&local_ip);
-        self.short_str(uid);
+    pub fn auth_request(&mut self, id: u64, peer: &Peer<'_>, token: &[u8]) {
+        let tail = 2 + token.len();
+        self.peer_record(RecordKind::AuthRequest, 0, &id.to_le_bytes(), peer, tail);
         self.bytes
             .extend_from_slice(&(token.len() as u16).to_le_bytes());
         self.bytes.extend_from_slice(token);
@@ -352,5 +366,66 @@ impl DeliveryQueue {
         let mut queue = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         self.datagram_bytes.store(0, Ordering::Release);
         std::mem::take(&mut *queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer<'static> {
+        Peer {
+            remote: "10.0.0.7:4000".parse().unwrap(),
+            local: "[::1]:5000".parse().unwrap(),
+            uid: "u1",
+        }
+    }
+
+    /// The bytes after the peer's ports: the three u8-prefixed strings.
+    fn peer_strings() -> Vec<u8> {
+        let mut b = vec![8];
+        b.extend_from_slice(b"10.0.0.7");
+        b.push(3);
+        b.extend_from_slice(b"::1");
+        b.push(2);
+        b.extend_from_slice(b"u1");
+        b
+    }
+
+    fn header(kind: RecordKind, handle: u32, len: usize) -> Vec<u8> {
+        let mut b = vec![kind as u8];
+        b.extend_from_slice(&handle.to_le_bytes());
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn accepted_record_layout() {
+        let mut w = RecordWriter::default();
+        w.accepted(9, 0xA1B2_C3D4, &peer(), (1 << 20, 1200));
+        let mut body = 0xA1B2_C3D4u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&4000u16.to_le_bytes());
+        body.extend_from_slice(&5000u16.to_le_bytes());
+        body.extend(peer_strings());
+        body.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        body.extend_from_slice(&1200u32.to_le_bytes());
+        let mut want = header(RecordKind::Accepted, 9, body.len());
+        want.extend(body);
+        assert_eq!(w.bytes, want);
+    }
+
+    #[test]
+    fn auth_request_record_layout() {
+        let mut w = RecordWriter::default();
+        w.auth_request(77, &peer(), b"tok");
+        let mut body = 77u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&4000u16.to_le_bytes());
+        body.extend_from_slice(&5000u16.to_le_bytes());
+        body.extend(peer_strings());
+        body.extend_from_slice(&3u16.to_le_bytes());
+        body.extend_from_slice(b"tok");
+        let mut want = header(RecordKind::AuthRequest, 0, body.len());
+        want.extend(body);
+        assert_eq!(w.bytes, want);
     }
 }

@@ -20,7 +20,7 @@ use crate::events::clock::unix_micros;
 use crate::events::log_thread::write_one;
 use crate::events::{EventRing, LogThread, Outbox};
 pub use crate::io_thread::ConnectedInfo;
-use crate::io_thread::{Command, EventsLink, IoThread, Shared};
+use crate::io_thread::{BoundSocket, Command, EventsLink, IoThread, Shared};
 use crate::socket;
 pub use crate::stats::RuntimeStats;
 
@@ -157,8 +157,12 @@ impl Runtime {
         let thread = std::thread::Builder::new()
             .name(config.thread_name.clone())
             .spawn(move || {
-                let socket = mio::net::UdpSocket::from_std(std_socket);
-                match IoThread::new(poll, socket, local_addr, thread_config, rx, thread_shared) {
+                let bound = BoundSocket {
+                    poll,
+                    socket: mio::net::UdpSocket::from_std(std_socket),
+                    local: local_addr,
+                };
+                match IoThread::new(bound, thread_config, rx, thread_shared) {
                     Ok(io) => {
                         let _ = ready.send(Ok(()));
                         io.run();

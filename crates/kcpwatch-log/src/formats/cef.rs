@@ -55,10 +55,11 @@ use std::net::IpAddr;
 
 use kcpwatch_proto::events::{Control, EventKind};
 
-use super::{
-    action, escape_ascii, event_name, get_str, get_u64, outcome, push_u64, refused_here,
-    scalar_text, severity, timestamp, Fields, PRODUCT,
-};
+use super::fields::{action, event_name, get_str, get_u64, Fields};
+use super::json_writer::push_u64;
+use super::meaning::{outcome, refused_here, severity, PRODUCT};
+use super::text::{escape_ascii, scalar_text};
+use super::time::timestamp;
 
 /// Custom extension keys start with the vendor and product names, as CEF asks.
 pub(super) const CUSTOM_PREFIX: &str = "KcpwatchKcpwatch";

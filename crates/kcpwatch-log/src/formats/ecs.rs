@@ -78,10 +78,10 @@ use std::net::IpAddr;
 
 use kcpwatch_proto::events::EventKind;
 
-use super::{
-    action, attack, get_str, get_u64, ip_of, is_wildcard, json_escape, outcome, push_u64, severity,
-    timestamp, unrefused_failure, user_id, Fields, Obj, PRODUCT,
-};
+use super::fields::{action, get_str, get_u64, ip_of, is_wildcard, Fields};
+use super::json_writer::{json_escape, push_u64, Obj};
+use super::meaning::{attack, outcome, severity, unrefused_failure, user_id, PRODUCT};
+use super::time::timestamp;
 
 /// The ECS version the documents follow (`ecs.version`).
 const ECS_VERSION: &str = "9.0.0";

@@ -14,10 +14,11 @@
 //! would be `_id`, which GELF reserves; it is written as `_kcp_id` (no current field is).
 //! Framing (a NUL after each message over TCP, chunking over UDP) is the sink's.
 
-use super::{
-    get_str, json_escape, json_str, json_value, severity, timestamp, Fields, FormatOptions, Obj,
-    PRODUCT,
-};
+use super::fields::{get_str, Fields};
+use super::json_writer::{json_escape, json_str, json_value, Obj};
+use super::meaning::{severity, PRODUCT};
+use super::time::timestamp;
+use super::FormatOptions;
 use serde_json::Value;
 
 pub(super) fn write(r: &Fields<'_>, options: &FormatOptions, out: &mut String) {
@@ -45,8 +46,8 @@ pub(super) fn write(r: &Fields<'_>, options: &FormatOptions, out: &mut String) {
             continue;
         }
         // Additional field names must match ^[\w\.\-]*$.
-        o.out.push_str(if o.empty { "\"_" } else { ",\"_" });
-        o.empty = false;
+        o.member();
+        o.out.push_str("\"_");
         if key == "id" {
             o.out.push_str("kcp_id");
         } else {

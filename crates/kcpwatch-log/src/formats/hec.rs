@@ -10,7 +10,10 @@
 //! `kcpwatch:event`; `index` is written only when configured. HEC accepts events concatenated
 //! in one request body, so the line's `\n` separator is harmless there.
 
-use super::{get_str, json_object, json_str, timestamp, Fields, FormatOptions};
+use super::fields::{get_str, Fields};
+use super::json_writer::{json_object, json_str};
+use super::time::timestamp;
+use super::FormatOptions;
 
 const DEFAULT_SOURCE: &str = "kcpwatch";
 const DEFAULT_SOURCETYPE: &str = "kcpwatch:event";

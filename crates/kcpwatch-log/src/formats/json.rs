@@ -5,7 +5,8 @@
 //! is the map's: the canonical order with serde_json's `preserve_order` (which this crate
 //! enables), and the contract says order is not significant anyway.
 
-use super::{json_object, Record};
+use super::fields::Record;
+use super::json_writer::json_object;
 
 pub(super) fn write(r: &Record, out: &mut String) {
     // One object on one line: json_str escapes every control character inside strings.

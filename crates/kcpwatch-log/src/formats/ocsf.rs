@@ -106,11 +106,12 @@ use std::net::IpAddr;
 
 use kcpwatch_proto::events::{Control, EventKind, OcsfSpec, Traffic};
 
-use super::{
-    action, attack, event_name, get_str, get_u64, ip_of, json_escape, outcome, push_u64,
-    refused_here, rfc3339_millis, severity, timestamp, unrefused_failure, user_id, Fields, Obj,
-    Outcome, PRODUCT,
+use super::fields::{action, event_name, get_str, get_u64, ip_of, Fields};
+use super::json_writer::{json_escape, push_u64, Obj};
+use super::meaning::{
+    attack, outcome, refused_here, severity, unrefused_failure, user_id, Outcome, PRODUCT,
 };
+use super::time::{rfc3339_millis, timestamp};
 
 /// OCSF schema version of the events (`metadata.version`).
 const OCSF_VERSION: &str = "1.4.0";
@@ -502,13 +503,8 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         });
     }
 
-    let host = get_str(r, "observer_host").filter(|h| !h.is_empty());
-    if let Some(host) = host {
-        o.object("device", |o| {
-            o.str("hostname", host);
-            o.num("type_id", 0);
-            o.str("type", "Unknown");
-        });
+    let host = device(&mut o, r);
+    if host.is_some() {
         if let Some(user) = user_id(r) {
             o.object("actor", |o| {
                 o.object("user", |o| o.str("uid", user));
@@ -516,8 +512,7 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         }
     }
 
-    let mark = o.out.len();
-    let was_empty = o.empty;
+    let mark = o.mark();
     o.key("observables");
     o.out.push('[');
     let mut first = true;
@@ -553,8 +548,7 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
         }
     }
     if first {
-        o.out.truncate(mark);
-        o.empty = was_empty;
+        o.undo(mark);
     } else {
         o.out.push(']');
     }
@@ -575,6 +569,17 @@ pub(super) fn write(r: &Fields<'_>, out: &mut String) {
     });
     o.end();
     out.push('\n');
+}
+
+/// The host profile's `device`, written when the host is named; returns its name.
+fn device<'a>(o: &mut Obj<'_>, r: &Fields<'a>) -> Option<&'a str> {
+    let host = get_str(r, "observer_host").filter(|h| !h.is_empty())?;
+    o.object("device", |o| {
+        o.str("hostname", host);
+        o.num("type_id", 0);
+        o.str("type", "Unknown");
+    });
+    Some(host)
 }
 
 fn metadata(o: &mut Obj<'_>, r: &Fields<'_>, profiles: &[&str]) {
@@ -716,17 +721,10 @@ fn write_finding(r: &Fields<'_>, out: &mut String) {
     if let Some((text, _)) = group_ip {
         o.key("evidences");
         o.out.push_str("[{\"src_endpoint\":{\"ip\":");
-        super::json_str(o.out, text);
+        super::json_writer::json_str(o.out, text);
         o.out.push_str("}}]");
     }
-    let host = get_str(r, "observer_host").filter(|h| !h.is_empty());
-    if let Some(host) = host {
-        o.object("device", |o| {
-            o.str("hostname", host);
-            o.num("type_id", 0);
-            o.str("type", "Unknown");
-        });
-    }
+    let host = device(&mut o, r);
     let entries: [Option<(&str, u64, &str, &str)>; 2] = [
         group_ip.map(|(text, _)| ("evidences.src_endpoint.ip", 2, "IP Address", text)),
         host.map(|h| ("device.hostname", 1, "Hostname", h)),

@@ -32,7 +32,11 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{get_str, json_str, push_number, severity, timestamp, Fields, FormatOptions, PRODUCT};
+use super::fields::{get_str, Fields};
+use super::json_writer::{json_str, push_number};
+use super::meaning::{severity, PRODUCT};
+use super::time::timestamp;
+use super::FormatOptions;
 
 /// Syslog severity 0-7 -> OTLP SeverityNumber.
 const SEVERITY_NUMBER: [u8; 8] = [21, 19, 18, 17, 13, 10, 9, 5];
@@ -88,7 +92,7 @@ fn any_value(out: &mut String, v: &Value) {
 fn key_value(out: &mut String, key: &[&str], v: &Value) {
     out.push_str("{\"key\":\"");
     for part in key {
-        super::json_escape(out, part);
+        super::json_writer::json_escape(out, part);
     }
     out.push_str("\",\"value\":");
     any_value(out, v);
@@ -159,7 +163,7 @@ pub(super) fn write(r: &Fields<'_>, options: &FormatOptions, out: &mut String) {
     out.push_str(",\"severityText\":");
     json_str(
         out,
-        get_str(r, "level_name").unwrap_or(super::SEVERITY_NAMES[usize::from(sev)]),
+        get_str(r, "level_name").unwrap_or(super::meaning::SEVERITY_NAMES[usize::from(sev)]),
     );
     if let Some(msg) = get_str(r, "msg") {
         out.push_str(",\"body\":{\"stringValue\":");

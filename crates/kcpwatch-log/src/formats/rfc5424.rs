@@ -39,7 +39,11 @@
 
 use std::fmt::Write as _;
 
-use super::{escape_ascii, get_str, scalar_text, severity, timestamp, Fields, FormatOptions};
+use super::fields::{get_str, Fields};
+use super::meaning::severity;
+use super::text::{escape_ascii, scalar_text};
+use super::time::timestamp;
+use super::FormatOptions;
 
 const DEFAULT_SD_ID: &str = "kcp@32473";
 const DEFAULT_APP_NAME: &str = "kcpwatch";

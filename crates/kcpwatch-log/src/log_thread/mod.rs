@@ -336,69 +336,142 @@ struct ReportGate {
     written_since: u64,
 }
 
-/// Turns what outputs lost into `kcp:log_loss` records written to every output (and to
-/// JavaScript); with `closing`, first stops the network outputs by that deadline.
-///
-/// A report is itself sent to every output, and can be lost there like any record: its loss
-/// is counted into the next report about that output, never into a report of its own. Reports
-/// are made at most once per [`REPORT_INTERVAL`], and only when at least as many records came
-/// from the ring since the last ones as there are reports to make: so reports never outnumber
-/// the records, and an output that stays down does not make reports about reports forever.
-/// When closing, everything left is reported.
-fn report_output_losses(
-    outputs: &mut [Destination],
-    writer: &mut CanonicalWriter,
-    ring: &EventRing,
-    outbox: &Outbox,
-    gate: &mut ReportGate,
-    control: &Control,
-    closing: Option<Instant>,
-) {
-    if let Some(deadline) = closing {
-        close_network_outputs(outputs, deadline, &outbox.output_lost);
-    }
-    for output in outputs.iter_mut() {
-        output.collect_loss(&outbox.output_lost);
-    }
-    let losing = outputs.iter().filter(|o| o.unreported > 0).count() as u64;
-    if losing == 0 {
-        return;
-    }
-    if closing.is_none() {
-        let recent = gate.last.is_some_and(|t| t.elapsed() < REPORT_INTERVAL);
-        if recent || gate.written_since < losing {
-            return;
+/// One batch of records and their canonical lines: `text` holds the lines, `ends` where each
+/// of them ends.
+struct Batch<'a> {
+    records: &'a [Record],
+    text: &'a str,
+    ends: &'a [usize],
+}
+
+/// The log thread's state: the ring it drains, the canonical writer, the outputs, and the
+/// JavaScript outbox.
+struct Consumer {
+    ring: Arc<EventRing>,
+    writer: CanonicalWriter,
+    outputs: Vec<Destination>,
+    outbox: Arc<Outbox>,
+    control: Arc<Control>,
+    gate: ReportGate,
+    /// The canonical lines of the records being written, reused between batches.
+    text: String,
+    /// Where each line of `text` ends.
+    ends: Vec<usize>,
+}
+
+impl Consumer {
+    /// Drains the ring until told to stop, then reports the final losses: see
+    /// [`LogThread::finish`].
+    fn run(mut self, stop: &AtomicBool, paused: &AtomicBool) {
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            if paused.load(Ordering::Acquire) && !stopping {
+                std::thread::park_timeout(IDLE_WAIT);
+                continue;
+            }
+            self.ring.drain_into(&mut batch);
+            if batch.is_empty() && stopping {
+                if let Some(record) = self.ring.final_loss(unix_micros()) {
+                    batch.push(record);
+                } else {
+                    // Network outputs get a last chance to deliver, until the deadline
+                    // `finish` set; what they cannot is spooled, and what they could not
+                    // even spool is reported to the rest.
+                    let deadline = self
+                        .control
+                        .deadline
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(Instant::now);
+                    self.report_output_losses(Some(deadline));
+                    return;
+                }
+            }
+            if batch.is_empty() {
+                self.report_output_losses(None);
+                std::thread::park_timeout(IDLE_WAIT);
+                continue;
+            }
+            // JavaScript gets the batch before the reports about it, as the outputs do.
+            self.emit(&batch);
+            self.gate.written_since += batch.len() as u64;
+            self.report_output_losses(None);
+            batch.clear();
         }
     }
-    gate.last = Some(Instant::now());
-    gate.written_since = 0;
-    let mut reports = Vec::new();
-    for output in outputs.iter_mut().filter(|o| o.unreported > 0) {
-        let now = unix_micros();
-        let loss = kcpwatch_proto::events::LogLoss {
-            lost_output: std::mem::take(&mut output.unreported),
-            output: CappedText::format(output.name()),
-            since_us: now,
-            ..Default::default()
+
+    /// Writes `records` to every output and hands their canonical lines to JavaScript (when it
+    /// listens).
+    fn emit(&mut self, records: &[Record]) {
+        self.text.clear();
+        self.ends.clear();
+        for record in records {
+            self.writer.write(record, &mut self.text);
+            self.ends.push(self.text.len());
+        }
+        let batch = Batch {
+            records,
+            text: &self.text,
+            ends: &self.ends,
         };
-        reports.push(ring.loss_record(now, loss));
+        write_outputs(
+            &mut self.outputs,
+            &batch,
+            &self.control,
+            &self.outbox.output_lost,
+        );
+        if self.outbox.enabled() {
+            self.outbox
+                .offer(self.text.as_bytes(), records, &mut self.writer, &self.ring);
+        }
+        if self.text.capacity() > 1 << 20 {
+            self.text.shrink_to(64 * 1024);
+        }
     }
-    let mut text = String::new();
-    let mut ends = Vec::new();
-    for record in &reports {
-        writer.write(record, &mut text);
-        ends.push(text.len());
-    }
-    write_outputs(
-        outputs,
-        &reports,
-        &text,
-        &ends,
-        control,
-        &outbox.output_lost,
-    );
-    if outbox.enabled() {
-        outbox.offer(text.as_bytes(), &reports, writer, ring);
+
+    /// Turns what outputs lost into `kcp:log_loss` records written to every output (and to
+    /// JavaScript); with `closing`, first stops the network outputs by that deadline.
+    ///
+    /// A report is itself sent to every output, and can be lost there like any record: its
+    /// loss is counted into the next report about that output, never into a report of its
+    /// own. Reports are made at most once per [`REPORT_INTERVAL`], and only when at least as
+    /// many records came from the ring since the last ones as there are reports to make: so
+    /// reports never outnumber the records, and an output that stays down does not make
+    /// reports about reports forever. When closing, everything left is reported.
+    fn report_output_losses(&mut self, closing: Option<Instant>) {
+        let lost = &self.outbox.output_lost;
+        if let Some(deadline) = closing {
+            close_network_outputs(&mut self.outputs, deadline, lost);
+        }
+        for output in self.outputs.iter_mut() {
+            output.collect_loss(lost);
+        }
+        let losing = self.outputs.iter().filter(|o| o.unreported > 0).count() as u64;
+        if losing == 0 {
+            return;
+        }
+        let gate = &mut self.gate;
+        if closing.is_none() {
+            let recent = gate.last.is_some_and(|t| t.elapsed() < REPORT_INTERVAL);
+            if recent || gate.written_since < losing {
+                return;
+            }
+        }
+        gate.last = Some(Instant::now());
+        gate.written_since = 0;
+        let mut reports = Vec::new();
+        for output in self.outputs.iter_mut().filter(|o| o.unreported > 0) {
+            let now = unix_micros();
+            let loss = kcpwatch_proto::events::LogLoss {
+                lost_output: std::mem::take(&mut output.unreported),
+                output: CappedText::format(output.name()),
+                since_us: now,
+                ..Default::default()
+            };
+            reports.push(self.ring.loss_record(now, loss));
+        }
+        self.emit(&reports);
     }
 }
 
@@ -433,12 +506,15 @@ fn close_network_outputs(outputs: &mut [Destination], deadline: Instant, lost: &
 /// once per record only when some output needs them.
 fn write_outputs(
     outputs: &mut [Destination],
-    records: &[Record],
-    text: &str,
-    ends: &[usize],
+    batch: &Batch<'_>,
     control: &Control,
     lost: &AtomicU64,
 ) {
+    let Batch {
+        records,
+        text,
+        ends,
+    } = *batch;
     let needs_fields = outputs
         .iter()
         .any(|o| o.output.format != Format::Json && !o.output.destination.is_none());
@@ -489,104 +565,32 @@ impl LogThread {
     /// Starts the consumer of `ring`.
     pub fn start(
         ring: Arc<EventRing>,
-        mut writer: CanonicalWriter,
+        writer: CanonicalWriter,
         outputs: Vec<LogOutput>,
         outbox: Arc<Outbox>,
         name: String,
     ) -> Result<Self, LogStartError> {
-        let mut outputs = outputs
+        let outputs = outputs
             .into_iter()
             .map(Destination::open)
             .collect::<Result<Vec<_>, _>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let control = Arc::new(Control::default());
-        let (thread_stop, thread_paused, control_) =
-            (stop.clone(), paused.clone(), control.clone());
-        let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let control = control_;
-            let mut batch = Vec::with_capacity(256);
-            let mut text = String::with_capacity(64 * 1024);
-            let mut ends = Vec::with_capacity(256);
-            let mut gate = ReportGate::default();
-            loop {
-                let stopping = thread_stop.load(Ordering::Acquire);
-                if thread_paused.load(Ordering::Acquire) && !stopping {
-                    std::thread::park_timeout(IDLE_WAIT);
-                    continue;
-                }
-                ring.drain_into(&mut batch);
-                if batch.is_empty() && stopping {
-                    if let Some(record) = ring.final_loss(unix_micros()) {
-                        batch.push(record);
-                    } else {
-                        // Network outputs get a last chance to deliver, until the deadline
-                        // `finish` set; what they cannot is spooled, and what they could not
-                        // even spool is reported to the rest.
-                        let deadline = control
-                            .deadline
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .unwrap_or_else(Instant::now);
-                        report_output_losses(
-                            &mut outputs,
-                            &mut writer,
-                            &ring,
-                            &outbox,
-                            &mut gate,
-                            &control,
-                            Some(deadline),
-                        );
-                        return;
-                    }
-                }
-                if batch.is_empty() {
-                    report_output_losses(
-                        &mut outputs,
-                        &mut writer,
-                        &ring,
-                        &outbox,
-                        &mut gate,
-                        &control,
-                        None,
-                    );
-                    std::thread::park_timeout(IDLE_WAIT);
-                    continue;
-                }
-                text.clear();
-                ends.clear();
-                for record in &batch {
-                    writer.write(record, &mut text);
-                    ends.push(text.len());
-                }
-                write_outputs(
-                    &mut outputs,
-                    &batch,
-                    &text,
-                    &ends,
-                    &control,
-                    &outbox.output_lost,
-                );
-                gate.written_since += batch.len() as u64;
-                // JavaScript gets the batch before the reports about it, as the outputs do.
-                if outbox.enabled() {
-                    outbox.offer(text.as_bytes(), &batch, &mut writer, &ring);
-                }
-                report_output_losses(
-                    &mut outputs,
-                    &mut writer,
-                    &ring,
-                    &outbox,
-                    &mut gate,
-                    &control,
-                    None,
-                );
-                batch.clear();
-                if text.capacity() > 1 << 20 {
-                    text.shrink_to(64 * 1024);
-                }
-            }
-        });
+        let consumer = Consumer {
+            ring,
+            writer,
+            outputs,
+            outbox,
+            control: Arc::clone(&control),
+            gate: ReportGate::default(),
+            text: String::with_capacity(64 * 1024),
+            ends: Vec::with_capacity(256),
+        };
+        let (thread_stop, thread_paused) = (stop.clone(), paused.clone());
+        let spawned = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || consumer.run(&thread_stop, &thread_paused));
         let thread = spawned.map_err(LogStartError::Thread)?;
         let handle = thread.thread().clone();
         Ok(Self {
@@ -665,14 +669,12 @@ pub fn write_one(
         .collect();
     let control = Control::default();
     let lost = AtomicU64::new(0);
-    write_outputs(
-        &mut destinations,
-        &[record],
-        &text,
-        &[text.len()],
-        &control,
-        &lost,
-    );
+    let batch = Batch {
+        records: &[record],
+        text: &text,
+        ends: &[text.len()],
+    };
+    write_outputs(&mut destinations, &batch, &control, &lost);
     // A network output gets the usual grace to deliver this one record.
     close_network_outputs(
         &mut destinations,

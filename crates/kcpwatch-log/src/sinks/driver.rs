@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Select};
 
 use super::backoff::Backoff;
+use super::config::SpoolConfig;
+use super::error::SinkError;
 use super::spool::{Pos, Spool, HEADER};
 use super::stats::{Loss, Shared};
 use super::transport::{Fate, Health, Policy, Rec, Transport};
@@ -54,6 +56,38 @@ pub(crate) struct Limits {
     pub(crate) queue_records: usize,
     /// Retry delays: (initial, max).
     pub(crate) backoff: (Duration, Duration),
+}
+
+/// What a driver starts with besides its transport and channels.
+pub(crate) struct Setup {
+    /// The counters it shares with the handle.
+    pub(crate) shared: Arc<Shared>,
+    /// The spool, if the sink has one.
+    pub(crate) spool: Option<Spool>,
+    /// Its queue and backoff.
+    pub(crate) limits: Limits,
+}
+
+impl Setup {
+    /// New counters, and the spool (if any) opened, counting what it holds and the torn
+    /// records a crash left.
+    pub(crate) fn open(spool: Option<&SpoolConfig>, limits: Limits) -> Result<Self, SinkError> {
+        let shared = Arc::new(Shared::default());
+        let spool = match spool {
+            Some(config) => {
+                let (spool, opened) = Spool::open(config)?;
+                shared.spooled.store(opened.records, Ordering::Relaxed);
+                shared.lose(Loss::Io, opened.torn);
+                Some(spool)
+            }
+            None => None,
+        };
+        Ok(Self {
+            shared,
+            spool,
+            limits,
+        })
+    }
 }
 
 pub(crate) struct Driver<T> {
@@ -93,12 +127,15 @@ pub(crate) struct Driver<T> {
 impl<T: Transport> Driver<T> {
     pub(crate) fn new(
         transport: T,
-        limits: &Limits,
+        setup: Setup,
         rx: Receiver<Rec>,
         ctl: Receiver<Control>,
-        shared: Arc<Shared>,
-        spool: Option<Spool>,
     ) -> Self {
+        let Setup {
+            shared,
+            spool,
+            limits,
+        } = setup;
         let policy = transport.policy();
         // A queue three quarters full means the receiver is slower than the records: move
         // them to the spool rather than let `send` drop them.
@@ -597,6 +634,8 @@ mod tests {
     }
 
     impl Transport for Fake {
+        const THREAD_NAME: &'static str = "fake-sink";
+
         fn policy(&self) -> Policy {
             Policy {
                 batch_records: 4,
@@ -689,7 +728,12 @@ mod tests {
             queue_records: names.len(),
             backoff: (Duration::from_millis(1), Duration::from_millis(2)),
         };
-        let finished = Driver::new(fake, &limits, rx, ctl_rx, Arc::clone(&shared), None).run();
+        let setup = Setup {
+            shared: Arc::clone(&shared),
+            spool: None,
+            limits,
+        };
+        let finished = Driver::new(fake, setup, rx, ctl_rx).run();
 
         assert_eq!(
             *delivered.lock().unwrap(),

@@ -13,18 +13,7 @@ pub(crate) fn strip_line_end(record: &[u8]) -> &[u8] {
 pub(crate) fn octet_counted(out: &mut Vec<u8>, msg: &[u8]) {
     // MSG-LEN is NONZERO-DIGIT *DIGIT: the sink refuses empty records before they get here.
     debug_assert!(!msg.is_empty());
-    let mut digits = [0u8; 20];
-    let mut n = msg.len();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(itoa::Buffer::new().format(msg.len()).as_bytes());
     out.push(b' ');
     out.extend_from_slice(msg);
 }

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::config::{SpoolConfig, MAX_RECORD_BYTES};
-use super::driver::{Control, Driver, Finished, Limits};
+use super::config::MAX_RECORD_BYTES;
+use super::driver::{Control, Driver, Finished, Setup};
 use super::error::SinkError;
 use super::framing;
-use super::spool::Spool;
 use super::stats::{Loss, Shared, SinkReport, SinkStats};
 use super::transport::{Rec, Transport};
 
@@ -37,34 +36,14 @@ pub struct Sink<T> {
     _transport: PhantomData<fn() -> T>,
 }
 
-/// Opens the spool (if any), counting what it holds and the torn records a crash left.
-pub(crate) fn open_spool(
-    config: Option<&SpoolConfig>,
-    shared: &Shared,
-) -> Result<Option<Spool>, SinkError> {
-    let Some(config) = config else {
-        return Ok(None);
-    };
-    let (spool, opened) = Spool::open(config)?;
-    shared.spooled.store(opened.records, Ordering::Relaxed);
-    shared.lose(Loss::Io, opened.torn);
-    Ok(Some(spool))
-}
-
 /// Spawns the driver thread of a sink over `transport`.
-pub(crate) fn spawn<T: Transport>(
-    transport: T,
-    limits: Limits,
-    spool: Option<Spool>,
-    shared: Arc<Shared>,
-    name: &str,
-    interruptible: bool,
-) -> Result<Sink<T>, SinkError> {
-    let (tx, rx) = crossbeam_channel::bounded(limits.queue_records);
+pub(crate) fn spawn<T: Transport>(transport: T, setup: Setup) -> Result<Sink<T>, SinkError> {
+    let (tx, rx) = crossbeam_channel::bounded(setup.limits.queue_records);
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
-    let driver = Driver::new(transport, &limits, rx, ctl_rx, Arc::clone(&shared), spool);
+    let shared = Arc::clone(&setup.shared);
+    let driver = Driver::new(transport, setup, rx, ctl_rx);
     let thread = std::thread::Builder::new()
-        .name(name.into())
+        .name(T::THREAD_NAME.into())
         .spawn(move || driver.run())
         .map_err(SinkError::Spawn)?;
     Ok(Sink {
@@ -72,7 +51,7 @@ pub(crate) fn spawn<T: Transport>(
         ctl: ctl_tx,
         shared,
         thread: Some(thread),
-        interruptible,
+        interruptible: T::INTERRUPTIBLE,
         _transport: PhantomData,
     })
 }

@@ -67,6 +67,14 @@ pub(crate) struct Policy {
 /// One kind of receiver. Records are sent oldest first; the fates it reports are those of
 /// the oldest records in flight, in order.
 pub(crate) trait Transport: Send + 'static {
+    /// The name of the sink's thread.
+    const THREAD_NAME: &'static str;
+
+    /// Whether the transport keeps its live socket in the sink's shared counters, so that
+    /// closing can cut a blocked write ([`Sink::interrupt`](super::Sink::interrupt)) and give
+    /// the thread a second slack to end.
+    const INTERRUPTIBLE: bool = false;
+
     /// How records are grouped.
     fn policy(&self) -> Policy;
 

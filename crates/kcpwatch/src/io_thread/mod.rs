@@ -20,14 +20,14 @@ use crossbeam_channel::{Receiver, Sender};
 use kcpwatch_proto::endpoint::ConnectError;
 use kcpwatch_proto::events::{ErrorEvent, Sampler, Violation};
 use kcpwatch_proto::{
-    AppClose, CloseReason, ConnectionHandle, Endpoint, EndpointEvent, Millis, Mode, SendError,
-    SessionConfig, Unreachable,
+    AppClose, ConnectionHandle, Endpoint, EndpointEvent, Millis, Mode, SendError, SessionConfig,
+    Unreachable,
 };
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, debug_span, warn};
 
 use crate::config::RuntimeConfig;
-use crate::delivery::{DeliveryQueue, RecordWriter};
+use crate::delivery::{Closing, DeliveryQueue, Peer, RecordWriter};
 use crate::error::RuntimeError;
 use crate::events::clock::unix_micros;
 use crate::events::EventRing;
@@ -122,6 +122,13 @@ fn violation_from_code(code: u8) -> Option<Violation> {
     })
 }
 
+/// The socket the I/O thread serves, its address, and the poll it is to be registered with.
+pub(crate) struct BoundSocket {
+    pub(crate) poll: Poll,
+    pub(crate) socket: mio::net::UdpSocket,
+    pub(crate) local: SocketAddr,
+}
+
 pub(crate) struct IoThread {
     poll: Poll,
     io: UdpIo,
@@ -162,13 +169,16 @@ pub(crate) struct IoThread {
 
 impl IoThread {
     pub(crate) fn new(
-        poll: Poll,
-        mut socket: mio::net::UdpSocket,
-        local: SocketAddr,
+        bound: BoundSocket,
         config: RuntimeConfig,
         commands: Receiver<Command>,
         shared: Arc<Shared>,
     ) -> Result<Self, RuntimeError> {
+        let BoundSocket {
+            poll,
+            mut socket,
+            local,
+        } = bound;
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE | Interest::WRITABLE)
             .map_err(RuntimeError::Setup)?;
@@ -702,12 +712,15 @@ impl IoThread {
                 EndpointEvent::Accepted { handle } => {
                     self.open_span(handle);
                     if let Some(info) = self.endpoint.connection_info(handle) {
+                        let peer = Peer {
+                            remote: info.remote,
+                            local: info.local,
+                            uid: info.uid.as_str(),
+                        };
                         self.writer.accepted(
                             handle.to_bits(),
                             info.conv,
-                            info.remote,
-                            info.local,
-                            info.uid.as_str(),
+                            &peer,
                             (info.max_message_size, info.max_datagram_size),
                         );
                     }
@@ -737,9 +750,14 @@ impl IoThread {
                     remote,
                     local,
                     token,
-                } => self
-                    .writer
-                    .auth_request(id, remote, local, uid.as_str(), &token),
+                } => {
+                    let peer = Peer {
+                        remote,
+                        local,
+                        uid: uid.as_str(),
+                    };
+                    self.writer.auth_request(id, &peer, &token);
+                }
                 EndpointEvent::Closed {
                     handle,
                     reason,
@@ -773,14 +791,13 @@ impl IoThread {
                             )
                         });
                     }
-                    self.writer.closed(
-                        handle.to_bits(),
-                        reason.code(),
-                        reason.initiator(),
-                        &summary,
-                        peer_reason.map(CloseReason::code),
-                        &app_close,
-                    );
+                    let closing = Closing {
+                        reason,
+                        peer_reason,
+                        summary: &summary,
+                        app_close: &app_close,
+                    };
+                    self.writer.closed(handle.to_bits(), &closing);
                 }
             }
         }

@@ -75,10 +75,9 @@ pub use config::{
 };
 pub use transport::HttpTransport;
 
-use super::driver::Limits;
+use super::driver::{Limits, Setup};
 use super::error::SinkError;
-use super::handle::{open_spool, spawn, Sink};
-use super::stats::Shared;
+use super::handle::{spawn, Sink};
 
 /// One HTTP batch output with its own thread, bounded queue and on-disk spool.
 pub type HttpSink = Sink<HttpTransport>;
@@ -93,21 +92,13 @@ impl Sink<HttpTransport> {
             (Some(ca), true) => Some(tls::tls_config(ca, config.client_cert.as_ref())?),
             _ => None,
         };
-        let shared = Arc::new(Shared::default());
-        let spool = open_spool(config.spool.as_ref(), &shared)?;
         let limits = Limits {
             queue_records: config.queue_records,
             backoff: config.backoff,
         };
-        let transport = HttpTransport::new(config, tls, Arc::clone(&shared));
-        spawn(
-            transport,
-            limits,
-            spool,
-            shared,
-            "kcpwatch-http-sink",
-            false,
-        )
+        let setup = Setup::open(config.spool.as_ref(), limits)?;
+        let transport = HttpTransport::new(config, tls, Arc::clone(&setup.shared));
+        spawn(transport, setup)
     }
 
     /// Records the endpoint refused for good (a permanent error status, a failed bulk item, an

@@ -198,6 +198,8 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
+    const THREAD_NAME: &'static str = "kcpwatch-http-sink";
+
     fn policy(&self) -> Policy {
         Policy {
             batch_records: self.cfg.batch_records,

@@ -58,10 +58,9 @@ use std::sync::Arc;
 pub use config::{SyslogSinkConfig, SyslogTarget, DEFAULT_MAX_UDP_DATAGRAM, MIN_UDP_DATAGRAM};
 pub use transport::SyslogTransport;
 
-use super::driver::Limits;
+use super::driver::{Limits, Setup};
 use super::error::SinkError;
-use super::handle::{open_spool, spawn, Sink};
-use super::stats::Shared;
+use super::handle::{spawn, Sink};
 use super::tls;
 
 /// One syslog output (UDP, TCP or TLS) with its own thread, bounded queue and on-disk spool.
@@ -74,8 +73,11 @@ impl Sink<SyslogTransport> {
     /// [`SinkStats::last_error`](super::SinkStats::last_error).
     pub fn start(config: SyslogSinkConfig) -> Result<Self, SinkError> {
         config.validate()?;
-        let shared = Arc::new(Shared::default());
-        let spool = open_spool(config.spool.as_ref(), &shared)?;
+        let limits = Limits {
+            queue_records: config.queue_records,
+            backoff: config.backoff,
+        };
+        let setup = Setup::open(config.spool.as_ref(), limits)?;
         let tls = match &config.target {
             SyslogTarget::Tls {
                 server_name,
@@ -85,12 +87,8 @@ impl Sink<SyslogTransport> {
             } => Some(tls::setup(server_name, ca_file, client_cert.as_ref())?),
             _ => None,
         };
-        let limits = Limits {
-            queue_records: config.queue_records,
-            backoff: config.backoff,
-        };
-        let transport = SyslogTransport::new(config, tls, Arc::clone(&shared));
-        spawn(transport, limits, spool, shared, "kcpwatch-sink", true)
+        let transport = SyslogTransport::new(config, tls, Arc::clone(&setup.shared));
+        spawn(transport, setup)
     }
 }
 

@@ -147,6 +147,9 @@ impl SyslogTransport {
 }
 
 impl Transport for SyslogTransport {
+    const THREAD_NAME: &'static str = "kcpwatch-sink";
+    const INTERRUPTIBLE: bool = true;
+
     fn policy(&self) -> Policy {
         Policy {
             batch_records: BATCH_RECORDS,
