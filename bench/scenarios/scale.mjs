@@ -28,9 +28,16 @@ async function idle(ctx, peer, conns) {
     // Let the server finish what the last handshakes queued before reading its memory.
     await new Promise((resolve) => setTimeout(resolve, 500));
     const during = processCost(server.pid);
+    // CPU while every connection is held and idle (the driver sends each session's keepalive
+    // once a second): what an idle player costs the server.
+    const idleMs = ctx.quick ? 2000 : 5000;
+    const t0 = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
+    const after = processCost(server.pid);
+    const idleCpu = ((after.cpuMs - during.cpuMs) / ((performance.now() - t0) / 1000) / 1000) * 100;
     run.release();
     await run;
-    return { established, rss_before_kib: before.rssKiB, rss_held_kib: during.rssKiB, kib_per_connection: Number(((during.rssKiB - before.rssKiB) / established).toFixed(2)) };
+    return { established, rss_before_kib: before.rssKiB, rss_held_kib: during.rssKiB, kib_per_connection: Number(((during.rssKiB - before.rssKiB) / established).toFixed(2)), idle_cpu_percent_of_core: Number(idleCpu.toFixed(1)) };
   } finally {
     await server.stop();
   }
@@ -92,7 +99,7 @@ export async function scaleIdle(ctx) {
   return {
     json: { rows, secure_minus_raw_kib: secureOverRaw },
     table: [
-      ...rows.map((r) => [`scale ${r.conns} idle conns, ${r.peer}`, `${r.idle.kib_per_connection} KiB per connection (${r.idle.established} held, RSS ${Math.round(r.idle.rss_before_kib / 1024)} -> ${Math.round(r.idle.rss_held_kib / 1024)} MiB)`]),
+      ...rows.map((r) => [`scale ${r.conns} idle conns, ${r.peer}`, `${r.idle.kib_per_connection} KiB per connection (${r.idle.established} held, RSS ${Math.round(r.idle.rss_before_kib / 1024)} -> ${Math.round(r.idle.rss_held_kib / 1024)} MiB), ${r.idle.idle_cpu_percent_of_core}% of a core while idle`]),
       ['scale idle: kcpwatch secure minus raw', `${secureOverRaw} KiB per connection`],
     ],
     chart: rows.map((r) => ({ panel: 'Memory per idle connection, 10,000 held', unit: 'KiB', group: 'idle', peer: r.peer, value: r.idle.kib_per_connection })),

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod connected;
 pub mod datagram_batch;
 pub mod delivery;
 pub mod errno;

@@ -14,12 +14,12 @@ use kcpwatch_proto::uid::UidGenerator;
 use kcpwatch_proto::SecurityEvent;
 
 pub use crate::config::RuntimeConfig;
+pub use crate::connected::ConnectedInfo;
 use crate::delivery::DeliveryQueue;
 use crate::error::RuntimeError;
 use crate::events::clock::unix_micros;
 use crate::events::log_thread::write_one;
 use crate::events::{EventRing, LogThread, Outbox};
-pub use crate::io_thread::ConnectedInfo;
 use crate::io_thread::{BoundSocket, Command, EventsLink, IoThread, Shared};
 use crate::socket;
 pub use crate::stats::RuntimeStats;

@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, debug_span, warn};
 
 use crate::config::RuntimeConfig;
+use crate::connected::ConnectedInfo;
 use crate::delivery::{Closing, DeliveryQueue, Peer, RecordWriter};
 use crate::error::RuntimeError;
 use crate::events::clock::unix_micros;
@@ -884,19 +885,4 @@ impl IoThread {
             endpoint.waiting_bytes(handle).unwrap_or(0) > 0
         });
     }
-}
-
-/// What `connect` returns.
-#[derive(Debug, Clone)]
-pub struct ConnectedInfo {
-    /// The connection handle.
-    pub handle: u32,
-    /// The connection id.
-    pub uid: String,
-    /// Our address.
-    pub local: SocketAddr,
-    /// The peer.
-    pub remote: SocketAddr,
-    /// The conv.
-    pub conv: u32,
 }

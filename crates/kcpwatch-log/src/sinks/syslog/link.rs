@@ -301,6 +301,13 @@ impl Link {
         }
     }
 
+    /// Ends the connection with a reset, dropping what the peer has not acknowledged: those
+    /// records were just counted as not delivered (sent again from the spool, or lost), and a
+    /// graceful close would let the kernel go on sending them after the count.
+    pub(crate) fn abort(self) {
+        let _ = socket2::SockRef::from(&self.sock).set_linger(Some(std::time::Duration::ZERO));
+    }
+
     /// Ends our side: TLS close_notify, then TCP FIN. Records written before are still
     /// delivered, and [`Link::acked`] keeps counting them.
     pub(crate) fn shutdown(&mut self) {

@@ -264,9 +264,14 @@ impl Transport for SyslogTransport {
     fn close(&mut self, stop: Option<Instant>, last: bool) {
         match self.conn.take() {
             Some(Conn::Stream(mut link)) if last => {
-                // The deadline has passed: the close_notify and FIN go only if there is room.
-                let _ = link.set_write_timeout(Duration::ZERO);
-                link.shutdown();
+                if self.ends.back().is_some_and(|&end| end > link.acked()) {
+                    link.abort();
+                } else {
+                    // The deadline has passed: the close_notify and FIN go only if there is
+                    // room.
+                    let _ = link.set_write_timeout(Duration::ZERO);
+                    link.shutdown();
+                }
             }
             Some(Conn::Udp(sock)) if last => {
                 // The refusals of the last datagrams may still be on their way (on loopback
