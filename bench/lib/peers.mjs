@@ -83,7 +83,9 @@ export const servers = {
     if (options.floodLimits) args.push('--flood-limits');
     if (options.fec) args.push('--fec', `${options.fec.dataShards},${options.fec.parityShards}`);
     const env = { ...(options.mode === 'secure' ? benchServerEnv : {}), ...(options.stageTrace ? { KCPWATCH_STAGE_TRACE: '1' } : {}) };
-    return startServer(node, args, Object.keys(env).length > 0 ? { env } : {});
+    const spawnOptions = Object.keys(env).length > 0 ? { env } : {};
+    // `cpus`: pinned to those CPUs (taskset execs the server, so the pid is the server's).
+    return options.cpus ? startServer('taskset', ['-c', options.cpus, node, ...args], spawnOptions) : startServer(node, args, spawnOptions);
   },
   // `crypt: 'aes'`: kcp-go's own AES block cipher (kcp.NewAESBlockCrypt); `fec`: its FEC.
   'kcp-go': (options = {}) => startServer(goBin, ['server', '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-eof', ...kcpGoLayers(options)], { portFrom: 'stderr' }),
@@ -116,7 +118,8 @@ export const drivers = {
     args.push(...kcpGoLayers(shape));
     // Spread over several loopback addresses, as players are (the per-address limits stay on).
     if (shape.sourceIps) args.push('--bind-ip', shape.bindIp ?? '127.0.200.1', '--source-ips', String(shape.sourceIps));
-    return runDriver(goBin, args, extra);
+    // `cpus`: pinned to those CPUs (taskset), so the servers' share of the machine is known.
+    return shape.cpus ? runDriver('taskset', ['-c', shape.cpus, goBin, ...args], extra) : runDriver(goBin, args, extra);
   },
   'node-kcp': (shape, extra = {}) => runDriver(node, [join(nodeKcpDir, 'load.mjs'), ...loadArgs(shape)], extra),
   dgram: (shape, extra = {}) => runDriver(node, [join(root, 'bench/peers/udp/load.mjs'), ...loadArgs(shape)], extra),
