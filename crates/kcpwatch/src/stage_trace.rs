@@ -129,7 +129,8 @@ pub struct StageShared {
 impl StageShared {
     /// Tracing state for one endpoint, when the environment asks for it.
     pub fn from_env() -> Option<Self> {
-        let on = std::env::var_os("KCPWATCH_STAGE_TRACE").is_some_and(|v| v == "1");
+        // Unix only: the JavaScript half stamps with CLOCK_MONOTONIC, read here through libc.
+        let on = cfg!(unix) && std::env::var_os("KCPWATCH_STAGE_TRACE").is_some_and(|v| v == "1");
         on.then(|| Self {
             samples: Mutex::new(StageSamples::new()),
             command_at: AtomicU64::new(0),
@@ -200,23 +201,29 @@ impl Turn {
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (what Node's `process.hrtime.bigint()` reads).
+#[cfg(unix)]
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-/// Wall-clock time now, in nanoseconds since the Unix epoch (the kernel's receive stamps).
-pub(crate) fn realtime_ns() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `now` is a valid timespec to write; both clocks exist on every supported OS.
-    unsafe { libc::clock_gettime(clock, &mut now) };
+    // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC exists on every Unix.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// Elsewhere Node's clock is not one Rust can read directly, so the trace stays off
+/// ([`StageShared::from_env`]) and nothing calls this.
+#[cfg(not(unix))]
+pub fn monotonic_ns() -> u64 {
+    0
+}
+
+/// Wall-clock time now, in nanoseconds since the Unix epoch (the kernel's receive stamps).
+pub(crate) fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[cfg(test)]
