@@ -28,7 +28,9 @@ pub(super) struct StreamOut {
     ends: VecDeque<u64>,
     /// The pipe's capacity; 0 when the descriptor is not a pipe (nothing is tracked).
     window: u64,
-    /// The most one write gives the descriptor once `poll` says it is writable.
+    /// The most one write gives the descriptor once `poll` says it is writable (Unix only:
+    /// elsewhere the descriptor is written through std, which takes what it can).
+    #[cfg(unix)]
     chunk: usize,
 }
 
