@@ -266,9 +266,11 @@ export class Transport {
     const bytes = this.batchBytes;
     this.batchBytes = 0;
     if (bytes === 0 || this.native.closed) return;
+    // Stamped before the hand-over: when the I/O thread sleeps, the call itself runs the
+    // send turn, whose hops the native side stamps.
+    this.stages?.queued();
     try {
       this.native.sendBatch(this.batch.subarray(0, bytes));
-      this.stages?.queued();
     } catch {
       // Closed underneath us: the close records explain what happened to each connection.
     }

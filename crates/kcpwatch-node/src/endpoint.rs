@@ -575,7 +575,7 @@ impl NativeEndpoint {
     /// Queues a packed batch of messages (see `kcpwatch::Runtime::send_batch`).
     #[napi]
     pub fn send_batch(&self, batch: Buffer) -> Result<()> {
-        self.runtime()?.send_batch(batch.to_vec()).map_err(to_js)
+        self.runtime()?.send_batch(&batch).map_err(to_js)
     }
 
     /// Queues a packed batch of unreliable datagrams (see `kcpwatch::datagram_batch`); returns

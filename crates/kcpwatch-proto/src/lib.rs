@@ -27,6 +27,7 @@ pub mod drop_rule;
 pub mod endpoint;
 pub mod error_code;
 pub mod events;
+mod exclusive;
 pub mod fec;
 pub mod guard;
 pub mod lifecycle;

@@ -1,11 +1,11 @@
 //! Datagrams waiting to be sent, packed into one reusable buffer so that producing a datagram
 //! never allocates (the buffer grows to the largest burst and is then reused).
 
-use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
+use crate::exclusive::hold;
 use crate::secure::keys::{seal_into, SessionCipher, MAX_PACKET_NUMBER};
 use crate::secure::wire::{reset_tag, TAG_LEN, TYPE_DATA, TYPE_FEC_PARITY};
 
@@ -209,14 +209,14 @@ pub(crate) struct Sealer {
 
 /// The KCP engine's output: every `write` is one datagram for the session that is running.
 pub(crate) struct TxSink {
-    queue: Rc<RefCell<Transmits>>,
+    queue: Arc<Mutex<Transmits>>,
     pub(crate) destination: SocketAddr,
     pub(crate) source: SocketAddr,
     /// Secure mode: the session's sending key and packet numbers.
     pub(crate) sealer: Option<Sealer>,
     /// Raw mode with FEC: every datagram leaves as a kcp-go FEC data shard of the encoder the
     /// sessions to this remote share.
-    pub(crate) fec: Option<Rc<RefCell<crate::fec::Encoder>>>,
+    pub(crate) fec: Option<Arc<Mutex<crate::fec::Encoder>>>,
     /// Datagrams and bytes this session wrote, for its summary.
     pub(crate) datagrams: u64,
     pub(crate) bytes: u64,
@@ -235,7 +235,7 @@ pub(crate) const SENT_TAGS: usize = 64;
 
 impl TxSink {
     pub(crate) fn new(
-        queue: Rc<RefCell<Transmits>>,
+        queue: Arc<Mutex<Transmits>>,
         destination: SocketAddr,
         source: SocketAddr,
     ) -> Self {
@@ -260,12 +260,9 @@ impl TxSink {
             // Never reuse a nonce: an exhausted session sends nothing more (and idles out).
             return true;
         }
-        let len =
-            self.queue
-                .borrow_mut()
-                .push_sealed(self.destination, self.source, sealer, kind, body);
+        let len = hold(&self.queue).push_sealed(self.destination, self.source, sealer, kind, body);
         if let Some(tags) = self.sent_tags.as_mut() {
-            let queue = self.queue.borrow();
+            let queue = hold(&self.queue);
             if let Some(tag) = queue
                 .len()
                 .checked_sub(1)
@@ -293,7 +290,7 @@ impl TxSink {
             return;
         };
         let parity = {
-            let queue = self.queue.borrow();
+            let queue = hold(&self.queue);
             let sealed = &queue.bytes[queue.bytes.len() - len..];
             fec.add(queue.now, packet_number, sealed)
         };
@@ -319,9 +316,7 @@ impl TxSink {
 
     /// Sends a datagram that belongs to no session's packet numbering (handshake replies).
     pub(crate) fn send_plain(&mut self, datagram: &[u8]) {
-        self.queue
-            .borrow_mut()
-            .push(self.destination, self.source, datagram);
+        hold(&self.queue).push(self.destination, self.source, datagram);
         self.datagrams += 1;
         self.bytes += datagram.len() as u64;
     }
@@ -333,10 +328,10 @@ impl io::Write for TxSink {
             return Ok(datagram.len());
         }
         if let Some(encoder) = self.fec.as_ref() {
-            let (datagrams, bytes) = self.queue.borrow_mut().push_fec(
+            let (datagrams, bytes) = hold(&self.queue).push_fec(
                 self.destination,
                 self.source,
-                &mut encoder.borrow_mut(),
+                &mut hold(encoder),
                 datagram,
             );
             self.datagrams += datagrams;
@@ -353,7 +348,7 @@ impl io::Write for TxSink {
 }
 
 impl Transmits {
-    pub(crate) fn shared() -> Rc<RefCell<Self>> {
-        Rc::new(RefCell::new(Self::new()))
+    pub(crate) fn shared() -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self::new()))
     }
 }

@@ -62,12 +62,12 @@ fn parity_matches_klauspost_reedsolomon_byte_for_byte() {
 #[test]
 fn lost_data_shards_are_rebuilt_from_the_rest_of_their_group() {
     use kcpwatch_proto::fec::{DecodeScratch, Decoder, FecStats};
-    use std::rc::Rc;
+    use std::sync::Arc;
     for (config, data, parity) in vectors() {
         let (d, p) = (data.len(), parity.len());
         // Lose the first min(p, d) data shards; give the decoder the rest with the size field
         // the rebuilt shards are checked by: make each data shard a well-formed one.
-        let codec = Rc::new(Codec::new(config).unwrap());
+        let codec = Arc::new(Codec::new(config).unwrap());
         let len = data[0].len();
         if len < 2 + 24 {
             continue;

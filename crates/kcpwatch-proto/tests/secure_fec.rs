@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use common::{message, secure_configs, Link, Pair, CLIENT};
 use kcpwatch_proto::fec::{Codec, FecConfig, FecStats};
@@ -126,7 +126,7 @@ fn group(p: &Pair, first: u64) -> Vec<Vec<u8>> {
 
 /// The parity plaintexts a sender computes for `datagrams` (consecutive packet numbers).
 fn parity_bodies(datagrams: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let codec = Rc::new(Codec::new(FEC).unwrap());
+    let codec = Arc::new(Codec::new(FEC).unwrap());
     let mut encoder = Encoder::new(codec, session().mtu);
     let mut ready = 0;
     for d in datagrams {
@@ -248,7 +248,7 @@ fn forged_and_wrong_parity_is_counted_and_never_applied() {
 #[test]
 fn receiver_memory_is_made_once_and_bounded() {
     let mtu = session().mtu;
-    let codec = Rc::new(Codec::new(FEC).unwrap());
+    let codec = Arc::new(Codec::new(FEC).unwrap());
     let mut encoder = Encoder::new(codec.clone(), mtu);
     let mut decoder = Decoder::new(codec, 0x1234, mtu);
     let made = decoder.memory();
@@ -297,7 +297,7 @@ fn receiver_memory_is_made_once_and_bounded() {
         decoder.memory()
     );
     // The largest group secure mode takes keeps at most 192 slots.
-    let big = Rc::new(
+    let big = Arc::new(
         Codec::new(FecConfig {
             data_shards: 48,
             parity_shards: 16,

@@ -147,10 +147,11 @@ impl Runtime {
             datagram_backlog: Default::default(),
             events,
             stages: crate::stage_trace::StageShared::from_env(),
+            io: Mutex::new(None),
         });
         let (tx, rx) = unbounded();
-        // The endpoint is single-threaded by design (no locks on the packet path), so it is
-        // built on the thread that owns it; setup failures come back over `ready`.
+        // The endpoint is built on the thread that runs it; setup failures come back over
+        // `ready`.
         let (ready, setup) = bounded(1);
         let thread_shared = shared.clone();
         let thread_config = config.clone();
@@ -162,10 +163,11 @@ impl Runtime {
                     socket: mio::net::UdpSocket::from_std(std_socket),
                     local: local_addr,
                 };
-                match IoThread::new(bound, thread_config, rx, thread_shared) {
-                    Ok(io) => {
+                match IoThread::new(bound, thread_config, rx, thread_shared.clone()) {
+                    Ok((io, poll)) => {
+                        *thread_shared.lock_io() = Some(io);
                         let _ = ready.send(Ok(()));
-                        io.run();
+                        IoThread::run(poll, thread_shared);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -250,11 +252,30 @@ impl Runtime {
     /// the bytes. Flag bit 0 asks for `Progress` records until the queue drains; bit 1 marks
     /// a refusal report (no bytes follow); bit 2 a delivery control (no bytes follow; bits 4..8:
     /// 1 pauses the connection's message delivery, 2 resumes it).
-    pub fn send_batch(&self, batch: Vec<u8>) -> Result<(), RuntimeError> {
+    ///
+    /// While the I/O thread sleeps and no earlier command waits, the batch is applied and sent
+    /// on the calling thread, sparing the reply a thread hand-off; otherwise it is queued, in
+    /// order, for the I/O thread.
+    pub fn send_batch(&self, batch: &[u8]) -> Result<(), RuntimeError> {
         if let Some(stages) = &self.shared.stages {
             stages.command_queued();
         }
-        self.command(Command::Send(batch))
+        if let Ok(mut guard) = self.shared.io.try_lock() {
+            if let Some(io) = guard.as_mut() {
+                // An empty queue: nothing sent earlier can be overtaken (the I/O thread takes
+                // commands only while it holds `io`).
+                if io.asleep() && self.commands.is_empty() && !self.stopped.load(Ordering::Acquire)
+                {
+                    let wake = io.send_now(batch);
+                    drop(guard);
+                    if wake {
+                        let _ = self.shared.waker.wake();
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.command(Command::Send(batch.to_vec()))
     }
 
     /// The bench's stage trace so far (see `stage_trace`); `None` when the trace is off.
@@ -404,6 +425,9 @@ impl Runtime {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+        // The I/O thread drops its state when it stops; should it have died instead, the state
+        // (which holds `shared`) must not keep `shared` alive.
+        self.shared.lock_io().take();
         // After the producer: the log thread writes what is left, including the final loss
         // report and `kcp:listener_stopped`.
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -31,6 +31,9 @@ pub struct RuntimeStats {
     pub sends_to_closed: u64,
     /// Times delivery paused because JavaScript had not drained.
     pub delivery_pauses: u64,
+    /// Send batches applied and sent on the caller's thread while the I/O thread slept; the
+    /// others went through its command queue.
+    pub sends_on_caller: u64,
     /// Security records produced (offered to the ring).
     pub events_produced: u64,
     /// Security records lost before the log thread (ring full, or the endpoint's queue).

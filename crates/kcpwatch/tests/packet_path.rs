@@ -141,7 +141,7 @@ fn a_crashed_peer_is_logged_once_and_closed_as_dead_link_after_unreachable_repor
         batch.extend_from_slice(&16u32.to_le_bytes());
         batch.push(0);
         batch.extend_from_slice(&[1; 16]);
-        let _ = server.send_batch(batch);
+        let _ = server.send_batch(&batch);
         let _ = notified.recv_timeout(Duration::from_millis(33));
         all.extend(records(&server.take_records()));
         closed = all

@@ -134,7 +134,7 @@ fn icmp_errors_are_counted_apart_from_receive_errors() {
     batch.extend_from_slice(&5u32.to_le_bytes());
     batch.push(0);
     batch.extend_from_slice(b"hello");
-    runtime.send_batch(batch).unwrap();
+    runtime.send_batch(&batch).unwrap();
 
     // An ICMP error alone wakes the I/O thread's poll as an error, not as readable; a datagram
     // makes it receive (and so read the error) whatever its loop does with error events.

@@ -7,6 +7,7 @@ use super::Dropped;
 use super::{ConnectionHandle, Endpoint, Opened};
 use crate::clock::Millis;
 use crate::events::DropRule;
+use crate::exclusive::hold;
 use crate::lifecycle::{ConnectionState, DropTrigger};
 use crate::secure::datagram::{parse_body, DatagramBodyError, DatagramHeader, DATAGRAM_HEADER_LEN};
 
@@ -89,7 +90,7 @@ impl Endpoint {
     ) -> Result<(), DatagramSendError> {
         self.clock.advance(now);
         // FEC's encoder reads the time (its gap rule).
-        self.tx.borrow_mut().now = now;
+        hold(&self.tx).now = now;
         let result = self.seal_datagram(handle, header, payload);
         let stats = &mut self.reporter.stats.unreliable;
         match result {
@@ -111,7 +112,7 @@ impl Endpoint {
         header: DatagramHeader,
         payload: &[u8],
     ) -> Result<(), DatagramSendError> {
-        let waiting = self.tx.borrow().byte_len();
+        let waiting = hold(&self.tx).byte_len();
         self.session(handle)
             .ok_or(DatagramSendError::UnknownConnection)?;
         let session = self

@@ -16,15 +16,15 @@
 //! `Handshake` (`handshake.rs`: admission, cookies, pending authentications, server keys) and
 //! `Reporter` (`reporter.rs`: stats, the security queue, samplers, detectors).
 
-use std::cell::{Ref, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{ExtendedClock, Millis};
 use crate::config::{ConfigError, EndpointConfig, Mode};
 use crate::events::{ConnectionRef, Direction, DropRule};
+use crate::exclusive::hold;
 use crate::guard::GuardViolation;
 use crate::lifecycle::{CloseReason, ConnectionState, DropTrigger};
 use crate::secure::TagKey;
@@ -71,7 +71,7 @@ pub struct Endpoint {
     /// Counters, security records, samplers and detectors.
     reporter: Reporter,
     /// Datagrams waiting to be sent, shared with every session's engine.
-    tx: Rc<RefCell<Transmits>>,
+    tx: Arc<Mutex<Transmits>>,
     events: VecDeque<EndpointEvent>,
     /// Sessions with something to flush in [`Endpoint::flush`].
     dirty: Vec<ConnectionHandle>,
@@ -90,6 +90,12 @@ pub struct Endpoint {
     /// Secure mode: received datagrams waiting for the application.
     inbox: datagram::DatagramInbox,
 }
+
+// The runtime hands an endpoint from thread to thread (`crate::exclusive`): it must stay `Send`.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Endpoint>();
+};
 
 mod close;
 mod datagram;
@@ -220,7 +226,7 @@ impl Endpoint {
         self.clock.advance(now);
         self.reporter.stats.datagrams_in += 1;
         self.reporter.stats.bytes_in += datagram.len() as u64;
-        self.tx.borrow_mut().now = now;
+        hold(&self.tx).now = now;
         if self.config.mode == crate::config::Mode::Secure {
             self.handle_secure_datagram(now, remote, local, datagram);
             return;
@@ -424,7 +430,7 @@ impl Endpoint {
     /// Runs every session whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Millis) {
         let now_extended = self.clock.advance(now);
-        self.tx.borrow_mut().now = now;
+        hold(&self.tx).now = now;
         self.reporter.report_sampled(now_extended);
         self.expire_pending_auth(now_extended);
         while let Some(handle) = self.sessions.pop_due(now_extended) {
@@ -447,7 +453,7 @@ impl Endpoint {
     /// Sends ACKs and queued data of every session that has some, now.
     pub fn flush(&mut self, now: Millis) {
         self.clock.advance(now);
-        self.tx.borrow_mut().now = now;
+        hold(&self.tx).now = now;
         // Taken and handed back so the list keeps its allocation from batch to batch.
         let mut dirty = std::mem::take(&mut self.dirty);
         for &handle in &dirty {
@@ -654,18 +660,18 @@ impl Endpoint {
 
     /// Datagrams waiting to be sent. Clear them with [`Endpoint::clear_transmits`] or
     /// [`Endpoint::consume_transmits`] once sent.
-    pub fn transmits(&self) -> Ref<'_, Transmits> {
-        self.tx.borrow()
+    pub fn transmits(&self) -> MutexGuard<'_, Transmits> {
+        hold(&self.tx)
     }
 
     /// Forgets every waiting datagram.
     pub fn clear_transmits(&mut self) {
-        self.tx.borrow_mut().clear();
+        hold(&self.tx).clear();
     }
 
     /// Forgets the first `count` waiting datagrams.
     pub fn consume_transmits(&mut self, count: usize) {
-        self.tx.borrow_mut().consume(count);
+        hold(&self.tx).consume(count);
     }
 
     /// A connection's id, addresses and conv.

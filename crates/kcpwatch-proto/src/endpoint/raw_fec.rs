@@ -11,10 +11,9 @@
 //! datagram is routed by its own conv, never assumed to belong to a session.
 
 use super::Dropped;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use super::Endpoint;
 use crate::clock::Millis;
@@ -25,7 +24,7 @@ use crate::lifecycle::DropTrigger;
 /// The FEC state of one remote address; it lives while a session to it does.
 struct Peer {
     /// Shared by every session to this remote: one seqid sequence on the wire.
-    encoder: Rc<RefCell<Encoder>>,
+    encoder: Arc<Mutex<Encoder>>,
     /// One decoder per our address the remote sends to (each is a separate sequence at a
     /// kcpwatch peer); made at the first shard. Nearly always one.
     decoders: Vec<(SocketAddr, Box<Decoder>)>,
@@ -35,7 +34,7 @@ struct Peer {
 
 /// An endpoint's FEC state: the codec, the per-remote encoders and decoders, reused buffers.
 pub(super) struct FecState {
-    codec: Rc<Codec>,
+    codec: Arc<Codec>,
     scratch: DecodeScratch,
     peers: HashMap<SocketAddr, Peer>,
 }
@@ -43,7 +42,7 @@ pub(super) struct FecState {
 impl FecState {
     pub(super) fn new(codec: Codec) -> Self {
         Self {
-            codec: Rc::new(codec),
+            codec: Arc::new(codec),
             scratch: DecodeScratch::default(),
             peers: HashMap::new(),
         }
@@ -51,10 +50,10 @@ impl FecState {
 
     /// A session to `remote` opened: the encoder it writes through, shared with every other
     /// session to `remote`.
-    pub(super) fn attach(&mut self, remote: SocketAddr) -> Rc<RefCell<Encoder>> {
+    pub(super) fn attach(&mut self, remote: SocketAddr) -> Arc<Mutex<Encoder>> {
         let codec = &self.codec;
         let peer = self.peers.entry(remote).or_insert_with(|| Peer {
-            encoder: Rc::new(RefCell::new(Encoder::new(codec.clone()))),
+            encoder: Arc::new(Mutex::new(Encoder::new(codec.clone()))),
             decoders: Vec::new(),
             sessions: 0,
         });

@@ -25,7 +25,7 @@
 //! systematic Vandermonde matrix over the same field as klauspost/reedsolomon (kcp-go's codec);
 //! `tests/fec_vectors.rs` checks it against vectors klauspost's encoder produced.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use reed_solomon_erasure::galois_8::ReedSolomon;
 use thiserror::Error;
@@ -258,7 +258,7 @@ impl Codec {
 /// parity after each full group.
 #[derive(Debug)]
 pub struct Encoder {
-    codec: Rc<Codec>,
+    codec: Arc<Codec>,
     next: u32,
     /// The group's data shards so far, from their size field on, back to back.
     pending: Vec<u8>,
@@ -276,7 +276,7 @@ pub trait ShardSink {
 
 impl Encoder {
     /// An encoder whose first seqid is 0 (as kcp-go's).
-    pub fn new(codec: Rc<Codec>) -> Self {
+    pub fn new(codec: Arc<Codec>) -> Self {
         let data = codec.data;
         Self {
             codec,
@@ -434,7 +434,7 @@ impl DecodeScratch {
 /// The receiving side of one UDP peer: every shard it sends, whatever session it carries.
 #[derive(Debug)]
 pub struct Decoder {
-    codec: Rc<Codec>,
+    codec: Arc<Codec>,
     sets: [Set; MAX_SETS],
     /// The newest group seen (kcp-go's newestShardId, which also starts at 0).
     newest: u32,
@@ -444,7 +444,7 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder with no groups.
-    pub fn new(codec: Rc<Codec>) -> Self {
+    pub fn new(codec: Arc<Codec>) -> Self {
         Self {
             codec,
             sets: Default::default(),
@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn a_lost_data_shard_is_rebuilt_byte_for_byte() {
-        let codec = Rc::new(
+        let codec = Arc::new(
             Codec::new(FecConfig {
                 data_shards: 4,
                 parity_shards: 2,
@@ -680,7 +680,7 @@ mod tests {
 
     #[test]
     fn parity_is_skipped_after_a_long_gap_and_seqids_still_advance() {
-        let codec = Rc::new(
+        let codec = Arc::new(
             Codec::new(FecConfig {
                 data_shards: 2,
                 parity_shards: 1,
@@ -702,7 +702,7 @@ mod tests {
 
     #[test]
     fn groups_far_behind_are_dropped_and_counted_as_short() {
-        let codec = Rc::new(
+        let codec = Arc::new(
             Codec::new(FecConfig {
                 data_shards: 3,
                 parity_shards: 1,
@@ -725,7 +725,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_restarts_its_seqids_is_followed_after_a_window_of_old_shards() {
-        let codec = Rc::new(
+        let codec = Arc::new(
             Codec::new(FecConfig {
                 data_shards: 2,
                 parity_shards: 1,
@@ -773,7 +773,7 @@ mod tests {
 
     #[test]
     fn a_shard_of_the_wrong_type_for_its_position_is_an_error() {
-        let codec = Rc::new(
+        let codec = Arc::new(
             Codec::new(FecConfig {
                 data_shards: 3,
                 parity_shards: 1,

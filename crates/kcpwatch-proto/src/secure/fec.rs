@@ -18,7 +18,7 @@
 //! [`RING_GROUPS`] groups' shards (at most `RING_GROUPS × MAX_SHARDS` slots of the MTU), made
 //! once. The Reed-Solomon code is the raw mode's ([`crate::fec::Codec`]).
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -138,33 +138,33 @@ fn write_shard(sealed: &[u8], out: &mut [u8]) -> usize {
 /// The codecs of an endpoint: its own (when it sends FEC) and a few for its peers' counts.
 #[derive(Debug, Default)]
 pub struct Codecs {
-    own: Option<Rc<Codec>>,
-    peers: Vec<Rc<Codec>>,
+    own: Option<Arc<Codec>>,
+    peers: Vec<Arc<Codec>>,
 }
 
 impl Codecs {
     /// The codecs of an endpoint that sends FEC with `own` (or none).
     pub fn new(own: Option<FecConfig>) -> Result<Self, crate::fec::FecConfigError> {
         Ok(Self {
-            own: own.map(Codec::new).transpose()?.map(Rc::new),
+            own: own.map(Codec::new).transpose()?.map(Arc::new),
             peers: Vec::new(),
         })
     }
 
     /// The codec a sender uses.
-    pub fn own(&self) -> Option<&Rc<Codec>> {
+    pub fn own(&self) -> Option<&Arc<Codec>> {
         self.own.as_ref()
     }
 
     /// The codec for a peer's counts; `None` if they are invalid, or if [`PEER_CODECS`] other
     /// pairs are in use by live sessions.
-    pub fn for_peer(&mut self, data: u8, parity: u8) -> Option<Rc<Codec>> {
+    pub fn for_peer(&mut self, data: u8, parity: u8) -> Option<Arc<Codec>> {
         let config = FecConfig {
             data_shards: data.into(),
             parity_shards: parity.into(),
         };
         validate(&config).ok()?;
-        let fits = |c: &Rc<Codec>| {
+        let fits = |c: &Arc<Codec>| {
             (c.data_shards(), c.parity_shards()) == (data as usize, parity as usize)
         };
         if let Some(own) = self.own.as_ref().filter(|c| fits(c)) {
@@ -173,12 +173,12 @@ impl Codecs {
         if let Some(found) = self.peers.iter().find(|c| fits(c)) {
             return Some(found.clone());
         }
-        let codec = Rc::new(Codec::new(config).ok()?);
+        let codec = Arc::new(Codec::new(config).ok()?);
         if self.peers.len() < PEER_CODECS {
             self.peers.push(codec.clone());
         } else {
             // Only a codec no session holds any more may go.
-            let unused = self.peers.iter().position(|c| Rc::strong_count(c) == 1)?;
+            let unused = self.peers.iter().position(|c| Arc::strong_count(c) == 1)?;
             self.peers[unused] = codec.clone();
         }
         Some(codec)
@@ -188,7 +188,7 @@ impl Codecs {
 /// The sending side of one session: collects each group's shards and computes its parity.
 #[derive(Debug)]
 pub struct Encoder {
-    codec: Rc<Codec>,
+    codec: Arc<Codec>,
     /// The longest shard protected (a longer datagram ends the group without parity).
     slot: usize,
     /// Packet number of the group's first data shard.
@@ -211,7 +211,7 @@ pub struct Encoder {
 impl Encoder {
     /// An encoder for a session whose datagrams are at most `mtu` bytes; its buffers are made
     /// here, once.
-    pub fn new(codec: Rc<Codec>, mtu: usize) -> Self {
+    pub fn new(codec: Arc<Codec>, mtu: usize) -> Self {
         let slot = max_shard(mtu);
         let (d, p) = (codec.data_shards(), codec.parity_shards());
         Self {
@@ -356,7 +356,7 @@ pub enum ParityError {
 /// The receiving side of one session, made at its first authentic parity.
 #[derive(Debug)]
 pub struct Decoder {
-    codec: Rc<Codec>,
+    codec: Arc<Codec>,
     conv: u32,
     /// The longest shard kept.
     slot: usize,
@@ -374,7 +374,7 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder for session `conv`, whose datagrams are at most `mtu` bytes, with the counts
     /// of `codec`; its ring is made here, once.
-    pub fn new(codec: Rc<Codec>, conv: u32, mtu: usize) -> Self {
+    pub fn new(codec: Arc<Codec>, conv: u32, mtu: usize) -> Self {
         let slot = max_shard(mtu);
         let (d, total) = (
             codec.data_shards(),

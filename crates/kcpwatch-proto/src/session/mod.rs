@@ -1,8 +1,7 @@
 //! One KCP conversation behind the segment guard, with its liveness rules and counters.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use kcp::Kcp;
 
@@ -124,7 +123,7 @@ impl Session {
         config: &SessionConfig,
         now: Millis,
         now_extended: u64,
-        tx: Rc<RefCell<Transmits>>,
+        tx: Arc<Mutex<Transmits>>,
     ) -> Self {
         let Opening {
             uid,
@@ -195,7 +194,7 @@ impl Session {
 
     /// Raw mode with FEC: every datagram from here on leaves as a kcp-go FEC data shard of
     /// `encoder`, which every session to the same remote shares (one seqid sequence per peer).
-    pub(crate) fn enable_fec(&mut self, encoder: Rc<RefCell<crate::fec::Encoder>>) {
+    pub(crate) fn enable_fec(&mut self, encoder: Arc<Mutex<crate::fec::Encoder>>) {
         self.kcp.output_mut().fec = Some(encoder);
     }
 

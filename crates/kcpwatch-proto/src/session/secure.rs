@@ -1,7 +1,7 @@
 //! What a secure session keeps beyond the engine: its ciphers and replay window, the client's
 //! handshake, the confirmation, keepalives and DISCONNECT, and the application's close code.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::Session;
 use crate::clock::{diff, Millis};
@@ -202,7 +202,7 @@ impl Session {
 
     /// Secure mode with FEC: from now on every sealed datagram is a data shard, and each full
     /// group is followed by its parity (`mtu`: the largest datagram on the wire).
-    pub(crate) fn enable_secure_fec(&mut self, codec: Rc<crate::fec::Codec>, mtu: usize) {
+    pub(crate) fn enable_secure_fec(&mut self, codec: Arc<crate::fec::Codec>, mtu: usize) {
         if let Some(sealer) = self.kcp.output_mut().sealer.as_mut() {
             sealer.fec = Some(Box::new(crate::secure::fec::Encoder::new(codec, mtu)));
         }

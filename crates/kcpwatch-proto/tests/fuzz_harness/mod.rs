@@ -1054,7 +1054,7 @@ impl Harness {
         let first = Self::pn_for(known, pn_mode);
         known.next_pn = known.next_pn.max(first + (d + p) as u64);
         let conv = known.conv;
-        let codec = std::rc::Rc::new(kcpwatch_proto::fec::Codec::new(FUZZ_FEC).expect("codec"));
+        let codec = std::sync::Arc::new(kcpwatch_proto::fec::Codec::new(FUZZ_FEC).expect("codec"));
         let mut encoder = kcpwatch_proto::secure::fec::Encoder::new(codec, self.setup.session.mtu);
         let mut data = Vec::new();
         let mut ready = 0;

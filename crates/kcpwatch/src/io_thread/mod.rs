@@ -1,6 +1,11 @@
-//! The I/O thread: the only owner of the socket and the endpoint. One loop iteration takes
-//! commands, receives datagrams in batches, runs expired timers, flushes, sends in batches,
-//! turns endpoint events into records and publishes them to JavaScript in one step.
+//! The I/O thread: it owns the socket and the endpoint. One loop iteration takes commands,
+//! receives datagrams in batches, runs expired timers, flushes, sends in batches, turns
+//! endpoint events into records and publishes them to JavaScript in one step.
+//!
+//! While it sleeps in `poll`, the JavaScript thread may run a send batch itself
+//! ([`IoThread::send_now`]) instead of queueing it and waking this thread: a reply then
+//! leaves without a thread hand-off (docs/performance.md). The state is behind one lock
+//! ([`Shared::io`]), taken once per turn and never waited for on the JavaScript side.
 
 mod report;
 mod stages;
@@ -13,7 +18,7 @@ use report::{
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -88,6 +93,19 @@ pub(crate) struct Shared {
     pub(crate) datagram_backlog: std::sync::atomic::AtomicUsize,
     /// The bench's stage trace, when the environment asked for it (see `stage_trace`).
     pub(crate) stages: Option<StageShared>,
+    /// The I/O thread's state: held by that thread for each turn, and by the JavaScript thread
+    /// for a send turn while the I/O thread sleeps. `None` before it starts and after it stops.
+    pub(crate) io: Mutex<Option<IoThread>>,
+}
+
+impl Shared {
+    /// The I/O state, waiting for it if the other thread holds it. A panic while it was held
+    /// leaves it usable: every turn starts from what the endpoint holds.
+    pub(crate) fn lock_io(&self) -> MutexGuard<'_, Option<IoThread>> {
+        self.io
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The producer's view of the logging pipeline.
@@ -131,7 +149,6 @@ pub(crate) struct BoundSocket {
 }
 
 pub(crate) struct IoThread {
-    poll: Poll,
     io: UdpIo,
     local: SocketAddr,
     endpoint: Endpoint,
@@ -166,15 +183,19 @@ pub(crate) struct IoThread {
     send_failures_dropped: u64,
     /// The current turn's stamps, while the stage trace is on.
     turn: Option<Turn>,
+    /// While the I/O thread sleeps in `poll`: when it wakes by itself (`Some(None)`: only
+    /// when woken). A send turn run meanwhile wakes it only for an earlier deadline.
+    asleep: Option<Option<Instant>>,
 }
 
 impl IoThread {
+    /// Builds the state on the thread that runs it, and returns it with the poll to run.
     pub(crate) fn new(
         bound: BoundSocket,
         config: RuntimeConfig,
         commands: Receiver<Command>,
         shared: Arc<Shared>,
-    ) -> Result<Self, RuntimeError> {
+    ) -> Result<(Self, Poll), RuntimeError> {
         let BoundSocket {
             poll,
             mut socket,
@@ -205,8 +226,7 @@ impl IoThread {
         if turn.is_some() {
             io.enable_kernel_stamps().map_err(RuntimeError::Setup)?;
         }
-        Ok(Self {
-            poll,
+        let state = Self {
             io,
             local,
             endpoint,
@@ -230,7 +250,9 @@ impl IoThread {
             send_failures: Vec::new(),
             send_failures_dropped: 0,
             turn,
-        })
+            asleep: None,
+        };
+        Ok((state, poll))
     }
 
     fn stats_interval(&self) -> Option<Duration> {
@@ -242,85 +264,149 @@ impl IoThread {
         self.started.elapsed().as_millis() as u64 as Millis
     }
 
-    pub(crate) fn run(mut self) {
-        let span = debug_span!("kcpwatch_io", local = %self.local);
+    /// Runs the I/O loop on this thread until shutdown; the state is in `shared.io`.
+    pub(crate) fn run(mut poll: Poll, shared: Arc<Shared>) {
+        let local = shared.lock_io().as_ref().map(|io| io.local);
+        let span = debug_span!("kcpwatch_io", local = ?local);
         let _enter = span.enter();
         let mut events = Events::with_capacity(64);
-        self.listener_started();
+        if let Some(io) = shared.lock_io().as_mut() {
+            io.listener_started();
+        }
         loop {
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let timeout = {
+                let mut guard = shared.lock_io();
+                let Some(io) = guard.as_mut() else { return };
+                let timeout = io.poll_timeout();
+                if timeout != Some(Duration::ZERO) {
+                    io.asleep = Some(timeout.map(|t| Instant::now() + t));
+                }
+                timeout
+            };
+            if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     warn!(error = %e, "poll failed");
                 }
             }
-            self.stamp(|turn| &mut turn.woke);
+            let mut guard = shared.lock_io();
+            let Some(io) = guard.as_mut() else { return };
+            io.asleep = None;
+            io.stamp(|turn| &mut turn.woke);
             for event in events.iter() {
                 if event.token() == SOCKET {
                     // An ICMP error alone raises only the error flag; reading is what drains it.
-                    self.socket_readable |= event.is_readable() || event.is_error();
-                    self.socket_writable |= event.is_writable();
+                    io.socket_readable |= event.is_readable() || event.is_error();
+                    io.socket_writable |= event.is_writable();
                 }
             }
-            let shutdown = self.take_commands();
-            self.stamp_commands();
-            let now = self.now();
-            // Records are stamped with the time their iteration began, the moment their
-            // datagrams and timers were taken in, not when they were handed to the ring.
-            self.iteration_time_us = unix_micros();
-            if shutdown {
-                self.endpoint.shutdown(now);
-                // The sessions' DISCONNECTs (secure mode) tell each peer at once, as
-                // docs/protocol.md says; one pass, as many as the socket buffer takes.
-                self.socket_writable = true;
-                self.transmit();
-                self.collect_events();
-                self.listener_stopped();
-                self.publish_events_until(Some(Instant::now() + SHUTDOWN_LOG_PATIENCE));
-                self.shared.delivery.publish(&mut self.writer);
-                debug!("shut down");
+            if io.turn() {
+                // Dropped here: the state holds the shared half, which holds the state.
+                guard.take();
                 return;
             }
-            self.receive(now);
-            if self.turn.as_ref().is_some_and(|turn| turn.received != 0) {
-                self.stamp(|turn| &mut turn.input_done);
-            }
-            self.endpoint.handle_timeout(now);
-            self.endpoint.flush(now);
-            self.stamp(|turn| &mut turn.flushed);
-            // Before the hand-over to JavaScript: under load a turn's datagrams are mostly the
-            // replies of the send batch it applied, and they should not wait for the wake-up
-            // call (measured: with them after it, 1,000 x 30 msg/s went from p50 163 to 350 us,
-            // docs/performance.md). A turn that only received has nothing here since ACKs
-            // wait for a reply (`ACK_DELAY_MS`), so its messages go straight to JavaScript.
-            if self.turn.is_some() && !self.endpoint.transmits().is_empty() {
-                self.transmit();
-                self.stamp(|turn| &mut turn.sent);
-            } else {
-                self.transmit();
-            }
+        }
+    }
+
+    /// One turn of the loop; true when it shut down.
+    fn turn(&mut self) -> bool {
+        let shutdown = self.take_commands();
+        self.stamp_commands();
+        let now = self.now();
+        // Records are stamped with the time their iteration began, the moment their
+        // datagrams and timers were taken in, not when they were handed to the ring.
+        self.iteration_time_us = unix_micros();
+        if shutdown {
+            self.endpoint.shutdown(now);
+            // The sessions' DISCONNECTs (secure mode) tell each peer at once, as
+            // docs/protocol.md says; one pass, as many as the socket buffer takes.
+            self.socket_writable = true;
+            self.transmit();
             self.collect_events();
-            self.deliver_datagrams();
-            self.maybe_stats();
-            self.report_suppressed_errors();
-            self.publish_events();
-            self.deliver_messages();
-            self.report_progress();
-            let staged = !self.writer.is_empty();
-            if staged {
-                self.stamp_staged();
-            }
-            let room = self.shared.delivery.publish(&mut self.writer);
-            if staged {
-                self.stamp(|turn| &mut turn.published);
-            }
-            if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
-                turn.finish(stages);
-            }
-            if !room && !self.readable.is_empty() {
-                self.stats.delivery_pauses += 1;
-                self.shared.paused.store(true, Ordering::Release);
-            }
+            self.listener_stopped();
+            self.publish_events_until(Some(Instant::now() + SHUTDOWN_LOG_PATIENCE));
+            self.shared.delivery.publish(&mut self.writer);
+            debug!("shut down");
+            return true;
+        }
+        self.receive(now);
+        if self.turn.as_ref().is_some_and(|turn| turn.received != 0) {
+            self.stamp(|turn| &mut turn.input_done);
+        }
+        self.endpoint.handle_timeout(now);
+        self.endpoint.flush(now);
+        self.stamp(|turn| &mut turn.flushed);
+        // Before the hand-over to JavaScript: under load a turn's datagrams are mostly the
+        // replies of the send batch it applied, and they should not wait for the wake-up
+        // call (measured: with them after it, 1,000 x 30 msg/s went from p50 163 to 350 us,
+        // docs/performance.md). A turn that only received has nothing here since ACKs
+        // wait for a reply (`ACK_DELAY_MS`), so its messages go straight to JavaScript.
+        if self.turn.is_some() && !self.endpoint.transmits().is_empty() {
+            self.transmit();
+            self.stamp(|turn| &mut turn.sent);
+        } else {
+            self.transmit();
+        }
+        self.collect_events();
+        self.deliver_datagrams();
+        self.maybe_stats();
+        self.report_suppressed_errors();
+        self.publish_events();
+        self.deliver_messages();
+        self.report_progress();
+        let staged = !self.writer.is_empty();
+        if staged {
+            self.stamp_staged();
+        }
+        let room = self.shared.delivery.publish(&mut self.writer);
+        if staged {
+            self.stamp(|turn| &mut turn.published);
+        }
+        if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
+            turn.finish(stages);
+        }
+        if !room && !self.readable.is_empty() {
+            self.stats.delivery_pauses += 1;
+            self.shared.paused.store(true, Ordering::Release);
+        }
+        false
+    }
+
+    /// Whether the I/O thread sleeps in `poll`, so that a send turn may run on the caller's
+    /// thread ([`IoThread::send_now`]).
+    pub(crate) fn asleep(&self) -> bool {
+        self.asleep.is_some()
+    }
+
+    /// A send turn on the caller's thread while the I/O thread sleeps: applies `batch`, flushes
+    /// and sends at once, and publishes what that produced (refusals, progress, records).
+    /// Receiving, timers and delivery stay with the I/O thread. Returns whether the I/O thread
+    /// must be woken: the turn moved its next deadline earlier, or left work only it does.
+    pub(crate) fn send_now(&mut self, batch: &[u8]) -> bool {
+        self.stats.sends_on_caller += 1;
+        self.stamp(|turn| &mut turn.woke);
+        self.stamp_commands();
+        let now = self.now();
+        self.iteration_time_us = unix_micros();
+        self.apply_sends(now, batch);
+        self.endpoint.flush(now);
+        self.stamp(|turn| &mut turn.flushed);
+        self.transmit();
+        self.stamp(|turn| &mut turn.sent);
+        self.collect_events();
+        self.publish_events();
+        self.report_progress();
+        if !self.writer.is_empty() {
+            self.shared.delivery.publish(&mut self.writer);
+        }
+        if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
+            turn.finish(stages);
+        }
+        let Some(asleep_until) = self.asleep else {
+            return true;
+        };
+        match self.poll_timeout() {
+            None => false,
+            Some(wait) => asleep_until.map_or(true, |until| Instant::now() + wait < until),
         }
     }
 

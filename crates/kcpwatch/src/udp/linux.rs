@@ -90,6 +90,13 @@ pub(crate) struct State {
     error_address: libc::sockaddr_storage,
 }
 
+// SAFETY: the raw pointers in `iovecs` and `headers` are scratch. Each receive or send points
+// them at the buffers it borrows for that one call before handing them to the kernel, and
+// nothing reads them at any other time; they never refer to another thread's memory. So the
+// state may move to (or be locked by) another thread: the runtime runs send turns on the
+// JavaScript thread while the I/O thread sleeps.
+unsafe impl Send for State {}
+
 impl State {
     /// Turns on the socket options this module reads: IP_RECVERR / IPV6_RECVERR always,
     /// IP_PKTINFO / IPV6_RECVPKTINFO for a wildcard address. A dual-stack socket gets the IPv4

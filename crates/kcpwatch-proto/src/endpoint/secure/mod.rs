@@ -7,6 +7,7 @@
 //! that caused it.
 
 use crate::endpoint::Dropped;
+use crate::exclusive::hold;
 use std::net::SocketAddr;
 
 use super::{ConnectionHandle, Endpoint, Session};
@@ -87,7 +88,7 @@ impl Endpoint {
     fn fec_for(
         &self,
         agreed: SessionConfig,
-    ) -> (SessionConfig, Option<std::rc::Rc<crate::fec::Codec>>) {
+    ) -> (SessionConfig, Option<std::sync::Arc<crate::fec::Codec>>) {
         match self
             .secure_fec
             .own()
@@ -145,7 +146,7 @@ impl Endpoint {
         datagram: &[u8],
         validated: bool,
     ) {
-        self.tx.borrow_mut().push(remote, local, datagram);
+        hold(&self.tx).push(remote, local, datagram);
         if !validated {
             self.reporter.stats.bytes_sent_unvalidated += datagram.len() as u64;
         }

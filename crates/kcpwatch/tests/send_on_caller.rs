@@ -1,0 +1,215 @@
+//! Send batches the JavaScript thread hands over while the I/O thread sleeps are applied and
+//! sent on the caller's thread (`Runtime::send_batch`). The peer here is a sans-IO endpoint
+//! driven by the test over a real loopback socket: it sees every message once and in order,
+//! whichever thread sent it, and what the caller sent is still retransmitted by the I/O
+//! thread's timers when the peer does not acknowledge it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use kcpwatch::{Runtime, RuntimeConfig};
+use kcpwatch_proto::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The runtime under test, a client of `Peer`.
+fn runtime() -> Runtime {
+    let config = RuntimeConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        EndpointConfig {
+            accept_inbound: false,
+            ..EndpointConfig::default()
+        },
+    );
+    Runtime::start(config, Box::new(|| {}), Box::new(|| {})).unwrap()
+}
+
+/// A KCP server on a loopback socket, driven by the test.
+struct Peer {
+    socket: UdpSocket,
+    local: SocketAddr,
+    endpoint: Endpoint,
+    started: Instant,
+    conn: Option<ConnectionHandle>,
+    messages: Vec<Vec<u8>>,
+}
+
+impl Peer {
+    fn new() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        let local = socket.local_addr().unwrap();
+        let endpoint = Endpoint::new(
+            EndpointConfig {
+                accept_inbound: true,
+                ..EndpointConfig::default()
+            },
+            0,
+        )
+        .unwrap();
+        Self {
+            socket,
+            local,
+            endpoint,
+            started: Instant::now(),
+            conn: None,
+            messages: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
+    }
+
+    /// The next datagram the runtime sent, if one comes within the read timeout; the peer's
+    /// own timers (its delayed ACKs) run either way.
+    fn datagram(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = [0u8; 2048];
+        let got = self.socket.recv_from(&mut buf).ok();
+        self.answer();
+        got.map(|(n, from)| (buf[..n].to_vec(), from))
+    }
+
+    /// Runs the peer's timers and sends what it owes.
+    fn answer(&mut self) {
+        let now = self.now();
+        self.endpoint.handle_timeout(now);
+        self.endpoint.flush(now);
+        for t in self.endpoint.transmits().iter() {
+            self.socket.send_to(t.data, t.destination).unwrap();
+        }
+        self.endpoint.clear_transmits();
+    }
+
+    /// Takes a datagram in, answers (ACKs) and keeps the messages that became readable.
+    fn take(&mut self, datagram: &[u8], from: SocketAddr) {
+        let now = self.now();
+        self.endpoint
+            .handle_datagram(now, from, self.local, datagram);
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                EndpointEvent::Accepted { handle } => self.conn = Some(handle),
+                EndpointEvent::Readable { handle } => {
+                    let mut buf = [0u8; 4096];
+                    while let Some(n) = self.endpoint.recv(handle, &mut buf) {
+                        self.messages.push(buf[..n].to_vec());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.answer();
+    }
+
+    /// Receives until `done` holds, or fails after `PATIENCE`.
+    fn until(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if let Some((datagram, from)) = self.datagram() {
+                self.take(&datagram, from);
+            }
+        }
+    }
+}
+
+/// One message for the binding's batch format: handle, length, flags, bytes.
+fn batch(handle: u32, message: &[u8]) -> Vec<u8> {
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&handle.to_le_bytes());
+    batch.extend_from_slice(&(message.len() as u32).to_le_bytes());
+    batch.push(0);
+    batch.extend_from_slice(message);
+    batch
+}
+
+#[test]
+fn sends_while_the_io_thread_sleeps_leave_from_the_caller_once_and_in_order() {
+    let runtime = runtime();
+    let mut peer = Peer::new();
+    let info = runtime.connect(peer.local, 7, Vec::new(), None).unwrap();
+
+    // One message at a time, each answered before the next: between them the I/O thread has
+    // nothing to do and sleeps, so most go out from this thread. Until 20 did, within bounds.
+    let deadline = Instant::now() + PATIENCE;
+    let mut sent = 0u32;
+    while runtime.stats().unwrap().sends_on_caller < 20 {
+        assert!(
+            Instant::now() < deadline && sent < 2_000,
+            "only {} of {sent} sends ran on the caller",
+            runtime.stats().unwrap().sends_on_caller
+        );
+        runtime
+            .send_batch(&batch(info.handle, format!("m{sent}").as_bytes()))
+            .unwrap();
+        sent += 1;
+        peer.until("the message", |p| p.messages.len() == sent as usize);
+    }
+    // And a burst, queued or not as it falls.
+    for i in sent..sent + 200 {
+        runtime
+            .send_batch(&batch(info.handle, format!("m{i}").as_bytes()))
+            .unwrap();
+    }
+    sent += 200;
+    peer.until("the burst", |p| p.messages.len() >= sent as usize);
+
+    let expected: Vec<Vec<u8>> = (0..sent).map(|i| format!("m{i}").into_bytes()).collect();
+    assert_eq!(peer.messages, expected);
+    runtime.shutdown();
+}
+
+#[test]
+fn what_the_caller_sent_is_retransmitted_by_the_io_thread_when_unacknowledged() {
+    let runtime = runtime();
+    let mut peer = Peer::new();
+    let info = runtime.connect(peer.local, 7, Vec::new(), None).unwrap();
+    runtime.send_batch(&batch(info.handle, b"open")).unwrap();
+    peer.until("the first message", |p| p.messages.len() == 1);
+
+    // A send that ran on the caller (retried until one did, within bounds)...
+    let deadline = Instant::now() + PATIENCE;
+    let mut attempt = 0u32;
+    let message = loop {
+        assert!(Instant::now() < deadline, "no send ran on the caller");
+        let before = runtime.stats().unwrap().sends_on_caller;
+        let message = format!("lost {attempt}").into_bytes();
+        runtime.send_batch(&batch(info.handle, &message)).unwrap();
+        attempt += 1;
+        if runtime.stats().unwrap().sends_on_caller > before {
+            break message;
+        }
+        peer.until("a queued message", |p| {
+            p.messages.len() == attempt as usize + 1
+        });
+    };
+    // ...whose datagram the peer never takes in: the same bytes come again, from the I/O
+    // thread's retransmission timer.
+    let deadline = Instant::now() + PATIENCE;
+    let first = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the caller's datagram never came"
+        );
+        if let Some((datagram, _)) = peer.datagram() {
+            if datagram.windows(message.len()).any(|w| w == message) {
+                break datagram;
+            }
+        }
+    };
+    loop {
+        assert!(Instant::now() < deadline, "never retransmitted");
+        if let Some((datagram, _)) = peer.datagram() {
+            if datagram.windows(message.len()).any(|w| w == message) {
+                // The same segment (KCP header: sn at 12..16, then una, len, data), sent again
+                // with a new timestamp.
+                assert_eq!(datagram[12..16], first[12..16]);
+                assert_eq!(datagram[20..], first[20..]);
+                break;
+            }
+        }
+    }
+    runtime.shutdown();
+}
