@@ -108,6 +108,12 @@ export interface AddressInfo {
   port: number
 }
 
+/** A client certificate chain and its key (PEM files). */
+export interface ClientCertOptions {
+  certFile: string
+  keyFile: string
+}
+
 /** A connection opened with `connect`. */
 export interface ConnectedInfo {
   handle: number
@@ -118,6 +124,18 @@ export interface ConnectedInfo {
   remoteAddress: string
   remotePort: number
 }
+
+/**
+ * Where one output writes, for example `{ type: 'syslog', transport: { kind: 'tls', caFile },
+ * address: '127.0.0.1', port: 6514, queueRecords: 10000 }`.
+ */
+export type DestinationOptions =
+  | { type: 'stdout' }
+  | { type: 'stderr' }
+  | { type: 'none' }
+  | { type: 'file'; path: string; maxBytes: number; maxAgeMs: number; keep: number }
+  | { type: 'syslog'; transport: SyslogTransportOptions; address: string; port: number; spool?: SpoolOptions; queueRecords: number }
+  | { type: 'http'; url: string; collector: HttpCollectorOptions; caFile?: string; clientCert?: ClientCertOptions; gzip: boolean; batchRecords: number; batchDelayMs: number; spool?: SpoolOptions; queueRecords: number }
 
 /** The detectors' settings. */
 export interface DetectionOptions {
@@ -133,9 +151,9 @@ export interface DetectionOptions {
   /** Enforcement: milliseconds a flagged source may open no new connection (0: off). */
   refuseMs: number
   /** Rules that enforce (empty: every per-source rule). */
-  enforceRules: Array<string>
-  /** Networks never refused, `ADDRESS/PREFIX`. */
-  allowList: Array<string>
+  enforceRules: Array<RuleId>
+  /** Networks never refused (`ADDRESS/PREFIX`, split and checked by `resolveDetection`). */
+  allowList: Array<NetworkOptions>
 }
 
 /** The built-in rules with their default thresholds and windows. */
@@ -187,8 +205,28 @@ export interface FecOptions {
   parityShards: number
 }
 
+/** An output format, as `logFormats` (src/log.ts) names it. */
+export type FormatOption = 'json' | 'ecs' | 'ocsf' | 'cef' | 'rfc5424' | 'gelf' | 'hec' | 'otlp'
+
 /** A fresh server static key pair from the operating system's random source. */
 export declare function generateKeyPair(): KeyPairInfo
+
+/** The kind of an HTTP collector, with what that kind needs. */
+export type HttpCollectorOptions =
+  | { kind: 'hec'; token: string }
+  | { kind: 'elastic'; index: string }
+  | { kind: 'otlp' }
+
+/**
+ * How IP addresses appear in the records (docs/privacy.md), checked by `resolvePrivacy`
+ * (src/log.ts).
+ */
+export type IpPrivacyOptions =
+  | { mode: 'full' }
+  | { mode: 'omit' }
+  | { mode: 'truncate'; v4Prefix: number; v6Prefix: number }
+  | { mode: 'hmac'; keyId: string; key: Buffer }
+  | { mode: 'cryptopan'; key: Buffer }
 
 /** The key pair of a 32-byte private key. */
 export declare function keyPairFromPrivate(privateKey: Buffer): KeyPairInfo
@@ -216,8 +254,8 @@ export interface LimitOptions {
 
 /** Security event logging, resolved by the TypeScript log options. */
 export interface LogOptions {
-  /** Lowest severity produced: a syslog name (`info`, `notice`, ...). */
-  level: string
+  /** Lowest severity produced. */
+  level: SeverityOption
   /** Where the records go, each output in its format. */
   outputs: Array<OutputOptions>
   ringCapacity: number
@@ -233,22 +271,12 @@ export interface LogOptions {
   communityIdSeed: number
   /** Hand records to JavaScript from the start. */
   deliverToJs?: boolean
-  /** `full`, `truncate`, `hmac`, `cryptopan` or `omit`. */
-  ipPrivacy: string
-  ipV4Prefix: number
-  ipV6Prefix: number
-  ipKeyId?: string
-  ipKey?: Buffer
+  ipPrivacy: IpPrivacyOptions
   communityIdOverTransformed: boolean
 }
 
 /** What an endpoint puts in front of KCP, as JavaScript names it (`'raw'` or `'secure'`). */
-export declare const enum ModeOption {
-  /** Plain KCP. */
-  Raw = 'raw',
-  /** The secure handshake and session layer. */
-  Secure = 'secure',
-}
+export type ModeOption = 'raw' | 'secure'
 
 /** One connection's counters so far. */
 export interface NativeConnectionStats {
@@ -499,57 +527,31 @@ export interface NativeStats {
   srttMaxMs: number
 }
 
-/** One output of the records, resolved by the TypeScript log options. */
-export interface OutputOptions {
-  /** `stdout`, `stderr`, `file` or `none`. */
-  destination: string
-  /** The path for `file`. */
-  file?: string
-  /** Rotate the file past this many bytes (0: never by size). */
-  maxBytes?: number
-  /** Rotate the file when it is older than this many milliseconds (0: never by age). */
-  maxAgeMs?: number
-  /** Rotated files kept. */
-  keep?: number
-  /**
-   * For `syslog`: `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT` (HOST an IP
-   * address; names are resolved in JavaScript).
-   */
-  url?: string
-  /** For `tls://`: the CA file (PEM) the receiver's certificate must chain to. */
-  caFile?: string
-  /** For `tls://`: the name the receiver's certificate must carry (default: the host). */
-  serverName?: string
-  /**
-   * For `tls://` and `https://`: a client certificate chain and key (PEM), when the receiver
-   * asks for one.
-   */
-  certFile?: string
-  keyFile?: string
-  /** For `tcp://` and `tls://`: the on-disk spool for when the receiver is down. */
-  spoolDir?: string
-  spoolMaxBytes?: number
-  /** Records held in memory for the receiver. */
-  queueRecords?: number
-  /** For `http`: `hec`, `elastic` or `otlp`. */
-  httpKind?: string
-  /** For `http` kind `hec`: the token. */
-  token?: string
-  /** For `http` kind `elastic`: the index or data stream. */
-  index?: string
-  /** For `http`: compress request bodies. */
-  gzip?: boolean
-  batchRecords?: number
-  batchDelayMs?: number
-  /** `json`, `ecs`, `ocsf`, `cef`, `rfc5424`, `gelf`, `hec` or `otlp`. */
-  format: string
-  /** The least severe records this output takes: a syslog name. */
-  level: string
+/** A network: an IP address literal and a prefix length (at most 32 for IPv4, 128 for IPv6). */
+export interface NetworkOptions {
+  address: string
+  prefix: number
 }
+
+/**
+ * One output of the records, checked and resolved by `resolveLogOptions` (src/log.ts): every
+ * name arrives as an enum and every address in parts, so nothing here parses a string.
+ */
+export interface OutputOptions {
+  /** Where the records go. */
+  destination: DestinationOptions
+  /** The format records are written in. */
+  format: FormatOption
+  /** The least severe records this output takes. */
+  level: SeverityOption
+}
+
+/** A rule's stable id (`rule_id`), shared with the Sigma rules in `rules/`. */
+export type RuleId = 'KCPW-001' | 'KCPW-002' | 'KCPW-003' | 'KCPW-004' | 'KCPW-005' | 'KCPW-006' | 'KCPW-007' | 'KCPW-008' | 'KCPW-009' | 'KCPW-010'
 
 /** A built-in rule and its defaults. */
 export interface RuleInfo {
-  id: string
+  id: RuleId
   name: string
   threshold: number
   /** Milliseconds. */
@@ -565,8 +567,7 @@ export interface RuleInfo {
 
 /** One rule's threshold and window. */
 export interface RuleThresholdOptions {
-  /** `KCPW-001` ... `KCPW-010`. */
-  rule: string
+  rule: RuleId
   threshold: number
   /** Milliseconds. */
   window: number
@@ -590,6 +591,16 @@ export interface SessionOptions {
   linger: number
 }
 
+/** A syslog severity, as `severities` (src/log.ts) names it. */
+export type SeverityOption = 'emergency' | 'alert' | 'critical' | 'error' | 'warning' | 'notice' | 'info' | 'debug'
+
+/** An on-disk spool for when a receiver is down. */
+export interface SpoolOptions {
+  dir: string
+  /** Beyond this many bytes the newest records are dropped and counted. */
+  maxBytes: number
+}
+
 /** One hop of the I/O thread's part of a round trip, with its durations in nanoseconds. */
 export interface StageHop {
   name: string
@@ -601,3 +612,12 @@ export interface StageTrace {
   hops: Array<StageHop>
   overflow: number
 }
+
+/**
+ * A syslog transport: RFC 5426, RFC 6587 (octet counting) or RFC 5425, as
+ * `{ kind: 'tls', caFile, serverName?, clientCert? }`.
+ */
+export type SyslogTransportOptions =
+  | { kind: 'udp' }
+  | { kind: 'tcp' }
+  | { kind: 'tls'; caFile: string; serverName?: string; clientCert?: ClientCertOptions }
