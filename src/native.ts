@@ -29,7 +29,7 @@ import type * as Generated from '../native';
 import { loadNative } from './native-loader';
 import type { Mode, ResolvedKcpOptions, ResolvedLimits } from './options';
 
-export type { NativeConnectionStats, NativeStats } from '../native';
+export type { NativeConnectionStats } from '../native';
 export type NativeAddressInfo = AddressInfo;
 export type NativeConnectedInfo = ConnectedInfo;
 export type NativeSessionOptions = SessionOptions;
