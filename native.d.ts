@@ -83,8 +83,11 @@ export declare class NativeEndpoint {
    * once closed.
    */
   pauseEventConsumer(paused: boolean): void
-  /** Counters. */
-  stats(): NativeStats
+  /**
+   * The counters, one value per field of `kcpwatch::stats::STATS`, in its order (a flag as
+   * 0 or 1): `statsFromValues` (src/generated/stats.ts) names them.
+   */
+  stats(): Array<number>
   /** One live connection's counters so far, or `null` for an unknown or closed handle. */
   connectionStats(handle: number): NativeConnectionStats | null
   /** Lets the process exit while this endpoint is open. */
@@ -108,6 +111,12 @@ export interface AddressInfo {
   port: number
 }
 
+/** A client certificate chain and its key (PEM files). */
+export interface ClientCertOptions {
+  certFile: string
+  keyFile: string
+}
+
 /** A connection opened with `connect`. */
 export interface ConnectedInfo {
   handle: number
@@ -118,6 +127,18 @@ export interface ConnectedInfo {
   remoteAddress: string
   remotePort: number
 }
+
+/**
+ * Where one output writes, for example `{ type: 'syslog', transport: { kind: 'tls', caFile },
+ * address: '127.0.0.1', port: 6514, queueRecords: 10000 }`.
+ */
+export type DestinationOptions =
+  | { type: 'stdout' }
+  | { type: 'stderr' }
+  | { type: 'none' }
+  | { type: 'file'; path: string; maxBytes: number; maxAgeMs: number; keep: number }
+  | { type: 'syslog'; transport: SyslogTransportOptions; address: string; port: number; spool?: SpoolOptions; queueRecords: number }
+  | { type: 'http'; url: string; collector: HttpCollectorOptions; caFile?: string; clientCert?: ClientCertOptions; gzip: boolean; batchRecords: number; batchDelayMs: number; spool?: SpoolOptions; queueRecords: number }
 
 /** The detectors' settings. */
 export interface DetectionOptions {
@@ -133,9 +154,9 @@ export interface DetectionOptions {
   /** Enforcement: milliseconds a flagged source may open no new connection (0: off). */
   refuseMs: number
   /** Rules that enforce (empty: every per-source rule). */
-  enforceRules: Array<string>
-  /** Networks never refused, `ADDRESS/PREFIX`. */
-  allowList: Array<string>
+  enforceRules: Array<RuleId>
+  /** Networks never refused (`ADDRESS/PREFIX`, split and checked by `resolveDetection`). */
+  allowList: Array<NetworkOptions>
 }
 
 /** The built-in rules with their default thresholds and windows. */
@@ -187,8 +208,28 @@ export interface FecOptions {
   parityShards: number
 }
 
+/** An output format, as `logFormats` (src/log.ts) names it. */
+export type FormatOption = 'json' | 'ecs' | 'ocsf' | 'cef' | 'rfc5424' | 'gelf' | 'hec' | 'otlp'
+
 /** A fresh server static key pair from the operating system's random source. */
 export declare function generateKeyPair(): KeyPairInfo
+
+/** The kind of an HTTP collector, with what that kind needs. */
+export type HttpCollectorOptions =
+  | { kind: 'hec'; token: string }
+  | { kind: 'elastic'; index: string }
+  | { kind: 'otlp' }
+
+/**
+ * How IP addresses appear in the records (docs/privacy.md), checked by `resolvePrivacy`
+ * (src/log.ts).
+ */
+export type IpPrivacyOptions =
+  | { mode: 'full' }
+  | { mode: 'omit' }
+  | { mode: 'truncate'; v4Prefix: number; v6Prefix: number }
+  | { mode: 'hmac'; keyId: string; key: Buffer }
+  | { mode: 'cryptopan'; key: Buffer }
 
 /** The key pair of a 32-byte private key. */
 export declare function keyPairFromPrivate(privateKey: Buffer): KeyPairInfo
@@ -216,8 +257,8 @@ export interface LimitOptions {
 
 /** Security event logging, resolved by the TypeScript log options. */
 export interface LogOptions {
-  /** Lowest severity produced: a syslog name (`info`, `notice`, ...). */
-  level: string
+  /** Lowest severity produced. */
+  level: SeverityOption
   /** Where the records go, each output in its format. */
   outputs: Array<OutputOptions>
   ringCapacity: number
@@ -233,22 +274,12 @@ export interface LogOptions {
   communityIdSeed: number
   /** Hand records to JavaScript from the start. */
   deliverToJs?: boolean
-  /** `full`, `truncate`, `hmac`, `cryptopan` or `omit`. */
-  ipPrivacy: string
-  ipV4Prefix: number
-  ipV6Prefix: number
-  ipKeyId?: string
-  ipKey?: Buffer
+  ipPrivacy: IpPrivacyOptions
   communityIdOverTransformed: boolean
 }
 
 /** What an endpoint puts in front of KCP, as JavaScript names it (`'raw'` or `'secure'`). */
-export declare const enum ModeOption {
-  /** Plain KCP. */
-  Raw = 'raw',
-  /** The secure handshake and session layer. */
-  Secure = 'secure',
-}
+export type ModeOption = 'raw' | 'secure'
 
 /** One connection's counters so far. */
 export interface NativeConnectionStats {
@@ -290,266 +321,31 @@ export interface NativeConnectionStats {
   unreliableDropped: number
 }
 
-/** Runtime counters. */
-export interface NativeStats {
-  connections: number
-  datagramsIn: number
-  bytesIn: number
-  datagramsAccepted: number
-  datagramsOut: number
-  bytesOut: number
-  passiveOpens: number
-  activeOpens: number
-  closed: number
-  panics: number
-  droppedTooShort: number
-  droppedBadConv: number
-  droppedBadLength: number
-  droppedBadCmd: number
-  droppedGuardViolation: number
-  droppedUnknownConnection: number
-  droppedOverLimit: number
-  /** Secure mode: datagrams whose tag (or HELLO cookie) did not verify. */
-  droppedBadTag: number
-  /** Secure mode: datagrams refused by the replay window. */
-  droppedReplayed: number
-  /** Handshakes refused by a rate limit. */
-  droppedRateLimited: number
-  /** Secure mode: datagrams the AEAD refused (and HELLOs whose Noise message did not decrypt). */
-  droppedDecryptFailed: number
-  /** Secure mode: HELLOs received, with or without a cookie. */
-  hellosReceived: number
-  /** Secure mode: COOKIE replies sent. */
-  cookiesSent: number
-  /** Secure mode: REJECT replies sent. */
-  rejectsSent: number
-  /** Secure mode: bytes sent to sources not yet validated (never more than received from them). */
-  bytesSentUnvalidated: number
-  /** Secure mode: handshake bytes received from sources not yet validated. */
-  bytesReceivedUnvalidated: number
-  /** Secure mode: tokens handed to `authenticate`. */
-  authRequests: number
-  /** Secure mode: handshakes waiting for `authenticate` now. */
-  pendingAuth: number
-  /** Secure mode: sessions that moved to a new peer address. */
-  peerAddressChanges: number
-  /** Sends refused by a limit or misuse (`kcp:protocol_violation`), by kind. */
-  violationsOversizedMessage: number
-  violationsMessageOnClosedConnection: number
-  violationsEmptyMessage: number
-  violationsSendQueueFull: number
-  /**
-   * Secure mode: datagrams of sessions that had just closed (the peer's remaining
-   * DISCONNECT copies).
-   */
-  lateAfterClose: number
-  /** `kcp:alert` records raised by the detectors (first alerts and updates). */
-  alerts: number
-  /** New connections refused by detector enforcement. */
-  refusedByDetector: number
-  /**
-   * Datagrams of the other mode (a secure HELLO at a raw server, plain KCP at a secure
-   * one): rule `mode_mismatch`.
-   */
-  modeMismatch: number
-  /** Failed attempts by reason (`kcp:connection_failed`). */
-  failedHandshakeTimeout: number
-  failedInvalidCookie: number
-  failedExpiredCookie: number
-  failedAuthRejected: number
-  failedRateLimited: number
-  failedCapacity: number
-  failedVersionMismatch: number
-  failedMalformed: number
-  failedDecryptFailed: number
-  failedUnknownServerKey: number
-  failedServerAuthFailed: number
-  failedUnreachable: number
-  failedShutdown: number
-  failedHandshakeAbandoned: number
-  failedStreamMismatch: number
-  sendErrors: number
-  recvErrors: number
-  truncated: number
-  sendsToClosed: number
-  deliveryPauses: number
-  /** Connection attempts that never became connections (malformed first datagram, capacity). */
-  connectionsFailed: number
-  /** ICMP errors (port or host unreachable) reported for earlier sends. */
-  icmpErrors: number
-  /** Security records produced. */
-  eventsProduced: number
-  /** Security records lost before the log thread (each reported by a `kcp:log_loss` record). */
-  eventsLost: number
-  /** Security records an `'event'` consumer did not take in time. */
-  eventsLostJs: number
-  /**
-   * Security records a log output lost (a failed write, a network output that could not
-   * deliver), loss reports included; each is reported by a `kcp:log_loss` naming the
-   * output.
-   */
-  eventsLostOutput: number
-  /** Payload bytes accepted from the application (kcp-go `BytesSent`). */
-  bytesSent: number
-  /** Payload bytes delivered to the application (kcp-go `BytesReceived`). */
-  bytesReceived: number
-  /** Most connections live at once (kcp-go `MaxConn`). */
-  maxConn: number
-  /** Live connections (kcp-go `CurrEstab`; the same as `connections`). */
-  currEstab: number
-  /** Receive calls that failed (kcp-go `InErrs`; the same as `recvErrors`). */
-  inErrs: number
-  /**
-   * Secure mode: datagrams whose integrity check failed (kcp-go `InCsumErrors`):
-   * `droppedDecryptFailed` (the AEAD refused them) + `droppedBadTag` (a HELLO cookie's
-   * MAC or age, a RESET's tag).
-   */
-  inCsumErrors: number
-  /**
-   * Datagrams the segment guard refused as malformed (kcp-go `KCPInErrors`: too_short +
-   * bad_conv + bad_length + bad_cmd + guard_violation).
-   */
-  kcpInErrors: number
-  /** Datagrams received (kcp-go `InPkts`; the same as `datagramsIn`). */
-  inPkts: number
-  /** Datagrams sent (kcp-go `OutPkts`; the same as `datagramsOut`). */
-  outPkts: number
-  /** KCP segments accepted by the engines (kcp-go `InSegs`). */
-  inSegs: number
-  /** KCP segments the engines encoded (kcp-go `OutSegs`). */
-  outSegs: number
-  /** UDP bytes received (kcp-go `InBytes`; the same as `bytesIn`). */
-  inBytes: number
-  /** UDP bytes sent (kcp-go `OutBytes`; the same as `bytesOut`). */
-  outBytes: number
-  /** Timeout retransmissions (kcp-go `RetransSegs`). */
-  retransSegs: number
-  /** Fast (duplicate-ack) retransmissions (kcp-go `FastRetransSegs`). */
-  fastRetransSegs: number
-  /** Segments inferred lost (kcp-go `LostSegs`). */
-  lostSegs: number
-  /** Duplicate segments received (kcp-go `RepeatSegs`). */
-  repeatSegs: number
-  /**
-   * FEC is on (the four `fec*` counters mean something): raw mode with `fec`; secure
-   * mode with `fec` or once a peer's parity arrived.
-   */
-  fecEnabled: boolean
-  /** FEC: datagrams rebuilt from parity that the guard accepted (kcp-go `FECRecovered`). */
-  fecRecovered: number
-  /**
-   * FEC: failed recoveries, rebuilt datagrams the guard refused, shards of the wrong
-   * type for their position (kcp-go `FECErrs`).
-   */
-  fecErrs: number
-  /** FEC: parity shards received (kcp-go `FECParityShards`). */
-  fecParityShards: number
-  /**
-   * FEC: data shards of groups dropped before they could rebuild what was missing
-   * (kcp-go `FECShortShards`).
-   */
-  fecShortShards: number
-  /** Datagrams sealed and queued for the socket. */
-  unreliableSent: number
-  /** Datagrams handed to JavaScript. */
-  unreliableReceived: number
-  /** Received on a sequenced channel after a newer one was delivered. */
-  unreliableDroppedStale: number
-  /**
-   * Dropped because a queue was full: the send queue, the receive queue of the I/O
-   * thread, or a connection nobody read (held datagrams past their bound).
-   */
-  unreliableDroppedQueueFull: number
-  /** Refused at `sendDatagram()`: larger than one datagram. */
-  unreliableDroppedTooLarge: number
-  /** For a connection that does not exist (closed, or an unknown conv), or not established yet. */
-  unreliableDroppedNoSession: number
-  /** Authentic datagrams whose content was not a datagram (too short, unknown flags). */
-  unreliableDroppedMalformed: number
-  /** Connections the sums cover. */
-  sessionsCounted: number
-  /** Datagrams accepted by the connections' guards, and their bytes. */
-  sessionDatagramsIn: number
-  sessionBytesIn: number
-  /** Datagrams the connections produced, and their bytes (handshake replies are not in these). */
-  sessionDatagramsOut: number
-  sessionBytesOut: number
-  messagesIn: number
-  messagesOut: number
-  /** Datagrams of a known connection refused by its guard. */
-  sessionGuardDrops: number
-  inPushSegs: number
-  outPushSegs: number
-  acksSent: number
-  acksReceived: number
-  windowProbesSent: number
-  windowProbesReceived: number
-  /** Smallest and largest single RTT sample of any connection, in ms (0 before any). */
-  rttMinMs: number
-  rttMaxMs: number
-  /**
-   * Smoothed RTT per connection that received an ACK (at its close, or now while it
-   * lives): samples, sum and quantiles in ms.
-   */
-  srttCount: number
-  srttSumMs: number
-  srttP50Ms: number
-  srttP90Ms: number
-  srttP99Ms: number
-  srttMaxMs: number
+/** A network: an IP address literal and a prefix length (at most 32 for IPv4, 128 for IPv6). */
+export interface NetworkOptions {
+  address: string
+  prefix: number
 }
 
-/** One output of the records, resolved by the TypeScript log options. */
+/**
+ * One output of the records, checked and resolved by `resolveLogOptions` (src/log.ts): every
+ * name arrives as an enum and every address in parts, so nothing here parses a string.
+ */
 export interface OutputOptions {
-  /** `stdout`, `stderr`, `file` or `none`. */
-  destination: string
-  /** The path for `file`. */
-  file?: string
-  /** Rotate the file past this many bytes (0: never by size). */
-  maxBytes?: number
-  /** Rotate the file when it is older than this many milliseconds (0: never by age). */
-  maxAgeMs?: number
-  /** Rotated files kept. */
-  keep?: number
-  /**
-   * For `syslog`: `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT` (HOST an IP
-   * address; names are resolved in JavaScript).
-   */
-  url?: string
-  /** For `tls://`: the CA file (PEM) the receiver's certificate must chain to. */
-  caFile?: string
-  /** For `tls://`: the name the receiver's certificate must carry (default: the host). */
-  serverName?: string
-  /**
-   * For `tls://` and `https://`: a client certificate chain and key (PEM), when the receiver
-   * asks for one.
-   */
-  certFile?: string
-  keyFile?: string
-  /** For `tcp://` and `tls://`: the on-disk spool for when the receiver is down. */
-  spoolDir?: string
-  spoolMaxBytes?: number
-  /** Records held in memory for the receiver. */
-  queueRecords?: number
-  /** For `http`: `hec`, `elastic` or `otlp`. */
-  httpKind?: string
-  /** For `http` kind `hec`: the token. */
-  token?: string
-  /** For `http` kind `elastic`: the index or data stream. */
-  index?: string
-  /** For `http`: compress request bodies. */
-  gzip?: boolean
-  batchRecords?: number
-  batchDelayMs?: number
-  /** `json`, `ecs`, `ocsf`, `cef`, `rfc5424`, `gelf`, `hec` or `otlp`. */
-  format: string
-  /** The least severe records this output takes: a syslog name. */
-  level: string
+  /** Where the records go. */
+  destination: DestinationOptions
+  /** The format records are written in. */
+  format: FormatOption
+  /** The least severe records this output takes. */
+  level: SeverityOption
 }
+
+/** A rule's stable id (`rule_id`), shared with the Sigma rules in `rules/`. */
+export type RuleId = 'KCPW-001' | 'KCPW-002' | 'KCPW-003' | 'KCPW-004' | 'KCPW-005' | 'KCPW-006' | 'KCPW-007' | 'KCPW-008' | 'KCPW-009' | 'KCPW-010'
 
 /** A built-in rule and its defaults. */
 export interface RuleInfo {
-  id: string
+  id: RuleId
   name: string
   threshold: number
   /** Milliseconds. */
@@ -565,8 +361,7 @@ export interface RuleInfo {
 
 /** One rule's threshold and window. */
 export interface RuleThresholdOptions {
-  /** `KCPW-001` ... `KCPW-010`. */
-  rule: string
+  rule: RuleId
   threshold: number
   /** Milliseconds. */
   window: number
@@ -590,6 +385,16 @@ export interface SessionOptions {
   linger: number
 }
 
+/** A syslog severity, as `severities` (src/log.ts) names it. */
+export type SeverityOption = 'emergency' | 'alert' | 'critical' | 'error' | 'warning' | 'notice' | 'info' | 'debug'
+
+/** An on-disk spool for when a receiver is down. */
+export interface SpoolOptions {
+  dir: string
+  /** Beyond this many bytes the newest records are dropped and counted. */
+  maxBytes: number
+}
+
 /** One hop of the I/O thread's part of a round trip, with its durations in nanoseconds. */
 export interface StageHop {
   name: string
@@ -601,3 +406,12 @@ export interface StageTrace {
   hops: Array<StageHop>
   overflow: number
 }
+
+/**
+ * A syslog transport: RFC 5426, RFC 6587 (octet counting) or RFC 5425, as
+ * `{ kind: 'tls', caFile, serverName?, clientCert? }`.
+ */
+export type SyslogTransportOptions =
+  | { kind: 'udp' }
+  | { kind: 'tcp' }
+  | { kind: 'tls'; caFile: string; serverName?: string; clientCert?: ClientCertOptions }

@@ -33,6 +33,7 @@ import type { KcpEvent } from './event-types';
 import { eventCallback, resolveLogOptions, type LogOptions } from './log';
 import type { AcceptedRecord, CloseInfo, ConnectionLimits } from './records';
 import { endpointOptions, resolveHost, resolveHostOption } from './endpoint-options';
+import { statsFromValues } from './generated/stats';
 import type { AddressInfo, ServerStats } from './server';
 import { Transport } from './transport';
 import type { NativeEndpointOptions } from './native';
@@ -431,7 +432,7 @@ export class Client extends EventEmitter<ClientEvents> {
   stats(): ServerStats {
     if (!this.transport) throw new KcpClosedError(this.failure ? `client has no socket: ${this.failure.message}` : `client has no socket yet: resolving ${this.server}`);
     if (this.transport.native.closed) throw new KcpClosedError('client is closed');
-    return this.transport.native.stats();
+    return statsFromValues(this.transport.native.stats());
   }
 
   /** Lets the process exit while connections are open. */

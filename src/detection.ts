@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 
 import { KcpInvalidOptionError } from './errors';
 import { checkKeys, describe, keysOf } from './options';
-import { native, type NativeDetectionOptions } from './native';
+import { native, type Assert, type NativeDetectionOptions, type NativeRuleId, type Same } from './native';
 
 /** The rules' stable ids. */
 export type DetectionRuleId =
@@ -21,6 +21,8 @@ export type DetectionRuleId =
   | 'KCPW-008'
   | 'KCPW-009'
   | 'KCPW-010';
+/** @internal The addon's `RuleId` names exactly these. */
+export type RuleIdsAgree = Assert<Same<DetectionRuleId, NativeRuleId>>;
 
 /** A built-in rule with its defaults. */
 export interface DetectionRule {
@@ -104,7 +106,7 @@ export function resolveDetection(options: DetectionOptions | false | undefined):
     if (!rule) throw new KcpInvalidOptionError(`detection.rules: unknown rule ${id}`);
     const max = id === 'KCPW-007' ? 100 : 2 ** 31 - 1;
     return {
-      rule: id,
+      rule: id as DetectionRuleId,
       threshold: count(t?.threshold ?? rule.threshold, `detection.rules.${id}.threshold`, 1, max),
       window: count(t?.window ?? rule.window, `detection.rules.${id}.window`, 1, 86_400_000),
     };
@@ -121,15 +123,12 @@ export function resolveDetection(options: DetectionOptions | false | undefined):
   }
   const allowList = o.allowList ?? [];
   if (!Array.isArray(allowList)) throw new KcpInvalidOptionError('detection.allowList must be an array of ADDRESS/PREFIX strings');
-  for (const net of allowList) {
+  const networks = allowList.map((net: unknown) => {
     if (typeof net !== 'string') throw new KcpInvalidOptionError(`detection.allowList entries must be ADDRESS/PREFIX strings, got ${describe(net)}`);
-    const [address, prefix] = net.split('/');
-    const family = isIP(address ?? '');
-    const max = family === 6 ? 128 : 32;
-    if (!family || (prefix !== undefined && !(/^\d+$/.test(prefix) && Number(prefix) <= max))) {
-      throw new KcpInvalidOptionError(`detection.allowList entry ${JSON.stringify(net)} is not ADDRESS/PREFIX`);
-    }
-  }
+    const network = parseNetwork(net);
+    if (!network) throw new KcpInvalidOptionError(`detection.allowList entry ${JSON.stringify(net)} is not ADDRESS/PREFIX`);
+    return network;
+  });
   return {
     enabled: options === false ? false : (o.enabled ?? true),
     tableCapacity: count(o.tableCapacity ?? 4096, 'detection.tableCapacity', 8, 1 << 24),
@@ -139,6 +138,21 @@ export function resolveDetection(options: DetectionOptions | false | undefined):
     errorRateMinAttempts: count(o.errorRateMinAttempts ?? 20, 'detection.errorRateMinAttempts', 1, 2 ** 31 - 1),
     refuseMs: enforce ? count(enforce.refuseMs, 'detection.enforce.refuseMs', 1, 86_400_000) : 0,
     enforceRules,
-    allowList,
+    allowList: networks,
   };
+}
+
+/**
+ * `ADDRESS/PREFIX` (or a bare address: the whole address) in its parts, or `undefined`. The
+ * address is a plain IP literal (no zone, which isIP takes and the native side does not).
+ */
+function parseNetwork(net: string): { address: string; prefix: number } | undefined {
+  const slash = net.indexOf('/');
+  const address = slash < 0 ? net : net.slice(0, slash);
+  const family = isIP(address);
+  if (!family || address.includes('%')) return undefined;
+  const max = family === 6 ? 128 : 32;
+  if (slash < 0) return { address, prefix: max };
+  const prefix = net.slice(slash + 1);
+  return /^\d+$/.test(prefix) && Number(prefix) <= max ? { address, prefix: Number(prefix) } : undefined;
 }

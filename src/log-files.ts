@@ -26,12 +26,14 @@ export function logPaths(given: unknown, log: NativeLogOptions | undefined): { a
   const read: LogFileOption[] = [];
   if (!log) return { appended, read };
   const viaOutputs = typeof given === 'object' && given !== null && (given as LogOptions).outputs !== undefined;
-  log.outputs.forEach((output, i) => {
+  log.outputs.forEach(({ destination: d }, i) => {
     const prefix = viaOutputs ? `log.outputs[${i}].destination` : 'log.destination';
-    if (output.destination === 'file' && typeof output.file === 'string') appended.push({ option: `${prefix}.file`, path: output.file });
-    for (const key of ['caFile', 'certFile', 'keyFile'] as const) {
-      const path = output[key];
-      if (typeof path === 'string') read.push({ option: `${prefix}.${key}`, path });
+    if (d.type === 'file') appended.push({ option: `${prefix}.file`, path: d.path });
+    const tls = d.type === 'syslog' ? (d.transport.kind === 'tls' ? d.transport : undefined) : d.type === 'http' ? d : undefined;
+    if (tls?.caFile !== undefined) read.push({ option: `${prefix}.caFile`, path: tls.caFile });
+    if (tls?.clientCert) {
+      read.push({ option: `${prefix}.certFile`, path: tls.clientCert.certFile });
+      read.push({ option: `${prefix}.keyFile`, path: tls.clientCert.keyFile });
     }
   });
   return { appended, read };

@@ -11,11 +11,13 @@ import { hostname } from 'node:os';
 import { KcpInvalidOptionError } from './errors';
 import { checkKeys, describe, keysOf } from './options';
 import type { KcpEvent } from './event-types';
-import type { NativeLogOptions, NativeOutputOptions } from './native';
+import type { Assert, NativeFormat, NativeHttpCollector, NativeLogOptions, NativeOutputOptions, NativeSeverity, NativeSyslogTransport, Same } from './native';
 
 /** Output formats of the destination (the `'event'` listener always gets canonical records). */
 export const logFormats = ['json', 'ecs', 'ocsf', 'cef', 'rfc5424', 'gelf', 'hec', 'otlp'] as const;
 export type LogFormat = (typeof logFormats)[number];
+/** @internal The addon's `FormatOption` names exactly these. */
+export type FormatsAgree = Assert<Same<LogFormat, NativeFormat>>;
 
 /**
  * How IP addresses appear in the records (docs/privacy.md), applied in Rust before any record leaves
@@ -75,6 +77,8 @@ export function eventCallback(log: LogOptions | false | undefined): ((event: Kcp
 /** Syslog severity names, most severe first. */
 export const severities = ['emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'info', 'debug'] as const;
 export type SeverityName = (typeof severities)[number];
+/** @internal The addon's `SeverityOption` names exactly these. */
+export type SeveritiesAgree = Assert<Same<SeverityName, NativeSeverity>>;
 
 /** A file destination, appended to and rotated. */
 export interface FileDestination {
@@ -267,25 +271,24 @@ function keyBytes(key: unknown, name: string): Buffer {
   throw new KcpInvalidOptionError(`log.ipPrivacy.${name} must be bytes or a hex string`);
 }
 
-function resolvePrivacy(p: IpPrivacy | undefined): Pick<NativeLogOptions, 'ipPrivacy' | 'ipV4Prefix' | 'ipV6Prefix' | 'ipKeyId' | 'ipKey'> {
+function resolvePrivacy(p: IpPrivacy | undefined): NativeLogOptions['ipPrivacy'] {
   const privacy = p ?? { mode: 'full' };
   if (typeof privacy !== 'object' || privacy === null) throw new KcpInvalidOptionError(`log.ipPrivacy must be an object with a mode (for example { mode: 'hmac', key }), got ${describe(privacy)}`);
   // Checked before it is used as a key: an object without a prototype would throw a TypeError there.
   if (typeof privacy.mode !== 'string') {
     throw new KcpInvalidOptionError(`log.ipPrivacy.mode must be full, truncate, hmac, cryptopan or omit, got ${describe((privacy as { mode: unknown }).mode)}`);
   }
-  const base = { ipPrivacy: privacy.mode, ipV4Prefix: 24, ipV6Prefix: 48 };
   const keys = privacyKeys[privacy.mode];
   if (keys && Object.hasOwn(privacyKeys, privacy.mode)) checkKeys(privacy, keys, `log.ipPrivacy (mode ${privacy.mode})`);
   switch (privacy.mode) {
     case 'full':
     case 'omit':
-      return base;
+      return { mode: privacy.mode };
     case 'truncate':
       return {
-        ...base,
-        ipV4Prefix: integer(privacy.v4Prefix, 'ipPrivacy.v4Prefix', 24, 0, 32),
-        ipV6Prefix: integer(privacy.v6Prefix, 'ipPrivacy.v6Prefix', 48, 0, 128),
+        mode: 'truncate',
+        v4Prefix: integer(privacy.v4Prefix, 'ipPrivacy.v4Prefix', 24, 0, 32),
+        v6Prefix: integer(privacy.v6Prefix, 'ipPrivacy.v6Prefix', 48, 0, 128),
       };
     case 'hmac': {
       if (typeof privacy.keyId !== 'string' || !/^[A-Za-z0-9_-]{1,32}$/.test(privacy.keyId)) {
@@ -293,12 +296,12 @@ function resolvePrivacy(p: IpPrivacy | undefined): Pick<NativeLogOptions, 'ipPri
       }
       const key = keyBytes(privacy.key, 'key');
       if (key.length < 16) throw new KcpInvalidOptionError('log.ipPrivacy.key must be at least 16 bytes for hmac');
-      return { ...base, ipKeyId: privacy.keyId, ipKey: key };
+      return { mode: 'hmac', keyId: privacy.keyId, key };
     }
     case 'cryptopan': {
       const key = keyBytes(privacy.key, 'key');
       if (key.length !== 32) throw new KcpInvalidOptionError('log.ipPrivacy.key must be exactly 32 bytes for cryptopan');
-      return { ...base, ipKey: key };
+      return { mode: 'cryptopan', key };
     }
     default:
       throw new KcpInvalidOptionError(
@@ -368,7 +371,7 @@ export function resolveLogOptions(
     observerInstance: o.instance === undefined ? undefined : text(o.instance, 'instance', ''),
     observerVersion: version,
     communityIdSeed: integer(o.communityIdSeed, 'communityIdSeed', 0, 0, 65535),
-    ...resolvePrivacy(o.ipPrivacy),
+    ipPrivacy: resolvePrivacy(o.ipPrivacy),
     communityIdOverTransformed: o.communityIdOverTransformed === true,
   };
 }
@@ -378,44 +381,64 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
   if (!severities.includes(lvl as SeverityName)) {
     throw new KcpInvalidOptionError(`log.${name} level must be one of ${severities.join(', ')}, got ${describe(lvl)}`);
   }
-  const common = { format: resolveFormat(format), level: lvl as string };
-  if (dest === 'stdout' || dest === 'stderr' || dest === 'none') return { destination: dest, ...common };
+  const common = { format: resolveFormat(format), level: lvl as SeverityName };
+  if (dest === 'stdout' || dest === 'stderr' || dest === 'none') return { destination: { type: dest }, ...common };
   if (typeof dest === 'object' && dest !== null && typeof (dest as FileDestination).file === 'string' && (dest as FileDestination).file.length > 0) {
     const f = dest as FileDestination;
     checkKeys(f, fileKeys, `log.${name}`);
     return {
-      destination: 'file',
-      file: f.file,
-      maxBytes: integer(f.maxBytes, `${name}.maxBytes`, 0, 0, Number.MAX_SAFE_INTEGER),
-      maxAgeMs: integer(f.maxAgeMs, `${name}.maxAgeMs`, 0, 0, Number.MAX_SAFE_INTEGER),
-      keep: integer(f.keep, `${name}.keep`, 5, 0, 1000),
+      destination: {
+        type: 'file',
+        path: f.file,
+        maxBytes: integer(f.maxBytes, `${name}.maxBytes`, 0, 0, Number.MAX_SAFE_INTEGER),
+        maxAgeMs: integer(f.maxAgeMs, `${name}.maxAgeMs`, 0, 0, Number.MAX_SAFE_INTEGER),
+        keep: integer(f.keep, `${name}.keep`, 5, 0, 1000),
+      },
       ...common,
     };
   }
+  const optional = (v: unknown, key: string) => {
+    if (v !== undefined && typeof v !== 'string') throw new KcpInvalidOptionError(`log.${name}.${key} must be a string`);
+    return v as string | undefined;
+  };
+  const clientCert = (d: { certFile?: unknown; keyFile?: unknown }) => {
+    const certFile = optional(d.certFile, 'certFile');
+    const keyFile = optional(d.keyFile, 'keyFile');
+    if ((certFile === undefined) !== (keyFile === undefined)) throw new KcpInvalidOptionError(`log.${name}: certFile and keyFile go together`);
+    return certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined;
+  };
+  const spool = (d: { spoolDir?: unknown; spoolMaxBytes?: unknown }) => {
+    const dir = optional(d.spoolDir, 'spoolDir');
+    const maxBytes = integer(d.spoolMaxBytes, `${name}.spoolMaxBytes`, 64 << 20, 0, Number.MAX_SAFE_INTEGER);
+    return dir === undefined ? undefined : { dir, maxBytes };
+  };
   if (typeof dest === 'object' && dest !== null && typeof (dest as SyslogDestination).syslog === 'string') {
     const d = dest as SyslogDestination;
     checkKeys(d, syslogKeys, `log.${name}`);
-    const m = /^(udp|tcp|tls):\/\/(\[[^\]]+\]|[^:/]+):(\d+)$/.exec(d.syslog);
-    if (!m || !isIP(m[2]!.replace(/^\[|\]$/g, '')) || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+    const target = parseSyslogUrl(d.syslog);
+    if (!target) {
       throw new KcpInvalidOptionError(`log.${name}.syslog must be udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT, got ${d.syslog}`);
     }
-    if (m[1] === 'tls' && typeof d.caFile !== 'string') {
-      throw new KcpInvalidOptionError(`log.${name}: a tls:// syslog output needs caFile`);
+    const caFile = optional(d.caFile, 'caFile');
+    const serverName = optional(d.serverName, 'serverName');
+    const cert = clientCert(d);
+    let transport: NativeSyslogTransport;
+    if (target.transport === 'tls') {
+      if (caFile === undefined) throw new KcpInvalidOptionError(`log.${name}: a tls:// syslog output needs caFile`);
+      transport = { kind: 'tls', caFile, serverName, clientCert: cert };
+    } else {
+      // Taken and ignored as before: only TLS has a CA, a name or a client certificate.
+      transport = { kind: target.transport };
     }
-    const optional = (v: unknown, key: string) => {
-      if (v !== undefined && typeof v !== 'string') throw new KcpInvalidOptionError(`log.${name}.${key} must be a string`);
-      return v as string | undefined;
-    };
     return {
-      destination: 'syslog',
-      url: d.syslog,
-      caFile: optional(d.caFile, 'caFile'),
-      serverName: optional(d.serverName, 'serverName'),
-      certFile: optional(d.certFile, 'certFile'),
-      keyFile: optional(d.keyFile, 'keyFile'),
-      spoolDir: optional(d.spoolDir, 'spoolDir'),
-      spoolMaxBytes: integer(d.spoolMaxBytes, `${name}.spoolMaxBytes`, 64 << 20, 0, Number.MAX_SAFE_INTEGER),
-      queueRecords: integer(d.queueRecords, `${name}.queueRecords`, 10_000, 1, 10_000_000),
+      destination: {
+        type: 'syslog',
+        transport,
+        address: target.address,
+        port: target.port,
+        spool: spool(d),
+        queueRecords: integer(d.queueRecords, `${name}.queueRecords`, 10_000, 1, 10_000_000),
+      },
       ...common,
     };
   }
@@ -436,29 +459,46 @@ function resolveOutput(dest: unknown, format: unknown, level: unknown, name: str
     if (typeof d.kind !== 'string' || !Object.hasOwn(formats, d.kind)) throw new KcpInvalidOptionError(`log.${name}.kind must be hec, elastic or otlp`);
     if (d.kind === 'hec' && typeof d.token !== 'string') throw new KcpInvalidOptionError(`log.${name}: a hec output needs token`);
     if (url.protocol === 'https:' && typeof d.caFile !== 'string') throw new KcpInvalidOptionError(`log.${name}: an https output needs caFile`);
-    if ((d.certFile === undefined) !== (d.keyFile === undefined)) throw new KcpInvalidOptionError(`log.${name}: certFile and keyFile go together`);
-    if (d.certFile !== undefined && url.protocol !== 'https:') throw new KcpInvalidOptionError(`log.${name}: certFile needs an https URL`);
+    const cert = clientCert(d);
+    if (cert !== undefined && url.protocol !== 'https:') throw new KcpInvalidOptionError(`log.${name}: certFile needs an https URL`);
+    const collector: NativeHttpCollector =
+      d.kind === 'hec' ? { kind: 'hec', token: d.token as string } : d.kind === 'elastic' ? { kind: 'elastic', index: optional(d.index, 'index') ?? 'kcpwatch' } : { kind: 'otlp' };
     return {
-      destination: 'http',
-      url: d.http,
-      httpKind: d.kind,
-      token: d.token,
-      index: d.index ?? 'kcpwatch',
-      caFile: d.caFile,
-      certFile: d.certFile,
-      keyFile: d.keyFile,
-      gzip: d.gzip ?? true,
-      batchRecords: integer(d.batchRecords, `${name}.batchRecords`, 500, 1, 100_000),
-      batchDelayMs: integer(d.batchDelayMs, `${name}.batchDelayMs`, 1000, 1, 600_000),
-      spoolDir: d.spoolDir,
-      spoolMaxBytes: integer(d.spoolMaxBytes, `${name}.spoolMaxBytes`, 64 << 20, 0, Number.MAX_SAFE_INTEGER),
-      queueRecords: integer(d.queueRecords, `${name}.queueRecords`, 10_000, 1, 10_000_000),
+      destination: {
+        type: 'http',
+        url: d.http,
+        collector,
+        caFile: optional(d.caFile, 'caFile'),
+        clientCert: cert,
+        gzip: d.gzip ?? true,
+        batchRecords: integer(d.batchRecords, `${name}.batchRecords`, 500, 1, 100_000),
+        batchDelayMs: integer(d.batchDelayMs, `${name}.batchDelayMs`, 1000, 1, 600_000),
+        spool: spool(d),
+        queueRecords: integer(d.queueRecords, `${name}.queueRecords`, 10_000, 1, 10_000_000),
+      },
       ...common,
       // The collector takes one shape; the format follows the kind.
       format: formats[d.kind],
     };
   }
   throw new KcpInvalidOptionError(`log.${name} must be 'stdout', 'stderr', 'none', { file }, { syslog } or { http }, got ${describe(dest)}`);
+}
+
+/**
+ * A syslog URL in its parts, or `undefined` when it is not `udp|tcp|tls://IP:PORT` (an IPv6
+ * address in brackets; no host names: the output connects from its own thread, which does
+ * not resolve).
+ */
+export function parseSyslogUrl(text: string): { transport: 'udp' | 'tcp' | 'tls'; address: string; port: number } | undefined {
+  const m = /^(udp|tcp|tls):\/\/(\[[^\]]+\]|[^:/]+):(\d+)$/.exec(text);
+  if (!m) return undefined;
+  const bracketed = m[2]!.startsWith('[');
+  const address = bracketed ? m[2]!.slice(1, -1) : m[2]!;
+  const port = Number(m[3]);
+  // Brackets exactly around IPv6, and no zone (`%eth0`, which isIP takes): the native side
+  // takes plain addresses only.
+  if (isIP(address) !== (bracketed ? 6 : 4) || address.includes('%') || port < 1 || port > 65535) return undefined;
+  return { transport: m[1] as 'udp' | 'tcp' | 'tls', address, port };
 }
 
 function resolveFormat(format: unknown): LogFormat {

@@ -5,28 +5,31 @@
  *
  * Every type of the boundary comes from `native.d.ts`, which `napi build` writes from the
  * `#[napi]` declarations in crates/kcpwatch-node: a field added, removed or retyped in Rust
- * flows through here, or fails `tsc` where the TypeScript side no longer fits. Only what napi
- * cannot say is refined by hand below. `npm run lint` fails when the committed `native.d.ts`
- * differs from the one the build wrote.
+ * flows through here, or fails `tsc` where the TypeScript side no longer fits. Nothing is
+ * retyped by hand: napi writes string enums as unions of their names (`"constEnum": false` in
+ * package.json), so checked strings pass as they are. `npm run lint` fails when the committed
+ * `native.d.ts` differs from the one the build wrote.
  */
 
-import type * as Generated from '../native';
 import type {
   AddressInfo,
   ConnectedInfo,
   DetectionOptions,
   EndpointOptions,
+  HttpCollectorOptions,
   LimitOptions,
   LogOptions,
   ModeOption,
   NativeEndpoint,
   OutputOptions,
   SessionOptions,
+  SyslogTransportOptions,
 } from '../native';
+import type * as Generated from '../native';
 import { loadNative } from './native-loader';
 import type { Mode, ResolvedKcpOptions, ResolvedLimits } from './options';
 
-export type { NativeConnectionStats, NativeStats } from '../native';
+export type { NativeConnectionStats } from '../native';
 export type NativeAddressInfo = AddressInfo;
 export type NativeConnectedInfo = ConnectedInfo;
 export type NativeSessionOptions = SessionOptions;
@@ -34,35 +37,27 @@ export type NativeSessionOptions = SessionOptions;
 export type NativeDetectionOptions = DetectionOptions;
 /** Security event logging as the addon takes it (`resolveLogOptions` makes it). */
 export type NativeLogOptions = LogOptions;
+/** One output, its destination in parts (a syslog URL split into transport, address and port). */
 export type NativeOutputOptions = OutputOptions;
-
-/**
- * napi declares `mode` as the const enum `ModeOption`, which a string literal does not satisfy;
- * the addon converts the enum's string values, so JavaScript passes those.
- */
-export type NativeEndpointOptions = Omit<EndpointOptions, 'mode'> & { mode: Mode };
-
+export type NativeSyslogTransport = SyslogTransportOptions;
+export type NativeHttpCollector = HttpCollectorOptions;
+export type NativeEndpointOptions = EndpointOptions;
 export type NativeEndpointHandle = NativeEndpoint;
+export type { FormatOption as NativeFormat, RuleId as NativeRuleId, SeverityOption as NativeSeverity } from '../native';
 
-/** A factory of `NativeEndpoint` taking the refined options in place of napi's. */
-type TakingNativeOptions<F> = F extends (options: EndpointOptions, ...rest: infer Rest) => infer R ? (options: NativeEndpointOptions, ...rest: Rest) => R : never;
+export const native: typeof Generated = loadNative() as typeof Generated;
 
-type NativeModule = Omit<typeof Generated, 'NativeEndpoint'> & {
-  NativeEndpoint: {
-    listen: TakingNativeOptions<typeof NativeEndpoint.listen>;
-    client: TakingNativeOptions<typeof NativeEndpoint.client>;
-  };
-};
-
-export const native: NativeModule = loadNative() as NativeModule;
-
-// Values the TypeScript options modules resolve must be exactly what the addon declares: a
-// knob, limit or mode added on one side only is a compile error here rather than an option
-// silently dropped (an extra property of a non-literal object is not checked at the call).
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-type Assert<T extends true> = T;
+// Names the TypeScript options modules check must be exactly the addon's enums (napi writes
+// each Rust enum as a union of its names): a value added on one side only is a compile error
+// rather than an option refused at listen() or silently dropped (an extra property of a
+// non-literal object is not checked at the call). The modules that own a list assert it
+// (log.ts: formats and severities; detection.ts: rule ids) with these two.
 /** @internal */
-export type ModesAgree = Assert<Same<Mode, `${ModeOption}`>>;
+export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/** @internal */
+export type Assert<T extends true> = T;
+/** @internal */
+export type ModesAgree = Assert<Same<Mode, ModeOption>>;
 /** @internal */
 export type SessionOptionsAgree = Assert<Same<ResolvedKcpOptions, SessionOptions>>;
 /** @internal */

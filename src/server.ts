@@ -36,7 +36,8 @@ import type { KcpEvent } from './event-types';
 import { eventCallback, parseEvents, resolveLogOptions, type LogOptions } from './log';
 import { rethrowLater, type AcceptedRecord, type AuthRequestRecord, type CloseInfo, type FailReason } from './records';
 import type { DetectionOptions } from './detection';
-import type { NativeEndpointOptions, NativeLogOptions, NativeStats } from './native';
+import type { NativeEndpointOptions, NativeLogOptions } from './native';
+import { statsFromValues, type ServerStats } from './generated/stats';
 import { endpointOptions, resolveHost, resolveHostOption } from './endpoint-options';
 import { checkLogFilePath, checkReadableFile, logPaths, openLogFiles, type LogFileOption } from './log-files';
 import { Transport } from './transport';
@@ -202,8 +203,7 @@ export interface ServerCloseOptions {
 
 const closeOptionKeys = keysOf<ServerCloseOptions>({ linger: true, force: true });
 
-/** The counters of `server.stats()` and `client.stats()` (`docs/metrics.md`). */
-export type ServerStats = NativeStats;
+export type { ServerStats };
 
 /**
  * Which connections `server.broadcast()` sends to: a test on each, the connections themselves,
@@ -590,7 +590,7 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   /** Counters of the socket and its engines. */
   stats(): ServerStats {
     if (!this.transport || this.transport.native.closed) throw new KcpClosedError('server is not listening');
-    return this.transport.native.stats();
+    return statsFromValues(this.transport.native.stats());
   }
 
   /**

@@ -10,6 +10,7 @@
 //! | `docs/events.md` | the catalogue table between its `BEGIN`/`END generated` markers |
 //! | `src/generated/rules.ts` | from `kcpwatch_proto::events::DropRule`: the rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`, `UnrefusedAttempt`); the same declaration gives the schema its `rule` vocabulary, `trigger_rule` and the rule constraints of `kcp:connection_failed`, and codegen fails if `docs/events.md` has no row for a rule |
 //! | `src/generated/error-codes.ts` | from `kcpwatch_proto::ErrorCode`, not the catalogue: every stable failure code (`KCP_ERR_*`) with its doc line; `src/errors.ts` registers one class per code |
+//! | `src/generated/stats.ts`, the metric and stats tables of `docs/metrics.md` | from `kcpwatch::stats` (`STATS`, `METRICS`), not the catalogue: each field of `server.stats()` (name, type, doc; the addon returns the values in this order) and each Prometheus family of `server.metrics()` (name, type, help, labels, fields) |
 //! | `src/generated/kcp-options.ts` | from `kcpwatch_proto::config` (`Knob`, `Preset`), not the catalogue: each KCP knob's type, default and range, and the presets |
 //!
 //! Every generated file says it is generated, and from what.
@@ -22,6 +23,7 @@ mod error_codes;
 mod options;
 mod rules;
 mod schema;
+mod stats;
 mod ts;
 
 use std::path::Path;
@@ -71,6 +73,8 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
         },
         options::generated(),
         error_codes::generated(),
+        stats::ts(),
+        stats::docs(&read(stats::DOCS_PATH)?)?,
         Generated {
             path: rules::TS_PATH,
             contents: rules::ts(),

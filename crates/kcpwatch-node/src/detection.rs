@@ -14,8 +14,7 @@ use crate::errors::invalid;
 /// One rule's threshold and window.
 #[napi(object)]
 pub struct RuleThresholdOptions {
-    /// `KCPW-001` ... `KCPW-010`.
-    pub rule: String,
+    pub rule: RuleId,
     pub threshold: u32,
     /// Milliseconds.
     pub window: u32,
@@ -36,15 +35,84 @@ pub struct DetectionOptions {
     /// Enforcement: milliseconds a flagged source may open no new connection (0: off).
     pub refuse_ms: u32,
     /// Rules that enforce (empty: every per-source rule).
-    pub enforce_rules: Vec<String>,
-    /// Networks never refused, `ADDRESS/PREFIX`.
-    pub allow_list: Vec<String>,
+    pub enforce_rules: Vec<RuleId>,
+    /// Networks never refused (`ADDRESS/PREFIX`, split and checked by `resolveDetection`).
+    pub allow_list: Vec<NetworkOptions>,
+}
+
+/// A network: an IP address literal and a prefix length (at most 32 for IPv4, 128 for IPv6).
+#[napi(object)]
+pub struct NetworkOptions {
+    pub address: String,
+    pub prefix: u32,
+}
+
+/// A rule's stable id (`rule_id`), shared with the Sigma rules in `rules/`.
+#[napi(string_enum)]
+#[derive(Clone, Copy)]
+pub enum RuleId {
+    #[napi(value = "KCPW-001")]
+    Kcpw001,
+    #[napi(value = "KCPW-002")]
+    Kcpw002,
+    #[napi(value = "KCPW-003")]
+    Kcpw003,
+    #[napi(value = "KCPW-004")]
+    Kcpw004,
+    #[napi(value = "KCPW-005")]
+    Kcpw005,
+    #[napi(value = "KCPW-006")]
+    Kcpw006,
+    #[napi(value = "KCPW-007")]
+    Kcpw007,
+    #[napi(value = "KCPW-008")]
+    Kcpw008,
+    #[napi(value = "KCPW-009")]
+    Kcpw009,
+    #[napi(value = "KCPW-010")]
+    Kcpw010,
+}
+
+impl From<RuleId> for Rule {
+    fn from(id: RuleId) -> Self {
+        match id {
+            RuleId::Kcpw001 => Rule::HandshakeFloodSource,
+            RuleId::Kcpw002 => Rule::HandshakeFloodGlobal,
+            RuleId::Kcpw003 => Rule::FailedHandshakesSource,
+            RuleId::Kcpw004 => Rule::ConvScanSource,
+            RuleId::Kcpw005 => Rule::InvalidBurst,
+            RuleId::Kcpw006 => Rule::DeadLinkBurst,
+            RuleId::Kcpw007 => Rule::ErrorRateSpike,
+            RuleId::Kcpw008 => Rule::ChurnSource,
+            RuleId::Kcpw009 => Rule::PerIpCap,
+            RuleId::Kcpw010 => Rule::DecryptFailedSource,
+        }
+    }
+}
+
+// No catch-all either way: a rule added to kcpwatch-proto fails to compile here until it has
+// an id JavaScript can name.
+impl From<Rule> for RuleId {
+    fn from(rule: Rule) -> Self {
+        match rule {
+            Rule::HandshakeFloodSource => RuleId::Kcpw001,
+            Rule::HandshakeFloodGlobal => RuleId::Kcpw002,
+            Rule::FailedHandshakesSource => RuleId::Kcpw003,
+            Rule::ConvScanSource => RuleId::Kcpw004,
+            Rule::InvalidBurst => RuleId::Kcpw005,
+            Rule::DeadLinkBurst => RuleId::Kcpw006,
+            Rule::ErrorRateSpike => RuleId::Kcpw007,
+            Rule::ChurnSource => RuleId::Kcpw008,
+            Rule::PerIpCap => RuleId::Kcpw009,
+            Rule::DecryptFailedSource => RuleId::Kcpw010,
+        }
+    }
 }
 
 /// A built-in rule and its defaults.
 #[napi(object)]
 pub struct RuleInfo {
-    pub id: String,
+    pub id: RuleId,
     pub name: String,
     pub threshold: u32,
     /// Milliseconds.
@@ -56,14 +124,6 @@ pub struct RuleInfo {
     pub technique: Option<String>,
     /// A rate rule (KCPW-007): the attempts in its window below which it does not fire.
     pub min_attempts: Option<u32>,
-}
-
-fn rule_by_id(id: &str) -> crate::errors::Result<Rule> {
-    Rule::ALL.into_iter().find(|r| r.id() == id).ok_or_else(|| {
-        invalid(format!(
-            "unknown detection rule {id:?} (KCPW-001 to KCPW-010)"
-        ))
-    })
 }
 
 fn slot(config: &mut DetectorConfig, rule: Rule) -> ThresholdSlot<'_> {
@@ -108,7 +168,7 @@ pub(crate) fn detector_config(o: &DetectionOptions) -> crate::errors::Result<Det
         ..DetectorConfig::default()
     };
     for t in &o.thresholds {
-        let rule = rule_by_id(&t.rule)?;
+        let rule = Rule::from(t.rule);
         match slot(&mut config, rule) {
             ThresholdSlot::Plain(slot) => {
                 *slot = Threshold {
@@ -122,28 +182,27 @@ pub(crate) fn detector_config(o: &DetectionOptions) -> crate::errors::Result<Det
             }
         }
     }
-    config.enforce_rules = o
-        .enforce_rules
-        .iter()
-        .map(|id| rule_by_id(id))
-        .collect::<crate::errors::Result<_>>()?;
+    config.enforce_rules = o.enforce_rules.iter().map(|&id| Rule::from(id)).collect();
     config.allow_list = o
         .allow_list
         .iter()
         .map(|net| {
-            let (ip, len) = net.split_once('/').unwrap_or((net, ""));
-            let ip: IpAddr = ip
-                .parse()
-                .map_err(|_| invalid(format!("allowList entry {net:?} is not ADDRESS/PREFIX")))?;
+            let ip: IpAddr = net.address.parse().map_err(|_| {
+                invalid(format!(
+                    "allowList address {:?} is not an IP address",
+                    net.address
+                ))
+            })?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len = if len.is_empty() {
-                max
-            } else {
-                len.parse::<u8>()
-                    .ok()
-                    .filter(|l| *l <= max)
-                    .ok_or_else(|| invalid(format!("allowList entry {net:?} has a bad prefix")))?
-            };
+            let len = u8::try_from(net.prefix)
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "allowList entry {}/{} has a bad prefix",
+                        net.address, net.prefix
+                    ))
+                })?;
             Ok((ip, len))
         })
         .collect::<crate::errors::Result<_>>()?;
@@ -170,7 +229,7 @@ pub fn detector_rules() -> Vec<RuleInfo> {
                     | Rule::DecryptFailedSource
             );
             RuleInfo {
-                id: rule.id().into(),
+                id: rule.into(),
                 name: rule.name().into(),
                 threshold,
                 window: window as u32,

@@ -116,56 +116,194 @@ pub struct LimitOptions {
     pub max_pending_auth: u32,
 }
 
-/// One output of the records, resolved by the TypeScript log options.
+/// One output of the records, checked and resolved by `resolveLogOptions` (src/log.ts): every
+/// name arrives as an enum and every address in parts, so nothing here parses a string.
 #[napi(object)]
 pub struct OutputOptions {
-    /// `stdout`, `stderr`, `file` or `none`.
-    pub destination: String,
-    /// The path for `file`.
-    pub file: Option<String>,
-    /// Rotate the file past this many bytes (0: never by size).
-    pub max_bytes: Option<f64>,
-    /// Rotate the file when it is older than this many milliseconds (0: never by age).
-    pub max_age_ms: Option<f64>,
-    /// Rotated files kept.
-    pub keep: Option<u32>,
-    /// For `syslog`: `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT` (HOST an IP
-    /// address; names are resolved in JavaScript).
-    pub url: Option<String>,
-    /// For `tls://`: the CA file (PEM) the receiver's certificate must chain to.
-    pub ca_file: Option<String>,
-    /// For `tls://`: the name the receiver's certificate must carry (default: the host).
-    pub server_name: Option<String>,
-    /// For `tls://` and `https://`: a client certificate chain and key (PEM), when the receiver
-    /// asks for one.
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    /// For `tcp://` and `tls://`: the on-disk spool for when the receiver is down.
-    pub spool_dir: Option<String>,
-    pub spool_max_bytes: Option<f64>,
-    /// Records held in memory for the receiver.
-    pub queue_records: Option<u32>,
-    /// For `http`: `hec`, `elastic` or `otlp`.
-    pub http_kind: Option<String>,
-    /// For `http` kind `hec`: the token.
-    pub token: Option<String>,
-    /// For `http` kind `elastic`: the index or data stream.
-    pub index: Option<String>,
-    /// For `http`: compress request bodies.
-    pub gzip: Option<bool>,
-    pub batch_records: Option<u32>,
-    pub batch_delay_ms: Option<u32>,
-    /// `json`, `ecs`, `ocsf`, `cef`, `rfc5424`, `gelf`, `hec` or `otlp`.
-    pub format: String,
-    /// The least severe records this output takes: a syslog name.
-    pub level: String,
+    /// Where the records go.
+    pub destination: DestinationOptions,
+    /// The format records are written in.
+    pub format: FormatOption,
+    /// The least severe records this output takes.
+    pub level: SeverityOption,
+}
+
+/// Where one output writes, for example `{ type: 'syslog', transport: { kind: 'tls', caFile },
+/// address: '127.0.0.1', port: 6514, queueRecords: 10000 }`.
+#[napi(discriminant = "type", discriminant_case = "lowercase")]
+pub enum DestinationOptions {
+    /// The process's standard output.
+    Stdout,
+    /// The process's standard error.
+    Stderr,
+    /// Nowhere (records still reach JavaScript listeners).
+    None,
+    /// A file, appended to and rotated.
+    File {
+        path: String,
+        // Rotate the file past this many bytes (0: never by size).
+        max_bytes: f64,
+        // Rotate the file when it is older than this many milliseconds (0: never by age).
+        max_age_ms: f64,
+        // Rotated files kept.
+        keep: u32,
+    },
+    /// A syslog receiver.
+    Syslog {
+        // The transport, with what TLS needs.
+        transport: SyslogTransportOptions,
+        // An IP address literal (checked by `isIP`; names are refused in JavaScript).
+        address: String,
+        port: u32,
+        // The on-disk spool for when the receiver is down.
+        spool: Option<SpoolOptions>,
+        // Records held in memory for the receiver.
+        queue_records: u32,
+    },
+    /// An HTTP collector that takes batches.
+    Http {
+        // `http(s)://HOST:PORT/path`, checked by `new URL` (the output's thread resolves the
+        // host and the HTTP client takes the URL as it is).
+        url: String,
+        // The kind of collector.
+        collector: HttpCollectorOptions,
+        // For `https`: the CA file (PEM) the collector's certificate must chain to.
+        ca_file: Option<String>,
+        // For `https`: a client certificate chain and key (mutual TLS).
+        client_cert: Option<ClientCertOptions>,
+        // Compress request bodies.
+        gzip: bool,
+        batch_records: u32,
+        batch_delay_ms: u32,
+        spool: Option<SpoolOptions>,
+        queue_records: u32,
+    },
+}
+
+/// A syslog transport: RFC 5426, RFC 6587 (octet counting) or RFC 5425, as
+/// `{ kind: 'tls', caFile, serverName?, clientCert? }`.
+#[napi(discriminant = "kind", discriminant_case = "lowercase")]
+pub enum SyslogTransportOptions {
+    /// One record per datagram.
+    Udp,
+    /// Octet-counted records over TCP.
+    Tcp,
+    /// Octet-counted records over TLS.
+    Tls {
+        // The CA file (PEM) the receiver's certificate must chain to.
+        ca_file: String,
+        // The name the receiver's certificate must carry (default: the address).
+        server_name: Option<String>,
+        // A client certificate chain and key, when the receiver asks for one.
+        client_cert: Option<ClientCertOptions>,
+    },
+}
+
+/// The kind of an HTTP collector, with what that kind needs.
+#[napi(discriminant = "kind", discriminant_case = "lowercase")]
+pub enum HttpCollectorOptions {
+    /// Splunk HTTP Event Collector.
+    Hec { token: String },
+    /// Elasticsearch `_bulk`, into an index or data stream.
+    Elastic { index: String },
+    /// OTLP/HTTP logs.
+    Otlp,
+}
+
+/// A client certificate chain and its key (PEM files).
+#[napi(object)]
+pub struct ClientCertOptions {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// An on-disk spool for when a receiver is down.
+#[napi(object)]
+pub struct SpoolOptions {
+    pub dir: String,
+    /// Beyond this many bytes the newest records are dropped and counted.
+    pub max_bytes: f64,
+}
+
+/// An output format, as `logFormats` (src/log.ts) names it.
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy)]
+pub enum FormatOption {
+    Json,
+    Ecs,
+    Ocsf,
+    Cef,
+    Rfc5424,
+    Gelf,
+    Hec,
+    Otlp,
+}
+
+impl From<FormatOption> for Format {
+    fn from(format: FormatOption) -> Self {
+        match format {
+            FormatOption::Json => Format::Json,
+            FormatOption::Ecs => Format::Ecs,
+            FormatOption::Ocsf => Format::Ocsf,
+            FormatOption::Cef => Format::Cef,
+            FormatOption::Rfc5424 => Format::Rfc5424,
+            FormatOption::Gelf => Format::Gelf,
+            FormatOption::Hec => Format::SplunkHec,
+            FormatOption::Otlp => Format::OtlpJson,
+        }
+    }
+}
+
+/// A syslog severity, as `severities` (src/log.ts) names it.
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy)]
+pub enum SeverityOption {
+    Emergency,
+    Alert,
+    Critical,
+    Error,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl From<SeverityOption> for Severity {
+    fn from(severity: SeverityOption) -> Self {
+        match severity {
+            SeverityOption::Emergency => Severity::Emergency,
+            SeverityOption::Alert => Severity::Alert,
+            SeverityOption::Critical => Severity::Critical,
+            SeverityOption::Error => Severity::Error,
+            SeverityOption::Warning => Severity::Warning,
+            SeverityOption::Notice => Severity::Notice,
+            SeverityOption::Info => Severity::Informational,
+            SeverityOption::Debug => Severity::Debug,
+        }
+    }
+}
+
+/// How IP addresses appear in the records (docs/privacy.md), checked by `resolvePrivacy`
+/// (src/log.ts).
+#[napi(discriminant = "mode", discriminant_case = "lowercase")]
+pub enum IpPrivacyOptions {
+    /// Addresses as they are.
+    Full,
+    /// No addresses.
+    Omit,
+    /// Addresses cut to a prefix.
+    Truncate { v4_prefix: u32, v6_prefix: u32 },
+    /// Keyed HMAC-SHA256 pseudonyms.
+    Hmac { key_id: String, key: Buffer },
+    /// Prefix-preserving Crypto-PAn pseudonyms.
+    Cryptopan { key: Buffer },
 }
 
 /// Security event logging, resolved by the TypeScript log options.
 #[napi(object)]
 pub struct LogOptions {
-    /// Lowest severity produced: a syslog name (`info`, `notice`, ...).
-    pub level: String,
+    /// Lowest severity produced.
+    pub level: SeverityOption,
     /// Where the records go, each output in its format.
     pub outputs: Vec<OutputOptions>,
     pub ring_capacity: u32,
@@ -181,180 +319,128 @@ pub struct LogOptions {
     pub community_id_seed: u32,
     /// Hand records to JavaScript from the start.
     pub deliver_to_js: Option<bool>,
-    /// `full`, `truncate`, `hmac`, `cryptopan` or `omit`.
-    pub ip_privacy: String,
-    pub ip_v4_prefix: u32,
-    pub ip_v6_prefix: u32,
-    pub ip_key_id: Option<String>,
-    pub ip_key: Option<Buffer>,
+    pub ip_privacy: IpPrivacyOptions,
     pub community_id_over_transformed: bool,
 }
 
-fn ip_privacy(o: &LogOptions) -> crate::errors::Result<IpPrivacy> {
+fn ip_privacy(o: &IpPrivacyOptions) -> crate::errors::Result<IpPrivacy> {
     let prefix = |v: u32, name: &str| {
         u8::try_from(v).map_err(|_| invalid(format!("ipPrivacy.{name} {v} is out of range")))
     };
-    let key = || {
-        o.ip_key
-            .as_ref()
-            .map(|k| k.to_vec())
-            .ok_or_else(|| invalid(format!("ipPrivacy mode {} needs a key", o.ip_privacy)))
-    };
-    match o.ip_privacy.as_str() {
-        "full" => Ok(IpPrivacy::Full),
-        "omit" => Ok(IpPrivacy::Omit),
-        "truncate" => IpPrivacy::truncate(
-            prefix(o.ip_v4_prefix, "v4Prefix")?,
-            prefix(o.ip_v6_prefix, "v6Prefix")?,
+    match o {
+        IpPrivacyOptions::Full => Ok(IpPrivacy::Full),
+        IpPrivacyOptions::Omit => Ok(IpPrivacy::Omit),
+        IpPrivacyOptions::Truncate {
+            v4_prefix,
+            v6_prefix,
+        } => IpPrivacy::truncate(
+            prefix(*v4_prefix, "v4Prefix")?,
+            prefix(*v6_prefix, "v6Prefix")?,
         )
         .map_err(invalid),
-        "hmac" => {
-            let key_id = o
-                .ip_key_id
-                .as_deref()
-                .ok_or_else(|| invalid("ipPrivacy mode hmac needs a keyId"))?;
-            IpPrivacy::hmac(key_id, &key()?).map_err(invalid)
-        }
-        "cryptopan" => IpPrivacy::cryptopan(&key()?).map_err(invalid),
-        other => Err(invalid(format!(
-            "ipPrivacy mode {other:?} needs to be full, truncate, hmac, cryptopan or omit"
-        ))),
+        IpPrivacyOptions::Hmac { key_id, key } => IpPrivacy::hmac(key_id, key).map_err(invalid),
+        IpPrivacyOptions::Cryptopan { key } => IpPrivacy::cryptopan(key).map_err(invalid),
     }
-}
-
-fn severity(name: &str) -> crate::errors::Result<Severity> {
-    Severity::from_name(name)
-        .ok_or_else(|| invalid(format!("log level {name:?} is not a syslog severity name")))
 }
 
 fn output(o: &OutputOptions) -> crate::errors::Result<LogOutput> {
-    let destination = match (o.destination.as_str(), &o.file) {
-        ("stdout", _) => LogDestination::Stdout,
-        ("stderr", _) => LogDestination::Stderr,
-        ("none", _) => LogDestination::None,
-        ("file", Some(path)) => LogDestination::File {
+    let destination = match &o.destination {
+        DestinationOptions::Stdout => LogDestination::Stdout,
+        DestinationOptions::Stderr => LogDestination::Stderr,
+        DestinationOptions::None => LogDestination::None,
+        DestinationOptions::File {
+            path,
+            max_bytes,
+            max_age_ms,
+            keep,
+        } => LogDestination::File {
             path: path.into(),
             rotation: Rotation {
-                max_bytes: o.max_bytes.unwrap_or(0.0).max(0.0) as u64,
-                max_age: o
-                    .max_age_ms
-                    .filter(|ms| *ms > 0.0)
-                    .map(|ms| Duration::from_millis(ms as u64)),
-                keep: o.keep.unwrap_or(5),
+                max_bytes: max_bytes.max(0.0) as u64,
+                max_age: (*max_age_ms > 0.0).then(|| Duration::from_millis(*max_age_ms as u64)),
+                keep: *keep,
             },
         },
-        ("syslog", _) => LogDestination::Syslog(syslog_sink(o)?),
-        ("http", _) => LogDestination::Http(http_sink(o)?),
-        (other, _) => {
-            return Err(invalid(format!(
-                "log destination {other:?} needs to be stdout, stderr, none, a file or syslog"
-            )))
+        DestinationOptions::Syslog {
+            transport,
+            address,
+            port: p,
+            spool: spool_options,
+            queue_records,
+        } => {
+            let addr = SocketAddr::new(ip(address)?, port(*p)?);
+            let target = match transport {
+                SyslogTransportOptions::Udp => SyslogTarget::Udp(addr),
+                SyslogTransportOptions::Tcp => SyslogTarget::Tcp(addr),
+                SyslogTransportOptions::Tls {
+                    ca_file,
+                    server_name,
+                    client_cert: cert,
+                } => SyslogTarget::Tls {
+                    addr,
+                    server_name: server_name.clone().unwrap_or_else(|| addr.ip().to_string()),
+                    ca_file: ca_file.into(),
+                    client_cert: client_cert(cert),
+                },
+            };
+            let mut config = SyslogSinkConfig::new(target);
+            config.spool = spool(spool_options);
+            config.queue_records = (*queue_records).max(1) as usize;
+            LogDestination::Syslog(config)
+        }
+        DestinationOptions::Http {
+            url,
+            collector,
+            ca_file,
+            client_cert: cert,
+            gzip,
+            batch_records,
+            batch_delay_ms,
+            spool: spool_options,
+            queue_records,
+        } => {
+            let kind = match collector {
+                HttpCollectorOptions::Hec { token } => HttpKind::SplunkHec {
+                    token: token.clone(),
+                },
+                HttpCollectorOptions::Elastic { index } => HttpKind::ElasticBulk {
+                    index: index.clone(),
+                },
+                HttpCollectorOptions::Otlp => HttpKind::OtlpHttp,
+            };
+            let mut config = HttpSinkConfig::new(kind, url.clone());
+            config.ca_file = ca_file.as_ref().map(Into::into);
+            config.client_cert = client_cert(cert);
+            config.gzip = *gzip;
+            config.batch_records = (*batch_records).max(1) as usize;
+            config.batch_delay = Duration::from_millis(u64::from((*batch_delay_ms).max(1)));
+            config.queue_records = (*queue_records).max(1) as usize;
+            config.spool = spool(spool_options);
+            LogDestination::Http(config)
         }
     };
-    let format = Format::from_name(&o.format)
-        .ok_or_else(|| invalid(format!("log format {:?} is not known", o.format)))?;
     Ok(LogOutput {
         destination,
-        format,
-        level: severity(&o.level)?,
+        format: o.format.into(),
+        level: o.level.into(),
     })
 }
 
-fn syslog_sink(o: &OutputOptions) -> crate::errors::Result<SyslogSinkConfig> {
-    let url = o.url.as_deref().unwrap_or_default();
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| invalid(format!("syslog url {url:?} needs udp://, tcp:// or tls://")))?;
-    let addr: SocketAddr = rest
-        .parse()
-        .map_err(|_| invalid(format!("syslog url {url:?} needs an IP address and a port")))?;
-    let target = match scheme {
-        "udp" => SyslogTarget::Udp(addr),
-        "tcp" => SyslogTarget::Tcp(addr),
-        "tls" => SyslogTarget::Tls {
-            addr,
-            server_name: o
-                .server_name
-                .clone()
-                .unwrap_or_else(|| addr.ip().to_string()),
-            ca_file: o
-                .ca_file
-                .as_ref()
-                .ok_or_else(|| invalid("a tls:// syslog output needs caFile"))?
-                .into(),
-            client_cert: client_cert(o)?,
-        },
-        other => {
-            return Err(invalid(format!(
-                "syslog scheme {other:?} needs to be udp, tcp or tls"
-            )))
-        }
-    };
-    let mut config = SyslogSinkConfig::new(target);
-    config.spool = spool(o);
-    if let Some(n) = o.queue_records {
-        config.queue_records = n.max(1) as usize;
-    }
-    Ok(config)
+fn client_cert(o: &Option<ClientCertOptions>) -> Option<(PathBuf, PathBuf)> {
+    o.as_ref()
+        .map(|c| (c.cert_file.as_str().into(), c.key_file.as_str().into()))
 }
 
-fn client_cert(o: &OutputOptions) -> crate::errors::Result<Option<(PathBuf, PathBuf)>> {
-    match (&o.cert_file, &o.key_file) {
-        (Some(cert), Some(key)) => Ok(Some((cert.into(), key.into()))),
-        (None, None) => Ok(None),
-        _ => Err(invalid("certFile and keyFile go together")),
-    }
-}
-
-fn spool(o: &OutputOptions) -> Option<SpoolConfig> {
-    o.spool_dir.as_ref().map(|dir| SpoolConfig {
-        dir: dir.into(),
-        max_bytes: o.spool_max_bytes.unwrap_or(64.0 * 1024.0 * 1024.0).max(0.0) as u64,
+fn spool(o: &Option<SpoolOptions>) -> Option<SpoolConfig> {
+    o.as_ref().map(|s| SpoolConfig {
+        dir: s.dir.as_str().into(),
+        max_bytes: s.max_bytes.max(0.0) as u64,
     })
-}
-
-fn http_sink(o: &OutputOptions) -> crate::errors::Result<HttpSinkConfig> {
-    let url = o
-        .url
-        .clone()
-        .ok_or_else(|| invalid("an http output needs its url"))?;
-    let kind = match o.http_kind.as_deref() {
-        Some("hec") => HttpKind::SplunkHec {
-            token: o
-                .token
-                .clone()
-                .ok_or_else(|| invalid("a hec output needs its token"))?,
-        },
-        Some("elastic") => HttpKind::ElasticBulk {
-            index: o.index.clone().unwrap_or_else(|| "kcpwatch".into()),
-        },
-        Some("otlp") => HttpKind::OtlpHttp,
-        other => {
-            return Err(invalid(format!(
-                "http kind {other:?} needs to be hec, elastic or otlp"
-            )))
-        }
-    };
-    let mut config = HttpSinkConfig::new(kind, url);
-    config.ca_file = o.ca_file.as_ref().map(Into::into);
-    config.client_cert = client_cert(o)?;
-    config.gzip = o.gzip.unwrap_or(true);
-    if let Some(n) = o.batch_records {
-        config.batch_records = n.max(1) as usize;
-    }
-    if let Some(ms) = o.batch_delay_ms {
-        config.batch_delay = Duration::from_millis(u64::from(ms.max(1)));
-    }
-    if let Some(n) = o.queue_records {
-        config.queue_records = n.max(1) as usize;
-    }
-    config.spool = spool(o);
-    Ok(config)
 }
 
 pub(crate) fn log_config(o: &LogOptions) -> crate::errors::Result<LogConfig> {
     Ok(LogConfig {
-        level: severity(&o.level)?,
+        level: o.level.into(),
         outputs: o
             .outputs
             .iter()
@@ -374,7 +460,7 @@ pub(crate) fn log_config(o: &LogOptions) -> crate::errors::Result<LogConfig> {
         sample_burst: o.sample_burst,
         sample_window_ms: o.sample_window.max(1),
         deliver_to_js: o.deliver_to_js.unwrap_or(false),
-        privacy: ip_privacy(o)?,
+        privacy: ip_privacy(&o.ip_privacy)?,
         community_id_over_transformed: o.community_id_over_transformed,
     })
 }

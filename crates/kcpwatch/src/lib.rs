@@ -15,7 +15,7 @@ mod io_thread;
 pub mod runtime;
 pub mod socket;
 pub mod stage_trace;
-mod stats;
+pub mod stats;
 mod udp;
 
 pub use delivery::{DeliveryQueue, RecordKind};
