@@ -369,11 +369,20 @@ test('renderMetrics: HELP and TYPE per family, escaped label values, and nothing
   t.throws(() => parseExposition('# HELP x h\n# TYPE x counter\nx 1'), { message: /newline/ });
 });
 
-test('metrics() before listen and after close is a KcpClosedError, like stats()', async (t) => {
-  const server = kcpwatch.createServer({ log: false });
+test('metrics() before listen is a KcpClosedError; after close it is the totals the server ended with, like stats()', async (t) => {
+  const server = kcpwatch.createServer({ mode: 'raw', log: false }, (conn) => conn.on('message', (m) => conn.send(m)));
   t.throws(() => server.metrics(), { instanceOf: kcpwatch.KcpClosedError });
-  await server.listen(0, '127.0.0.1');
+  t.throws(() => server.stats(), { instanceOf: kcpwatch.KcpClosedError });
+  const address = await server.listen(0, '127.0.0.1');
   t.regex(server.metrics(), /^# HELP kcpwatch_/);
+  const client = kcpwatch.connect({ host: '127.0.0.1', port: address.port, mode: 'raw', log: false });
+  t.teardown(() => client.close());
+  client.send('x');
+  await next(client, 'message');
   await server.close();
-  t.throws(() => server.metrics(), { instanceOf: kcpwatch.KcpClosedError });
+  const final = parseExposition(server.metrics());
+  t.is(final.value('kcpwatch_connections'), 0);
+  t.is(final.value('kcpwatch_connections_opened_total', { direction: 'passive' }), 1);
+  t.is(final.value('kcpwatch_connections_closed_total'), 1);
+  t.is(server.stats().closed, 1);
 });

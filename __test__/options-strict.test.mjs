@@ -96,3 +96,11 @@ test('close() is idempotent: once closing or closed, a further call does nothing
   t.notThrows(() => conn.close('x'), 'closed');
   t.notThrows(() => conn.close(), 'closed');
 });
+
+test("an empty log.outputs is refused, pointing at destination 'none' and log: false, not silently a log that writes nothing", (t) => {
+  const e = t.throws(() => kcpwatch.createServer({ log: { outputs: [] } }), invalid);
+  t.regex(e.message, /log\.outputs is empty/);
+  t.regex(e.message, /destination: 'none'/);
+  t.regex(e.message, /log: false/);
+  t.throws(() => kcpwatch.createClient({ log: { outputs: [] } }), invalid);
+});

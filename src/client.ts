@@ -426,12 +426,11 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
-   * Counters of the socket and its engines (as `server.stats()`). Throws `KcpClosedError` once
-   * closed, and while the host name resolves (there is no socket yet).
+   * Counters of the socket and its engines (as `server.stats()`); once closed, the totals it
+   * ended with. Throws `KcpClosedError` while the host name resolves (there is no socket yet).
    */
   stats(): ServerStats {
     if (!this.transport) throw new KcpClosedError(this.failure ? `client has no socket: ${this.failure.message}` : `client has no socket yet: resolving ${this.server}`);
-    if (this.transport.native.closed) throw new KcpClosedError('client is closed');
     return statsFromValues(this.transport.native.stats());
   }
 

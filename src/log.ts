@@ -339,6 +339,13 @@ export function resolveLogOptions(
   let outputs: NativeOutputOptions[];
   if (o.outputs !== undefined) {
     if (!Array.isArray(o.outputs)) throw new KcpInvalidOptionError('log.outputs must be an array');
+    if (o.outputs.length === 0) {
+      // An empty list would keep every record from every output without a word: say which
+      // option means what the caller probably wants.
+      throw new KcpInvalidOptionError(
+        "log.outputs is empty: give at least one output; for records only to 'event' listeners and onEvent use destination: 'none', and log: false turns them off",
+      );
+    }
     if (o.destination !== undefined || o.format !== undefined) {
       throw new KcpInvalidOptionError('log.outputs replaces log.destination and log.format; give one or the other');
     }

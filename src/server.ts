@@ -587,9 +587,12 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     return { hops, overflow: io.overflow + transport.stages.overflow };
   }
 
-  /** Counters of the socket and its engines. */
+  /**
+   * Counters of the socket and its engines; once closed, the totals it ended with (every
+   * connection's close included). Throws `KcpClosedError` before `listen()` has bound.
+   */
   stats(): ServerStats {
-    if (!this.transport || this.transport.native.closed) throw new KcpClosedError('server is not listening');
+    if (!this.transport) throw new KcpClosedError('server is not listening');
     return statsFromValues(this.transport.native.stats());
   }
 

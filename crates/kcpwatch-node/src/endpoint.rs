@@ -170,6 +170,16 @@ impl ExitHook {
 struct Leftover {
     records: Vec<u8>,
     events: Vec<u8>,
+    /// The counters the runtime ended with, in `STATS` order.
+    stats: Option<Vec<f64>>,
+}
+
+/// A runtime's counters as `stats()` hands them over: in `STATS` order.
+fn stats_values(s: &kcpwatch::RuntimeStats) -> Vec<f64> {
+    kcpwatch::stats::STATS
+        .iter()
+        .map(|field| (field.read)(s))
+        .collect()
 }
 
 /// One UDP socket with its I/O thread.
@@ -481,11 +491,13 @@ impl NativeEndpoint {
     /// 0 or 1): `statsFromValues` (src/generated/stats.ts) names them.
     #[napi]
     pub fn stats(&self) -> Result<Vec<f64>> {
+        if self.live.is_none() {
+            if let Some(stats) = &self.leftover.stats {
+                return Ok(stats.clone());
+            }
+        }
         let s = self.runtime()?.stats().map_err(to_js)?;
-        Ok(kcpwatch::stats::STATS
-            .iter()
-            .map(|field| (field.read)(&s))
-            .collect())
+        Ok(stats_values(&s))
     }
 
     /// One live connection's counters so far, or `null` for an unknown or closed handle.
@@ -564,6 +576,7 @@ impl NativeEndpoint {
             return Ok(());
         };
         live.runtime.shutdown();
+        self.leftover.stats = live.runtime.stats().ok().map(|s| stats_values(&s));
         // Appended: records a previous `takeRecords()` did not take are never dropped.
         self.leftover.records.extend(live.runtime.take_records());
         self.leftover.events.extend(live.runtime.take_events());

@@ -148,6 +148,7 @@ impl Runtime {
             events,
             stages: crate::stage_trace::StageShared::from_env(),
             io: Mutex::new(None),
+            final_stats: Mutex::new(None),
         });
         let (tx, rx) = unbounded();
         // The endpoint is built on the thread that runs it; setup failures come back over
@@ -347,11 +348,19 @@ impl Runtime {
         self.command(Command::InjectFault(handle))
     }
 
-    /// Counters, read on the I/O thread so they are consistent with each other.
+    /// Counters, read on the I/O thread so they are consistent with each other; after
+    /// [`Runtime::shutdown`], the totals it ended with.
     pub fn stats(&self) -> Result<RuntimeStats, RuntimeError> {
-        let (reply, answer) = bounded(1);
-        self.command(Command::Stats(reply))?;
-        let mut stats = answer.recv().map_err(|_| RuntimeError::Closed)?;
+        let mut stats = if self.stopped.load(Ordering::Acquire) {
+            // After shutdown: the totals the I/O thread left, the closes included.
+            let left = self.shared.final_stats.lock();
+            let left = left.unwrap_or_else(std::sync::PoisonError::into_inner);
+            left.clone().ok_or(RuntimeError::Closed)?
+        } else {
+            let (reply, answer) = bounded(1);
+            self.command(Command::Stats(reply))?;
+            answer.recv().map_err(|_| RuntimeError::Closed)?
+        };
         if let Some(link) = &self.shared.events {
             stats.events_produced = link.ring.produced();
             stats.events_lost = link.ring.lost();

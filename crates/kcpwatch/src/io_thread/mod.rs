@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) datagram_backlog: std::sync::atomic::AtomicUsize,
     /// The bench's stage trace, when the environment asked for it (see `stage_trace`).
     pub(crate) stages: Option<StageShared>,
+    /// The counters as the I/O thread left them at shutdown, for `Runtime::stats` afterwards.
+    pub(crate) final_stats: Mutex<Option<RuntimeStats>>,
     /// The I/O thread's state: held by that thread for each turn, and by the JavaScript thread
     /// for a send turn while the I/O thread sleeps. `None` before it starts and after it stops.
     pub(crate) io: Mutex<Option<IoThread>>,
@@ -323,6 +325,11 @@ impl IoThread {
             self.transmit();
             self.collect_events();
             self.listener_stopped();
+            *self
+                .shared
+                .final_stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.stats_now());
             self.publish_events_until(Some(Instant::now() + SHUTDOWN_LOG_PATIENCE));
             self.shared.delivery.publish(&mut self.writer);
             debug!("shut down");
@@ -515,12 +522,7 @@ impl IoThread {
                     let _ = reply.send(result);
                 }
                 Command::Stats(reply) => {
-                    let mut stats = self.stats.clone();
-                    stats.endpoint = self.endpoint.stats().clone();
-                    stats.connections = self.endpoint.connection_count();
-                    stats.pending_auth = self.endpoint.pending_auth_count();
-                    stats.sessions = self.endpoint.session_totals();
-                    let _ = reply.send(stats);
+                    let _ = reply.send(self.stats_now());
                 }
                 Command::ConnectionStats(handle, reply) => {
                     let summary = self
@@ -531,6 +533,16 @@ impl IoThread {
             }
         }
         false
+    }
+
+    /// The runtime's counters and the endpoint's, as they stand.
+    fn stats_now(&self) -> RuntimeStats {
+        let mut stats = self.stats.clone();
+        stats.endpoint = self.endpoint.stats().clone();
+        stats.connections = self.endpoint.connection_count();
+        stats.pending_auth = self.endpoint.pending_auth_count();
+        stats.sessions = self.endpoint.session_totals();
+        stats
     }
 
     fn apply_sends(&mut self, now: Millis, batch: &[u8]) {
