@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use kcpwatch_proto::community_id::{community_id, CommunityId, PROTO_UDP};
-use kcpwatch_proto::events::{shown_ip, RecordFields};
+use kcpwatch_proto::events::{shown_ip, EventKind, ExampleNet, RecordFields};
 use kcpwatch_proto::privacy::{IpPrivacy, PrivateIp};
 
 use super::ring::Record;
@@ -237,4 +237,41 @@ impl Flows {
         self.last_flow = Some((src, dst, id));
         id
     }
+}
+
+/// The observer of the documented examples (`docs/events.md`).
+pub fn example_observer() -> Observer {
+    Observer {
+        host: "game-eu-1".into(),
+        service: "arena".into(),
+        instance: "L031iIo9tYbS4XkP2mQ7wZe".into(),
+        version: "0.1.0".into(),
+    }
+}
+
+/// Every declared example of every event on `net` ([`EventKind::examples`]), in catalogue
+/// order, numbered from 0 and one second apart.
+pub fn example_records(net: &ExampleNet) -> Vec<Record> {
+    const START_US: u64 = 1_764_170_000_412_305;
+    EventKind::ALL
+        .into_iter()
+        .flat_map(|kind| kind.examples(net))
+        .zip(0..)
+        .map(|(event, seq)| Record {
+            seq,
+            time_us: START_US + seq * 1_000_000,
+            event,
+        })
+        .collect()
+}
+
+/// The IPv4 [`example_records`] as NDJSON, written by [`example_observer`] in full mode: what
+/// `docs/events.md` shows, and the generated fixture `tests/fixtures/events_docs.ndjson`.
+pub fn example_ndjson() -> String {
+    let mut writer = CanonicalWriter::new(example_observer(), 0);
+    let mut out = String::new();
+    for record in example_records(&ExampleNet::V4) {
+        writer.write(&record, &mut out);
+    }
+    out
 }

@@ -24,7 +24,7 @@ pub use crate::severity::Severity;
 pub use catalog::{abnormal_close, close_severity, BASE_FIELDS, UNREFUSED_FAILURES};
 // Each event's record type lives with its declaration in `catalog/`.
 pub use catalog::*;
-pub use record::{shown_ip, EventRecord, Flow, RecordFields, Shown};
+pub use record::{shown_ip, EventRecord, ExampleNet, Flow, RecordFields, Shown};
 pub use sampler::Sampler;
 pub use spec::{
     Case, Control, EcsSpec, EventSpec, ExpandedField, Field, Group, GroupUse, OcsfSpec,
@@ -194,6 +194,16 @@ macro_rules! declare_events {
             /// Every kind, in catalogue order.
             pub const ALL: [EventKind; declare_events!(@count $($variant)*)] =
                 [$(Self::$variant,)*];
+
+            /// Its declared example records on `net` (its [`EventRecord::examples`]).
+            pub fn examples(self, net: &ExampleNet) -> Vec<SecurityEvent> {
+                match self {
+                    $(Self::$variant => <$record as EventRecord>::examples(net)
+                        .into_iter()
+                        .map(SecurityEvent::$variant)
+                        .collect(),)*
+                }
+            }
 
             /// Its declaration.
             pub fn spec(self) -> &'static EventSpec {

@@ -5,10 +5,11 @@
 //! type without an [`EventRecord`] impl does not compile.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::ConnectionRef;
+use super::{ConnectionRef, Direction, UserId};
 use crate::privacy::{IpPrivacy, PrivateIp, PrivateUser};
+use crate::uid::Uid;
 
 /// Where a record's fields go. Keys are the wire names the catalogue declares; the sink adds
 /// nothing of its own between them, so the order of calls is the order of the record.
@@ -58,6 +59,88 @@ pub trait EventRecord {
     /// Writes the human-readable `msg` text; addresses go through `privacy` ([`Shown`],
     /// [`Flow`]).
     fn message(&self, privacy: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result;
+    /// Example records on `net`: the first with every optional part set, then one per shape
+    /// that writes a different set of fields. The documentation (`docs/events.md`), the
+    /// generated fixture and the tests that cover every event use these.
+    fn examples(net: &ExampleNet) -> Vec<Self>
+    where
+        Self: Sized;
+}
+
+/// Where the examples happen: the addresses of one IP family (documentation ranges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExampleNet {
+    /// `ipv4` or `ipv6`.
+    pub family: &'static str,
+    /// A peer.
+    pub peer: SocketAddr,
+    /// The same peer after its NAT rebound it.
+    pub moved_peer: SocketAddr,
+    /// A server's own address.
+    pub local: SocketAddr,
+    /// A client's own address.
+    pub client_local: SocketAddr,
+    /// The wildcard bind.
+    pub wildcard: SocketAddr,
+    /// A source an alert is about.
+    pub alert_source: IpAddr,
+}
+
+const fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+const fn v6(a: u16, b: u16, c: u16, d: u16, h: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, h))
+}
+
+impl ExampleNet {
+    /// IPv4.
+    pub const V4: Self = Self {
+        family: "ipv4",
+        peer: SocketAddr::new(v4(198, 51, 100, 23), 61000),
+        moved_peer: SocketAddr::new(v4(198, 51, 100, 24), 61002),
+        local: SocketAddr::new(v4(192, 0, 2, 10), 4000),
+        client_local: SocketAddr::new(v4(192, 0, 2, 20), 50812),
+        wildcard: SocketAddr::new(v4(0, 0, 0, 0), 4000),
+        alert_source: v4(192, 0, 2, 7),
+    };
+    /// IPv6.
+    pub const V6: Self = Self {
+        family: "ipv6",
+        peer: SocketAddr::new(v6(0x2001, 0xdb8, 0xbad, 0, 0x23), 61000),
+        moved_peer: SocketAddr::new(v6(0x2001, 0xdb8, 0xbad, 0, 0x24), 61002),
+        local: SocketAddr::new(v6(0x2001, 0xdb8, 0, 0, 0x10), 4000),
+        client_local: SocketAddr::new(v6(0x2001, 0xdb8, 0, 0, 0x20), 50812),
+        wildcard: SocketAddr::new(v6(0, 0, 0, 0, 0), 4000),
+        alert_source: v6(0x2001, 0xdb8, 0xbad, 1, 0),
+    };
+    /// Both families.
+    pub const ALL: [Self; 2] = [Self::V4, Self::V6];
+
+    /// The example server's inbound connection.
+    pub fn inbound(&self) -> ConnectionRef {
+        ConnectionRef {
+            uid: Uid::from_uuid(0x0190_0000_0000_7000_8000_0000_0000_0101),
+            conv: 7,
+            peer: self.peer,
+            local: self.local,
+            direction: Direction::Inbound,
+            user: UserId::NONE,
+        }
+    }
+
+    /// The example client's outbound connection.
+    pub fn outbound(&self) -> ConnectionRef {
+        ConnectionRef {
+            uid: Uid::from_uuid(0x0190_0000_0000_7000_8000_0000_0000_0102),
+            conv: 9,
+            peer: self.peer,
+            local: self.client_local,
+            direction: Direction::Outbound,
+            user: UserId::NONE,
+        }
+    }
 }
 
 /// IPv4-mapped IPv6 printed as IPv4, like everywhere else in kcpwatch.

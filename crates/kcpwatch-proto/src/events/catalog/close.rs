@@ -2,16 +2,17 @@
 
 use std::fmt;
 
-use super::super::record::{EventRecord, Flow, RecordFields};
+use super::super::record::{EventRecord, ExampleNet, Flow, RecordFields};
 use super::super::spec::{
     opt, req, Control, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
     SeverityRule, Traffic, Vocab, WireType::*,
 };
-use super::super::{AppClose, ConnectionRef, ConnectionSummary, Lane};
+use super::super::{AppClose, ConnectionRef, ConnectionSummary, History, Lane};
 use super::{kcp_params, NETWORK};
 use crate::config::SessionConfig;
 use crate::lifecycle::{CloseReason, Initiator};
 use crate::privacy::IpPrivacy;
+use crate::secure::datagram::DatagramCounters;
 
 // -------------------------------------------------------------------- kcp:connection_closed
 
@@ -236,5 +237,56 @@ impl EventRecord for ConnectionClosed {
             s.bytes_in,
             s.bytes_out
         )
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        let conn = net.inbound();
+        let mut history = History::default();
+        for (letter, originator) in [(b'd', true), (b'a', false), (b'd', false), (b'a', true)] {
+            history.note(letter, originator);
+        }
+        let summary = ConnectionSummary {
+            duration_ms: 61_250,
+            datagrams_in: 812,
+            bytes_in: 98_304,
+            datagrams_out: 790,
+            bytes_out: 120_112,
+            payload_bytes_in: 80_000,
+            payload_bytes_out: 100_000,
+            messages_in: 700,
+            messages_out: 690,
+            unreliable: DatagramCounters {
+                sent: 95,
+                received: 101,
+                dropped: 3,
+            },
+            srtt_ms: 23,
+            rttvar_ms: 4,
+            rto_ms: 60,
+            history,
+            ..ConnectionSummary::empty(conn)
+        };
+        vec![
+            // The peer closed, with its reason and the application's close code and text.
+            Self {
+                conn,
+                reason: CloseReason::PeerClosed,
+                initiator: Initiator::Remote,
+                peer_reason: Some(CloseReason::LocalClosed),
+                app_close: AppClose::new(4001, "kicked"),
+                summary,
+                params: SessionConfig::default(),
+            },
+            // An idle timeout: no peer reason, no close code.
+            Self {
+                conn,
+                reason: CloseReason::IdleTimeout,
+                initiator: Initiator::Local,
+                peer_reason: None,
+                app_close: AppClose::NONE,
+                summary,
+                params: SessionConfig::default(),
+            },
+        ]
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::super::record::{EventRecord, Flow, RecordFields, Shown};
+use super::super::record::{EventRecord, ExampleNet, Flow, RecordFields, Shown};
 use super::super::spec::{
     opt, req, Case, Control, EcsSpec, EventSpec, OcsfSpec, OutcomeRule, Part, SeverityRule, Shape,
     Traffic, Vocab, WireType::*,
@@ -56,6 +56,12 @@ impl EventRecord for ConnectionAttempted {
 
     fn message(&self, privacy: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
         write!(msg, "connection attempted {}", Flow(privacy, &self.conn))
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![Self {
+            conn: net.inbound(),
+        }]
     }
 }
 
@@ -158,6 +164,26 @@ impl EventRecord for ConnectionEstablished {
     fn message(&self, privacy: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
         write!(msg, "connection established {}", Flow(privacy, &self.conn))
     }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        let secure = SecureSession {
+            version: 2,
+            suite: "Noise_NK_25519_ChaChaPoly_BLAKE2s",
+            key_id: [0xab, 0xcd, 0xef, 0x01],
+        };
+        vec![
+            // Secure mode. (A user id `authenticate` named is one of the SIEM matrix's cases.)
+            Self {
+                conn: net.inbound(),
+                secure: Some(secure),
+            },
+            // Raw mode.
+            Self {
+                conn: net.inbound(),
+                secure: None,
+            },
+        ]
+    }
 }
 
 // -------------------------------------------------------------------- kcp:connection_failed
@@ -176,7 +202,7 @@ pub struct ConnectionFailed {
     /// The exact guard, limit or handshake rule; its trigger is `trigger`.
     pub rule: DropRule,
     /// Attempts that failed the same way in the sampling window and were not logged one by
-    /// one (0 for an individual record; see [`PacketDropped::suppressed`]).
+    /// one (0 for an individual record; see [`PacketDropped::suppressed`](super::PacketDropped::suppressed)).
     pub suppressed: u64,
 }
 
@@ -257,6 +283,27 @@ impl EventRecord for ConnectionFailed {
         }
         Ok(())
     }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![
+            // Refused by a limit, with attempts not logged one by one.
+            Self {
+                conn: net.inbound(),
+                reason: FailReason::RateLimited,
+                trigger: Some(DropTrigger::RateLimited),
+                rule: DropRule::HandshakeRatePerIp,
+                suppressed: 3,
+            },
+            // Refused by the application: no datagram was refused.
+            Self {
+                conn: net.inbound(),
+                reason: FailReason::AuthRejected,
+                trigger: None,
+                rule: DropRule::Authenticate,
+                suppressed: 0,
+            },
+        ]
+    }
 }
 
 // ------------------------------------------------------------- kcp:connection_state_updated
@@ -318,6 +365,14 @@ impl EventRecord for ConnectionStateUpdated {
     fn message(&self, _: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
         let (uid, old, new) = (self.conn.uid, self.old.as_str(), self.new.as_str());
         write!(msg, "connection {uid} {old} -> {new}")
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![Self {
+            conn: net.inbound(),
+            old: ConnectionState::Handshaking,
+            new: ConnectionState::Established,
+        }]
     }
 }
 
@@ -410,5 +465,16 @@ impl EventRecord for PeerAddressChanged {
             write!(msg, "; local {old} -> {new}")?;
         }
         Ok(())
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![Self {
+            conn: ConnectionRef {
+                peer: net.moved_peer,
+                ..net.inbound()
+            },
+            old_peer: net.peer,
+            old_local: net.local,
+        }]
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::super::record::{EventRecord, RecordFields, Shown};
+use super::super::record::{EventRecord, ExampleNet, RecordFields, Shown};
 use super::super::spec::{
     opt, req, Case, Control, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Part,
     Presence, SeverityRule, Shape, Traffic, Vocab, WireType::*,
@@ -149,6 +149,34 @@ impl EventRecord for PacketDropped {
         }
         Ok(())
     }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        let conn = net.inbound();
+        vec![
+            // For a session: its uid and conv.
+            Self {
+                remote: net.peer,
+                local: net.local,
+                conv: Some(conn.conv),
+                uid: Some(conn.uid),
+                trigger: DropTrigger::DecryptFailed,
+                rule: DropRule::SessionAead,
+                len: 64,
+                suppressed: 0,
+            },
+            // The aggregate of a sampling window, for no session and without a header.
+            Self {
+                remote: net.moved_peer,
+                local: net.local,
+                conv: None,
+                uid: None,
+                trigger: DropTrigger::TooShort,
+                rule: DropRule::TooShort,
+                len: 3,
+                suppressed: 118,
+            },
+        ]
+    }
 }
 
 // ------------------------------------------------------------------- kcp:protocol_violation
@@ -235,6 +263,24 @@ impl EventRecord for ProtocolViolation {
             write!(msg, " on {}", conn.uid)?;
         }
         Ok(())
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![
+            Self {
+                conn: Some(net.inbound()),
+                violation: Violation::OversizedMessage,
+                size: 70_000,
+                limit: 65_536,
+            },
+            // On a connection already gone, with no limit.
+            Self {
+                conn: None,
+                violation: Violation::MessageOnClosedConnection,
+                size: 12,
+                limit: 0,
+            },
+        ]
     }
 }
 
@@ -413,5 +459,40 @@ impl EventRecord for ErrorEvent {
     fn message(&self, _: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
         let (layer, code, text) = (self.error_type.as_str(), self.code, self.message.as_str());
         write!(msg, "{layer} error {code}: {text}")
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![
+            // On a connection, sampled.
+            Self {
+                conn: Some(net.outbound()),
+                peer: None,
+                local: None,
+                error_type: ErrorType::Network,
+                code: "EHOSTUNREACH",
+                message: CappedText::format("No route to host (os error 113)"),
+                suppressed: 2,
+            },
+            // An ICMP error for a peer with no connection.
+            Self {
+                conn: None,
+                peer: Some(net.peer),
+                local: Some(net.local),
+                error_type: ErrorType::Network,
+                code: "ECONNREFUSED",
+                message: CappedText::format("Connection refused (os error 111)"),
+                suppressed: 0,
+            },
+            // A bind failure.
+            Self {
+                conn: None,
+                peer: None,
+                local: Some(net.local),
+                error_type: ErrorType::Network,
+                code: "EADDRINUSE",
+                message: CappedText::format("Address already in use (os error 98)"),
+                suppressed: 0,
+            },
+        ]
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::super::record::{EventRecord, RecordFields, Shown};
+use super::super::record::{EventRecord, ExampleNet, RecordFields, Shown};
 use super::super::spec::{
     req, Control, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Presence,
     SeverityRule, Traffic, WireType::*,
@@ -93,6 +93,18 @@ impl EventRecord for ListenerStarted {
         let (local, mode) = (Shown(privacy, self.local), self.settings.mode);
         write!(msg, "listening on {local} ({mode} mode)")
     }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![Self {
+            local: net.wildcard,
+            settings: ListenerSettings {
+                mode: "secure",
+                max_connections: 10_000,
+                accept_inbound: true,
+                session: SessionConfig::default(),
+            },
+        }]
+    }
 }
 
 // --------------------------------------------------------------------- kcp:listener_stopped
@@ -152,5 +164,13 @@ impl EventRecord for ListenerStopped {
 
     fn message(&self, privacy: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
         write!(msg, "stopped listening on {}", Shown(privacy, self.local))
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![Self {
+            local: net.wildcard,
+            uptime_ms: 3_600_000,
+            connections_total: 42,
+        }]
     }
 }

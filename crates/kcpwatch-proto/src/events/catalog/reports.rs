@@ -3,13 +3,14 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::super::record::{shown_ip, EventRecord, RecordFields};
+use super::super::record::{shown_ip, EventRecord, ExampleNet, RecordFields};
 use super::super::spec::{
     opt, req, Case, Control, EcsSpec, EventSpec, Field, Group, GroupUse, OcsfSpec, OutcomeRule,
     Part, Presence, SeverityRule, Shape, Traffic, Vocab, WireType::*,
 };
 use super::super::{Alert, CappedText, Lane, Severity};
 use super::NETWORK;
+use crate::detect::Rule;
 use crate::privacy::{IpPrivacy, PrivateIp};
 
 // -------------------------------------------------------------------------------- kcp:stats
@@ -140,6 +141,23 @@ impl EventRecord for StatsEvent {
             self.connections, self.datagrams_in, self.datagrams_out, self.dropped
         )
     }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![Self {
+            local: Some(net.wildcard),
+            interval_ms: 60_000,
+            connections: 12,
+            datagrams_in: 5_000,
+            bytes_in: 600_000,
+            datagrams_out: 4_800,
+            bytes_out: 700_000,
+            passive_opens: 3,
+            closed: 2,
+            dropped: 17,
+            failed: 1,
+            ..Self::default()
+        }]
+    }
 }
 
 // ----------------------------------------------------------------------------- kcp:log_loss
@@ -226,6 +244,9 @@ const LOST_BY_SEVERITY: [&str; 8] = [
     "lost_severity_debug",
 ];
 
+/// When the losses of the examples began (a minute and a half into the examples).
+const EXAMPLE_SINCE_US: u64 = 1_764_170_121_774_012;
+
 impl LogLoss {
     fn lost_total(&self) -> u64 {
         self.lost_critical + self.lost_bulk + self.lost_output
@@ -257,6 +278,27 @@ impl EventRecord for LogLoss {
             write!(msg, " by output {}", self.output.as_str())?;
         }
         Ok(())
+    }
+
+    fn examples(_: &ExampleNet) -> Vec<Self> {
+        vec![
+            // Lost from the ring.
+            Self {
+                lost_critical: 1,
+                lost_bulk: 40,
+                lost_by_severity: [0, 0, 0, 0, 1, 0, 40, 0],
+                since_us: EXAMPLE_SINCE_US,
+                ..Self::default()
+            },
+            // Lost by one output, which the others still received.
+            Self {
+                lost_output: 5,
+                lost_by_severity: [0, 0, 0, 0, 0, 5, 0, 0],
+                since_us: EXAMPLE_SINCE_US,
+                output: CappedText::format("syslog+tcp://127.0.0.1:601"),
+                ..Self::default()
+            },
+        ]
     }
 }
 
@@ -401,5 +443,32 @@ impl EventRecord for Alert {
             Some(PrivateIp::Omitted) => write!(msg, " from one source"),
             None => Ok(()),
         }
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![
+            // About one source.
+            Self {
+                rule: Rule::HandshakeFloodSource,
+                key: Some(net.alert_source),
+                threshold: 100,
+                window_ms: 10_000,
+                observed: 120,
+                first_seen_ms: 1_764_170_031_118,
+                last_seen_ms: 1_764_170_041_006,
+                update: false,
+            },
+            // Listener-wide, an update of an episode already alerted on.
+            Self {
+                rule: Rule::HandshakeFloodGlobal,
+                key: None,
+                threshold: 1_000,
+                window_ms: 10_000,
+                observed: 5_210,
+                first_seen_ms: 1_764_170_031_118,
+                last_seen_ms: 1_764_170_091_118,
+                update: true,
+            },
+        ]
     }
 }
