@@ -112,15 +112,31 @@ const summary = {
   history: 'DadARrG',
 };
 
-/** At least one valid record of every event, named for the test titles. */
-const valid = {
-  listener_started: record('listener_started', 'info', {
-    local_ip: '0.0.0.0',
-    local_port: 4000,
-    mode: 'raw',
-    role: 'server',
-    max_connections: 10000,
-    ...params,
+// ---- the declared examples -----------------------------------------------------------------
+
+/**
+ * Every event's declared examples (`EventRecord::examples` in crates/kcpwatch-proto/src/events/catalog),
+ * as the canonical writer writes them: the fixture `npm run codegen` generates. Named `<event>`,
+ * `<event>_2`, ... for the test titles; a new event is covered here without an edit.
+ */
+const examples = {};
+for (const line of read('crates/kcpwatch-log/tests/fixtures/events_docs.ndjson').split('\n').filter(Boolean)) {
+  const rec = JSON.parse(line);
+  const action = rec.name.slice('kcp:'.length);
+  let label = action;
+  for (let n = 2; label in examples; n++) label = `${action}_${n}`;
+  examples[label] = rec;
+}
+
+/** Edge cases beyond the examples: other shapes, other vocabularies, IPv6, privacy modes. */
+const handMade = {
+  connection_failed_malformed: record('connection_failed', 'notice', {
+    ...inbound,
+    conv: 3735928559,
+    reason: 'malformed',
+    trigger: 'guard_violation',
+    rule: 'fragment_beyond_window',
+    suppressed: 0,
   }),
   listener_started_client_v6: record('listener_started', 'info', {
     local_ip: '::',
@@ -139,23 +155,7 @@ const valid = {
     max_connections: 10000,
     ...params,
   }),
-  listener_stopped: record('listener_stopped', 'info', {
-    local_ip: '0.0.0.0',
-    local_port: 4000,
-    uptime_ms: 724406,
-    connections_total: 530,
-  }),
-  connection_attempted: record('connection_attempted', 'info', inbound),
-  connection_established: record('connection_established', 'info', inbound),
   connection_established_outbound_v6: record('connection_established', 'info', outbound6),
-  connection_failed: record('connection_failed', 'notice', {
-    ...inbound,
-    conv: 3735928559,
-    reason: 'malformed',
-    trigger: 'guard_violation',
-    rule: 'fragment_beyond_window',
-    suppressed: 0,
-  }),
   connection_failed_capacity_aggregate: record('connection_failed', 'notice', {
     ...inbound,
     reason: 'capacity',
@@ -213,11 +213,6 @@ const valid = {
     rule: 'server_rejected',
     suppressed: 0,
   }),
-  connection_state_updated: record('connection_state_updated', 'info', {
-    ...inbound,
-    prev_state: 'attempted',
-    state: 'established',
-  }),
   connection_state_updated_closing: record('connection_state_updated', 'info', {
     ...outbound6,
     prev_state: 'closing',
@@ -227,13 +222,6 @@ const valid = {
     ...inbound,
     prev_state: 'handshaking',
     state: 'closed',
-  }),
-  connection_closed: record('connection_closed', 'info', {
-    ...inbound,
-    reason: 'idle_timeout',
-    initiator: 'local',
-    ...summary,
-    ...params,
   }),
   connection_closed_dead_link: record('connection_closed', 'notice', {
     ...outbound6,
@@ -250,16 +238,6 @@ const valid = {
     ...summary,
     history: '',
     ...params,
-  }),
-  peer_address_changed: record('peer_address_changed', 'notice', {
-    ...inbound,
-    src_ip: '198.51.100.40',
-    src_port: 61002,
-    community_id: '1:zAeT8PpSh8bsolGYVXJJhs6JeAU=',
-    old_peer_ip: '203.0.113.7',
-    old_peer_port: 52144,
-    old_local_ip: '10.0.0.5',
-    old_local_port: 4000,
   }),
   peer_address_changed_outbound_v6: record('peer_address_changed', 'notice', {
     ...outbound6,
@@ -304,20 +282,6 @@ const valid = {
     datagram_bytes: 0,
     suppressed: 0,
   }),
-  packet_dropped: record('packet_dropped', 'notice', {
-    uid: inbound.uid,
-    conv: 1,
-    src_ip: '203.0.113.7',
-    src_port: 52144,
-    dst_ip: '10.0.0.5',
-    dst_port: 4000,
-    transport: 'udp',
-    community_id: inbound.community_id,
-    trigger: 'guard_violation',
-    rule: 'ack_from_future',
-    datagram_bytes: 48,
-    suppressed: 0,
-  }),
   packet_dropped_runt_aggregate: record('packet_dropped', 'notice', {
     src_ip: '192.0.2.99',
     src_port: 40000,
@@ -341,14 +305,6 @@ const valid = {
     rule: 'no_session',
     datagram_bytes: 24,
     suppressed: 0,
-  }),
-  protocol_violation: record('protocol_violation', 'warning', {
-    ...inbound,
-    violation: 'oversized_message',
-    error_type: 'application',
-    error_code: 'KCP_ERR_MESSAGE_TOO_LARGE',
-    size: 70000,
-    limit: 64000,
   }),
   protocol_violation_gone: record('protocol_violation', 'warning', {
     violation: 'message_on_closed_connection',
@@ -376,33 +332,6 @@ const valid = {
     error_type: 'library',
     error_code: 'KCP_ENGINE_PANIC',
     error_message: 'the KCP engine panicked; the session was discarded',
-  }),
-  stats: record('stats', 'info', {
-    local_ip: '0.0.0.0',
-    local_port: 4000,
-    interval_ms: 60000,
-    connections: 412,
-    datagrams_received: 1893344,
-    bytes_received: 90412210,
-    datagrams_sent: 2011874,
-    bytes_sent: 301877410,
-    passive_opens: 530,
-    active_opens: 0,
-    connections_closed: 118,
-    datagrams_dropped: 54061,
-    connections_failed: 1841,
-    send_errors: 8,
-    icmp_errors: 0,
-    panics: 1,
-    log_lost: 0,
-  }),
-  log_loss: record('log_loss', 'warning', {
-    lost_total: 312,
-    lost_critical: 0,
-    lost_bulk: 312,
-    lost_severity_notice: 298,
-    lost_severity_info: 14,
-    since: '2025-11-26T15:15:21.774012Z',
   }),
   log_loss_minimal: record('log_loss', 'warning', { lost_total: 1, lost_critical: 1, lost_bulk: 0 }),
   alert_source: record(
@@ -480,6 +409,9 @@ const valid = {
   }),
 };
 
+/** At least one valid record of every event, named for the test titles. */
+const valid = { ...examples, ...handMade };
+
 const eventNames = schema.$defs.event_name.enum;
 const clone = (value) => structuredClone(value);
 
@@ -551,12 +483,12 @@ const optional = {
   'kcp:connection_established': ['community_id'],
   'kcp:connection_failed': ['community_id'],
   'kcp:connection_state_updated': ['community_id'],
-  'kcp:connection_closed': ['community_id'],
+  'kcp:connection_closed': ['community_id', 'peer_reason', 'close_text'],
   'kcp:peer_address_changed': ['community_id'],
   'kcp:packet_dropped': ['community_id', 'uid', 'conv (without uid)'],
   'kcp:protocol_violation': ['community_id', 'limit'],
   'kcp:error': ['community_id', 'suppressed'],
-  'kcp:log_loss': ['lost_severity_notice', 'lost_severity_info', 'since'],
+  'kcp:log_loss': ['lost_severity_warning', 'lost_severity_notice', 'lost_severity_info', 'since'],
   'kcp:alert': ['group_ip_pseudonym'],
 };
 
@@ -637,7 +569,7 @@ test('severity, level and level_name are pinned per event and agree with each ot
   // connection_closed: severity and initiator follow the reason.
   const closed = (reason, levelName, initiator) => {
     const [severity, level] = levels[levelName];
-    return { ...clone(valid.connection_closed), reason, initiator, severity, level, level_name: levelName };
+    return { ...clone(valid.connection_closed_2), reason, initiator, severity, level, level_name: levelName };
   };
   t.deepEqual(errorsOf(closed('dead_link', 'notice', 'local')), []);
   t.deepEqual(errorsOf(closed('evicted', 'notice', 'local')), []);
@@ -657,14 +589,14 @@ test('vocabularies that belong together are checked together', (t) => {
   t.not(errorsOf(drop('bad_length', 'ack_stale')).length, 0);
   t.not(errorsOf(drop('over_limit', 'no_session')).length, 0);
   t.not(errorsOf(drop('guard_violation', 'made_up_rule')).length, 0);
-  t.not(errorsOf({ ...clone(valid.connection_failed), reason: 'capacity' }).length, 0, 'capacity is over_limit');
+  t.not(errorsOf({ ...clone(valid.connection_failed_malformed), reason: 'capacity' }).length, 0, 'capacity is over_limit');
   t.not(errorsOf({ ...clone(valid.connection_failed_capacity_aggregate), reason: 'malformed' }).length, 0);
   t.deepEqual(
-    errorsOf({ ...clone(valid.connection_failed), reason: 'invalid_cookie', trigger: 'bad_tag', rule: 'cookie_mac' }),
+    errorsOf({ ...clone(valid.connection_failed_malformed), reason: 'invalid_cookie', trigger: 'bad_tag', rule: 'cookie_mac' }),
     [],
     'secure-mode reasons are in the vocabulary',
   );
-  t.not(errorsOf({ ...clone(valid.connection_failed), reason: 'invalid_cookie' }).length, 0, 'a bad cookie is bad_tag');
+  t.not(errorsOf({ ...clone(valid.connection_failed_malformed), reason: 'invalid_cookie' }).length, 0, 'a bad cookie is bad_tag');
   t.not(errorsOf({ ...clone(valid.protocol_violation), error_code: 'KCP_ERR_CLOSED' }).length, 0);
   t.not(errorsOf({ ...clone(valid.protocol_violation), error_type: 'library' }).length, 0);
   t.not(errorsOf({ ...clone(valid.error_panic), error_code: 'EADDRINUSE' }).length, 0, 'library codes are KCP_*');
@@ -698,7 +630,7 @@ test('vocabularies that belong together are checked together', (t) => {
     errorsOf(failed(valid.connection_failed_rate_limited, { reason: 'version_mismatch', trigger: 'bad_cmd', rule: 'unsupported_version' })),
     [],
   );
-  t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'too_short', rule: 'hello_too_short' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_malformed, { trigger: 'too_short', rule: 'hello_too_short' })), []);
   t.deepEqual(errorsOf(failed(valid.connection_failed_per_ip_limit, { rule: 'max_pending_auth' })), []);
   // A REJECT can say any reason but those a side finds out alone: a HELLO that does not
   // decrypt gets no answer, an ACCEPT that does not decrypt or ICMP about our HELLOs is the
@@ -711,26 +643,26 @@ test('vocabularies that belong together are checked together', (t) => {
     t.not(errorsOf(failed(valid.connection_failed_server_rejected, { reason })).length, 0, `server_rejected, ${reason}`);
   }
   t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'server_auth_failed', rule: 'accept_noise' })), []);
-  t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'decrypt_failed', trigger: 'decrypt_failed', rule: 'hello_noise' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_malformed, { reason: 'decrypt_failed', trigger: 'decrypt_failed', rule: 'hello_noise' })), []);
   // The MTU agreement: a HELLO stating too small an MTU is refused for its length; a client's
   // own finding about the ACCEPT's MTU comes without a trigger, no datagram being refused.
-  t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'bad_length', rule: 'hello_mtu' })), []);
-  t.not(errorsOf(failed(valid.connection_failed, { trigger: 'bad_cmd', rule: 'hello_mtu' })).length, 0);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_malformed, { trigger: 'bad_length', rule: 'hello_mtu' })), []);
+  t.not(errorsOf(failed(valid.connection_failed_malformed, { trigger: 'bad_cmd', rule: 'hello_mtu' })).length, 0);
   for (const rule of ['accept_mtu', 'queued_message_too_large']) {
     t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'malformed', rule })), [], rule);
     t.not(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'malformed', rule, trigger: 'bad_length' })).length, 0, rule);
   }
   // The parameter agreement: a HELLO with an empty window is refused for its length; a stream
   // mode mismatch is refused as a datagram of the other mode, and only as stream_mismatch.
-  t.deepEqual(errorsOf(failed(valid.connection_failed, { trigger: 'bad_length', rule: 'hello_window' })), []);
-  t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'stream_mismatch', trigger: 'bad_cmd', rule: 'hello_stream' })), []);
-  t.not(errorsOf(failed(valid.connection_failed, { reason: 'malformed', trigger: 'bad_cmd', rule: 'hello_stream' })).length, 0);
-  t.not(errorsOf(failed(valid.connection_failed, { reason: 'stream_mismatch', trigger: 'bad_cmd', rule: 'mode_mismatch' })).length, 0);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_malformed, { trigger: 'bad_length', rule: 'hello_window' })), []);
+  t.deepEqual(errorsOf(failed(valid.connection_failed_malformed, { reason: 'stream_mismatch', trigger: 'bad_cmd', rule: 'hello_stream' })), []);
+  t.not(errorsOf(failed(valid.connection_failed_malformed, { reason: 'malformed', trigger: 'bad_cmd', rule: 'hello_stream' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_malformed, { reason: 'stream_mismatch', trigger: 'bad_cmd', rule: 'mode_mismatch' })).length, 0);
   t.deepEqual(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'stream_mismatch', rule: 'accept_stream' })), []);
   t.not(errorsOf(failed(valid.connection_failed_server_rejected, { reason: 'stream_mismatch', rule: 'accept_stream', trigger: 'bad_cmd' })).length, 0);
-  t.deepEqual(errorsOf(failed(valid.connection_failed, { reason: 'unknown_server_key', trigger: 'bad_cmd', rule: 'unknown_key_id' })), []);
-  t.not(errorsOf(failed(valid.connection_failed, { reason: 'decrypt_failed', trigger: 'bad_tag', rule: 'cookie_mac' })).length, 0);
-  t.not(errorsOf(failed(valid.connection_failed, { trigger: undefined })).length, 0, 'malformed needs its trigger');
+  t.deepEqual(errorsOf(failed(valid.connection_failed_malformed, { reason: 'unknown_server_key', trigger: 'bad_cmd', rule: 'unknown_key_id' })), []);
+  t.not(errorsOf(failed(valid.connection_failed_malformed, { reason: 'decrypt_failed', trigger: 'bad_tag', rule: 'cookie_mac' })).length, 0);
+  t.not(errorsOf(failed(valid.connection_failed_malformed, { trigger: undefined })).length, 0, 'malformed needs its trigger');
   t.not(errorsOf(failed(valid.connection_failed_rate_limited, { trigger: undefined })).length, 0, 'rate_limited needs its trigger');
   t.not(errorsOf(failed(valid.connection_failed_rate_limited, { trigger: 'over_limit', rule: 'max_connections' })).length, 0);
   t.not(errorsOf(failed(valid.connection_failed_invalid_cookie, { trigger: 'bad_cmd', rule: 'bad_cmd' })).length, 0);

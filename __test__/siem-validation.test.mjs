@@ -566,7 +566,7 @@ test('CEF: headers and extensions follow the CEF:0 escaping, key dictionary, typ
 });
 
 test('CEF: escaped values come back as the canonical text', (t) => {
-  const i = cases.findIndex((c) => c.case === 'error_bind');
+  const i = cases.findIndex((c) => c.case === 'error_awkward_text');
   const pairs = new Map(cefExtension(cefHeader(lines('cef.log')[i], []).extension, []));
   t.is(pairs.get('KcpwatchKcpwatchErrorMessage'), canonical[i].error_message);
   t.is(pairs.get('msg'), canonical[i].msg);

@@ -1,9 +1,14 @@
-//! The catalogue table of `docs/events.md`, between its markers; the prose around it stays
-//! hand-written.
+//! The generated parts of `docs/events.md`, each between its markers: the catalogue table, and
+//! for every event its heading and summary, its field table and its example record. The prose
+//! around them stays hand-written.
 
 use std::fmt::Write as _;
 
-use kcpwatch_proto::events::{abnormal_close, EventKind, OcsfSpec, OutcomeRule};
+use kcpwatch_log::CanonicalWriter;
+use kcpwatch_proto::events::{
+    abnormal_close, EventKind, ExampleNet, Group, OcsfSpec, OutcomeRule, Presence, SeverityRule,
+    WireType,
+};
 use kcpwatch_proto::CloseReason;
 
 use crate::schema::severity_text;
@@ -21,7 +26,7 @@ pub fn generate(docs: &str) -> Result<String, String> {
     if end < begin {
         return Err(format!("{PATH}: the END marker comes before BEGIN"));
     }
-    Ok(format!(
+    sections(&format!(
         "{}{BEGIN}\n{}{}",
         &docs[..begin],
         table(),
@@ -93,4 +98,272 @@ fn table() -> String {
         abnormal.join(", ")
     );
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-event sections: for each event, a `heading` block (heading, summary, lane, severity)
+// and a `fields` block (field table, example), each between its own markers. Hand-written
+// prose goes between and after them and is kept; an event without blocks gets both, right
+// after the section of the event before it.
+
+/// The marker pair of one block of `kind`'s section.
+fn markers(kind: EventKind, part: &str) -> (String, String) {
+    (
+        format!(
+            "<!-- BEGIN generated: {} {part} (npm run codegen, from {}; do not edit) -->",
+            kind.name(),
+            crate::SOURCE
+        ),
+        format!("<!-- END generated: {} {part} -->", kind.name()),
+    )
+}
+
+/// `docs` with every event's blocks written anew, and the missing ones added.
+fn sections(docs: &str) -> Result<String, String> {
+    let mut out = docs.to_owned();
+    let examples = kcpwatch_log::canonical::example_records(&ExampleNet::V4);
+    for (i, kind) in EventKind::ALL.into_iter().enumerate() {
+        let blocks = [
+            ("heading", heading(kind)),
+            ("fields", fields(kind, &examples)?),
+        ];
+        let found = blocks.iter().filter(|(part, _)| {
+            let (begin, _) = markers(kind, part);
+            out.contains(&begin)
+        });
+        match found.count() {
+            0 => {
+                let at = insertion_point(&out, i)?;
+                let mut text = String::new();
+                for (part, _) in &blocks {
+                    let (begin, end) = markers(kind, part);
+                    let _ = write!(text, "{begin}\n{end}\n\n");
+                }
+                out.insert_str(at, &text);
+            }
+            2 => {}
+            _ => {
+                return Err(format!(
+                    "{PATH}: {} has one generated block of two",
+                    kind.name()
+                ))
+            }
+        }
+        for (part, body) in &blocks {
+            let (begin, end) = markers(kind, part);
+            let (Some(b), Some(e)) = (out.find(&begin), out.find(&end)) else {
+                return Err(format!("{PATH}: no `{begin}` ... `{end}`"));
+            };
+            if e < b {
+                return Err(format!("{PATH}: `{end}` comes before its BEGIN"));
+            }
+            out.replace_range(b + begin.len()..e, &format!("\n{body}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Where the blocks of the `i`-th event go when it has none: before the first block of the
+/// next event that has them, or else after the section of the last one (at the next `## `).
+fn insertion_point(docs: &str, i: usize) -> Result<usize, String> {
+    for next in &EventKind::ALL[i + 1..] {
+        if let Some(at) = docs.find(&markers(*next, "heading").0) {
+            return Ok(at);
+        }
+    }
+    for prev in EventKind::ALL[..i].iter().rev() {
+        let end = markers(*prev, "fields").1;
+        if let Some(at) = docs.find(&end) {
+            let after = at + end.len();
+            return Ok(docs[after..]
+                .find("\n## ")
+                .map_or(docs.len(), |n| after + n + 1));
+        }
+    }
+    Err(format!(
+        "{PATH}: no event section to put {} next to",
+        EventKind::ALL[i].name()
+    ))
+}
+
+fn heading(kind: EventKind) -> String {
+    let spec = kind.spec();
+    let severity = match spec.severity {
+        SeverityRule::Fixed(s) => format!("severity {} ({})", s.as_str(), s.code()),
+        _ => format!("severity {}", severity_text(spec)),
+    };
+    format!(
+        "### {}\n\n{} Lane {}, {severity}.\n",
+        kind.name(),
+        spec.summary,
+        spec.lane.as_str()
+    )
+}
+
+/// The field table and the first declared example, as the canonical writer writes it.
+fn fields(kind: EventKind, examples: &[kcpwatch_log::Record]) -> Result<String, String> {
+    let spec = kind.spec();
+    let mut out = String::from("| field | type | meaning |\n|---|---|---|\n");
+    for group in spec.groups {
+        let optional = match group.presence {
+            Presence::Required => " ",
+            Presence::Optional => " optional ",
+        };
+        let _ = match group.group {
+            Group::Connection => writeln!(
+                out,
+                "| [connection fields](#connection-fields) |{optional}| Who it is about. |"
+            ),
+            Group::LocalAddress => writeln!(
+                out,
+                "| `local_ip`, `local_port` | string, integer{} | The bound address (`local_ip_pseudonym` in place of `local_ip` under `ip_privacy: \"hmac\"`). |",
+                if optional == " " { "" } else { ", optional" }
+            ),
+            Group::KcpParams => writeln!(
+                out,
+                "| [KCP parameters](#kcp-parameters) |{optional}| The session parameters. |"
+            ),
+        };
+    }
+    for field in spec.fields {
+        let name = if field.per_severity {
+            format!("`{}<severity>`", field.name)
+        } else {
+            format!("`{}`", field.name)
+        };
+        let optional = match field.presence {
+            Presence::Required => "",
+            Presence::Optional => ", optional",
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {}{optional} | {} |",
+            json_type(field.ty),
+            field.doc.replace('|', "\\|")
+        );
+    }
+    let record = examples
+        .iter()
+        .find(|r| r.event.kind() == kind)
+        .ok_or_else(|| format!("{} declares no example", kind.name()))?;
+    let mut line = String::new();
+    CanonicalWriter::new(kcpwatch_log::canonical::example_observer(), 0).write(record, &mut line);
+    let value: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("{}: {e}", kind.name()))?;
+    let pretty = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+    let _ = write!(out, "\n```json\n{pretty}\n```\n");
+    Ok(out)
+}
+
+/// The JSON type of a wire type, as the tables of the document say it.
+fn json_type(ty: WireType) -> &'static str {
+    match ty {
+        WireType::Count
+        | WireType::U32
+        | WireType::U16
+        | WireType::Port
+        | WireType::Conv
+        | WireType::SeverityCode
+        | WireType::PinoLevel => "integer",
+        WireType::Bool => "boolean",
+        WireType::Custom { schema, .. } => {
+            match serde_json::from_str::<serde_json::Value>(schema)
+                .ok()
+                .as_ref()
+                .and_then(|s| s["type"].as_str())
+            {
+                Some("integer") => "integer",
+                Some("boolean") => "boolean",
+                Some("number") => "number",
+                _ => "string",
+            }
+        }
+        WireType::Text
+        | WireType::Timestamp
+        | WireType::Ip
+        | WireType::Pseudonym
+        | WireType::Uid
+        | WireType::CommunityId
+        | WireType::History
+        | WireType::Transport
+        | WireType::Vocab(_)
+        | WireType::VocabExcept(..)
+        | WireType::DropRule
+        | WireType::ListenerMode
+        | WireType::ListenerRole
+        | WireType::IpPrivacy => "string",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed() -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        std::fs::read_to_string(root.join(PATH)).unwrap()
+    }
+
+    /// A stale block is written anew (so `--check` reports the file), the prose around it stays.
+    #[test]
+    fn a_stale_block_is_rewritten_and_the_prose_kept() {
+        let docs = committed();
+        let stale = docs.replacen("\"name\": \"kcp:stats\"", "\"name\": \"kcp:statistics\"", 1);
+        assert_ne!(stale, docs);
+        let prose = "Counters are cumulative since the listener started";
+        let with_prose = stale.replacen(
+            &markers(EventKind::Stats, "fields").1,
+            &format!(
+                "{}\n\n{prose} (a note).",
+                markers(EventKind::Stats, "fields").1
+            ),
+            1,
+        );
+        let out = generate(&with_prose).unwrap();
+        assert!(out.contains("\"name\": \"kcp:stats\""));
+        assert!(!out.contains("kcp:statistics"));
+        assert!(out.contains(&format!("{prose} (a note).")));
+    }
+
+    /// An event without a section gets a whole one from its declaration, where the catalogue
+    /// order puts it.
+    #[test]
+    fn an_event_without_a_section_gets_one() {
+        let docs = generate(&committed()).unwrap();
+        for (i, kind) in EventKind::ALL.into_iter().enumerate() {
+            let (hb, _) = markers(kind, "heading");
+            let (_, fe) = markers(kind, "fields");
+            let (start, end) = (
+                docs.find(&hb).unwrap(),
+                docs.find(&fe).unwrap() + fe.len() + 1,
+            );
+            // The blocks go, the event's hand-written prose with them.
+            let next = EventKind::ALL
+                .get(i + 1)
+                .and_then(|k| docs.find(&markers(*k, "heading").0))
+                .unwrap_or(end);
+            let without = format!("{}{}", &docs[..start], &docs[next.max(end)..]);
+            let out = generate(&without).unwrap();
+            let at = out
+                .find(&hb)
+                .unwrap_or_else(|| panic!("{} not added", kind.name()));
+            assert!(out[at..].contains(&format!("### {}", kind.name())));
+            if let Some(prev) = i.checked_sub(1).map(|p| EventKind::ALL[p]) {
+                assert!(out.find(&markers(prev, "fields").1).unwrap() < at);
+            }
+            if let Some(next) = EventKind::ALL.get(i + 1) {
+                assert!(at < out.find(&markers(*next, "heading").0).unwrap());
+            }
+            assert_eq!(generate(&out).unwrap(), out, "{}: not stable", kind.name());
+        }
+    }
+
+    #[test]
+    fn one_block_of_two_is_an_error() {
+        let docs = committed();
+        let (b, e) = markers(EventKind::Alert, "fields");
+        let (start, end) = (docs.find(&b).unwrap(), docs.find(&e).unwrap() + e.len());
+        let broken = format!("{}{}", &docs[..start], &docs[end..]);
+        assert!(generate(&broken).unwrap_err().contains("kcp:alert"));
+    }
 }

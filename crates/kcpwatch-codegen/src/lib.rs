@@ -8,6 +8,7 @@
 //! | (both of the above) | the engine's error codes, read from `EngineError::from_kcp` applied to every `kcp::Error` (`engine_error_code`, `library_error_code`, `EngineErrorCode`, `LibraryErrorCode`) |
 //! | `src/generated/event-checks.ts` | compile-time checks that the unions of `src/event-types.ts` name the same events and fields as the records, with compatible types |
 //! | `docs/events.md` | the catalogue table between its `BEGIN`/`END generated` markers |
+//! | `crates/kcpwatch-log/tests/fixtures/events_docs.ndjson` | every event's declared examples (`EventRecord::examples`) through the canonical writer |
 //! | `src/generated/rules.ts` | from `kcpwatch_proto::events::DropRule`: the rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`, `UnrefusedAttempt`); the same declaration gives the schema its `rule` vocabulary, `trigger_rule` and the rule constraints of `kcp:connection_failed`, and codegen fails if `docs/events.md` has no row for a rule |
 //! | `src/generated/error-codes.ts` | from `kcpwatch_proto::ErrorCode`, not the catalogue: every stable failure code (`KCP_ERR_*`) with its doc line; `src/errors.ts` registers one class per code |
 //! | `src/generated/stats.ts`, the metric and stats tables of `docs/metrics.md` | from `kcpwatch::stats` (`STATS`, `METRICS`), not the catalogue: each field of `server.stats()` (name, type, doc; the addon returns the values in this order) and each Prometheus family of `server.metrics()` (name, type, help, labels, fields) |
@@ -30,6 +31,12 @@ use std::path::Path;
 
 /// Where the catalogue is declared, for the "generated from" markers.
 pub const SOURCE: &str = "crates/kcpwatch-proto/src/events/catalog";
+
+/// Every event's declared examples through the canonical writer (`EventRecord::examples`,
+/// `kcpwatch_log::canonical::example_ndjson`): the records `docs/events.md` shows, which the
+/// format and schema tests read. NDJSON has no comment syntax, so its generated mark is in
+/// `.gitattributes` and in the tests that read it.
+pub const EXAMPLES_PATH: &str = "crates/kcpwatch-log/tests/fixtures/events_docs.ndjson";
 
 /// One generated file.
 #[derive(Debug)]
@@ -70,6 +77,10 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
         Generated {
             path: docs::PATH,
             contents: docs::generate(&docs)?,
+        },
+        Generated {
+            path: EXAMPLES_PATH,
+            contents: kcpwatch_log::canonical::example_ndjson(),
         },
         options::generated(),
         error_codes::generated(),

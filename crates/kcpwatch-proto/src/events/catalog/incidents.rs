@@ -1,11 +1,46 @@
-//! Drops, violations, errors, statistics, loss and alerts.
+//! Drops, violations and errors.
 
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::super::record::{EventRecord, ExampleNet, RecordFields, Shown};
 use super::super::spec::{
-    opt, req, Case, Control, EcsSpec, EventSpec, Field, Group, GroupUse, OcsfSpec, OutcomeRule,
-    Part, Presence, SeverityRule, Shape, Traffic, Vocab, WireType::*,
+    opt, req, Case, Control, EcsSpec, EventSpec, Group, GroupUse, OcsfSpec, OutcomeRule, Part,
+    Presence, SeverityRule, Shape, Traffic, Vocab, WireType::*,
 };
-use super::super::{Lane, Severity};
+use super::super::{CappedText, ConnectionRef, ErrorType, Lane, Severity, Violation};
 use super::NETWORK;
+use crate::drop_rule::DropRule;
+use crate::lifecycle::DropTrigger;
+use crate::privacy::IpPrivacy;
+use crate::uid::Uid;
+
+// ----------------------------------------------------------------------- kcp:packet_dropped
+
+/// `kcp:packet_dropped`: a datagram dropped whole before reaching any engine.
+///
+/// Sampled: per trigger, the first datagrams of each one-second window are logged one by one;
+/// the rest are counted and reported by one aggregate record when the window ends, whose
+/// `suppressed` says how many it stands for and whose addresses are those of the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketDropped {
+    /// Where it came from.
+    pub remote: SocketAddr,
+    /// Our address it arrived on.
+    pub local: SocketAddr,
+    /// Its conv, when it had a header.
+    pub conv: Option<u32>,
+    /// The session it was for, if one exists.
+    pub uid: Option<Uid>,
+    /// Why.
+    pub trigger: DropTrigger,
+    /// The exact rule (one of `trigger`'s).
+    pub rule: DropRule,
+    /// Its length in bytes.
+    pub len: u32,
+    /// Drops of this trigger not logged one by one since the last record of this trigger.
+    pub suppressed: u64,
+}
 
 pub(in crate::events) static PACKET_DROPPED: EventSpec = EventSpec {
     name: "kcp:packet_dropped",
@@ -86,6 +121,79 @@ pub(in crate::events) static PACKET_DROPPED: EventSpec = EventSpec {
     ],
 };
 
+impl EventRecord for PacketDropped {
+    fn fields<F: RecordFields>(&self, out: &mut F) {
+        if let Some(uid) = &self.uid {
+            out.str("uid", uid.as_str());
+        }
+        if let Some(conv) = self.conv {
+            out.num("conv", conv);
+        }
+        out.flow(self.remote, self.local);
+        out.str("trigger", self.trigger.as_str());
+        out.str("rule", self.rule.as_str());
+        out.num("datagram_bytes", self.len);
+        out.num("suppressed", self.suppressed);
+    }
+
+    fn message(&self, privacy: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
+        write!(
+            msg,
+            "datagram from {} dropped: {} ({})",
+            Shown(privacy, self.remote),
+            self.trigger.as_str(),
+            self.rule
+        )?;
+        if self.suppressed > 0 {
+            write!(msg, "; {} more not logged", self.suppressed)?;
+        }
+        Ok(())
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        let conn = net.inbound();
+        vec![
+            // For a session: its uid and conv.
+            Self {
+                remote: net.peer,
+                local: net.local,
+                conv: Some(conn.conv),
+                uid: Some(conn.uid),
+                trigger: DropTrigger::DecryptFailed,
+                rule: DropRule::SessionAead,
+                len: 64,
+                suppressed: 0,
+            },
+            // The aggregate of a sampling window, for no session and without a header.
+            Self {
+                remote: net.moved_peer,
+                local: net.local,
+                conv: None,
+                uid: None,
+                trigger: DropTrigger::TooShort,
+                rule: DropRule::TooShort,
+                len: 3,
+                suppressed: 118,
+            },
+        ]
+    }
+}
+
+// ------------------------------------------------------------------- kcp:protocol_violation
+
+/// `kcp:protocol_violation`: the application misused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolViolation {
+    /// The connection, if it is still known.
+    pub conn: Option<ConnectionRef>,
+    /// What happened.
+    pub violation: Violation,
+    /// The size involved (message or queue bytes).
+    pub size: u64,
+    /// The limit it broke (0 where there is none).
+    pub limit: u64,
+}
+
 pub(in crate::events) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
     name: "kcp:protocol_violation",
     summary: "The application misused a connection.",
@@ -134,6 +242,69 @@ pub(in crate::events) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
     ],
     shapes: &[],
 };
+
+impl EventRecord for ProtocolViolation {
+    fn fields<F: RecordFields>(&self, out: &mut F) {
+        if let Some(conn) = &self.conn {
+            out.connection(conn);
+        }
+        out.str("violation", self.violation.as_str());
+        out.str("error_type", "application");
+        out.str("error_code", self.violation.error_code().as_str());
+        out.num("size", self.size);
+        if self.limit > 0 {
+            out.num("limit", self.limit);
+        }
+    }
+
+    fn message(&self, _: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
+        write!(msg, "protocol violation: {}", self.violation.as_str())?;
+        if let Some(conn) = &self.conn {
+            write!(msg, " on {}", conn.uid)?;
+        }
+        Ok(())
+    }
+
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![
+            Self {
+                conn: Some(net.inbound()),
+                violation: Violation::OversizedMessage,
+                size: 70_000,
+                limit: 65_536,
+            },
+            // On a connection already gone, with no limit.
+            Self {
+                conn: None,
+                violation: Violation::MessageOnClosedConnection,
+                size: 12,
+                limit: 0,
+            },
+        ]
+    }
+}
+
+// -------------------------------------------------------------------------------- kcp:error
+
+/// `kcp:error`: something failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorEvent {
+    /// The connection it concerns, if any.
+    pub conn: Option<ConnectionRef>,
+    /// The peer it concerns when there is no connection (an ICMP error for an unknown peer).
+    pub peer: Option<SocketAddr>,
+    /// Our address it concerns (a bind failure), when there is no connection.
+    pub local: Option<SocketAddr>,
+    /// Layer.
+    pub error_type: ErrorType,
+    /// Stable code: an errno name (`EADDRINUSE`, `ECONNREFUSED`) or `KCP_*`.
+    pub code: &'static str,
+    /// Human-readable detail, capped.
+    pub message: CappedText,
+    /// Errors of the same code not logged one by one since the last record of that code
+    /// (repeated send failures are sampled like drops).
+    pub suppressed: u64,
+}
 
 pub(in crate::events) static ERROR: EventSpec = EventSpec {
     name: "kcp:error",
@@ -267,211 +438,61 @@ pub(in crate::events) static ERROR: EventSpec = EventSpec {
     ],
 };
 
-pub(in crate::events) static STATS: EventSpec = EventSpec {
-    name: "kcp:stats",
-    summary: "Periodic counters of one listener.",
-    lane: Lane::Bulk,
-    severity: SeverityRule::Fixed(Severity::Informational),
-    cef_title: "Statistics",
-    ecs: EcsSpec {
-        kind: "metric",
-        category: NETWORK,
-        types: &["info"],
-        types_unrefused: None,
-        reason_field: None,
-    },
-    ocsf: OcsfSpec::NetworkActivity {
-        activity: (6, "Traffic"),
-        activity_unrefused: None,
-        traffic: Traffic::FromPeer,
-    },
-    outcome: OutcomeRule::None,
-    control: Control::None,
-    groups: &[GroupUse {
-        group: Group::LocalAddress,
-        presence: Presence::Optional,
-    }],
-    fields: &[
-        req(
-            "interval_ms",
-            Count,
-            "Milliseconds since the previous stats record (or since start).",
-        ),
-        req("connections", Count, "Live connections."),
-        req("datagrams_received", Count, "Datagrams received."),
-        req("bytes_received", Count, "Bytes received."),
-        req("datagrams_sent", Count, "Datagrams sent."),
-        req("bytes_sent", Count, "Bytes sent."),
-        req("passive_opens", Count, "Connections opened by peers."),
-        req("active_opens", Count, "Connections opened locally."),
-        req("connections_closed", Count, "Connections closed."),
-        req(
-            "datagrams_dropped",
-            Count,
-            "Datagrams dropped by the guard and limits, all triggers (failed attempts included).",
-        ),
-        req("connections_failed", Count, "Failed connection attempts."),
-        req("send_errors", Count, "Send system calls that failed."),
-        req(
-            "icmp_errors",
-            Count,
-            "ICMP errors reported for earlier sends.",
-        ),
-        req("panics", Count, "Engine panics caught."),
-        req(
-            "log_lost",
-            Count,
-            "Security records lost so far (all lanes).",
-        ),
-    ],
-    shapes: &[],
-};
+impl EventRecord for ErrorEvent {
+    fn fields<F: RecordFields>(&self, out: &mut F) {
+        if let Some(conn) = &self.conn {
+            out.connection(conn);
+        } else if let Some(peer) = self.peer {
+            out.addr("peer", peer);
+        }
+        if let Some(local) = self.local {
+            out.addr("local", local);
+        }
+        out.str("error_type", self.error_type.as_str());
+        out.str("error_code", self.code);
+        out.str("error_message", self.message.as_str());
+        if self.suppressed > 0 {
+            out.num("suppressed", self.suppressed);
+        }
+    }
 
-pub(in crate::events) static LOG_LOSS: EventSpec = EventSpec {
-    name: "kcp:log_loss",
-    summary: "Security records were lost (never itself lost: the consumer side writes it).",
-    lane: Lane::Critical,
-    severity: SeverityRule::Fixed(Severity::Warning),
-    cef_title: "Security records lost",
-    ecs: EcsSpec {
-        kind: "event",
-        category: NETWORK,
-        types: &["info"],
-        types_unrefused: None,
-        reason_field: None,
-    },
-    ocsf: OcsfSpec::NetworkActivity {
-        activity: (99, "Log Loss"),
-        activity_unrefused: None,
-        traffic: Traffic::Unoriented,
-    },
-    outcome: OutcomeRule::Failure,
-    control: Control::None,
-    groups: &[],
-    fields: &[
-        req("lost_total", Count, "lost_critical + lost_bulk + lost_output."),
-        req("lost_critical", Count, "Records lost from the critical lane."),
-        req("lost_bulk", Count, "Records lost from the bulk lane."),
-        Field {
-            name: "lost_severity_",
-            ty: Count,
-            presence: Presence::Optional,
-            doc: "Lost records of severity {severity}; absent when 0.",
-            per_severity: true,
-        },
-        opt(
-            "since",
-            Timestamp,
-            "When the first loss reported here happened.",
-        ),
-        opt(
-            "lost_output",
-            Count,
-            "Records one output could not deliver (a network output's queue or spool overflowed); the other outputs got them. Absent when 0.",
-        ),
-        opt(
-            "output",
-            Text,
-            "The output that lost lost_output records, e.g. syslog+tcp://192.0.2.10:6514.",
-        ),
-    ],
-    shapes: &[],
-};
+    fn message(&self, _: &IpPrivacy, msg: &mut dyn fmt::Write) -> fmt::Result {
+        let (layer, code, text) = (self.error_type.as_str(), self.code, self.message.as_str());
+        write!(msg, "{layer} error {code}: {text}")
+    }
 
-pub(in crate::events) static ALERT: EventSpec = EventSpec {
-    name: "kcp:alert",
-    summary: "A detector fired (docs/detection.md): one per episode and key, then periodic updates.",
-    lane: Lane::Critical,
-    severity: SeverityRule::ByAlertRule,
-    cef_title: "Alert",
-    ecs: EcsSpec {
-        kind: "alert",
-        category: &["intrusion_detection", "network"],
-        types: &["info"],
-        types_unrefused: None,
-        reason_field: None,
-    },
-    ocsf: OcsfSpec::DetectionFinding,
-    outcome: OutcomeRule::None,
-    control: Control::None,
-    groups: &[],
-    fields: &[
-        req("rule_id", Vocab(Vocab::AlertRuleId), "The detector rule's id."),
-        req(
-            "rule_name",
-            Vocab(Vocab::AlertRuleName),
-            "The detector rule's name.",
-        ),
-        req(
-            "threshold",
-            Count,
-            "The threshold reached: a count per window; for KCPW-002 the effective one (baseline included); for KCPW-007 a percentage.",
-        ),
-        req("window_ms", Count, "The rule's sliding window in milliseconds."),
-        req(
-            "observed",
-            Count,
-            "What the window held when the alert or update was written (a count, distinct convs for KCPW-004, a percentage for KCPW-007).",
-        ),
-        req(
-            "first_seen",
-            Timestamp,
-            "When the episode started (millisecond precision); the same on the alert and its updates.",
-        ),
-        req(
-            "last_seen",
-            Timestamp,
-            "When this alert or update was raised (millisecond precision).",
-        ),
-        req(
-            "update",
-            Bool,
-            "false for the first alert of an episode, true for its periodic updates.",
-        ),
-        opt(
-            "mitre_technique",
-            Vocab(Vocab::MitreTechnique),
-            "The MITRE ATT&CK technique, where one fits.",
-        ),
-        req(
-            "group",
-            Custom {
-                schema: r#"{"enum":["source","listener"]}"#,
-                ts: "'source' | 'listener'",
+    fn examples(net: &ExampleNet) -> Vec<Self> {
+        vec![
+            // On a connection, sampled.
+            Self {
+                conn: Some(net.outbound()),
+                peer: None,
+                local: None,
+                error_type: ErrorType::Network,
+                code: "EHOSTUNREACH",
+                message: CappedText::format("No route to host (os error 113)"),
+                suppressed: 2,
             },
-            "What the rule counts per: one source (an address, or an IPv6 /64) or the whole listener.",
-        ),
-        opt(
-            "group_ip",
-            Ip,
-            "group source: the source (an IPv6 /64 as its first address), through the privacy mode.",
-        ),
-        opt(
-            "group_ip_pseudonym",
-            Pseudonym,
-            "group_ip under ip_privacy hmac.",
-        ),
-    ],
-    shapes: &[
-        Shape::Parts(&[
-            Case {
-                name: "AlertSourceGroup",
-                doc: "An alert about one source (an address, or an IPv6 /64 keyed by its first address).",
-                parts: &[Part::Is("group", "'source'"), Part::Field("group_ip"), Part::Field("group_ip_pseudonym")],
+            // An ICMP error for a peer with no connection.
+            Self {
+                conn: None,
+                peer: Some(net.peer),
+                local: Some(net.local),
+                error_type: ErrorType::Network,
+                code: "ECONNREFUSED",
+                message: CappedText::format("Connection refused (os error 111)"),
+                suppressed: 0,
             },
-            Case {
-                name: "AlertListenerGroup",
-                doc: "An alert about the whole listener.",
-                parts: &[
-                    Part::Is("group", "'listener'"),
-                    Part::Absent("group_ip"),
-                    Part::Absent("group_ip_pseudonym"),
-                ],
+            // A bind failure.
+            Self {
+                conn: None,
+                peer: None,
+                local: Some(net.local),
+                error_type: ErrorType::Network,
+                code: "EADDRINUSE",
+                message: CappedText::format("Address already in use (os error 98)"),
+                suppressed: 0,
             },
-        ]),
-        Shape::PerAlertRule {
-            name: "AlertRule",
-            doc: "Each rule with its name, group, severity and technique (`detect::Rule` in Rust).",
-        },
-    ],
-};
+        ]
+    }
+}

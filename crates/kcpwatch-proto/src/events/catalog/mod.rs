@@ -1,5 +1,7 @@
-//! The event catalogue: every `kcp:*` event declared once, as one static [`EventSpec`] per
-//! [`EventKind`]. Everything else that depends on the list of events reads this:
+//! The event catalogue: every `kcp:*` event declared once, in one file of this folder: its
+//! record type, one static [`EventSpec`] (name, lane, severity, meaning in each format, wire
+//! fields) and its [`EventRecord`](super::EventRecord) impl (the fields and `msg` text the
+//! canonical writer prints). Everything else that depends on the list of events reads this:
 //!
 //! - [`SecurityEvent::kind`](super::SecurityEvent::kind), `name()`, `lane()` and
 //!   `severity()`;
@@ -12,17 +14,25 @@
 //! Vocabularies ([`Vocab`]) are read from the Rust enums themselves (their `ALL` lists), never
 //! retyped.
 
+mod close;
+mod connection;
 mod incidents;
-mod lifecycle;
+mod listener;
+mod reports;
 
-pub(super) use incidents::*;
-pub(super) use lifecycle::*;
+pub use close::*;
+pub use connection::*;
+pub use incidents::*;
+pub use listener::*;
+pub use reports::*;
 
+use super::record::RecordFields;
 use super::spec::{
     opt, req, EventSpec, ExpandedField, Field, Group, GroupUse, Presence, SeverityRule, Vocab,
     WireType,
 };
 use super::{EventKind, FailReason, Severity};
+use crate::config::SessionConfig;
 use crate::detect::Rule;
 use crate::lifecycle::CloseReason;
 
@@ -218,6 +228,21 @@ pub(super) const KCP_PARAMS_FIELDS: &[Field] = &[
     req("idle_timeout_ms", U32, "Idle timeout."),
     req("max_message_size", Count, "Largest message accepted."),
 ];
+
+/// The [`KCP_PARAMS_FIELDS`] group, written from the session's parameters.
+pub(super) fn kcp_params<F: RecordFields>(out: &mut F, p: &SessionConfig) {
+    out.bool("kcp_nodelay", p.nodelay);
+    out.num("kcp_interval_ms", p.interval_ms);
+    out.num("kcp_resend", p.fast_resend);
+    out.bool("kcp_nc", p.no_congestion_window);
+    out.num("kcp_snd_wnd", p.send_window);
+    out.num("kcp_rcv_wnd", p.receive_window);
+    out.num("kcp_mtu", p.mtu as u64);
+    out.bool("kcp_stream", p.stream);
+    out.num("dead_link", p.dead_link);
+    out.num("idle_timeout_ms", p.idle_timeout_ms);
+    out.num("max_message_size", p.max_message_size as u64);
+}
 
 pub(super) const CONNECTION: &[GroupUse] = &[GroupUse {
     group: Group::Connection,
