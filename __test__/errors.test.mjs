@@ -101,7 +101,7 @@ test('a closed native endpoint refuses with code KCP_ERR_CLOSED, mapped to KcpCl
   await server.listen(0, '127.0.0.1');
   const endpoint = server.transport.native;
   await server.close();
-  const thrown = t.throws(() => endpoint.stats());
+  const thrown = t.throws(() => endpoint.connectionStats(0));
   t.is(thrown.code, 'KCP_ERR_CLOSED');
   t.is(thrown.message, 'the endpoint is closed');
   t.true(fromNative(thrown) instanceof kcpwatch.KcpClosedError);
