@@ -1,0 +1,26 @@
+// Defects a hurried user found writing programs from the README and docs alone: the README's
+// example did not compile under strict TypeScript (`server.publicKey` could be null), a secure
+// close record reported the inner engine's MTU, a message queued past the agreed size closed the
+// client as if the application had, and a `server.close()` inside a synchronous `authenticate`
+// let the client see a random outcome.
+import test from 'ava';
+import { kcpwatch } from './helpers/util.mjs';
+
+test('a secure server has its public key from createServer() on, the one it serves with; a raw server has none', async (t) => {
+  const s = kcpwatch.createServer({ log: { destination: 'none' } }, (c) => c.on('message', (m) => c.send(m)));
+  t.teardown(() => s.close({ force: true }));
+  const before = s.publicKey;
+  t.regex(before, /^[A-Za-z0-9+/]{43}=$/);
+  t.deepEqual(s.publicKeys, [before]);
+  const { port } = await s.listen(0, '127.0.0.1');
+  t.is(s.publicKey, before);
+  const c = kcpwatch.connect({ host: '127.0.0.1', port, serverKey: before, log: { destination: 'none' } });
+  t.teardown(() => c.close());
+  await c.ready();
+  const configured = kcpwatch.generateKeyPair();
+  const pinned = kcpwatch.createServer({ serverKeys: [configured.privateKey], log: { destination: 'none' } });
+  t.is(pinned.publicKey, configured.publicKey.toString('base64'));
+  const raw = kcpwatch.createServer({ mode: 'raw', log: { destination: 'none' } });
+  t.is(raw.publicKey, null);
+  t.deepEqual(raw.publicKeys, []);
+});
