@@ -4,7 +4,7 @@
 // client as if the application had, and a `server.close()` inside a synchronous `authenticate`
 // let the client see a random outcome.
 import test from 'ava';
-import { kcpwatch } from './helpers/util.mjs';
+import { kcpwatch, poll } from './helpers/util.mjs';
 
 test('a secure server has its public key from createServer() on, the one it serves with; a raw server has none', async (t) => {
   const s = kcpwatch.createServer({ log: { destination: 'none' } }, (c) => c.on('message', (m) => c.send(m)));
@@ -23,4 +23,22 @@ test('a secure server has its public key from createServer() on, the one it serv
   const raw = kcpwatch.createServer({ mode: 'raw', log: { destination: 'none' } });
   t.is(raw.publicKey, null);
   t.deepEqual(raw.publicKeys, []);
+});
+
+test('secure mode: kcp:connection_closed states the same kcp_mtu as kcp:listener_started on both sides (the wire MTU, not the inner engine one)', async (t) => {
+  const serverRecords = [];
+  const clientRecords = [];
+  const s = kcpwatch.createServer({ log: { destination: 'none', onEvent: (e) => serverRecords.push(e) } });
+  t.teardown(() => s.close({ force: true }));
+  const { port } = await s.listen(0, '127.0.0.1');
+  const c = kcpwatch.connect({ host: '127.0.0.1', port, serverKey: s.publicKey, log: { destination: 'none', onEvent: (e) => clientRecords.push(e) } });
+  t.teardown(() => c.close());
+  await c.ready();
+  c.close();
+  const has = (records, name) => records.some((e) => e.name === name);
+  await poll(() => has(serverRecords, 'kcp:connection_closed') && has(clientRecords, 'kcp:connection_closed'), 10_000, 'both close records');
+  const mtu = (records, name) => records.find((e) => e.name === name)?.kcp_mtu;
+  t.is(mtu(serverRecords, 'kcp:listener_started'), 1200);
+  t.is(mtu(serverRecords, 'kcp:connection_closed'), 1200, 'server');
+  t.is(mtu(clientRecords, 'kcp:connection_closed'), 1200, 'client');
 });
