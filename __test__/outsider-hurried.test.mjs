@@ -42,3 +42,62 @@ test('secure mode: kcp:connection_closed states the same kcp_mtu as kcp:listener
   t.is(mtu(serverRecords, 'kcp:connection_closed'), 1200, 'server');
   t.is(mtu(clientRecords, 'kcp:connection_closed'), 1200, 'client');
 });
+
+// README: "A `server.close()` while `authenticate` runs tells the client `KcpServerShutdownError`,
+// not a refusal". A close issued from inside a synchronous `authenticate` used to lose a race to
+// the answer: the ACCEPT went out, then the shutdown, and the client saw either a connection
+// closed `peer_closed` or a `KcpClosedError` it never asked for. Repeated: the race is per run.
+const closingAuthenticates = {
+  'a synchronous, accepting': (closeNow) => () => {
+    closeNow();
+    return { userId: 'x' };
+  },
+  'a synchronous, refusing': (closeNow) => () => {
+    closeNow();
+    return false;
+  },
+  'an async, before its first await,': (closeNow) => async () => {
+    closeNow();
+    return { userId: 'x' };
+  },
+};
+const closes = {
+  'close()': (server) => void server.close(),
+  'close({ force: true })': (server) => void server.close({ force: true }),
+};
+for (const [variant, makeAuthenticate] of Object.entries(closingAuthenticates)) {
+  for (const [closeName, close] of Object.entries(closes)) {
+    test(`server.${closeName} inside ${variant} authenticate: the client gets KcpServerShutdownError and both sides record a failed attempt, every time`, async (t) => {
+      const runs = variant === 'a synchronous, accepting' ? 20 : 8;
+      for (let i = 0; i < runs; i += 1) {
+        const serverRecords = [];
+        const clientRecords = [];
+        let server;
+        const connections = [];
+        const authenticate = makeAuthenticate(() => close(server));
+        server = kcpwatch.createServer({ authenticate, log: { destination: 'none', onEvent: (e) => serverRecords.push(e) } }, (c) => connections.push(c));
+        t.teardown(() => server.close({ force: true }));
+        const { port } = await server.listen(0, '127.0.0.1');
+        const c = kcpwatch.connect({ host: '127.0.0.1', port, serverKey: server.publicKey, log: { destination: 'none', onEvent: (e) => clientRecords.push(e) } });
+        t.teardown(() => c.close());
+        const closed = new Promise((resolve) => c.once('close', (reason, info) => resolve({ reason, info })));
+        const error = await c.ready().then(
+          () => undefined,
+          (e) => e,
+        );
+        t.is(error?.code, 'KCP_ERR_SERVER_SHUTDOWN', `run ${i}: ${error?.constructor.name} ${error?.message ?? 'ready() resolved'}`);
+        t.true(error instanceof kcpwatch.KcpServerShutdownError, `run ${i}`);
+        t.is((await closed).reason, 'connect_failed', `run ${i}`);
+        await server.close();
+        const failed = (records) => records.find((e) => e.name === 'kcp:connection_failed');
+        await poll(() => failed(clientRecords) && failed(serverRecords), 10_000, `run ${i}: both sides' kcp:connection_failed`);
+        t.is(failed(clientRecords).reason, 'shutdown', `run ${i}: client`);
+        t.is(failed(serverRecords).reason, 'shutdown', `run ${i}: server`);
+        const names = (records) => records.map((e) => e.name).filter((n) => /established|closed|failed/.test(n));
+        t.deepEqual(names(clientRecords), ['kcp:connection_failed'], `run ${i}: client`);
+        t.deepEqual(names(serverRecords), ['kcp:connection_failed'], `run ${i}: server`);
+        t.is(connections.length, 0, `run ${i}: no connection event`);
+      }
+    });
+  }
+}

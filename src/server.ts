@@ -779,7 +779,10 @@ export class Server<Auth = unknown, M extends Mode = Mode> extends EventEmitter<
         return;
       }
       try {
-        if (transport.native.closed) return;
+        // A close() issued while authenticate ran (even from inside it, before this answer)
+        // ends the attempt as `shutdown`: the close refuses every pending authentication with
+        // a REJECT `shutdown`, so answering here would race it with an ACCEPT or a refusal.
+        if (transport.native.closed || this.closing) return;
         if (rejection) {
           transport.native.rejectAuth(request.id, rejection.code);
           return;
