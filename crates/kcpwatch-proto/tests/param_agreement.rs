@@ -355,9 +355,19 @@ fn a_secure_close_reports_the_agreed_wire_mtu_like_listener_started() {
         p.establish();
         let now = p.clock();
         p.client.close(now, p.client_conn);
-        assert!(p.run_until(5_000, |p| closed_mtu(&p.server_security).is_some()
-            && closed_mtu(&p.client_security).is_some()));
-        assert_eq!(closed_mtu(&p.client_security), Some(want), "client, seed {seed}");
-        assert_eq!(closed_mtu(&p.server_security), Some(want), "server, seed {seed}");
+        assert!(
+            p.run_until(5_000, |p| closed_mtu(&p.server_security).is_some()
+                && closed_mtu(&p.client_security).is_some())
+        );
+        assert_eq!(
+            closed_mtu(&p.client_security),
+            Some(want),
+            "client, seed {seed}"
+        );
+        assert_eq!(
+            closed_mtu(&p.server_security),
+            Some(want),
+            "server, seed {seed}"
+        );
     }
 }
