@@ -50,3 +50,37 @@ test('every record the canonical writer makes in tests is a KcpEvent, and a wron
     t.not(check(`export const r: KcpEvent = ${JSON.stringify(bad)};`).length, 0, JSON.stringify(bad));
   }
 });
+
+// The README's complete examples (a ```js or ```ts block that imports 'kcpwatch') are what a
+// hurried reader pastes into a strict TypeScript project: each must compile as written.
+test('every complete example in README.md compiles under strict TypeScript as written', (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/^```(?:js|ts|mjs)\n([\s\S]*?)^```/gm)]
+    .map((m) => m[1])
+    .filter((code) => /from 'kcpwatch'/.test(code));
+  t.true(blocks.length >= 1, 'the README has its "Use" example');
+  const dir = mkdtempSync(join(tmpdir(), 'kcpwatch-readme-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
+  const files = blocks.map((code, i) => {
+    const file = join(dir, `readme-${i + 1}.ts`);
+    writeFileSync(file, code);
+    return file;
+  });
+  const program = ts.createProgram(files, {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    types: ['node'],
+    typeRoots: [join(root, 'node_modules/@types')],
+    paths: { kcpwatch: [join(root, 'index.d.ts')] },
+  });
+  const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => {
+    const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
+    const code = where && d.file ? d.file.text.split('\n')[where.line].trim() : '';
+    return `TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}${code ? ` at: ${code}` : ''}`;
+  });
+  t.deepEqual(diagnostics, []);
+});

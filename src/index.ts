@@ -12,6 +12,7 @@ export type {
   BroadcastTarget,
   CommonServerOptions,
   ListenOptions,
+  PublicKeyOf,
   RawServerOptions,
   SecureServerOptions,
   ServerCloseOptions,

@@ -41,6 +41,7 @@ import { statsFromValues, type ServerStats } from './generated/stats';
 import { endpointOptions, resolveHost, resolveHostOption } from './endpoint-options';
 import { checkLogFilePath, checkReadableFile, logPaths, openLogFiles, type LogFileOption } from './log-files';
 import { Transport } from './transport';
+import { generateKeyPair, keyPairFromPrivate } from './keys';
 import { renderMetrics } from './metrics';
 
 /** Who presented a token to `authenticate`: the validated address and the connection id to be. */
@@ -139,7 +140,7 @@ export interface SecureServerOptions<Auth = unknown> extends CommonServerOptions
   /**
    * The server's static private keys (32 bytes each, Buffer or base64/hex text; two during a
    * rotation, `docs/security.md`). Without them (and without `keyFile`) the server generates
-   * one at `listen()`: clients must then pin `server.publicKey` of this run. A production
+   * one at `createServer()`: clients must then pin `server.publicKey` of this run. A production
    * server configures its key.
    */
   serverKeys?: (Uint8Array | string)[];
@@ -310,7 +311,7 @@ function resolveLinger(value: unknown): number {
 
 // Typed listener methods: a misspelt event name is an error naming the event map, and each
 // listener gets its event's arguments.
-export interface Server<Auth = unknown> {
+export interface Server<Auth = unknown, M extends Mode = Mode> {
   on<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
   once<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
   off<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
@@ -320,12 +321,16 @@ export interface Server<Auth = unknown> {
   prependOnceListener<E extends keyof ServerEvents<Auth>>(event: E, listener: (...args: ServerEvents<Auth>[E]) => void): this;
 }
 
+/** `server.publicKey` by mode: a secure server always has a key, a raw one never. */
+export type PublicKeyOf<M extends Mode> = M extends 'raw' ? null : string;
+
 /**
  * A KCP server. Create it with {@link createServer}. `Auth` is what `authenticate` returns
- * for an accepted client (`connection.auth`).
+ * for an accepted client (`connection.auth`); `M` is its mode, as {@link createServer}'s
+ * options say (`'secure'` unless `mode: 'raw'`).
  */
-export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
-  readonly mode: Mode;
+export class Server<Auth = unknown, M extends Mode = Mode> extends EventEmitter<ServerEvents<Auth>> {
+  readonly mode: M;
   private readonly options: ServerOptions<Auth>;
   private readonly kcp: ResolvedKcpOptions;
   private readonly highWaterMark: number;
@@ -349,6 +354,8 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   private readonly log: NativeLogOptions | undefined;
   /** Every endpoint option, checked and resolved by the constructor (address and log aside). */
   private readonly endpoint: NativeEndpointOptions;
+  /** Secure mode: the public keys (base64) of `endpoint.serverKeys`, current first. */
+  private readonly publicKeyList: readonly string[];
   private readonly logFiles: LogFileOption[];
   private readonly onEvent: ((event: KcpEvent) => void) | undefined;
 
@@ -358,14 +365,21 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
     const options = (optionsObject(given, 'createServer()') ?? {}) as ServerOptions<Auth>;
     checkKeys(options, serverOptionKeys, 'createServer()');
     this.options = { ...options };
-    this.mode = resolveMode(options.mode);
+    this.mode = resolveMode(options.mode) as M;
     this.kcp = resolveKcpOptions(options);
     checkMessageSize(this.kcp, this.mode);
     this.highWaterMark = resolveHighWaterMark(options.highWaterMark, this.kcp.maxSendQueueBytes);
     this.maxReceiveQueueBytes = resolveMaxReceiveQueueBytes(options.maxReceiveQueueBytes);
     // Every option is checked and resolved here, once, not first at listen(); listen() adds
     // only the address and the log's delivery.
-    this.endpoint = endpointOptions('0.0.0.0', 0, this.kcp, this.options, undefined);
+    const endpoint = endpointOptions('0.0.0.0', 0, this.kcp, this.options, undefined);
+    if (this.mode === 'secure' && endpoint.serverKeys === undefined) {
+      // No key configured: one for this server's life, made now rather than at listen(), so
+      // that `publicKey` is a key from the start (a server listens once).
+      endpoint.serverKeys = [generateKeyPair().privateKey];
+    }
+    this.endpoint = endpoint;
+    this.publicKeyList = this.mode === 'secure' ? (endpoint.serverKeys ?? []).map((k) => keyPairFromPrivate(k).publicKey.toString('base64')) : [];
     if (options.port !== undefined) resolvePort(options.port);
     if (options.host !== undefined) resolveHostOption(options.host);
     this.log = resolveLogOptions(options.log, { destination: 'stdout' });
@@ -481,19 +495,17 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
   }
 
   /**
-   * Secure mode, once listening: the public key (base64) clients pin as `serverKey` — of the
-   * first key when several are configured. A server given no key generated it at `listen()`:
-   * it changes every run, so configure `serverKeys`/`keyFile` in production. `null` in raw
-   * mode and before `listen()`.
+   * Secure mode: the public key (base64) clients pin as `serverKey` — of the first key when
+   * several are configured. A server given no key generated one at `createServer()`: it
+   * changes every run, so configure `serverKeys`/`keyFile` in production. `null` in raw mode.
    */
-  get publicKey(): string | null {
-    return this.publicKeys[0] ?? null;
+  get publicKey(): PublicKeyOf<M> {
+    return (this.publicKeyList[0] ?? null) as PublicKeyOf<M>;
   }
 
-  /** Secure mode, once listening: the public keys (base64) of every configured key. */
+  /** Secure mode: the public keys (base64) of every configured key, current first; `[]` in raw mode. */
   get publicKeys(): string[] {
-    if (!this.transport || this.mode !== 'secure') return [];
-    return this.transport.native.publicKeys().map((k) => k.toString('base64'));
+    return [...this.publicKeyList];
   }
 
   /** Live connections. */
@@ -770,7 +782,10 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
         return;
       }
       try {
-        if (transport.native.closed) return;
+        // A close() issued while authenticate ran (even from inside it, before this answer)
+        // ends the attempt as `shutdown`: the close refuses every pending authentication with
+        // a REJECT `shutdown`, so answering here would race it with an ACCEPT or a refusal.
+        if (transport.native.closed || this.closing) return;
         if (rejection) {
           transport.native.rejectAuth(request.id, rejection.code);
           return;
@@ -866,7 +881,9 @@ export class Server<Auth = unknown> extends EventEmitter<ServerEvents<Auth>> {
  * `http.createServer`, the handler alone works too: `createServer((conn) => ...)`.
  * Every option is checked here (`KcpInvalidOptionError`), including unknown keys.
  */
-export function createServer<Auth = unknown>(onConnection?: (connection: Connection<Auth>) => void): Server<Auth>;
+export function createServer<Auth = unknown>(onConnection?: (connection: Connection<Auth>) => void): Server<Auth, 'secure'>;
+export function createServer<Auth = unknown>(options: RawServerOptions, onConnection?: (connection: Connection<Auth>) => void): Server<Auth, 'raw'>;
+export function createServer<Auth = unknown>(options?: SecureServerOptions<Auth>, onConnection?: (connection: Connection<Auth>) => void): Server<Auth, 'secure'>;
 export function createServer<Auth = unknown>(options?: ServerOptions<Auth>, onConnection?: (connection: Connection<Auth>) => void): Server<Auth>;
 export function createServer<Auth = unknown>(
   optionsOrHandler?: ServerOptions<Auth> | ((connection: Connection<Auth>) => void),

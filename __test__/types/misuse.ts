@@ -10,6 +10,7 @@ import {
   KcpInvalidOptionError,
   type Connection,
   type KcpErrorCode,
+  type ServerOptions,
   type ServerStats,
 } from '../../index';
 
@@ -154,3 +155,10 @@ const ceilings: [number, number] = [someConnection.maxMessageSize, someConnectio
 void ceilings;
 // A map of connections (server.connections) is a broadcast target.
 server.broadcast('tick', server.connections);
+
+// @ts-expect-error a raw server has no key to pin
+connect({ port: 1, serverKey: createServer({ mode: 'raw' }).publicKey });
+export function pinAnyMode(anyModeOptions: ServerOptions): void {
+  // @ts-expect-error a server of either mode may have no key
+  connect({ port: 1, serverKey: createServer(anyModeOptions).publicKey });
+}

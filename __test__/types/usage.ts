@@ -224,3 +224,12 @@ async function bots(port: number): Promise<void> {
   client.on('connection', () => undefined);
 }
 void bots;
+
+// `publicKey` by mode: a secure server (the default) always has one, so it is a `serverKey`
+// as it is; a raw server's is null; a server of either mode (a `ServerOptions` value) either.
+const secureKey: string = createServer({ authenticate: () => ({ userId: 'a' }) }).publicKey;
+const handlerKey: string = createServer(() => undefined).publicKey;
+const rawKey: null = createServer({ mode: 'raw' }).publicKey;
+const eitherKey: string | null = createServer(options).publicKey;
+connect({ port: 1, serverKey: createServer().publicKey });
+void [secureKey, handlerKey, rawKey, eitherKey];

@@ -319,3 +319,55 @@ fn an_accept_in_the_other_stream_mode_fails_the_client() {
     });
     assert_eq!(rule, Some("accept_stream"));
 }
+
+/// The `kcp_mtu` each side's `kcp:connection_closed` reports.
+fn closed_mtu(events: &[SecurityEvent]) -> Option<usize> {
+    events.iter().find_map(|e| match e {
+        SecurityEvent::ConnectionClosed(c) => Some(c.params.mtu),
+        _ => None,
+    })
+}
+
+/// `kcp_mtu` is the largest datagram on the wire, as `kcp:listener_started` states it: a
+/// secure close reports the MTU the handshake agreed (the smaller side's), not the engine's
+/// inner MTU (that minus the session framing), with or without FEC.
+#[test]
+fn a_secure_close_reports_the_agreed_wire_mtu_like_listener_started() {
+    let small = SessionConfig {
+        mtu: 1000,
+        ..Preset::Game.config()
+    };
+    for (seed, client, fec, want) in [
+        (311, Preset::Game.config(), false, 1200),
+        (312, small, false, 1000),
+        (313, Preset::Game.config(), true, 1200),
+    ] {
+        let (mut s, mut c) = secure_configs(seed, Preset::Game.config());
+        c.session = client;
+        let fec = fec.then_some(kcpwatch_proto::fec::FecConfig {
+            data_shards: 10,
+            parity_shards: 3,
+        });
+        s.fec = fec;
+        c.fec = fec;
+        let mut p = Pair::with_configs(s, c, Link::clean(), 1_000);
+        p.record = true;
+        p.establish();
+        let now = p.clock();
+        p.client.close(now, p.client_conn);
+        assert!(
+            p.run_until(5_000, |p| closed_mtu(&p.server_security).is_some()
+                && closed_mtu(&p.client_security).is_some())
+        );
+        assert_eq!(
+            closed_mtu(&p.client_security),
+            Some(want),
+            "client, seed {seed}"
+        );
+        assert_eq!(
+            closed_mtu(&p.server_security),
+            Some(want),
+            "server, seed {seed}"
+        );
+    }
+}

@@ -148,7 +148,13 @@ impl Endpoint {
         let old_state = session.state;
         session.state = ConnectionState::Closed;
         let conn = session.conn_ref();
-        let params = session.config;
+        let mut params = session.config;
+        if session.secure.is_some() {
+            // The record's `kcp_mtu` is the largest datagram on the wire, as
+            // `kcp:listener_started` states it; a secure engine's own MTU leaves room for the
+            // session framing (and FEC's header), so that is added back.
+            params.mtu = session.secure_wire_mtu();
+        }
         let summary = catch_unwind(AssertUnwindSafe(|| session.summary(now_extended)));
         if reason == CloseReason::InternalError {
             self.emit(SecurityEvent::Error(ErrorEvent {
