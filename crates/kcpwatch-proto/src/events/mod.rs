@@ -221,6 +221,13 @@ macro_rules! declare_events {
                 }
             }
 
+            /// The connection it is about, if any (its [`EventRecord`] impl).
+            pub fn connection(&self) -> Option<&ConnectionRef> {
+                match self {
+                    $(Self::$variant(e) => EventRecord::connection(e),)*
+                }
+            }
+
             /// Writes the event's own fields (its [`EventRecord`] impl).
             pub fn fields<F: RecordFields>(&self, out: &mut F) {
                 match self {
@@ -303,21 +310,6 @@ impl SecurityEvent {
     /// Which ring lane carries it (from the catalogue).
     pub fn lane(&self) -> Lane {
         self.kind().spec().lane
-    }
-
-    /// The connection it is about, if any.
-    pub fn connection(&self) -> Option<&ConnectionRef> {
-        match self {
-            Self::ConnectionAttempted(e) => Some(&e.conn),
-            Self::ConnectionEstablished(e) => Some(&e.conn),
-            Self::ConnectionFailed(e) => Some(&e.conn),
-            Self::ConnectionStateUpdated(e) => Some(&e.conn),
-            Self::ConnectionClosed(e) => Some(&e.conn),
-            Self::PeerAddressChanged(e) => Some(&e.conn),
-            Self::ProtocolViolation(e) => e.conn.as_ref(),
-            Self::Error(e) => e.conn.as_ref(),
-            _ => None,
-        }
     }
 }
 

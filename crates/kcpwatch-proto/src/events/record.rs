@@ -54,6 +54,9 @@ pub trait RecordFields {
 /// One event's record type: its fields and its `msg` text. Implemented next to the event's
 /// [`EventSpec`](super::EventSpec) in `catalog/`.
 pub trait EventRecord {
+    /// The connection it is about, if any (each event says, so that a new connection-scoped
+    /// event cannot forget its connection).
+    fn connection(&self) -> Option<&super::ConnectionRef>;
     /// Writes the event's own fields (after the base fields every record carries).
     fn fields<F: RecordFields>(&self, out: &mut F);
     /// Writes the human-readable `msg` text; addresses go through `privacy` ([`Shown`],

@@ -177,6 +177,10 @@ pub(in crate::events) static CONNECTION_CLOSED: EventSpec = EventSpec {
 };
 
 impl EventRecord for ConnectionClosed {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        Some(&self.conn)
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.connection(&self.conn);
         out.str("reason", self.reason.as_str());

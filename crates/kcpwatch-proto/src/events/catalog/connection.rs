@@ -50,6 +50,10 @@ pub(in crate::events) static CONNECTION_ATTEMPTED: EventSpec = EventSpec {
 };
 
 impl EventRecord for ConnectionAttempted {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        Some(&self.conn)
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.connection(&self.conn);
     }
@@ -151,6 +155,10 @@ pub(in crate::events) static CONNECTION_ESTABLISHED: EventSpec = EventSpec {
 };
 
 impl EventRecord for ConnectionEstablished {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        Some(&self.conn)
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.connection(&self.conn);
         if let Some(secure) = &self.secure {
@@ -260,6 +268,10 @@ pub(in crate::events) static CONNECTION_FAILED: EventSpec = EventSpec {
 };
 
 impl EventRecord for ConnectionFailed {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        Some(&self.conn)
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.connection(&self.conn);
         out.str("reason", self.reason.as_str());
@@ -356,6 +368,10 @@ pub(in crate::events) static CONNECTION_STATE_UPDATED: EventSpec = EventSpec {
 };
 
 impl EventRecord for ConnectionStateUpdated {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        Some(&self.conn)
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.connection(&self.conn);
         out.str("prev_state", self.old.as_str());
@@ -441,6 +457,10 @@ pub(in crate::events) static PEER_ADDRESS_CHANGED: EventSpec = EventSpec {
 };
 
 impl EventRecord for PeerAddressChanged {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        Some(&self.conn)
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         // The connection fields carry the new addresses (src/dst by direction, like every
         // connection record, with the Community ID of the new flow); the old ones go through

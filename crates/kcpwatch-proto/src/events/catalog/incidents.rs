@@ -122,6 +122,10 @@ pub(in crate::events) static PACKET_DROPPED: EventSpec = EventSpec {
 };
 
 impl EventRecord for PacketDropped {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        None
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         if let Some(uid) = &self.uid {
             out.str("uid", uid.as_str());
@@ -244,6 +248,10 @@ pub(in crate::events) static PROTOCOL_VIOLATION: EventSpec = EventSpec {
 };
 
 impl EventRecord for ProtocolViolation {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        self.conn.as_ref()
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         if let Some(conn) = &self.conn {
             out.connection(conn);
@@ -439,6 +447,10 @@ pub(in crate::events) static ERROR: EventSpec = EventSpec {
 };
 
 impl EventRecord for ErrorEvent {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        self.conn.as_ref()
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         if let Some(conn) = &self.conn {
             out.connection(conn);

@@ -80,6 +80,10 @@ pub(in crate::events) static LISTENER_STARTED: EventSpec = EventSpec {
 };
 
 impl EventRecord for ListenerStarted {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        None
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.addr("local", self.local);
         let s = &self.settings;
@@ -156,6 +160,10 @@ pub(in crate::events) static LISTENER_STOPPED: EventSpec = EventSpec {
 };
 
 impl EventRecord for ListenerStopped {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        None
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.addr("local", self.local);
         out.num("uptime_ms", self.uptime_ms);

@@ -113,6 +113,10 @@ pub(in crate::events) static STATS: EventSpec = EventSpec {
 };
 
 impl EventRecord for StatsEvent {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        None
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         if let Some(local) = self.local {
             out.addr("local", local);
@@ -254,6 +258,10 @@ impl LogLoss {
 }
 
 impl EventRecord for LogLoss {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        None
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.num("lost_total", self.lost_total());
         out.num("lost_critical", self.lost_critical);
@@ -403,6 +411,10 @@ pub(in crate::events) static ALERT: EventSpec = EventSpec {
 };
 
 impl EventRecord for Alert {
+    fn connection(&self) -> Option<&crate::events::ConnectionRef> {
+        None
+    }
+
     fn fields<F: RecordFields>(&self, out: &mut F) {
         out.str("rule_id", self.rule.id());
         out.str("rule_name", self.rule.name());
