@@ -12,6 +12,7 @@
 //! | `src/generated/rules.ts` | from `kcpwatch_proto::events::DropRule`: the rule unions (`GuardRule`, `LimitRule`, `SecureRule`, `DropRule`, `FailRule`, `UnrefusedAttempt`); the same declaration gives the schema its `rule` vocabulary, `trigger_rule` and the rule constraints of `kcp:connection_failed`, and codegen fails if `docs/events.md` has no row for a rule |
 //! | `src/generated/error-codes.ts` | from `kcpwatch_proto::ErrorCode`, not the catalogue: every stable failure code (`KCP_ERR_*`) with its doc line; `src/errors.ts` registers one class per code |
 //! | `src/generated/stats.ts`, the metric and stats tables of `docs/metrics.md` | from `kcpwatch::stats` (`STATS`, `METRICS`), not the catalogue: each field of `server.stats()` (name, type, doc; the addon returns the values in this order) and each Prometheus family of `server.metrics()` (name, type, help, labels, fields) |
+//! | `integrations/elasticsearch/kcpwatch-ecs-template.json` | the `kcp.*` mappings: every field the catalogue declares that the ECS writer's table (`kcpwatch_log::formats::ecs::kcp_fields`) may leave under `kcp.*`, its Elasticsearch type from its `WireType`; and `_meta.ecs_version` from the writer; merged into `templates/kcpwatch-ecs-template.json`, which holds the rest (index patterns, settings, dynamic templates, the ECS fields) |
 //! | `src/generated/kcp-options.ts` | from `kcpwatch_proto::config` (`Knob`, `Preset`), not the catalogue: each KCP knob's type, default and range, and the presets |
 //!
 //! Every generated file says it is generated, and from what.
@@ -21,6 +22,7 @@
 mod docs;
 mod engine_errors;
 mod error_codes;
+mod es_template;
 mod options;
 mod rules;
 mod schema;
@@ -55,6 +57,7 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
     let template = read(schema::TEMPLATE)?;
     rules::check_template(&template)?;
     let ts_template = ts::Template::parse(&template)?;
+    let es_template = read(es_template::TEMPLATE)?;
     let docs = read(docs::PATH)?;
     rules::check_docs(&docs)?;
     Ok(vec![
@@ -89,6 +92,10 @@ pub fn generate(root: &Path) -> Result<Vec<Generated>, String> {
         Generated {
             path: rules::TS_PATH,
             contents: rules::ts(),
+        },
+        Generated {
+            path: es_template::PATH,
+            contents: es_template::generate(&es_template)?,
         },
     ])
 }
@@ -128,6 +135,45 @@ mod tests {
             stale.is_empty(),
             "generated files differ from the catalogue: {stale:?}; run `npm run codegen` and commit the result"
         );
+    }
+
+    /// `--check` (and this crate's drift test) name a hand-edited index template: its `kcp.*`
+    /// mappings are not a hand-written file any more.
+    #[test]
+    fn a_hand_edited_index_template_is_stale() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = std::env::temp_dir().join(format!("kcpwatch-codegen-{}", std::process::id()));
+        let inputs = [
+            schema::TEMPLATE,
+            es_template::TEMPLATE,
+            docs::PATH,
+            stats::DOCS_PATH,
+        ];
+        for path in inputs {
+            let to = root.join(path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(repo.join(path), to).unwrap();
+        }
+        for file in generate(&root).unwrap() {
+            let to = root.join(file.path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(to, file.contents).unwrap();
+        }
+        assert_eq!(stale(&root).unwrap(), Vec::<&str>::new());
+
+        // What adding a field by hand looks like: one more kcp.* mapping.
+        let path = root.join(es_template::PATH);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replacen(
+            "\"acks_received\": {",
+            "\"pause_ms\": {\n              \"type\": \"long\"\n            },\n            \"acks_received\": {",
+            1,
+        );
+        assert_ne!(edited, text);
+        std::fs::write(&path, edited).unwrap();
+        let stale = stale(&root).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(stale, vec![es_template::PATH]);
     }
 
     #[test]

@@ -76,7 +76,7 @@
 
 use std::net::IpAddr;
 
-use kcpwatch_proto::events::EventKind;
+use kcpwatch_proto::events::{EventKind, ExpandedField, Presence, Vocab, WireType};
 
 use super::fields::{action, get_str, get_u64, ip_of, is_wildcard, Fields};
 use super::json_writer::{json_escape, push_u64, Obj};
@@ -84,7 +84,7 @@ use super::meaning::{attack, outcome, severity, unrefused_failure, user_id, PROD
 use super::time::timestamp;
 
 /// The ECS version the documents follow (`ecs.version`).
-const ECS_VERSION: &str = "9.0.0";
+pub const ECS_VERSION: &str = "9.0.0";
 /// `event.dataset`: one dataset for every kcpwatch security record.
 const DATASET: &str = "kcpwatch.security";
 
@@ -170,31 +170,226 @@ impl<'a> Addresses<'a> {
     }
 }
 
-/// Canonical fields an ECS field carries in full; the rest go to `kcp.*`.
-fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
+/// Where the document puts a canonical field: an ECS field, `kcp.*`, or one of them depending
+/// on the record. The one table of it: `write` reads it for each record, and [`kcp_fields`]
+/// (from which `npm run codegen` types the index template's `kcp.*` mappings) for each declared
+/// field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// An ECS field carries it in full, in every record.
+    Ecs,
+    /// `user.id`, `network.transport`: when its value is a string.
+    IfString,
+    /// `network.direction`: when it is `inbound` or `outbound`.
+    IfDirection,
+    /// `source.ip`: when it is an IP address.
+    SourceIp,
+    /// `source.ip` of an alert about one source, which has no `src_ip`: when it is an IP.
+    GroupIp,
+    /// `destination.ip`: when it is an IP address.
+    DestinationIp,
+    /// `server.ip`: when it is an IP address.
+    LocalIp,
+    /// `source.port`, `destination.port`, `server.port`: when it is a number.
+    Port,
+    /// `destination.ip` of a record without `dst_*` (the peer a failed send went to): when it is
+    /// an IP address.
+    PeerIp,
+    /// `destination.port` of a record without `dst_*`: when it is a number.
+    PeerPort,
+    /// `rule.*`, `threat.*`, `event.start` / `end` of a `kcp:alert`: when it is a string.
+    Alert,
+    /// `source.bytes` / `packets`, `destination.*`, `network.*` of a close whose direction is
+    /// known: when it is a number.
+    Oriented,
+    /// `kcp.<field>`.
+    Kcp,
+}
+
+/// The table: where each canonical field goes.
+fn placement(key: &str) -> Placement {
     match key {
         "ts" | "time" | "level" | "level_name" | "severity" | "name" | "seq" | "msg"
         | "observer_host" | "observer_service" | "observer_instance" | "observer_version"
         | "community_id" | "duration_ms" | "reason" | "error_code" | "error_message"
-        | "error_type" => true,
-        "user_id" | "user_id_pseudonym" => r.get(key).is_some_and(|v| v.is_string()),
-        "transport" => r.get(key).is_some_and(|v| v.is_string()),
-        "direction" => matches!(get_str(r, key), Some("inbound" | "outbound")),
-        "src_ip" => a.src.is_some(),
-        "group_ip" => !r.has("src_ip") && a.src.is_some(),
+        | "error_type" => Placement::Ecs,
+        "user_id" | "user_id_pseudonym" | "transport" => Placement::IfString,
+        "direction" => Placement::IfDirection,
+        "src_ip" => Placement::SourceIp,
+        "group_ip" => Placement::GroupIp,
+        "dst_ip" => Placement::DestinationIp,
+        "local_ip" => Placement::LocalIp,
+        "src_port" | "dst_port" | "local_port" => Placement::Port,
+        "peer_ip" => Placement::PeerIp,
+        "peer_port" => Placement::PeerPort,
         "rule_id" | "rule_name" | "mitre_technique" | "first_seen" | "last_seen" => {
+            Placement::Alert
+        }
+        "bytes_received" | "bytes_sent" | "datagrams_received" | "datagrams_sent" => {
+            Placement::Oriented
+        }
+        _ => Placement::Kcp,
+    }
+}
+
+/// Whether an ECS field carries `key` of this record in full; if not, it goes to `kcp.*`.
+fn mapped(r: &Fields<'_>, a: &Addresses<'_>, key: &str) -> bool {
+    match placement(key) {
+        Placement::Ecs => true,
+        Placement::IfString => r.get(key).is_some_and(|v| v.is_string()),
+        Placement::IfDirection => matches!(get_str(r, key), Some("inbound" | "outbound")),
+        Placement::SourceIp => a.src.is_some(),
+        Placement::GroupIp => !r.has("src_ip") && a.src.is_some(),
+        Placement::DestinationIp => !a.peer_is_destination && a.dst.is_some(),
+        Placement::LocalIp => a.local.is_some(),
+        Placement::Port => get_u64(r, key).is_some(),
+        Placement::PeerIp => a.peer_is_destination && a.dst.is_some(),
+        Placement::PeerPort => a.peer_is_destination && get_u64(r, key).is_some(),
+        Placement::Alert => {
             r.kind == Some(EventKind::Alert) && r.get(key).is_some_and(|v| v.is_string())
         }
-        "dst_ip" => !a.peer_is_destination && a.dst.is_some(),
-        "peer_ip" => a.peer_is_destination && a.dst.is_some(),
-        "local_ip" => a.local.is_some(),
-        "src_port" | "dst_port" | "local_port" => get_u64(r, key).is_some(),
-        "peer_port" => a.peer_is_destination && get_u64(r, key).is_some(),
-        "bytes_received" | "bytes_sent" | "datagrams_received" | "datagrams_sent" => {
-            a.bytes.is_some() && get_u64(r, key).is_some()
-        }
-        _ => false,
+        Placement::Oriented => a.bytes.is_some() && get_u64(r, key).is_some(),
+        Placement::Kcp => false,
     }
+}
+
+/// What a field's value is in JSON, as its declaration says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// A string.
+    String,
+    /// A non-negative integer.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl ValueKind {
+    /// The JSON kind of every value of a field of type `ty`; for [`WireType::Custom`], read from
+    /// its schema's `type`, or from its `enum` / `const` values.
+    pub fn of(ty: WireType) -> Result<ValueKind, String> {
+        Ok(match ty {
+            WireType::Count
+            | WireType::U32
+            | WireType::U16
+            | WireType::Port
+            | WireType::Conv
+            | WireType::SeverityCode
+            | WireType::PinoLevel => ValueKind::Integer,
+            WireType::Bool => ValueKind::Boolean,
+            WireType::Text
+            | WireType::Timestamp
+            | WireType::Ip
+            | WireType::Pseudonym
+            | WireType::Uid
+            | WireType::CommunityId
+            | WireType::History
+            | WireType::Transport
+            | WireType::Vocab(_)
+            | WireType::VocabExcept(..)
+            | WireType::DropRule
+            | WireType::ListenerMode
+            | WireType::ListenerRole
+            | WireType::IpPrivacy => ValueKind::String,
+            WireType::Custom { schema, .. } => custom_kind(schema)?,
+        })
+    }
+}
+
+fn custom_kind(schema: &str) -> Result<ValueKind, String> {
+    let schema: serde_json::Value =
+        serde_json::from_str(schema).map_err(|e| format!("Custom schema {schema}: {e}"))?;
+    let of_value = |v: &serde_json::Value| match v {
+        serde_json::Value::String(_) => Some(ValueKind::String),
+        serde_json::Value::Number(n) if n.is_u64() => Some(ValueKind::Integer),
+        serde_json::Value::Bool(_) => Some(ValueKind::Boolean),
+        _ => None,
+    };
+    let kind = match schema.get("type").and_then(serde_json::Value::as_str) {
+        Some("string") => Some(ValueKind::String),
+        Some("integer") => Some(ValueKind::Integer),
+        Some("boolean") => Some(ValueKind::Boolean),
+        Some(_) => None,
+        None => match (schema.get("const"), schema.get("enum")) {
+            (Some(c), _) => of_value(c),
+            (None, Some(serde_json::Value::Array(values))) => {
+                let kinds: Vec<Option<ValueKind>> = values.iter().map(of_value).collect();
+                kinds
+                    .first()
+                    .copied()
+                    .flatten()
+                    .filter(|k| kinds.iter().all(|o| *o == Some(*k)))
+            }
+            _ => None,
+        },
+    };
+    kind.ok_or_else(|| {
+        format!(
+            "Custom schema {schema}: not one JSON type of string, non-negative integer or boolean"
+        )
+    })
+}
+
+/// The declared fields of `kind` that a document may carry under `kcp.*`, by the same table as
+/// `write`, applied to what the catalogue declares instead of to one record: a field goes
+/// there unless every record of the kind that can carry it has it in an ECS field. What the
+/// declarations guarantee: a field's JSON kind ([`ValueKind`]; a [`WireType::Ip`] is an
+/// address, whatever the privacy mode, which moves a hidden one to its `_pseudonym`), which
+/// fields one record can carry together ([`EventSpec::may_carry_together`](kcpwatch_proto::events::EventSpec::may_carry_together)),
+/// and the direction vocabulary.
+pub fn kcp_fields(kind: EventKind) -> Result<Vec<ExpandedField>, String> {
+    let spec = kind.spec();
+    let mut out = Vec::new();
+    for field in spec.all_fields() {
+        let ty = field.field.ty;
+        let value = ValueKind::of(ty)?;
+        let key = field.name.as_str();
+        let ip = ty == WireType::Ip;
+        let number = value == ValueKind::Integer;
+        let alongside = |other: &str| spec.may_carry_together(&[key, other]);
+        let in_ecs = match placement(key) {
+            Placement::Ecs => true,
+            Placement::IfString => value == ValueKind::String,
+            Placement::IfDirection => {
+                ty == WireType::Vocab(Vocab::Direction) && directions_in_ecs()
+            }
+            Placement::SourceIp | Placement::LocalIp => ip,
+            // A record with `dst_ip` never makes its peer the destination.
+            Placement::DestinationIp => ip,
+            Placement::GroupIp => ip && !alongside("src_ip"),
+            Placement::Port => number,
+            Placement::PeerIp | Placement::PeerPort => {
+                (if key == "peer_ip" { ip } else { number })
+                    && !alongside("dst_ip")
+                    && !alongside("dst_port")
+            }
+            Placement::Alert => kind == EventKind::Alert && value == ValueKind::String,
+            Placement::Oriented => {
+                // `originator_is_peer`: a close with a known direction.
+                kind == EventKind::ConnectionClosed
+                    && number
+                    && spec.all_fields().iter().any(|f| {
+                        f.name == "direction"
+                            && f.presence == Presence::Required
+                            && f.field.ty == WireType::Vocab(Vocab::Direction)
+                    })
+                    && directions_in_ecs()
+            }
+            Placement::Kcp => false,
+        };
+        if !in_ecs {
+            out.push(field);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every direction the catalogue names is one `network.direction` takes.
+fn directions_in_ecs() -> bool {
+    Vocab::Direction
+        .values()
+        .iter()
+        .all(|d| matches!(*d, "inbound" | "outbound"))
 }
 
 /// The field that stands for `event.reason` in records without a `reason`.
@@ -411,4 +606,63 @@ fn write_event_id(out: &mut String, instance: &str, seq: u64) {
     out.push(':');
     push_u64(out, seq);
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{write as write_format, Format};
+
+    /// The declared placement covers what the writer does: every `kcp.*` key of every record of
+    /// the SIEM matrix (all events, privacy modes, secure mode) is one `kcp_fields` names for
+    /// its event, so the generated index template maps it.
+    #[test]
+    fn kcp_fields_cover_every_kcp_key_the_writer_writes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/siem/json.ndjson"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut out = String::new();
+        let mut checked = 0;
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let record: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).unwrap();
+            let name = record["name"].as_str().unwrap();
+            let kind = EventKind::from_name(name).unwrap();
+            let declared: Vec<String> = kcp_fields(kind)
+                .unwrap()
+                .into_iter()
+                .map(|f| f.name)
+                .collect();
+            out.clear();
+            write_format(Format::Ecs, &record, &mut out);
+            let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+            // An object with nothing in it is left out.
+            let kcp = doc.get("kcp").and_then(serde_json::Value::as_object);
+            for key in kcp.into_iter().flat_map(|o| o.keys()) {
+                assert!(
+                    declared.contains(key),
+                    "{name}: kcp.{key} not in kcp_fields"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked} kcp.* keys checked");
+    }
+
+    #[test]
+    fn custom_schemas_have_one_json_kind() {
+        assert_eq!(
+            custom_kind(r#"{"type":"string","maxLength":3}"#),
+            Ok(ValueKind::String)
+        );
+        assert_eq!(
+            custom_kind(r#"{"enum":["source","listener"]}"#),
+            Ok(ValueKind::String)
+        );
+        assert_eq!(custom_kind(r#"{"const":2}"#), Ok(ValueKind::Integer));
+        assert!(custom_kind(r#"{"enum":[]}"#).is_err());
+        assert!(custom_kind(r#"{"type":["string","null"]}"#).is_err());
+    }
 }

@@ -38,7 +38,7 @@
 //! client's handshake that timed out or that the server refused) simply has no rule category.
 
 mod cef;
-mod ecs;
+pub mod ecs;
 mod fields;
 mod gelf;
 mod hec;

@@ -28,8 +28,8 @@ pub use reports::*;
 
 use super::record::RecordFields;
 use super::spec::{
-    opt, req, EventSpec, ExpandedField, Field, Group, GroupUse, Presence, SeverityRule, Vocab,
-    WireType,
+    opt, req, Case, EventSpec, ExpandedField, Field, Group, GroupUse, Part, Presence, SeverityRule,
+    Shape, Vocab, WireType,
 };
 use super::{EventKind, FailReason, Severity};
 use crate::config::SessionConfig;
@@ -263,6 +263,47 @@ impl EventSpec {
         expand(self.fields, Presence::Required, &mut out);
         out
     }
+
+    /// Whether one record of this kind may carry all of `keys` at once: each is one of its
+    /// fields, and each of its [`Shape::OneOf`]s has a case that leaves none of them absent.
+    /// What it cannot read (a per-rule shape, a type named beside the events) it takes to allow
+    /// them.
+    pub fn may_carry_together(&self, keys: &[&str]) -> bool {
+        let fields = self.all_fields();
+        keys.iter().all(|k| fields.iter().any(|f| f.name == *k))
+            && self.shapes.iter().all(|shape| match shape {
+                Shape::OneOf { cases, .. } => cases
+                    .iter()
+                    .any(|case| !self.leaves_out(case.parts, keys, 0)),
+                Shape::Narrow(_) | Shape::Parts(_) | Shape::PerAlertRule { .. } => true,
+            })
+    }
+
+    /// Whether `parts` make one of `keys` absent.
+    fn leaves_out(&self, parts: &[Part], keys: &[&str], depth: usize) -> bool {
+        parts.iter().any(|part| match part {
+            Part::Absent(f) => keys.contains(f),
+            Part::NoGroup(g) => g.fields().iter().any(|f| keys.contains(&f.name)),
+            // Named cases may name others; the depth bounds a declaration that loops.
+            Part::Named(name) => {
+                depth < 8
+                    && self
+                        .named_case(name)
+                        .is_some_and(|case| self.leaves_out(case.parts, keys, depth + 1))
+            }
+            Part::Field(_) | Part::Present(_) | Part::Is(..) | Part::Group(_) => false,
+        })
+    }
+
+    fn named_case(&self, name: &str) -> Option<&'static Case> {
+        self.shapes
+            .iter()
+            .flat_map(|shape| match shape {
+                Shape::OneOf { cases, .. } | Shape::Parts(cases) => cases.iter(),
+                Shape::Narrow(_) | Shape::PerAlertRule { .. } => [].iter(),
+            })
+            .find(|case| case.name == name)
+    }
 }
 
 fn expand(fields: &'static [Field], group: Presence, out: &mut Vec<ExpandedField>) {
@@ -345,6 +386,22 @@ mod tests {
                 kind.name()
             );
         }
+    }
+
+    #[test]
+    fn shapes_say_which_fields_come_together() {
+        let error = EventKind::Error.spec();
+        // An error names a connection or a bare peer, never both.
+        assert!(!error.may_carry_together(&["peer_ip", "dst_port"]));
+        assert!(!error.may_carry_together(&["peer_port", "uid"]));
+        assert!(error.may_carry_together(&["peer_ip", "peer_port", "error_code"]));
+        assert!(error.may_carry_together(&["uid", "dst_port", "local_port"]));
+        // Through a named part: a refused attempt has a rule.
+        assert!(EventKind::ConnectionFailed
+            .spec()
+            .may_carry_together(&["rule", "uid"]));
+        assert!(!EventKind::Stats.spec().may_carry_together(&["uid"]));
+        assert!(!error.may_carry_together(&["no_such_field"]));
     }
 
     #[test]
