@@ -147,6 +147,16 @@ fn sends_while_the_io_thread_sleeps_leave_from_the_caller_once_and_in_order() {
         sent += 1;
         peer.until("the message", |p| p.messages.len() == sent as usize);
     }
+    // A batch larger than SEND_ON_CALLER_MAX_BYTES is a busy event loop's: always queued.
+    let before = runtime.stats().unwrap().sends_on_caller;
+    let first_big = sent;
+    let big = vec![b'b'; kcpwatch::runtime::SEND_ON_CALLER_MAX_BYTES];
+    for _ in 0..5 {
+        runtime.send_batch(&batch(info.handle, &big)).unwrap();
+        sent += 1;
+        peer.until("the large message", |p| p.messages.len() == sent as usize);
+    }
+    assert_eq!(runtime.stats().unwrap().sends_on_caller, before);
     // And a burst, queued or not as it falls.
     for i in sent..sent + 200 {
         runtime
@@ -156,7 +166,12 @@ fn sends_while_the_io_thread_sleeps_leave_from_the_caller_once_and_in_order() {
     sent += 200;
     peer.until("the burst", |p| p.messages.len() >= sent as usize);
 
-    let expected: Vec<Vec<u8>> = (0..sent).map(|i| format!("m{i}").into_bytes()).collect();
+    let expected: Vec<Vec<u8>> = (0..sent)
+        .map(|i| match i {
+            i if i >= first_big && i < first_big + 5 => big.clone(),
+            i => format!("m{i}").into_bytes(),
+        })
+        .collect();
     assert_eq!(peer.messages, expected);
     runtime.shutdown();
 }
