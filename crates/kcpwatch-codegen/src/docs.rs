@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use kcpwatch_log::formats::ecs::ValueKind;
 use kcpwatch_log::CanonicalWriter;
 use kcpwatch_proto::events::{
     abnormal_close, EventKind, ExampleNet, Group, OcsfSpec, OutcomeRule, Presence, SeverityRule,
@@ -238,7 +239,7 @@ fn fields(kind: EventKind, examples: &[kcpwatch_log::Record]) -> Result<String, 
         let _ = writeln!(
             out,
             "| {name} | {}{optional} | {} |",
-            json_type(field.ty),
+            json_type(field.ty)?,
             field.doc.replace('|', "\\|")
         );
     }
@@ -255,44 +256,14 @@ fn fields(kind: EventKind, examples: &[kcpwatch_log::Record]) -> Result<String, 
     Ok(out)
 }
 
-/// The JSON type of a wire type, as the tables of the document say it.
-fn json_type(ty: WireType) -> &'static str {
-    match ty {
-        WireType::Count
-        | WireType::U32
-        | WireType::U16
-        | WireType::Port
-        | WireType::Conv
-        | WireType::SeverityCode
-        | WireType::PinoLevel => "integer",
-        WireType::Bool => "boolean",
-        WireType::Custom { schema, .. } => {
-            match serde_json::from_str::<serde_json::Value>(schema)
-                .ok()
-                .as_ref()
-                .and_then(|s| s["type"].as_str())
-            {
-                Some("integer") => "integer",
-                Some("boolean") => "boolean",
-                Some("number") => "number",
-                _ => "string",
-            }
-        }
-        WireType::Text
-        | WireType::Timestamp
-        | WireType::Ip
-        | WireType::Pseudonym
-        | WireType::Uid
-        | WireType::CommunityId
-        | WireType::History
-        | WireType::Transport
-        | WireType::Vocab(_)
-        | WireType::VocabExcept(..)
-        | WireType::DropRule
-        | WireType::ListenerMode
-        | WireType::ListenerRole
-        | WireType::IpPrivacy => "string",
-    }
+/// The JSON type of a wire type, as the tables of the document say it: the kind the ECS
+/// writer and the index template read from the same declaration ([`ValueKind::of`]).
+fn json_type(ty: WireType) -> Result<&'static str, String> {
+    Ok(match ValueKind::of(ty)? {
+        ValueKind::String => "string",
+        ValueKind::Integer => "integer",
+        ValueKind::Boolean => "boolean",
+    })
 }
 
 #[cfg(test)]
