@@ -3,12 +3,11 @@
  * security monitoring. The KCP engine and all UDP I/O run in Rust; this is the typed API.
  */
 
-export { AuthRejection, createServer, rejectAuth, Server } from './server';
+export { AuthRejection, rejectAuth } from './authenticate';
+export type { Authenticate, AuthPeer, AuthVerdict } from './authenticate';
+export { createServer, Server } from './server';
 export type {
   AddressInfo,
-  Authenticate,
-  AuthPeer,
-  AuthVerdict,
   BroadcastTarget,
   CommonServerOptions,
   ListenOptions,
