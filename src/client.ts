@@ -111,6 +111,12 @@ export interface RawConnectOptions extends Omit<ClientOptions, 'maxConnections' 
   conv?: number;
   /** Raw KCP has no handshake to carry a token: use `mode: 'secure'`. */
   token?: never;
+  /** Raw KCP has no handshake, so no server key to pin. */
+  serverKey?: never;
+  /** Raw KCP has no handshake to time out. */
+  handshakeTimeout?: never;
+  /** Raw KCP has no keepalive a plain KCP peer understands. */
+  keepalive?: never;
 }
 
 /** The options of {@link connect}: a client's and one connection's together, by mode. */

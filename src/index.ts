@@ -33,7 +33,7 @@ export { logFormats, pinoSink, severities } from './log';
 export { defaultLimits, presets } from './options';
 export { detectorRules } from './detection';
 export type { DetectionOptions, DetectionRule, DetectionRuleId } from './detection';
-export type { FecOptions, KcpOptions, LimitOptions, PresetName, Mode } from './options';
+export type { FecOptions, KcpOptions, LimitOptions, PresetName, Mode, RawLimitOptions } from './options';
 export * from './errors';
 export { createRelay } from './relay';
 export { generateKeyPair } from './keys';

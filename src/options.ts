@@ -476,6 +476,12 @@ export function resolveMode(mode: unknown): Mode {
  * Admission limits (docs/security.md, "Limits"). Each refusal is counted and logged with its
  * rule. Each is 1 or more: 0 is refused (for no limit, give a large number).
  */
+/** A raw-mode server's {@link LimitOptions}: no handshake, so no `maxPendingAuth`. */
+export type RawLimitOptions = Omit<LimitOptions, 'maxPendingAuth'> & {
+  /** Raw KCP has no handshake, so nothing waits for `authenticate`. */
+  maxPendingAuth?: never;
+};
+
 export interface LimitOptions {
   /** Live connections from one IP address (default 64: room for players behind one NAT). */
   maxConnectionsPerIp?: number;

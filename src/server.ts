@@ -29,6 +29,7 @@ import {
   resolvePort,
   type KcpOptions,
   type LimitOptions,
+  type RawLimitOptions,
   type Mode,
   type ResolvedKcpOptions,
 } from './options';
@@ -109,6 +110,10 @@ export interface RawServerOptions extends CommonServerOptions {
   authTimeout?: never;
   /** Raw KCP has no handshake: there is nothing to time out. */
   handshakeTimeout?: never;
+  /** Raw KCP has no keepalive a plain KCP peer understands. */
+  keepalive?: never;
+  /** Connection limits; no `maxPendingAuth`: raw KCP has no handshake, so nothing waits for `authenticate`. */
+  limits?: RawLimitOptions;
 }
 
 /** The options of {@link createServer}: by mode, so that raw mode cannot be given `authenticate`. */

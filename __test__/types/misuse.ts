@@ -110,6 +110,18 @@ connect({ port: 4000, mode: 'raw', conv: 7 });
 connect({ port: 4000, mode: 'raw', token: 'ticket' });
 // @ts-expect-error secure mode: the server assigns the conv
 connect({ port: 4000, conv: 7 });
+// @ts-expect-error raw mode has no keepalive a plain KCP peer understands
+createServer({ mode: 'raw', keepalive: 5_000 });
+// @ts-expect-error raw mode has no handshake: nothing waits for authenticate
+createServer({ mode: 'raw', limits: { maxPendingAuth: 10 } });
+createServer({ mode: 'raw', limits: { maxConnectionsPerIp: 8 } });
+createServer({ keepalive: 5_000, limits: { maxPendingAuth: 10 } });
+// @ts-expect-error raw mode has no handshake: no server key to pin
+connect({ port: 4000, mode: 'raw', serverKey: 'AAAA' });
+// @ts-expect-error raw mode has no handshake to time out
+connect({ port: 4000, mode: 'raw', handshakeTimeout: 1_000 });
+// @ts-expect-error raw mode has no keepalive
+connect({ port: 4000, mode: 'raw', keepalive: 1_000 });
 
 // An event-name typo is an error that names the event map.
 // @ts-expect-error 'conection' is not a server event
