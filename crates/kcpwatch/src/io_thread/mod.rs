@@ -80,6 +80,15 @@ pub(crate) struct EventsLink {
     pub(crate) stats_interval_ms: u64,
 }
 
+/// Drops the I/O state when the I/O thread ends (see [`IoThread::run`]).
+struct StateGoes<'a>(&'a Shared);
+
+impl Drop for StateGoes<'_> {
+    fn drop(&mut self) {
+        self.0.lock_io().take();
+    }
+}
+
 /// The socket the I/O thread serves, its address, and the poll it is to be registered with.
 pub(crate) struct BoundSocket {
     pub(crate) poll: Poll,
@@ -205,6 +214,10 @@ impl IoThread {
 
     /// Runs the I/O loop on this thread until shutdown; the state is in `shared.io`.
     pub(crate) fn run(mut poll: Poll, shared: Arc<Shared>) {
+        // However this thread ends, even by a panic, the state goes with it: its command
+        // receiver then closes, so the handle's commands fail with `Closed` instead of waiting
+        // for a thread that is gone.
+        let _state = StateGoes(&shared);
         let local = shared.lock_io().as_ref().map(|io| io.local);
         let span = debug_span!("kcpwatch_io", local = ?local);
         let _enter = span.enter();
