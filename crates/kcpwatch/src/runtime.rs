@@ -437,9 +437,6 @@ impl Runtime {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
-        // The I/O thread drops its state when it stops; should it have died instead, the state
-        // (which holds `shared`) must not keep `shared` alive.
-        self.shared.lock_io().take();
         // After the producer: the log thread writes what is left, including the final loss
         // report and `kcp:listener_stopped`.
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).take();
