@@ -64,10 +64,7 @@ pub(crate) fn kcp_properties() -> Result<Object, String> {
 
 /// The index template: `template` with `_meta.ecs_version` and the `kcp.*` mappings filled in.
 pub fn generate(template: &str) -> Result<String, String> {
-    let template: Value = serde_json::from_str(template).map_err(|e| format!("{TEMPLATE}: {e}"))?;
-    let Value::Object(template) = template else {
-        return Err(format!("{TEMPLATE}: not an object"));
-    };
+    let template = crate::template_object(template, TEMPLATE)?;
     let mut root = Object::new();
     for (key, value) in template {
         match key.as_str() {

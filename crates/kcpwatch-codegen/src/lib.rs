@@ -110,6 +110,18 @@ pub fn stale(root: &Path) -> Result<Vec<&'static str>, String> {
 }
 
 /// `snake_case` -> `PascalCase`.
+/// A hand-written JSON template (`name` for errors): its top-level object, whose keys a
+/// generator merges with what it generates.
+fn template_object(
+    text: &str,
+    name: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(text).map_err(|e| format!("{name}: {e}"))? {
+        serde_json::Value::Object(object) => Ok(object),
+        _ => Err(format!("{name}: not an object")),
+    }
+}
+
 fn pascal(snake: &str) -> String {
     snake
         .split('_')

@@ -19,10 +19,7 @@ type Object = Map<String, Value>;
 
 /// The schema: `template` with the catalogue merged in.
 pub fn generate(template: &str) -> Result<String, String> {
-    let template: Value = serde_json::from_str(template).map_err(|e| format!("{TEMPLATE}: {e}"))?;
-    let Value::Object(template) = template else {
-        return Err(format!("{TEMPLATE}: not an object"));
-    };
+    let template = crate::template_object(template, TEMPLATE)?;
     let mut root = Object::new();
     for (key, value) in template {
         match key.as_str() {
