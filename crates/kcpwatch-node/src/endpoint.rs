@@ -23,6 +23,8 @@ use napi::{sys, Env};
 use crate::errors::{self, to_js, Result};
 use crate::options::{self, EndpointOptions, SessionOptions};
 
+#[cfg(unix)]
+mod loop_watcher;
 mod stage_trace;
 
 /// A JavaScript callback of no arguments, callable from the I/O thread. Not callee-handled: the
@@ -106,6 +108,10 @@ struct Live {
     notify: Arc<Mutex<Option<Notify>>>,
     notify_events: Arc<Mutex<Option<Notify>>>,
     exit_hook: Option<ExitHook>,
+    /// The event loop's watcher on the socket, which the I/O thread hands reception to while
+    /// it sleeps; `None` where there is none (reception stays with the I/O thread).
+    #[cfg(unix)]
+    watcher: Option<loop_watcher::Watcher>,
 }
 
 /// The environment cleanup hook of one open endpoint: it shuts the runtime down when the
@@ -253,6 +259,9 @@ fn start(
     // Registered after the threadsafe function, so it runs before Node finalises it (cleanup
     // hooks run in reverse order of registration).
     let exit_hook = ExitHook::add(&env, runtime.clone()).map_err(errors::napi)?;
+    // After the exit hook, so that at teardown it closes before the runtime shuts down.
+    #[cfg(unix)]
+    let watcher = loop_watcher::Watcher::start(&env, &runtime);
     let local = runtime.local_addr();
     Ok(NativeEndpoint {
         live: Some(Live {
@@ -260,6 +269,8 @@ fn start(
             notify,
             notify_events,
             exit_hook: Some(exit_hook),
+            #[cfg(unix)]
+            watcher,
         }),
         leftover: Leftover::default(),
         local,
@@ -454,7 +465,13 @@ impl NativeEndpoint {
     #[napi]
     pub fn take_records(&mut self) -> Option<Buffer> {
         let records = match &self.live {
-            Some(live) => live.runtime.take_records(),
+            Some(live) => {
+                #[cfg(unix)]
+                if let Some(watcher) = &live.watcher {
+                    watcher.records_taken();
+                }
+                live.runtime.take_records()
+            }
             None => std::mem::take(&mut self.leftover.records),
         };
         (!records.is_empty()).then(|| records.into())
@@ -575,6 +592,11 @@ impl NativeEndpoint {
         let Some(mut live) = self.live.take() else {
             return Ok(());
         };
+        // Before the shutdown: libuv must let go of the socket first.
+        #[cfg(unix)]
+        if let Some(watcher) = live.watcher.take() {
+            watcher.close();
+        }
         live.runtime.shutdown();
         self.leftover.stats = live.runtime.stats().ok().map(|s| stats_values(&s));
         // Appended: records a previous `takeRecords()` did not take are never dropped.

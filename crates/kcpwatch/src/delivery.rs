@@ -345,6 +345,12 @@ impl DeliveryQueue {
         room
     }
 
+    /// Calls JavaScript to take its records, whether or not there are any: the I/O thread
+    /// has something else for it to do on its own thread (see `io_thread::reception`).
+    pub fn notify_consumer(&self) {
+        (self.notify)();
+    }
+
     /// How many more bytes may be published before JavaScript takes what is there.
     pub fn room(&self) -> usize {
         self.inner

@@ -20,4 +20,5 @@ mod udp;
 
 pub use delivery::{DeliveryQueue, RecordKind};
 pub use error::RuntimeError;
+pub use io_thread::LoopReception;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};

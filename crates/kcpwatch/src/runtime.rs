@@ -20,7 +20,7 @@ use crate::error::RuntimeError;
 use crate::events::clock::unix_micros;
 use crate::events::log_thread::write_one;
 use crate::events::{EventRing, LogThread, Outbox};
-use crate::io_thread::{BoundSocket, Command, EventsLink, IoThread, Shared};
+use crate::io_thread::{BoundSocket, Command, EventsLink, IoThread, LoopReception, Shared};
 use crate::socket;
 pub use crate::stats::RuntimeStats;
 
@@ -36,6 +36,9 @@ pub struct Runtime {
     log: Mutex<Option<LogThread>>,
     outbox: Arc<Outbox>,
     stopped: AtomicBool,
+    /// The socket's descriptor, for a watcher on the event loop (`Runtime::socket_fd`).
+    #[cfg(unix)]
+    socket_fd: std::os::fd::RawFd,
 }
 
 impl Runtime {
@@ -108,6 +111,8 @@ impl Runtime {
         notify_events: Notify,
     ) -> Result<Self, RuntimeError> {
         let local_addr = socket::normalize(std_socket.local_addr().map_err(RuntimeError::Setup)?);
+        #[cfg(unix)]
+        let socket_fd = std::os::fd::AsRawFd::as_raw_fd(&std_socket);
         let poll = mio::Poll::new().map_err(RuntimeError::Setup)?;
         let waker = mio::Waker::new(poll.registry(), crate::io_thread::WAKER)
             .map_err(RuntimeError::Setup)?;
@@ -149,6 +154,7 @@ impl Runtime {
             stages: crate::stage_trace::StageShared::from_env(),
             io: Mutex::new(None),
             final_stats: Mutex::new(None),
+            reception: Default::default(),
         });
         let (tx, rx) = unbounded();
         // The endpoint is built on the thread that runs it; setup failures come back over
@@ -188,6 +194,8 @@ impl Runtime {
             log: Mutex::new(log),
             outbox,
             stopped: AtomicBool::new(false),
+            #[cfg(unix)]
+            socket_fd,
         })
     }
 
@@ -280,6 +288,81 @@ impl Runtime {
             }
         }
         self.command(Command::Send(batch.to_vec()))
+    }
+
+    /// The socket's descriptor, for a watcher on the event loop that calls
+    /// [`Runtime::receive_on_loop`] when it is readable. The watcher must stop before
+    /// [`Runtime::shutdown`], which closes it; a watcher that must outlive the runtime
+    /// watches a duplicate.
+    #[cfg(unix)]
+    pub fn socket_fd(&self) -> std::os::fd::RawFd {
+        self.socket_fd
+    }
+
+    /// Lets the I/O thread hand reception to the event loop whenever it sleeps with the
+    /// socket drained: the binding has a watcher there (see [`Runtime::receive_on_loop`]).
+    pub fn enable_loop_reception(&self) {
+        self.shared
+            .reception
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the I/O thread handed reception over since the last call: the event loop's
+    /// watcher is to start now. Asked each time JavaScript takes its records, which the
+    /// hand-over makes it do.
+    pub fn loop_watch_wanted(&self) -> bool {
+        self.shared
+            .reception
+            .watch_wanted
+            .swap(false, Ordering::AcqRel)
+    }
+
+    /// The event loop's watcher saw the socket readable: runs a receive turn on this thread
+    /// if reception is with the event loop and the I/O thread sleeps; otherwise, or when the
+    /// turn finds more than it should handle here, gives reception back to the I/O thread.
+    /// The records of the turn reach JavaScript through the usual notification.
+    pub fn receive_on_loop(&self) -> LoopReception {
+        if !self.shared.reception.on_loop.load(Ordering::Acquire) {
+            return LoopReception::Stop;
+        }
+        if self.stopped.load(Ordering::Acquire) {
+            return LoopReception::Stop;
+        }
+        let Ok(mut guard) = self.shared.io.try_lock() else {
+            return self.shared.reception_to_io_thread();
+        };
+        let Some(io) = guard.as_mut() else {
+            return LoopReception::Stop;
+        };
+        if !io.asleep() || !self.commands.is_empty() {
+            drop(guard);
+            return self.shared.reception_to_io_thread();
+        }
+        let (keep, wake) = io.receive_now();
+        drop(guard);
+        if keep == LoopReception::Stop {
+            return self.shared.reception_to_io_thread();
+        }
+        if wake {
+            let _ = self.shared.waker.wake();
+        }
+        LoopReception::Watch
+    }
+
+    /// The event loop's watcher stopped by itself: the I/O thread reads the socket again, and
+    /// hands it over again the next time it sleeps.
+    pub fn give_reception_back(&self) {
+        let _ = self.shared.reception_to_io_thread();
+    }
+
+    /// The event loop's watcher is gone: the I/O thread reads the socket from now on.
+    pub fn stop_loop_reception(&self) {
+        self.shared
+            .reception
+            .enabled
+            .store(false, Ordering::Release);
+        let _ = self.shared.reception_to_io_thread();
     }
 
     /// The bench's stage trace so far (see `stage_trace`); `None` when the trace is off.

@@ -8,10 +8,13 @@
 //! ([`Shared::io`]), taken once per turn and never waited for on the JavaScript side.
 
 mod commands;
+mod reception;
 mod report;
 mod stages;
 
 pub(crate) use commands::Command;
+pub use reception::LoopReception;
+pub(crate) use reception::Reception;
 use report::{
     UnreachableRepeats, ERROR_SAMPLE_BURST, ERROR_SAMPLE_WINDOW_MS, ICMP_ERROR, SEND_FAILURE,
     SHUTDOWN_LOG_PATIENCE,
@@ -61,6 +64,8 @@ pub(crate) struct Shared {
     /// The I/O thread's state: held by that thread for each turn, and by the JavaScript thread
     /// for a send turn while the I/O thread sleeps. `None` before it starts and after it stops.
     pub(crate) io: Mutex<Option<IoThread>>,
+    /// Whether the I/O thread or the event loop reads the socket (see `reception`).
+    pub(crate) reception: Reception,
 }
 
 impl Shared {
@@ -113,6 +118,11 @@ pub(crate) struct IoThread {
     delivery_paused: HashSet<ConnectionHandle>,
     socket_readable: bool,
     socket_writable: bool,
+    /// This thread's poll watches the socket for reading: reception is not with the event loop.
+    watching_reads: bool,
+    /// While the event loop has reception: its receive turns so far, and when that count last
+    /// moved (a stalled event loop is taken reception from).
+    loop_seen: (u64, Instant),
     stats: RuntimeStats,
     /// Endpoint-side event losses already handed to the ring, by severity.
     upstream_lost: [u64; 8],
@@ -187,6 +197,8 @@ impl IoThread {
             delivery_paused: HashSet::new(),
             socket_readable: true,
             socket_writable: true,
+            watching_reads: true,
+            loop_seen: (0, Instant::now()),
             stats: RuntimeStats::default(),
             upstream_lost: [0; 8],
             next_stats: None,
@@ -229,8 +241,12 @@ impl IoThread {
             let timeout = {
                 let mut guard = shared.lock_io();
                 let Some(io) = guard.as_mut() else { return };
+                io.take_reception_back(poll.registry());
                 let timeout = io.poll_timeout();
+                let mut timeout = timeout;
                 if timeout != Some(Duration::ZERO) {
+                    io.hand_reception_over(poll.registry());
+                    timeout = io.cap_sleep(timeout);
                     io.asleep = Some(timeout.map(|t| Instant::now() + t));
                 }
                 timeout
@@ -285,6 +301,13 @@ impl IoThread {
             debug!("shut down");
             return true;
         }
+        self.serve(now);
+        false
+    }
+
+    /// A turn's work after its commands: receive, timers, flush, send, and hand what came of it
+    /// to JavaScript.
+    fn serve(&mut self, now: Millis) {
         self.receive(now);
         if self.turn.as_ref().is_some_and(|turn| turn.received != 0) {
             self.stamp(|turn| &mut turn.input_done);
@@ -325,7 +348,24 @@ impl IoThread {
             self.stats.delivery_pauses += 1;
             self.shared.paused.store(true, Ordering::Release);
         }
-        false
+    }
+
+    /// A receive turn on the event loop's thread while the I/O thread sleeps and reception is
+    /// with the event loop (see `reception`): the I/O thread's turn without its commands, which
+    /// it takes when it wakes for them. Returns whether the event loop keeps reception: not if
+    /// the socket still holds datagrams after the turn's batches or messages wait for room,
+    /// which are the I/O thread's to work through; and whether the I/O thread must be woken
+    /// for an earlier deadline.
+    pub(crate) fn receive_now(&mut self) -> (LoopReception, bool) {
+        self.stats.receives_on_loop += 1;
+        self.stamp(|turn| &mut turn.woke);
+        self.iteration_time_us = unix_micros();
+        self.socket_readable = true;
+        self.serve(self.now());
+        if self.socket_readable || self.can_deliver() {
+            return (LoopReception::Stop, true);
+        }
+        (LoopReception::Watch, self.deadline_moved_earlier())
     }
 
     /// Whether the I/O thread sleeps in `poll`, so that a send turn may run on the caller's
@@ -358,6 +398,12 @@ impl IoThread {
         if let (Some(turn), Some(stages)) = (self.turn.as_mut(), self.shared.stages.as_ref()) {
             turn.finish(stages);
         }
+        self.deadline_moved_earlier()
+    }
+
+    /// After a turn on another thread while this one sleeps: whether it must wake, because its
+    /// next deadline is now earlier than the one it sleeps until.
+    fn deadline_moved_earlier(&mut self) -> bool {
         let Some(asleep_until) = self.asleep else {
             return true;
         };
@@ -367,13 +413,17 @@ impl IoThread {
         }
     }
 
-    fn poll_timeout(&mut self) -> Option<Duration> {
-        let can_deliver = !self.shared.paused.load(Ordering::Acquire)
+    /// Messages wait in the engines and JavaScript has room for them.
+    fn can_deliver(&self) -> bool {
+        !self.shared.paused.load(Ordering::Acquire)
             && self
                 .readable
                 .iter()
-                .any(|h| !self.delivery_paused.contains(h));
-        if self.socket_readable || can_deliver {
+                .any(|h| !self.delivery_paused.contains(h))
+    }
+
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        if self.socket_readable || self.can_deliver() {
             return Some(Duration::ZERO);
         }
         let stats_wait = self

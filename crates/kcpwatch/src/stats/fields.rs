@@ -296,6 +296,21 @@ pub const STATS: &[StatSpec] = &[
         |s| s.sends_on_caller as f64,
     ),
     stat(
+        "receivesOnLoop",
+        "Receive turns the event loop's thread ran itself, woken by the socket while the I/O thread slept (docs/architecture.md, reception).",
+        |s| s.receives_on_loop as f64,
+    ),
+    stat(
+        "receptionsHanded",
+        "Times the I/O thread, about to sleep, handed reading the socket to the event loop; the event loop gives it back when busy.",
+        |s| s.receptions_handed as f64,
+    ),
+    stat(
+        "loopReceiveStalls",
+        "Times the I/O thread took reading the socket back because the event loop left datagrams unread for 2 ms (something blocked it).",
+        |s| s.loop_receive_stalls as f64,
+    ),
+    stat(
         "connectionsFailed",
         "Connection attempts that never became connections (malformed first datagram, capacity).",
         |s| s.endpoint.failed as f64,

@@ -45,6 +45,13 @@ pub struct RuntimeStats {
     /// Send batches applied and sent on the caller's thread while the I/O thread slept; the
     /// others went through its command queue.
     pub sends_on_caller: u64,
+    /// Receive turns the event loop's thread ran itself while reception was with it.
+    pub receives_on_loop: u64,
+    /// Times the I/O thread handed reception to the event loop before sleeping.
+    pub receptions_handed: u64,
+    /// Times the I/O thread took reception back because the event loop left datagrams unread
+    /// (a handler blocking it).
+    pub loop_receive_stalls: u64,
     /// Security records produced (offered to the ring).
     pub events_produced: u64,
     /// Security records lost before the log thread (ring full, or the endpoint's queue).

@@ -75,6 +75,25 @@ impl UdpIo {
         Ok(Self { socket, state })
     }
 
+    /// The socket, to change its registration with the I/O thread's poll.
+    pub(crate) fn socket_mut(&mut self) -> &mut mio::net::UdpSocket {
+        &mut self.socket
+    }
+
+    /// Whether a datagram or an error report waits to be read, without reading it.
+    pub(crate) fn has_pending(&mut self) -> bool {
+        match self.socket.peek(&mut [0u8; 1]) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => {
+                // The peek took the socket's pending error, which is what tells the next
+                // receive that a report waits in the error queue.
+                self.note_pending_errors();
+                true
+            }
+        }
+    }
+
     /// Asks the kernel to stamp each datagram's arrival (the bench's stage trace). Where the
     /// platform has no such stamps, datagrams keep `kernel_ns` 0.
     pub(crate) fn enable_kernel_stamps(&mut self) -> io::Result<()> {

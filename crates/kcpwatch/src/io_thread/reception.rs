@@ -1,0 +1,136 @@
+//! Who reads the socket: the I/O thread, or, while it sleeps, the JavaScript thread's event loop.
+//!
+//! A datagram the I/O thread receives reaches JavaScript after a second wake-up, the event
+//! loop's, which cost 15-20 µs a round trip on the development machine
+//! (docs/performance.md, "Where a round trip goes"). So when the I/O thread is about to sleep
+//! with the socket drained, it hands reception to the event loop: it stops watching the
+//! socket for reading, and the binding's watcher on the event loop (a libuv poll handle)
+//! starts. The kernel then wakes the JavaScript thread directly, which runs the turn itself
+//! ([`IoThread::receive_now`]) under the same lock as a send turn.
+//!
+//! The event loop gives reception back as soon as it would compete with the I/O thread or fall
+//! behind: when the I/O thread is awake or has commands waiting, when one turn leaves
+//! datagrams in the socket or messages it could not deliver, or when its watcher fails. The I/O
+//! thread takes it back on its next turn and hands it over again the next time it sleeps. At
+//! every moment one of the two watches the socket, or the hand-over is under way with the
+//! event loop's watcher about to start; that watcher is level-triggered, so what arrived in
+//! between is read when it starts. Nothing else changes: the same endpoint, in the same order,
+//! behind the same lock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry};
+use tracing::warn;
+
+use super::{IoThread, Shared, SOCKET};
+
+/// How long the event loop may leave waiting datagrams unread before the I/O thread takes
+/// reception back: a few of the engine's 10 ms intervals would already delay acknowledgements
+/// enough to start retransmissions.
+pub(super) const LOOP_STALL: Duration = Duration::from_millis(2);
+
+/// The hand-over's shared flags.
+#[derive(Default)]
+pub(crate) struct Reception {
+    /// The binding has a watcher on the event loop, so reception may be handed to it.
+    pub(crate) enabled: AtomicBool,
+    /// The event loop reads the socket; the I/O thread does not watch it for reading.
+    pub(crate) on_loop: AtomicBool,
+    /// Handed over, and the event loop's watcher is not started yet: the binding starts it
+    /// when JavaScript takes its records, which the hand-over's notification makes it do.
+    pub(crate) watch_wanted: AtomicBool,
+}
+
+/// What the event loop's watcher does after a receive turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopReception {
+    /// Keep watching: the event loop reads the socket.
+    Watch,
+    /// Stop watching: the I/O thread reads the socket again (or the endpoint is gone).
+    Stop,
+}
+
+impl Shared {
+    /// Gives reception back to the I/O thread and wakes it to watch the socket again.
+    pub(crate) fn reception_to_io_thread(&self) -> LoopReception {
+        self.reception.on_loop.store(false, Ordering::Release);
+        let _ = self.waker.wake();
+        LoopReception::Stop
+    }
+}
+
+impl IoThread {
+    /// At the start of each loop iteration: takes reception back if the event loop gave it up,
+    /// or if it has not read for [`LOOP_STALL`] while datagrams wait (a handler blocking the
+    /// event loop must not also stop the acknowledgements, keepalives and handshakes).
+    pub(super) fn take_reception_back(&mut self, registry: &Registry) {
+        if self.watching_reads {
+            return;
+        }
+        let reception = &self.shared.reception;
+        if reception.on_loop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if self.stats.receives_on_loop != self.loop_seen.0 {
+                self.loop_seen = (self.stats.receives_on_loop, now);
+                return;
+            }
+            if now.duration_since(self.loop_seen.1) < LOOP_STALL || !self.io.has_pending() {
+                return;
+            }
+            self.stats.loop_receive_stalls += 1;
+            reception.on_loop.store(false, Ordering::Release);
+        }
+        if self.watch_reads(registry, true) {
+            // What arrived while the event loop had it raised no edge here.
+            self.socket_readable = true;
+        }
+    }
+
+    /// How long this thread sleeps at most while the event loop has reception, so that it can
+    /// see a stalled event loop.
+    pub(super) fn cap_sleep(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if self.watching_reads {
+            return timeout;
+        }
+        Some(timeout.map_or(LOOP_STALL, |t| t.min(LOOP_STALL)))
+    }
+
+    /// About to sleep with the socket drained: hands reception to the event loop, if the
+    /// binding has a watcher there.
+    pub(super) fn hand_reception_over(&mut self, registry: &Registry) {
+        if !self.watching_reads
+            || self.socket_readable
+            || !self.shared.reception.enabled.load(Ordering::Acquire)
+            || !self.watch_reads(registry, false)
+        {
+            return;
+        }
+        let reception = &self.shared.reception;
+        self.loop_seen = (self.stats.receives_on_loop, Instant::now());
+        reception.on_loop.store(true, Ordering::Release);
+        reception.watch_wanted.store(true, Ordering::Release);
+        self.stats.receptions_handed += 1;
+        self.shared.delivery.notify_consumer();
+    }
+
+    /// Registers the socket for reading (and writing) or for writing only; false if the
+    /// registry refused, which leaves reception with this thread.
+    fn watch_reads(&mut self, registry: &Registry, reads: bool) -> bool {
+        let interest = if reads {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::WRITABLE
+        };
+        match registry.reregister(self.io.socket_mut(), SOCKET, interest) {
+            Ok(()) => {
+                self.watching_reads = reads;
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot change the socket's registration");
+                false
+            }
+        }
+    }
+}
