@@ -126,7 +126,7 @@ export interface ServerStats {
   receivesOnLoop: number;
   /** Times the I/O thread, about to sleep, handed reading the socket to the event loop; the event loop gives it back when busy. */
   receptionsHanded: number;
-  /** Times the I/O thread took reading the socket back because the event loop left datagrams unread for 2 ms (something blocked it). */
+  /** Times the I/O thread took reading the socket back because the event loop left datagrams unread for 5 ms (something blocked it). */
   loopReceiveStalls: number;
   /** Connection attempts that never became connections (malformed first datagram, capacity). */
   connectionsFailed: number;

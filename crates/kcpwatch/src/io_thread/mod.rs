@@ -120,9 +120,9 @@ pub(crate) struct IoThread {
     socket_writable: bool,
     /// This thread's poll watches the socket for reading: reception is not with the event loop.
     watching_reads: bool,
-    /// While the event loop has reception: its receive turns so far, and when that count last
-    /// moved (a stalled event loop is taken reception from).
-    loop_seen: (u64, Instant),
+    /// While the event loop has reception: since when datagrams have been seen waiting unread,
+    /// and the event loop's receive turns then (a stalled event loop is taken reception from).
+    loop_unread: Option<(Instant, u64)>,
     stats: RuntimeStats,
     /// Endpoint-side event losses already handed to the ring, by severity.
     upstream_lost: [u64; 8],
@@ -198,7 +198,7 @@ impl IoThread {
             socket_readable: true,
             socket_writable: true,
             watching_reads: true,
-            loop_seen: (0, Instant::now()),
+            loop_unread: None,
             stats: RuntimeStats::default(),
             upstream_lost: [0; 8],
             next_stats: None,
@@ -307,8 +307,9 @@ impl IoThread {
 
     /// A turn's work after its commands: receive, timers, flush, send, and hand what came of it
     /// to JavaScript.
-    fn serve(&mut self, now: Millis) {
-        self.receive(now);
+    /// Returns how many datagrams it received.
+    fn serve(&mut self, now: Millis) -> usize {
+        let received = self.receive(now);
         if self.turn.as_ref().is_some_and(|turn| turn.received != 0) {
             self.stamp(|turn| &mut turn.input_done);
         }
@@ -348,21 +349,23 @@ impl IoThread {
             self.stats.delivery_pauses += 1;
             self.shared.paused.store(true, Ordering::Release);
         }
+        received
     }
 
     /// A receive turn on the event loop's thread while the I/O thread sleeps and reception is
     /// with the event loop (see `reception`): the I/O thread's turn without its commands, which
-    /// it takes when it wakes for them. Returns whether the event loop keeps reception: not if
-    /// the socket still holds datagrams after the turn's batches or messages wait for room,
-    /// which are the I/O thread's to work through; and whether the I/O thread must be woken
-    /// for an earlier deadline.
+    /// it takes when it wakes for them. Returns whether the event loop keeps reception: not
+    /// after a burst (more than [`reception::LOOP_TURN_DATAGRAMS`]), nor if the socket still
+    /// holds datagrams or messages wait for room, which are the I/O thread's to work through;
+    /// and whether the I/O thread must be woken for an earlier deadline.
     pub(crate) fn receive_now(&mut self) -> (LoopReception, bool) {
         self.stats.receives_on_loop += 1;
         self.stamp(|turn| &mut turn.woke);
         self.iteration_time_us = unix_micros();
         self.socket_readable = true;
-        self.serve(self.now());
-        if self.socket_readable || self.can_deliver() {
+        let received = self.serve(self.now());
+        if received > reception::LOOP_TURN_DATAGRAMS || self.socket_readable || self.can_deliver()
+        {
             return (LoopReception::Stop, true);
         }
         (LoopReception::Watch, self.deadline_moved_earlier())
@@ -449,9 +452,12 @@ impl IoThread {
             .min()
     }
 
-    fn receive(&mut self, now: Millis) {
+    /// Receives while the socket is readable, up to the turn's batches; returns how many
+    /// datagrams and error reports it took in.
+    fn receive(&mut self, now: Millis) -> usize {
+        let mut received = 0;
         if !self.socket_readable {
-            return;
+            return received;
         }
         for _ in 0..RECV_BATCHES_PER_TURN {
             let endpoint = &mut self.endpoint;
@@ -483,15 +489,16 @@ impl IoThread {
             match result {
                 Ok(0) => {
                     self.socket_readable = false;
-                    return;
+                    return received;
                 }
-                Ok(_) => {}
+                Ok(n) => received += n,
                 Err(e) => {
                     self.stats.recv_errors += 1;
                     debug!(error = %e, "recv failed");
                 }
             }
         }
+        received
     }
 
     /// Send failures kept until they are turned into events; later ones are only counted.

@@ -307,7 +307,7 @@ pub const STATS: &[StatSpec] = &[
     ),
     stat(
         "loopReceiveStalls",
-        "Times the I/O thread took reading the socket back because the event loop left datagrams unread for 2 ms (something blocked it).",
+        "Times the I/O thread took reading the socket back because the event loop left datagrams unread for 5 ms (something blocked it).",
         |s| s.loop_receive_stalls as f64,
     ),
     stat(
