@@ -10,6 +10,8 @@
 mod commands;
 mod report;
 mod stages;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use commands::Command;
 use report::{
@@ -134,6 +136,10 @@ pub(crate) struct IoThread {
     /// While the I/O thread sleeps in `poll`: when it wakes by itself (`Some(None)`: only
     /// when woken). A send turn run meanwhile wakes it only for an earlier deadline.
     asleep: Option<Option<Instant>>,
+    /// Tests: runs once, in the next turn, right after its commands were taken (what the
+    /// JavaScript thread does while a turn runs).
+    #[cfg(test)]
+    after_commands: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl IoThread {
@@ -199,6 +205,8 @@ impl IoThread {
             send_failures_dropped: 0,
             turn,
             asleep: None,
+            #[cfg(test)]
+            after_commands: None,
         };
         Ok((state, poll))
     }
@@ -261,7 +269,19 @@ impl IoThread {
 
     /// One turn of the loop; true when it shut down.
     fn turn(&mut self) -> bool {
+        // One look at the ring per turn, before the commands are taken: a turn stages at most
+        // the room it saw (and one message), so JavaScript takes at most `deliveryLimit` at
+        // once. The look comes first because JavaScript asks for a connection's pause in the
+        // middle of a take and then goes on taking the ring (its drain loop): looked at later,
+        // the room that take freed would be filled by this turn, which missed the pause, and
+        // JavaScript would hold a third ring's worth. Looked at here, what the ring held when
+        // the pause was asked plus what this turn stages is at most one ring's worth.
+        let delivery_budget = self.shared.delivery.room();
         let shutdown = self.take_commands();
+        #[cfg(test)]
+        if let Some(mut hook) = self.after_commands.take() {
+            hook();
+        }
         self.stamp_commands();
         let now = self.now();
         // Records are stamped with the time their iteration began, the moment their
@@ -308,7 +328,7 @@ impl IoThread {
         self.maybe_stats();
         self.report_suppressed_errors();
         self.publish_events();
-        self.deliver_messages();
+        self.deliver_messages(delivery_budget);
         self.report_progress();
         let staged = !self.writer.is_empty();
         if staged {
@@ -714,14 +734,12 @@ impl IoThread {
         }
     }
 
-    fn deliver_messages(&mut self) {
+    /// Stages readable messages as records, at most `budget` bytes of them (and one message):
+    /// the ring's room when this turn took its commands (see [`IoThread::turn`]).
+    fn deliver_messages(&mut self, mut budget: usize) {
         if self.readable.is_empty() {
             return;
         }
-        // One look at the queue per turn: a turn never stages more than `deliveryLimit` allows,
-        // so what JavaScript takes in one go (and holds before a pause reaches this thread) is
-        // bounded by it.
-        let mut budget = self.shared.delivery.room();
         if budget == 0 {
             return;
         }
