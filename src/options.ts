@@ -55,7 +55,9 @@ export interface KcpOptions {
   /**
    * Bytes of received messages a connection holds while nobody reads them (no `message`
    * listener, no iterator, or an iterator that is behind) before it stops taking more from
-   * its engine, so KCP's receive window pushes back on the peer (default 4 MiB).
+   * its engine, so KCP's receive window pushes back on the peer (default 4 MiB). What the
+   * I/O thread had already delivered may exceed it by at most twice `deliveryLimit` (a server
+   * option, 64 MiB by default) and two messages.
    */
   maxReceiveQueueBytes?: number;
   /** How long a closed connection keeps flushing queued data, in ms (default 3000). */

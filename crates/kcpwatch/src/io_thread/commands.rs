@@ -54,12 +54,12 @@ const WANT_PROGRESS: u8 = 1;
 const REPORT_ONLY: u8 = 2;
 /// Send-batch flag: no message, a delivery control for the connection; bits 4..8 carry the
 /// operation (`DELIVERY_PAUSE`, `DELIVERY_RESUME`).
-const CONTROL: u8 = 4;
+pub(super) const CONTROL: u8 = 4;
 /// JavaScript holds as many of this connection's messages as it may: leave the rest in the
 /// engine (its receive window then pushes back on the peer).
-const DELIVERY_PAUSE: u8 = 1;
+pub(super) const DELIVERY_PAUSE: u8 = 1;
 /// JavaScript has room again for this connection's messages.
-const DELIVERY_RESUME: u8 = 2;
+pub(super) const DELIVERY_RESUME: u8 = 2;
 /// JavaScript dropped `len` of this connection's datagrams nobody read: count them.
 const DATAGRAMS_DROPPED: u8 = 3;
 

@@ -11,6 +11,8 @@ mod commands;
 mod reception;
 mod report;
 mod stages;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use commands::Command;
 pub use reception::LoopReception;
@@ -144,6 +146,10 @@ pub(crate) struct IoThread {
     /// While the I/O thread sleeps in `poll`: when it wakes by itself (`Some(None)`: only
     /// when woken). A send turn run meanwhile wakes it only for an earlier deadline.
     asleep: Option<Option<Instant>>,
+    /// Tests: runs once, in the next turn, right after its commands were taken (what the
+    /// JavaScript thread does while a turn runs).
+    #[cfg(test)]
+    after_commands: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl IoThread {
@@ -211,6 +217,8 @@ impl IoThread {
             send_failures_dropped: 0,
             turn,
             asleep: None,
+            #[cfg(test)]
+            after_commands: None,
         };
         Ok((state, poll))
     }
@@ -277,7 +285,19 @@ impl IoThread {
 
     /// One turn of the loop; true when it shut down.
     fn turn(&mut self) -> bool {
+        // One look at the ring per turn, before the commands are taken: a turn stages at most
+        // the room it saw (and one message), so JavaScript takes at most `deliveryLimit` at
+        // once. The look comes first because JavaScript asks for a connection's pause in the
+        // middle of a take and then goes on taking the ring (its drain loop): looked at later,
+        // the room that take freed would be filled by this turn, which missed the pause, and
+        // JavaScript would hold a third ring's worth. Looked at here, what the ring held when
+        // the pause was asked plus what this turn stages is at most one ring's worth.
+        let delivery_budget = self.shared.delivery.room();
         let shutdown = self.take_commands();
+        #[cfg(test)]
+        if let Some(mut hook) = self.after_commands.take() {
+            hook();
+        }
         self.stamp_commands();
         let now = self.now();
         // Records are stamped with the time their iteration began, the moment their
@@ -301,14 +321,14 @@ impl IoThread {
             debug!("shut down");
             return true;
         }
-        self.serve(now);
+        self.serve(now, delivery_budget);
         false
     }
 
     /// A turn's work after its commands: receive, timers, flush, send, and hand what came of it
-    /// to JavaScript.
-    /// Returns how many datagrams it received.
-    fn serve(&mut self, now: Millis) -> usize {
+    /// to JavaScript, staging at most `delivery_budget` bytes of messages (see
+    /// [`IoThread::turn`]). Returns how many datagrams it received.
+    fn serve(&mut self, now: Millis, delivery_budget: usize) -> usize {
         let received = self.receive(now);
         if self.turn.as_ref().is_some_and(|turn| turn.received != 0) {
             self.stamp(|turn| &mut turn.input_done);
@@ -332,7 +352,7 @@ impl IoThread {
         self.maybe_stats();
         self.report_suppressed_errors();
         self.publish_events();
-        self.deliver_messages();
+        self.deliver_messages(delivery_budget);
         self.report_progress();
         let staged = !self.writer.is_empty();
         if staged {
@@ -363,9 +383,10 @@ impl IoThread {
         self.stamp(|turn| &mut turn.woke);
         self.iteration_time_us = unix_micros();
         self.socket_readable = true;
-        let received = self.serve(self.now());
-        if received > reception::LOOP_TURN_DATAGRAMS || self.socket_readable || self.can_deliver()
-        {
+        // No commands here (they wait for the I/O thread), so the ring's room is looked at
+        // now: a pause JavaScript asks for is applied before this turn or after it.
+        let received = self.serve(self.now(), self.shared.delivery.room());
+        if received > reception::LOOP_TURN_DATAGRAMS || self.socket_readable || self.can_deliver() {
             return (LoopReception::Stop, true);
         }
         (LoopReception::Watch, self.deadline_moved_earlier())
@@ -771,14 +792,12 @@ impl IoThread {
         }
     }
 
-    fn deliver_messages(&mut self) {
+    /// Stages readable messages as records, at most `budget` bytes of them (and one message):
+    /// the ring's room when this turn took its commands (see [`IoThread::turn`]).
+    fn deliver_messages(&mut self, mut budget: usize) {
         if self.readable.is_empty() {
             return;
         }
-        // One look at the queue per turn: a turn never stages more than `deliveryLimit` allows,
-        // so what JavaScript takes in one go (and holds before a pause reaches this thread) is
-        // bounded by it.
-        let mut budget = self.shared.delivery.room();
         if budget == 0 {
             return;
         }

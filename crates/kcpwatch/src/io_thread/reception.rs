@@ -96,7 +96,10 @@ impl IoThread {
                 }
             }
             self.stats.loop_receive_stalls += 1;
-            self.shared.reception.on_loop.store(false, Ordering::Release);
+            self.shared
+                .reception
+                .on_loop
+                .store(false, Ordering::Release);
         }
         if self.watch_reads(registry, true) {
             // What arrived while the event loop had it raised no edge here.
