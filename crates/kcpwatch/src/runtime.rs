@@ -302,10 +302,9 @@ impl Runtime {
     /// Lets the I/O thread hand reception to the event loop whenever it sleeps with the
     /// socket drained: the binding has a watcher there (see [`Runtime::receive_on_loop`]).
     pub fn enable_loop_reception(&self) {
-        self.shared
-            .reception
-            .enabled
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.reception.enabled.store(true, Ordering::Release);
+        // It may sleep already, with nothing to wake it before the first datagram.
+        let _ = self.shared.waker.wake();
     }
 
     /// Whether the I/O thread handed reception over since the last call: the event loop's

@@ -125,6 +125,10 @@ pub(crate) struct IoThread {
     /// While the event loop has reception: since when datagrams have been seen waiting unread,
     /// and the event loop's receive turns then (a stalled event loop is taken reception from).
     loop_unread: Option<(Instant, u64)>,
+    /// While the event loop has reception: the event loop's receive turns at the last look, and
+    /// how long to sleep at most before the next (see `reception`).
+    loop_turns_seen: u64,
+    loop_check: Duration,
     stats: RuntimeStats,
     /// Endpoint-side event losses already handed to the ring, by severity.
     upstream_lost: [u64; 8],
@@ -205,6 +209,8 @@ impl IoThread {
             socket_writable: true,
             watching_reads: true,
             loop_unread: None,
+            loop_turns_seen: 0,
+            loop_check: reception::LOOP_STALL,
             stats: RuntimeStats::default(),
             upstream_lost: [0; 8],
             next_stats: None,
