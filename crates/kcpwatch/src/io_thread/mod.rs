@@ -4,8 +4,10 @@
 //!
 //! While it sleeps in `poll`, the JavaScript thread may run a send batch itself
 //! ([`IoThread::send_now`]) instead of queueing it and waking this thread: a reply then
-//! leaves without a thread hand-off (docs/performance.md). The state is behind one lock
-//! ([`Shared::io`]), taken once per turn and never waited for on the JavaScript side.
+//! leaves without a thread hand-off (docs/performance.md). It may also receive: this thread
+//! hands reading the socket to the event loop while it sleeps ([`reception`],
+//! [`IoThread::receive_now`]). The state is behind one lock ([`Shared::io`]), taken once per
+//! turn and never waited for on the JavaScript side.
 
 mod commands;
 mod reception;
@@ -64,7 +66,7 @@ pub(crate) struct Shared {
     /// The counters as the I/O thread left them at shutdown, for `Runtime::stats` afterwards.
     pub(crate) final_stats: Mutex<Option<RuntimeStats>>,
     /// The I/O thread's state: held by that thread for each turn, and by the JavaScript thread
-    /// for a send turn while the I/O thread sleeps. `None` before it starts and after it stops.
+    /// for a send or receive turn while the I/O thread sleeps. `None` before it starts and after it stops.
     pub(crate) io: Mutex<Option<IoThread>>,
     /// Whether the I/O thread or the event loop reads the socket (see `reception`).
     pub(crate) reception: Reception,
@@ -256,8 +258,7 @@ impl IoThread {
                 let mut guard = shared.lock_io();
                 let Some(io) = guard.as_mut() else { return };
                 io.take_reception_back(poll.registry());
-                let timeout = io.poll_timeout();
-                let mut timeout = timeout;
+                let mut timeout = io.poll_timeout();
                 if timeout != Some(Duration::ZERO) {
                     io.hand_reception_over(poll.registry());
                     timeout = io.cap_sleep(timeout);
