@@ -1269,6 +1269,46 @@ impl<Output> Kcp<Output> {
             && self.rmt_wnd != 0
     }
 
+    /// PATCH(16): whether [`Kcp::shrink_idle`] would give memory back: the engine is quiescent
+    /// and keeps capacity in an empty queue, its segment pool or its flush buffer.
+    pub fn holds_idle_memory(&self) -> bool {
+        self.is_quiescent()
+            && (self.snd_queue.capacity() > 0
+                || self.snd_buf.capacity() > 0
+                || self.acklist.capacity() > 0
+                || (self.rcv_queue.is_empty() && self.rcv_queue.capacity() > 0)
+                || (self.rcv_buf.is_empty() && self.rcv_buf.capacity() > 0)
+                || self.pool.capacity() > 0
+                || (self.buf.is_empty() && self.buf.capacity() > 0))
+    }
+
+    /// PATCH(16): gives back what a quiescent engine keeps for traffic: the capacity of its
+    /// empty queues (a burst leaves them sized for a whole window), its segment pool (up to
+    /// `SEGMENT_POOL` buffers of up to an MSS) and its flush buffer. Queues holding segments
+    /// (messages the application has not read, out-of-order segments) are kept. A caller
+    /// uses it once an engine has been quiet for a while, so that a busy engine keeps
+    /// PATCH(12)'s allocation-free packet path; the next message allocates again. Does
+    /// nothing unless `is_quiescent()`.
+    pub fn shrink_idle(&mut self) {
+        if !self.is_quiescent() {
+            return;
+        }
+        fn release<T>(queue: &mut VecDeque<T>) {
+            if queue.is_empty() {
+                *queue = VecDeque::new();
+            }
+        }
+        release(&mut self.snd_queue);
+        release(&mut self.snd_buf);
+        release(&mut self.acklist);
+        release(&mut self.rcv_queue);
+        release(&mut self.rcv_buf);
+        self.pool = Vec::new();
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// PATCH(12): a segment payload holding `data`, in a pooled buffer when one is free.
     fn segment_buf(&mut self, data: &[u8]) -> BytesMut {
         match self.pool.pop() {
@@ -1544,7 +1584,10 @@ impl<Output: Write> Kcp<Output> {
             ..Default::default()
         };
 
-        self.reserve_buf();
+        // PATCH(16): with no ACK owed this writes nothing, and a shrunk engine stays small.
+        if !self.acklist.is_empty() {
+            self.reserve_buf();
+        }
         self._flush_ack(&mut segment)
     }
 
@@ -1563,7 +1606,11 @@ impl<Output: Write> Kcp<Output> {
             ..Default::default()
         };
 
-        self.reserve_buf();
+        // PATCH(16): a quiescent engine's flush writes nothing (no ACK, probe or segment), so
+        // an idle engine that was shrunk is not given its buffer back by every timer visit.
+        if !self.is_quiescent() {
+            self.reserve_buf();
+        }
         self._flush_ack(&mut segment)?;
         self.probe_wnd_size();
         self.flush_probe_commands(&mut segment)?;
