@@ -248,7 +248,11 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   private waiters: (() => void)[] = [];
   /** The agreed MTU − 31 in secure mode (− 61 with `fec`; this side's MTU until established), 0 in raw mode. */
   private _maxDatagramSize: number;
-  private readonly heldDatagrams: HeldDatagrams;
+  /**
+   * Created by the first datagram held or `datagrams()`: raw-mode connections and those that
+   * never use datagrams (most) do not carry the queue (issue #19: memory per idle connection).
+   */
+  private heldDatagrams: HeldDatagrams | undefined;
   private datagramFlowScheduled = false;
 
   /** @internal */
@@ -272,15 +276,25 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this.onClosed = init.onClosed;
     this.maxReceiveQueueBytes = init.maxReceiveQueueBytes;
     this._maxDatagramSize = init.maxDatagramSize ?? 0;
-    this.heldDatagrams = new HeldDatagrams((count) => this.transport.reportDatagramDrops(this.handle, count));
-    (this as EventEmitter).on('newListener', (name: string | symbol) => {
-      if (name === 'datagram' && this.heldDatagrams.size > 0) this.scheduleDatagramFlow();
-    });
-    // A `message` listener added later gets what was held, in order, on the next tick (like
-    // a stream's `on('data')`).
-    (this as EventEmitter).on('newListener', (name: string | symbol) => {
-      if (name === 'message' && this.heldHead < this.held.length) this.scheduleFlow();
-    });
+    this.heldDatagrams = undefined;
+    // One listener shared by every connection (EventEmitter calls it with the connection as
+    // `this`): no closure per connection.
+    (this as EventEmitter).on('newListener', Connection.onNewListener);
+  }
+
+  /**
+   * A `message` listener added later gets what was held, in order, on the next tick (like a
+   * stream's `on('data')`); a `datagram` listener likewise.
+   */
+  private static onNewListener(this: Connection, name: string | symbol): void {
+    if (name === 'message' && this.heldHead < this.held.length) this.scheduleFlow();
+    else if (name === 'datagram' && this.heldDatagrams !== undefined && this.heldDatagrams.size > 0) this.scheduleDatagramFlow();
+  }
+
+  /** The datagram queue, created on first use. */
+  private datagramQueue(): HeldDatagrams {
+    this.heldDatagrams ??= new HeldDatagrams((count) => this.transport.reportDatagramDrops(this.handle, count));
+    return this.heldDatagrams;
   }
 
   /** Connection id: unique across processes and restarts, time-sortable. */
@@ -439,11 +453,12 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
    * worthless) and counted.
    */
   datagrams(): AsyncIterableIterator<Datagram> {
+    const held = this.datagramQueue();
     return datagramIterator(
-      this.heldDatagrams,
+      held,
       () => this._state === 'closed',
       () => {
-        if (this.heldDatagrams.iterators === 0 && this.heldDatagrams.size > 0 && this.listenerCount('datagram') > 0) this.scheduleDatagramFlow();
+        if (held.iterators === 0 && held.size > 0 && this.listenerCount('datagram') > 0) this.scheduleDatagramFlow();
       },
     );
   }
@@ -451,12 +466,14 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
   /** @internal `data` is a view of a record batch: copied when held. */
   _datagram(data: Buffer, channel: number): void {
     if (this._state === 'closed') return;
-    if (this.heldDatagrams.iterators === 0 && this.listenerCount('datagram') > 0 && this.heldDatagrams.size === 0) {
+    const idle = this.heldDatagrams === undefined || (this.heldDatagrams.iterators === 0 && this.heldDatagrams.size === 0);
+    if (idle && this.listenerCount('datagram') > 0) {
       this.emit('datagram', data, channel);
       return;
     }
-    this.heldDatagrams.push({ data: Buffer.from(data), channel });
-    if (this.heldDatagrams.iterators === 0 && this.listenerCount('datagram') > 0) this.scheduleDatagramFlow();
+    const held = this.datagramQueue();
+    held.push({ data: Buffer.from(data), channel });
+    if (held.iterators === 0 && this.listenerCount('datagram') > 0) this.scheduleDatagramFlow();
   }
 
   private scheduleDatagramFlow(): void {
@@ -464,8 +481,9 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this.datagramFlowScheduled = true;
     process.nextTick(() => {
       this.datagramFlowScheduled = false;
-      while (this.heldDatagrams.iterators === 0 && this.listenerCount('datagram') > 0) {
-        const item = this.heldDatagrams.shift();
+      const held = this.datagramQueue();
+      while (held.iterators === 0 && this.listenerCount('datagram') > 0) {
+        const item = held.shift();
         if (item === undefined) break;
         try {
           this.emit('datagram', item.data, item.channel);
@@ -825,7 +843,7 @@ export class Connection<Auth = unknown> extends EventEmitter<ConnectionEvents> {
     this.dropUnsent();
     // Iterators end once they have read what is held.
     this.wakeIterators();
-    this.heldDatagrams.wake();
+    this.heldDatagrams?.wake();
     try {
       this.emit('close', info.reason, info);
     } finally {

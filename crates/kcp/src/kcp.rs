@@ -286,6 +286,10 @@ pub struct Kcp<Output> {
     /// PATCH(12): payload buffers of acknowledged and delivered segments, reused by `send`
     /// and `input` so that a message does not allocate once the engine has warmed up.
     pool: Vec<BytesMut>,
+    /// Where `flush` assembles a datagram. PATCH(15): allocated at the first flush with the
+    /// capacity of one datagram (`mtu`: flush writes out before a segment would pass it), not
+    /// upstream's `(mtu + overhead) * 3` at construction: 4,272 bytes of which at most a
+    /// datagram's worth is ever used, a third of what an idle kcpwatch connection cost.
     buf: BytesMut,
 
     /// ACK number to trigger fast resend
@@ -396,7 +400,7 @@ impl<Output> Kcp<Output> {
             mss: KCP_MTU_DEF - KCP_OVERHEAD,
             stream,
 
-            buf: BytesMut::with_capacity((KCP_MTU_DEF + KCP_OVERHEAD) * 3),
+            buf: BytesMut::new(),
 
             snd_queue: VecDeque::new(),
             rcv_queue: VecDeque::new(),
@@ -1065,11 +1069,7 @@ impl<Output> Kcp<Output> {
 
         self.mtu = mtu;
         self.mss = self.mtu - KCP_OVERHEAD;
-
-        let target_size = (mtu + KCP_OVERHEAD) * 3;
-        if target_size > self.buf.capacity() {
-            self.buf.reserve(target_size - self.buf.capacity());
-        }
+        // PATCH(15): the flush buffer follows the MTU at the next flush (`reserve_buf`).
 
         Ok(())
     }
@@ -1267,6 +1267,46 @@ impl<Output> Kcp<Output> {
             && self.acklist.is_empty()
             && self.probe == 0
             && self.rmt_wnd != 0
+    }
+
+    /// PATCH(16): whether [`Kcp::shrink_idle`] would give memory back: the engine is quiescent
+    /// and keeps capacity in an empty queue, its segment pool or its flush buffer.
+    pub fn holds_idle_memory(&self) -> bool {
+        self.is_quiescent()
+            && (self.snd_queue.capacity() > 0
+                || self.snd_buf.capacity() > 0
+                || self.acklist.capacity() > 0
+                || (self.rcv_queue.is_empty() && self.rcv_queue.capacity() > 0)
+                || (self.rcv_buf.is_empty() && self.rcv_buf.capacity() > 0)
+                || self.pool.capacity() > 0
+                || (self.buf.is_empty() && self.buf.capacity() > 0))
+    }
+
+    /// PATCH(16): gives back what a quiescent engine keeps for traffic: the capacity of its
+    /// empty queues (a burst leaves them sized for a whole window), its segment pool (up to
+    /// `SEGMENT_POOL` buffers of up to an MSS) and its flush buffer. Queues holding segments
+    /// (messages the application has not read, out-of-order segments) are kept. A caller
+    /// uses it once an engine has been quiet for a while, so that a busy engine keeps
+    /// PATCH(12)'s allocation-free packet path; the next message allocates again. Does
+    /// nothing unless `is_quiescent()`.
+    pub fn shrink_idle(&mut self) {
+        if !self.is_quiescent() {
+            return;
+        }
+        fn release<T>(queue: &mut VecDeque<T>) {
+            if queue.is_empty() {
+                *queue = VecDeque::new();
+            }
+        }
+        release(&mut self.snd_queue);
+        release(&mut self.snd_buf);
+        release(&mut self.acklist);
+        release(&mut self.rcv_queue);
+        release(&mut self.rcv_buf);
+        self.pool = Vec::new();
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
     }
 
     /// PATCH(12): a segment payload holding `data`, in a pooled buffer when one is free.
@@ -1473,6 +1513,14 @@ impl<Output> Kcp<Output> {
 }
 
 impl<Output: Write> Kcp<Output> {
+    /// PATCH(15): room for one datagram in the flush buffer, so the segments written into it
+    /// never make it grow (no allocation on the packet path once it exists).
+    fn reserve_buf(&mut self) {
+        if self.buf.capacity() < self.mtu {
+            self.buf.reserve(self.mtu - self.buf.len());
+        }
+    }
+
     fn _flush_ack(&mut self, segment: &mut KcpSegment) -> KcpResult<()> {
         // flush acknowledges
         // while let Some((sn, ts)) = self.acklist.pop_front() {
@@ -1536,6 +1584,10 @@ impl<Output: Write> Kcp<Output> {
             ..Default::default()
         };
 
+        // PATCH(16): with no ACK owed this writes nothing, and a shrunk engine stays small.
+        if !self.acklist.is_empty() {
+            self.reserve_buf();
+        }
         self._flush_ack(&mut segment)
     }
 
@@ -1554,6 +1606,11 @@ impl<Output: Write> Kcp<Output> {
             ..Default::default()
         };
 
+        // PATCH(16): a quiescent engine's flush writes nothing (no ACK, probe or segment), so
+        // an idle engine that was shrunk is not given its buffer back by every timer visit.
+        if !self.is_quiescent() {
+            self.reserve_buf();
+        }
         self._flush_ack(&mut segment)?;
         self.probe_wnd_size();
         self.flush_probe_commands(&mut segment)?;

@@ -1,23 +1,23 @@
 //! PATCH(12): once an engine has warmed up, sending, receiving, acknowledging and reading
-//! messages reuses segment buffers instead of allocating one per message. Counted with a
-//! global allocator, so this file is its own test binary with a single test. Only the test's
-//! own thread is counted: the test harness's threads allocate on their own schedule (seen as
-//! 4 stray allocations in one run of a loaded machine).
+//! messages reuses segment buffers instead of allocating one per message; PATCH(16): a quiet
+//! engine gives them back. Counted with a global allocator, so this file is its own test
+//! binary. Each test counts its own thread only: the test harness's threads allocate on their
+//! own schedule (seen as 4 stray allocations in one run of a loaded machine), and the tests
+//! run in parallel.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kcp::Kcp;
 
 struct Counting;
 
 thread_local! {
-    // A const initialiser: reading it never allocates, so the allocator may consult it.
+    // Const initialisers: using them never allocates, so the allocator may.
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 fn counting() -> bool {
     COUNTING.try_with(Cell::get).unwrap_or(false)
@@ -26,7 +26,7 @@ fn counting() -> bool {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if counting() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
         }
         unsafe { System.alloc(layout) }
     }
@@ -37,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if counting() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -139,18 +139,66 @@ fn messages_reuse_segment_buffers_once_warm() {
             8
         );
     }
-    ALLOCATIONS.store(0, Ordering::Relaxed);
+    ALLOCATIONS.with(|n| n.set(0));
     COUNTING.with(|c| c.set(true));
     let mut delivered = 0;
     for _ in 0..500 {
         delivered += round(&mut a, &mut b, &mut now, 8, &mut scratch, &mut read);
     }
     COUNTING.with(|c| c.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = ALLOCATIONS.with(Cell::get);
     assert_eq!(delivered, 4000);
     // Without the pool every message allocates twice (sender's and receiver's segment).
     assert_eq!(
         allocations, 0,
         "{allocations} allocations for {delivered} messages"
     );
+}
+
+/// PATCH(16): an engine that has gone quiet gives its queues, pool and flush buffer back; idle
+/// updates and flushes then allocate nothing, and the next messages flow as before.
+#[test]
+fn a_quiet_engine_gives_its_buffers_back_and_still_works() {
+    let mut a = Kcp::new(1, Wire::new());
+    let mut b = Kcp::new(1, Wire::new());
+    for k in [&mut a, &mut b] {
+        k.set_nodelay(true, 10, 2, true);
+        k.set_wndsize(256, 256);
+    }
+    let mut scratch = Vec::with_capacity(1 << 20);
+    let mut read = vec![0u8; 2048];
+    let mut now = 0;
+    for _ in 0..50 {
+        assert_eq!(
+            round(&mut a, &mut b, &mut now, 8, &mut scratch, &mut read),
+            8
+        );
+    }
+    for k in [&mut a, &mut b] {
+        assert!(k.is_quiescent());
+        assert!(k.holds_idle_memory(), "a warm engine keeps its buffers");
+        k.shrink_idle();
+        assert!(!k.holds_idle_memory(), "nothing left to give back");
+    }
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    for _ in 0..100 {
+        now += 10;
+        for k in [&mut a, &mut b] {
+            k.update(now).expect("update");
+            k.flush().expect("flush");
+            k.flush_ack().expect("flush_ack");
+        }
+    }
+    COUNTING.with(|c| c.set(false));
+    let allocations = ALLOCATIONS.with(Cell::get);
+    assert_eq!(allocations, 0, "{allocations} allocations while idle");
+    assert!(!a.holds_idle_memory() && !b.holds_idle_memory());
+    for _ in 0..10 {
+        assert_eq!(
+            round(&mut a, &mut b, &mut now, 8, &mut scratch, &mut read),
+            8
+        );
+    }
+    assert_eq!(a.waiting_bytes(), 0);
 }

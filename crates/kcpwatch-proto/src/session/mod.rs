@@ -48,6 +48,13 @@ pub(crate) struct Unreachability {
 /// its round-trip estimate.
 pub(crate) const ACK_DELAY_MS: Millis = 1;
 
+/// An engine given no input and no message for this long gives back the buffers it keeps for
+/// traffic (kcp PATCH(16)): an idle player then costs the server its session and keys, not a
+/// window's worth of queues from its last burst. Long enough that a session exchanging
+/// messages at game rates keeps them (and allocates nothing per message); a session that
+/// wakes after a quiet spell allocates them again for its first message.
+pub(crate) const ENGINE_TRIM_MS: Millis = 1_000;
+
 pub(crate) struct Session {
     kcp: Kcp<TxSink>,
     pub(crate) uid: Uid,
@@ -70,6 +77,8 @@ pub(crate) struct Session {
     started_at: Millis,
     started_at_extended: u64,
     last_received: Millis,
+    /// When the engine last took a datagram or a message (see `ENGINE_TRIM_MS`).
+    engine_used_at: Millis,
     close_deadline: Option<Millis>,
     /// What a graceful close reports once flushed or expired: `local_closed` for
     /// `Connection.close()`, `shutdown` for a lingering endpoint shutdown.
@@ -170,6 +179,7 @@ impl Session {
             started_at: now,
             started_at_extended: now_extended,
             last_received: now,
+            engine_used_at: now,
             close_deadline: None,
             close_reason: CloseReason::LocalClosed,
             datagrams_in: 0,
@@ -293,6 +303,7 @@ impl Session {
         self.datagrams_in += 1;
         self.bytes_in += datagram.len() as u64;
         self.last_received = now;
+        self.engine_used_at = now;
         if self.kcp.snd_queue_len() > 0 {
             // The input may have opened the window for queued data: it leaves now, with the ACKs.
             self.flush_pending = true;
@@ -320,7 +331,17 @@ impl Session {
             let _ = self.kcp.flush();
         }
         self.keepalive(now);
+        if self.engine_quiet(now) && self.kcp.holds_idle_memory() {
+            self.kcp.shrink_idle();
+        }
         self.update_history();
+    }
+
+    /// The engine has had no input and no message for `ENGINE_TRIM_MS`. A time so far back that
+    /// the wrapping clock reads it as ahead counts as quiet too, so a due trim is never refused.
+    fn engine_quiet(&self, now: Millis) -> bool {
+        let quiet_for = diff(now, self.engine_used_at);
+        quiet_for >= ENGINE_TRIM_MS as i32 || quiet_for < 0
     }
 
     /// Sends ACKs and newly queued data now rather than at the next interval.
@@ -552,6 +573,18 @@ impl Session {
             let keepalive = secure.next_keepalive();
             if diff(keepalive, deadline) < 0 {
                 deadline = keepalive;
+            }
+        }
+        // One visit once the engine has been quiet long enough, to shrink it (see `update`);
+        // none once it holds nothing more to give back.
+        if self.kcp.holds_idle_memory() {
+            let trim = if self.engine_quiet(now) {
+                now
+            } else {
+                self.engine_used_at.wrapping_add(ENGINE_TRIM_MS)
+            };
+            if diff(trim, deadline) < 0 {
+                deadline = trim;
             }
         }
         deadline
