@@ -241,6 +241,8 @@ fn start(
 ) -> Result<NativeEndpoint> {
     let config = options::runtime_config(&options, remote.is_none())?;
     let public_keys = options::public_keys(&config);
+    #[cfg(unix)]
+    let on_records_raw = napi::JsValue::raw(&on_records);
     let (notify, callback) = notifier(&on_records).map_err(errors::napi)?;
     let (notify_events, events_callback) = notifier(&on_events).map_err(errors::napi)?;
     // The events notification must not keep the process alive by itself: records do that
@@ -261,7 +263,7 @@ fn start(
     let exit_hook = ExitHook::add(&env, runtime.clone()).map_err(errors::napi)?;
     // After the exit hook, so that at teardown it closes before the runtime shuts down.
     #[cfg(unix)]
-    let watcher = loop_watcher::Watcher::start(&env, &runtime);
+    let watcher = loop_watcher::Watcher::start(&env, &runtime, on_records_raw);
     let local = runtime.local_addr();
     Ok(NativeEndpoint {
         live: Some(Live {

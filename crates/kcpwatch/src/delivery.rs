@@ -322,6 +322,17 @@ impl DeliveryQueue {
     /// a closing session's last messages (acknowledged to the peer already, at most its
     /// receive window) and its close record go out past the limit.
     pub fn publish(&self, staged: &mut RecordWriter) -> bool {
+        self.publish_announced(staged, true)
+    }
+
+    /// Publishes like [`DeliveryQueue::publish`] without calling `notify`: the caller runs on
+    /// JavaScript's thread and hands the records over itself, or calls
+    /// [`DeliveryQueue::notify_consumer`].
+    pub fn publish_unannounced(&self, staged: &mut RecordWriter) -> bool {
+        self.publish_announced(staged, false)
+    }
+
+    fn publish_announced(&self, staged: &mut RecordWriter, announce: bool) -> bool {
         if staged.is_empty() {
             return self.has_room();
         }
@@ -339,10 +350,15 @@ impl DeliveryQueue {
             (was_empty, queue.len() < self.limit)
         };
         staged.bytes.clear();
-        if was_empty {
+        if was_empty && announce {
             (self.notify)();
         }
         room
+    }
+
+    /// Whether records wait for JavaScript.
+    pub fn is_waiting(&self) -> bool {
+        self.inner.lock().map(|q| !q.is_empty()).unwrap_or(false)
     }
 
     /// Calls JavaScript to take its records, whether or not there are any: the I/O thread

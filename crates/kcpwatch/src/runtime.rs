@@ -320,7 +320,9 @@ impl Runtime {
     /// The event loop's watcher saw the socket readable: runs a receive turn on this thread
     /// if reception is with the event loop and the I/O thread sleeps; otherwise, or when the
     /// turn finds more than it should handle here, gives reception back to the I/O thread.
-    /// The records of the turn reach JavaScript through the usual notification.
+    /// The turn's records are published without the usual notification: the caller, on
+    /// JavaScript's thread, hands them over itself when [`Runtime::records_waiting`], or calls
+    /// [`Runtime::announce_records`] if it cannot.
     pub fn receive_on_loop(&self) -> LoopReception {
         if !self.shared.reception.on_loop.load(Ordering::Acquire) {
             return LoopReception::Stop;
@@ -347,6 +349,17 @@ impl Runtime {
             let _ = self.shared.waker.wake();
         }
         LoopReception::Watch
+    }
+
+    /// Whether records wait for JavaScript to take them.
+    pub fn records_waiting(&self) -> bool {
+        self.shared.delivery.is_waiting()
+    }
+
+    /// Sends the records notification, as a publish does: for a caller of
+    /// [`Runtime::receive_on_loop`] that could not hand the records over itself.
+    pub fn announce_records(&self) {
+        self.shared.delivery.notify_consumer();
     }
 
     /// The event loop's watcher stopped by itself: the I/O thread reads the socket again, and

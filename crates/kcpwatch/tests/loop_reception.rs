@@ -56,8 +56,10 @@ impl EventLoop {
             if self.runtime.receive_on_loop() == LoopReception::Stop {
                 self.watching = false;
             }
-            // The binding's notification of the turn's records runs on this same loop.
-            self.step();
+            // The turn's records come without a notification: the watcher hands them over.
+            if self.runtime.records_waiting() {
+                self.take_records();
+            }
         }
     }
 

@@ -57,6 +57,13 @@ pub(super) struct LoopWatcher {
     closing: Cell<bool>,
     /// The teardown hook, until libuv let go of the handle.
     hook: Cell<sys::napi_async_cleanup_hook_handle>,
+    /// JavaScript's records callback, called straight from the watcher after a receive turn
+    /// (the I/O thread's path goes through a threadsafe function, a wake-up of this thread):
+    /// the env it belongs to, a reference to it and the async context it runs in. Released
+    /// when the handle closes.
+    env: sys::napi_env,
+    records: Cell<sys::napi_ref>,
+    context: Cell<sys::napi_async_context>,
 }
 
 /// What the endpoint holds.
@@ -66,7 +73,11 @@ impl Watcher {
     /// Creates the watcher (not yet watching) and lets the runtime hand reception to it.
     /// `None` where libuv is not the one this code was written for, or it refuses: the I/O
     /// thread then keeps reception, as without a watcher.
-    pub(super) fn start(env: &Env, runtime: &Arc<Runtime>) -> Option<Self> {
+    pub(super) fn start(
+        env: &Env,
+        runtime: &Arc<Runtime>,
+        on_records: sys::napi_value,
+    ) -> Option<Self> {
         // SAFETY: libuv's own lookups, with no side effects.
         let (size, name) = unsafe { (uv_handle_size(UV_POLL), uv_handle_type_name(UV_POLL)) };
         // SAFETY: libuv returns a static NUL-terminated name, or null for an unknown type.
@@ -74,6 +85,7 @@ impl Watcher {
             return None;
         }
         let event_loop = env.get_uv_event_loop().ok()?;
+        let (records, context) = records_callback(env.raw(), on_records)?;
         // SAFETY: the runtime's socket is open (it is not shut down before the endpoint
         // exists); the duplicate is ours to own and close.
         let fd = unsafe { dup(runtime.socket_fd()) }?;
@@ -81,8 +93,12 @@ impl Watcher {
             Box::into_raw(vec![0u64; size.div_ceil(8)].into_boxed_slice()).cast::<c_void>();
         // SAFETY: `handle` is zeroed memory of the size libuv asked for, on the loop's thread.
         if unsafe { uv_poll_init(event_loop, handle, fd.as_raw_fd()) } != 0 {
-            // SAFETY: never initialised, so libuv does not know it.
-            unsafe { free_handle(handle, size) };
+            // SAFETY: never initialised, so libuv does not know it; the callback's reference
+            // and context are ours, on their env's thread.
+            unsafe {
+                free_handle(handle, size);
+                release_callback(env.raw(), records, context);
+            }
             return None;
         }
         let watcher = Rc::new(LoopWatcher {
@@ -92,6 +108,9 @@ impl Watcher {
             watching: Cell::new(false),
             closing: Cell::new(false),
             hook: Cell::new(ptr::null_mut()),
+            env: env.raw(),
+            records: Cell::new(records),
+            context: Cell::new(context),
         });
         // SAFETY: an initialised handle on the loop's thread. Its data is one reference,
         // released by `on_closed`; unreferenced, it does not keep the loop alive (the records'
@@ -177,6 +196,26 @@ impl LoopWatcher {
         unsafe { uv_close(self.handle, on_closed) };
         self.fd.take();
         self.runtime.borrow_mut().take();
+        let records = self.records.replace(ptr::null_mut());
+        let context = self.context.replace(ptr::null_mut());
+        // SAFETY: created in `start` on this env's thread, released once (the cells are
+        // emptied); the env is live: `close` runs from `close()`, a finalizer or the teardown
+        // hook, all before the env is gone.
+        unsafe { release_callback(self.env, records, context) };
+    }
+
+    /// Calls JavaScript's records callback now, on this thread, as the threadsafe function
+    /// would on a later turn. If it cannot, the runtime sends the usual notification instead,
+    /// so the records are never left without one.
+    fn hand_over_records(&self) {
+        let records = self.records.get();
+        let context = self.context.get();
+        // SAFETY: a live env on its thread, called from a libuv callback (no JavaScript on the
+        // stack), with the reference and context `start` created and `close` has not released.
+        let called = !records.is_null() && unsafe { call(self.env, records, context) };
+        if !called {
+            self.with_runtime(Runtime::announce_records);
+        }
     }
 }
 
@@ -193,8 +232,14 @@ unsafe extern "C" fn on_readable(handle: *mut c_void, status: c_int, _events: c_
         return;
     }
     let reception = watcher.with_runtime(Runtime::receive_on_loop);
+    // Before JavaScript runs: if the I/O thread hands reception over again meanwhile, taking
+    // the records starts this handle again, which must not be stopped after that.
     if reception != Some(LoopReception::Watch) {
         watcher.unwatch();
+    }
+    if watcher.with_runtime(Runtime::records_waiting) == Some(true) {
+        // JavaScript may close the endpoint here, which closes this handle.
+        watcher.hand_over_records();
     }
 }
 
@@ -240,4 +285,106 @@ unsafe fn dup(fd: RawFd) -> Option<OwnedFd> {
     unsafe { BorrowedFd::borrow_raw(fd) }
         .try_clone_to_owned()
         .ok()
+}
+
+/// A reference to JavaScript's records callback and an async context to call it in.
+fn records_callback(
+    env: sys::napi_env,
+    on_records: sys::napi_value,
+) -> Option<(sys::napi_ref, sys::napi_async_context)> {
+    let mut records = ptr::null_mut();
+    let mut resource = ptr::null_mut();
+    let mut name = ptr::null_mut();
+    let mut context = ptr::null_mut();
+    const NAME: &str = "kcpwatch:records";
+    // SAFETY: a live env on its thread; every out-pointer is valid.
+    unsafe {
+        if sys::napi_create_reference(env, on_records, 1, &mut records) != sys::Status::napi_ok {
+            return None;
+        }
+        let ok = sys::napi_create_object(env, &mut resource) == sys::Status::napi_ok
+            && sys::napi_create_string_utf8(
+                env,
+                NAME.as_ptr().cast(),
+                NAME.len() as isize,
+                &mut name,
+            ) == sys::Status::napi_ok
+            && sys::napi_async_init(env, resource, name, &mut context) == sys::Status::napi_ok;
+        if !ok {
+            sys::napi_delete_reference(env, records);
+            return None;
+        }
+    }
+    Some((records, context))
+}
+
+/// Releases what [`records_callback`] made (null parts are skipped).
+///
+/// # Safety
+/// On the env's thread, while it is live, each part released once.
+unsafe fn release_callback(
+    env: sys::napi_env,
+    records: sys::napi_ref,
+    context: sys::napi_async_context,
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        if !records.is_null() {
+            sys::napi_delete_reference(env, records);
+        }
+        if !context.is_null() {
+            sys::napi_async_destroy(env, context);
+        }
+    }
+}
+
+/// Calls the records callback with `napi_make_callback`, which, like Node's own callbacks, runs
+/// `process.nextTick` callbacks and promise reactions once it returns. A throw reaches
+/// `uncaughtException`, as from the threadsafe function. Returns false if the call could not
+/// be made.
+///
+/// # Safety
+/// On the env's thread, from a libuv callback, with a live reference and context.
+unsafe fn call(
+    env: sys::napi_env,
+    records: sys::napi_ref,
+    context: sys::napi_async_context,
+) -> bool {
+    // SAFETY: as the caller promises; every out-pointer is valid and the scope is closed on
+    // every path.
+    unsafe {
+        let mut scope = ptr::null_mut();
+        if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+            return false;
+        }
+        let mut function = ptr::null_mut();
+        let mut global = ptr::null_mut();
+        let mut result = ptr::null_mut();
+        let mut called = false;
+        if sys::napi_get_reference_value(env, records, &mut function) == sys::Status::napi_ok
+            && !function.is_null()
+            && sys::napi_get_global(env, &mut global) == sys::Status::napi_ok
+        {
+            let status = sys::napi_make_callback(
+                env,
+                context,
+                global,
+                function,
+                0,
+                ptr::null(),
+                &mut result,
+            );
+            called = true;
+            if status == sys::Status::napi_pending_exception {
+                let mut error = ptr::null_mut();
+                if sys::napi_get_and_clear_last_exception(env, &mut error) == sys::Status::napi_ok {
+                    sys::napi_fatal_exception(env, error);
+                }
+            } else if status != sys::Status::napi_ok {
+                called = false;
+            }
+        }
+        sys::napi_close_handle_scope(env, scope);
+        called
+    }
 }

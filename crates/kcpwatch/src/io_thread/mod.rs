@@ -131,6 +131,9 @@ pub(crate) struct IoThread {
     /// how long to sleep at most before the next (see `reception`).
     loop_turns_seen: u64,
     loop_check: Duration,
+    /// This turn runs on the event loop's thread (`receive_now`): its records are published
+    /// without the notification, which the caller replaces by calling JavaScript itself.
+    on_loop_turn: bool,
     stats: RuntimeStats,
     /// Endpoint-side event losses already handed to the ring, by severity.
     upstream_lost: [u64; 8],
@@ -213,6 +216,7 @@ impl IoThread {
             loop_unread: None,
             loop_turns_seen: 0,
             loop_check: reception::LOOP_STALL,
+            on_loop_turn: false,
             stats: RuntimeStats::default(),
             upstream_lost: [0; 8],
             next_stats: None,
@@ -365,7 +369,12 @@ impl IoThread {
         if staged {
             self.stamp_staged();
         }
-        let room = self.shared.delivery.publish(&mut self.writer);
+        let room = if self.on_loop_turn {
+            // The event loop's watcher hands them to JavaScript itself, on this thread.
+            self.shared.delivery.publish_unannounced(&mut self.writer)
+        } else {
+            self.shared.delivery.publish(&mut self.writer)
+        };
         if staged {
             self.stamp(|turn| &mut turn.published);
         }
@@ -392,7 +401,9 @@ impl IoThread {
         self.socket_readable = true;
         // No commands here (they wait for the I/O thread), so the ring's room is looked at
         // now: a pause JavaScript asks for is applied before this turn or after it.
+        self.on_loop_turn = true;
         let received = self.serve(self.now(), self.shared.delivery.room());
+        self.on_loop_turn = false;
         if received > reception::LOOP_TURN_DATAGRAMS || self.socket_readable || self.can_deliver() {
             return (LoopReception::Stop, true);
         }
