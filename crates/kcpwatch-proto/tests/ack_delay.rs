@@ -65,7 +65,7 @@ fn arrive(pair: &mut Pair, sn: u32) -> ConnectionHandle {
     pair.server_events
         .iter()
         .find_map(|e| match e {
-            EndpointEvent::Accepted { handle } => Some(*handle),
+            EndpointEvent::Accepted { handle, .. } => Some(*handle),
             _ => None,
         })
         .expect("the first PUSH opened a session")

@@ -190,7 +190,7 @@ fn raw_sessions(
     for i in 0..count {
         ep.handle_datagram(0, sources(i), addr(LOCAL), &push(100 + i, b"hi"));
         while let Some(event) = ep.poll_event() {
-            if let kcpwatch_proto::EndpointEvent::Accepted { handle } = event {
+            if let kcpwatch_proto::EndpointEvent::Accepted { handle, .. } = event {
                 handles.push(handle);
             }
         }

@@ -60,7 +60,7 @@ fn run(seed: u64) {
             next += 1;
         }
         for event in &p.server_events[seen_events..] {
-            if let EndpointEvent::Accepted { handle } = event {
+            if let EndpointEvent::Accepted { handle, .. } = event {
                 server_conns.push(*handle);
             }
         }
@@ -167,7 +167,7 @@ fn connections_to_one_peer_share_one_seqid_sequence_that_ends_with_the_last() {
         .server_events
         .iter()
         .filter_map(|e| match e {
-            EndpointEvent::Accepted { handle } => Some(*handle),
+            EndpointEvent::Accepted { handle, .. } => Some(*handle),
             _ => None,
         })
         .collect();

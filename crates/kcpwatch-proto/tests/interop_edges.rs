@@ -80,7 +80,7 @@ fn accepted(pair: &Pair) -> Vec<kcpwatch_proto::ConnectionHandle> {
     pair.server_events
         .iter()
         .filter_map(|e| match e {
-            EndpointEvent::Accepted { handle } => Some(*handle),
+            EndpointEvent::Accepted { handle, .. } => Some(*handle),
             _ => None,
         })
         .collect()

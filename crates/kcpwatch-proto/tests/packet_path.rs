@@ -78,7 +78,7 @@ fn a_peer_that_talks_but_never_acknowledges_closes_as_dead_link_within_the_time_
     let conv = 0x0bad_f00d;
     server.handle_datagram(0, peer, local, &push(conv, 0, 0, b"hello"));
     let conn = match server.poll_event() {
-        Some(EndpointEvent::Accepted { handle }) => handle,
+        Some(EndpointEvent::Accepted { handle, .. }) => handle,
         other => panic!("{other:?}"),
     };
     server.send(0, conn, &[7; 4000]).unwrap();

@@ -426,7 +426,7 @@ fn take_datagrams_of_one_connection_leaves_the_others() {
         .connect_secure(now, addr(SERVER), addr(common::CLIENT), b"", None)
         .unwrap();
     assert!(p.run_until(2_000, |p| p.client_events.iter().any(
-        |e| matches!(e, EndpointEvent::Established { handle } if *handle == second)
+        |e| matches!(e, EndpointEvent::Established { handle, .. } if *handle == second)
     )));
     let now = p.clock();
     for (i, conn) in [p.client_conn, second, p.client_conn]

@@ -524,7 +524,7 @@ fn second_client(p: &mut Pair, from: &str) -> Option<FailReason> {
         }
         while let Some(event) = client.poll_event() {
             match event {
-                EndpointEvent::Established { handle } if handle == conn => return None,
+                EndpointEvent::Established { handle, .. } if handle == conn => return None,
                 EndpointEvent::ConnectFailed { reason, .. } => return Some(reason),
                 _ => {}
             }

@@ -1026,7 +1026,7 @@ fn each_connection_keeps_its_own_order_among_others() {
         .server_events
         .iter()
         .filter_map(|e| match e {
-            EndpointEvent::Accepted { handle } => Some(*handle),
+            EndpointEvent::Accepted { handle, .. } => Some(*handle),
             _ => None,
         })
         .collect();

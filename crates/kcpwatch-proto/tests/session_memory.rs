@@ -192,7 +192,7 @@ impl Net {
             while let Some(event) = self.client.poll_event() {
                 match event {
                     // One message each, as the Go driver sends before it holds.
-                    EndpointEvent::Established { handle } => {
+                    EndpointEvent::Established { handle, .. } => {
                         self.client.send(now, handle, &[0x42; 64]).unwrap();
                     }
                     EndpointEvent::Readable { handle } => {

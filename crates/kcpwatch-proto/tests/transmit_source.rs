@@ -53,7 +53,7 @@ fn replies_leave_from_the_address_each_peer_talked_to() {
     }
     let mut accepted = 0;
     while let Some(event) = server.poll_event() {
-        if let EndpointEvent::Accepted { handle } = event {
+        if let EndpointEvent::Accepted { handle, .. } = event {
             accepted += 1;
             let info = server.connection_info(handle).unwrap();
             server.send(0, handle, b"reply").unwrap();

@@ -2,9 +2,9 @@
 
 use std::net::SocketAddr;
 
-use super::ConnectionHandle;
 #[cfg(doc)]
 use super::Endpoint;
+use super::{ConnectionHandle, ConnectionInfo};
 use crate::events::{ConnectionRef, FailReason};
 use crate::lifecycle::CloseReason;
 use crate::session::ConnectionSummary;
@@ -17,6 +17,10 @@ pub enum EndpointEvent {
     Accepted {
         /// The new connection.
         handle: ConnectionHandle,
+        /// The connection as it opened. Carried here because it may already be gone when the
+        /// driver reads its events: a client whose confirmation and goodbye arrived in one
+        /// batch is accepted and closed in the same turn.
+        info: ConnectionInfo,
     },
     /// Messages are ready for [`Endpoint::recv`]; sent once until `recv` returns `None`.
     Readable {
@@ -27,6 +31,9 @@ pub enum EndpointEvent {
     Established {
         /// The connection.
         handle: ConnectionHandle,
+        /// The connection as it was established (as for [`EndpointEvent::Accepted`]: an
+        /// ACCEPT and a DISCONNECT read in one turn establish and close it in that turn).
+        info: ConnectionInfo,
     },
     /// Secure mode, client: the handshake failed; the handle is no longer valid.
     ConnectFailed {

@@ -155,7 +155,10 @@ impl Endpoint {
         self.reporter.detect(now_extended, |d, now_ms| {
             d.established(remote.ip(), live, now_ms)
         });
-        self.events.push_back(EndpointEvent::Accepted { handle });
+        if let Some(info) = self.connection_info(handle) {
+            self.events
+                .push_back(EndpointEvent::Accepted { handle, info });
+        }
         Some(handle)
     }
 

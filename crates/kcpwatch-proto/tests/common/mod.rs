@@ -315,7 +315,7 @@ impl Pair {
 
     fn drain_events(&mut self) {
         while let Some(event) = self.server.poll_event() {
-            if let EndpointEvent::Accepted { handle } = event {
+            if let EndpointEvent::Accepted { handle, .. } = event {
                 self.server_conn.get_or_insert(handle);
             }
             self.server_events.push(event);

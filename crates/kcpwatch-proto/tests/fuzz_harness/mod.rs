@@ -312,7 +312,7 @@ impl Side {
             while let Some(event) = self.ep.poll_event() {
                 seen.events += 1;
                 match event {
-                    EndpointEvent::Accepted { handle } => {
+                    EndpointEvent::Accepted { handle, .. } => {
                         seen.accepted += 1;
                         self.handles.push(handle);
                     }

@@ -687,31 +687,29 @@ impl IoThread {
     fn collect_events(&mut self) {
         while let Some(event) = self.endpoint.poll_event() {
             match event {
-                EndpointEvent::Accepted { handle } => {
+                // The event carries the connection: it may have closed in this same turn, and
+                // its close record must follow an accepted or established one.
+                EndpointEvent::Accepted { handle, info } => {
                     self.open_span(handle);
-                    if let Some(info) = self.endpoint.connection_info(handle) {
-                        let peer = Peer {
-                            remote: info.remote,
-                            local: info.local,
-                            uid: info.uid.as_str(),
-                        };
-                        self.writer.accepted(
-                            handle.to_bits(),
-                            info.conv,
-                            &peer,
-                            (info.max_message_size, info.max_datagram_size),
-                        );
-                    }
+                    let peer = Peer {
+                        remote: info.remote,
+                        local: info.local,
+                        uid: info.uid.as_str(),
+                    };
+                    self.writer.accepted(
+                        handle.to_bits(),
+                        info.conv,
+                        &peer,
+                        (info.max_message_size, info.max_datagram_size),
+                    );
                 }
                 EndpointEvent::Readable { handle } => self.readable.push(handle),
-                EndpointEvent::Established { handle } => {
-                    if let Some(info) = self.endpoint.connection_info(handle) {
-                        self.writer.established(
-                            handle.to_bits(),
-                            info.conv,
-                            (info.max_message_size, info.max_datagram_size),
-                        );
-                    }
+                EndpointEvent::Established { handle, info } => {
+                    self.writer.established(
+                        handle.to_bits(),
+                        info.conv,
+                        (info.max_message_size, info.max_datagram_size),
+                    );
                 }
                 EndpointEvent::ConnectFailed {
                     handle,

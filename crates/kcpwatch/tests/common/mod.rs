@@ -75,7 +75,7 @@ impl Peer {
             .handle_datagram(now, from, self.local, datagram);
         while let Some(event) = self.endpoint.poll_event() {
             match event {
-                EndpointEvent::Accepted { handle } => self.conn = Some(handle),
+                EndpointEvent::Accepted { handle, .. } => self.conn = Some(handle),
                 EndpointEvent::Readable { handle } => {
                     let mut buf = [0u8; 4096];
                     while let Some(n) = self.endpoint.recv(handle, &mut buf) {

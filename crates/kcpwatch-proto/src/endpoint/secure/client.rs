@@ -385,7 +385,10 @@ impl Endpoint {
                         ConnectionEstablished { conn, secure },
                     ));
                 }
-                self.events.push_back(EndpointEvent::Established { handle });
+                if let Some(info) = self.connection_info(handle) {
+                    self.events
+                        .push_back(EndpointEvent::Established { handle, info });
+                }
                 self.dirty.push(handle);
                 self.reschedule(handle, now);
             }

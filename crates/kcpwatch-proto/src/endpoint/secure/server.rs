@@ -431,7 +431,10 @@ impl Endpoint {
                 ConnectionEstablished { conn, secure },
             ));
         }
-        self.events.push_back(EndpointEvent::Accepted { handle });
+        if let Some(info) = self.connection_info(handle) {
+            self.events
+                .push_back(EndpointEvent::Accepted { handle, info });
+        }
     }
 
     /// Ends a server session the client never confirmed: a failed attempt (never a connection,
