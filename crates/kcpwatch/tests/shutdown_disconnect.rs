@@ -132,3 +132,63 @@ fn a_client_endpoint_shutting_down_closes_each_session_at_the_server_as_peer_clo
         .all(|r| r.2 == CloseReason::PeerClosed.code()));
     server.shutdown();
 }
+
+/// A client whose confirmation of the ACCEPT and whose DISCONNECT the server reads in one turn:
+/// the server's records still say it was accepted before it closed. The server's event loop is
+/// played by nobody: reception is handed to it and never read, so the server's I/O thread reads
+/// only when it takes reception back from the stalled loop, everything waiting at once.
+#[test]
+fn a_client_confirming_and_leaving_in_one_server_turn_is_accepted_then_closed() {
+    let (server, server_notified) = start(
+        RuntimeConfig::new("127.0.0.1:0".parse().unwrap(), secure(true)),
+        None,
+    );
+    server.enable_loop_reception();
+    let deadline = Instant::now() + PATIENCE;
+    while server.stats().unwrap().receptions_handed == 0 {
+        assert!(Instant::now() < deadline, "reception never handed over");
+        std::thread::yield_now();
+    }
+    let server_addr = server.local_addr();
+    let (client, client_notified) = start(
+        RuntimeConfig::new("127.0.0.1:0".parse().unwrap(), secure(false)),
+        Some(server_addr),
+    );
+    const SESSIONS: usize = 5;
+    for _ in 0..SESSIONS {
+        client.connect(server_addr, 0, Vec::new(), None).unwrap();
+    }
+    let mut at_client = Vec::new();
+    collect_until(
+        &client,
+        &client_notified,
+        &mut at_client,
+        |r| count(r, RecordKind::Established) == SESSIONS,
+        "the handshakes",
+    );
+    // The confirmations left with the ACCEPTs' arrival; the DISCONNECTs follow at once.
+    client.shutdown();
+
+    let mut at_server = Vec::new();
+    collect_until(
+        &server,
+        &server_notified,
+        &mut at_server,
+        |r| count(r, RecordKind::Closed) == SESSIONS,
+        "the server's closes",
+    );
+    let stats = server.stats().unwrap();
+    assert!(stats.loop_receive_stalls >= 1, "{stats:?}");
+    for close in at_server.iter().filter(|r| r.0 == RecordKind::Closed as u8) {
+        let accepted = at_server
+            .iter()
+            .position(|r| r.0 == RecordKind::Accepted as u8 && r.1 == close.1);
+        let closed = at_server.iter().position(|r| r == close);
+        assert!(
+            accepted.is_some() && accepted < closed,
+            "connection {} closed without being accepted first: {at_server:?}",
+            close.1
+        );
+    }
+    server.shutdown();
+}
