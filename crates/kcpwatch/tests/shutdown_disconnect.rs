@@ -78,18 +78,22 @@ fn count(all: &[(u8, u32, u8)], kind: RecordKind) -> usize {
     all.iter().filter(|r| r.0 == kind as u8).count()
 }
 
-#[test]
-fn a_client_endpoint_shutting_down_closes_each_session_at_the_server_as_peer_closed() {
-    let (server, server_notified) = start(
+const SESSIONS: usize = 5;
+
+fn secure_server() -> (Runtime, mpsc::Receiver<()>) {
+    start(
         RuntimeConfig::new("127.0.0.1:0".parse().unwrap(), secure(true)),
         None,
-    );
+    )
+}
+
+/// A client endpoint with `SESSIONS` sessions to `server`, each established.
+fn established_client(server: &Runtime) -> Runtime {
     let server_addr = server.local_addr();
     let (client, client_notified) = start(
         RuntimeConfig::new("127.0.0.1:0".parse().unwrap(), secure(false)),
         Some(server_addr),
     );
-    const SESSIONS: usize = 5;
     for _ in 0..SESSIONS {
         client.connect(server_addr, 0, Vec::new(), None).unwrap();
     }
@@ -101,6 +105,13 @@ fn a_client_endpoint_shutting_down_closes_each_session_at_the_server_as_peer_clo
         |r| count(r, RecordKind::Established) == SESSIONS,
         "the handshakes",
     );
+    client
+}
+
+#[test]
+fn a_client_endpoint_shutting_down_closes_each_session_at_the_server_as_peer_closed() {
+    let (server, server_notified) = secure_server();
+    let client = established_client(&server);
     let mut at_server = Vec::new();
     collect_until(
         &server,
@@ -139,33 +150,14 @@ fn a_client_endpoint_shutting_down_closes_each_session_at_the_server_as_peer_clo
 /// only when it takes reception back from the stalled loop, everything waiting at once.
 #[test]
 fn a_client_confirming_and_leaving_in_one_server_turn_is_accepted_then_closed() {
-    let (server, server_notified) = start(
-        RuntimeConfig::new("127.0.0.1:0".parse().unwrap(), secure(true)),
-        None,
-    );
+    let (server, server_notified) = secure_server();
     server.enable_loop_reception();
     let deadline = Instant::now() + PATIENCE;
     while server.stats().unwrap().receptions_handed == 0 {
         assert!(Instant::now() < deadline, "reception never handed over");
         std::thread::yield_now();
     }
-    let server_addr = server.local_addr();
-    let (client, client_notified) = start(
-        RuntimeConfig::new("127.0.0.1:0".parse().unwrap(), secure(false)),
-        Some(server_addr),
-    );
-    const SESSIONS: usize = 5;
-    for _ in 0..SESSIONS {
-        client.connect(server_addr, 0, Vec::new(), None).unwrap();
-    }
-    let mut at_client = Vec::new();
-    collect_until(
-        &client,
-        &client_notified,
-        &mut at_client,
-        |r| count(r, RecordKind::Established) == SESSIONS,
-        "the handshakes",
-    );
+    let client = established_client(&server);
     // The confirmations left with the ACCEPTs' arrival; the DISCONNECTs follow at once.
     client.shutdown();
 
