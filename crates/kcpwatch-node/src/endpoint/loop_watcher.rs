@@ -64,6 +64,8 @@ pub(super) struct LoopWatcher {
     env: sys::napi_env,
     records: Cell<sys::napi_ref>,
     context: Cell<sys::napi_async_context>,
+    /// The records callback runs now (see `close`).
+    calling: Cell<bool>,
 }
 
 /// What the endpoint holds.
@@ -111,6 +113,7 @@ impl Watcher {
             env: env.raw(),
             records: Cell::new(records),
             context: Cell::new(context),
+            calling: Cell::new(false),
         });
         // SAFETY: an initialised handle on the loop's thread. Its data is one reference,
         // released by `on_closed`; unreferenced, it does not keep the loop alive (the records'
@@ -196,11 +199,19 @@ impl LoopWatcher {
         unsafe { uv_close(self.handle, on_closed) };
         self.fd.take();
         self.runtime.borrow_mut().take();
+        // Closed from inside the records callback (a handler closing the endpoint): the call
+        // still runs in that context, so `hand_over_records` releases it once the call returns.
+        if !self.calling.get() {
+            self.release_callback();
+        }
+    }
+
+    fn release_callback(&self) {
         let records = self.records.replace(ptr::null_mut());
         let context = self.context.replace(ptr::null_mut());
         // SAFETY: created in `start` on this env's thread, released once (the cells are
-        // emptied); the env is live: `close` runs from `close()`, a finalizer or the teardown
-        // hook, all before the env is gone.
+        // emptied); the env is live: this runs from `close()`, a finalizer, the teardown hook
+        // or right after a callback, all before the env is gone.
         unsafe { release_callback(self.env, records, context) };
     }
 
@@ -212,8 +223,12 @@ impl LoopWatcher {
         let context = self.context.get();
         // SAFETY: a live env on its thread, called from a libuv callback (no JavaScript on the
         // stack), with the reference and context `start` created and `close` has not released.
+        self.calling.set(true);
         let called = !records.is_null() && unsafe { call(self.env, records, context) };
-        if !called {
+        self.calling.set(false);
+        if self.closing.get() {
+            self.release_callback();
+        } else if !called {
             self.with_runtime(Runtime::announce_records);
         }
     }
